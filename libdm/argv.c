@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The device model's command line, and QEMU option-value quoting.
+ *
+ * The argv is executed directly (never through a shell), so the only
+ * quoting that matters is QEMU's own: option values such as
+ * "socket,id=x,path=P" are comma separated and a literal comma is written
+ * ",,". Every name or path spliced into such a value goes through
+ * libdm__qemu_opt_escape(). Arguments QEMU takes whole (-chroot, -runas,
+ * -incoming in 7.2) are passed unquoted: quoting them would change them.
+ */
+#include "internal.h"
+#include "config-internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- QEMU option values ---- */
+
+int libdm__qemu_opt_escape(const char *in, char **ret)
+{
+    size_t len = 0, commas = 0;
+    char *out, *o;
+    const char *p;
+
+    if (!in || !ret)
+        return -EINVAL;
+    for (p = in; *p; p++, len++)
+        commas += *p == ',';
+    out = malloc(len + commas + 1);
+    if (!out)
+        return -ENOMEM;
+    for (p = in, o = out; *p; p++) {
+        *o++ = *p;
+        if (*p == ',')
+            *o++ = ',';
+    }
+    *o = '\0';
+    *ret = out;
+    return 0;
+}
+
+/* Number of pieces @optstr splits into: one more than its separators. */
+static size_t count_pieces(const char *optstr)
+{
+    size_t n = 1;
+    const char *p;
+
+    for (p = optstr; *p; p++) {
+        if (*p != ',')
+            continue;
+        if (p[1] == ',')
+            p++; /* ",," is a literal comma, not a separator */
+        else
+            n++;
+    }
+    return n;
+}
+
+/* Copies the piece starting at *pos into a new string and moves *pos past
+ * it and its separator. Returns NULL on allocation failure. */
+static char *next_piece(const char **pos)
+{
+    const char *p = *pos;
+    char *piece = malloc(strlen(p) + 1), *o = piece;
+
+    if (!piece)
+        return NULL;
+    for (; *p; p++) {
+        if (*p == ',' && p[1] == ',') {
+            *o++ = ',';
+            p++;
+        } else if (*p == ',') {
+            p++;
+            break;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    *pos = p;
+    return piece;
+}
+
+int libdm__qemu_opt_split(const char *optstr, char ***ret_pieces)
+{
+    const char *pos = optstr;
+    size_t n, i;
+    char **v;
+
+    if (!optstr || !ret_pieces)
+        return -EINVAL;
+    n = count_pieces(optstr);
+    if (n > INT32_MAX)
+        return -E2BIG;
+    v = calloc(n + 1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    for (i = 0; i < n; i++) {
+        v[i] = next_piece(&pos);
+        if (!v[i]) {
+            libdm_strv_free(v);
+            return -ENOMEM;
+        }
+    }
+    *ret_pieces = v;
+    return (int)n;
+}
+
+char **libdm_strv_free(char **strv)
+{
+    char **p;
+
+    if (!strv)
+        return NULL;
+    for (p = strv; *p; p++)
+        free(*p);
+    free(strv);
+    return NULL;
+}
+
+/* ---- argv builder: the first failure sticks, so callers check once ---- */
+
+typedef struct argv_builder {
+    char **v;
+    size_t n, cap;
+    int err;
+} argv_builder;
+
+/* Appends @s, taking ownership (NULL means its allocation failed). */
+static void add_take(argv_builder *b, char *s)
+{
+    if (!b->err && !s)
+        b->err = -ENOMEM;
+    if (!b->err && b->n + 2 > b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 32;
+        char **v = realloc(b->v, cap * sizeof(*v));
+
+        if (v) {
+            b->v = v;
+            b->cap = cap;
+        } else {
+            b->err = -ENOMEM;
+        }
+    }
+    if (b->err) {
+        free(s);
+        return;
+    }
+    b->v[b->n++] = s;
+    b->v[b->n] = NULL;
+}
+
+static void add(argv_builder *b, const char *s)
+{
+    add_take(b, b->err ? NULL : strdup(s));
+}
+
+static void add_pair(argv_builder *b, const char *opt, const char *value)
+{
+    add(b, opt);
+    add(b, value);
+}
+
+static void addf(argv_builder *b, const char *fmt, ...) LIBDM__PRINTF(2, 3);
+static void addf(argv_builder *b, const char *fmt, ...)
+{
+    char *s = NULL;
+
+    if (!b->err) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+            s = NULL;
+        va_end(ap);
+    }
+    add_take(b, s);
+}
+
+/* Appends @before @value @after, @value quoted for a QEMU option list. */
+static void add_escaped(argv_builder *b, const char *before, const char *value,
+                        const char *after)
+{
+    char *esc = NULL;
+
+    if (!b->err && libdm__qemu_opt_escape(value, &esc) < 0)
+        b->err = -ENOMEM;
+    if (!b->err)
+        addf(b, "%s%s%s", before, esc, after);
+    free(esc);
+}
+
+/* ---- the two profiles ---- */
+
+static void add_name(argv_builder *b, const libdm_dm_config *c)
+{
+    /* -name takes an option list whose first, key-less piece is guest=. */
+    if (c->name) {
+        add(b, "-name");
+        add_escaped(b, "", c->name, "");
+    }
+}
+
+static void add_memory(argv_builder *b, const libdm_dm_config *c)
+{
+    uint64_t mb = libdm__config_memory_mb(c);
+
+    if (mb) {
+        add(b, "-m");
+        addf(b, "%" PRIu64, mb);
+    }
+}
+
+static void build_plain(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
+{
+    const char *machine = libdm__config_machine(c);
+
+    add(b, libdm__config_qemu_path(c));
+    add(b, "-S");
+    add(b, "-nodefaults");
+    add(b, "-no-user-config");
+    add_pair(b, "-display", "none");
+    add_name(b, c);
+    add(b, "-machine");
+    /* Pin TCG: a host that happens to have /dev/kvm must not change what runs. */
+    if (strcmp(machine, "none") == 0)
+        add(b, machine);
+    else
+        addf(b, "%s,accel=tcg", machine);
+    add_memory(b, c);
+    add(b, "-chardev");
+    addf(b, "socket,id=libdm-qmp,fd=%d,server=on,wait=off", qmp_fd);
+    add_pair(b, "-mon", "chardev=libdm-qmp,mode=control");
+}
+
+/* The xen machines select accel=xen themselves; anything else (libxl uses
+ * "pc" when the platform device is off) needs it spelled out. */
+static bool machine_implies_xen(const char *machine)
+{
+    return strcmp(machine, "xenfv") == 0 || strcmp(machine, "xenpv") == 0 ||
+           strcmp(machine, "xenpvh") == 0;
+}
+
+/* Modelled on libxl__build_device_model_args_new() for an HVM guest. */
+static void build_xen(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
+{
+    const char *machine = libdm__config_machine(c);
+    char *xenstat = libdm__sprintf("%s/qmp-libxenstat-%" PRIu32, LIBDM__XEN_RUN_DIR, c->domid);
+
+    if (!xenstat && !b->err)
+        b->err = -ENOMEM;
+    add(b, libdm__config_qemu_path(c));
+    add(b, "-xen-domid");
+    addf(b, "%" PRIu32, c->domid);
+    add(b, "-no-shutdown");
+    add(b, "-chardev");
+    addf(b, "socket,id=libxl-cmd,fd=%d,server=on,wait=off", qmp_fd);
+    add(b, "-S");
+    add_pair(b, "-mon", "chardev=libxl-cmd,mode=control");
+    /* The second monitor xentop/libxenstat expects, at libxl's path. */
+    add(b, "-chardev");
+    if (xenstat)
+        add_escaped(b, "socket,id=libxenstat-cmd,path=", xenstat, ",server=on,wait=off");
+    add_pair(b, "-mon", "chardev=libxenstat-cmd,mode=control");
+    add(b, "-nodefaults");
+    add(b, "-no-user-config");
+    add_name(b, c);
+    add_pair(b, "-vnc", "none");
+    add_pair(b, "-display", "none");
+    add(b, "-machine");
+    if (machine_implies_xen(machine))
+        add(b, machine);
+    else
+        addf(b, "%s,accel=xen", machine);
+    add_memory(b, c);
+    free(xenstat);
+}
+
+/* dm_restrict. -sandbox is our addition: libxl does not pass it. */
+static void build_restrict(argv_builder *b, const libdm_dm_config *c)
+{
+    char *dir = NULL;
+
+    if (!c->restricted)
+        return;
+    if (c->profile == LIBDM_PROFILE_XEN)
+        add(b, "-xen-domid-restrict");
+    if (!b->err && libdm__config_chroot_dir(c, &dir) < 0)
+        b->err = -ENOMEM;
+    if (dir)
+        add_pair(b, "-chroot", dir);
+    if (c->runas)
+        add_pair(b, "-runas", c->runas);
+    add_pair(b, "-sandbox", LIBDM__SANDBOX_OPTS);
+    free(dir);
+}
+
+static void build_tail(argv_builder *b, const libdm_dm_config *c)
+{
+    size_t i;
+
+    build_restrict(b, c);
+    if (c->incoming)
+        add_pair(b, "-incoming", c->incoming);
+    /* Last, so they can add to or override anything above. */
+    for (i = 0; i < c->n_extra_args; i++)
+        add(b, c->extra_args[i]);
+}
+
+/* Combinations each setter alone cannot see. */
+static int check_buildable(const libdm_dm_config *c)
+{
+    if (c->profile != LIBDM_PROFILE_XEN)
+        return 0;
+    /* -xen-domid 0 would make QEMU emulate for dom0 itself. */
+    if (c->domid == 0)
+        return -EINVAL;
+    /* libxl derives the uid from a per-host user range; we cannot resolve
+     * that here, and a restricted DM left running as root is no restriction. */
+    if (c->restricted && !c->runas)
+        return -EINVAL;
+    return 0;
+}
+
+int libdm_dm_config_build_argv(const libdm_dm_config *config, int qmp_fd, char ***ret_argv)
+{
+    argv_builder b = { 0 };
+    int r;
+
+    if (!config || qmp_fd < 0 || !ret_argv)
+        return -EINVAL;
+    r = check_buildable(config);
+    if (r < 0)
+        return r;
+    if (config->profile == LIBDM_PROFILE_XEN)
+        build_xen(&b, config, qmp_fd);
+    else
+        build_plain(&b, config, qmp_fd);
+    build_tail(&b, config);
+    if (b.err) {
+        libdm_strv_free(b.v);
+        return b.err;
+    }
+    *ret_argv = b.v;
+    return 0;
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Device-model configuration: the struct behind libdm_dm_config, the
+ * resolved defaults the spawner uses, and QEMU option-value quoting.
+ * Include "internal.h" first.
+ */
+#ifndef LIBDM_CONFIG_INTERNAL_H
+#define LIBDM_CONFIG_INTERNAL_H
+
+#include <libdm/dm.h>
+
+#define LIBDM__DEFAULT_TIMEOUT_MS 10000
+#define LIBDM__PLAIN_MEMORY_MB 64u   /* plain profile, machine other than "none" */
+#define LIBDM__XEN_MEMORY_MB 128u    /* xen profile */
+#define LIBDM__MAX_MEMORY_MB (UINT64_C(1) << 20)
+#define LIBDM__MAX_DOMID 32751u      /* DOMID_FIRST_RESERVED - 1 */
+#define LIBDM__PLAIN_MACHINE "none"
+#define LIBDM__XEN_MACHINE "xenfv"
+/* libxl's run directory: the xenstat monitor and the default chroot live here. */
+#define LIBDM__XEN_RUN_DIR "/var/run/xen"
+/* The seccomp policy for dm_restrict. elevateprivileges must stay "allow":
+ * -runas needs setuid/setgid after the filter is installed, and QEMU is
+ * killed with SIGSYS otherwise (verified with QEMU 7.2). */
+#define LIBDM__SANDBOX_OPTS "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny"
+
+/* Every pointer member is owned; NULL means "not set" (profile default). */
+struct libdm_dm_config {
+    char *name;             /* NULL: no -name */
+    uint32_t domid;         /* 0: none (refused by the xen profile) */
+    libdm_profile profile;
+    uint64_t memory_mb;     /* 0: profile default */
+    char *machine;          /* NULL: profile default */
+    bool restricted;        /* dm_restrict ("restrict" is a C keyword) */
+    char *runas;            /* user name or "uid:gid" */
+    char *chroot_dir;
+    char *incoming;         /* "defer" or a migration URI */
+    char *qemu_path;        /* NULL: LIBDM_DEFAULT_QEMU / LIBDM_DEFAULT_XEN_QEMU */
+    char **extra_args;      /* NULL-terminated, never NULL */
+    size_t n_extra_args;
+    int timeout_ms;
+};
+
+/* Deep copy of @src. */
+int libdm__config_copy(const libdm_dm_config *src, libdm_dm_config **ret);
+/* The binary to execute: the configured one or the profile's default. */
+const char *libdm__config_qemu_path(const libdm_dm_config *config);
+/* The machine type passed to -machine (without the accel= we add). */
+const char *libdm__config_machine(const libdm_dm_config *config);
+/* The guest RAM size; 0 when no -m is passed (plain profile, machine none). */
+uint64_t libdm__config_memory_mb(const libdm_dm_config *config);
+/* The chroot directory QEMU will be given, or NULL if none (always NULL
+ * without restrict: -chroot is a restrict option). The xen profile
+ * with restrict defaults to LIBDM__XEN_RUN_DIR/qemu-root-DOMID, which is
+ * malloc'd: *ret_dir is always malloc'd (or NULL); -ENOMEM on failure. */
+int libdm__config_chroot_dir(const libdm_dm_config *config, char **ret_dir);
+/* "plain" or "xen". */
+const char *libdm__profile_to_string(libdm_profile profile);
+
+/* ---- QEMU option values (argv.c) ----
+ * QEMU parses option values such as "socket,id=x,path=P" as a comma
+ * separated list; inside a value ",," is a literal comma. */
+
+/* *ret = @in with every ',' doubled. */
+int libdm__qemu_opt_escape(const char *in, char **ret);
+/* Splits @optstr by QEMU's rule, scanning left to right: ",," is a literal
+ * comma, a single ',' ends a piece. Every separator yields a piece, so
+ * "" -> [""] and "a," -> ["a", ""] (QEMU itself ignores an empty last
+ * piece). *ret_pieces is a NULL-terminated vector (libdm_strv_free());
+ * returns the number of pieces (>= 1) or a negative errno. */
+int libdm__qemu_opt_split(const char *optstr, char ***ret_pieces);
+
+#endif

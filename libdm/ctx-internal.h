@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The context structure, shared by ctx.c (lifetime, ids, store) and loop.c
+ * (watches, timers, dispatch). Nothing else looks inside it. */
+#ifndef LIBDM_CTX_INTERNAL_H
+#define LIBDM_CTX_INTERNAL_H
+
+#include "internal.h"
+
+struct libdm__store;
+
+struct libdm_ctx {
+    xentoollog_logger *lg;
+    xentoollog_logger *own_lg;   /* the default logger we created, or NULL */
+    xentoollog_level log_level;  /* lowest level worth formatting */
+
+    int epfd;                    /* every watch, in both loop modes */
+    bool hooks_mode;
+    libdm_loop_hooks hooks;
+    void *hooks_user;
+    uint64_t host_deadline;      /* the deadline last given to timer_set */
+
+    libdm__timer **heap;         /* min-heap of armed timers by deadline */
+    size_t heap_len, heap_cap;
+
+    libdm__watch *dead_watches;  /* removed during a batch, freed after it */
+    unsigned nwatches;
+    unsigned depth;              /* > 0 while libdm dispatches callbacks */
+
+    uint32_t id_nonce;           /* per context, random: ids unique across processes */
+    uint64_t id_counter;
+
+    char *store_spec;
+    struct libdm__store *store;  /* opened on first use */
+
+    unsigned nclosing;           /* connections draining after close_async */
+};
+
+/* loop.c */
+int libdm__loop_init(libdm_ctx *ctx);
+void libdm__loop_fini(libdm_ctx *ctx);
+
+#endif

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Context lifetime, logging set-up, command ids, the record store. */
+#include "ctx-internal.h"
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+static xentoollog_level level_from_env(void)
+{
+    const char *v = getenv("LIBDM_LOG");
+
+    if (!v)
+        return XTL_WARN;
+    if (!strcmp(v, "debug"))
+        return XTL_DEBUG;
+    if (!strcmp(v, "info"))
+        return XTL_INFO;
+    if (!strcmp(v, "error"))
+        return XTL_ERROR;
+    return XTL_WARN;
+}
+
+static uint32_t random_nonce(void)
+{
+    uint32_t v;
+
+    if (getrandom(&v, sizeof(v), GRND_NONBLOCK) == (ssize_t)sizeof(v))
+        return v;
+    /* No entropy yet (early boot): pid and time still separate processes. */
+    return (uint32_t)getpid() ^ (uint32_t)libdm_now_ms() * 2654435761u;
+}
+
+int libdm_ctx_new(xentoollog_logger *logger, libdm_ctx **ret_ctx)
+{
+    libdm_ctx *ctx;
+    int r;
+
+    ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return -ENOMEM;
+    ctx->epfd = -1;
+    if (logger) {
+        ctx->lg = logger;
+        /* The caller's logger filters for itself; forward everything. */
+        ctx->log_level = XTL_DEBUG;
+    } else {
+        ctx->log_level = level_from_env();
+        ctx->own_lg = (xentoollog_logger *)xtl_createlogger_stdiostream(stderr, ctx->log_level, 0);
+        if (!ctx->own_lg) {
+            free(ctx);
+            return -ENOMEM;
+        }
+        ctx->lg = ctx->own_lg;
+    }
+    r = libdm__loop_init(ctx);
+    if (r < 0) {
+        libdm_ctx_free(ctx);
+        return r;
+    }
+    ctx->id_nonce = random_nonce();
+    *ret_ctx = ctx;
+    return 0;
+}
+
+libdm_ctx *libdm_ctx_free(libdm_ctx *ctx)
+{
+    if (!ctx)
+        return NULL;
+    /* Connections handed over by close_async finish draining first; their
+     * own deadlines bound this loop. */
+    while (ctx->nclosing > 0 && ctx->depth == 0)
+        if (libdm_ctx_run_once(ctx, 1000) < 0)
+            break;
+    if (ctx->store)
+        libdm__store_close(ctx->store);
+    free(ctx->store_spec);
+    libdm__loop_fini(ctx);
+    if (ctx->own_lg)
+        xtl_logger_destroy(ctx->own_lg);
+    free(ctx);
+    return NULL;
+}
+
+int libdm_ctx_set_loop_hooks(libdm_ctx *ctx, const libdm_loop_hooks *hooks, void *user)
+{
+    if (!hooks || !hooks->fd_register || !hooks->fd_modify || !hooks->fd_deregister ||
+        !hooks->timer_set)
+        return -EINVAL;
+    if (ctx->nwatches > 0 || ctx->heap_len > 0)
+        return -EBUSY;
+    ctx->hooks = *hooks;
+    ctx->hooks_user = user;
+    ctx->hooks_mode = true;
+    return 0;
+}
+
+xentoollog_logger *libdm_ctx_get_logger(libdm_ctx *ctx)
+{
+    return ctx->lg;
+}
+
+int libdm__next_id(libdm_ctx *ctx, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "libdm-%08x-%llu", ctx->id_nonce,
+                     (unsigned long long)++ctx->id_counter);
+
+    return n < 0 || (size_t)n >= len ? -ENOBUFS : 0;
+}
+
+int libdm_ctx_set_store(libdm_ctx *ctx, const char *spec)
+{
+    char *copy = NULL;
+
+    if (spec && !(copy = strdup(spec)))
+        return -ENOMEM;
+    if (ctx->store) {
+        libdm__store_close(ctx->store);
+        ctx->store = NULL;
+    }
+    free(ctx->store_spec);
+    ctx->store_spec = copy;
+    return 0;
+}
+
+int libdm__ctx_store(libdm_ctx *ctx, struct libdm__store **ret_store)
+{
+    int r;
+
+    if (!ctx->store) {
+        r = libdm__store_open(ctx->store_spec, ctx->lg, &ctx->store);
+        if (r < 0) {
+            LIBDM__ERROR(ctx, "cannot open the record store %s: %s",
+                         ctx->store_spec ? ctx->store_spec : "(auto)", strerror(-r));
+            return r;
+        }
+    }
+    *ret_store = ctx->store;
+    return 0;
+}
+
+void libdm__ctx_closing_add(libdm_ctx *ctx, int delta)
+{
+    ctx->nclosing += delta;
+}

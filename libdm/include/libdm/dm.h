@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Device models: configuration, spawn, readiness, guarded resume, teardown.
+ *
+ * A device model (DM) is always started paused (-S). It is ready when QMP
+ * alone says so: greeting, qmp_capabilities, the "events" migration
+ * capability, and query-status answering prelaunch, paused or inmigrate.
+ * Nothing read from xenstore ever decides readiness.
+ *
+ * Each DM runs under a small keeper process (libdm-keeper) that stays its
+ * parent: it reaps the DM whoever else has gone, records how it ended, and
+ * kills it if an autokill owner goes away (see libdm/migrate.h).
+ *
+ * DM states (libdm_dm_state):
+ *   SPAWNING -> NEGOTIATING -> PAUSED | INCOMING
+ *   INCOMING -> PAUSED (incoming migration confirmed completed)
+ *   PAUSED <-> RUNNING;  any -> STOPPING -> DEAD;  any live -> BROKEN
+ *   (monitor stopped answering; can still be stopped).
+ */
+#ifndef LIBDM_DM_H
+#define LIBDM_DM_H
+
+#include <libdm/ctx.h>
+#include <libdm/qmp.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct libdm_dm_config libdm_dm_config;
+typedef struct libdm_dm libdm_dm;
+
+typedef enum libdm_profile {
+    LIBDM_PROFILE_PLAIN, /* TCG command line for hosts without Xen */
+    LIBDM_PROFILE_XEN,   /* the qemu-xen command line libxl builds for HVM */
+} libdm_profile;
+
+typedef enum libdm_dm_state {
+    LIBDM_DM_SPAWNING,
+    LIBDM_DM_NEGOTIATING,
+    LIBDM_DM_PAUSED,
+    LIBDM_DM_INCOMING,
+    LIBDM_DM_RUNNING,
+    LIBDM_DM_STOPPING,
+    LIBDM_DM_DEAD,
+    LIBDM_DM_BROKEN,
+} libdm_dm_state;
+
+/* --- configuration. Every setter validates its input and returns -EINVAL
+ * (leaving the configuration unchanged) if it is malformed. --- */
+LIBDM_EXPORT int libdm_dm_config_new(libdm_dm_config **ret_config);
+LIBDM_EXPORT libdm_dm_config *libdm_dm_config_free(libdm_dm_config *config);
+/* 1-64 characters of [A-Za-z0-9_.-], not starting with '.' or '-'. */
+LIBDM_EXPORT int libdm_dm_config_set_name(libdm_dm_config *config, const char *name);
+/* 1..32751 (DOMID_FIRST_RESERVED - 1); 0 means none (plain profile only). */
+LIBDM_EXPORT int libdm_dm_config_set_domid(libdm_dm_config *config, uint32_t domid);
+LIBDM_EXPORT int libdm_dm_config_set_profile(libdm_dm_config *config, libdm_profile profile);
+LIBDM_EXPORT int libdm_dm_config_set_memory_mb(libdm_dm_config *config, uint64_t mb);
+LIBDM_EXPORT int libdm_dm_config_set_machine(libdm_dm_config *config, const char *machine);
+/* dm_restrict: -runas, -chroot, -sandbox (and -xen-domid-restrict on xen). */
+LIBDM_EXPORT int libdm_dm_config_set_restrict(libdm_dm_config *config, int enable);
+/* A user name or uid:gid. */
+LIBDM_EXPORT int libdm_dm_config_set_runas(libdm_dm_config *config, const char *user);
+LIBDM_EXPORT int libdm_dm_config_set_chroot(libdm_dm_config *config, const char *dir);
+/* "defer" or a QEMU migration URI (unix:, tcp:, fd:, exec:). */
+LIBDM_EXPORT int libdm_dm_config_set_incoming(libdm_dm_config *config, const char *uri);
+LIBDM_EXPORT int libdm_dm_config_set_qemu_path(libdm_dm_config *config, const char *path);
+LIBDM_EXPORT int libdm_dm_config_add_extra_arg(libdm_dm_config *config, const char *arg);
+/* Deadline for start-to-ready and each monitor exchange (ms, default 10 s). */
+LIBDM_EXPORT int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int timeout_ms);
+/* The argv the DM would be started with, its QMP monitor on @qmp_fd; a NULL
+ * terminated array freed with libdm_strv_free(). */
+LIBDM_EXPORT int libdm_dm_config_build_argv(const libdm_dm_config *config, int qmp_fd,
+                                            char ***ret_argv);
+LIBDM_EXPORT char **libdm_strv_free(char **strv);
+
+/* --- lifecycle --- */
+typedef void libdm_dm_done_fn(libdm_dm *dm, int status, void *userdata);
+
+/* Spawns the DM paused and waits for QMP readiness; records it in the store.
+ * On failure the DM is killed and reaped, nothing is left behind, and
+ * libdm_dm_last_error() on the returned-NULL path is reported through the
+ * logger; the async form reports through @cb with the DM handle still valid
+ * for libdm_dm_last_error() until freed. */
+LIBDM_EXPORT int libdm_dm_start_async(libdm_ctx *ctx, const libdm_dm_config *config,
+                                      libdm_dm_done_fn *cb, void *userdata,
+                                      libdm_dm **ret_dm);
+LIBDM_EXPORT int libdm_dm_start(libdm_ctx *ctx, const libdm_dm_config *config,
+                                libdm_dm **ret_dm);
+/* Re-attaches to a recorded DM started by any process. -ENOENT if no record,
+ * -ESRCH if its process is gone (the record then says how it ended). */
+LIBDM_EXPORT int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **ret_dm);
+
+/* Guarded resume: sends "cont" only when the runstate allows it; while an
+ * incoming migration is in progress, first waits until both the MIGRATION
+ * event and query-migrate say "completed"; never sends "cont" after a failed
+ * incoming migration. Running already: success, nothing sent. */
+LIBDM_EXPORT int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms,
+                                       libdm_dm_done_fn *cb, void *userdata);
+LIBDM_EXPORT int libdm_dm_resume(libdm_dm *dm, int timeout_ms);
+LIBDM_EXPORT int libdm_dm_pause(libdm_dm *dm, int timeout_ms);
+/* query-status; *ret_runstate is QEMU's runstate name (caller frees). */
+LIBDM_EXPORT int libdm_dm_query_status(libdm_dm *dm, int timeout_ms, char **ret_runstate);
+/* quit, wait for exit until @timeout_ms, then SIGTERM, then SIGKILL (@force:
+ * SIGKILL at once). The DM is reaped, its socket, directory and record are
+ * removed. Safe to call twice; works on a BROKEN DM. */
+LIBDM_EXPORT int libdm_dm_stop(libdm_dm *dm, int force, int timeout_ms);
+/* Drops the handle (QMP drained and closed); the DM keeps running. */
+LIBDM_EXPORT libdm_dm *libdm_dm_release(libdm_dm *dm);
+
+/* The DM's monitor connection (READY, or NULL if there is none). Borrowed. */
+LIBDM_EXPORT libdm_qmp *libdm_dm_get_qmp(libdm_dm *dm);
+LIBDM_EXPORT libdm_dm_state libdm_dm_get_state(const libdm_dm *dm);
+LIBDM_EXPORT const char *libdm_dm_state_to_string(libdm_dm_state state);
+LIBDM_EXPORT const char *libdm_dm_get_name(const libdm_dm *dm);
+LIBDM_EXPORT uint32_t libdm_dm_get_domid(const libdm_dm *dm);
+LIBDM_EXPORT int libdm_dm_get_pid(const libdm_dm *dm);
+LIBDM_EXPORT const char *libdm_dm_get_qmp_path(const libdm_dm *dm);
+LIBDM_EXPORT const char *libdm_dm_get_profile(const libdm_dm *dm);
+/* The last runstate QMP reported (e.g. "prelaunch"), or NULL. */
+LIBDM_EXPORT const char *libdm_dm_get_runstate(const libdm_dm *dm);
+/* Once DEAD: the wait status (as waitpid), or -1 if unknown. */
+LIBDM_EXPORT int libdm_dm_get_exit_status(const libdm_dm *dm);
+/* A sentence naming the DM and why its last operation failed, with the tail
+ * of its log when it died; NULL if nothing failed. */
+LIBDM_EXPORT const char *libdm_dm_last_error(const libdm_dm *dm);
+
+/* --- records --- */
+typedef struct libdm_dm_info {
+    char *name;
+    uint32_t domid;
+    int pid;
+    int alive;          /* the recorded process still exists (start time checked) */
+    char *qmp_socket;
+    char *profile;
+    char *state;        /* as last recorded */
+    int exit_status;    /* wait status if the keeper recorded an exit, else -1 */
+} libdm_dm_info;
+
+LIBDM_EXPORT int libdm_dm_list(libdm_ctx *ctx, libdm_dm_info **ret_infos, size_t *ret_count);
+LIBDM_EXPORT void libdm_dm_info_free(libdm_dm_info *infos, size_t count);
+/* Removes the record and directory of a DM whose process is gone. */
+LIBDM_EXPORT int libdm_dm_forget(libdm_ctx *ctx, const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The event loop of one context.
+ *
+ * Every watched fd is in the context's epoll set whatever the mode, so the
+ * blocking calls can always run the loop themselves; in hooks mode each watch
+ * is also registered with the host, and the earliest timer deadline is handed
+ * to the host's single timer. Timers are a binary min-heap of structures
+ * embedded in their owners: arming never allocates after the heap has grown,
+ * and the next deadline is found in O(1), so a thousand connections cost no
+ * scan per event.
+ *
+ * Re-entrancy: a callback may delete any watch, including one whose event is
+ * still in the current batch; deleted watches are only marked dead and freed
+ * after the batch.
+ */
+#include "ctx-internal.h"
+
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LIBDM__EPOLL_BATCH 64
+
+struct libdm__watch {
+    libdm_ctx *ctx;
+    int fd;
+    short events;
+    bool dead;
+    libdm__watch_fn *fn;
+    void *user;
+    void *host_reg;
+    libdm__watch *next_dead;
+};
+
+uint64_t libdm_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int libdm__loop_init(libdm_ctx *ctx)
+{
+    ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (ctx->epfd < 0)
+        return -errno;
+    ctx->host_deadline = UINT64_MAX;
+    return 0;
+}
+
+static void free_dead_watches(libdm_ctx *ctx)
+{
+    while (ctx->dead_watches) {
+        libdm__watch *w = ctx->dead_watches;
+        ctx->dead_watches = w->next_dead;
+        free(w);
+    }
+}
+
+void libdm__loop_fini(libdm_ctx *ctx)
+{
+    free_dead_watches(ctx);
+    if (ctx->nwatches)
+        LIBDM__WARN(ctx, "context freed with %u fd watch(es) still registered", ctx->nwatches);
+    free(ctx->heap);
+    ctx->heap = NULL;
+    ctx->heap_len = ctx->heap_cap = 0;
+    libdm__close(&ctx->epfd);
+}
+
+unsigned libdm__dispatch_depth(libdm_ctx *ctx)
+{
+    return ctx->depth;
+}
+
+/* ---- fd watches ---- */
+
+static uint32_t to_epoll(short events)
+{
+    return (events & POLLIN ? EPOLLIN : 0u) | (events & POLLOUT ? EPOLLOUT : 0u);
+}
+
+static short from_epoll(uint32_t ev)
+{
+    return (short)((ev & EPOLLIN ? POLLIN : 0) | (ev & EPOLLOUT ? POLLOUT : 0) |
+                   (ev & EPOLLERR ? POLLERR : 0) | (ev & EPOLLHUP ? POLLHUP : 0));
+}
+
+int libdm__watch_add(libdm_ctx *ctx, int fd, short events, libdm__watch_fn *fn, void *user,
+                     libdm__watch **ret_watch)
+{
+    struct epoll_event ev = { .events = to_epoll(events) };
+    libdm__watch *w;
+    int r;
+
+    w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    *w = (libdm__watch){ .ctx = ctx, .fd = fd, .events = events, .fn = fn, .user = user };
+    ev.data.ptr = w;
+    if (epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        r = -errno;
+        free(w);
+        return r;
+    }
+    if (ctx->hooks_mode) {
+        r = ctx->hooks.fd_register(ctx->hooks_user, fd, events, w, &w->host_reg);
+        if (r < 0) {
+            (void)epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, fd, NULL);
+            free(w);
+            return r;
+        }
+    }
+    ctx->nwatches++;
+    *ret_watch = w;
+    return 0;
+}
+
+int libdm__watch_set_events(libdm__watch *w, short events)
+{
+    libdm_ctx *ctx = w->ctx;
+    struct epoll_event ev = { .events = to_epoll(events), .data.ptr = w };
+    int r;
+
+    if (w->dead)
+        return -EINVAL;
+    if (events == w->events)
+        return 0;
+    if (epoll_ctl(ctx->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0)
+        return -errno;
+    if (ctx->hooks_mode) {
+        r = ctx->hooks.fd_modify(ctx->hooks_user, w->fd, events, &w->host_reg);
+        if (r < 0)
+            return r;
+    }
+    w->events = events;
+    return 0;
+}
+
+void libdm__watch_del(libdm__watch *w)
+{
+    libdm_ctx *ctx;
+
+    if (!w || w->dead)
+        return;
+    ctx = w->ctx;
+    (void)epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+    if (ctx->hooks_mode)
+        ctx->hooks.fd_deregister(ctx->hooks_user, w->fd, w->host_reg);
+    w->dead = true;
+    ctx->nwatches--;
+    w->next_dead = ctx->dead_watches;
+    ctx->dead_watches = w;
+    if (ctx->depth == 0)
+        free_dead_watches(ctx);
+}
+
+/* ---- timers: a binary min-heap on deadline ---- */
+
+static void heap_place(libdm_ctx *ctx, size_t i, libdm__timer *t)
+{
+    ctx->heap[i] = t;
+    t->heap_index = i;
+}
+
+static void heap_up(libdm_ctx *ctx, size_t i)
+{
+    libdm__timer *t = ctx->heap[i];
+
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (ctx->heap[parent]->deadline <= t->deadline)
+            break;
+        heap_place(ctx, i, ctx->heap[parent]);
+        i = parent;
+    }
+    heap_place(ctx, i, t);
+}
+
+static void heap_down(libdm_ctx *ctx, size_t i)
+{
+    libdm__timer *t = ctx->heap[i];
+
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= ctx->heap_len)
+            break;
+        if (child + 1 < ctx->heap_len &&
+            ctx->heap[child + 1]->deadline < ctx->heap[child]->deadline)
+            child++;
+        if (t->deadline <= ctx->heap[child]->deadline)
+            break;
+        heap_place(ctx, i, ctx->heap[child]);
+        i = child;
+    }
+    heap_place(ctx, i, t);
+}
+
+static void heap_remove(libdm_ctx *ctx, libdm__timer *t)
+{
+    size_t i = t->heap_index;
+    libdm__timer *last = ctx->heap[--ctx->heap_len];
+
+    t->heap_index = SIZE_MAX;
+    if (last == t)
+        return;
+    heap_place(ctx, i, last);
+    heap_up(ctx, i);
+    heap_down(ctx, last->heap_index);
+}
+
+/* Tells the host the earliest deadline, if it changed (hooks mode only). */
+static void sync_host_timer(libdm_ctx *ctx)
+{
+    uint64_t next = ctx->heap_len ? ctx->heap[0]->deadline : UINT64_MAX;
+
+    if (!ctx->hooks_mode || ctx->depth > 0 || next == ctx->host_deadline)
+        return;
+    if (ctx->hooks.timer_set(ctx->hooks_user, next) < 0)
+        LIBDM__ERROR(ctx, "host timer_set hook failed; libdm deadlines may be late");
+    ctx->host_deadline = next;
+}
+
+void libdm__timer_init(libdm__timer *t, libdm__timer_fn *fn, void *user)
+{
+    *t = (libdm__timer){ .heap_index = SIZE_MAX, .fn = fn, .user = user };
+}
+
+bool libdm__timer_armed(const libdm__timer *t)
+{
+    return t->heap_index != SIZE_MAX;
+}
+
+int libdm__timer_arm(libdm_ctx *ctx, libdm__timer *t, uint64_t deadline_ms)
+{
+    if (libdm__timer_armed(t))
+        heap_remove(ctx, t);
+    if (deadline_ms == UINT64_MAX) {
+        sync_host_timer(ctx);
+        return 0;
+    }
+    if (ctx->heap_len == ctx->heap_cap) {
+        size_t cap = ctx->heap_cap ? ctx->heap_cap * 2 : 16;
+        libdm__timer **h = realloc(ctx->heap, cap * sizeof(*h));
+        if (!h)
+            return -ENOMEM;
+        ctx->heap = h;
+        ctx->heap_cap = cap;
+    }
+    t->deadline = deadline_ms;
+    ctx->heap[ctx->heap_len] = t;
+    t->heap_index = ctx->heap_len++;
+    heap_up(ctx, t->heap_index);
+    sync_host_timer(ctx);
+    return 0;
+}
+
+void libdm__timer_disarm(libdm_ctx *ctx, libdm__timer *t)
+{
+    if (!libdm__timer_armed(t))
+        return;
+    heap_remove(ctx, t);
+    sync_host_timer(ctx);
+}
+
+int libdm__defer(libdm_ctx *ctx, libdm__timer *t)
+{
+    return libdm__timer_arm(ctx, t, 0);
+}
+
+/* Runs the timers due at @now. The budget stops a timer that keeps
+ * re-deferring itself from starving the fds. */
+static int run_timers(libdm_ctx *ctx, uint64_t now)
+{
+    size_t budget = ctx->heap_len;
+    int n = 0;
+
+    while (budget-- > 0 && ctx->heap_len > 0 && ctx->heap[0]->deadline <= now) {
+        libdm__timer *t = ctx->heap[0];
+        heap_remove(ctx, t);
+        t->fn(ctx, t, t->user);
+        n++;
+    }
+    return n;
+}
+
+/* ---- dispatch ---- */
+
+static void begin_dispatch(libdm_ctx *ctx)
+{
+    ctx->depth++;
+}
+
+static void end_dispatch(libdm_ctx *ctx)
+{
+    if (--ctx->depth == 0) {
+        free_dead_watches(ctx);
+        sync_host_timer(ctx);
+    }
+}
+
+static void dispatch_watch(libdm__watch *w, short revents)
+{
+    if (!w->dead)
+        w->fn(w->ctx, w->fd, revents, w->user);
+}
+
+static int next_timeout(libdm_ctx *ctx, int timeout_ms)
+{
+    uint64_t now, due;
+    int t;
+
+    if (ctx->heap_len == 0)
+        return timeout_ms;
+    now = libdm_now_ms();
+    due = ctx->heap[0]->deadline;
+    t = due <= now ? 0 : (due - now > INT32_MAX ? INT32_MAX : (int)(due - now));
+    return (timeout_ms < 0 || t < timeout_ms) ? t : timeout_ms;
+}
+
+int libdm_ctx_run_once(libdm_ctx *ctx, int timeout_ms)
+{
+    struct epoll_event evs[LIBDM__EPOLL_BATCH];
+    int n, i, dispatched;
+
+    n = epoll_wait(ctx->epfd, evs, LIBDM__EPOLL_BATCH, next_timeout(ctx, timeout_ms));
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    begin_dispatch(ctx);
+    for (i = 0; i < n; i++)
+        dispatch_watch(evs[i].data.ptr, from_epoll(evs[i].events));
+    dispatched = n + run_timers(ctx, libdm_now_ms());
+    end_dispatch(ctx);
+    return dispatched;
+}
+
+void libdm_ctx_dispatch_fd(libdm_ctx *ctx, void *libdm_reg, int fd, short revents)
+{
+    libdm__watch *w = libdm_reg;
+
+    if (!w || w->fd != fd)
+        return;
+    begin_dispatch(ctx);
+    dispatch_watch(w, revents);
+    end_dispatch(ctx);
+}
+
+void libdm_ctx_dispatch_timeout(libdm_ctx *ctx)
+{
+    /* The host's timer fired: it is no longer armed on the host side. */
+    ctx->host_deadline = UINT64_MAX;
+    begin_dispatch(ctx);
+    run_timers(ctx, libdm_now_ms());
+    end_dispatch(ctx);
+}
+
+int libdm__wait(libdm_ctx *ctx, bool (*done)(void *arg), void *arg, uint64_t deadline_ms)
+{
+    if (ctx->depth > 0)
+        return -EDEADLK;
+    for (;;) {
+        uint64_t now;
+        int r, slice;
+
+        if (done(arg))
+            return 0;
+        now = libdm_now_ms();
+        if (now >= deadline_ms)
+            return -ETIMEDOUT;
+        slice = deadline_ms - now > 1000 ? 1000 : (int)(deadline_ms - now);
+        r = libdm_ctx_run_once(ctx, slice);
+        if (r < 0)
+            return r;
+    }
+}

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char *libdm__sprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int r;
+
+    va_start(ap, fmt);
+    r = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    return r < 0 ? NULL : s;
+}
+
+void libdm__set_error(char **slot, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int r;
+
+    va_start(ap, fmt);
+    r = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (r < 0)
+        return;
+    free(*slot);
+    *slot = s;
+}
+
+int libdm__set_cloexec(int fd, bool on)
+{
+    int flags = fcntl(fd, F_GETFD);
+
+    if (flags < 0)
+        return -errno;
+    flags = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
+    return fcntl(fd, F_SETFD, flags) < 0 ? -errno : 0;
+}
+
+int libdm__set_nonblock(int fd, bool on)
+{
+    int flags = fcntl(fd, F_GETFL);
+
+    if (flags < 0)
+        return -errno;
+    flags = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+    return fcntl(fd, F_SETFL, flags) < 0 ? -errno : 0;
+}
+
+void libdm__close(int *fd)
+{
+    if (*fd >= 0) {
+        /* Linux always releases the descriptor, even on EINTR: never retry. */
+        (void)close(*fd);
+        *fd = -1;
+    }
+}
+
+uint64_t libdm__proc_start_time(int pid)
+{
+    char path[64], buf[1024];
+    const char *p;
+    unsigned long long start = 0;
+    ssize_t n;
+    int fd, field;
+
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* The command name (field 2) may contain spaces and ')': skip to the last ')'. */
+    p = strrchr(buf, ')');
+    if (!p)
+        return 0;
+    for (field = 2; *p && field < 22; p++)
+        if (*p == ' ')
+            field++;
+    if (field != 22 || sscanf(p, "%llu", &start) != 1)
+        return 0;
+    return start;
+}
+
+uint64_t libdm__deadline(int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return UINT64_MAX;
+    return libdm_now_ms() + (uint64_t)timeout_ms;
+}

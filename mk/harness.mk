@@ -1,0 +1,26 @@
+# harness: fakeqmp, a fake QMP server (see tests/harness/fakeqmp.h).
+# libfakeqmp.la is linked by the cmocka tests (through TEST_LIBS) and runs
+# in a thread of the test; tests/harness/fakeqmp is the same server as a
+# program, driven by a script file, for shell tests and the fault matrix.
+# None of it links libdm: it is libdm's independent peer.
+FAKEQMP_CFLAGS = $(AM_CFLAGS) -pthread
+
+check_LTLIBRARIES += libfakeqmp.la
+libfakeqmp_la_SOURCES = tests/harness/fakeqmp.h tests/harness/fakeqmp.c
+libfakeqmp_la_CFLAGS = $(FAKEQMP_CFLAGS)
+# -lpthread (not -pthread) so that it reaches every program linking the
+# convenience library through its dependency_libs.
+libfakeqmp_la_LIBADD = $(YAJL_LIBS) -lpthread
+
+check_PROGRAMS += tests/harness/fakeqmp
+tests_harness_fakeqmp_SOURCES = tests/harness/fakeqmp-main.c
+tests_harness_fakeqmp_CFLAGS = $(FAKEQMP_CFLAGS) -I$(top_srcdir)/tests/harness
+tests_harness_fakeqmp_LDFLAGS = -pthread
+tests_harness_fakeqmp_LDADD = libfakeqmp.la
+
+check_PROGRAMS += tests/harness/test-fakeqmp
+tests_harness_test_fakeqmp_SOURCES = tests/harness/test-fakeqmp.c
+tests_harness_test_fakeqmp_CFLAGS = $(TEST_CFLAGS) -pthread
+tests_harness_test_fakeqmp_LDFLAGS = -pthread
+tests_harness_test_fakeqmp_LDADD = libfakeqmp.la $(CMOCKA_LIBS)
+TESTS += tests/harness/test-fakeqmp

@@ -1,0 +1,21 @@
+# The library. libdm-core.la holds every object (tests link it to reach the
+# internals); libdm.la exports only the version script's symbols.
+noinst_LTLIBRARIES += libdm-core.la
+libdm_core_la_SOURCES = \
+	libdm/internal.h \
+	libdm/ctx-internal.h libdm/ctx.c libdm/log.c libdm/util.c libdm/loop.c \
+	libdm/json.c libdm/qmp-decoder.c libdm/qmp.c
+libdm_core_la_LIBADD = $(DEPS_LIBS)
+
+lib_LTLIBRARIES += libdm.la
+libdm_la_SOURCES =
+libdm_la_LIBADD = libdm-core.la $(DEPS_LIBS)
+libdm_la_LDFLAGS = -version-info $(LIBDM_LT_VERSION) \
+	-Wl,--version-script=$(srcdir)/libdm/libdm.map
+EXTRA_libdm_la_DEPENDENCIES = $(srcdir)/libdm/libdm.map
+EXTRA_DIST += libdm/libdm.map libdm/libdm.pc.in
+
+libdminclude_HEADERS += \
+	libdm/include/libdm/libdm.h libdm/include/libdm/common.h \
+	libdm/include/libdm/ctx.h libdm/include/libdm/json.h \
+	libdm/include/libdm/qmp.h libdm/include/libdm/dm.h

@@ -1,0 +1,9 @@
+# Shared test helpers and the tests of libdm's own modules.
+check_LTLIBRARIES += libtestutil.la
+libtestutil_la_SOURCES = tests/harness/testutil.c tests/harness/testutil.h
+libtestutil_la_CFLAGS = $(TEST_CFLAGS)
+
+check_PROGRAMS += tests/integration/test-qmp-qemu
+TESTS += tests/integration/test-qmp-qemu
+tests_integration_test_qmp_qemu_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_qmp_qemu_LDADD = libtestutil.la $(TEST_LIBS)

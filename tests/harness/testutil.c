@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+#include "testutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t tu_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int tu_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory stream's own descriptor */
+}
+
+int tu_child_count(void)
+{
+    char path[300], buf[512];
+    DIR *d;
+    struct dirent *e;
+    int n = 0, me = (int)getpid();
+
+    d = opendir("/proc");
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        FILE *f;
+        int ppid = -1;
+        char *p;
+
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        f = fopen(path, "re");
+        if (!f)
+            continue;
+        if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) &&
+            sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == me)
+            n++;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+char *tu_mkdtemp(const char *tag)
+{
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char *p;
+
+    if (asprintf(&p, "%s/libdm-%s-XXXXXX", base, tag) < 0)
+        return NULL;
+    if (!mkdtemp(p)) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+void tu_rmtree(const char *path)
+{
+    if (path)
+        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *tu_qemu(void)
+{
+    const char *q = getenv("LIBDM_TEST_QEMU");
+
+    return q ? q : LIBDM_DEFAULT_QEMU;
+}
+
+bool tu_have_qemu(void)
+{
+    return access(tu_qemu(), X_OK) == 0;
+}
+
+pid_t tu_spawn_qemu_qmp(const char *sock_path, const char *const *extra)
+{
+    const char *argv[64];
+    char qmp[512];
+    size_t n = 0;
+    pid_t pid;
+
+    snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", sock_path);
+    argv[n++] = tu_qemu();
+    argv[n++] = "-S";
+    argv[n++] = "-nodefaults";
+    argv[n++] = "-display";
+    argv[n++] = "none";
+    argv[n++] = "-machine";
+    argv[n++] = "none";
+    argv[n++] = "-qmp";
+    argv[n++] = qmp;
+    for (; extra && *extra && n < 62; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+    pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        dup2(null, 0);
+        dup2(null, 1);
+        if (!getenv("LIBDM_TEST_QEMU_STDERR"))
+            dup2(null, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int tu_reap(pid_t pid, int timeout_ms)
+{
+    uint64_t deadline = tu_now_ms() + (uint64_t)timeout_ms;
+    int status;
+
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (r < 0)
+            return -errno;
+        if (tu_now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return status;
+        }
+        usleep(2000);
+    }
+}

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Helpers shared by the cmocka tests: fd and child accounting, temporary
+ * directories, starting a real QEMU the way a test needs it. */
+#ifndef LIBDM_TESTUTIL_H
+#define LIBDM_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Number of open descriptors of this process. */
+int tu_fd_count(void);
+/* Number of children of this process (zombies included), from /proc. */
+int tu_child_count(void);
+/* A fresh directory under $TMPDIR or /tmp (mode 0700); caller frees. */
+char *tu_mkdtemp(const char *tag);
+/* rm -r of a directory made by tu_mkdtemp (no symlink following). */
+void tu_rmtree(const char *path);
+/* The QEMU binary tests use ($LIBDM_TEST_QEMU or qemu-system-x86_64). */
+const char *tu_qemu(void);
+/* True if a real QEMU can run here; tests skip otherwise. */
+bool tu_have_qemu(void);
+/* Starts "qemu -S -nodefaults -display none -machine none -qmp
+ * unix:PATH,server=on,wait=off" plus @extra (NULL-terminated, may be NULL),
+ * stdout/stderr to /dev/null. Returns the pid. */
+pid_t tu_spawn_qemu_qmp(const char *sock_path, const char *const *extra);
+/* waitpid with a deadline; SIGKILLs at the deadline. Returns the status. */
+int tu_reap(pid_t pid, int timeout_ms);
+/* Milliseconds on CLOCK_MONOTONIC. */
+uint64_t tu_now_ms(void);
+
+#endif

@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The "xenstore" backend (libxenstore).
+ *
+ * A record lives under /libxl/<domid>/libdm/<key>, one node per key of the
+ * "dir" format, each value being exactly what the dir format would hold
+ * after "key=" (same escaping), so that reading back goes through the same
+ * per-field validator (libdm__record_set_value). Put also writes the two
+ * keys libxl uses:
+ *   /local/domain/0/device-model/<domid>/state   (the record's state)
+ *   /local/domain/<domid>/image/device-model-pid (the DM pid, if known)
+ * Every node written gets permissions "n0": owned by dom0, no access for
+ * anyone else. Each call is one transaction, retried a bounded number of
+ * times on EAGAIN (a conflicting transaction). Nothing here ever derives a
+ * state from device-model/<domid>/state: it is written, never read back.
+ *
+ * Records are found by name by scanning /libxl/<domid>/libdm/name; put
+ * refuses (-EEXIST) a name already recorded for another domid, or a domid
+ * already recorded under another name.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xenstore.h>
+
+#include "store-internal.h"
+
+#define TX_ATTEMPTS 16
+#define PATH_LEN 96
+
+typedef int tx_fn(libdm__store *s, xs_transaction_t t, void *arg);
+
+static int xs_errno(void)
+{
+    return errno > 0 ? -errno : -EIO;
+}
+
+static bool connection_error(int r)
+{
+    return r == -EBADF || r == -ECONNRESET || r == -EPIPE || r == -ENOTCONN ||
+           r == -ECONNREFUSED || r == -EIO;
+}
+
+static void base_path(char *buf, uint32_t domid)
+{
+    snprintf(buf, PATH_LEN, "/libxl/%u/libdm", domid);
+}
+
+static void key_path(char *buf, uint32_t domid, const char *key)
+{
+    snprintf(buf, PATH_LEN, "/libxl/%u/libdm/%s", domid, key);
+}
+
+static void dm_path(char *buf, uint32_t domid, const char *leaf)
+{
+    snprintf(buf, PATH_LEN, "/local/domain/0/device-model/%u%s%s", domid, leaf ? "/" : "",
+             leaf ? leaf : "");
+}
+
+static void pid_path(char *buf, uint32_t domid)
+{
+    snprintf(buf, PATH_LEN, "/local/domain/%u/image/device-model-pid", domid);
+}
+
+/* Canonical decimal domid in 1..LIBDM__DOMID_MAX, else 0. */
+static uint32_t parse_domid(const char *s)
+{
+    uint32_t v = 0;
+
+    if (!*s || *s == '0' || strlen(s) > 5)
+        return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return 0;
+        v = v * 10 + (uint32_t)(*s - '0');
+    }
+    return v <= LIBDM__DOMID_MAX ? v : 0;
+}
+
+static int reconnect(libdm__store *s)
+{
+    struct xs_handle *h;
+
+    if (!s->xs_broken && s->xsh)
+        return 0;
+    h = xs_open(0);
+    if (!h) {
+        int r = xs_errno();
+
+        libdm__store_log(s, XTL_ERROR, -r, "cannot reconnect to xenstored");
+        return r;
+    }
+    xs_close(s->xsh);
+    s->xsh = h;
+    s->xs_broken = false;
+    return 0;
+}
+
+/* Runs @fn in a transaction, again on EAGAIN, at most TX_ATTEMPTS times. */
+static int run_tx(libdm__store *s, const char *what, tx_fn *fn, void *arg)
+{
+    int r;
+
+    r = reconnect(s);
+    if (r < 0)
+        return r;
+    for (int attempt = 0; attempt < TX_ATTEMPTS; attempt++) {
+        xs_transaction_t t = xs_transaction_start(s->xsh);
+
+        if (t == XBT_NULL) {
+            r = xs_errno();
+            goto fail;
+        }
+        r = fn(s, t, arg);
+        if (r < 0) {
+            xs_transaction_end(s->xsh, t, true);
+            if (r == -EAGAIN)
+                continue;
+            goto fail;
+        }
+        if (xs_transaction_end(s->xsh, t, false))
+            return r;
+        r = xs_errno();
+        if (r != -EAGAIN)
+            goto fail;
+    }
+    libdm__store_log(s, XTL_ERROR, -1, "%s: xenstore transaction kept conflicting (%d attempts)",
+                     what, TX_ATTEMPTS);
+    return -EAGAIN;
+fail:
+    if (connection_error(r))
+        s->xs_broken = true;
+    if (r != -ENOENT && r != -EEXIST && r != -EINVAL)
+        libdm__store_log(s, XTL_ERROR, -r, "%s: xenstore request failed", what);
+    return r;
+}
+
+static int rm_ok(libdm__store *s, xs_transaction_t t, const char *path)
+{
+    if (!xs_rm(s->xsh, t, path) && errno != ENOENT)
+        return xs_errno();
+    return 0;
+}
+
+/* Writes @value at @path with permissions n0. */
+static int write_n0(libdm__store *s, xs_transaction_t t, const char *path, const char *value)
+{
+    struct xs_permissions perm = { .id = 0, .perms = XS_PERM_NONE };
+
+    if (value && !xs_write(s->xsh, t, path, value, (unsigned)strlen(value)))
+        return xs_errno();
+    if (!value && !xs_mkdir(s->xsh, t, path))
+        return xs_errno();
+    if (!xs_set_permissions(s->xsh, t, path, &perm, 1))
+        return xs_errno();
+    return 0;
+}
+
+/* The domid whose libdm/name is @name: 0 and *ret_domid, or -ENOENT. */
+static int find_domid(libdm__store *s, xs_transaction_t t, const char *name, uint32_t *ret_domid)
+{
+    unsigned num = 0;
+    char **ents;
+    int r = -ENOENT;
+
+    ents = xs_directory(s->xsh, t, "/libxl", &num);
+    if (!ents)
+        return errno == ENOENT ? -ENOENT : xs_errno();
+    for (unsigned i = 0; i < num; i++) {
+        uint32_t d = parse_domid(ents[i]);
+        char path[PATH_LEN];
+        unsigned len;
+        char *v;
+
+        if (!d)
+            continue;
+        key_path(path, d, "name");
+        v = xs_read(s->xsh, t, path, &len);
+        if (!v) {
+            if (errno == ENOENT)
+                continue;
+            r = xs_errno();
+            break;
+        }
+        if (len == strlen(name) && memcmp(v, name, len) == 0) {
+            free(v);
+            *ret_domid = d;
+            r = 0;
+            break;
+        }
+        free(v);
+    }
+    free(ents);
+    return r;
+}
+
+/* Reads the record at @domid through the shared field validator. */
+static int read_record(libdm__store *s, xs_transaction_t t, uint32_t domid, libdm__record *ret)
+{
+    libdm__record rec;
+    int r = 0;
+
+    libdm__record_init(&rec);
+    for (unsigned i = 0; i < LIBDM__F_COUNT; i++) {
+        char path[PATH_LEN];
+        unsigned len;
+        char *v;
+
+        key_path(path, domid, libdm__record_key(i));
+        v = xs_read(s->xsh, t, path, &len);
+        if (!v) {
+            if (errno == ENOENT)
+                continue;
+            r = xs_errno();
+            goto fail;
+        }
+        r = libdm__record_set_value(&rec, i, v, len);
+        free(v);
+        if (r < 0) {
+            if (r == -EINVAL)
+                libdm__store_log(s, XTL_ERROR, -1, "invalid value at %s", path);
+            goto fail;
+        }
+    }
+    if (libdm__record_validate(&rec) < 0 || rec.domid != domid) {
+        libdm__store_log(s, XTL_ERROR, -1, "the record under /libxl/%u/libdm is %s", domid,
+                         rec.name ? "for another domain" : "incomplete");
+        r = -EINVAL;
+        goto fail;
+    }
+    *ret = rec;
+    return 0;
+fail:
+    libdm__record_clear(&rec);
+    return r;
+}
+
+/* ---- put ---- */
+
+struct put_args {
+    const libdm__record *rec;
+    char *values[LIBDM__F_COUNT]; /* NULL: absent */
+    bool conflict;
+};
+
+static int put_tx(libdm__store *s, xs_transaction_t t, void *arg)
+{
+    struct put_args *a = arg;
+    const libdm__record *rec = a->rec;
+    char path[PATH_LEN];
+    uint32_t other;
+    unsigned len;
+    char *v;
+    int r;
+
+    a->conflict = false;
+    r = find_domid(s, t, rec->name, &other);
+    if (r == 0 && other != rec->domid) {
+        a->conflict = true;
+        return -EEXIST;
+    }
+    if (r < 0 && r != -ENOENT)
+        return r;
+    key_path(path, rec->domid, "name");
+    v = xs_read(s->xsh, t, path, &len);
+    if (v) {
+        bool same = len == strlen(rec->name) && memcmp(v, rec->name, len) == 0;
+
+        free(v);
+        if (!same) {
+            a->conflict = true;
+            return -EEXIST;
+        }
+    } else if (errno != ENOENT) {
+        return xs_errno();
+    }
+
+    base_path(path, rec->domid);
+    if ((r = rm_ok(s, t, path)) < 0 || (r = write_n0(s, t, path, NULL)) < 0)
+        return r;
+    for (unsigned i = 0; i < LIBDM__F_COUNT; i++) {
+        if (!a->values[i])
+            continue;
+        key_path(path, rec->domid, libdm__record_key(i));
+        r = write_n0(s, t, path, a->values[i]);
+        if (r < 0)
+            return r;
+    }
+    dm_path(path, rec->domid, "state");
+    r = rec->state ? write_n0(s, t, path, rec->state) : rm_ok(s, t, path);
+    if (r < 0)
+        return r;
+    pid_path(path, rec->domid);
+    if (rec->pid > 0) {
+        char pid[16];
+
+        snprintf(pid, sizeof(pid), "%d", rec->pid);
+        r = write_n0(s, t, path, pid);
+    } else {
+        r = rm_ok(s, t, path);
+    }
+    return r;
+}
+
+static int xs_put(libdm__store *s, const libdm__record *rec)
+{
+    struct put_args a = { .rec = rec };
+    int r = 0;
+
+    if (rec->domid < 1) {
+        libdm__store_log(s, XTL_ERROR, -1,
+                         "%s: the xenstore store needs a domid >= 1 (the record has none)",
+                         rec->name);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < LIBDM__F_COUNT && r >= 0; i++) {
+        r = libdm__record_get_value(rec, i, &a.values[i]);
+        if (r == -ENOENT) {
+            a.values[i] = NULL;
+            r = 0;
+        }
+    }
+    if (r >= 0)
+        r = run_tx(s, "put", put_tx, &a);
+    if (r == -EEXIST && a.conflict)
+        libdm__store_log(s, XTL_ERROR, -1,
+                         "%s: xenstore already holds this name for another domain, "
+                         "or domain %u under another name",
+                         rec->name, rec->domid);
+    for (unsigned i = 0; i < LIBDM__F_COUNT; i++)
+        free(a.values[i]);
+    return r;
+}
+
+/* ---- get ---- */
+
+struct get_args {
+    const char *name;
+    libdm__record rec;
+    bool have;
+};
+
+static int get_tx(libdm__store *s, xs_transaction_t t, void *arg)
+{
+    struct get_args *a = arg;
+    uint32_t domid;
+    int r;
+
+    if (a->have) {
+        libdm__record_clear(&a->rec);
+        a->have = false;
+    }
+    r = find_domid(s, t, a->name, &domid);
+    if (r < 0)
+        return r;
+    r = read_record(s, t, domid, &a->rec);
+    if (r < 0)
+        return r;
+    a->have = true;
+    if (strcmp(a->rec.name, a->name) != 0)
+        return -EAGAIN; /* changed between the scan and the read */
+    return 0;
+}
+
+static int xs_get(libdm__store *s, const char *name, libdm__record *ret)
+{
+    struct get_args a = { .name = name };
+    int r;
+
+    r = run_tx(s, "get", get_tx, &a);
+    if (r < 0) {
+        if (a.have)
+            libdm__record_clear(&a.rec);
+        return r;
+    }
+    *ret = a.rec;
+    return 0;
+}
+
+/* ---- set_state ---- */
+
+struct set_state_args {
+    const char *name;
+    const char *state;
+    int exit_status;
+};
+
+static int set_state_tx(libdm__store *s, xs_transaction_t t, void *arg)
+{
+    struct set_state_args *a = arg;
+    libdm__record rec;
+    char path[PATH_LEN];
+    uint32_t domid;
+    int r;
+
+    r = find_domid(s, t, a->name, &domid);
+    if (r < 0)
+        return r;
+    r = read_record(s, t, domid, &rec);
+    if (r < 0)
+        return r;
+    libdm__record_clear(&rec);
+    if (a->state) {
+        key_path(path, domid, "state");
+        if ((r = write_n0(s, t, path, a->state)) < 0)
+            return r;
+        dm_path(path, domid, "state");
+        if ((r = write_n0(s, t, path, a->state)) < 0)
+            return r;
+    }
+    if (a->exit_status != -1) {
+        char v[16];
+
+        snprintf(v, sizeof(v), "%d", a->exit_status);
+        key_path(path, domid, "exit-status");
+        if ((r = write_n0(s, t, path, v)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int xs_set_state(libdm__store *s, const char *name, const char *state, int exit_status)
+{
+    struct set_state_args a = { name, state, exit_status };
+
+    return run_tx(s, "set_state", set_state_tx, &a);
+}
+
+/* ---- del ---- */
+
+static int del_tx(libdm__store *s, xs_transaction_t t, void *arg)
+{
+    const char *name = arg;
+    char path[PATH_LEN];
+    uint32_t domid;
+    unsigned num = 0;
+    char **ents;
+    int r;
+
+    r = find_domid(s, t, name, &domid);
+    if (r < 0)
+        return r;
+    base_path(path, domid);
+    if ((r = rm_ok(s, t, path)) < 0)
+        return r;
+    dm_path(path, domid, NULL);
+    if ((r = rm_ok(s, t, path)) < 0)
+        return r;
+    pid_path(path, domid);
+    if ((r = rm_ok(s, t, path)) < 0)
+        return r;
+    /* Drop /libxl/<domid> too if we were its only user. */
+    snprintf(path, sizeof(path), "/libxl/%u", domid);
+    ents = xs_directory(s->xsh, t, path, &num);
+    if (ents) {
+        free(ents);
+        if (num == 0)
+            r = rm_ok(s, t, path);
+    }
+    return r;
+}
+
+static int xs_del(libdm__store *s, const char *name)
+{
+    return run_tx(s, "del", del_tx, (void *)name);
+}
+
+/* ---- list ---- */
+
+struct list_args {
+    char **names;
+    size_t count;
+};
+
+static void list_reset(struct list_args *a)
+{
+    for (size_t i = 0; i < a->count; i++)
+        free(a->names[i]);
+    free(a->names);
+    a->names = NULL;
+    a->count = 0;
+}
+
+static int list_tx(libdm__store *s, xs_transaction_t t, void *arg)
+{
+    struct list_args *a = arg;
+    unsigned num = 0;
+    char **ents;
+    int r = 0;
+
+    list_reset(a);
+    ents = xs_directory(s->xsh, t, "/libxl", &num);
+    if (!ents)
+        return errno == ENOENT ? 0 : xs_errno();
+    a->names = calloc(num ? num : 1, sizeof(*a->names));
+    if (!a->names) {
+        free(ents);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < num; i++) {
+        uint32_t d = parse_domid(ents[i]);
+        char path[PATH_LEN];
+        unsigned len;
+        char *v;
+
+        if (!d)
+            continue;
+        key_path(path, d, "name");
+        v = xs_read(s->xsh, t, path, &len);
+        if (!v) {
+            if (errno == ENOENT)
+                continue;
+            r = xs_errno();
+            break;
+        }
+        if (strlen(v) != len || libdm__record_check_name(v) < 0) {
+            libdm__store_log(s, XTL_WARN, -1, "ignoring an invalid name at %s", path);
+            free(v);
+            continue;
+        }
+        a->names[a->count++] = v;
+    }
+    free(ents);
+    return r;
+}
+
+static int xs_list(libdm__store *s, char ***ret_names, size_t *ret_count)
+{
+    struct list_args a = { NULL, 0 };
+    int r;
+
+    r = run_tx(s, "list", list_tx, &a);
+    if (r < 0) {
+        list_reset(&a);
+        return r;
+    }
+    return libdm__store_names_finish(a.names, a.count, ret_names, ret_count);
+}
+
+static void xs_store_close(libdm__store *s)
+{
+    xs_close(s->xsh);
+    s->xsh = NULL;
+}
+
+const struct libdm__store_ops libdm__store_xs_ops = {
+    .kind = "xenstore",
+    .put = xs_put,
+    .get = xs_get,
+    .set_state = xs_set_state,
+    .del = xs_del,
+    .list = xs_list,
+    .close = xs_store_close,
+};
+
+int libdm__store_xs_init(libdm__store *s, bool quiet)
+{
+    struct xs_handle *h;
+    unsigned len;
+    char *v;
+    int r;
+
+    h = xs_open(0);
+    if (!h) {
+        r = xs_errno();
+        libdm__store_log(s, quiet ? XTL_DEBUG : XTL_ERROR, -r, "cannot connect to xenstored");
+        return r;
+    }
+    /* A cheap read: any answer, even an error reply, shows a daemon is there. */
+    v = xs_read(h, XBT_NULL, "/", &len);
+    if (v) {
+        free(v);
+    } else if (errno != ENOENT && errno != EACCES && errno != EPERM && errno != EINVAL) {
+        r = xs_errno();
+        libdm__store_log(s, quiet ? XTL_DEBUG : XTL_ERROR, -r, "xenstored does not answer");
+        xs_close(h);
+        return r;
+    }
+    s->xsh = h;
+    s->ops = &libdm__store_xs_ops;
+    return 0;
+}

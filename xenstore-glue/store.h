@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The record store: where libdm records each device model so that any later
+ * process can find it, re-attach to it, and clean up after it.
+ *
+ * Backends:
+ *  - "dir": the embedded default. Records live in <root>/<name>/record,
+ *    written atomically (temporary file + rename, O_NOFOLLOW|O_CLOEXEC);
+ *    <root> is /run/libdm for root, else $XDG_RUNTIME_DIR/libdm, or the
+ *    directory given.
+ *  - "xenstore": libxenstore, for Xen hosts. Written in one transaction under
+ *    /libxl/<domid>/libdm/..., plus the keys libxl itself uses:
+ *    /local/domain/0/device-model/<domid>/state and
+ *    /local/domain/<domid>/image/device-model-pid. Needs domid >= 1.
+ *
+ * Nothing read from the store ever decides readiness (QMP alone does).
+ * Records are input from other processes: parsing is bounded and strict.
+ */
+#ifndef LIBDM_STORE_H
+#define LIBDM_STORE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <xentoollog.h>
+
+typedef struct libdm__store libdm__store;
+
+/* One device model's record. Strings are malloc'd and owned by the record. */
+typedef struct libdm__record {
+    char *name;           /* [A-Za-z0-9_.-]{1,64}, not starting with '.' or '-' */
+    uint32_t domid;       /* 0: none */
+    int pid;              /* the DM process */
+    uint64_t pid_start;   /* its start time (/proc/PID/stat field 22) */
+    int keeper_pid;       /* the libdm-keeper that is its parent */
+    uint64_t keeper_start;
+    char *qmp_socket;     /* absolute path */
+    char *dir;            /* the per-DM directory (socket, log) */
+    char *profile;        /* "plain" | "xen" */
+    char *state;          /* libdm_dm_state_to_string() of the last recorded state */
+    int64_t created_ms;   /* CLOCK_REALTIME at creation, ms */
+    int exit_status;      /* wait status recorded by the keeper, -1 while alive */
+} libdm__record;
+
+void libdm__record_init(libdm__record *rec);   /* zero, exit_status = -1 */
+void libdm__record_clear(libdm__record *rec);  /* frees strings, re-inits */
+int libdm__record_copy(const libdm__record *src, libdm__record *ret);
+/* 0 if @name is a valid record name (see libdm__record.name), else -EINVAL. */
+int libdm__record_check_name(const char *name);
+
+/* The "dir" backend's text format: "key=value\n" lines, values with '\\',
+ * '\n' and NUL escaped; unknown keys ignored; at most 16 KiB. Strict: -EINVAL
+ * on anything malformed, missing name, or out-of-range numbers; -E2BIG over
+ * 16 KiB. A record written by format is always accepted by parse (format
+ * refuses, -EINVAL, a record that parse would reject).
+ * Output records (*ret here and in libdm__store_get) are overwritten, not
+ * cleared, on success, and untouched on failure. */
+int libdm__record_parse(const char *buf, size_t len, libdm__record *ret);
+int libdm__record_format(const libdm__record *rec, char **ret_buf, size_t *ret_len);
+
+/* @spec: NULL or "auto" (xenstore if a xenstored answers, else dir at the
+ * default root), "xenstore", "dir" (default root) or an absolute directory.
+ * "xenstore:/ABS/DIR" is the xenstore backend with run_root /ABS/DIR.
+ * @lg may be NULL. */
+int libdm__store_open(const char *spec, xentoollog_logger *lg, libdm__store **ret);
+void libdm__store_close(libdm__store *store);
+const char *libdm__store_kind(const libdm__store *store);   /* "dir" | "xenstore" */
+/* Directory under which per-DM directories are created (0700, our uid).
+ * For the dir backend it is the record root itself. */
+const char *libdm__store_run_root(const libdm__store *store);
+
+/* Creates or replaces the whole record (atomic). */
+int libdm__store_put(libdm__store *store, const libdm__record *rec);
+/* -ENOENT if there is none. */
+int libdm__store_get(libdm__store *store, const char *name, libdm__record *ret);
+/* Updates the state and exit status fields only (exit_status -1: unchanged). */
+int libdm__store_set_state(libdm__store *store, const char *name, const char *state,
+                           int exit_status);
+/* Removes the record (not the per-DM directory's other files). -ENOENT if none. */
+int libdm__store_del(libdm__store *store, const char *name);
+/* Names of all records, sorted, NULL-terminated; free with
+ * libdm__store_names_free(). */
+int libdm__store_list(libdm__store *store, char ***ret_names, size_t *ret_count);
+void libdm__store_names_free(char **names);   /* NULL ok */
+
+/* Creates <root> (mode 0700) if missing and checks that it and @path are not
+ * symlinks and belong to our uid: -ELOOP / -EPERM otherwise. Also -ENOTDIR
+ * for a non-directory and -EPERM if it is writable by group or others. */
+int libdm__secure_dir(const char *path, int create);
+
+#endif
