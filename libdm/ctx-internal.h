@@ -33,7 +33,12 @@ struct libdm_ctx {
     struct libdm__store *store;  /* opened on first use */
 
     unsigned nclosing;           /* connections draining after close_async */
+    struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
 };
+
+/* spawn.c */
+typedef struct libdm__reaper libdm__reaper;
+void libdm__reapers_free(libdm_ctx *ctx);
 
 /* loop.c */
 int libdm__loop_init(libdm_ctx *ctx);

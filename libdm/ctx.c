@@ -75,6 +75,7 @@ libdm_ctx *libdm_ctx_free(libdm_ctx *ctx)
     while (ctx->nclosing > 0 && ctx->depth == 0)
         if (libdm_ctx_run_once(ctx, 1000) < 0)
             break;
+    libdm__reapers_free(ctx);
     if (ctx->store)
         libdm__store_close(ctx->store);
     free(ctx->store_spec);

@@ -7,3 +7,8 @@ check_PROGRAMS += tests/integration/test-qmp-qemu
 TESTS += tests/integration/test-qmp-qemu
 tests_integration_test_qmp_qemu_CFLAGS = $(TEST_CFLAGS)
 tests_integration_test_qmp_qemu_LDADD = libtestutil.la $(TEST_LIBS)
+
+check_PROGRAMS += tests/integration/test-dm-qemu
+TESTS += tests/integration/test-dm-qemu
+tests_integration_test_dm_qemu_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_dm_qemu_LDADD = libtestutil.la $(TEST_LIBS)

@@ -88,10 +88,9 @@ static int reconnect(libdm__store *s)
         return 0;
     h = xs_open(0);
     if (!h) {
-        int r = xs_errno();
-
-        libdm__store_log(s, XTL_ERROR, -r, "cannot reconnect to xenstored");
-        return r;
+        /* Not -ENOENT (no socket): callers must not read it as "no record". */
+        libdm__store_log(s, XTL_ERROR, errno, "cannot reconnect to xenstored");
+        return errno == ENOMEM ? -ENOMEM : -ENOTCONN;
     }
     xs_close(s->xsh);
     s->xsh = h;

@@ -105,6 +105,8 @@ LIBDM_EXPORT int libdm_dm_query_status(libdm_dm *dm, int timeout_ms, char **ret_
  * SIGKILL at once). The DM is reaped, its socket, directory and record are
  * removed. Safe to call twice; works on a BROKEN DM. */
 LIBDM_EXPORT int libdm_dm_stop(libdm_dm *dm, int force, int timeout_ms);
+LIBDM_EXPORT int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms,
+                                     libdm_dm_done_fn *cb, void *userdata);
 /* Drops the handle (QMP drained and closed); the DM keeps running. */
 LIBDM_EXPORT libdm_dm *libdm_dm_release(libdm_dm *dm);
 

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What migrate.c needs from dm.c. */
+#ifndef LIBDM_DM_INTERNAL_H
+#define LIBDM_DM_INTERNAL_H
+
+#include "internal.h"
+
+/* Start with autokill armed in the keeper from the first instant: if this
+ * process goes away before libdm__dm_set_autokill(dm, false), the keeper
+ * kills the DM (seed 002). */
+int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
+                          libdm_dm_done_fn *cb, void *userdata, libdm_dm **ret_dm);
+int libdm__dm_start(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
+                    libdm_dm **ret_dm);
+int libdm__dm_set_autokill(libdm_dm *dm, bool on);
+/* Status of the last MIGRATION event seen, or NULL. */
+const char *libdm__dm_migration_event(const libdm_dm *dm);
+bool libdm__dm_exited(const libdm_dm *dm);
+libdm_ctx *libdm__dm_ctx(const libdm_dm *dm);
+
+#endif

@@ -1,0 +1,1455 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Device models: start paused, readiness by QMP alone, guarded resume,
+ * escalating stop, records, re-attach.
+ *
+ * DO NOT TRUST QEMU: everything it says arrives through the bounded QMP
+ * engine, every operation has a deadline, and a DM that stops answering is
+ * marked BROKEN yet can still be stopped (by signals through its pidfd).
+ *
+ * One operation (start, resume, stop) runs at a time on a DM; its callback is
+ * always deferred. DM states, and who moves them:
+ *   SPAWNING    -> NEGOTIATING      QMP greeting seen
+ *   NEGOTIATING -> PAUSED|INCOMING  query-status: prelaunch/paused | inmigrate
+ *   INCOMING    -> PAUSED           incoming migration confirmed completed
+ *   PAUSED     <-> RUNNING          cont / stop, or the RESUME / STOP events
+ *   any live    -> BROKEN           a monitor deadline passed, or the monitor broke
+ *   any         -> STOPPING -> DEAD stop, or the process ended
+ */
+#include "dm-internal.h"
+#include "config-internal.h"
+#include "qmp-internal.h"
+#include "spawn-internal.h"
+#include "store.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DM_TERM_GRACE_MS 3000   /* SIGTERM -> SIGKILL */
+#define DM_KILL_WAIT_MS 5000    /* SIGKILL -> give up */
+#define DM_MIGRATE_POLL_MS 100  /* re-check query-migrate: never wait on an event alone */
+#define DM_LOG_TAIL 1024
+
+typedef enum { OP_NONE, OP_START, OP_RESUME, OP_STOP } op_kind;
+typedef enum { STOP_QUIT, STOP_TERM, STOP_KILL } stop_step;
+
+struct libdm_dm {
+    libdm_ctx *ctx;
+    libdm_dm_state state;
+    char *name;
+    uint32_t domid;
+    char *profile;
+    char *dir, *qmp_path, *log_path;
+    int pid;
+    uint64_t pid_start;
+    int keeper_pid;
+    int64_t created_ms;
+
+    libdm__keeper *keeper;      /* we started it: the keeper reports its end */
+    int pidfd;                  /* attached: exit seen on the pidfd */
+    libdm__watch *pidfd_watch;
+
+    libdm_qmp *qmp;
+    char *runstate;
+    char *migration_event;      /* status of the last MIGRATION event */
+    bool exited;
+    int exit_status;
+    char *last_error;
+    int timeout_ms;
+
+    op_kind op;
+    libdm_dm_done_fn *op_cb;
+    void *op_user;
+    int op_status;
+    bool op_failing;            /* start failed: waiting for the DM to be gone */
+    stop_step step;
+    libdm__timer op_deadline, op_tick, op_done;
+    libdm_qmp_slot *call;
+    bool start_have_pid, start_have_status;
+};
+
+static const char *dm_state_names[] = {
+    [LIBDM_DM_SPAWNING] = "spawning", [LIBDM_DM_NEGOTIATING] = "negotiating",
+    [LIBDM_DM_PAUSED] = "paused",     [LIBDM_DM_INCOMING] = "incoming",
+    [LIBDM_DM_RUNNING] = "running",   [LIBDM_DM_STOPPING] = "stopping",
+    [LIBDM_DM_DEAD] = "dead",         [LIBDM_DM_BROKEN] = "broken",
+};
+
+const char *libdm_dm_state_to_string(libdm_dm_state s)
+{
+    return (unsigned)s < LIBDM__ARRAY_SIZE(dm_state_names) ? dm_state_names[s] : "invalid";
+}
+
+static bool dm_transition_allowed(libdm_dm_state from, libdm_dm_state to)
+{
+    if (from == LIBDM_DM_DEAD)
+        return false;
+    switch (to) {
+    case LIBDM_DM_NEGOTIATING:
+        return from == LIBDM_DM_SPAWNING;
+    case LIBDM_DM_PAUSED:
+    case LIBDM_DM_INCOMING:
+    case LIBDM_DM_RUNNING:
+        return from != LIBDM_DM_STOPPING && from != LIBDM_DM_SPAWNING;
+    case LIBDM_DM_BROKEN:
+        return from != LIBDM_DM_STOPPING;
+    case LIBDM_DM_STOPPING:
+    case LIBDM_DM_DEAD:
+        return true;
+    case LIBDM_DM_SPAWNING:
+        return false;
+    }
+    return false;
+}
+
+static void dm_set_state(libdm_dm *dm, libdm_dm_state to)
+{
+    if (dm->state == to)
+        return;
+    if (!dm_transition_allowed(dm->state, to)) {
+        LIBDM__DEBUG(dm->ctx, "%s: state %s -> %s not taken", dm->name,
+                     libdm_dm_state_to_string(dm->state), libdm_dm_state_to_string(to));
+        return;
+    }
+    LIBDM__DEBUG(dm->ctx, "%s: %s -> %s", dm->name, libdm_dm_state_to_string(dm->state),
+                 libdm_dm_state_to_string(to));
+    dm->state = to;
+}
+
+static void dm_error(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
+static void dm_error(libdm_dm *dm, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    if (!msg)
+        return;
+    free(dm->last_error);
+    dm->last_error = libdm__sprintf("%s: %s", dm->name, msg);
+    free(msg);
+    if (dm->last_error)
+        LIBDM__ERROR(dm->ctx, "%s", dm->last_error);
+}
+
+static void set_runstate(libdm_dm *dm, const char *rs)
+{
+    char *copy = rs ? strdup(rs) : NULL;
+
+    if (!copy)
+        return;
+    free(dm->runstate);
+    dm->runstate = copy;
+}
+
+/* ---- records and files ---- */
+
+static int dm_store(libdm_dm *dm, libdm__store **ret)
+{
+    return libdm__ctx_store(dm->ctx, ret);
+}
+
+static void fill_record(const libdm_dm *dm, libdm__record *rec)
+{
+    libdm__record_init(rec);
+    rec->name = dm->name;
+    rec->domid = dm->domid;
+    rec->pid = dm->pid;
+    rec->pid_start = dm->pid_start;
+    rec->keeper_pid = dm->keeper_pid;
+    rec->keeper_start = libdm__proc_start_time(dm->keeper_pid);
+    rec->qmp_socket = dm->qmp_path;
+    rec->dir = dm->dir;
+    rec->profile = dm->profile;
+    rec->state = (char *)libdm_dm_state_to_string(dm->state);
+    rec->created_ms = dm->created_ms;
+    rec->exit_status = -1;
+}
+
+static int write_record(libdm_dm *dm)
+{
+    libdm__store *store;
+    libdm__record rec;
+    int r = dm_store(dm, &store);
+
+    if (r < 0)
+        return r;
+    fill_record(dm, &rec);
+    r = libdm__store_put(store, &rec);
+    if (r < 0)
+        dm_error(dm, "cannot record the device model: %s", strerror(-r));
+    return r;
+}
+
+static void record_state(libdm_dm *dm)
+{
+    libdm__store *store;
+
+    if (dm_store(dm, &store) >= 0)
+        (void)libdm__store_set_state(store, dm->name, libdm_dm_state_to_string(dm->state), -1);
+}
+
+/* Removes the record, the socket, the log and the directory. */
+static void remove_files(libdm_ctx *ctx, const char *name, const char *dir)
+{
+    libdm__store *store;
+    char *p;
+
+    if (libdm__ctx_store(ctx, &store) >= 0)
+        (void)libdm__store_del(store, name);
+    if (!dir)
+        return;
+    if ((p = libdm__sprintf("%s/qmp.sock", dir))) {
+        (void)unlink(p);
+        free(p);
+    }
+    if ((p = libdm__sprintf("%s/qemu.log", dir))) {
+        (void)unlink(p);
+        free(p);
+    }
+    (void)rmdir(dir);
+}
+
+/* The last lines of the DM's log, printable, for error messages. */
+static char *log_tail(const libdm_dm *dm)
+{
+    char buf[DM_LOG_TAIL + 1];
+    const char *start;
+    off_t size;
+    ssize_t n;
+    int fd;
+
+    if (!dm->log_path)
+        return NULL;
+    fd = open(dm->log_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return NULL;
+    size = lseek(fd, 0, SEEK_END);
+    n = pread(fd, buf, DM_LOG_TAIL, size > DM_LOG_TAIL ? size - DM_LOG_TAIL : 0);
+    close(fd);
+    if (n <= 0)
+        return NULL;
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == '\n')
+            buf[i] = '|';
+        else if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] == 0x7f)
+            buf[i] = '?';
+    /* The log is written by the DM: keep the end only, it is the useful part. */
+    start = n > 400 ? buf + n - 400 : buf;
+    return strdup(start);
+}
+
+static char *describe_status(int status)
+{
+    if (status < 0)
+        return strdup("ended (status unknown)");
+    if (WIFEXITED(status))
+        return libdm__sprintf("exited with status %d", WEXITSTATUS(status));
+    if (WIFSIGNALED(status))
+        return libdm__sprintf("was killed by signal %d (%s)", WTERMSIG(status),
+                              strsignal(WTERMSIG(status)));
+    return libdm__sprintf("ended with wait status %d", status);
+}
+
+/* ---- operations ---- */
+
+static void op_done_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+    libdm_dm_done_fn *cb = dm->op_cb;
+
+    dm->op = OP_NONE;
+    dm->op_cb = NULL;
+    if (cb)
+        cb(dm, dm->op_status, dm->op_user);
+}
+
+static void op_finish(libdm_dm *dm, int status)
+{
+    if (dm->op == OP_NONE)
+        return;
+    libdm__timer_disarm(dm->ctx, &dm->op_deadline);
+    libdm__timer_disarm(dm->ctx, &dm->op_tick);
+    dm->call = libdm_qmp_slot_free(dm->call);
+    dm->op_status = status;
+    dm->op_failing = false;
+    if (libdm__defer(dm->ctx, &dm->op_done) < 0)
+        op_done_fire(dm->ctx, &dm->op_done, dm);
+}
+
+static int op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm_dm_done_fn *cb, void *user)
+{
+    if (dm->op != OP_NONE || libdm__timer_armed(&dm->op_done))
+        return -EBUSY;
+    dm->op = kind;
+    dm->op_cb = cb;
+    dm->op_user = user;
+    dm->op_status = 0;
+    return libdm__timer_arm(dm->ctx, &dm->op_deadline,
+                            libdm__deadline(timeout_ms > 0 ? timeout_ms : dm->timeout_ms));
+}
+
+static int dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_qmp_reply_fn *cb)
+{
+    dm->call = libdm_qmp_slot_free(dm->call);
+    if (!dm->qmp || libdm_qmp_get_state(dm->qmp) >= LIBDM_QMP_DRAINING)
+        return -ENOTCONN;
+    return libdm_qmp_call_async(dm->qmp, cmd, args, dm->timeout_ms, cb, dm, &dm->call);
+}
+
+/* A deadline passed on the monitor: QEMU is alive but not answering. */
+static void monitor_failed(libdm_dm *dm, int status, const char *what)
+{
+    if (status == -ETIMEDOUT) {
+        dm_error(dm, "the monitor did not answer %s before its deadline", what);
+        dm_set_state(dm, LIBDM_DM_BROKEN);
+        record_state(dm);
+    } else if (status == -EREMOTEIO) {
+        dm_error(dm, "%s failed: %s: %s", what,
+                 libdm_qmp_error_class(dm->qmp) ? libdm_qmp_error_class(dm->qmp) : "?",
+                 libdm_qmp_error_desc(dm->qmp) ? libdm_qmp_error_desc(dm->qmp) : "?");
+    } else {
+        dm_error(dm, "%s failed: %s", what, strerror(-status));
+    }
+}
+
+/* Error text of a failed reply; keeps class and desc on the connection. */
+static void reply_error(libdm_dm *dm, const libdm_qmp_reply *r, const char *what)
+{
+    if (r->status == -EREMOTEIO)
+        dm_error(dm, "%s failed: %s: %s", what, r->error_class ? r->error_class : "?",
+                 r->error_desc ? r->error_desc : "?");
+    else
+        monitor_failed(dm, r->status, what);
+}
+
+/* ---- the end of the process ---- */
+
+static void stop_finished(libdm_dm *dm);
+static void start_fail_finished(libdm_dm *dm);
+
+static void dm_exited(libdm_dm *dm, int status)
+{
+    char *how, *tail;
+
+    if (dm->exited)
+        return;
+    dm->exited = true;
+    dm->exit_status = status;
+    libdm__watch_del(dm->pidfd_watch);
+    dm->pidfd_watch = NULL;
+    libdm__close(&dm->pidfd);
+    if (dm->op != OP_STOP) {
+        how = describe_status(status);
+        tail = log_tail(dm);
+        dm_error(dm, "device model (pid %d) %s%s%s%s", dm->pid, how ? how : "ended",
+                 dm->op == OP_START ? " during start-up" : "", tail ? "; log: " : "",
+                 tail ? tail : "");
+        free(how);
+        free(tail);
+    }
+    dm_set_state(dm, LIBDM_DM_DEAD);
+    if (dm->op == OP_STOP)
+        stop_finished(dm);
+    else if (dm->op == OP_START)
+        start_fail_finished(dm);
+    else if (dm->op == OP_RESUME)
+        op_finish(dm, -ESRCH);
+}
+
+static void keeper_on_pid(libdm__keeper *k, int pid, void *user)
+{
+    libdm_dm *dm = user;
+
+    dm->pid = pid;
+    dm->pid_start = libdm__proc_start_time(pid);
+    dm->start_have_pid = true;
+    LIBDM__DEBUG(dm->ctx, "%s: device model is pid %d", dm->name, pid);
+}
+
+static void start_maybe_ready(libdm_dm *dm);
+
+static void keeper_on_exit(libdm__keeper *k, int status, void *user)
+{
+    dm_exited(user, status);
+}
+
+static void keeper_on_error(libdm__keeper *k, const char *msg, void *user)
+{
+    libdm_dm *dm = user;
+
+    dm_error(dm, "%s", msg);
+    dm->op_failing = dm->op == OP_START;
+}
+
+static const libdm__keeper_ops keeper_ops = {
+    .on_pid = keeper_on_pid,
+    .on_exit = keeper_on_exit,
+    .on_error = keeper_on_error,
+};
+
+/* Attached DMs: the pidfd becomes readable when the process ends; the keeper
+ * (its parent, not us) records the wait status a moment later. */
+static int recorded_exit_status(libdm_dm *dm)
+{
+    libdm__store *store;
+    libdm__record rec;
+    int status = -1;
+
+    for (int i = 0; i < 50 && status < 0; i++) {
+        if (dm_store(dm, &store) < 0 || libdm__store_get(store, dm->name, &rec) < 0)
+            break;
+        status = rec.exit_status;
+        libdm__record_clear(&rec);
+        if (status < 0)
+            usleep(10000);
+    }
+    return status;
+}
+
+static void on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user)
+{
+    libdm_dm *dm = user;
+
+    dm_exited(dm, recorded_exit_status(dm));
+}
+
+/* ---- QMP events and state ---- */
+
+static void on_event(libdm_qmp *q, const char *name, const libdm_json *data, void *user)
+{
+    libdm_dm *dm = user;
+
+    if (!strcmp(name, "RESUME")) {
+        set_runstate(dm, "running");
+        dm_set_state(dm, LIBDM_DM_RUNNING);
+    } else if (!strcmp(name, "STOP")) {
+        set_runstate(dm, "paused");
+        if (dm->state == LIBDM_DM_RUNNING)
+            dm_set_state(dm, LIBDM_DM_PAUSED);
+    } else if (!strcmp(name, "MIGRATION")) {
+        const char *st = libdm__json_get_str(data, "status");
+        char *copy = st ? strdup(st) : NULL;
+        if (copy) {
+            free(dm->migration_event);
+            dm->migration_event = copy;
+        }
+    }
+}
+
+static void on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user)
+{
+    libdm_dm *dm = user;
+
+    if (s == LIBDM_QMP_NEGOTIATING)
+        dm_set_state(dm, LIBDM_DM_NEGOTIATING);
+    if (s != LIBDM_QMP_BROKEN || dm->exited || dm->op == OP_STOP)
+        return;
+    if (dm->op == OP_START && !dm->op_failing) {
+        /* Most often the DM died: kill it for sure and report its end. */
+        dm_error(dm, "the monitor failed during start-up: %s",
+                 libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
+        dm->op_failing = true;
+        if (dm->keeper)
+            (void)libdm__keeper_signal(dm->keeper, SIGKILL);
+        return;
+    }
+    dm_set_state(dm, LIBDM_DM_BROKEN);
+}
+
+static int attach_qmp(libdm_dm *dm, libdm_qmp *q)
+{
+    int r;
+
+    dm->qmp = q;
+    libdm__qmp_set_log_prefix(q, dm->name);
+    r = libdm_qmp_set_state_callback(q, on_qmp_state, dm);
+    if (r >= 0)
+        r = libdm_qmp_add_event_listener(q, NULL, on_event, dm, NULL);
+    return r;
+}
+
+static void close_qmp(libdm_dm *dm)
+{
+    libdm_qmp *q = dm->qmp;
+
+    if (!q)
+        return;
+    dm->qmp = NULL;
+    dm->call = libdm_qmp_slot_free(dm->call);
+    (void)libdm_qmp_set_state_callback(q, NULL, NULL);
+    /* Drained in the background, bounded by the DM's own deadline. */
+    if (libdm_qmp_close_async(q, dm->timeout_ms, NULL, NULL) < 0)
+        LIBDM__ERROR(dm->ctx, "%s: cannot close the monitor", dm->name);
+}
+
+/* ---- start ---- */
+
+static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user);
+
+static void start_fail(libdm_dm *dm, int status)
+{
+    if (dm->op_failing)
+        return;
+    dm->op_failing = true;
+    dm->op_status = status;
+    if (dm->exited) {
+        start_fail_finished(dm);
+        return;
+    }
+    if (dm->keeper)
+        (void)libdm__keeper_signal(dm->keeper, SIGKILL);
+    /* Bounded wait for the keeper to report the end. */
+    (void)libdm__timer_arm(dm->ctx, &dm->op_deadline, libdm__deadline(DM_KILL_WAIT_MS));
+}
+
+static void start_fail_finished(libdm_dm *dm)
+{
+    int status = dm->op_status < 0 ? dm->op_status : -ECHILD;
+
+    close_qmp(dm);
+    remove_files(dm->ctx, dm->name, dm->dir);
+    dm_set_state(dm, LIBDM_DM_DEAD);
+    op_finish(dm, status);
+}
+
+static bool runstate_is_ready(const char *rs)
+{
+    return rs && (!strcmp(rs, "prelaunch") || !strcmp(rs, "paused") || !strcmp(rs, "inmigrate"));
+}
+
+static void start_maybe_ready(libdm_dm *dm)
+{
+    if (dm->op != OP_START || dm->op_failing || !dm->start_have_pid || !dm->start_have_status)
+        return;
+    dm_set_state(dm, !strcmp(dm->runstate, "inmigrate") ? LIBDM_DM_INCOMING : LIBDM_DM_PAUSED);
+    if (write_record(dm) < 0) {
+        start_fail(dm, -EIO);
+        return;
+    }
+    LIBDM__INFO(dm->ctx, "%s: ready (pid %d, runstate %s)", dm->name, dm->pid, dm->runstate);
+    op_finish(dm, 0);
+}
+
+static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+    const char *rs;
+
+    dm->call = NULL;
+    if (dm->op_failing)
+        return;
+    if (r->status < 0) {
+        reply_error(dm, r, "query-status");
+        start_fail(dm, r->status);
+        return;
+    }
+    rs = libdm__json_get_str(r->value, "status");
+    if (!runstate_is_ready(rs)) {
+        /* Started with -S, QEMU can only be in these states: anything else
+         * is a DM that does not do what it is told. */
+        dm_error(dm, "device model reports runstate '%s' at start, not a paused one",
+                 rs ? rs : "(none)");
+        start_fail(dm, -EPROTO);
+        return;
+    }
+    set_runstate(dm, rs);
+    dm->start_have_status = true;
+    /* The pid may still be on its way from the keeper: wait for it too. */
+    if (!dm->start_have_pid)
+        (void)libdm__timer_arm(dm->ctx, &dm->op_tick, libdm_now_ms() + 5);
+    start_maybe_ready(dm);
+}
+
+static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+
+    if (dm->op == OP_START && !dm->start_have_pid)
+        (void)libdm__timer_arm(ctx, t, libdm_now_ms() + 5);
+    start_maybe_ready(dm);
+}
+
+static void start_on_caps(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+
+    if (r->status < 0 && !dm->op_failing) {
+        reply_error(dm, r, "migrate-set-capabilities events");
+        start_fail(dm, r->status);
+    }
+}
+
+static libdm_json *events_capability_args(void)
+{
+    libdm_json *args = libdm_json_new_object(), *list = libdm_json_new_array(),
+               *cap = libdm_json_new_object();
+
+    if (!args || !list || !cap ||
+        libdm_json_object_add(cap, "capability", libdm_json_new_string("events")) < 0 ||
+        libdm_json_object_add(cap, "state", libdm_json_new_bool(1)) < 0) {
+        libdm_json_free(args);
+        libdm_json_free(list);
+        libdm_json_free(cap);
+        return NULL;
+    }
+    if (libdm_json_array_append(list, cap) < 0 ||
+        libdm_json_object_add(args, "capabilities", list) < 0)
+        return libdm_json_free(args);
+    return args;
+}
+
+/* Queued on the connection before QEMU even runs: greeting, capabilities,
+ * the events migration capability, then query-status decides readiness. */
+static int queue_readiness(libdm_dm *dm)
+{
+    libdm_json *args = events_capability_args();
+    int r;
+
+    if (!args)
+        return -ENOMEM;
+    r = libdm_qmp_call_async(dm->qmp, "migrate-set-capabilities", args, dm->timeout_ms,
+                             start_on_caps, dm, NULL);
+    libdm_json_free(args);
+    if (r >= 0)
+        r = dm_call(dm, "query-status", NULL, start_on_status);
+    return r;
+}
+
+static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+
+    if (dm->op_failing) {
+        /* The DM did not go away even after SIGKILL: give up on it. */
+        dm_error(dm, "device model did not exit after SIGKILL");
+        start_fail_finished(dm);
+        return;
+    }
+    dm_error(dm, "not ready before the deadline (%s)",
+             dm->qmp ? libdm_qmp_state_to_string(libdm_qmp_get_state(dm->qmp)) : "no monitor");
+    start_fail(dm, -ETIMEDOUT);
+}
+
+static void op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user);
+
+static libdm_dm *dm_alloc(libdm_ctx *ctx)
+{
+    libdm_dm *dm = calloc(1, sizeof(*dm));
+
+    if (!dm)
+        return NULL;
+    dm->ctx = ctx;
+    dm->pidfd = -1;
+    dm->exit_status = -1;
+    dm->timeout_ms = 10000;
+    libdm__timer_init(&dm->op_deadline, op_deadline_fire, dm);
+    libdm__timer_init(&dm->op_tick, start_tick, dm);
+    libdm__timer_init(&dm->op_done, op_done_fire, dm);
+    return dm;
+}
+
+static void dm_free(libdm_dm *dm)
+{
+    libdm__timer_disarm(dm->ctx, &dm->op_deadline);
+    libdm__timer_disarm(dm->ctx, &dm->op_tick);
+    libdm__timer_disarm(dm->ctx, &dm->op_done);
+    close_qmp(dm);
+    libdm__keeper_free(dm->keeper);
+    libdm__watch_del(dm->pidfd_watch);
+    libdm__close(&dm->pidfd);
+    free(dm->name);
+    free(dm->profile);
+    free(dm->dir);
+    free(dm->qmp_path);
+    free(dm->log_path);
+    free(dm->runstate);
+    free(dm->migration_event);
+    free(dm->last_error);
+    free(dm);
+}
+
+/* A listening socket at @path, and a client already connected to it: the
+ * connection waits in the backlog until QEMU accepts it, so there is no
+ * connect-retry polling and no window in which another process owns the path. */
+static int make_qmp_socket(const char *path, int *ret_listen, int *ret_client)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int lfd = -1, cfd = -1, r;
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0)
+        return -errno;
+    (void)unlink(path); /* our own 0700 directory: only a stale socket of ours */
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0)
+        goto fail;
+    cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (cfd < 0 || connect(cfd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        goto fail;
+    *ret_listen = lfd;
+    *ret_client = cfd;
+    return 0;
+fail:
+    r = -errno;
+    libdm__close(&lfd);
+    libdm__close(&cfd);
+    (void)unlink(path);
+    return r;
+}
+
+/* Refuses a name whose record belongs to a live DM; clears a stale one. */
+static int claim_name(libdm_ctx *ctx, libdm__store *store, const char *name)
+{
+    libdm__record rec;
+    bool alive;
+
+    if (libdm__store_get(store, name, &rec) < 0)
+        return 0;
+    alive = rec.pid > 0 && libdm__proc_start_time(rec.pid) == rec.pid_start;
+    if (!alive)
+        remove_files(ctx, name, rec.dir);
+    libdm__record_clear(&rec);
+    if (alive) {
+        LIBDM__ERROR(ctx, "%s: a device model of that name is already running", name);
+        return -EEXIST;
+    }
+    return 0;
+}
+
+static int prepare_dir(libdm_dm *dm, libdm__store *store)
+{
+    const char *root = libdm__store_run_root(store);
+    int r;
+
+    if (!root)
+        return -ENOENT;
+    r = libdm__secure_dir(root, 1);
+    if (r < 0) {
+        dm_error(dm, "unsafe run directory %s: %s", root, strerror(-r));
+        return r;
+    }
+    dm->dir = libdm__sprintf("%s/%s", root, dm->name);
+    dm->qmp_path = libdm__sprintf("%s/%s/qmp.sock", root, dm->name);
+    dm->log_path = libdm__sprintf("%s/%s/qemu.log", root, dm->name);
+    if (!dm->dir || !dm->qmp_path || !dm->log_path)
+        return -ENOMEM;
+    if (mkdir(dm->dir, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    r = libdm__secure_dir(dm->dir, 0);
+    if (r < 0)
+        dm_error(dm, "unsafe directory %s: %s", dm->dir, strerror(-r));
+    return r;
+}
+
+/* What the keeper opens to record the DM's end: the same store as ours. */
+static const char *store_spec(const libdm__store *store)
+{
+    return strcmp(libdm__store_kind(store), "xenstore") ? libdm__store_run_root(store) : "xenstore";
+}
+
+static int spawn_dm(libdm_dm *dm, const libdm_dm_config *cfg, libdm__store *store, bool autokill)
+{
+    int lfd = -1, cfd = -1, log_fd = -1, r;
+    char **argv = NULL;
+    libdm_qmp *q = NULL;
+
+    r = make_qmp_socket(dm->qmp_path, &lfd, &cfd);
+    if (r < 0) {
+        dm_error(dm, "cannot create the QMP socket %s: %s", dm->qmp_path, strerror(-r));
+        goto out;
+    }
+    r = libdm_qmp_new(dm->ctx, &q);
+    if (r < 0)
+        goto out;
+    r = attach_qmp(dm, q);
+    q = NULL;
+    if (r >= 0)
+        r = libdm_qmp_connect_fd(dm->qmp, cfd, dm->timeout_ms);
+    cfd = -1;
+    if (r >= 0)
+        r = queue_readiness(dm);
+    if (r < 0)
+        goto out;
+    log_fd = open(dm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+                  0600);
+    if (log_fd < 0) {
+        r = -errno;
+        dm_error(dm, "cannot create %s: %s", dm->log_path, strerror(-r));
+        goto out;
+    }
+    r = libdm_dm_config_build_argv(cfg, 3, &argv);
+    if (r < 0) {
+        dm_error(dm, "invalid configuration: cannot build the command line");
+        goto out;
+    }
+    r = libdm__keeper_spawn(dm->ctx,
+                            &(libdm__spawn_args){ .name = dm->name,
+                                                  .store_spec = store_spec(store),
+                                                  .argv = argv, .qmp_listen_fd = lfd,
+                                                  .log_fd = log_fd, .autokill = autokill },
+                            &keeper_ops, dm, &dm->keeper);
+    if (r >= 0)
+        dm->keeper_pid = libdm__keeper_keeper_pid(dm->keeper);
+out:
+    libdm_strv_free(argv);
+    libdm__close(&lfd);
+    libdm__close(&cfd);
+    libdm__close(&log_fd);
+    return r;
+}
+
+int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
+                          libdm_dm_done_fn *cb, void *userdata, libdm_dm **ret_dm)
+{
+    libdm__store *store;
+    libdm_dm *dm;
+    int r;
+
+    if (!cfg || !cfg->name) {
+        LIBDM__ERROR(ctx, "a device model needs a name");
+        return -EINVAL;
+    }
+    r = libdm__ctx_store(ctx, &store);
+    if (r < 0)
+        return r;
+    r = claim_name(ctx, store, cfg->name);
+    if (r < 0)
+        return r;
+    dm = dm_alloc(ctx);
+    if (!dm)
+        return -ENOMEM;
+    dm->name = strdup(cfg->name);
+    dm->profile = strdup(libdm__profile_to_string(cfg->profile));
+    dm->domid = cfg->domid;
+    dm->timeout_ms = cfg->timeout_ms;
+    dm->created_ms = (int64_t)time(NULL) * 1000;
+    dm->state = LIBDM_DM_SPAWNING;
+    if (!dm->name || !dm->profile) {
+        dm_free(dm);
+        return -ENOMEM;
+    }
+    libdm__timer_init(&dm->op_deadline, start_deadline, dm);
+    r = prepare_dir(dm, store);
+    if (r >= 0)
+        r = op_begin(dm, OP_START, cfg->timeout_ms, cb, userdata);
+    if (r >= 0)
+        r = spawn_dm(dm, cfg, store, autokill);
+    if (r < 0) {
+        remove_files(ctx, dm->name, dm->dir);
+        if (dm->last_error)
+            LIBDM__ERROR(ctx, "%s", dm->last_error);
+        dm->op = OP_NONE;
+        dm_free(dm);
+        return r;
+    }
+    *ret_dm = dm;
+    return 0;
+}
+
+int libdm_dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, libdm_dm_done_fn *cb,
+                         void *userdata, libdm_dm **ret_dm)
+{
+    return libdm__dm_start_async(ctx, cfg, false, cb, userdata, ret_dm);
+}
+
+typedef struct sync_op {
+    bool done;
+    int status;
+} sync_op;
+
+static void sync_done_cb(libdm_dm *dm, int status, void *user)
+{
+    sync_op *s = user;
+
+    s->done = true;
+    s->status = status;
+}
+
+static bool sync_is_done(void *arg)
+{
+    return ((sync_op *)arg)->done;
+}
+
+/* Every operation has its own deadline timer, which bounds this wait. */
+static int sync_wait(libdm_ctx *ctx, sync_op *s)
+{
+    int r = libdm__wait(ctx, sync_is_done, s, UINT64_MAX);
+
+    return r < 0 ? r : s->status;
+}
+
+int libdm__dm_start(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill, libdm_dm **ret_dm)
+{
+    sync_op s = { 0 };
+    libdm_dm *dm;
+    int r;
+
+    if (libdm__dispatch_depth(ctx) > 0)
+        return -EDEADLK;
+    r = libdm__dm_start_async(ctx, cfg, autokill, sync_done_cb, &s, &dm);
+    if (r < 0)
+        return r;
+    r = sync_wait(ctx, &s);
+    if (r < 0) {
+        dm_free(dm);
+        return r;
+    }
+    *ret_dm = dm;
+    return 0;
+}
+
+int libdm_dm_start(libdm_ctx *ctx, const libdm_dm_config *cfg, libdm_dm **ret_dm)
+{
+    return libdm__dm_start(ctx, cfg, false, ret_dm);
+}
+
+/* ---- guarded resume (seed 000) ---- */
+
+static void resume_query(libdm_dm *dm);
+
+static void resume_on_cont(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+
+    dm->call = NULL;
+    if (r->status < 0) {
+        reply_error(dm, r, "cont");
+        op_finish(dm, r->status);
+        return;
+    }
+    set_runstate(dm, "running");
+    dm_set_state(dm, LIBDM_DM_RUNNING);
+    record_state(dm);
+    op_finish(dm, 0);
+}
+
+static void resume_send_cont(libdm_dm *dm)
+{
+    int r = dm_call(dm, "cont", NULL, resume_on_cont);
+
+    if (r < 0) {
+        dm_error(dm, "cannot send cont: %s", strerror(-r));
+        op_finish(dm, r);
+    }
+}
+
+static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+    const char *st;
+
+    dm->call = NULL;
+    if (r->status < 0) {
+        reply_error(dm, r, "query-migrate");
+        op_finish(dm, r->status);
+        return;
+    }
+    st = libdm__json_get_str(r->value, "status");
+    if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
+        /* Never cont a guest whose state did not arrive whole. */
+        dm_error(dm, "incoming migration %s: the guest is not resumed", st);
+        op_finish(dm, -EIO);
+        return;
+    }
+    if (st && !strcmp(st, "completed") && dm->migration_event &&
+        !strcmp(dm->migration_event, "completed")) {
+        /* Both the event and query-migrate confirm: now it is safe. */
+        if (dm->state == LIBDM_DM_INCOMING)
+            dm_set_state(dm, LIBDM_DM_PAUSED);
+        resume_query(dm);
+        return;
+    }
+    (void)libdm__timer_arm(dm->ctx, &dm->op_tick, libdm_now_ms() + DM_MIGRATE_POLL_MS);
+}
+
+static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+    int r;
+
+    if (dm->op != OP_RESUME)
+        return;
+    r = dm_call(dm, "query-migrate", NULL, resume_on_migrate);
+    if (r < 0)
+        op_finish(dm, r);
+}
+
+static void resume_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+    const char *rs;
+
+    dm->call = NULL;
+    if (r->status < 0) {
+        reply_error(dm, r, "query-status");
+        op_finish(dm, r->status);
+        return;
+    }
+    rs = libdm__json_get_str(r->value, "status");
+    set_runstate(dm, rs);
+    if (rs && !strcmp(rs, "running")) {
+        dm_set_state(dm, LIBDM_DM_RUNNING);
+        op_finish(dm, 0);
+    } else if (rs && (!strcmp(rs, "prelaunch") || !strcmp(rs, "paused"))) {
+        resume_send_cont(dm);
+    } else if (rs && !strcmp(rs, "inmigrate")) {
+        /* Seed 000: cont now could start a half-loaded guest. Wait for the
+         * incoming migration, checking query-migrate on a timer. */
+        dm_set_state(dm, LIBDM_DM_INCOMING);
+        libdm__timer_init(&dm->op_tick, resume_poll_migrate, dm);
+        resume_poll_migrate(dm->ctx, &dm->op_tick, dm);
+    } else {
+        dm_error(dm, "cannot resume from runstate '%s'", rs ? rs : "(none)");
+        op_finish(dm, -EBUSY);
+    }
+}
+
+static void resume_query(libdm_dm *dm)
+{
+    int r = dm_call(dm, "query-status", NULL, resume_on_status);
+
+    if (r < 0) {
+        dm_error(dm, "cannot query the runstate: %s", strerror(-r));
+        op_finish(dm, r);
+    }
+}
+
+static bool dm_usable(libdm_dm *dm)
+{
+    if (dm->exited || dm->state == LIBDM_DM_DEAD) {
+        dm_error(dm, "the device model is not running");
+        return false;
+    }
+    if (!dm->qmp || libdm_qmp_get_state(dm->qmp) != LIBDM_QMP_READY) {
+        dm_error(dm, "no usable monitor connection (%s)",
+                 dm->qmp ? libdm_qmp_state_to_string(libdm_qmp_get_state(dm->qmp)) : "none");
+        return false;
+    }
+    return true;
+}
+
+static void op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+
+    dm_error(dm, "%s did not complete before its deadline",
+             dm->op == OP_RESUME ? "resume" : "the operation");
+    op_finish(dm, -ETIMEDOUT);
+}
+
+int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata)
+{
+    int r;
+
+    if (!dm_usable(dm))
+        return dm->exited ? -ESRCH : -ENOTCONN;
+    libdm__timer_init(&dm->op_deadline, op_deadline_fire, dm);
+    r = op_begin(dm, OP_RESUME, timeout_ms, cb, userdata);
+    if (r < 0)
+        return r;
+    resume_query(dm);
+    return 0;
+}
+
+int libdm_dm_resume(libdm_dm *dm, int timeout_ms)
+{
+    sync_op s = { 0 };
+    int r;
+
+    if (libdm__dispatch_depth(dm->ctx) > 0)
+        return -EDEADLK;
+    r = libdm_dm_resume_async(dm, timeout_ms, sync_done_cb, &s);
+    return r < 0 ? r : sync_wait(dm->ctx, &s);
+}
+
+/* ---- simple blocking monitor calls ---- */
+
+static int dm_call_sync(libdm_dm *dm, const char *cmd, int timeout_ms, libdm_json **ret)
+{
+    int r;
+
+    if (!dm_usable(dm))
+        return dm->exited ? -ESRCH : -ENOTCONN;
+    r = libdm_qmp_call(dm->qmp, cmd, NULL, timeout_ms > 0 ? timeout_ms : dm->timeout_ms, ret);
+    if (r < 0)
+        monitor_failed(dm, r, cmd);
+    return r;
+}
+
+int libdm_dm_pause(libdm_dm *dm, int timeout_ms)
+{
+    int r = dm_call_sync(dm, "stop", timeout_ms, NULL);
+
+    if (r >= 0) {
+        set_runstate(dm, "paused");
+        dm_set_state(dm, LIBDM_DM_PAUSED);
+        record_state(dm);
+    }
+    return r;
+}
+
+int libdm_dm_query_status(libdm_dm *dm, int timeout_ms, char **ret_runstate)
+{
+    libdm_json *v = NULL;
+    const char *rs;
+    char *copy;
+    int r = dm_call_sync(dm, "query-status", timeout_ms, &v);
+
+    if (r < 0)
+        return r;
+    rs = libdm__json_get_str(v, "status");
+    copy = rs ? strdup(rs) : NULL;
+    libdm_json_free(v);
+    if (!copy)
+        return rs ? -ENOMEM : -EPROTO;
+    set_runstate(dm, copy);
+    *ret_runstate = copy;
+    return 0;
+}
+
+/* ---- stop: quit -> SIGTERM -> SIGKILL ---- */
+
+static int dm_signal(libdm_dm *dm, int sig)
+{
+    if (dm->keeper)
+        return libdm__keeper_signal(dm->keeper, sig);
+    return dm->pidfd >= 0 ? libdm__pidfd_signal(dm->pidfd, sig) : -ESRCH;
+}
+
+static void stop_finished(libdm_dm *dm)
+{
+    close_qmp(dm);
+    remove_files(dm->ctx, dm->name, dm->dir);
+    dm_set_state(dm, LIBDM_DM_DEAD);
+    op_finish(dm, 0);
+}
+
+static void stop_escalate(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+
+    if (dm->exited)
+        return;
+    switch (dm->step) {
+    case STOP_QUIT:
+        LIBDM__WARN(ctx, "%s: no exit after quit: sending SIGTERM", dm->name);
+        dm->step = STOP_TERM;
+        (void)dm_signal(dm, SIGTERM);
+        (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_TERM_GRACE_MS));
+        break;
+    case STOP_TERM:
+        LIBDM__WARN(ctx, "%s: no exit after SIGTERM: sending SIGKILL", dm->name);
+        dm->step = STOP_KILL;
+        (void)dm_signal(dm, SIGKILL);
+        (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_KILL_WAIT_MS));
+        break;
+    case STOP_KILL:
+        dm_error(dm, "device model (pid %d) survived SIGKILL", dm->pid);
+        op_finish(dm, -ETIMEDOUT);
+        break;
+    }
+}
+
+static void stop_on_quit(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+
+    dm->call = NULL;
+    if (r->status < 0 && !dm->exited)
+        LIBDM__DEBUG(dm->ctx, "%s: quit: %s", dm->name, strerror(-r->status));
+}
+
+int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_fn *cb,
+                        void *userdata)
+{
+    int r;
+
+    if (dm->op == OP_STOP)
+        return -EALREADY;
+    /* One operation at a time; each is bounded by its own deadline. */
+    if (dm->op != OP_NONE)
+        return -EBUSY;
+    libdm__timer_init(&dm->op_deadline, stop_escalate, dm);
+    r = op_begin(dm, OP_STOP, timeout_ms, cb, userdata);
+    if (r < 0)
+        return r;
+    dm_set_state(dm, LIBDM_DM_STOPPING);
+    if (dm->exited) {
+        libdm__timer_disarm(dm->ctx, &dm->op_deadline);
+        stop_finished(dm);
+        return 0;
+    }
+    dm->step = STOP_QUIT;
+    if (force || dm_call(dm, "quit", NULL, stop_on_quit) < 0) {
+        dm->step = STOP_TERM;
+        (void)dm_signal(dm, force ? SIGKILL : SIGTERM);
+        if (force)
+            dm->step = STOP_KILL;
+        (void)libdm__timer_arm(dm->ctx, &dm->op_deadline,
+                               libdm__deadline(force ? DM_KILL_WAIT_MS : DM_TERM_GRACE_MS));
+    }
+    return 0;
+}
+
+int libdm_dm_stop(libdm_dm *dm, int force, int timeout_ms)
+{
+    sync_op s = { 0 };
+    int r;
+
+    if (libdm__dispatch_depth(dm->ctx) > 0)
+        return -EDEADLK;
+    r = libdm_dm_stop_async(dm, force, timeout_ms, sync_done_cb, &s);
+    if (r == -EALREADY)
+        return 0;
+    return r < 0 ? r : sync_wait(dm->ctx, &s);
+}
+
+libdm_dm *libdm_dm_release(libdm_dm *dm)
+{
+    if (!dm)
+        return NULL;
+    if (dm->op != OP_NONE)
+        LIBDM__DEBUG(dm->ctx, "%s: released with an operation in progress", dm->name);
+    dm_free(dm);
+    return NULL;
+}
+
+/* ---- attach ---- */
+
+static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
+{
+    dm->name = strdup(rec->name);
+    dm->profile = strdup(rec->profile ? rec->profile : "plain");
+    dm->dir = rec->dir ? strdup(rec->dir) : NULL;
+    dm->qmp_path = rec->qmp_socket ? strdup(rec->qmp_socket) : NULL;
+    dm->log_path = rec->dir ? libdm__sprintf("%s/qemu.log", rec->dir) : NULL;
+    dm->domid = rec->domid;
+    dm->pid = rec->pid;
+    dm->pid_start = rec->pid_start;
+    dm->keeper_pid = rec->keeper_pid;
+    dm->created_ms = rec->created_ms;
+    if (!dm->name || !dm->profile || !dm->qmp_path || !dm->dir || !dm->log_path)
+        return -ENOMEM;
+    /* pidfd first, then the start time: if they match, the pidfd is the
+     * process the record names, not one that reused its pid. */
+    dm->pidfd = libdm__pidfd_open(rec->pid);
+    if (dm->pidfd < 0 || libdm__proc_start_time(rec->pid) != rec->pid_start)
+        return -ESRCH;
+    return libdm__watch_add(dm->ctx, dm->pidfd, POLLIN, on_pidfd, dm, &dm->pidfd_watch);
+}
+
+static int attach_monitor(libdm_dm *dm)
+{
+    libdm_qmp *q;
+    char *rs = NULL;
+    int r;
+
+    r = libdm_qmp_new(dm->ctx, &q);
+    if (r < 0)
+        return r;
+    r = attach_qmp(dm, q);
+    if (r >= 0)
+        r = libdm_qmp_connect(dm->qmp, dm->qmp_path, dm->timeout_ms);
+    if (r >= 0)
+        r = libdm_qmp_wait_ready(dm->qmp);
+    if (r < 0) {
+        dm_error(dm, "cannot connect to the monitor %s: %s", dm->qmp_path,
+                 libdm_qmp_last_error(dm->qmp) ? libdm_qmp_last_error(dm->qmp) : strerror(-r));
+        return r;
+    }
+    r = libdm_dm_query_status(dm, 0, &rs);
+    if (r < 0)
+        return r;
+    dm->state = !strcmp(rs, "running") ? LIBDM_DM_RUNNING
+              : !strcmp(rs, "inmigrate") ? LIBDM_DM_INCOMING
+                                         : LIBDM_DM_PAUSED;
+    free(rs);
+    return 0;
+}
+
+int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **ret_dm)
+{
+    libdm__store *store;
+    libdm__record rec;
+    libdm_dm *dm;
+    int r;
+
+    if (!name)
+        return -EINVAL;
+    if (libdm__dispatch_depth(ctx) > 0)
+        return -EDEADLK;
+    r = libdm__ctx_store(ctx, &store);
+    if (r < 0)
+        return r;
+    r = libdm__store_get(store, name, &rec);
+    if (r < 0) {
+        LIBDM__ERROR(ctx, "%s: no such device model", name);
+        return r;
+    }
+    dm = dm_alloc(ctx);
+    if (!dm) {
+        libdm__record_clear(&rec);
+        return -ENOMEM;
+    }
+    dm->state = LIBDM_DM_NEGOTIATING;
+    r = attach_from_record(dm, &rec);
+    if (r == -ESRCH) {
+        char *how = describe_status(rec.exit_status);
+        LIBDM__ERROR(ctx, "%s: device model (pid %d) is gone: it %s", name, rec.pid,
+                     how ? how : "ended");
+        free(how);
+    }
+    libdm__record_clear(&rec);
+    if (r >= 0)
+        r = attach_monitor(dm);
+    if (r < 0) {
+        if (dm->last_error)
+            LIBDM__ERROR(ctx, "%s", dm->last_error);
+        dm_free(dm);
+        return r;
+    }
+    *ret_dm = dm;
+    return 0;
+}
+
+/* ---- records ---- */
+
+static int info_from_record(const libdm__record *rec, libdm_dm_info *info)
+{
+    *info = (libdm_dm_info){
+        .name = strdup(rec->name),
+        .domid = rec->domid,
+        .pid = rec->pid,
+        .alive = rec->pid > 0 && libdm__proc_start_time(rec->pid) == rec->pid_start,
+        .qmp_socket = strdup(rec->qmp_socket ? rec->qmp_socket : ""),
+        .profile = strdup(rec->profile ? rec->profile : ""),
+        .state = strdup(rec->state ? rec->state : ""),
+        .exit_status = rec->exit_status,
+    };
+    return info->name && info->qmp_socket && info->profile && info->state ? 0 : -ENOMEM;
+}
+
+int libdm_dm_list(libdm_ctx *ctx, libdm_dm_info **ret_infos, size_t *ret_count)
+{
+    libdm__store *store;
+    libdm_dm_info *infos;
+    char **names = NULL;
+    size_t n = 0, count = 0;
+    int r;
+
+    r = libdm__ctx_store(ctx, &store);
+    if (r >= 0)
+        r = libdm__store_list(store, &names, &n);
+    if (r < 0)
+        return r;
+    infos = calloc(n ? n : 1, sizeof(*infos));
+    for (size_t i = 0; infos && i < n; i++) {
+        libdm__record rec;
+        if (libdm__store_get(store, names[i], &rec) < 0)
+            continue; /* removed meanwhile */
+        r = info_from_record(&rec, &infos[count++]);
+        libdm__record_clear(&rec);
+        if (r < 0)
+            break;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (!infos || r < 0) {
+        libdm_dm_info_free(infos, count);
+        return -ENOMEM;
+    }
+    *ret_infos = infos;
+    *ret_count = count;
+    return 0;
+}
+
+void libdm_dm_info_free(libdm_dm_info *infos, size_t count)
+{
+    if (!infos)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        free(infos[i].name);
+        free(infos[i].qmp_socket);
+        free(infos[i].profile);
+        free(infos[i].state);
+    }
+    free(infos);
+}
+
+int libdm_dm_forget(libdm_ctx *ctx, const char *name)
+{
+    libdm__store *store;
+    libdm__record rec;
+    int r = libdm__ctx_store(ctx, &store);
+
+    if (r >= 0)
+        r = libdm__store_get(store, name, &rec);
+    if (r < 0)
+        return r;
+    if (rec.pid > 0 && libdm__proc_start_time(rec.pid) == rec.pid_start) {
+        libdm__record_clear(&rec);
+        return -EBUSY;
+    }
+    remove_files(ctx, name, rec.dir);
+    libdm__record_clear(&rec);
+    return 0;
+}
+
+/* ---- getters ---- */
+
+libdm_qmp *libdm_dm_get_qmp(libdm_dm *dm)
+{
+    return dm->qmp && libdm_qmp_get_state(dm->qmp) == LIBDM_QMP_READY ? dm->qmp : NULL;
+}
+
+libdm_dm_state libdm_dm_get_state(const libdm_dm *dm) { return dm->state; }
+const char *libdm_dm_get_name(const libdm_dm *dm) { return dm->name; }
+uint32_t libdm_dm_get_domid(const libdm_dm *dm) { return dm->domid; }
+int libdm_dm_get_pid(const libdm_dm *dm) { return dm->pid; }
+const char *libdm_dm_get_qmp_path(const libdm_dm *dm) { return dm->qmp_path; }
+const char *libdm_dm_get_profile(const libdm_dm *dm) { return dm->profile; }
+const char *libdm_dm_get_runstate(const libdm_dm *dm) { return dm->runstate; }
+int libdm_dm_get_exit_status(const libdm_dm *dm) { return dm->exited ? dm->exit_status : -1; }
+const char *libdm_dm_last_error(const libdm_dm *dm) { return dm->last_error; }
+
+/* ---- for migrate.c ---- */
+
+int libdm__dm_set_autokill(libdm_dm *dm, bool on)
+{
+    return dm->keeper ? libdm__keeper_set_autokill(dm->keeper, on) : -ESRCH;
+}
+
+const char *libdm__dm_migration_event(const libdm_dm *dm)
+{
+    return dm->migration_event;
+}
+
+bool libdm__dm_exited(const libdm_dm *dm)
+{
+    return dm->exited;
+}
+
+libdm_ctx *libdm__dm_ctx(const libdm_dm *dm)
+{
+    return dm->ctx;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Starting a DM under libdm-keeper and talking to that keeper. */
+#ifndef LIBDM_SPAWN_INTERNAL_H
+#define LIBDM_SPAWN_INTERNAL_H
+
+#include "internal.h"
+
+typedef struct libdm__keeper libdm__keeper;
+
+typedef struct libdm__keeper_ops {
+    /* QEMU was forked: its pid (the pidfd is held by the keeper object). */
+    void (*on_pid)(libdm__keeper *k, int pid, void *user);
+    /* QEMU ended with wait status @status (-1: unknown, the keeper died). */
+    void (*on_exit)(libdm__keeper *k, int status, void *user);
+    /* The keeper reported a failure (exec failed, ...), before on_exit. */
+    void (*on_error)(libdm__keeper *k, const char *message, void *user);
+} libdm__keeper_ops;
+
+typedef struct libdm__spawn_args {
+    const char *name;
+    const char *store_spec;    /* what the keeper opens to record the exit */
+    char *const *argv;         /* QEMU's argv, its QMP chardev on fd 3 */
+    int qmp_listen_fd;
+    int log_fd;
+    bool autokill;
+} libdm__spawn_args;
+
+int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *args,
+                        const libdm__keeper_ops *ops, void *user, libdm__keeper **ret);
+/* Arms or releases autokill (seed 002). */
+int libdm__keeper_set_autokill(libdm__keeper *k, bool on);
+/* Signals the DM through its pidfd (-ESRCH once it is gone). */
+int libdm__keeper_signal(libdm__keeper *k, int sig);
+int libdm__keeper_pid(const libdm__keeper *k);
+int libdm__keeper_keeper_pid(const libdm__keeper *k);
+/* Closes the control channel and stops reporting; the keeper process goes on
+ * (and, if autokill is armed, kills the DM). Its reaping passes to the ctx. */
+void libdm__keeper_free(libdm__keeper *k);
+
+/* pidfd helpers */
+int libdm__pidfd_open(int pid);
+int libdm__pidfd_signal(int pidfd, int sig);
+/* The context reaps @pidfd's process (a child) when it exits; takes @pidfd. */
+int libdm__reap_later(libdm_ctx *ctx, int pidfd);
+#endif

@@ -1,0 +1,761 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* dmctl: the commands start, status, resume, pause, qmp, stop and list. */
+#include "config.h"
+
+#include <libdm/libdm.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmctl.h"
+
+/* Options with no short form. */
+enum {
+    OPT_DOMID = 0x2000,
+    OPT_PROFILE,
+    OPT_RESTRICT,
+    OPT_RUNAS,
+    OPT_CHROOT,
+    OPT_MACHINE,
+    OPT_MEMORY,
+    OPT_INCOMING,
+    OPT_QEMU,
+    OPT_SOCKET,
+    OPT_NO_QUERY,
+};
+
+#define LIST_QUERY_MAX_MS 5000
+
+static const char *or_dash(const char *s)
+{
+    return s && s[0] ? s : "-";
+}
+
+/* Parses a command that takes no options of its own; 0 or an exit status. */
+static int parse_no_options(dmctl *d, const dmctl_command *cmd, int argc, char **argv)
+{
+    int c, ex = 0;
+
+    while ((c = dmctl_getopt(d, cmd, argc, argv, NULL, &ex)) != -1) {
+        if (c == DMCTL_OPT_STOP)
+            return ex;
+        return dmctl_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    }
+    return 0;
+}
+
+/* Exactly @n positional arguments remain after the options. */
+static int expect_args(const dmctl_command *cmd, int argc, int n, const char *what)
+{
+    if (argc - optind < n)
+        return dmctl_usage_error(cmd, "missing %s", what);
+    if (argc - optind > n)
+        return dmctl_usage_error(cmd, "too many arguments");
+    return 0;
+}
+
+/* ================================ start ================================ */
+
+static const struct option start_opts[] = {
+    { "domid", required_argument, NULL, OPT_DOMID },
+    { "profile", required_argument, NULL, OPT_PROFILE },
+    { "restrict", no_argument, NULL, OPT_RESTRICT },
+    { "runas", required_argument, NULL, OPT_RUNAS },
+    { "chroot", required_argument, NULL, OPT_CHROOT },
+    { "machine", required_argument, NULL, OPT_MACHINE },
+    { "memory", required_argument, NULL, OPT_MEMORY },
+    { "incoming", required_argument, NULL, OPT_INCOMING },
+    { "qemu", required_argument, NULL, OPT_QEMU },
+    { NULL, 0, NULL, 0 },
+};
+
+typedef struct start_opts_seen {
+    bool restrict_;
+    bool runas;
+    bool chroot;
+} start_opts_seen;
+
+/* Reports a setter's failure on --OPT VALUE: 0, 2 (invalid) or 1. */
+static int setter_result(const dmctl_command *cmd, int r, const char *opt,
+                         const char *value, const char *hint)
+{
+    if (r >= 0)
+        return 0;
+    if (r == -EINVAL)
+        return dmctl_usage_error(cmd, "invalid %s value '%s'%s%s%s", opt, value,
+                                 hint ? " (" : "", hint ? hint : "", hint ? ")" : "");
+    dmctl_error(NULL, "%s: %s", opt, strerror(-r));
+    return DMCTL_EXIT_FAIL;
+}
+
+static int set_number(const dmctl_command *cmd, libdm_dm_config *cfg, int opt,
+                      const char *arg)
+{
+    uint64_t v;
+
+    if (opt == OPT_DOMID) {
+        if (!dmctl_parse_u64(arg, UINT32_MAX, &v))
+            return setter_result(cmd, -EINVAL, "--domid", arg, "1-32751");
+        return setter_result(cmd, libdm_dm_config_set_domid(cfg, (uint32_t)v),
+                             "--domid", arg, "1-32751");
+    }
+    if (!dmctl_parse_u64(arg, UINT64_MAX, &v))
+        return setter_result(cmd, -EINVAL, "--memory", arg, "MiB");
+    return setter_result(cmd, libdm_dm_config_set_memory_mb(cfg, v), "--memory", arg, "MiB");
+}
+
+static int set_profile(const dmctl_command *cmd, libdm_dm_config *cfg, const char *arg)
+{
+    int r = -EINVAL;
+
+    if (strcmp(arg, "plain") == 0)
+        r = libdm_dm_config_set_profile(cfg, LIBDM_PROFILE_PLAIN);
+    else if (strcmp(arg, "xen") == 0)
+        r = libdm_dm_config_set_profile(cfg, LIBDM_PROFILE_XEN);
+    return setter_result(cmd, r, "--profile", arg, "plain or xen");
+}
+
+static int set_qemu(const dmctl_command *cmd, libdm_dm_config *cfg, const char *arg)
+{
+    char *path = dmctl_absolute_path(arg, true);
+    int r;
+
+    if (!path) {
+        dmctl_error("--qemu", "%s: %s", arg, strerror(errno));
+        return errno == ENOMEM ? DMCTL_EXIT_FAIL : DMCTL_EXIT_USAGE;
+    }
+    r = setter_result(cmd, libdm_dm_config_set_qemu_path(cfg, path), "--qemu", arg, NULL);
+    free(path);
+    return r;
+}
+
+static int set_chroot(const dmctl_command *cmd, libdm_dm_config *cfg, const char *arg)
+{
+    char *path = dmctl_absolute_path(arg, false);
+    int r;
+
+    if (!path) {
+        dmctl_error("--chroot", "%s: %s", arg, strerror(errno));
+        return DMCTL_EXIT_FAIL;
+    }
+    r = setter_result(cmd, libdm_dm_config_set_chroot(cfg, path), "--chroot", arg, NULL);
+    free(path);
+    return r;
+}
+
+/* Applies one start option to @cfg; 0 or an exit status. */
+static int start_option(const dmctl_command *cmd, libdm_dm_config *cfg, int opt,
+                        const char *arg, start_opts_seen *seen)
+{
+    switch (opt) {
+    case OPT_DOMID:
+    case OPT_MEMORY:
+        return set_number(cmd, cfg, opt, arg);
+    case OPT_PROFILE:
+        return set_profile(cmd, cfg, arg);
+    case OPT_RESTRICT:
+        seen->restrict_ = true;
+        return setter_result(cmd, libdm_dm_config_set_restrict(cfg, 1), "--restrict", "", NULL);
+    case OPT_RUNAS:
+        seen->runas = true;
+        return setter_result(cmd, libdm_dm_config_set_runas(cfg, arg), "--runas", arg,
+                             "a user name or uid:gid");
+    case OPT_CHROOT:
+        seen->chroot = true;
+        return set_chroot(cmd, cfg, arg);
+    case OPT_MACHINE:
+        return setter_result(cmd, libdm_dm_config_set_machine(cfg, arg), "--machine", arg, NULL);
+    case OPT_INCOMING:
+        return setter_result(cmd, libdm_dm_config_set_incoming(cfg, arg), "--incoming", arg,
+                             "defer, unix:, tcp:, fd: or exec:");
+    case OPT_QEMU:
+        return set_qemu(cmd, cfg, arg);
+    default:
+        return dmctl_usage_error(cmd, "unknown option");
+    }
+}
+
+/* Index of the first "--" in argv[1..argc), or argc. */
+static int find_dashdash(int argc, char **argv)
+{
+    int i;
+
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--") == 0)
+            return i;
+    return argc;
+}
+
+static int start_extra_args(const dmctl_command *cmd, libdm_dm_config *cfg, int argc,
+                            char **argv)
+{
+    int i, r = 0;
+
+    for (i = 0; i < argc && r == 0; i++)
+        r = setter_result(cmd, libdm_dm_config_add_extra_arg(cfg, argv[i]),
+                          "extra QEMU argument", argv[i], NULL);
+    return r;
+}
+
+/* Parses the whole start command line into @cfg; 0 or an exit status. */
+static int start_parse(dmctl *d, const dmctl_command *cmd, int argc, char **argv,
+                       libdm_dm_config *cfg, const char **ret_name)
+{
+    start_opts_seen seen = { false, false, false };
+    int dd = find_dashdash(argc, argv);
+    int c, ex = 0;
+
+    while ((c = dmctl_getopt(d, cmd, dd, argv, start_opts, &ex)) != -1) {
+        if (c == DMCTL_OPT_STOP)
+            return ex;
+        ex = start_option(cmd, cfg, c, optarg, &seen);
+        if (ex)
+            return ex;
+    }
+    ex = expect_args(cmd, dd, 1, "NAME");
+    if (ex)
+        return ex;
+    *ret_name = argv[optind];
+    if ((seen.runas || seen.chroot) && !seen.restrict_)
+        return dmctl_usage_error(cmd, "--runas and --chroot need --restrict");
+    ex = setter_result(cmd, libdm_dm_config_set_name(cfg, *ret_name), "NAME", *ret_name,
+                       "1-64 of A-Za-z0-9_.-, not starting with '.' or '-'");
+    if (!ex && dd < argc)
+        ex = start_extra_args(cmd, cfg, argc - dd - 1, argv + dd + 1);
+    if (!ex)
+        ex = setter_result(cmd, libdm_dm_config_set_timeout_ms(cfg, d->timeout_ms),
+                           "--timeout", "", NULL);
+    return ex;
+}
+
+int dmctl_cmd_start(dmctl *d, int argc, char **argv)
+{
+    const dmctl_command *cmd = dmctl_find_command("start");
+    libdm_dm_config *cfg = NULL;
+    libdm_dm *dm = NULL;
+    const char *name = NULL;
+    int r, ex;
+
+    r = libdm_dm_config_new(&cfg);
+    if (r < 0) {
+        dmctl_error(NULL, "%s", strerror(-r));
+        return DMCTL_EXIT_FAIL;
+    }
+    ex = start_parse(d, cmd, argc, argv, cfg, &name);
+    if (!ex)
+        ex = dmctl_open_ctx(d);
+    if (!ex) {
+        r = libdm_dm_start(d->ctx, cfg, &dm);
+        if (r < 0)
+            ex = dmctl_report_dm(NULL, name, "start failed", r);
+    }
+    if (dm) {
+        ex = dmctl_print_dm(d, dm);
+        if (dmctl_signal_received())
+            dmctl_error(name, "started before the interruption took effect; "
+                        "'dmctl stop %s' stops it", name);
+        libdm_dm_release(dm);
+    }
+    libdm_dm_config_free(cfg);
+    return ex;
+}
+
+/* ============================ status and qmp =========================== */
+
+static const struct option socket_opts[] = {
+    { "socket", required_argument, NULL, OPT_SOCKET },
+    { NULL, 0, NULL, 0 },
+};
+
+/* Parses [--socket PATH] and the positional arguments: @min..@max of them
+ * without --socket (NAME first), one fewer with it. */
+static int parse_target(dmctl *d, const dmctl_command *cmd, int argc, char **argv,
+                        int min, int max, const char **ret_socket)
+{
+    int c, ex = 0, n, drop;
+
+    *ret_socket = NULL;
+    while ((c = dmctl_getopt(d, cmd, argc, argv, socket_opts, &ex)) != -1) {
+        if (c == DMCTL_OPT_STOP)
+            return ex;
+        if (c != OPT_SOCKET)
+            return dmctl_usage_error(cmd, "unknown option");
+        *ret_socket = optarg;
+    }
+    n = argc - optind;
+    drop = *ret_socket ? 1 : 0;
+    if (n < min - drop)
+        return dmctl_usage_error(cmd, "missing %s", n == 0 && !drop ? "NAME" : "argument");
+    if (n > max - drop)
+        return dmctl_usage_error(cmd, "too many arguments");
+    return 0;
+}
+
+static int print_status(const dmctl *d, const char *name, const char *socket,
+                        const char *runstate)
+{
+    libdm_json *o;
+    bool ok;
+
+    if (!d->json) {
+        printf("%s\n", runstate);
+        return 0;
+    }
+    o = libdm_json_new_object();
+    ok = o && dmctl_json_add_str(o, "name", name);
+    if (ok && socket)
+        ok = dmctl_json_add_str(o, "qmp_socket", socket);
+    ok = ok && dmctl_json_add_str(o, "runstate", runstate);
+    if (!ok)
+        o = libdm_json_free(o);
+    return dmctl_json_emit(o);
+}
+
+/* query-status on a raw connection: the "status" member. */
+static int socket_query_status(dmctl *d, libdm_qmp *q, const char *path, char **ret)
+{
+    libdm_json *v = NULL;
+    const char *s;
+    int r = libdm_qmp_call(q, "query-status", NULL, d->timeout_ms, &v);
+
+    if (r < 0)
+        return dmctl_report_qmp(q, path, "query-status", r);
+    s = libdm_json_get_string(libdm_json_object_get(v, "status"));
+    *ret = s ? strdup(s) : NULL;
+    libdm_json_free(v);
+    if (!*ret) {
+        dmctl_error(path, "query-status: the reply has no status");
+        return DMCTL_EXIT_FAIL;
+    }
+    return 0;
+}
+
+static int status_socket(dmctl *d, const char *path)
+{
+    libdm_qmp *q = NULL;
+    char *rs = NULL;
+    int ex, ex2;
+
+    ex = dmctl_open_socket(d, path, &q);
+    if (ex)
+        return ex;
+    ex = socket_query_status(d, q, path, &rs);
+    ex2 = dmctl_close_socket(d, path, q);
+    if (!ex && ex2)
+        ex = ex2;
+    if (!ex)
+        ex = print_status(d, NULL, path, rs);
+    free(rs);
+    return ex;
+}
+
+static int status_name(dmctl *d, const char *name)
+{
+    libdm_dm *dm = NULL;
+    char *rs = NULL;
+    int ex, r;
+
+    ex = dmctl_attach(d, name, &dm);
+    if (ex)
+        return ex;
+    r = libdm_dm_query_status(dm, d->timeout_ms, &rs);
+    if (r < 0)
+        ex = dmctl_report_dm(dm, name, "query-status", r);
+    else
+        ex = print_status(d, name, NULL, rs);
+    free(rs);
+    libdm_dm_release(dm);
+    return ex;
+}
+
+int dmctl_cmd_status(dmctl *d, int argc, char **argv)
+{
+    const dmctl_command *cmd = dmctl_find_command("status");
+    const char *socket;
+    int ex = parse_target(d, cmd, argc, argv, 1, 1, &socket);
+
+    if (ex)
+        return ex;
+    return socket ? status_socket(d, socket) : status_name(d, argv[optind]);
+}
+
+/* Parses JSON-ARGUMENTS: NULL when absent; 0 or 2 (usage error). */
+static int parse_qmp_arguments(const dmctl_command *cmd, const char *text, libdm_json **ret)
+{
+    int r;
+
+    *ret = NULL;
+    if (!text)
+        return 0;
+    r = libdm_json_parse(text, strlen(text), ret);
+    if (r < 0)
+        return dmctl_usage_error(cmd, "invalid JSON arguments '%s': %s", text,
+                                 r == -EINVAL ? "not valid JSON" : strerror(-r));
+    if (libdm_json_get_type(*ret) != LIBDM_JSON_OBJECT) {
+        *ret = libdm_json_free(*ret);
+        return dmctl_usage_error(cmd, "invalid JSON arguments '%s': not a JSON object", text);
+    }
+    return 0;
+}
+
+static int print_reply(const dmctl *d, const libdm_json *value)
+{
+    char *text = NULL;
+    int r;
+
+    if (!value) {
+        puts("{}");
+        return 0;
+    }
+    r = libdm_json_to_string(value, !d->json, &text);
+    if (r < 0) {
+        dmctl_error(NULL, "cannot produce JSON: %s", strerror(-r));
+        return DMCTL_EXIT_FAIL;
+    }
+    puts(text);
+    free(text);
+    return 0;
+}
+
+/* One command on @q; the reply printed. 0 or an exit status. */
+static int qmp_exchange(const dmctl *d, libdm_qmp *q, const char *what, const char *command,
+                        const libdm_json *args)
+{
+    libdm_json *v = NULL;
+    int r, ex;
+
+    if (!q) {
+        dmctl_error(what, "no monitor connection (the DM is %s)", "not answering");
+        return DMCTL_EXIT_FAIL;
+    }
+    r = libdm_qmp_call(q, command, args, d->timeout_ms, &v);
+    if (r < 0)
+        return dmctl_report_qmp(q, what, command, r);
+    ex = print_reply(d, v);
+    libdm_json_free(v);
+    return ex;
+}
+
+static int qmp_socket(dmctl *d, const char *path, const char *command,
+                      const libdm_json *args)
+{
+    libdm_qmp *q = NULL;
+    int ex, ex2;
+
+    ex = dmctl_open_socket(d, path, &q);
+    if (ex)
+        return ex;
+    ex = qmp_exchange(d, q, path, command, args);
+    ex2 = dmctl_close_socket(d, path, q);
+    return ex ? ex : ex2;
+}
+
+static int qmp_name(dmctl *d, const char *name, const char *command, const libdm_json *args)
+{
+    libdm_dm *dm = NULL;
+    int ex = dmctl_attach(d, name, &dm);
+
+    if (ex)
+        return ex;
+    ex = qmp_exchange(d, libdm_dm_get_qmp(dm), name, command, args);
+    libdm_dm_release(dm);   /* drains before closing */
+    return ex;
+}
+
+int dmctl_cmd_qmp(dmctl *d, int argc, char **argv)
+{
+    const dmctl_command *cmd = dmctl_find_command("qmp");
+    const char *socket, *command, *args_text;
+    libdm_json *args = NULL;
+    int ex, i;
+
+    ex = parse_target(d, cmd, argc, argv, 2, 3, &socket);
+    if (ex)
+        return ex;
+    i = optind + (socket ? 0 : 1);
+    command = argv[i];
+    args_text = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!command[0])
+        return dmctl_usage_error(cmd, "empty QMP command name");
+    ex = parse_qmp_arguments(cmd, args_text, &args);
+    if (ex)
+        return ex;
+    ex = socket ? qmp_socket(d, socket, command, args)
+                : qmp_name(d, argv[optind], command, args);
+    libdm_json_free(args);
+    return ex;
+}
+
+/* =========================== resume and pause ========================== */
+
+/* After a successful resume/pause: the runstate QMP now reports. */
+static int print_after_op(dmctl *d, libdm_dm *dm, const char *name)
+{
+    char *rs = NULL;
+    libdm_json *o;
+    const char *state = libdm_dm_state_to_string(libdm_dm_get_state(dm));
+    bool ok;
+
+    if (libdm_dm_query_status(dm, d->timeout_ms, &rs) < 0)
+        rs = NULL;   /* the operation itself succeeded: report what is known */
+    if (!d->json) {
+        printf("%s: %s\n", name, rs ? rs : or_dash(libdm_dm_get_runstate(dm)));
+        free(rs);
+        return 0;
+    }
+    o = libdm_json_new_object();
+    ok = o && dmctl_json_add_str(o, "name", name);
+    ok = ok && dmctl_json_add_str(o, "runstate", rs ? rs : libdm_dm_get_runstate(dm));
+    ok = ok && dmctl_json_add_str(o, "state", state);
+    free(rs);
+    if (!ok)
+        o = libdm_json_free(o);
+    return dmctl_json_emit(o);
+}
+
+typedef int dm_op_fn(libdm_dm *dm, int timeout_ms);
+
+static int run_dm_op(dmctl *d, const char *cmdname, int argc, char **argv, dm_op_fn *op,
+                     const char *opname)
+{
+    const dmctl_command *cmd = dmctl_find_command(cmdname);
+    libdm_dm *dm = NULL;
+    const char *name;
+    int ex, r;
+
+    ex = parse_no_options(d, cmd, argc, argv);
+    if (!ex)
+        ex = expect_args(cmd, argc, 1, "NAME");
+    if (ex)
+        return ex;
+    name = argv[optind];
+    ex = dmctl_attach(d, name, &dm);
+    if (ex)
+        return ex;
+    r = op(dm, d->timeout_ms);
+    ex = r < 0 ? dmctl_report_dm(dm, name, opname, r) : print_after_op(d, dm, name);
+    libdm_dm_release(dm);
+    return ex;
+}
+
+int dmctl_cmd_resume(dmctl *d, int argc, char **argv)
+{
+    return run_dm_op(d, "resume", argc, argv, libdm_dm_resume, "resume");
+}
+
+int dmctl_cmd_pause(dmctl *d, int argc, char **argv)
+{
+    return run_dm_op(d, "pause", argc, argv, libdm_dm_pause, "pause");
+}
+
+/* ================================ stop ================================= */
+
+static const struct option stop_opts[] = {
+    { "force", no_argument, NULL, 'f' },
+    { NULL, 0, NULL, 0 },
+};
+
+static int print_stopped(const dmctl *d, const char *name, int status, bool was_gone)
+{
+    char buf[64];
+    libdm_json *o;
+    bool ok;
+
+    if (!d->json) {
+        printf("%s: %s (%s)\n", name, was_gone ? "was already gone, record removed" : "stopped",
+               dmctl_describe_wait(status, buf, sizeof(buf)));
+        return 0;
+    }
+    o = libdm_json_new_object();
+    ok = o && dmctl_json_add_str(o, "name", name);
+    ok = ok && dmctl_json_add_bool(o, "stopped", true);
+    ok = ok && dmctl_json_add_bool(o, "already_gone", was_gone);
+    ok = ok && dmctl_json_add_int(o, "exit_status", status);
+    if (!ok)
+        o = libdm_json_free(o);
+    return dmctl_json_emit(o);
+}
+
+/* The recorded exit status of @name, or -1. */
+static int recorded_exit_status(dmctl *d, const char *name)
+{
+    libdm_dm_info *infos = NULL;
+    size_t n = 0, i;
+    int status = -1;
+
+    if (libdm_dm_list(d->ctx, &infos, &n) < 0)
+        return -1;
+    for (i = 0; i < n; i++)
+        if (strcmp(infos[i].name, name) == 0)
+            status = infos[i].exit_status;
+    libdm_dm_info_free(infos, n);
+    return status;
+}
+
+/* The process is gone already: remove what it left behind. */
+static int stop_gone(dmctl *d, const char *name)
+{
+    int status = recorded_exit_status(d, name);
+    int r = libdm_dm_forget(d->ctx, name);
+
+    if (r < 0 && r != -ENOENT)
+        return dmctl_report_dm(NULL, name, "removing the record", r);
+    return print_stopped(d, name, status, true);
+}
+
+int dmctl_cmd_stop(dmctl *d, int argc, char **argv)
+{
+    const dmctl_command *cmd = dmctl_find_command("stop");
+    libdm_dm *dm = NULL;
+    const char *name;
+    bool force = false;
+    int c, ex = 0, r;
+
+    while ((c = dmctl_getopt(d, cmd, argc, argv, stop_opts, &ex)) != -1) {
+        if (c == DMCTL_OPT_STOP)
+            return ex;
+        force = true;
+    }
+    ex = expect_args(cmd, argc, 1, "NAME");
+    if (ex || (ex = dmctl_open_ctx(d)))
+        return ex;
+    name = argv[optind];
+    r = libdm_dm_attach(d->ctx, name, &dm);
+    if (r == -ESRCH)
+        return stop_gone(d, name);
+    if (r < 0)
+        return dmctl_report_attach(d, name, r);
+    r = libdm_dm_stop(dm, force, d->timeout_ms);
+    if (r < 0)
+        ex = dmctl_report_dm(dm, name, "stop", r);
+    else
+        ex = print_stopped(d, name, libdm_dm_get_exit_status(dm), false);
+    libdm_dm_release(dm);
+    return ex;
+}
+
+/* ================================ list ================================= */
+
+static const struct option list_opts[] = {
+    { "no-query", no_argument, NULL, OPT_NO_QUERY },
+    { NULL, 0, NULL, 0 },
+};
+
+/* The live runstate of a recorded DM, or NULL ("?"). */
+static char *query_runstate(dmctl *d, const libdm_dm_info *info)
+{
+    int t = d->timeout_ms < LIST_QUERY_MAX_MS ? d->timeout_ms : LIST_QUERY_MAX_MS;
+    libdm_dm *dm = NULL;
+    char *rs = NULL;
+
+    if (!info->alive || dmctl_signal_received())
+        return NULL;
+    if (libdm_dm_attach(d->ctx, info->name, &dm) < 0)
+        return NULL;
+    if (libdm_dm_query_status(dm, t, &rs) < 0)
+        rs = NULL;
+    libdm_dm_release(dm);
+    return rs;
+}
+
+static int list_json_one(const libdm_dm_info *in, const char *runstate)
+{
+    libdm_json *o = libdm_json_new_object();
+    bool ok = o != NULL;
+
+    ok = ok && dmctl_json_add_str(o, "name", in->name);
+    ok = ok && dmctl_json_add_int(o, "domid", in->domid);
+    ok = ok && dmctl_json_add_int(o, "pid", in->pid);
+    ok = ok && dmctl_json_add_bool(o, "alive", in->alive);
+    ok = ok && dmctl_json_add_str(o, "qmp_socket", in->qmp_socket);
+    ok = ok && dmctl_json_add_str(o, "runstate", runstate);
+    ok = ok && dmctl_json_add_str(o, "profile", in->profile);
+    ok = ok && dmctl_json_add_str(o, "state", in->state);
+    ok = ok && dmctl_json_add_int(o, "exit_status", in->exit_status);
+    if (!ok)
+        o = libdm_json_free(o);
+    return dmctl_json_emit(o);
+}
+
+/* Width of the NAME (@state false) or STATE column. */
+static int column_width(const libdm_dm_info *infos, size_t n, bool state, int min)
+{
+    size_t i, len;
+    int w = min;
+
+    for (i = 0; i < n; i++) {
+        len = strlen(or_dash(state ? infos[i].state : infos[i].name));
+        if ((int)len > w)
+            w = (int)len;
+    }
+    return w;
+}
+
+static void list_table(const libdm_dm_info *infos, size_t n, char **runstates, bool queried)
+{
+    int wn = column_width(infos, n, false, 4);
+    int ws = column_width(infos, n, true, 5);
+    char domid[16];
+    size_t i;
+
+    printf("%-*s %5s %7s %-5s %-*s %-10s %-7s %s\n", wn, "NAME", "DOMID", "PID", "ALIVE",
+           ws, "STATE", "RUNSTATE", "PROFILE", "SOCKET");
+    for (i = 0; i < n; i++) {
+        const libdm_dm_info *in = &infos[i];
+        const char *rs = runstates[i] ? runstates[i] : queried && in->alive ? "?" : "-";
+
+        snprintf(domid, sizeof(domid), in->domid ? "%" PRIu32 : "-", in->domid);
+        printf("%-*s %5s %7d %-5s %-*s %-10s %-7s %s\n", wn, in->name, domid, in->pid,
+               in->alive ? "yes" : "no", ws, or_dash(in->state), rs, or_dash(in->profile),
+               or_dash(in->qmp_socket));
+    }
+}
+
+static int list_parse(dmctl *d, const dmctl_command *cmd, int argc, char **argv,
+                      bool *query)
+{
+    int c, ex = 0;
+
+    while ((c = dmctl_getopt(d, cmd, argc, argv, list_opts, &ex)) != -1) {
+        if (c == DMCTL_OPT_STOP)
+            return ex;
+        *query = false;
+    }
+    return expect_args(cmd, argc, 0, "");
+}
+
+int dmctl_cmd_list(dmctl *d, int argc, char **argv)
+{
+    const dmctl_command *cmd = dmctl_find_command("list");
+    libdm_dm_info *infos = NULL;
+    char **runstates;
+    bool query = true;
+    size_t n = 0, i;
+    int ex, r;
+
+    ex = list_parse(d, cmd, argc, argv, &query);
+    if (ex || (ex = dmctl_open_ctx(d)))
+        return ex;
+    r = libdm_dm_list(d->ctx, &infos, &n);
+    if (r < 0)
+        return dmctl_report_dm(NULL, "list", "reading the records", r);
+    runstates = calloc(n ? n : 1, sizeof(*runstates));
+    if (!runstates) {
+        libdm_dm_info_free(infos, n);
+        return dmctl_report_dm(NULL, "list", "list", -ENOMEM);
+    }
+    for (i = 0; i < n && query; i++)
+        runstates[i] = query_runstate(d, &infos[i]);
+    if (!d->json)
+        list_table(infos, n, runstates, query);
+    for (i = 0; i < n && d->json && !ex; i++)
+        ex = list_json_one(&infos[i], runstates[i]);
+    for (i = 0; i < n; i++)
+        free(runstates[i]);
+    free(runstates);
+    libdm_dm_info_free(infos, n);
+    return ex;
+}

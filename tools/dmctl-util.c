@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* dmctl: context set-up, error reporting, parsing and output helpers. */
+#include "config.h"
+
+#include <libdm/libdm.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dmctl.h"
+
+/* ---- context ---- */
+
+static xentoollog_level log_level(const dmctl *d)
+{
+    const char *v = getenv("LIBDM_LOG");
+
+    if (d->verbose > 0)
+        return XTL_DEBUG;
+    if (v && strcmp(v, "debug") == 0)
+        return XTL_DEBUG;
+    if (v && strcmp(v, "info") == 0)
+        return XTL_INFO;
+    if (v && strcmp(v, "error") == 0)
+        return XTL_ERROR;
+    return XTL_WARN;
+}
+
+/* "xenstore", "auto" and "dir" are passed on; anything else is a directory. */
+static int store_spec(dmctl *d, const char **ret_spec)
+{
+    const char *s = d->store;
+
+    if (!s || !strcmp(s, "xenstore") || !strcmp(s, "auto") || !strcmp(s, "dir")) {
+        *ret_spec = s;
+        return 0;
+    }
+    free(d->store_abs);
+    d->store_abs = dmctl_absolute_path(s, false);
+    if (!d->store_abs)
+        return -errno;
+    *ret_spec = d->store_abs;
+    return 0;
+}
+
+int dmctl_open_ctx(dmctl *d)
+{
+    const char *spec;
+    int r;
+
+    if (d->ctx)
+        return 0;
+    d->lg = (xentoollog_logger *)xtl_createlogger_stdiostream(
+        stderr, log_level(d), XTL_STDIOSTREAM_HIDE_PROGRESS);
+    if (!d->lg) {
+        dmctl_error(NULL, "cannot create a logger: %s", strerror(ENOMEM));
+        return DMCTL_EXIT_FAIL;
+    }
+    r = libdm_ctx_new(d->lg, &d->ctx);
+    if (r < 0) {
+        dmctl_error(NULL, "cannot create a libdm context: %s", strerror(-r));
+        return DMCTL_EXIT_FAIL;
+    }
+    r = store_spec(d, &spec);
+    if (r == 0 && spec)
+        r = libdm_ctx_set_store(d->ctx, spec);
+    if (r < 0) {
+        dmctl_error("--store", "%s: %s", d->store, strerror(-r));
+        return dmctl_exit_for(r);
+    }
+    return 0;
+}
+
+void dmctl_close(dmctl *d)
+{
+    /* Frees only after any connection still draining has drained. */
+    d->ctx = libdm_ctx_free(d->ctx);
+    if (d->lg)
+        xtl_logger_destroy(d->lg);
+    d->lg = NULL;
+    free(d->store_abs);
+    d->store_abs = NULL;
+}
+
+/* ---- errors ---- */
+
+int dmctl_exit_for(int err)
+{
+    return err == -ETIMEDOUT ? DMCTL_EXIT_TIMEOUT : DMCTL_EXIT_FAIL;
+}
+
+void dmctl_error(const char *what, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("dmctl: ", stderr);
+    if (what)
+        fprintf(stderr, "%s: ", what);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static bool report_remote(libdm_qmp *q, const char *what, const char *op, int err)
+{
+    const char *cls = q ? libdm_qmp_error_class(q) : NULL;
+    const char *desc = q ? libdm_qmp_error_desc(q) : NULL;
+
+    if (err != -EREMOTEIO || !cls)
+        return false;
+    dmctl_error(what, "%s: QEMU error %s: %s", op, cls, desc ? desc : "(no description)");
+    return true;
+}
+
+int dmctl_report_dm(libdm_dm *dm, const char *name, const char *op, int err)
+{
+    const char *why = dm ? libdm_dm_last_error(dm) : NULL;
+
+    if (report_remote(dm ? libdm_dm_get_qmp(dm) : NULL, name, op, err))
+        return dmctl_exit_for(err);
+    if (why && strncmp(why, name, strlen(name)) == 0)
+        dmctl_error(NULL, "%s", why);     /* the sentence names the DM already */
+    else if (why)
+        dmctl_error(name, "%s: %s", op, why);
+    else if (err == -ETIMEDOUT)
+        dmctl_error(name, "%s: timed out (see --timeout)", op);
+    else
+        dmctl_error(name, "%s: %s", op, strerror(-err));
+    return dmctl_exit_for(err);
+}
+
+int dmctl_report_qmp(libdm_qmp *q, const char *what, const char *command, int err)
+{
+    const char *why = q ? libdm_qmp_last_error(q) : NULL;
+
+    if (report_remote(q, what, command, err))
+        return dmctl_exit_for(err);
+    if (why)
+        dmctl_error(what, "%s: %s", command, why);
+    else
+        dmctl_error(what, "%s: %s", command, strerror(-err));
+    return dmctl_exit_for(err);
+}
+
+/* How a DM whose process is gone ended, from its record. */
+static void report_gone(dmctl *d, const char *name)
+{
+    libdm_dm_info *infos = NULL;
+    size_t n = 0, i;
+    char buf[64];
+    int status = -1;
+
+    if (libdm_dm_list(d->ctx, &infos, &n) >= 0) {
+        for (i = 0; i < n; i++)
+            if (strcmp(infos[i].name, name) == 0)
+                status = infos[i].exit_status;
+        libdm_dm_info_free(infos, n);
+    }
+    dmctl_error(name, "its process is gone (%s); 'dmctl stop %s' removes the record",
+                dmctl_describe_wait(status, buf, sizeof(buf)), name);
+}
+
+int dmctl_attach(dmctl *d, const char *name, libdm_dm **ret_dm)
+{
+    int r = dmctl_open_ctx(d);
+
+    if (r)
+        return r;
+    r = libdm_dm_attach(d->ctx, name, ret_dm);
+    return r >= 0 ? 0 : dmctl_report_attach(d, name, r);
+}
+
+int dmctl_report_attach(dmctl *d, const char *name, int r)
+{
+    if (r == -ENOENT)
+        dmctl_error(name, "no such device model (no record; see 'dmctl list')");
+    else if (r == -ESRCH)
+        report_gone(d, name);
+    else
+        dmctl_report_dm(NULL, name, "attach", r);
+    return dmctl_exit_for(r);
+}
+
+/* Connecting retries while the socket does not exist (for a DM starting
+ * up); a path given by the user must exist now. */
+static int check_socket_path(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        dmctl_error(path, "%s", strerror(errno));
+        return DMCTL_EXIT_FAIL;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        dmctl_error(path, "not a socket");
+        return DMCTL_EXIT_FAIL;
+    }
+    return 0;
+}
+
+int dmctl_open_socket(dmctl *d, const char *path, libdm_qmp **ret_qmp)
+{
+    int r = check_socket_path(path);
+
+    if (r)
+        return r;
+    r = dmctl_open_ctx(d);
+    if (r)
+        return r;
+    r = libdm_qmp_open(d->ctx, path, d->timeout_ms, ret_qmp);
+    if (r < 0) {
+        if (r == -ETIMEDOUT)
+            dmctl_error(path, "no QMP greeting and negotiation before the deadline "
+                        "(is another client connected?)");
+        else
+            dmctl_error(path, "cannot open QMP: %s", strerror(-r));
+        return dmctl_exit_for(r);
+    }
+    return 0;
+}
+
+int dmctl_close_socket(dmctl *d, const char *path, libdm_qmp *q)
+{
+    int r = libdm_qmp_close(q, d->timeout_ms);
+
+    if (r == -ETIMEDOUT) {
+        dmctl_error(path, "monitor wedged: a reply was still outstanding at the deadline");
+        return DMCTL_EXIT_TIMEOUT;
+    }
+    if (r < 0) {
+        dmctl_error(path, "closing QMP: %s", strerror(-r));
+        return DMCTL_EXIT_FAIL;
+    }
+    return 0;
+}
+
+/* ---- parsing ---- */
+
+bool dmctl_parse_u64(const char *s, uint64_t max, uint64_t *ret)
+{
+    unsigned long long v;
+    char *end;
+
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return false;
+    *ret = v;
+    return true;
+}
+
+bool dmctl_parse_seconds(const char *s, int *ret_ms)
+{
+    double v, ms;
+    char *end;
+
+    if (!s || !((*s >= '0' && *s <= '9') || *s == '.'))
+        return false;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v <= 0)
+        return false;
+    ms = v * 1000.0;
+    if (ms > INT_MAX)
+        return false;
+    *ret_ms = (int)ms;
+    if (*ret_ms < ms)
+        ++*ret_ms;    /* round up: 0.0001 s is 1 ms, not "no deadline" */
+    return true;
+}
+
+static char *join_path(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+
+    if (!p)
+        return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+
+static char *search_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    char *copy, *dir, *save = NULL, *found = NULL;
+
+    copy = strdup(path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
+    if (!copy)
+        return NULL;
+    for (dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+        if (dir[0] != '/')
+            continue;   /* only absolute entries: the result must be absolute */
+        found = join_path(dir, name);
+        if (found && access(found, X_OK) != 0) {
+            free(found);
+            found = NULL;
+        }
+    }
+    free(copy);
+    if (!found)
+        errno = ENOENT;
+    return found;
+}
+
+char *dmctl_absolute_path(const char *path, bool search)
+{
+    char cwd[PATH_MAX];
+
+    if (path[0] == '/')
+        return strdup(path);
+    if (search && !strchr(path, '/'))
+        return search_path(path);
+    if (!getcwd(cwd, sizeof(cwd)))
+        return NULL;
+    return join_path(cwd, path);
+}
+
+const char *dmctl_describe_wait(int status, char *buf, size_t len)
+{
+    if (status < 0)
+        snprintf(buf, len, "how it ended is not recorded");
+    else if (WIFEXITED(status))
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, len, "wait status %#x", (unsigned)status);
+    return buf;
+}
+
+/* ---- output ---- */
+
+int dmctl_json_emit(libdm_json *v)
+{
+    char *text = NULL;
+    int r = v ? libdm_json_to_string(v, 0, &text) : -ENOMEM;
+
+    libdm_json_free(v);
+    if (r < 0) {
+        dmctl_error(NULL, "cannot produce JSON: %s", strerror(-r));
+        return DMCTL_EXIT_FAIL;
+    }
+    puts(text);
+    free(text);
+    return 0;
+}
+
+bool dmctl_json_add_str(libdm_json *o, const char *key, const char *s)
+{
+    return libdm_json_object_add(o, key, s ? libdm_json_new_string(s) : libdm_json_new_null()) >= 0;
+}
+
+bool dmctl_json_add_int(libdm_json *o, const char *key, int64_t i)
+{
+    return libdm_json_object_add(o, key, libdm_json_new_int(i)) >= 0;
+}
+
+bool dmctl_json_add_bool(libdm_json *o, const char *key, bool b)
+{
+    return libdm_json_object_add(o, key, libdm_json_new_bool(b)) >= 0;
+}
+
+void dmctl_print_kv(int width, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+
+    printf("%-*s ", width + 1, key);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+}
+
+static int print_dm_json(libdm_dm *dm)
+{
+    libdm_json *o = libdm_json_new_object();
+    bool ok = o != NULL;
+
+    ok = ok && dmctl_json_add_str(o, "name", libdm_dm_get_name(dm));
+    ok = ok && dmctl_json_add_int(o, "domid", libdm_dm_get_domid(dm));
+    ok = ok && dmctl_json_add_int(o, "pid", libdm_dm_get_pid(dm));
+    ok = ok && dmctl_json_add_str(o, "qmp_socket", libdm_dm_get_qmp_path(dm));
+    ok = ok && dmctl_json_add_str(o, "runstate", libdm_dm_get_runstate(dm));
+    ok = ok && dmctl_json_add_str(o, "profile", libdm_dm_get_profile(dm));
+    ok = ok && dmctl_json_add_str(o, "state", libdm_dm_state_to_string(libdm_dm_get_state(dm)));
+    if (!ok) {
+        libdm_json_free(o);
+        o = NULL;
+    }
+    return dmctl_json_emit(o);
+}
+
+static const char *or_dash(const char *s)
+{
+    return s ? s : "-";
+}
+
+int dmctl_print_dm(const dmctl *d, libdm_dm *dm)
+{
+    const int w = 10;
+    uint32_t domid = libdm_dm_get_domid(dm);
+
+    if (d->json)
+        return print_dm_json(dm);
+    dmctl_print_kv(w, "name:", "%s", or_dash(libdm_dm_get_name(dm)));
+    if (domid)
+        dmctl_print_kv(w, "domid:", "%" PRIu32, domid);
+    else
+        dmctl_print_kv(w, "domid:", "none");
+    dmctl_print_kv(w, "pid:", "%d", libdm_dm_get_pid(dm));
+    dmctl_print_kv(w, "qmp_socket:", "%s", or_dash(libdm_dm_get_qmp_path(dm)));
+    dmctl_print_kv(w, "runstate:", "%s", or_dash(libdm_dm_get_runstate(dm)));
+    dmctl_print_kv(w, "profile:", "%s", or_dash(libdm_dm_get_profile(dm)));
+    dmctl_print_kv(w, "state:", "%s", libdm_dm_state_to_string(libdm_dm_get_state(dm)));
+    return 0;
+}
+
+/* ---- signals ---- */
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+void dmctl_install_signal_handlers(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: libdm's waits see EINTR and go on until their deadline.
+     * SA_RESETHAND: a second signal has its default effect (the user insists). */
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int dmctl_signal_received(void)
+{
+    return got_signal;
+}

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * dmctl: a command-line client of libdm (internal declarations shared by the
+ * tools/dmctl*.c files). Only libdm's public API is used.
+ */
+#ifndef DMCTL_H
+#define DMCTL_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libdm/libdm.h>
+
+/* Exit statuses (see dmctl(1), EXIT STATUS). */
+enum {
+    DMCTL_EXIT_OK = 0,
+    DMCTL_EXIT_FAIL = 1,     /* the operation failed */
+    DMCTL_EXIT_USAGE = 2,    /* bad command line */
+    DMCTL_EXIT_TIMEOUT = 3,  /* a deadline passed (-ETIMEDOUT) */
+};
+
+#define DMCTL_DEFAULT_TIMEOUT_MS 30000
+
+/* Global options and the lazily created context. */
+typedef struct dmctl {
+    const char *store;       /* --store, NULL: auto */
+    char *store_abs;         /* --store made absolute (owned) */
+    bool json;               /* --json */
+    int timeout_ms;          /* --timeout, per operation */
+    int verbose;             /* -v count */
+    xentoollog_logger *lg;
+    libdm_ctx *ctx;
+} dmctl;
+
+typedef int dmctl_cmd_fn(dmctl *d, int argc, char **argv);
+
+typedef struct dmctl_command {
+    const char *name;
+    dmctl_cmd_fn *fn;
+    const char *usage;       /* arguments after the command name */
+    const char *summary;     /* one line */
+    const char *help;        /* details for "help COMMAND", may be NULL */
+} dmctl_command;
+
+/* ---- dmctl.c: command table, help, option parsing shared by commands ---- */
+const dmctl_command *dmctl_find_command(const char *name);
+/* Prints "dmctl: MESSAGE" and the command's usage on stderr; returns 2. */
+int dmctl_usage_error(const dmctl_command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Prints the help of @cmd on stdout; returns 0. */
+int dmctl_print_command_help(const dmctl_command *cmd);
+
+/*
+ * Per-command option parsing. Every command accepts the global options too
+ * (--store, --json, --timeout, -v) and --help. dmctl_getopt() returns the
+ * next command-specific option (as getopt_long does), handles the common
+ * ones itself, and returns -1 at the end, or DMCTL_OPT_STOP with *ret_exit
+ * set (help printed: 0; usage error: 2).
+ */
+#define DMCTL_OPT_STOP (-2)
+int dmctl_getopt(dmctl *d, const dmctl_command *cmd, int argc, char **argv,
+                 const struct option *cmd_opts, int *ret_exit);
+/* Handles a global option; returns 0, or 2 (message printed) if invalid. */
+int dmctl_global_option(dmctl *d, int opt, const char *arg);
+
+/* ---- dmctl-util.c ---- */
+/* Creates the context (logger, store) on first use. 0 or an exit status. */
+int dmctl_open_ctx(dmctl *d);
+void dmctl_close(dmctl *d);
+
+/* Exit status for a negative errno: 3 for -ETIMEDOUT, else 1. */
+int dmctl_exit_for(int err);
+/* "dmctl: WHAT: MESSAGE" on stderr (WHAT may be NULL). */
+void dmctl_error(const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Reports a failed operation on @dm (its last error, the QMP error, or
+ * strerror) and returns the exit status for @err. */
+int dmctl_report_dm(libdm_dm *dm, const char *name, const char *op, int err);
+/* Reports a failed QMP call on @q. */
+int dmctl_report_qmp(libdm_qmp *q, const char *what, const char *command, int err);
+/* Attaches to the DM called @name, reporting failures; 0 or an exit status. */
+int dmctl_attach(dmctl *d, const char *name, libdm_dm **ret_dm);
+/* Reports a failed libdm_dm_attach() (@r); returns the exit status. */
+int dmctl_report_attach(dmctl *d, const char *name, int r);
+/* Opens a QMP connection to @path, reporting failures; 0 or an exit status. */
+int dmctl_open_socket(dmctl *d, const char *path, libdm_qmp **ret_qmp);
+/* Closes (drains) @q; a wedged monitor is reported: 0 or an exit status. */
+int dmctl_close_socket(dmctl *d, const char *path, libdm_qmp *q);
+
+/* Number parsing; false if @s is not entirely a number in range. */
+bool dmctl_parse_u64(const char *s, uint64_t max, uint64_t *ret);
+bool dmctl_parse_seconds(const char *s, int *ret_ms);
+/* Makes @path absolute (relative to the working directory; a bare name is
+ * looked up in $PATH if @search_path). Returns a malloc'd string or NULL. */
+char *dmctl_absolute_path(const char *path, bool search_path);
+
+/* A wait status in words ("exited with status 0", "killed by signal 9"). */
+const char *dmctl_describe_wait(int status, char *buf, size_t len);
+
+/* JSON output: prints @v (consumed) on stdout, compact on one line. */
+int dmctl_json_emit(libdm_json *v);
+/* Adds a string member, or null when @s is NULL. false on failure. */
+bool dmctl_json_add_str(libdm_json *o, const char *key, const char *s);
+bool dmctl_json_add_int(libdm_json *o, const char *key, int64_t i);
+bool dmctl_json_add_bool(libdm_json *o, const char *key, bool b);
+
+/* Prints a DM's record (start): aligned "key: value" lines or JSON. */
+int dmctl_print_dm(const dmctl *d, libdm_dm *dm);
+/* Prints "key: value" with the key padded to @width. */
+void dmctl_print_kv(int width, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Signals: SIGINT/SIGTERM only set a flag; the current operation finishes
+ * (its outstanding QMP replies drained) and dmctl then exits 128+signo. */
+void dmctl_install_signal_handlers(void);
+int dmctl_signal_received(void);   /* 0 or the signal number */
+
+/* ---- commands (dmctl-cmds.c, dmctl-demo.c) ---- */
+int dmctl_cmd_start(dmctl *d, int argc, char **argv);
+int dmctl_cmd_status(dmctl *d, int argc, char **argv);
+int dmctl_cmd_resume(dmctl *d, int argc, char **argv);
+int dmctl_cmd_pause(dmctl *d, int argc, char **argv);
+int dmctl_cmd_qmp(dmctl *d, int argc, char **argv);
+int dmctl_cmd_stop(dmctl *d, int argc, char **argv);
+int dmctl_cmd_list(dmctl *d, int argc, char **argv);
+int dmctl_cmd_demo(dmctl *d, int argc, char **argv);
+
+#endif

@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The store object: picks a backend and dispatches to it. Also the
+ * directory checks shared by both backends (the xenstore backend keeps its
+ * sockets and logs on disk too).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store-internal.h"
+
+#define LOG_CONTEXT "libdm-store"
+
+void libdm__store_logv(xentoollog_logger *lg, xentoollog_level level, int errnoval,
+                       const char *fmt, va_list ap)
+{
+    if (lg)
+        xtl_logv(lg, level, errnoval, LOG_CONTEXT, fmt, ap);
+}
+
+void libdm__store_log(const libdm__store *store, xentoollog_level level, int errnoval,
+                      const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!store || !store->lg)
+        return;
+    va_start(ap, fmt);
+    libdm__store_logv(store->lg, level, errnoval, fmt, ap);
+    va_end(ap);
+}
+
+static void log_lg(xentoollog_logger *lg, xentoollog_level level, int errnoval,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void log_lg(xentoollog_logger *lg, xentoollog_level level, int errnoval,
+                   const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    libdm__store_logv(lg, level, errnoval, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- secure directories ---- */
+
+int libdm__store_open_dir(int dirfd, const char *name, bool create, int *ret_fd)
+{
+    struct stat st;
+    bool created = false;
+    int fd, r;
+
+    if (!name || !*name || !ret_fd)
+        return -EINVAL;
+    if (create) {
+        if (mkdirat(dirfd, name, 0700) == 0)
+            created = true;
+        else if (errno != EEXIST)
+            return -errno;
+    }
+    fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        r = -errno;
+        /* Tell a symlink from another non-directory. */
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            if (S_ISLNK(st.st_mode))
+                return -ELOOP;
+            if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        }
+        return r;
+    }
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        goto fail;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        r = -ENOTDIR;
+        goto fail;
+    }
+    if (st.st_uid != geteuid() || (!created && (st.st_mode & (S_IWGRP | S_IWOTH)))) {
+        r = -EPERM;
+        goto fail;
+    }
+    /* Whatever the umask, a directory we create is exactly 0700. */
+    if (created && (st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0) {
+        r = -errno;
+        goto fail;
+    }
+    *ret_fd = fd;
+    return 0;
+fail:
+    close(fd);
+    return r;
+}
+
+int libdm__secure_dir(const char *path, int create)
+{
+    int fd, r;
+
+    if (!path || !*path)
+        return -EINVAL;
+    r = libdm__store_open_dir(AT_FDCWD, path, create != 0, &fd);
+    if (r < 0)
+        return r;
+    close(fd);
+    return 0;
+}
+
+/* root -> /run/libdm; others -> $XDG_RUNTIME_DIR/libdm. */
+static int default_root(xentoollog_logger *lg, char **ret)
+{
+    const char *xdg;
+    char *p;
+
+    if (geteuid() == 0) {
+        p = strdup("/run/libdm");
+    } else {
+        xdg = secure_getenv("XDG_RUNTIME_DIR");
+        if (!xdg || xdg[0] != '/') {
+            log_lg(lg, XTL_ERROR, -1,
+                   "no default run directory: not root and XDG_RUNTIME_DIR is %s; "
+                   "give the store an absolute directory",
+                   xdg ? "not an absolute path" : "unset");
+            return -ENOENT;
+        }
+        if (asprintf(&p, "%s/libdm", xdg) < 0)
+            p = NULL;
+    }
+    if (!p)
+        return -ENOMEM;
+    *ret = p;
+    return 0;
+}
+
+/* ---- the store ---- */
+
+void libdm__store_close(libdm__store *store)
+{
+    if (!store)
+        return;
+    if (store->ops && store->ops->close)
+        store->ops->close(store);
+    if (store->root_fd >= 0)
+        close(store->root_fd);
+    free(store->run_root);
+    free(store);
+}
+
+static int open_run_root(libdm__store *store, const char *dir)
+{
+    char *root = NULL;
+    int r;
+
+    if (dir) {
+        root = strdup(dir);
+        if (!root)
+            return -ENOMEM;
+    } else {
+        r = default_root(store->lg, &root);
+        if (r < 0)
+            return r;
+    }
+    r = libdm__secure_dir(root, 1);
+    if (r < 0) {
+        libdm__store_log(store, XTL_ERROR, -r, "run directory %s is unusable", root);
+        free(root);
+        return r;
+    }
+    store->run_root = root;
+    return 0;
+}
+
+int libdm__store_open(const char *spec, xentoollog_logger *lg, libdm__store **ret)
+{
+    libdm__store *store;
+    char *root = NULL;
+    int r;
+
+    if (!ret)
+        return -EINVAL;
+    if (!spec)
+        spec = "auto";
+    store = calloc(1, sizeof(*store));
+    if (!store)
+        return -ENOMEM;
+    store->lg = lg;
+    store->root_fd = -1;
+
+    if (strcmp(spec, "auto") == 0) {
+        r = libdm__store_xs_init(store, true);
+        if (r == 0) {
+            r = open_run_root(store, NULL);
+        } else {
+            /* No xenstored answers: the embedded default. */
+            libdm__store_log(store, XTL_DEBUG, -1, "no xenstored answers: using the dir store");
+            if (store->ops && store->ops->close)
+                store->ops->close(store);
+            store->ops = NULL;
+            r = default_root(lg, &root);
+            if (r == 0)
+                r = libdm__store_dir_init(store, root);
+        }
+    } else if (strcmp(spec, "xenstore") == 0 || strncmp(spec, "xenstore:", 9) == 0) {
+        const char *dir = spec[8] == ':' ? spec + 9 : NULL;
+
+        if (dir && dir[0] != '/') {
+            libdm__store_log(store, XTL_ERROR, -1,
+                             "store spec \"%s\": the run directory must be absolute", spec);
+            r = -EINVAL;
+        } else {
+            r = libdm__store_xs_init(store, false);
+            if (r == 0)
+                r = open_run_root(store, dir);
+        }
+    } else if (strcmp(spec, "dir") == 0) {
+        r = default_root(lg, &root);
+        if (r == 0)
+            r = libdm__store_dir_init(store, root);
+    } else if (spec[0] == '/') {
+        r = libdm__store_dir_init(store, spec);
+    } else {
+        libdm__store_log(store, XTL_ERROR, -1,
+                         "unknown store \"%s\" (auto, xenstore, dir or an absolute directory)",
+                         spec);
+        r = -EINVAL;
+    }
+    free(root);
+    if (r < 0) {
+        libdm__store_close(store);
+        return r;
+    }
+    *ret = store;
+    return 0;
+}
+
+const char *libdm__store_kind(const libdm__store *store)
+{
+    return store && store->ops ? store->ops->kind : NULL;
+}
+
+const char *libdm__store_run_root(const libdm__store *store)
+{
+    return store ? store->run_root : NULL;
+}
+
+int libdm__store_put(libdm__store *store, const libdm__record *rec)
+{
+    int r;
+
+    if (!store || !rec)
+        return -EINVAL;
+    r = libdm__record_validate(rec);
+    if (r < 0) {
+        libdm__store_log(store, XTL_ERROR, -1, "refusing to store an invalid record (%s)",
+                         libdm__record_check_name(rec->name) == 0 ? rec->name : "bad name");
+        return r;
+    }
+    return store->ops->put(store, rec);
+}
+
+int libdm__store_get(libdm__store *store, const char *name, libdm__record *ret)
+{
+    if (!store || !ret || libdm__record_check_name(name) < 0)
+        return -EINVAL;
+    return store->ops->get(store, name, ret);
+}
+
+int libdm__store_set_state(libdm__store *store, const char *name, const char *state,
+                           int exit_status)
+{
+    if (!store || libdm__record_check_name(name) < 0)
+        return -EINVAL;
+    if ((state && libdm__record_check_state(state) < 0) ||
+        libdm__record_check_exit_status(exit_status) < 0)
+        return -EINVAL;
+    return store->ops->set_state(store, name, state, exit_status);
+}
+
+int libdm__store_del(libdm__store *store, const char *name)
+{
+    if (!store || libdm__record_check_name(name) < 0)
+        return -EINVAL;
+    return store->ops->del(store, name);
+}
+
+int libdm__store_list(libdm__store *store, char ***ret_names, size_t *ret_count)
+{
+    if (!store || !ret_names)
+        return -EINVAL;
+    return store->ops->list(store, ret_names, ret_count);
+}
+
+void libdm__store_names_free(char **names)
+{
+    if (!names)
+        return;
+    for (char **p = names; *p; p++)
+        free(*p);
+    free(names);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int libdm__store_names_finish(char **names, size_t count, char ***ret_names,
+                              size_t *ret_count)
+{
+    char **out;
+    size_t n = 0;
+
+    out = realloc(names, (count + 1) * sizeof(*out));
+    if (!out) {
+        for (size_t i = 0; i < count; i++)
+            free(names[i]);
+        free(names);
+        return -ENOMEM;
+    }
+    if (count)
+        qsort(out, count, sizeof(*out), cmp_names);
+    for (size_t i = 0; i < count; i++) {
+        if (n > 0 && strcmp(out[n - 1], out[i]) == 0)
+            free(out[i]);
+        else
+            out[n++] = out[i];
+    }
+    out[n] = NULL;
+    *ret_names = out;
+    if (ret_count)
+        *ret_count = n;
+    return 0;
+}
