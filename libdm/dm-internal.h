@@ -17,5 +17,10 @@ int libdm__dm_set_autokill(libdm_dm *dm, bool on);
 const char *libdm__dm_migration_event(const libdm_dm *dm);
 bool libdm__dm_exited(const libdm_dm *dm);
 libdm_ctx *libdm__dm_ctx(const libdm_dm *dm);
+/* Whether the source ran before Perform, for Confirm after a failure. */
+void libdm__dm_set_migrate_was_running(libdm_dm *dm, bool running);
+bool libdm__dm_migrate_was_running(const libdm_dm *dm);
+/* Incoming migration confirmed completed, DM kept paused: INCOMING -> PAUSED. */
+void libdm__dm_incoming_done(libdm_dm *dm);
 
 #endif

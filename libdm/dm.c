@@ -76,6 +76,7 @@ struct libdm_dm {
     libdm__timer op_deadline, op_tick, op_done;
     libdm_qmp_slot *call;
     bool start_have_pid, start_have_status;
+    bool migrate_was_running;
 };
 
 static const char *dm_state_names[] = {
@@ -1452,4 +1453,23 @@ bool libdm__dm_exited(const libdm_dm *dm)
 libdm_ctx *libdm__dm_ctx(const libdm_dm *dm)
 {
     return dm->ctx;
+}
+
+void libdm__dm_set_migrate_was_running(libdm_dm *dm, bool running)
+{
+    dm->migrate_was_running = running;
+}
+
+bool libdm__dm_migrate_was_running(const libdm_dm *dm)
+{
+    return dm->migrate_was_running;
+}
+
+void libdm__dm_incoming_done(libdm_dm *dm)
+{
+    if (dm->state == LIBDM_DM_INCOMING) {
+        dm_set_state(dm, LIBDM_DM_PAUSED);
+        set_runstate(dm, "paused");
+        record_state(dm);
+    }
 }

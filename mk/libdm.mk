@@ -6,7 +6,7 @@ libdm_core_la_SOURCES = \
 	libdm/ctx-internal.h libdm/ctx.c libdm/log.c libdm/util.c libdm/loop.c \
 	libdm/json.c libdm/qmp-decoder.c libdm/qmp.c libdm/qmp-internal.h \
 	libdm/keeper-proto.c libdm/keeper-proto.h libdm/spawn.c libdm/spawn-internal.h \
-	libdm/dm.c libdm/dm-internal.h
+	libdm/dm.c libdm/dm-internal.h libdm/migrate.c
 libdm_core_la_LIBADD = $(DEPS_LIBS)
 
 lib_LTLIBRARIES += libdm.la
@@ -20,4 +20,5 @@ EXTRA_DIST += libdm/libdm.map libdm/libdm.pc.in
 libdminclude_HEADERS += \
 	libdm/include/libdm/libdm.h libdm/include/libdm/common.h \
 	libdm/include/libdm/ctx.h libdm/include/libdm/json.h \
-	libdm/include/libdm/qmp.h libdm/include/libdm/dm.h
+	libdm/include/libdm/qmp.h libdm/include/libdm/dm.h \
+	libdm/include/libdm/migrate.h

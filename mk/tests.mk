@@ -12,3 +12,11 @@ check_PROGRAMS += tests/integration/test-dm-qemu
 TESTS += tests/integration/test-dm-qemu
 tests_integration_test_dm_qemu_CFLAGS = $(TEST_CFLAGS)
 tests_integration_test_dm_qemu_LDADD = libtestutil.la $(TEST_LIBS)
+
+TESTS += tests/unit/test-exports.sh
+EXTRA_DIST += tests/unit/test-exports.sh
+
+check_PROGRAMS += tests/integration/test-migrate-qemu
+TESTS += tests/integration/test-migrate-qemu
+tests_integration_test_migrate_qemu_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_migrate_qemu_LDADD = libtestutil.la $(TEST_LIBS)

@@ -1,7 +1,7 @@
 # tools: dmctl, the command-line client (tools/dmctl*.c, man page dmctl.1).
 # It links the static core so that it runs uninstalled from the build tree.
 bin_PROGRAMS += tools/dmctl
-tools_dmctl_SOURCES = tools/dmctl.h tools/dmctl.c tools/dmctl-util.c \
+tools_dmctl_SOURCES = tools/dmctl.h tools/dmctl.c tools/dmctl-util.c tools/dmctl-log.c \
 	tools/dmctl-cmds.c tools/dmctl-demo.c
 tools_dmctl_LDADD = libdm-core.la $(DEPS_LIBS)
 dist_man_MANS += tools/dmctl.1

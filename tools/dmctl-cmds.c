@@ -249,8 +249,14 @@ int dmctl_cmd_start(dmctl *d, int argc, char **argv)
         ex = dmctl_open_ctx(d);
     if (!ex) {
         r = libdm_dm_start(d->ctx, cfg, &dm);
-        if (r < 0)
-            ex = dmctl_report_dm(NULL, name, "start failed", r);
+        if (r == -EEXIST) {
+            free(dmctl_logger_take_error(d->lg, NULL));
+            dmctl_error(name, "a device model of that name is already recorded "
+                        "(see 'dmctl list')");
+            ex = DMCTL_EXIT_FAIL;
+        } else if (r < 0) {
+            ex = dmctl_report_dm(d, NULL, name, "start failed", r);
+        }
     }
     if (dm) {
         ex = dmctl_print_dm(d, dm);
@@ -322,7 +328,7 @@ static int socket_query_status(dmctl *d, libdm_qmp *q, const char *path, char **
     int r = libdm_qmp_call(q, "query-status", NULL, d->timeout_ms, &v);
 
     if (r < 0)
-        return dmctl_report_qmp(q, path, "query-status", r);
+        return dmctl_report_qmp(d, q, path, "query-status", r);
     s = libdm_json_get_string(libdm_json_object_get(v, "status"));
     *ret = s ? strdup(s) : NULL;
     libdm_json_free(v);
@@ -363,7 +369,7 @@ static int status_name(dmctl *d, const char *name)
         return ex;
     r = libdm_dm_query_status(dm, d->timeout_ms, &rs);
     if (r < 0)
-        ex = dmctl_report_dm(dm, name, "query-status", r);
+        ex = dmctl_report_dm(d, dm, name, "query-status", r);
     else
         ex = print_status(d, name, NULL, rs);
     free(rs);
@@ -415,13 +421,15 @@ static int print_reply(const dmctl *d, const libdm_json *value)
         dmctl_error(NULL, "cannot produce JSON: %s", strerror(-r));
         return DMCTL_EXIT_FAIL;
     }
-    puts(text);
+    fputs(text, stdout);
+    if (!text[0] || text[strlen(text) - 1] != '\n')
+        putchar('\n');
     free(text);
     return 0;
 }
 
 /* One command on @q; the reply printed. 0 or an exit status. */
-static int qmp_exchange(const dmctl *d, libdm_qmp *q, const char *what, const char *command,
+static int qmp_exchange(dmctl *d, libdm_qmp *q, const char *what, const char *command,
                         const libdm_json *args)
 {
     libdm_json *v = NULL;
@@ -433,7 +441,7 @@ static int qmp_exchange(const dmctl *d, libdm_qmp *q, const char *what, const ch
     }
     r = libdm_qmp_call(q, command, args, d->timeout_ms, &v);
     if (r < 0)
-        return dmctl_report_qmp(q, what, command, r);
+        return dmctl_report_qmp(d, q, what, command, r);
     ex = print_reply(d, v);
     libdm_json_free(v);
     return ex;
@@ -536,7 +544,7 @@ static int run_dm_op(dmctl *d, const char *cmdname, int argc, char **argv, dm_op
     if (ex)
         return ex;
     r = op(dm, d->timeout_ms);
-    ex = r < 0 ? dmctl_report_dm(dm, name, opname, r) : print_after_op(d, dm, name);
+    ex = r < 0 ? dmctl_report_dm(d, dm, name, opname, r) : print_after_op(d, dm, name);
     libdm_dm_release(dm);
     return ex;
 }
@@ -601,8 +609,9 @@ static int stop_gone(dmctl *d, const char *name)
     int status = recorded_exit_status(d, name);
     int r = libdm_dm_forget(d->ctx, name);
 
+    free(dmctl_logger_take_error(d->lg, NULL));   /* attach's "is gone" */
     if (r < 0 && r != -ENOENT)
-        return dmctl_report_dm(NULL, name, "removing the record", r);
+        return dmctl_report_dm(d, NULL, name, "removing the record", r);
     return print_stopped(d, name, status, true);
 }
 
@@ -630,7 +639,7 @@ int dmctl_cmd_stop(dmctl *d, int argc, char **argv)
         return dmctl_report_attach(d, name, r);
     r = libdm_dm_stop(dm, force, d->timeout_ms);
     if (r < 0)
-        ex = dmctl_report_dm(dm, name, "stop", r);
+        ex = dmctl_report_dm(d, dm, name, "stop", r);
     else
         ex = print_stopped(d, name, libdm_dm_get_exit_status(dm), false);
     libdm_dm_release(dm);
@@ -653,11 +662,13 @@ static char *query_runstate(dmctl *d, const libdm_dm_info *info)
 
     if (!info->alive || dmctl_signal_received())
         return NULL;
-    if (libdm_dm_attach(d->ctx, info->name, &dm) < 0)
-        return NULL;
-    if (libdm_dm_query_status(dm, t, &rs) < 0)
-        rs = NULL;
-    libdm_dm_release(dm);
+    if (libdm_dm_attach(d->ctx, info->name, &dm) >= 0) {
+        if (libdm_dm_query_status(dm, t, &rs) < 0)
+            rs = NULL;
+        libdm_dm_release(dm);
+    }
+    if (!rs)   /* shown as '?'; -v shows why */
+        free(dmctl_logger_take_error(d->lg, NULL));
     return rs;
 }
 
@@ -741,11 +752,11 @@ int dmctl_cmd_list(dmctl *d, int argc, char **argv)
         return ex;
     r = libdm_dm_list(d->ctx, &infos, &n);
     if (r < 0)
-        return dmctl_report_dm(NULL, "list", "reading the records", r);
+        return dmctl_report_dm(d, NULL, "list", "reading the records", r);
     runstates = calloc(n ? n : 1, sizeof(*runstates));
     if (!runstates) {
         libdm_dm_info_free(infos, n);
-        return dmctl_report_dm(NULL, "list", "list", -ENOMEM);
+        return dmctl_report_dm(d, NULL, "list", "list", -ENOMEM);
     }
     for (i = 0; i < n && query; i++)
         runstates[i] = query_runstate(d, &infos[i]);

@@ -159,7 +159,7 @@ static int demo_start(demo *x)
     if (!ex) {
         r = libdm_dm_start(x->d->ctx, cfg, &x->dm);
         if (r < 0)
-            ex = dmctl_report_dm(NULL, x->name, "start failed", r);
+            ex = dmctl_report_dm(x->d, NULL, x->name, "start failed", r);
     }
     libdm_dm_config_free(cfg);
     if (ex)
@@ -176,7 +176,7 @@ static int demo_query(demo *x, const char *what, const char *detail)
     int r = libdm_dm_query_status(x->dm, x->d->timeout_ms, &rs);
 
     if (r < 0)
-        return dmctl_report_dm(x->dm, x->name, "query-status", r);
+        return dmctl_report_dm(x->d, x->dm, x->name, "query-status", r);
     step(x, what, "%s: query-status says %s", detail, rs);
     free(rs);
     return 0;
@@ -228,7 +228,7 @@ static int demo_resume(demo *x)
     int r = libdm_dm_resume(x->dm, x->d->timeout_ms);
 
     if (r < 0)
-        return dmctl_report_dm(x->dm, x->name, "resume", r);
+        return dmctl_report_dm(x->d, x->dm, x->name, "resume", r);
     return demo_query(x, "resume", "guarded cont sent");
 }
 
@@ -238,6 +238,7 @@ static bool record_gone(demo *x)
     int r = libdm_dm_attach(x->d->ctx, x->name, &again);
 
     libdm_dm_release(again);
+    free(dmctl_logger_take_error(x->d->lg, NULL));   /* "no such device model" */
     return r == -ENOENT;
 }
 
@@ -248,7 +249,7 @@ static int demo_stop(demo *x)
     int r = libdm_dm_stop(x->dm, 0, x->d->timeout_ms);
 
     if (r < 0)
-        return dmctl_report_dm(x->dm, x->name, "stop", r);
+        return dmctl_report_dm(x->d, x->dm, x->name, "stop", r);
     gone = kill(x->pid, 0) < 0 && errno == ESRCH;
     step(x, "stop", "quit: %s, reaped; pid %d %s; record %s",
          dmctl_describe_wait(libdm_dm_get_exit_status(x->dm), buf, sizeof(buf)), x->pid,
@@ -290,7 +291,7 @@ static int demo_run(demo *x)
     if (ex)
         return ex;
     if (!dmctl_signal_received())
-        ex = demo_query(x, "ready", "QMP answered (greeting, qmp_capabilities)");
+        ex = demo_query(x, "ready", "by QMP alone");
     if (!ex && !dmctl_signal_received())
         ex = demo_confinement(x);
     if (!ex && !dmctl_signal_received())

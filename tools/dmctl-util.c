@@ -55,13 +55,12 @@ static int store_spec(dmctl *d, const char **ret_spec)
 
 int dmctl_open_ctx(dmctl *d)
 {
-    const char *spec;
+    const char *spec = NULL;
     int r;
 
     if (d->ctx)
         return 0;
-    d->lg = (xentoollog_logger *)xtl_createlogger_stdiostream(
-        stderr, log_level(d), XTL_STDIOSTREAM_HIDE_PROGRESS);
+    d->lg = dmctl_logger_new(log_level(d), d->verbose == 0);
     if (!d->lg) {
         dmctl_error(NULL, "cannot create a logger: %s", strerror(ENOMEM));
         return DMCTL_EXIT_FAIL;
@@ -123,34 +122,50 @@ static bool report_remote(libdm_qmp *q, const char *what, const char *op, int er
     return true;
 }
 
-int dmctl_report_dm(libdm_dm *dm, const char *name, const char *op, int err)
+/* "dmctl: WHAT: OP: WHY", or "dmctl: WHY" when WHY names WHAT already. */
+static void report_cause(const char *what, const char *op, const char *why)
 {
-    const char *why = dm ? libdm_dm_last_error(dm) : NULL;
+    size_t n = strlen(what);
 
-    if (report_remote(dm ? libdm_dm_get_qmp(dm) : NULL, name, op, err))
-        return dmctl_exit_for(err);
-    if (why && strncmp(why, name, strlen(name)) == 0)
-        dmctl_error(NULL, "%s", why);     /* the sentence names the DM already */
-    else if (why)
-        dmctl_error(name, "%s: %s", op, why);
-    else if (err == -ETIMEDOUT)
-        dmctl_error(name, "%s: timed out (see --timeout)", op);
+    if (strncmp(why, what, n) == 0 && why[n] == ':')
+        dmctl_error(NULL, "%s", why);
     else
-        dmctl_error(name, "%s: %s", op, strerror(-err));
+        dmctl_error(what, "%s: %s", op, why);
+}
+
+/* Reports @err with @why (may be NULL) or what libdm logged, else strerror. */
+static int report(dmctl *d, const char *what, const char *op, const char *why, int err)
+{
+    char *held = dmctl_logger_take_error(d->lg, why);
+
+    if (!why)
+        held = dmctl_logger_take_error(d->lg, NULL);
+    if (why || held)
+        report_cause(what, op, why ? why : held);
+    else if (err == -ETIMEDOUT)
+        dmctl_error(what, "%s: timed out (see --timeout)", op);
+    else
+        dmctl_error(what, "%s: %s", op, strerror(-err));
+    free(held);
     return dmctl_exit_for(err);
 }
 
-int dmctl_report_qmp(libdm_qmp *q, const char *what, const char *command, int err)
+int dmctl_report_dm(dmctl *d, libdm_dm *dm, const char *name, const char *op, int err)
 {
-    const char *why = q ? libdm_qmp_last_error(q) : NULL;
-
-    if (report_remote(q, what, command, err))
+    if (report_remote(dm ? libdm_dm_get_qmp(dm) : NULL, name, op, err)) {
+        free(dmctl_logger_take_error(d->lg, NULL));
         return dmctl_exit_for(err);
-    if (why)
-        dmctl_error(what, "%s: %s", command, why);
-    else
-        dmctl_error(what, "%s: %s", command, strerror(-err));
-    return dmctl_exit_for(err);
+    }
+    return report(d, name, op, dm ? libdm_dm_last_error(dm) : NULL, err);
+}
+
+int dmctl_report_qmp(dmctl *d, libdm_qmp *q, const char *what, const char *command, int err)
+{
+    if (report_remote(q, what, command, err)) {
+        free(dmctl_logger_take_error(d->lg, NULL));
+        return dmctl_exit_for(err);
+    }
+    return report(d, what, command, q ? libdm_qmp_last_error(q) : NULL, err);
 }
 
 /* How a DM whose process is gone ended, from its record. */
@@ -183,12 +198,14 @@ int dmctl_attach(dmctl *d, const char *name, libdm_dm **ret_dm)
 
 int dmctl_report_attach(dmctl *d, const char *name, int r)
 {
+    if (r == -ENOENT || r == -ESRCH)
+        free(dmctl_logger_take_error(d->lg, NULL));   /* said better below */
     if (r == -ENOENT)
         dmctl_error(name, "no such device model (no record; see 'dmctl list')");
     else if (r == -ESRCH)
         report_gone(d, name);
     else
-        dmctl_report_dm(NULL, name, "attach", r);
+        return dmctl_report_dm(d, NULL, name, "attach", r);
     return dmctl_exit_for(r);
 }
 
@@ -219,15 +236,14 @@ int dmctl_open_socket(dmctl *d, const char *path, libdm_qmp **ret_qmp)
     if (r)
         return r;
     r = libdm_qmp_open(d->ctx, path, d->timeout_ms, ret_qmp);
-    if (r < 0) {
-        if (r == -ETIMEDOUT)
-            dmctl_error(path, "no QMP greeting and negotiation before the deadline "
-                        "(is another client connected?)");
-        else
-            dmctl_error(path, "cannot open QMP: %s", strerror(-r));
-        return dmctl_exit_for(r);
+    if (r == -ETIMEDOUT) {
+        free(dmctl_logger_take_error(d->lg, NULL));
+        dmctl_error(path, "no QMP greeting and negotiation before the deadline "
+                    "(is another client connected?)");
+    } else if (r < 0) {
+        return report(d, path, "cannot open QMP", NULL, r);
     }
-    return 0;
+    return r < 0 ? dmctl_exit_for(r) : 0;
 }
 
 int dmctl_close_socket(dmctl *d, const char *path, libdm_qmp *q)
@@ -235,14 +251,11 @@ int dmctl_close_socket(dmctl *d, const char *path, libdm_qmp *q)
     int r = libdm_qmp_close(q, d->timeout_ms);
 
     if (r == -ETIMEDOUT) {
+        free(dmctl_logger_take_error(d->lg, NULL));
         dmctl_error(path, "monitor wedged: a reply was still outstanding at the deadline");
         return DMCTL_EXIT_TIMEOUT;
     }
-    if (r < 0) {
-        dmctl_error(path, "closing QMP: %s", strerror(-r));
-        return DMCTL_EXIT_FAIL;
-    }
-    return 0;
+    return r < 0 ? report(d, path, "closing QMP", NULL, r) : 0;
 }
 
 /* ---- parsing ---- */

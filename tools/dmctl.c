@@ -155,7 +155,7 @@ static int print_help(void)
           "                        /run/libdm for root, $XDG_RUNTIME_DIR/libdm otherwise)\n"
           "  --json                print results as JSON, one object per line\n"
           "  --timeout SECONDS     deadline of each operation (default 30)\n"
-          "  -v, --verbose         log libdm's progress; twice: also QMP traffic\n"
+          "  -v, --verbose         log libdm's debug messages, QMP traffic included\n"
           "  -h, --help            this help\n"
           "  -V, --version         print the version\n"
           "\nExit status: 0 success, 1 failure, 2 usage error, 3 timed out,\n"
@@ -280,7 +280,8 @@ int dmctl_getopt(dmctl *d, const dmctl_command *cmd, int argc, char **argv,
     }
     switch (c) {
     case 'h':
-        *ret_exit = dmctl_print_command_help(cmd);
+        dmctl_print_command_help(cmd);
+        *ret_exit = DMCTL_EXIT_HELP;
         return DMCTL_OPT_STOP;
     case ':':
         *ret_exit = dmctl_usage_error(cmd, "option '%s' needs a value",
@@ -339,6 +340,7 @@ static int parse_global(dmctl *d, int argc, char **argv)
 static int run_command(dmctl *d, int argc, char **argv)
 {
     const dmctl_command *cmd;
+    int r;
 
     if (argc < 1)
         return dmctl_usage_error(NULL, "no command given");
@@ -346,7 +348,8 @@ static int run_command(dmctl *d, int argc, char **argv)
     if (!cmd)
         return dmctl_usage_error(NULL, "unknown command '%s'", argv[0]);
     optind = 0;   /* full getopt reset (glibc): the command's argv[0] is its name */
-    return cmd->fn(d, argc, argv);
+    r = cmd->fn(d, argc, argv);
+    return r == DMCTL_EXIT_HELP ? DMCTL_EXIT_OK : r;
 }
 
 int main(int argc, char **argv)

@@ -18,6 +18,9 @@ enum {
     DMCTL_EXIT_FAIL = 1,     /* the operation failed */
     DMCTL_EXIT_USAGE = 2,    /* bad command line */
     DMCTL_EXIT_TIMEOUT = 3,  /* a deadline passed (-ETIMEDOUT) */
+    /* Not an exit status: help was printed, the command ends (exit 0). Any
+     * non-zero value stops a command; main() maps this one to 0. */
+    DMCTL_EXIT_HELP = -1,
 };
 
 #define DMCTL_DEFAULT_TIMEOUT_MS 30000
@@ -56,13 +59,21 @@ int dmctl_print_command_help(const dmctl_command *cmd);
  * (--store, --json, --timeout, -v) and --help. dmctl_getopt() returns the
  * next command-specific option (as getopt_long does), handles the common
  * ones itself, and returns -1 at the end, or DMCTL_OPT_STOP with *ret_exit
- * set (help printed: 0; usage error: 2).
+ * set (help printed: DMCTL_EXIT_HELP; usage error: 2).
  */
 #define DMCTL_OPT_STOP (-2)
 int dmctl_getopt(dmctl *d, const dmctl_command *cmd, int argc, char **argv,
                  const struct option *cmd_opts, int *ret_exit);
 /* Handles a global option; returns 0, or 2 (message printed) if invalid. */
 int dmctl_global_option(dmctl *d, int opt, const char *arg);
+
+/* ---- dmctl-log.c ---- */
+/* A stderr logger at @level; with @hold_errors, libdm's error messages are
+ * held back for dmctl_logger_take_error() (unused ones print at destroy). */
+xentoollog_logger *dmctl_logger_new(xentoollog_level level, bool hold_errors);
+/* With @same NULL: the last held error (caller frees; earlier different ones
+ * are printed now), or NULL. With @same: drops held copies of it, NULL. */
+char *dmctl_logger_take_error(xentoollog_logger *lg, const char *same);
 
 /* ---- dmctl-util.c ---- */
 /* Creates the context (logger, store) on first use. 0 or an exit status. */
@@ -74,11 +85,12 @@ int dmctl_exit_for(int err);
 /* "dmctl: WHAT: MESSAGE" on stderr (WHAT may be NULL). */
 void dmctl_error(const char *what, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Reports a failed operation on @dm (its last error, the QMP error, or
- * strerror) and returns the exit status for @err. */
-int dmctl_report_dm(libdm_dm *dm, const char *name, const char *op, int err);
+/* Reports a failed operation on @dm (may be NULL): "dmctl: NAME: OP: cause"
+ * with the cause from the DM's last error, the QMP error, libdm's held-back
+ * error message, or strerror; returns the exit status for @err. */
+int dmctl_report_dm(dmctl *d, libdm_dm *dm, const char *name, const char *op, int err);
 /* Reports a failed QMP call on @q. */
-int dmctl_report_qmp(libdm_qmp *q, const char *what, const char *command, int err);
+int dmctl_report_qmp(dmctl *d, libdm_qmp *q, const char *what, const char *command, int err);
 /* Attaches to the DM called @name, reporting failures; 0 or an exit status. */
 int dmctl_attach(dmctl *d, const char *name, libdm_dm **ret_dm);
 /* Reports a failed libdm_dm_attach() (@r); returns the exit status. */

@@ -6,4 +6,5 @@
 #include <libdm/json.h>
 #include <libdm/qmp.h>
 #include <libdm/dm.h>
+#include <libdm/migrate.h>
 #endif

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * bench-start: start-to-ready of `qemu -S -nodefaults -display none
+ * -machine none`, four ways, alternated in one process:
+ *   floor-poll  fork/exec with -qmp unix:..., connect retried every 1 ms,
+ *               greeting, qmp_capabilities, query-status;
+ *   floor-fd    listening socket pre-bound and passed as -chardev fd=N,
+ *               connected and the commands queued before exec (libxl's way);
+ *   libdm       libdm_dm_start() (plain profile) until it returns;
+ *   dmctl       `dmctl --store DIR start NAME --json` until it exits.
+ * Stopping is outside the timed region.
+ * Usage: bench-start [RUNS] (env QEMU, DMCTL, LIBDM_KEEPER).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <libdm/libdm.h>
+#include "bench-util.h"
+
+static bu_conn conn;
+static const char *const none_machine[] = { "-machine", "none", NULL };
+
+static double run_floor_poll(const char *dir)
+{
+    char path[512];
+    double t0, t1;
+    pid_t pid;
+
+    snprintf(path, sizeof(path), "%s/poll.sock", dir);
+    t0 = bu_now_us();
+    pid = bu_spawn_qemu_unix(path, none_machine);
+    if (pid < 0)
+        return -1;
+    conn.fd = bu_connect_retry(path, 10000);
+    conn.len = conn.off = 0;
+    if (conn.fd < 0 || bu_negotiate(&conn) < 0 ||
+        bu_write_all(conn.fd, "{\"execute\":\"query-status\",\"id\":\"s\"}\n", 37) < 0 ||
+        !bu_read_until(&conn, "\"return\"")) {
+        bu_reap(pid, 0);
+        return -1;
+    }
+    t1 = bu_now_us();
+    bu_quit(&conn);
+    bu_reap(pid, 5000);
+    unlink(path);
+    return (t1 - t0) / 1000.0;
+}
+
+/* Pre-binds @path, returns the listening fd and the connected client. */
+static int prebind(const char *path, int *ret_client)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int l, c;
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -1;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    unlink(path);
+    if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(l, 1) < 0 || connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (l >= 0)
+            close(l);
+        if (c >= 0)
+            close(c);
+        return -1;
+    }
+    *ret_client = c;
+    return l;
+}
+
+static double run_floor_fd(const char *dir)
+{
+    static const char cmds[] = "{\"execute\":\"qmp_capabilities\",\"id\":\"c\"}\n"
+                               "{\"execute\":\"query-status\",\"id\":\"s\"}\n";
+    char path[512], chardev[64];
+    double t0, t1;
+    int l;
+    pid_t pid;
+
+    snprintf(path, sizeof(path), "%s/fd.sock", dir);
+    t0 = bu_now_us();
+    l = prebind(path, &conn.fd);
+    if (l < 0)
+        return -1;
+    conn.len = conn.off = 0;
+    bu_write_all(conn.fd, cmds, sizeof(cmds) - 1);
+    snprintf(chardev, sizeof(chardev), "socket,id=m,fd=%d,server=on,wait=off", l);
+    char *argv[] = { (char *)bu_qemu(), (char *)"-S", (char *)"-nodefaults",
+                     (char *)"-display", (char *)"none", (char *)"-machine", (char *)"none",
+                     (char *)"-chardev", chardev, (char *)"-mon",
+                     (char *)"chardev=m,mode=control", NULL };
+    pid = bu_spawn(argv, l);
+    close(l);
+    if (pid < 0 || !bu_read_until(&conn, "\"id\": \"s\"")) {
+        close(conn.fd);
+        if (pid > 0)
+            bu_reap(pid, 0);
+        return -1;
+    }
+    t1 = bu_now_us();
+    bu_quit(&conn);
+    bu_reap(pid, 5000);
+    unlink(path);
+    return (t1 - t0) / 1000.0;
+}
+
+static double run_libdm(libdm_ctx *ctx, libdm_dm_config *cfg)
+{
+    libdm_dm *dm = NULL;
+    double t0 = bu_now_us(), t1;
+    int r = libdm_dm_start(ctx, cfg, &dm);
+
+    t1 = bu_now_us();
+    if (r < 0) {
+        fprintf(stderr, "bench-start: libdm_dm_start: %s\n", strerror(-r));
+        return -1;
+    }
+    libdm_dm_stop(dm, 0, 5000);
+    libdm_dm_release(dm);
+    return (t1 - t0) / 1000.0;
+}
+
+static int run_cmd(char *const argv[])
+{
+    pid_t pid = bu_spawn(argv, -1);
+    int st;
+
+    if (pid < 0)
+        return -1;
+    st = bu_reap(pid, 30000);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static double run_dmctl(const char *dmctl, const char *dir)
+{
+    char *start[] = { (char *)dmctl, (char *)"--store", (char *)dir, (char *)"start",
+                      (char *)"bd", (char *)"--json", (char *)"--qemu", (char *)bu_qemu(), NULL };
+    char *stop[] = { (char *)dmctl, (char *)"--store", (char *)dir, (char *)"stop",
+                     (char *)"bd", NULL };
+    double t0 = bu_now_us(), t1;
+    int r = run_cmd(start);
+
+    t1 = bu_now_us();
+    run_cmd(stop);
+    return r < 0 ? -1 : (t1 - t0) / 1000.0;
+}
+
+static void settle(libdm_ctx *ctx)
+{
+    /* The keepers are our children until they exit: let the context reap. */
+    for (int i = 0; i < 200; i++)
+        libdm_ctx_run_once(ctx, 5);
+}
+
+static const char *met(double ratio, double target)
+{
+    return ratio <= target ? "yes" : "NO";
+}
+
+static void report(double *poll_, double *fd, double *lib, double *ctl, int n, bool have_ctl)
+{
+    double mp, mf, ml, mc = 0;
+    char a[64], b[64];
+
+    puts("bench-start: start-to-ready of qemu -machine none (ms)");
+    bu_print_stats("floor-poll (connect retry 1 ms)", poll_, (size_t)n, "ms");
+    bu_print_stats("floor-fd (pre-bound socket)", fd, (size_t)n, "ms");
+    bu_print_stats("libdm_dm_start", lib, (size_t)n, "ms");
+    if (have_ctl)
+        bu_print_stats("dmctl start (exec to exit)", ctl, (size_t)n, "ms");
+    else
+        puts("  dmctl: not built");
+    mp = bu_median(poll_, (size_t)n);
+    mf = bu_median(fd, (size_t)n);
+    ml = bu_median(lib, (size_t)n);
+    snprintf(b, sizeof(b), "%.1f ms (poll)", mp);
+    snprintf(a, sizeof(a), "%.1f ms", ml);
+    bu_result("start: libdm_dm_start", a, b, ml / mp, "<= 1.00x", met(ml / mp, 1.0));
+    snprintf(b, sizeof(b), "%.1f ms (fd)", mf);
+    bu_result("start: libdm vs floor-fd", a, b, ml / mf, "info", "-");
+    if (have_ctl) {
+        mc = bu_median(ctl, (size_t)n);
+        snprintf(a, sizeof(a), "%.1f ms", mc);
+        snprintf(b, sizeof(b), "%.1f ms (poll)", mp);
+        bu_result("start: dmctl start", a, b, mc / mp, "<= 1.15x", met(mc / mp, 1.15));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int n = argc > 1 ? atoi(argv[1]) : 15;
+    const char *dmctl = getenv("DMCTL");
+    bool have_ctl = dmctl && access(dmctl, X_OK) == 0;
+    double *p = calloc((size_t)n, sizeof(double)), *f = calloc((size_t)n, sizeof(double));
+    double *l = calloc((size_t)n, sizeof(double)), *c = calloc((size_t)n, sizeof(double));
+    char *dir = bu_mkdtemp("start"), *store = bu_mkdtemp("start-store");
+    char *ctlstore = bu_mkdtemp("start-dmctl");
+    libdm_ctx *ctx = NULL;
+    libdm_dm_config *cfg = NULL;
+    int fail = 0;
+
+    if (n < 1 || !p || !f || !l || !c || !dir || !store || !ctlstore ||
+        libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, store) < 0 ||
+        libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, "bs") < 0 ||
+        libdm_dm_config_set_qemu_path(cfg, bu_qemu()) < 0 ||
+        libdm_dm_config_set_machine(cfg, "none") < 0) {
+        fprintf(stderr, "bench-start: setup failed\n");
+        return 1;
+    }
+    for (int i = 0; i < n && !fail; i++) {
+        p[i] = run_floor_poll(dir);
+        f[i] = run_floor_fd(dir);
+        l[i] = run_libdm(ctx, cfg);
+        settle(ctx);
+        c[i] = have_ctl ? run_dmctl(dmctl, ctlstore) : 0;
+        fail = p[i] < 0 || f[i] < 0 || l[i] < 0 || c[i] < 0;
+    }
+    if (!fail)
+        report(p, f, l, c, n, have_ctl);
+    else
+        fprintf(stderr, "bench-start: a run failed\n");
+    libdm_dm_config_free(cfg);
+    libdm_ctx_free(ctx);
+    bu_rmtree(dir);
+    bu_rmtree(store);
+    bu_rmtree(ctlstore);
+    return fail;
+}

@@ -1,0 +1,133 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# dmctl's command line: usage errors (exit 2), help and version (exit 0),
+# failures naming what failed. Needs no QEMU: nothing here starts a DM.
+# $DMCTL comes from AM_TESTS_ENVIRONMENT; without it the test is skipped.
+
+if [ -z "${DMCTL:-}" ]; then
+    echo "SKIP: \$DMCTL is not set"
+    exit 77
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-cli.XXXXXX") || exit 99
+trap 'rm -rf "$tmp"' EXIT
+# A private, empty store: nothing here may touch the real one.
+store="$tmp/store"
+mkdir -m 0700 "$store" || exit 99
+
+fails=0
+n=0
+
+fail() {
+    echo "FAIL: $*"
+    fails=$((fails + 1))
+}
+
+# run EXPECTED DESCRIPTION ARGS...: runs dmctl, output in $tmp/out, $tmp/err.
+# EXPECTED is an exit status or several separated by '|' (e.g. 1|3).
+run() {
+    want=$1 desc=$2
+    shift 2
+    n=$((n + 1))
+    "$DMCTL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    got=$?
+    case "|$want|" in
+    *"|$got|"*) ;;
+    *)
+        fail "$desc: exit $got, expected $want (dmctl $*)"
+        sed 's/^/    stderr: /' "$tmp/err"
+        return 1
+        ;;
+    esac
+    echo "ok $n - $desc"
+    return 0
+}
+
+# expect_in FILE PATTERN DESCRIPTION: FILE (out or err) contains PATTERN.
+expect_in() {
+    if ! grep -q -- "$2" "$tmp/$1"; then
+        fail "$3: '$2' not in std$1"
+        sed "s/^/    std$1: /" "$tmp/$1"
+    fi
+}
+
+expect_empty() {
+    if [ -s "$tmp/$1" ]; then
+        fail "$2: std$1 not empty"
+        sed "s/^/    std$1: /" "$tmp/$1"
+    fi
+}
+
+# ---- usage errors: exit 2, a message and the usage on stderr ----
+run 2 "no command" && expect_in err "usage:" "no command"
+run 2 "unknown command" frobnicate && expect_in err "frobnicate" "unknown command"
+run 2 "unknown global option" --frobnicate list && expect_in err "frobnicate" "unknown option"
+run 2 "unknown command option" --store "$store" list --frobnicate &&
+    expect_in err "frobnicate" "unknown command option"
+run 2 "start without NAME" --store "$store" start && expect_in err "NAME" "start without NAME"
+run 2 "--memory abc" --store "$store" start t1 --memory abc &&
+    expect_in err "invalid --memory value 'abc'" "--memory abc"
+run 2 "--memory 0" --store "$store" start t1 --memory 0 &&
+    expect_in err "\-\-memory" "--memory 0"
+run 2 "--domid -1" --store "$store" start t1 --domid -1 && expect_in err "\-\-domid" "--domid -1"
+run 2 "--domid too big" --store "$store" start t1 --domid 40000 &&
+    expect_in err "invalid --domid value '40000'" "--domid 40000"
+run 2 "--profile bogus" --store "$store" start t1 --profile bogus &&
+    expect_in err "\-\-profile" "--profile bogus"
+run 2 "bad NAME" --store "$store" start '-bad/name' && expect_in err "NAME" "bad NAME"
+run 2 "--runas without --restrict" --store "$store" start t1 --runas nobody &&
+    expect_in err "\-\-restrict" "--runas without --restrict"
+run 2 "--timeout 0" --timeout 0 list && expect_in err "invalid --timeout value '0'" "--timeout 0"
+run 2 "--timeout abc" --timeout abc list && expect_in err "\-\-timeout" "--timeout abc"
+run 2 "--timeout -1" --timeout -1 list && expect_in err "\-\-timeout" "--timeout -1"
+run 2 "--timeout missing value" list --timeout && expect_in err "needs a value" "--timeout"
+run 2 "status without target" --store "$store" status
+run 2 "status with two names" --store "$store" status a b
+run 2 "resume without NAME" --store "$store" resume
+run 2 "stop with extra argument" --store "$store" stop a b
+run 2 "qmp without command" --store "$store" qmp t1
+run 2 "help of an unknown command" help frobnicate
+
+# qmp: malformed JSON is a usage error named in the message, found before
+# any connection is tried (the socket does not even exist).
+run 2 "qmp bad JSON" --timeout 2 qmp --socket "$tmp/none.sock" query-status '{bad json' &&
+    expect_in err "{bad json" "qmp bad JSON"
+run 2 "qmp JSON not an object" --timeout 2 qmp --socket "$tmp/none.sock" query-status '[1]' &&
+    expect_in err "object" "qmp JSON array"
+
+# ---- help and version: exit 0, on stdout ----
+if run 0 "--help" --help; then
+    expect_empty err "--help"
+    for c in start status resume pause qmp stop list demo help; do
+        expect_in out "^  $c " "--help mentions $c"
+    done
+    expect_in out "\-\-timeout" "--help mentions --timeout"
+fi
+run 0 "-h" -h && expect_in out "usage:" "-h"
+run 0 "help" help && expect_in out "start" "help"
+if run 0 "help start" help start; then
+    for o in --domid --profile --restrict --runas --chroot --machine --memory --incoming --qemu; do
+        expect_in out "\\$o" "help start mentions $o"
+    done
+fi
+run 0 "start --help" start --help && expect_in out "usage: dmctl start NAME" "start --help"
+run 0 "help qmp" help qmp && expect_in out "JSON-ARGUMENTS" "help qmp"
+run 0 "--version" --version && expect_in out "dmctl" "--version" &&
+    expect_in out "[0-9]\.[0-9]" "--version has a number"
+
+# ---- failures: exit 1 (or 3 for a deadline), naming what failed ----
+run "1|3" "status --socket /nonexistent" --timeout 2 status --socket /nonexistent/qmp.sock &&
+    expect_in err "/nonexistent/qmp.sock" "status --socket names the path"
+: >"$tmp/plain"
+run 1 "status --socket on a regular file" --timeout 2 status --socket "$tmp/plain" &&
+    expect_in err "not a socket" "not a socket"
+run 1 "status of an unknown DM" --store "$store" --timeout 2 status nosuchdm &&
+    expect_in err "nosuchdm" "status names the DM"
+run 1 "stop of an unknown DM" --store "$store" --timeout 2 stop nosuchdm &&
+    expect_in err "nosuchdm" "stop names the DM"
+run 0 "list of an empty store" --store "$store" list --no-query &&
+    expect_in out "NAME" "list header"
+run 0 "list --json of an empty store" --store "$store" --json list && expect_empty out "list --json"
+
+echo "$n checks, $fails failed"
+[ "$fails" -eq 0 ]

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Migration between two real QEMUs (-machine pc,accel=tcg -m 64) over a unix
+ * socket: the five phases with pause-before-switchover and a hook that runs
+ * at pre-switchover; cancel at pre-switchover; Finish that never conts an
+ * incomplete incoming migration; autokill of the destination when its
+ * controlling process is SIGKILLed before Finish.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <libdm/libdm.h>
+#include "testutil.h"
+
+typedef struct fixture {
+    char *dir;
+    char *uri;
+    int fds_before;
+    libdm_ctx *ctx;
+    libdm_dm_config *src_cfg, *dst_cfg;
+} fixture;
+
+static libdm_dm_config *vm_config(const char *name)
+{
+    libdm_dm_config *cfg;
+
+    assert_int_equal(libdm_dm_config_new(&cfg), 0);
+    assert_int_equal(libdm_dm_config_set_name(cfg, name), 0);
+    assert_int_equal(libdm_dm_config_set_qemu_path(cfg, tu_qemu()), 0);
+    assert_int_equal(libdm_dm_config_set_machine(cfg, "pc"), 0);
+    assert_int_equal(libdm_dm_config_set_memory_mb(cfg, 64), 0);
+    assert_int_equal(libdm_dm_config_set_timeout_ms(cfg, 10000), 0);
+    return cfg;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+
+    f->fds_before = tu_fd_count();
+    f->dir = tu_mkdtemp("mig");
+    assert_non_null(f->dir);
+    assert_true(asprintf(&f->uri, "unix:%s/stream.sock", f->dir) > 0);
+    assert_int_equal(libdm_ctx_new(NULL, &f->ctx), 0);
+    assert_int_equal(libdm_ctx_set_store(f->ctx, f->dir), 0);
+    f->src_cfg = vm_config("src");
+    f->dst_cfg = vm_config("dst");
+    *state = f;
+    return 0;
+}
+
+static void settle_children(libdm_ctx *ctx)
+{
+    uint64_t deadline = tu_now_ms() + 5000;
+
+    while (tu_child_count() > 0 && tu_now_ms() < deadline)
+        libdm_ctx_run_once(ctx, 10);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    libdm_dm_info *infos;
+    size_t n;
+
+    settle_children(f->ctx);
+    /* No record may outlive a scenario. */
+    assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
+    libdm_dm_info_free(infos, n);
+    assert_int_equal(n, 0);
+    libdm_dm_config_free(f->src_cfg);
+    libdm_dm_config_free(f->dst_cfg);
+    libdm_ctx_free(f->ctx);
+    tu_rmtree(f->dir);
+    free(f->uri);
+    free(f->dir);
+    assert_int_equal(tu_fd_count(), f->fds_before);
+    assert_int_equal(tu_child_count(), 0);
+    free(f);
+    return 0;
+}
+
+static char *runstate(libdm_dm *dm)
+{
+    char *rs = NULL;
+
+    assert_int_equal(libdm_dm_query_status(dm, 5000, &rs), 0);
+    return rs;
+}
+
+static void assert_runstate(libdm_dm *dm, const char *expect)
+{
+    char *rs = runstate(dm);
+
+    assert_string_equal(rs, expect);
+    free(rs);
+}
+
+typedef struct hook_seen {
+    int calls;
+    char *source_status;  /* query-migrate status seen from inside the hook */
+    int result;
+} hook_seen;
+
+static int hook(libdm_dm *src, void *user)
+{
+    hook_seen *h = user;
+    libdm_json *v = NULL;
+
+    h->calls++;
+    if (libdm_qmp_call(libdm_dm_get_qmp(src), "query-migrate", NULL, 5000, &v) == 0)
+        h->source_status = strdup(libdm_json_get_string(libdm_json_object_get(v, "status")));
+    libdm_json_free(v);
+    return h->result;
+}
+
+static libdm_dm *running_source(fixture *f)
+{
+    libdm_dm *src;
+
+    assert_int_equal(libdm_dm_start(f->ctx, f->src_cfg, &src), 0);
+    assert_int_equal(libdm_dm_resume(src, 5000), 0);
+    assert_int_equal(libdm_migrate_begin(src, 5000), 0);
+    return src;
+}
+
+static void test_migrate_with_switchover_hook(void **state)
+{
+    fixture *f = *state;
+    hook_seen h = { .result = 0 };
+    libdm_dm *src, *dst;
+    int src_pid;
+
+    src = running_source(f);
+    src_pid = libdm_dm_get_pid(src);
+    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_int_equal(libdm_dm_get_state(dst), LIBDM_DM_INCOMING);
+    assert_runstate(dst, "inmigrate");
+
+    assert_int_equal(libdm_migrate_perform(src, f->uri, LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER,
+                                           hook, &h, NULL, NULL, 30000), 0);
+    /* The hook ran once, while the source waited at pre-switchover. */
+    assert_int_equal(h.calls, 1);
+    assert_string_equal(h.source_status, "pre-switchover");
+    free(h.source_status);
+
+    assert_int_equal(libdm_migrate_finish(dst, 0, 10000), 0);
+    assert_runstate(dst, "running");
+    assert_int_equal(libdm_dm_get_state(dst), LIBDM_DM_RUNNING);
+    assert_int_equal(libdm_migrate_confirm(src, 1, 5000), 0);
+    libdm_dm_release(src);
+    assert_true(kill(src_pid, 0) < 0);
+
+    assert_int_equal(libdm_dm_stop(dst, 0, 5000), 0);
+    libdm_dm_release(dst);
+}
+
+static void test_cancel_at_pre_switchover(void **state)
+{
+    fixture *f = *state;
+    hook_seen h = { .result = -ECANCELED };
+    libdm_dm *src, *dst;
+    uint64_t deadline;
+
+    src = running_source(f);
+    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_int_equal(libdm_migrate_perform(src, f->uri, LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER,
+                                           hook, &h, NULL, NULL, 30000), -ECANCELED);
+    free(h.source_status);
+    assert_int_equal(h.calls, 1);
+    /* Cancel un-pauses: the source runs again. */
+    assert_int_equal(libdm_migrate_confirm(src, 0, 5000), 0);
+    assert_runstate(src, "running");
+    /* The destination exits by itself; its keeper reaps it. */
+    deadline = tu_now_ms() + 5000;
+    while (libdm_dm_get_state(dst) != LIBDM_DM_DEAD && tu_now_ms() < deadline)
+        libdm_ctx_run_once(f->ctx, 50);
+    assert_int_equal(libdm_dm_get_state(dst), LIBDM_DM_DEAD);
+    assert_int_equal(libdm_migrate_finish(dst, 0, 1000), -ESRCH);
+    assert_int_equal(libdm_dm_stop(dst, 0, 5000), 0);
+    libdm_dm_release(dst);
+    assert_int_equal(libdm_dm_stop(src, 0, 5000), 0);
+    libdm_dm_release(src);
+}
+
+static void test_finish_never_conts_early(void **state)
+{
+    fixture *f = *state;
+    libdm_dm *dst;
+
+    /* No source ever connects: Finish must time out, and the guest must
+     * still be in inmigrate (no cont was sent). */
+    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_int_equal(libdm_migrate_finish(dst, 0, 500), -ETIMEDOUT);
+    assert_runstate(dst, "inmigrate");
+    assert_int_equal(libdm_dm_stop(dst, 0, 5000), 0);
+    libdm_dm_release(dst);
+}
+
+static void test_autokill_on_controller_sigkill(void **state)
+{
+    fixture *f = *state;
+    libdm_dm_info *infos;
+    size_t n;
+    int pipefd[2], dm_pid = -1, status;
+    uint64_t t0;
+    pid_t child;
+    char c;
+
+    assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+    child = fork();
+    if (child == 0) {
+        /* The controller: Prepare, then die without reaching Finish. */
+        libdm_ctx *ctx;
+        libdm_dm *dst;
+        close(pipefd[0]);
+        if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, f->dir) < 0 ||
+            libdm_migrate_prepare(ctx, f->dst_cfg, f->uri, &dst) < 0)
+            _exit(1);
+        (void)!write(pipefd[1], "r", 1);
+        for (;;)
+            pause();
+    }
+    close(pipefd[1]);
+    assert_int_equal(read(pipefd[0], &c, 1), 1);
+    close(pipefd[0]);
+    assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
+    assert_int_equal(n, 1);
+    dm_pid = infos[0].pid;
+    libdm_dm_info_free(infos, n);
+    assert_true(kill(dm_pid, 0) == 0);
+
+    t0 = tu_now_ms();
+    assert_int_equal(kill(child, SIGKILL), 0);
+    assert_int_equal(waitpid(child, &status, 0), child);
+    while (kill(dm_pid, 0) == 0 && tu_now_ms() - t0 < 3000)
+        usleep(10000);
+    /* The destination went with its controller, within a second or two... */
+    assert_true(kill(dm_pid, 0) < 0);
+    assert_true(tu_now_ms() - t0 < 2000);
+    /* ...and so did its record (teardown checks the list is empty). */
+    t0 = tu_now_ms();
+    do {
+        assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
+        libdm_dm_info_free(infos, n);
+    } while (n > 0 && tu_now_ms() - t0 < 2000 && usleep(10000) == 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_migrate_with_switchover_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_at_pre_switchover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_never_conts_early, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_autokill_on_controller_sigkill, setup, teardown),
+    };
+
+    if (!tu_have_qemu()) {
+        printf("SKIP: %s not found\n", tu_qemu());
+        return 77;
+    }
+    if (!getenv("LIBDM_KEEPER")) {
+        printf("SKIP: LIBDM_KEEPER not set (run through make check)\n");
+        return 77;
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
