@@ -553,7 +553,7 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     libdm_dm *dm = user;
     const char *rs;
 
-    dm->call = NULL;
+    dm->call = libdm_qmp_slot_free(dm->call);
     if (dm->op_failing)
         return;
     if (r->status < 0) {
@@ -931,7 +931,7 @@ static void resume_on_cont(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 {
     libdm_dm *dm = user;
 
-    dm->call = NULL;
+    dm->call = libdm_qmp_slot_free(dm->call);
     if (r->status < 0) {
         reply_error(dm, r, "cont");
         op_finish(dm, r->status);
@@ -958,7 +958,7 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
     libdm_dm *dm = user;
     const char *st;
 
-    dm->call = NULL;
+    dm->call = libdm_qmp_slot_free(dm->call);
     if (r->status < 0) {
         reply_error(dm, r, "query-migrate");
         op_finish(dm, r->status);
@@ -999,7 +999,7 @@ static void resume_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     libdm_dm *dm = user;
     const char *rs;
 
-    dm->call = NULL;
+    dm->call = libdm_qmp_slot_free(dm->call);
     if (r->status < 0) {
         reply_error(dm, r, "query-status");
         op_finish(dm, r->status);
@@ -1174,7 +1174,7 @@ static void stop_on_quit(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 {
     libdm_dm *dm = user;
 
-    dm->call = NULL;
+    dm->call = libdm_qmp_slot_free(dm->call);
     if (r->status < 0 && !dm->exited)
         LIBDM__DEBUG(dm->ctx, "%s: quit: %s", dm->name, strerror(-r->status));
 }

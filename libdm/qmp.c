@@ -92,6 +92,7 @@ struct libdm_qmp {
     libdm__qmp_decoder *decoder;
     libdm_qmp_limits limits;
     bool want_oob, oob;
+    bool out_blocked;          /* the socket refused bytes: wait for POLLOUT */
     int call_timeout_ms;
     char *path;                /* for connect retries and messages */
     char *log_prefix;
@@ -395,8 +396,10 @@ static int send_pending(libdm_qmp *q, pending *p)
     }
     /* MSG_NOSIGNAL: the library never owns SIGPIPE. */
     n = sendmsg(q->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+    if (n < 0) {
+        q->out_blocked = errno == EAGAIN || errno == EWOULDBLOCK;
+        return q->out_blocked || errno == EINTR ? 0 : -errno;
+    }
     if (p->off == 0 && p->pass_fd >= 0)
         libdm__close(&p->pass_fd);
     p->off += (size_t)n;
@@ -766,8 +769,10 @@ static void on_fd(libdm_ctx *ctx, int fd, short revents, void *user)
     qmp_ref(q);
     if (revents & (POLLIN | POLLHUP | POLLERR))
         on_readable(q);
-    if (!is_final(q) && (revents & POLLOUT))
+    if (!is_final(q) && (revents & POLLOUT)) {
+        q->out_blocked = false;
         flush(q);
+    }
     qmp_unref(q);
 }
 
@@ -1088,7 +1093,9 @@ static int new_call(libdm_qmp *q, const char *command, const libdm_json *argumen
     list_append(&q->queued, p);
     if (ret_slot)
         *ret_slot = s;
-    flush(q);
+    /* A full socket is retried on POLLOUT, not on every new call. */
+    if (!q->out_blocked)
+        flush(q);
     return 0;
 fail:
     pending_free(p);

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * dmctl's logger: a stderr stream logger for libdm's messages, except that
- * (unless -v) libdm's errors are held back and become the cause in dmctl's
- * own "dmctl: NAME: cause" line, so that each failure is reported once.
- * Held-back errors nobody used are printed when dmctl ends: nothing is lost.
+ * (unless -v) libdm's warnings and errors are held back and become the
+ * cause in dmctl's own "dmctl: NAME: cause" line, so that each failure is
+ * reported once. Held-back messages nobody used are printed (as libdm's)
+ * when dmctl ends: nothing is lost.
  */
 #include "config.h"
 
@@ -16,22 +17,37 @@
 
 #define HELD_MAX 8
 
+typedef struct held_msg {
+    xentoollog_level level;
+    char *text;
+} held_msg;
+
 typedef struct dmctl_logger {
     xentoollog_logger vtable;     /* first: the logger is cast to this */
     xentoollog_logger *stream;    /* stderr, filtering by level itself */
-    bool hold_errors;
-    char *held[HELD_MAX];
+    bool hold;
+    held_msg held[HELD_MAX];
     size_t n_held;
 } dmctl_logger;
 
-static void hold(dmctl_logger *l, char *msg)
+static void print_held(dmctl_logger *l, size_t upto)
 {
-    if (l->n_held == HELD_MAX) {
-        free(l->held[0]);
-        memmove(l->held, l->held + 1, (HELD_MAX - 1) * sizeof(l->held[0]));
-        l->n_held--;
+    size_t i;
+
+    for (i = 0; i < upto; i++) {
+        xtl_log(l->stream, l->held[i].level, -1, "libdm", "%s", l->held[i].text);
+        free(l->held[i].text);
     }
-    l->held[l->n_held++] = msg;
+    memmove(l->held, l->held + upto, (l->n_held - upto) * sizeof(l->held[0]));
+    l->n_held -= upto;
+}
+
+static void hold(dmctl_logger *l, xentoollog_level level, char *msg)
+{
+    if (l->n_held == HELD_MAX)
+        print_held(l, 1);
+    l->held[l->n_held].level = level;
+    l->held[l->n_held++].text = msg;
 }
 
 static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int errnoval,
@@ -44,7 +60,7 @@ static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int er
     dmctl_logger *l = (dmctl_logger *)lg;
     char *msg = NULL;
 
-    if (l->hold_errors && level >= XTL_ERROR) {
+    if (l->hold && level >= XTL_WARN) {
         if (vasprintf(&msg, format, al) < 0 || !msg)
             return;
         if (errnoval >= 0) {
@@ -55,7 +71,7 @@ static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int er
                 msg = with;
             }
         }
-        hold(l, msg);
+        hold(l, level, msg);
         return;
     }
     l->stream->vmessage(l->stream, level, errnoval, context, format, al);
@@ -70,18 +86,6 @@ static void dmctl_progress(xentoollog_logger *lg, const char *context, const cha
         l->stream->progress(l->stream, context, doing_what, percent, done, total);
 }
 
-static void print_held(dmctl_logger *l, size_t upto)
-{
-    size_t i;
-
-    for (i = 0; i < upto; i++) {
-        fprintf(stderr, "dmctl: %s\n", l->held[i]);
-        free(l->held[i]);
-    }
-    memmove(l->held, l->held + upto, (l->n_held - upto) * sizeof(l->held[0]));
-    l->n_held -= upto;
-}
-
 static void dmctl_destroy(xentoollog_logger *lg)
 {
     dmctl_logger *l = (dmctl_logger *)lg;
@@ -91,7 +95,7 @@ static void dmctl_destroy(xentoollog_logger *lg)
     free(l);
 }
 
-xentoollog_logger *dmctl_logger_new(xentoollog_level level, bool hold_errors)
+xentoollog_logger *dmctl_logger_new(xentoollog_level level, bool hold)
 {
     dmctl_logger *l = calloc(1, sizeof(*l));
 
@@ -103,21 +107,40 @@ xentoollog_logger *dmctl_logger_new(xentoollog_level level, bool hold_errors)
         free(l);
         return NULL;
     }
-    l->hold_errors = hold_errors;
+    l->hold = hold;
     l->vtable.vmessage = dmctl_vmessage;
     l->vtable.progress = dmctl_progress;
     l->vtable.destroy = dmctl_destroy;
     return &l->vtable;
 }
 
-/* Drops held errors equal to @same (the DM's last error, about to be printed). */
-static void drop_same(dmctl_logger *l, const char *same)
+static bool ends_with(const char *s, const char *tail)
+{
+    size_t a = strlen(s), b = strlen(tail);
+
+    return b > 0 && a >= b && strcmp(s + a - b, tail) == 0;
+}
+
+/* @held says nothing @why does not: it is @why, or "PREFIX: @why", or its
+ * text after its own "PREFIX: " ends @why (libdm logs a cause, then the
+ * sentence it became part of). */
+static bool same_message(const char *held, const char *why)
+{
+    const char *rest = strstr(held, ": ");
+
+    if (strcmp(held, why) == 0 || ends_with(held, why))
+        return true;
+    return rest && ends_with(why, rest + 2);
+}
+
+/* Drops held messages saying @why (about to be printed by dmctl). */
+static void drop_same(dmctl_logger *l, const char *why)
 {
     size_t i, k = 0;
 
     for (i = 0; i < l->n_held; i++) {
-        if (strcmp(l->held[i], same) == 0)
-            free(l->held[i]);
+        if (same_message(l->held[i].text, why))
+            free(l->held[i].text);
         else
             l->held[k++] = l->held[i];
     }
@@ -137,8 +160,8 @@ char *dmctl_logger_take_error(xentoollog_logger *lg, const char *same)
     }
     if (l->n_held == 0)
         return NULL;
-    last = l->held[--l->n_held];
+    last = l->held[--l->n_held].text;
     drop_same(l, last);
-    print_held(l, l->n_held);   /* earlier, different causes: keep them visible */
+    print_held(l, l->n_held);   /* earlier, different messages: keep them visible */
     return last;
 }

@@ -136,10 +136,8 @@ static void report_cause(const char *what, const char *op, const char *why)
 /* Reports @err with @why (may be NULL) or what libdm logged, else strerror. */
 static int report(dmctl *d, const char *what, const char *op, const char *why, int err)
 {
-    char *held = dmctl_logger_take_error(d->lg, why);
+    char *held = dmctl_logger_take_error(d->lg, why);   /* @why: drops copies, NULL */
 
-    if (!why)
-        held = dmctl_logger_take_error(d->lg, NULL);
     if (why || held)
         report_cause(what, op, why ? why : held);
     else if (err == -ETIMEDOUT)

@@ -10,6 +10,7 @@
 
 #include <libdm/libdm.h>
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,7 +370,7 @@ int main(int argc, char **argv)
     }
     sig = dmctl_signal_received();
     if (sig) {
-        dmctl_error(NULL, "interrupted by %s", strsignal(sig));
+        dmctl_error(NULL, "interrupted by %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
         return 128 + sig;
     }
     return r;

@@ -68,11 +68,13 @@ int dmctl_getopt(dmctl *d, const dmctl_command *cmd, int argc, char **argv,
 int dmctl_global_option(dmctl *d, int opt, const char *arg);
 
 /* ---- dmctl-log.c ---- */
-/* A stderr logger at @level; with @hold_errors, libdm's error messages are
- * held back for dmctl_logger_take_error() (unused ones print at destroy). */
-xentoollog_logger *dmctl_logger_new(xentoollog_level level, bool hold_errors);
-/* With @same NULL: the last held error (caller frees; earlier different ones
- * are printed now), or NULL. With @same: drops held copies of it, NULL. */
+/* A stderr logger at @level; with @hold, libdm's
+ * warnings and errors are held back for dmctl_logger_take_error() (unused
+ * ones print at destroy). */
+xentoollog_logger *dmctl_logger_new(xentoollog_level level, bool hold);
+/* With @same NULL: the last held message (caller frees; earlier different
+ * ones are printed now), or NULL. With @same: drops held messages saying the
+ * same (equal, or "PREFIX: " @same), returns NULL. */
 char *dmctl_logger_take_error(xentoollog_logger *lg, const char *same);
 
 /* ---- dmctl-util.c ---- */
