@@ -298,6 +298,14 @@ static void drop_events(libdm_qmp *q)
     q->ev_count = 0;
 }
 
+/* qmp_capabilities is on no list until fully written: free it here then. */
+static void drop_caps(libdm_qmp *q)
+{
+    if (q->caps && !q->caps->sent)
+        pending_free(q->caps);
+    q->caps = NULL;
+}
+
 static void close_socket(libdm_qmp *q)
 {
     libdm__timer_disarm(q->ctx, &q->retry_timer);
@@ -328,9 +336,9 @@ static void go_broken(libdm_qmp *q, int err, const char *fmt, ...)
         q->last_error = why;
     }
     close_socket(q);
+    drop_caps(q);
     fail_list(q, &q->inflight, err);
     fail_list(q, &q->queued, err);
-    q->caps = NULL;
     set_state(q, LIBDM_QMP_BROKEN, err);
     if (q->closing)
         finish_close(q, err);
@@ -664,9 +672,9 @@ static void handle_message(libdm_qmp *q, libdm_json *msg)
             /* QEMU answers without an id only when it could not parse a
              * command: we never send such, so the stream is out of step. */
             const char *desc = libdm__json_get_str(libdm_json_object_get(msg, "error"), "desc");
-            libdm_json_free(msg);
             go_broken(q, -EPROTO, "QMP error without id (%s): the monitor and libdm are out of step",
                       desc ? desc : "no description");
+            libdm_json_free(msg);
             return;
         }
         handle_reply(q, msg, id);
@@ -1427,6 +1435,7 @@ static void qmp_free(libdm_qmp *q)
     libdm_qmp_slot *s, *next;
 
     close_socket(q);
+    drop_caps(q);
     fail_list(q, &q->inflight, -ECANCELED);
     fail_list(q, &q->queued, -ECANCELED);
     /* Completed but undelivered calls: their owners still hold the slots. */
