@@ -77,6 +77,7 @@ struct libdm_dm {
     libdm_qmp_slot *call;
     bool start_have_pid, start_have_status;
     bool migrate_was_running;
+    int broken_errno;           /* why the monitor became unusable, if known */
 };
 
 static const char *dm_state_names[] = {
@@ -1041,6 +1042,8 @@ static bool dm_usable(libdm_dm *dm)
         return false;
     }
     if (!dm->qmp || libdm_qmp_get_state(dm->qmp) != LIBDM_QMP_READY) {
+        if (dm->state == LIBDM_DM_BROKEN && dm->last_error)
+            return false; /* keep the cause the monitor broke for */
         dm_error(dm, "no usable monitor connection (%s)",
                  dm->qmp ? libdm_qmp_state_to_string(libdm_qmp_get_state(dm->qmp)) : "none");
         return false;
@@ -1089,7 +1092,7 @@ static int dm_call_sync(libdm_dm *dm, const char *cmd, int timeout_ms, libdm_jso
     int r;
 
     if (!dm_usable(dm))
-        return dm->exited ? -ESRCH : -ENOTCONN;
+        return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
     r = libdm_qmp_call(dm->qmp, cmd, NULL, timeout_ms > 0 ? timeout_ms : dm->timeout_ms, ret);
     if (r < 0)
         monitor_failed(dm, r, cmd);
@@ -1289,6 +1292,11 @@ static int attach_monitor(libdm_dm *dm)
 
 int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **ret_dm)
 {
+    return libdm_dm_attach_timeout(ctx, name, 10000, ret_dm);
+}
+
+int libdm_dm_attach_timeout(libdm_ctx *ctx, const char *name, int timeout_ms, libdm_dm **ret_dm)
+{
     libdm__store *store;
     libdm__record rec;
     libdm_dm *dm;
@@ -1312,6 +1320,8 @@ int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **ret_dm)
         return -ENOMEM;
     }
     dm->state = LIBDM_DM_NEGOTIATING;
+    if (timeout_ms > 0)
+        dm->timeout_ms = timeout_ms;
     r = attach_from_record(dm, &rec);
     if (r == -ESRCH) {
         char *how = describe_status(rec.exit_status);
@@ -1320,8 +1330,11 @@ int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **ret_dm)
         free(how);
     }
     libdm__record_clear(&rec);
-    if (r >= 0)
-        r = attach_monitor(dm);
+    if (r >= 0 && (dm->broken_errno = attach_monitor(dm)) < 0) {
+        /* Alive but not answering: hand it over BROKEN, stoppable by signals. */
+        dm_set_state(dm, LIBDM_DM_BROKEN);
+        close_qmp(dm);
+    }
     if (r < 0) {
         if (dm->last_error)
             LIBDM__ERROR(ctx, "%s", dm->last_error);

@@ -116,6 +116,7 @@ struct libdm_qmp {
     libdm_json *greeting;
     bool saw_shutdown;
     char *last_error;
+    int broken_error;          /* why the connection broke (negative errno) */
     char *err_class, *err_desc;
 
     libdm_qmp_state_fn *state_cb;
@@ -335,6 +336,7 @@ static void go_broken(libdm_qmp *q, int err, const char *fmt, ...)
         free(q->last_error);
         q->last_error = why;
     }
+    q->broken_error = err;
     close_socket(q);
     drop_caps(q);
     fail_list(q, &q->inflight, err);
@@ -1018,7 +1020,10 @@ int libdm_qmp_wait_ready(libdm_qmp *q)
         return r;
     if (q->state == LIBDM_QMP_READY)
         return 0;
-    return q->state == LIBDM_QMP_BROKEN ? -ENOTCONN : -ESHUTDOWN;
+    /* The cause, so a missed deadline reads as -ETIMEDOUT, not a generic error. */
+    if (q->state == LIBDM_QMP_BROKEN)
+        return q->broken_error < 0 ? q->broken_error : -ENOTCONN;
+    return -ESHUTDOWN;
 }
 
 int libdm_qmp_open(libdm_ctx *ctx, const char *path, int timeout_ms, libdm_qmp **ret_qmp)

@@ -290,10 +290,10 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
         (r = libdm__watch_add(ctx, k->ctl, POLLIN, on_ctl, k, &k->ctl_watch)) < 0) {
         r = k->keeper_pidfd < 0 ? k->keeper_pidfd : (r < 0 ? r : -errno);
         LIBDM__ERROR(ctx, "cannot follow libdm-keeper: %s", strerror(-r));
-        if (k->keeper_pidfd >= 0)
-            libdm__pidfd_signal(k->keeper_pidfd, SIGKILL);
-        /* Still our child: reap it (blocking, it was just killed). */
-        waitpid(pid, NULL, 0);
+        /* Still our unreaped child, so its pid cannot have been reused:
+         * kill it by pid even without a pidfd, then reap it. */
+        (void)kill(pid, SIGKILL);
+        (void)waitpid(pid, NULL, 0);
         goto out;
     }
     *ret = k;

@@ -250,7 +250,7 @@ int dmctl_cmd_start(dmctl *d, int argc, char **argv)
     if (!ex) {
         r = libdm_dm_start(d->ctx, cfg, &dm);
         if (r == -EEXIST) {
-            free(dmctl_logger_take_error(d->lg, NULL));
+            dmctl_logger_discard(d->lg);
             dmctl_error(name, "a device model of that name is already recorded "
                         "(see 'dmctl list')");
             ex = DMCTL_EXIT_FAIL;
@@ -294,7 +294,8 @@ static int parse_target(dmctl *d, const dmctl_command *cmd, int argc, char **arg
     n = argc - optind;
     drop = *ret_socket ? 1 : 0;
     if (n < min - drop)
-        return dmctl_usage_error(cmd, "missing %s", n == 0 && !drop ? "NAME" : "argument");
+        return dmctl_usage_error(cmd, "missing %s",
+                                 n == 0 && !drop ? "NAME or --socket PATH" : "COMMAND");
     if (n > max - drop)
         return dmctl_usage_error(cmd, "too many arguments");
     return 0;
@@ -609,7 +610,7 @@ static int stop_gone(dmctl *d, const char *name)
     int status = recorded_exit_status(d, name);
     int r = libdm_dm_forget(d->ctx, name);
 
-    free(dmctl_logger_take_error(d->lg, NULL));   /* attach's "is gone" */
+    dmctl_logger_discard(d->lg);   /* attach's "is gone" */
     if (r < 0 && r != -ENOENT)
         return dmctl_report_dm(d, NULL, name, "removing the record", r);
     return print_stopped(d, name, status, true);
@@ -632,16 +633,21 @@ int dmctl_cmd_stop(dmctl *d, int argc, char **argv)
     if (ex || (ex = dmctl_open_ctx(d)))
         return ex;
     name = argv[optind];
-    r = libdm_dm_attach(d->ctx, name, &dm);
+    /* A DM whose monitor does not answer comes back BROKEN: still stoppable. */
+    r = libdm_dm_attach_timeout(d->ctx, name, d->timeout_ms, &dm);
     if (r == -ESRCH)
         return stop_gone(d, name);
     if (r < 0)
         return dmctl_report_attach(d, name, r);
     r = libdm_dm_stop(dm, force, d->timeout_ms);
-    if (r < 0)
+    if (r < 0) {
         ex = dmctl_report_dm(d, dm, name, "stop", r);
-    else
+    } else {
+        /* What libdm logged while the DM went away (e.g. "the monitor
+         * connection was reset" after SIGKILL) is the stop itself. */
+        dmctl_logger_discard(d->lg);
         ex = print_stopped(d, name, libdm_dm_get_exit_status(dm), false);
+    }
     libdm_dm_release(dm);
     return ex;
 }
@@ -662,13 +668,13 @@ static char *query_runstate(dmctl *d, const libdm_dm_info *info)
 
     if (!info->alive || dmctl_signal_received())
         return NULL;
-    if (libdm_dm_attach(d->ctx, info->name, &dm) >= 0) {
+    if (libdm_dm_attach_timeout(d->ctx, info->name, t, &dm) >= 0) {
         if (libdm_dm_query_status(dm, t, &rs) < 0)
             rs = NULL;
         libdm_dm_release(dm);
     }
     if (!rs)   /* shown as '?'; -v shows why */
-        free(dmctl_logger_take_error(d->lg, NULL));
+        dmctl_logger_discard(d->lg);
     return rs;
 }
 

@@ -238,7 +238,7 @@ static bool record_gone(demo *x)
     int r = libdm_dm_attach(x->d->ctx, x->name, &again);
 
     libdm_dm_release(again);
-    free(dmctl_logger_take_error(x->d->lg, NULL));   /* "no such device model" */
+    dmctl_logger_discard(x->d->lg);   /* "no such device model" */
     return r == -ENOENT;
 }
 
@@ -262,11 +262,13 @@ static int demo_stop(demo *x)
 static int demo_report(demo *x, int ex)
 {
     uint64_t total = now_us() - x->begin_us;
+    bool interrupted = dmctl_signal_received() != 0;
     libdm_json *o;
     bool ok;
 
     if (!x->d->json) {
-        printf("[%7.1f ms] total: %s\n", (double)total / 1000.0, ex ? "FAILED" : "ok");
+        printf("[%7.1f ms] total: %s\n", (double)total / 1000.0,
+               ex ? "FAILED" : interrupted ? "interrupted" : "ok");
         return ex;
     }
     o = libdm_json_new_object();
@@ -275,7 +277,7 @@ static int demo_report(demo *x, int ex)
     ok = ok && libdm_json_object_add(o, "steps", x->steps) >= 0;
     x->steps = NULL;
     ok = ok && dmctl_json_add_int(o, "total_us", (int64_t)total);
-    ok = ok && dmctl_json_add_bool(o, "ok", ex == 0);
+    ok = ok && dmctl_json_add_bool(o, "ok", ex == 0 && !interrupted);
     if (!ok)
         o = libdm_json_free(o);
     return dmctl_json_emit(o) ? DMCTL_EXIT_FAIL : ex;

@@ -165,3 +165,14 @@ char *dmctl_logger_take_error(xentoollog_logger *lg, const char *same)
     print_held(l, l->n_held);   /* earlier, different messages: keep them visible */
     return last;
 }
+
+void dmctl_logger_discard(xentoollog_logger *lg)
+{
+    dmctl_logger *l = (dmctl_logger *)lg;
+    size_t i;
+
+    for (i = 0; l && i < l->n_held; i++)
+        free(l->held[i].text);
+    if (l)
+        l->n_held = 0;
+}

@@ -19,6 +19,8 @@
 
 #include "dmctl.h"
 
+static char *join_path(const char *dir, const char *name);
+
 /* ---- context ---- */
 
 static xentoollog_level log_level(const dmctl *d)
@@ -53,6 +55,29 @@ static int store_spec(dmctl *d, const char **ret_spec)
     return 0;
 }
 
+/* Uninstalled use (./build/tools/dmctl): without $LIBDM_KEEPER and with no
+ * installed keeper, use the libdm-keeper next to this dmctl, if any. */
+static void find_keeper(void)
+{
+    char self[PATH_MAX], *slash, *sibling;
+    ssize_t n;
+
+    if (getenv("LIBDM_KEEPER") || access(LIBDM_LIBEXECDIR "/libdm-keeper", X_OK) == 0)
+        return;
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return;
+    self[n] = '\0';
+    slash = strrchr(self, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    sibling = join_path(self, "libdm-keeper");
+    if (sibling && access(sibling, X_OK) == 0)
+        setenv("LIBDM_KEEPER", sibling, 0);
+    free(sibling);
+}
+
 int dmctl_open_ctx(dmctl *d)
 {
     const char *spec = NULL;
@@ -60,6 +85,7 @@ int dmctl_open_ctx(dmctl *d)
 
     if (d->ctx)
         return 0;
+    find_keeper();
     d->lg = dmctl_logger_new(log_level(d), d->verbose == 0);
     if (!d->lg) {
         dmctl_error(NULL, "cannot create a logger: %s", strerror(ENOMEM));
@@ -151,7 +177,7 @@ static int report(dmctl *d, const char *what, const char *op, const char *why, i
 int dmctl_report_dm(dmctl *d, libdm_dm *dm, const char *name, const char *op, int err)
 {
     if (report_remote(dm ? libdm_dm_get_qmp(dm) : NULL, name, op, err)) {
-        free(dmctl_logger_take_error(d->lg, NULL));
+        dmctl_logger_discard(d->lg);
         return dmctl_exit_for(err);
     }
     return report(d, name, op, dm ? libdm_dm_last_error(dm) : NULL, err);
@@ -160,7 +186,7 @@ int dmctl_report_dm(dmctl *d, libdm_dm *dm, const char *name, const char *op, in
 int dmctl_report_qmp(dmctl *d, libdm_qmp *q, const char *what, const char *command, int err)
 {
     if (report_remote(q, what, command, err)) {
-        free(dmctl_logger_take_error(d->lg, NULL));
+        dmctl_logger_discard(d->lg);
         return dmctl_exit_for(err);
     }
     return report(d, what, command, q ? libdm_qmp_last_error(q) : NULL, err);
@@ -190,14 +216,14 @@ int dmctl_attach(dmctl *d, const char *name, libdm_dm **ret_dm)
 
     if (r)
         return r;
-    r = libdm_dm_attach(d->ctx, name, ret_dm);
+    r = libdm_dm_attach_timeout(d->ctx, name, d->timeout_ms, ret_dm);
     return r >= 0 ? 0 : dmctl_report_attach(d, name, r);
 }
 
 int dmctl_report_attach(dmctl *d, const char *name, int r)
 {
     if (r == -ENOENT || r == -ESRCH)
-        free(dmctl_logger_take_error(d->lg, NULL));   /* said better below */
+        dmctl_logger_discard(d->lg);   /* said better below */
     if (r == -ENOENT)
         dmctl_error(name, "no such device model (no record; see 'dmctl list')");
     else if (r == -ESRCH)
@@ -235,7 +261,7 @@ int dmctl_open_socket(dmctl *d, const char *path, libdm_qmp **ret_qmp)
         return r;
     r = libdm_qmp_open(d->ctx, path, d->timeout_ms, ret_qmp);
     if (r == -ETIMEDOUT) {
-        free(dmctl_logger_take_error(d->lg, NULL));
+        dmctl_logger_discard(d->lg);
         dmctl_error(path, "no QMP greeting and negotiation before the deadline "
                     "(is another client connected?)");
     } else if (r < 0) {
@@ -249,7 +275,7 @@ int dmctl_close_socket(dmctl *d, const char *path, libdm_qmp *q)
     int r = libdm_qmp_close(q, d->timeout_ms);
 
     if (r == -ETIMEDOUT) {
-        free(dmctl_logger_take_error(d->lg, NULL));
+        dmctl_logger_discard(d->lg);
         dmctl_error(path, "monitor wedged: a reply was still outstanding at the deadline");
         return DMCTL_EXIT_TIMEOUT;
     }

@@ -76,6 +76,8 @@ xentoollog_logger *dmctl_logger_new(xentoollog_level level, bool hold);
  * ones are printed now), or NULL. With @same: drops held messages saying the
  * same (equal, or "PREFIX: " @same), returns NULL. */
 char *dmctl_logger_take_error(xentoollog_logger *lg, const char *same);
+/* Drops every held message (dmctl says it better, or it is expected). */
+void dmctl_logger_discard(xentoollog_logger *lg);
 
 /* ---- dmctl-util.c ---- */
 /* Creates the context (logger, store) on first use. 0 or an exit status. */

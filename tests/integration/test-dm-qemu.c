@@ -341,6 +341,35 @@ static void test_stop_hung_dm(void **state)
     settle_children(f->ctx);
 }
 
+static void test_attach_hung_dm_then_stop(void **state)
+{
+    fixture *f = *state;
+    libdm_dm *dm, *dm2;
+    uint64_t t0;
+    char *rs = NULL;
+    int pid;
+
+    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    pid = libdm_dm_get_pid(dm);
+    libdm_dm_release(dm);
+    /* The monitor of a stopped process never greets: attach must give up at
+     * its deadline and still hand over a DM that can be stopped. */
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    t0 = tu_now_ms();
+    assert_int_equal(libdm_dm_attach_timeout(f->ctx, "t1", 300, &dm2), 0);
+    assert_true(tu_now_ms() - t0 < 1500);
+    assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_BROKEN);
+    assert_non_null(strstr(libdm_dm_last_error(dm2), "monitor"));
+    /* Calls report why the monitor is unusable: it missed its deadline. */
+    assert_int_equal(libdm_dm_query_status(dm2, 1000, &rs), -ETIMEDOUT);
+    assert_int_equal(libdm_dm_stop(dm2, 0, 500), 0);
+    assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_DEAD);
+    libdm_dm_release(dm2);
+    wait_gone(f->ctx, pid);
+    assert_false(path_exists(f->dir, "t1"));
+    settle_children(f->ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +380,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seccomp_kill_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restricted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_hung_dm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attach_hung_dm_then_stop, setup, teardown),
     };
 
     if (!tu_have_qemu()) {

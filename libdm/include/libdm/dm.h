@@ -90,6 +90,12 @@ LIBDM_EXPORT int libdm_dm_start(libdm_ctx *ctx, const libdm_dm_config *config,
 /* Re-attaches to a recorded DM started by any process. -ENOENT if no record,
  * -ESRCH if its process is gone (the record then says how it ended). */
 LIBDM_EXPORT int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **ret_dm);
+/* Same, connecting to the monitor within @timeout_ms. If the process is alive
+ * but its monitor does not answer (a hung or hostile DM), the DM is still
+ * returned, in state BROKEN with libdm_dm_last_error() saying why, so that
+ * libdm_dm_stop() can end it. */
+LIBDM_EXPORT int libdm_dm_attach_timeout(libdm_ctx *ctx, const char *name, int timeout_ms,
+                                         libdm_dm **ret_dm);
 
 /* Guarded resume: sends "cont" only when the runstate allows it; while an
  * incoming migration is in progress, first waits until both the MIGRATION

@@ -48,8 +48,8 @@ typedef struct libdm_qmp_reply {
      * -EPROTO peer broke the protocol, -E2BIG a bound was exceeded). */
     int status;
     const libdm_json *value;   /* the "return" member on success */
-    const char *error_class;   /* on -EREMOTEIO */
-    const char *error_desc;    /* on -EREMOTEIO; never parse it */
+    const char *error_class;   /* on -EREMOTEIO; NULL if QEMU sent none */
+    const char *error_desc;    /* on -EREMOTEIO; may be NULL; never parse it */
 } libdm_qmp_reply;
 
 typedef void libdm_qmp_reply_fn(libdm_qmp *qmp, const libdm_qmp_reply *reply,
@@ -87,7 +87,8 @@ LIBDM_EXPORT int libdm_qmp_connect(libdm_qmp *qmp, const char *path, int timeout
 /* Same on an already connected (or connecting) stream socket; takes
  * ownership of @fd, even on failure. */
 LIBDM_EXPORT int libdm_qmp_connect_fd(libdm_qmp *qmp, int fd, int timeout_ms);
-/* Blocks until READY (0) or failure (negative errno). */
+/* Blocks until READY (0) or failure: the errno that broke the connection
+ * (-ETIMEDOUT at the deadline, -ECONNRESET, -EPROTO, ...). */
 LIBDM_EXPORT int libdm_qmp_wait_ready(libdm_qmp *qmp);
 /* new + connect + wait_ready. */
 LIBDM_EXPORT int libdm_qmp_open(libdm_ctx *ctx, const char *path, int timeout_ms,
