@@ -77,6 +77,7 @@ struct libdm_dm {
     libdm_qmp_slot *call;
     bool start_have_pid, start_have_status;
     bool migrate_was_running;
+    bool incoming;              /* started (or recorded) with -incoming */
     int broken_errno;           /* why the monitor became unusable, if known */
 };
 
@@ -540,7 +541,9 @@ static void start_maybe_ready(libdm_dm *dm)
 {
     if (dm->op != OP_START || dm->op_failing || !dm->start_have_pid || !dm->start_have_status)
         return;
-    dm_set_state(dm, !strcmp(dm->runstate, "inmigrate") ? LIBDM_DM_INCOMING : LIBDM_DM_PAUSED);
+    if (!strcmp(dm->runstate, "inmigrate"))
+        dm->incoming = true;
+    dm_set_state(dm, dm->incoming ? LIBDM_DM_INCOMING : LIBDM_DM_PAUSED);
     if (write_record(dm) < 0) {
         start_fail(dm, -EIO);
         return;
@@ -843,6 +846,7 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
     dm->profile = strdup(libdm__profile_to_string(cfg->profile));
     dm->domid = cfg->domid;
     dm->timeout_ms = cfg->timeout_ms;
+    dm->incoming = cfg->incoming != NULL;
     dm->created_ms = (int64_t)time(NULL) * 1000;
     dm->state = LIBDM_DM_SPAWNING;
     if (!dm->name || !dm->profile) {
@@ -975,6 +979,7 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
     if (st && !strcmp(st, "completed") && dm->migration_event &&
         !strcmp(dm->migration_event, "completed")) {
         /* Both the event and query-migrate confirm: now it is safe. */
+        dm->incoming = false;
         if (dm->state == LIBDM_DM_INCOMING)
             dm_set_state(dm, LIBDM_DM_PAUSED);
         resume_query(dm);
@@ -1011,14 +1016,17 @@ static void resume_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     if (rs && !strcmp(rs, "running")) {
         dm_set_state(dm, LIBDM_DM_RUNNING);
         op_finish(dm, 0);
-    } else if (rs && (!strcmp(rs, "prelaunch") || !strcmp(rs, "paused"))) {
-        resume_send_cont(dm);
-    } else if (rs && !strcmp(rs, "inmigrate")) {
+    } else if (rs && (!strcmp(rs, "inmigrate") || dm->incoming)) {
         /* Seed 000: cont now could start a half-loaded guest. Wait for the
-         * incoming migration, checking query-migrate on a timer. */
+         * incoming migration, checking query-migrate on a timer. The
+         * runstate alone is not trusted: old QEMU had no "inmigrate" and
+         * said "paused" while still loading; libdm knows it asked for
+         * -incoming. */
         dm_set_state(dm, LIBDM_DM_INCOMING);
         libdm__timer_init(&dm->op_tick, resume_poll_migrate, dm);
         resume_poll_migrate(dm->ctx, &dm->op_tick, dm);
+    } else if (rs && (!strcmp(rs, "prelaunch") || !strcmp(rs, "paused"))) {
+        resume_send_cont(dm);
     } else {
         dm_error(dm, "cannot resume from runstate '%s'", rs ? rs : "(none)");
         op_finish(dm, -EBUSY);
@@ -1251,6 +1259,8 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
     dm->pid_start = rec->pid_start;
     dm->keeper_pid = rec->keeper_pid;
     dm->created_ms = rec->created_ms;
+    /* Recorded as incoming: stays so until libdm itself sees completion. */
+    dm->incoming = rec->state && !strcmp(rec->state, "incoming");
     if (!dm->name || !dm->profile || !dm->qmp_path || !dm->dir || !dm->log_path)
         return -ENOMEM;
     /* pidfd first, then the start time: if they match, the pidfd is the
@@ -1283,8 +1293,10 @@ static int attach_monitor(libdm_dm *dm)
     r = libdm_dm_query_status(dm, 0, &rs);
     if (r < 0)
         return r;
+    if (!strcmp(rs, "inmigrate"))
+        dm->incoming = true;
     dm->state = !strcmp(rs, "running") ? LIBDM_DM_RUNNING
-              : !strcmp(rs, "inmigrate") ? LIBDM_DM_INCOMING
+              : dm->incoming             ? LIBDM_DM_INCOMING
                                          : LIBDM_DM_PAUSED;
     free(rs);
     return 0;
@@ -1480,6 +1492,7 @@ bool libdm__dm_migrate_was_running(const libdm_dm *dm)
 
 void libdm__dm_incoming_done(libdm_dm *dm)
 {
+    dm->incoming = false;
     if (dm->state == LIBDM_DM_INCOMING) {
         dm_set_state(dm, LIBDM_DM_PAUSED);
         set_runstate(dm, "paused");

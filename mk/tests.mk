@@ -20,3 +20,8 @@ check_PROGRAMS += tests/integration/test-migrate-qemu
 TESTS += tests/integration/test-migrate-qemu
 tests_integration_test_migrate_qemu_CFLAGS = $(TEST_CFLAGS)
 tests_integration_test_migrate_qemu_LDADD = libtestutil.la $(TEST_LIBS)
+
+check_PROGRAMS += tests/integration/test-old-qemu
+TESTS += tests/integration/test-old-qemu
+tests_integration_test_old_qemu_CFLAGS = $(TEST_CFLAGS) -pthread
+tests_integration_test_old_qemu_LDADD = libtestutil.la $(TEST_LIBS) -lpthread
