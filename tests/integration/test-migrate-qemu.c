@@ -260,6 +260,79 @@ static void test_autokill_on_controller_sigkill(void **state)
     } while (n > 0 && tu_now_ms() - t0 < 2000 && usleep(10000) == 0);
 }
 
+typedef struct killer {
+    int pid;
+} killer;
+
+static int kill_in_hook(libdm_dm *src, void *user)
+{
+    killer *k = user;
+
+    (void)src;
+    assert_int_equal(kill(k->pid, SIGKILL), 0);
+    return 0;
+}
+
+static void wait_dead(libdm_ctx *ctx, libdm_dm *dm)
+{
+    uint64_t deadline = tu_now_ms() + 5000;
+
+    while (libdm_dm_get_state(dm) != LIBDM_DM_DEAD && tu_now_ms() < deadline)
+        libdm_ctx_run_once(ctx, 50);
+    assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
+}
+
+static void test_destination_killed_mid_migration(void **state)
+{
+    fixture *f = *state;
+    libdm_dm *src, *dst;
+    killer k;
+    uint64_t t0;
+
+    src = running_source(f);
+    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    k.pid = libdm_dm_get_pid(dst);
+    t0 = tu_now_ms();
+    /* Perform fails promptly (not at its 30 s deadline)... */
+    assert_true(libdm_migrate_perform(src, f->uri, LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER,
+                                      kill_in_hook, &k, NULL, NULL, 30000) < 0);
+    assert_true(tu_now_ms() - t0 < 5000);
+    /* ...the source keeps running, the destination is reaped. */
+    assert_int_equal(libdm_migrate_confirm(src, 0, 5000), 0);
+    assert_runstate(src, "running");
+    wait_dead(f->ctx, dst);
+    assert_true(WIFSIGNALED(libdm_dm_get_exit_status(dst)));
+    assert_int_equal(libdm_migrate_finish(dst, 0, 1000), -ESRCH);
+    assert_int_equal(libdm_dm_stop(dst, 0, 5000), 0);
+    libdm_dm_release(dst);
+    assert_int_equal(libdm_dm_stop(src, 0, 5000), 0);
+    libdm_dm_release(src);
+}
+
+static void test_source_killed_mid_migration(void **state)
+{
+    fixture *f = *state;
+    libdm_dm *src, *dst;
+    killer k;
+
+    src = running_source(f);
+    k.pid = libdm_dm_get_pid(src);
+    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_true(libdm_migrate_perform(src, f->uri, LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER,
+                                      kill_in_hook, &k, NULL, NULL, 30000) < 0);
+    wait_dead(f->ctx, src);
+    /* The destination never completes: Finish refuses to resume it, and
+     * QEMU, its stream cut, exits by itself; the keeper reaps it. */
+    assert_true(libdm_migrate_finish(dst, 0, 3000) < 0);
+    wait_dead(f->ctx, dst);
+    assert_true(WIFEXITED(libdm_dm_get_exit_status(dst)));
+    assert_int_not_equal(WEXITSTATUS(libdm_dm_get_exit_status(dst)), 0);
+    assert_int_equal(libdm_dm_stop(dst, 0, 5000), 0);
+    libdm_dm_release(dst);
+    assert_int_equal(libdm_dm_stop(src, 0, 5000), 0);
+    libdm_dm_release(src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +340,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_at_pre_switchover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_never_conts_early, setup, teardown),
         cmocka_unit_test_setup_teardown(test_autokill_on_controller_sigkill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destination_killed_mid_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_source_killed_mid_migration, setup, teardown),
     };
 
     if (!tu_have_qemu()) {
