@@ -41,6 +41,15 @@
 #define DM_LOG_TAIL 1024
 
 typedef enum { OP_NONE, OP_START, OP_RESUME, OP_STOP } op_kind;
+
+/* A finished operation whose callback has not run yet (they run deferred,
+ * in the order the operations ended). */
+typedef struct completion {
+    struct completion *next;
+    libdm_dm_done_fn *cb;
+    void *user;
+    int status;
+} completion;
 typedef enum { STOP_QUIT, STOP_TERM, STOP_KILL } stop_step;
 
 struct libdm_dm {
@@ -74,6 +83,7 @@ struct libdm_dm {
     bool op_failing;            /* start failed: waiting for the DM to be gone */
     stop_step step;
     libdm__timer op_deadline, op_tick, op_done;
+    completion *done_head, **done_tail;
     libdm_qmp_slot *call;
     bool start_have_pid, start_have_status;
     bool migrate_was_running;
@@ -272,33 +282,63 @@ static char *describe_status(int status)
 
 /* ---- operations ---- */
 
+/* Runs the callbacks of finished operations. One at a time: a callback may
+ * start another operation, or release the DM (then the rest are dropped). */
 static void op_done_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
-    libdm_dm_done_fn *cb = dm->op_cb;
+    completion *c = dm->done_head;
 
-    dm->op = OP_NONE;
-    dm->op_cb = NULL;
-    if (cb)
-        cb(dm, dm->op_status, dm->op_user);
+    if (!c)
+        return;
+    dm->done_head = c->next;
+    if (!dm->done_head)
+        dm->done_tail = &dm->done_head;
+    else
+        (void)libdm__defer(ctx, t);
+    if (c->cb)
+        c->cb(dm, c->status, c->user);
+    free(c);
 }
 
+static void drop_completions(libdm_dm *dm)
+{
+    while (dm->done_head) {
+        completion *c = dm->done_head;
+        dm->done_head = c->next;
+        free(c);
+    }
+    dm->done_tail = &dm->done_head;
+}
+
+/* Ends the current operation; its callback runs from the loop, never from
+ * the call that ended it. */
 static void op_finish(libdm_dm *dm, int status)
 {
+    completion *c;
+
     if (dm->op == OP_NONE)
         return;
     libdm__timer_disarm(dm->ctx, &dm->op_deadline);
     libdm__timer_disarm(dm->ctx, &dm->op_tick);
     dm->call = libdm_qmp_slot_free(dm->call);
-    dm->op_status = status;
+    dm->op = OP_NONE;
     dm->op_failing = false;
-    if (libdm__defer(dm->ctx, &dm->op_done) < 0)
-        op_done_fire(dm->ctx, &dm->op_done, dm);
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        LIBDM__ERROR(dm->ctx, "%s: out of memory: an operation's callback is lost", dm->name);
+        return;
+    }
+    *c = (completion){ .cb = dm->op_cb, .user = dm->op_user, .status = status };
+    dm->op_cb = NULL;
+    *dm->done_tail = c;
+    dm->done_tail = &c->next;
+    (void)libdm__defer(dm->ctx, &dm->op_done);
 }
 
 static int op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm_dm_done_fn *cb, void *user)
 {
-    if (dm->op != OP_NONE || libdm__timer_armed(&dm->op_done))
+    if (dm->op != OP_NONE)
         return -EBUSY;
     dm->op = kind;
     dm->op_cb = cb;
@@ -667,6 +707,7 @@ static libdm_dm *dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->op_deadline, op_deadline_fire, dm);
     libdm__timer_init(&dm->op_tick, start_tick, dm);
     libdm__timer_init(&dm->op_done, op_done_fire, dm);
+    dm->done_tail = &dm->done_head;
     return dm;
 }
 
@@ -675,6 +716,7 @@ static void dm_free(libdm_dm *dm)
     libdm__timer_disarm(dm->ctx, &dm->op_deadline);
     libdm__timer_disarm(dm->ctx, &dm->op_tick);
     libdm__timer_disarm(dm->ctx, &dm->op_done);
+    drop_completions(dm);
     close_qmp(dm);
     libdm__keeper_free(dm->keeper);
     libdm__watch_del(dm->pidfd_watch);
@@ -1197,9 +1239,13 @@ int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_f
 
     if (dm->op == OP_STOP)
         return -EALREADY;
-    /* One operation at a time; each is bounded by its own deadline. */
-    if (dm->op != OP_NONE)
-        return -EBUSY;
+    /* Stopping wins over whatever was in progress (a resume waiting for an
+     * incoming migration that will never complete, a start): that operation
+     * completes with -ECANCELED. */
+    if (dm->op != OP_NONE) {
+        dm_error(dm, "%s interrupted by stop", dm->op == OP_START ? "start" : "resume");
+        op_finish(dm, -ECANCELED);
+    }
     libdm__timer_init(&dm->op_deadline, stop_escalate, dm);
     r = op_begin(dm, OP_STOP, timeout_ms, cb, userdata);
     if (r < 0)

@@ -292,13 +292,14 @@ static int start_migration(libdm_dm *src, const char *uri, unsigned flags, uint6
         return r;
     libdm__dm_set_migrate_was_running(src, !strcmp(rs, "running"));
     free(rs);
-    if (flags & LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER) {
-        if (has_capability(src, "pause-before-switchover", deadline))
-            r = set_capability(src, "pause-before-switchover", true, deadline);
-        else
-            LIBDM__INFO(libdm__dm_ctx(src), "%s: QEMU has no pause-before-switchover",
-                        libdm_dm_get_name(src));
-    }
+    /* Set either way: a capability left on by an earlier, cancelled attempt
+     * would otherwise pause this migration too. */
+    if (has_capability(src, "pause-before-switchover", deadline))
+        r = set_capability(src, "pause-before-switchover",
+                           flags & LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER, deadline);
+    else if (flags & LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER)
+        LIBDM__INFO(libdm__dm_ctx(src), "%s: QEMU has no pause-before-switchover",
+                    libdm_dm_get_name(src));
     if (r >= 0)
         r = set_capability(src, "events", true, deadline);
     if (r >= 0)

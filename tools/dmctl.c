@@ -69,6 +69,41 @@ static const dmctl_command commands[] = {
       "otherwise, or with --no-restrict, unrestricted.\n"
       "  --qemu PATH          QEMU binary\n"
       "  --no-restrict        do not confine the demo DM even as root\n" },
+    { "migrate", dmctl_cmd_migrate,
+      "NAME --to 'SHELL-COMMAND' [--live] [--pause-before-switchover]\n"
+      "            [--switchover-hook CMD] [--keep-paused] [--uri-host HOST]\n"
+      "            [--machine M] [--memory MB]",
+      "live-migrate a device model through a receiver run by a shell command",
+      "Runs /bin/sh -c SHELL-COMMAND (e.g. 'ssh host dmctl migrate-receive') with\n"
+      "its stdin and stdout as a control channel, one JSON object per line:\n"
+      "prepare -> prepared {uri}, perform (QEMU streams directly), finish ->\n"
+      "finished | aborted, then confirm. On any failure the source keeps\n"
+      "running (or stays paused) and the destination is stopped; the message\n"
+      "names the phase that failed. --timeout bounds each phase.\n"
+      "\n"
+      "  --to CMD             shell command running 'dmctl migrate-receive'\n"
+      "  --live               accepted: precopy migration is always live\n"
+      "  --pause-before-switchover  stop at pre-switchover (run the hook there)\n"
+      "  --switchover-hook CMD  /bin/sh -c CMD at pre-switchover, with\n"
+      "                       $DMCTL_MIGRATE_NAME set; non-zero exit cancels\n"
+      "  --keep-paused        leave the destination paused after the migration\n"
+      "  --uri-host HOST      connect to HOST instead of the host in the\n"
+      "                       receiver's tcp: URI (e.g. behind NAT)\n"
+      "  --machine M          destination machine type (default pc)\n"
+      "  --memory MB          destination memory in MiB (default 64); libdm does\n"
+      "                       not record them: give what the source was started with\n" },
+    { "migrate-receive", dmctl_cmd_migrate_receive,
+      "[--name NAME] [--listen unix|tcp:HOST] [--qemu PATH]",
+      "receiving end of migrate: speaks the protocol on stdin/stdout",
+      "Run by 'dmctl migrate --to'. Starts the destination paused with\n"
+      "-incoming defer under autokill (it dies with this process until the\n"
+      "migration is finished), answers on stdout with protocol lines only;\n"
+      "messages go to stderr.\n"
+      "  --name NAME          name of the destination DM (default: the source's)\n"
+      "  --listen unix        unix:RUNDIR/NAME-incoming.sock (default; same host)\n"
+      "  --listen tcp:HOST    tcp:HOST:PORT with a free PORT (found by binding\n"
+      "                       port 0; another process could take it before QEMU)\n"
+      "  --qemu PATH          QEMU binary of the destination\n" },
     { "help", cmd_help, "[COMMAND]", "show help (of one command)", NULL },
 };
 

@@ -132,7 +132,7 @@ void dmctl_print_kv(int width, const char *key, const char *fmt, ...)
 void dmctl_install_signal_handlers(void);
 int dmctl_signal_received(void);   /* 0 or the signal number */
 
-/* ---- commands (dmctl-cmds.c, dmctl-demo.c) ---- */
+/* ---- commands (dmctl-cmds.c, dmctl-demo.c, dmctl-migrate.c) ---- */
 int dmctl_cmd_start(dmctl *d, int argc, char **argv);
 int dmctl_cmd_status(dmctl *d, int argc, char **argv);
 int dmctl_cmd_resume(dmctl *d, int argc, char **argv);
@@ -141,5 +141,8 @@ int dmctl_cmd_qmp(dmctl *d, int argc, char **argv);
 int dmctl_cmd_stop(dmctl *d, int argc, char **argv);
 int dmctl_cmd_list(dmctl *d, int argc, char **argv);
 int dmctl_cmd_demo(dmctl *d, int argc, char **argv);
+/* dmctl-migrate.c */
+int dmctl_cmd_migrate(dmctl *d, int argc, char **argv);
+int dmctl_cmd_migrate_receive(dmctl *d, int argc, char **argv);
 
 #endif

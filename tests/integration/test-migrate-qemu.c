@@ -211,6 +211,34 @@ static void test_finish_never_conts_early(void **state)
     libdm_dm_release(dst);
 }
 
+static void on_resume_done(libdm_dm *dm, int status, void *user)
+{
+    (void)dm;
+    *(int *)user = status;
+}
+
+static void test_stop_interrupts_waiting_resume(void **state)
+{
+    fixture *f = *state;
+    libdm_dm *dst;
+    int resumed = 1;
+    uint64_t t0;
+
+    /* A resume waiting for an incoming migration that never comes must not
+     * keep stop out: stop wins, the resume completes with -ECANCELED. */
+    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_int_equal(libdm_dm_resume_async(dst, 30000, on_resume_done, &resumed), 0);
+    for (int i = 0; i < 5; i++)
+        libdm_ctx_run_once(f->ctx, 20);
+    assert_int_equal(resumed, 1);
+    t0 = tu_now_ms();
+    assert_int_equal(libdm_dm_stop(dst, 0, 5000), 0);
+    assert_true(tu_now_ms() - t0 < 5000);
+    assert_int_equal(resumed, -ECANCELED);
+    assert_int_equal(libdm_dm_get_state(dst), LIBDM_DM_DEAD);
+    libdm_dm_release(dst);
+}
+
 static void test_autokill_on_controller_sigkill(void **state)
 {
     fixture *f = *state;
@@ -340,6 +368,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_at_pre_switchover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_never_conts_early, setup, teardown),
         cmocka_unit_test_setup_teardown(test_autokill_on_controller_sigkill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_interrupts_waiting_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destination_killed_mid_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_killed_mid_migration, setup, teardown),
     };

@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Helpers of test-dmctl-migrate*.sh (sourced). Every dmctl runs under
+# timeout(1) as well as its own --timeout: no step can hang the test.
+
+if [ -z "${DMCTL:-}" ]; then
+    echo "SKIP: \$DMCTL is not set"
+    exit 77
+fi
+QEMU_BIN=${QEMU:-qemu-system-x86_64}
+if ! command -v "$QEMU_BIN" >/dev/null 2>&1; then
+    echo "SKIP: $QEMU_BIN not found"
+    exit 77
+fi
+
+fails=0
+n=0
+
+fail() {
+    echo "FAIL: $*"
+    fails=$((fails + 1))
+}
+
+ok() {
+    n=$((n + 1))
+    echo "ok $n - $*"
+}
+
+now_ms() {
+    echo $(($(date +%s%N) / 1000000))
+}
+
+# dm STORE ARGS...: dmctl on STORE, bounded.
+dm() {
+    _store=$1
+    shift
+    timeout -k 5 60 ${NSEXEC:-} "$DMCTL" --store "$_store" --timeout 20 "$@"
+}
+
+# The keeper and QEMU processes of STORE (keepers carry --store=STORE).
+store_pids() {
+    for _k in $(pgrep -f -- "libdm-keeper .*--store=$1 " 2>/dev/null); do
+        echo "$_k"
+        pgrep -P "$_k" 2>/dev/null
+    done
+}
+
+# wait_no_procs STORE MS: 0 once STORE has no process left, within MS.
+wait_no_procs() {
+    _end=$(($(now_ms) + $2))
+    while [ -n "$(store_pids "$1")" ]; do
+        [ "$(now_ms)" -ge "$_end" ] && return 1
+        sleep 0.05
+    done
+    return 0
+}
+
+# records STORE: the number of recorded DMs.
+records() {
+    dm "$1" --json list --no-query 2>/dev/null | grep -c '"name"'
+}
+
+# wait_no_records STORE MS
+wait_no_records() {
+    _end=$(($(now_ms) + $2))
+    while [ "$(records "$1")" != 0 ]; do
+        [ "$(now_ms)" -ge "$_end" ] && return 1
+        sleep 0.05
+    done
+    return 0
+}
+
+# expect_clean STORE WHAT MS: no record and no process of STORE within MS.
+expect_clean() {
+    if ! wait_no_procs "$1" "$3"; then
+        fail "$2: processes of $1 left: $(store_pids "$1" | tr '\n' ' ')"
+    elif ! wait_no_records "$1" "$3"; then
+        fail "$2: records left in $1"
+        dm "$1" list --no-query | sed 's/^/    /'
+    else
+        ok "$2"
+    fi
+}
+
+# kill_store STORE: stops every DM of STORE, then kills what is left.
+kill_store() {
+    [ -d "$1" ] || return 0
+    for _d in "$1"/*/; do
+        [ -d "$_d" ] && dm "$1" stop --force "$(basename "$_d")" >/dev/null 2>&1
+    done
+    for _p in $(store_pids "$1"); do
+        kill -9 "$_p" 2>/dev/null
+    done
+}
+
+# start_running STORE NAME: a running 64 MiB pc guest.
+start_running() {
+    dm "$1" start "$2" --machine pc --memory 64 >/dev/null &&
+        dm "$1" resume "$2" >/dev/null
+}
+
+# expect_status STORE NAME RUNSTATE WHAT
+expect_status() {
+    _rs=$(dm "$1" status "$2" 2>&1)
+    if [ "$_rs" = "$3" ]; then
+        ok "$4"
+    else
+        fail "$4: status of $2 in $1 is '$_rs', expected $3"
+    fi
+}
+
+# expect_rc GOT WANT WHAT ERRFILE
+expect_rc() {
+    if [ "$1" = "$2" ]; then
+        ok "$3"
+    else
+        fail "$3: exit $1, expected $2"
+        [ -f "$4" ] && sed 's/^/    stderr: /' "$4"
+    fi
+}
+
+expect_in() {
+    if grep -q -- "$2" "$1"; then
+        ok "$3"
+    else
+        fail "$3: '$2' not in $1"
+        sed 's/^/    /' "$1"
+    fi
+}
+
+finish() {
+    if [ "$fails" -gt 0 ]; then
+        echo "$fails of $n checks failed"
+        exit 1
+    fi
+    echo "all $n checks passed"
+    exit 0
+}

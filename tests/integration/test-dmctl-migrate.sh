@@ -1,0 +1,146 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# dmctl migrate / migrate-receive between two real QEMUs on this host, each
+# in its own store: a migration with a switchover hook, a cancel at
+# pre-switchover, a receiver killed during perform, the receiver's
+# controller SIGKILLed after prepare (autokill), and a tcp --json
+# --keep-paused migration. Every scenario ends with no record and no
+# process of either store left.
+
+. "$(dirname "$0")/dmctl-migrate-lib.sh"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-migrate.XXXXXX") || exit 99
+src="$tmp/src"
+dst="$tmp/dst"
+mkdir -m 0700 "$src" "$dst" || exit 99
+rpid=
+cleanup() {
+    [ -n "$rpid" ] && kill -9 "$rpid" 2>/dev/null
+    kill_store "$src"
+    kill_store "$dst"
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The receiver as the --to command sees it (quoted for /bin/sh -c).
+receiver="'$DMCTL' --store '$dst' --timeout 20 migrate-receive"
+
+step() {
+    echo "# $*"
+    t0=$(now_ms)
+}
+
+took() {
+    echo "# ... $1 took $(($(now_ms) - t0)) ms"
+}
+
+# ---- 1: migration with --pause-before-switchover and a hook ----
+step "migrate with a switchover hook"
+start_running "$src" vm1 || fail "starting vm1"
+t1=$(now_ms)
+dm "$src" migrate vm1 --to "$receiver" --live --pause-before-switchover \
+    --switchover-hook "date +%s%N >'$tmp/hook-ran'; echo \"\$DMCTL_MIGRATE_NAME\" >'$tmp/hook-name'" \
+    >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "migrate vm1 succeeds" "$tmp/err"
+echo "# migrate itself: $(($(now_ms) - t1)) ms"
+if [ -s "$tmp/hook-ran" ] && [ "$(cat "$tmp/hook-name" 2>/dev/null)" = vm1 ]; then
+    ok "the hook ran with DMCTL_MIGRATE_NAME=vm1"
+else
+    fail "the hook did not run (or without DMCTL_MIGRATE_NAME)"
+fi
+expect_in "$tmp/out" "vm1: migrated (destination runstate: running)" "migrate reports the result"
+expect_status "$dst" vm1 running "the destination runs vm1"
+expect_clean "$src" "the source store has no record and no process" 3000
+dm "$dst" stop vm1 >/dev/null
+expect_clean "$dst" "the destination stops cleanly" 3000
+took "scenario 1"
+
+# ---- 2: the hook fails: cancel at pre-switchover ----
+step "cancel at pre-switchover"
+start_running "$src" vm2 || fail "starting vm2"
+dm "$src" migrate vm2 --to "$receiver" --pause-before-switchover \
+    --switchover-hook 'exit 1' >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 1 "a failing hook fails the migration with exit 1" "$tmp/err"
+expect_in "$tmp/err" "dmctl: vm2: migration failed in perform: the switchover hook exited with status 1" \
+    "the message names the perform phase and the hook"
+expect_status "$src" vm2 running "the source runs again"
+expect_clean "$dst" "the destination has no record and no process" 2000
+dm "$src" stop vm2 >/dev/null
+expect_clean "$src" "the source stops cleanly" 3000
+took "scenario 2"
+
+# ---- 3: the receiver is SIGKILLed during perform (at the hook) ----
+step "receiver killed during perform"
+start_running "$src" vm3 || fail "starting vm3"
+dm "$src" migrate vm3 --to "echo \$\$ >'$tmp/recv.pid'; exec $receiver" \
+    --pause-before-switchover --switchover-hook "kill -9 \$(cat '$tmp/recv.pid')" \
+    >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 1 "a dead receiver fails the migration" "$tmp/err"
+expect_in "$tmp/err" "migration failed in perform: the control channel closed" \
+    "the message names perform and the closed channel"
+expect_status "$src" vm3 running "the source keeps running"
+expect_clean "$dst" "the destination went with its receiver (autokill)" 2000
+dm "$src" stop vm3 >/dev/null
+expect_clean "$src" "the source stops cleanly" 3000
+took "scenario 3"
+
+# ---- 4: the receiver's controller SIGKILLed after "prepared" ----
+step "receiver SIGKILLed after prepared (autokill)"
+mkfifo "$tmp/in" || exit 99
+"$DMCTL" --store "$dst" --timeout 20 migrate-receive <"$tmp/in" >"$tmp/recv.out" \
+    2>"$tmp/recv.err" &
+rpid=$!
+exec 3<>"$tmp/in"
+printf '%s\n' '{"phase":"prepare","name":"vm4","config":{"profile":"plain","machine":"pc","memory":64,"domid":0},"timeout_ms":20000}' >&3
+end=$(($(now_ms) + 20000))
+until grep -q '"phase":"prepared"' "$tmp/recv.out" 2>/dev/null || [ "$(now_ms)" -ge "$end" ]; do
+    sleep 0.05
+done
+expect_in "$tmp/recv.out" '"phase":"prepared","uri":"unix:' "migrate-receive answers prepared"
+if [ "$(grep -vc '^{"phase":' "$tmp/recv.out")" = 0 ]; then
+    ok "migrate-receive writes protocol lines only on stdout"
+else
+    fail "migrate-receive wrote something else on stdout"
+fi
+# (Its monitor is held by migrate-receive: one client per socket.)
+qpid=$(dm "$dst" --json list --no-query | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then
+    ok "the destination vm4 is recorded and alive (pid $qpid)"
+else
+    fail "no live destination recorded for vm4"
+fi
+t1=$(now_ms)
+kill -9 "$rpid"
+wait "$rpid" 2>/dev/null
+rpid=
+exec 3>&-
+while [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null && [ $(($(now_ms) - t1)) -lt 3000 ]; do
+    sleep 0.02
+done
+gone=$(($(now_ms) - t1))
+if [ -n "$qpid" ] && ! kill -0 "$qpid" 2>/dev/null && [ "$gone" -lt 2000 ]; then
+    ok "the destination QEMU ($qpid) died with its controller in $gone ms"
+else
+    fail "the destination QEMU '$qpid' still alive after $gone ms"
+fi
+expect_clean "$dst" "no record and no process left in the destination store" 2000
+took "scenario 4"
+
+# ---- 5: tcp, --json progress, --keep-paused ----
+step "tcp with --json and --keep-paused"
+start_running "$src" vm5 || fail "starting vm5"
+dm "$src" --json migrate vm5 --to "$receiver --listen tcp:127.0.0.1" --keep-paused \
+    >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "migrate vm5 over tcp succeeds" "$tmp/err"
+expect_in "$tmp/out" '"event":"progress","name":"vm5"' "--json prints progress objects"
+expect_in "$tmp/out" '"event":"migrated","name":"vm5","runstate":"paused"' \
+    "--json prints the result; the destination stayed paused"
+expect_in "$tmp/err" "listening on tcp:127.0.0.1:" "the receiver listened on tcp"
+expect_status "$dst" vm5 paused "the destination is paused (--keep-paused)"
+expect_clean "$src" "the source store is empty" 3000
+dm "$dst" stop vm5 >/dev/null
+expect_clean "$dst" "the destination stops cleanly" 3000
+took "scenario 5"
+
+finish
