@@ -95,20 +95,6 @@ static bool have_pidfd(void)
 }
 
 
-static bool pid_alive(int pid)
-{
-    return pid > 0 && kill(pid, 0) == 0;
-}
-
-static bool path_exists(const char *dir, const char *name)
-{
-    char p[4096];
-    struct stat st;
-
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    return lstat(p, &st) == 0;
-}
-
 static void fault_begin(rt *t)
 {
     t->t0 = tu_now_ms();
@@ -153,14 +139,6 @@ static void wait_dead(rt *t, libdm_dm *dm, unsigned ms)
 
     while (libdm_dm_get_state(dm) != LIBDM_DM_DEAD && tu_now_ms() < deadline)
         libdm_ctx_run_once(t->ctx, 10);
-}
-
-static void settle_children(libdm_ctx *ctx, int want)
-{
-    uint64_t deadline = tu_now_ms() + 5000;
-
-    while (tu_child_count() > want && tu_now_ms() < deadline)
-        libdm_ctx_run_once(ctx, 10);
 }
 
 /* Processes whose command line mentions @needle (the row's directories). */
@@ -251,7 +229,7 @@ static void stop_and_release(rt *t, libdm_dm *dm)
     assert_int_equal(libdm_dm_stop(dm, 0, 2000), 0);
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
     libdm_dm_release(dm);
-    assert_false(path_exists(t->dir, NAME));
+    assert_false(tu_path_exists(t->dir, NAME));
 }
 
 /* A start that must fail: no DM returned, the error (the log) names why. */
@@ -266,7 +244,7 @@ static int start_fails(rt *t)
     assert_true(r < 0);
     assert_null(dm);
     set_why(t, log_so_far(t));
-    assert_false(path_exists(t->dir, NAME));
+    assert_false(tu_path_exists(t->dir, NAME));
     return r;
 }
 
@@ -287,7 +265,7 @@ static void run_kill9_idle(rt *t)
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
     expect_signal(dm, SIGKILL);
     set_why(t, libdm_dm_last_error(dm));
-    assert_false(pid_alive(pid));
+    assert_false(tu_pid_alive(pid));
     stop_and_release(t, dm);
 }
 
@@ -384,7 +362,7 @@ static void run_sigstop_command(rt *t)
     assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_DEAD);
     libdm_dm_release(dm2);
     libdm_ctx_free(ctx2);
-    assert_false(pid_alive(pid));
+    assert_false(tu_pid_alive(pid));
 
     /* The first handle learns the end from its keeper; stopping it again is
      * harmless. */
@@ -545,9 +523,9 @@ static void run_row(void **state)
     assert_int_equal(n, 0);
     libdm_dm_info_free(infos, n);
     libdm_ctx_free(check);
-    assert_false(path_exists(t.dir, NAME));
+    assert_false(tu_path_exists(t.dir, NAME));
 
-    settle_children(t.ctx, children_before);
+    tu_settle_children(t.ctx, children_before);
     libdm_dm_config_free(t.cfg);
     libdm_ctx_free(t.ctx);
     assert_int_equal(procs_mentioning(t.bindir), 0);
@@ -575,14 +553,10 @@ int main(void)
     const char *qv;
     int failed;
 
-    if (!tu_have_qemu()) {
-        printf("SKIP: %s not found\n", tu_qemu());
-        return 77;
-    }
-    if (!getenv("LIBDM_KEEPER")) {
-        printf("SKIP: LIBDM_KEEPER not set (run through make check)\n");
-        return 77;
-    }
+    int skip = tu_require_dm_env();
+
+    if (skip)
+        return skip;
     if (!have_pidfd()) {
         printf("SKIP: pidfd_open unavailable (valgrind?): libdm cannot follow its keeper\n");
         return 77;

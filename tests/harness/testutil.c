@@ -2,6 +2,8 @@
 #include "config.h"
 #include "testutil.h"
 
+#include <libdm/libdm.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -158,4 +160,39 @@ int tu_reap(pid_t pid, int timeout_ms)
         }
         usleep(2000);
     }
+}
+
+bool tu_pid_alive(int pid)
+{
+    return pid > 0 && kill(pid, 0) == 0;
+}
+
+bool tu_path_exists(const char *dir, const char *name)
+{
+    char p[4096];
+    struct stat st;
+
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    return lstat(p, &st) == 0;
+}
+
+void tu_settle_children(libdm_ctx *ctx, int want)
+{
+    uint64_t deadline = tu_now_ms() + 5000;
+
+    while (tu_child_count() > want && tu_now_ms() < deadline)
+        libdm_ctx_run_once(ctx, 5);
+}
+
+int tu_require_dm_env(void)
+{
+    if (!tu_have_qemu()) {
+        printf("SKIP: %s not found\n", tu_qemu());
+        return 77;
+    }
+    if (!getenv("LIBDM_KEEPER")) {
+        printf("SKIP: LIBDM_KEEPER not set (run through make check)\n");
+        return 77;
+    }
+    return 0;
 }

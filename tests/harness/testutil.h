@@ -28,5 +28,16 @@ pid_t tu_spawn_qemu_qmp(const char *sock_path, const char *const *extra);
 int tu_reap(pid_t pid, int timeout_ms);
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t tu_now_ms(void);
+/* The process exists (kill(pid, 0)). */
+bool tu_pid_alive(int pid);
+/* DIR/NAME exists (lstat: a dangling symlink counts). */
+bool tu_path_exists(const char *dir, const char *name);
+/* Runs @ctx's loop until this process has at most @want children or 5 s
+ * pass: keepers are libdm's children until it reaps them. */
+struct libdm_ctx;
+void tu_settle_children(struct libdm_ctx *ctx, int want);
+/* 0 if real-QEMU device-model tests can run (QEMU, $LIBDM_KEEPER), else
+ * prints why and returns 77, the automake "skipped" status. */
+int tu_require_dm_env(void);
 
 #endif

@@ -64,37 +64,14 @@ static int teardown(void **state)
     return 0;
 }
 
-static bool pid_alive(int pid)
-{
-    return pid > 0 && kill(pid, 0) == 0;
-}
-
-static bool path_exists(const char *dir, const char *name)
-{
-    char p[512];
-    struct stat st;
-
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    return lstat(p, &st) == 0;
-}
-
 /* Runs the loop until @pid is gone (reaped by its keeper) or 5 s pass. */
 static void wait_gone(libdm_ctx *ctx, int pid)
 {
     uint64_t deadline = tu_now_ms() + 5000;
 
-    while (pid_alive(pid) && tu_now_ms() < deadline)
+    while (tu_pid_alive(pid) && tu_now_ms() < deadline)
         libdm_ctx_run_once(ctx, 10);
-    assert_false(pid_alive(pid));
-}
-
-/* The keeper is our child until it exits: let the context reap it. */
-static void settle_children(libdm_ctx *ctx)
-{
-    uint64_t deadline = tu_now_ms() + 5000;
-
-    while (tu_child_count() > 0 && tu_now_ms() < deadline)
-        libdm_ctx_run_once(ctx, 10);
+    assert_false(tu_pid_alive(pid));
 }
 
 static void test_start_resume_stop(void **state)
@@ -108,9 +85,9 @@ static void test_start_resume_stop(void **state)
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_PAUSED);
     assert_string_equal(libdm_dm_get_runstate(dm), "prelaunch");
     pid = libdm_dm_get_pid(dm);
-    assert_true(pid_alive(pid));
-    assert_true(path_exists(f->dir, "t1/qmp.sock"));
-    assert_true(path_exists(f->dir, "t1/record"));
+    assert_true(tu_pid_alive(pid));
+    assert_true(tu_path_exists(f->dir, "t1/qmp.sock"));
+    assert_true(tu_path_exists(f->dir, "t1/record"));
 
     /* A second DM of the same name is refused while the first lives. */
     libdm_dm *again = NULL;
@@ -136,9 +113,9 @@ static void test_start_resume_stop(void **state)
     /* Stop is safe to call twice. */
     assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
     libdm_dm_release(dm);
-    assert_false(pid_alive(pid));
-    assert_false(path_exists(f->dir, "t1"));
-    settle_children(f->ctx);
+    assert_false(tu_pid_alive(pid));
+    assert_false(tu_path_exists(f->dir, "t1"));
+    tu_settle_children(f->ctx, 0);
 }
 
 static void test_reattach(void **state)
@@ -154,7 +131,7 @@ static void test_reattach(void **state)
     pid = libdm_dm_get_pid(dm);
     /* The DM outlives the handle (and, in dmctl, the process). */
     libdm_dm_release(dm);
-    assert_true(pid_alive(pid));
+    assert_true(tu_pid_alive(pid));
 
     assert_int_equal(libdm_ctx_new(NULL, &other), 0);
     assert_int_equal(libdm_ctx_set_store(other, f->dir), 0);
@@ -173,8 +150,8 @@ static void test_reattach(void **state)
     libdm_dm_release(dm2);
     assert_int_equal(libdm_dm_attach(other, "t1", &dm2), -ENOENT);
     libdm_ctx_free(other);
-    assert_false(pid_alive(pid));
-    settle_children(f->ctx);
+    assert_false(tu_pid_alive(pid));
+    tu_settle_children(f->ctx, 0);
 }
 
 typedef struct outcome {
@@ -222,8 +199,8 @@ static void test_kill9_with_command_outstanding(void **state)
     assert_non_null(strstr(libdm_dm_last_error(dm), "signal 9"));
     assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
     libdm_dm_release(dm);
-    assert_false(path_exists(f->dir, "t1"));
-    settle_children(f->ctx);
+    assert_false(tu_path_exists(f->dir, "t1"));
+    tu_settle_children(f->ctx, 0);
 }
 
 /* A DM that dies at start: a clear error, nothing left behind. */
@@ -243,7 +220,7 @@ static void start_must_fail(fixture *f, const char *expect_in_log)
     assert_true(libdm_dm_start(ctx, f->cfg, &dm) < 0);
     assert_null(dm);
     assert_true(tu_now_ms() - t0 < 5000);
-    settle_children(ctx);
+    tu_settle_children(ctx, 0);
     libdm_ctx_free(ctx);
     xtl_logger_destroy(lg);
     fclose(mem);
@@ -253,7 +230,7 @@ static void start_must_fail(fixture *f, const char *expect_in_log)
     assert_non_null(strstr(logtext, "t1:"));
     assert_non_null(strstr(logtext, expect_in_log));
     free(logtext);
-    assert_false(path_exists(f->dir, "t1"));
+    assert_false(tu_path_exists(f->dir, "t1"));
 }
 
 static void test_exit_at_start(void **state)
@@ -317,8 +294,8 @@ static void test_restricted(void **state)
     assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
     libdm_dm_release(dm);
     wait_gone(f->ctx, pid);
-    assert_false(path_exists(f->dir, "t1"));
-    settle_children(f->ctx);
+    assert_false(tu_path_exists(f->dir, "t1"));
+    tu_settle_children(f->ctx, 0);
     rmdir(chroot_dir);
 }
 
@@ -336,9 +313,9 @@ static void test_stop_hung_dm(void **state)
     t0 = tu_now_ms();
     assert_int_equal(libdm_dm_stop(dm, 0, 500), 0);
     assert_true(tu_now_ms() - t0 < 6000);
-    assert_false(pid_alive(pid));
+    assert_false(tu_pid_alive(pid));
     libdm_dm_release(dm);
-    settle_children(f->ctx);
+    tu_settle_children(f->ctx, 0);
 }
 
 static void test_attach_hung_dm_then_stop(void **state)
@@ -366,8 +343,8 @@ static void test_attach_hung_dm_then_stop(void **state)
     assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_DEAD);
     libdm_dm_release(dm2);
     wait_gone(f->ctx, pid);
-    assert_false(path_exists(f->dir, "t1"));
-    settle_children(f->ctx);
+    assert_false(tu_path_exists(f->dir, "t1"));
+    tu_settle_children(f->ctx, 0);
 }
 
 int main(void)
@@ -383,13 +360,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_attach_hung_dm_then_stop, setup, teardown),
     };
 
-    if (!tu_have_qemu()) {
-        printf("SKIP: %s not found\n", tu_qemu());
-        return 77;
-    }
-    if (!getenv("LIBDM_KEEPER")) {
-        printf("SKIP: LIBDM_KEEPER not set (run through make check)\n");
-        return 77;
-    }
+    int skip = tu_require_dm_env();
+
+    if (skip)
+        return skip;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -149,14 +149,6 @@ static bool have_pidfd(void)
     return true;
 }
 
-static void settle_children(libdm_ctx *ctx)
-{
-    uint64_t deadline = tu_now_ms() + 5000;
-
-    while (tu_child_count() > 0 && tu_now_ms() < deadline)
-        libdm_ctx_run_once(ctx, 5);
-}
-
 static void test_real_cycles(void **state)
 {
     unsigned cycles = quick ? 10 : 100, mark = quick ? 3 : 10;
@@ -206,7 +198,7 @@ static void test_real_cycles(void **state)
         assert_int_equal(WEXITSTATUS(libdm_dm_get_exit_status(dm)), 0);
         libdm_dm_release(dm);
         assert_false(kill(pid, 0) == 0);
-        settle_children(ctx);
+        tu_settle_children(ctx, 0);
         if (tu_child_count() != children_before)
             fail_msg("cycle %u: %d children left", i, tu_child_count() - children_before);
         if (i == mark) {
