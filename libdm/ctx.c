@@ -147,3 +147,10 @@ void libdm__ctx_closing_add(libdm_ctx *ctx, int delta)
 {
     ctx->nclosing += delta;
 }
+
+const char *libdm_ctx_get_run_dir(libdm_ctx *ctx)
+{
+    struct libdm__store *store;
+
+    return libdm__ctx_store(ctx, &store) < 0 ? NULL : libdm__store_run_root(store);
+}

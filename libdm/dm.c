@@ -58,6 +58,8 @@ struct libdm_dm {
     char *name;
     uint32_t domid;
     char *profile;
+    char *machine;              /* NULL if unknown (attached to an old record) */
+    uint64_t memory_mb;
     char *dir, *qmp_path, *log_path;
     int pid;
     uint64_t pid_start;
@@ -187,6 +189,8 @@ static void fill_record(const libdm_dm *dm, libdm__record *rec)
     rec->qmp_socket = dm->qmp_path;
     rec->dir = dm->dir;
     rec->profile = dm->profile;
+    rec->machine = dm->machine;
+    rec->memory_mb = dm->memory_mb;
     rec->state = (char *)libdm_dm_state_to_string(dm->state);
     rec->created_ms = dm->created_ms;
     rec->exit_status = -1;
@@ -723,6 +727,7 @@ static void dm_free(libdm_dm *dm)
     libdm__close(&dm->pidfd);
     free(dm->name);
     free(dm->profile);
+    free(dm->machine);
     free(dm->dir);
     free(dm->qmp_path);
     free(dm->log_path);
@@ -886,12 +891,14 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
         return -ENOMEM;
     dm->name = strdup(cfg->name);
     dm->profile = strdup(libdm__profile_to_string(cfg->profile));
+    dm->machine = strdup(libdm__config_machine(cfg));
+    dm->memory_mb = libdm__config_memory_mb(cfg);
     dm->domid = cfg->domid;
     dm->timeout_ms = cfg->timeout_ms;
     dm->incoming = cfg->incoming != NULL;
     dm->created_ms = (int64_t)time(NULL) * 1000;
     dm->state = LIBDM_DM_SPAWNING;
-    if (!dm->name || !dm->profile) {
+    if (!dm->name || !dm->profile || !dm->machine) {
         dm_free(dm);
         return -ENOMEM;
     }
@@ -1301,6 +1308,8 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
     dm->qmp_path = rec->qmp_socket ? strdup(rec->qmp_socket) : NULL;
     dm->log_path = rec->dir ? libdm__sprintf("%s/qemu.log", rec->dir) : NULL;
     dm->domid = rec->domid;
+    dm->machine = rec->machine ? strdup(rec->machine) : NULL;
+    dm->memory_mb = rec->memory_mb;
     dm->pid = rec->pid;
     dm->pid_start = rec->pid_start;
     dm->keeper_pid = rec->keeper_pid;
@@ -1500,6 +1509,8 @@ uint32_t libdm_dm_get_domid(const libdm_dm *dm) { return dm->domid; }
 int libdm_dm_get_pid(const libdm_dm *dm) { return dm->pid; }
 const char *libdm_dm_get_qmp_path(const libdm_dm *dm) { return dm->qmp_path; }
 const char *libdm_dm_get_profile(const libdm_dm *dm) { return dm->profile; }
+const char *libdm_dm_get_machine(const libdm_dm *dm) { return dm->machine; }
+uint64_t libdm_dm_get_memory_mb(const libdm_dm *dm) { return dm->memory_mb; }
 const char *libdm_dm_get_runstate(const libdm_dm *dm) { return dm->runstate; }
 int libdm_dm_get_exit_status(const libdm_dm *dm) { return dm->exited ? dm->exit_status : -1; }
 const char *libdm_dm_last_error(const libdm_dm *dm) { return dm->last_error; }

@@ -536,8 +536,13 @@ static libdm_json *prepare_msg(migration *m)
     bool ok = o && cfg;
 
     ok = ok && dmctl_json_add_str(cfg, "profile", profile ? profile : "plain");
-    ok = ok && dmctl_json_add_str(cfg, "machine", m->o.machine ? m->o.machine : "pc");
-    ok = ok && dmctl_json_add_int(cfg, "memory", (int64_t)(m->o.memory_mb ? m->o.memory_mb : 64));
+    /* The destination must look like the source: the recorded machine and
+     * memory, unless overridden (records from before they were kept: pc/64). */
+    const char *machine = m->o.machine ? m->o.machine : libdm_dm_get_machine(m->src);
+    uint64_t memory = m->o.memory_mb ? m->o.memory_mb : libdm_dm_get_memory_mb(m->src);
+
+    ok = ok && dmctl_json_add_str(cfg, "machine", machine ? machine : "pc");
+    ok = ok && dmctl_json_add_int(cfg, "memory", (int64_t)(memory ? memory : 64));
     ok = ok && dmctl_json_add_int(cfg, "domid", libdm_dm_get_domid(m->src));
     ok = ok && dmctl_json_add_str(o, "name", m->o.name);
     if (ok) {
@@ -1057,31 +1062,17 @@ static int receive_prepare_msg(receiver *rc, libdm_dm_config **ret_cfg)
     return 0;
 }
 
-/* The directory of per-DM directories: the store directory, else as libdm
- * chooses it (see libdm_ctx_set_store()). */
-static char *run_dir(const dmctl *d)
-{
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    char *dir = NULL;
-
-    if (d->store_abs)
-        return strdup(d->store_abs);
-    if (geteuid() == 0 || !xdg || !xdg[0])
-        return strdup("/run/libdm");
-    return asprintf(&dir, "%s/libdm", xdg) < 0 ? NULL : dir;
-}
-
 static int unix_listen_uri(receiver *rc)
 {
-    char *dir = run_dir(rc->d);
+    const char *dir = libdm_ctx_get_run_dir(rc->d->ctx);
     struct sockaddr_un sun;
 
-    if (!dir || asprintf(&rc->sock_path, "%s/%s-incoming.sock", dir, rc->name) < 0) {
-        free(dir);
+    if (!dir)
+        return -ENOENT;
+    if (asprintf(&rc->sock_path, "%s/%s-incoming.sock", dir, rc->name) < 0) {
         rc->sock_path = NULL;
         return -ENOMEM;
     }
-    free(dir);
     if (strlen(rc->sock_path) >= sizeof(sun.sun_path))
         return -ENAMETOOLONG;
     (void)unlink(rc->sock_path);   /* a stale one from a killed receiver */

@@ -58,6 +58,9 @@ static const struct field fields[LIBDM__F_COUNT] = {
     [LIBDM__F_STATE] = F("state", T_TOKEN, state, 0, 0),
     [LIBDM__F_CREATED_MS] = F("created-ms", T_I64, created_ms, 0, INT64_MAX),
     [LIBDM__F_EXIT_STATUS] = F("exit-status", T_INT, exit_status, -1, 65535),
+    /* Machine names follow the same rule as DM names: [A-Za-z0-9_.-]. */
+    [LIBDM__F_MACHINE] = F("machine", T_NAME, machine, 0, 0),
+    [LIBDM__F_MEMORY_MB] = F("memory-mb", T_U64, memory_mb, 0, UINT64_C(1) << 20),
 };
 #undef F
 
@@ -300,8 +303,9 @@ static int field_validate(const libdm__record *rec, const struct field *f)
     if (is_string(f->type)) {
         const char *s = str_get(rec, f);
 
+        /* Every string may be absent but the record's own name. */
         if (!s)
-            return f->type == T_NAME ? -EINVAL : 0;
+            return f == &fields[LIBDM__F_NAME] ? -EINVAL : 0;
         return check_string(f, s);
     }
     return num_in_range(f, num_get(rec, f)) ? 0 : -EINVAL;

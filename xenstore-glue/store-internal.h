@@ -37,6 +37,8 @@ enum {
     LIBDM__F_STATE,
     LIBDM__F_CREATED_MS,
     LIBDM__F_EXIT_STATUS,
+    LIBDM__F_MACHINE,
+    LIBDM__F_MEMORY_MB,
     LIBDM__F_COUNT
 };
 

@@ -39,6 +39,8 @@ typedef struct libdm__record {
     char *state;          /* libdm_dm_state_to_string() of the last recorded state */
     int64_t created_ms;   /* CLOCK_REALTIME at creation, ms */
     int exit_status;      /* wait status recorded by the keeper, -1 while alive */
+    char *machine;        /* QEMU machine type (NULL: not recorded) */
+    uint64_t memory_mb;   /* guest RAM in MiB (0: none or not recorded) */
 } libdm__record;
 
 void libdm__record_init(libdm__record *rec);   /* zero, exit_status = -1 */

@@ -144,6 +144,9 @@ static void test_reattach(void **state)
 
     assert_int_equal(libdm_dm_attach(other, "t1", &dm2), 0);
     assert_int_equal(libdm_dm_get_pid(dm2), pid);
+    /* What it was started with comes back from the record. */
+    assert_string_equal(libdm_dm_get_machine(dm2), "none");
+    assert_int_equal(libdm_dm_get_memory_mb(dm2), 0);
     assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_PAUSED);
     assert_int_equal(libdm_dm_resume(dm2, 5000), 0);
     assert_int_equal(libdm_dm_stop(dm2, 0, 5000), 0);

@@ -126,6 +126,8 @@ static libdm_dm *running_source(fixture *f)
 
     assert_int_equal(libdm_dm_start(f->ctx, f->src_cfg, &src), 0);
     assert_int_equal(libdm_dm_resume(src, 5000), 0);
+    assert_string_equal(libdm_dm_get_machine(src), "pc");
+    assert_int_equal(libdm_dm_get_memory_mb(src), 64);
     assert_int_equal(libdm_migrate_begin(src, 5000), 0);
     return src;
 }

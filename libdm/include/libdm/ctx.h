@@ -74,6 +74,10 @@ LIBDM_EXPORT int libdm_ctx_run_once(libdm_ctx *ctx, int timeout_ms);
  * /run/libdm for root or $XDG_RUNTIME_DIR/libdm. */
 LIBDM_EXPORT int libdm_ctx_set_store(libdm_ctx *ctx, const char *spec);
 
+/* The directory holding per-DM directories (QMP socket, log) for the
+ * context's store, e.g. /run/libdm; NULL if the store cannot be opened. */
+LIBDM_EXPORT const char *libdm_ctx_get_run_dir(libdm_ctx *ctx);
+
 /* The logger the context reports through. */
 LIBDM_EXPORT xentoollog_logger *libdm_ctx_get_logger(libdm_ctx *ctx);
 

@@ -125,6 +125,10 @@ LIBDM_EXPORT uint32_t libdm_dm_get_domid(const libdm_dm *dm);
 LIBDM_EXPORT int libdm_dm_get_pid(const libdm_dm *dm);
 LIBDM_EXPORT const char *libdm_dm_get_qmp_path(const libdm_dm *dm);
 LIBDM_EXPORT const char *libdm_dm_get_profile(const libdm_dm *dm);
+/* The machine type and guest memory it was started with (recorded, so a
+ * migration destination can be started alike); NULL / 0 if unknown. */
+LIBDM_EXPORT const char *libdm_dm_get_machine(const libdm_dm *dm);
+LIBDM_EXPORT uint64_t libdm_dm_get_memory_mb(const libdm_dm *dm);
 /* The last runstate QMP reported (e.g. "prelaunch"), or NULL. */
 LIBDM_EXPORT const char *libdm_dm_get_runstate(const libdm_dm *dm);
 /* Once DEAD: the wait status (as waitpid), or -1 if unknown. */
