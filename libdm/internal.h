@@ -71,7 +71,8 @@ int libdm__defer(libdm_ctx *ctx, libdm__timer *timer);
 int libdm__wait(libdm_ctx *ctx, bool (*done)(void *arg), void *arg, uint64_t deadline_ms);
 /* Depth of libdm callbacks currently running on this context. */
 unsigned libdm__dispatch_depth(libdm_ctx *ctx);
-/* Fresh, process-unique QMP command id ("libdm-<nonce>-<n>"). */
+/* Fresh QMP command id, unique across connections and processes: a random
+ * per-context nonce then a counter, in base64url (see ctx.c for why short). */
 int libdm__next_id(libdm_ctx *ctx, char *buf, size_t len);
 
 struct libdm__store;

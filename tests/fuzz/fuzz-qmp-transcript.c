@@ -65,8 +65,10 @@ static char *fuzz_tr_substitute(const uint8_t *data, size_t size, const char *no
     for (size_t i = 0; i < size; i++) {
         if (data[i] == '$' && i + 1 < size &&
             (data[i + 1] == 'C' || data[i + 1] == '1' || data[i + 1] == '2')) {
+            /* libdm's ids: the 6-digit nonce, then the counter in base64url
+             * (one digit below 64: 1 -> 'B', 2 -> 'C', 3 -> 'D'). */
             int n = data[i + 1] == 'C' ? 3 : data[i + 1] - '0';
-            len += (size_t)snprintf(out + len, cap - len, "\"libdm-%s-%d\"", nonce, n);
+            len += (size_t)snprintf(out + len, cap - len, "\"%s%c\"", nonce, 'A' + n);
             i++;
             continue;
         }
@@ -89,7 +91,7 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size)
     libdm_qmp *q = NULL;
     fuzz_tr t = { 0 };
     int sv[2];
-    char line[512], nonce[16] = "00000000";
+    char line[512], nonce[16] = "AAAAAA";
     size_t got = 0, len, off = 0;
     char *text, *p, *name;
     libdm_json *edata;
@@ -113,7 +115,7 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size)
         abort();
     if (write(sv[1], FUZZ_GREETING, strlen(FUZZ_GREETING)) != (ssize_t)strlen(FUZZ_GREETING))
         abort();
-    /* Learn the nonce from qmp_capabilities. */
+    /* Learn the nonce from qmp_capabilities' id: its first 6 characters. */
     while (!memchr(line, '\n', got) && !fuzz_tr_final(q)) {
         ssize_t n;
 
@@ -126,8 +128,10 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size)
             abort();
     }
     line[got] = '\0';
-    if ((p = strstr(line, "\"libdm-")) && strlen(p) > 16)
-        memcpy(nonce, p + 7, 8);
+    if ((p = strstr(line, "\"id\":\"")) && strlen(p) > 12) {
+        memcpy(nonce, p + 6, 6);
+        nonce[6] = '\0';
+    }
     text = fuzz_tr_substitute(data, size, nonce, &len);
     /* Write the transcript, letting libdm read (and write) meanwhile. */
     while (off < len) {
