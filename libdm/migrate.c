@@ -423,3 +423,36 @@ int libdm_migrate_confirm(libdm_dm *src, int success, int timeout_ms)
     free(rs);
     return r;
 }
+
+/* ---- recovery ---- */
+
+int libdm_migrate_cancel(libdm_dm *src, int timeout_ms)
+{
+    static const char *const in_flight[] = { "setup", "active", "pre-switchover", "device",
+                                             "postcopy-active", "wait-unplug", NULL };
+    uint64_t deadline = libdm__deadline(timeout_ms);
+    char *st = NULL, *rs = NULL;
+    int r;
+
+    r = migration_status(src, deadline, &st, NULL);
+    if (r < 0)
+        return r;
+    if (!strcmp(st, "completed")) {
+        LIBDM__ERROR(libdm__dm_ctx(src), "%s: the migration completed: the guest runs on the "
+                     "destination, not resuming the source", libdm_dm_get_name(src));
+        free(st);
+        return -EALREADY;
+    }
+    if (is_one_of(st, in_flight) && cancel_migration(src, -ECANCELED) == 0) {
+        free(st);
+        return -EALREADY; /* the cancel lost the race: it completed */
+    }
+    free(st);
+    /* A cancelled migration resumes a source that ran; one that was
+     * stopped at the switchover is left paused ("finish-migrate"). */
+    r = libdm_dm_query_status(src, remaining_ms(deadline), &rs);
+    if (r >= 0 && strcmp(rs, "running"))
+        r = call(src, "cont", NULL, deadline, NULL);
+    free(rs);
+    return r;
+}

@@ -560,6 +560,11 @@ int dmctl_cmd_pause(dmctl *d, int argc, char **argv)
     return run_dm_op(d, "pause", argc, argv, libdm_dm_pause, "pause");
 }
 
+int dmctl_cmd_migrate_cancel(dmctl *d, int argc, char **argv)
+{
+    return run_dm_op(d, "migrate-cancel", argc, argv, libdm_migrate_cancel, "migrate-cancel");
+}
+
 /* ================================ stop ================================= */
 
 static const struct option stop_opts[] = {

@@ -89,9 +89,16 @@ static const dmctl_command commands[] = {
       "  --keep-paused        leave the destination paused after the migration\n"
       "  --uri-host HOST      connect to HOST instead of the host in the\n"
       "                       receiver's tcp: URI (e.g. behind NAT)\n"
-      "  --machine M          destination machine type (default pc)\n"
-      "  --memory MB          destination memory in MiB (default 64); libdm does\n"
-      "                       not record them: give what the source was started with\n" },
+      "  --machine M          destination machine type (default: the source's,\n"
+      "                       as recorded; pc for records that lack it)\n"
+      "  --memory MB          destination memory in MiB (default: the source's;\n"
+      "                       64 for records that lack it)\n" },
+    { "migrate-cancel", dmctl_cmd_migrate_cancel, "NAME",
+      "cancel a migration left in flight and make the source run again",
+      "For a source whose controller died mid-migration (e.g. paused at\n"
+      "pre-switchover): migrate_cancel, then cont if it is not running.\n"
+      "Refuses (exit 1) if the migration completed: the guest then runs on the\n"
+      "destination and the source must stay stopped.\n" },
     { "migrate-receive", dmctl_cmd_migrate_receive,
       "[--name NAME] [--listen unix|tcp:HOST] [--qemu PATH]",
       "receiving end of migrate: speaks the protocol on stdin/stdout",

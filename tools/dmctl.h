@@ -144,5 +144,6 @@ int dmctl_cmd_demo(dmctl *d, int argc, char **argv);
 /* dmctl-migrate.c */
 int dmctl_cmd_migrate(dmctl *d, int argc, char **argv);
 int dmctl_cmd_migrate_receive(dmctl *d, int argc, char **argv);
+int dmctl_cmd_migrate_cancel(dmctl *d, int argc, char **argv);
 
 #endif

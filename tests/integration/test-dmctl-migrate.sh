@@ -4,7 +4,8 @@
 # in its own store: a migration with a switchover hook, a cancel at
 # pre-switchover, a receiver killed during perform, the receiver's
 # controller SIGKILLed after prepare (autokill), and a tcp --json
-# --keep-paused migration. Every scenario ends with no record and no
+# --keep-paused migration, and dmctl migrate itself SIGKILLed mid-perform
+# (destination gone, source recovered by migrate-cancel). Every scenario ends with no record and no
 # process of either store left.
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
@@ -142,5 +143,22 @@ expect_clean "$src" "the source store is empty" 3000
 dm "$dst" stop vm5 >/dev/null
 expect_clean "$dst" "the destination stops cleanly" 3000
 took "scenario 5"
+
+# ---- 6: the controlling dmctl migrate SIGKILLed during perform ----
+# The hook runs as dmctl migrate's child: killing its parent leaves the
+# source paused at pre-switchover and the receiver without a controller.
+step "dmctl migrate itself killed during perform"
+start_running "$src" vm6 || fail "starting vm6"
+dm "$src" migrate vm6 --to "$receiver" --pause-before-switchover \
+    --switchover-hook 'kill -9 $PPID' >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 137 "dmctl migrate was SIGKILLed" "$tmp/err"
+expect_clean "$dst" "the destination went with its controller" 2000
+expect_status "$src" vm6 finish-migrate "the source waits at pre-switchover, paused"
+dm "$src" migrate-cancel vm6 >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "migrate-cancel recovers the source" "$tmp/err"
+expect_status "$src" vm6 running "the source runs again"
+dm "$src" stop vm6 >/dev/null
+expect_clean "$src" "the source stops cleanly" 3000
+took "scenario 6"
 
 finish

@@ -70,6 +70,13 @@ LIBDM_EXPORT int libdm_migrate_finish(libdm_dm *dest, int keep_paused, int timeo
  * again if it was running before Perform (or stays paused if it was). */
 LIBDM_EXPORT int libdm_migrate_confirm(libdm_dm *source, int success, int timeout_ms);
 
+/* Recovery (source): cancels a migration left in flight, e.g. paused at
+ * pre-switchover by a controller that died, and makes the source run again.
+ * Returns 0 if the source runs (or no migration was in flight and it ran),
+ * -EALREADY if the migration had completed (the source must not run: the
+ * guest lives on the destination). */
+LIBDM_EXPORT int libdm_migrate_cancel(libdm_dm *source, int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif
