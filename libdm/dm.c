@@ -910,8 +910,6 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
         r = spawn_dm(dm, cfg, store, autokill);
     if (r < 0) {
         remove_files(ctx, dm->name, dm->dir);
-        if (dm->last_error)
-            LIBDM__ERROR(ctx, "%s", dm->last_error);
         dm->op = OP_NONE;
         dm_free(dm);
         return r;
@@ -1326,6 +1324,31 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
     return libdm__watch_add(dm->ctx, dm->pidfd, POLLIN, on_pidfd, dm, &dm->pidfd_watch);
 }
 
+/* The recorded socket must be a socket, in a directory that is ours and not
+ * a symlink: connect() would follow a planted link to another monitor. */
+static int check_monitor_path(libdm_dm *dm)
+{
+    struct stat st;
+    int r = libdm__secure_dir(dm->dir, 0);
+
+    if (r < 0) {
+        dm_error(dm, "refusing the directory %s: %s", dm->dir, strerror(-r));
+        return r;
+    }
+    if (lstat(dm->qmp_path, &st) < 0) {
+        r = -errno;
+        dm_error(dm, "no monitor socket at %s: %s", dm->qmp_path, strerror(-r));
+        return r;
+    }
+    if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
+        dm_error(dm, "refusing the monitor path %s: %s", dm->qmp_path,
+                 S_ISLNK(st.st_mode) ? "it is a symlink" :
+                 !S_ISSOCK(st.st_mode) ? "it is not a socket" : "it belongs to another user");
+        return S_ISLNK(st.st_mode) ? -ELOOP : -EPERM;
+    }
+    return 0;
+}
+
 static int attach_monitor(libdm_dm *dm)
 {
     libdm_qmp *q;
@@ -1397,14 +1420,14 @@ int libdm_dm_attach_timeout(libdm_ctx *ctx, const char *name, int timeout_ms, li
         free(how);
     }
     libdm__record_clear(&rec);
+    if (r >= 0)
+        r = check_monitor_path(dm);
     if (r >= 0 && (dm->broken_errno = attach_monitor(dm)) < 0) {
         /* Alive but not answering: hand it over BROKEN, stoppable by signals. */
         dm_set_state(dm, LIBDM_DM_BROKEN);
         close_qmp(dm);
     }
     if (r < 0) {
-        if (dm->last_error)
-            LIBDM__ERROR(ctx, "%s", dm->last_error);
         dm_free(dm);
         return r;
     }

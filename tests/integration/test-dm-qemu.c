@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -350,6 +351,33 @@ static void test_attach_hung_dm_then_stop(void **state)
     tu_settle_children(f->ctx, 0);
 }
 
+static void test_attach_refuses_planted_socket(void **state)
+{
+    fixture *f = *state;
+    char sock[512], moved[512];
+    libdm_dm *dm, *dm2 = NULL;
+
+    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    libdm_dm_release(dm);
+    /* Someone swaps the monitor socket for a link to another socket. */
+    snprintf(sock, sizeof(sock), "%s/t1/qmp.sock", f->dir);
+    snprintf(moved, sizeof(moved), "%s/t1/elsewhere.sock", f->dir);
+    assert_int_equal(rename(sock, moved), 0);
+    assert_int_equal(symlink(moved, sock), 0);
+    assert_int_equal(libdm_dm_attach_timeout(f->ctx, "t1", 2000, &dm2), -ELOOP);
+    assert_null(dm2);
+    /* A regular file in its place is refused too. */
+    assert_int_equal(unlink(sock), 0);
+    assert_int_equal(close(open(sock, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)), 0);
+    assert_int_equal(libdm_dm_attach_timeout(f->ctx, "t1", 2000, &dm2), -EPERM);
+    /* Put the real socket back: attach and stop work again. */
+    assert_int_equal(rename(moved, sock), 0);
+    assert_int_equal(libdm_dm_attach_timeout(f->ctx, "t1", 2000, &dm2), 0);
+    assert_int_equal(libdm_dm_stop(dm2, 0, 5000), 0);
+    libdm_dm_release(dm2);
+    tu_settle_children(f->ctx, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +389,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restricted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_hung_dm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_hung_dm_then_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attach_refuses_planted_socket, setup, teardown),
     };
 
     int skip = tu_require_dm_env();

@@ -88,7 +88,9 @@ LIBDM_EXPORT int libdm_dm_start_async(libdm_ctx *ctx, const libdm_dm_config *con
 LIBDM_EXPORT int libdm_dm_start(libdm_ctx *ctx, const libdm_dm_config *config,
                                 libdm_dm **ret_dm);
 /* Re-attaches to a recorded DM started by any process. -ENOENT if no record,
- * -ESRCH if its process is gone (the record then says how it ended). */
+ * -ESRCH if its process is gone (the record then says how it ended), -ELOOP
+ * or -EPERM if its directory or monitor socket was replaced (a symlink, not a
+ * socket, or not ours): libdm never follows a planted path to a monitor. */
 LIBDM_EXPORT int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **ret_dm);
 /* Same, connecting to the monitor within @timeout_ms. If the process is alive
  * but its monitor does not answer (a hung or hostile DM), the DM is still
