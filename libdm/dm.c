@@ -691,8 +691,12 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
         start_fail_finished(dm);
         return;
     }
-    dm_error(dm, "not ready before the deadline (%s)",
-             dm->qmp ? libdm_qmp_state_to_string(libdm_qmp_get_state(dm->qmp)) : "no monitor");
+    /* The process state tells a busy or stopped DM from a wedged monitor. */
+    dm_error(dm, "not ready before the deadline (monitor %s, %u repl%s owed; process %d state %c)",
+             dm->qmp ? libdm_qmp_state_to_string(libdm_qmp_get_state(dm->qmp)) : "absent",
+             dm->qmp ? libdm_qmp_outstanding(dm->qmp) : 0u,
+             dm->qmp && libdm_qmp_outstanding(dm->qmp) == 1 ? "y" : "ies", dm->pid,
+             libdm__proc_state(dm->pid));
     start_fail(dm, -ETIMEDOUT);
 }
 
@@ -748,7 +752,12 @@ static int make_qmp_socket(const char *path, int *ret_listen, int *ret_client)
     if (strlen(path) >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking, like the listening sockets QEMU makes itself: QEMU's
+     * main loop may call accept() on a spurious wakeup after it took our
+     * connection, and a blocking listener then hangs its main loop (and so
+     * the monitor) for good. Seen here: 1 start in a few hundred under load,
+     * QEMU's main thread in accept4(3), our qmp_capabilities never read. */
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (lfd < 0)
         return -errno;
     (void)unlink(path); /* our own 0700 directory: only a stale socket of ours */

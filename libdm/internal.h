@@ -35,6 +35,8 @@ int libdm__set_cloexec(int fd, bool on);
 int libdm__set_nonblock(int fd, bool on);
 /* The start time of process @pid (field 22 of /proc/PID/stat), 0 if gone. */
 uint64_t libdm__proc_start_time(int pid);
+/* The scheduler state of @pid (R, S, D, T, Z, ... from /proc), '?' if gone. */
+char libdm__proc_state(int pid);
 /* Closes *fd if >= 0 and sets it to -1: the one way libdm closes an fd it owns. */
 void libdm__close(int *fd);
 

@@ -94,6 +94,28 @@ uint64_t libdm__proc_start_time(int pid)
     return start;
 }
 
+char libdm__proc_state(int pid)
+{
+    char path[64], buf[512];
+    const char *p;
+    ssize_t n;
+    int fd;
+
+    if (pid <= 0)
+        return '?';
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return '?';
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return '?';
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] ? p[2] : '?';
+}
+
 uint64_t libdm__deadline(int timeout_ms)
 {
     if (timeout_ms < 0)

@@ -75,6 +75,24 @@ static void wait_gone(libdm_ctx *ctx, int pid)
     assert_false(tu_pid_alive(pid));
 }
 
+/* The flags of @pid's descriptor @fd, from /proc/PID/fdinfo (octal). */
+static long fd_flags(int pid, int fd)
+{
+    char path[64], line[128];
+    long flags = -1;
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
+    fp = fopen(path, "re");
+    if (!fp)
+        return -1;
+    while (fgets(line, sizeof(line), fp))
+        if (sscanf(line, "flags: %lo", &flags) == 1)
+            break;
+    fclose(fp);
+    return flags;
+}
+
 static void test_start_resume_stop(void **state)
 {
     fixture *f = *state;
@@ -88,6 +106,10 @@ static void test_start_resume_stop(void **state)
     pid = libdm_dm_get_pid(dm);
     assert_true(tu_pid_alive(pid));
     assert_true(tu_path_exists(f->dir, "t1/qmp.sock"));
+    /* QEMU's listening socket (fd 3) must be non-blocking: QEMU may accept()
+     * on a spurious wakeup, and a blocking listener hangs its main loop. */
+    assert_true(fd_flags(pid, 3) >= 0);
+    assert_true(fd_flags(pid, 3) & O_NONBLOCK);
     assert_true(tu_path_exists(f->dir, "t1/record"));
 
     /* A second DM of the same name is refused while the first lives. */
