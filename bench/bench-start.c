@@ -62,7 +62,9 @@ static int prebind(const char *path, int *ret_client)
     if (strlen(path) >= sizeof(sa.sun_path))
         return -1;
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking listener, as libdm passes it: QEMU may accept() on a
+     * spurious wakeup and would hang on a blocking one (see libdm/dm.c). */
+    l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     unlink(path);
     if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
