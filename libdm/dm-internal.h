@@ -13,14 +13,15 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
 int libdm__dm_start(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
                     libdm_dm **ret_dm);
 int libdm__dm_set_autokill(libdm_dm *dm, bool on);
-/* Status of the last MIGRATION event seen, or NULL. */
-const char *libdm__dm_migration_event(const libdm_dm *dm);
 bool libdm__dm_exited(const libdm_dm *dm);
 libdm_ctx *libdm__dm_ctx(const libdm_dm *dm);
 /* Whether the source ran before Perform, for Confirm after a failure. */
 void libdm__dm_set_migrate_was_running(libdm_dm *dm, bool running);
 bool libdm__dm_migrate_was_running(const libdm_dm *dm);
-/* Incoming migration confirmed completed, DM kept paused: INCOMING -> PAUSED. */
+/* Whether the incoming migration is over: 1 completed (query-migrate and the
+ * MIGRATION event agree), 0 not yet, -EIO failed or cancelled. */
+int libdm__incoming_verdict(libdm_dm *dm, const char *query_status);
+/* Incoming migration confirmed completed: INCOMING -> PAUSED. */
 void libdm__dm_incoming_done(libdm_dm *dm);
 
 #endif

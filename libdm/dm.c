@@ -1026,18 +1026,12 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
         return;
     }
     st = libdm__json_get_str(r->value, "status");
-    if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
-        /* Never cont a guest whose state did not arrive whole. */
-        dm_error(dm, "incoming migration %s: the guest is not resumed", st);
+    switch (libdm__incoming_verdict(dm, st)) {
+    case -EIO:
         op_finish(dm, -EIO);
         return;
-    }
-    if (st && !strcmp(st, "completed") && dm->migration_event &&
-        !strcmp(dm->migration_event, "completed")) {
-        /* Both the event and query-migrate confirm: now it is safe. */
-        dm->incoming = false;
-        if (dm->state == LIBDM_DM_INCOMING)
-            dm_set_state(dm, LIBDM_DM_PAUSED);
+    case 1:
+        libdm__dm_incoming_done(dm);
         resume_query(dm);
         return;
     }
@@ -1554,11 +1548,6 @@ int libdm__dm_set_autokill(libdm_dm *dm, bool on)
     return dm->keeper ? libdm__keeper_set_autokill(dm->keeper, on) : -ESRCH;
 }
 
-const char *libdm__dm_migration_event(const libdm_dm *dm)
-{
-    return dm->migration_event;
-}
-
 bool libdm__dm_exited(const libdm_dm *dm)
 {
     return dm->exited;
@@ -1577,6 +1566,20 @@ void libdm__dm_set_migrate_was_running(libdm_dm *dm, bool running)
 bool libdm__dm_migrate_was_running(const libdm_dm *dm)
 {
     return dm->migrate_was_running;
+}
+
+/* Seed 000's rule, the one place it is decided: an incoming migration is
+ * over only when query-migrate (@query_status) and the MIGRATION event both
+ * say completed; one that failed or was cancelled is never resumed. Returns
+ * 1 (completed), 0 (not yet) or -EIO (failed, and says so). */
+int libdm__incoming_verdict(libdm_dm *dm, const char *query_status)
+{
+    if (query_status && (!strcmp(query_status, "failed") || !strcmp(query_status, "cancelled"))) {
+        dm_error(dm, "incoming migration %s: the guest is not resumed", query_status);
+        return -EIO;
+    }
+    return query_status && !strcmp(query_status, "completed") && dm->migration_event &&
+           !strcmp(dm->migration_event, "completed");
 }
 
 void libdm__dm_incoming_done(libdm_dm *dm)

@@ -357,7 +357,6 @@ static int wait_incoming_completed(libdm_dm *dst, uint64_t deadline)
     libdm_ctx *ctx = libdm__dm_ctx(dst);
 
     for (;;) {
-        const char *ev;
         char *st = NULL;
         int r;
 
@@ -366,18 +365,10 @@ static int wait_incoming_completed(libdm_dm *dst, uint64_t deadline)
         r = migration_status(dst, deadline, &st, NULL);
         if (r < 0)
             return r;
-        ev = libdm__dm_migration_event(dst);
-        if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
-            LIBDM__ERROR(ctx, "%s: incoming migration %s: the guest is not resumed",
-                         libdm_dm_get_name(dst), st);
-            free(st);
-            return -EIO;
-        }
-        /* Seed 000: both the event and query-migrate must confirm. */
-        r = !strcmp(st, "completed") && ev && !strcmp(ev, "completed");
+        r = libdm__incoming_verdict(dst, st);
         free(st);
-        if (r)
-            return 0;
+        if (r != 0)
+            return r < 0 ? r : 0;
         if (remaining_ms(deadline) == 0) {
             LIBDM__ERROR(ctx, "%s: incoming migration not completed before the deadline",
                          libdm_dm_get_name(dst));
@@ -395,10 +386,11 @@ int libdm_migrate_finish(libdm_dm *dst, int keep_paused, int timeout_ms)
     if (libdm__dispatch_depth(libdm__dm_ctx(dst)) > 0)
         return -EDEADLK;
     r = wait_incoming_completed(dst, deadline);
+    if (r >= 0)
+        libdm__dm_incoming_done(dst);
+    /* Confirmed: the guarded resume now sees a plain paused DM. */
     if (r >= 0 && !keep_paused)
         r = libdm_dm_resume(dst, remaining_ms(deadline) ? remaining_ms(deadline) : 1);
-    else if (r >= 0)
-        libdm__dm_incoming_done(dst);
     /* Only now does the DM stop depending on this process (seed 002). */
     if (r >= 0)
         r = libdm__dm_set_autokill(dst, false);
