@@ -35,6 +35,9 @@ int libdm__set_cloexec(int fd, bool on);
 int libdm__set_nonblock(int fd, bool on);
 /* The start time of process @pid (field 22 of /proc/PID/stat), 0 if gone. */
 uint64_t libdm__proc_start_time(int pid);
+/* sendmsg() of @len bytes with @fd (if >= 0) attached by SCM_RIGHTS, never
+ * raising SIGPIPE. Bytes sent, or negative errno. */
+ssize_t libdm__send_with_fd(int sock, const void *buf, size_t len, int fd, int flags);
 /* The scheduler state of @pid (R, S, D, T, Z, ... from /proc), '?' if gone. */
 char libdm__proc_state(int pid);
 /* Closes *fd if >= 0 and sets it to -1: the one way libdm closes an fd it owns. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "config.h"
+#include "internal.h"
 #include "keeper-proto.h"
 
 #include <errno.h>
@@ -9,25 +9,9 @@
 
 int libdm__kp_send(int sock, const char *msg, int fd)
 {
-    struct iovec iov = { .iov_base = (void *)msg, .iov_len = strlen(msg) };
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    ssize_t n = libdm__send_with_fd(sock, msg, strlen(msg), fd, 0);
 
-    if (fd >= 0) {
-        struct cmsghdr *c;
-        memset(&control, 0, sizeof(control));
-        mh.msg_control = control.buf;
-        mh.msg_controllen = sizeof(control.buf);
-        c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+    return n < 0 ? (int)n : 0;
 }
 
 int libdm__kp_recv(int sock, char *buf, size_t len, int *ret_fd)

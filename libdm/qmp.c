@@ -385,32 +385,15 @@ static void drain_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
 
 static int send_pending(libdm_qmp *q, pending *p)
 {
-    struct iovec iov = { .iov_base = p->text + p->off, .iov_len = p->len - p->off };
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    ssize_t n;
+    /* The fd goes with the command's first byte, once. */
+    int fd = p->off == 0 ? p->pass_fd : -1;
+    ssize_t n = libdm__send_with_fd(q->fd, p->text + p->off, p->len - p->off, fd, MSG_DONTWAIT);
 
-    if (p->off == 0 && p->pass_fd >= 0) {
-        struct cmsghdr *c;
-        memset(&control, 0, sizeof(control));
-        mh.msg_control = control.buf;
-        mh.msg_controllen = sizeof(control.buf);
-        c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &p->pass_fd, sizeof(int));
-    }
-    /* MSG_NOSIGNAL: the library never owns SIGPIPE. */
-    n = sendmsg(q->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
-        q->out_blocked = errno == EAGAIN || errno == EWOULDBLOCK;
-        return q->out_blocked || errno == EINTR ? 0 : -errno;
+        q->out_blocked = n == -EAGAIN || n == -EWOULDBLOCK;
+        return q->out_blocked || n == -EINTR ? 0 : (int)n;
     }
-    if (p->off == 0 && p->pass_fd >= 0)
+    if (fd >= 0)
         libdm__close(&p->pass_fd);
     p->off += (size_t)n;
     return 1;

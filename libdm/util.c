@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 char *libdm__sprintf(const char *fmt, ...)
@@ -121,4 +122,30 @@ uint64_t libdm__deadline(int timeout_ms)
     if (timeout_ms < 0)
         return UINT64_MAX;
     return libdm_now_ms() + (uint64_t)timeout_ms;
+}
+
+ssize_t libdm__send_with_fd(int sock, const void *buf, size_t len, int fd, int flags)
+{
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    ssize_t n;
+
+    if (fd >= 0) {
+        struct cmsghdr *c;
+        memset(&control, 0, sizeof(control));
+        mh.msg_control = control.buf;
+        mh.msg_controllen = sizeof(control.buf);
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    /* MSG_NOSIGNAL: the library never owns SIGPIPE. */
+    n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
+    return n < 0 ? -errno : n;
 }
