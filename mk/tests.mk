@@ -1,6 +1,7 @@
 # Shared test helpers and the tests of libdm's own modules.
 check_LTLIBRARIES += libtestutil.la
 libtestutil_la_SOURCES = tests/harness/testutil.c tests/harness/testutil.h
+noinst_HEADERS += tests/harness/record-asserts.h
 libtestutil_la_CFLAGS = $(TEST_CFLAGS)
 
 check_PROGRAMS += tests/integration/test-qmp-qemu

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "store.h"
+#include "record-asserts.h"
 
 static void fill_full(libdm__record *rec)
 {
@@ -34,30 +35,6 @@ static void fill_full(libdm__record *rec)
     rec->exit_status = 65535;
     assert_non_null(rec->name);
     assert_non_null(rec->qmp_socket);
-}
-
-static void assert_str_eq_or_null(const char *a, const char *b)
-{
-    if (!a || !b)
-        assert_ptr_equal(a, b);
-    else
-        assert_string_equal(a, b);
-}
-
-static void assert_records_equal(const libdm__record *a, const libdm__record *b)
-{
-    assert_string_equal(a->name, b->name);
-    assert_int_equal(a->domid, b->domid);
-    assert_int_equal(a->pid, b->pid);
-    assert_true(a->pid_start == b->pid_start);
-    assert_int_equal(a->keeper_pid, b->keeper_pid);
-    assert_true(a->keeper_start == b->keeper_start);
-    assert_str_eq_or_null(a->qmp_socket, b->qmp_socket);
-    assert_str_eq_or_null(a->dir, b->dir);
-    assert_str_eq_or_null(a->profile, b->profile);
-    assert_str_eq_or_null(a->state, b->state);
-    assert_true(a->created_ms == b->created_ms);
-    assert_int_equal(a->exit_status, b->exit_status);
 }
 
 static void test_init_clear(void **state)
@@ -85,7 +62,7 @@ static void test_copy(void **state)
 
     fill_full(&a);
     assert_int_equal(libdm__record_copy(&a, &b), 0);
-    assert_records_equal(&a, &b);
+    tu_assert_records_equal(&a, &b);
     assert_ptr_not_equal(a.name, b.name);
     assert_ptr_not_equal(a.qmp_socket, b.qmp_socket);
     libdm__record_clear(&a);
@@ -109,7 +86,7 @@ static void test_round_trip(void **state)
     assert_non_null(strstr(buf, "created-ms=9223372036854775807\n"));
     assert_non_null(strstr(buf, "exit-status=65535\n"));
     assert_int_equal(libdm__record_parse(buf, len, &b), 0);
-    assert_records_equal(&a, &b);
+    tu_assert_records_equal(&a, &b);
     free(buf);
     libdm__record_clear(&b);
 
@@ -118,7 +95,7 @@ static void test_round_trip(void **state)
     a.name = strdup("x");
     assert_int_equal(libdm__record_format(&a, &buf, &len), 0);
     assert_int_equal(libdm__record_parse(buf, len, &b), 0);
-    assert_records_equal(&a, &b);
+    tu_assert_records_equal(&a, &b);
     assert_int_equal(b.exit_status, -1);
     assert_null(b.qmp_socket);
     free(buf);
@@ -339,7 +316,7 @@ static void test_format_rejects(void **state)
     {
         libdm__record back;
         assert_int_equal(libdm__record_parse(buf, strlen(buf), &back), 0);
-        assert_records_equal(&rec, &back);
+        tu_assert_records_equal(&rec, &back);
         libdm__record_clear(&back);
     }
     free(buf);
@@ -411,7 +388,7 @@ static void test_mutations(void **state)
 
             assert_int_equal(libdm__record_format(&rec, &again, &again_len), 0);
             assert_int_equal(libdm__record_parse(again, again_len, &back), 0);
-            assert_records_equal(&rec, &back);
+            tu_assert_records_equal(&rec, &back);
             libdm__record_clear(&back);
             libdm__record_clear(&rec);
             free(again);
