@@ -39,6 +39,8 @@
 #define DM_KILL_WAIT_MS 5000    /* SIGKILL -> give up */
 #define DM_MIGRATE_POLL_MS 100  /* re-check query-migrate: never wait on an event alone */
 #define DM_LOG_TAIL 1024
+#define DM_EXIT_RECORD_POLL_MS 10  /* attached: re-read the keeper's record */
+#define DM_EXIT_RECORD_POLLS 50
 
 typedef enum { OP_NONE, OP_START, OP_RESUME, OP_STOP } op_kind;
 
@@ -85,6 +87,8 @@ struct libdm_dm {
     bool op_failing;            /* start failed: waiting for the DM to be gone */
     stop_step step;
     libdm__timer op_deadline, op_tick, op_done;
+    libdm__timer exit_poll;     /* attached: waiting for the keeper's record */
+    unsigned exit_polls;
     completion *done_head, **done_tail;
     libdm_qmp_slot *call;
     bool start_have_pid, start_have_status;
@@ -451,30 +455,42 @@ static const libdm__keeper_ops keeper_ops = {
     .on_error = keeper_on_error,
 };
 
-/* Attached DMs: the pidfd becomes readable when the process ends; the keeper
- * (its parent, not us) records the wait status a moment later. */
+/* The wait status the keeper recorded: >= 0, -1 not yet, -2 no record. */
 static int recorded_exit_status(libdm_dm *dm)
 {
     libdm__store *store;
     libdm__record rec;
-    int status = -1;
+    int status;
 
-    for (int i = 0; i < 50 && status < 0; i++) {
-        if (dm_store(dm, &store) < 0 || libdm__store_get(store, dm->name, &rec) < 0)
-            break;
-        status = rec.exit_status;
-        libdm__record_clear(&rec);
-        if (status < 0)
-            usleep(10000);
-    }
+    if (dm_store(dm, &store) < 0 || libdm__store_get(store, dm->name, &rec) < 0)
+        return -2;
+    status = rec.exit_status;
+    libdm__record_clear(&rec);
     return status;
+}
+
+/* Attached DMs: the keeper (the DM's parent, not us) records the wait status
+ * a moment after the pidfd says the process ended. Poll for it on a timer,
+ * never by sleeping in the loop. */
+static void exit_poll_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+    int status = recorded_exit_status(dm);
+
+    if (status == -1 && ++dm->exit_polls < DM_EXIT_RECORD_POLLS) {
+        (void)libdm__timer_arm(ctx, t, libdm_now_ms() + DM_EXIT_RECORD_POLL_MS);
+        return;
+    }
+    dm_exited(dm, status < 0 ? -1 : status);
 }
 
 static void on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user)
 {
     libdm_dm *dm = user;
 
-    dm_exited(dm, recorded_exit_status(dm));
+    libdm__watch_del(dm->pidfd_watch);
+    dm->pidfd_watch = NULL;
+    exit_poll_fire(ctx, &dm->exit_poll, dm);
 }
 
 /* ---- QMP events and state ---- */
@@ -715,6 +731,7 @@ static libdm_dm *dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->op_deadline, op_deadline_fire, dm);
     libdm__timer_init(&dm->op_tick, start_tick, dm);
     libdm__timer_init(&dm->op_done, op_done_fire, dm);
+    libdm__timer_init(&dm->exit_poll, exit_poll_fire, dm);
     dm->done_tail = &dm->done_head;
     return dm;
 }
@@ -724,6 +741,7 @@ static void dm_free(libdm_dm *dm)
     libdm__timer_disarm(dm->ctx, &dm->op_deadline);
     libdm__timer_disarm(dm->ctx, &dm->op_tick);
     libdm__timer_disarm(dm->ctx, &dm->op_done);
+    libdm__timer_disarm(dm->ctx, &dm->exit_poll);
     drop_completions(dm);
     close_qmp(dm);
     libdm__keeper_free(dm->keeper);

@@ -173,6 +173,10 @@ static void test_reattach(void **state)
     assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_PAUSED);
     assert_int_equal(libdm_dm_resume(dm2, 5000), 0);
     assert_int_equal(libdm_dm_stop(dm2, 0, 5000), 0);
+    /* Attached, so not the parent: the status comes from the keeper's
+     * record, read on a timer once the pidfd reports the exit. */
+    assert_true(WIFEXITED(libdm_dm_get_exit_status(dm2)));
+    assert_int_equal(WEXITSTATUS(libdm_dm_get_exit_status(dm2)), 0);
     libdm_dm_release(dm2);
     assert_int_equal(libdm_dm_attach(other, "t1", &dm2), -ENOENT);
     libdm_ctx_free(other);
