@@ -117,8 +117,6 @@ int libdm__qmp_decoder_feed(libdm__qmp_decoder *d, const void *buf, size_t len);
  * if more bytes are needed, negative errno (and *ret_why) if the stream is
  * malformed or a bound is exceeded. */
 int libdm__qmp_decoder_next(libdm__qmp_decoder *d, libdm_json **ret_msg, const char **ret_why);
-/* Discards everything buffered (used before the greeting). */
-void libdm__qmp_decoder_reset(libdm__qmp_decoder *d);
 size_t libdm__qmp_decoder_buffered(const libdm__qmp_decoder *d);
 
 #endif

@@ -41,11 +41,6 @@ libdm__qmp_decoder *libdm__qmp_decoder_free(libdm__qmp_decoder *d)
     return NULL;
 }
 
-void libdm__qmp_decoder_reset(libdm__qmp_decoder *d)
-{
-    d->start = d->scan = d->len = 0;
-}
-
 size_t libdm__qmp_decoder_buffered(const libdm__qmp_decoder *d)
 {
     return d->len - d->start;

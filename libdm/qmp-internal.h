@@ -6,9 +6,5 @@
 
 /* Context of the device model using this connection, for log messages. */
 void libdm__qmp_set_log_prefix(libdm_qmp *qmp, const char *prefix);
-/* The ctx a connection belongs to. */
-libdm_ctx *libdm__qmp_ctx(const libdm_qmp *qmp);
-/* True once the peer has sent SHUTDOWN (so an EOF is expected). */
-bool libdm__qmp_saw_shutdown(const libdm_qmp *qmp);
 
 #endif

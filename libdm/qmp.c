@@ -1496,12 +1496,3 @@ void libdm__qmp_set_log_prefix(libdm_qmp *q, const char *prefix)
     q->log_prefix = p;
 }
 
-libdm_ctx *libdm__qmp_ctx(const libdm_qmp *q)
-{
-    return q->ctx;
-}
-
-bool libdm__qmp_saw_shutdown(const libdm_qmp *q)
-{
-    return q->saw_shutdown;
-}

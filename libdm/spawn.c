@@ -328,11 +328,6 @@ int libdm__keeper_signal(libdm__keeper *k, int sig)
     return libdm__pidfd_signal(k->dm_pidfd, sig);
 }
 
-int libdm__keeper_pid(const libdm__keeper *k)
-{
-    return k->dm_pid;
-}
-
 int libdm__keeper_keeper_pid(const libdm__keeper *k)
 {
     return k->keeper_pid;
