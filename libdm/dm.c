@@ -19,6 +19,8 @@
 #include "dm-internal.h"
 #include "config-internal.h"
 #include "qmp-internal.h"
+#include "keeper-proto.h"
+#include "rundir-internal.h"
 #include "spawn-internal.h"
 #include "store.h"
 
@@ -72,7 +74,9 @@ struct libdm_dm {
     int pidfd;                  /* attached: exit seen on the pidfd */
     libdm__watch *pidfd_watch;
 
+    libdm__rundir *rd;          /* its run directory (and, while starting, the claim) */
     libdm_qmp *qmp;
+    libdm_qmp_slot *caps_call;  /* every call we make has a slot: none outlives us */
     char *runstate;
     char *migration_event;      /* status of the last MIGRATION event */
     bool exited;
@@ -94,6 +98,7 @@ struct libdm_dm {
     bool start_have_pid, start_have_status;
     bool migrate_was_running;
     bool incoming;              /* started (or recorded) with -incoming */
+    bool autokill_after_ready;  /* a migration destination: armed until Finish */
     int broken_errno;           /* why the monitor became unusable, if known */
 };
 
@@ -215,33 +220,39 @@ static int write_record(libdm_dm *dm)
     return r;
 }
 
-static void record_state(libdm_dm *dm)
+/* Records the current state. A failed write is retried once: the record
+ * must never silently say something else than the DM does. */
+static int record_state(libdm_dm *dm)
 {
     libdm__store *store;
+    int r = dm_store(dm, &store);
 
-    if (dm_store(dm, &store) >= 0)
-        (void)libdm__store_set_state(store, dm->name, libdm_dm_state_to_string(dm->state), -1);
+    for (int attempt = 0; r >= 0 && attempt < 2; attempt++) {
+        r = libdm__store_set_state(store, dm->name, libdm_dm_state_to_string(dm->state), -1);
+        if (r >= 0 || r == -ENOENT)
+            return r;
+    }
+    dm_error(dm, "the device model is %s but its record could not be updated: %s",
+             libdm_dm_state_to_string(dm->state), strerror(-r));
+    return r;
 }
 
-/* Removes the record, the socket, the log and the directory. */
-static void remove_files(libdm_ctx *ctx, const char *name, const char *dir)
+/* Removes the record, the socket, the log and the directory of a DM that
+ * is gone, through its directory fd, and only while holding the name's
+ * claim: once the keeper exited, another start may own the name already. */
+static void remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd)
 {
     libdm__store *store;
-    char *p;
+    bool held_here = rd && rd->owner_fd >= 0;
 
+    if (rd && !held_here && libdm__rundir_reclaim(rd) < 0)
+        return; /* the name has a new owner: nothing here is ours any more */
     if (libdm__ctx_store(ctx, &store) >= 0)
         (void)libdm__store_del(store, name);
-    if (!dir)
-        return;
-    if ((p = libdm__sprintf("%s/qmp.sock", dir))) {
-        (void)unlink(p);
-        free(p);
-    }
-    if ((p = libdm__sprintf("%s/qemu.log", dir))) {
-        (void)unlink(p);
-        free(p);
-    }
-    (void)rmdir(dir);
+    if (rd)
+        libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
+    if (rd && !held_here)
+        libdm__close(&rd->owner_fd);
 }
 
 /* The last lines of the DM's log, printable, for error messages. */
@@ -476,8 +487,11 @@ static void exit_poll_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
     int status = recorded_exit_status(dm);
+    /* The keeper records the end, then lets go of the name: wait for both,
+     * so that the files can be cleaned up under the claim. */
+    bool keeper_busy = status == -1 || (dm->rd && libdm__rundir_owner_held(dm->rd, NULL));
 
-    if (status == -1 && ++dm->exit_polls < DM_EXIT_RECORD_POLLS) {
+    if (keeper_busy && ++dm->exit_polls < DM_EXIT_RECORD_POLLS) {
         (void)libdm__timer_arm(ctx, t, libdm_now_ms() + DM_EXIT_RECORD_POLL_MS);
         return;
     }
@@ -556,6 +570,7 @@ static void close_qmp(libdm_dm *dm)
         return;
     dm->qmp = NULL;
     dm->call = libdm_qmp_slot_free(dm->call);
+    dm->caps_call = libdm_qmp_slot_free(dm->caps_call);
     (void)libdm_qmp_set_state_callback(q, NULL, NULL);
     /* Drained in the background, bounded by the DM's own deadline. */
     if (libdm_qmp_close_async(q, dm->timeout_ms, NULL, NULL) < 0)
@@ -587,7 +602,7 @@ static void start_fail_finished(libdm_dm *dm)
     int status = dm->op_status < 0 ? dm->op_status : -ECHILD;
 
     close_qmp(dm);
-    remove_files(dm->ctx, dm->name, dm->dir);
+    remove_files(dm->ctx, dm->name, dm->rd);
     dm_set_state(dm, LIBDM_DM_DEAD);
     op_finish(dm, status);
 }
@@ -608,6 +623,13 @@ static void start_maybe_ready(libdm_dm *dm)
         start_fail(dm, -EIO);
         return;
     }
+    /* Recorded as ready: from now on the keeper alone holds the name, and
+     * only a migration destination stays under autokill (until Finish). */
+    if (!dm->autokill_after_ready && libdm__keeper_set_autokill(dm->keeper, false) < 0) {
+        start_fail(dm, -ESRCH);
+        return;
+    }
+    libdm__close(&dm->rd->owner_fd);
     LIBDM__INFO(dm->ctx, "%s: ready (pid %d, runstate %s)", dm->name, dm->pid, dm->runstate);
     op_finish(dm, 0);
 }
@@ -655,6 +677,7 @@ static void start_on_caps(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 {
     libdm_dm *dm = user;
 
+    dm->caps_call = libdm_qmp_slot_free(dm->caps_call);
     if (r->status < 0 && !dm->op_failing) {
         reply_error(dm, r, "migrate-set-capabilities events");
         start_fail(dm, r->status);
@@ -690,7 +713,7 @@ static int queue_readiness(libdm_dm *dm)
     if (!args)
         return -ENOMEM;
     r = libdm_qmp_call_async(dm->qmp, "migrate-set-capabilities", args, dm->timeout_ms,
-                             start_on_caps, dm, NULL);
+                             start_on_caps, dm, &dm->caps_call);
     libdm_json_free(args);
     if (r >= 0)
         r = dm_call(dm, "query-status", NULL, start_on_status);
@@ -745,6 +768,7 @@ static void dm_free(libdm_dm *dm)
     drop_completions(dm);
     close_qmp(dm);
     libdm__keeper_free(dm->keeper);
+    dm->rd = libdm__rundir_free(dm->rd);
     libdm__watch_del(dm->pidfd_watch);
     libdm__close(&dm->pidfd);
     free(dm->name);
@@ -759,84 +783,78 @@ static void dm_free(libdm_dm *dm)
     free(dm);
 }
 
-/* A listening socket at @path, and a client already connected to it: the
- * connection waits in the backlog until QEMU accepts it, so there is no
- * connect-retry polling and no window in which another process owns the path. */
-static int make_qmp_socket(const char *path, int *ret_listen, int *ret_client)
+/* Whether a record's DM process is alive (pid and start time match). */
+static bool record_alive(const libdm__record *rec)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int lfd = -1, cfd = -1, r;
-
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    /* Non-blocking, like the listening sockets QEMU makes itself: QEMU's
-     * main loop may call accept() on a spurious wakeup after it took our
-     * connection, and a blocking listener then hangs its main loop (and so
-     * the monitor) for good. Seen here: 1 start in a few hundred under load,
-     * QEMU's main thread in accept4(3), our qmp_capabilities never read. */
-    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (lfd < 0)
-        return -errno;
-    (void)unlink(path); /* our own 0700 directory: only a stale socket of ours */
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0)
-        goto fail;
-    cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (cfd < 0 || connect(cfd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-        goto fail;
-    *ret_listen = lfd;
-    *ret_client = cfd;
-    return 0;
-fail:
-    r = -errno;
-    libdm__close(&lfd);
-    libdm__close(&cfd);
-    (void)unlink(path);
-    return r;
+    return rec->pid > 0 && libdm__proc_start_time(rec->pid) == rec->pid_start;
 }
 
-/* Refuses a name whose record belongs to a live DM; clears a stale one. */
-static int claim_name(libdm_ctx *ctx, libdm__store *store, const char *name)
+/* The name is ours (owner.lock held): what an earlier DM of that name left
+ * must provably be dead before it is cleared. An unreadable record is not
+ * proof (defect: a truncated or planted record once meant "free" and a
+ * second QEMU was started beside a live one). */
+static int clear_leftovers(libdm_dm *dm, libdm__store *store)
 {
     libdm__record rec;
-    bool alive;
+    int r = libdm__store_get(store, dm->name, &rec);
 
-    if (libdm__store_get(store, name, &rec) < 0)
+    if (r == -ENOENT)
         return 0;
-    alive = rec.pid > 0 && libdm__proc_start_time(rec.pid) == rec.pid_start;
-    if (!alive)
-        remove_files(ctx, name, rec.dir);
-    libdm__record_clear(&rec);
-    if (alive) {
-        LIBDM__ERROR(ctx, "%s: a device model of that name is already running", name);
+    if (r < 0) {
+        dm_error(dm, "cannot tell whether the name is free: its record is unreadable (%s); "
+                 "inspect %s and remove it by hand", strerror(-r), dm->rd->path);
         return -EEXIST;
     }
+    if (record_alive(&rec)) {
+        /* Only a DM started before names were claimed by lock gets here. */
+        dm_error(dm, "a device model of that name is already running (pid %d)", rec.pid);
+        libdm__record_clear(&rec);
+        return -EEXIST;
+    }
+    libdm__record_clear(&rec);
+    (void)libdm__store_del(store, dm->name);
+    libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_LEFTOVERS);
     return 0;
 }
 
-static int prepare_dir(libdm_dm *dm, libdm__store *store)
+/* Claims the name and its run directory. Refusals leave everything as it
+ * was: nothing is removed but what this call created. */
+static int claim_name(libdm_dm *dm, libdm__store *store)
 {
     const char *root = libdm__store_run_root(store);
+    char *why = NULL;
     int r;
 
     if (!root)
         return -ENOENT;
-    r = libdm__secure_dir(root, 1);
+    r = libdm__rundir_claim(root, dm->name, &dm->rd, &why);
     if (r < 0) {
-        dm_error(dm, "unsafe run directory %s: %s", root, strerror(-r));
+        dm_error(dm, "%s", why ? why : strerror(-r));
+        free(why);
         return r;
     }
-    dm->dir = libdm__sprintf("%s/%s", root, dm->name);
-    dm->qmp_path = libdm__sprintf("%s/%s/qmp.sock", root, dm->name);
-    dm->log_path = libdm__sprintf("%s/%s/qemu.log", root, dm->name);
+    r = clear_leftovers(dm, store);
+    if (r < 0)
+        return r;
+    dm->dir = strdup(dm->rd->path);
+    dm->qmp_path = libdm__rundir_file(dm->rd, LIBDM__RD_SOCK);
+    dm->log_path = libdm__rundir_file(dm->rd, LIBDM__RD_LOG);
     if (!dm->dir || !dm->qmp_path || !dm->log_path)
         return -ENOMEM;
-    if (mkdir(dm->dir, 0700) < 0 && errno != EEXIST)
-        return -errno;
-    r = libdm__secure_dir(dm->dir, 0);
-    if (r < 0)
-        dm_error(dm, "unsafe directory %s: %s", dm->dir, strerror(-r));
-    return r;
+    /* The starter is the monitor's one client until it lets go. */
+    return libdm__rundir_lock_monitor(dm->rd, NULL, NULL, NULL) == 0 ? 0 : -EBUSY;
+}
+
+/* Undoes a start that failed before its keeper ran: only what it made. */
+static void unclaim(libdm_dm *dm, bool recorded)
+{
+    libdm__store *store;
+
+    if (!dm->rd)
+        return;
+    if (recorded && dm_store(dm, &store) >= 0)
+        (void)libdm__store_del(store, dm->name);
+    libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_MADE);
 }
 
 /* What the keeper opens to record the DM's end: the same store as ours. */
@@ -845,77 +863,69 @@ static const char *store_spec(const libdm__store *store)
     return strcmp(libdm__store_kind(store), "xenstore") ? libdm__store_run_root(store) : "xenstore";
 }
 
-static int spawn_dm(libdm_dm *dm, const libdm_dm_config *cfg, libdm__store *store, bool autokill)
+static int connect_monitor(libdm_dm *dm, int cfd)
+{
+    libdm_qmp *q = NULL;
+    int r = libdm_qmp_new(dm->ctx, &q);
+
+    if (r < 0) {
+        libdm__close(&cfd);
+        return r;
+    }
+    r = attach_qmp(dm, q);
+    if (r >= 0)
+        r = libdm_qmp_connect_fd(dm->qmp, cfd, dm->timeout_ms);
+    else
+        libdm__close(&cfd);
+    if (r >= 0)
+        r = queue_readiness(dm);
+    return r;
+}
+
+static int spawn_dm(libdm_dm *dm, char **argv, libdm__store *store, bool autokill)
 {
     int lfd = -1, cfd = -1, log_fd = -1, r;
-    char **argv = NULL;
-    libdm_qmp *q = NULL;
 
-    r = make_qmp_socket(dm->qmp_path, &lfd, &cfd);
+    r = libdm__rundir_make_socket(dm->rd, &lfd, &cfd);
     if (r < 0) {
         dm_error(dm, "cannot create the QMP socket %s: %s", dm->qmp_path, strerror(-r));
         goto out;
     }
-    r = libdm_qmp_new(dm->ctx, &q);
-    if (r < 0)
-        goto out;
-    r = attach_qmp(dm, q);
-    q = NULL;
-    if (r >= 0)
-        r = libdm_qmp_connect_fd(dm->qmp, cfd, dm->timeout_ms);
-    cfd = -1;
-    if (r >= 0)
-        r = queue_readiness(dm);
-    if (r < 0)
-        goto out;
-    log_fd = open(dm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
-                  0600);
-    if (log_fd < 0) {
-        r = -errno;
+    r = libdm__rundir_make_log(dm->rd, &log_fd);
+    if (r < 0) {
         dm_error(dm, "cannot create %s: %s", dm->log_path, strerror(-r));
         goto out;
     }
-    r = libdm_dm_config_build_argv(cfg, 3, &argv);
+    r = connect_monitor(dm, cfd);
+    cfd = -1;
     if (r < 0) {
-        dm_error(dm, "invalid configuration: cannot build the command line");
+        dm_error(dm, "cannot set up the monitor connection: %s", strerror(-r));
         goto out;
     }
+    /* Autokill is armed until the DM is ready: a controller that dies
+     * during start-up never leaves a DM nobody knows about. */
     r = libdm__keeper_spawn(dm->ctx,
                             &(libdm__spawn_args){ .name = dm->name,
                                                   .store_spec = store_spec(store),
+                                                  .run_root = dm->rd->root,
                                                   .argv = argv, .qmp_listen_fd = lfd,
-                                                  .log_fd = log_fd, .autokill = autokill },
+                                                  .log_fd = log_fd, .owner_fd = dm->rd->owner_fd,
+                                                  .rundir_fd = dm->rd->dfd, .autokill = true },
                             &keeper_ops, dm, &dm->keeper);
     if (r >= 0)
         dm->keeper_pid = libdm__keeper_keeper_pid(dm->keeper);
+    else
+        dm_error(dm, "cannot start libdm-keeper: %s", strerror(-r));
+    dm->autokill_after_ready = autokill;
 out:
-    libdm_strv_free(argv);
     libdm__close(&lfd);
     libdm__close(&cfd);
     libdm__close(&log_fd);
     return r;
 }
 
-int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
-                          libdm_dm_done_fn *cb, void *userdata, libdm_dm **ret_dm)
+static int dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg)
 {
-    libdm__store *store;
-    libdm_dm *dm;
-    int r;
-
-    if (!cfg || !cfg->name) {
-        LIBDM__ERROR(ctx, "a device model needs a name");
-        return -EINVAL;
-    }
-    r = libdm__ctx_store(ctx, &store);
-    if (r < 0)
-        return r;
-    r = claim_name(ctx, store, cfg->name);
-    if (r < 0)
-        return r;
-    dm = dm_alloc(ctx);
-    if (!dm)
-        return -ENOMEM;
     dm->name = strdup(cfg->name);
     dm->profile = strdup(libdm__profile_to_string(cfg->profile));
     dm->machine = strdup(libdm__config_machine(cfg));
@@ -925,18 +935,59 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
     dm->incoming = cfg->incoming != NULL;
     dm->created_ms = (int64_t)time(NULL) * 1000;
     dm->state = LIBDM_DM_SPAWNING;
-    if (!dm->name || !dm->profile || !dm->machine) {
-        dm_free(dm);
+    libdm__timer_init(&dm->op_deadline, start_deadline, dm);
+    return dm->name && dm->profile && dm->machine ? 0 : -ENOMEM;
+}
+
+/* Start, in an order where whoever dies at any moment leaves nothing that
+ * `list` cannot show or `stop` cannot end:
+ *   1. the command line is built (a bad configuration creates nothing);
+ *   2. the name is claimed (owner.lock) and a dead predecessor cleared;
+ *   3. the record is written, state "spawning", before any process runs;
+ *   4. the keeper starts with autokill armed; it records QEMU's pid before
+ *      QEMU execs, and holds the claim for the DM's life. */
+int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
+                          libdm_dm_done_fn *cb, void *userdata, libdm_dm **ret_dm)
+{
+    libdm__store *store;
+    libdm_dm *dm;
+    char **argv = NULL;
+    bool recorded = false;
+    int r;
+
+    if (!cfg || !cfg->name) {
+        LIBDM__ERROR(ctx, "a device model needs a name");
+        return -EINVAL;
+    }
+    r = libdm_dm_config_build_argv(cfg, LIBDM__KEEPER_QMP_FD, &argv);
+    if (r < 0) {
+        LIBDM__ERROR(ctx, "%s: invalid configuration: cannot build the command line: %s",
+                     cfg->name, strerror(-r));
+        return r;
+    }
+    r = libdm__ctx_store(ctx, &store);
+    if (r < 0) {
+        libdm_strv_free(argv);
+        return r;
+    }
+    dm = dm_alloc(ctx);
+    if (!dm) {
+        libdm_strv_free(argv);
         return -ENOMEM;
     }
-    libdm__timer_init(&dm->op_deadline, start_deadline, dm);
-    r = prepare_dir(dm, store);
+    r = dm_init_from_config(dm, cfg);
+    if (r >= 0)
+        r = claim_name(dm, store);
+    if (r >= 0 && (r = write_record(dm)) >= 0)
+        recorded = true;
     if (r >= 0)
         r = op_begin(dm, OP_START, cfg->timeout_ms, cb, userdata);
     if (r >= 0)
-        r = spawn_dm(dm, cfg, store, autokill);
+        r = spawn_dm(dm, argv, store, autokill);
+    libdm_strv_free(argv);
     if (r < 0) {
-        remove_files(ctx, dm->name, dm->dir);
+        close_qmp(dm);
+        unclaim(dm, recorded);
         dm->op = OP_NONE;
         dm_free(dm);
         return r;
@@ -1218,7 +1269,7 @@ static int dm_signal(libdm_dm *dm, int sig)
 static void stop_finished(libdm_dm *dm)
 {
     close_qmp(dm);
-    remove_files(dm->ctx, dm->name, dm->dir);
+    remove_files(dm->ctx, dm->name, dm->rd);
     dm_set_state(dm, LIBDM_DM_DEAD);
     op_finish(dm, 0);
 }
@@ -1323,9 +1374,6 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
 {
     dm->name = strdup(rec->name);
     dm->profile = strdup(rec->profile ? rec->profile : "plain");
-    dm->dir = rec->dir ? strdup(rec->dir) : NULL;
-    dm->qmp_path = rec->qmp_socket ? strdup(rec->qmp_socket) : NULL;
-    dm->log_path = rec->dir ? libdm__sprintf("%s/qemu.log", rec->dir) : NULL;
     dm->domid = rec->domid;
     dm->machine = rec->machine ? strdup(rec->machine) : NULL;
     dm->memory_mb = rec->memory_mb;
@@ -1335,53 +1383,99 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
     dm->created_ms = rec->created_ms;
     /* Recorded as incoming: stays so until libdm itself sees completion. */
     dm->incoming = rec->state && !strcmp(rec->state, "incoming");
-    if (!dm->name || !dm->profile || !dm->qmp_path || !dm->dir || !dm->log_path)
+    if (!dm->name || !dm->profile)
         return -ENOMEM;
     /* pidfd first, then the start time: if they match, the pidfd is the
      * process the record names, not one that reused its pid. */
-    dm->pidfd = libdm__pidfd_open(rec->pid);
+    dm->pidfd = rec->pid > 0 ? libdm__pidfd_open(rec->pid) : -ESRCH;
     if (dm->pidfd < 0 || libdm__proc_start_time(rec->pid) != rec->pid_start)
         return -ESRCH;
     return libdm__watch_add(dm->ctx, dm->pidfd, POLLIN, on_pidfd, dm, &dm->pidfd_watch);
 }
 
-/* The recorded socket must be a socket, in a directory that is ours and not
- * a symlink: connect() would follow a planted link to another monitor. */
-static int check_monitor_path(libdm_dm *dm)
+/* The run directory the store's root names for this DM, never the path a
+ * record claims: a record is input from other processes. */
+static int attach_rundir(libdm_dm *dm, libdm__store *store)
 {
-    struct stat st;
-    int r = libdm__secure_dir(dm->dir, 0);
+    const char *root = libdm__store_run_root(store);
+    char *why = NULL;
+    int r = root ? libdm__rundir_open(root, dm->name, &dm->rd, &why) : -ENOENT;
 
     if (r < 0) {
-        dm_error(dm, "refusing the directory %s: %s", dm->dir, strerror(-r));
+        dm_error(dm, "%s", why ? why : strerror(-r));
+        free(why);
         return r;
     }
-    if (lstat(dm->qmp_path, &st) < 0) {
-        r = -errno;
-        dm_error(dm, "no monitor socket at %s: %s", dm->qmp_path, strerror(-r));
-        return r;
+    dm->dir = strdup(dm->rd->path);
+    dm->qmp_path = libdm__rundir_file(dm->rd, LIBDM__RD_SOCK);
+    dm->log_path = libdm__rundir_file(dm->rd, LIBDM__RD_LOG);
+    return dm->dir && dm->qmp_path && dm->log_path ? 0 : -ENOMEM;
+}
+
+static bool monitor_lock_acquired(void *arg)
+{
+    libdm_dm *dm = arg;
+
+    return libdm__rundir_lock_monitor(dm->rd, NULL, NULL, NULL) != -EAGAIN;
+}
+
+/* QEMU serves one monitor client at a time: concurrent users queue on
+ * monitor.lock. A migration holds it for long and says so: refused now,
+ * never deferred until after the switchover. */
+static int lock_monitor(libdm_dm *dm)
+{
+    uint64_t deadline = libdm__deadline(dm->timeout_ms);
+    char *note = NULL, *cmd;
+    int pid = 0, r;
+
+    for (;;) {
+        r = libdm__rundir_lock_monitor(dm->rd, NULL, &pid, &note);
+        if (r != -EAGAIN || (note && !strcmp(note, "migration")) || libdm_now_ms() >= deadline)
+            break;
+        free(note);
+        note = NULL;
+        /* flock has no fd to wait on: re-try on the loop's clock. */
+        (void)libdm__wait(dm->ctx, monitor_lock_acquired, dm,
+                          libdm_now_ms() + 20 < deadline ? libdm_now_ms() + 20 : deadline);
     }
-    if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
-        dm_error(dm, "refusing the monitor path %s: %s", dm->qmp_path,
-                 S_ISLNK(st.st_mode) ? "it is a symlink" :
-                 !S_ISSOCK(st.st_mode) ? "it is not a socket" : "it belongs to another user");
-        return S_ISLNK(st.st_mode) ? -ELOOP : -EPERM;
+    if (r == -EAGAIN) {
+        cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
+        if (note && !strcmp(note, "migration"))
+            dm_error(dm, "migration in progress (pid %d, %s)", pid, cmd ? cmd : "?");
+        else
+            dm_error(dm, "the monitor is held by another client (pid %d, %s)", pid,
+                     cmd ? cmd : "?");
+        free(cmd);
+        r = note && !strcmp(note, "migration") ? -EBUSY : -ETIMEDOUT;
+    } else if (r < 0) {
+        dm_error(dm, "cannot lock the monitor: %s", strerror(-r));
     }
-    return 0;
+    free(note);
+    return r;
 }
 
 static int attach_monitor(libdm_dm *dm)
 {
     libdm_qmp *q;
-    char *rs = NULL;
-    int r;
+    char *rs = NULL, *why = NULL;
+    int fd, r;
 
-    r = libdm_qmp_new(dm->ctx, &q);
-    if (r < 0)
+    r = libdm__rundir_connect(dm->rd, &fd, &why);
+    if (r < 0) {
+        dm_error(dm, "%s", why ? why : strerror(-r));
+        free(why);
         return r;
+    }
+    r = libdm_qmp_new(dm->ctx, &q);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
     r = attach_qmp(dm, q);
     if (r >= 0)
-        r = libdm_qmp_connect(dm->qmp, dm->qmp_path, dm->timeout_ms);
+        r = libdm_qmp_connect_fd(dm->qmp, fd, dm->timeout_ms);
+    else
+        close(fd);
     if (r >= 0)
         r = libdm_qmp_wait_ready(dm->qmp);
     if (r < 0) {
@@ -1408,23 +1502,38 @@ int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **ret_dm)
 
 int libdm_dm_attach_timeout(libdm_ctx *ctx, const char *name, int timeout_ms, libdm_dm **ret_dm)
 {
+    return libdm_dm_attach_flags(ctx, name, timeout_ms, 0, ret_dm);
+}
+
+static int attach_record(libdm_ctx *ctx, libdm__store *store, const char *name,
+                         libdm__record *rec)
+{
+    int r = libdm__store_get(store, name, rec);
+
+    if (r == -ENOENT)
+        LIBDM__ERROR(ctx, "%s: no such device model", name);
+    else if (r < 0)
+        LIBDM__ERROR(ctx, "%s: its record is unreadable: %s", name, strerror(-r));
+    return r;
+}
+
+int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms, unsigned flags,
+                          libdm_dm **ret_dm)
+{
     libdm__store *store;
     libdm__record rec;
     libdm_dm *dm;
     int r;
 
-    if (!name)
+    if (!name || !ret_dm || (flags & ~LIBDM_ATTACH_ANY_MONITOR))
         return -EINVAL;
     if (libdm__dispatch_depth(ctx) > 0)
         return -EDEADLK;
     r = libdm__ctx_store(ctx, &store);
+    if (r >= 0)
+        r = attach_record(ctx, store, name, &rec);
     if (r < 0)
         return r;
-    r = libdm__store_get(store, name, &rec);
-    if (r < 0) {
-        LIBDM__ERROR(ctx, "%s: no such device model", name);
-        return r;
-    }
     dm = dm_alloc(ctx);
     if (!dm) {
         libdm__record_clear(&rec);
@@ -1442,11 +1551,27 @@ int libdm_dm_attach_timeout(libdm_ctx *ctx, const char *name, int timeout_ms, li
     }
     libdm__record_clear(&rec);
     if (r >= 0)
-        r = check_monitor_path(dm);
-    if (r >= 0 && (dm->broken_errno = attach_monitor(dm)) < 0) {
+        r = attach_rundir(dm, store);
+    if (r >= 0 && (r = lock_monitor(dm)) == -ETIMEDOUT) {
+        /* Held all along by another client: as good as not answering. */
+        dm->broken_errno = r;
+        dm_set_state(dm, LIBDM_DM_BROKEN);
+        r = 0;
+    } else if (r >= 0 && (dm->broken_errno = attach_monitor(dm)) < 0) {
         /* Alive but not answering: hand it over BROKEN, stoppable by signals. */
         dm_set_state(dm, LIBDM_DM_BROKEN);
         close_qmp(dm);
+        if (dm->broken_errno == -ELOOP || dm->broken_errno == -EPERM ||
+            dm->broken_errno == -ENOENT)
+            r = dm->broken_errno; /* a planted or missing monitor path */
+    }
+    /* The process is alive and its pidfd names exactly the recorded one:
+     * whatever is wrong with its directory or monitor, a caller that only
+     * wants to end it gets a BROKEN handle. */
+    if (r < 0 && r != -ESRCH && r != -ENOMEM && dm->pidfd >= 0 &&
+        (flags & LIBDM_ATTACH_ANY_MONITOR)) {
+        dm_set_state(dm, LIBDM_DM_BROKEN);
+        r = 0;
     }
     if (r < 0) {
         dm_free(dm);
@@ -1521,6 +1646,27 @@ void libdm_dm_info_free(libdm_dm_info *infos, size_t count)
     free(infos);
 }
 
+/* Cleans up after a DM that is gone: only if nobody holds its name (a
+ * keeper alive means a DM alive, or a start in progress). */
+static int forget_files(libdm_ctx *ctx, libdm__store *store, const char *name)
+{
+    const char *root = libdm__store_run_root(store);
+    libdm__rundir *rd = NULL;
+    int r = root ? libdm__rundir_open(root, name, &rd, NULL) : -ENOENT;
+
+    if (r == -ENOENT) /* a record without directory (xenstore) */
+        return libdm__store_del(store, name);
+    if (r < 0)
+        return r;
+    r = libdm__rundir_reclaim(rd);
+    if (r >= 0) {
+        (void)libdm__store_del(store, name);
+        libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
+    }
+    libdm__rundir_free(rd);
+    return r == -EAGAIN ? -EBUSY : r;
+}
+
 int libdm_dm_forget(libdm_ctx *ctx, const char *name)
 {
     libdm__store *store;
@@ -1531,13 +1677,12 @@ int libdm_dm_forget(libdm_ctx *ctx, const char *name)
         r = libdm__store_get(store, name, &rec);
     if (r < 0)
         return r;
-    if (rec.pid > 0 && libdm__proc_start_time(rec.pid) == rec.pid_start) {
+    if (record_alive(&rec)) {
         libdm__record_clear(&rec);
         return -EBUSY;
     }
-    remove_files(ctx, name, rec.dir);
     libdm__record_clear(&rec);
-    return 0;
+    return forget_files(ctx, store, name);
 }
 
 /* ---- getters ---- */

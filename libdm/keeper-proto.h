@@ -11,7 +11,9 @@
  *
  * The channel closing is itself a message: the controller is gone.
  * Fds passed to the keeper at exec: 0 /dev/null, 1 and 2 the DM's log,
- * 3 the QMP listening socket (QEMU's -chardev ...,fd=3), 4 this channel.
+ * 3 the QMP listening socket (QEMU's -chardev ...,fd=3), 4 this channel,
+ * 5 the name's owner.lock (flock held: the keeper holds the claim on the
+ * name for the DM's whole life), 6 the DM's run directory.
  */
 #ifndef LIBDM_KEEPER_PROTO_H
 #define LIBDM_KEEPER_PROTO_H
@@ -20,6 +22,9 @@
 
 #define LIBDM__KEEPER_QMP_FD 3
 #define LIBDM__KEEPER_CTL_FD 4
+#define LIBDM__KEEPER_OWNER_FD 5
+#define LIBDM__KEEPER_RUNDIR_FD 6
+#define LIBDM__KEEPER_NFDS 7
 #define LIBDM__KEEPER_MSG_MAX 512
 
 /* Sends @msg (and @fd if >= 0). 0 or negative errno. */

@@ -22,6 +22,9 @@ typedef struct libdm__spawn_args {
     char *const *argv;         /* QEMU's argv, its QMP chardev on fd 3 */
     int qmp_listen_fd;
     int log_fd;
+    int owner_fd;              /* the name's claim (owner.lock, locked) */
+    int rundir_fd;             /* the DM's run directory */
+    const char *run_root;      /* its parent, for the keeper's cleanup */
     bool autokill;
 } libdm__spawn_args;
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Spawning a DM: libdm posix_spawn()s libdm-keeper (vfork semantics, safe in
- * a threaded daemon, nothing of ours leaks past the five fds it is given),
+ * Spawning a DM: libdm clone3()s and execs libdm-keeper (safe in a threaded
+ * daemon: the child makes async-signal-safe calls only; nothing of ours
+ * leaks past the seven fds it is given; the call never waits for the exec),
  * and the keeper forks QEMU. The keeper is our child: we reap it through its
  * pidfd, never with a SIGCHLD handler, and hand that job to the context when
  * the DM handle goes away before the keeper does.
@@ -13,7 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <linux/sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,13 +155,20 @@ static void on_ctl(libdm_ctx *ctx, int fd, short revents, void *user)
         handle_message(k, msg, passed);
         return;
     }
-    /* The keeper is gone (it exits right after "exit"). */
+    /* The keeper is gone (it exits right after "exit"): reap it now, so a
+     * dead DM holds no process and no fd whatever its handle's owner does. */
     libdm__watch_del(k->ctl_watch);
     k->ctl_watch = NULL;
     libdm__close(&k->ctl);
+    libdm__close(&k->dm_pidfd);
+    if (k->keeper_pidfd >= 0 && libdm__reap_later(ctx, k->keeper_pidfd) < 0)
+        LIBDM__WARN(ctx, "libdm-keeper (pid %d) will not be reaped by this process",
+                    k->keeper_pid);
+    k->keeper_pidfd = -1;
+    /* The DM cannot outlive its keeper (see tools/keeper.c). */
     if (!k->exit_reported)
-        LIBDM__ERROR(ctx, "libdm-keeper (pid %d) died without reporting the device model's end",
-                     k->keeper_pid);
+        LIBDM__WARN(ctx, "libdm-keeper (pid %d) died; its device model died with it",
+                    k->keeper_pid);
     report_exit(k, -1);
 }
 
@@ -173,11 +181,11 @@ static const char *keeper_path(void)
     return p && *p ? p : LIBDM_LIBEXECDIR "/libdm-keeper";
 }
 
-/* Moves @fd above the five the keeper receives, so the dup2 file actions
- * cannot clobber one source with another. */
+/* Moves @fd above the fds the keeper receives, so that placing one cannot
+ * clobber another's source. */
 static int high_fd(int fd)
 {
-    int r = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    int r = fcntl(fd, F_DUPFD_CLOEXEC, 16);
 
     return r < 0 ? -errno : r;
 }
@@ -214,6 +222,7 @@ static char **keeper_argv(const libdm__spawn_args *a)
     argv[n++] = strdup(keeper_path());
     argv[n++] = libdm__sprintf("--name=%s", a->name);
     argv[n++] = libdm__sprintf("--store=%s", a->store_spec);
+    argv[n++] = libdm__sprintf("--rundir=%s", a->run_root);
     if (a->autokill)
         argv[n++] = strdup("--autokill");
     argv[n++] = strdup("--");
@@ -225,41 +234,70 @@ static char **keeper_argv(const libdm__spawn_args *a)
     return argv;
 }
 
-static int do_spawn(char **argv, char **env, int log_fd, int qmp_fd, int ctl_fd, pid_t *ret_pid)
+/* The keeper's side of clone3(), before exec: async-signal-safe calls only
+ * (the caller may be a threaded daemon). @src[i] becomes fd i. */
+static void keeper_child(const int *src, char **argv, char **env)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none, all;
-    int r;
+    static const char msg[] = "error cannot execute libdm-keeper";
+    struct sigaction dfl = { .sa_handler = SIG_DFL };
+    sigset_t none;
+    int nullfd;
 
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&at);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
-    posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
-    posix_spawn_file_actions_adddup2(&fa, qmp_fd, LIBDM__KEEPER_QMP_FD);
-    posix_spawn_file_actions_adddup2(&fa, ctl_fd, LIBDM__KEEPER_CTL_FD);
-    posix_spawn_file_actions_addclosefrom_np(&fa, LIBDM__KEEPER_CTL_FD + 1);
     /* The application's signal mask and handlers are not the keeper's. */
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setsigdefault(&at, &all);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    r = -posix_spawn(ret_pid, argv[0], &fa, &at, argv, env);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    return r;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &dfl, NULL);
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (nullfd < 0 || dup2(nullfd, 0) < 0)
+        _exit(127);
+    for (int fd = 1; fd < LIBDM__KEEPER_NFDS; fd++)
+        if (dup2(src[fd], fd) < 0)
+            _exit(127);
+    (void)syscall(SYS_close_range, LIBDM__KEEPER_NFDS, ~0U, 0);
+    execve(argv[0], argv, env);
+    (void)!send(LIBDM__KEEPER_CTL_FD, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
+    _exit(127);
+}
+
+/* clone3() without CLONE_VFORK: returns as soon as the child exists, never
+ * waiting for its exec (a host's loop is never stalled by a slow exec). As
+ * root the keeper gets its own PID namespace and is its init. */
+static pid_t clone_keeper(const int *src, char **argv, char **env, int *ret_pidfd, bool *ret_ns)
+{
+    bool try_ns = geteuid() == 0;
+
+    for (;;) {
+        struct clone_args ca = {
+            .flags = CLONE_PIDFD | (try_ns ? CLONE_NEWPID : 0),
+            .pidfd = (uint64_t)(uintptr_t)ret_pidfd,
+            .exit_signal = SIGCHLD,
+        };
+        pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+
+        if (pid == 0)
+            keeper_child(src, argv, env);
+        if (pid > 0 || !try_ns || (errno != EPERM && errno != EINVAL && errno != ENOSPC &&
+                                   errno != EUSERS)) {
+            *ret_ns = try_ns;
+            return pid < 0 ? -errno : pid;
+        }
+        try_ns = false; /* no privilege for a namespace: subreaper keeper */
+    }
 }
 
 int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
                         const libdm__keeper_ops *ops, void *user, libdm__keeper **ret)
 {
-    int sp[2] = { -1, -1 }, log_fd = -1, qmp_fd = -1, r;
+    int sp[2] = { -1, -1 }, src[LIBDM__KEEPER_NFDS], r;
     char **argv = keeper_argv(a), **env = keeper_env();
     libdm__keeper *k = calloc(1, sizeof(*k));
+    bool ns = false;
     pid_t pid;
 
+    for (size_t i = 0; i < LIBDM__ARRAY_SIZE(src); i++)
+        src[i] = -1;
     if (!argv || !env || !k) {
         r = -ENOMEM;
         goto out;
@@ -270,30 +308,28 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
         r = -errno;
         goto out;
     }
-    if ((r = log_fd = high_fd(a->log_fd)) < 0 || (r = qmp_fd = high_fd(a->qmp_listen_fd)) < 0)
+    if ((r = src[1] = high_fd(a->log_fd)) < 0 || (r = src[2] = high_fd(a->log_fd)) < 0 ||
+        (r = src[LIBDM__KEEPER_QMP_FD] = high_fd(a->qmp_listen_fd)) < 0 ||
+        (r = src[LIBDM__KEEPER_CTL_FD] = high_fd(sp[1])) < 0 ||
+        (r = src[LIBDM__KEEPER_OWNER_FD] = high_fd(a->owner_fd)) < 0 ||
+        (r = src[LIBDM__KEEPER_RUNDIR_FD] = high_fd(a->rundir_fd)) < 0)
         goto out;
-    r = high_fd(sp[1]);
-    if (r < 0)
-        goto out;
-    libdm__close(&sp[1]);
-    sp[1] = r;
-    r = do_spawn(argv, env, log_fd, qmp_fd, sp[1], &pid);
-    if (r < 0) {
+    pid = clone_keeper(src, argv, env, &k->keeper_pidfd, &ns);
+    if (pid < 0) {
+        r = pid;
         LIBDM__ERROR(ctx, "cannot start %s: %s", argv[0], strerror(-r));
         goto out;
     }
     k->keeper_pid = pid;
-    k->keeper_pidfd = libdm__pidfd_open(pid);
     k->ctl = sp[0];
     sp[0] = -1;
-    if (k->keeper_pidfd < 0 || libdm__set_nonblock(k->ctl, true) < 0 ||
+    LIBDM__DEBUG(ctx, "libdm-keeper is pid %d%s", pid, ns ? ", init of a new PID namespace" : "");
+    if (libdm__set_nonblock(k->ctl, true) < 0 ||
         (r = libdm__watch_add(ctx, k->ctl, POLLIN, on_ctl, k, &k->ctl_watch)) < 0) {
-        r = k->keeper_pidfd < 0 ? k->keeper_pidfd : (r < 0 ? r : -errno);
+        r = r < 0 ? r : -errno;
         LIBDM__ERROR(ctx, "cannot follow libdm-keeper: %s", strerror(-r));
-        /* Still our unreaped child, so its pid cannot have been reused:
-         * kill it by pid even without a pidfd, then reap it. */
-        (void)kill(pid, SIGKILL);
-        (void)waitpid(pid, NULL, 0);
+        (void)libdm__pidfd_signal(k->keeper_pidfd, SIGKILL);
+        (void)waitid((idtype_t)P_PIDFD, (id_t)k->keeper_pidfd, &(siginfo_t){ 0 }, WEXITED);
         goto out;
     }
     *ret = k;
@@ -307,8 +343,8 @@ out:
     }
     libdm__close(&sp[0]);
     libdm__close(&sp[1]);
-    libdm__close(&log_fd);
-    libdm__close(&qmp_fd);
+    for (size_t i = 0; i < LIBDM__ARRAY_SIZE(src); i++)
+        libdm__close(&src[i]);
     libdm_strv_free(argv);
     libdm_strv_free(env);
     return r;

@@ -638,8 +638,9 @@ int dmctl_cmd_stop(dmctl *d, int argc, char **argv)
     if (ex || (ex = dmctl_open_ctx(d)))
         return ex;
     name = argv[optind];
-    /* A DM whose monitor does not answer comes back BROKEN: still stoppable. */
-    r = libdm_dm_attach_timeout(d->ctx, name, d->timeout_ms, &dm);
+    /* A live DM whose monitor does not answer, is missing or refused comes
+     * back BROKEN: still stoppable through its pidfd. */
+    r = libdm_dm_attach_flags(d->ctx, name, d->timeout_ms, LIBDM_ATTACH_ANY_MONITOR, &dm);
     if (r == -ESRCH)
         return stop_gone(d, name);
     if (r < 0)

@@ -3,20 +3,30 @@
  * libdm-keeper: the parent of one device model, in the manner of podman's
  * conmon.
  *
- *   libdm-keeper --name NAME --store SPEC [--autokill] -- QEMU-ARGV...
+ *   libdm-keeper --name NAME --store SPEC --rundir ROOT [--autokill] -- QEMU-ARGV...
  *
- * Started by libdm with fds 0 (/dev/null), 1 and 2 (the DM's log), 3 (the QMP
- * listening socket QEMU inherits) and 4 (the control channel, see
- * libdm/keeper-proto.h). It forks QEMU, hands libdm a pidfd, and then waits
- * for whichever comes first:
- *  - QEMU exits: the keeper reaps it, records the wait status in the store,
- *    tells libdm if it is still there, and exits. Nothing is left a zombie
- *    for PID 1 to reap slowly, and the record says how the DM ended.
- *  - the control channel closes (the controlling process exited, even by
- *    SIGKILL) while autokill is armed: the keeper kills the DM, reaps it and
- *    removes its record and directory (seed 002: a migration destination
- *    must not outlive the controller that never reached Finish).
- * The keeper does no QMP: it never talks to the untrusted DM at all.
+ * Started by libdm with the fds of keeper-proto.h. When libdm runs as root
+ * the keeper is the init (pid 1) of a new PID namespace: nothing the DM
+ * forks can outlive the DM, and if the keeper itself is killed the kernel
+ * kills the whole namespace, so a DM never survives its keeper (never an
+ * orphan nobody can see). Without that privilege the keeper is a child
+ * subreaper and QEMU gets PR_SET_PDEATHSIG; QEMU's -runas clears the latter,
+ * which is why restricted DMs need root.
+ *
+ * Start-up, in this order:
+ *  1. fork QEMU's process, held before exec;
+ *  2. record its pid and start time (and ours) in the store: from here on
+ *     `list` shows it and `stop` can end it, whoever dies;
+ *  3. let it exec, hand libdm a pidfd.
+ * Then it waits for whichever comes first:
+ *  - QEMU exits: the keeper reaps it, ends whatever it left behind, records
+ *    the wait status, tells libdm if it is still there, and exits.
+ *  - the control channel closes (the controller exited, even by SIGKILL)
+ *    while autokill is armed (always until the DM was ready, and for a
+ *    migration destination until Finish): the keeper kills the DM and
+ *    removes its record and files (seed 002).
+ * The keeper holds the name's claim (owner.lock) until it exits, and does
+ * no QMP: it never talks to the untrusted DM at all.
  */
 #include "config.h"
 
@@ -30,22 +40,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "keeper-proto.h"
+#include "rundir-internal.h"
 #include "store.h"
+
+#define REAP_ROUNDS 100
 
 typedef struct keeper {
     const char *name;
     const char *store_spec;
+    const char *run_root;
     bool autokill;
     bool autokilled;
+    bool ns_init;       /* pid 1 of the DM's own PID namespace */
     int ctl;
+    int sigfd;
     int pidfd;
-    pid_t pid;
+    pid_t pid;          /* QEMU, as this namespace sees it */
+    int host_pid;       /* QEMU, as the store's readers see it */
+    libdm__rundir *rd;
 } keeper;
 
 static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -53,7 +73,7 @@ static void klog(const char *fmt, ...)
 {
     va_list ap;
 
-    fprintf(stderr, "libdm-keeper[%d]: ", (int)getpid());
+    fprintf(stderr, "libdm-keeper: ");
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -70,6 +90,39 @@ static int pidfd_kill(int pidfd, int sig)
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
+/* Our pid as /proc (the host's, since we share its mount namespace) says. */
+static int host_self_pid(void)
+{
+    char buf[32];
+    ssize_t n = readlink("/proc/self", buf, sizeof(buf) - 1);
+
+    if (n <= 0)
+        return (int)getpid();
+    buf[n] = '\0';
+    return atoi(buf);
+}
+
+/* The pid a pidfd refers to, as /proc's namespace (the host's) numbers it. */
+static int host_pid_of(int pidfd)
+{
+    char path[64], buf[512];
+    const char *p;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    p = strstr(buf, "\nPid:");
+    return p ? atoi(p + 5) : -1;
+}
+
 /* The environment QEMU gets: explicit, never inherited wholesale. */
 static char *const qemu_env[] = {
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -77,48 +130,29 @@ static char *const qemu_env[] = {
     NULL,
 };
 
-static void child_exec(char **argv, int errfd)
+/* QEMU's process: waits for the go byte (sent once its pid is recorded),
+ * then execs. EOF instead of the byte means the keeper gave up. */
+static void child_exec(keeper *k, pid_t keeper_pid, char **argv, int gofd, int errfd)
 {
     sigset_t none;
+    char go;
     int e;
 
-    /* Undo what the keeper's parent may have left us. */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
     close(LIBDM__KEEPER_CTL_FD);
+    close(LIBDM__KEEPER_OWNER_FD);
+    close(LIBDM__KEEPER_RUNDIR_FD);
+    if (!k->ns_init && prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() != keeper_pid)
+        _exit(127); /* the keeper died before we armed that */
+    if (read(gofd, &go, 1) != 1)
+        _exit(127);
     execve(argv[0], argv, qemu_env);
     e = errno;
     (void)!write(errfd, &e, sizeof(e));
     _exit(127);
-}
-
-/* Forks QEMU. Returns 0, or the exec errno (> 0), or -errno. */
-static int spawn_dm(keeper *k, char **argv)
-{
-    int pipefd[2], e = 0;
-    ssize_t n;
-
-    if (pipe2(pipefd, O_CLOEXEC) < 0)
-        return -errno;
-    k->pid = fork();
-    if (k->pid < 0) {
-        e = -errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return e;
-    }
-    if (k->pid == 0)
-        child_exec(argv, pipefd[1]);
-    close(pipefd[1]);
-    close(LIBDM__KEEPER_QMP_FD); /* QEMU has it now */
-    k->pidfd = pidfd_open_(k->pid);
-    /* The pipe closes on exec: EOF means QEMU is running. */
-    do
-        n = read(pipefd[0], &e, sizeof(e));
-    while (n < 0 && errno == EINTR);
-    close(pipefd[0]);
-    return n == (ssize_t)sizeof(e) ? e : 0;
 }
 
 static void send_ctl(keeper *k, const char *msg, int fd)
@@ -129,42 +163,143 @@ static void send_ctl(keeper *k, const char *msg, int fd)
     }
 }
 
-static int wait_status(pid_t pid)
+static int open_store(keeper *k, libdm__store **ret)
 {
-    int status;
+    int r = libdm__store_open(k->store_spec, NULL, ret);
 
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return status;
+    if (r < 0)
+        klog("cannot open store %s: %s", k->store_spec, strerror(-r));
+    return r;
+}
+
+/* Step 2: the record names QEMU before QEMU runs. */
+static int record_pids(keeper *k)
+{
+    libdm__store *store;
+    int self = host_self_pid(), r;
+
+    r = open_store(k, &store);
+    if (r < 0)
+        return r;
+    r = libdm__store_set_pids(store, k->name, k->host_pid, libdm__proc_start_time(k->host_pid),
+                              self, libdm__proc_start_time(self));
+    libdm__store_close(store);
+    if (r < 0)
+        klog("cannot record the pid of %s: %s", k->name, strerror(-r));
+    else
+        libdm__rundir_set_owner_note(k->rd, self, "libdm-keeper");
+    return r;
+}
+
+/* Forks QEMU, records it, lets it exec. 0, an exec errno (> 0), or -errno. */
+static int spawn_dm(keeper *k, char **argv)
+{
+    int go[2], err[2], e = 0, r;
+    pid_t self = getpid();
+    char byte = 1;
+    ssize_t n;
+
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return -errno;
+    if (pipe2(err, O_CLOEXEC) < 0) {
+        e = -errno;
+        close(go[0]);
+        close(go[1]);
+        return e;
+    }
+    k->pid = fork();
+    if (k->pid == 0) {
+        close(go[1]);
+        close(err[0]);
+        child_exec(k, self, argv, go[0], err[1]);
+    }
+    e = k->pid < 0 ? -errno : 0;
+    close(go[0]);
+    close(err[1]);
+    close(LIBDM__KEEPER_QMP_FD); /* QEMU has it now */
+    if (e == 0) {
+        k->pidfd = pidfd_open_(k->pid);
+        k->host_pid = k->pidfd >= 0 ? host_pid_of(k->pidfd) : -1;
+        if (k->pidfd < 0 || k->host_pid <= 0)
+            e = -ESRCH;
+        else if ((r = record_pids(k)) < 0)
+            e = r;
+        else if (write(go[1], &byte, 1) != 1)
+            e = -errno;
+    }
+    close(go[1]); /* without the byte: QEMU's process exits, never execs */
+    if (e == 0) {
+        /* The pipe closes on exec: EOF means QEMU is running. */
+        do
+            n = read(err[0], &e, sizeof(e));
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)sizeof(e))
+            e = 0;
+    }
+    close(err[0]);
+    return e;
+}
+
+/* SIGKILLs our children (as a subreaper, QEMU's orphans are among them).
+ * Unreaped children keep their pids: no pid here can have been reused. */
+static void kill_children(void)
+{
+    char path[64], buf[4096];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    for (char *p = buf, *end; *p; p = end) {
+        long pid = strtol(p, &end, 10);
+
+        if (end == p)
+            break;
+        if (pid > 0)
+            (void)kill((pid_t)pid, SIGKILL);
+    }
+}
+
+/* Ends and reaps whatever QEMU left behind. As the namespace's init one
+ * kill(-1) reaches all of it; as a subreaper its orphans are our children. */
+static void end_the_rest(keeper *k)
+{
+    for (int round = 0; round < REAP_ROUNDS; round++) {
+        pid_t p;
+
+        if (k->ns_init)
+            (void)kill(-1, SIGKILL);
+        else
+            kill_children();
+        while ((p = waitpid(-1, NULL, WNOHANG)) > 0)
+            ;
+        if (p < 0 && errno == ECHILD)
+            return;
+        usleep(1000);
+    }
 }
 
 static void remove_dm_files(keeper *k, libdm__store *store)
 {
-    char path[4096];
-    const char *root = libdm__store_run_root(store);
-
     if (libdm__store_del(store, k->name) < 0 && errno != ENOENT)
         klog("cannot remove the record of %s", k->name);
-    if (!root)
-        return;
-    snprintf(path, sizeof(path), "%s/%s/qmp.sock", root, k->name);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/%s/qemu.log", root, k->name);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/%s", root, k->name);
-    rmdir(path);
+    libdm__rundir_remove(k->rd, LIBDM__RD_REMOVE_ALL);
 }
 
 static void record_exit(keeper *k, int status)
 {
     libdm__store *store = NULL;
-    int r = libdm__store_open(k->store_spec, NULL, &store);
+    int r = open_store(k, &store);
 
-    if (r < 0) {
-        klog("cannot open store %s: %s", k->store_spec, strerror(-r));
+    if (r < 0)
         return;
-    }
     if (k->autokilled) {
         remove_dm_files(k, store);
     } else {
@@ -175,13 +310,20 @@ static void record_exit(keeper *k, int status)
     libdm__store_close(store);
 }
 
+/* Everything of the DM is gone and recorded: the name may be claimed
+ * again. Done before "exit" so that whoever hears it can clean up. */
+static void release_name(keeper *k)
+{
+    libdm__close(&k->rd->owner_fd);
+}
+
 static void describe_exit(const keeper *k, int status)
 {
     if (WIFEXITED(status))
-        klog("device model %s (pid %d) exited with status %d", k->name, (int)k->pid,
+        klog("device model %s (pid %d) exited with status %d", k->name, k->host_pid,
              WEXITSTATUS(status));
     else if (WIFSIGNALED(status))
-        klog("device model %s (pid %d) killed by signal %d (%s)", k->name, (int)k->pid,
+        klog("device model %s (pid %d) killed by signal %d (%s)", k->name, k->host_pid,
              WTERMSIG(status), strsignal(WTERMSIG(status)));
 }
 
@@ -215,11 +357,27 @@ static void handle_ctl(keeper *k)
         klog("ignoring unknown control message");
 }
 
+/* Reaps children without blocking; returns QEMU's wait status once it is
+ * among them, else -1. Others (QEMU's orphans) are just reaped. */
+static int reap_children(keeper *k)
+{
+    struct signalfd_siginfo si;
+    int status, found = -1;
+    pid_t p;
+
+    while (read(k->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        ;
+    while ((p = waitpid(-1, &status, WNOHANG)) > 0)
+        if (p == k->pid)
+            found = status;
+    return found;
+}
+
 static int supervise(keeper *k)
 {
     for (;;) {
         struct pollfd p[2] = {
-            { .fd = k->pidfd, .events = POLLIN },
+            { .fd = k->sigfd, .events = POLLIN },
             { .fd = k->ctl, .events = POLLIN },
         };
         char msg[64];
@@ -232,11 +390,13 @@ static int supervise(keeper *k)
         }
         if (k->ctl >= 0 && p[1].revents)
             handle_ctl(k);
-        if (!p[0].revents)
+        status = reap_children(k);
+        if (status < 0)
             continue;
-        status = wait_status(k->pid);
         describe_exit(k, status);
+        end_the_rest(k);
         record_exit(k, status);
+        release_name(k);
         snprintf(msg, sizeof(msg), "exit %d", status);
         send_ctl(k, msg, -1);
         return 0;
@@ -245,9 +405,34 @@ static int supervise(keeper *k)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: libdm-keeper --name NAME --store SPEC [--autokill] -- QEMU-ARGV...\n"
-                    "(started by libdm; not meant to be run by hand)\n");
+    fprintf(stderr, "usage: libdm-keeper --name NAME --store SPEC --rundir ROOT [--autokill] "
+                    "-- QEMU-ARGV...\n(started by libdm; not meant to be run by hand)\n");
     return 2;
+}
+
+static bool is_fd(int fd, mode_t type)
+{
+    struct stat st;
+
+    return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == type;
+}
+
+/* SIGCHLD through a signalfd; as a subreaper, QEMU's orphans come to us. */
+static int setup_process(keeper *k)
+{
+    sigset_t chld;
+
+    k->ns_init = getpid() == 1;
+    if (!k->ns_init) {
+        (void)setsid();
+        (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    k->sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    return k->sigfd < 0 ? -errno : 0;
 }
 
 int main(int argc, char **argv)
@@ -255,42 +440,49 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "name", required_argument, NULL, 'n' },
         { "store", required_argument, NULL, 's' },
+        { "rundir", required_argument, NULL, 'r' },
         { "autokill", no_argument, NULL, 'a' },
         { NULL, 0, NULL, 0 },
     };
-    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1 };
+    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1 };
     char msg[LIBDM__KEEPER_MSG_MAX];
-    struct stat st;
     int c, r;
 
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         switch (c) {
         case 'n': k.name = optarg; break;
         case 's': k.store_spec = optarg; break;
+        case 'r': k.run_root = optarg; break;
         case 'a': k.autokill = true; break;
         default: return usage();
         }
     }
-    if (!k.name || !k.store_spec || optind >= argc)
+    if (!k.name || !k.store_spec || !k.run_root || optind >= argc)
         return usage();
-    if (fstat(LIBDM__KEEPER_CTL_FD, &st) < 0 || !S_ISSOCK(st.st_mode))
+    if (!is_fd(LIBDM__KEEPER_CTL_FD, S_IFSOCK) || !is_fd(LIBDM__KEEPER_OWNER_FD, S_IFREG) ||
+        !is_fd(LIBDM__KEEPER_RUNDIR_FD, S_IFDIR))
         return usage();
-    /* Our own session: the DM is not in the controller's process group, so
-     * a ^C at the controller's terminal does not reach it. */
-    (void)setsid();
-    signal(SIGPIPE, SIG_IGN);
+    if (libdm__rundir_adopt(k.run_root, k.name, LIBDM__KEEPER_RUNDIR_FD, LIBDM__KEEPER_OWNER_FD,
+                            &k.rd) < 0 || setup_process(&k) < 0)
+        return 1;
     r = spawn_dm(&k, argv + optind);
-    if (r != 0 || k.pidfd < 0) {
-        int status = k.pid > 0 ? wait_status(k.pid) : -1;
+    if (r != 0) {
+        int status = -1;
+
         snprintf(msg, sizeof(msg), "error cannot execute %s: %s", argv[optind],
-                 strerror(r > 0 ? r : (r < 0 ? -r : errno)));
+                 strerror(r > 0 ? r : -r));
         klog("%s", msg + 6);
         send_ctl(&k, msg, -1);
+        if (k.pid > 0)
+            (void)waitpid(k.pid, &status, 0);
+        end_the_rest(&k);
+        record_exit(&k, status < 0 ? 127 << 8 : status);
+        release_name(&k);
         snprintf(msg, sizeof(msg), "exit %d", status);
         send_ctl(&k, msg, -1);
         return 1;
     }
-    snprintf(msg, sizeof(msg), "pid %d", (int)k.pid);
+    snprintf(msg, sizeof(msg), "pid %d", k.host_pid);
     send_ctl(&k, msg, k.pidfd);
     return supervise(&k);
 }

@@ -98,11 +98,6 @@ void libdm__store_log(const libdm__store *store, xentoollog_level level, int err
 void libdm__store_logv(xentoollog_logger *lg, xentoollog_level level, int errnoval,
                        const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
 
-/* Opens directory @name relative to @dirfd (AT_FDCWD for a path) without
- * following a final symlink, creating it 0700 first if @create, and checks
- * it: -ELOOP (symlink), -ENOTDIR, -EPERM (other owner, or writable by group
- * or others). *ret_fd is O_RDONLY|O_DIRECTORY|O_CLOEXEC. */
-int libdm__store_open_dir(int dirfd, const char *name, bool create, int *ret_fd);
 
 /* Sorted, NULL-terminated array of @count names (caller owns @names, which
  * is consumed: freed on failure too). Removes duplicates. */

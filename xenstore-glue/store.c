@@ -284,6 +284,24 @@ int libdm__store_set_state(libdm__store *store, const char *name, const char *st
     return store->ops->set_state(store, name, state, exit_status);
 }
 
+int libdm__store_set_pids(libdm__store *store, const char *name, int pid, uint64_t pid_start,
+                          int keeper_pid, uint64_t keeper_start)
+{
+    libdm__record rec;
+    int r;
+
+    r = libdm__store_get(store, name, &rec);
+    if (r < 0)
+        return r;
+    rec.pid = pid;
+    rec.pid_start = pid_start;
+    rec.keeper_pid = keeper_pid;
+    rec.keeper_start = keeper_start;
+    r = libdm__store_put(store, &rec);
+    libdm__record_clear(&rec);
+    return r;
+}
+
 int libdm__store_del(libdm__store *store, const char *name)
 {
     if (!store || libdm__record_check_name(name) < 0)

@@ -19,6 +19,7 @@
 #ifndef LIBDM_STORE_H
 #define LIBDM_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <xentoollog.h>
@@ -77,6 +78,10 @@ int libdm__store_get(libdm__store *store, const char *name, libdm__record *ret);
 /* Updates the state and exit status fields only (exit_status -1: unchanged). */
 int libdm__store_set_state(libdm__store *store, const char *name, const char *state,
                            int exit_status);
+/* Records the DM's and its keeper's pids and start times (read, modify,
+ * write: only the keeper calls it, while libdm waits for its "pid"). */
+int libdm__store_set_pids(libdm__store *store, const char *name, int pid, uint64_t pid_start,
+                          int keeper_pid, uint64_t keeper_start);
 /* Removes the record (not the per-DM directory's other files). -ENOENT if none. */
 int libdm__store_del(libdm__store *store, const char *name);
 /* Names of all records, sorted, NULL-terminated; free with
@@ -88,5 +93,10 @@ void libdm__store_names_free(char **names);   /* NULL ok */
  * symlinks and belong to our uid: -ELOOP / -EPERM otherwise. Also -ENOTDIR
  * for a non-directory and -EPERM if it is writable by group or others. */
 int libdm__secure_dir(const char *path, int create);
+/* Opens directory @name relative to @dirfd (AT_FDCWD for a path) without
+ * following a final symlink, creating it 0700 first if @create, and checks
+ * it: -ELOOP (symlink), -ENOTDIR, -EPERM (other owner, or writable by group
+ * or others). *ret_fd is O_RDONLY|O_DIRECTORY|O_CLOEXEC. */
+int libdm__store_open_dir(int dirfd, const char *name, bool create, int *ret_fd);
 
 #endif

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -185,7 +186,10 @@ static void start_fake(fixture *f, outcome how, unsigned load_ms)
 
     f->o.how = how;
     f->o.load_ms = load_ms;
-    snprintf(f->o.path, sizeof(f->o.path), "%s/old-qmp.sock", f->dir);
+    /* Where libdm looks for a DM's monitor: <store>/<name>/qmp.sock. */
+    snprintf(f->o.path, sizeof(f->o.path), "%s/old", f->dir);
+    assert_int_equal(mkdir(f->o.path, 0700), 0);
+    snprintf(f->o.path, sizeof(f->o.path), "%s/old/qmp.sock", f->dir);
     strcpy(sa.sun_path, f->o.path);
     f->o.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_int_equal(bind(f->o.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);

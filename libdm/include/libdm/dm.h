@@ -98,6 +98,18 @@ LIBDM_EXPORT int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **re
  * libdm_dm_stop() can end it. */
 LIBDM_EXPORT int libdm_dm_attach_timeout(libdm_ctx *ctx, const char *name, int timeout_ms,
                                          libdm_dm **ret_dm);
+/* Attach flags. */
+enum {
+    /* Hand over a live DM whatever its monitor's state (missing, planted,
+     * held by a migration, not answering), in state BROKEN, so that
+     * libdm_dm_stop() can end it through its pidfd. */
+    LIBDM_ATTACH_ANY_MONITOR = 1u << 0,
+};
+/* Same with @flags. Concurrent users of one DM's monitor queue (QEMU serves
+ * one client at a time) until @timeout_ms, then -ETIMEDOUT naming the
+ * holder; while a migration holds it: -EBUSY at once. */
+LIBDM_EXPORT int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms,
+                                       unsigned flags, libdm_dm **ret_dm);
 
 /* Guarded resume: sends "cont" only when the runstate allows it; while an
  * incoming migration is in progress, first waits until both the MIGRATION

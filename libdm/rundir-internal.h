@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The run directory of one device model, <root>/<name>/, and the claim on
+ * its name. This module is the only owner of that layout:
+ *
+ *   owner.lock    flock()ed by whoever owns the name: the process starting
+ *                 the DM, then its keeper for the DM's whole life (the
+ *                 keeper is the init of the DM's PID namespace, so nothing
+ *                 of the DM outlives it). Lock free = no DM of that name.
+ *                 Holds the holder's pid, for messages.
+ *   monitor.lock  flock()ed by the one process talking QMP to the DM (QEMU
+ *                 serves one client at a time). Holds "PID [NOTE]".
+ *   qmp.sock      the monitor, bound by libdm and handed to QEMU as fd 3
+ *   qemu.log      QEMU's stdout and stderr
+ *   record, .lock the "dir" store's record (xenstore-glue/store-dir.c)
+ *
+ * Everything goes through the directory's fd (opened O_NOFOLLOW and checked
+ * once): nothing is ever removed by re-resolving a path, and a directory
+ * that is refused is left exactly as it was.
+ */
+#ifndef LIBDM_RUNDIR_INTERNAL_H
+#define LIBDM_RUNDIR_INTERNAL_H
+
+#include "internal.h"
+
+#define LIBDM__RD_SOCK "qmp.sock"
+#define LIBDM__RD_LOG "qemu.log"
+#define LIBDM__RD_OWNER "owner.lock"
+#define LIBDM__RD_MONITOR "monitor.lock"
+
+/* What a rundir object created, and so may remove. */
+enum {
+    LIBDM__RD_MADE_DIR = 1u << 0,
+    LIBDM__RD_MADE_SOCK = 1u << 1,
+    LIBDM__RD_MADE_LOG = 1u << 2,
+};
+
+typedef struct libdm__rundir {
+    char *root;       /* <root>, for messages */
+    char *name;
+    char *path;       /* <root>/<name>, for messages and records */
+    int dfd;          /* the directory, checked: ours, 0700-ish, not a link */
+    int owner_fd;     /* owner.lock while we hold the claim, else -1 */
+    int monitor_fd;   /* monitor.lock while we hold it, else -1 */
+    unsigned made;
+} libdm__rundir;
+
+/* Claims @name under @root: creates <root> and <root>/<name> if missing,
+ * refuses a directory that is a symlink, not ours or writable by others,
+ * and takes owner.lock without waiting. -EEXIST if the name is held (by a
+ * starting or running DM; *ret_why says by whom). *ret_why (malloc'd, may
+ * be NULL) explains any failure. */
+int libdm__rundir_claim(const char *root, const char *name, libdm__rundir **ret,
+                        char **ret_why);
+/* Opens an existing <root>/<name> with the same checks, claiming nothing. */
+int libdm__rundir_open(const char *root, const char *name, libdm__rundir **ret,
+                       char **ret_why);
+/* Wraps fds received from libdm (the keeper's fds 5 and 6); takes them. */
+int libdm__rundir_adopt(const char *root, const char *name, int dfd, int owner_fd,
+                        libdm__rundir **ret);
+/* Rewrites owner.lock's holder line with this process's pid (as the run
+ * directory's readers see it) and @note. */
+void libdm__rundir_set_owner_note(libdm__rundir *rd, int pid, const char *note);
+/* Whether someone holds @rd's owner.lock (a DM starting or alive): 1 yes
+ * (*ret_pid: the holder as it wrote itself, 0 if unknown), 0 no. */
+int libdm__rundir_owner_held(libdm__rundir *rd, int *ret_pid);
+/* Takes the claim again on a DM that has gone (to clean up after it):
+ * -EAGAIN if someone holds it, -ESTALE if the directory was replaced. */
+int libdm__rundir_reclaim(libdm__rundir *rd);
+/* Hands the claim over: the caller gets the owner.lock fd (with the lock),
+ * the rundir no longer closes it. */
+int libdm__rundir_take_owner_fd(libdm__rundir *rd);
+
+/* A listening socket at qmp.sock (non-blocking: see dm.c) and a client
+ * already connected to it. */
+int libdm__rundir_make_socket(libdm__rundir *rd, int *ret_listen, int *ret_client);
+/* Creates qemu.log (truncated), O_APPEND, for writing. */
+int libdm__rundir_make_log(libdm__rundir *rd, int *ret_fd);
+/* Connects to qmp.sock after checking it is a socket of ours (not a link):
+ * -ELOOP for a symlink, -EPERM for anything else planted. */
+int libdm__rundir_connect(libdm__rundir *rd, int *ret_fd, char **ret_why);
+
+/* Takes monitor.lock without waiting: 0, or -EAGAIN with *ret_pid and
+ * *ret_note (malloc'd or NULL) naming the holder. @note is written for
+ * others to read (e.g. "migration"). */
+int libdm__rundir_lock_monitor(libdm__rundir *rd, const char *note, int *ret_pid,
+                               char **ret_note);
+void libdm__rundir_unlock_monitor(libdm__rundir *rd);
+
+/* What libdm__rundir_remove() removes. */
+typedef enum libdm__rd_remove {
+    LIBDM__RD_REMOVE_MADE,      /* only what this object created */
+    LIBDM__RD_REMOVE_LEFTOVERS, /* a dead predecessor's socket and log: the
+                                 * claim and the directory stay */
+    LIBDM__RD_REMOVE_ALL,       /* everything, then the directory if empty */
+} libdm__rd_remove;
+
+/* Removes files through the directory fd; never follows a path. */
+void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what);
+/* "<root>/<name>/<file>" (malloc'd). */
+char *libdm__rundir_file(const libdm__rundir *rd, const char *file);
+libdm__rundir *libdm__rundir_free(libdm__rundir *rd);
+
+/* A process's command line, printable, at most 200 bytes (malloc'd). */
+char *libdm__proc_cmdline(int pid);
+
+#endif

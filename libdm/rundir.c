@@ -1,0 +1,512 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The run directory of one device model and the claim on its name (see
+ * rundir-internal.h for the layout). Every file operation is relative to
+ * the directory's fd; sockets are bound and connected through
+ * /proc/self/fd/N so that not even bind() and connect() re-resolve the
+ * directory's path.
+ */
+#include "rundir-internal.h"
+#include "store.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define CLAIM_ATTEMPTS 20
+#define HOLDER_MAX 256
+
+char *libdm__rundir_file(const libdm__rundir *rd, const char *file)
+{
+    return libdm__sprintf("%s/%s", rd->path, file);
+}
+
+libdm__rundir *libdm__rundir_free(libdm__rundir *rd)
+{
+    if (!rd)
+        return NULL;
+    libdm__close(&rd->monitor_fd);
+    libdm__close(&rd->owner_fd);
+    libdm__close(&rd->dfd);
+    free(rd->root);
+    free(rd->name);
+    free(rd->path);
+    free(rd);
+    return NULL;
+}
+
+static void set_why(char **ret_why, const char *fmt, ...) LIBDM__PRINTF(2, 3);
+static void set_why(char **ret_why, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    if (!ret_why)
+        return;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    free(*ret_why);
+    *ret_why = s;
+}
+
+static const char *dir_problem(int r)
+{
+    switch (r) {
+    case -ELOOP: return "it is a symlink";
+    case -ENOTDIR: return "it is not a directory";
+    case -EPERM: return "it belongs to another user or is writable by others";
+    default: return strerror(-r);
+    }
+}
+
+/* Whether @dfd is still the directory named @name in @root_fd (nobody
+ * removed or replaced it since we opened it). */
+static bool still_named(int root_fd, const char *name, int dfd)
+{
+    struct stat held, named;
+
+    return fstat(dfd, &held) == 0 && held.st_nlink > 0 &&
+           fstatat(root_fd, name, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+           held.st_dev == named.st_dev && held.st_ino == named.st_ino;
+}
+
+/* Opens <root>/<name> (creating both if @create), checked. */
+static int open_dirs(const char *root, const char *name, bool create, libdm__rundir *rd,
+                     char **ret_why)
+{
+    int root_fd, r;
+    bool existed;
+    struct stat st;
+
+    r = libdm__store_open_dir(AT_FDCWD, root, create, &root_fd);
+    if (r < 0) {
+        set_why(ret_why, "refusing the run directory %s: %s", root, dir_problem(r));
+        return r;
+    }
+    existed = fstatat(root_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    r = libdm__store_open_dir(root_fd, name, create, &rd->dfd);
+    if (r < 0) {
+        if (r == -ENOENT)
+            set_why(ret_why, "%s: no such device model directory", rd->path);
+        else
+            set_why(ret_why, "refusing the directory %s: %s", rd->path, dir_problem(r));
+    } else if (!existed) {
+        rd->made |= LIBDM__RD_MADE_DIR;
+    }
+    close(root_fd);
+    return r;
+}
+
+static libdm__rundir *rundir_alloc(const char *root, const char *name)
+{
+    libdm__rundir *rd = calloc(1, sizeof(*rd));
+
+    if (!rd)
+        return NULL;
+    rd->dfd = rd->owner_fd = rd->monitor_fd = -1;
+    rd->root = strdup(root);
+    rd->name = strdup(name);
+    rd->path = libdm__sprintf("%s/%s", root, name);
+    if (!rd->root || !rd->name || !rd->path)
+        return libdm__rundir_free(rd);
+    return rd;
+}
+
+int libdm__rundir_open(const char *root, const char *name, libdm__rundir **ret, char **ret_why)
+{
+    libdm__rundir *rd;
+    int r;
+
+    if (!root || !name || libdm__record_check_name(name) < 0)
+        return -EINVAL;
+    rd = rundir_alloc(root, name);
+    if (!rd)
+        return -ENOMEM;
+    r = open_dirs(root, name, false, rd, ret_why);
+    if (r < 0) {
+        libdm__rundir_free(rd);
+        return r;
+    }
+    *ret = rd;
+    return 0;
+}
+
+int libdm__rundir_adopt(const char *root, const char *name, int dfd, int owner_fd,
+                        libdm__rundir **ret)
+{
+    libdm__rundir *rd;
+
+    if (!root || !name || libdm__record_check_name(name) < 0)
+        return -EINVAL;
+    rd = rundir_alloc(root, name);
+    if (!rd)
+        return -ENOMEM;
+    rd->dfd = dfd;
+    rd->owner_fd = owner_fd;
+    *ret = rd;
+    return 0;
+}
+
+/* Opens @file in @dfd (a regular file of ours, never a link). */
+static int open_lock_file(int dfd, const char *file, bool create, int *ret_fd)
+{
+    struct stat st;
+    int fd = openat(dfd, file, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | (create ? O_CREAT : 0),
+                    0600);
+
+    if (fd < 0)
+        return errno == ELOOP ? -ELOOP : -errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        close(fd);
+        return -EPERM;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* Takes an exclusive flock on @file without waiting and checks the inode
+ * we hold is still the one named @file (it may have been removed by its
+ * last holder meanwhile). 0, -EAGAIN (held), or -errno. */
+static int lock_file(int dfd, const char *file, int *ret_fd)
+{
+    for (int attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+        struct stat held, named;
+        int fd, r = open_lock_file(dfd, file, true, &fd);
+
+        if (r < 0)
+            return r;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            r = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+            close(fd);
+            return r;
+        }
+        if (fstat(fd, &held) == 0 && fstatat(dfd, file, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+            held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+            *ret_fd = fd;
+            return 0;
+        }
+        close(fd);
+    }
+    return -EAGAIN;
+}
+
+static void write_holder_pid(int fd, int pid, const char *note)
+{
+    char buf[HOLDER_MAX];
+    int n = snprintf(buf, sizeof(buf), "%d%s%s\n", pid, note ? " " : "", note ? note : "");
+
+    if (n > 0 && ftruncate(fd, 0) == 0)
+        (void)!pwrite(fd, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, 0);
+}
+
+static void write_holder(int fd, const char *note)
+{
+    write_holder_pid(fd, (int)getpid(), note);
+}
+
+void libdm__rundir_set_owner_note(libdm__rundir *rd, int pid, const char *note)
+{
+    if (rd->owner_fd >= 0)
+        write_holder_pid(rd->owner_fd, pid, note);
+}
+
+/* The holder a lock file names: its pid (0 if unreadable), its note. */
+static void read_holder(int dfd, const char *file, int *ret_pid, char **ret_note)
+{
+    char buf[HOLDER_MAX];
+    char *sp, *nl;
+    ssize_t n = -1;
+    int fd, pid = 0;
+
+    if (open_lock_file(dfd, file, false, &fd) == 0) {
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        close(fd);
+    }
+    buf[n > 0 ? n : 0] = '\0';
+    if ((nl = strchr(buf, '\n')))
+        *nl = '\0';
+    if (sscanf(buf, "%d", &pid) != 1 || pid <= 0)
+        pid = 0;
+    if (ret_pid)
+        *ret_pid = pid;
+    if (ret_note) {
+        sp = strchr(buf, ' ');
+        *ret_note = sp && sp[1] ? strdup(sp + 1) : NULL;
+    }
+}
+
+char *libdm__proc_cmdline(int pid)
+{
+    char path[64], buf[201];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return NULL;
+    while (n > 0 && buf[n - 1] == '\0')
+        n--;
+    buf[n] = '\0';
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+        else if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] == 0x7f)
+            buf[i] = '?';
+    return strdup(buf);
+}
+
+static void explain_held(libdm__rundir *rd, char **ret_why)
+{
+    int pid;
+    char *cmd;
+
+    read_holder(rd->dfd, LIBDM__RD_OWNER, &pid, NULL);
+    cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
+    if (pid > 0)
+        set_why(ret_why, "the name is in use by a device model being started or running (pid %d%s%s)",
+                pid, cmd ? ", " : "", cmd ? cmd : "");
+    else
+        set_why(ret_why, "the name is in use by a device model being started or running");
+    free(cmd);
+}
+
+int libdm__rundir_claim(const char *root, const char *name, libdm__rundir **ret, char **ret_why)
+{
+    libdm__rundir *rd;
+    int r = -EAGAIN;
+
+    if (!root || !name || libdm__record_check_name(name) < 0)
+        return -EINVAL;
+    rd = rundir_alloc(root, name);
+    if (!rd)
+        return -ENOMEM;
+    /* Retried only if the directory was removed under us by its last owner. */
+    for (int attempt = 0; attempt < CLAIM_ATTEMPTS && r == -EAGAIN; attempt++) {
+        int root_fd;
+
+        libdm__close(&rd->dfd);
+        rd->made = 0;
+        r = open_dirs(root, name, true, rd, ret_why);
+        if (r < 0)
+            break;
+        r = lock_file(rd->dfd, LIBDM__RD_OWNER, &rd->owner_fd);
+        if (r == -EAGAIN) {
+            explain_held(rd, ret_why);
+            r = -EEXIST;
+            break;
+        }
+        if (r < 0) {
+            set_why(ret_why, "cannot lock %s/" LIBDM__RD_OWNER ": %s", rd->path,
+                    r == -EPERM ? "not a regular file of ours" : strerror(-r));
+            break;
+        }
+        if (libdm__store_open_dir(AT_FDCWD, root, false, &root_fd) < 0) {
+            r = -EAGAIN;
+            continue;
+        }
+        if (!still_named(root_fd, name, rd->dfd)) {
+            libdm__close(&rd->owner_fd);
+            r = -EAGAIN;
+        }
+        close(root_fd);
+    }
+    if (r < 0) {
+        libdm__rundir_free(rd);
+        return r;
+    }
+    write_holder(rd->owner_fd, NULL);
+    *ret = rd;
+    return 0;
+}
+
+int libdm__rundir_owner_held(libdm__rundir *rd, int *ret_pid)
+{
+    int fd, r;
+
+    if (rd->owner_fd >= 0) {
+        if (ret_pid)
+            *ret_pid = (int)getpid();
+        return 1;
+    }
+    r = open_lock_file(rd->dfd, LIBDM__RD_OWNER, false, &fd);
+    if (r < 0)
+        return 0; /* no lock file: nobody ever claimed it, or it was cleaned */
+    r = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+    close(fd); /* releases the lock if we got it */
+    if (r)
+        read_holder(rd->dfd, LIBDM__RD_OWNER, ret_pid, NULL);
+    return r;
+}
+
+int libdm__rundir_reclaim(libdm__rundir *rd)
+{
+    int root_fd = -1, r;
+
+    if (rd->owner_fd >= 0)
+        return 0;
+    r = lock_file(rd->dfd, LIBDM__RD_OWNER, &rd->owner_fd);
+    if (r < 0)
+        return r;
+    r = libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd);
+    if (r >= 0 && !still_named(root_fd, rd->name, rd->dfd))
+        r = -ESTALE;
+    if (root_fd >= 0)
+        close(root_fd);
+    if (r < 0)
+        libdm__close(&rd->owner_fd);
+    return r;
+}
+
+int libdm__rundir_take_owner_fd(libdm__rundir *rd)
+{
+    int fd = rd->owner_fd;
+
+    rd->owner_fd = -1;
+    return fd;
+}
+
+/* "/proc/self/fd/N/<file>": the directory by its fd, never by its path. */
+static int fd_sockaddr(const libdm__rundir *rd, const char *file, struct sockaddr_un *sa)
+{
+    int n;
+
+    *sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+    n = snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s", rd->dfd, file);
+    return n > 0 && (size_t)n < sizeof(sa->sun_path) ? 0 : -ENAMETOOLONG;
+}
+
+int libdm__rundir_make_socket(libdm__rundir *rd, int *ret_listen, int *ret_client)
+{
+    struct sockaddr_un sa;
+    int lfd = -1, cfd = -1, r;
+
+    r = fd_sockaddr(rd, LIBDM__RD_SOCK, &sa);
+    if (r < 0)
+        return r;
+    /* Non-blocking, like the listening sockets QEMU makes itself: QEMU's
+     * main loop may call accept() on a spurious wakeup after it took our
+     * connection, and a blocking listener then hangs its main loop (and so
+     * the monitor) for good (1 start in a few hundred under load). */
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (lfd < 0)
+        return -errno;
+    /* We hold the name's claim: whatever is there is a stale socket. */
+    (void)unlinkat(rd->dfd, LIBDM__RD_SOCK, 0);
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        goto fail;
+    rd->made |= LIBDM__RD_MADE_SOCK;
+    if (listen(lfd, 1) < 0)
+        goto fail;
+    cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (cfd < 0 || connect(cfd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        goto fail;
+    *ret_listen = lfd;
+    *ret_client = cfd;
+    return 0;
+fail:
+    r = -errno;
+    libdm__close(&lfd);
+    libdm__close(&cfd);
+    return r;
+}
+
+int libdm__rundir_make_log(libdm__rundir *rd, int *ret_fd)
+{
+    int fd = openat(rd->dfd, LIBDM__RD_LOG,
+                    O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
+                    0600);
+
+    if (fd < 0)
+        return -errno;
+    rd->made |= LIBDM__RD_MADE_LOG;
+    *ret_fd = fd;
+    return 0;
+}
+
+int libdm__rundir_connect(libdm__rundir *rd, int *ret_fd, char **ret_why)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    int fd, r;
+
+    if (fstatat(rd->dfd, LIBDM__RD_SOCK, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        r = -errno;
+        set_why(ret_why, "no monitor socket at %s/" LIBDM__RD_SOCK ": %s", rd->path,
+                strerror(-r));
+        return r;
+    }
+    if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
+        set_why(ret_why, "refusing the monitor path %s/" LIBDM__RD_SOCK ": %s", rd->path,
+                S_ISLNK(st.st_mode) ? "it is a symlink" :
+                !S_ISSOCK(st.st_mode) ? "it is not a socket" : "it belongs to another user");
+        return S_ISLNK(st.st_mode) ? -ELOOP : -EPERM;
+    }
+    r = fd_sockaddr(rd, LIBDM__RD_SOCK, &sa);
+    if (r < 0)
+        return r;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+        r = -errno;
+        set_why(ret_why, "cannot connect to %s/" LIBDM__RD_SOCK ": %s", rd->path, strerror(-r));
+        close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+int libdm__rundir_lock_monitor(libdm__rundir *rd, const char *note, int *ret_pid, char **ret_note)
+{
+    int r;
+
+    if (rd->monitor_fd >= 0)
+        return 0;
+    r = lock_file(rd->dfd, LIBDM__RD_MONITOR, &rd->monitor_fd);
+    if (r == -EAGAIN)
+        read_holder(rd->dfd, LIBDM__RD_MONITOR, ret_pid, ret_note);
+    else if (r == 0)
+        write_holder(rd->monitor_fd, note);
+    return r;
+}
+
+void libdm__rundir_unlock_monitor(libdm__rundir *rd)
+{
+    libdm__close(&rd->monitor_fd);
+}
+
+void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)
+{
+    bool made_only = what == LIBDM__RD_REMOVE_MADE;
+    int root_fd;
+
+    if (!made_only || (rd->made & LIBDM__RD_MADE_SOCK))
+        (void)unlinkat(rd->dfd, LIBDM__RD_SOCK, 0);
+    if (!made_only || (rd->made & LIBDM__RD_MADE_LOG))
+        (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
+    if (what == LIBDM__RD_REMOVE_LEFTOVERS || (made_only && !(rd->made & LIBDM__RD_MADE_DIR)))
+        return;
+    (void)unlinkat(rd->dfd, LIBDM__RD_MONITOR, 0);
+    /* Last: a claimer waiting on the old inode sees it is gone and retries. */
+    (void)unlinkat(rd->dfd, LIBDM__RD_OWNER, 0);
+    if (libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd) < 0)
+        return;
+    /* Only the directory we hold, and only if empty (rmdir refuses otherwise). */
+    if (still_named(root_fd, rd->name, rd->dfd))
+        (void)unlinkat(root_fd, rd->name, AT_REMOVEDIR);
+    close(root_fd);
+}
