@@ -46,8 +46,10 @@
  * accounted; pass-through, grant mapping and event delivery do not exist.
  * Anything that needs a running guest cannot be tested with it. Any other
  * libxenctrl call reaches the real library with a fake handle and will
- * fail or crash: the set above is exactly what QEMU 7.2 and `xl list`,
- * `xl qemu-monitor-command` need.
+ * fail or crash: the set above is what QEMU 7.2 and `xl list [-v]`,
+ * `xl qemu-monitor-command`, `xl domid`, `xl domname` need; `xl info`,
+ * `xl vcpu-list`, `xl dmesg`, `xl destroy` crash (segfault) in the real
+ * libxenctrl, `xl list -l` finds no saved domain configuration.
  *
  * Built by "make check" as tests/harness/.libs/xenhyp.so (a libtool
  * module); tests/harness/xen-env.sh sets it up for QEMU and xl.
@@ -163,9 +165,10 @@ static void fill_domaininfo(uint32_t domid, xc_domaininfo_t *d)
         d->tot_pages = d->max_pages = 32768; /* 128 MiB */
         d->nr_online_vcpus = 1;
         d->max_vcpu_id = 0;
-        d->handle[0] = (uint8_t)(domid >> 8);
-        d->handle[1] = (uint8_t)domid;
-        d->handle[15] = 1;
+        /* UUID 00000000-0000-0000-0000-<domid, 12 hex digits>, the one
+         * tests/harness/xen-env.sh writes under /vm. */
+        d->handle[14] = (uint8_t)(domid >> 8);
+        d->handle[15] = (uint8_t)domid;
     }
     d->gpaddr_bits = 52;
 }
