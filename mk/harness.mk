@@ -24,3 +24,16 @@ tests_harness_test_fakeqmp_CFLAGS = $(TEST_CFLAGS) -pthread
 tests_harness_test_fakeqmp_LDFLAGS = -pthread
 tests_harness_test_fakeqmp_LDADD = libfakeqmp.la $(CMOCKA_LIBS)
 TESTS += tests/harness/test-fakeqmp
+
+# xenhyp: the hypervisor fake that lets the REAL Xen device model
+# (qemu-system-xen) and the real xl run without Xen (tests only; see the
+# comment at the top of the source). A libtool module like xsshim, so the
+# shared object is tests/harness/.libs/xenhyp.so; its symbols interpose, so
+# no -fvisibility=hidden. tests/harness/xen-env.sh sets up xenstored, the
+# domain's nodes and a QEMU wrapper that preloads it.
+check_LTLIBRARIES += tests/harness/xenhyp.la
+tests_harness_xenhyp_la_SOURCES = tests/harness/xenhyp.c
+tests_harness_xenhyp_la_CFLAGS = -std=gnu11 $(WARN_CFLAGS) $(XENTOOLLOG_CFLAGS)
+tests_harness_xenhyp_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+tests_harness_xenhyp_la_LIBADD = -ldl -lpthread
+EXTRA_DIST += tests/harness/xen-env.sh tests/harness/xen-qemu-wrapper.sh

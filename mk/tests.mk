@@ -26,3 +26,9 @@ check_PROGRAMS += tests/integration/test-old-qemu
 TESTS += tests/integration/test-old-qemu
 tests_integration_test_old_qemu_CFLAGS = $(TEST_CFLAGS) -pthread
 tests_integration_test_old_qemu_LDADD = libtestutil.la $(TEST_LIBS) -lpthread
+
+# dmctl and the real Xen device model (qemu-system-xen) under the hypervisor
+# fake tests/harness/xenhyp.c, with a private real xenstored; and the real
+# xl against it. Skips (77) without qemu-system-xen or xen-utils-4.17.
+TESTS += tests/integration/test-xen-dm.sh
+EXTRA_DIST += tests/integration/test-xen-dm.sh

@@ -1,0 +1,243 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# dmctl and the REAL Xen device model (qemu-system-xen, QEMU 7.2) under a
+# FAKE hypervisor (tests/harness/xenhyp.c; no Xen runs on these machines),
+# with a private real xenstored (tests/harness/xen-env.sh):
+#  - start --profile xen is ready by QMP (prelaunch); QEMU's own "running"
+#    in /local/domain/0/device-model/<d>/state appears only at resume, and
+#    that key is never used for readiness: a stale "running" there does not
+#    make a start report anything but QMP's prelaunch, and a DM that writes
+#    "running" but never answers QMP is not ready;
+#  - stop leaves no process (nor zombie) behind;
+#  - after QEMU is killed (-9), list and status report it dead and the same
+#    NAME starts again;
+#  - the real xl (with the fake) lists the domain; `xl qemu-monitor-command`
+#    only once libdm's QMP socket for the xen profile is libxl's path.
+# Skips (77) only if the Xen device model or xenstored is not installed.
+# Runs as root (QEMU binds /var/run/xen/qmp-libxenstat-<d>).
+
+XEN_QEMU=${XEN_QEMU:-/usr/libexec/xen-qemu-system-i386}
+XENSTORED=${XENSTORED:-/usr/lib/xen-4.17/bin/xenstored}
+XL=${XL:-/usr/lib/xen-4.17/bin/xl}
+for f in "$XEN_QEMU" "$XENSTORED"; do
+    if [ ! -x "$f" ]; then
+        echo "SKIP: $f not installed (quickstart installs qemu-system-xen, xen-utils-4.17)"
+        exit 77
+    fi
+done
+if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ] || [ -z "${top_builddir:-}" ]; then
+    echo "ERROR: run from make check (\$DMCTL, \$top_srcdir, \$top_builddir)"
+    exit 99
+fi
+export top_builddir XEN_QEMU XENSTORED
+# QEMU's second monitor (libxenstat's) is bound there; a Xen host has it.
+mkdir -p /var/run/xen || exit 99
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-xen-dm.XXXXXX") || exit 99
+store=$tmp/store
+mkdir -m 0700 "$store" || exit 99
+# Distinct per run, so parallel runs do not share /var/run/xen sockets.
+d=$((1700 + $$ % 100))
+name=xen$d
+xenenv="$top_srcdir/tests/harness/xen-env.sh"
+
+cleanup() {
+    "$DMCTL" --store "$store" --timeout 5 stop "$name" --force >/dev/null 2>&1
+    "$DMCTL" --store "$store" --timeout 5 stop liar --force >/dev/null 2>&1
+    sh "$xenenv" stop "$tmp/xen" >/dev/null 2>&1
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+env_out=$(sh "$xenenv" start "$tmp/xen" "$d")
+rc=$?
+[ $rc -eq 0 ] || exit $rc
+eval "$env_out"
+
+fails=0
+n=0
+fail() {
+    echo "FAIL: $*"
+    fails=$((fails + 1))
+}
+ok() {
+    n=$((n + 1))
+    echo "ok $n - $*"
+}
+
+dmctl() {
+    "$DMCTL" --store "$store" --timeout 20 "$@"
+}
+
+# check DESCRIPTION COMMAND...: COMMAND succeeds.
+check() {
+    desc=$1
+    shift
+    if "$@"; then ok "$desc"; else fail "$desc"; fi
+}
+
+state_key=/local/domain/0/device-model/$d/state
+state() {
+    xenstore-read "$state_key" 2>/dev/null
+}
+
+# field JSON KEY: a number or string field of a one-line JSON object.
+field() {
+    printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"
+}
+
+record() {
+    dmctl --json list | grep "\"name\":\"$name\""
+}
+
+# wait_for SECONDS COMMAND...: poll COMMAND every 10 ms.
+wait_for() {
+    i=0 max=$(($1 * 100))
+    shift
+    until "$@"; do
+        i=$((i + 1))
+        [ $i -le $max ] || return 1
+        sleep 0.01
+    done
+}
+
+state_is_running() { [ "$(state)" = running ]; }
+pid_gone() { [ ! -e "/proc/$1" ]; }
+# Any QEMU of this test's domain (of any test run using the same domid,
+# which the domid choice above makes unlikely).
+no_qemu_left() { ! pgrep -f "^$XEN_QEMU -xen-domid $d " >/dev/null; }
+
+start_dm() {
+    out=$(dmctl --json start "$name" --profile xen --domid "$d" --qemu "$XEN_QEMU_WRAPPER")
+    rc=$?
+    printf '%s\n' "$out"
+    [ $rc -eq 0 ]
+}
+
+# stopped_clean PID KEEPER_PID: no process and no zombie left.
+stopped_clean() {
+    wait_for 5 pid_gone "$1" || { fail "QEMU pid $1 still there: $(cat /proc/$1/stat 2>/dev/null)"; return 1; }
+    # The keeper was reparented; whoever adopted it must reap it.
+    wait_for 5 pid_gone "$2" || { fail "keeper pid $2 left (zombie?): $(cat /proc/$2/stat 2>/dev/null)"; return 1; }
+    wait_for 5 no_qemu_left || { fail "a QEMU of domain $d is left: $(pgrep -fa "^$XEN_QEMU -xen-domid $d ")"; return 1; }
+    ok "stop left no QEMU, keeper or zombie"
+}
+
+# ---- 1. start, ready by QMP; xenstore's state only at resume ----
+xenstore-rm "$state_key" 2>/dev/null
+if out=$(start_dm); then
+    ok "start --profile xen with the real Xen DM"
+else
+    fail "start --profile xen: $out"
+    echo "$n checks, $fails failed"
+    exit 1
+fi
+rec=$(record)
+pid=$(field "$rec" pid)
+keeper=$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)
+sock=$(field "$rec" qmp_socket)
+check "the recorded pid is the real QEMU (the wrapper exec'd)" \
+    test "$(readlink "/proc/$pid/exe")" = "$XEN_QEMU"
+st=$(dmctl --json status "$name")
+check "status --json: prelaunch ($st)" test "$(field "$st" runstate)" = prelaunch
+sleep 0.3
+check "xenstore state is not 'running' before resume ('$(state)')" test "$(state)" != running
+
+# ---- 2. the real xl against it ----
+if [ -x "$XL" ]; then
+    xl() { LD_PRELOAD=$XENHYP_PRELOAD "$XL" "$@"; }
+    if out=$(xl list 2>&1) && printf '%s\n' "$out" | grep -q "^xenhyp-$d  *$d "; then
+        ok "xl list shows domain $d"
+    else
+        fail "xl list: $out"
+    fi
+    if [ "$sock" = "/var/run/xen/qmp-libxl-$d" ]; then
+        if out=$(xl qemu-monitor-command "$d" 'info status' 2>&1) &&
+            printf '%s\n' "$out" | grep -q "paused (prelaunch)"; then
+            ok "xl qemu-monitor-command: paused (prelaunch)"
+        else
+            fail "xl qemu-monitor-command 'info status': $out"
+        fi
+    else
+        echo "SKIP xl part: qmp not at libxl path ($sock)"
+    fi
+else
+    echo "SKIP xl part: $XL not installed"
+fi
+
+# ---- 3. resume: QEMU writes "running" itself ----
+check "resume" dmctl resume "$name"
+check "QEMU wrote 'running' to $state_key at cont" wait_for 5 state_is_running
+st=$(dmctl --json status "$name")
+check "status --json: running ($st)" test "$(field "$st" runstate)" = running
+
+# ---- 4. stop: nothing left ----
+check "stop" dmctl stop "$name"
+stopped_clean "$pid" "$keeper"
+check "the record is gone" test -z "$(record)"
+
+# ---- 5. a stale "running" in xenstore is not readiness ----
+# QEMU never removes the key: it still says running. Say it again anyway.
+xenstore-write "$state_key" running
+if out=$(start_dm); then
+    ok "start again with a stale 'running' in xenstore"
+else
+    fail "start with a stale 'running': $out"
+fi
+st=$(dmctl --json status "$name")
+check "status --json: prelaunch despite xenstore's 'running' ($st)" \
+    test "$(field "$st" runstate)" = prelaunch
+check "start reported QMP's prelaunch" test "$(field "$out" runstate)" = prelaunch
+
+# A "device model" that writes "running" to xenstore and never speaks QMP
+# is never ready: start must time out.
+cat >"$tmp/liar" <<EOF
+#!/bin/sh
+XENSTORED_PATH='$XENSTORED_PATH' xenstore-write '/local/domain/0/device-model/$((d + 100))/state' running
+exec sleep 30
+EOF
+chmod +x "$tmp/liar"
+"$DMCTL" --store "$store" --timeout 2 start liar --profile xen --domid $((d + 100)) \
+    --qemu "$tmp/liar" >"$tmp/liar.out" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && [ "$(xenstore-read "/local/domain/0/device-model/$((d + 100))/state")" = running ]; then
+    ok "a DM that writes 'running' but answers no QMP is not ready (exit $rc)"
+else
+    fail "start of a QMP-silent DM: exit $rc, $(cat "$tmp/liar.out")"
+fi
+"$DMCTL" --store "$store" --timeout 5 stop liar --force >/dev/null 2>&1
+
+# ---- 6. crash, then start the same name again ----
+rec=$(record)
+pid=$(field "$rec" pid)
+keeper=$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)
+check "kill -9 QEMU ($pid)" kill -9 "$pid"
+dead_in_list() { [ "$(field "$(record)" alive)" = false ]; }
+check "list reports it not alive" wait_for 5 dead_in_list
+rec=$(record)
+check "list --json: state dead ($rec)" test "$(field "$rec" state)" = dead
+check "list --json: exit status 9 ($rec)" test "$(field "$rec" exit_status)" = 9
+if dmctl --json status "$name" >"$tmp/st.out" 2>&1; then
+    fail "status of a dead DM succeeded: $(cat "$tmp/st.out")"
+else
+    check "status names it dead" grep -q "gone" "$tmp/st.out"
+fi
+wait_for 5 pid_gone "$keeper" || fail "keeper $keeper left after the crash"
+if out=$(start_dm); then
+    ok "the same NAME starts again after the crash"
+else
+    fail "start after the crash: $out"
+fi
+st=$(dmctl --json status "$name")
+check "status --json: prelaunch ($st)" test "$(field "$st" runstate)" = prelaunch
+rec=$(record)
+pid=$(field "$rec" pid)
+keeper=$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)
+check "stop" dmctl stop "$name"
+stopped_clean "$pid" "$keeper"
+check "no QMP socket of domain $d left in /var/run/xen" \
+    test ! -e "/var/run/xen/qmp-libxenstat-$d"
+
+echo "$n checks, $fails failed"
+[ "$fails" -eq 0 ]
