@@ -129,5 +129,12 @@ run 0 "list of an empty store" --store "$store" list --no-query &&
     expect_in out "NAME" "list header"
 run 0 "list --json of an empty store" --store "$store" --json list && expect_empty out "list --json"
 
+# ---- a store root that is a symlink is refused, trailing slash or not ----
+mkdir -m 0700 "$tmp/realstore" && ln -s realstore "$tmp/linkstore" || exit 99
+for s in "$tmp/linkstore" "$tmp/linkstore/" "$tmp/linkstore//"; do
+    run 1 "--store $s (a symlink) refused" --store "$s" list --no-query &&
+        expect_in err "symbolic link" "--store $s names the symlink"
+done
+
 echo "$n checks, $fails failed"
 [ "$fails" -eq 0 ]
