@@ -2,13 +2,18 @@
 # It links the static core so that it runs uninstalled from the build tree.
 bin_PROGRAMS += tools/dmctl
 tools_dmctl_SOURCES = tools/dmctl.h tools/dmctl.c tools/dmctl-util.c tools/dmctl-log.c \
-	tools/dmctl-cmds.c tools/dmctl-demo.c tools/dmctl-migrate.c
+	tools/dmctl-cmds.c tools/dmctl-demo.c tools/dmctl-migrate.c tools/dmctl-signal.c
 tools_dmctl_LDADD = libdm-core.la $(DEPS_LIBS)
 dist_man_MANS += tools/dmctl.1
 
 # Usage errors, help and version of dmctl ($DMCTL, see AM_TESTS_ENVIRONMENT).
 TESTS += tests/integration/test-dmctl-cli.sh
 EXTRA_DIST += tests/integration/test-dmctl-cli.sh
+
+# dmctl interrupted by signals, its exit statuses and error messages
+# against a real QEMU and fakeqmp.
+TESTS += tests/integration/test-dmctl-signals.sh tests/integration/test-dmctl-errors.sh
+EXTRA_DIST += tests/integration/test-dmctl-signals.sh tests/integration/test-dmctl-errors.sh
 
 # dmctl migrate / migrate-receive between two real QEMUs (local stores; and,
 # as root, between two network namespaces over TCP).

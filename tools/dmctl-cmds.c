@@ -221,14 +221,83 @@ static int start_parse(dmctl *d, const dmctl_command *cmd, int argc, char **argv
     *ret_name = argv[optind];
     if ((seen.runas || seen.chroot) && !seen.restrict_)
         return dmctl_usage_error(cmd, "--runas and --chroot need --restrict");
-    ex = setter_result(cmd, libdm_dm_config_set_name(cfg, *ret_name), "NAME", *ret_name,
-                       "1-64 of A-Za-z0-9_.-, not starting with '.' or '-'");
+    ex = dmctl_check_name(*ret_name);
+    if (!ex)
+        ex = setter_result(cmd, libdm_dm_config_set_name(cfg, *ret_name), "NAME", *ret_name,
+                           DMCTL_NAME_RULE);
     if (!ex && dd < argc)
         ex = start_extra_args(cmd, cfg, argc - dd - 1, argv + dd + 1);
     if (!ex)
         ex = setter_result(cmd, libdm_dm_config_set_timeout_ms(cfg, d->timeout_ms),
                            "--timeout", "", NULL);
     return ex;
+}
+
+typedef struct op_wait {
+    bool done;
+    int status;
+} op_wait;
+
+static void on_dm_done(libdm_dm *dm, int status, void *user)
+{
+    op_wait *w = user;
+
+    (void)dm;
+    w->done = true;
+    w->status = status;
+}
+
+/* Interrupted before the DM was ready: stop it (SIGKILL, reaped, record and
+ * directory removed), uninterruptibly, so that nothing is left unrecorded.
+ * If even that fails the DM stays recorded. -EINTR or the stop's error. */
+static int start_interrupted(dmctl *d, libdm_dm *dm, const char *name)
+{
+    op_wait s = { false, 0 };
+    int r = libdm_dm_stop_async(dm, 1, d->timeout_ms, on_dm_done, &s);
+
+    while (r >= 0 && !s.done)
+        r = libdm_ctx_run_once(d->ctx, 100);
+    dmctl_logger_discard(d->lg);   /* "start interrupted by stop" */
+    if (r >= 0 && s.status >= 0) {
+        dmctl_error(name, "start interrupted: the device model was stopped, nothing recorded");
+        return -EINTR;
+    }
+    return dmctl_report_dm(d, dm, name, "stopping the interrupted start",
+                           r < 0 ? r : s.status);
+}
+
+/* Starts the DM and waits until it is ready, failed, or interrupted; 0 with
+ * *@ret_dm set, or an exit status (reported). */
+static int start_run(dmctl *d, const libdm_dm_config *cfg, const char *name, libdm_dm **ret_dm)
+{
+    op_wait w = { false, 0 };
+    libdm_dm *dm = NULL;
+    int r;
+
+    if (dmctl_signal_received())
+        return DMCTL_EXIT_INTERRUPTED;   /* nothing started */
+    r = libdm_dm_start_async(d->ctx, cfg, on_dm_done, &w, &dm);
+    if (r == -EEXIST) {
+        dmctl_logger_discard(d->lg);
+        dmctl_error(name, "a device model of that name is already recorded (see 'dmctl list')");
+        return DMCTL_EXIT_FAIL;
+    }
+    if (r < 0)
+        return dmctl_report_start(d, NULL, name, r);
+    r = dmctl_wait(d, &w.done);
+    if (r == -EINTR) {
+        r = start_interrupted(d, dm, name);
+        libdm_dm_release(dm);
+        return r == -EINTR ? DMCTL_EXIT_INTERRUPTED : r;
+    }
+    r = r < 0 ? r : w.status;
+    if (r < 0) {
+        r = dmctl_report_start(d, dm, name, r);
+        libdm_dm_release(dm);
+        return r;
+    }
+    *ret_dm = dm;
+    return 0;
 }
 
 int dmctl_cmd_start(dmctl *d, int argc, char **argv)
@@ -247,17 +316,8 @@ int dmctl_cmd_start(dmctl *d, int argc, char **argv)
     ex = start_parse(d, cmd, argc, argv, cfg, &name);
     if (!ex)
         ex = dmctl_open_ctx(d);
-    if (!ex) {
-        r = libdm_dm_start(d->ctx, cfg, &dm);
-        if (r == -EEXIST) {
-            dmctl_logger_discard(d->lg);
-            dmctl_error(name, "a device model of that name is already recorded "
-                        "(see 'dmctl list')");
-            ex = DMCTL_EXIT_FAIL;
-        } else if (r < 0) {
-            ex = dmctl_report_dm(d, NULL, name, "start failed", r);
-        }
-    }
+    if (!ex)
+        ex = start_run(d, cfg, name, &dm);
     if (dm) {
         ex = dmctl_print_dm(d, dm);
         if (dmctl_signal_received())
@@ -429,22 +489,72 @@ static int print_reply(const dmctl *d, const libdm_json *value)
     return 0;
 }
 
-/* One command on @q; the reply printed. 0 or an exit status. */
+typedef struct qmp_result {
+    bool done;
+    int status;
+    libdm_json *value;
+    char *error_class;
+    char *error_desc;
+} qmp_result;
+
+static void on_qmp_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    qmp_result *res = user;
+
+    (void)q;
+    res->done = true;
+    res->status = r->status;
+    if (r->status == 0 && r->value && libdm_json_copy(r->value, &res->value) < 0)
+        res->status = -ENOMEM;
+    if (r->status == -EREMOTEIO) {
+        res->error_class = strdup(r->error_class ? r->error_class : "?");
+        res->error_desc = strdup(r->error_desc ? r->error_desc : "(no description)");
+    }
+}
+
+/* A failed exchange, reported once: QMP's error class for an error reply. */
+static int qmp_failed(dmctl *d, libdm_qmp *q, const char *what, const char *command,
+                      const qmp_result *res)
+{
+    if (res->status != -EREMOTEIO)
+        return dmctl_report_qmp(d, q, what, command, res->status);
+    dmctl_logger_discard(d->lg);
+    dmctl_error(what, "%s: QEMU error %s: %s", command,
+                res->error_class ? res->error_class : "?",
+                res->error_desc ? res->error_desc : "(no description)");
+    return dmctl_exit_for(res->status);
+}
+
+/* One command on @q, interruptible; the reply printed. An interrupted call
+ * is cancelled, its reply still drained before the connection closes. 0 or
+ * an exit status. */
 static int qmp_exchange(dmctl *d, libdm_qmp *q, const char *what, const char *command,
                         const libdm_json *args)
 {
-    libdm_json *v = NULL;
+    qmp_result res = { false, 0, NULL, NULL, NULL };
+    libdm_qmp_slot *slot = NULL;
     int r, ex;
 
     if (!q) {
         dmctl_error(what, "no monitor connection (the DM is %s)", "not answering");
-        return DMCTL_EXIT_FAIL;
+        return dmctl_exit_for(-ENOTCONN);
     }
-    r = libdm_qmp_call(q, command, args, d->timeout_ms, &v);
+    r = libdm_qmp_call_async(q, command, args, d->timeout_ms, on_qmp_reply, &res, &slot);
     if (r < 0)
         return dmctl_report_qmp(d, q, what, command, r);
-    ex = print_reply(d, v);
-    libdm_json_free(v);
+    r = dmctl_wait(d, &res.done);
+    slot = libdm_qmp_slot_free(slot);
+    if (r == -EINTR)
+        ex = DMCTL_EXIT_INTERRUPTED;
+    else if (r < 0)
+        ex = dmctl_report_qmp(d, q, what, command, r);
+    else if (res.status < 0)
+        ex = qmp_failed(d, q, what, command, &res);
+    else
+        ex = print_reply(d, res.value);
+    libdm_json_free(res.value);
+    free(res.error_class);
+    free(res.error_desc);
     return ex;
 }
 
@@ -470,7 +580,8 @@ static int qmp_name(dmctl *d, const char *name, const char *command, const libdm
     if (ex)
         return ex;
     ex = qmp_exchange(d, libdm_dm_get_qmp(dm), name, command, args);
-    libdm_dm_release(dm);   /* drains before closing */
+    (void)dmctl_drain(d, libdm_dm_get_qmp(dm));
+    libdm_dm_release(dm);   /* drains what is left before closing */
     return ex;
 }
 
@@ -635,6 +746,8 @@ int dmctl_cmd_stop(dmctl *d, int argc, char **argv)
         force = true;
     }
     ex = expect_args(cmd, argc, 1, "NAME");
+    if (!ex)
+        ex = dmctl_check_name(argv[optind]);
     if (ex || (ex = dmctl_open_ctx(d)))
         return ex;
     name = argv[optind];

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * dmctl's logger: a stderr stream logger for libdm's messages, except that
- * (unless -v) libdm's warnings and errors are held back and become the
- * cause in dmctl's own "dmctl: NAME: cause" line, so that each failure is
- * reported once. Held-back messages nobody used are printed (as libdm's)
- * when dmctl ends: nothing is lost.
+ * (unless -v) libdm's warnings and errors are held back: libdm both returns
+ * an error and logs it, and dmctl reports each failure once, in its own
+ * "dmctl: NAME: cause" line, with a held message as the cause when nothing
+ * better is known. So without -v libdm's ERROR lines are never printed;
+ * held warnings nobody used are printed when dmctl ends, unless a failure
+ * was reported (they were part of it).
  */
 #include "config.h"
 
@@ -30,22 +32,30 @@ typedef struct dmctl_logger {
     size_t n_held;
 } dmctl_logger;
 
-static void print_held(dmctl_logger *l, size_t upto)
+/* Removes held message @i. */
+static void drop_held(dmctl_logger *l, size_t i)
+{
+    free(l->held[i].text);
+    memmove(l->held + i, l->held + i + 1, (l->n_held - i - 1) * sizeof(l->held[0]));
+    l->n_held--;
+}
+
+/* Prints the held warnings (errors are dmctl's to report) and drops all. */
+static void print_held_warnings(dmctl_logger *l)
 {
     size_t i;
 
-    for (i = 0; i < upto; i++) {
-        xtl_log(l->stream, l->held[i].level, -1, "libdm", "%s", l->held[i].text);
-        free(l->held[i].text);
-    }
-    memmove(l->held, l->held + upto, (l->n_held - upto) * sizeof(l->held[0]));
-    l->n_held -= upto;
+    for (i = 0; i < l->n_held; i++)
+        if (l->held[i].level < XTL_ERROR)
+            xtl_log(l->stream, l->held[i].level, -1, "libdm", "%s", l->held[i].text);
+    dmctl_logger_discard(&l->vtable);
 }
 
+/* Keeps the first message (often the cause) and the latest ones. */
 static void hold(dmctl_logger *l, xentoollog_level level, char *msg)
 {
     if (l->n_held == HELD_MAX)
-        print_held(l, 1);
+        drop_held(l, 1);
     l->held[l->n_held].level = level;
     l->held[l->n_held++].text = msg;
 }
@@ -90,7 +100,7 @@ static void dmctl_destroy(xentoollog_logger *lg)
 {
     dmctl_logger *l = (dmctl_logger *)lg;
 
-    print_held(l, l->n_held);
+    print_held_warnings(l);
     xtl_logger_destroy(l->stream);
     free(l);
 }
@@ -162,8 +172,23 @@ char *dmctl_logger_take_error(xentoollog_logger *lg, const char *same)
         return NULL;
     last = l->held[--l->n_held].text;
     drop_same(l, last);
-    print_held(l, l->n_held);   /* earlier, different messages: keep them visible */
     return last;
+}
+
+char *dmctl_logger_take_first_error(xentoollog_logger *lg)
+{
+    dmctl_logger *l = (dmctl_logger *)lg;
+    char *first = NULL;
+    size_t i;
+
+    for (i = 0; l && i < l->n_held && !first; i++) {
+        if (l->held[i].level >= XTL_ERROR) {
+            first = l->held[i].text;
+            l->held[i].text = NULL;
+        }
+    }
+    dmctl_logger_discard(lg);
+    return first;
 }
 
 void dmctl_logger_discard(xentoollog_logger *lg)

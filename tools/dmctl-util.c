@@ -124,6 +124,25 @@ int dmctl_exit_for(int err)
     return err == -ETIMEDOUT ? DMCTL_EXIT_TIMEOUT : DMCTL_EXIT_FAIL;
 }
 
+int dmctl_check_name(const char *name)
+{
+    libdm_dm_config *cfg = NULL;
+    int r = libdm_dm_config_new(&cfg);
+
+    if (r >= 0)
+        r = libdm_dm_config_set_name(cfg, name);   /* libdm owns the rule */
+    libdm_dm_config_free(cfg);
+    if (r == -EINVAL) {
+        dmctl_error(NULL, "invalid NAME '%s' (%s)", name, DMCTL_NAME_RULE);
+        return DMCTL_EXIT_USAGE;
+    }
+    if (r < 0) {
+        dmctl_error(NULL, "%s", strerror(-r));
+        return dmctl_exit_for(r);
+    }
+    return 0;
+}
+
 void dmctl_error(const char *what, const char *fmt, ...)
 {
     va_list ap;
@@ -171,7 +190,26 @@ static int report(dmctl *d, const char *what, const char *op, const char *why, i
     else
         dmctl_error(what, "%s: %s", op, strerror(-err));
     free(held);
+    dmctl_logger_discard(d->lg);   /* the rest belonged to this failure */
     return dmctl_exit_for(err);
+}
+
+int dmctl_report_start(dmctl *d, libdm_dm *dm, const char *name, int err)
+{
+    int st = dm ? libdm_dm_get_exit_status(dm) : -1;
+    bool ended_by_itself = st >= 0 && !(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    char *first = dmctl_logger_take_first_error(d->lg);
+    const char *why = first;
+    int ex;
+
+    /* A DM that exited by itself says why in its exit message (status, log
+     * tail); otherwise the first error is the cause and the later ones
+     * (its SIGKILL, cancelled calls, record clean-up) only follow from it. */
+    if (ended_by_itself || !why)
+        why = dm && libdm_dm_last_error(dm) ? libdm_dm_last_error(dm) : why;
+    ex = report(d, name, "start failed", why, err);
+    free(first);
+    return ex;
 }
 
 int dmctl_report_dm(dmctl *d, libdm_dm *dm, const char *name, const char *op, int err)
@@ -210,14 +248,37 @@ static void report_gone(dmctl *d, const char *name)
                 dmctl_describe_wait(status, buf, sizeof(buf)), name);
 }
 
+/* A DM handed over BROKEN (alive, monitor not answering) cannot serve the
+ * command: report why its monitor broke. A call on a BROKEN DM does no I/O
+ * and returns that cause (-ETIMEDOUT when the greeting never came). */
+static int report_broken(dmctl *d, libdm_dm *dm, const char *name)
+{
+    char *rs = NULL;
+    int r = libdm_dm_query_status(dm, d->timeout_ms, &rs);
+
+    free(rs);
+    return dmctl_report_dm(d, dm, name, "attach", r < 0 ? r : -ENOTCONN);
+}
+
 int dmctl_attach(dmctl *d, const char *name, libdm_dm **ret_dm)
 {
-    int r = dmctl_open_ctx(d);
+    libdm_dm *dm = NULL;
+    int r = dmctl_check_name(name);
 
+    if (!r)
+        r = dmctl_open_ctx(d);
     if (r)
         return r;
-    r = libdm_dm_attach_timeout(d->ctx, name, d->timeout_ms, ret_dm);
-    return r >= 0 ? 0 : dmctl_report_attach(d, name, r);
+    r = libdm_dm_attach_timeout(d->ctx, name, d->timeout_ms, &dm);
+    if (r < 0)
+        return dmctl_report_attach(d, name, r);
+    if (libdm_dm_get_state(dm) == LIBDM_DM_BROKEN) {
+        r = report_broken(d, dm, name);
+        libdm_dm_release(dm);
+        return r;
+    }
+    *ret_dm = dm;
+    return 0;
 }
 
 int dmctl_report_attach(dmctl *d, const char *name, int r)
@@ -272,12 +333,15 @@ int dmctl_open_socket(dmctl *d, const char *path, libdm_qmp **ret_qmp)
 
 int dmctl_close_socket(dmctl *d, const char *path, libdm_qmp *q)
 {
-    int r = libdm_qmp_close(q, d->timeout_ms);
+    int r;
+
+    (void)dmctl_drain(d, q);   /* whatever is still outstanding: wedged */
+    r = libdm_qmp_close(q, 1);
 
     if (r == -ETIMEDOUT) {
         dmctl_logger_discard(d->lg);
         dmctl_error(path, "monitor wedged: a reply was still outstanding at the deadline");
-        return DMCTL_EXIT_TIMEOUT;
+        return dmctl_exit_for(r);
     }
     return r < 0 ? report(d, path, "closing QMP", NULL, r) : 0;
 }
@@ -467,32 +531,4 @@ int dmctl_print_dm(const dmctl *d, libdm_dm *dm)
     dmctl_print_kv(w, "profile:", "%s", or_dash(libdm_dm_get_profile(dm)));
     dmctl_print_kv(w, "state:", "%s", libdm_dm_state_to_string(libdm_dm_get_state(dm)));
     return 0;
-}
-
-/* ---- signals ---- */
-
-static volatile sig_atomic_t got_signal;
-
-static void on_signal(int sig)
-{
-    got_signal = sig;
-}
-
-void dmctl_install_signal_handlers(void)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    /* No SA_RESTART: libdm's waits see EINTR and go on until their deadline.
-     * SA_RESETHAND: a second signal has its default effect (the user insists). */
-    sa.sa_flags = SA_RESETHAND;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-int dmctl_signal_received(void)
-{
-    return got_signal;
 }

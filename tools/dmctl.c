@@ -202,7 +202,7 @@ static int print_help(void)
           "  -h, --help            this help\n"
           "  -V, --version         print the version\n"
           "\nExit status: 0 success, 1 failure, 2 usage error, 3 timed out,\n"
-          "128+N interrupted by signal N (after the current operation).\n"
+          "4 interrupted (SIGINT, SIGTERM, SIGHUP; the monitor drained first).\n"
           "Run 'dmctl help COMMAND' for a command's options; see dmctl(1).\n",
           stdout);
     return DMCTL_EXIT_OK;
@@ -412,8 +412,8 @@ int main(int argc, char **argv)
     }
     sig = dmctl_signal_received();
     if (sig) {
-        dmctl_error(NULL, "interrupted by %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        return 128 + sig;
+        dmctl_error(NULL, "interrupted by %s", dmctl_signal_name(sig));
+        return DMCTL_EXIT_INTERRUPTED;
     }
     return r;
 }

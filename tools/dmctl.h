@@ -18,6 +18,7 @@ enum {
     DMCTL_EXIT_FAIL = 1,     /* the operation failed */
     DMCTL_EXIT_USAGE = 2,    /* bad command line */
     DMCTL_EXIT_TIMEOUT = 3,  /* a deadline passed (-ETIMEDOUT) */
+    DMCTL_EXIT_INTERRUPTED = 4, /* SIGINT/SIGTERM/SIGHUP: stopped, drained */
     /* Not an exit status: help was printed, the command ends (exit 0). Any
      * non-zero value stops a command; main() maps this one to 0. */
     DMCTL_EXIT_HELP = -1,
@@ -68,14 +69,18 @@ int dmctl_getopt(dmctl *d, const dmctl_command *cmd, int argc, char **argv,
 int dmctl_global_option(dmctl *d, int opt, const char *arg);
 
 /* ---- dmctl-log.c ---- */
-/* A stderr logger at @level; with @hold, libdm's
- * warnings and errors are held back for dmctl_logger_take_error() (unused
- * ones print at destroy). */
+/* A stderr logger at @level; with @hold, libdm's warnings and errors are
+ * held back for dmctl_logger_take_*() and never printed as errors: unused
+ * warnings print at destroy, unused errors are dropped (the failure they
+ * belong to is reported by dmctl, once). */
 xentoollog_logger *dmctl_logger_new(xentoollog_level level, bool hold);
-/* With @same NULL: the last held message (caller frees; earlier different
- * ones are printed now), or NULL. With @same: drops held messages saying the
- * same (equal, or "PREFIX: " @same), returns NULL. */
+/* With @same NULL: the last held message (caller frees), or NULL; the held
+ * ones saying the same are dropped. With @same: drops held messages saying
+ * the same (equal, or "PREFIX: " @same), returns NULL. */
 char *dmctl_logger_take_error(xentoollog_logger *lg, const char *same);
+/* The first held error (caller frees) or NULL; drops every held message.
+ * When a failure sets off cleanup errors, the first one is the cause. */
+char *dmctl_logger_take_first_error(xentoollog_logger *lg);
 /* Drops every held message (dmctl says it better, or it is expected). */
 void dmctl_logger_discard(xentoollog_logger *lg);
 
@@ -84,8 +89,14 @@ void dmctl_logger_discard(xentoollog_logger *lg);
 int dmctl_open_ctx(dmctl *d);
 void dmctl_close(dmctl *d);
 
-/* Exit status for a negative errno: 3 for -ETIMEDOUT, else 1. */
+/* The one mapping from a negative errno to an exit status: 3 for
+ * -ETIMEDOUT, else 1. Every failure's exit status goes through it. */
 int dmctl_exit_for(int err);
+/* What libdm accepts as a NAME (said in usage errors). */
+#define DMCTL_NAME_RULE "1-64 of A-Za-z0-9_.-, not starting with '.' or '-'"
+/* 0 if libdm accepts @name as a DM name; else "dmctl: invalid NAME ..." is
+ * printed and the result is 2 (a usage error), whatever the command. */
+int dmctl_check_name(const char *name);
 /* "dmctl: WHAT: MESSAGE" on stderr (WHAT may be NULL). */
 void dmctl_error(const char *what, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -93,9 +104,14 @@ void dmctl_error(const char *what, const char *fmt, ...)
  * with the cause from the DM's last error, the QMP error, libdm's held-back
  * error message, or strerror; returns the exit status for @err. */
 int dmctl_report_dm(dmctl *d, libdm_dm *dm, const char *name, const char *op, int err);
+/* Reports a failed start of @name (@dm: the failed DM, or NULL): one line
+ * naming the cause, not what its clean-up ran into. */
+int dmctl_report_start(dmctl *d, libdm_dm *dm, const char *name, int err);
 /* Reports a failed QMP call on @q. */
 int dmctl_report_qmp(dmctl *d, libdm_qmp *q, const char *what, const char *command, int err);
-/* Attaches to the DM called @name, reporting failures; 0 or an exit status. */
+/* Attaches to the DM called @name, reporting failures (an invalid NAME: 2;
+ * a DM whose monitor does not answer: its cause, 3 for a deadline); 0 or an
+ * exit status. */
 int dmctl_attach(dmctl *d, const char *name, libdm_dm **ret_dm);
 /* Reports a failed libdm_dm_attach() (@r); returns the exit status. */
 int dmctl_report_attach(dmctl *d, const char *name, int r);
@@ -127,10 +143,22 @@ int dmctl_print_dm(const dmctl *d, libdm_dm *dm);
 void dmctl_print_kv(int width, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Signals: SIGINT/SIGTERM only set a flag; the current operation finishes
- * (its outstanding QMP replies drained) and dmctl then exits 128+signo. */
+/* ---- dmctl-signal.c ---- */
+/* SIGINT/SIGTERM/SIGHUP never kill dmctl: they are recorded, a burst counts
+ * as one interruption, the operation stops at its next safe point, the
+ * monitor is drained and dmctl exits 4. A later, separate signal only cuts
+ * the drain short. */
 void dmctl_install_signal_handlers(void);
-int dmctl_signal_received(void);   /* 0 or the signal number */
+int dmctl_signal_received(void);   /* 0 or the (first) signal number */
+const char *dmctl_signal_name(int sig);
+/* Runs libdm's loop until *@done: 0, or -EINTR if interrupted first (then
+ * *@done may still be false), or a loop error. The operation waited for
+ * must have its own deadline. */
+int dmctl_wait(dmctl *d, const bool *done);
+/* Runs libdm's loop until @q (may be NULL) has no reply outstanding: 1, or
+ * 0 if the drain deadline (--timeout, cut short by a later, separate
+ * signal) passed first, or a loop error. */
+int dmctl_drain(dmctl *d, libdm_qmp *q);
 
 /* ---- commands (dmctl-cmds.c, dmctl-demo.c, dmctl-migrate.c) ---- */
 int dmctl_cmd_start(dmctl *d, int argc, char **argv);

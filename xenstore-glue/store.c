@@ -51,14 +51,14 @@ static void log_lg(xentoollog_logger *lg, xentoollog_level level, int errnoval,
 
 /* ---- secure directories ---- */
 
-int libdm__store_open_dir(int dirfd, const char *name, bool create, int *ret_fd)
+/* Opens @name (no trailing slash) as a directory of ours, refusing a
+ * symlink as its last component. */
+static int open_dir_checked(int dirfd, const char *name, bool create, int *ret_fd)
 {
     struct stat st;
     bool created = false;
     int fd, r;
 
-    if (!name || !*name || !ret_fd)
-        return -EINVAL;
     if (create) {
         if (mkdirat(dirfd, name, 0700) == 0)
             created = true;
@@ -98,6 +98,38 @@ int libdm__store_open_dir(int dirfd, const char *name, bool create, int *ret_fd)
     return 0;
 fail:
     close(fd);
+    return r;
+}
+
+/* A copy of @name without trailing slashes ("/" stays "/"), or NULL. A
+ * trailing slash would make O_NOFOLLOW resolve "link/" through the link. */
+static char *strip_trailing_slashes(const char *name)
+{
+    size_t n = strlen(name);
+    char *copy;
+
+    while (n > 1 && name[n - 1] == '/')
+        n--;
+    copy = malloc(n + 1);
+    if (copy) {
+        memcpy(copy, name, n);
+        copy[n] = '\0';
+    }
+    return copy;
+}
+
+int libdm__store_open_dir(int dirfd, const char *name, bool create, int *ret_fd)
+{
+    char *stripped;
+    int r;
+
+    if (!name || !*name || !ret_fd)
+        return -EINVAL;
+    stripped = strip_trailing_slashes(name);
+    if (!stripped)
+        return -ENOMEM;
+    r = open_dir_checked(dirfd, stripped, create, ret_fd);
+    free(stripped);
     return r;
 }
 

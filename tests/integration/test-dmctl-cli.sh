@@ -129,5 +129,27 @@ run 0 "list of an empty store" --store "$store" list --no-query &&
     expect_in out "NAME" "list header"
 run 0 "list --json of an empty store" --store "$store" --json list && expect_empty out "list --json"
 
+# ---- a rejected NAME is a usage error (2) for every command taking one ----
+long=$(printf '%065d' 0)
+for name in 'bad/name' "$long" '.hidden' 'sp ace'; do
+    for c in start status resume pause stop migrate-cancel; do
+        run 2 "$c rejects NAME '$name'" --store "$store" --timeout 2 $c "$name" &&
+            expect_in err "invalid NAME" "$c names the NAME rule"
+    done
+    run 2 "qmp rejects NAME '$name'" --store "$store" --timeout 2 qmp "$name" query-status &&
+        expect_in err "invalid NAME" "qmp names the NAME rule"
+    run 2 "migrate rejects NAME '$name'" --store "$store" --timeout 2 migrate --to true "$name" &&
+        expect_in err "invalid NAME" "migrate names the NAME rule"
+done
+run 2 "status rejects NAME '-x' after --" --store "$store" status -- -x &&
+    expect_in err "invalid NAME" "status -- -x"
+
+# ---- a store root that is a symlink is refused, trailing slash or not ----
+mkdir -m 0700 "$tmp/realstore" && ln -s realstore "$tmp/linkstore" || exit 99
+for s in "$tmp/linkstore" "$tmp/linkstore/" "$tmp/linkstore//"; do
+    run 1 "--store $s (a symlink) refused" --store "$s" list --no-query &&
+        expect_in err "symbolic link" "--store $s names the symlink"
+done
+
 echo "$n checks, $fails failed"
 [ "$fails" -eq 0 ]
