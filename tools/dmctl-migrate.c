@@ -1049,9 +1049,11 @@ static void migrate_phases(migration *m)
     if (r < 0)
         return;
     m->stage = STAGE_PERFORM;
-    (void)do_perform(m, uri);
+    r = do_perform(m, uri);
     free(uri);
-    m->source = libdm_migrate_source_state(m->src, m->d->timeout_ms);
+    /* "completed" is final in QEMU: no second look on the downtime path. */
+    m->source = r == 0 ? LIBDM_MIGRATE_SOURCE_COMPLETED
+                       : libdm_migrate_source_state(m->src, m->d->timeout_ms);
     finish_phase(m);
 }
 
