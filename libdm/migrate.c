@@ -572,8 +572,8 @@ static int completed_elsewhere(libdm_dm *src)
 {
     LIBDM__ERROR(libdm__dm_ctx(src), "%s: the migration completed, so the destination may "
                  "run the guest: the outcome is unknown here and the source stays paused "
-                 "(ask the destination: dmctl migrate-recover %s --to CMD; or, if the "
-                 "destination is gone: dmctl migrate-recover %s --destination-gone)",
+                 "(ask the destination: dmctl migrate %s --recover --to CMD; or, if the "
+                 "destination is gone: dmctl migrate %s --recover --destination-gone)",
                  libdm_dm_get_name(src), libdm_dm_get_name(src), libdm_dm_get_name(src));
     return -EALREADY;
 }

@@ -44,7 +44,7 @@
  *   completed  aborted                   resumes the source             1
  *   completed  error, none, closed,      source stays paused:           4
  *              deadline                  "outcome unknown" naming
- *                                        migrate-recover
+ *                                        migrate --recover
  *   gone       finished                  (source already gone)          0
  *   gone       aborted                   guest lost with the source     1
  *   gone       anything else             outcome unknown                4
@@ -57,7 +57,7 @@
  * destination cannot run without one, and stops): the source is resumed.
  * So once a finish that may let the destination run may have left, the
  * source is never resumed on the sender's own; exactly one side is resumed
- * by "migrate-recover", which asks the destination through the same
+ * by "migrate --recover", which asks the destination through the same
  * transport:
  *
  *   {"phase":"query","name":NAME,"resume":B}  ->
@@ -548,7 +548,7 @@ static int migrate_parse(dmctl *d, const dmctl_command *cmd, int argc, char **ar
         return dmctl_usage_error(cmd, "too many arguments");
     o->name = argv[optind];
     if (o->destination_gone && !o->recover)
-        return dmctl_usage_error(cmd, "--destination-gone is an option of migrate-recover");
+        return dmctl_usage_error(cmd, "--destination-gone needs --recover");
     if (o->recover && o->destination_gone && o->to)
         return dmctl_usage_error(cmd, "--destination-gone and --to exclude each other");
     if ((!o->to || !o->to[0]) && !o->destination_gone)
@@ -1064,12 +1064,12 @@ static int report_unknown(migration *m)
     if (m->source == LIBDM_MIGRATE_SOURCE_UNKNOWN && m->stage != STAGE_FINISH_SENT) {
         dmctl_error(m->o.name, "outcome unknown: the source's migration state cannot be "
                     "read (%s); the destination does not run the guest. Recover with: "
-                    "dmctl migrate-recover %s --destination-gone",
+                    "dmctl migrate %s --recover --destination-gone",
                     m->why ? m->why : "see above", m->o.name);
         return DMCTL_EXIT_UNKNOWN;
     }
     dmctl_error(m->o.name, "outcome unknown: %s after the finish was sent; the %s. "
-                "Resume exactly one side with: dmctl migrate-recover %s --to '%s'",
+                "Resume exactly one side with: dmctl migrate %s --recover --to '%s'",
                 m->unknown_why ? m->unknown_why : m->why ? m->why : "no answer",
                 m->source == LIBDM_MIGRATE_SOURCE_GONE
                     ? "source QEMU is gone; the destination may run the guest"
@@ -1207,7 +1207,7 @@ static int recover_apply(migration *m, dest_guest dg, const char *detail)
     if (dg == DEST_BUSY || dg == DEST_NO_ANSWER) {
         dmctl_error(m->o.name, "outcome still unknown: the destination: %s; the source "
                     "stays paused. Retry, or if the destination is gone: dmctl "
-                    "migrate-recover %s --destination-gone", detail, m->o.name);
+                    "migrate %s --recover --destination-gone", detail, m->o.name);
         return DMCTL_EXIT_UNKNOWN;
     }
     if (!m->src) {

@@ -54,7 +54,7 @@ dm "$src" --timeout 3 migrate vm1 --to "$(relay_cmd "$tmp" --stop-pid "$rpid" --
     >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 4 "1: the sender times out: exit 4 (outcome unknown)" "$tmp/err"
 expect_in "$tmp/err" "outcome unknown" "1: the message says outcome unknown"
-expect_in "$tmp/err" "dmctl migrate-recover vm1 --to" "1: the message names the recovery"
+expect_in "$tmp/err" "dmctl migrate vm1 --recover --to" "1: the message names the recovery"
 expect_obs "$tmp" src postmigrate "1: the source stays paused (postmigrate)"
 kill -CONT "$rpid"
 wait "$rpid"
@@ -77,7 +77,7 @@ start_fifo_receiver "$dst" "$tmp" 20
 start_watch "$tmp"
 dm "$src" migrate vm2 --to "$(relay_cmd "$tmp" --die-after 2)" >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 4 "2: channel lost after finish: exit 4" "$tmp/err"
-expect_in "$tmp/err" "dmctl migrate-recover vm2 --to" "2: the message names the recovery"
+expect_in "$tmp/err" "dmctl migrate vm2 --recover --to" "2: the message names the recovery"
 wait "$rpid"
 rpid=
 expect_obs "$tmp" dst running "2: the destination finished and runs"
@@ -135,7 +135,7 @@ dm "$src" migrate-cancel vm5 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" != 0 ]; then ok "5: migrate-cancel refuses"; else fail "5: migrate-cancel resumed blindly"; fi
 expect_not_in "$tmp/err" "runs on the destination" "5: migrate-cancel does not claim the guest runs on the destination"
-expect_in "$tmp/err" "migrate-recover vm5" "5: migrate-cancel names the recovery"
+expect_in "$tmp/err" "migrate vm5 --recover" "5: migrate-cancel names the recovery"
 dm "$src" migrate vm5 --recover --to "$receiver" >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 0 "5: migrate-recover succeeds" "$tmp/err"
 expect_in "$tmp/out" "the source runs" "5: migrate-recover resumes the source"

@@ -119,7 +119,7 @@ trial() {
     # A sender that ended by itself leaves no paused source unnamed.
     _srs=$(obs "$tmp" src)
     if [ "$_rc" != 137 ] && [ "$_rc" != 0 ] && [ "$_srs" != running ] && [ "$_srs" != gone ]; then
-        if grep -q "migrate-recover\|migrate-cancel" "$tmp/err"; then
+        if grep -q -e "--recover" -e "migrate-cancel" "$tmp/err"; then
             ok "trial $2 ($_f): the paused source ($_srs) is named with its recovery"
         else
             fail "trial $2 ($_f): source $_srs, exit $_rc, and no recovery named"
