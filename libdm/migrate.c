@@ -3,8 +3,13 @@
  * Live migration: Begin, Prepare, Perform, Finish, Confirm (see migrate.h).
  *
  * DO NOT TRUST QEMU: statuses come through the bounded QMP engine and every
- * wait is bounded. No wait relies on an event alone: query-migrate is polled
- * every MIGRATE_POLL_MS while the loop also delivers MIGRATION events.
+ * wait is bounded. No wait relies on an event alone: a MIGRATION event ends
+ * the wait at once (then query-migrate confirms), and query-migrate is also
+ * polled every MIGRATE_POLL_MS in case an event is missed.
+ *
+ * The decision table of Finish (what the source says x what the
+ * destination's own incoming migration says) is in migrate.h; it is coded in
+ * finish_decision() and nowhere else.
  *
  * Ownership (seed 004): the destination DM belongs to its keeper's autokill
  * until Finish succeeded; Perform creates nothing that outlives it (no
@@ -29,16 +34,49 @@ static int remaining_ms(uint64_t deadline)
     return deadline - now > INT32_MAX ? INT32_MAX : (int)(deadline - now);
 }
 
-/* Lets the loop deliver events for up to @ms (or until @deadline). */
-static void pump(libdm_ctx *ctx, int ms, uint64_t deadline)
+/* A MIGRATION event listener for the length of one wait. */
+typedef struct mig_watch {
+    libdm_qmp_slot *slot;
+    bool fired;
+} mig_watch;
+
+static void on_migration_event(libdm_qmp *q, const char *event, const libdm_json *data,
+                               void *user)
+{
+    (void)q;
+    (void)event;
+    (void)data;
+    ((mig_watch *)user)->fired = true;
+}
+
+static void watch_start(libdm_dm *dm, mig_watch *w)
+{
+    libdm_qmp *q = libdm_dm_get_qmp(dm);
+
+    w->fired = false;
+    w->slot = NULL;
+    if (q && libdm_qmp_add_event_listener(q, "MIGRATION", on_migration_event, w, &w->slot) < 0)
+        w->slot = NULL;   /* the timer alone, then */
+}
+
+static void watch_stop(mig_watch *w)
+{
+    w->slot = libdm_qmp_slot_free(w->slot);
+}
+
+/* Lets the loop deliver events for up to @ms (or until @deadline), ending
+ * early once @w (may be NULL) saw a MIGRATION event. */
+static void pump(libdm_ctx *ctx, mig_watch *w, int ms, uint64_t deadline)
 {
     uint64_t until = libdm_now_ms() + (uint64_t)ms;
 
     if (until > deadline)
         until = deadline;
-    while (libdm_now_ms() < until)
+    while (libdm_now_ms() < until && !(w && w->fired))
         if (libdm_ctx_run_once(ctx, remaining_ms(until)) < 0)
             break;
+    if (w)
+        w->fired = false;
 }
 
 static libdm_qmp *monitor(libdm_dm *dm)
@@ -231,6 +269,8 @@ static void report_progress(libdm_dm *src, const char *status, const libdm_json 
         progress(src, &p, user);
 }
 
+static const char *const settled_states[] = { "completed", "cancelled", "failed", NULL };
+
 /* migrate_cancel, then wait for QEMU to settle. Returns 0 if the migration
  * completed anyway (the cancel lost the race), else @why. */
 static int cancel_migration(libdm_dm *src, int why)
@@ -239,25 +279,28 @@ static int cancel_migration(libdm_dm *src, int why)
     libdm_ctx *ctx = libdm__dm_ctx(src);
     char *st = NULL;
 
+    bool settled = false;
+    mig_watch w;
+    int r = why;
+
     LIBDM__WARN(ctx, "%s: cancelling the migration (%s)", libdm_dm_get_name(src), strerror(-why));
+    watch_start(src, &w);
     (void)call(src, "migrate_cancel", NULL, deadline, NULL);
-    while (remaining_ms(deadline) > 0 && migration_status(src, deadline, &st, NULL) >= 0) {
-        if (!strcmp(st, "completed")) {
-            free(st);
-            return 0;
-        }
-        if (!strcmp(st, "cancelled") || !strcmp(st, "failed")) {
-            free(st);
-            return why;
-        }
+    while (!settled && remaining_ms(deadline) > 0 &&
+           migration_status(src, deadline, &st, NULL) >= 0) {
+        if (!strcmp(st, "completed"))
+            r = 0;   /* the cancel lost the race */
+        settled = is_one_of(st, settled_states);
         free(st);
         st = NULL;
-        pump(ctx, MIGRATE_POLL_MS, deadline);
+        if (!settled)
+            pump(ctx, &w, MIGRATE_POLL_MS, deadline);
     }
-    free(st);
-    LIBDM__ERROR(ctx, "%s: the migration did not settle after migrate_cancel",
-                 libdm_dm_get_name(src));
-    return why;
+    watch_stop(&w);
+    if (!settled)
+        LIBDM__ERROR(ctx, "%s: the migration did not settle after migrate_cancel",
+                     libdm_dm_get_name(src));
+    return r;
 }
 
 /* At pre-switchover: the caller's hook, then migrate-continue. */
@@ -307,84 +350,130 @@ static int start_migration(libdm_dm *src, const char *uri, unsigned flags, uint6
     return r;
 }
 
+/* One look at the source's migration: 1 completed, 0 go on waiting, or a
+ * negative errno (cancelled when it had to be). */
+static int perform_step(libdm_dm *src, libdm_switchover_fn *hook, void *hook_user,
+                        libdm_progress_fn *progress, void *progress_user, uint64_t deadline)
+{
+    libdm_json *info = NULL;
+    char *st = NULL;
+    int r;
+
+    if (remaining_ms(deadline) == 0)
+        return cancel_migration(src, -ETIMEDOUT) == 0 ? 1 : -ETIMEDOUT;
+    r = migration_status(src, deadline, &st, &info);
+    if (r < 0)
+        return libdm__dm_exited(src) ? r : cancel_migration(src, r) == 0 ? 1 : r;
+    report_progress(src, st, info, progress, progress_user);
+    if (!strcmp(st, "completed"))
+        r = 1;
+    else if (!strcmp(st, "failed"))
+        r = failed_reason(src, info);
+    else if (!strcmp(st, "cancelled"))
+        r = -ECANCELED;
+    else if (!strcmp(st, "pre-switchover")) {
+        r = switchover(src, hook, hook_user, deadline);
+        r = r < 0 ? cancel_migration(src, r) : 0;   /* 0: completed anyway, look again */
+    }
+    free(st);
+    libdm_json_free(info);
+    return r;
+}
+
 int libdm_migrate_perform(libdm_dm *src, const char *uri, unsigned flags,
                           libdm_switchover_fn *hook, void *hook_user,
                           libdm_progress_fn *progress, void *progress_user, int timeout_ms)
 {
     uint64_t deadline = libdm__deadline(timeout_ms);
     libdm_ctx *ctx = libdm__dm_ctx(src);
+    mig_watch w;
     int r;
 
     if (!uri || !*uri || (flags & ~LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER))
         return -EINVAL;
     if (libdm__dispatch_depth(ctx) > 0)
         return -EDEADLK;
+    watch_start(src, &w);
     r = start_migration(src, uri, flags, deadline);
-    if (r < 0)
-        return r;
-    for (;;) {
-        libdm_json *info = NULL;
-        char *st = NULL;
-
-        if (remaining_ms(deadline) == 0)
-            return cancel_migration(src, -ETIMEDOUT);
-        r = migration_status(src, deadline, &st, &info);
-        if (r < 0)
-            return libdm__dm_exited(src) ? r : cancel_migration(src, r);
-        report_progress(src, st, info, progress, progress_user);
-        if (!strcmp(st, "completed"))
-            r = 1;
-        else if (!strcmp(st, "failed"))
-            r = failed_reason(src, info);
-        else if (!strcmp(st, "cancelled"))
-            r = -ECANCELED;
-        else if (!strcmp(st, "pre-switchover")) {
-            r = switchover(src, hook, hook_user, deadline);
-            r = r < 0 ? cancel_migration(src, r) : 0;
-        }
-        free(st);
-        libdm_json_free(info);
-        if (r != 0)
-            return r > 0 ? 0 : r;
-        pump(ctx, MIGRATE_POLL_MS, deadline);
+    while (r == 0) {
+        r = perform_step(src, hook, hook_user, progress, progress_user, deadline);
+        if (r == 0)
+            pump(ctx, &w, MIGRATE_POLL_MS, deadline);
     }
+    watch_stop(&w);
+    return r > 0 ? 0 : r;
 }
 
 /* ---- Finish ---- */
 
+/* One look at the incoming migration: 1 completed, 0 not yet, <0 never. */
+static int incoming_step(libdm_dm *dst, uint64_t deadline)
+{
+    char *st = NULL;
+    int r;
+
+    if (libdm__dm_exited(dst))
+        return -ESRCH;
+    r = migration_status(dst, deadline, &st, NULL);
+    if (r < 0)
+        return r;
+    r = libdm__incoming_verdict(dst, st);
+    free(st);
+    if (r == 0 && remaining_ms(deadline) == 0) {
+        LIBDM__ERROR(libdm__dm_ctx(dst), "%s: incoming migration not completed before "
+                     "the deadline", libdm_dm_get_name(dst));
+        r = -ETIMEDOUT;
+    }
+    return r;
+}
+
 static int wait_incoming_completed(libdm_dm *dst, uint64_t deadline)
 {
-    libdm_ctx *ctx = libdm__dm_ctx(dst);
+    mig_watch w;
+    int r;
 
-    for (;;) {
-        char *st = NULL;
-        int r;
+    watch_start(dst, &w);
+    while ((r = incoming_step(dst, deadline)) == 0)
+        pump(libdm__dm_ctx(dst), &w, MIGRATE_POLL_MS, deadline);
+    watch_stop(&w);
+    return r < 0 ? r : 0;
+}
 
-        if (libdm__dm_exited(dst))
-            return -ESRCH;
-        r = migration_status(dst, deadline, &st, NULL);
-        if (r < 0)
-            return r;
-        r = libdm__incoming_verdict(dst, st);
-        free(st);
-        if (r != 0)
-            return r < 0 ? r : 0;
-        if (remaining_ms(deadline) == 0) {
-            LIBDM__ERROR(ctx, "%s: incoming migration not completed before the deadline",
-                         libdm_dm_get_name(dst));
-            return -ETIMEDOUT;
-        }
-        pump(ctx, MIGRATE_POLL_MS, deadline);
+/* The decision table of migrate.h: may the destination run the guest if its
+ * own incoming migration completed? Only if the source cannot run it. */
+static bool finish_decision(libdm_migrate_source source)
+{
+    switch (source) {
+    case LIBDM_MIGRATE_SOURCE_COMPLETED:   /* paused in postmigrate, stays so */
+    case LIBDM_MIGRATE_SOURCE_GONE:        /* holds nothing any more */
+        return true;
+    case LIBDM_MIGRATE_SOURCE_KEEPS:       /* runs it, or can run it */
+    case LIBDM_MIGRATE_SOURCE_UNKNOWN:
+    default:
+        return false;
     }
 }
 
 int libdm_migrate_finish(libdm_dm *dst, int keep_paused, int timeout_ms)
+{
+    return libdm_migrate_finish_from(dst, LIBDM_MIGRATE_SOURCE_COMPLETED, keep_paused,
+                                     timeout_ms);
+}
+
+int libdm_migrate_finish_from(libdm_dm *dst, libdm_migrate_source source, int keep_paused,
+                              int timeout_ms)
 {
     uint64_t deadline = libdm__deadline(timeout_ms);
     int r;
 
     if (libdm__dispatch_depth(libdm__dm_ctx(dst)) > 0)
         return -EDEADLK;
+    if (!finish_decision(source)) {
+        LIBDM__ERROR(libdm__dm_ctx(dst), "%s: the source says '%s': the destination must "
+                     "not run the guest", libdm_dm_get_name(dst),
+                     libdm_migrate_source_to_string(source));
+        return -ECANCELED;
+    }
     r = wait_incoming_completed(dst, deadline);
     if (r >= 0)
         libdm__dm_incoming_done(dst);
@@ -416,12 +505,81 @@ int libdm_migrate_confirm(libdm_dm *src, int success, int timeout_ms)
     return r;
 }
 
+/* ---- the source's word ---- */
+
+static const char *const source_names[] = {
+    [LIBDM_MIGRATE_SOURCE_COMPLETED] = "completed",
+    [LIBDM_MIGRATE_SOURCE_KEEPS] = "keeps",
+    [LIBDM_MIGRATE_SOURCE_GONE] = "gone",
+    [LIBDM_MIGRATE_SOURCE_UNKNOWN] = "unknown",
+};
+
+const char *libdm_migrate_source_to_string(libdm_migrate_source s)
+{
+    return (unsigned)s < sizeof(source_names) / sizeof(source_names[0]) ? source_names[s]
+                                                                        : "unknown";
+}
+
+int libdm_migrate_source_from_string(const char *s, libdm_migrate_source *ret)
+{
+    for (size_t i = 0; s && i < sizeof(source_names) / sizeof(source_names[0]); i++)
+        if (!strcmp(s, source_names[i])) {
+            *ret = (libdm_migrate_source)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+/* Gives a DM whose monitor failed until @deadline to show that it exited. */
+static bool wait_exited(libdm_dm *dm, uint64_t deadline)
+{
+    libdm_ctx *ctx = libdm__dm_ctx(dm);
+
+    while (!libdm__dm_exited(dm) && remaining_ms(deadline) > 0)
+        if (libdm_ctx_run_once(ctx, remaining_ms(deadline) < 20 ? remaining_ms(deadline) : 20) < 0)
+            break;
+    return libdm__dm_exited(dm);
+}
+
+libdm_migrate_source libdm_migrate_source_state(libdm_dm *src, int timeout_ms)
+{
+    static const char *const keeps[] = { "none", "cancelled", "failed", NULL };
+    uint64_t deadline = libdm__deadline(timeout_ms);
+    libdm_migrate_source ret = LIBDM_MIGRATE_SOURCE_UNKNOWN;
+    char *st = NULL;
+
+    if (libdm__dm_exited(src))
+        return LIBDM_MIGRATE_SOURCE_GONE;
+    if (migration_status(src, deadline, &st, NULL) < 0)
+        return wait_exited(src, deadline) ? LIBDM_MIGRATE_SOURCE_GONE
+                                          : LIBDM_MIGRATE_SOURCE_UNKNOWN;
+    if (!strcmp(st, "completed"))
+        ret = LIBDM_MIGRATE_SOURCE_COMPLETED;
+    else if (is_one_of(st, keeps))
+        ret = LIBDM_MIGRATE_SOURCE_KEEPS;
+    free(st);
+    return ret;
+}
+
 /* ---- recovery ---- */
+
+static const char *const in_flight[] = { "setup", "active", "pre-switchover", "device",
+                                         "postcopy-active", "wait-unplug", NULL };
+
+/* The source completed: whether the destination runs the guest is not
+ * something the source can know. */
+static int completed_elsewhere(libdm_dm *src)
+{
+    LIBDM__ERROR(libdm__dm_ctx(src), "%s: the migration completed, so the destination may "
+                 "run the guest: the outcome is unknown here and the source stays paused "
+                 "(ask the destination: dmctl migrate %s --recover --to CMD; or, if the "
+                 "destination is gone: dmctl migrate %s --recover --destination-gone)",
+                 libdm_dm_get_name(src), libdm_dm_get_name(src), libdm_dm_get_name(src));
+    return -EALREADY;
+}
 
 int libdm_migrate_cancel(libdm_dm *src, int timeout_ms)
 {
-    static const char *const in_flight[] = { "setup", "active", "pre-switchover", "device",
-                                             "postcopy-active", "wait-unplug", NULL };
     uint64_t deadline = libdm__deadline(timeout_ms);
     char *st = NULL, *rs = NULL;
     int r;
@@ -429,15 +587,10 @@ int libdm_migrate_cancel(libdm_dm *src, int timeout_ms)
     r = migration_status(src, deadline, &st, NULL);
     if (r < 0)
         return r;
-    if (!strcmp(st, "completed")) {
-        LIBDM__ERROR(libdm__dm_ctx(src), "%s: the migration completed: the guest runs on the "
-                     "destination, not resuming the source", libdm_dm_get_name(src));
+    if (!strcmp(st, "completed") ||
+        (is_one_of(st, in_flight) && cancel_migration(src, -ECANCELED) == 0)) {
         free(st);
-        return -EALREADY;
-    }
-    if (is_one_of(st, in_flight) && cancel_migration(src, -ECANCELED) == 0) {
-        free(st);
-        return -EALREADY; /* the cancel lost the race: it completed */
+        return completed_elsewhere(src);
     }
     free(st);
     /* A cancelled migration resumes a source that ran; one that was
@@ -447,4 +600,49 @@ int libdm_migrate_cancel(libdm_dm *src, int timeout_ms)
         r = call(src, "cont", NULL, deadline, NULL);
     free(rs);
     return r;
+}
+
+/* The destination answered that it has the guest: the source goes. */
+static int recover_stop_source(libdm_dm *src, uint64_t deadline)
+{
+    char *rs = NULL;
+    int r = libdm_dm_query_status(src, remaining_ms(deadline), &rs);
+
+    if (r >= 0 && !strcmp(rs, "running")) {
+        LIBDM__ERROR(libdm__dm_ctx(src), "%s: the source runs although the destination has "
+                     "the guest: not stopping either (decide by hand)", libdm_dm_get_name(src));
+        r = -EBUSY;
+    }
+    free(rs);
+    if (r >= 0 || libdm__dm_exited(src))
+        r = libdm_dm_stop(src, 0, remaining_ms(deadline) ? remaining_ms(deadline) : 1);
+    return r;
+}
+
+/* Nobody else has the guest: the source runs it again. */
+static int recover_run_source(libdm_dm *src, uint64_t deadline)
+{
+    char *st = NULL, *rs = NULL;
+    int r = migration_status(src, deadline, &st, NULL);
+
+    if (r >= 0 && is_one_of(st, in_flight))
+        (void)cancel_migration(src, -ECANCELED);
+    free(st);
+    if (r >= 0)
+        r = libdm_dm_query_status(src, remaining_ms(deadline), &rs);
+    /* QEMU 7.2 accepts cont in postmigrate: the guest is whole there. */
+    if (r >= 0 && strcmp(rs, "running"))
+        r = call(src, "cont", NULL, deadline, NULL);
+    free(rs);
+    return r;
+}
+
+int libdm_migrate_recover(libdm_dm *src, int destination_has_guest, int timeout_ms)
+{
+    uint64_t deadline = libdm__deadline(timeout_ms);
+
+    if (libdm__dispatch_depth(libdm__dm_ctx(src)) > 0)
+        return -EDEADLK;
+    return destination_has_guest ? recover_stop_source(src, deadline)
+                                 : recover_run_source(src, deadline);
 }

@@ -33,3 +33,12 @@ tests_fault_test_fault_qemu_LDFLAGS = -pthread
 tests_fault_test_fault_qemu_LDADD = $(STRESS_LDADD)
 
 EXTRA_DIST += tests/stress/run-tsan.sh
+
+# Issue 13, live migration never splits the brain: one regression scenario
+# per defect (tests/integration/test-dmctl-migrate-safety.sh) and a bounded
+# chaos campaign (tests/stress/test-migrate-chaos.sh: MIGRATE_CHAOS_TRIALS,
+# default 20; e.g. 200 for a soak). Both drive dmctl through
+# migrate-relay.pl and check invariants with migrate-observe.pl.
+TESTS += tests/integration/test-dmctl-migrate-safety.sh tests/stress/test-migrate-chaos.sh
+EXTRA_DIST += tests/integration/test-dmctl-migrate-safety.sh tests/stress/test-migrate-chaos.sh \
+	tests/integration/migrate-relay.pl tests/integration/migrate-observe.pl

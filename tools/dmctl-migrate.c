@@ -11,11 +11,62 @@
  *   {"phase":"prepare","name":..,"config":{..},"timeout_ms":..}  ->
  *                                            Prepare (autokill armed)
  *                          <-  {"phase":"prepared","uri":..} | {"phase":"error",..}
- *   Perform (hook at pre-switchover)
- *   {"phase":"finish","success":B,"keep_paused":B}  ->
- *                                            Finish, or stop the destination
+ *   Perform (hook at pre-switchover, in its own process group)
+ *   {"phase":"finish","source":S,"success":B,"keep_paused":B}  ->
+ *                                            Finish by the table below, or
+ *                                            stop the destination
  *          <-  {"phase":"finished","runstate":..} | {"phase":"aborted"} | error
  *   Confirm
+ *
+ * S is what the sender knows of its source once Perform is over
+ * (libdm_migrate_source_state()): "completed" (paused in postmigrate),
+ * "gone" (its QEMU exited), "keeps" (failed or cancelled: the source has the
+ * guest) or "unknown". B is S == "completed", for older receivers.
+ *
+ * Decision table (the receiver; libdm_migrate_finish_from() codes it):
+ *
+ *   S          destination's incoming   receiver                 answers
+ *   completed  completed                cont (unless keep_paused) finished
+ *   completed  failed, dead, too late   stops the destination     aborted
+ *   gone       completed                cont (unless keep_paused) finished
+ *   gone       failed, dead, too late   stops the destination     aborted (guest lost
+ *                                                                 with the source QEMU)
+ *   keeps      (not asked)              stops the destination     aborted
+ *   unknown    (not asked)              stops the destination     aborted
+ *   no finish (channel closed or deadline)  stops the destination (autokill)
+ *   "aborted" is sent only once the destination is dead; a destination that
+ *   could not be stopped is answered with "error".
+ *
+ * The sender, by S and the answer:
+ *
+ *   S          answer                    sender                         exit
+ *   completed  finished                  stops the source               0
+ *   completed  aborted                   resumes the source             1
+ *   completed  error, none, closed,      source stays paused:           4
+ *              deadline                  "outcome unknown" naming
+ *                                        migrate --recover
+ *   gone       finished                  (source already gone)          0
+ *   gone       aborted                   guest lost with the source     1
+ *   gone       anything else             outcome unknown                4
+ *   keeps      any                       source runs (QEMU resumed it)  1
+ *   unknown    aborted                   source untouched: recover with 4
+ *                                        --destination-gone
+ *   unknown    anything else             outcome unknown                4
+ *
+ * A finish is never sent once the sender knows the channel is gone (the
+ * destination cannot run without one, and stops): the source is resumed.
+ * So once a finish that may let the destination run may have left, the
+ * source is never resumed on the sender's own; exactly one side is resumed
+ * by "migrate --recover", which asks the destination through the same
+ * transport:
+ *
+ *   {"phase":"query","name":NAME,"resume":B}  ->
+ *          <-  {"phase":"state","guest":"running"|"paused"|"absent"|"busy",..}
+ *
+ * "absent": no DM of that name, or one whose incoming migration never
+ * completed (stopped now); "running"/"paused": it has the guest (a paused
+ * one with a completed incoming migration is resumed when B); "busy": its
+ * monitor is held (a receiver still works on it) or its state is ambiguous.
  *
  * Every wait on the channel is a poll() bounded by the --timeout deadline.
  * The receiver needs no cleanup when the sender dies: until Finish its
@@ -56,6 +107,8 @@ enum {
     OPT_NAME,
     OPT_LISTEN,
     OPT_QEMU,
+    OPT_RECOVER,
+    OPT_DESTINATION_GONE,
 };
 
 #define CHAN_MAX_LINE (64 * 1024)
@@ -342,7 +395,28 @@ typedef struct migrate_opts {
     uint64_t memory_mb;
     bool keep_paused;
     bool pause_before_switchover;
+    bool recover;            /* migrate-recover */
+    bool destination_gone;   /* migrate-recover --destination-gone */
 } migrate_opts;
+
+/* How far the sender got: from FINISH_SENT on (a finish that lets the
+ * destination run may have left) the source is never resumed unless the
+ * destination answered that it stopped. */
+typedef enum sender_stage {
+    STAGE_BEGIN,
+    STAGE_PREPARE,
+    STAGE_PERFORM,
+    STAGE_FINISH_SENT,
+    STAGE_ANSWERED,
+} sender_stage;
+
+/* The end of a migration as dmctl reports it. */
+typedef enum sender_outcome {
+    OUTCOME_MIGRATED,        /* the destination has the guest; the source went */
+    OUTCOME_FAILED,          /* the source has the guest */
+    OUTCOME_LOST,            /* the only QEMU holding it died */
+    OUTCOME_UNKNOWN,         /* nobody knows here: the source stays paused */
+} sender_outcome;
 
 typedef struct migration {
     dmctl *d;
@@ -351,10 +425,14 @@ typedef struct migration {
     chan ch;
     pid_t peer;              /* the --to command, or -1 */
     uint64_t perform_deadline;
+    sender_stage stage;
+    sender_outcome outcome;
+    libdm_migrate_source source;   /* the source's word after Perform */
     const char *failed_in;   /* the phase that failed, or NULL */
     int err;
     char *why;               /* dmctl's own cause, else libdm's */
     char *runstate;          /* the destination's, from "finished" */
+    char *unknown_why;       /* why the finish got no answer */
     bool prepared;           /* the receiver has a destination DM */
     bool cancel_sent;
     bool peer_lost;          /* the channel failed: the peer's status tells why */
@@ -374,6 +452,8 @@ static const struct option migrate_opts_table[] = {
     { "uri-host", required_argument, NULL, OPT_URI_HOST },
     { "machine", required_argument, NULL, OPT_MACHINE },
     { "memory", required_argument, NULL, OPT_MEMORY },
+    { "recover", no_argument, NULL, OPT_RECOVER },
+    { "destination-gone", no_argument, NULL, OPT_DESTINATION_GONE },
     { NULL, 0, NULL, 0 },
 };
 
@@ -439,6 +519,12 @@ static int migrate_option(const dmctl_command *cmd, migrate_opts *o, int c, cons
         if (!dmctl_parse_u64(arg, UINT32_MAX, &o->memory_mb) || o->memory_mb == 0)
             return dmctl_usage_error(cmd, "invalid --memory value '%s' (MiB)", arg);
         return 0;
+    case OPT_RECOVER:
+        o->recover = true;
+        return 0;
+    case OPT_DESTINATION_GONE:
+        o->destination_gone = true;
+        return 0;
     default:
         return dmctl_usage_error(cmd, "unknown option '%s'", arg ? arg : "");
     }
@@ -461,7 +547,11 @@ static int migrate_parse(dmctl *d, const dmctl_command *cmd, int argc, char **ar
     if (argc - optind > 1)
         return dmctl_usage_error(cmd, "too many arguments");
     o->name = argv[optind];
-    if (!o->to || !o->to[0])
+    if (o->destination_gone && !o->recover)
+        return dmctl_usage_error(cmd, "--destination-gone needs --recover");
+    if (o->recover && o->destination_gone && o->to)
+        return dmctl_usage_error(cmd, "--destination-gone and --to exclude each other");
+    if ((!o->to || !o->to[0]) && !o->destination_gone)
         return dmctl_usage_error(cmd, "missing --to 'SHELL-COMMAND'");
     return 0;
 }
@@ -588,30 +678,86 @@ static int do_prepare(migration *m, char **ret_uri)
 
 /* ---- perform: hook and progress ---- */
 
-static int run_hook(migration *m)
+/* Why a hook was stopped before it ended. */
+typedef enum hook_stop {
+    HOOK_ENDED,
+    HOOK_DEADLINE,
+    HOOK_PEER_GONE,
+    HOOK_SIGNAL,
+} hook_stop;
+
+/* Waits for the hook @pid (leader of its own process group) until it ends,
+ * the deadline passes, the receiver goes away or dmctl is signalled; then
+ * the whole group is SIGKILLed (a hook's children go with it) and reaped. */
+static hook_stop wait_hook(migration *m, pid_t pid, int *ret_status)
 {
-    char buf[64];
+    const struct timespec tick = { 0, 5 * 1000 * 1000 };
+    hook_stop why = HOOK_ENDED;
+    pid_t r;
+
+    for (;;) {
+        r = waitpid(pid, ret_status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            break;
+        if (remaining_ms(m->perform_deadline) == 0)
+            why = HOOK_DEADLINE;
+        else if (chan_peer_gone(&m->ch))
+            why = HOOK_PEER_GONE;
+        else if (dmctl_signal_received())
+            why = HOOK_SIGNAL;
+        if (why != HOOK_ENDED)
+            break;
+        nanosleep(&tick, NULL);
+    }
+    if (why != HOOK_ENDED) {
+        kill(-pid, SIGKILL);
+        while (waitpid(pid, ret_status, 0) < 0 && errno == EINTR)
+            ;
+    }
+    return why;
+}
+
+static pid_t spawn_hook(migration *m)
+{
     pid_t pid;
-    int status = 0, r;
 
     fflush(NULL);
     pid = fork();
-    if (pid < 0)
-        return -errno;
     if (pid == 0) {
         int null = open("/dev/null", O_RDONLY);
 
-        if (null < 0 || dup2(null, 0) < 0 || dup2(2, 1) < 0 ||
+        /* Its own process group: on timeout or cancel the hook is killed
+         * with everything it started. */
+        if (setpgid(0, 0) < 0 || null < 0 || dup2(null, 0) < 0 || dup2(2, 1) < 0 ||
             setenv("DMCTL_MIGRATE_NAME", m->o.name, 1) < 0)
             _exit(127);
         exec_shell(m->o.hook);
     }
-    r = wait_child(pid, m->perform_deadline, &status);
-    if (r == -ETIMEDOUT)
+    if (pid > 0)
+        (void)setpgid(pid, pid);   /* either side may win the race */
+    return pid;
+}
+
+static int run_hook(migration *m)
+{
+    char buf[64];
+    int status = 0;
+    pid_t pid = spawn_hook(m);
+
+    if (pid < 0)
+        return -errno;
+    switch (wait_hook(m, pid, &status)) {
+    case HOOK_DEADLINE:
         return fail(m, "perform", -ETIMEDOUT, "the switchover hook did not end "
-                    "before the deadline (killed)");
-    if (r < 0)
-        return r;
+                    "before the deadline (killed with its process group)");
+    case HOOK_PEER_GONE:
+        return fail_peer_lost(m);
+    case HOOK_SIGNAL:
+        return fail(m, "perform", -EINTR, "interrupted during the switchover hook "
+                    "(killed with its process group)");
+    case HOOK_ENDED:
+        break;
+    }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     return fail(m, "perform", -ECANCELED, "the switchover hook %s; migration cancelled",
@@ -739,46 +885,125 @@ static int do_perform(migration *m, const char *uri)
 
 /* ---- finish and confirm ---- */
 
-static libdm_json *finish_msg(bool success, bool keep_paused)
+static libdm_json *finish_msg(libdm_migrate_source source, bool keep_paused)
 {
     libdm_json *o = msg_new("finish");
-    bool ok = o && dmctl_json_add_bool(o, "success", success);
+    bool ok = o && dmctl_json_add_str(o, "source", libdm_migrate_source_to_string(source));
 
+    ok = ok && dmctl_json_add_bool(o, "success", source == LIBDM_MIGRATE_SOURCE_COMPLETED);
     ok = ok && dmctl_json_add_bool(o, "keep_paused", keep_paused);
     return msg_check(o, ok);
 }
 
-/* Success: the destination must answer "finished". Failure: it stops its DM
- * and says "aborted" (waited for, so that it is gone when dmctl exits). */
-static int do_finish(migration *m, bool success)
+/* Whether a finish saying @source may let the destination run the guest. */
+static bool finish_may_run(libdm_migrate_source source)
 {
-    libdm_json *reply = NULL;
-    const char *rs;
-    int r;
-
-    if (m->ch.out < 0)
-        return -ECONNRESET;
-    r = exchange(m, "finish", finish_msg(success, m->o.keep_paused),
-                 success ? "finished" : "aborted", deadline_in(m->d->timeout_ms), &reply);
-    if (r < 0 || !success) {
-        libdm_json_free(reply);
-        return r;
-    }
-    rs = msg_str(reply, "runstate");
-    m->runstate = strdup(rs ? rs : "?");
-    libdm_json_free(reply);
-    return 0;
+    return source == LIBDM_MIGRATE_SOURCE_COMPLETED || source == LIBDM_MIGRATE_SOURCE_GONE;
 }
 
-/* Success: stop the source; failure: it runs again (or stays paused). */
-static void do_confirm(migration *m, bool success)
-{
-    int r = libdm_migrate_confirm(m->src, success, m->d->timeout_ms);
+/* The receiver's answer to "finish". */
+typedef enum answer {
+    ANSWER_FINISHED,         /* the destination has the guest */
+    ANSWER_ABORTED,          /* the destination is dead */
+    ANSWER_NONE,             /* error line, nothing, closed, deadline: unknown */
+} answer;
 
-    if (r >= 0)
+static answer read_answer(migration *m, const libdm_json *reply, char **ret_why)
+{
+    const char *phase = msg_phase(reply), *msg = msg_str(reply, "message");
+
+    if (!strcmp(phase, "finished")) {
+        msg = msg_str(reply, "runstate");
+        m->runstate = strdup(msg ? msg : "?");
+        return ANSWER_FINISHED;
+    }
+    if (!strcmp(phase, "aborted")) {
+        *ret_why = strdup(msg ? msg : "the destination was stopped");
+        return ANSWER_ABORTED;
+    }
+    if (asprintf(ret_why, "the receiver answered '%s'%s%s", phase, msg ? ": " : "",
+                 msg ? msg : "") < 0)
+        *ret_why = NULL;
+    return ANSWER_NONE;
+}
+
+/* Sends "finish" with the source's word and reads the answer. */
+static answer send_finish(migration *m, char **ret_why)
+{
+    uint64_t deadline = deadline_in(m->d->timeout_ms);
+    libdm_json *reply = NULL;
+    answer a = ANSWER_NONE;
+    int r;
+
+    if (finish_may_run(m->source))
+        m->stage = STAGE_FINISH_SENT;   /* before a single byte leaves */
+    r = chan_send(&m->ch, finish_msg(m->source, m->o.keep_paused), deadline);
+    if (r == 0)
+        r = chan_recv(&m->ch, deadline, &reply);
+    if (r < 0)
+        *ret_why = strdup(chan_strerror(r));
+    else
+        a = read_answer(m, reply, ret_why);
+    if (a != ANSWER_NONE)
+        m->stage = STAGE_ANSWERED;
+    libdm_json_free(reply);
+    return a;
+}
+
+/* The outcome by the sender's table (file header) for an answer @a. */
+static sender_outcome outcome_for(libdm_migrate_source source, answer a)
+{
+    switch (source) {
+    case LIBDM_MIGRATE_SOURCE_COMPLETED:
+        return a == ANSWER_FINISHED ? OUTCOME_MIGRATED
+               : a == ANSWER_ABORTED ? OUTCOME_FAILED : OUTCOME_UNKNOWN;
+    case LIBDM_MIGRATE_SOURCE_GONE:
+        return a == ANSWER_FINISHED ? OUTCOME_MIGRATED
+               : a == ANSWER_ABORTED ? OUTCOME_LOST : OUTCOME_UNKNOWN;
+    case LIBDM_MIGRATE_SOURCE_KEEPS:
+        return OUTCOME_FAILED;
+    case LIBDM_MIGRATE_SOURCE_UNKNOWN:
+    default:
+        return OUTCOME_UNKNOWN;
+    }
+}
+
+/* Finish after Perform: with the channel gone no finish is sent (the
+ * destination cannot run without one), as if it had answered "aborted". */
+static void finish_phase(migration *m)
+{
+    char *why = NULL;
+    answer a = ANSWER_ABORTED;
+
+    if (m->ch.out >= 0 && !chan_peer_gone(&m->ch))
+        a = send_finish(m, &why);
+    else
+        why = strdup(chan_strerror(-ECONNRESET));
+    m->outcome = outcome_for(m->source, a);
+    if (m->outcome == OUTCOME_FAILED && m->source == LIBDM_MIGRATE_SOURCE_COMPLETED)
+        fail(m, "finish", -EIO, "%s; the source runs again", why ? why : "aborted");
+    else if (m->outcome == OUTCOME_UNKNOWN)
+        fail(m, "finish", -EIO, "%s", why ? why : "no answer");   /* or the first cause */
+    if (m->outcome == OUTCOME_UNKNOWN) {
+        m->unknown_why = why;
+        why = NULL;
+    }
+    free(why);
+}
+
+/* Success: stop the source; failure: it runs again (or stays paused);
+ * unknown: the source is not touched. */
+static void do_confirm(migration *m)
+{
+    int r;
+
+    if (m->outcome == OUTCOME_UNKNOWN)
+        return;
+    r = libdm_migrate_confirm(m->src, m->outcome != OUTCOME_FAILED, m->d->timeout_ms);
+    if (r >= 0 || (m->outcome == OUTCOME_LOST && libdm_dm_get_state(m->src) == LIBDM_DM_DEAD))
         return;
     m->confirm_failed = true;
-    dmctl_report_dm(m->d, m->src, m->o.name, success
+    dmctl_report_dm(m->d, m->src, m->o.name, m->outcome == OUTCOME_MIGRATED
                     ? "migrated, but stopping the source failed"
                     : "confirm: the source may be left paused", r);
 }
@@ -800,47 +1025,68 @@ static void reap_peer(migration *m)
     m->peer = -1;
 }
 
-/* Begin, Prepare, Perform, Finish; returns whether it succeeded. */
-static bool migrate_phases(migration *m)
+/* Begin, Prepare, Perform, Finish; sets m->outcome. */
+static void migrate_phases(migration *m)
 {
     char *uri = NULL;
     int r;
 
+    m->outcome = OUTCOME_FAILED;
+    m->stage = STAGE_BEGIN;
     r = libdm_migrate_begin(m->src, m->d->timeout_ms);
-    if (r < 0)
-        return fail_err(m, "begin", r), false;
+    if (r < 0) {
+        fail_err(m, "begin", r);
+        return;
+    }
+    m->stage = STAGE_PREPARE;
     r = spawn_peer(m);
-    if (r < 0)
-        return fail(m, "prepare", r, "cannot run the --to command: %s", strerror(-r)), false;
+    if (r < 0) {
+        fail(m, "prepare", r, "cannot run the --to command: %s", strerror(-r));
+        return;
+    }
     r = do_prepare(m, &uri);
     m->prepared = r == 0;
-    if (r == 0)
-        r = do_perform(m, uri);
+    if (r < 0)
+        return;
+    m->stage = STAGE_PERFORM;
+    r = do_perform(m, uri);
     free(uri);
-    if (r == 0)
-        r = do_finish(m, true);
-    else if (m->prepared && !chan_peer_gone(&m->ch))
-        (void)do_finish(m, false);   /* the receiver stops its DM */
-    return r == 0;
+    /* "completed" is final in QEMU: no second look on the downtime path. */
+    m->source = r == 0 ? LIBDM_MIGRATE_SOURCE_COMPLETED
+                       : libdm_migrate_source_state(m->src, m->d->timeout_ms);
+    finish_phase(m);
 }
 
-static int migrate_report(migration *m)
+/* "outcome unknown": the source stays paused; says how to recover. */
+static int report_unknown(migration *m)
+{
+    dmctl_logger_discard(m->d->lg);
+    if (m->source == LIBDM_MIGRATE_SOURCE_UNKNOWN && m->stage != STAGE_FINISH_SENT) {
+        dmctl_error(m->o.name, "outcome unknown: the source's migration state cannot be "
+                    "read (%s); the destination does not run the guest. Recover with: "
+                    "dmctl migrate %s --recover --destination-gone",
+                    m->why ? m->why : "see above", m->o.name);
+        return DMCTL_EXIT_UNKNOWN;
+    }
+    dmctl_error(m->o.name, "outcome unknown: %s after the finish was sent; the %s. "
+                "Resume exactly one side with: dmctl migrate %s --recover --to '%s'",
+                m->unknown_why ? m->unknown_why : m->why ? m->why : "no answer",
+                m->source == LIBDM_MIGRATE_SOURCE_GONE
+                    ? "source QEMU is gone; the destination may run the guest"
+                    : "source stays paused (the destination may run the guest)",
+                m->o.name, m->o.to);
+    return DMCTL_EXIT_UNKNOWN;
+}
+
+static int report_migrated(migration *m)
 {
     libdm_json *o;
-    char op[64];
     bool ok;
 
-    if (!m->failed_in && m->confirm_failed)
-        return DMCTL_EXIT_FAIL;
-    if (m->failed_in && m->why) {
-        dmctl_logger_discard(m->d->lg);
-        dmctl_error(m->o.name, "migration failed in %s: %s", m->failed_in, m->why);
-        return dmctl_exit_for(m->err);
-    }
-    if (m->failed_in) {
-        snprintf(op, sizeof(op), "migration failed in %s", m->failed_in);
-        return dmctl_report_dm(m->d, m->src, m->o.name, op, m->err);
-    }
+    dmctl_logger_discard(m->d->lg);   /* e.g. the failure that preceded GONE */
+    if (m->source == LIBDM_MIGRATE_SOURCE_GONE)
+        dmctl_error(m->o.name, "note: the source QEMU exited; the destination had the "
+                    "whole guest and runs it");
     if (!m->d->json) {
         printf("%s: migrated (destination runstate: %s)\n", m->o.name, m->runstate);
         return 0;
@@ -852,26 +1098,193 @@ static int migrate_report(migration *m)
     return dmctl_json_emit(msg_check(o, ok));
 }
 
+static int migrate_report(migration *m)
+{
+    char op[64];
+
+    if (m->outcome == OUTCOME_UNKNOWN)
+        return report_unknown(m);
+    if (m->outcome == OUTCOME_MIGRATED)
+        return m->confirm_failed ? DMCTL_EXIT_FAIL : report_migrated(m);
+    if (m->outcome == OUTCOME_LOST) {
+        dmctl_logger_discard(m->d->lg);
+        dmctl_error(m->o.name, "migration failed: the source QEMU died before the "
+                    "destination had the whole guest: the guest is lost");
+        return DMCTL_EXIT_FAIL;
+    }
+    if (!m->failed_in && m->confirm_failed)
+        return DMCTL_EXIT_FAIL;
+    if (m->failed_in && m->why) {
+        dmctl_logger_discard(m->d->lg);
+        dmctl_error(m->o.name, "migration failed in %s: %s", m->failed_in, m->why);
+        return dmctl_exit_for(m->err);
+    }
+    snprintf(op, sizeof(op), "migration failed in %s", m->failed_in ? m->failed_in : "finish");
+    return dmctl_report_dm(m->d, m->src, m->o.name, op, m->err ? m->err : -EIO);
+}
+
+/* ---- migrate-recover ---- */
+
+/* What the destination has of the guest, by its answer to "query". */
+typedef enum dest_guest {
+    DEST_RUNNING,
+    DEST_PAUSED,
+    DEST_ABSENT,
+    DEST_BUSY,               /* its receiver still holds it, or ambiguous */
+    DEST_NO_ANSWER,
+} dest_guest;
+
+static libdm_json *query_msg(migration *m)
+{
+    libdm_json *o = msg_new("query");
+    bool ok = o && dmctl_json_add_str(o, "name", m->o.name);
+
+    ok = ok && dmctl_json_add_bool(o, "resume", !m->o.keep_paused);
+    return msg_check(o, ok);
+}
+
+static dest_guest dest_guest_from(const char *g)
+{
+    static const char *const names[] = {
+        [DEST_RUNNING] = "running", [DEST_PAUSED] = "paused",
+        [DEST_ABSENT] = "absent", [DEST_BUSY] = "busy",
+    };
+
+    for (size_t i = 0; g && i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(g, names[i]))
+            return (dest_guest)i;
+    return DEST_NO_ANSWER;
+}
+
+/* Asks the destination side through --to; *ret_detail says more. */
+static dest_guest ask_destination(migration *m, char **ret_detail)
+{
+    libdm_json *reply = NULL;
+    const char *msg;
+    dest_guest dg;
+    int r = spawn_peer(m);
+
+    if (r < 0) {
+        fail(m, "recover", r, "cannot run the --to command: %s", strerror(-r));
+        *ret_detail = strdup(m->why ? m->why : "cannot run the --to command");
+        return DEST_NO_ANSWER;
+    }
+    r = exchange(m, "recover", query_msg(m), "state", deadline_in(m->d->timeout_ms), &reply);
+    if (r < 0) {
+        *ret_detail = strdup(m->why ? m->why : chan_strerror(r));
+        return DEST_NO_ANSWER;
+    }
+    dg = dest_guest_from(msg_str(reply, "guest"));
+    msg = msg_str(reply, "message");
+    *ret_detail = strdup(msg ? msg : dg == DEST_NO_ANSWER ? "an unknown answer" : "");
+    libdm_json_free(reply);
+    return dg;
+}
+
+/* The source by name; NULL (and 0) if it has no record or its process is
+ * gone: the destination may still be asked. */
+static int recover_attach(migration *m)
+{
+    int ex = dmctl_open_ctx(m->d), r;
+
+    if (ex)
+        return ex;
+    r = libdm_dm_attach_timeout(m->d->ctx, m->o.name, m->d->timeout_ms, &m->src);
+    if (r == -ENOENT || r == -ESRCH) {
+        dmctl_logger_discard(m->d->lg);
+        m->src = NULL;
+        return 0;
+    }
+    return r < 0 ? dmctl_report_attach(m->d, m->o.name, r) : 0;
+}
+
+/* Resumes exactly one side, by the destination's answer @dg. */
+static int recover_apply(migration *m, dest_guest dg, const char *detail)
+{
+    bool dest_has = dg == DEST_RUNNING || dg == DEST_PAUSED;
+    int r;
+
+    if (dg == DEST_BUSY || dg == DEST_NO_ANSWER) {
+        dmctl_error(m->o.name, "outcome still unknown: the destination: %s; the source "
+                    "stays paused. Retry, or if the destination is gone: dmctl "
+                    "migrate %s --recover --destination-gone", detail, m->o.name);
+        return DMCTL_EXIT_UNKNOWN;
+    }
+    if (!m->src) {
+        dmctl_error(m->o.name, dest_has ? "recovered: no source left; the destination has "
+                    "the guest (%s)" : "no source left and the destination does not have "
+                    "the guest: it is lost%s", dest_has ? detail : "");
+        return dest_has ? 0 : DMCTL_EXIT_FAIL;
+    }
+    r = libdm_migrate_recover(m->src, dest_has, m->d->timeout_ms);
+    if (r < 0)
+        return dmctl_report_dm(m->d, m->src, m->o.name, "migrate-recover", r);
+    printf("%s: recovered: %s\n", m->o.name, dest_has
+           ? "the destination has the guest; the source was stopped"
+           : "the source runs (the destination does not have the guest)");
+    return 0;
+}
+
+static int migrate_recover(migration *m)
+{
+    dest_guest dg = DEST_ABSENT;
+    char *detail = NULL;
+    int ex = recover_attach(m);
+
+    if (ex)
+        return ex;
+    if (!m->src && m->o.destination_gone) {
+        dmctl_error(m->o.name, "no such source device model (no record, or its process "
+                    "is gone): nothing to resume");
+        return DMCTL_EXIT_FAIL;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (!m->o.destination_gone)
+        dg = ask_destination(m, &detail);
+    reap_peer(m);
+    ex = recover_apply(m, dg, detail ? detail : "");
+    free(detail);
+    free(m->why);
+    libdm_dm_release(m->src);
+    return ex;
+}
+
+int dmctl_cmd_migrate_recover(dmctl *d, int argc, char **argv)
+{
+    const dmctl_command *cmd = dmctl_find_command("migrate-recover");
+    migration m = { .d = d, .peer = -1 };
+    int ex;
+
+    if (!cmd)
+        cmd = dmctl_find_command("migrate");
+    chan_init(&m.ch, -1, -1);
+    m.o.recover = true;
+    ex = migrate_parse(d, cmd, argc, argv, &m.o);
+    return ex ? ex : migrate_recover(&m);
+}
+
 int dmctl_cmd_migrate(dmctl *d, int argc, char **argv)
 {
     const dmctl_command *cmd = dmctl_find_command("migrate");
     migration m = { .d = d, .peer = -1 };
-    bool success;
     int ex;
 
     chan_init(&m.ch, -1, -1);
     ex = migrate_parse(d, cmd, argc, argv, &m.o);
+    if (!ex && m.o.recover)
+        return migrate_recover(&m);
     if (!ex)
         ex = dmctl_attach(d, m.o.name, &m.src);
     if (ex)
         return ex;
     signal(SIGPIPE, SIG_IGN);
-    success = migrate_phases(&m);
-    do_confirm(&m, success);
+    migrate_phases(&m);
+    do_confirm(&m);
     reap_peer(&m);
     ex = migrate_report(&m);
     libdm_dm_release(m.src);
     free(m.why);
+    free(m.unknown_why);
     free(m.runstate);
     return ex;
 }
@@ -1036,15 +1449,12 @@ static libdm_dm_config *config_from(receiver *rc, const libdm_json *c, const cha
     return libdm_dm_config_free(cfg);
 }
 
-/* Reads "prepare": the name and the configuration. 0 or an exit status. */
-static int receive_prepare_msg(receiver *rc, libdm_dm_config **ret_cfg)
+/* Reads "prepare" (@msg, consumed): the name and the configuration. 0 or
+ * an exit status. */
+static int receive_prepare_msg(receiver *rc, libdm_json *msg, libdm_dm_config **ret_cfg)
 {
-    libdm_json *msg = NULL;
     const char *bad = NULL, *name;
-    int r = chan_recv(&rc->ch, deadline_in(rc->d->timeout_ms), &msg);
 
-    if (r < 0)
-        return receive_fail(rc, "prepare", r, "%s", chan_strerror(r));
     name = rc->name_opt ? rc->name_opt : msg_str(msg, "name");
     if (strcmp(msg_phase(msg), "prepare") || !name) {
         libdm_json_free(msg);
@@ -1118,10 +1528,10 @@ static int tcp_listen_uri(receiver *rc)
                ? -ENOMEM : 0;
 }
 
-static int receive_prepare(receiver *rc)
+static int receive_prepare(receiver *rc, libdm_json *msg)
 {
     libdm_dm_config *cfg = NULL;
-    int ex = receive_prepare_msg(rc, &cfg), r;
+    int ex = receive_prepare_msg(rc, msg, &cfg), r;
 
     if (ex)
         return ex;
@@ -1152,25 +1562,46 @@ static int send_prepared(receiver *rc)
     return r < 0 ? dmctl_exit_for(r) : 0;
 }
 
-/* Stops the destination (at once: it never ran this guest). */
-static void stop_dst(receiver *rc)
+/* Stops the destination (at once: it does not run this guest); false if
+ * it may still be alive. */
+static bool stop_dst(receiver *rc)
 {
-    if (rc->dst && libdm_dm_stop(rc->dst, 1, rc->d->timeout_ms) < 0)
+    if (rc->dst && libdm_dm_stop(rc->dst, 1, rc->d->timeout_ms) < 0) {
         dmctl_report_dm(rc->d, rc->dst, rc->name, "stopping the destination", -EIO);
+        return false;
+    }
+    return true;
 }
 
-static int receive_success(receiver *rc, bool keep_paused)
+/* Finish refused or failed: the destination goes; "aborted" only once it is
+ * dead (else "error": the sender must not resume its source). */
+static int receive_refused(receiver *rc, int err)
+{
+    char *why = libdm_cause(rc, err);
+    libdm_json *o;
+    int ex;
+
+    if (!stop_dst(rc))
+        return receive_fail(rc, "finish", err, "%s; the destination could not be stopped",
+                            why ? why : strerror(-err));
+    dmctl_logger_discard(rc->d->lg);
+    dmctl_error(rc->name, "finish: %s; destination stopped", why ? why : strerror(-err));
+    o = msg_new("aborted");
+    o = msg_check(o, o && dmctl_json_add_str(o, "message", why ? why : strerror(-err)));
+    (void)chan_send(&rc->ch, o, deadline_in(rc->d->timeout_ms));
+    ex = dmctl_exit_for(err);
+    free(why);
+    return ex;
+}
+
+static int receive_success(receiver *rc, libdm_migrate_source source, bool keep_paused)
 {
     libdm_json *o;
     char *rs = NULL;
-    int r = libdm_migrate_finish(rc->dst, keep_paused, rc->d->timeout_ms);
+    int r = libdm_migrate_finish_from(rc->dst, source, keep_paused, rc->d->timeout_ms);
 
-    if (r < 0) {
-        int ex = receive_fail_libdm(rc, "finish", r);
-
-        stop_dst(rc);
-        return ex;
-    }
+    if (r < 0)
+        return receive_refused(rc, r);
     if (libdm_dm_query_status(rc->dst, rc->d->timeout_ms, &rs) < 0)
         dmctl_logger_discard(rc->d->lg);
     o = msg_new("finished");
@@ -1183,25 +1614,44 @@ static int receive_success(receiver *rc, bool keep_paused)
     return 0;
 }
 
-static int receive_abort(receiver *rc)
+static int receive_abort(receiver *rc, libdm_migrate_source source)
 {
-    stop_dst(rc);
+    if (!stop_dst(rc))
+        return receive_fail(rc, "finish", -EIO, "the destination could not be stopped");
     dmctl_logger_discard(rc->d->lg);   /* e.g. QEMU quit after the cancel */
     (void)chan_send(&rc->ch, msg_new("aborted"), deadline_in(rc->d->timeout_ms));
-    dmctl_error(rc->name, "migration aborted by the sender; destination stopped");
+    dmctl_error(rc->name, "migration aborted by the sender (source: %s); destination stopped",
+                libdm_migrate_source_to_string(source));
     return DMCTL_EXIT_FAIL;
 }
 
-/* Waits for "finish" (the sender's Perform may take its whole deadline). */
+/* The sender's word in "finish": "source", else (older senders) "success". */
+static int finish_source(const libdm_json *msg, libdm_migrate_source *ret)
+{
+    bool success;
+
+    if (strcmp(msg_phase(msg), "finish"))
+        return -EPROTO;
+    if (libdm_migrate_source_from_string(msg_str(msg, "source"), ret) == 0)
+        return 0;
+    if (!msg_bool(msg, "success", &success))
+        return -EPROTO;
+    *ret = success ? LIBDM_MIGRATE_SOURCE_COMPLETED : LIBDM_MIGRATE_SOURCE_KEEPS;
+    return 0;
+}
+
+/* Waits for "finish" (the sender's Perform may take its whole deadline),
+ * then decides by the table in the file header. */
 static int receive_finish(receiver *rc)
 {
     uint64_t deadline = deadline_in(rc->d->timeout_ms) + (uint64_t)rc->peer_timeout_ms;
+    libdm_migrate_source source = LIBDM_MIGRATE_SOURCE_UNKNOWN;
     libdm_json *msg = NULL;
-    bool success = false, keep = false;
+    bool keep = false;
     int r = chan_recv(&rc->ch, deadline, &msg), ex;
 
-    if (r == 0 && (strcmp(msg_phase(msg), "finish") || !msg_bool(msg, "success", &success)))
-        r = -EPROTO;
+    if (r == 0)
+        r = finish_source(msg, &source);
     if (r == 0)
         (void)msg_bool(msg, "keep_paused", &keep);
     libdm_json_free(msg);
@@ -1210,7 +1660,121 @@ static int receive_finish(receiver *rc)
         stop_dst(rc);
         return ex;
     }
-    return success ? receive_success(rc, keep) : receive_abort(rc);
+    if (source == LIBDM_MIGRATE_SOURCE_KEEPS || source == LIBDM_MIGRATE_SOURCE_UNKNOWN)
+        return receive_abort(rc, source);
+    return receive_success(rc, source, keep);
+}
+
+/* ---- migrate-recover: the destination's side ---- */
+
+static int send_state(receiver *rc, const char *guest, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int send_state(receiver *rc, const char *guest, const char *fmt, ...)
+{
+    libdm_json *o = msg_new("state");
+    char *text = NULL;
+    va_list ap;
+    bool ok;
+
+    va_start(ap, fmt);
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
+    va_end(ap);
+    ok = o && dmctl_json_add_str(o, "guest", guest);
+    ok = ok && dmctl_json_add_str(o, "message", text ? text : guest);
+    fprintf(stderr, "dmctl: %s: recover: the destination: %s (%s)\n", rc->name, guest,
+            text ? text : "");
+    free(text);
+    return chan_send(&rc->ch, msg_check(o, ok), deadline_in(rc->d->timeout_ms)) < 0
+               ? DMCTL_EXIT_FAIL : 0;
+}
+
+/* The incoming migration's status on the attached destination, or NULL. */
+static char *incoming_status(receiver *rc)
+{
+    libdm_json *v = NULL;
+    const char *st;
+    char *ret = NULL;
+
+    if (libdm_qmp_call(libdm_dm_get_qmp(rc->dst), "query-migrate", NULL, rc->d->timeout_ms,
+                       &v) == 0) {
+        st = libdm_json_get_string(libdm_json_object_get(v, "status"));
+        ret = strdup(st ? st : "none");
+    }
+    libdm_json_free(v);
+    return ret;
+}
+
+/* An attached, answering destination: what does it have? */
+static int answer_attached(receiver *rc, bool resume)
+{
+    char *rs = NULL, *st = NULL;
+    int ex;
+
+    if (libdm_dm_query_status(rc->dst, rc->d->timeout_ms, &rs) < 0 || !(st = incoming_status(rc)))
+        ex = send_state(rc, "busy", "its monitor does not answer");
+    else if (!strcmp(rs, "running"))
+        ex = send_state(rc, "running", "it runs the guest");
+    else if (!strcmp(st, "completed") && resume && libdm_dm_resume(rc->dst, rc->d->timeout_ms) == 0)
+        ex = send_state(rc, "running", "its incoming migration had completed; resumed now");
+    else if (!strcmp(st, "completed"))
+        ex = send_state(rc, "paused", "its incoming migration completed; runstate %s", rs);
+    else if (!strcmp(rs, "inmigrate") || !strcmp(st, "failed") || !strcmp(st, "active"))
+        ex = stop_dst(rc) ? send_state(rc, "absent", "its incoming migration never "
+                                       "completed (%s); stopped now", st)
+                          : send_state(rc, "busy", "an incomplete destination that could "
+                                       "not be stopped");
+    else
+        ex = send_state(rc, "busy", "runstate %s, migration status %s: not a migrated guest",
+                        rs, st);
+    free(rs);
+    free(st);
+    return ex;
+}
+
+static int receive_query(receiver *rc, libdm_json *msg)
+{
+    const char *name = rc->name_opt ? rc->name_opt : msg_str(msg, "name");
+    bool resume = true;
+    int ex, r;
+
+    (void)msg_bool(msg, "resume", &resume);
+    rc->name = name ? strdup(name) : NULL;
+    libdm_json_free(msg);
+    if (!rc->name)
+        return receive_fail(rc, "recover", -EPROTO, "expected a query line with a name");
+    ex = dmctl_open_ctx(rc->d);
+    if (ex)
+        return receive_fail(rc, "recover", -EIO, "cannot open the store");
+    r = libdm_dm_attach_timeout(rc->d->ctx, rc->name, rc->d->timeout_ms, &rc->dst);
+    dmctl_logger_discard(rc->d->lg);
+    if (r == -ENOENT || r == -ESRCH)
+        return send_state(rc, "absent", "no live device model called %s", rc->name);
+    if (r < 0)
+        return send_state(rc, "busy", "cannot attach: %s", strerror(-r));
+    if (libdm_dm_get_state(rc->dst) == LIBDM_DM_BROKEN)
+        return send_state(rc, "busy", "its monitor is held (a receiver still works on it?)");
+    return answer_attached(rc, resume);
+}
+
+/* The first line: "prepare" (a migration) or "query" (migrate-recover). */
+static int receive_first(receiver *rc)
+{
+    libdm_json *msg = NULL;
+    int r = chan_recv(&rc->ch, deadline_in(rc->d->timeout_ms), &msg), ex;
+
+    if (r < 0)
+        return receive_fail(rc, "prepare", r, "%s", chan_strerror(r));
+    if (!strcmp(msg_phase(msg), "query"))
+        return receive_query(rc, msg);
+    ex = receive_prepare(rc, msg);
+    if (!ex)
+        ex = send_prepared(rc);
+    if (ex)
+        stop_dst(rc);
+    else
+        ex = receive_finish(rc);
+    return ex;
 }
 
 int dmctl_cmd_migrate_receive(dmctl *d, int argc, char **argv)
@@ -1227,13 +1791,7 @@ int dmctl_cmd_migrate_receive(dmctl *d, int argc, char **argv)
         return DMCTL_EXIT_FAIL;
     }
     signal(SIGPIPE, SIG_IGN);
-    ex = receive_prepare(&rc);
-    if (!ex)
-        ex = send_prepared(&rc);
-    if (ex)
-        stop_dst(&rc);
-    else
-        ex = receive_finish(&rc);
+    ex = receive_first(&rc);
     if (rc.sock_path)
         (void)unlink(rc.sock_path);
     libdm_dm_release(rc.dst);

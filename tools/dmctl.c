@@ -99,6 +99,17 @@ static const dmctl_command commands[] = {
       "pre-switchover): migrate_cancel, then cont if it is not running.\n"
       "Refuses (exit 1) if the migration completed: the guest then runs on the\n"
       "destination and the source must stay stopped.\n" },
+    { "migrate-recover", dmctl_cmd_migrate_recover,
+      "NAME (--to 'SHELL-COMMAND' | --destination-gone)",
+      "resume exactly one side of a migration whose outcome is unknown",
+      "After 'dmctl migrate' exited 4 (outcome unknown; the source was left\n"
+      "paused): asks the receiver through the same transport whether the\n"
+      "destination holds and runs the guest, then either stops the source or\n"
+      "resumes it (also from postmigrate). With --destination-gone the\n"
+      "operator asserts the destination is gone and the source is resumed.\n"
+      "Same as 'dmctl migrate NAME --recover ...'.\n"
+      "  --to CMD             shell command running 'dmctl migrate-receive'\n"
+      "  --destination-gone   do not ask: resume the source\n" },
     { "migrate-receive", dmctl_cmd_migrate_receive,
       "[--name NAME] [--listen unix|tcp:HOST] [--qemu PATH]",
       "receiving end of migrate: speaks the protocol on stdin/stdout",
@@ -202,7 +213,8 @@ static int print_help(void)
           "  -h, --help            this help\n"
           "  -V, --version         print the version\n"
           "\nExit status: 0 success, 1 failure, 2 usage error, 3 timed out,\n"
-          "4 interrupted (SIGINT, SIGTERM, SIGHUP; the monitor drained first).\n"
+          "4 migration outcome unknown (source left paused; see --recover),\n"
+          "5 interrupted (SIGINT, SIGTERM, SIGHUP; the monitor drained first).\n"
           "Run 'dmctl help COMMAND' for a command's options; see dmctl(1).\n",
           stdout);
     return DMCTL_EXIT_OK;

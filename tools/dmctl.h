@@ -18,7 +18,8 @@ enum {
     DMCTL_EXIT_FAIL = 1,     /* the operation failed */
     DMCTL_EXIT_USAGE = 2,    /* bad command line */
     DMCTL_EXIT_TIMEOUT = 3,  /* a deadline passed (-ETIMEDOUT) */
-    DMCTL_EXIT_INTERRUPTED = 4, /* SIGINT/SIGTERM/SIGHUP: stopped, drained */
+    DMCTL_EXIT_UNKNOWN = 4,  /* migrate: outcome unknown, source left paused */
+    DMCTL_EXIT_INTERRUPTED = 5, /* SIGINT/SIGTERM/SIGHUP: stopped, drained */
     /* Not an exit status: help was printed, the command ends (exit 0). Any
      * non-zero value stops a command; main() maps this one to 0. */
     DMCTL_EXIT_HELP = -1,
@@ -173,5 +174,8 @@ int dmctl_cmd_demo(dmctl *d, int argc, char **argv);
 int dmctl_cmd_migrate(dmctl *d, int argc, char **argv);
 int dmctl_cmd_migrate_receive(dmctl *d, int argc, char **argv);
 int dmctl_cmd_migrate_cancel(dmctl *d, int argc, char **argv);
+/* migrate-recover NAME (--to CMD | --destination-gone); also reachable as
+ * "migrate NAME --recover ..." */
+int dmctl_cmd_migrate_recover(dmctl *d, int argc, char **argv);
 
 #endif

@@ -135,3 +135,103 @@ finish() {
     echo "all $n checks passed"
     exit 0
 }
+
+# ---- fault injection and a second observer (test-dmctl-migrate-safety.sh,
+# tests/stress/test-migrate-chaos.sh) ----
+# (Tests outside tests/integration set MIGRATE_LIBDIR before sourcing.)
+MIGRATE_LIBDIR=$(cd "${MIGRATE_LIBDIR:-$(dirname "$0")}" && pwd)
+RELAY="$MIGRATE_LIBDIR/migrate-relay.pl"
+OBSERVE="$MIGRATE_LIBDIR/migrate-observe.pl"
+
+# observed_qemu DIR ROLE: DIR/qemu-ROLE runs QEMU with two extra monitors,
+# DIR/ROLE-watch.sock and DIR/ROLE-obs.sock, and its pid in DIR/ROLE.pid.
+observed_qemu() {
+    _q=$(command -v "$QEMU_BIN")
+    cat >"$1/qemu-$2" <<EOS
+#!/bin/sh
+rm -f '$1/$2-watch.sock' '$1/$2-obs.sock'
+echo \$\$ >'$1/$2.pid'
+exec '$_q' "\$@" -qmp unix:$1/$2-watch.sock,server=on,wait=off -qmp unix:$1/$2-obs.sock,server=on,wait=off
+EOS
+    chmod 0755 "$1/qemu-$2"
+}
+
+# obs DIR ROLE: the runstate of ROLE's QEMU by its own monitor ("gone").
+obs() {
+    perl "$OBSERVE" status "$1/$2-obs.sock"
+}
+
+# start_observed STORE NAME DIR: a running 64 MiB guest under DIR/qemu-src.
+start_observed() {
+    dm "$1" start "$2" --machine pc --memory 64 --qemu "$3/qemu-src" >/dev/null &&
+        dm "$1" resume "$2" >/dev/null
+}
+
+# start_fifo_receiver STORE DIR TIMEOUT: migrate-receive on DIR/r.in and
+# DIR/r.out (see relay_cmd), its pid in $rpid, stderr in DIR/r.err.
+start_fifo_receiver() {
+    rm -f "$2/r.in" "$2/r.out"
+    mkfifo "$2/r.in" "$2/r.out" || return 1
+    "$DMCTL" --store "$1" --timeout "$3" migrate-receive --qemu "$2/qemu-dst" \
+        <"$2/r.in" >"$2/r.out" 2>"$2/r.err" &
+    rpid=$!
+}
+
+# relay_cmd DIR [FAULTS]: the --to command relaying to the fifo receiver.
+relay_cmd() {
+    _d=$1
+    shift
+    echo "exec perl '$RELAY' --in '$_d/r.in' --out '$_d/r.out' --log '$_d/relay.log' $*"
+}
+
+# wait_pid_gone PID MS
+wait_pid_gone() {
+    _end=$(($(now_ms) + $2))
+    while kill -0 "$1" 2>/dev/null; do
+        [ "$(now_ms)" -ge "$_end" ] && return 1
+        sleep 0.02
+    done
+    return 0
+}
+
+# start_watch DIR: samples both QEMUs' runstates into DIR/watch.log.
+start_watch() {
+    perl "$OBSERVE" watch "$1/src-watch.sock" "$1/dst-watch.sock" >"$1/watch.log" 2>&1 &
+    wpid=$!
+}
+
+stop_watch() {
+    [ -n "${wpid:-}" ] && kill -TERM "$wpid" 2>/dev/null && wait "$wpid" 2>/dev/null
+    wpid=
+}
+
+# expect_never_both DIR WHAT: the watcher never saw both running.
+expect_never_both() {
+    if ! grep -q running "$1/watch.log"; then
+        fail "$2: the watcher saw no QEMU running at all (is it working?)"
+    elif grep -q BOTH-RUNNING "$1/watch.log"; then
+        fail "$2: source and destination ran at the same time"
+        grep -m3 BOTH-RUNNING "$1/watch.log" | sed 's/^/    /'
+    else
+        ok "$2"
+    fi
+}
+
+# expect_obs DIR ROLE RUNSTATE WHAT (by the second observer)
+expect_obs() {
+    _rs=$(obs "$1" "$2")
+    if [ "$_rs" = "$3" ]; then
+        ok "$4"
+    else
+        fail "$4: $2 is '$_rs' by its own monitor, expected $3"
+    fi
+}
+
+expect_not_in() {
+    if grep -q -- "$2" "$1"; then
+        fail "$3: '$2' in $1"
+        sed 's/^/    /' "$1"
+    else
+        ok "$3"
+    fi
+}

@@ -63,11 +63,11 @@ stop_fakeqmp() {
     fq=
 }
 
-# expect_interrupted DESC STATUS: dmctl exited 4, said so once, and did
+# expect_interrupted DESC STATUS: dmctl exited 5, said so once, and did
 # not die by the signal (a shell reports that as 130).
 expect_interrupted() {
-    if [ "$2" -ne 4 ]; then
-        fail "$1: exit $2, expected 4 (interrupted)"
+    if [ "$2" -ne 5 ]; then
+        fail "$1: exit $2, expected 5 (interrupted)"
         show_err
         return 1
     fi
@@ -76,7 +76,7 @@ expect_interrupted() {
         show_err
         return 1
     fi
-    ok "$1: exit 4"
+    ok "$1: exit 5"
 }
 
 # The reply outstanding at the interruption was read before the close: the

@@ -16,10 +16,29 @@
  *
  * Perform sets pause-before-switchover when QEMU offers it: at pre-switchover
  * the caller's hook runs (settle block jobs: seed 003), then migrate-continue;
- * a hook that fails cancels, and QEMU un-pauses the source. Every wait polls
- * query-migrate on a timer as well as listening for events (a missed event
- * once deadlocked libvirt and QEMU together) and has a deadline after which
- * the migration is cancelled cleanly.
+ * a hook that fails cancels, and QEMU un-pauses the source. Every wait wakes
+ * at once on a MIGRATION event and also polls query-migrate on a timer (a
+ * missed event once deadlocked libvirt and QEMU together); each has a
+ * deadline after which the migration is cancelled cleanly.
+ *
+ * Never a split brain. After Perform the source tells Finish what it knows
+ * (libdm_migrate_source_state()), and Finish decides on that *and* on the
+ * destination's own evidence:
+ *
+ *   source says   destination's incoming migration   Finish
+ *   COMPLETED     completed                          cont (unless keep_paused)  0
+ *   COMPLETED     failed / not before the deadline   no cont, caller stops it   <0
+ *   GONE          completed                          cont (unless keep_paused)  0
+ *   GONE          failed / not before the deadline   no cont, caller stops it   <0 (lost
+ *                                                     with the only QEMU holding it)
+ *   KEEPS         (not even asked)                   no cont, -ECANCELED, caller stops it
+ *   UNKNOWN       (not even asked)                   no cont, -ECANCELED, caller stops it
+ *
+ * So only a source that completed (and then stays paused: postmigrate) or
+ * died ever lets the destination run. Once the source side has told a
+ * destination COMPLETED it must not resume the source unless the destination
+ * answered that it stopped; without an answer the outcome is unknown and
+ * only libdm_migrate_recover(), with the destination's fact, decides.
  */
 #ifndef LIBDM_MIGRATE_H
 #define LIBDM_MIGRATE_H
@@ -61,21 +80,52 @@ LIBDM_EXPORT int libdm_migrate_perform(libdm_dm *source, const char *uri, unsign
                                        libdm_progress_fn *progress, void *progress_userdata,
                                        int timeout_ms);
 
-/* Finish (destination): waits until the incoming migration is confirmed
- * completed, then sends cont unless @keep_paused, then releases autokill.
- * On failure no cont is ever sent; the caller stops the DM. */
+/* What the source side knows after Perform (see the table above). */
+typedef enum libdm_migrate_source {
+    LIBDM_MIGRATE_SOURCE_COMPLETED = 0, /* completed: the source is paused (postmigrate) */
+    LIBDM_MIGRATE_SOURCE_KEEPS,         /* failed, cancelled or never started: the source
+                                           holds the guest (QEMU resumed it if it ran) */
+    LIBDM_MIGRATE_SOURCE_GONE,          /* the source QEMU exited: it holds nothing */
+    LIBDM_MIGRATE_SOURCE_UNKNOWN,       /* cannot tell (monitor lost, not settled) */
+} libdm_migrate_source;
+
+LIBDM_EXPORT const char *libdm_migrate_source_to_string(libdm_migrate_source s);
+/* "completed", "keeps", "gone", "unknown"; -EINVAL for anything else. */
+LIBDM_EXPORT int libdm_migrate_source_from_string(const char *s, libdm_migrate_source *ret);
+
+/* The source's state after Perform, from QEMU (query-migrate) and the DM's
+ * exit; a monitor that fails is given up to @timeout_ms to show an exit. */
+LIBDM_EXPORT libdm_migrate_source libdm_migrate_source_state(libdm_dm *source, int timeout_ms);
+
+/* Finish (destination) on the source's word @source, by the table above:
+ * waits until the incoming migration is confirmed completed, then sends
+ * cont unless @keep_paused, then releases autokill. On failure no cont is
+ * ever sent; the caller stops the DM. */
+LIBDM_EXPORT int libdm_migrate_finish_from(libdm_dm *dest, libdm_migrate_source source,
+                                           int keep_paused, int timeout_ms);
+/* libdm_migrate_finish_from(@dest, LIBDM_MIGRATE_SOURCE_COMPLETED, ...). */
 LIBDM_EXPORT int libdm_migrate_finish(libdm_dm *dest, int keep_paused, int timeout_ms);
 
 /* Confirm (source): @success: stop the source DM; else make sure it runs
- * again if it was running before Perform (or stays paused if it was). */
+ * again if it was running before Perform (or stays paused if it was). After
+ * a completed Perform, !@success is the caller's word that the destination
+ * answered it stopped (see the table above): cont works from postmigrate. */
 LIBDM_EXPORT int libdm_migrate_confirm(libdm_dm *source, int success, int timeout_ms);
 
 /* Recovery (source): cancels a migration left in flight, e.g. paused at
  * pre-switchover by a controller that died, and makes the source run again.
  * Returns 0 if the source runs (or no migration was in flight and it ran),
- * -EALREADY if the migration had completed (the source must not run: the
- * guest lives on the destination). */
+ * -EALREADY if the migration had completed: the source alone cannot know
+ * whether the destination runs the guest, so it stays paused (use
+ * libdm_migrate_recover() with the destination's answer). */
 LIBDM_EXPORT int libdm_migrate_cancel(libdm_dm *source, int timeout_ms);
+
+/* Recovery (source) once the caller knows where the guest is:
+ * @destination_has_guest: stop the source (refused with -EBUSY if the source
+ * runs: then both would); else make the source run: cancel a migration in
+ * flight and cont, from postmigrate too. */
+LIBDM_EXPORT int libdm_migrate_recover(libdm_dm *source, int destination_has_guest,
+                                       int timeout_ms);
 
 #ifdef __cplusplus
 }
