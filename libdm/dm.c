@@ -20,6 +20,7 @@
 #include "config-internal.h"
 #include "qmp-internal.h"
 #include "spawn-internal.h"
+#include "restrict-internal.h"
 #include "store.h"
 
 #include <fcntl.h>
@@ -62,6 +63,7 @@ struct libdm_dm {
     char *profile;
     char *machine;              /* NULL if unknown (attached to an old record) */
     uint64_t memory_mb;
+    char *confinement;          /* dm_restrict in force (restrict.c), NULL if unknown */
     char *dir, *qmp_path, *log_path;
     int pid;
     uint64_t pid_start;
@@ -195,6 +197,7 @@ static void fill_record(const libdm_dm *dm, libdm__record *rec)
     rec->profile = dm->profile;
     rec->machine = dm->machine;
     rec->memory_mb = dm->memory_mb;
+    rec->confinement = dm->confinement;
     rec->state = (char *)libdm_dm_state_to_string(dm->state);
     rec->created_ms = dm->created_ms;
     rec->exit_status = -1;
@@ -223,14 +226,17 @@ static void record_state(libdm_dm *dm)
         (void)libdm__store_set_state(store, dm->name, libdm_dm_state_to_string(dm->state), -1);
 }
 
-/* Removes the record, the socket, the log and the directory. */
-static void remove_files(libdm_ctx *ctx, const char *name, const char *dir)
+/* Removes the record, the socket, the log, the chroot libdm made and the
+ * directory. */
+static void remove_files(libdm_ctx *ctx, const char *name, const char *dir,
+                         const char *profile, uint32_t domid)
 {
     libdm__store *store;
     char *p;
 
     if (libdm__ctx_store(ctx, &store) >= 0)
         (void)libdm__store_del(store, name);
+    libdm__restrict_cleanup(dir, profile, domid);
     if (!dir)
         return;
     if ((p = libdm__sprintf("%s/qmp.sock", dir))) {
@@ -587,7 +593,7 @@ static void start_fail_finished(libdm_dm *dm)
     int status = dm->op_status < 0 ? dm->op_status : -ECHILD;
 
     close_qmp(dm);
-    remove_files(dm->ctx, dm->name, dm->dir);
+    remove_files(dm->ctx, dm->name, dm->dir, dm->profile, dm->domid);
     dm_set_state(dm, LIBDM_DM_DEAD);
     op_finish(dm, status);
 }
@@ -750,6 +756,7 @@ static void dm_free(libdm_dm *dm)
     free(dm->name);
     free(dm->profile);
     free(dm->machine);
+    free(dm->confinement);
     free(dm->dir);
     free(dm->qmp_path);
     free(dm->log_path);
@@ -805,7 +812,7 @@ static int claim_name(libdm_ctx *ctx, libdm__store *store, const char *name)
         return 0;
     alive = rec.pid > 0 && libdm__proc_start_time(rec.pid) == rec.pid_start;
     if (!alive)
-        remove_files(ctx, name, rec.dir);
+        remove_files(ctx, name, rec.dir, rec.profile, rec.domid);
     libdm__record_clear(&rec);
     if (alive) {
         LIBDM__ERROR(ctx, "%s: a device model of that name is already running", name);
@@ -845,7 +852,8 @@ static const char *store_spec(const libdm__store *store)
     return strcmp(libdm__store_kind(store), "xenstore") ? libdm__store_run_root(store) : "xenstore";
 }
 
-static int spawn_dm(libdm_dm *dm, const libdm_dm_config *cfg, libdm__store *store, bool autokill)
+static int spawn_dm(libdm_dm *dm, const libdm_dm_config *cfg, libdm__store *store, bool autokill,
+                    const char *restrict_spec)
 {
     int lfd = -1, cfd = -1, log_fd = -1, r;
     char **argv = NULL;
@@ -884,7 +892,8 @@ static int spawn_dm(libdm_dm *dm, const libdm_dm_config *cfg, libdm__store *stor
                             &(libdm__spawn_args){ .name = dm->name,
                                                   .store_spec = store_spec(store),
                                                   .argv = argv, .qmp_listen_fd = lfd,
-                                                  .log_fd = log_fd, .autokill = autokill },
+                                                  .log_fd = log_fd, .autokill = autokill,
+                                                  .restrict_spec = restrict_spec },
                             &keeper_ops, dm, &dm->keeper);
     if (r >= 0)
         dm->keeper_pid = libdm__keeper_keeper_pid(dm->keeper);
@@ -899,6 +908,7 @@ out:
 int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
                           libdm_dm_done_fn *cb, void *userdata, libdm_dm **ret_dm)
 {
+    libdm__restrict_plan plan = { 0 };
     libdm__store *store;
     libdm_dm *dm;
     int r;
@@ -931,12 +941,17 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
     }
     libdm__timer_init(&dm->op_deadline, start_deadline, dm);
     r = prepare_dir(dm, store);
+    /* dm_restrict: validated and resolved (runas, chroot, seccomp) before
+     * anything is spawned; the resolved copy is what QEMU gets. */
+    if (r >= 0 && (r = libdm__restrict_prepare(ctx, cfg, dm->dir, &plan)) >= 0)
+        dm->confinement = plan.confinement, plan.confinement = NULL;
     if (r >= 0)
         r = op_begin(dm, OP_START, cfg->timeout_ms, cb, userdata);
     if (r >= 0)
-        r = spawn_dm(dm, cfg, store, autokill);
+        r = spawn_dm(dm, plan.cfg, store, autokill, plan.keeper_spec);
+    libdm__restrict_plan_clear(&plan);
     if (r < 0) {
-        remove_files(ctx, dm->name, dm->dir);
+        remove_files(ctx, dm->name, dm->dir, dm->profile, dm->domid);
         dm->op = OP_NONE;
         dm_free(dm);
         return r;
@@ -1218,7 +1233,7 @@ static int dm_signal(libdm_dm *dm, int sig)
 static void stop_finished(libdm_dm *dm)
 {
     close_qmp(dm);
-    remove_files(dm->ctx, dm->name, dm->dir);
+    remove_files(dm->ctx, dm->name, dm->dir, dm->profile, dm->domid);
     dm_set_state(dm, LIBDM_DM_DEAD);
     op_finish(dm, 0);
 }
@@ -1329,6 +1344,7 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
     dm->domid = rec->domid;
     dm->machine = rec->machine ? strdup(rec->machine) : NULL;
     dm->memory_mb = rec->memory_mb;
+    dm->confinement = rec->confinement ? strdup(rec->confinement) : NULL;
     dm->pid = rec->pid;
     dm->pid_start = rec->pid_start;
     dm->keeper_pid = rec->keeper_pid;
@@ -1535,7 +1551,7 @@ int libdm_dm_forget(libdm_ctx *ctx, const char *name)
         libdm__record_clear(&rec);
         return -EBUSY;
     }
-    remove_files(ctx, name, rec.dir);
+    remove_files(ctx, name, rec.dir, rec.profile, rec.domid);
     libdm__record_clear(&rec);
     return 0;
 }
@@ -1556,6 +1572,7 @@ const char *libdm_dm_get_profile(const libdm_dm *dm) { return dm->profile; }
 const char *libdm_dm_get_machine(const libdm_dm *dm) { return dm->machine; }
 uint64_t libdm_dm_get_memory_mb(const libdm_dm *dm) { return dm->memory_mb; }
 const char *libdm_dm_get_runstate(const libdm_dm *dm) { return dm->runstate; }
+const char *libdm_dm_get_confinement(const libdm_dm *dm) { return dm->confinement; }
 int libdm_dm_get_exit_status(const libdm_dm *dm) { return dm->exited ? dm->exit_status : -1; }
 const char *libdm_dm_last_error(const libdm_dm *dm) { return dm->last_error; }
 

@@ -23,6 +23,7 @@ typedef struct libdm__spawn_args {
     int qmp_listen_fd;
     int log_fd;
     bool autokill;
+    const char *restrict_spec; /* the keeper's --restrict= (restrict.c), or NULL */
 } libdm__spawn_args;
 
 int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *args,

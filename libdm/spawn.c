@@ -216,6 +216,8 @@ static char **keeper_argv(const libdm__spawn_args *a)
     argv[n++] = libdm__sprintf("--store=%s", a->store_spec);
     if (a->autokill)
         argv[n++] = strdup("--autokill");
+    if (a->restrict_spec)
+        argv[n++] = libdm__sprintf("--restrict=%s", a->restrict_spec);
     argv[n++] = strdup("--");
     for (size_t i = 0; i < qn; i++)
         argv[n++] = strdup(a->argv[i]);

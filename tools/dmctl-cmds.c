@@ -162,7 +162,7 @@ static int start_option(const dmctl_command *cmd, libdm_dm_config *cfg, int opt,
     case OPT_RUNAS:
         seen->runas = true;
         return setter_result(cmd, libdm_dm_config_set_runas(cfg, arg), "--runas", arg,
-                             "a user name or uid:gid");
+                             "a user name or uid:gid, not root");
     case OPT_CHROOT:
         seen->chroot = true;
         return set_chroot(cmd, cfg, arg);

@@ -3,7 +3,7 @@
  * libdm-keeper: the parent of one device model, in the manner of podman's
  * conmon.
  *
- *   libdm-keeper --name NAME --store SPEC [--autokill] -- QEMU-ARGV...
+ *   libdm-keeper --name NAME --store SPEC [--autokill] [--restrict=SPEC] -- QEMU-ARGV...
  *
  * Started by libdm with fds 0 (/dev/null), 1 and 2 (the DM's log), 3 (the QMP
  * listening socket QEMU inherits) and 4 (the control channel, see
@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "keeper-proto.h"
+#include "keeper-restrict.h"
 #include "store.h"
 
 typedef struct keeper {
@@ -46,6 +47,7 @@ typedef struct keeper {
     int ctl;
     int pidfd;
     pid_t pid;
+    keeper_restrict restrict_; /* dm_restrict, applied before exec */
 } keeper;
 
 static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -77,8 +79,9 @@ static char *const qemu_env[] = {
     NULL,
 };
 
-static void child_exec(char **argv, int errfd)
+static void child_exec(const keeper *k, char **argv, int errfd)
 {
+    char *const *env = qemu_env;
     sigset_t none;
     int e;
 
@@ -87,7 +90,13 @@ static void child_exec(char **argv, int errfd)
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
     close(LIBDM__KEEPER_CTL_FD);
-    execve(argv[0], argv, qemu_env);
+    e = keeper_restrict_apply(&k->restrict_, &env);
+    if (e < 0) {
+        e = -e;
+        (void)!write(errfd, &e, sizeof(e));
+        _exit(127);
+    }
+    execve(argv[0], argv, env);
     e = errno;
     (void)!write(errfd, &e, sizeof(e));
     _exit(127);
@@ -109,7 +118,7 @@ static int spawn_dm(keeper *k, char **argv)
         return e;
     }
     if (k->pid == 0)
-        child_exec(argv, pipefd[1]);
+        child_exec(k, argv, pipefd[1]);
     close(pipefd[1]);
     close(LIBDM__KEEPER_QMP_FD); /* QEMU has it now */
     k->pidfd = pidfd_open_(k->pid);
@@ -152,6 +161,7 @@ static void remove_dm_files(keeper *k, libdm__store *store)
     unlink(path);
     snprintf(path, sizeof(path), "%s/%s/qemu.log", root, k->name);
     unlink(path);
+    keeper_restrict_cleanup(&k->restrict_);
     snprintf(path, sizeof(path), "%s/%s", root, k->name);
     rmdir(path);
 }
@@ -245,7 +255,8 @@ static int supervise(keeper *k)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: libdm-keeper --name NAME --store SPEC [--autokill] -- QEMU-ARGV...\n"
+    fprintf(stderr, "usage: libdm-keeper --name NAME --store SPEC [--autokill] [--restrict=SPEC] "
+                    "-- QEMU-ARGV...\n"
                     "(started by libdm; not meant to be run by hand)\n");
     return 2;
 }
@@ -256,6 +267,7 @@ int main(int argc, char **argv)
         { "name", required_argument, NULL, 'n' },
         { "store", required_argument, NULL, 's' },
         { "autokill", no_argument, NULL, 'a' },
+        { "restrict", required_argument, NULL, 'r' },
         { NULL, 0, NULL, 0 },
     };
     keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1 };
@@ -268,6 +280,10 @@ int main(int argc, char **argv)
         case 'n': k.name = optarg; break;
         case 's': k.store_spec = optarg; break;
         case 'a': k.autokill = true; break;
+        case 'r':
+            if (keeper_restrict_parse(&k.restrict_, optarg) < 0)
+                return usage();
+            break;
         default: return usage();
         }
     }
