@@ -302,7 +302,7 @@ static int parse_target(dmctl *d, const dmctl_command *cmd, int argc, char **arg
 }
 
 static int print_status(const dmctl *d, const char *name, const char *socket,
-                        const char *runstate)
+                        const char *runstate, const char *confinement)
 {
     libdm_json *o;
     bool ok;
@@ -316,6 +316,8 @@ static int print_status(const dmctl *d, const char *name, const char *socket,
     if (ok && socket)
         ok = dmctl_json_add_str(o, "qmp_socket", socket);
     ok = ok && dmctl_json_add_str(o, "runstate", runstate);
+    if (ok && confinement)
+        ok = dmctl_json_add_str(o, "confinement", confinement);
     if (!ok)
         o = libdm_json_free(o);
     return dmctl_json_emit(o);
@@ -354,7 +356,7 @@ static int status_socket(dmctl *d, const char *path)
     if (!ex && ex2)
         ex = ex2;
     if (!ex)
-        ex = print_status(d, NULL, path, rs);
+        ex = print_status(d, NULL, path, rs, NULL);
     free(rs);
     return ex;
 }
@@ -372,7 +374,7 @@ static int status_name(dmctl *d, const char *name)
     if (r < 0)
         ex = dmctl_report_dm(d, dm, name, "query-status", r);
     else
-        ex = print_status(d, name, NULL, rs);
+        ex = print_status(d, name, NULL, rs, libdm_dm_get_confinement(dm));
     free(rs);
     libdm_dm_release(dm);
     return ex;
