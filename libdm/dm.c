@@ -943,8 +943,12 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
     r = prepare_dir(dm, store);
     /* dm_restrict: validated and resolved (runas, chroot, seccomp) before
      * anything is spawned; the resolved copy is what QEMU gets. */
-    if (r >= 0 && (r = libdm__restrict_prepare(ctx, cfg, dm->dir, &plan)) >= 0)
-        dm->confinement = plan.confinement, plan.confinement = NULL;
+    if (r >= 0)
+        r = libdm__restrict_prepare(ctx, cfg, dm->dir, &plan);
+    if (r >= 0) {
+        dm->confinement = plan.confinement;
+        plan.confinement = NULL;
+    }
     if (r >= 0)
         r = op_begin(dm, OP_START, cfg->timeout_ms, cb, userdata);
     if (r >= 0)
