@@ -294,7 +294,9 @@ static void build_restrict(argv_builder *b, const libdm_dm_config *c)
         add_pair(b, "-chroot", dir);
     if (c->runas)
         add_pair(b, "-runas", c->runas);
-    add_pair(b, "-sandbox", LIBDM__SANDBOX_OPTS);
+    /* With the keeper's filter instead (restrict.c), no -sandbox. */
+    if (c->seccomp != LIBDM_SECCOMP_FILTER)
+        add_pair(b, "-sandbox", LIBDM__SANDBOX_OPTS);
     free(dir);
 }
 

@@ -33,6 +33,7 @@ struct libdm_dm_config {
     bool restricted;        /* dm_restrict ("restrict" is a C keyword) */
     char *runas;            /* user name or "uid:gid" */
     char *chroot_dir;
+    libdm_seccomp seccomp;  /* AUTO is resolved at start (restrict.c) */
     char *incoming;         /* "defer" or a migration URI */
     char *qemu_path;        /* NULL: LIBDM_DEFAULT_QEMU / LIBDM_DEFAULT_XEN_QEMU */
     char **extra_args;      /* NULL-terminated, never NULL */

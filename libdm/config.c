@@ -74,13 +74,13 @@ static bool valid_user_name(const char *s)
 /* A canonical decimal id ending at @end: no sign, no leading zero. QEMU
  * reads "-runas uid:gid" with strtoul base 0, so "010" would mean 8 and
  * "0x10" 16: only the unambiguous spelling is let through. (uid_t)-1 is
- * refused as QEMU does. */
+ * refused as QEMU does, and so is 0: a DM never runs as root. */
 static bool valid_id(const char *s, const char *end)
 {
     uint64_t v = 0;
     const char *p;
 
-    if (s == end || end - s > 10 || (s[0] == '0' && end - s > 1))
+    if (s == end || end - s > 10 || s[0] == '0')
         return false;
     for (p = s; p < end; p++) {
         if (*p < '0' || *p > '9')
@@ -99,6 +99,9 @@ static bool valid_uid_gid(const char *s)
 
 static bool valid_runas(const char *s)
 {
+    /* Other names of uid 0 are refused at start, once resolved. */
+    if (strcmp(s, "root") == 0)
+        return false;
     return valid_user_name(s) || valid_uid_gid(s);
 }
 
@@ -241,6 +244,15 @@ int libdm_dm_config_set_chroot(libdm_dm_config *config, const char *dir)
     if (!config)
         return -EINVAL;
     return set_string(&config->chroot_dir, dir, valid_abs_path);
+}
+
+int libdm_dm_config_set_seccomp(libdm_dm_config *config, libdm_seccomp mode)
+{
+    if (!config || (mode != LIBDM_SECCOMP_AUTO && mode != LIBDM_SECCOMP_QEMU &&
+                    mode != LIBDM_SECCOMP_FILTER))
+        return -EINVAL;
+    config->seccomp = mode;
+    return 0;
 }
 
 int libdm_dm_config_set_incoming(libdm_dm_config *config, const char *uri)

@@ -22,6 +22,7 @@
 #include "keeper-proto.h"
 #include "rundir-internal.h"
 #include "spawn-internal.h"
+#include "restrict-internal.h"
 #include "store.h"
 
 #include <fcntl.h>
@@ -64,6 +65,7 @@ struct libdm_dm {
     char *profile;
     char *machine;              /* NULL if unknown (attached to an old record) */
     uint64_t memory_mb;
+    char *confinement;          /* dm_restrict in force (restrict.c), NULL if unknown */
     char *dir, *qmp_path, *log_path;
     int pid;
     uint64_t pid_start;
@@ -80,6 +82,7 @@ struct libdm_dm {
     char *runstate;
     char *migration_event;      /* status of the last MIGRATION event */
     bool exited;
+    bool pid_gone;              /* attached: the pidfd said so; the record may lag */
     int exit_status;
     char *last_error;
     int timeout_ms;
@@ -200,6 +203,7 @@ static void fill_record(const libdm_dm *dm, libdm__record *rec)
     rec->profile = dm->profile;
     rec->machine = dm->machine;
     rec->memory_mb = dm->memory_mb;
+    rec->confinement = dm->confinement;
     rec->state = (char *)libdm_dm_state_to_string(dm->state);
     rec->created_ms = dm->created_ms;
     rec->exit_status = -1;
@@ -240,7 +244,8 @@ static int record_state(libdm_dm *dm)
 /* Removes the record, the socket, the log and the directory of a DM that
  * is gone, through its directory fd, and only while holding the name's
  * claim: once the keeper exited, another start may own the name already. */
-static void remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd)
+static void remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
+                         const char *profile, uint32_t domid)
 {
     libdm__store *store;
     bool held_here = rd && rd->owner_fd >= 0;
@@ -249,8 +254,11 @@ static void remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd)
         return; /* the name has a new owner: nothing here is ours any more */
     if (libdm__ctx_store(ctx, &store) >= 0)
         (void)libdm__store_del(store, name);
-    if (rd)
+    if (rd) {
+        /* libdm's own chroot (never a caller's), before the directory. */
+        libdm__restrict_cleanup(rd->path, profile, domid);
         libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
+    }
     if (rd && !held_here)
         libdm__close(&rd->owner_fd);
 }
@@ -504,6 +512,7 @@ static void on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user)
 
     libdm__watch_del(dm->pidfd_watch);
     dm->pidfd_watch = NULL;
+    dm->pid_gone = true;
     exit_poll_fire(ctx, &dm->exit_poll, dm);
 }
 
@@ -602,7 +611,7 @@ static void start_fail_finished(libdm_dm *dm)
     int status = dm->op_status < 0 ? dm->op_status : -ECHILD;
 
     close_qmp(dm);
-    remove_files(dm->ctx, dm->name, dm->rd);
+    remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
     dm_set_state(dm, LIBDM_DM_DEAD);
     op_finish(dm, status);
 }
@@ -774,6 +783,7 @@ static void dm_free(libdm_dm *dm)
     free(dm->name);
     free(dm->profile);
     free(dm->machine);
+    free(dm->confinement);
     free(dm->dir);
     free(dm->qmp_path);
     free(dm->log_path);
@@ -811,8 +821,9 @@ static int clear_leftovers(libdm_dm *dm, libdm__store *store)
         libdm__record_clear(&rec);
         return -EEXIST;
     }
-    libdm__record_clear(&rec);
     (void)libdm__store_del(store, dm->name);
+    libdm__restrict_cleanup(dm->rd->path, rec.profile, rec.domid);
+    libdm__record_clear(&rec);
     libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_LEFTOVERS);
     return 0;
 }
@@ -854,6 +865,8 @@ static void unclaim(libdm_dm *dm, bool recorded)
         return;
     if (recorded && dm_store(dm, &store) >= 0)
         (void)libdm__store_del(store, dm->name);
+    if (dm->confinement) /* the chroot restrict.c made, if any */
+        libdm__restrict_cleanup(dm->rd->path, dm->profile, dm->domid);
     libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_MADE);
 }
 
@@ -882,7 +895,8 @@ static int connect_monitor(libdm_dm *dm, int cfd)
     return r;
 }
 
-static int spawn_dm(libdm_dm *dm, char **argv, libdm__store *store, bool autokill)
+static int spawn_dm(libdm_dm *dm, char **argv, libdm__store *store, bool autokill,
+                    const char *restrict_spec)
 {
     int lfd = -1, cfd = -1, log_fd = -1, r;
 
@@ -910,7 +924,8 @@ static int spawn_dm(libdm_dm *dm, char **argv, libdm__store *store, bool autokil
                                                   .run_root = dm->rd->root,
                                                   .argv = argv, .qmp_listen_fd = lfd,
                                                   .log_fd = log_fd, .owner_fd = dm->rd->owner_fd,
-                                                  .rundir_fd = dm->rd->dfd, .autokill = true },
+                                                  .rundir_fd = dm->rd->dfd, .autokill = true,
+                                                  .restrict_spec = restrict_spec },
                             &keeper_ops, dm, &dm->keeper);
     if (r >= 0)
         dm->keeper_pid = libdm__keeper_keeper_pid(dm->keeper);
@@ -946,45 +961,83 @@ static int dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg)
  *   3. the record is written, state "spawning", before any process runs;
  *   4. the keeper starts with autokill armed; it records QEMU's pid before
  *      QEMU execs, and holds the claim for the DM's life. */
-int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
-                          libdm_dm_done_fn *cb, void *userdata, libdm_dm **ret_dm)
+/* A configuration that cannot become a command line fails here, before
+ * anything is created. */
+static int check_config(libdm_ctx *ctx, const libdm_dm_config *cfg)
 {
-    libdm__store *store;
-    libdm_dm *dm;
     char **argv = NULL;
-    bool recorded = false;
     int r;
 
     if (!cfg || !cfg->name) {
         LIBDM__ERROR(ctx, "a device model needs a name");
         return -EINVAL;
     }
+    /* A restricted one is resolved first (restrict.c says what is wrong). */
+    if (cfg->restricted)
+        return 0;
     r = libdm_dm_config_build_argv(cfg, LIBDM__KEEPER_QMP_FD, &argv);
-    if (r < 0) {
+    if (r < 0)
         LIBDM__ERROR(ctx, "%s: invalid configuration: cannot build the command line: %s",
                      cfg->name, strerror(-r));
+    libdm_strv_free(argv);
+    return r;
+}
+
+/* dm_restrict resolved (runas, chroot, seccomp: restrict.c), then the
+ * command line QEMU really gets. */
+static int plan_command(libdm_dm *dm, const libdm_dm_config *cfg, libdm__restrict_plan *plan,
+                        char ***ret_argv)
+{
+    int r = libdm__restrict_prepare(dm->ctx, cfg, dm->dir, plan);
+
+    if (r < 0)
         return r;
-    }
-    r = libdm__ctx_store(ctx, &store);
-    if (r < 0) {
-        libdm_strv_free(argv);
+    dm->confinement = plan->confinement;
+    plan->confinement = NULL;
+    r = libdm_dm_config_build_argv(plan->cfg, LIBDM__KEEPER_QMP_FD, ret_argv);
+    if (r < 0)
+        dm_error(dm, "invalid configuration: cannot build the command line: %s", strerror(-r));
+    return r;
+}
+
+/* Start, in an order where whoever dies at any moment leaves nothing that
+ * `list` cannot show or `stop` cannot end:
+ *   1. the configuration is checked (a bad one creates nothing);
+ *   2. the name is claimed (owner.lock) and a dead predecessor cleared;
+ *   3. dm_restrict is resolved and the final command line built;
+ *   4. the record is written, state "spawning", before any process runs;
+ *   5. the keeper starts with autokill armed; it records QEMU's pid before
+ *      QEMU execs, and holds the claim for the DM's life. */
+int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
+                          libdm_dm_done_fn *cb, void *userdata, libdm_dm **ret_dm)
+{
+    libdm__restrict_plan plan = { 0 };
+    libdm__store *store;
+    libdm_dm *dm;
+    char **argv = NULL;
+    bool recorded = false;
+    int r = check_config(ctx, cfg);
+
+    if (r >= 0)
+        r = libdm__ctx_store(ctx, &store);
+    if (r < 0)
         return r;
-    }
     dm = dm_alloc(ctx);
-    if (!dm) {
-        libdm_strv_free(argv);
+    if (!dm)
         return -ENOMEM;
-    }
     r = dm_init_from_config(dm, cfg);
     if (r >= 0)
         r = claim_name(dm, store);
+    if (r >= 0)
+        r = plan_command(dm, cfg, &plan, &argv);
     if (r >= 0 && (r = write_record(dm)) >= 0)
         recorded = true;
     if (r >= 0)
         r = op_begin(dm, OP_START, cfg->timeout_ms, cb, userdata);
     if (r >= 0)
-        r = spawn_dm(dm, argv, store, autokill);
+        r = spawn_dm(dm, argv, store, autokill, plan.keeper_spec);
     libdm_strv_free(argv);
+    libdm__restrict_plan_clear(&plan);
     if (r < 0) {
         close_qmp(dm);
         unclaim(dm, recorded);
@@ -1269,7 +1322,7 @@ static int dm_signal(libdm_dm *dm, int sig)
 static void stop_finished(libdm_dm *dm)
 {
     close_qmp(dm);
-    remove_files(dm->ctx, dm->name, dm->rd);
+    remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
     dm_set_state(dm, LIBDM_DM_DEAD);
     op_finish(dm, 0);
 }
@@ -1377,6 +1430,7 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
     dm->domid = rec->domid;
     dm->machine = rec->machine ? strdup(rec->machine) : NULL;
     dm->memory_mb = rec->memory_mb;
+    dm->confinement = rec->confinement ? strdup(rec->confinement) : NULL;
     dm->pid = rec->pid;
     dm->pid_start = rec->pid_start;
     dm->keeper_pid = rec->keeper_pid;
@@ -1457,30 +1511,28 @@ static int lock_monitor(libdm_dm *dm)
 static int attach_monitor(libdm_dm *dm)
 {
     libdm_qmp *q;
-    char *rs = NULL, *why = NULL;
-    int fd, r;
+    char *rs = NULL, *why = NULL, *path = NULL;
+    int r;
 
-    r = libdm__rundir_connect(dm->rd, &fd, &why);
+    r = libdm__rundir_socket_path(dm->rd, &path, &why);
     if (r < 0) {
         dm_error(dm, "%s", why ? why : strerror(-r));
         free(why);
         return r;
     }
     r = libdm_qmp_new(dm->ctx, &q);
-    if (r < 0) {
-        close(fd);
-        return r;
-    }
-    r = attach_qmp(dm, q);
     if (r >= 0)
-        r = libdm_qmp_connect_fd(dm->qmp, fd, dm->timeout_ms);
-    else
-        close(fd);
+        r = attach_qmp(dm, q);
+    /* Connecting retries while the one-deep backlog is full. */
+    if (r >= 0)
+        r = libdm_qmp_connect(dm->qmp, path, dm->timeout_ms);
+    free(path);
     if (r >= 0)
         r = libdm_qmp_wait_ready(dm->qmp);
     if (r < 0) {
         dm_error(dm, "cannot connect to the monitor %s: %s", dm->qmp_path,
-                 libdm_qmp_last_error(dm->qmp) ? libdm_qmp_last_error(dm->qmp) : strerror(-r));
+                 dm->qmp && libdm_qmp_last_error(dm->qmp) ? libdm_qmp_last_error(dm->qmp)
+                                                          : strerror(-r));
         return r;
     }
     r = libdm_dm_query_status(dm, 0, &rs);
@@ -1648,8 +1700,9 @@ void libdm_dm_info_free(libdm_dm_info *infos, size_t count)
 
 /* Cleans up after a DM that is gone: only if nobody holds its name (a
  * keeper alive means a DM alive, or a start in progress). */
-static int forget_files(libdm_ctx *ctx, libdm__store *store, const char *name)
+static int forget_files(libdm_ctx *ctx, libdm__store *store, const libdm__record *rec)
 {
+    const char *name = rec->name;
     const char *root = libdm__store_run_root(store);
     libdm__rundir *rd = NULL;
     int r = root ? libdm__rundir_open(root, name, &rd, NULL) : -ENOENT;
@@ -1661,6 +1714,7 @@ static int forget_files(libdm_ctx *ctx, libdm__store *store, const char *name)
     r = libdm__rundir_reclaim(rd);
     if (r >= 0) {
         (void)libdm__store_del(store, name);
+        libdm__restrict_cleanup(rd->path, rec->profile, rec->domid);
         libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
     }
     libdm__rundir_free(rd);
@@ -1681,8 +1735,9 @@ int libdm_dm_forget(libdm_ctx *ctx, const char *name)
         libdm__record_clear(&rec);
         return -EBUSY;
     }
+    r = forget_files(ctx, store, &rec);
     libdm__record_clear(&rec);
-    return forget_files(ctx, store, name);
+    return r;
 }
 
 /* ---- getters ---- */
@@ -1701,6 +1756,7 @@ const char *libdm_dm_get_profile(const libdm_dm *dm) { return dm->profile; }
 const char *libdm_dm_get_machine(const libdm_dm *dm) { return dm->machine; }
 uint64_t libdm_dm_get_memory_mb(const libdm_dm *dm) { return dm->memory_mb; }
 const char *libdm_dm_get_runstate(const libdm_dm *dm) { return dm->runstate; }
+const char *libdm_dm_get_confinement(const libdm_dm *dm) { return dm->confinement; }
 int libdm_dm_get_exit_status(const libdm_dm *dm) { return dm->exited ? dm->exit_status : -1; }
 const char *libdm_dm_last_error(const libdm_dm *dm) { return dm->last_error; }
 
@@ -1713,7 +1769,7 @@ int libdm__dm_set_autokill(libdm_dm *dm, bool on)
 
 bool libdm__dm_exited(const libdm_dm *dm)
 {
-    return dm->exited;
+    return dm->exited || dm->pid_gone;
 }
 
 libdm_ctx *libdm__dm_ctx(const libdm_dm *dm)

@@ -350,6 +350,8 @@ static int start_migration(libdm_dm *src, const char *uri, unsigned flags, uint6
     return r;
 }
 
+static bool wait_exited(libdm_dm *dm, uint64_t deadline);
+
 /* One look at the source's migration: 1 completed, 0 go on waiting, or a
  * negative errno (cancelled when it had to be). */
 static int perform_step(libdm_dm *src, libdm_switchover_fn *hook, void *hook_user,
@@ -362,6 +364,10 @@ static int perform_step(libdm_dm *src, libdm_switchover_fn *hook, void *hook_use
     if (remaining_ms(deadline) == 0)
         return cancel_migration(src, -ETIMEDOUT) == 0 ? 1 : -ETIMEDOUT;
     r = migration_status(src, deadline, &st, &info);
+    /* A monitor that fails is most often a DM that died: its pidfd may
+     * not have been dispatched yet; give it a moment to say so. */
+    if (r < 0 && !libdm__dm_exited(src))
+        (void)wait_exited(src, libdm_now_ms() + 200 < deadline ? libdm_now_ms() + 200 : deadline);
     if (r < 0)
         return libdm__dm_exited(src) ? r : cancel_migration(src, r) == 0 ? 1 : r;
     report_progress(src, st, info, progress, progress_user);

@@ -76,9 +76,10 @@ int libdm__rundir_take_owner_fd(libdm__rundir *rd);
 int libdm__rundir_make_socket(libdm__rundir *rd, int *ret_listen, int *ret_client);
 /* Creates qemu.log (truncated), O_APPEND, for writing. */
 int libdm__rundir_make_log(libdm__rundir *rd, int *ret_fd);
-/* Connects to qmp.sock after checking it is a socket of ours (not a link):
- * -ELOOP for a symlink, -EPERM for anything else planted. */
-int libdm__rundir_connect(libdm__rundir *rd, int *ret_fd, char **ret_why);
+/* The path to connect to qmp.sock through the directory's fd, after
+ * checking it is a socket of ours (not a link): -ELOOP for a symlink,
+ * -EPERM for anything else planted. */
+int libdm__rundir_socket_path(libdm__rundir *rd, char **ret_path, char **ret_why);
 
 /* Takes monitor.lock without waiting: 0, or -EAGAIN with *ret_pid and
  * *ret_note (malloc'd or NULL) naming the holder. @note is written for

@@ -436,11 +436,11 @@ int libdm__rundir_make_log(libdm__rundir *rd, int *ret_fd)
     return 0;
 }
 
-int libdm__rundir_connect(libdm__rundir *rd, int *ret_fd, char **ret_why)
+int libdm__rundir_socket_path(libdm__rundir *rd, char **ret_path, char **ret_why)
 {
     struct sockaddr_un sa;
     struct stat st;
-    int fd, r;
+    int r;
 
     if (fstatat(rd->dfd, LIBDM__RD_SOCK, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         r = -errno;
@@ -457,17 +457,8 @@ int libdm__rundir_connect(libdm__rundir *rd, int *ret_fd, char **ret_why)
     r = fd_sockaddr(rd, LIBDM__RD_SOCK, &sa);
     if (r < 0)
         return r;
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
-        r = -errno;
-        set_why(ret_why, "cannot connect to %s/" LIBDM__RD_SOCK ": %s", rd->path, strerror(-r));
-        close(fd);
-        return r;
-    }
-    *ret_fd = fd;
-    return 0;
+    *ret_path = strdup(sa.sun_path);
+    return *ret_path ? 0 : -ENOMEM;
 }
 
 int libdm__rundir_lock_monitor(libdm__rundir *rd, const char *note, int *ret_pid, char **ret_note)

@@ -26,6 +26,7 @@ typedef struct libdm__spawn_args {
     int rundir_fd;             /* the DM's run directory */
     const char *run_root;      /* its parent, for the keeper's cleanup */
     bool autokill;
+    const char *restrict_spec; /* the keeper's --restrict= (restrict.c), or NULL */
 } libdm__spawn_args;
 
 int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *args,

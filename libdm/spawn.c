@@ -225,6 +225,8 @@ static char **keeper_argv(const libdm__spawn_args *a)
     argv[n++] = libdm__sprintf("--rundir=%s", a->run_root);
     if (a->autokill)
         argv[n++] = strdup("--autokill");
+    if (a->restrict_spec)
+        argv[n++] = libdm__sprintf("--restrict=%s", a->restrict_spec);
     argv[n++] = strdup("--");
     for (size_t i = 0; i < qn; i++)
         argv[n++] = strdup(a->argv[i]);

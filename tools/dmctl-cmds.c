@@ -162,7 +162,7 @@ static int start_option(const dmctl_command *cmd, libdm_dm_config *cfg, int opt,
     case OPT_RUNAS:
         seen->runas = true;
         return setter_result(cmd, libdm_dm_config_set_runas(cfg, arg), "--runas", arg,
-                             "a user name or uid:gid");
+                             "a user name or uid:gid, not root");
     case OPT_CHROOT:
         seen->chroot = true;
         return set_chroot(cmd, cfg, arg);
@@ -362,7 +362,7 @@ static int parse_target(dmctl *d, const dmctl_command *cmd, int argc, char **arg
 }
 
 static int print_status(const dmctl *d, const char *name, const char *socket,
-                        const char *runstate)
+                        const char *runstate, const char *confinement)
 {
     libdm_json *o;
     bool ok;
@@ -376,6 +376,8 @@ static int print_status(const dmctl *d, const char *name, const char *socket,
     if (ok && socket)
         ok = dmctl_json_add_str(o, "qmp_socket", socket);
     ok = ok && dmctl_json_add_str(o, "runstate", runstate);
+    if (ok && confinement)
+        ok = dmctl_json_add_str(o, "confinement", confinement);
     if (!ok)
         o = libdm_json_free(o);
     return dmctl_json_emit(o);
@@ -414,7 +416,7 @@ static int status_socket(dmctl *d, const char *path)
     if (!ex && ex2)
         ex = ex2;
     if (!ex)
-        ex = print_status(d, NULL, path, rs);
+        ex = print_status(d, NULL, path, rs, NULL);
     free(rs);
     return ex;
 }
@@ -432,7 +434,7 @@ static int status_name(dmctl *d, const char *name)
     if (r < 0)
         ex = dmctl_report_dm(d, dm, name, "query-status", r);
     else
-        ex = print_status(d, name, NULL, rs);
+        ex = print_status(d, name, NULL, rs, libdm_dm_get_confinement(dm));
     free(rs);
     libdm_dm_release(dm);
     return ex;

@@ -115,7 +115,7 @@ static int demo_setup(demo *x)
     }
     ex = make_chroot(x);
     if (!ex)
-        step(x, "setup", "restricted: runas %s, chroot %s (empty, mode 0755), sandbox",
+        step(x, "setup", "restricted: runas %s, chroot %s (empty, mode 0755), seccomp",
              DEMO_RUNAS, x->chroot_dir);
     return ex;
 }
@@ -167,6 +167,8 @@ static int demo_start(demo *x)
     x->pid = libdm_dm_get_pid(x->dm);
     step(x, "start", "%s spawned paused (-S), pid %d, QMP %s", x->name, x->pid,
          libdm_dm_get_qmp_path(x->dm));
+    if (x->restricted)
+        step(x, "start", "confinement: %s", libdm_dm_get_confinement(x->dm));
     return 0;
 }
 

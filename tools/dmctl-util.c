@@ -501,6 +501,8 @@ static int print_dm_json(libdm_dm *dm)
     ok = ok && dmctl_json_add_str(o, "runstate", libdm_dm_get_runstate(dm));
     ok = ok && dmctl_json_add_str(o, "profile", libdm_dm_get_profile(dm));
     ok = ok && dmctl_json_add_str(o, "state", libdm_dm_state_to_string(libdm_dm_get_state(dm)));
+    if (ok && libdm_dm_get_confinement(dm))
+        ok = dmctl_json_add_str(o, "confinement", libdm_dm_get_confinement(dm));
     if (!ok) {
         libdm_json_free(o);
         o = NULL;
@@ -530,5 +532,6 @@ int dmctl_print_dm(const dmctl *d, libdm_dm *dm)
     dmctl_print_kv(w, "runstate:", "%s", or_dash(libdm_dm_get_runstate(dm)));
     dmctl_print_kv(w, "profile:", "%s", or_dash(libdm_dm_get_profile(dm)));
     dmctl_print_kv(w, "state:", "%s", libdm_dm_state_to_string(libdm_dm_get_state(dm)));
+    dmctl_print_kv(w, "confinement:", "%s", or_dash(libdm_dm_get_confinement(dm)));
     return 0;
 }

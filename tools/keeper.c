@@ -3,7 +3,8 @@
  * libdm-keeper: the parent of one device model, in the manner of podman's
  * conmon.
  *
- *   libdm-keeper --name NAME --store SPEC --rundir ROOT [--autokill] -- QEMU-ARGV...
+ *   libdm-keeper --name NAME --store SPEC --rundir ROOT [--autokill]
+ *                [--restrict=SPEC] -- QEMU-ARGV...
  *
  * Started by libdm with the fds of keeper-proto.h. When libdm runs as root
  * the keeper is the init (pid 1) of a new PID namespace: nothing the DM
@@ -48,6 +49,7 @@
 #include <unistd.h>
 
 #include "keeper-proto.h"
+#include "keeper-restrict.h"
 #include "rundir-internal.h"
 #include "store.h"
 
@@ -66,6 +68,7 @@ typedef struct keeper {
     pid_t pid;          /* QEMU, as this namespace sees it */
     int host_pid;       /* QEMU, as the store's readers see it */
     libdm__rundir *rd;
+    keeper_restrict restrict_; /* dm_restrict, applied right before exec */
 } keeper;
 
 static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -134,6 +137,7 @@ static char *const qemu_env[] = {
  * then execs. EOF instead of the byte means the keeper gave up. */
 static void child_exec(keeper *k, pid_t keeper_pid, char **argv, int gofd, int errfd)
 {
+    char *const *env = qemu_env;
     sigset_t none;
     char go;
     int e;
@@ -149,7 +153,13 @@ static void child_exec(keeper *k, pid_t keeper_pid, char **argv, int gofd, int e
         _exit(127); /* the keeper died before we armed that */
     if (read(gofd, &go, 1) != 1)
         _exit(127);
-    execve(argv[0], argv, qemu_env);
+    e = keeper_restrict_apply(&k->restrict_, &env);
+    if (e < 0) {
+        e = -e;
+        (void)!write(errfd, &e, sizeof(e));
+        _exit(127);
+    }
+    execve(argv[0], argv, env);
     e = errno;
     (void)!write(errfd, &e, sizeof(e));
     _exit(127);
@@ -290,6 +300,7 @@ static void remove_dm_files(keeper *k, libdm__store *store)
 {
     if (libdm__store_del(store, k->name) < 0 && errno != ENOENT)
         klog("cannot remove the record of %s", k->name);
+    keeper_restrict_cleanup(&k->restrict_);
     libdm__rundir_remove(k->rd, LIBDM__RD_REMOVE_ALL);
 }
 
@@ -406,7 +417,7 @@ static int supervise(keeper *k)
 static int usage(void)
 {
     fprintf(stderr, "usage: libdm-keeper --name NAME --store SPEC --rundir ROOT [--autokill] "
-                    "-- QEMU-ARGV...\n(started by libdm; not meant to be run by hand)\n");
+                    "[--restrict=SPEC] -- QEMU-ARGV...\n(started by libdm; not meant to be run by hand)\n");
     return 2;
 }
 
@@ -442,6 +453,7 @@ int main(int argc, char **argv)
         { "store", required_argument, NULL, 's' },
         { "rundir", required_argument, NULL, 'r' },
         { "autokill", no_argument, NULL, 'a' },
+        { "restrict", required_argument, NULL, 'R' },
         { NULL, 0, NULL, 0 },
     };
     keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1 };
@@ -454,6 +466,10 @@ int main(int argc, char **argv)
         case 's': k.store_spec = optarg; break;
         case 'r': k.run_root = optarg; break;
         case 'a': k.autokill = true; break;
+        case 'R':
+            if (keeper_restrict_parse(&k.restrict_, optarg) < 0)
+                return usage();
+            break;
         default: return usage();
         }
     }

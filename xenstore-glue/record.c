@@ -30,6 +30,7 @@ enum field_type {
     T_NAME,  /* char *, libdm__record_check_name() */
     T_PATH,  /* char *, absolute, <= LIBDM__RECORD_PATH_MAX bytes */
     T_TOKEN, /* char *, [a-z0-9_-]{1,32} */
+    T_TEXT,  /* char *, printable ASCII, 1..LIBDM__RECORD_TEXT_MAX bytes */
     T_U32,   /* uint32_t */
     T_INT,   /* int */
     T_U64,   /* uint64_t */
@@ -61,6 +62,8 @@ static const struct field fields[LIBDM__F_COUNT] = {
     /* Machine names follow the same rule as DM names: [A-Za-z0-9_.-]. */
     [LIBDM__F_MACHINE] = F("machine", T_NAME, machine, 0, 0),
     [LIBDM__F_MEMORY_MB] = F("memory-mb", T_U64, memory_mb, 0, UINT64_C(1) << 20),
+    /* dm_restrict in force, as libdm_dm_get_confinement() says it. */
+    [LIBDM__F_CONFINEMENT] = F("confinement", T_TEXT, confinement, 0, 0),
 };
 #undef F
 
@@ -72,7 +75,7 @@ static const struct field fields[LIBDM__F_COUNT] = {
 
 static bool is_string(enum field_type t)
 {
-    return t == T_NAME || t == T_PATH || t == T_TOKEN;
+    return t == T_NAME || t == T_PATH || t == T_TOKEN || t == T_TEXT;
 }
 
 static char **str_slot(libdm__record *rec, const struct field *f)
@@ -172,6 +175,16 @@ static int check_path(const char *s)
     return 0;
 }
 
+static int check_text(const char *s)
+{
+    size_t n;
+
+    for (n = 0; s[n]; n++)
+        if (n >= LIBDM__RECORD_TEXT_MAX || s[n] < 0x20 || s[n] > 0x7e)
+            return -EINVAL;
+    return n ? 0 : -EINVAL;
+}
+
 static int check_string(const struct field *f, const char *s)
 {
     switch (f->type) {
@@ -181,6 +194,8 @@ static int check_string(const struct field *f, const char *s)
         return check_path(s);
     case T_TOKEN:
         return check_token(s);
+    case T_TEXT:
+        return check_text(s);
     default:
         return -EINVAL;
     }

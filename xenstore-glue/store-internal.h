@@ -20,6 +20,8 @@ struct xs_handle;
 #define LIBDM__RECORD_MAX 16384
 /* Upper bound of a path field (PATH_MAX - 1). */
 #define LIBDM__RECORD_PATH_MAX 4095
+/* Free text fields (confinement): a path and some words. */
+#define LIBDM__RECORD_TEXT_MAX (LIBDM__RECORD_PATH_MAX + 256)
 /* Largest domid accepted (DOMID_FIRST_RESERVED - 1). */
 #define LIBDM__DOMID_MAX 0x7FEFu
 
@@ -39,6 +41,7 @@ enum {
     LIBDM__F_EXIT_STATUS,
     LIBDM__F_MACHINE,
     LIBDM__F_MEMORY_MB,
+    LIBDM__F_CONFINEMENT,
     LIBDM__F_COUNT
 };
 

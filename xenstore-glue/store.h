@@ -42,6 +42,7 @@ typedef struct libdm__record {
     int exit_status;      /* wait status recorded by the keeper, -1 while alive */
     char *machine;        /* QEMU machine type (NULL: not recorded) */
     uint64_t memory_mb;   /* guest RAM in MiB (0: none or not recorded) */
+    char *confinement;    /* dm_restrict in force, printable text (NULL: not recorded) */
 } libdm__record;
 
 void libdm__record_init(libdm__record *rec);   /* zero, exit_status = -1 */

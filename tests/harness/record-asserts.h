@@ -29,6 +29,7 @@ static inline void tu_assert_records_equal(const libdm__record *a, const libdm__
     assert_int_equal(a->exit_status, b->exit_status);
     tu_assert_str_eq_or_null(a->machine, b->machine);
     assert_true(a->memory_mb == b->memory_mb);
+    tu_assert_str_eq_or_null(a->confinement, b->confinement);
 }
 
 #endif

@@ -150,7 +150,9 @@ observed_qemu() {
     cat >"$1/qemu-$2" <<EOS
 #!/bin/sh
 rm -f '$1/$2-watch.sock' '$1/$2-obs.sock'
-echo \$\$ >'$1/$2.pid'
+# The host's pid (\$\$ would be the DM's PID namespace's own number).
+read _pid _rest </proc/self/stat
+echo \$_pid >'$1/$2.pid'
 exec '$_q' "\$@" -qmp unix:$1/$2-watch.sock,server=on,wait=off -qmp unix:$1/$2-obs.sock,server=on,wait=off
 EOS
     chmod 0755 "$1/qemu-$2"

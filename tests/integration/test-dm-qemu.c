@@ -23,8 +23,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <pwd.h>
+
 #include <libdm/libdm.h>
 #include "testutil.h"
+
+#define LIBDM_TEST_XEN_RUN_DIR "/var/run/xen"
 
 typedef struct fixture {
     char *dir;
@@ -285,10 +289,12 @@ static void test_seccomp_kill_at_start(void **state)
     start_must_fail(f, "signal 31");
 }
 
-static int proc_uid(int pid)
+/* The value of "KEY:" in /proc/PID/status (first number), or -1. */
+static long proc_status(int pid, const char *key)
 {
     char path[64], line[256];
-    int uid = -1;
+    size_t klen = strlen(key);
+    long v = -1;
     FILE *fp;
 
     snprintf(path, sizeof(path), "/proc/%d/status", pid);
@@ -296,37 +302,250 @@ static int proc_uid(int pid)
     if (!fp)
         return -1;
     while (fgets(line, sizeof(line), fp))
-        if (sscanf(line, "Uid: %d", &uid) == 1)
+        if (!strncmp(line, key, klen) && line[klen] == ':') {
+            v = strtol(line + klen + 1, NULL, 10);
+            break;
+        }
+    fclose(fp);
+    return v;
+}
+
+/* The soft and hard values of the /proc/PID/limits line starting @name. */
+static void proc_limit(int pid, const char *name, char *soft, char *hard)
+{
+    char path[64], line[256];
+    size_t n = strlen(name);
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "/proc/%d/limits", pid);
+    fp = fopen(path, "re");
+    assert_non_null(fp);
+    soft[0] = hard[0] = '\0';
+    while (fgets(line, sizeof(line), fp))
+        if (!strncmp(line, name, n) && sscanf(line + n, "%31s %31s", soft, hard) == 2)
             break;
     fclose(fp);
-    return uid;
+}
+
+static void assert_limit(int pid, const char *name, const char *value)
+{
+    char soft[32], hard[32];
+
+    proc_limit(pid, name, soft, hard);
+    assert_string_equal(soft, value);
+    assert_string_equal(hard, value);
+}
+
+static void readlink_proc(int pid, const char *what, char *buf, size_t len)
+{
+    char path[64];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
+    n = readlink(path, buf, len - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+}
+
+static void assert_ns_differs(int pid, const char *ns)
+{
+    char mine[64], theirs[64], what[16];
+
+    snprintf(what, sizeof(what), "ns/%s", ns);
+    readlink_proc(getpid(), what, mine, sizeof(mine));
+    readlink_proc(pid, what, theirs, sizeof(theirs));
+    assert_string_not_equal(mine, theirs);
+}
+
+/* Everything dm_restrict promises, read from /proc on the running DM. */
+static void assert_confined(int pid, const char *chroot_dir)
+{
+    char root[512];
+
+    assert_int_equal(proc_status(pid, "Uid"), 65534);
+    assert_int_equal(proc_status(pid, "Gid"), 65534);
+    assert_int_equal(proc_status(pid, "NoNewPrivs"), 1);
+    assert_int_equal(proc_status(pid, "Seccomp"), 2);
+    assert_limit(pid, "Max file size", "262144");
+    assert_limit(pid, "Max core file size", "0");
+    assert_limit(pid, "Max locked memory", "0");
+    assert_limit(pid, "Max file locks", "0");
+    assert_limit(pid, "Max msgqueue size", "0");
+    assert_ns_differs(pid, "mnt");
+    assert_ns_differs(pid, "ipc");
+    readlink_proc(pid, "root", root, sizeof(root));
+    assert_string_equal(root, chroot_dir);
+}
+
+/* Starts restricted as nobody, checks the confinement, resume and stop.
+ * @chroot_dir NULL: libdm's own, DIR/t1/root. */
+static void run_restricted(fixture *f, libdm_seccomp mode, const char *chroot_dir,
+                           const char *want_seccomp)
+{
+    char own[512];
+    libdm_dm *dm;
+    int pid;
+
+    snprintf(own, sizeof(own), "%s/t1/root", f->dir);
+    assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
+    assert_int_equal(libdm_dm_config_set_chroot(f->cfg, chroot_dir), 0);
+    assert_int_equal(libdm_dm_config_set_seccomp(f->cfg, mode), 0);
+    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    pid = libdm_dm_get_pid(dm);
+    assert_string_equal(libdm_dm_get_runstate(dm), "prelaunch");
+    assert_confined(pid, chroot_dir ? chroot_dir : own);
+    assert_non_null(strstr(libdm_dm_get_confinement(dm), want_seccomp));
+    assert_non_null(strstr(libdm_dm_get_confinement(dm), "uid 65534 gid 65534"));
+    if (!chroot_dir) {
+        struct stat st;
+
+        assert_int_equal(lstat(own, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0);
+    }
+    assert_int_equal(libdm_dm_resume(dm, 5000), 0);
+    assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
+    assert_true(WIFEXITED(libdm_dm_get_exit_status(dm)));
+    assert_int_equal(WEXITSTATUS(libdm_dm_get_exit_status(dm)), 0);
+    libdm_dm_release(dm);
+    wait_gone(f->ctx, pid);
+    /* The DM's directory and libdm's own chroot in it are gone. */
+    assert_false(tu_path_exists(f->dir, "t1"));
+    tu_settle_children(f->ctx, 0);
 }
 
 static void test_restricted(void **state)
 {
     fixture *f = *state;
     char chroot_dir[512];
-    libdm_dm *dm;
-    int pid;
 
     if (geteuid() != 0)
         skip();
     snprintf(chroot_dir, sizeof(chroot_dir), "%s/empty-root", f->dir);
     assert_int_equal(mkdir(chroot_dir, 0755), 0);
+    run_restricted(f, LIBDM_SECCOMP_AUTO, chroot_dir, "seccomp qemu-sandbox");
+    /* A caller's chroot is the caller's: left in place. */
+    assert_true(tu_path_exists(f->dir, "empty-root"));
+    rmdir(chroot_dir);
+}
+
+/* The keeper's libseccomp filter, forced on a QEMU that has -sandbox. */
+static void test_restricted_keeper_filter(void **state)
+{
+    fixture *f = *state;
+
+    if (geteuid() != 0)
+        skip();
+    run_restricted(f, LIBDM_SECCOMP_FILTER, NULL, "seccomp keeper-filter");
+}
+
+static void test_restricted_qemu_sandbox_own_chroot(void **state)
+{
+    fixture *f = *state;
+
+    if (geteuid() != 0)
+        skip();
+    run_restricted(f, LIBDM_SECCOMP_QEMU, NULL, "seccomp qemu-sandbox");
+}
+
+/* The keeper's filter kills a QEMU that tries to spawn: -incoming exec:
+ * forks a shell (QEMU's own spawn=deny does the same). */
+static void test_keeper_filter_denies_spawn(void **state)
+{
+    fixture *f = *state;
+
+    if (geteuid() != 0)
+        skip();
     assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
     assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
-    assert_int_equal(libdm_dm_config_set_chroot(f->cfg, chroot_dir), 0);
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
-    pid = libdm_dm_get_pid(dm);
-    assert_string_equal(libdm_dm_get_runstate(dm), "prelaunch");
-    assert_int_equal(proc_uid(pid), 65534);
-    assert_int_equal(libdm_dm_resume(dm, 5000), 0);
-    assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
-    libdm_dm_release(dm);
-    wait_gone(f->ctx, pid);
+    assert_int_equal(libdm_dm_config_set_seccomp(f->cfg, LIBDM_SECCOMP_FILTER), 0);
+    assert_int_equal(libdm_dm_config_set_incoming(f->cfg, "exec:cat /dev/null"), 0);
+    start_must_fail(f, "signal 31");
+}
+
+/* A refused restricted start: -EINVAL or -EPERM at once, an error naming
+ * the problem, and nothing spawned or left behind. */
+static void start_refused(fixture *f, const char *expect_in_log)
+{
+    xentoollog_logger *lg;
+    libdm_ctx *ctx;
+    libdm_dm *dm = NULL;
+    char *logtext = NULL;
+    size_t loglen = 0;
+    FILE *mem = open_memstream(&logtext, &loglen);
+
+    lg = (xentoollog_logger *)xtl_createlogger_stdiostream(mem, XTL_ERROR, 0);
+    assert_int_equal(libdm_ctx_new(lg, &ctx), 0);
+    assert_int_equal(libdm_ctx_set_store(ctx, f->dir), 0);
+    assert_int_equal(libdm_dm_start(ctx, f->cfg, &dm), -EINVAL);
+    assert_null(dm);
+    /* No keeper was spawned (it would be our child until reaped). */
+    assert_int_equal(tu_child_count(), 0);
+    libdm_ctx_free(ctx);
+    xtl_logger_destroy(lg);
+    fclose(mem);
+    if (!strstr(logtext, expect_in_log))
+        print_message("log was: %s\n", logtext);
+    assert_non_null(strstr(logtext, "t1: "));
+    assert_non_null(strstr(logtext, expect_in_log));
+    free(logtext);
     assert_false(tu_path_exists(f->dir, "t1"));
-    tu_settle_children(f->ctx, 0);
-    rmdir(chroot_dir);
+}
+
+static bool user_exists(const char *name)
+{
+    char buf[4096];
+    struct passwd pw, *p = NULL;
+
+    return getpwnam_r(name, &pw, buf, sizeof(buf), &p) == 0 && p;
+}
+
+static void test_restrict_refusals(void **state)
+{
+    fixture *f = *state;
+    char dir[512], link[512], file[512];
+
+    if (geteuid() != 0)
+        skip();
+    /* root, however spelled, is refused by the setter itself */
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "root"), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "0"), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "0:0"), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
+    /* plain without runas, and a user that does not exist */
+    start_refused(f, "needs runas");
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "no-such-user-libdm"), 0);
+    start_refused(f, "runas user no-such-user-libdm does not exist");
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
+    /* chroots: "/", a symlink, not empty, missing */
+    assert_int_equal(libdm_dm_config_set_chroot(f->cfg, "/"), 0);
+    start_refused(f, "chroot / is the root directory");
+    snprintf(dir, sizeof(dir), "%s/croot", f->dir);
+    snprintf(link, sizeof(link), "%s/croot-link", f->dir);
+    snprintf(file, sizeof(file), "%s/croot/file", f->dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(symlink(dir, link), 0);
+    assert_int_equal(libdm_dm_config_set_chroot(f->cfg, link), 0);
+    start_refused(f, "is a symlink");
+    assert_int_equal(close(open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)), 0);
+    assert_int_equal(libdm_dm_config_set_chroot(f->cfg, dir), 0);
+    start_refused(f, "is not empty");
+    assert_int_equal(libdm_dm_config_set_chroot(f->cfg, file), 0);
+    start_refused(f, "is not a directory");
+    unlink(file);
+    unlink(link);
+    rmdir(dir);
+    /* xen without runas: libxl's users, or a message naming them */
+    if (user_exists("xen-qemuuser-range-base") || user_exists("xen-qemuuser-shared"))
+        return;
+    assert_int_equal(libdm_dm_config_set_chroot(f->cfg, NULL), 0);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, NULL), 0);
+    assert_int_equal(libdm_dm_config_set_profile(f->cfg, LIBDM_PROFILE_XEN), 0);
+    assert_int_equal(libdm_dm_config_set_domid(f->cfg, 7), 0);
+    start_refused(f, "xen-qemuuser-range-base (its uid + domid) or xen-qemuuser-shared, "
+                     "and neither exists: create one");
+    assert_false(tu_path_exists(LIBDM_TEST_XEN_RUN_DIR, "qemu-root-7"));
 }
 
 static void test_stop_hung_dm(void **state)
@@ -413,6 +632,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exit_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seccomp_kill_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restricted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restricted_keeper_filter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restricted_qemu_sandbox_own_chroot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keeper_filter_denies_spawn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restrict_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_hung_dm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_hung_dm_then_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_refuses_planted_socket, setup, teardown),

@@ -365,6 +365,7 @@ static void make_record(libdm__record *rec, const char *name, uint32_t domid)
     rec->state = strdup("starting");
     rec->machine = strdup("xenfv");
     rec->memory_mb = 512;
+    rec->confinement = strdup("uid 131077 gid 131072, chroot /var/run/xen/qemu-root-5");
     rec->created_ms = 1700000000123;
 }
 

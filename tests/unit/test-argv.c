@@ -77,9 +77,10 @@ static char *describe(const libdm_dm_config *c)
     plain = build_text(x);
     x->profile = LIBDM_PROFILE_XEN;
     xen = build_text(x);
-    s = libdm__sprintf("profile=%d domid=%u mem=%" PRIu64 " timeout=%d restrict=%d\n%s--\n%s",
+    s = libdm__sprintf("profile=%d domid=%u mem=%" PRIu64 " timeout=%d restrict=%d "
+                       "seccomp=%d\n%s--\n%s",
                        (int)c->profile, (unsigned)c->domid, c->memory_mb, c->timeout_ms,
-                       (int)c->restricted, plain, xen);
+                       (int)c->restricted, (int)c->seccomp, plain, xen);
     assert_non_null(s);
     free(plain);
     free(xen);
@@ -105,6 +106,7 @@ static libdm_dm_config *full_config(void)
     assert_int_equal(libdm_dm_config_add_extra_arg(c, "-serial"), 0);
     assert_int_equal(libdm_dm_config_add_extra_arg(c, "none"), 0);
     assert_int_equal(libdm_dm_config_set_timeout_ms(c, 1234), 0);
+    assert_int_equal(libdm_dm_config_set_seccomp(c, LIBDM_SECCOMP_QEMU), 0);
     return c;
 }
 
@@ -228,6 +230,22 @@ static void test_golden_plain_restricted_bare(void **state)
     assert_int_equal(libdm_dm_config_set_qemu_path(c, QEMU), 0);
     assert_int_equal(libdm_dm_config_set_restrict(c, 1), 0);
     check_golden("plain-restricted-bare", c);
+    libdm_dm_config_free(c);
+}
+
+/* The keeper's seccomp filter (QEMU without -sandbox): no -sandbox. */
+static void test_golden_plain_restricted_filter(void **state)
+{
+    libdm_dm_config *c = new_config();
+
+    (void)state;
+    assert_int_equal(libdm_dm_config_set_name(c, "filtered"), 0);
+    assert_int_equal(libdm_dm_config_set_qemu_path(c, QEMU), 0);
+    assert_int_equal(libdm_dm_config_set_restrict(c, 1), 0);
+    assert_int_equal(libdm_dm_config_set_runas(c, "65534:65534"), 0);
+    assert_int_equal(libdm_dm_config_set_chroot(c, "/run/libdm/filtered/root"), 0);
+    assert_int_equal(libdm_dm_config_set_seccomp(c, LIBDM_SECCOMP_FILTER), 0);
+    check_golden("plain-restricted-filter", c);
     libdm_dm_config_free(c);
 }
 
@@ -399,9 +417,10 @@ static void test_build_refusals(void **state)
     assert_int_equal(libdm_dm_config_set_restrict(c, 1), 0);
     assert_int_equal(libdm_dm_config_build_argv(c, QMP_FD, &argv), -EINVAL);
     assert_ptr_equal(argv, sentinel);
-    assert_int_equal(libdm_dm_config_set_runas(c, "0:0"), 0);
+    assert_int_equal(libdm_dm_config_set_runas(c, "0:0"), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_runas(c, "1:1"), 0);
     text = build_text(c);
-    assert_non_null(strstr(text, "\n-runas\n0:0\n"));
+    assert_non_null(strstr(text, "\n-runas\n1:1\n"));
     free(text);
     /* the plain profile ignores the domid and needs no runas */
     assert_int_equal(libdm_dm_config_set_profile(c, LIBDM_PROFILE_PLAIN), 0);
@@ -412,6 +431,19 @@ static void test_build_refusals(void **state)
     assert_null(strstr(text, "-runas"));
     assert_non_null(strstr(text, "\n-sandbox\n"));
     free(text);
+    /* the keeper's filter instead of QEMU's -sandbox */
+    assert_int_equal(libdm_dm_config_set_seccomp(c, LIBDM_SECCOMP_FILTER), 0);
+    text = build_text(c);
+    assert_null(strstr(text, "-sandbox"));
+    free(text);
+    assert_int_equal(libdm_dm_config_set_seccomp(c, LIBDM_SECCOMP_QEMU), 0);
+    text = build_text(c);
+    assert_non_null(strstr(text, "\n-sandbox\n"));
+    free(text);
+    assert_int_equal(libdm_dm_config_set_seccomp(c, (libdm_seccomp)3), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_seccomp(c, (libdm_seccomp)-1), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_seccomp(NULL, LIBDM_SECCOMP_AUTO), -EINVAL);
+    assert_int_equal(c->seccomp, LIBDM_SECCOMP_QEMU);
     /* turning restrict off drops every restrict option */
     assert_int_equal(libdm_dm_config_set_restrict(c, 0), 0);
     text = build_text(c);
@@ -497,9 +529,11 @@ static void test_reject_runas(void **state)
         /* uid:gid: canonical decimal only, since QEMU reads base 0 */
         ":", "1:", ":1", "01:1", "1:01", "0x1:1", "+1:1", "-1:1", "1:2:3", " 1:1",
         "4294967295:1", "1:4294967295", "99999999999:1", "1:1 ",
+        /* never root: by name, uid 0 or gid 0 */
+        "root", "0", "0:0", "0:1", "1:0", "00:1",
     };
-    const char *good[] = { "nobody", "_x", "a-b_c9", max_user, "0:0", "65534:65534",
-                           "4294967294:4294967294" };
+    const char *good[] = { "nobody", "_x", "a-b_c9", max_user, "1:1", "65534:65534",
+                           "4294967294:4294967294", "rooty", "xen-qemuuser-shared" };
 
     (void)state;
     CHECK_STRING_SETTER(libdm_dm_config_set_runas, bad, good);
@@ -752,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_golden_plain_pc_default_memory),
         cmocka_unit_test(test_golden_plain_restricted),
         cmocka_unit_test(test_golden_plain_restricted_bare),
+        cmocka_unit_test(test_golden_plain_restricted_filter),
         cmocka_unit_test(test_golden_xen),
         cmocka_unit_test(test_golden_xen_restricted),
         cmocka_unit_test(test_golden_xen_restricted_restore),

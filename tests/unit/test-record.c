@@ -116,6 +116,7 @@ static void test_parse_accepts(void **state)
         "name=a\ncreated-ms=0\nexit-status=0\n",
         "name=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", /* 64 */
         "name=a\nprofile=plain\nstate=pre-launch_2\n",
+        "name=a\nconfinement=uid 65534 gid 65534, chroot /r,x/root, seccomp qemu-sandbox\n",
     };
 
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -185,6 +186,10 @@ static void test_parse_rejects(void **state)
         { "name=a\ndir=\n", 0, -EINVAL },                /* paths */
         { "name=a\ndir=relative/x\n", 0, -EINVAL },
         { "name=a\nqmp-socket=x\n", 0, -EINVAL },
+        { "name=a\nconfinement=\n", 0, -EINVAL },        /* free text: printable only */
+        { "name=a\nconfinement=uid 1\\n\n", 0, -EINVAL },
+        { "name=a\nconfinement=\xc3\xa9\n", 0, -EINVAL },
+        { "name=a\nconfinement=a\tb\n", 0, -EINVAL },
         { "name=a\nprofile=\n", 0, -EINVAL },            /* tokens */
         { "name=a\nprofile=Xen\n", 0, -EINVAL },
         { "name=a\nstate=run ning\n", 0, -EINVAL },

@@ -123,6 +123,7 @@ static void make_record(libdm__record *rec, const char *name, const char *root)
     rec->state = strdup("starting");
     rec->machine = strdup("pc");
     rec->memory_mb = 512;
+    rec->confinement = strdup("uid 65534 gid 65534, chroot /run/libdm/x/root, seccomp keeper-filter");
     rec->created_ms = 1700000000000;
 }
 

@@ -57,11 +57,28 @@ LIBDM_EXPORT int libdm_dm_config_set_domid(libdm_dm_config *config, uint32_t dom
 LIBDM_EXPORT int libdm_dm_config_set_profile(libdm_dm_config *config, libdm_profile profile);
 LIBDM_EXPORT int libdm_dm_config_set_memory_mb(libdm_dm_config *config, uint64_t mb);
 LIBDM_EXPORT int libdm_dm_config_set_machine(libdm_dm_config *config, const char *machine);
-/* dm_restrict: -runas, -chroot, -sandbox (and -xen-domid-restrict on xen). */
+/* dm_restrict (see SECURITY.md): -runas, -chroot into an empty directory,
+ * seccomp, and in the keeper before exec: mount and IPC namespaces, rlimits,
+ * no_new_privs (and -xen-domid-restrict on xen). Needs root. */
 LIBDM_EXPORT int libdm_dm_config_set_restrict(libdm_dm_config *config, int enable);
-/* A user name or uid:gid. */
+/* A user name or uid:gid. Root is refused ("root", uid 0 or gid 0). Without
+ * it a restricted DM runs as libxl would run it on the xen profile (user
+ * xen-qemuuser-range-base's uid + domid, else xen-qemuuser-shared), and the
+ * plain profile refuses to start. */
 LIBDM_EXPORT int libdm_dm_config_set_runas(libdm_dm_config *config, const char *user);
+/* An existing empty directory, ours and not a symlink, not "/" (checked at
+ * start). Without it libdm makes one (mode 0000) and removes it at stop:
+ * /var/run/xen/qemu-root-DOMID on xen, root/ in the DM's directory on plain. */
 LIBDM_EXPORT int libdm_dm_config_set_chroot(libdm_dm_config *config, const char *dir);
+/* How a restricted DM gets its seccomp filter. AUTO: QEMU's own -sandbox if
+ * the binary supports it (probed once per binary), else the keeper's filter;
+ * QEMU: always -sandbox; FILTER: always the keeper's libseccomp filter. */
+typedef enum libdm_seccomp {
+    LIBDM_SECCOMP_AUTO,
+    LIBDM_SECCOMP_QEMU,
+    LIBDM_SECCOMP_FILTER,
+} libdm_seccomp;
+LIBDM_EXPORT int libdm_dm_config_set_seccomp(libdm_dm_config *config, libdm_seccomp mode);
 /* "defer" or a QEMU migration URI (unix:, tcp:, fd:, exec:). */
 LIBDM_EXPORT int libdm_dm_config_set_incoming(libdm_dm_config *config, const char *uri);
 LIBDM_EXPORT int libdm_dm_config_set_qemu_path(libdm_dm_config *config, const char *path);
@@ -143,6 +160,10 @@ LIBDM_EXPORT const char *libdm_dm_get_profile(const libdm_dm *dm);
  * migration destination can be started alike); NULL / 0 if unknown. */
 LIBDM_EXPORT const char *libdm_dm_get_machine(const libdm_dm *dm);
 LIBDM_EXPORT uint64_t libdm_dm_get_memory_mb(const libdm_dm *dm);
+/* The confinement in force, e.g. "uid 65534 gid 65534, chroot /run/libdm/x/root,
+ * ns mnt+ipc, rlimits, no_new_privs, seccomp qemu-sandbox" ("none" when not
+ * restricted); NULL if unknown (attached to an old record). */
+LIBDM_EXPORT const char *libdm_dm_get_confinement(const libdm_dm *dm);
 /* The last runstate QMP reported (e.g. "prelaunch"), or NULL. */
 LIBDM_EXPORT const char *libdm_dm_get_runstate(const libdm_dm *dm);
 /* Once DEAD: the wait status (as waitpid), or -1 if unknown. */

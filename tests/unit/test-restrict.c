@@ -1,0 +1,437 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * dm_restrict's policy (libdm/restrict.c) and the keeper's option parser
+ * (tools/keeper-restrict.c): the runas decision against a fake passwd
+ * database (libxl's xen-qemuuser-* rules), the chroot checks, libdm's own
+ * chroot (stale ones removed, mode 0000), the -sandbox probe (cache,
+ * deadline) and the plan handed to the keeper. Runtime confinement is
+ * checked on real QEMU in tests/integration/test-dm-qemu.c.
+ */
+#include "internal.h"
+#include "config-internal.h"
+#include "restrict-internal.h"
+#include "keeper-restrict.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+/* ---- a fake passwd database ---- */
+
+typedef struct fake_pw {
+    const libdm__pw_entry *entries;
+    size_t n;
+    int fail; /* if nonzero, every lookup returns it */
+} fake_pw;
+
+static int fake_by_name(void *user, const char *name, libdm__pw_entry *ret)
+{
+    const fake_pw *f = user;
+
+    if (f->fail)
+        return f->fail;
+    for (size_t i = 0; i < f->n; i++)
+        if (!strcmp(f->entries[i].name, name)) {
+            *ret = f->entries[i];
+            return 1;
+        }
+    return 0;
+}
+
+static int fake_by_uid(void *user, uint32_t uid, libdm__pw_entry *ret)
+{
+    const fake_pw *f = user;
+
+    if (f->fail)
+        return f->fail;
+    for (size_t i = 0; i < f->n; i++)
+        if (f->entries[i].uid == uid) {
+            *ret = f->entries[i];
+            return 1;
+        }
+    return 0;
+}
+
+static libdm_dm_config *config(libdm_profile profile, uint32_t domid, const char *runas)
+{
+    libdm_dm_config *c = NULL;
+
+    assert_int_equal(libdm_dm_config_new(&c), 0);
+    assert_int_equal(libdm_dm_config_set_name(c, "r"), 0);
+    assert_int_equal(libdm_dm_config_set_profile(c, profile), 0);
+    assert_int_equal(libdm_dm_config_set_domid(c, domid), 0);
+    assert_int_equal(libdm_dm_config_set_restrict(c, 1), 0);
+    assert_int_equal(libdm_dm_config_set_runas(c, runas), 0);
+    return c;
+}
+
+/* Decides runas for (@profile, @domid, @runas) against @entries: @want_arg
+ * on success, or an error containing @want_err. */
+static void check_runas(const libdm__pw_entry *entries, size_t n, libdm_profile profile,
+                        uint32_t domid, const char *runas, const char *want_arg,
+                        uint32_t want_uid, const char *want_err)
+{
+    fake_pw f = { entries, n, 0 };
+    libdm__pw_ops pw = { fake_by_name, fake_by_uid, &f };
+    libdm_dm_config *c = config(profile, domid, runas);
+    libdm__runas ra;
+    char *err = NULL;
+    int r = libdm__restrict_runas(c, &pw, &ra, &err);
+
+    if (want_arg) {
+        if (r != 0)
+            fail_msg("refused: %s", err ? err : "(no message)");
+        assert_string_equal(ra.arg, want_arg);
+        assert_int_equal(ra.uid, want_uid);
+        libdm__runas_clear(&ra);
+    } else {
+        assert_true(r < 0);
+        assert_null(ra.arg);
+        assert_non_null(err);
+        if (!strstr(err, want_err))
+            fail_msg("error \"%s\" does not say \"%s\"", err, want_err);
+    }
+    free(err);
+    libdm_dm_config_free(c);
+}
+
+static const libdm__pw_entry users[] = {
+    { 65534, 65534, "nobody" },
+    { 0, 0, "toor" },               /* another name of root */
+    { 1000, 0, "wheelie" },         /* gid 0 */
+    { 131072, 131072, "xen-qemuuser-range-base" },
+    { 131079, 100, "alice" },       /* base + 7 */
+    { 500, 500, "xen-qemuuser-shared" },
+};
+
+static void test_runas_configured(void **state)
+{
+    (void)state;
+    check_runas(users, 6, LIBDM_PROFILE_PLAIN, 0, "65534:65534", "65534:65534", 65534, NULL);
+    check_runas(users, 6, LIBDM_PROFILE_PLAIN, 0, "nobody", "nobody", 65534, NULL);
+    /* explicit runas wins over the xen policy */
+    check_runas(users, 6, LIBDM_PROFILE_XEN, 3, "nobody", "nobody", 65534, NULL);
+    check_runas(users, 6, LIBDM_PROFILE_PLAIN, 0, "ghost", NULL, 0, "user ghost does not exist");
+    check_runas(users, 6, LIBDM_PROFILE_PLAIN, 0, "toor", NULL, 0, "never runs as root");
+    check_runas(users, 6, LIBDM_PROFILE_PLAIN, 0, "wheelie", NULL, 0, "gid 0");
+    check_runas(users, 6, LIBDM_PROFILE_PLAIN, 0, NULL, NULL, 0, "plain profile needs runas");
+}
+
+static void test_runas_xen_policy(void **state)
+{
+    static const libdm__pw_entry shared_only[] = { { 500, 500, "xen-qemuuser-shared" } };
+    static const libdm__pw_entry neither[] = { { 65534, 65534, "nobody" } };
+    static const libdm__pw_entry huge_base[] = {
+        { UINT32_MAX - 10, 7, "xen-qemuuser-range-base" } };
+    static const libdm__pw_entry root_gid[] = { { 131072, 0, "xen-qemuuser-range-base" } };
+
+    (void)state;
+    /* libxl: base uid + domid, with the base user's gid */
+    check_runas(users, 6, LIBDM_PROFILE_XEN, 5, NULL, "131077:131072", 131077, NULL);
+    check_runas(users, 6, LIBDM_PROFILE_XEN, 32751, NULL, "163823:131072", 163823, NULL);
+    /* ... refused when that uid is someone's */
+    check_runas(users, 6, LIBDM_PROFILE_XEN, 7, NULL, NULL, 0, "but that is user alice");
+    check_runas(huge_base, 1, LIBDM_PROFILE_XEN, 20, NULL, NULL, 0, "overflows");
+    check_runas(root_gid, 1, LIBDM_PROFILE_XEN, 1, NULL, NULL, 0, "never runs as root");
+    /* no range: the shared user, by name as libxl passes it */
+    check_runas(shared_only, 1, LIBDM_PROFILE_XEN, 5, NULL, "xen-qemuuser-shared", 500, NULL);
+    /* neither: the message names what to create */
+    check_runas(neither, 1, LIBDM_PROFILE_XEN, 5, NULL, NULL, 0,
+                "xen-qemuuser-range-base (its uid + domid) or xen-qemuuser-shared, and neither "
+                "exists: create one");
+}
+
+static void test_runas_lookup_failure(void **state)
+{
+    fake_pw f = { users, 6, -EIO };
+    libdm__pw_ops pw = { fake_by_name, fake_by_uid, &f };
+    libdm_dm_config *c = config(LIBDM_PROFILE_XEN, 5, NULL);
+    libdm__runas ra;
+    char *err = NULL;
+
+    (void)state;
+    assert_int_equal(libdm__restrict_runas(c, &pw, &ra, &err), -EIO);
+    assert_non_null(strstr(err, "cannot look up"));
+    free(err);
+    libdm_dm_config_free(c);
+}
+
+/* ---- the chroot ---- */
+
+static char *path_in(const char *dir, const char *name)
+{
+    char *p = libdm__sprintf("%s/%s", dir, name);
+
+    assert_non_null(p);
+    return p;
+}
+
+static void expect_chroot_refused(const char *dir, const char *want)
+{
+    char *err = NULL;
+
+    assert_int_equal(libdm__restrict_check_chroot(dir, &err), -EINVAL);
+    assert_non_null(err);
+    if (!strstr(err, want))
+        fail_msg("error \"%s\" does not say \"%s\"", err, want);
+    free(err);
+}
+
+static void test_check_chroot(void **state)
+{
+    char *base = tu_mkdtemp("chroot"), *empty = path_in(base, "empty"),
+         *full = path_in(base, "full"), *file = path_in(base, "file"),
+         *link = path_in(base, "link"), *open_dir = path_in(base, "open"),
+         *inside = path_in(full, "x"), *dotted = path_in(base, "empty/."), *err = NULL;
+
+    (void)state;
+    assert_int_equal(mkdir(empty, 0755), 0);
+    assert_int_equal(mkdir(full, 0755), 0);
+    assert_int_equal(mkdir(inside, 0755), 0);
+    assert_int_equal(mkdir(open_dir, 0755), 0);
+    assert_int_equal(chmod(open_dir, 0777), 0);
+    assert_int_equal(close(open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)), 0);
+    assert_int_equal(symlink(empty, link), 0);
+
+    assert_int_equal(libdm__restrict_check_chroot(empty, &err), 0);
+    assert_null(err);
+    assert_int_equal(libdm__restrict_check_chroot(dotted, &err), 0);
+    expect_chroot_refused(link, "is a symlink");
+    expect_chroot_refused("/", "is the root directory");
+    expect_chroot_refused("/.", "is the root directory");
+    expect_chroot_refused(full, "is not empty");
+    expect_chroot_refused(file, "is not a directory");
+    expect_chroot_refused(open_dir, "writable by group or others");
+    expect_chroot_refused("/nonexistent-libdm-chroot", "does not exist");
+    tu_rmtree(base);
+    free(base), free(empty), free(full), free(file), free(link), free(open_dir);
+    free(inside), free(dotted);
+}
+
+static mode_t mode_of(const char *path)
+{
+    struct stat st;
+
+    assert_int_equal(lstat(path, &st), 0);
+    return st.st_mode;
+}
+
+static void test_make_chroot(void **state)
+{
+    char *base = tu_mkdtemp("ownroot"), *root = path_in(base, "root"),
+         *sub = path_in(base, "new/root"), *inside = path_in(root, "x"), *err = NULL;
+
+    (void)state;
+    /* fresh: an empty directory, mode 0000 */
+    assert_int_equal(libdm__restrict_make_chroot(root, &err), 0);
+    assert_true(S_ISDIR(mode_of(root)));
+    assert_int_equal(mode_of(root) & 07777, 0);
+    /* stale and empty: replaced */
+    assert_int_equal(libdm__restrict_make_chroot(root, &err), 0);
+    /* a symlink planted there: removed, never followed */
+    assert_int_equal(rmdir(root), 0);
+    assert_int_equal(symlink("/", root), 0);
+    assert_int_equal(libdm__restrict_make_chroot(root, &err), 0);
+    assert_true(S_ISDIR(mode_of(root)));
+    /* stale and not empty: refused, left alone */
+    assert_int_equal(chmod(root, 0700), 0);
+    assert_int_equal(mkdir(inside, 0700), 0);
+    assert_int_equal(libdm__restrict_make_chroot(root, &err), -EEXIST);
+    assert_non_null(strstr(err, "is not empty"));
+    free(err);
+    err = NULL;
+    assert_true(S_ISDIR(mode_of(inside)));
+    assert_int_equal(rmdir(inside), 0);
+    /* a missing parent is made (like /var/run/xen on a host without Xen) */
+    assert_int_equal(libdm__restrict_make_chroot(sub, &err), 0);
+    /* cleanup removes libdm's own chroot of a plain DM, empty only */
+    libdm__restrict_cleanup(base, "plain", 0);
+    assert_false(tu_path_exists(base, "root"));
+    libdm__restrict_cleanup(base, NULL, 0); /* twice: harmless */
+    tu_rmtree(base);
+    free(base), free(root), free(sub), free(inside);
+}
+
+static void test_own_chroot_paths(void **state)
+{
+    char *p;
+
+    (void)state;
+    p = libdm__restrict_own_chroot("/run/libdm/a", "plain", 9);
+    assert_string_equal(p, "/run/libdm/a/root");
+    free(p);
+    p = libdm__restrict_own_chroot("/run/libdm/a", "xen", 9);
+    assert_string_equal(p, "/var/run/xen/qemu-root-9");
+    free(p);
+}
+
+/* ---- the -sandbox probe ---- */
+
+static char *write_script(const char *dir, const char *name, const char *body)
+{
+    char *p = path_in(dir, name);
+    FILE *f = fopen(p, "w");
+
+    assert_non_null(f);
+    fputs(body, f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(p, 0755), 0);
+    return p;
+}
+
+static void test_probe(void **state)
+{
+    char *dir = tu_mkdtemp("probe");
+    char *yes = write_script(dir, "yes", "#!/bin/sh\n[ \"$1 $2 $3\" = \"-sandbox on -version\" ]\n");
+    char *no = write_script(dir, "no", "#!/bin/sh\necho no seccomp >&2; exit 1\n");
+    char *hang = write_script(dir, "hang", "#!/bin/sh\nexec sleep 30\n");
+    int children = tu_child_count();
+    uint64_t t0;
+
+    (void)state;
+    libdm__qemu_sandbox_cache_clear();
+    assert_int_equal(libdm__qemu_has_sandbox(yes, 2000), 1);
+    assert_int_equal(libdm__qemu_has_sandbox(no, 2000), 0);
+    assert_int_equal(libdm__qemu_has_sandbox("/nonexistent/qemu", 2000), 0);
+    /* A binary that hangs is "unsupported" at the deadline, and killed. */
+    t0 = tu_now_ms();
+    assert_int_equal(libdm__qemu_has_sandbox(hang, 200), 0);
+    assert_true(tu_now_ms() - t0 < 1500);
+    /* Cached: the same binary is not run again... */
+    t0 = tu_now_ms();
+    assert_int_equal(libdm__qemu_has_sandbox(hang, 200), 0);
+    assert_true(tu_now_ms() - t0 < 100);
+    /* ...until it changes (size, mtime, inode). */
+    free(write_script(dir, "yes", "#!/bin/sh\nexit 3\n"));
+    assert_int_equal(libdm__qemu_has_sandbox(yes, 2000), 0);
+    assert_int_equal(tu_child_count(), children);
+    /* The real binaries, when installed (FACTS: the Xen DM has no seccomp). */
+    if (access(LIBDM_DEFAULT_QEMU, X_OK) == 0)
+        assert_int_equal(libdm__qemu_has_sandbox(LIBDM_DEFAULT_QEMU, 2000), 1);
+    if (access("/usr/libexec/xen-qemu-system-i386", X_OK) == 0)
+        assert_int_equal(libdm__qemu_has_sandbox("/usr/libexec/xen-qemu-system-i386", 2000), 0);
+    libdm__qemu_sandbox_cache_clear();
+    tu_rmtree(dir);
+    free(dir), free(yes), free(no), free(hang);
+}
+
+/* ---- the plan ---- */
+
+static void test_plan_unrestricted(void **state)
+{
+    libdm_dm_config *c = config(LIBDM_PROFILE_XEN, 4, NULL);
+    libdm__restrict_plan p = { 0 };
+
+    (void)state;
+    assert_int_equal(libdm_dm_config_set_restrict(c, 0), 0);
+    assert_int_equal(libdm__restrict_prepare(NULL, c, "/nonexistent", &p), 0);
+    assert_string_equal(p.confinement, "none");
+    /* libxl sets it for every qemu-xen, restricted or not */
+    if (!getenv("XEN_QEMU_CONSOLE_LIMIT"))
+        assert_string_equal(p.keeper_spec, "console-limit=1048576");
+    assert_false(p.cfg->restricted);
+    libdm__restrict_plan_clear(&p);
+    assert_int_equal(libdm_dm_config_set_profile(c, LIBDM_PROFILE_PLAIN), 0);
+    assert_int_equal(libdm__restrict_prepare(NULL, c, "/nonexistent", &p), 0);
+    assert_null(p.keeper_spec);
+    libdm__restrict_plan_clear(&p);
+    libdm_dm_config_free(c);
+}
+
+static void test_plan_restricted(void **state)
+{
+    char *dir = tu_mkdtemp("plan"), *root = path_in(dir, "root"), *want;
+    libdm_dm_config *c = config(LIBDM_PROFILE_PLAIN, 0, "65534:65534");
+    libdm__restrict_plan p = { 0 };
+    char **argv = NULL;
+
+    (void)state;
+    if (geteuid() != 0) {
+        /* Refused, and says why. */
+        assert_int_equal(libdm__restrict_prepare(NULL, c, dir, &p), -EPERM);
+        goto out;
+    }
+    assert_int_equal(libdm_dm_config_set_seccomp(c, LIBDM_SECCOMP_FILTER), 0);
+    assert_int_equal(libdm__restrict_prepare(NULL, c, dir, &p), 0);
+    assert_string_equal(p.cfg->chroot_dir, root);
+    assert_int_equal(mode_of(root) & 07777, 0);
+    want = libdm__sprintf("ns,rlimits,nnp,seccomp,owned-root=%s", root);
+    assert_string_equal(p.keeper_spec, want);
+    free(want);
+    want = libdm__sprintf("uid 65534 gid 65534, chroot %s, ns mnt+ipc, rlimits, no_new_privs, "
+                          "seccomp keeper-filter", root);
+    assert_string_equal(p.confinement, want);
+    free(want);
+    assert_int_equal(libdm_dm_config_build_argv(p.cfg, 3, &argv), 0);
+    for (size_t i = 0; argv[i]; i++)
+        assert_string_not_equal(argv[i], "-sandbox");
+    libdm_strv_free(argv);
+    libdm__restrict_plan_clear(&p);
+    /* A refused configuration leaves no chroot behind. */
+    assert_int_equal(rmdir(root), 0);
+    assert_int_equal(libdm_dm_config_set_chroot(c, "/"), 0);
+    assert_int_equal(libdm__restrict_prepare(NULL, c, dir, &p), -EINVAL);
+    assert_null(p.cfg);
+    assert_false(tu_path_exists(dir, "root"));
+out:
+    libdm_dm_config_free(c);
+    tu_rmtree(dir);
+    free(dir), free(root);
+}
+
+/* ---- the keeper's option ---- */
+
+static void test_keeper_parse(void **state)
+{
+    static const char *const bad[] = {
+        "x", "ns,", ",ns", "ns,,rlimits", "console-limit=", "console-limit=0",
+        "console-limit=-1", "console-limit=1x", "owned-root=relative", "NS", "ns rlimits",
+    };
+    keeper_restrict r = { 0 };
+
+    (void)state;
+    assert_int_equal(keeper_restrict_parse(&r, "ns,rlimits,nnp,seccomp,console-limit=1048576,"
+                                               "owned-root=/run/a,b/root"), 0);
+    assert_true(r.ns && r.rlimits && r.nnp && r.seccomp);
+    assert_int_equal(r.console_limit, 1048576);
+    assert_string_equal(r.owned_root, "/run/a,b/root");
+    r = (keeper_restrict){ 0 };
+    assert_int_equal(keeper_restrict_parse(&r, "console-limit=7"), 0);
+    assert_false(r.ns || r.rlimits || r.nnp || r.seccomp);
+    assert_null(r.owned_root);
+    for (size_t i = 0; i < LIBDM__ARRAY_SIZE(bad); i++) {
+        r = (keeper_restrict){ 0 };
+        if (keeper_restrict_parse(&r, bad[i]) != -EINVAL)
+            fail_msg("accepted \"%s\"", bad[i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_runas_configured),
+        cmocka_unit_test(test_runas_xen_policy),
+        cmocka_unit_test(test_runas_lookup_failure),
+        cmocka_unit_test(test_check_chroot),
+        cmocka_unit_test(test_make_chroot),
+        cmocka_unit_test(test_own_chroot_paths),
+        cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_plan_unrestricted),
+        cmocka_unit_test(test_plan_restricted),
+        cmocka_unit_test(test_keeper_parse),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
