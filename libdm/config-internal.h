@@ -39,6 +39,9 @@ struct libdm_dm_config {
     char **extra_args;      /* NULL-terminated, never NULL */
     size_t n_extra_args;
     int timeout_ms;
+    int pass_fds[LIBDM_MAX_PASS_FDS]; /* ours (O_CLOEXEC dups); QEMU's fd
+                                       * LIBDM_PASS_FD_FIRST + i */
+    size_t n_pass_fds;
 };
 
 /* Deep copy of @src. */

@@ -11,6 +11,7 @@
 #include "internal.h"
 #include "config-internal.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -180,6 +181,8 @@ libdm_dm_config *libdm_dm_config_free(libdm_dm_config *config)
     free(config->incoming);
     free(config->qemu_path);
     libdm_strv_free(config->extra_args);
+    for (size_t i = 0; i < config->n_pass_fds; i++)
+        libdm__close(&config->pass_fds[i]);
     free(config);
     return NULL;
 }
@@ -269,6 +272,22 @@ int libdm_dm_config_set_qemu_path(libdm_dm_config *config, const char *path)
     return set_string(&config->qemu_path, path, valid_abs_path);
 }
 
+int libdm_dm_config_pass_fd(libdm_dm_config *config, int fd, int *ret_qemu_fd)
+{
+    int copy;
+
+    if (!config || fd < 0 || !ret_qemu_fd)
+        return -EINVAL;
+    if (config->n_pass_fds >= LIBDM_MAX_PASS_FDS)
+        return -E2BIG;
+    copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0)
+        return -errno;
+    config->pass_fds[config->n_pass_fds] = copy;
+    *ret_qemu_fd = LIBDM_PASS_FD_FIRST + (int)config->n_pass_fds++;
+    return 0;
+}
+
 int libdm_dm_config_add_extra_arg(libdm_dm_config *config, const char *arg)
 {
     char **v;
@@ -341,6 +360,14 @@ int libdm__config_copy(const libdm_dm_config *src, libdm_dm_config **ret)
     c->name = c->machine = c->runas = c->chroot_dir = c->incoming = c->qemu_path = NULL;
     c->extra_args = NULL;
     c->n_extra_args = 0;
+    c->n_pass_fds = 0;
+    for (size_t i = 0; r == 0 && i < src->n_pass_fds; i++) {
+        c->pass_fds[i] = fcntl(src->pass_fds[i], F_DUPFD_CLOEXEC, 3);
+        if (c->pass_fds[i] < 0)
+            r = -errno;
+        else
+            c->n_pass_fds = i + 1;
+    }
     r = r ? r : dup_opt(src->name, &c->name);
     r = r ? r : dup_opt(src->machine, &c->machine);
     r = r ? r : dup_opt(src->runas, &c->runas);

@@ -101,6 +101,8 @@ struct libdm_dm {
     bool start_have_pid, start_have_status;
     bool migrate_was_running;
     bool incoming;              /* started (or recorded) with -incoming */
+    bool incoming_at_start;     /* -incoming URI (not defer): QEMU loads before
+                                 * the events capability can be turned on */
     bool autokill_after_ready;  /* a migration destination: armed until Finish */
     int broken_errno;           /* why the monitor became unusable, if known */
 };
@@ -896,7 +898,7 @@ static int connect_monitor(libdm_dm *dm, int cfd)
 }
 
 static int spawn_dm(libdm_dm *dm, char **argv, libdm__store *store, bool autokill,
-                    const char *restrict_spec)
+                    const libdm__restrict_plan *plan)
 {
     int lfd = -1, cfd = -1, log_fd = -1, r;
 
@@ -925,7 +927,9 @@ static int spawn_dm(libdm_dm *dm, char **argv, libdm__store *store, bool autokil
                                                   .argv = argv, .qmp_listen_fd = lfd,
                                                   .log_fd = log_fd, .owner_fd = dm->rd->owner_fd,
                                                   .rundir_fd = dm->rd->dfd, .autokill = true,
-                                                  .restrict_spec = restrict_spec },
+                                                  .restrict_spec = plan->keeper_spec,
+                                                  .pass_fds = plan->cfg->pass_fds,
+                                                  .n_pass_fds = plan->cfg->n_pass_fds },
                             &keeper_ops, dm, &dm->keeper);
     if (r >= 0)
         dm->keeper_pid = libdm__keeper_keeper_pid(dm->keeper);
@@ -948,6 +952,7 @@ static int dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg)
     dm->domid = cfg->domid;
     dm->timeout_ms = cfg->timeout_ms;
     dm->incoming = cfg->incoming != NULL;
+    dm->incoming_at_start = cfg->incoming && strcmp(cfg->incoming, "defer") != 0;
     dm->created_ms = (int64_t)time(NULL) * 1000;
     dm->state = LIBDM_DM_SPAWNING;
     libdm__timer_init(&dm->op_deadline, start_deadline, dm);
@@ -1035,7 +1040,7 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
     if (r >= 0)
         r = op_begin(dm, OP_START, cfg->timeout_ms, cb, userdata);
     if (r >= 0)
-        r = spawn_dm(dm, argv, store, autokill, plan.keeper_spec);
+        r = spawn_dm(dm, argv, store, autokill, &plan);
     libdm_strv_free(argv);
     libdm__restrict_plan_clear(&plan);
     if (r < 0) {
@@ -1797,8 +1802,14 @@ int libdm__incoming_verdict(libdm_dm *dm, const char *query_status)
         dm_error(dm, "incoming migration %s: the guest is not resumed", query_status);
         return -EIO;
     }
-    return query_status && !strcmp(query_status, "completed") && dm->migration_event &&
-           !strcmp(dm->migration_event, "completed");
+    if (!query_status || strcmp(query_status, "completed"))
+        return 0;
+    /* A stream given at start (-incoming fd:N, a restore) may be loaded
+     * before "events" could be turned on: its MIGRATION event may never
+     * come. Then the destination's own query-migrate alone decides. */
+    if (dm->incoming_at_start && !dm->migration_event)
+        return 1;
+    return dm->migration_event && !strcmp(dm->migration_event, "completed");
 }
 
 void libdm__dm_incoming_done(libdm_dm *dm)

@@ -181,11 +181,14 @@ static const char *keeper_path(void)
     return p && *p ? p : LIBDM_LIBEXECDIR "/libdm-keeper";
 }
 
+_Static_assert(LIBDM__KEEPER_NFDS == LIBDM_PASS_FD_FIRST, "passed fds follow the keeper's own");
+_Static_assert(LIBDM_PASS_FD_FIRST + LIBDM_MAX_PASS_FDS < 64, "sources stay above targets");
+
 /* Moves @fd above the fds the keeper receives, so that placing one cannot
  * clobber another's source. */
 static int high_fd(int fd)
 {
-    int r = fcntl(fd, F_DUPFD_CLOEXEC, 16);
+    int r = fcntl(fd, F_DUPFD_CLOEXEC, 64);
 
     return r < 0 ? -errno : r;
 }
@@ -216,7 +219,7 @@ static char **keeper_argv(const libdm__spawn_args *a)
 
     while (a->argv[qn])
         qn++;
-    argv = calloc(qn + 8, sizeof(*argv));
+    argv = calloc(qn + 9, sizeof(*argv));
     if (!argv)
         return NULL;
     argv[n++] = strdup(keeper_path());
@@ -225,6 +228,8 @@ static char **keeper_argv(const libdm__spawn_args *a)
     argv[n++] = libdm__sprintf("--rundir=%s", a->run_root);
     if (a->autokill)
         argv[n++] = strdup("--autokill");
+    if (a->n_pass_fds)
+        argv[n++] = libdm__sprintf("--pass-fds=%zu", a->n_pass_fds);
     if (a->restrict_spec)
         argv[n++] = libdm__sprintf("--restrict=%s", a->restrict_spec);
     argv[n++] = strdup("--");
@@ -238,7 +243,7 @@ static char **keeper_argv(const libdm__spawn_args *a)
 
 /* The keeper's side of clone3(), before exec: async-signal-safe calls only
  * (the caller may be a threaded daemon). @src[i] becomes fd i. */
-static void keeper_child(const int *src, char **argv, char **env)
+static void keeper_child(const int *src, int nfds, char **argv, char **env)
 {
     static const char msg[] = "error cannot execute libdm-keeper";
     struct sigaction dfl = { .sa_handler = SIG_DFL };
@@ -254,10 +259,10 @@ static void keeper_child(const int *src, char **argv, char **env)
     nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (nullfd < 0 || dup2(nullfd, 0) < 0)
         _exit(127);
-    for (int fd = 1; fd < LIBDM__KEEPER_NFDS; fd++)
+    for (int fd = 1; fd < nfds; fd++)
         if (dup2(src[fd], fd) < 0)
             _exit(127);
-    (void)syscall(SYS_close_range, LIBDM__KEEPER_NFDS, ~0U, 0);
+    (void)syscall(SYS_close_range, nfds, ~0U, 0);
     execve(argv[0], argv, env);
     (void)!send(LIBDM__KEEPER_CTL_FD, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
     _exit(127);
@@ -266,7 +271,8 @@ static void keeper_child(const int *src, char **argv, char **env)
 /* clone3() without CLONE_VFORK: returns as soon as the child exists, never
  * waiting for its exec (a host's loop is never stalled by a slow exec). As
  * root the keeper gets its own PID namespace and is its init. */
-static pid_t clone_keeper(const int *src, char **argv, char **env, int *ret_pidfd, bool *ret_ns)
+static pid_t clone_keeper(const int *src, int nfds, char **argv, char **env, int *ret_pidfd,
+                          bool *ret_ns)
 {
     bool try_ns = geteuid() == 0;
 
@@ -279,7 +285,7 @@ static pid_t clone_keeper(const int *src, char **argv, char **env, int *ret_pidf
         pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 
         if (pid == 0)
-            keeper_child(src, argv, env);
+            keeper_child(src, nfds, argv, env);
         if (pid > 0 || !try_ns || (errno != EPERM && errno != EINVAL && errno != ENOSPC &&
                                    errno != EUSERS)) {
             *ret_ns = try_ns;
@@ -292,7 +298,8 @@ static pid_t clone_keeper(const int *src, char **argv, char **env, int *ret_pidf
 int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
                         const libdm__keeper_ops *ops, void *user, libdm__keeper **ret)
 {
-    int sp[2] = { -1, -1 }, src[LIBDM__KEEPER_NFDS], r;
+    int sp[2] = { -1, -1 }, src[LIBDM_PASS_FD_FIRST + LIBDM_MAX_PASS_FDS], r;
+    int nfds = LIBDM_PASS_FD_FIRST + (int)a->n_pass_fds;
     char **argv = keeper_argv(a), **env = keeper_env();
     libdm__keeper *k = calloc(1, sizeof(*k));
     bool ns = false;
@@ -316,7 +323,10 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
         (r = src[LIBDM__KEEPER_OWNER_FD] = high_fd(a->owner_fd)) < 0 ||
         (r = src[LIBDM__KEEPER_RUNDIR_FD] = high_fd(a->rundir_fd)) < 0)
         goto out;
-    pid = clone_keeper(src, argv, env, &k->keeper_pidfd, &ns);
+    for (size_t i = 0; i < a->n_pass_fds; i++)
+        if ((r = src[LIBDM_PASS_FD_FIRST + i] = high_fd(a->pass_fds[i])) < 0)
+            goto out;
+    pid = clone_keeper(src, nfds, argv, env, &k->keeper_pidfd, &ns);
     if (pid < 0) {
         r = pid;
         LIBDM__ERROR(ctx, "cannot start %s: %s", argv[0], strerror(-r));

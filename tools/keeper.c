@@ -62,6 +62,7 @@ typedef struct keeper {
     bool autokill;
     bool autokilled;
     bool ns_init;       /* pid 1 of the DM's own PID namespace */
+    int n_pass_fds;     /* QEMU's fds LIBDM__KEEPER_NFDS.. (restore streams, taps) */
     int ctl;
     int sigfd;
     int pidfd;
@@ -226,7 +227,9 @@ static int spawn_dm(keeper *k, char **argv)
     e = k->pid < 0 ? -errno : 0;
     close(go[0]);
     close(err[1]);
-    close(LIBDM__KEEPER_QMP_FD); /* QEMU has it now */
+    close(LIBDM__KEEPER_QMP_FD); /* QEMU has it now, and the passed fds */
+    for (int i = 0; i < k->n_pass_fds; i++)
+        close(LIBDM__KEEPER_NFDS + i);
     if (e == 0) {
         k->pidfd = pidfd_open_(k->pid);
         k->host_pid = k->pidfd >= 0 ? host_pid_of(k->pidfd) : -1;
@@ -417,7 +420,7 @@ static int supervise(keeper *k)
 static int usage(void)
 {
     fprintf(stderr, "usage: libdm-keeper --name NAME --store SPEC --rundir ROOT [--autokill] "
-                    "[--restrict=SPEC] -- QEMU-ARGV...\n(started by libdm; not meant to be run by hand)\n");
+                    "[--restrict=SPEC] [--pass-fds=N] -- QEMU-ARGV...\n(started by libdm; not meant to be run by hand)\n");
     return 2;
 }
 
@@ -454,6 +457,7 @@ int main(int argc, char **argv)
         { "rundir", required_argument, NULL, 'r' },
         { "autokill", no_argument, NULL, 'a' },
         { "restrict", required_argument, NULL, 'R' },
+        { "pass-fds", required_argument, NULL, 'p' },
         { NULL, 0, NULL, 0 },
     };
     keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1 };
@@ -466,6 +470,11 @@ int main(int argc, char **argv)
         case 's': k.store_spec = optarg; break;
         case 'r': k.run_root = optarg; break;
         case 'a': k.autokill = true; break;
+        case 'p':
+            k.n_pass_fds = atoi(optarg);
+            if (k.n_pass_fds < 0 || k.n_pass_fds > 64)
+                return usage();
+            break;
         case 'R':
             if (keeper_restrict_parse(&k.restrict_, optarg) < 0)
                 return usage();
@@ -478,6 +487,9 @@ int main(int argc, char **argv)
     if (!is_fd(LIBDM__KEEPER_CTL_FD, S_IFSOCK) || !is_fd(LIBDM__KEEPER_OWNER_FD, S_IFREG) ||
         !is_fd(LIBDM__KEEPER_RUNDIR_FD, S_IFDIR))
         return usage();
+    for (int i = 0; i < k.n_pass_fds; i++)
+        if (fcntl(LIBDM__KEEPER_NFDS + i, F_GETFD) < 0)
+            return usage();
     if (libdm__rundir_adopt(k.run_root, k.name, LIBDM__KEEPER_RUNDIR_FD, LIBDM__KEEPER_OWNER_FD,
                             &k.rd) < 0 || setup_process(&k) < 0)
         return 1;

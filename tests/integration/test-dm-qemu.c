@@ -464,6 +464,88 @@ static void test_keeper_filter_denies_spawn(void **state)
     start_must_fail(f, "signal 31");
 }
 
+/* Saves a running guest's state to @path through QEMU's own migration
+ * (exec: works on an unrestricted source). */
+static void save_guest(fixture *f, const char *path)
+{
+    libdm_dm_config *cfg;
+    libdm_json *args, *v = NULL;
+    libdm_dm *src;
+    char uri[600];
+    const char *st = NULL;
+    uint64_t deadline = tu_now_ms() + 20000;
+
+    assert_int_equal(libdm_dm_config_new(&cfg), 0);
+    assert_int_equal(libdm_dm_config_set_name(cfg, "saved"), 0);
+    assert_int_equal(libdm_dm_config_set_qemu_path(cfg, tu_qemu()), 0);
+    assert_int_equal(libdm_dm_config_set_machine(cfg, "pc"), 0);
+    assert_int_equal(libdm_dm_config_set_memory_mb(cfg, 64), 0);
+    assert_int_equal(libdm_dm_start(f->ctx, cfg, &src), 0);
+    assert_int_equal(libdm_dm_resume(src, 5000), 0);
+    assert_int_equal(libdm_dm_pause(src, 5000), 0);
+    snprintf(uri, sizeof(uri), "exec:cat > %s", path);
+    args = libdm_json_new_object();
+    assert_int_equal(libdm_json_object_add(args, "uri", libdm_json_new_string(uri)), 0);
+    assert_int_equal(libdm_qmp_call(libdm_dm_get_qmp(src), "migrate", args, 5000, NULL), 0);
+    libdm_json_free(args);
+    while (tu_now_ms() < deadline) {
+        libdm_json_free(v);
+        v = NULL;
+        assert_int_equal(libdm_qmp_call(libdm_dm_get_qmp(src), "query-migrate", NULL, 5000, &v),
+                         0);
+        st = libdm_json_get_string(libdm_json_object_get(v, "status"));
+        if (st && (!strcmp(st, "completed") || !strcmp(st, "failed")))
+            break;
+        libdm_ctx_run_once(f->ctx, 20);
+    }
+    assert_non_null(st);
+    assert_string_equal(st, "completed");
+    libdm_json_free(v);
+    assert_int_equal(libdm_dm_stop(src, 0, 5000), 0);
+    libdm_dm_release(src);
+    libdm_dm_config_free(cfg);
+}
+
+/* Restricted restore: the caller opens the saved stream and libdm hands it
+ * to a confined QEMU as -incoming fd:N through the keeper (QEMU itself,
+ * chrooted as nobody, could not open it). Guarded resume waits for the
+ * load to complete. */
+static void test_restricted_restore_from_fd(void **state)
+{
+    fixture *f = *state;
+    char path[512];
+    libdm_dm *dm;
+    char uri[32];
+    int fd, qfd, pid;
+
+    if (geteuid() != 0)
+        skip();
+    snprintf(path, sizeof(path), "%s/guest.state", f->dir);
+    save_guest(f, path);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(libdm_dm_config_set_machine(f->cfg, "pc"), 0);
+    assert_int_equal(libdm_dm_config_set_memory_mb(f->cfg, 64), 0);
+    assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
+    assert_int_equal(libdm_dm_config_pass_fd(f->cfg, fd, &qfd), 0);
+    close(fd); /* the configuration holds its own copy */
+    assert_int_equal(qfd, LIBDM_PASS_FD_FIRST);
+    snprintf(uri, sizeof(uri), "fd:%d", qfd);
+    assert_int_equal(libdm_dm_config_set_incoming(f->cfg, uri), 0);
+    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    pid = libdm_dm_get_pid(dm);
+    snprintf(path, sizeof(path), "%s/t1/root", f->dir);
+    assert_confined(pid, path);
+    assert_int_equal(libdm_dm_resume(dm, 20000), 0);
+    assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_RUNNING);
+    assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
+    libdm_dm_release(dm);
+    wait_gone(f->ctx, pid);
+    assert_false(tu_path_exists(f->dir, "t1"));
+    tu_settle_children(f->ctx, 0);
+}
+
 /* A refused restricted start: -EINVAL or -EPERM at once, an error naming
  * the problem, and nothing spawned or left behind. */
 static void start_refused(fixture *f, const char *expect_in_log)
@@ -639,6 +721,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_hung_dm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_hung_dm_then_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_refuses_planted_socket, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restricted_restore_from_fd, setup, teardown),
     };
 
     int skip = tu_require_dm_env();

@@ -83,6 +83,14 @@ LIBDM_EXPORT int libdm_dm_config_set_seccomp(libdm_dm_config *config, libdm_secc
 LIBDM_EXPORT int libdm_dm_config_set_incoming(libdm_dm_config *config, const char *uri);
 LIBDM_EXPORT int libdm_dm_config_set_qemu_path(libdm_dm_config *config, const char *path);
 LIBDM_EXPORT int libdm_dm_config_add_extra_arg(libdm_dm_config *config, const char *arg);
+/* Hands QEMU an open file: a duplicate of @fd is kept by the configuration
+ * (the caller keeps its own) and QEMU gets it as fd *ret_qemu_fd, to name in
+ * QEMU options, e.g. libdm_dm_config_set_incoming(cfg, "fd:7") for a
+ * restore from a saved stream (works under dm_restrict: the file is opened
+ * by the caller). At most LIBDM_MAX_PASS_FDS; -E2BIG beyond. */
+#define LIBDM_PASS_FD_FIRST 7
+#define LIBDM_MAX_PASS_FDS 16
+LIBDM_EXPORT int libdm_dm_config_pass_fd(libdm_dm_config *config, int fd, int *ret_qemu_fd);
 /* Deadline for start-to-ready and each monitor exchange (ms, default 10 s). */
 LIBDM_EXPORT int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int timeout_ms);
 /* The argv the DM would be started with, its QMP monitor on @qmp_fd; a NULL
