@@ -830,6 +830,28 @@ static int clear_leftovers(libdm_dm *dm, libdm__store *store)
     return 0;
 }
 
+/* The DM's directory, log and monitor paths. The xen profile's monitor is
+ * at libxl's path, where xl and libxl's own QMP client look for it. */
+static int set_paths(libdm_dm *dm, bool create)
+{
+    char *why = NULL;
+    int r = 0;
+
+    dm->dir = strdup(dm->rd->path);
+    dm->log_path = libdm__rundir_file(dm->rd, LIBDM__RD_LOG);
+    if (!strcmp(dm->profile, "xen") && dm->domid > 0)
+        r = libdm__rundir_use_xen_socket(dm->rd, LIBDM__XEN_RUN_DIR, dm->domid, create,
+                                         &dm->qmp_path, &why);
+    else
+        dm->qmp_path = libdm__rundir_file(dm->rd, LIBDM__RD_SOCK);
+    if (r < 0) {
+        dm_error(dm, "%s", why ? why : strerror(-r));
+        free(why);
+        return r;
+    }
+    return dm->dir && dm->qmp_path && dm->log_path ? 0 : -ENOMEM;
+}
+
 /* Claims the name and its run directory. Refusals leave everything as it
  * was: nothing is removed but what this call created. */
 static int claim_name(libdm_dm *dm, libdm__store *store)
@@ -847,13 +869,10 @@ static int claim_name(libdm_dm *dm, libdm__store *store)
         return r;
     }
     r = clear_leftovers(dm, store);
+    if (r >= 0)
+        r = set_paths(dm, true);
     if (r < 0)
         return r;
-    dm->dir = strdup(dm->rd->path);
-    dm->qmp_path = libdm__rundir_file(dm->rd, LIBDM__RD_SOCK);
-    dm->log_path = libdm__rundir_file(dm->rd, LIBDM__RD_LOG);
-    if (!dm->dir || !dm->qmp_path || !dm->log_path)
-        return -ENOMEM;
     /* The starter is the monitor's one client until it lets go. */
     return libdm__rundir_lock_monitor(dm->rd, NULL, NULL, NULL) == 0 ? 0 : -EBUSY;
 }
@@ -903,7 +922,11 @@ static int spawn_dm(libdm_dm *dm, char **argv, libdm__store *store, bool autokil
     int lfd = -1, cfd = -1, log_fd = -1, r;
 
     r = libdm__rundir_make_socket(dm->rd, &lfd, &cfd);
-    if (r < 0) {
+    if (r == -EADDRINUSE) {
+        dm_error(dm, "domain %u already has a device model: its monitor %s answers",
+                 dm->domid, dm->qmp_path);
+        goto out;
+    } else if (r < 0) {
         dm_error(dm, "cannot create the QMP socket %s: %s", dm->qmp_path, strerror(-r));
         goto out;
     }
@@ -924,6 +947,8 @@ static int spawn_dm(libdm_dm *dm, char **argv, libdm__store *store, bool autokil
                             &(libdm__spawn_args){ .name = dm->name,
                                                   .store_spec = store_spec(store),
                                                   .run_root = dm->rd->root,
+                                                  .xen_socket_domid =
+                                                      dm->rd->sock_dfd >= 0 ? dm->domid : 0,
                                                   .argv = argv, .qmp_listen_fd = lfd,
                                                   .log_fd = log_fd, .owner_fd = dm->rd->owner_fd,
                                                   .rundir_fd = dm->rd->dfd, .autokill = true,
@@ -1465,10 +1490,7 @@ static int attach_rundir(libdm_dm *dm, libdm__store *store)
         free(why);
         return r;
     }
-    dm->dir = strdup(dm->rd->path);
-    dm->qmp_path = libdm__rundir_file(dm->rd, LIBDM__RD_SOCK);
-    dm->log_path = libdm__rundir_file(dm->rd, LIBDM__RD_LOG);
-    return dm->dir && dm->qmp_path && dm->log_path ? 0 : -ENOMEM;
+    return set_paths(dm, false);
 }
 
 static bool monitor_lock_acquired(void *arg)

@@ -43,6 +43,11 @@ typedef struct libdm__rundir {
     int owner_fd;     /* owner.lock while we hold the claim, else -1 */
     int monitor_fd;   /* monitor.lock while we hold it, else -1 */
     unsigned made;
+    /* The monitor socket: qmp.sock in dfd, or for the xen profile libxl's
+     * /var/run/xen/qmp-libxl-<domid> (xl and libxl connect there). */
+    int sock_dfd;     /* -1: dfd */
+    char sock_name[48];
+    char xenstat_name[48]; /* QEMU's second monitor there, removed at the end */
 } libdm__rundir;
 
 /* Claims @name under @root: creates <root> and <root>/<name> if missing,
@@ -70,6 +75,12 @@ int libdm__rundir_reclaim(libdm__rundir *rd);
 /* Hands the claim over: the caller gets the owner.lock fd (with the lock),
  * the rundir no longer closes it. */
 int libdm__rundir_take_owner_fd(libdm__rundir *rd);
+
+/* Puts the monitor at libxl's path for domain @domid, in @xen_run_dir
+ * (created 0700 if missing and @create; refused if a symlink, not ours or
+ * writable by others). The full path is returned in *ret_path. */
+int libdm__rundir_use_xen_socket(libdm__rundir *rd, const char *xen_run_dir, uint32_t domid,
+                                 bool create, char **ret_path, char **ret_why);
 
 /* A listening socket at qmp.sock (non-blocking: see dm.c) and a client
  * already connected to it. */

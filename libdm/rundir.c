@@ -34,6 +34,7 @@ libdm__rundir *libdm__rundir_free(libdm__rundir *rd)
     libdm__close(&rd->monitor_fd);
     libdm__close(&rd->owner_fd);
     libdm__close(&rd->dfd);
+    libdm__close(&rd->sock_dfd);
     free(rd->root);
     free(rd->name);
     free(rd->path);
@@ -111,7 +112,8 @@ static libdm__rundir *rundir_alloc(const char *root, const char *name)
 
     if (!rd)
         return NULL;
-    rd->dfd = rd->owner_fd = rd->monitor_fd = -1;
+    rd->dfd = rd->owner_fd = rd->monitor_fd = rd->sock_dfd = -1;
+    snprintf(rd->sock_name, sizeof(rd->sock_name), "%s", LIBDM__RD_SOCK);
     rd->root = strdup(root);
     rd->name = strdup(name);
     rd->path = libdm__sprintf("%s/%s", root, name);
@@ -378,14 +380,47 @@ int libdm__rundir_take_owner_fd(libdm__rundir *rd)
     return fd;
 }
 
-/* "/proc/self/fd/N/<file>": the directory by its fd, never by its path. */
-static int fd_sockaddr(const libdm__rundir *rd, const char *file, struct sockaddr_un *sa)
+static int sock_dir(const libdm__rundir *rd)
+{
+    return rd->sock_dfd >= 0 ? rd->sock_dfd : rd->dfd;
+}
+
+/* "/proc/self/fd/N/<socket>": the directory by its fd, never by its path. */
+static int fd_sockaddr(const libdm__rundir *rd, struct sockaddr_un *sa)
 {
     int n;
 
     *sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
-    n = snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s", rd->dfd, file);
+    n = snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s", sock_dir(rd),
+                 rd->sock_name);
     return n > 0 && (size_t)n < sizeof(sa->sun_path) ? 0 : -ENAMETOOLONG;
+}
+
+/* Whether a process listens on @sa (a live DM's monitor): 1, 0, or -errno. */
+static int someone_listens(const struct sockaddr_un *sa)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), r;
+
+    if (fd < 0)
+        return -errno;
+    r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 || errno == EAGAIN;
+    close(fd);
+    return r;
+}
+
+int libdm__rundir_use_xen_socket(libdm__rundir *rd, const char *xen_run_dir, uint32_t domid,
+                                 bool create, char **ret_path, char **ret_why)
+{
+    int r = libdm__store_open_dir(AT_FDCWD, xen_run_dir, create, &rd->sock_dfd);
+
+    if (r < 0) {
+        set_why(ret_why, "refusing %s: %s", xen_run_dir, dir_problem(r));
+        return r;
+    }
+    snprintf(rd->sock_name, sizeof(rd->sock_name), "qmp-libxl-%u", domid);
+    snprintf(rd->xenstat_name, sizeof(rd->xenstat_name), "qmp-libxenstat-%u", domid);
+    *ret_path = libdm__sprintf("%s/%s", xen_run_dir, rd->sock_name);
+    return *ret_path ? 0 : -ENOMEM;
 }
 
 int libdm__rundir_make_socket(libdm__rundir *rd, int *ret_listen, int *ret_client)
@@ -393,9 +428,13 @@ int libdm__rundir_make_socket(libdm__rundir *rd, int *ret_listen, int *ret_clien
     struct sockaddr_un sa;
     int lfd = -1, cfd = -1, r;
 
-    r = fd_sockaddr(rd, LIBDM__RD_SOCK, &sa);
+    r = fd_sockaddr(rd, &sa);
     if (r < 0)
         return r;
+    /* libxl's path is per domain, not per name: a live monitor there is
+     * another DM of this domain. */
+    if (rd->sock_dfd >= 0 && someone_listens(&sa) > 0)
+        return -EADDRINUSE;
     /* Non-blocking, like the listening sockets QEMU makes itself: QEMU's
      * main loop may call accept() on a spurious wakeup after it took our
      * connection, and a blocking listener then hangs its main loop (and so
@@ -404,7 +443,7 @@ int libdm__rundir_make_socket(libdm__rundir *rd, int *ret_listen, int *ret_clien
     if (lfd < 0)
         return -errno;
     /* We hold the name's claim: whatever is there is a stale socket. */
-    (void)unlinkat(rd->dfd, LIBDM__RD_SOCK, 0);
+    (void)unlinkat(sock_dir(rd), rd->sock_name, 0);
     if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         goto fail;
     rd->made |= LIBDM__RD_MADE_SOCK;
@@ -438,23 +477,23 @@ int libdm__rundir_make_log(libdm__rundir *rd, int *ret_fd)
 
 int libdm__rundir_socket_path(libdm__rundir *rd, char **ret_path, char **ret_why)
 {
+    const char *where = rd->sock_dfd >= 0 ? "libxl's run directory" : rd->path;
     struct sockaddr_un sa;
     struct stat st;
     int r;
 
-    if (fstatat(rd->dfd, LIBDM__RD_SOCK, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (fstatat(sock_dir(rd), rd->sock_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         r = -errno;
-        set_why(ret_why, "no monitor socket at %s/" LIBDM__RD_SOCK ": %s", rd->path,
-                strerror(-r));
+        set_why(ret_why, "no monitor socket %s in %s: %s", rd->sock_name, where, strerror(-r));
         return r;
     }
     if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
-        set_why(ret_why, "refusing the monitor path %s/" LIBDM__RD_SOCK ": %s", rd->path,
+        set_why(ret_why, "refusing the monitor %s in %s: %s", rd->sock_name, where,
                 S_ISLNK(st.st_mode) ? "it is a symlink" :
                 !S_ISSOCK(st.st_mode) ? "it is not a socket" : "it belongs to another user");
         return S_ISLNK(st.st_mode) ? -ELOOP : -EPERM;
     }
-    r = fd_sockaddr(rd, LIBDM__RD_SOCK, &sa);
+    r = fd_sockaddr(rd, &sa);
     if (r < 0)
         return r;
     *ret_path = strdup(sa.sun_path);
@@ -486,7 +525,10 @@ void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)
     int root_fd;
 
     if (!made_only || (rd->made & LIBDM__RD_MADE_SOCK))
-        (void)unlinkat(rd->dfd, LIBDM__RD_SOCK, 0);
+        (void)unlinkat(sock_dir(rd), rd->sock_name, 0);
+    /* QEMU binds libxenstat's monitor itself and leaves it behind. */
+    if (!made_only && rd->sock_dfd >= 0 && rd->xenstat_name[0])
+        (void)unlinkat(rd->sock_dfd, rd->xenstat_name, 0);
     if (!made_only || (rd->made & LIBDM__RD_MADE_LOG))
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
     if (what == LIBDM__RD_REMOVE_LEFTOVERS || (made_only && !(rd->made & LIBDM__RD_MADE_DIR)))

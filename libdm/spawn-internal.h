@@ -25,6 +25,7 @@ typedef struct libdm__spawn_args {
     int owner_fd;              /* the name's claim (owner.lock, locked) */
     int rundir_fd;             /* the DM's run directory */
     const char *run_root;      /* its parent, for the keeper's cleanup */
+    uint32_t xen_socket_domid; /* monitor at libxl's path for this domid, or 0 */
     const int *pass_fds;       /* QEMU's fds LIBDM_PASS_FD_FIRST.. (config) */
     size_t n_pass_fds;
     bool autokill;

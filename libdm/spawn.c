@@ -219,7 +219,7 @@ static char **keeper_argv(const libdm__spawn_args *a)
 
     while (a->argv[qn])
         qn++;
-    argv = calloc(qn + 9, sizeof(*argv));
+    argv = calloc(qn + 10, sizeof(*argv));
     if (!argv)
         return NULL;
     argv[n++] = strdup(keeper_path());
@@ -228,6 +228,8 @@ static char **keeper_argv(const libdm__spawn_args *a)
     argv[n++] = libdm__sprintf("--rundir=%s", a->run_root);
     if (a->autokill)
         argv[n++] = strdup("--autokill");
+    if (a->xen_socket_domid)
+        argv[n++] = libdm__sprintf("--xen-socket-domid=%u", a->xen_socket_domid);
     if (a->n_pass_fds)
         argv[n++] = libdm__sprintf("--pass-fds=%zu", a->n_pass_fds);
     if (a->restrict_spec)

@@ -50,6 +50,8 @@
 
 #include "keeper-proto.h"
 #include "keeper-restrict.h"
+#include <libdm/dm.h>
+#include "config-internal.h"
 #include "rundir-internal.h"
 #include "store.h"
 
@@ -420,7 +422,7 @@ static int supervise(keeper *k)
 static int usage(void)
 {
     fprintf(stderr, "usage: libdm-keeper --name NAME --store SPEC --rundir ROOT [--autokill] "
-                    "[--restrict=SPEC] [--pass-fds=N] -- QEMU-ARGV...\n(started by libdm; not meant to be run by hand)\n");
+                    "[--restrict=SPEC] [--pass-fds=N] [--xen-socket-domid=D] -- QEMU-ARGV...\n(started by libdm; not meant to be run by hand)\n");
     return 2;
 }
 
@@ -458,10 +460,13 @@ int main(int argc, char **argv)
         { "autokill", no_argument, NULL, 'a' },
         { "restrict", required_argument, NULL, 'R' },
         { "pass-fds", required_argument, NULL, 'p' },
+        { "xen-socket-domid", required_argument, NULL, 'x' },
         { NULL, 0, NULL, 0 },
     };
     keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1 };
     char msg[LIBDM__KEEPER_MSG_MAX];
+    unsigned long xen_domid = 0;
+    char *sock_path = NULL;
     int c, r;
 
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
@@ -470,6 +475,9 @@ int main(int argc, char **argv)
         case 's': k.store_spec = optarg; break;
         case 'r': k.run_root = optarg; break;
         case 'a': k.autokill = true; break;
+        case 'x':
+            xen_domid = strtoul(optarg, NULL, 10);
+            break;
         case 'p':
             k.n_pass_fds = atoi(optarg);
             if (k.n_pass_fds < 0 || k.n_pass_fds > 64)
@@ -493,6 +501,11 @@ int main(int argc, char **argv)
     if (libdm__rundir_adopt(k.run_root, k.name, LIBDM__KEEPER_RUNDIR_FD, LIBDM__KEEPER_OWNER_FD,
                             &k.rd) < 0 || setup_process(&k) < 0)
         return 1;
+    /* The monitor is at libxl's path: the cleanup must know it. */
+    if (xen_domid && libdm__rundir_use_xen_socket(k.rd, LIBDM__XEN_RUN_DIR, (uint32_t)xen_domid,
+                                                  false, &sock_path, NULL) < 0)
+        klog("cannot open %s: its monitor socket will not be removed", LIBDM__XEN_RUN_DIR);
+    free(sock_path);
     r = spawn_dm(&k, argv + optind);
     if (r != 0) {
         int status = -1;

@@ -5,14 +5,18 @@
  * A record lives under /libxl/<domid>/libdm/<key>, one node per key of the
  * "dir" format, each value being exactly what the dir format would hold
  * after "key=" (same escaping), so that reading back goes through the same
- * per-field validator (libdm__record_set_value). Put also writes the two
- * keys libxl uses:
- *   /local/domain/0/device-model/<domid>/state   (the record's state)
- *   /local/domain/<domid>/image/device-model-pid (the DM pid, if known)
+ * per-field validator (libdm__record_set_value). Put also writes the keys
+ * libxl's own readers use, so that xl and libxl recognise the DM:
+ *   /libxl/<domid>/dm-version = qemu_xen          (xen profile; missing,
+ *                                libxl takes the DM for qemu-traditional)
+ *   /local/domain/<domid>/image/device-model-pid  (the DM pid, if known)
+ *   /local/domain/<domid>/image/device-model-kill-uid (restricted: the
+ *                                uid libxl's reaper kills by)
+ * /local/domain/0/device-model/<domid>/state belongs to QEMU, which writes
+ * "running" into it itself: libdm neither writes nor reads it.
  * Every node written gets permissions "n0": owned by dom0, no access for
  * anyone else. Each call is one transaction, retried a bounded number of
- * times on EAGAIN (a conflicting transaction). Nothing here ever derives a
- * state from device-model/<domid>/state: it is written, never read back.
+ * times on EAGAIN (a conflicting transaction).
  *
  * Records are found by name by scanning /libxl/<domid>/libdm/name; put
  * refuses (-EEXIST) a name already recorded for another domid, or a domid
@@ -54,15 +58,31 @@ static void key_path(char *buf, uint32_t domid, const char *key)
     snprintf(buf, PATH_LEN, "/libxl/%u/libdm/%s", domid, key);
 }
 
-static void dm_path(char *buf, uint32_t domid, const char *leaf)
-{
-    snprintf(buf, PATH_LEN, "/local/domain/0/device-model/%u%s%s", domid, leaf ? "/" : "",
-             leaf ? leaf : "");
-}
-
 static void pid_path(char *buf, uint32_t domid)
 {
     snprintf(buf, PATH_LEN, "/local/domain/%u/image/device-model-pid", domid);
+}
+
+static void kill_uid_path(char *buf, uint32_t domid)
+{
+    snprintf(buf, PATH_LEN, "/local/domain/%u/image/device-model-kill-uid", domid);
+}
+
+static void dm_version_path(char *buf, uint32_t domid)
+{
+    snprintf(buf, PATH_LEN, "/libxl/%u/dm-version", domid);
+}
+
+/* The uid a restricted DM runs as, from its confinement text ("uid N ..."),
+ * or -1. */
+static long confinement_uid(const char *confinement)
+{
+    unsigned long uid;
+
+    if (!confinement || sscanf(confinement, "uid %lu", &uid) != 1 || uid == 0 ||
+        uid > 0xfffffffeul)
+        return -1;
+    return (long)uid;
 }
 
 /* Canonical decimal domid in 1..LIBDM__DOMID_MAX, else 0. */
@@ -288,8 +308,20 @@ static int put_tx(libdm__store *s, xs_transaction_t t, void *arg)
         if (r < 0)
             return r;
     }
-    dm_path(path, rec->domid, "state");
-    r = rec->state ? write_n0(s, t, path, rec->state) : rm_ok(s, t, path);
+    dm_version_path(path, rec->domid);
+    r = rec->profile && !strcmp(rec->profile, "xen") ? write_n0(s, t, path, "qemu_xen")
+                                                      : rm_ok(s, t, path);
+    if (r < 0)
+        return r;
+    kill_uid_path(path, rec->domid);
+    if (confinement_uid(rec->confinement) > 0) {
+        char uid[16];
+
+        snprintf(uid, sizeof(uid), "%ld", confinement_uid(rec->confinement));
+        r = write_n0(s, t, path, uid);
+    } else {
+        r = rm_ok(s, t, path);
+    }
     if (r < 0)
         return r;
     pid_path(path, rec->domid);
@@ -406,9 +438,6 @@ static int set_state_tx(libdm__store *s, xs_transaction_t t, void *arg)
         key_path(path, domid, "state");
         if ((r = write_n0(s, t, path, a->state)) < 0)
             return r;
-        dm_path(path, domid, "state");
-        if ((r = write_n0(s, t, path, a->state)) < 0)
-            return r;
     }
     if (a->exit_status != -1) {
         char v[16];
@@ -445,7 +474,10 @@ static int del_tx(libdm__store *s, xs_transaction_t t, void *arg)
     base_path(path, domid);
     if ((r = rm_ok(s, t, path)) < 0)
         return r;
-    dm_path(path, domid, NULL);
+    dm_version_path(path, domid);
+    if ((r = rm_ok(s, t, path)) < 0)
+        return r;
+    kill_uid_path(path, domid);
     if ((r = rm_ok(s, t, path)) < 0)
         return r;
     pid_path(path, domid);

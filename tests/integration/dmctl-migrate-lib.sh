@@ -200,6 +200,12 @@ wait_pid_gone() {
 start_watch() {
     perl "$OBSERVE" watch "$1/src-watch.sock" "$1/dst-watch.sock" >"$1/watch.log" 2>&1 &
     wpid=$!
+    # A fault fired at once must not beat the watcher's first sample.
+    _i=0
+    while ! grep -q running "$1/watch.log" 2>/dev/null && [ $_i -lt 200 ]; do
+        sleep 0.01
+        _i=$((_i + 1))
+    done
 }
 
 stop_watch() {

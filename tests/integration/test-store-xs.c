@@ -406,19 +406,22 @@ static void test_put_get_list_del(void **state)
     assert_non_null(v);
     assert_non_null(strstr(v, "/guest5/qmp\\nodd\\\\name")); /* same escaping as the dir format */
     free(v);
-    assert_raw(h, "/local/domain/0/device-model/5/state", "starting");
+    /* device-model/<d>/state is QEMU's key: never written by libdm. */
+    assert_absent(h, "/local/domain/0/device-model/5/state");
     assert_raw(h, "/local/domain/5/image/device-model-pid", "4242");
+    /* libxl's readers: a qemu-xen DM, killed by uid when restricted. */
+    assert_raw(h, "/libxl/5/dm-version", "qemu_xen");
+    assert_raw(h, "/local/domain/5/image/device-model-kill-uid", "131077");
     assert_n0(h, "/libxl/5/libdm");
     assert_n0(h, "/libxl/5/libdm/name");
     assert_n0(h, "/libxl/5/libdm/qmp-socket");
-    assert_n0(h, "/local/domain/0/device-model/5/state");
     assert_n0(h, "/local/domain/5/image/device-model-pid");
 
-    /* set_state updates the record and libxl's state key. */
+    /* set_state updates the record, never QEMU's state key. */
     assert_int_equal(libdm__store_set_state(s, "guest5", "stopped", 9), 0);
     assert_raw(h, "/libxl/5/libdm/state", "stopped");
     assert_raw(h, "/libxl/5/libdm/exit-status", "9");
-    assert_raw(h, "/local/domain/0/device-model/5/state", "stopped");
+    assert_absent(h, "/local/domain/0/device-model/5/state");
     assert_int_equal(libdm__store_set_state(s, "guest5", NULL, -1), 0);
     assert_int_equal(libdm__store_get(s, "guest5", &got), 0);
     assert_string_equal(got.state, "stopped");
@@ -449,9 +452,8 @@ static void test_put_get_list_del(void **state)
     assert_int_equal(libdm__store_del(s, "guest5"), 0);
     assert_absent(h, "/libxl/5/libdm/name");
     assert_absent(h, "/libxl/5");
-    assert_absent(h, "/local/domain/0/device-model/5/state");
-    assert_absent(h, "/local/domain/0/device-model/5");
     assert_absent(h, "/local/domain/5/image/device-model-pid");
+    assert_absent(h, "/local/domain/5/image/device-model-kill-uid");
     assert_int_equal(libdm__store_get(s, "guest5", &got), -ENOENT);
     assert_int_equal(libdm__store_del(s, "guest5"), -ENOENT);
     assert_int_equal(libdm__store_del(s, "another"), 0);
@@ -559,7 +561,7 @@ static void test_invalid_values(void **state)
 }
 
 /* QEMU itself writes device-model/<domid>/state = running under Xen; the
- * store writes that key but never derives a state from it. */
+ * store leaves that key to QEMU and never derives a state from it. */
 static void test_running_key_is_not_state(void **state)
 {
     libdm__store *s = open_store();
