@@ -239,5 +239,45 @@ stopped_clean "$pid" "$keeper"
 check "no QMP socket of domain $d left in /var/run/xen" \
     test ! -e "/var/run/xen/qmp-libxenstat-$d"
 
+check "no libxl QMP socket of domain $d left" test ! -e "/var/run/xen/qmp-libxl-$d"
+
+# ---- 7. dm_restrict on the Xen DM (built without seccomp: the keeper's
+# libseccomp filter stands in for -sandbox) ----
+proc_field() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status" | awk '{print $1}'; }
+if out=$(dmctl --json start "$name" --profile xen --domid "$d" --qemu "$XEN_QEMU_WRAPPER" \
+        --restrict --runas nobody); then
+    ok "restricted start of the Xen DM"
+    rec=$(record)
+    pid=$(field "$rec" pid)
+    keeper=$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)
+    check "restricted: runs as nobody" test "$(proc_field "$pid" Uid)" = 65534
+    check "restricted: no_new_privs" test "$(proc_field "$pid" NoNewPrivs)" = 1
+    check "restricted: seccomp filter" test "$(proc_field "$pid" Seccomp)" = 2
+    check "restricted: chroot /var/run/xen/qemu-root-$d" \
+        test "$(readlink "/proc/$pid/root")" = "$(readlink -f /var/run/xen)/qemu-root-$d"
+    check "restricted: own mount namespace" \
+        test "$(readlink "/proc/$pid/ns/mnt")" != "$(readlink /proc/self/ns/mnt)"
+    check "restricted: own IPC namespace" \
+        test "$(readlink "/proc/$pid/ns/ipc")" != "$(readlink /proc/self/ns/ipc)"
+    check "restricted: own PID namespace (the keeper is its init)" \
+        test "$(readlink "/proc/$pid/ns/pid")" != "$(readlink /proc/self/ns/pid)"
+    check "restricted: RLIMIT_FSIZE 256 KiB" \
+        grep -q "^Max file size  *262144  *262144" "/proc/$pid/limits"
+    check "restricted: RLIMIT_CORE 0" grep -q "^Max core file size  *0  *0" "/proc/$pid/limits"
+    st=$(dmctl --json status "$name")
+    check "restricted: ready by QMP, prelaunch ($st)" test "$(field "$st" runstate)" = prelaunch
+    if [ -x "$XL" ]; then
+        out=$(LD_PRELOAD=$XENHYP_PRELOAD "$XL" qemu-monitor-command "$d" 'info status' 2>&1)
+        check "restricted: xl qemu-monitor-command ($out)" \
+            sh -c "printf '%s' \"\$1\" | grep -q 'paused (prelaunch)'" _ "$out"
+    fi
+    check "restricted: resume" dmctl resume "$name"
+    check "restricted: stop" dmctl stop "$name"
+    stopped_clean "$pid" "$keeper"
+    check "restricted: libdm's chroot removed" test ! -e "/var/run/xen/qemu-root-$d"
+else
+    fail "restricted start of the Xen DM: $out"
+fi
+
 echo "$n checks, $fails failed"
 [ "$fails" -eq 0 ]
