@@ -45,7 +45,19 @@
 #define DM_EXIT_RECORD_POLL_MS 10  /* attached: re-read the keeper's record */
 #define DM_EXIT_RECORD_POLLS 50
 
-typedef enum { OP_NONE, OP_START, OP_RESUME, OP_STOP } op_kind;
+typedef enum { OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY } op_kind;
+
+static const char *const op_names[] = {
+    [OP_NONE] = "no operation", [OP_START] = "start", [OP_RESUME] = "resume",
+    [OP_STOP] = "stop",         [OP_PAUSE] = "pause", [OP_QUERY] = "query-status",
+};
+
+/* A state change the host has not been told about yet. */
+typedef struct notice {
+    struct notice *next;
+    libdm_dm_event ev;
+    char *cause;
+} notice;
 
 /* A finished operation whose callback has not run yet (they run deferred,
  * in the order the operations ended). */
@@ -97,6 +109,10 @@ struct libdm_dm {
     libdm__timer exit_poll;     /* attached: waiting for the keeper's record */
     unsigned exit_polls;
     completion *done_head, **done_tail;
+    libdm_dm_event_fn *event_cb;
+    void *event_user;
+    notice *notice_head, **notice_tail;
+    libdm__timer notice_timer;
     libdm_qmp_slot *call;
     bool start_have_pid, start_have_status;
     bool migrate_was_running;
@@ -117,6 +133,73 @@ static const char *dm_state_names[] = {
 const char *libdm_dm_state_to_string(libdm_dm_state s)
 {
     return (unsigned)s < LIBDM__ARRAY_SIZE(dm_state_names) ? dm_state_names[s] : "invalid";
+}
+
+/* ---- notices: state changes for the host's callback, always deferred ---- */
+
+static void drop_notices(libdm_dm *dm)
+{
+    while (dm->notice_head) {
+        notice *n = dm->notice_head;
+
+        dm->notice_head = n->next;
+        free(n->cause);
+        free(n);
+    }
+    dm->notice_tail = &dm->notice_head;
+}
+
+/* One notice per run, like completions: the callback may release the DM. */
+static void notice_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+    notice *n = dm->notice_head;
+
+    if (!n)
+        return;
+    dm->notice_head = n->next;
+    if (!dm->notice_head)
+        dm->notice_tail = &dm->notice_head;
+    else
+        (void)libdm__defer(ctx, t);
+    n->ev.cause = n->cause;
+    if (n->ev.new_state == LIBDM_DM_DEAD)
+        n->ev.exit_status = dm->exited ? dm->exit_status : -1;
+    if (dm->event_cb)
+        dm->event_cb(dm, &n->ev, dm->event_user);
+    free(n->cause);
+    free(n);
+}
+
+static void notify(libdm_dm *dm, libdm_dm_state from, libdm_dm_state to)
+{
+    notice *n;
+
+    if (!dm->event_cb)
+        return;
+    n = calloc(1, sizeof(*n));
+    if (!n) {
+        LIBDM__WARN(dm->ctx, "%s: out of memory: a state change is not reported", dm->name);
+        return;
+    }
+    n->ev = (libdm_dm_event){ .old_state = from, .new_state = to, .exit_status = -1 };
+    /* A stop that went as asked has no cause; anything else says why. */
+    if ((to == LIBDM_DM_DEAD && dm->op != OP_STOP) || to == LIBDM_DM_BROKEN)
+        n->cause = dm->last_error ? strdup(dm->last_error) : NULL;
+    *dm->notice_tail = n;
+    dm->notice_tail = &n->next;
+    (void)libdm__defer(dm->ctx, &dm->notice_timer);
+}
+
+int libdm_dm_set_event_callback(libdm_dm *dm, libdm_dm_event_fn *fn, void *userdata)
+{
+    if (!dm)
+        return -EINVAL;
+    dm->event_cb = fn;
+    dm->event_user = userdata;
+    if (!fn)
+        drop_notices(dm);
+    return 0;
 }
 
 static bool dm_transition_allowed(libdm_dm_state from, libdm_dm_state to)
@@ -152,26 +235,44 @@ static void dm_set_state(libdm_dm *dm, libdm_dm_state to)
     }
     LIBDM__DEBUG(dm->ctx, "%s: %s -> %s", dm->name, libdm_dm_state_to_string(dm->state),
                  libdm_dm_state_to_string(to));
+    notify(dm, dm->state, to);
     dm->state = to;
+}
+
+/* Sets the DM's last error (libdm_dm_last_error) and logs it at @level. */
+static void dm_errorv(libdm_dm *dm, xentoollog_level level, const char *fmt, va_list ap)
+{
+    char *msg;
+
+    if (vasprintf(&msg, fmt, ap) < 0)
+        return;
+    free(dm->last_error);
+    dm->last_error = libdm__sprintf("%s: %s", dm->name, msg);
+    free(msg);
+    if (dm->last_error)
+        libdm__log(dm->ctx, level, -1, "%s", dm->last_error);
 }
 
 static void dm_error(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
 static void dm_error(libdm_dm *dm, const char *fmt, ...)
 {
     va_list ap;
-    char *msg;
 
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    dm_errorv(dm, XTL_ERROR, fmt, ap);
     va_end(ap);
-    if (!msg)
-        return;
-    free(dm->last_error);
-    dm->last_error = libdm__sprintf("%s: %s", dm->name, msg);
-    free(msg);
-    if (dm->last_error)
-        LIBDM__ERROR(dm->ctx, "%s", dm->last_error);
+}
+
+/* An expected event, reported to the host anyway (through an operation's
+ * result or its event callback): logged once, below ERROR. */
+static void dm_notice(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
+static void dm_notice(libdm_dm *dm, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    dm_errorv(dm, dm->op == OP_START ? XTL_ERROR : XTL_INFO, fmt, ap);
+    va_end(ap);
 }
 
 static void set_runstate(libdm_dm *dm, const char *rs)
@@ -415,6 +516,7 @@ static void reply_error(libdm_dm *dm, const libdm_qmp_reply *r, const char *what
 
 static void stop_finished(libdm_dm *dm);
 static void start_fail_finished(libdm_dm *dm);
+static void close_qmp(libdm_dm *dm);
 
 static void dm_exited(libdm_dm *dm, int status)
 {
@@ -430,19 +532,27 @@ static void dm_exited(libdm_dm *dm, int status)
     if (dm->op != OP_STOP) {
         how = describe_status(status);
         tail = log_tail(dm);
-        dm_error(dm, "device model (pid %d) %s%s%s%s", dm->pid, how ? how : "ended",
+        dm_notice(dm, "device model (pid %d) %s%s%s%s", dm->pid, how ? how : "ended",
                  dm->op == OP_START ? " during start-up" : "", tail ? "; log: " : "",
                  tail ? tail : "");
         free(how);
         free(tail);
     }
     dm_set_state(dm, LIBDM_DM_DEAD);
-    if (dm->op == OP_STOP)
+    if (dm->op == OP_STOP) {
         stop_finished(dm);
-    else if (dm->op == OP_START)
+    } else if (dm->op == OP_START) {
         start_fail_finished(dm);
-    else if (dm->op == OP_RESUME)
-        op_finish(dm, -ESRCH);
+    } else {
+        if (dm->op != OP_NONE)
+            op_finish(dm, -ESRCH);
+        /* DEAD holds no process and no fd, whatever the caller keeps: the
+         * monitor drains in the background, the keeper (its control channel
+         * closes as it exits) is reaped at once, and a later stop reopens
+         * the directory to clean up. */
+        close_qmp(dm);
+        dm->rd = libdm__rundir_free(dm->rd);
+    }
 }
 
 static void keeper_on_pid(libdm__keeper *k, int pid, void *user)
@@ -766,7 +876,9 @@ static libdm_dm *dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->op_tick, start_tick, dm);
     libdm__timer_init(&dm->op_done, op_done_fire, dm);
     libdm__timer_init(&dm->exit_poll, exit_poll_fire, dm);
+    libdm__timer_init(&dm->notice_timer, notice_fire, dm);
     dm->done_tail = &dm->done_head;
+    dm->notice_tail = &dm->notice_head;
     return dm;
 }
 
@@ -776,7 +888,9 @@ static void dm_free(libdm_dm *dm)
     libdm__timer_disarm(dm->ctx, &dm->op_tick);
     libdm__timer_disarm(dm->ctx, &dm->op_done);
     libdm__timer_disarm(dm->ctx, &dm->exit_poll);
+    libdm__timer_disarm(dm->ctx, &dm->notice_timer);
     drop_completions(dm);
+    drop_notices(dm);
     close_qmp(dm);
     libdm__keeper_free(dm->keeper);
     dm->rd = libdm__rundir_free(dm->rd);
@@ -1265,8 +1379,12 @@ static void op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
 
-    dm_error(dm, "%s did not complete before its deadline",
-             dm->op == OP_RESUME ? "resume" : "the operation");
+    dm_error(dm, "%s did not complete before its deadline", op_names[dm->op]);
+    /* A monitor that misses a deadline can no longer be trusted. */
+    if (dm->op == OP_PAUSE || dm->op == OP_QUERY) {
+        dm_set_state(dm, LIBDM_DM_BROKEN);
+        (void)record_state(dm);
+    }
     op_finish(dm, -ETIMEDOUT);
 }
 
@@ -1295,47 +1413,97 @@ int libdm_dm_resume(libdm_dm *dm, int timeout_ms)
     return r < 0 ? r : sync_wait(dm->ctx, &s);
 }
 
-/* ---- simple blocking monitor calls ---- */
+/* ---- pause and query-status: one monitor call each ---- */
 
-static int dm_call_sync(libdm_dm *dm, const char *cmd, int timeout_ms, libdm_json **ret)
+static void simple_on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+    const char *rs;
+    int status = 0;
+
+    dm->call = libdm_qmp_slot_free(dm->call);
+    if (r->status < 0) {
+        reply_error(dm, r, op_names[dm->op]);
+        op_finish(dm, r->status);
+        return;
+    }
+    if (dm->op == OP_PAUSE) {
+        set_runstate(dm, "paused");
+        dm_set_state(dm, LIBDM_DM_PAUSED);
+        status = record_state(dm);
+    } else {
+        rs = libdm__json_get_str(r->value, "status");
+        if (!rs) {
+            dm_error(dm, "query-status answered without a status");
+            status = -EPROTO;
+        } else {
+            set_runstate(dm, rs);
+            if (!strcmp(rs, "running"))
+                dm_set_state(dm, LIBDM_DM_RUNNING);
+        }
+    }
+    op_finish(dm, status < 0 && status != -ENOENT ? status : 0);
+}
+
+static int simple_call_async(libdm_dm *dm, op_kind kind, const char *cmd, int timeout_ms,
+                             libdm_dm_done_fn *cb, void *userdata)
 {
     int r;
 
     if (!dm_usable(dm))
         return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
-    r = libdm_qmp_call(dm->qmp, cmd, NULL, timeout_ms > 0 ? timeout_ms : dm->timeout_ms, ret);
+    libdm__timer_init(&dm->op_deadline, op_deadline_fire, dm);
+    r = op_begin(dm, kind, timeout_ms, cb, userdata);
     if (r < 0)
-        monitor_failed(dm, r, cmd);
-    return r;
-}
-
-int libdm_dm_pause(libdm_dm *dm, int timeout_ms)
-{
-    int r = dm_call_sync(dm, "stop", timeout_ms, NULL);
-
-    if (r >= 0) {
-        set_runstate(dm, "paused");
-        dm_set_state(dm, LIBDM_DM_PAUSED);
-        record_state(dm);
+        return r;
+    r = dm_call(dm, cmd, NULL, simple_on_reply);
+    if (r < 0) {
+        dm_error(dm, "cannot send %s: %s", cmd, strerror(-r));
+        libdm__timer_disarm(dm->ctx, &dm->op_deadline);
+        dm->op = OP_NONE;
     }
     return r;
 }
 
+int libdm_dm_pause_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata)
+{
+    return dm ? simple_call_async(dm, OP_PAUSE, "stop", timeout_ms, cb, userdata) : -EINVAL;
+}
+
+int libdm_dm_query_status_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb,
+                                void *userdata)
+{
+    return dm ? simple_call_async(dm, OP_QUERY, "query-status", timeout_ms, cb, userdata)
+              : -EINVAL;
+}
+
+int libdm_dm_pause(libdm_dm *dm, int timeout_ms)
+{
+    sync_op s = { 0 };
+    int r;
+
+    if (libdm__dispatch_depth(dm->ctx) > 0)
+        return -EDEADLK;
+    r = libdm_dm_pause_async(dm, timeout_ms, sync_done_cb, &s);
+    return r < 0 ? r : sync_wait(dm->ctx, &s);
+}
+
 int libdm_dm_query_status(libdm_dm *dm, int timeout_ms, char **ret_runstate)
 {
-    libdm_json *v = NULL;
-    const char *rs;
+    sync_op s = { 0 };
     char *copy;
-    int r = dm_call_sync(dm, "query-status", timeout_ms, &v);
+    int r;
 
+    if (libdm__dispatch_depth(dm->ctx) > 0)
+        return -EDEADLK;
+    r = libdm_dm_query_status_async(dm, timeout_ms, sync_done_cb, &s);
+    if (r >= 0)
+        r = sync_wait(dm->ctx, &s);
     if (r < 0)
         return r;
-    rs = libdm__json_get_str(v, "status");
-    copy = rs ? strdup(rs) : NULL;
-    libdm_json_free(v);
+    copy = dm->runstate ? strdup(dm->runstate) : NULL;
     if (!copy)
-        return rs ? -ENOMEM : -EPROTO;
-    set_runstate(dm, copy);
+        return -ENOMEM;
     *ret_runstate = copy;
     return 0;
 }
@@ -1351,7 +1519,11 @@ static int dm_signal(libdm_dm *dm, int sig)
 
 static void stop_finished(libdm_dm *dm)
 {
+    libdm__store *store;
+
     close_qmp(dm);
+    if (!dm->rd && dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
+        (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
     remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
     dm_set_state(dm, LIBDM_DM_DEAD);
     op_finish(dm, 0);

@@ -144,8 +144,32 @@ LIBDM_EXPORT int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms,
                                        libdm_dm_done_fn *cb, void *userdata);
 LIBDM_EXPORT int libdm_dm_resume(libdm_dm *dm, int timeout_ms);
 LIBDM_EXPORT int libdm_dm_pause(libdm_dm *dm, int timeout_ms);
+LIBDM_EXPORT int libdm_dm_pause_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb,
+                                      void *userdata);
 /* query-status; *ret_runstate is QEMU's runstate name (caller frees). */
 LIBDM_EXPORT int libdm_dm_query_status(libdm_dm *dm, int timeout_ms, char **ret_runstate);
+/* Async query-status: on success libdm_dm_get_runstate() has the answer. */
+LIBDM_EXPORT int libdm_dm_query_status_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb,
+                                             void *userdata);
+
+/* --- events for the host ---
+ * A DM's state changes (PAUSED -> RUNNING, -> BROKEN, -> DEAD, ...) are
+ * reported to one callback per handle, always from the loop, never from
+ * inside a libdm call, in the order they happened. DEAD carries the wait
+ * status and why (a sentence; NULL for a stop that went as asked). The
+ * callback may release the DM. QEMU's own events: add listeners with
+ * libdm_qmp_add_event_listener() on libdm_dm_get_qmp(dm); they sit beside
+ * libdm's own and displace nothing. */
+typedef struct libdm_dm_event {
+    libdm_dm_state old_state;
+    libdm_dm_state new_state;
+    int exit_status;       /* DEAD: the wait status, -1 if unknown */
+    const char *cause;     /* DEAD, BROKEN: why, or NULL */
+} libdm_dm_event;
+typedef void libdm_dm_event_fn(libdm_dm *dm, const libdm_dm_event *event, void *userdata);
+/* NULL @fn unregisters; pending notifications are then dropped. */
+LIBDM_EXPORT int libdm_dm_set_event_callback(libdm_dm *dm, libdm_dm_event_fn *fn,
+                                             void *userdata);
 /* quit, wait for exit until @timeout_ms, then SIGTERM, then SIGKILL (@force:
  * SIGKILL at once). The DM is reaped, its socket, directory and record are
  * removed. Safe to call twice; works on a BROKEN DM. */
