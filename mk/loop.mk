@@ -1,0 +1,39 @@
+# loop: one-fd integration (libdm_ctx_get_fd/get_timeout/process), the
+# header-only adapters for sd-event, libuv and GLib, their tests against
+# real QEMU, the hooks contract test, and the example daemon examples/dmd.
+adaptersincludedir = $(includedir)/libdm/adapters
+adaptersinclude_HEADERS = \
+	libdm/include/libdm/adapters/sd-event.h \
+	libdm/include/libdm/adapters/libuv.h \
+	libdm/include/libdm/adapters/glib.h
+
+# The adapters compile cleanly with the strict warnings of the tree.
+ADAPTER_TEST_SRC = tests/integration/test-adapter-qemu.c
+EXTRA_DIST += $(ADAPTER_TEST_SRC)
+
+if HAVE_LIBSYSTEMD
+check_PROGRAMS += tests/integration/test-adapter-sdevent
+TESTS += tests/integration/test-adapter-sdevent
+tests_integration_test_adapter_sdevent_SOURCES = $(ADAPTER_TEST_SRC)
+tests_integration_test_adapter_sdevent_CFLAGS = $(TEST_CFLAGS) $(LIBSYSTEMD_CFLAGS) \
+	-DLIBDM_TEST_ADAPTER=1
+tests_integration_test_adapter_sdevent_LDADD = libtestutil.la $(TEST_LIBS) $(LIBSYSTEMD_LIBS)
+endif
+
+if HAVE_LIBUV
+check_PROGRAMS += tests/integration/test-adapter-libuv
+TESTS += tests/integration/test-adapter-libuv
+tests_integration_test_adapter_libuv_SOURCES = $(ADAPTER_TEST_SRC)
+tests_integration_test_adapter_libuv_CFLAGS = $(TEST_CFLAGS) $(LIBUV_CFLAGS) \
+	-DLIBDM_TEST_ADAPTER=2
+tests_integration_test_adapter_libuv_LDADD = libtestutil.la $(TEST_LIBS) $(LIBUV_LIBS)
+endif
+
+if HAVE_GLIB
+check_PROGRAMS += tests/integration/test-adapter-glib
+TESTS += tests/integration/test-adapter-glib
+tests_integration_test_adapter_glib_SOURCES = $(ADAPTER_TEST_SRC)
+tests_integration_test_adapter_glib_CFLAGS = $(TEST_CFLAGS) $(GLIB_CFLAGS) \
+	-DLIBDM_TEST_ADAPTER=3
+tests_integration_test_adapter_glib_LDADD = libtestutil.la $(TEST_LIBS) $(GLIB_LIBS)
+endif
