@@ -37,3 +37,12 @@ tests_integration_test_adapter_glib_CFLAGS = $(TEST_CFLAGS) $(GLIB_CFLAGS) \
 	-DLIBDM_TEST_ADAPTER=3
 tests_integration_test_adapter_glib_LDADD = libtestutil.la $(TEST_LIBS) $(GLIB_LIBS)
 endif
+
+# The hooks contract (past deadlines, fd_modify on a blocked write), fd
+# mode, idle and the log level, against fakeqmp.
+check_PROGRAMS += tests/unit/test-loop
+TESTS += tests/unit/test-loop
+tests_unit_test_loop_SOURCES = tests/unit/test-loop.c
+tests_unit_test_loop_CFLAGS = $(TEST_CFLAGS) -pthread
+tests_unit_test_loop_LDFLAGS = -pthread
+tests_unit_test_loop_LDADD = libtestutil.la libfakeqmp.la $(TEST_LIBS) -lpthread
