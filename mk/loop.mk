@@ -46,3 +46,15 @@ tests_unit_test_loop_SOURCES = tests/unit/test-loop.c
 tests_unit_test_loop_CFLAGS = $(TEST_CFLAGS) -pthread
 tests_unit_test_loop_LDFLAGS = -pthread
 tests_unit_test_loop_LDADD = libtestutil.la libfakeqmp.la $(TEST_LIBS) -lpthread
+
+# examples/dmd: a daemon on sd-event managing DMs over a unix-socket line
+# API (not installed); tests/integration/test-dmd.sh drives it with socat.
+if HAVE_LIBSYSTEMD
+noinst_PROGRAMS += examples/dmd
+examples_dmd_SOURCES = examples/dmd.c
+examples_dmd_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS)
+examples_dmd_LDADD = libdm-core.la $(DEPS_LIBS) $(LIBSYSTEMD_LIBS)
+endif
+EXTRA_DIST += examples/dmd.c
+TESTS += tests/integration/test-dmd.sh
+EXTRA_DIST += tests/integration/test-dmd.sh
