@@ -58,3 +58,12 @@ endif
 EXTRA_DIST += examples/dmd.c
 TESTS += tests/integration/test-dmd.sh
 EXTRA_DIST += tests/integration/test-dmd.sh
+
+# bench/bench-embed (make bench only): host-loop lateness of an sd-event
+# daemon driving 16 DMs through the context fd.
+if HAVE_LIBSYSTEMD
+BENCH_PROGS += bench/bench-embed
+bench_bench_embed_SOURCES = bench/bench-embed.c $(BENCH_UTIL)
+bench_bench_embed_CFLAGS = $(BENCH_CFLAGS) $(LIBSYSTEMD_CFLAGS)
+bench_bench_embed_LDADD = $(BENCH_LIBS) $(LIBSYSTEMD_LIBS)
+endif
