@@ -54,6 +54,7 @@ run "$B/bench-rtt" ${RUNS:-10}
 run "$B/bench-scale" "$B/bench-qmp-server" ${RUNS:-10} 1000
 run "$B/bench-resume" ${RUNS:-20}
 run_decode
+[ -x "$B/bench-embed" ] && run "$B/bench-embed" 16
 end=$(date +%s)
 rm -f "$LOG.one"
 

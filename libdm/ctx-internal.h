@@ -15,6 +15,7 @@ struct libdm_ctx {
 
     int epfd;                    /* every watch, in both loop modes */
     bool hooks_mode;
+    bool fd_mode;                /* libdm_ctx_get_fd() was called: host polls epfd */
     libdm_loop_hooks hooks;
     void *hooks_user;
     uint64_t host_deadline;      /* the deadline last given to timer_set */
@@ -34,6 +35,10 @@ struct libdm_ctx {
 
     unsigned nclosing;           /* connections draining after close_async */
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
+
+    libdm_ctx_idle_fn *idle_cb;  /* libdm_ctx_set_idle_callback() */
+    void *idle_user;
+    bool idle_reported;          /* idle_cb ran since the context was last busy */
 };
 
 /* spawn.c */
@@ -43,5 +48,8 @@ void libdm__reapers_free(libdm_ctx *ctx);
 /* loop.c */
 int libdm__loop_init(libdm_ctx *ctx);
 void libdm__loop_fini(libdm_ctx *ctx);
+/* Nothing draining or pending: no timer armed, no connection closing, no
+ * reaper (see libdm_ctx_is_idle()). */
+bool libdm__ctx_idle(const libdm_ctx *ctx);
 
 #endif

@@ -45,7 +45,8 @@ int libdm_ctx_new(xentoollog_logger *logger, libdm_ctx **ret_ctx)
     ctx->epfd = -1;
     if (logger) {
         ctx->lg = logger;
-        /* The caller's logger filters for itself; forward everything. */
+        /* The caller's logger filters for itself; forward everything
+         * unless the caller sets a minimum (libdm_ctx_set_log_level). */
         ctx->log_level = XTL_DEBUG;
     } else {
         ctx->log_level = level_from_env();
@@ -91,12 +92,28 @@ int libdm_ctx_set_loop_hooks(libdm_ctx *ctx, const libdm_loop_hooks *hooks, void
     if (!hooks || !hooks->fd_register || !hooks->fd_modify || !hooks->fd_deregister ||
         !hooks->timer_set)
         return -EINVAL;
-    if (ctx->nwatches > 0 || ctx->heap_len > 0)
+    if (ctx->nwatches > 0 || ctx->heap_len > 0 || ctx->fd_mode)
         return -EBUSY;
     ctx->hooks = *hooks;
     ctx->hooks_user = user;
     ctx->hooks_mode = true;
     return 0;
+}
+
+int libdm_ctx_set_log_level(libdm_ctx *ctx, xentoollog_level level)
+{
+    if (level < XTL_DEBUG || level > XTL_CRITICAL)
+        return -EINVAL;
+    ctx->log_level = level;
+    /* Our own stderr logger filters too: keep it in step. */
+    if (ctx->own_lg)
+        xtl_stdiostream_set_minlevel((xentoollog_logger_stdiostream *)ctx->own_lg, level);
+    return 0;
+}
+
+xentoollog_level libdm_ctx_get_log_level(libdm_ctx *ctx)
+{
+    return ctx->log_level;
 }
 
 xentoollog_logger *libdm_ctx_get_logger(libdm_ctx *ctx)

@@ -291,9 +291,33 @@ static int run_timers(libdm_ctx *ctx, uint64_t now)
 
 /* ---- dispatch ---- */
 
+bool libdm__ctx_idle(const libdm_ctx *ctx)
+{
+    return ctx->heap_len == 0 && ctx->nclosing == 0 && !ctx->reapers;
+}
+
 static void begin_dispatch(libdm_ctx *ctx)
 {
+    /* Busy on entry (an API call armed a timer, say): the end of this
+     * dispatch may report the context idle again. */
+    if (ctx->depth++ == 0 && !libdm__ctx_idle(ctx))
+        ctx->idle_reported = false;
+}
+
+/* Runs the idle callback once per busy -> idle transition. It runs as a
+ * libdm callback (depth > 0), so it cannot re-enter the loop. */
+static void maybe_report_idle(libdm_ctx *ctx)
+{
+    if (!libdm__ctx_idle(ctx)) {
+        ctx->idle_reported = false;
+        return;
+    }
+    if (ctx->idle_reported || !ctx->idle_cb)
+        return;
+    ctx->idle_reported = true;
     ctx->depth++;
+    ctx->idle_cb(ctx, ctx->idle_user);
+    ctx->depth--;
 }
 
 static void end_dispatch(libdm_ctx *ctx)
@@ -301,6 +325,7 @@ static void end_dispatch(libdm_ctx *ctx)
     if (--ctx->depth == 0) {
         free_dead_watches(ctx);
         sync_host_timer(ctx);
+        maybe_report_idle(ctx);
     }
 }
 
@@ -337,6 +362,51 @@ int libdm_ctx_run_once(libdm_ctx *ctx, int timeout_ms)
     dispatched = n + run_timers(ctx, libdm_now_ms());
     end_dispatch(ctx);
     return dispatched;
+}
+
+/* ---- one-fd integration (sd_bus_get_fd / get_timeout / process) ---- */
+
+int libdm_ctx_get_fd(libdm_ctx *ctx)
+{
+    if (ctx->hooks_mode)
+        return -EBUSY;
+    ctx->fd_mode = true;
+    return ctx->epfd;
+}
+
+int libdm_ctx_get_timeout(libdm_ctx *ctx, uint64_t *ret_abs_ms)
+{
+    if (ctx->hooks_mode)
+        return -EBUSY;
+    if (ctx->heap_len == 0) {
+        *ret_abs_ms = UINT64_MAX;
+        return 0;
+    }
+    *ret_abs_ms = ctx->heap[0]->deadline;
+    return 1;
+}
+
+int libdm_ctx_process(libdm_ctx *ctx)
+{
+    if (ctx->hooks_mode)
+        return -EBUSY;
+    if (ctx->depth > 0)
+        return -EDEADLK;
+    /* A zero timeout: epoll_wait only collects what is ready. */
+    return libdm_ctx_run_once(ctx, 0);
+}
+
+int libdm_ctx_is_idle(libdm_ctx *ctx)
+{
+    return libdm__ctx_idle(ctx) ? 1 : 0;
+}
+
+int libdm_ctx_set_idle_callback(libdm_ctx *ctx, libdm_ctx_idle_fn *cb, void *userdata)
+{
+    ctx->idle_cb = cb;
+    ctx->idle_user = userdata;
+    ctx->idle_reported = false;
+    return 0;
 }
 
 void libdm_ctx_dispatch_fd(libdm_ctx *ctx, void *libdm_reg, int fd, short revents)

@@ -2,19 +2,32 @@
 /*
  * Contexts and the event loop.
  *
- * Every asynchronous libdm object belongs to one libdm_ctx. A context either
- * runs its own loop (libdm_ctx_run_once(), used by the blocking calls and by
- * dmctl), or is driven by the application's loop through libdm_loop_hooks, in
- * the manner of libxl's osevent hooks.
+ * Every asynchronous libdm object belongs to one libdm_ctx. A context is
+ * driven in one of three ways:
+ *  - its own loop: libdm_ctx_run_once(), used by the blocking calls and by
+ *    dmctl;
+ *  - one fd (sd-bus style): the host polls libdm_ctx_get_fd() for reading,
+ *    wakes up at libdm_ctx_get_timeout() at the latest, and calls
+ *    libdm_ctx_process(); see libdm/adapters/ for sd-event, libuv and GLib;
+ *  - hooks (libxl's osevent hooks): libdm_ctx_set_loop_hooks() below.
  *
  * Hook contract (hooks mode):
- *  - fd_register is called once per fd libdm watches; fd_modify changes the
- *    events (POLLIN/POLLOUT) of a registered fd; fd_deregister ends it. The
- *    host passes back the libdm_reg cookie in libdm_ctx_dispatch_fd().
+ *  - fd_register is called once per fd libdm watches; fd_deregister ends it.
+ *    The host passes back the libdm_reg cookie in libdm_ctx_dispatch_fd().
+ *  - fd_modify changes the events of a registered fd. It is called whenever
+ *    the events libdm wants change, for instance POLLIN|POLLOUT when a write
+ *    to a QMP socket would block (the peer does not read) and output is
+ *    queued, and back to POLLIN once the queue has been written. The host
+ *    must poll for exactly the events of the latest call; it may pass the
+ *    new value of *host_reg back (the cookie may be replaced).
  *  - timer_set tells the host the single absolute CLOCK_MONOTONIC deadline
  *    (milliseconds, see libdm_now_ms()) at which libdm_ctx_dispatch_timeout()
- *    must be called; UINT64_MAX means no timer. Calling dispatch early or
- *    twice is harmless.
+ *    must be called; UINT64_MAX means no timer. Each call replaces the
+ *    previous deadline. A deadline at or before now (0 included: libdm uses
+ *    it for deferred completions) is due: the host must call
+ *    libdm_ctx_dispatch_timeout() as soon as it can, at its next iteration,
+ *    never drop it nor wait for a later one. Calling dispatch early or twice
+ *    is harmless.
  *  - hooks must not call back into libdm; a hook that fails makes the libdm
  *    operation that needed it fail with that error.
  *  - blocking calls (libdm_qmp_call(), libdm_dm_start(), ...) still work in
@@ -67,6 +80,48 @@ LIBDM_EXPORT void libdm_ctx_dispatch_timeout(libdm_ctx *ctx);
  * for one batch of events and dispatches them. Returns the number of events
  * and timers dispatched, or a negative errno. */
 LIBDM_EXPORT int libdm_ctx_run_once(libdm_ctx *ctx, int timeout_ms);
+
+/* One-fd integration (built-in loop only; -EBUSY in hooks mode, and
+ * libdm_ctx_set_loop_hooks() is refused once it was called).
+ *
+ * libdm_ctx_get_fd: an epoll descriptor, owned by the context (do not close
+ * it), that is readable when one of the context's descriptors has an event
+ * libdm waits for. Due timers are not signalled on it: the host also wakes
+ * up at the deadline of libdm_ctx_get_timeout(). */
+LIBDM_EXPORT int libdm_ctx_get_fd(libdm_ctx *ctx);
+/* The earliest libdm deadline, as an absolute CLOCK_MONOTONIC time in
+ * milliseconds (the clock of libdm_now_ms(); multiply by 1000 for sd-event's
+ * usec). A value at or before now (0 for a deferred completion) means "due
+ * now". Returns 1 and the deadline, or 0 and UINT64_MAX if no timer is
+ * armed. Any libdm call may arm a timer: read it again before each wait
+ * (sd_bus_get_timeout()'s rule; the adapters do it in their prepare step). */
+LIBDM_EXPORT int libdm_ctx_get_timeout(libdm_ctx *ctx, uint64_t *ret_abs_ms);
+/* Dispatches, without waiting, the fd events that are ready and the timers
+ * that are due. Never blocks. Returns the number of events and timers
+ * dispatched, -EDEADLK from inside a libdm callback, -EBUSY in hooks mode. */
+LIBDM_EXPORT int libdm_ctx_process(libdm_ctx *ctx);
+
+/* Idle: nothing of the context is pending or draining: no timer armed (no
+ * deferred completion, no operation waiting for a reply or a deadline), no
+ * QMP connection still closing, no exited-keeper reaper outstanding. Live
+ * objects with nothing in flight (an open connection, a running DM's handle)
+ * do not count. Returns 1 if idle, 0 if not. */
+LIBDM_EXPORT int libdm_ctx_is_idle(libdm_ctx *ctx);
+typedef void libdm_ctx_idle_fn(libdm_ctx *ctx, void *userdata);
+/* @cb (NULL: none) runs once each time the context becomes idle, at the end
+ * of a dispatch (run_once, process or a hooks-mode dispatch). It runs as a
+ * libdm callback: blocking calls return -EDEADLK, and it must not free the
+ * context. */
+LIBDM_EXPORT int libdm_ctx_set_idle_callback(libdm_ctx *ctx, libdm_ctx_idle_fn *cb,
+                                             void *userdata);
+
+/* Minimum level of the messages libdm formats and hands to the logger.
+ * Default: with the context's own logger, $LIBDM_LOG (see libdm_ctx_new());
+ * with a caller's logger, XTL_DEBUG (everything: the logger filters). QMP
+ * traffic is logged at XTL_DEBUG. -EINVAL for a level outside
+ * XTL_DEBUG..XTL_CRITICAL. */
+LIBDM_EXPORT int libdm_ctx_set_log_level(libdm_ctx *ctx, xentoollog_level level);
+LIBDM_EXPORT xentoollog_level libdm_ctx_get_log_level(libdm_ctx *ctx);
 
 /* Selects the record store: NULL or "auto" (xenstore if a xenstored answers,
  * else the run directory), "xenstore", or a directory path. Also sets where
