@@ -243,31 +243,40 @@ static char **keeper_argv(const libdm__spawn_args *a)
     return argv;
 }
 
-/* The keeper's side of clone3(), before exec: async-signal-safe calls only
- * (the caller may be a threaded daemon). @src[i] becomes fd i. */
+/* The kernel's struct sigaction (x86-64, and the generic layout). */
+struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    unsigned long mask;
+};
+
+/* The keeper's side of clone3(), before exec. Raw system calls only: the
+ * caller may be a threaded daemon (only async-signal-safe calls are
+ * allowed), and sanitizer or preload interceptors must not run in a child
+ * that shares none of their parent's thread state. @src[i] becomes fd i. */
 static void keeper_child(const int *src, int nfds, char **argv, char **env)
 {
     static const char msg[] = "error cannot execute libdm-keeper";
-    struct sigaction dfl = { .sa_handler = SIG_DFL };
-    sigset_t none;
-    int nullfd;
+    const struct kernel_sigaction dfl = { .handler = SIG_DFL };
+    unsigned long none = 0;
+    long nullfd;
 
     /* The application's signal mask and handlers are not the keeper's. */
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
-            (void)sigaction(sig, &dfl, NULL);
-    sigemptyset(&none);
-    (void)sigprocmask(SIG_SETMASK, &none, NULL);
-    nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (nullfd < 0 || dup2(nullfd, 0) < 0)
-        _exit(127);
+            (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
+    (void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
+    nullfd = syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC);
+    if (nullfd < 0 || syscall(SYS_dup3, (int)nullfd, 0, 0) < 0)
+        syscall(SYS_exit_group, 127);
     for (int fd = 1; fd < nfds; fd++)
-        if (dup2(src[fd], fd) < 0)
-            _exit(127);
+        if (syscall(SYS_dup3, src[fd], fd, 0) < 0)
+            syscall(SYS_exit_group, 127);
     (void)syscall(SYS_close_range, nfds, ~0U, 0);
-    execve(argv[0], argv, env);
-    (void)!send(LIBDM__KEEPER_CTL_FD, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
-    _exit(127);
+    (void)syscall(SYS_execve, argv[0], argv, env);
+    (void)syscall(SYS_sendto, LIBDM__KEEPER_CTL_FD, msg, sizeof(msg) - 1, MSG_NOSIGNAL, NULL, 0);
+    syscall(SYS_exit_group, 127);
 }
 
 /* clone3() without CLONE_VFORK: returns as soon as the child exists, never
