@@ -466,10 +466,17 @@ static void op_finish(libdm_dm *dm, int status)
     (void)libdm__defer(dm->ctx, &dm->op_done);
 }
 
-static int op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm_dm_done_fn *cb, void *user)
+/* Starts operation @kind; @on_deadline runs if it has not finished in
+ * time. The deadline timer is (re)initialised only here, and only when no
+ * operation holds it: re-initialising an armed timer would corrupt the
+ * loop's timer heap. */
+static int op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_fn *on_deadline,
+                    libdm_dm_done_fn *cb, void *user)
 {
     if (dm->op != OP_NONE)
         return -EBUSY;
+    libdm__timer_disarm(dm->ctx, &dm->op_deadline);
+    libdm__timer_init(&dm->op_deadline, on_deadline, dm);
     dm->op = kind;
     dm->op_cb = cb;
     dm->op_user = user;
@@ -1094,7 +1101,6 @@ static int dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg)
     dm->incoming_at_start = cfg->incoming && strcmp(cfg->incoming, "defer") != 0;
     dm->created_ms = (int64_t)time(NULL) * 1000;
     dm->state = LIBDM_DM_SPAWNING;
-    libdm__timer_init(&dm->op_deadline, start_deadline, dm);
     return dm->name && dm->profile && dm->machine ? 0 : -ENOMEM;
 }
 
@@ -1177,7 +1183,7 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
     if (r >= 0 && (r = write_record(dm)) >= 0)
         recorded = true;
     if (r >= 0)
-        r = op_begin(dm, OP_START, cfg->timeout_ms, cb, userdata);
+        r = op_begin(dm, OP_START, cfg->timeout_ms, start_deadline, cb, userdata);
     if (r >= 0)
         r = spawn_dm(dm, argv, store, autokill, &plan);
     libdm_strv_free(argv);
@@ -1339,6 +1345,7 @@ static void resume_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
          * said "paused" while still loading; libdm knows it asked for
          * -incoming. */
         dm_set_state(dm, LIBDM_DM_INCOMING);
+        libdm__timer_disarm(dm->ctx, &dm->op_tick);
         libdm__timer_init(&dm->op_tick, resume_poll_migrate, dm);
         resume_poll_migrate(dm->ctx, &dm->op_tick, dm);
     } else if (rs && (!strcmp(rs, "prelaunch") || !strcmp(rs, "paused"))) {
@@ -1394,8 +1401,7 @@ int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, vo
 
     if (!dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
-    libdm__timer_init(&dm->op_deadline, op_deadline_fire, dm);
-    r = op_begin(dm, OP_RESUME, timeout_ms, cb, userdata);
+    r = op_begin(dm, OP_RESUME, timeout_ms, op_deadline_fire, cb, userdata);
     if (r < 0)
         return r;
     resume_query(dm);
@@ -1452,8 +1458,7 @@ static int simple_call_async(libdm_dm *dm, op_kind kind, const char *cmd, int ti
 
     if (!dm_usable(dm))
         return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
-    libdm__timer_init(&dm->op_deadline, op_deadline_fire, dm);
-    r = op_begin(dm, kind, timeout_ms, cb, userdata);
+    r = op_begin(dm, kind, timeout_ms, op_deadline_fire, cb, userdata);
     if (r < 0)
         return r;
     r = dm_call(dm, cmd, NULL, simple_on_reply);
@@ -1578,8 +1583,7 @@ int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_f
         dm_error(dm, "%s interrupted by stop", dm->op == OP_START ? "start" : "resume");
         op_finish(dm, -ECANCELED);
     }
-    libdm__timer_init(&dm->op_deadline, stop_escalate, dm);
-    r = op_begin(dm, OP_STOP, timeout_ms, cb, userdata);
+    r = op_begin(dm, OP_STOP, timeout_ms, stop_escalate, cb, userdata);
     if (r < 0)
         return r;
     dm_set_state(dm, LIBDM_DM_STOPPING);

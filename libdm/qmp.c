@@ -331,7 +331,11 @@ static void go_broken(libdm_qmp *q, int err, const char *fmt, ...)
     if (vasprintf(&why, fmt, ap) < 0)
         why = NULL;
     va_end(ap);
-    LIBDM__ERROR(q->ctx, "%s: %s", who(q), why ? why : "QMP connection failed");
+    /* The peer going away (most often the DM ending) reaches the caller
+     * anyway, through every pending call and the state callback: not an
+     * error of its own. A peer breaking the protocol is worth a warning. */
+    libdm__log(q->ctx, err == -ECONNRESET ? XTL_INFO : XTL_WARN, -1, "%s: %s", who(q),
+               why ? why : "QMP connection failed");
     if (why) {
         free(q->last_error);
         q->last_error = why;

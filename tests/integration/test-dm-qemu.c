@@ -546,6 +546,106 @@ static void test_restricted_restore_from_fd(void **state)
     tu_settle_children(f->ctx, 0);
 }
 
+typedef struct seen {
+    libdm_dm_state from[16], to[16];
+    int n, exit_status, done, status;
+    char cause[256];
+} seen;
+
+static void on_dm_event(libdm_dm *dm, const libdm_dm_event *ev, void *user)
+{
+    seen *w = user;
+
+    if (w->n < 16) {
+        w->from[w->n] = ev->old_state;
+        w->to[w->n] = ev->new_state;
+        w->n++;
+    }
+    if (ev->new_state == LIBDM_DM_DEAD) {
+        w->exit_status = ev->exit_status;
+        snprintf(w->cause, sizeof(w->cause), "%s", ev->cause ? ev->cause : "");
+    }
+}
+
+static void on_done(libdm_dm *dm, int status, void *user)
+{
+    seen *w = user;
+
+    w->done++;
+    w->status = status;
+}
+
+static void run_until(libdm_ctx *ctx, const int *counter, int want)
+{
+    uint64_t deadline = tu_now_ms() + 10000;
+
+    while (*counter < want && tu_now_ms() < deadline)
+        libdm_ctx_run_once(ctx, 20);
+    assert_true(*counter >= want);
+}
+
+static bool saw(const seen *w, libdm_dm_state from, libdm_dm_state to)
+{
+    for (int i = 0; i < w->n; i++)
+        if (w->from[i] == from && w->to[i] == to)
+            return true;
+    return false;
+}
+
+/* The host's view: async pause and query-status, every state change
+ * reported through the DM's callback (never from inside the call), and a
+ * DM killed behind libdm's back reported DEAD with its wait status and
+ * cause, holding no fd afterwards. */
+static void test_events_and_async_calls(void **state)
+{
+    fixture *f = *state;
+    seen w = { .exit_status = -2 };
+    libdm_dm_info *infos = NULL;
+    libdm_dm *dm;
+    size_t n = 0;
+    int pid, fds, base;
+
+    /* The context's own fds (epoll, the store) are open from here on. */
+    assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
+    libdm_dm_info_free(infos, n);
+    base = tu_fd_count();
+    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    pid = libdm_dm_get_pid(dm);
+    assert_int_equal(libdm_dm_set_event_callback(dm, on_dm_event, &w), 0);
+    assert_int_equal(libdm_dm_resume_async(dm, 5000, on_done, &w), 0);
+    assert_int_equal(w.n, 0); /* deferred, never inside the call */
+    run_until(f->ctx, &w.done, 1);
+    assert_int_equal(w.status, 0);
+    run_until(f->ctx, &w.n, 1);
+    assert_true(saw(&w, LIBDM_DM_PAUSED, LIBDM_DM_RUNNING));
+    assert_int_equal(libdm_dm_pause_async(dm, 5000, on_done, &w), 0);
+    run_until(f->ctx, &w.done, 2);
+    assert_int_equal(w.status, 0);
+    assert_true(saw(&w, LIBDM_DM_RUNNING, LIBDM_DM_PAUSED));
+    assert_int_equal(libdm_dm_query_status_async(dm, 5000, on_done, &w), 0);
+    /* One operation at a time on a DM. */
+    assert_int_equal(libdm_dm_pause_async(dm, 5000, on_done, &w), -EBUSY);
+    run_until(f->ctx, &w.done, 3);
+    assert_int_equal(w.status, 0);
+    assert_string_equal(libdm_dm_get_runstate(dm), "paused");
+
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    run_until(f->ctx, &w.exit_status, 0);
+    wait_gone(f->ctx, pid);
+    assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
+    assert_true(WIFSIGNALED(w.exit_status) && WTERMSIG(w.exit_status) == SIGKILL);
+    assert_non_null(strstr(w.cause, "killed by signal 9"));
+    /* DEAD holds no fd: the test's count is back to what it was before the
+     * DM, with the handle still held (a closing monitor may take a moment). */
+    tu_settle_children(f->ctx, 0);
+    for (int i = 0; i < 50 && (fds = tu_fd_count()) != base; i++)
+        libdm_ctx_run_once(f->ctx, 10);
+    assert_int_equal(tu_fd_count(), base);
+    assert_int_equal(libdm_dm_stop(dm, 0, 2000), 0);
+    libdm_dm_release(dm);
+    assert_false(tu_path_exists(f->dir, "t1"));
+}
+
 /* A refused restricted start: -EINVAL or -EPERM at once, an error naming
  * the problem, and nothing spawned or left behind. */
 static void start_refused(fixture *f, const char *expect_in_log)
@@ -722,6 +822,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_attach_hung_dm_then_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_refuses_planted_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restricted_restore_from_fd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_and_async_calls, setup, teardown),
     };
 
     int skip = tu_require_dm_env();
