@@ -21,6 +21,9 @@ bool libdm__dm_migrate_was_running(const libdm_dm *dm);
 /* Whether the incoming migration is over: 1 completed (query-migrate and the
  * MIGRATION event agree), 0 not yet, -EIO failed or cancelled. */
 int libdm__incoming_verdict(libdm_dm *dm, const char *query_status);
+/* Marks the DM's monitor as held by a migration (others are refused at
+ * once, never queued until after the switchover), or clears the mark. */
+int libdm__dm_set_migrating(libdm_dm *dm, bool on);
 /* Incoming migration confirmed completed: INCOMING -> PAUSED. */
 void libdm__dm_incoming_done(libdm_dm *dm);
 

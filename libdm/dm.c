@@ -2010,6 +2010,11 @@ int libdm__incoming_verdict(libdm_dm *dm, const char *query_status)
     return dm->migration_event && !strcmp(dm->migration_event, "completed");
 }
 
+int libdm__dm_set_migrating(libdm_dm *dm, bool on)
+{
+    return dm->rd ? libdm__rundir_set_monitor_note(dm->rd, on ? "migration" : NULL) : -ENOLCK;
+}
+
 void libdm__dm_incoming_done(libdm_dm *dm)
 {
     dm->incoming = false;

@@ -172,6 +172,9 @@ int libdm_migrate_begin(libdm_dm *src, int timeout_ms)
         r = -EBUSY;
     }
     free(st);
+    /* Other users of this monitor are refused from now on, not queued. */
+    if (r >= 0)
+        (void)libdm__dm_set_migrating(src, true);
     return r;
 }
 
@@ -196,6 +199,7 @@ int libdm_migrate_prepare(libdm_ctx *ctx, const libdm_dm_config *config, const c
         r = libdm__dm_start(ctx, cfg, true, &dm);
     if (r >= 0) {
         deadline = libdm__deadline(cfg->timeout_ms);
+        (void)libdm__dm_set_migrating(dm, true);
         r = call(dm, "migrate-incoming", string_arg("uri", listen_uri), deadline, NULL);
         if (r < 0) {
             (void)libdm_dm_stop(dm, 1, cfg->timeout_ms);
@@ -489,6 +493,8 @@ int libdm_migrate_finish_from(libdm_dm *dst, libdm_migrate_source source, int ke
     /* Only now does the DM stop depending on this process (seed 002). */
     if (r >= 0)
         r = libdm__dm_set_autokill(dst, false);
+    if (r >= 0)
+        (void)libdm__dm_set_migrating(dst, false);
     return r;
 }
 
@@ -500,6 +506,7 @@ int libdm_migrate_confirm(libdm_dm *src, int success, int timeout_ms)
     char *rs = NULL;
     int r;
 
+    (void)libdm__dm_set_migrating(src, false);
     if (success)
         return libdm_dm_stop(src, 0, timeout_ms);
     r = libdm_dm_query_status(src, remaining_ms(deadline), &rs);

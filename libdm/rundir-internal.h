@@ -98,6 +98,8 @@ int libdm__rundir_socket_path(libdm__rundir *rd, char **ret_path, char **ret_why
 int libdm__rundir_lock_monitor(libdm__rundir *rd, const char *note, int *ret_pid,
                                char **ret_note);
 void libdm__rundir_unlock_monitor(libdm__rundir *rd);
+/* Rewrites the note others read while we hold monitor.lock. */
+int libdm__rundir_set_monitor_note(libdm__rundir *rd, const char *note);
 
 /* What libdm__rundir_remove() removes. */
 typedef enum libdm__rd_remove {

@@ -514,6 +514,14 @@ int libdm__rundir_lock_monitor(libdm__rundir *rd, const char *note, int *ret_pid
     return r;
 }
 
+int libdm__rundir_set_monitor_note(libdm__rundir *rd, const char *note)
+{
+    if (rd->monitor_fd < 0)
+        return -ENOLCK;
+    write_holder(rd->monitor_fd, note);
+    return 0;
+}
+
 void libdm__rundir_unlock_monitor(libdm__rundir *rd)
 {
     libdm__close(&rd->monitor_fd);

@@ -57,6 +57,28 @@ dm "$dst" stop vm1 >/dev/null
 expect_clean "$dst" "the destination stops cleanly" 3000
 took "scenario 1"
 
+# ---- 1b: operator commands during a migration are refused at once ----
+# The hook (at pre-switchover, monitor held by dmctl migrate) runs
+# `dmctl status` on the source: refused within its deadline's fraction,
+# naming the migration, never queued until after the switchover.
+step "status during a migration is refused now"
+start_running "$src" vm1b || fail "starting vm1b"
+dm "$src" migrate vm1b --to "$receiver" --pause-before-switchover \
+    --switchover-hook "s=\$(date +%s%N); '$DMCTL' --store '$src' --timeout 10 status vm1b \
+        >'$tmp/busy.out' 2>&1; echo \$? \$(( (\$(date +%s%N) - s) / 1000000 )) >'$tmp/busy.rc'" \
+    >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "migrate vm1b succeeds" "$tmp/err"
+read busy_rc busy_ms <"$tmp/busy.rc"
+if [ "$busy_rc" = 1 ] && [ "$busy_ms" -lt 2000 ] && grep -q "migration in progress" "$tmp/busy.out"; then
+    ok "status during the migration: exit 1 in ${busy_ms} ms, 'migration in progress'"
+else
+    fail "status during the migration: exit $busy_rc after ${busy_ms} ms: $(cat "$tmp/busy.out")"
+fi
+dm "$dst" stop vm1b >/dev/null
+expect_clean "$src" "vm1b: the source store is clean" 3000
+expect_clean "$dst" "vm1b: the destination stops cleanly" 3000
+took "scenario 1b"
+
 # ---- 2: the hook fails: cancel at pre-switchover ----
 step "cancel at pre-switchover"
 start_running "$src" vm2 || fail "starting vm2"
