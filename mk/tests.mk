@@ -37,3 +37,9 @@ EXTRA_DIST += tests/integration/test-xen-dm.sh
 # defect through dmctl and a real QEMU (tests/integration/test-defects-12.sh).
 TESTS += tests/integration/test-defects-12.sh
 EXTRA_DIST += tests/integration/test-defects-12.sh
+
+# dmctl start under injected syscall failures (tests/harness/faultinj.c:
+# ENOSPC/EIO on writes, EIO/EMFILE on openat, EMFILE on socket, ENOSPC on
+# rename and mkdirat): exit 1 with a message and nothing left, or a working DM.
+TESTS += tests/integration/test-dmctl-faultinj.sh
+EXTRA_DIST += tests/integration/test-dmctl-faultinj.sh

@@ -16,8 +16,10 @@
  *   FAULTINJ_NTH         1-based index of the call that fails
  *   FAULTINJ_ERRNO       ENOSPC, EIO, EMFILE, ENFILE, EACCES, EPERM, EROFS,
  *                        ENOMEM, EDQUOT or a number
- *   FAULTINJ_PATH_SUBSTR optional: count only calls whose path (for write:
- *                        the fd's path, from /proc/self/fd) contains it
+ *   FAULTINJ_PATH_SUBSTR optional: count only calls whose path contains it
+ *                        (a relative path under a directory fd is taken
+ *                        as "<that directory>/<path>"; for write, the
+ *                        fd's own path; both from /proc/self/fd)
  *   FAULTINJ_LOG         optional: a file to which one line is appended
  *                        when the fault fires ("CALL N PATH"), so a test
  *                        knows when N went past the last call
@@ -113,6 +115,26 @@ static int hit(int k, const char *path)
     return 1;
 }
 
+/* The path a test matches FAULTINJ_PATH_SUBSTR against: @path itself, or
+ * for a relative one under a directory fd, "<that directory>/<path>". */
+static int hit_at(int k, int dfd, const char *path)
+{
+    char link[64], dir[PATH_MAX], full[2 * PATH_MAX];
+    ssize_t n;
+
+    if (kind < 0)
+        init();
+    if (k != kind || !substr || !path || path[0] == '/' || dfd == AT_FDCWD)
+        return hit(k, path);
+    inside = 1;
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", dfd);
+    n = readlink(link, dir, sizeof(dir) - 1);
+    inside = 0;
+    dir[n > 0 ? n : 0] = 0;
+    snprintf(full, sizeof(full), "%s/%s", dir, path);
+    return hit(k, full);
+}
+
 #define REAL(ret, name, ...)                                    \
     static ret (*real_##name)(__VA_ARGS__);                     \
     if (!real_##name)                                           \
@@ -133,7 +155,7 @@ int openat(int dfd, const char *path, int flags, ...)
         mode = va_arg(ap, mode_t);
         va_end(ap);
     }
-    if (hit(K_OPENAT, path)) {
+    if (hit_at(K_OPENAT, dfd, path)) {
         errno = err;
         return -1;
     }
@@ -150,7 +172,7 @@ int openat64(int dfd, const char *path, int flags, ...)
         mode = va_arg(ap, mode_t);
         va_end(ap);
     }
-    if (hit(K_OPENAT, path)) {
+    if (hit_at(K_OPENAT, dfd, path)) {
         errno = err;
         return -1;
     }
@@ -226,7 +248,7 @@ int rename(const char *from, const char *to)
 int renameat(int fdf, const char *from, int fdt, const char *to)
 {
     REAL(int, renameat, int, const char *, int, const char *);
-    if (hit(K_RENAME, to)) {
+    if (hit_at(K_RENAME, fdt, to)) {
         errno = err;
         return -1;
     }
@@ -236,7 +258,7 @@ int renameat(int fdf, const char *from, int fdt, const char *to)
 int renameat2(int fdf, const char *from, int fdt, const char *to, unsigned flags)
 {
     REAL(int, renameat2, int, const char *, int, const char *, unsigned);
-    if (hit(K_RENAME, to)) {
+    if (hit_at(K_RENAME, fdt, to)) {
         errno = err;
         return -1;
     }
@@ -266,7 +288,7 @@ int socketpair(int domain, int type, int proto, int sv[2])
 int mkdirat(int dfd, const char *path, mode_t mode)
 {
     REAL(int, mkdirat, int, const char *, mode_t);
-    if (hit(K_MKDIRAT, path)) {
+    if (hit_at(K_MKDIRAT, dfd, path)) {
         errno = err;
         return -1;
     }
