@@ -37,3 +37,13 @@ tests_harness_xenhyp_la_CFLAGS = -std=gnu11 $(WARN_CFLAGS) $(XENTOOLLOG_CFLAGS)
 tests_harness_xenhyp_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
 tests_harness_xenhyp_la_LIBADD = -ldl -lpthread
 EXTRA_DIST += tests/harness/xen-env.sh tests/harness/xen-qemu-wrapper.sh
+
+# faultinj: an LD_PRELOAD fake of failing syscalls (the Nth openat, write,
+# rename, socket or mkdirat fails with a chosen errno; see the source's
+# comment). Shared object: tests/harness/.libs/faultinj.so. Used by
+# tests/integration/test-dmctl-faultinj.sh.
+check_LTLIBRARIES += tests/harness/faultinj.la
+tests_harness_faultinj_la_SOURCES = tests/harness/faultinj.c
+tests_harness_faultinj_la_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
+tests_harness_faultinj_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+tests_harness_faultinj_la_LIBADD = -ldl

@@ -42,3 +42,11 @@ EXTRA_DIST += tests/stress/run-tsan.sh
 TESTS += tests/integration/test-dmctl-migrate-safety.sh tests/stress/test-migrate-chaos.sh
 EXTRA_DIST += tests/integration/test-dmctl-migrate-safety.sh tests/stress/test-migrate-chaos.sh \
 	tests/integration/migrate-relay.pl tests/integration/migrate-observe.pl
+
+# Issue 12, crash-point campaign: dmctl start/stop/resume/status with dmctl,
+# the keeper or QEMU SIGKILLed at a random moment; invariants after each
+# kill (nothing invisible, nothing listed alive that is dead, one QEMU per
+# name, stop ends everything). CRASHPOINT_KILLS (default 50; 500 for a
+# soak), CRASHPOINT_SEED to replay.
+TESTS += tests/stress/test-crashpoints.sh
+EXTRA_DIST += tests/stress/test-crashpoints.sh

@@ -32,3 +32,14 @@ tests_integration_test_old_qemu_LDADD = libtestutil.la $(TEST_LIBS) -lpthread
 # xl against it. Skips (77) without qemu-system-xen or xen-utils-4.17.
 TESTS += tests/integration/test-xen-dm.sh
 EXTRA_DIST += tests/integration/test-xen-dm.sh
+
+# Issue 12, nothing invisible, nothing corrupted: one regression check per
+# defect through dmctl and a real QEMU (tests/integration/test-defects-12.sh).
+TESTS += tests/integration/test-defects-12.sh
+EXTRA_DIST += tests/integration/test-defects-12.sh
+
+# dmctl start under injected syscall failures (tests/harness/faultinj.c:
+# ENOSPC/EIO on writes, EIO/EMFILE on openat, EMFILE on socket, ENOSPC on
+# rename and mkdirat): exit 1 with a message and nothing left, or a working DM.
+TESTS += tests/integration/test-dmctl-faultinj.sh
+EXTRA_DIST += tests/integration/test-dmctl-faultinj.sh
