@@ -42,8 +42,9 @@
 #define DM_KILL_WAIT_MS 5000    /* SIGKILL -> give up */
 #define DM_MIGRATE_POLL_MS 100  /* re-check query-migrate: never wait on an event alone */
 #define DM_LOG_TAIL 1024
-#define DM_EXIT_RECORD_POLL_MS 10  /* attached: re-read the keeper's record */
+#define DM_EXIT_RECORD_POLL_MS 10  /* attached, no keeper pidfd: re-read the record */
 #define DM_EXIT_RECORD_POLLS 50
+#define DM_KEEPER_EXIT_WAIT_MS 5000 /* attached: the keeper records, then exits */
 
 typedef enum { OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY } op_kind;
 
@@ -82,11 +83,14 @@ struct libdm_dm {
     int pid;
     uint64_t pid_start;
     int keeper_pid;
+    uint64_t keeper_start;
     int64_t created_ms;
 
     libdm__keeper *keeper;      /* we started it: the keeper reports its end */
     int pidfd;                  /* attached: exit seen on the pidfd */
     libdm__watch *pidfd_watch;
+    int keeper_pidfd;           /* attached: its keeper, whose exit ends the story */
+    libdm__watch *keeper_watch;
 
     libdm__rundir *rd;          /* its run directory (and, while starting, the claim) */
     libdm_qmp *qmp;
@@ -300,7 +304,7 @@ static void fill_record(const libdm_dm *dm, libdm__record *rec)
     rec->pid = dm->pid;
     rec->pid_start = dm->pid_start;
     rec->keeper_pid = dm->keeper_pid;
-    rec->keeper_start = libdm__proc_start_time(dm->keeper_pid);
+    rec->keeper_start = dm->keeper_start;
     rec->qmp_socket = dm->qmp_path;
     rec->dir = dm->dir;
     rec->profile = dm->profile;
@@ -536,6 +540,9 @@ static void dm_exited(libdm_dm *dm, int status)
     libdm__watch_del(dm->pidfd_watch);
     dm->pidfd_watch = NULL;
     libdm__close(&dm->pidfd);
+    libdm__watch_del(dm->keeper_watch);
+    dm->keeper_watch = NULL;
+    libdm__close(&dm->keeper_pidfd);
     if (dm->op != OP_STOP) {
         how = describe_status(status);
         tail = log_tail(dm);
@@ -562,14 +569,25 @@ static void dm_exited(libdm_dm *dm, int status)
     }
 }
 
+static void start_fail(libdm_dm *dm, int status);
+
 static void keeper_on_pid(libdm__keeper *k, int pid, void *user)
 {
     libdm_dm *dm = user;
 
     dm->pid = pid;
     dm->pid_start = libdm__proc_start_time(pid);
-    dm->start_have_pid = true;
+    dm->keeper_start = libdm__proc_start_time(dm->keeper_pid);
     LIBDM__DEBUG(dm->ctx, "%s: device model is pid %d", dm->name, pid);
+    /* Without its start time a pid cannot be told from a reused one: the
+     * record would not let anyone find this DM again. */
+    if (!dm->pid_start || !dm->keeper_start) {
+        dm_error(dm, "cannot read the start time of pid %d or of its keeper %d", pid,
+                 dm->keeper_pid);
+        start_fail(dm, -EIO);
+        return;
+    }
+    dm->start_have_pid = true;
 }
 
 static void start_maybe_ready(libdm_dm *dm);
@@ -625,6 +643,28 @@ static void exit_poll_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     dm_exited(dm, status < 0 ? -1 : status);
 }
 
+/* Attached: the keeper exits once it has recorded the end and let go of
+ * the name, which is when the record is final and the files ours to clean. */
+static void on_keeper_gone(libdm_ctx *ctx, int fd, short revents, void *user)
+{
+    libdm_dm *dm = user;
+    int status = recorded_exit_status(dm);
+
+    libdm__watch_del(dm->keeper_watch);
+    dm->keeper_watch = NULL;
+    libdm__close(&dm->keeper_pidfd);
+    libdm__timer_disarm(ctx, &dm->exit_poll);
+    dm_exited(dm, status < 0 ? -1 : status);
+}
+
+static void keeper_wait_expired(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+
+    LIBDM__WARN(ctx, "%s: its keeper did not exit after the device model", dm->name);
+    on_keeper_gone(ctx, dm->keeper_pidfd, 0, dm);
+}
+
 static void on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user)
 {
     libdm_dm *dm = user;
@@ -632,6 +672,13 @@ static void on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user)
     libdm__watch_del(dm->pidfd_watch);
     dm->pidfd_watch = NULL;
     dm->pid_gone = true;
+    if (dm->keeper_pidfd >= 0 &&
+        libdm__watch_add(ctx, dm->keeper_pidfd, POLLIN, on_keeper_gone, dm,
+                         &dm->keeper_watch) >= 0) {
+        libdm__timer_init(&dm->exit_poll, keeper_wait_expired, dm);
+        (void)libdm__timer_arm(ctx, &dm->exit_poll, libdm__deadline(DM_KEEPER_EXIT_WAIT_MS));
+        return;
+    }
     exit_poll_fire(ctx, &dm->exit_poll, dm);
 }
 
@@ -877,6 +924,7 @@ static libdm_dm *dm_alloc(libdm_ctx *ctx)
         return NULL;
     dm->ctx = ctx;
     dm->pidfd = -1;
+    dm->keeper_pidfd = -1;
     dm->exit_status = -1;
     dm->timeout_ms = 10000;
     libdm__timer_init(&dm->op_deadline, op_deadline_fire, dm);
@@ -903,6 +951,8 @@ static void dm_free(libdm_dm *dm)
     dm->rd = libdm__rundir_free(dm->rd);
     libdm__watch_del(dm->pidfd_watch);
     libdm__close(&dm->pidfd);
+    libdm__watch_del(dm->keeper_watch);
+    libdm__close(&dm->keeper_pidfd);
     free(dm->name);
     free(dm->profile);
     free(dm->machine);
@@ -999,13 +1049,16 @@ static int claim_name(libdm_dm *dm, libdm__store *store)
 }
 
 /* Undoes a start that failed before its keeper ran: only what it made. */
-static void unclaim(libdm_dm *dm, bool recorded)
+static void unclaim(libdm_dm *dm)
 {
     libdm__store *store;
 
     if (!dm->rd)
         return;
-    if (recorded && dm_store(dm, &store) >= 0)
+    /* A record write that failed half-way leaves the store's own files
+     * (its lock, a temporary): under our claim, whatever is recorded for
+     * the name is ours to remove. */
+    if (dm->rd->owner_fd >= 0 && dm_store(dm, &store) >= 0)
         (void)libdm__store_del(store, dm->name);
     if (dm->confinement) /* the chroot restrict.c made, if any */
         libdm__restrict_cleanup(dm->rd->path, dm->profile, dm->domid);
@@ -1165,7 +1218,6 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
     libdm__store *store;
     libdm_dm *dm;
     char **argv = NULL;
-    bool recorded = false;
     int r = check_config(ctx, cfg);
 
     if (r >= 0)
@@ -1180,8 +1232,8 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
         r = claim_name(dm, store);
     if (r >= 0)
         r = plan_command(dm, cfg, &plan, &argv);
-    if (r >= 0 && (r = write_record(dm)) >= 0)
-        recorded = true;
+    if (r >= 0)
+        r = write_record(dm);
     if (r >= 0)
         r = op_begin(dm, OP_START, cfg->timeout_ms, start_deadline, cb, userdata);
     if (r >= 0)
@@ -1190,7 +1242,7 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
     libdm__restrict_plan_clear(&plan);
     if (r < 0) {
         close_qmp(dm);
-        unclaim(dm, recorded);
+        unclaim(dm);
         dm->op = OP_NONE;
         dm_free(dm);
         return r;
@@ -1640,6 +1692,7 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
     dm->pid = rec->pid;
     dm->pid_start = rec->pid_start;
     dm->keeper_pid = rec->keeper_pid;
+    dm->keeper_start = rec->keeper_start;
     dm->created_ms = rec->created_ms;
     /* Recorded as incoming: stays so until libdm itself sees completion. */
     dm->incoming = rec->state && !strcmp(rec->state, "incoming");
@@ -1650,6 +1703,10 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
     dm->pidfd = rec->pid > 0 ? libdm__pidfd_open(rec->pid) : -ESRCH;
     if (dm->pidfd < 0 || libdm__proc_start_time(rec->pid) != rec->pid_start)
         return -ESRCH;
+    /* Its keeper, checked the same way (older records may lack it). */
+    dm->keeper_pidfd = rec->keeper_pid > 0 ? libdm__pidfd_open(rec->keeper_pid) : -1;
+    if (dm->keeper_pidfd >= 0 && libdm__proc_start_time(rec->keeper_pid) != rec->keeper_start)
+        libdm__close(&dm->keeper_pidfd);
     return libdm__watch_add(dm->ctx, dm->pidfd, POLLIN, on_pidfd, dm, &dm->pidfd_watch);
 }
 

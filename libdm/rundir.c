@@ -10,6 +10,7 @@
 #include "store.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,9 @@ static int open_dirs(const char *root, const char *name, bool create, libdm__run
     }
     existed = fstatat(root_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
     r = libdm__store_open_dir(root_fd, name, create, &rd->dfd);
+    /* Made here but not usable: an empty directory is all we leave out. */
+    if (r < 0 && create && !existed)
+        (void)unlinkat(root_fd, name, AT_REMOVEDIR);
     if (r < 0) {
         if (r == -ENOENT)
             set_why(ret_why, "%s: no such device model directory", rd->path);
@@ -205,8 +209,13 @@ static void write_holder_pid(int fd, int pid, const char *note)
     char buf[HOLDER_MAX];
     int n = snprintf(buf, sizeof(buf), "%d%s%s\n", pid, note ? " " : "", note ? note : "");
 
-    if (n > 0 && ftruncate(fd, 0) == 0)
-        (void)!pwrite(fd, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, 0);
+    /* Written over the old text, then cut: a reader never sees it empty. */
+    if (n > 0) {
+        size_t len = (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
+
+        if (pwrite(fd, buf, len, 0) == (ssize_t)len)
+            (void)!ftruncate(fd, (off_t)len);
+    }
 }
 
 static void write_holder(int fd, const char *note)
@@ -275,7 +284,13 @@ static void explain_held(libdm__rundir *rd, char **ret_why)
     int pid;
     char *cmd;
 
-    read_holder(rd->dfd, LIBDM__RD_OWNER, &pid, NULL);
+    /* The holder writes its pid right after it locked: give it that moment. */
+    for (int i = 0; i < 50; i++) {
+        read_holder(rd->dfd, LIBDM__RD_OWNER, &pid, NULL);
+        if (pid > 0)
+            break;
+        sched_yield();
+    }
     cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
     if (pid > 0)
         set_why(ret_why, "the name is in use by a device model being started or running (pid %d%s%s)",
@@ -315,9 +330,11 @@ int libdm__rundir_claim(const char *root, const char *name, libdm__rundir **ret,
                     r == -EPERM ? "not a regular file of ours" : strerror(-r));
             break;
         }
-        if (libdm__store_open_dir(AT_FDCWD, root, false, &root_fd) < 0) {
-            r = -EAGAIN;
-            continue;
+        write_holder(rd->owner_fd, NULL); /* at once: a loser names us */
+        r = libdm__store_open_dir(AT_FDCWD, root, false, &root_fd);
+        if (r < 0) {
+            set_why(ret_why, "cannot open the run directory %s: %s", root, dir_problem(r));
+            break;
         }
         if (!still_named(root_fd, name, rd->dfd)) {
             libdm__close(&rd->owner_fd);
@@ -326,10 +343,14 @@ int libdm__rundir_claim(const char *root, const char *name, libdm__rundir **ret,
         close(root_fd);
     }
     if (r < 0) {
+        /* A claim that failed for an error (not because the name is held)
+         * leaves nothing it made: but only once the name is provably ours. */
+        if (r != -EEXIST && rd->dfd >= 0 && (rd->made & LIBDM__RD_MADE_DIR) &&
+            (rd->owner_fd >= 0 || lock_file(rd->dfd, LIBDM__RD_OWNER, &rd->owner_fd) == 0))
+            libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
         libdm__rundir_free(rd);
         return r;
     }
-    write_holder(rd->owner_fd, NULL);
     *ret = rd;
     return 0;
 }

@@ -278,8 +278,14 @@ static int start_run(dmctl *d, const libdm_dm_config *cfg, const char *name, lib
         return DMCTL_EXIT_INTERRUPTED;   /* nothing started */
     r = libdm_dm_start_async(d->ctx, cfg, on_dm_done, &w, &dm);
     if (r == -EEXIST) {
+        /* libdm says who holds the name, or why it cannot be proved free. */
+        char *why = dmctl_logger_take_first_error(d->lg);
+        const char *text = why ? strchr(why, ':') : NULL;
+
         dmctl_logger_discard(d->lg);
-        dmctl_error(name, "a device model of that name is already recorded (see 'dmctl list')");
+        dmctl_error(name, "%s (see 'dmctl list')",
+                    text && text[1] ? text + 2 : "the name is in use");
+        free(why);
         return DMCTL_EXIT_FAIL;
     }
     if (r < 0)

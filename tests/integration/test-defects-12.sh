@@ -222,7 +222,7 @@ for round in 1 2 3 4 5 6 7 8 9 10; do
 done
 [ "$bad3" = 0 ] && ok "3: 10 rounds: one winner, the loser exits 1, one QEMU, the winner's files intact, stop ends it"
 if [ -n "$noholder" ]; then
-    known_bug "3: the losing start does not name the holder's pid: '$noholder'"
+    fail "3: the losing start does not name the holder's pid: '$noholder'"
 else
     ok "3: the loser's message names the holder's pid"
 fi
