@@ -46,11 +46,12 @@
 #define DM_EXIT_RECORD_POLLS 50
 #define DM_KEEPER_EXIT_WAIT_MS 5000 /* attached: the keeper records, then exits */
 
-typedef enum { OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY } op_kind;
+typedef enum { OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY, OP_ATTACH } op_kind;
 
 static const char *const op_names[] = {
     [OP_NONE] = "no operation", [OP_START] = "start", [OP_RESUME] = "resume",
     [OP_STOP] = "stop",         [OP_PAUSE] = "pause", [OP_QUERY] = "query-status",
+    [OP_ATTACH] = "attach",
 };
 
 /* A state change the host has not been told about yet. */
@@ -125,6 +126,8 @@ struct libdm_dm {
                                  * the events capability can be turned on */
     bool autokill_after_ready;  /* a migration destination: armed until Finish */
     int broken_errno;           /* why the monitor became unusable, if known */
+    char *lock_holder;          /* attach: who holds monitor.lock (cmdline) */
+    int lock_holder_pid;
 };
 
 static const char *dm_state_names[] = {
@@ -528,6 +531,8 @@ static void reply_error(libdm_dm *dm, const libdm_qmp_reply *r, const char *what
 static void stop_finished(libdm_dm *dm);
 static void start_fail_finished(libdm_dm *dm);
 static void close_qmp(libdm_dm *dm);
+static void attach_connected(libdm_dm *dm);
+static void attach_fail(libdm_dm *dm, int status);
 
 static void dm_exited(libdm_dm *dm, int status)
 {
@@ -711,8 +716,16 @@ static void on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user)
 
     if (s == LIBDM_QMP_NEGOTIATING)
         dm_set_state(dm, LIBDM_DM_NEGOTIATING);
+    if (s == LIBDM_QMP_READY && dm->op == OP_ATTACH)
+        attach_connected(dm);
     if (s != LIBDM_QMP_BROKEN || dm->exited || dm->op == OP_STOP)
         return;
+    if (dm->op == OP_ATTACH) {
+        dm_error(dm, "cannot connect to the monitor %s: %s", dm->qmp_path,
+                 libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
+        attach_fail(dm, err < 0 ? err : -ECONNRESET);
+        return;
+    }
     if (dm->op == OP_START && !dm->op_failing) {
         /* Most often the DM died: kill it for sure and report its end. */
         dm_error(dm, "the monitor failed during start-up: %s",
@@ -963,6 +976,7 @@ static void dm_free(libdm_dm *dm)
     free(dm->runstate);
     free(dm->migration_event);
     free(dm->last_error);
+    free(dm->lock_holder);
     free(dm);
 }
 
@@ -1726,59 +1740,68 @@ static int attach_rundir(libdm_dm *dm, libdm__store *store)
     return set_paths(dm, false);
 }
 
-static bool monitor_lock_acquired(void *arg)
-{
-    libdm_dm *dm = arg;
+/* ---- attach, as an operation: lock the monitor, connect, query ----
+ *   ATTACH_LOCKING    monitor.lock polled on op_tick (flock has no fd to
+ *                     wait on); a migration holding it fails us at once
+ *   ATTACH_CONNECTING QMP connect + negotiation (on_qmp_state: READY)
+ *   ATTACH_QUERYING   query-status decides the state */
 
-    return libdm__rundir_lock_monitor(dm->rd, NULL, NULL, NULL) != -EAGAIN;
+/* Alive but its monitor unusable: the handle stays, BROKEN, stoppable
+ * through its pidfd. The connection is left to close with the handle (this
+ * may run inside the connection's own state callback). */
+static void attach_fail(libdm_dm *dm, int status)
+{
+    dm->broken_errno = status;
+    dm_set_state(dm, LIBDM_DM_BROKEN);
+    op_finish(dm, status);
 }
 
-/* QEMU serves one monitor client at a time: concurrent users queue on
- * monitor.lock. A migration holds it for long and says so: refused now,
- * never deferred until after the switchover. */
-static int lock_monitor(libdm_dm *dm)
+static void attach_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 {
-    uint64_t deadline = libdm__deadline(dm->timeout_ms);
-    char *note = NULL, *cmd;
-    int pid = 0, r;
+    libdm_dm *dm = user;
+    const char *rs;
 
-    for (;;) {
-        r = libdm__rundir_lock_monitor(dm->rd, NULL, &pid, &note);
-        if (r != -EAGAIN || (note && !strcmp(note, "migration")) || libdm_now_ms() >= deadline)
-            break;
-        free(note);
-        note = NULL;
-        /* flock has no fd to wait on: re-try on the loop's clock. */
-        (void)libdm__wait(dm->ctx, monitor_lock_acquired, dm,
-                          libdm_now_ms() + 20 < deadline ? libdm_now_ms() + 20 : deadline);
+    dm->call = libdm_qmp_slot_free(dm->call);
+    if (r->status < 0) {
+        reply_error(dm, r, "query-status");
+        attach_fail(dm, r->status);
+        return;
     }
-    if (r == -EAGAIN) {
-        cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
-        if (note && !strcmp(note, "migration"))
-            dm_error(dm, "migration in progress (pid %d, %s)", pid, cmd ? cmd : "?");
-        else
-            dm_error(dm, "the monitor is held by another client (pid %d, %s)", pid,
-                     cmd ? cmd : "?");
-        free(cmd);
-        r = note && !strcmp(note, "migration") ? -EBUSY : -ETIMEDOUT;
-    } else if (r < 0) {
-        dm_error(dm, "cannot lock the monitor: %s", strerror(-r));
+    rs = libdm__json_get_str(r->value, "status");
+    if (!rs) {
+        dm_error(dm, "query-status answered without a status");
+        attach_fail(dm, -EPROTO);
+        return;
     }
-    free(note);
-    return r;
+    set_runstate(dm, rs);
+    if (!strcmp(rs, "inmigrate"))
+        dm->incoming = true;
+    dm_set_state(dm, !strcmp(rs, "running") ? LIBDM_DM_RUNNING
+                   : dm->incoming             ? LIBDM_DM_INCOMING
+                                              : LIBDM_DM_PAUSED);
+    op_finish(dm, 0);
 }
 
-static int attach_monitor(libdm_dm *dm)
+/* on_qmp_state() calls this when the attach's connection is READY. */
+static void attach_connected(libdm_dm *dm)
 {
+    int r = dm_call(dm, "query-status", NULL, attach_on_status);
+
+    if (r < 0)
+        attach_fail(dm, r);
+}
+
+static void attach_connect(libdm_dm *dm)
+{
+    char *why = NULL, *path = NULL;
     libdm_qmp *q;
-    char *rs = NULL, *why = NULL, *path = NULL;
-    int r;
+    int r = libdm__rundir_socket_path(dm->rd, &path, &why);
 
-    r = libdm__rundir_socket_path(dm->rd, &path, &why);
     if (r < 0) {
         dm_error(dm, "%s", why ? why : strerror(-r));
         free(why);
-        return r;
+        attach_fail(dm, r);
+        return;
     }
     r = libdm_qmp_new(dm->ctx, &q);
     if (r >= 0)
@@ -1787,34 +1810,55 @@ static int attach_monitor(libdm_dm *dm)
     if (r >= 0)
         r = libdm_qmp_connect(dm->qmp, path, dm->timeout_ms);
     free(path);
-    if (r >= 0)
-        r = libdm_qmp_wait_ready(dm->qmp);
     if (r < 0) {
-        dm_error(dm, "cannot connect to the monitor %s: %s", dm->qmp_path,
-                 dm->qmp && libdm_qmp_last_error(dm->qmp) ? libdm_qmp_last_error(dm->qmp)
-                                                          : strerror(-r));
-        return r;
+        dm_error(dm, "cannot connect to the monitor %s: %s", dm->qmp_path, strerror(-r));
+        attach_fail(dm, r);
     }
-    r = libdm_dm_query_status(dm, 0, &rs);
-    if (r < 0)
-        return r;
-    if (!strcmp(rs, "inmigrate"))
-        dm->incoming = true;
-    dm->state = !strcmp(rs, "running") ? LIBDM_DM_RUNNING
-              : dm->incoming             ? LIBDM_DM_INCOMING
-                                         : LIBDM_DM_PAUSED;
-    free(rs);
-    return 0;
 }
 
-int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **ret_dm)
+/* QEMU serves one monitor client at a time: concurrent users queue on
+ * monitor.lock. A migration holds it for long and says so: refused now,
+ * never deferred until after the switchover. */
+static void attach_lock_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
-    return libdm_dm_attach_timeout(ctx, name, 10000, ret_dm);
+    libdm_dm *dm = user;
+    char *note = NULL, *cmd;
+    int pid = 0, r;
+
+    if (dm->op != OP_ATTACH)
+        return;
+    r = libdm__rundir_lock_monitor(dm->rd, NULL, &pid, &note);
+    if (r == 0) {
+        attach_connect(dm);
+    } else if (r == -EAGAIN && !(note && !strcmp(note, "migration"))) {
+        (void)libdm__timer_arm(ctx, t, libdm_now_ms() + 20);
+        free(dm->lock_holder);
+        dm->lock_holder = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
+        dm->lock_holder_pid = pid;
+    } else if (r == -EAGAIN) {
+        cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
+        dm_error(dm, "migration in progress (pid %d, %s)", pid, cmd ? cmd : "?");
+        free(cmd);
+        attach_fail(dm, -EBUSY);
+    } else {
+        dm_error(dm, "cannot lock the monitor: %s", strerror(-r));
+        attach_fail(dm, r);
+    }
+    free(note);
 }
 
-int libdm_dm_attach_timeout(libdm_ctx *ctx, const char *name, int timeout_ms, libdm_dm **ret_dm)
+static void attach_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
-    return libdm_dm_attach_flags(ctx, name, timeout_ms, 0, ret_dm);
+    libdm_dm *dm = user;
+
+    libdm__timer_disarm(ctx, &dm->op_tick);
+    if (!dm->qmp && dm->lock_holder_pid > 0)
+        dm_error(dm, "the monitor is held by another client (pid %d, %s)", dm->lock_holder_pid,
+                 dm->lock_holder ? dm->lock_holder : "?");
+    else
+        dm_error(dm, "the monitor did not answer before the deadline (%s)",
+                 dm->qmp ? libdm_qmp_state_to_string(libdm_qmp_get_state(dm->qmp)) : "not connected");
+    attach_fail(dm, -ETIMEDOUT);
 }
 
 static int attach_record(libdm_ctx *ctx, libdm__store *store, const char *name,
@@ -1829,18 +1873,16 @@ static int attach_record(libdm_ctx *ctx, libdm__store *store, const char *name,
     return r;
 }
 
-int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms, unsigned flags,
-                          libdm_dm **ret_dm)
+/* The part of attaching that needs no waiting: the record, the pidfds, the
+ * run directory, the monitor's path checked. */
+static int attach_prepare(libdm_ctx *ctx, const char *name, int timeout_ms, libdm_dm **ret_dm)
 {
     libdm__store *store;
     libdm__record rec;
     libdm_dm *dm;
+    char *path = NULL;
     int r;
 
-    if (!name || !ret_dm || (flags & ~LIBDM_ATTACH_ANY_MONITOR))
-        return -EINVAL;
-    if (libdm__dispatch_depth(ctx) > 0)
-        return -EDEADLK;
     r = libdm__ctx_store(ctx, &store);
     if (r >= 0)
         r = attach_record(ctx, store, name, &rec);
@@ -1864,29 +1906,93 @@ int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms, unsi
     libdm__record_clear(&rec);
     if (r >= 0)
         r = attach_rundir(dm, store);
-    if (r >= 0 && (r = lock_monitor(dm)) == -ETIMEDOUT) {
-        /* Held all along by another client: as good as not answering. */
-        dm->broken_errno = r;
-        dm_set_state(dm, LIBDM_DM_BROKEN);
-        r = 0;
-    } else if (r >= 0 && (dm->broken_errno = attach_monitor(dm)) < 0) {
-        /* Alive but not answering: hand it over BROKEN, stoppable by signals. */
-        dm_set_state(dm, LIBDM_DM_BROKEN);
-        close_qmp(dm);
-        if (dm->broken_errno == -ELOOP || dm->broken_errno == -EPERM ||
-            dm->broken_errno == -ENOENT)
-            r = dm->broken_errno; /* a planted or missing monitor path */
+    if (r >= 0) {
+        char *why = NULL;
+
+        r = libdm__rundir_socket_path(dm->rd, &path, &why);
+        if (r < 0)
+            dm_error(dm, "%s", why ? why : strerror(-r));
+        free(why);
+        free(path);
+    }
+    *ret_dm = dm;
+    return r;
+}
+
+/* Re-attach as an operation: @cb gets 0 (ready; the state says running,
+ * paused or incoming) or a negative errno with the DM BROKEN (alive, its
+ * monitor unusable: stoppable). Errors found without waiting (no record,
+ * -ESRCH gone, a planted path) are returned at once and no handle made. */
+int libdm_dm_attach_async(libdm_ctx *ctx, const char *name, int timeout_ms,
+                          libdm_dm_done_fn *cb, void *userdata, libdm_dm **ret_dm)
+{
+    libdm_dm *dm = NULL;
+    int r;
+
+    if (!ctx || !name || !ret_dm)
+        return -EINVAL;
+    r = attach_prepare(ctx, name, timeout_ms, &dm);
+    if (r >= 0)
+        r = op_begin(dm, OP_ATTACH, dm->timeout_ms, attach_deadline, cb, userdata);
+    if (r < 0) {
+        if (dm)
+            dm_free(dm);
+        return r;
+    }
+    libdm__timer_disarm(ctx, &dm->op_tick);
+    libdm__timer_init(&dm->op_tick, attach_lock_tick, dm);
+    attach_lock_tick(ctx, &dm->op_tick, dm);
+    *ret_dm = dm;
+    return 0;
+}
+
+int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **ret_dm)
+{
+    return libdm_dm_attach_timeout(ctx, name, 10000, ret_dm);
+}
+
+int libdm_dm_attach_timeout(libdm_ctx *ctx, const char *name, int timeout_ms, libdm_dm **ret_dm)
+{
+    return libdm_dm_attach_flags(ctx, name, timeout_ms, 0, ret_dm);
+}
+
+int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms, unsigned flags,
+                          libdm_dm **ret_dm)
+{
+    sync_op s = { 0 };
+    libdm_dm *dm = NULL;
+    int r;
+
+    if (!ctx || !name || !ret_dm || (flags & ~LIBDM_ATTACH_ANY_MONITOR))
+        return -EINVAL;
+    if (libdm__dispatch_depth(ctx) > 0)
+        return -EDEADLK;
+    r = attach_prepare(ctx, name, timeout_ms, &dm);
+    if (r >= 0)
+        r = op_begin(dm, OP_ATTACH, dm->timeout_ms, attach_deadline, sync_done_cb, &s);
+    if (r >= 0) {
+        libdm__timer_disarm(ctx, &dm->op_tick);
+        libdm__timer_init(&dm->op_tick, attach_lock_tick, dm);
+        attach_lock_tick(ctx, &dm->op_tick, dm);
+        r = sync_wait(ctx, &s);
+        /* Alive, monitor unusable: handed over BROKEN, stoppable by
+         * signals. Only a migration's hold is an error to a plain attach. */
+        if (r < 0 && r != -EBUSY && r != -ESRCH && !libdm__dm_exited(dm))
+            r = 0;
     }
     /* The process is alive and its pidfd names exactly the recorded one:
      * whatever is wrong with its directory or monitor, a caller that only
      * wants to end it gets a BROKEN handle. */
-    if (r < 0 && r != -ESRCH && r != -ENOMEM && dm->pidfd >= 0 &&
+    if (r < 0 && r != -ESRCH && r != -ENOMEM && dm && dm->pidfd >= 0 &&
         (flags & LIBDM_ATTACH_ANY_MONITOR)) {
+        close_qmp(dm);
+        dm->op = OP_NONE;
         dm_set_state(dm, LIBDM_DM_BROKEN);
         r = 0;
     }
     if (r < 0) {
-        dm_free(dm);
+        if (dm)
+            dm_free(dm);
         return r;
     }
     *ret_dm = dm;

@@ -646,6 +646,52 @@ static void test_events_and_async_calls(void **state)
     assert_false(tu_path_exists(f->dir, "t1"));
 }
 
+/* Async attach from a second context: it queues on the monitor while the
+ * first handle holds it, completes once released; a stopped (SIGSTOP) DM
+ * completes -ETIMEDOUT at the deadline, BROKEN, and stop still ends it.
+ * Neither blocks the caller: every wait is in the loop. */
+static void test_attach_async(void **state)
+{
+    fixture *f = *state;
+    seen w = { 0 };
+    libdm_ctx *ctx2;
+    libdm_dm *dm, *dm2 = NULL;
+    uint64_t t0;
+    int pid;
+
+    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    pid = libdm_dm_get_pid(dm);
+    assert_int_equal(libdm_ctx_new(NULL, &ctx2), 0);
+    assert_int_equal(libdm_ctx_set_store(ctx2, f->dir), 0);
+    t0 = tu_now_ms();
+    assert_int_equal(libdm_dm_attach_async(ctx2, "t1", 5000, on_done, &w, &dm2), 0);
+    assert_true(tu_now_ms() - t0 < 100); /* nothing waited in the call */
+    for (int i = 0; i < 10; i++)
+        libdm_ctx_run_once(ctx2, 20);
+    assert_int_equal(w.done, 0); /* queued behind the first handle */
+    libdm_dm_release(dm);        /* lets go of the monitor */
+    run_until(ctx2, &w.done, 1);
+    assert_int_equal(w.status, 0);
+    assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_PAUSED);
+    assert_string_equal(libdm_dm_get_runstate(dm2), "prelaunch");
+    libdm_dm_release(dm2);
+
+    /* A DM that does not answer: BROKEN at the deadline. */
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    w.done = 0;
+    assert_int_equal(libdm_dm_attach_async(ctx2, "t1", 300, on_done, &w, &dm2), 0);
+    run_until(ctx2, &w.done, 1);
+    assert_int_equal(w.status, -ETIMEDOUT);
+    assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_BROKEN);
+    assert_non_null(libdm_dm_last_error(dm2));
+    assert_int_equal(libdm_dm_stop(dm2, 0, 500), 0);
+    libdm_dm_release(dm2);
+    libdm_ctx_free(ctx2);
+    wait_gone(f->ctx, pid);
+    assert_false(tu_path_exists(f->dir, "t1"));
+    tu_settle_children(f->ctx, 0);
+}
+
 /* A refused restricted start: -EINVAL or -EPERM at once, an error naming
  * the problem, and nothing spawned or left behind. */
 static void start_refused(fixture *f, const char *expect_in_log)
@@ -823,6 +869,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_attach_refuses_planted_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restricted_restore_from_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_and_async_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attach_async, setup, teardown),
     };
 
     int skip = tu_require_dm_env();

@@ -123,6 +123,15 @@ LIBDM_EXPORT int libdm_dm_attach(libdm_ctx *ctx, const char *name, libdm_dm **re
  * libdm_dm_stop() can end it. */
 LIBDM_EXPORT int libdm_dm_attach_timeout(libdm_ctx *ctx, const char *name, int timeout_ms,
                                          libdm_dm **ret_dm);
+/* The same as an asynchronous operation: @cb gets 0 (ready: the state says
+ * running, paused or incoming) or a negative errno with the DM BROKEN (its
+ * process alive, its monitor held by a migration (-EBUSY), not answering
+ * or gone away: stoppable through its pidfd). What needs no waiting fails
+ * at once: no record (-ENOENT), process gone (-ESRCH), a planted directory
+ * or monitor path (-ELOOP, -EPERM), no socket (-ENOENT); no handle then. */
+LIBDM_EXPORT int libdm_dm_attach_async(libdm_ctx *ctx, const char *name, int timeout_ms,
+                                       libdm_dm_done_fn *cb, void *userdata,
+                                       libdm_dm **ret_dm);
 /* Attach flags. */
 enum {
     /* Hand over a live DM whatever its monitor's state (missing, planted,
