@@ -1,5 +1,8 @@
 # Device-model configuration and command line (libdm/config.c, libdm/argv.c).
 libdm_core_la_SOURCES += libdm/config.c libdm/argv.c libdm/config-internal.h
+# Typed devices (disks, NICs and their taps, VNC, serial...): libdm/devices*.c.
+libdm_core_la_SOURCES += libdm/devices.c libdm/devices-argv.c libdm/devices-run.c \
+	libdm/netdev.c libdm/devices-internal.h
 
 check_PROGRAMS += tests/unit/test-argv
 TESTS += tests/unit/test-argv
