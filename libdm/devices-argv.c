@@ -174,6 +174,10 @@ static char *disk_file(libdm__argv *b, const libdm__disk *d, size_t i)
     if (d->qemu_fd >= 0) {
         libdm__argv_add(b, "-add-fd");
         libdm__argv_addf(b, "fd=%d,set=%zu", d->qemu_fd, i + 1);
+        if (d->qemu_fd_ro >= 0) {
+            libdm__argv_add(b, "-add-fd");
+            libdm__argv_addf(b, "fd=%d,set=%zu", d->qemu_fd_ro, i + 1);
+        }
         return libdm__sprintf("/dev/fdset/%zu", i + 1);
     }
     if (libdm__qemu_opt_escape(d->path, &esc) < 0)

@@ -17,11 +17,30 @@
 
 /* ---- start ---- */
 
+/* Opens @d's image with @mode and hands it to QEMU (*ret_qemu_fd). */
+static int pass_image(libdm_ctx *ctx, libdm_dm_config *cfg, const libdm__disk *d, int mode,
+                      int *ret_qemu_fd)
+{
+    int fd = open(d->path, mode | O_CLOEXEC | O_NOCTTY), r;
+
+    if (fd < 0) {
+        r = -errno;
+        LIBDM__ERROR(ctx, "%s: disk %s: %s: %s", cfg->name, d->vdev, d->path, strerror(-r));
+        return r;
+    }
+    r = libdm_dm_config_pass_fd(cfg, fd, ret_qemu_fd);
+    close(fd);
+    if (r < 0)
+        LIBDM__ERROR(ctx, "%s: disk %s: cannot pass its fd: %s", cfg->name, d->vdev,
+                     strerror(-r));
+    return r;
+}
+
 /* The image must exist and be usable. Under restrict libdm opens it and
  * QEMU gets the fd: it never resolves the path (no chroot games). */
 static int prepare_disk(libdm_ctx *ctx, libdm_dm_config *cfg, libdm__disk *d)
 {
-    int fd, r;
+    int r;
 
     if (!d->path)
         return 0;
@@ -32,17 +51,11 @@ static int prepare_disk(libdm_ctx *ctx, libdm_dm_config *cfg, libdm__disk *d)
         LIBDM__ERROR(ctx, "%s: disk %s: %s: %s", cfg->name, d->vdev, d->path, strerror(-r));
         return r;
     }
-    fd = open(d->path, (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        r = -errno;
-        LIBDM__ERROR(ctx, "%s: disk %s: %s: %s", cfg->name, d->vdev, d->path, strerror(-r));
-        return r;
-    }
-    r = libdm_dm_config_pass_fd(cfg, fd, &d->qemu_fd);
-    close(fd);
-    if (r < 0)
-        LIBDM__ERROR(ctx, "%s: disk %s: cannot pass its fd: %s", cfg->name, d->vdev,
-                     strerror(-r));
+    r = pass_image(ctx, cfg, d, d->readonly ? O_RDONLY : O_RDWR, &d->qemu_fd);
+    /* QEMU opens a writable image read-only first, then reopens it for
+     * writing: the set needs an fd of each access mode. */
+    if (r >= 0 && !d->readonly)
+        r = pass_image(ctx, cfg, d, O_RDONLY, &d->qemu_fd_ro);
     return r;
 }
 

@@ -12,3 +12,8 @@ tests_unit_test_argv_LDADD = libdm-core.la $(DEPS_LIBS) $(CMOCKA_LIBS)
 EXTRA_DIST += tests/unit/golden
 # Where the golden files are when $top_srcdir is not exported (a manual run).
 tests_unit_test_argv_CPPFLAGS = $(AM_CPPFLAGS) -DLIBDM_TEST_TOP_SRCDIR='"$(abs_top_srcdir)"'
+
+# Devices with a real QEMU from an xl.cfg (root: netns, bridge, taps), and
+# the same guest on the xen profile with the real Xen DM (fake hypervisor).
+TESTS += tests/integration/test-dmctl-devices.sh
+EXTRA_DIST += tests/integration/test-dmctl-devices.sh
