@@ -15,5 +15,5 @@ tests_unit_test_argv_CPPFLAGS = $(AM_CPPFLAGS) -DLIBDM_TEST_TOP_SRCDIR='"$(abs_t
 
 # Devices with a real QEMU from an xl.cfg (root: netns, bridge, taps), and
 # the same guest on the xen profile with the real Xen DM (fake hypervisor).
-TESTS += tests/integration/test-dmctl-devices.sh
-EXTRA_DIST += tests/integration/test-dmctl-devices.sh
+TESTS += tests/integration/test-dmctl-devices.sh tests/integration/test-xen-devices.sh
+EXTRA_DIST += tests/integration/test-dmctl-devices.sh tests/integration/test-xen-devices.sh
