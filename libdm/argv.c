@@ -123,11 +123,7 @@ char **libdm_strv_free(char **strv)
 
 /* ---- argv builder: the first failure sticks, so callers check once ---- */
 
-typedef struct argv_builder {
-    char **v;
-    size_t n, cap;
-    int err;
-} argv_builder;
+typedef libdm__argv argv_builder;
 
 /* Appends @s, taking ownership (NULL means its allocation failed). */
 static void add_take(argv_builder *b, char *s)
@@ -193,6 +189,32 @@ static void add_escaped(argv_builder *b, const char *before, const char *value,
     free(esc);
 }
 
+void libdm__argv_add(libdm__argv *b, const char *s)
+{
+    add(b, s);
+}
+
+void libdm__argv_addf(libdm__argv *b, const char *fmt, ...)
+{
+    char *s = NULL;
+
+    if (!b->err) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+            s = NULL;
+        va_end(ap);
+    }
+    add_take(b, s);
+}
+
+void libdm__argv_add_escaped(libdm__argv *b, const char *before, const char *value,
+                             const char *after)
+{
+    add_escaped(b, before, value, after);
+}
+
 /* ---- the two profiles ---- */
 
 static void add_name(argv_builder *b, const libdm_dm_config *c)
@@ -217,6 +239,10 @@ static void add_memory(argv_builder *b, const libdm_dm_config *c)
 static void build_plain(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
 {
     const char *machine = libdm__config_machine(c);
+    char *opts = libdm__devices_machine_opts(c);
+
+    if (!opts && !b->err)
+        b->err = -ENOMEM;
 
     add(b, libdm__config_qemu_path(c));
     add(b, "-S");
@@ -229,11 +255,13 @@ static void build_plain(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
     if (strcmp(machine, "none") == 0)
         add(b, machine);
     else
-        addf(b, "%s,accel=tcg", machine);
+        addf(b, "%s,accel=tcg%s", machine, opts ? opts : "");
     add_memory(b, c);
     add(b, "-chardev");
     addf(b, "socket,id=libdm-qmp,fd=%d,server=on,wait=off", qmp_fd);
     add_pair(b, "-mon", "chardev=libdm-qmp,mode=control");
+    libdm__devices_argv_plain(b, c);
+    free(opts);
 }
 
 /* The xen machines select accel=xen themselves; anything else (libxl uses
@@ -249,8 +277,9 @@ static void build_xen(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
 {
     const char *machine = libdm__config_machine(c);
     char *xenstat = libdm__sprintf("%s/qmp-libxenstat-%" PRIu32, LIBDM__XEN_RUN_DIR, c->domid);
+    char *opts = libdm__devices_machine_opts(c);
 
-    if (!xenstat && !b->err)
+    if ((!xenstat || !opts) && !b->err)
         b->err = -ENOMEM;
     add(b, libdm__config_qemu_path(c));
     add(b, "-xen-domid");
@@ -268,15 +297,18 @@ static void build_xen(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
     add(b, "-nodefaults");
     add(b, "-no-user-config");
     add_name(b, c);
-    add_pair(b, "-vnc", "none");
-    add_pair(b, "-display", "none");
+    /* -vnc, -display none, SCSI controller, -serial, VGA, -boot, USB,
+     * -smp, NICs or "-net none" (devices-argv.c). */
+    libdm__devices_argv_xen_front(b, c);
     add(b, "-machine");
     if (machine_implies_xen(machine))
-        add(b, machine);
+        addf(b, "%s%s", machine, opts ? opts : "");
     else
-        addf(b, "%s,accel=xen", machine);
+        addf(b, "%s,accel=xen%s", machine, opts ? opts : "");
     add_memory(b, c);
+    libdm__devices_argv_xen_disks(b, c);
     free(xenstat);
+    free(opts);
 }
 
 /* dm_restrict. -sandbox is our addition: libxl does not pass it. */
@@ -315,6 +347,8 @@ static void build_tail(argv_builder *b, const libdm_dm_config *c)
 /* Combinations each setter alone cannot see. */
 static int check_buildable(const libdm_dm_config *c)
 {
+    if (libdm__devices_check(c) < 0)
+        return -EINVAL;
     if (c->profile != LIBDM_PROFILE_XEN)
         return 0;
     /* -xen-domid 0 would make QEMU emulate for dom0 itself. */

@@ -9,6 +9,21 @@
 
 #include <libdm/dm.h>
 
+/* The argv under construction: the first failure sticks in err. */
+typedef struct libdm__argv {
+    char **v;
+    size_t n, cap;
+    int err;
+} libdm__argv;
+void libdm__argv_add(libdm__argv *b, const char *s);
+void libdm__argv_addf(libdm__argv *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Appends @before @value @after, @value quoted for a QEMU option list. */
+void libdm__argv_add_escaped(libdm__argv *b, const char *before, const char *value,
+                             const char *after);
+
+#include "devices-internal.h"
+
 #define LIBDM__DEFAULT_TIMEOUT_MS 10000
 #define LIBDM__PLAIN_MEMORY_MB 64u   /* plain profile, machine other than "none" */
 #define LIBDM__XEN_MEMORY_MB 128u    /* xen profile */
@@ -42,6 +57,7 @@ struct libdm_dm_config {
     int pass_fds[LIBDM_MAX_PASS_FDS]; /* ours (O_CLOEXEC dups); QEMU's fd
                                        * LIBDM_PASS_FD_FIRST + i */
     size_t n_pass_fds;
+    libdm__devices dev;     /* devices.c */
 };
 
 /* Deep copy of @src. */

@@ -164,6 +164,7 @@ int libdm_dm_config_new(libdm_dm_config **ret_config)
         free(c);
         return -ENOMEM;
     }
+    libdm__devices_init(&c->dev);
     c->profile = LIBDM_PROFILE_PLAIN;
     c->timeout_ms = LIBDM__DEFAULT_TIMEOUT_MS;
     *ret_config = c;
@@ -183,6 +184,7 @@ libdm_dm_config *libdm_dm_config_free(libdm_dm_config *config)
     libdm_strv_free(config->extra_args);
     for (size_t i = 0; i < config->n_pass_fds; i++)
         libdm__close(&config->pass_fds[i]);
+    libdm__devices_clear(&config->dev);
     free(config);
     return NULL;
 }
@@ -361,6 +363,7 @@ int libdm__config_copy(const libdm_dm_config *src, libdm_dm_config **ret)
     c->extra_args = NULL;
     c->n_extra_args = 0;
     c->n_pass_fds = 0;
+    libdm__devices_init(&c->dev);
     for (size_t i = 0; r == 0 && i < src->n_pass_fds; i++) {
         c->pass_fds[i] = fcntl(src->pass_fds[i], F_DUPFD_CLOEXEC, 3);
         if (c->pass_fds[i] < 0)
@@ -375,6 +378,7 @@ int libdm__config_copy(const libdm_dm_config *src, libdm_dm_config **ret)
     r = r ? r : dup_opt(src->incoming, &c->incoming);
     r = r ? r : dup_opt(src->qemu_path, &c->qemu_path);
     r = r ? r : copy_extra_args(src, c);
+    r = r ? r : libdm__devices_copy(&src->dev, &c->dev);
     if (r < 0) {
         libdm_dm_config_free(c);
         return r;

@@ -80,6 +80,7 @@ struct libdm_dm {
     char *machine;              /* NULL if unknown (attached to an old record) */
     uint64_t memory_mb;
     char *confinement;          /* dm_restrict in force (restrict.c), NULL if unknown */
+    char *nics;                 /* devices-run.c: the NICs and their taps, NULL if none */
     char *dir, *qmp_path, *log_path;
     int pid;
     uint64_t pid_start;
@@ -314,6 +315,7 @@ static void fill_record(const libdm_dm *dm, libdm__record *rec)
     rec->machine = dm->machine;
     rec->memory_mb = dm->memory_mb;
     rec->confinement = dm->confinement;
+    rec->nics = dm->nics;
     rec->state = (char *)libdm_dm_state_to_string(dm->state);
     rec->created_ms = dm->created_ms;
     rec->exit_status = -1;
@@ -790,6 +792,7 @@ static void start_fail_finished(libdm_dm *dm)
     int status = dm->op_status < 0 ? dm->op_status : -ECHILD;
 
     close_qmp(dm);
+    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
     remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
     dm_set_state(dm, LIBDM_DM_DEAD);
     op_finish(dm, status);
@@ -970,6 +973,7 @@ static void dm_free(libdm_dm *dm)
     free(dm->profile);
     free(dm->machine);
     free(dm->confinement);
+    free(dm->nics);
     free(dm->dir);
     free(dm->qmp_path);
     free(dm->log_path);
@@ -1211,6 +1215,9 @@ static int plan_command(libdm_dm *dm, const libdm_dm_config *cfg, libdm__restric
         return r;
     dm->confinement = plan->confinement;
     plan->confinement = NULL;
+    r = libdm__devices_prepare(dm->ctx, plan->cfg, &dm->nics); /* devices-run.c */
+    if (r < 0)
+        return r;
     r = libdm_dm_config_build_argv(plan->cfg, LIBDM__KEEPER_QMP_FD, ret_argv);
     if (r < 0)
         dm_error(dm, "invalid configuration: cannot build the command line: %s", strerror(-r));
@@ -1595,6 +1602,7 @@ static void stop_finished(libdm_dm *dm)
     close_qmp(dm);
     if (!dm->rd && dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
         (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
+    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
     remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
     dm_set_state(dm, LIBDM_DM_DEAD);
     op_finish(dm, 0);
@@ -1703,6 +1711,7 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
     dm->machine = rec->machine ? strdup(rec->machine) : NULL;
     dm->memory_mb = rec->memory_mb;
     dm->confinement = rec->confinement ? strdup(rec->confinement) : NULL;
+    dm->nics = rec->nics ? strdup(rec->nics) : NULL;
     dm->pid = rec->pid;
     dm->pid_start = rec->pid_start;
     dm->keeper_pid = rec->keeper_pid;
@@ -2123,6 +2132,7 @@ const char *libdm_dm_get_machine(const libdm_dm *dm) { return dm->machine; }
 uint64_t libdm_dm_get_memory_mb(const libdm_dm *dm) { return dm->memory_mb; }
 const char *libdm_dm_get_runstate(const libdm_dm *dm) { return dm->runstate; }
 const char *libdm_dm_get_confinement(const libdm_dm *dm) { return dm->confinement; }
+const char *libdm_dm_get_nics(const libdm_dm *dm) { return dm->nics; }
 int libdm_dm_get_exit_status(const libdm_dm *dm) { return dm->exited ? dm->exit_status : -1; }
 const char *libdm_dm_last_error(const libdm_dm *dm) { return dm->last_error; }
 

@@ -2,8 +2,12 @@
 # It links the static core so that it runs uninstalled from the build tree.
 bin_PROGRAMS += tools/dmctl
 tools_dmctl_SOURCES = tools/dmctl.h tools/dmctl.c tools/dmctl-util.c tools/dmctl-log.c \
-	tools/dmctl-cmds.c tools/dmctl-demo.c tools/dmctl-migrate.c tools/dmctl-signal.c
-tools_dmctl_LDADD = libdm-core.la $(DEPS_LIBS)
+	tools/dmctl-cmds.c tools/dmctl-demo.c tools/dmctl-migrate.c tools/dmctl-signal.c \
+	tools/dmctl-xlcfg.c tools/dmctl-xlcfg.h
+# xl.cfg files are read with libxlutil (and libxenlight for its disk type):
+# dmctl's dependency only, never libdm's.
+tools_dmctl_CFLAGS = $(AM_CFLAGS) $(XLUTIL_CFLAGS)
+tools_dmctl_LDADD = libdm-core.la $(DEPS_LIBS) $(XLUTIL_LIBS)
 dist_man_MANS += tools/dmctl.1
 
 # Usage errors, help and version of dmctl ($DMCTL, see AM_TESTS_ENVIRONMENT).

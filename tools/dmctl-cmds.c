@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dmctl.h"
+#include "dmctl-xlcfg.h"
 
 /* Options with no short form. */
 enum {
@@ -25,6 +26,18 @@ enum {
     OPT_QEMU,
     OPT_SOCKET,
     OPT_NO_QUERY,
+    OPT_CONFIG,
+    OPT_DISK,
+    OPT_NIC,
+    OPT_VNC,
+    OPT_VNC_PASSWORD_FILE,
+    OPT_SERIAL,
+    OPT_VCPUS,
+    OPT_MAXVCPUS,
+    OPT_BOOT,
+    OPT_VGA,
+    OPT_USB,
+    OPT_TABLET,
 };
 
 #define LIST_QUERY_MAX_MS 5000
@@ -69,6 +82,18 @@ static const struct option start_opts[] = {
     { "memory", required_argument, NULL, OPT_MEMORY },
     { "incoming", required_argument, NULL, OPT_INCOMING },
     { "qemu", required_argument, NULL, OPT_QEMU },
+    { "config", required_argument, NULL, OPT_CONFIG },
+    { "disk", required_argument, NULL, OPT_DISK },
+    { "nic", required_argument, NULL, OPT_NIC },
+    { "vnc", required_argument, NULL, OPT_VNC },
+    { "vnc-password-file", required_argument, NULL, OPT_VNC_PASSWORD_FILE },
+    { "serial", required_argument, NULL, OPT_SERIAL },
+    { "vcpus", required_argument, NULL, OPT_VCPUS },
+    { "maxvcpus", required_argument, NULL, OPT_MAXVCPUS },
+    { "boot", required_argument, NULL, OPT_BOOT },
+    { "vga", required_argument, NULL, OPT_VGA },
+    { "usb", no_argument, NULL, OPT_USB },
+    { "tablet", no_argument, NULL, OPT_TABLET },
     { NULL, 0, NULL, 0 },
 };
 
@@ -76,6 +101,12 @@ typedef struct start_opts_seen {
     bool restrict_;
     bool runas;
     bool chroot;
+    unsigned xl;            /* XLCFG_SEEN_*: what the file must not override */
+    const char *config;     /* --config FILE */
+    const char *vnc;        /* --vnc [HOST:]DISPLAY | unix:PATH | none */
+    const char *vnc_password_file;
+    uint64_t vcpus, maxvcpus;
+    bool machine, xen;
 } start_opts_seen;
 
 /* Reports a setter's failure on --OPT VALUE: 0, 2 (invalid) or 1. */
@@ -146,32 +177,111 @@ static int set_chroot(const dmctl_command *cmd, libdm_dm_config *cfg, const char
     return r;
 }
 
+static int set_vga(const dmctl_command *cmd, libdm_dm_config *cfg, const char *arg)
+{
+    int r = -EINVAL;
+
+    if (!strcmp(arg, "std"))
+        r = libdm_dm_config_set_vga(cfg, LIBDM_VGA_STD, 0);
+    else if (!strcmp(arg, "cirrus"))
+        r = libdm_dm_config_set_vga(cfg, LIBDM_VGA_CIRRUS, 0);
+    else if (!strcmp(arg, "none"))
+        r = libdm_dm_config_set_vga(cfg, LIBDM_VGA_NONE, 0);
+    return setter_result(cmd, r, "--vga", arg, "std, cirrus or none");
+}
+
+static int set_count(const dmctl_command *cmd, const char *opt, const char *arg, uint64_t *ret)
+{
+    if (!dmctl_parse_u64(arg, 128, ret) || *ret == 0)
+        return setter_result(cmd, -EINVAL, opt, arg, "1-128");
+    return 0;
+}
+
+/* Device options (xl's syntax for disks and vifs); 0, an exit status, or
+ * -1 when @opt is not one of them. */
+static int device_option(const dmctl_command *cmd, libdm_dm_config *cfg, int opt,
+                         const char *arg, start_opts_seen *seen)
+{
+    switch (opt) {
+    case OPT_CONFIG:
+        seen->config = arg;
+        return 0;
+    case OPT_DISK:
+        seen->xl |= XLCFG_SEEN_DISK;
+        return dmctl_xl_disk("--disk", arg, cfg);
+    case OPT_NIC:
+        seen->xl |= XLCFG_SEEN_NIC;
+        return dmctl_xl_vif("--nic", arg, cfg);
+    case OPT_SERIAL:
+        seen->xl |= XLCFG_SEEN_SERIAL;
+        return dmctl_xl_serial("--serial", arg, cfg);
+    case OPT_VNC:
+        seen->xl |= XLCFG_SEEN_VNC;
+        seen->vnc = arg;
+        return 0;
+    case OPT_VNC_PASSWORD_FILE:
+        seen->vnc_password_file = arg;
+        return 0;
+    case OPT_VCPUS:
+        seen->xl |= XLCFG_SEEN_VCPUS;
+        return set_count(cmd, "--vcpus", arg, &seen->vcpus);
+    case OPT_MAXVCPUS:
+        seen->xl |= XLCFG_SEEN_VCPUS;
+        return set_count(cmd, "--maxvcpus", arg, &seen->maxvcpus);
+    case OPT_BOOT:
+        seen->xl |= XLCFG_SEEN_BOOT;
+        return setter_result(cmd, libdm_dm_config_set_boot(cfg, arg), "--boot", arg,
+                             "1-4 distinct letters of a, c, d, n");
+    case OPT_VGA:
+        seen->xl |= XLCFG_SEEN_VGA;
+        return set_vga(cmd, cfg, arg);
+    case OPT_USB:
+    case OPT_TABLET:
+        seen->xl |= XLCFG_SEEN_USB;
+        return setter_result(cmd, libdm_dm_config_set_usb(cfg, 1, opt == OPT_TABLET), "--usb",
+                             "", NULL);
+    default:
+        return -1;
+    }
+}
+
 /* Applies one start option to @cfg; 0 or an exit status. */
 static int start_option(const dmctl_command *cmd, libdm_dm_config *cfg, int opt,
                         const char *arg, start_opts_seen *seen)
 {
+    int ex = device_option(cmd, cfg, opt, arg, seen);
+
+    if (ex >= 0)
+        return ex;
     switch (opt) {
     case OPT_DOMID:
+        return set_number(cmd, cfg, opt, arg);
     case OPT_MEMORY:
+        seen->xl |= XLCFG_SEEN_MEMORY;
         return set_number(cmd, cfg, opt, arg);
     case OPT_PROFILE:
+        seen->xen = !strcmp(arg, "xen");
         return set_profile(cmd, cfg, arg);
     case OPT_RESTRICT:
         seen->restrict_ = true;
+        seen->xl |= XLCFG_SEEN_RESTRICT;
         return setter_result(cmd, libdm_dm_config_set_restrict(cfg, 1), "--restrict", "", NULL);
     case OPT_RUNAS:
         seen->runas = true;
+        seen->xl |= XLCFG_SEEN_RUNAS;
         return setter_result(cmd, libdm_dm_config_set_runas(cfg, arg), "--runas", arg,
                              "a user name or uid:gid, not root");
     case OPT_CHROOT:
         seen->chroot = true;
         return set_chroot(cmd, cfg, arg);
     case OPT_MACHINE:
+        seen->machine = true;
         return setter_result(cmd, libdm_dm_config_set_machine(cfg, arg), "--machine", arg, NULL);
     case OPT_INCOMING:
         return setter_result(cmd, libdm_dm_config_set_incoming(cfg, arg), "--incoming", arg,
                              "defer, unix:, tcp:, fd: or exec:");
     case OPT_QEMU:
+        seen->xl |= XLCFG_SEEN_QEMU;
         return set_qemu(cmd, cfg, arg);
     default:
         return dmctl_usage_error(cmd, "unknown option");
@@ -200,11 +310,79 @@ static int start_extra_args(const dmctl_command *cmd, libdm_dm_config *cfg, int 
     return r;
 }
 
+/* The first line of @path, without its newline; NULL (reported) if none. */
+static char *read_password(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char buf[64] = "";
+
+    if (!f || !fgets(buf, sizeof(buf), f)) {
+        dmctl_error("--vnc-password-file", "%s: %s", path, f ? "empty" : strerror(errno));
+        if (f)
+            fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return strdup(buf);
+}
+
+/* --vnc [HOST:]DISPLAY | unix:PATH | none, with --vnc-password-file. */
+static int apply_vnc(const dmctl_command *cmd, libdm_dm_config *cfg, const start_opts_seen *s)
+{
+    char host[256] = "", *pw = NULL, *end;
+    const char *colon;
+    long display = 0;
+    int r;
+
+    if (s->vnc_password_file && !(pw = read_password(s->vnc_password_file)))
+        return DMCTL_EXIT_USAGE;
+    if (!strcmp(s->vnc, "none")) {
+        r = libdm_dm_config_set_vnc(cfg, NULL, -1, pw);
+    } else if (!strncmp(s->vnc, "unix:", 5)) {
+        r = libdm_dm_config_set_vnc(cfg, s->vnc, 0, pw);
+    } else {
+        colon = strrchr(s->vnc, ':');
+        if (colon)
+            snprintf(host, sizeof(host), "%.*s", (int)(colon - s->vnc), s->vnc);
+        display = strtol(colon ? colon + 1 : s->vnc, &end, 10);
+        r = *end || end == (colon ? colon + 1 : s->vnc) ? -EINVAL
+            : libdm_dm_config_set_vnc(cfg, host[0] ? host : NULL, (int)display, pw);
+    }
+    free(pw);
+    return setter_result(cmd, r, "--vnc", s->vnc,
+                         "[HOST:]DISPLAY (0-99), unix:PATH or none; a password of 1-8 "
+                         "characters, and none with --vnc none");
+}
+
+/* Device settings gathered over several options, then the file. */
+static int start_finish_devices(const dmctl_command *cmd, libdm_dm_config *cfg,
+                                const start_opts_seen *s, char **ret_file_name)
+{
+    int ex = 0;
+
+    *ret_file_name = NULL;
+    if (s->vnc_password_file && !s->vnc)
+        return dmctl_usage_error(cmd, "--vnc-password-file needs --vnc");
+    if (s->vnc)
+        ex = apply_vnc(cmd, cfg, s);
+    if (!ex && (s->vcpus || s->maxvcpus))
+        ex = setter_result(cmd, libdm_dm_config_set_vcpus(cfg, s->vcpus ? (unsigned)s->vcpus : 1,
+                                                          (unsigned)s->maxvcpus),
+                           "--maxvcpus", "", "at least --vcpus");
+    /* An xl.cfg describes a PC: the plain profile's default "none" has no bus. */
+    if (!ex && s->config && !s->machine && !s->xen)
+        ex = setter_result(cmd, libdm_dm_config_set_machine(cfg, "pc"), "--machine", "pc", NULL);
+    if (!ex && s->config)
+        ex = dmctl_xlcfg_apply(s->config, cfg, s->xl, ret_file_name);
+    return ex;
+}
+
 /* Parses the whole start command line into @cfg; 0 or an exit status. */
 static int start_parse(dmctl *d, const dmctl_command *cmd, int argc, char **argv,
-                       libdm_dm_config *cfg, const char **ret_name)
+                       libdm_dm_config *cfg, const char **ret_name, char **ret_file_name)
 {
-    start_opts_seen seen = { false, false, false };
+    start_opts_seen seen = { 0 };
     int dd = find_dashdash(argc, argv);
     int c, ex = 0;
 
@@ -215,10 +393,14 @@ static int start_parse(dmctl *d, const dmctl_command *cmd, int argc, char **argv
         if (ex)
             return ex;
     }
-    ex = expect_args(cmd, dd, 1, "NAME");
+    if (dd - optind > 1)
+        return dmctl_usage_error(cmd, "too many arguments");
+    ex = start_finish_devices(cmd, cfg, &seen, ret_file_name);
     if (ex)
         return ex;
-    *ret_name = argv[optind];
+    *ret_name = dd > optind ? argv[optind] : *ret_file_name;
+    if (!*ret_name)
+        return dmctl_usage_error(cmd, "missing NAME (give it, or name= in --config)");
     if ((seen.runas || seen.chroot) && !seen.restrict_)
         return dmctl_usage_error(cmd, "--runas and --chroot need --restrict");
     ex = dmctl_check_name(*ret_name);
@@ -312,6 +494,7 @@ int dmctl_cmd_start(dmctl *d, int argc, char **argv)
     libdm_dm_config *cfg = NULL;
     libdm_dm *dm = NULL;
     const char *name = NULL;
+    char *file_name = NULL;
     int r, ex;
 
     r = libdm_dm_config_new(&cfg);
@@ -319,11 +502,17 @@ int dmctl_cmd_start(dmctl *d, int argc, char **argv)
         dmctl_error(NULL, "%s", strerror(-r));
         return DMCTL_EXIT_FAIL;
     }
-    ex = start_parse(d, cmd, argc, argv, cfg, &name);
+    ex = start_parse(d, cmd, argc, argv, cfg, &name, &file_name);
     if (!ex)
         ex = dmctl_open_ctx(d);
     if (!ex)
         ex = start_run(d, cfg, name, &dm);
+    if (dm && (r = libdm_dm_apply_config(dm, cfg, d->timeout_ms)) < 0) {
+        /* A VNC that nobody can log into is not what was asked for. */
+        ex = dmctl_report_dm(d, dm, name, "setting the VNC password", r);
+        (void)libdm_dm_stop(dm, 1, d->timeout_ms);
+        dm = libdm_dm_release(dm);
+    }
     if (dm) {
         ex = dmctl_print_dm(d, dm);
         if (dmctl_signal_received())
@@ -332,6 +521,7 @@ int dmctl_cmd_start(dmctl *d, int argc, char **argv)
         libdm_dm_release(dm);
     }
     libdm_dm_config_free(cfg);
+    free(file_name);
     return ex;
 }
 
@@ -368,7 +558,7 @@ static int parse_target(dmctl *d, const dmctl_command *cmd, int argc, char **arg
 }
 
 static int print_status(const dmctl *d, const char *name, const char *socket,
-                        const char *runstate, const char *confinement)
+                        const char *runstate, const char *confinement, libdm_json *devices)
 {
     libdm_json *o;
     bool ok;
@@ -384,6 +574,10 @@ static int print_status(const dmctl *d, const char *name, const char *socket,
     ok = ok && dmctl_json_add_str(o, "runstate", runstate);
     if (ok && confinement)
         ok = dmctl_json_add_str(o, "confinement", confinement);
+    if (ok && devices)
+        ok = libdm_json_object_add(o, "devices", devices) >= 0;
+    else
+        libdm_json_free(devices);
     if (!ok)
         o = libdm_json_free(o);
     return dmctl_json_emit(o);
@@ -422,7 +616,7 @@ static int status_socket(dmctl *d, const char *path)
     if (!ex && ex2)
         ex = ex2;
     if (!ex)
-        ex = print_status(d, NULL, path, rs, NULL);
+        ex = print_status(d, NULL, path, rs, NULL, NULL);
     free(rs);
     return ex;
 }
@@ -430,6 +624,7 @@ static int status_socket(dmctl *d, const char *path)
 static int status_name(dmctl *d, const char *name)
 {
     libdm_dm *dm = NULL;
+    libdm_json *devices = NULL;
     char *rs = NULL;
     int ex, r;
 
@@ -437,10 +632,13 @@ static int status_name(dmctl *d, const char *name)
     if (ex)
         return ex;
     r = libdm_dm_query_status(dm, d->timeout_ms, &rs);
+    /* With --json: serial ptys, the VNC address and the NICs (devices-run.c). */
+    if (r >= 0 && d->json)
+        r = libdm_dm_query_devices(dm, d->timeout_ms, &devices);
     if (r < 0)
         ex = dmctl_report_dm(d, dm, name, "query-status", r);
     else
-        ex = print_status(d, name, NULL, rs, libdm_dm_get_confinement(dm));
+        ex = print_status(d, name, NULL, rs, libdm_dm_get_confinement(dm), devices);
     free(rs);
     libdm_dm_release(dm);
     return ex;

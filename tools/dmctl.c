@@ -22,9 +22,10 @@ static int cmd_help(dmctl *d, int argc, char **argv);
 
 static const dmctl_command commands[] = {
     { "start", dmctl_cmd_start,
-      "NAME [--domid N] [--profile plain|xen] [--restrict] [--runas USER]\n"
-      "            [--chroot DIR] [--machine M] [--memory MB] [--incoming defer|URI]\n"
-      "            [--qemu PATH] [-- EXTRA-QEMU-ARGS...]",
+      "[NAME] [--config XL.CFG] [--domid N] [--profile plain|xen] [--restrict]\n"
+      "            [--runas USER] [--chroot DIR] [--machine M] [--memory MB]\n"
+      "            [--incoming defer|URI] [--qemu PATH] [DEVICE OPTIONS]\n"
+      "            [-- EXTRA-QEMU-ARGS...]",
       "start a device model paused, wait until QMP says it is ready, record it",
       "The device model is spawned paused (-S) under a libdm-keeper process and\n"
       "is ready only when QMP says so (query-status: prelaunch, paused or\n"
@@ -40,9 +41,21 @@ static const dmctl_command commands[] = {
       "  --memory MB          guest memory in MiB\n"
       "  --incoming defer|URI wait for an incoming migration\n"
       "  --qemu PATH          QEMU binary (a bare name is looked up in $PATH)\n"
-      "  -- ARGS...           extra arguments appended to QEMU's command line\n" },
+      "  -- ARGS...           extra arguments appended to QEMU's command line\n"
+      "  --config XL.CFG      an xl.cfg (xl's parser): memory, vcpus, maxvcpus, boot,\n"
+      "                       disk, vif, vnc*, serial, vga, stdvga, videoram, usb,\n"
+      "                       usbdevice, device_model_*, dm_restrict; NAME defaults\n"
+      "                       to its name=. Options given here win over the file.\n"
+      "Device options (xl syntax; --disk, --nic, --serial repeat and replace the\n"
+      "file's list):\n"
+      "  --disk SPEC          e.g. /img/a.raw,raw,hda,rw or vdev=hdc,devtype=cdrom,...\n"
+      "  --nic SPEC           mac=M,bridge=BR,model=e1000|rtl8139|virtio-net-pci\n"
+      "  --vnc [HOST:]N|unix:PATH|none   VNC display; --vnc-password-file FILE\n"
+      "  --serial pty|file:PATH|unix:PATH\n"
+      "  --vcpus N, --maxvcpus N, --boot ORDER, --vga std|cirrus|none, --usb, --tablet\n" },
     { "status", dmctl_cmd_status, "NAME | --socket PATH",
       "print the runstate (QMP query-status)",
+      "With --json, a recorded DM's devices too: serial ptys, VNC address, NICs.\n"
       "  --socket PATH        ask the QMP socket at PATH instead of a recorded DM\n" },
     { "resume", dmctl_cmd_resume, "NAME",
       "guarded resume: cont only when the runstate allows it",

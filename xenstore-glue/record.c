@@ -64,6 +64,8 @@ static const struct field fields[LIBDM__F_COUNT] = {
     [LIBDM__F_MEMORY_MB] = F("memory-mb", T_U64, memory_mb, 0, UINT64_C(1) << 20),
     /* dm_restrict in force, as libdm_dm_get_confinement() says it. */
     [LIBDM__F_CONFINEMENT] = F("confinement", T_TEXT, confinement, 0, 0),
+    /* Emulated NICs and their taps (libdm_dm_get_nics()); optional. */
+    [LIBDM__F_NICS] = F("nics", T_TEXT, nics, 0, 0),
 };
 #undef F
 

@@ -42,6 +42,7 @@ enum {
     LIBDM__F_MACHINE,
     LIBDM__F_MEMORY_MB,
     LIBDM__F_CONFINEMENT,
+    LIBDM__F_NICS,
     LIBDM__F_COUNT
 };
 

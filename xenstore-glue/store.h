@@ -43,6 +43,7 @@ typedef struct libdm__record {
     char *machine;        /* QEMU machine type (NULL: not recorded) */
     uint64_t memory_mb;   /* guest RAM in MiB (0: none or not recorded) */
     char *confinement;    /* dm_restrict in force, printable text (NULL: not recorded) */
+    char *nics;           /* NICs: "DEVID IFNAME MAC MODEL BRIDGE;..." (NULL: none) */
 } libdm__record;
 
 void libdm__record_init(libdm__record *rec);   /* zero, exit_status = -1 */

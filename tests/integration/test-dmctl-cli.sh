@@ -110,7 +110,7 @@ if run 0 "help start" help start; then
         expect_in out "\\$o" "help start mentions $o"
     done
 fi
-run 0 "start --help" start --help && expect_in out "usage: dmctl start NAME" "start --help"
+run 0 "start --help" start --help && expect_in out "usage: dmctl start \[NAME\]" "start --help"
 run 0 "help qmp" help qmp && expect_in out "JSON-ARGUMENTS" "help qmp"
 run 0 "--version" --version && expect_in out "dmctl" "--version" &&
     expect_in out "[0-9]\.[0-9]" "--version has a number"

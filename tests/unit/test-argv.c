@@ -649,6 +649,228 @@ static void test_reject_numbers(void **state)
     libdm_dm_config_free(c);
 }
 
+/* ---- devices (devices.c, devices-argv.c) ---- */
+
+/* Every device kind, so that each libxl element shows in a golden file. */
+static void add_devices(libdm_dm_config *c, bool xen)
+{
+    assert_int_equal(libdm_dm_config_add_disk(c, xen ? "xvda" : "hda", "/img/root,1.raw",
+                                              LIBDM_DISK_RAW, 0), 0);
+    assert_int_equal(libdm_dm_config_add_disk(c, "hdb", "/img/data.qcow2", LIBDM_DISK_QCOW2, 0),
+                     0);
+    assert_int_equal(libdm_dm_config_add_disk(c, "hdc", xen ? NULL : "/img/cd.iso",
+                                              LIBDM_DISK_RAW, LIBDM_DISK_CDROM), 0);
+    assert_int_equal(libdm_dm_config_add_disk(c, xen ? "sdb" : "sda", "/img/scsi.raw",
+                                              LIBDM_DISK_RAW, LIBDM_DISK_READONLY), 0);
+    assert_int_equal(libdm_dm_config_add_nic(c, "00:16:3e:00:00:01", "e1000", "xenbr0", NULL,
+                                             NULL), 0);
+    assert_int_equal(libdm_dm_config_add_nic(c, "52:54:00:12:34:56", NULL, NULL,
+                                             xen ? NULL : "tapx", NULL), 0);
+    assert_int_equal(libdm_dm_config_add_nic(c, "52:54:00:12:34:57", "virtio-net-pci", NULL,
+                                             NULL, NULL), 0);
+    assert_int_equal(libdm_dm_config_add_serial(c, LIBDM_SERIAL_PTY, NULL), 0);
+    assert_int_equal(libdm_dm_config_add_serial(c, LIBDM_SERIAL_UNIX, "/run/s 1.sock"), 0);
+    assert_int_equal(libdm_dm_config_add_serial(c, LIBDM_SERIAL_FILE, "/var/log/s2.log"), 0);
+    assert_int_equal(libdm_dm_config_set_vnc(c, xen ? "0.0.0.0" : NULL, 3, "s3cret"), 0);
+    assert_int_equal(libdm_dm_config_set_vcpus(c, 2, xen ? 4 : 2), 0);
+    assert_int_equal(libdm_dm_config_set_boot(c, "dc"), 0);
+    assert_int_equal(libdm_dm_config_set_vga(c, xen ? LIBDM_VGA_CIRRUS : LIBDM_VGA_STD, 0), 0);
+    assert_int_equal(libdm_dm_config_set_usb(c, 0, 1), 0);
+    assert_int_equal(libdm_dm_config_set_machine_opt(c, "max-ram-below-4g", "3758096384"), 0);
+}
+
+static void test_golden_plain_devices(void **state)
+{
+    libdm_dm_config *c = new_config();
+
+    (void)state;
+    assert_int_equal(libdm_dm_config_set_name(c, "devs"), 0);
+    assert_int_equal(libdm_dm_config_set_qemu_path(c, QEMU), 0);
+    assert_int_equal(libdm_dm_config_set_machine(c, "pc"), 0);
+    add_devices(c, false);
+    check_golden("plain-devices", c);
+    libdm_dm_config_free(c);
+}
+
+static void test_golden_xen_devices(void **state)
+{
+    libdm_dm_config *c = new_config();
+
+    (void)state;
+    assert_int_equal(libdm_dm_config_set_profile(c, LIBDM_PROFILE_XEN), 0);
+    assert_int_equal(libdm_dm_config_set_name(c, "hvm-devs"), 0);
+    assert_int_equal(libdm_dm_config_set_domid(c, 5), 0);
+    assert_int_equal(libdm_dm_config_set_qemu_path(c, XEN_QEMU), 0);
+    assert_int_equal(libdm_dm_config_set_memory_mb(c, 512), 0);
+    add_devices(c, true);
+    assert_int_equal(libdm_dm_config_set_machine_opt(c, "igd-passthru", "off"), 0);
+    check_golden("xen-devices", c);
+    libdm_dm_config_free(c);
+}
+
+/* After start-up under restrict: images and taps are fds (as
+ * libdm__devices_prepare() leaves them), VNC on a unix socket, std VGA with
+ * its memory, suppress-vmdesc off on a pc machine, a caller's tap fd. */
+static void test_golden_xen_devices_started(void **state)
+{
+    libdm_dm_config *c = new_config();
+
+    (void)state;
+    assert_int_equal(libdm_dm_config_set_profile(c, LIBDM_PROFILE_XEN), 0);
+    assert_int_equal(libdm_dm_config_set_name(c, "hvm-fds"), 0);
+    assert_int_equal(libdm_dm_config_set_domid(c, 9), 0);
+    assert_int_equal(libdm_dm_config_set_qemu_path(c, XEN_QEMU), 0);
+    assert_int_equal(libdm_dm_config_set_machine(c, "pc"), 0);
+    assert_int_equal(libdm_dm_config_set_restrict(c, 1), 0);
+    assert_int_equal(libdm_dm_config_set_runas(c, "131081:131081"), 0);
+    assert_int_equal(libdm_dm_config_add_disk(c, "hda", "/img/a.raw", LIBDM_DISK_RAW, 0), 0);
+    assert_int_equal(libdm_dm_config_add_disk(c, "hdd", "/img/cd.iso", LIBDM_DISK_RAW,
+                                              LIBDM_DISK_CDROM), 0);
+    assert_int_equal(libdm_dm_config_add_nic(c, "00:16:3e:0a:0b:0c", "rtl8139", NULL, NULL,
+                                             NULL), 0);
+    assert_int_equal(libdm_dm_config_add_nic_fd(c, "00:16:3e:0a:0b:0d", "e1000", 0, NULL), 0);
+    assert_int_equal(libdm_dm_config_set_vnc(c, "unix:/run/vnc,9.sock", 0, "pw"), 0);
+    assert_int_equal(libdm_dm_config_set_vga(c, LIBDM_VGA_STD, 32), 0);
+    assert_int_equal(libdm_dm_config_set_vcpus(c, 3, 0), 0);
+    assert_int_equal(libdm_dm_config_set_machine_opt(c, "suppress-vmdesc", "off"), 0);
+    c->dev.disks[0].qemu_fd = 8;
+    c->dev.disks[0].qemu_fd_ro = 11;
+    c->dev.disks[1].qemu_fd = 9;
+    c->dev.nics[0].qemu_fd = 10;
+    check_golden("xen-devices-started", c);
+    libdm_dm_config_free(c);
+}
+
+static void test_nic_names(void **state)
+{
+    libdm_dm_config *c = new_config();
+    char buf[LIBDM__IFNAME_MAX + 1];
+    char mac[18];
+
+    (void)state;
+    assert_int_equal(libdm_dm_config_set_name(c, "a-rather-long-name"), 0);
+    assert_int_equal(libdm_dm_config_add_nic(c, NULL, NULL, NULL, NULL, NULL), 0);
+    assert_int_equal(libdm__nic_ifname(c, &c->dev.nics[0], buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "dma-rather-l.0");
+    assert_int_equal(libdm_dm_config_set_domid(c, 32751), 0);
+    assert_int_equal(libdm__nic_ifname(c, &c->dev.nics[0], buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "vif32751.0-emu");
+    /* A generated MAC is libxl's: Xen OUI, unicast, locally random. */
+    libdm__mac_format(c->dev.nics[0].mac, mac);
+    assert_memory_equal(mac, "00:16:3e:", 9);
+    assert_string_equal(c->dev.nics[0].model, "rtl8139");
+    libdm_dm_config_free(c);
+}
+
+static void test_reject_devices(void **state)
+{
+    libdm_dm_config *c = full_config();
+    char *before;
+
+    (void)state;
+    add_devices(c, false);
+    before = describe(c);
+    /* disks */
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, "hda", "/x", 0, 0)); /* dup */
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, "xvda", "/x", 0, 0)); /* = hda */
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, "hde", "/x", 0, 0));
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, "sdq", "/x", 0, 0));
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, "vda", "/x", 0, 0));
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, "sdb1", "/x", 0, 0));
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, NULL, "/x", 0, 0));
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, "sdb", "rel.img", 0, 0));
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, "sdb", NULL, 0, 0));
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, "sdb", "/x", 2, 0));
+    check_unchanged_after(c, before, libdm_dm_config_add_disk(c, "sdb", "/x", 0, 4));
+    check_unchanged_after(c, before,
+                          libdm_dm_config_add_disk(c, "sdb", "/x", 0, LIBDM_DISK_CDROM));
+    check_unchanged_after(c, before,
+                          libdm_dm_config_add_disk(c, "hdd", "/x", 0, LIBDM_DISK_READONLY));
+    /* NICs */
+    check_unchanged_after(c, before, libdm_dm_config_add_nic(c, "01:16:3e:00:00:01", NULL,
+                                                             NULL, NULL, NULL)); /* multicast */
+    check_unchanged_after(c, before, libdm_dm_config_add_nic(c, "00:16:3e:00:00", NULL, NULL,
+                                                             NULL, NULL));
+    check_unchanged_after(c, before, libdm_dm_config_add_nic(c, "00:16:3e:00:00:0g", NULL,
+                                                             NULL, NULL, NULL));
+    check_unchanged_after(c, before, libdm_dm_config_add_nic(c, "00-16-3e-00-00-01", NULL,
+                                                             NULL, NULL, NULL));
+    check_unchanged_after(c, before, libdm_dm_config_add_nic(c, NULL, "ne2k_pci", NULL, NULL,
+                                                             NULL));
+    check_unchanged_after(c, before, libdm_dm_config_add_nic(c, NULL, NULL, "br,x", NULL, NULL));
+    check_unchanged_after(c, before, libdm_dm_config_add_nic(c, NULL, NULL,
+                                                             "a-bridge-name-too-long", NULL,
+                                                             NULL));
+    check_unchanged_after(c, before, libdm_dm_config_add_nic(c, NULL, NULL, NULL, "tapx", NULL));
+    check_unchanged_after(c, before, libdm_dm_config_add_nic(c, NULL, NULL, NULL, "-t", NULL));
+    check_unchanged_after(c, before, libdm_dm_config_add_nic_fd(c, NULL, NULL, -1, NULL));
+    check_unchanged_after(c, before, libdm_dm_config_add_nic_fd(c, NULL, NULL, 999, NULL));
+    /* VNC: a password where VNC is off, bad listen, display, password */
+    check_unchanged_after(c, before, libdm_dm_config_set_vnc(c, NULL, -1, "pw"));
+    check_unchanged_after(c, before, libdm_dm_config_set_vnc(c, "h,to=99", 0, NULL));
+    check_unchanged_after(c, before, libdm_dm_config_set_vnc(c, "-h", 0, NULL));
+    check_unchanged_after(c, before, libdm_dm_config_set_vnc(c, "unix:rel", 0, NULL));
+    check_unchanged_after(c, before, libdm_dm_config_set_vnc(c, NULL, 100, NULL));
+    check_unchanged_after(c, before, libdm_dm_config_set_vnc(c, NULL, 0, "123456789"));
+    check_unchanged_after(c, before, libdm_dm_config_set_vnc(c, NULL, 0, ""));
+    check_unchanged_after(c, before, libdm_dm_config_set_vnc(c, NULL, 0, "a\nb"));
+    /* serial: a fifth port, relative or comma paths, a pty with a path */
+    check_unchanged_after(c, before, libdm_dm_config_add_serial(c, LIBDM_SERIAL_PTY, "/x"));
+    check_unchanged_after(c, before, libdm_dm_config_add_serial(c, LIBDM_SERIAL_FILE, "x"));
+    check_unchanged_after(c, before, libdm_dm_config_add_serial(c, LIBDM_SERIAL_UNIX, "/a,b"));
+    check_unchanged_after(c, before, libdm_dm_config_add_serial(c, (libdm_serial_kind)7, "/a"));
+    assert_int_equal(libdm_dm_config_add_serial(c, LIBDM_SERIAL_PTY, NULL), 0);
+    free(before);
+    before = describe(c);
+    check_unchanged_after(c, before, libdm_dm_config_add_serial(c, LIBDM_SERIAL_PTY, NULL));
+    /* vCPUs, boot, VGA, machine options */
+    check_unchanged_after(c, before, libdm_dm_config_set_vcpus(c, 0, 0));
+    check_unchanged_after(c, before, libdm_dm_config_set_vcpus(c, 3, 2));
+    check_unchanged_after(c, before, libdm_dm_config_set_vcpus(c, 1, 129));
+    check_unchanged_after(c, before, libdm_dm_config_set_boot(c, ""));
+    check_unchanged_after(c, before, libdm_dm_config_set_boot(c, "cdd"));
+    check_unchanged_after(c, before, libdm_dm_config_set_boot(c, "cdnab"));
+    check_unchanged_after(c, before, libdm_dm_config_set_boot(c, "x"));
+    check_unchanged_after(c, before, libdm_dm_config_set_boot(c, "c,menu=on"));
+    check_unchanged_after(c, before, libdm_dm_config_set_vga(c, (libdm_vga)3, 0));
+    check_unchanged_after(c, before, libdm_dm_config_set_vga(c, LIBDM_VGA_STD, 257));
+    check_unchanged_after(c, before, libdm_dm_config_set_vga(c, LIBDM_VGA_NONE, 8));
+    check_unchanged_after(c, before, libdm_dm_config_set_machine_opt(c, "accel", "kvm"));
+    check_unchanged_after(c, before, libdm_dm_config_set_machine_opt(c, "suppress-vmdesc", "1"));
+    check_unchanged_after(c, before,
+                          libdm_dm_config_set_machine_opt(c, "max-ram-below-4g", "1G"));
+    check_unchanged_after(c, before,
+                          libdm_dm_config_set_machine_opt(c, "max-ram-below-4g", "1048576"));
+    check_unchanged_after(c, before,
+                          libdm_dm_config_set_machine_opt(c, "max-ram-below-4g", "4294967297"));
+    check_unchanged_after(c, before, libdm_dm_config_set_machine_opt(c, NULL, "on"));
+    assert_int_equal(libdm_dm_config_add_disk(NULL, "hda", "/x", 0, 0), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_usb(NULL, 1, 1), -EINVAL);
+    free(before);
+    libdm_dm_config_free(c);
+}
+
+/* Devices need a machine; igd-passthru is a xen machine option. */
+static void test_devices_build_refusals(void **state)
+{
+    libdm_dm_config *c = new_config();
+    char **argv = NULL;
+
+    (void)state;
+    assert_int_equal(libdm_dm_config_add_serial(c, LIBDM_SERIAL_PTY, NULL), 0);
+    assert_int_equal(libdm_dm_config_build_argv(c, QMP_FD, &argv), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_machine(c, "pc"), 0);
+    assert_int_equal(libdm_dm_config_build_argv(c, QMP_FD, &argv), 0);
+    libdm_strv_free(argv);
+    assert_int_equal(libdm_dm_config_set_machine_opt(c, "igd-passthru", "on"), 0);
+    assert_int_equal(libdm_dm_config_build_argv(c, QMP_FD, &argv), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_profile(c, LIBDM_PROFILE_XEN), 0);
+    assert_int_equal(libdm_dm_config_set_domid(c, 3), 0);
+    assert_int_equal(libdm_dm_config_build_argv(c, QMP_FD, &argv), 0);
+    libdm_strv_free(argv);
+    libdm_dm_config_free(c);
+}
+
 /* ---- escape / split ---- */
 
 static void check_split(const char *in, const char *const *want, size_t nwant)
@@ -804,6 +1026,12 @@ int main(void)
         cmocka_unit_test(test_reject_extra_arg),
         cmocka_unit_test(test_clear_strings),
         cmocka_unit_test(test_reject_numbers),
+        cmocka_unit_test(test_golden_plain_devices),
+        cmocka_unit_test(test_golden_xen_devices),
+        cmocka_unit_test(test_golden_xen_devices_started),
+        cmocka_unit_test(test_nic_names),
+        cmocka_unit_test(test_reject_devices),
+        cmocka_unit_test(test_devices_build_refusals),
         cmocka_unit_test(test_split_rule),
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_round_trip),

@@ -91,6 +91,77 @@ LIBDM_EXPORT int libdm_dm_config_add_extra_arg(libdm_dm_config *config, const ch
 #define LIBDM_PASS_FD_FIRST 7
 #define LIBDM_MAX_PASS_FDS 16
 LIBDM_EXPORT int libdm_dm_config_pass_fd(libdm_dm_config *config, int fd, int *ret_qemu_fd);
+/* --- devices (libdm/devices.c). Same rule: every setter validates and
+ * returns -EINVAL, leaving the configuration unchanged. Both profiles; the
+ * xen profile spells them as libxl 4.17 does (README, "Devices"). Devices
+ * need a real machine: "-machine none" refuses them at build time. --- */
+typedef enum libdm_disk_format {
+    LIBDM_DISK_RAW,
+    LIBDM_DISK_QCOW2,
+} libdm_disk_format;
+enum {
+    LIBDM_DISK_READONLY = 1u << 0, /* refused on IDE hard disks, as libxl does */
+    LIBDM_DISK_CDROM = 1u << 1,    /* an IDE CD-ROM (always read-only) */
+};
+/* @vdev: hda..hdd or xvda..xvdd (IDE 0-3), sda..sdp (SCSI, lsi53c895a);
+ * one disk per number (xvda and hda are both disk 0). @path: an absolute
+ * image file or block device; NULL only for an empty CD-ROM. The image must
+ * exist at start. Under dm_restrict libdm opens it and QEMU gets the fd
+ * (-add-fd + file=/dev/fdset/N): QEMU never resolves the path itself. */
+#define LIBDM_MAX_DISKS 8
+LIBDM_EXPORT int libdm_dm_config_add_disk(libdm_dm_config *config, const char *vdev,
+                                          const char *path, libdm_disk_format format,
+                                          unsigned flags);
+/* An emulated NIC on a tap. @mac "xx:xx:xx:xx:xx:xx" (unicast), NULL for
+ * libxl's 00:16:3e:xx:xx:xx (random). @model e1000, rtl8139 (NULL: libxl's
+ * default rtl8139) or virtio-net-pci. At start libdm creates the tap
+ * (@ifname, NULL: vif<domid>.<n>-emu, or dm<name>.<n> without a domid),
+ * brings it up, adds it to @bridge (NULL: none; it must exist) and hands it
+ * to QEMU as an open fd; the tap goes away with QEMU (removed at stop).
+ * *@ret_devid (may be NULL) is its number n. */
+#define LIBDM_MAX_NICS 8
+LIBDM_EXPORT int libdm_dm_config_add_nic(libdm_dm_config *config, const char *mac,
+                                         const char *model, const char *bridge,
+                                         const char *ifname, int *ret_devid);
+/* The same on the caller's open tap fd (duplicated; the caller keeps its own). */
+LIBDM_EXPORT int libdm_dm_config_add_nic_fd(libdm_dm_config *config, const char *mac,
+                                            const char *model, int tap_fd, int *ret_devid);
+/* VNC on @listen (NULL: 127.0.0.1; a host name or address, or
+ * "unix:/ABS/PATH") display @display (0-99; ignored for unix:). @password
+ * (1-8 printable characters, NULL: none) never appears on the command line:
+ * QEMU starts with password=on (nobody can connect) and libdm_dm_apply_config()
+ * sets it over QMP. @display -1 turns VNC off (the default: -display none). */
+LIBDM_EXPORT int libdm_dm_config_set_vnc(libdm_dm_config *config, const char *listen,
+                                         int display, const char *password);
+typedef enum libdm_serial_kind {
+    LIBDM_SERIAL_PTY,
+    LIBDM_SERIAL_FILE, /* @path written by QEMU */
+    LIBDM_SERIAL_UNIX, /* @path: a listening socket QEMU makes */
+} libdm_serial_kind;
+#define LIBDM_MAX_SERIALS 4
+LIBDM_EXPORT int libdm_dm_config_add_serial(libdm_dm_config *config, libdm_serial_kind kind,
+                                            const char *path);
+/* 1..128 vCPUs online of @max_vcpus (0: the same). */
+LIBDM_EXPORT int libdm_dm_config_set_vcpus(libdm_dm_config *config, unsigned vcpus,
+                                           unsigned max_vcpus);
+/* 1-4 distinct letters of "acdn" (floppy, disk, CD-ROM, network); NULL clears. */
+LIBDM_EXPORT int libdm_dm_config_set_boot(libdm_dm_config *config, const char *order);
+typedef enum libdm_vga {
+    LIBDM_VGA_NONE,   /* the default */
+    LIBDM_VGA_STD,
+    LIBDM_VGA_CIRRUS,
+} libdm_vga;
+/* @vgamem_mb 0: libxl's default (16 std, 8 cirrus), else 1..256. */
+LIBDM_EXPORT int libdm_dm_config_set_vga(libdm_dm_config *config, libdm_vga vga,
+                                         unsigned vgamem_mb);
+/* A USB controller (-usb), with a tablet if @tablet (which implies it). */
+LIBDM_EXPORT int libdm_dm_config_set_usb(libdm_dm_config *config, int usb, int tablet);
+/* -machine options libxl sets on xenfv: "suppress-vmdesc" (on|off; the xen
+ * profile defaults to on as libxl), "max-ram-below-4g" (bytes, 256 MiB ..
+ * 4 GiB, a multiple of 1 MiB) and, xen profile only, "igd-passthru" (on|off).
+ * @value NULL clears. */
+LIBDM_EXPORT int libdm_dm_config_set_machine_opt(libdm_dm_config *config, const char *key,
+                                                 const char *value);
 /* Deadline for start-to-ready and each monitor exchange (ms, default 10 s). */
 LIBDM_EXPORT int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int timeout_ms);
 /* The argv the DM would be started with, its QMP monitor on @qmp_fd; a NULL
@@ -212,6 +283,21 @@ LIBDM_EXPORT int libdm_dm_get_exit_status(const libdm_dm *dm);
 /* A sentence naming the DM and why its last operation failed, with the tail
  * of its log when it died; NULL if nothing failed. */
 LIBDM_EXPORT const char *libdm_dm_last_error(const libdm_dm *dm);
+
+/* --- devices after start (libdm/devices.c) ---
+ * What QEMU cannot take on its command line: the VNC password (set_password
+ * over QMP). Call once the DM is ready, with the configuration it was
+ * started from; 0 if there is nothing to do. */
+LIBDM_EXPORT int libdm_dm_apply_config(libdm_dm *dm, const libdm_dm_config *config,
+                                       int timeout_ms);
+/* The devices as the running DM reports them: {"serial": [{"id", "pty"?,
+ * "filename"}], "vnc": {"host", "service", "auth"} (absent when off),
+ * "nics": [{"devid", "mac", "model", "ifname", "bridge"?}] (recorded)}.
+ * query-chardev and query-vnc; *ret freed with libdm_json_free(). */
+LIBDM_EXPORT int libdm_dm_query_devices(libdm_dm *dm, int timeout_ms, libdm_json **ret);
+/* The recorded NICs: "DEVID IFNAME MAC MODEL BRIDGE" per NIC ('-' for none),
+ * separated by ';'; NULL if none were recorded. */
+LIBDM_EXPORT const char *libdm_dm_get_nics(const libdm_dm *dm);
 
 /* --- records --- */
 typedef struct libdm_dm_info {
