@@ -7,7 +7,8 @@ libdm_core_la_SOURCES = \
 	libdm/json.c libdm/qmp-decoder.c libdm/qmp.c libdm/qmp-internal.h \
 	libdm/keeper-proto.c libdm/keeper-proto.h libdm/spawn.c libdm/spawn-internal.h \
 	libdm/rundir.c libdm/rundir-internal.h \
-	libdm/dm.c libdm/dm-internal.h libdm/migrate.c \
+	libdm/dm.c libdm/dm-internal.h libdm/dm-private.h libdm/dm-start.c libdm/dm-ops.c \
+	libdm/dm-attach.c libdm/migrate.c \
 	libdm/restrict.c libdm/restrict-internal.h
 libdm_core_la_LIBADD = $(DEPS_LIBS)
 

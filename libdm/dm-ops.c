@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Operations on a running device model: guarded resume (seed 000), pause,
+ * query-status, and stop (quit -> SIGTERM -> SIGKILL).
+ */
+#include "dm-private.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- guarded resume (seed 000) ---- */
+
+static void resume_query(libdm_dm *dm);
+
+static void resume_on_cont(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+
+    dm->call = libdm_qmp_slot_free(dm->call);
+    if (r->status < 0) {
+        libdm__dm_reply_error(dm, r, "cont");
+        libdm__dm_op_finish(dm, r->status);
+        return;
+    }
+    libdm__dm_set_runstate(dm, "running");
+    libdm__dm_set_state(dm, LIBDM_DM_RUNNING);
+    libdm__dm_record_state(dm);
+    libdm__dm_op_finish(dm, 0);
+}
+
+static void resume_send_cont(libdm_dm *dm)
+{
+    int r = libdm__dm_call(dm, "cont", NULL, resume_on_cont);
+
+    if (r < 0) {
+        libdm__dm_error(dm, "cannot send cont: %s", strerror(-r));
+        libdm__dm_op_finish(dm, r);
+    }
+}
+
+static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+    const char *st;
+
+    dm->call = libdm_qmp_slot_free(dm->call);
+    if (r->status < 0) {
+        libdm__dm_reply_error(dm, r, "query-migrate");
+        libdm__dm_op_finish(dm, r->status);
+        return;
+    }
+    st = libdm__json_get_str(r->value, "status");
+    switch (libdm__incoming_verdict(dm, st)) {
+    case -EIO:
+        libdm__dm_op_finish(dm, -EIO);
+        return;
+    case 1:
+        libdm__dm_incoming_done(dm);
+        resume_query(dm);
+        return;
+    }
+    (void)libdm__timer_arm(dm->ctx, &dm->op_tick, libdm_now_ms() + DM_MIGRATE_POLL_MS);
+}
+
+static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+    int r;
+
+    if (dm->op != OP_RESUME)
+        return;
+    r = libdm__dm_call(dm, "query-migrate", NULL, resume_on_migrate);
+    if (r < 0)
+        libdm__dm_op_finish(dm, r);
+}
+
+static void resume_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+    const char *rs;
+
+    dm->call = libdm_qmp_slot_free(dm->call);
+    if (r->status < 0) {
+        libdm__dm_reply_error(dm, r, "query-status");
+        libdm__dm_op_finish(dm, r->status);
+        return;
+    }
+    rs = libdm__json_get_str(r->value, "status");
+    libdm__dm_set_runstate(dm, rs);
+    if (rs && !strcmp(rs, "running")) {
+        libdm__dm_set_state(dm, LIBDM_DM_RUNNING);
+        libdm__dm_op_finish(dm, 0);
+    } else if (rs && (!strcmp(rs, "inmigrate") || dm->incoming)) {
+        /* Seed 000: cont now could start a half-loaded guest. Wait for the
+         * incoming migration, checking query-migrate on a timer. The
+         * runstate alone is not trusted: old QEMU had no "inmigrate" and
+         * said "paused" while still loading; libdm knows it asked for
+         * -incoming. */
+        libdm__dm_set_state(dm, LIBDM_DM_INCOMING);
+        libdm__timer_disarm(dm->ctx, &dm->op_tick);
+        libdm__timer_init(&dm->op_tick, resume_poll_migrate, dm);
+        resume_poll_migrate(dm->ctx, &dm->op_tick, dm);
+    } else if (rs && (!strcmp(rs, "prelaunch") || !strcmp(rs, "paused"))) {
+        resume_send_cont(dm);
+    } else {
+        libdm__dm_error(dm, "cannot resume from runstate '%s'", rs ? rs : "(none)");
+        libdm__dm_op_finish(dm, -EBUSY);
+    }
+}
+
+static void resume_query(libdm_dm *dm)
+{
+    int r = libdm__dm_call(dm, "query-status", NULL, resume_on_status);
+
+    if (r < 0) {
+        libdm__dm_error(dm, "cannot query the runstate: %s", strerror(-r));
+        libdm__dm_op_finish(dm, r);
+    }
+}
+
+int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata)
+{
+    int r;
+
+    if (!libdm__dm_usable(dm))
+        return dm->exited ? -ESRCH : -ENOTCONN;
+    r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire, cb, userdata);
+    if (r < 0)
+        return r;
+    resume_query(dm);
+    return 0;
+}
+
+int libdm_dm_resume(libdm_dm *dm, int timeout_ms)
+{
+    sync_op s = { 0 };
+    int r;
+
+    if (libdm__dispatch_depth(dm->ctx) > 0)
+        return -EDEADLK;
+    r = libdm_dm_resume_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
+    return r < 0 ? r : libdm__dm_sync_wait(dm->ctx, &s);
+}
+
+/* ---- pause and query-status: one monitor call each ---- */
+
+static void simple_on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+    const char *rs;
+    int status = 0;
+
+    dm->call = libdm_qmp_slot_free(dm->call);
+    if (r->status < 0) {
+        libdm__dm_reply_error(dm, r, libdm__dm_op_names[dm->op]);
+        libdm__dm_op_finish(dm, r->status);
+        return;
+    }
+    if (dm->op == OP_PAUSE) {
+        libdm__dm_set_runstate(dm, "paused");
+        libdm__dm_set_state(dm, LIBDM_DM_PAUSED);
+        status = libdm__dm_record_state(dm);
+    } else {
+        rs = libdm__json_get_str(r->value, "status");
+        if (!rs) {
+            libdm__dm_error(dm, "query-status answered without a status");
+            status = -EPROTO;
+        } else {
+            libdm__dm_set_runstate(dm, rs);
+            if (!strcmp(rs, "running"))
+                libdm__dm_set_state(dm, LIBDM_DM_RUNNING);
+        }
+    }
+    libdm__dm_op_finish(dm, status < 0 && status != -ENOENT ? status : 0);
+}
+
+static int simple_call_async(libdm_dm *dm, op_kind kind, const char *cmd, int timeout_ms,
+                             libdm_dm_done_fn *cb, void *userdata)
+{
+    int r;
+
+    if (!libdm__dm_usable(dm))
+        return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
+    r = libdm__dm_op_begin(dm, kind, timeout_ms, libdm__dm_op_deadline_fire, cb, userdata);
+    if (r < 0)
+        return r;
+    r = libdm__dm_call(dm, cmd, NULL, simple_on_reply);
+    if (r < 0) {
+        libdm__dm_error(dm, "cannot send %s: %s", cmd, strerror(-r));
+        libdm__timer_disarm(dm->ctx, &dm->op_deadline);
+        dm->op = OP_NONE;
+    }
+    return r;
+}
+
+int libdm_dm_pause_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata)
+{
+    return dm ? simple_call_async(dm, OP_PAUSE, "stop", timeout_ms, cb, userdata) : -EINVAL;
+}
+
+int libdm_dm_query_status_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb,
+                                void *userdata)
+{
+    return dm ? simple_call_async(dm, OP_QUERY, "query-status", timeout_ms, cb, userdata)
+              : -EINVAL;
+}
+
+int libdm_dm_pause(libdm_dm *dm, int timeout_ms)
+{
+    sync_op s = { 0 };
+    int r;
+
+    if (libdm__dispatch_depth(dm->ctx) > 0)
+        return -EDEADLK;
+    r = libdm_dm_pause_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
+    return r < 0 ? r : libdm__dm_sync_wait(dm->ctx, &s);
+}
+
+int libdm_dm_query_status(libdm_dm *dm, int timeout_ms, char **ret_runstate)
+{
+    sync_op s = { 0 };
+    char *copy;
+    int r;
+
+    if (libdm__dispatch_depth(dm->ctx) > 0)
+        return -EDEADLK;
+    r = libdm_dm_query_status_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
+    if (r >= 0)
+        r = libdm__dm_sync_wait(dm->ctx, &s);
+    if (r < 0)
+        return r;
+    copy = dm->runstate ? strdup(dm->runstate) : NULL;
+    if (!copy)
+        return -ENOMEM;
+    *ret_runstate = copy;
+    return 0;
+}
+
+/* ---- stop: quit -> SIGTERM -> SIGKILL ---- */
+
+static int dm_signal(libdm_dm *dm, int sig)
+{
+    if (dm->keeper)
+        return libdm__keeper_signal(dm->keeper, sig);
+    return dm->pidfd >= 0 ? libdm__pidfd_signal(dm->pidfd, sig) : -ESRCH;
+}
+
+void libdm__dm_stop_finished(libdm_dm *dm)
+{
+    libdm__store *store;
+
+    libdm__dm_close_qmp(dm);
+    if (!dm->rd && libdm__dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
+        (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
+    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
+    libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
+    libdm__dm_set_state(dm, LIBDM_DM_DEAD);
+    libdm__dm_op_finish(dm, 0);
+}
+
+static void stop_escalate(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+
+    if (dm->exited)
+        return;
+    switch (dm->step) {
+    case STOP_QUIT:
+        LIBDM__WARN(ctx, "%s: no exit after quit: sending SIGTERM", dm->name);
+        dm->step = STOP_TERM;
+        (void)dm_signal(dm, SIGTERM);
+        (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_TERM_GRACE_MS));
+        break;
+    case STOP_TERM:
+        LIBDM__WARN(ctx, "%s: no exit after SIGTERM: sending SIGKILL", dm->name);
+        dm->step = STOP_KILL;
+        (void)dm_signal(dm, SIGKILL);
+        (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_KILL_WAIT_MS));
+        break;
+    case STOP_KILL:
+        libdm__dm_error(dm, "device model (pid %d) survived SIGKILL", dm->pid);
+        libdm__dm_op_finish(dm, -ETIMEDOUT);
+        break;
+    }
+}
+
+static void stop_on_quit(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    libdm_dm *dm = user;
+
+    dm->call = libdm_qmp_slot_free(dm->call);
+    if (r->status < 0 && !dm->exited)
+        LIBDM__DEBUG(dm->ctx, "%s: quit: %s", dm->name, strerror(-r->status));
+}
+
+int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_fn *cb,
+                        void *userdata)
+{
+    int r;
+
+    if (dm->op == OP_STOP)
+        return -EALREADY;
+    /* Stopping wins over whatever was in progress (a resume waiting for an
+     * incoming migration that will never complete, a start): that operation
+     * completes with -ECANCELED. */
+    if (dm->op != OP_NONE) {
+        libdm__dm_error(dm, "%s interrupted by stop", dm->op == OP_START ? "start" : "resume");
+        libdm__dm_op_finish(dm, -ECANCELED);
+    }
+    r = libdm__dm_op_begin(dm, OP_STOP, timeout_ms, stop_escalate, cb, userdata);
+    if (r < 0)
+        return r;
+    libdm__dm_set_state(dm, LIBDM_DM_STOPPING);
+    if (dm->exited) {
+        libdm__timer_disarm(dm->ctx, &dm->op_deadline);
+        libdm__dm_stop_finished(dm);
+        return 0;
+    }
+    dm->step = STOP_QUIT;
+    if (force || libdm__dm_call(dm, "quit", NULL, stop_on_quit) < 0) {
+        dm->step = STOP_TERM;
+        (void)dm_signal(dm, force ? SIGKILL : SIGTERM);
+        if (force)
+            dm->step = STOP_KILL;
+        (void)libdm__timer_arm(dm->ctx, &dm->op_deadline,
+                               libdm__deadline(force ? DM_KILL_WAIT_MS : DM_TERM_GRACE_MS));
+    }
+    return 0;
+}
+
+int libdm_dm_stop(libdm_dm *dm, int force, int timeout_ms)
+{
+    sync_op s = { 0 };
+    int r;
+
+    if (libdm__dispatch_depth(dm->ctx) > 0)
+        return -EDEADLK;
+    r = libdm_dm_stop_async(dm, force, timeout_ms, libdm__dm_sync_done_cb, &s);
+    if (r == -EALREADY)
+        return 0;
+    return r < 0 ? r : libdm__dm_sync_wait(dm->ctx, &s);
+}
+
+libdm_dm *libdm_dm_release(libdm_dm *dm)
+{
+    if (!dm)
+        return NULL;
+    if (dm->op != OP_NONE)
+        LIBDM__DEBUG(dm->ctx, "%s: released with an operation in progress", dm->name);
+    libdm__dm_free(dm);
+    return NULL;
+}
+
