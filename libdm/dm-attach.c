@@ -322,3 +322,36 @@ int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms, unsi
     return 0;
 }
 
+
+int libdm_dm_monitor_holder(libdm_ctx *ctx, const char *name, int *ret_pid, char **ret_note)
+{
+    libdm__store *store;
+    libdm__rundir *rd = NULL;
+    char *note = NULL;
+    int pid = 0, r;
+
+    if (!ctx || !name || !ret_pid)
+        return -EINVAL;
+    r = libdm__ctx_store(ctx, &store);
+    if (r >= 0)
+        r = libdm__store_run_root(store) ? libdm__rundir_open(libdm__store_run_root(store), name,
+                                                               &rd, NULL)
+                                          : -ENOENT;
+    if (r < 0)
+        return r;
+    /* Taking the lock for a moment is how to know it is free. */
+    r = libdm__rundir_lock_monitor(rd, NULL, &pid, &note);
+    if (r == 0) {
+        libdm__rundir_unlock_monitor(rd);
+    } else if (r == -EAGAIN) {
+        *ret_pid = pid;
+        if (ret_note) {
+            *ret_note = note;
+            note = NULL;
+        }
+        r = 1;
+    }
+    free(note);
+    libdm__rundir_free(rd);
+    return r;
+}

@@ -857,11 +857,25 @@ static void check_peer(migration *m, libdm_dm *src)
                          remaining_ms(m->perform_deadline) + 1, NULL);
 }
 
+/* A signal (^C, or `dmctl migrate-cancel` from elsewhere) cancels a
+ * migration still in flight: the source keeps the guest. Once completed,
+ * QEMU ignores migrate_cancel and the protocol decides as usual. */
+static void check_interrupt(migration *m, libdm_dm *src)
+{
+    if (m->cancel_sent || !dmctl_signal_received())
+        return;
+    m->cancel_sent = true;
+    dmctl_error(m->o.name, "interrupted: cancelling the migration");
+    (void)libdm_qmp_call(libdm_dm_get_qmp(src), "migrate_cancel", NULL,
+                         remaining_ms(m->perform_deadline) + 1, NULL);
+}
+
 static void on_progress(libdm_dm *src, const libdm_migrate_progress *p, void *user)
 {
     migration *m = user;
 
     check_peer(m, src);
+    check_interrupt(m, src);
     if (m->d->json)
         progress_json(m, p);
     else if (isatty(2))

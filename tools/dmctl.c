@@ -111,7 +111,9 @@ static const dmctl_command commands[] = {
       "For a source whose controller died mid-migration (e.g. paused at\n"
       "pre-switchover): migrate_cancel, then cont if it is not running.\n"
       "Refuses (exit 1) if the migration completed: the guest then runs on the\n"
-      "destination and the source must stay stopped.\n" },
+      "destination and the source must stay stopped. A 'dmctl migrate' of NAME\n"
+      "still running is interrupted at once (SIGINT: it cancels a migration in\n"
+      "flight) and waited for first.\n" },
     { "migrate-recover", dmctl_cmd_migrate_recover,
       "NAME (--to 'SHELL-COMMAND' | --destination-gone)",
       "resume exactly one side of a migration whose outcome is unknown",

@@ -79,6 +79,34 @@ expect_clean "$src" "vm1b: the source store is clean" 3000
 expect_clean "$dst" "vm1b: the destination stops cleanly" 3000
 took "scenario 1b"
 
+# ---- 1c: migrate-cancel reaches a migration in progress at once ----
+# While dmctl migrate waits in its switchover hook, `dmctl migrate-cancel`
+# from elsewhere cancels it now (not after the switchover): the source runs
+# again, the destination is gone, the migration reports the interruption.
+step "migrate-cancel during a migration"
+start_running "$src" vm1c || fail "starting vm1c"
+dm "$src" migrate vm1c --to "$receiver" --pause-before-switchover \
+    --switchover-hook "sleep 20" >"$tmp/out" 2>"$tmp/err" &
+mpid=$!
+i=0
+until pgrep -f "^sleep 20" >/dev/null || [ $i -ge 200 ]; do sleep 0.05; i=$((i + 1)); done
+t1=$(now_ms)
+dm "$src" migrate-cancel vm1c >"$tmp/cancel.out" 2>&1
+crc=$?
+wait "$mpid"
+mrc=$?
+took_ms=$(($(now_ms) - t1))
+if [ "$mrc" -ne 0 ] && [ "$took_ms" -lt 5000 ]; then
+    ok "migrate-cancel ended the migration in ${took_ms} ms (migrate exit $mrc, cancel exit $crc)"
+else
+    fail "migrate-cancel: migrate exit $mrc after ${took_ms} ms: $(cat "$tmp/err") / $(cat "$tmp/cancel.out")"
+fi
+expect_status "$src" vm1c running "the source runs vm1c again"
+expect_clean "$dst" "vm1c: no destination left" 3000
+dm "$src" stop vm1c >/dev/null
+expect_clean "$src" "vm1c: the source stops cleanly" 3000
+took "scenario 1c"
+
 # ---- 2: the hook fails: cancel at pre-switchover ----
 step "cancel at pre-switchover"
 start_running "$src" vm2 || fail "starting vm2"
