@@ -323,7 +323,8 @@ int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms, unsi
 }
 
 
-int libdm_dm_monitor_holder(libdm_ctx *ctx, const char *name, int *ret_pid, char **ret_note)
+int libdm_dm_monitor_holder(libdm_ctx *ctx, const char *name, int *ret_pid, char **ret_note,
+                            char **ret_command)
 {
     libdm__store *store;
     libdm__rundir *rd = NULL;
@@ -349,6 +350,8 @@ int libdm_dm_monitor_holder(libdm_ctx *ctx, const char *name, int *ret_pid, char
             *ret_note = note;
             note = NULL;
         }
+        if (ret_command)
+            *ret_command = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
         r = 1;
     }
     free(note);

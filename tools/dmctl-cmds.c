@@ -880,44 +880,22 @@ int dmctl_cmd_pause(dmctl *d, int argc, char **argv)
     return run_dm_op(d, "pause", argc, argv, libdm_dm_pause, "pause");
 }
 
-/* /proc/PID/cmdline with spaces for NULs (malloc'd), or NULL. */
-static char *proc_cmdline(int pid)
-{
-    char path[64], buf[512];
-    ssize_t n;
-    int fd;
-
-    snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return NULL;
-    for (ssize_t i = 0; i < n; i++)
-        if (buf[i] == '\0')
-            buf[i] = ' ';
-    buf[n] = '\0';
-    return strdup(buf);
-}
-
 /* A `dmctl migrate` holding the source's monitor is asked to cancel (it
  * cancels a migration still in flight on SIGINT) and waited for: the
  * cancel reaches a running migration at once, never after its switchover. */
 static int interrupt_migration(dmctl *d, const char *name)
 {
     uint64_t deadline = libdm_now_ms() + (uint64_t)d->timeout_ms;
-    char *note = NULL, *cmd;
+    char *note = NULL, *cmd = NULL;
     int pid = 0, r;
 
-    if (dmctl_open_ctx(d) || libdm_dm_monitor_holder(d->ctx, name, &pid, &note) != 1 ||
+    if (dmctl_open_ctx(d) || libdm_dm_monitor_holder(d->ctx, name, &pid, &note, &cmd) != 1 ||
         !note || strcmp(note, "migration") || pid <= 0) {
         free(note);
+        free(cmd);
         return 0;
     }
     free(note);
-    cmd = proc_cmdline(pid);
     if (!cmd || !strstr(cmd, " migrate ")) {
         free(cmd);
         return 0; /* a receiver, or not dmctl: the attach says who */
@@ -926,7 +904,7 @@ static int interrupt_migration(dmctl *d, const char *name)
     dmctl_error(name, "asking the migration in progress (pid %d) to cancel", pid);
     if (kill(pid, SIGINT) < 0)
         return 0;
-    while ((r = libdm_dm_monitor_holder(d->ctx, name, &pid, NULL)) == 1 &&
+    while ((r = libdm_dm_monitor_holder(d->ctx, name, &pid, NULL, NULL)) == 1 &&
            libdm_now_ms() < deadline)
         usleep(20000);
     return r == 1 ? DMCTL_EXIT_TIMEOUT : 0;

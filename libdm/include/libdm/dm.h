@@ -203,11 +203,11 @@ LIBDM_EXPORT int libdm_dm_attach_timeout(libdm_ctx *ctx, const char *name, int t
 LIBDM_EXPORT int libdm_dm_attach_async(libdm_ctx *ctx, const char *name, int timeout_ms,
                                        libdm_dm_done_fn *cb, void *userdata,
                                        libdm_dm **ret_dm);
-/* Who talks to @name's monitor now: 1 with *ret_pid (and *ret_note, e.g.
- * "migration", malloc'd or NULL) if a client holds it, 0 if free, or a
- * negative errno. */
+/* Who talks to @name's monitor now: 1 with *ret_pid, *ret_note (e.g.
+ * "migration") and *ret_command (its command line), each malloc'd or NULL
+ * and optional, if a client holds it; 0 if free; or a negative errno. */
 LIBDM_EXPORT int libdm_dm_monitor_holder(libdm_ctx *ctx, const char *name, int *ret_pid,
-                                         char **ret_note);
+                                         char **ret_note, char **ret_command);
 /* Attach flags. */
 enum {
     /* Hand over a live DM whatever its monitor's state (missing, planted,
