@@ -500,6 +500,24 @@ int libdm_migrate_finish_from(libdm_dm *dst, libdm_migrate_source source, int ke
 
 /* ---- Confirm ---- */
 
+/* QEMU reports a migration "failed" or "cancelled" a moment before its
+ * migration thread lets go: `cont` is refused ("Migration is not finalized
+ * yet") meanwhile. Retry until the deadline; any other refusal is final. */
+static int cont_when_settled(libdm_dm *src, uint64_t deadline)
+{
+    const char *desc;
+    int r;
+
+    for (;;) {
+        r = call(src, "cont", NULL, deadline, NULL);
+        desc = monitor(src) ? libdm_qmp_error_desc(monitor(src)) : NULL;
+        if (r != -EREMOTEIO || !desc || !strstr(desc, "not finalized") ||
+            remaining_ms(deadline) == 0)
+            return r;
+        pump(libdm__dm_ctx(src), NULL, 20, deadline);
+    }
+}
+
 int libdm_migrate_confirm(libdm_dm *src, int success, int timeout_ms)
 {
     uint64_t deadline = libdm__deadline(timeout_ms);
@@ -513,7 +531,7 @@ int libdm_migrate_confirm(libdm_dm *src, int success, int timeout_ms)
     if (r < 0)
         return r;
     if (libdm__dm_migrate_was_running(src) && strcmp(rs, "running"))
-        r = call(src, "cont", NULL, deadline, NULL);
+        r = cont_when_settled(src, deadline);
     free(rs);
     return r;
 }

@@ -46,6 +46,8 @@ void libdm__keeper_free(libdm__keeper *k);
 /* pidfd helpers */
 int libdm__pidfd_open(int pid);
 int libdm__pidfd_signal(int pidfd, int sig);
-/* The context reaps @pidfd's process (a child) when it exits; takes @pidfd. */
-int libdm__reap_later(libdm_ctx *ctx, int pidfd);
+/* The context reaps @pidfd's process (a child) when it exits; takes @pidfd.
+ * @exiting: it is about to exit (its DM ended): libdm_ctx_free() waits for
+ * it a moment rather than leave a zombie. */
+int libdm__reap_later(libdm_ctx *ctx, int pidfd, bool exiting);
 #endif

@@ -54,6 +54,7 @@ int libdm__pidfd_signal(int pidfd, int sig)
 
 struct libdm__reaper {
     int pidfd;
+    bool exiting;       /* a keeper whose DM has ended: it exits in a moment */
     libdm__watch *watch;
     libdm__reaper *next;
 };
@@ -79,7 +80,7 @@ static void reap_now(libdm_ctx *ctx, int fd, short revents, void *user)
     reaper_free(ctx, user);
 }
 
-int libdm__reap_later(libdm_ctx *ctx, int pidfd)
+int libdm__reap_later(libdm_ctx *ctx, int pidfd, bool exiting)
 {
     libdm__reaper *r = calloc(1, sizeof(*r));
     int e;
@@ -89,6 +90,7 @@ int libdm__reap_later(libdm_ctx *ctx, int pidfd)
         return -ENOMEM;
     }
     r->pidfd = pidfd;
+    r->exiting = exiting;
     e = libdm__watch_add(ctx, pidfd, POLLIN, reap_now, r, &r->watch);
     if (e < 0) {
         libdm__close(&r->pidfd);
@@ -100,12 +102,30 @@ int libdm__reap_later(libdm_ctx *ctx, int pidfd)
     return 0;
 }
 
+#define REAPERS_FREE_WAIT_MS 1000
+
 void libdm__reapers_free(libdm_ctx *ctx)
 {
-    /* Keepers still running outlive the context: once this process exits
-     * they are reparented and reaped by init or a subreaper. */
-    while (ctx->reapers)
-        reaper_free(ctx, ctx->reapers);
+    uint64_t deadline = libdm__deadline(REAPERS_FREE_WAIT_MS);
+
+    /* A keeper whose DM has ended exits within moments: reap it here (a
+     * bounded wait, at teardown only), or it would stay a zombie child of a
+     * process that goes on. Keepers of DMs still running outlive the
+     * context: when this process exits they are reparented and reaped by
+     * init or a subreaper. */
+    while (ctx->reapers) {
+        libdm__reaper *r = ctx->reapers;
+        uint64_t now = libdm_now_ms();
+
+        if (r->exiting && now < deadline) {
+            struct pollfd p = { .fd = r->pidfd, .events = POLLIN };
+
+            if (poll(&p, 1, (int)(deadline - now)) == 1)
+                (void)waitid((idtype_t)P_PIDFD, (id_t)r->pidfd, &(siginfo_t){ 0 },
+                             WEXITED | WNOHANG);
+        }
+        reaper_free(ctx, r);
+    }
 }
 
 /* ---- the control channel ---- */
@@ -161,7 +181,7 @@ static void on_ctl(libdm_ctx *ctx, int fd, short revents, void *user)
     k->ctl_watch = NULL;
     libdm__close(&k->ctl);
     libdm__close(&k->dm_pidfd);
-    if (k->keeper_pidfd >= 0 && libdm__reap_later(ctx, k->keeper_pidfd) < 0)
+    if (k->keeper_pidfd >= 0 && libdm__reap_later(ctx, k->keeper_pidfd, true) < 0)
         LIBDM__WARN(ctx, "libdm-keeper (pid %d) will not be reaped by this process",
                     k->keeper_pid);
     k->keeper_pidfd = -1;
@@ -399,7 +419,8 @@ void libdm__keeper_free(libdm__keeper *k)
     libdm__watch_del(k->ctl_watch);
     libdm__close(&k->ctl);
     libdm__close(&k->dm_pidfd);
-    if (k->keeper_pidfd >= 0 && libdm__reap_later(k->ctx, k->keeper_pidfd) < 0)
+    if (k->keeper_pidfd >= 0 &&
+        libdm__reap_later(k->ctx, k->keeper_pidfd, k->exit_reported) < 0)
         LIBDM__WARN(k->ctx, "libdm-keeper (pid %d) will not be reaped by this process",
                     k->keeper_pid);
     free(k);

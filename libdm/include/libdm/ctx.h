@@ -60,8 +60,10 @@ typedef struct libdm_loop_hooks {
 LIBDM_EXPORT int libdm_ctx_new(xentoollog_logger *logger, libdm_ctx **ret_ctx);
 
 /* Frees the context. Connections still draining are drained first (bounded
- * by their deadlines); device models keep running (their keepers reap them).
- * Returns NULL. */
+ * by their deadlines), and keepers of DMs that just ended are reaped (at
+ * most 1 s): free the context once libdm_ctx_is_idle() says so and it
+ * never waits. Device models still running keep running (their keepers
+ * reap them). Returns NULL. */
 LIBDM_EXPORT libdm_ctx *libdm_ctx_free(libdm_ctx *ctx);
 
 /* Switches the context to hooks mode. Must be called before any object is
