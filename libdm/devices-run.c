@@ -6,6 +6,8 @@
  */
 #include "internal.h"
 #include "config-internal.h"
+#include "dm-internal.h"
+#include "store.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -154,6 +156,8 @@ void libdm__devices_cleanup(libdm_ctx *ctx, const char *nics)
 
 /* ---- after start ---- */
 
+static int publish_devices(libdm_dm *dm, int timeout_ms);
+
 int libdm_dm_apply_config(libdm_dm *dm, const libdm_dm_config *config, int timeout_ms)
 {
     libdm_json *args;
@@ -162,8 +166,9 @@ int libdm_dm_apply_config(libdm_dm *dm, const libdm_dm_config *config, int timeo
 
     if (!dm || !config)
         return -EINVAL;
-    if (config->dev.vnc_display < 0 || !config->dev.vnc_password)
-        return 0;
+    r = publish_devices(dm, timeout_ms);
+    if (r < 0 || config->dev.vnc_display < 0 || !config->dev.vnc_password)
+        return r;
     q = libdm_dm_get_qmp(dm);
     if (!q)
         return -ENOTCONN;
@@ -302,4 +307,54 @@ int libdm_dm_query_devices(libdm_dm *dm, int timeout_ms, libdm_json **ret)
     }
     *ret = out;
     return 0;
+}
+
+/* ---- libxl's keys (xen profile, xenstore store) ---- */
+
+/* What libxl writes into the domain's tree once its DM runs, from QMP:
+ * serial/<n>/tty (the pty of serial port n), console/vnc-{listen,port}.
+ * Values come from the DM's monitor (query-chardev, query-vnc): QEMU's
+ * word, bounded by the QMP engine, and written under the domain's own
+ * tree only (the store refuses any other key). */
+static int publish_devices(libdm_dm *dm, int timeout_ms)
+{
+    const char *kv[2 * LIBDM_MAX_SERIALS + 8];
+    char keys[LIBDM_MAX_SERIALS][32];
+    libdm__store *store;
+    libdm_json *dev = NULL;
+    const libdm_json *list, *vnc;
+    size_t n = 0;
+    int r;
+
+    if (strcmp(libdm_dm_get_profile(dm), "xen") || libdm_dm_get_domid(dm) == 0)
+        return 0;
+    r = libdm__ctx_store(libdm__dm_ctx(dm), &store);
+    if (r < 0 || strcmp(libdm__store_kind(store), "xenstore"))
+        return r < 0 ? r : 0;
+    r = libdm_dm_query_devices(dm, timeout_ms, &dev);
+    if (r < 0)
+        return r;
+    list = libdm_json_object_get(dev, "serial");
+    for (size_t i = 0; i < libdm_json_length(list) && i < LIBDM_MAX_SERIALS; i++) {
+        const libdm_json *o = libdm_json_array_get(list, i);
+        const char *id = libdm__json_get_str(o, "id"), *pty = libdm__json_get_str(o, "pty");
+        unsigned port;
+
+        if (!id || !pty || sscanf(id, "serial%u", &port) != 1 || port >= LIBDM_MAX_SERIALS)
+            continue;
+        snprintf(keys[i], sizeof(keys[i]), "serial/%u/tty", port);
+        kv[n++] = keys[i];
+        kv[n++] = pty;
+    }
+    vnc = libdm_json_object_get(dev, "vnc");
+    if (vnc && libdm__json_get_str(vnc, "host") && libdm__json_get_str(vnc, "service")) {
+        kv[n++] = "console/vnc-listen";
+        kv[n++] = libdm__json_get_str(vnc, "host");
+        kv[n++] = "console/vnc-port";
+        kv[n++] = libdm__json_get_str(vnc, "service");
+    }
+    kv[n] = NULL;
+    r = n ? libdm__store_publish(store, libdm_dm_get_domid(dm), kv) : 0;
+    libdm_json_free(dev);
+    return r;
 }

@@ -74,6 +74,8 @@ struct libdm__store_ops {
                      int exit_status);
     int (*del)(libdm__store *store, const char *name);
     int (*list)(libdm__store *store, char ***ret_names, size_t *ret_count);
+    /* Optional: keys of the domain's own tree (xenstore only). */
+    int (*publish)(libdm__store *store, uint32_t domid, const char *const *keys_values);
     void (*close)(libdm__store *store);
 };
 

@@ -12,6 +12,8 @@
  *   /local/domain/<domid>/image/device-model-pid  (the DM pid, if known)
  *   /local/domain/<domid>/image/device-model-kill-uid (restricted: the
  *                                uid libxl's reaper kills by)
+ * After start, libdm__store_publish() adds what libxl publishes from QMP:
+ * /local/domain/<domid>/serial/<n>/tty and console/vnc-{listen,port}.
  * /local/domain/0/device-model/<domid>/state belongs to QEMU, which writes
  * "running" into it itself: libdm neither writes nor reads it.
  * Every node written gets permissions "n0": owned by dom0, no access for
@@ -457,6 +459,50 @@ static int xs_set_state(libdm__store *s, const char *name, const char *state, in
     return run_tx(s, "set_state", set_state_tx, &a);
 }
 
+/* ---- publish: what libxl's readers look up after start ---- */
+
+/* Everything publish may write, for del to remove. */
+static const char *const published[] = { "serial", "console/vnc-listen", "console/vnc-port" };
+
+struct publish_args {
+    uint32_t domid;
+    const char *const *kv;
+};
+
+static bool publishable(const char *key)
+{
+    for (size_t i = 0; i < sizeof(published) / sizeof(published[0]); i++)
+        if (!strncmp(key, published[i], strlen(published[i])))
+            return !strstr(key, "..");
+    return false;
+}
+
+static int publish_tx(libdm__store *s, xs_transaction_t t, void *arg)
+{
+    struct publish_args *a = arg;
+    char path[PATH_LEN];
+    int r;
+
+    for (size_t i = 0; a->kv[i] && a->kv[i + 1]; i += 2) {
+        snprintf(path, sizeof(path), "/local/domain/%u/%s", a->domid, a->kv[i]);
+        if ((r = write_n0(s, t, path, a->kv[i + 1])) < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int xs_publish(libdm__store *s, uint32_t domid, const char *const *kv)
+{
+    struct publish_args a = { domid, kv };
+
+    if (domid < 1)
+        return -EINVAL;
+    for (size_t i = 0; kv[i]; i += 2)
+        if (!kv[i + 1] || !publishable(kv[i]))
+            return -EINVAL;
+    return run_tx(s, "publish", publish_tx, &a);
+}
+
 /* ---- del ---- */
 
 static int del_tx(libdm__store *s, xs_transaction_t t, void *arg)
@@ -483,6 +529,11 @@ static int del_tx(libdm__store *s, xs_transaction_t t, void *arg)
     pid_path(path, domid);
     if ((r = rm_ok(s, t, path)) < 0)
         return r;
+    for (size_t i = 0; i < sizeof(published) / sizeof(published[0]); i++) {
+        snprintf(path, sizeof(path), "/local/domain/%u/%s", domid, published[i]);
+        if ((r = rm_ok(s, t, path)) < 0)
+            return r;
+    }
     /* Drop /libxl/<domid> too if we were its only user. */
     snprintf(path, sizeof(path), "/libxl/%u", domid);
     ents = xs_directory(s->xsh, t, path, &num);
@@ -584,6 +635,7 @@ const struct libdm__store_ops libdm__store_xs_ops = {
     .set_state = xs_set_state,
     .del = xs_del,
     .list = xs_list,
+    .publish = xs_publish,
     .close = xs_store_close,
 };
 

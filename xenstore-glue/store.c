@@ -334,6 +334,13 @@ int libdm__store_set_pids(libdm__store *store, const char *name, int pid, uint64
     return r;
 }
 
+int libdm__store_publish(libdm__store *store, uint32_t domid, const char *const *keys_values)
+{
+    if (!store || !keys_values)
+        return -EINVAL;
+    return store->ops->publish ? store->ops->publish(store, domid, keys_values) : 0;
+}
+
 int libdm__store_del(libdm__store *store, const char *name)
 {
     if (!store || libdm__record_check_name(name) < 0)

@@ -84,6 +84,12 @@ int libdm__store_set_state(libdm__store *store, const char *name, const char *st
  * write: only the keeper calls it, while libdm waits for its "pid"). */
 int libdm__store_set_pids(libdm__store *store, const char *name, int pid, uint64_t pid_start,
                           int keeper_pid, uint64_t keeper_start);
+/* Writes what libxl's readers look up in the domain's tree after start,
+ * @keys_values being "KEY", "VALUE", ..., NULL, KEY relative to
+ * /local/domain/<domid>/ (e.g. "serial/0/tty", "console/vnc-port"). Only
+ * the xenstore backend has such a tree: 0 and nothing done elsewhere.
+ * Removed by libdm__store_del(). */
+int libdm__store_publish(libdm__store *store, uint32_t domid, const char *const *keys_values);
 /* Removes the record (not the per-DM directory's other files). -ENOENT if none. */
 int libdm__store_del(libdm__store *store, const char *name);
 /* Names of all records, sorted, NULL-terminated; free with

@@ -44,6 +44,7 @@ xenenv="$top_srcdir/tests/harness/xen-env.sh"
 cleanup() {
     "$DMCTL" --store "$store" --timeout 5 stop "$name" --force >/dev/null 2>&1
     "$DMCTL" --store "$store" --timeout 5 stop liar --force >/dev/null 2>&1
+    "$DMCTL" --store xenstore --timeout 5 stop "$name" --force >/dev/null 2>&1
     sh "$xenenv" stop "$tmp/xen" >/dev/null 2>&1
     rm -rf "$tmp"
 }
@@ -277,6 +278,30 @@ if out=$(dmctl --json start "$name" --profile xen --domid "$d" --qemu "$XEN_QEMU
     check "restricted: libdm's chroot removed" test ! -e "/var/run/xen/qemu-root-$d"
 else
     fail "restricted start of the Xen DM: $out"
+fi
+
+# ---- 8. with the xenstore store: what libxl's readers look up ----
+# dm-version, the pid, and after start the serial pty and the VNC port,
+# exactly where libxl puts them; all gone after stop.
+# The real xenstore store (records in xenstore, the run directory in /run/libdm).
+dx() { "$DMCTL" --store xenstore --timeout 20 "$@"; }
+if out=$(dx --json start "$name" --profile xen --domid "$d" --qemu "$XEN_QEMU_WRAPPER" \
+        --serial pty --vnc 127.0.0.1:$((d % 40 + 50))); then
+    ok "start with the xenstore store, a serial pty and VNC"
+    check "dm-version qemu_xen" test "$(xenstore-read "/libxl/$d/dm-version")" = qemu_xen
+    check "image/device-model-pid" test -n "$(xenstore-read "/local/domain/$d/image/device-model-pid")"
+    tty=$(xenstore-read "/local/domain/$d/serial/0/tty" 2>/dev/null)
+    check "serial/0/tty is the DM's pty ($tty)" test -c "$tty"
+    port=$(xenstore-read "/local/domain/$d/console/vnc-port" 2>/dev/null)
+    check "console/vnc-port ($port)" test "$port" = $((5900 + d % 40 + 50))
+    check "console/vnc-listen" test "$(xenstore-read "/local/domain/$d/console/vnc-listen")" = 127.0.0.1
+    check "stop" dx stop "$name"
+    check "serial/ removed at stop" sh -c "! xenstore-read /local/domain/$d/serial/0/tty 2>/dev/null"
+    check "console/vnc-port removed at stop" \
+        sh -c "! xenstore-read /local/domain/$d/console/vnc-port 2>/dev/null"
+    check "dm-version removed at stop" sh -c "! xenstore-read /libxl/$d/dm-version 2>/dev/null"
+else
+    fail "start with the xenstore store: $out"
 fi
 
 echo "$n checks, $fails failed"
