@@ -88,7 +88,8 @@ static const dmctl_command commands[] = {
       "                       $DMCTL_MIGRATE_NAME set; non-zero exit cancels\n"
       "  --keep-paused        leave the destination paused after the migration\n"
       "  --uri-host HOST      connect to HOST instead of the host in the\n"
-      "                       receiver's tcp: URI (e.g. behind NAT)\n"
+      "                       receiver's tcp: URI (e.g. behind NAT); a name,\n"
+      "                       IPv4 or [IPv6[%zone]]\n"
       "  --machine M          destination machine type (default: the source's,\n"
       "                       as recorded; pc for records that lack it)\n"
       "  --memory MB          destination memory in MiB (default: the source's;\n"
@@ -119,8 +120,8 @@ static const dmctl_command commands[] = {
       "messages go to stderr.\n"
       "  --name NAME          name of the destination DM (default: the source's)\n"
       "  --listen unix        unix:RUNDIR/NAME-incoming.sock (default; same host)\n"
-      "  --listen tcp:HOST    tcp:HOST:PORT with a free PORT (found by binding\n"
-      "                       port 0; another process could take it before QEMU)\n"
+      "  --listen tcp:HOST    tcp:HOST:PORT: QEMU binds port 0, the port it got is\n"
+      "                       read back by QMP; HOST a name, IPv4 or [IPv6[%zone]]\n"
       "  --qemu PATH          QEMU binary of the destination\n" },
     { "help", cmd_help, "[COMMAND]", "show help (of one command)", NULL },
 };
