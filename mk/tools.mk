@@ -25,4 +25,9 @@ TESTS += tests/integration/test-dmctl-migrate.sh tests/integration/test-dmctl-mi
 EXTRA_DIST += tests/integration/test-dmctl-migrate.sh tests/integration/test-dmctl-migrate-netns.sh \
 	tests/integration/dmctl-migrate-lib.sh
 
+# The default store ("auto") when a xenstored answers (the real one, as root):
+# DMs without a domid in the run directory, with one in xenstore.
+TESTS += tests/integration/test-dmctl-xenstore-auto.sh
+EXTRA_DIST += tests/integration/test-dmctl-xenstore-auto.sh
+
 # libdm-keeper: see below

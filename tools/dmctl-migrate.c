@@ -80,7 +80,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -509,9 +508,17 @@ static int migrate_option(const dmctl_command *cmd, migrate_opts *o, int c, cons
     case OPT_KEEP_PAUSED:
         o->keep_paused = true;
         return 0;
-    case OPT_URI_HOST:
+    case OPT_URI_HOST: {
+        bool v6;
+        char *host = dmctl_parse_tcp_host(arg, &v6);
+
+        if (!host && errno == ENOMEM)
+            return dmctl_usage_error(cmd, "--uri-host: %s", strerror(ENOMEM));
+        free(host);
         o->uri_host = arg;
-        return arg[0] ? 0 : dmctl_usage_error(cmd, "invalid --uri-host value ''");
+        return host ? 0 : dmctl_usage_error(cmd, "invalid --uri-host value '%s' (a host name, "
+                                            "an IPv4 address or [IPv6])", arg);
+    }
     case OPT_MACHINE:
         o->machine = arg;
         return arg[0] ? 0 : dmctl_usage_error(cmd, "invalid --machine value ''");
@@ -644,17 +651,40 @@ static libdm_json *prepare_msg(migration *m)
     return msg_check(o, ok);
 }
 
-/* "tcp:HOST:PORT" with HOST replaced by --uri-host; other URIs unchanged. */
-static char *apply_uri_host(const char *uri, const char *host)
+/* The PORT of "tcp:HOST:PORT" (HOST possibly "[IPV6]"), or NULL. */
+static const char *tcp_uri_port(const char *uri)
 {
-    const char *port = strrchr(uri, ':');
-    char *out = NULL;
-    bool v6 = strchr(host, ':') && host[0] != '[';
+    const char *p = uri + 4, *port;
 
-    if (!host || strncmp(uri, "tcp:", 4) != 0 || port == uri + 3)
-        return strdup(uri);
-    if (asprintf(&out, "tcp:%s%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "", port) < 0)
+    if (strncmp(uri, "tcp:", 4) != 0)
         return NULL;
+    if (*p == '[') {
+        p = strchr(p, ']');
+        if (!p || p[1] != ':')
+            return NULL;
+        port = p + 2;
+    } else {
+        port = strrchr(p, ':');
+        if (!port)
+            return NULL;
+        port++;
+    }
+    return *port ? port : NULL;
+}
+
+/* "tcp:HOST:PORT" with HOST replaced by --uri-host (bracketed when IPv6);
+ * other URIs unchanged. */
+static char *apply_uri_host(const char *uri, const char *uri_host)
+{
+    const char *port = tcp_uri_port(uri);
+    char *host, *out;
+    bool v6;
+
+    if (!port)
+        return strdup(uri);
+    host = dmctl_parse_tcp_host(uri_host, &v6);   /* checked when parsed */
+    out = host ? dmctl_tcp_uri(host, v6, port) : NULL;
+    free(host);
     return out;
 }
 
@@ -1309,6 +1339,8 @@ typedef struct receiver {
     dmctl *d;
     const char *name_opt;    /* --name */
     const char *listen;      /* --listen: "unix" or "tcp:HOST" */
+    char *tcp_host;          /* tcp: HOST without brackets */
+    bool tcp_v6;             /* tcp: HOST is an IPv6 literal */
     const char *qemu;        /* --qemu */
     chan ch;
     char *name;
@@ -1344,9 +1376,15 @@ static int receive_parse(dmctl *d, const dmctl_command *cmd, int argc, char **ar
     }
     if (argc - optind > 0)
         return dmctl_usage_error(cmd, "too many arguments");
-    if (strcmp(rc->listen, "unix") && (strncmp(rc->listen, "tcp:", 4) || !rc->listen[4]))
-        return dmctl_usage_error(cmd, "invalid --listen value '%s' (unix or tcp:HOST)",
-                                 rc->listen);
+    if (!strcmp(rc->listen, "unix"))
+        return 0;
+    if (!strncmp(rc->listen, "tcp:", 4))
+        rc->tcp_host = dmctl_parse_tcp_host(rc->listen + 4, &rc->tcp_v6);
+    if (!rc->tcp_host && errno == ENOMEM)
+        return dmctl_usage_error(cmd, "--listen: %s", strerror(ENOMEM));
+    if (!rc->tcp_host)
+        return dmctl_usage_error(cmd, "invalid --listen value '%s' (unix or tcp:HOST; HOST a "
+                                 "host name, an IPv4 address or [IPv6])", rc->listen);
     return 0;
 }
 
@@ -1503,43 +1541,69 @@ static int unix_listen_uri(receiver *rc)
     return asprintf(&rc->uri, "unix:%s", rc->sock_path) < 0 ? -ENOMEM : 0;
 }
 
-/* Binds port 0 on @host to learn a free port. It is closed again before
- * QEMU listens: another process could take it meanwhile (then Prepare
- * fails and can be retried). */
-static int free_port(const char *host, unsigned *ret_port)
-{
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-    struct addrinfo *ai = NULL;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    int fd = -1, r;
-
-    r = getaddrinfo(host, "0", &hints, &ai);
-    if (r != 0)
-        return -EADDRNOTAVAIL;
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    r = fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ? -errno : 0;
-    if (r == 0)
-        *ret_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                   : ((struct sockaddr_in *)&ss)->sin_port);
-    if (fd >= 0)
-        close(fd);
-    freeaddrinfo(ai);
-    return r;
-}
-
+/* QEMU binds port 0 itself ("tcp:HOST:0"); the port it got is read back
+ * with query-migrate (see tcp_bound_uri): nothing is bound and closed
+ * again, so no other process can take the port before QEMU listens. */
 static int tcp_listen_uri(receiver *rc)
 {
-    const char *host = rc->listen + 4;
-    bool v6 = strchr(host, ':') && host[0] != '[';
-    unsigned port = 0;
-    int r = free_port(host, &port);
+    rc->uri = dmctl_tcp_uri(rc->tcp_host, rc->tcp_v6, "0");
+    return rc->uri ? 0 : -ENOMEM;
+}
+
+/* The first "inet" entry of query-migrate's "socket-address" (QEMU 7.2:
+ * [{"type": "inet", "host": "::1", "port": "40593", "ipv6": true}, ...]). */
+static const libdm_json *first_inet(const libdm_json *v, size_t *ret_count)
+{
+    const libdm_json *list = libdm_json_object_get(v, "socket-address"), *first = NULL;
+    size_t n = libdm_json_get_type(list) == LIBDM_JSON_ARRAY ? libdm_json_length(list) : 0;
+
+    *ret_count = 0;
+    for (size_t i = 0; i < n; i++) {
+        const libdm_json *e = libdm_json_array_get(list, i);
+        const char *type = libdm_json_get_string(libdm_json_object_get(e, "type"));
+
+        if (type && !strcmp(type, "inet")) {
+            if (!first)
+                first = e;
+            ++*ret_count;
+        }
+    }
+    return first;
+}
+
+/* Replaces rc->uri ("tcp:HOST:0") by "tcp:HOST:PORT" with the port QEMU
+ * bound. A name that resolved to several addresses gets a socket (and a
+ * port) each: then the first address QEMU reports is used, numerically. */
+static int tcp_bound_uri(receiver *rc)
+{
+    libdm_json *v = NULL;
+    const libdm_json *e;
+    const char *port, *host;
+    uint64_t p;
+    size_t count;
+    char *uri;
+    int r = libdm_qmp_call(libdm_dm_get_qmp(rc->dst), "query-migrate", NULL,
+                           rc->d->timeout_ms, &v);
 
     if (r < 0)
         return r;
-    return asprintf(&rc->uri, "tcp:%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port) < 0
-               ? -ENOMEM : 0;
+    e = first_inet(v, &count);
+    port = libdm_json_get_string(libdm_json_object_get(e, "port"));
+    host = libdm_json_get_string(libdm_json_object_get(e, "host"));
+    if (!port || !dmctl_parse_u64(port, 65535, &p) || p == 0 || (count > 1 && !host)) {
+        libdm_json_free(v);
+        return -EPROTO;
+    }
+    if (count > 1)
+        uri = dmctl_tcp_uri(host, strchr(host, ':') != NULL, port);
+    else
+        uri = dmctl_tcp_uri(rc->tcp_host, rc->tcp_v6, port);
+    libdm_json_free(v);
+    if (!uri)
+        return -ENOMEM;
+    free(rc->uri);
+    rc->uri = uri;
+    return 0;
 }
 
 static int receive_prepare(receiver *rc, libdm_json *msg)
@@ -1550,7 +1614,7 @@ static int receive_prepare(receiver *rc, libdm_json *msg)
     if (ex)
         return ex;
     ex = dmctl_open_ctx(rc->d);
-    r = ex ? -EIO : !strcmp(rc->listen, "unix") ? unix_listen_uri(rc) : tcp_listen_uri(rc);
+    r = ex ? -EIO : rc->tcp_host ? tcp_listen_uri(rc) : unix_listen_uri(rc);
     if (r < 0) {
         libdm_dm_config_free(cfg);
         return receive_fail(rc, "prepare", r, "cannot choose a listening address (%s): %s",
@@ -1560,6 +1624,11 @@ static int receive_prepare(receiver *rc, libdm_json *msg)
     libdm_dm_config_free(cfg);
     if (r < 0)
         return receive_fail_libdm(rc, "prepare", r);
+    r = rc->tcp_host ? tcp_bound_uri(rc) : 0;
+    if (r < 0)
+        return receive_fail(rc, "prepare", r, "cannot learn the port QEMU listens on "
+                            "(query-migrate): %s", r == -EPROTO ? "no inet socket-address "
+                            "in the reply" : strerror(-r));
     fprintf(stderr, "dmctl: %s: prepared, listening on %s\n", rc->name, rc->uri);
     return 0;
 }
@@ -1812,6 +1881,7 @@ int dmctl_cmd_migrate_receive(dmctl *d, int argc, char **argv)
     chan_close(&rc.ch);
     free(rc.name);
     free(rc.uri);
+    free(rc.tcp_host);
     free(rc.sock_path);
     return ex;
 }

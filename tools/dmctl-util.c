@@ -4,6 +4,8 @@
 
 #include <libdm/libdm.h>
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -381,6 +383,72 @@ bool dmctl_parse_seconds(const char *s, int *ret_ms)
     if (*ret_ms < ms)
         ++*ret_ms;    /* round up: 0.0001 s is 1 ms, not "no deadline" */
     return true;
+}
+
+/* An IPv6 literal, optionally with "%ZONE" (an interface name or index). */
+static bool is_ipv6_literal(const char *s, size_t len)
+{
+    char addr[INET6_ADDRSTRLEN];
+    struct in6_addr a;
+    const char *pct = memchr(s, '%', len);
+    size_t alen = pct ? (size_t)(pct - s) : len;
+
+    if (alen == 0 || alen >= sizeof(addr))
+        return false;
+    if (pct) {
+        size_t zlen = len - alen - 1;
+
+        if (zlen == 0 || zlen > 15)   /* IFNAMSIZ - 1 */
+            return false;
+        for (size_t i = 0; i < zlen; i++)
+            if (!isalnum((unsigned char)pct[1 + i]) && !strchr("_.-", pct[1 + i]))
+                return false;
+    }
+    memcpy(addr, s, alen);
+    addr[alen] = '\0';
+    return inet_pton(AF_INET6, addr, &a) == 1;
+}
+
+char *dmctl_parse_tcp_host(const char *s, bool *ret_v6)
+{
+    size_t len = strlen(s);
+    char *out;
+
+    if (s[0] == '[') {
+        if (len < 3 || s[len - 1] != ']' || !is_ipv6_literal(s + 1, len - 2))
+            goto invalid;
+        out = strndup(s + 1, len - 2);
+        *ret_v6 = true;
+    } else if (strchr(s, ':')) {
+        /* Only a whole IPv6 literal: "HOST:PORT" is not a host. */
+        if (!is_ipv6_literal(s, len))
+            goto invalid;
+        out = strdup(s);
+        *ret_v6 = true;
+    } else {
+        if (!len || len > 253)
+            goto invalid;
+        for (size_t i = 0; i < len; i++)
+            if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+                goto invalid;
+        out = strdup(s);
+        *ret_v6 = false;
+    }
+    if (!out)
+        errno = ENOMEM;
+    return out;
+invalid:
+    errno = EINVAL;
+    return NULL;
+}
+
+char *dmctl_tcp_uri(const char *host, bool v6, const char *port)
+{
+    char *uri;
+
+    if (asprintf(&uri, "tcp:%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", port) < 0)
+        return NULL;
+    return uri;
 }
 
 static char *join_path(const char *dir, const char *name)

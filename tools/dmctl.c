@@ -101,7 +101,8 @@ static const dmctl_command commands[] = {
       "                       $DMCTL_MIGRATE_NAME set; non-zero exit cancels\n"
       "  --keep-paused        leave the destination paused after the migration\n"
       "  --uri-host HOST      connect to HOST instead of the host in the\n"
-      "                       receiver's tcp: URI (e.g. behind NAT)\n"
+      "                       receiver's tcp: URI (e.g. behind NAT); a name,\n"
+      "                       IPv4 or [IPv6[%zone]]\n"
       "  --machine M          destination machine type (default: the source's,\n"
       "                       as recorded; pc for records that lack it)\n"
       "  --memory MB          destination memory in MiB (default: the source's;\n"
@@ -134,8 +135,8 @@ static const dmctl_command commands[] = {
       "messages go to stderr.\n"
       "  --name NAME          name of the destination DM (default: the source's)\n"
       "  --listen unix        unix:RUNDIR/NAME-incoming.sock (default; same host)\n"
-      "  --listen tcp:HOST    tcp:HOST:PORT with a free PORT (found by binding\n"
-      "                       port 0; another process could take it before QEMU)\n"
+      "  --listen tcp:HOST    tcp:HOST:PORT: QEMU binds port 0, the port it got is\n"
+      "                       read back by QMP; HOST a name, IPv4 or [IPv6[%zone]]\n"
       "  --qemu PATH          QEMU binary of the destination\n" },
     { "help", cmd_help, "[COMMAND]", "show help (of one command)", NULL },
 };
@@ -221,7 +222,9 @@ static int print_help(void)
     fputs("\nOptions:\n"
           "  --store DIR|xenstore  record store: a directory, or xenstore\n"
           "                        (default: xenstore if a xenstored answers, else\n"
-          "                        /run/libdm for root, $XDG_RUNTIME_DIR/libdm otherwise)\n"
+          "                        /run/libdm for root, $XDG_RUNTIME_DIR/libdm otherwise;\n"
+          "                        with xenstore, DMs without --domid are recorded in\n"
+          "                        that directory)\n"
           "  --json                print results as JSON, one object per line\n"
           "  --timeout SECONDS     deadline of each operation (default 30)\n"
           "  -v, --verbose         log libdm's debug messages, QMP traffic included\n"

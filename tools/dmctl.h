@@ -124,6 +124,14 @@ int dmctl_close_socket(dmctl *d, const char *path, libdm_qmp *q);
 /* Number parsing; false if @s is not entirely a number in range. */
 bool dmctl_parse_u64(const char *s, uint64_t max, uint64_t *ret);
 bool dmctl_parse_seconds(const char *s, int *ret_ms);
+/* The HOST of "tcp:HOST" (--listen, --uri-host): "[IPV6]" or "[IPV6%ZONE]"
+ * (brackets removed), a bare IPv6 literal, an IPv4 address or a host name.
+ * Returns the host without brackets (malloc'd) and whether it is IPv6, or
+ * NULL with errno EINVAL (malformed: unbalanced brackets, an empty host, a
+ * port, spaces or commas) or ENOMEM. */
+char *dmctl_parse_tcp_host(const char *s, bool *ret_v6);
+/* "tcp:HOST:PORT", HOST in brackets when @v6; malloc'd or NULL. */
+char *dmctl_tcp_uri(const char *host, bool v6, const char *port);
 /* Makes @path absolute (relative to the working directory; a bare name is
  * looked up in $PATH if @search_path). Returns a malloc'd string or NULL. */
 char *dmctl_absolute_path(const char *path, bool search_path);

@@ -200,7 +200,8 @@ static int open_run_root(libdm__store *store, const char *dir)
         if (r < 0)
             return r;
     }
-    r = libdm__secure_dir(root, 1);
+    /* Kept open: DMs without a domid are recorded here (see below). */
+    r = libdm__store_open_dir(AT_FDCWD, root, true, &store->root_fd);
     if (r < 0) {
         libdm__store_log(store, XTL_ERROR, -r, "run directory %s is unusable", root);
         free(root);
@@ -283,8 +284,61 @@ const char *libdm__store_run_root(const libdm__store *store)
     return store ? store->run_root : NULL;
 }
 
+/* ---- the xenstore store's two parts ----
+ *
+ * xenstore can only hold a DM that has a domain (its record lives under
+ * /libxl/<domid>/). The xenstore store (chosen by "auto" when a xenstored
+ * answers, or asked for) therefore records a DM without a domid in its run
+ * directory, exactly as the dir store at that root would: the per-DM
+ * directory there holds its socket and log in either case. get, set_state
+ * and del look in the run directory first (one openat), then in xenstore;
+ * list shows both; a name is recorded in at most one of them. */
+
+static bool is_xs(const libdm__store *store)
+{
+    return store->ops == &libdm__store_xs_ops && store->root_fd >= 0;
+}
+
+static const struct libdm__store_ops *part_for(const libdm__store *store, uint32_t domid)
+{
+    return domid ? store->ops : &libdm__store_dir_ops;
+}
+
+static const struct libdm__store_ops *other_part(const libdm__store *store, bool xs)
+{
+    return xs ? store->ops : &libdm__store_dir_ops;
+}
+
+static int list_both(libdm__store *store, char ***ret_names, size_t *ret_count)
+{
+    char **a = NULL, **b = NULL, **all;
+    size_t na = 0, nb = 0;
+    int r;
+
+    r = libdm__store_dir_ops.list(store, &a, &na);
+    if (r < 0)
+        return r;
+    r = store->ops->list(store, &b, &nb);
+    if (r < 0) {
+        libdm__store_names_free(a);
+        return r;
+    }
+    all = malloc((na + nb + 1) * sizeof(*all));
+    if (!all) {
+        libdm__store_names_free(a);
+        libdm__store_names_free(b);
+        return -ENOMEM;
+    }
+    memcpy(all, a, na * sizeof(*all));
+    memcpy(all + na, b, nb * sizeof(*all));
+    free(a);   /* the strings moved to @all */
+    free(b);
+    return libdm__store_names_finish(all, na + nb, ret_names, ret_count);
+}
+
 int libdm__store_put(libdm__store *store, const libdm__record *rec)
 {
+    libdm__record other;
     int r;
 
     if (!store || !rec)
@@ -295,13 +349,32 @@ int libdm__store_put(libdm__store *store, const libdm__record *rec)
                          libdm__record_check_name(rec->name) == 0 ? rec->name : "bad name");
         return r;
     }
-    return store->ops->put(store, rec);
+    if (!is_xs(store))
+        return store->ops->put(store, rec);
+    /* One name, one record: never the same name in both parts. */
+    r = other_part(store, rec->domid == 0)->get(store, rec->name, &other);
+    if (r == 0) {
+        libdm__record_clear(&other);
+        libdm__store_log(store, XTL_ERROR, -1, "%s: already recorded %s", rec->name,
+                         rec->domid ? "in the run directory (without a domid)"
+                                    : "in xenstore (with a domid)");
+        return -EEXIST;
+    }
+    if (r != -ENOENT)
+        return r;
+    return part_for(store, rec->domid)->put(store, rec);
 }
 
 int libdm__store_get(libdm__store *store, const char *name, libdm__record *ret)
 {
     if (!store || !ret || libdm__record_check_name(name) < 0)
         return -EINVAL;
+    if (is_xs(store)) {
+        int r = libdm__store_dir_ops.get(store, name, ret);
+
+        if (r != -ENOENT)
+            return r;
+    }
     return store->ops->get(store, name, ret);
 }
 
@@ -313,6 +386,12 @@ int libdm__store_set_state(libdm__store *store, const char *name, const char *st
     if ((state && libdm__record_check_state(state) < 0) ||
         libdm__record_check_exit_status(exit_status) < 0)
         return -EINVAL;
+    if (is_xs(store)) {
+        int r = libdm__store_dir_ops.set_state(store, name, state, exit_status);
+
+        if (r != -ENOENT)
+            return r;
+    }
     return store->ops->set_state(store, name, state, exit_status);
 }
 
@@ -345,6 +424,12 @@ int libdm__store_del(libdm__store *store, const char *name)
 {
     if (!store || libdm__record_check_name(name) < 0)
         return -EINVAL;
+    if (is_xs(store)) {
+        int r = libdm__store_dir_ops.del(store, name);
+
+        if (r != -ENOENT)
+            return r;
+    }
     return store->ops->del(store, name);
 }
 
@@ -352,6 +437,8 @@ int libdm__store_list(libdm__store *store, char ***ret_names, size_t *ret_count)
 {
     if (!store || !ret_names)
         return -EINVAL;
+    if (is_xs(store))
+        return list_both(store, ret_names, ret_count);
     return store->ops->list(store, ret_names, ret_count);
 }
 

@@ -11,7 +11,10 @@
  *  - "xenstore": libxenstore, for Xen hosts. Written in one transaction under
  *    /libxl/<domid>/libdm/..., plus the keys libxl itself uses:
  *    /local/domain/0/device-model/<domid>/state and
- *    /local/domain/<domid>/image/device-model-pid. Needs domid >= 1.
+ *    /local/domain/<domid>/image/device-model-pid. Needs domid >= 1: a
+ *    record without a domid goes to the run directory instead, as the dir
+ *    backend at that root would write it; get, set_state, del and list see
+ *    both, and a name is recorded in at most one of them (-EEXIST).
  *
  * Nothing read from the store ever decides readiness (QMP alone does).
  * Records are input from other processes: parsing is bounded and strict.
@@ -63,7 +66,9 @@ int libdm__record_parse(const char *buf, size_t len, libdm__record *ret);
 int libdm__record_format(const libdm__record *rec, char **ret_buf, size_t *ret_len);
 
 /* @spec: NULL or "auto" (xenstore if a xenstored answers, else dir at the
- * default root), "xenstore", "dir" (default root) or an absolute directory.
+ * default root; the run directory of the xenstore backend is that same
+ * default root, so a DM without a domid is recorded in the same place
+ * either way), "xenstore", "dir" (default root) or an absolute directory.
  * "xenstore:/ABS/DIR" is the xenstore backend with run_root /ABS/DIR.
  * @lg may be NULL. */
 int libdm__store_open(const char *spec, xentoollog_logger *lg, libdm__store **ret);

@@ -95,6 +95,24 @@ run 2 "qmp bad JSON" --timeout 2 qmp --socket "$tmp/none.sock" query-status '{ba
 run 2 "qmp JSON not an object" --timeout 2 qmp --socket "$tmp/none.sock" query-status '[1]' &&
     expect_in err "object" "qmp JSON array"
 
+# tcp hosts of --listen and --uri-host: [IPv6] in brackets (with a zone),
+# bare IPv6, IPv4 and names; anything else is a usage error, found before
+# any channel or QEMU.
+for bad in 'tcp:[::1' 'tcp:[]' 'tcp:[10.0.0.1]' 'tcp:10.0.0.1:4444' 'tcp:' 'tcp:a,b' \
+    'tcp:[fe80::1%]' 'tcp:[::1]:4444' 'udp:1.2.3.4'; do
+    run 2 "migrate-receive --listen '$bad'" --store "$store" migrate-receive --listen "$bad" &&
+        expect_in err "invalid --listen value" "--listen '$bad' named"
+done
+for bad in '[::1' '[]' 'h:4444' 'a b' '[fe80::1%eth0'; do
+    run 2 "migrate --uri-host '$bad'" --store "$store" migrate vm --to true --uri-host "$bad" &&
+        expect_in err "invalid --uri-host value" "--uri-host '$bad' named"
+done
+# Valid ones pass parsing (and then fail on the empty channel: exit 1).
+for good in 'tcp:[::1]' 'tcp:[fe80::1%eth0]' 'tcp:::1' 'tcp:127.0.0.1' 'tcp:host-2.example'; do
+    run 1 "migrate-receive --listen '$good' parses" --timeout 2 --store "$store" \
+        migrate-receive --listen "$good"
+done
+
 # ---- help and version: exit 0, on stdout ----
 if run 0 "--help" --help; then
     expect_empty err "--help"

@@ -466,16 +466,64 @@ static void test_put_get_list_del(void **state)
     libdm__store_close(s);
 }
 
-static void test_domid_required(void **state)
+/* A DM without a domid cannot live in xenstore: it is recorded in the run
+ * directory (as the dir store would), and every operation finds it there. */
+static void test_no_domid_in_run_dir(void **state)
 {
     libdm__store *s = open_store();
-    libdm__record rec;
+    struct xs_handle *h = raw_open();
+    libdm__record rec, got;
+    char path[256], **names;
+    struct stat st;
+    size_t n;
 
     make_record(&rec, "nodomid", 0);
-    assert_int_equal(libdm__store_put(s, &rec), -EINVAL);
+    assert_int_equal(libdm__store_put(s, &rec), 0);
+    snprintf(path, sizeof(path), "%s/nodomid/record", run_root);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(libdm__store_get(s, "nodomid", &got), 0);
+    tu_assert_records_equal(&rec, &got);
+    libdm__record_clear(&got);
+    assert_int_equal(libdm__store_set_state(s, "nodomid", "dead", 9), 0);
+    assert_int_equal(libdm__store_get(s, "nodomid", &got), 0);
+    assert_string_equal(got.state, "dead");
+    assert_int_equal(got.exit_status, 9);
+    libdm__record_clear(&got);
+
+    /* Nothing of it in xenstore. */
+    assert_absent(h, "/libxl/0");
+
+    /* list shows both parts; a name is in at most one of them. */
+    {
+        libdm__record x;
+
+        make_record(&x, "withdomid", 8);
+        assert_int_equal(libdm__store_put(s, &x), 0);
+        assert_int_equal(libdm__store_list(s, &names, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(names[0], "nodomid");
+        assert_string_equal(names[1], "withdomid");
+        libdm__store_names_free(names);
+        x.domid = 0; /* the same name without a domid */
+        assert_int_equal(libdm__store_put(s, &x), -EEXIST);
+        x.domid = 8;
+        assert_int_equal(libdm__store_del(s, "withdomid"), 0);
+        libdm__record_clear(&x);
+    }
+    rec.domid = 9; /* the dir-held name with a domid */
+    assert_int_equal(libdm__store_put(s, &rec), -EEXIST);
+    assert_absent(h, "/libxl/9");
+
+    assert_int_equal(libdm__store_del(s, "nodomid"), 0);
+    assert_int_equal(lstat(path, &st), -1);
+    assert_int_equal(libdm__store_get(s, "nodomid", &got), -ENOENT);
+    assert_int_equal(libdm__store_del(s, "nodomid"), -ENOENT);
+
     rec.domid = 0x7FF0; /* DOMID_FIRST_RESERVED */
     assert_int_equal(libdm__store_put(s, &rec), -EINVAL);
     libdm__record_clear(&rec);
+    xs_close(h);
     libdm__store_close(s);
 }
 
@@ -788,7 +836,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_get_list_del),
-        cmocka_unit_test(test_domid_required),
+        cmocka_unit_test(test_no_domid_in_run_dir),
         cmocka_unit_test(test_conflicts),
         cmocka_unit_test(test_invalid_values),
         cmocka_unit_test(test_running_key_is_not_state),
