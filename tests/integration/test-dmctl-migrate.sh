@@ -107,6 +107,32 @@ dm "$src" stop vm1c >/dev/null
 expect_clean "$src" "vm1c: the source stops cleanly" 3000
 took "scenario 1c"
 
+# ---- 1d: the destination's keeper is SIGKILLed before Finish ----
+# Keeper death is never read as DM death: the keeper is the init of the
+# DM's PID namespace, so the destination QEMU dies with it (no orphan with
+# a copy of the guest); the source keeps the guest.
+step "destination keeper killed before Finish"
+start_running "$src" vm1d || fail "starting vm1d"
+dm "$src" migrate vm1d --to "$receiver" --pause-before-switchover \
+    --switchover-hook "pgrep -f '^[^ ]*libdm-keeper --name=vm1d --store=$dst' >'$tmp/k1d'; \
+        pgrep -P \$(cat '$tmp/k1d') >'$tmp/q1d'; kill -9 \$(cat '$tmp/k1d'); sleep 0.3" \
+    >"$tmp/out" 2>"$tmp/err"
+mrc=$?
+kq=$(cat "$tmp/q1d" 2>/dev/null)
+if [ -n "$kq" ] && wait_pid_gone "$kq" 2000; then
+    ok "the destination QEMU ($kq) died with its keeper"
+else
+    fail "destination QEMU '$kq' survived its keeper: $(ps -o pid,ppid,args -p "${kq:-0}" 2>/dev/null)"
+    [ -n "$kq" ] && kill -9 "$kq" 2>/dev/null
+fi
+if [ "$mrc" -ne 0 ]; then ok "the migration failed (exit $mrc)"; else fail "migration succeeded without a destination"; fi
+expect_status "$src" vm1d running "the source keeps and runs vm1d"
+kill_store "$dst"
+expect_clean "$dst" "vm1d: nothing of the destination left" 3000
+dm "$src" stop vm1d >/dev/null
+expect_clean "$src" "vm1d: the source stops cleanly" 3000
+took "scenario 1d"
+
 # ---- 2: the hook fails: cancel at pre-switchover ----
 step "cancel at pre-switchover"
 start_running "$src" vm2 || fail "starting vm2"
