@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -678,6 +679,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* A QEMU that closed its monitor must not kill us in the "quit" write
+     * and leave the others unreaped. */
+    signal(SIGPIPE, SIG_IGN);
     dmctl = getenv("DMCTL");
     if (!dmctl || access(dmctl, X_OK) < 0) {
         fprintf(stderr, "bench-migrate: DMCTL not set or not executable: dmctl path skipped\n");

@@ -362,6 +362,9 @@ int main(int argc, char **argv)
     }
     if (runs < 1 || timeout_ms < 1000 || !dir || !store)
         return 2;
+    /* A QEMU that closed its monitor must not kill us in the "quit" write
+     * and leave the others unreaped. */
+    signal(SIGPIPE, SIG_IGN);
     bu_raise_nofile();
     cfgs = calloc((size_t)maxn, sizeof(*cfgs));
     if (!cfgs || libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, store) < 0)
