@@ -53,6 +53,8 @@ run "$B/bench-start" ${RUNS:-15}
 run "$B/bench-rtt" ${RUNS:-10}
 run "$B/bench-scale" "$B/bench-qmp-server" ${RUNS:-10} 1000
 run "$B/bench-resume" ${RUNS:-20}
+run "$B/bench-storm" --runs "${RUNS:-5}"
+run "$B/bench-migrate" --runs "${RUNS:-10}"
 run_decode
 [ -x "$B/bench-embed" ] && run "$B/bench-embed" 16
 end=$(date +%s)

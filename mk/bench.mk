@@ -1,7 +1,8 @@
 # bench: performance benchmarks against real QEMU and a fake QMP server.
 # Built and run only by `make bench`, never by `make check` (see bench/README.md).
 BENCH_PROGS = bench/bench-start bench/bench-rtt bench/bench-scale \
-	bench/bench-qmp-server bench/bench-resume bench/bench-decode
+	bench/bench-qmp-server bench/bench-resume bench/bench-decode \
+	bench/bench-storm bench/bench-migrate
 EXTRA_PROGRAMS = $(BENCH_PROGS)
 BENCH_CFLAGS = $(AM_CFLAGS) -O2
 BENCH_LIBS = libdm-core.la $(DEPS_LIBS)
@@ -21,11 +22,17 @@ bench_bench_qmp_server_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_resume_SOURCES = bench/bench-resume.c $(BENCH_UTIL)
 bench_bench_resume_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_resume_LDADD = $(BENCH_LIBS)
+bench_bench_storm_SOURCES = bench/bench-storm.c $(BENCH_UTIL)
+bench_bench_storm_CFLAGS = $(BENCH_CFLAGS)
+bench_bench_storm_LDADD = $(BENCH_LIBS)
+bench_bench_migrate_SOURCES = bench/bench-migrate.c $(BENCH_UTIL)
+bench_bench_migrate_CFLAGS = $(BENCH_CFLAGS)
+bench_bench_migrate_LDADD = $(BENCH_LIBS)
 bench_bench_decode_SOURCES = bench/bench-decode.c
 bench_bench_decode_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_decode_LDADD = $(BENCH_LIBS)
 
-EXTRA_DIST += bench/run-bench.sh bench/README.md
+EXTRA_DIST += bench/run-bench.sh bench/README.md bench/trace-migrate.sh bench/trace-shim.c
 CLEANFILES += $(BENCH_PROGS) bench/results-latest.txt
 
 .PHONY: bench
