@@ -25,6 +25,12 @@ int libdm__incoming_verdict(libdm_dm *dm, const char *query_status);
  * once, never queued until after the switchover), or clears the mark. */
 int libdm__dm_set_migrating(libdm_dm *dm, bool on);
 /* Incoming migration confirmed completed: INCOMING -> PAUSED. */
-void libdm__dm_incoming_done(libdm_dm *dm);
+/* @record: write the PAUSED state now (not when a resume follows at once:
+ * the write would only add to the guest's downtime). */
+void libdm__dm_incoming_done(libdm_dm *dm, bool record);
+/* Finish has just confirmed the incoming migration completed (seed 000's
+ * rule): cont at once, without the guarded resume's second query-status.
+ * Blocking. */
+int libdm__dm_resume_confirmed(libdm_dm *dm, int timeout_ms);
 
 #endif

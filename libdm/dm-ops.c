@@ -63,7 +63,7 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
         libdm__dm_op_finish(dm, -EIO);
         return;
     case 1:
-        libdm__dm_incoming_done(dm);
+        libdm__dm_incoming_done(dm, true);
         resume_query(dm);
         return;
     }
@@ -359,3 +359,20 @@ libdm_dm *libdm_dm_release(libdm_dm *dm)
     return NULL;
 }
 
+
+int libdm__dm_resume_confirmed(libdm_dm *dm, int timeout_ms)
+{
+    sync_op s = { 0 };
+    int r;
+
+    if (libdm__dispatch_depth(dm->ctx) > 0)
+        return -EDEADLK;
+    if (!libdm__dm_usable(dm))
+        return dm->exited ? -ESRCH : -ENOTCONN;
+    r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
+                           libdm__dm_sync_done_cb, &s);
+    if (r < 0)
+        return r;
+    resume_send_cont(dm);
+    return libdm__dm_sync_wait(dm->ctx, &s);
+}

@@ -973,12 +973,13 @@ int libdm__dm_set_migrating(libdm_dm *dm, bool on)
     return dm->rd ? libdm__rundir_set_monitor_note(dm->rd, on ? "migration" : NULL) : -ENOLCK;
 }
 
-void libdm__dm_incoming_done(libdm_dm *dm)
+void libdm__dm_incoming_done(libdm_dm *dm, bool record)
 {
     dm->incoming = false;
     if (dm->state == LIBDM_DM_INCOMING) {
         libdm__dm_set_state(dm, LIBDM_DM_PAUSED);
         libdm__dm_set_runstate(dm, "paused");
-        libdm__dm_record_state(dm);
+        if (record)
+            libdm__dm_record_state(dm);
     }
 }

@@ -486,10 +486,11 @@ int libdm_migrate_finish_from(libdm_dm *dst, libdm_migrate_source source, int ke
     }
     r = wait_incoming_completed(dst, deadline);
     if (r >= 0)
-        libdm__dm_incoming_done(dst);
-    /* Confirmed: the guarded resume now sees a plain paused DM. */
+        libdm__dm_incoming_done(dst, keep_paused);
+    /* Confirmed just now: cont at once. Every step between the completion
+     * and cont is guest-visible downtime (bench/bench-migrate.c). */
     if (r >= 0 && !keep_paused)
-        r = libdm_dm_resume(dst, remaining_ms(deadline) ? remaining_ms(deadline) : 1);
+        r = libdm__dm_resume_confirmed(dst, remaining_ms(deadline) ? remaining_ms(deadline) : 1);
     /* Only now does the DM stop depending on this process (seed 002). */
     if (r >= 0)
         r = libdm__dm_set_autokill(dst, false);

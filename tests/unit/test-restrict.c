@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -293,14 +294,23 @@ static char *write_script(const char *dir, const char *name, const char *body)
 
 static void test_probe(void **state)
 {
-    char *dir = tu_mkdtemp("probe");
-    char *yes = write_script(dir, "yes", "#!/bin/sh\n[ \"$1 $2 $3\" = \"-sandbox on -version\" ]\n");
-    char *no = write_script(dir, "no", "#!/bin/sh\necho no seccomp >&2; exit 1\n");
-    char *hang = write_script(dir, "hang", "#!/bin/sh\nexec sleep 30\n");
-    int children = tu_child_count();
+    char *dir, *yes, *no, *hang;
+    int pfd = (int)syscall(SYS_pidfd_open, getpid(), 0), children;
     uint64_t t0;
 
+    /* The probe follows its child through a pidfd: valgrind 3.19 lacks it. */
+    if (pfd < 0) {
+        print_message("probe: skipped (no pidfd_open here, e.g. under valgrind)\n");
+        skip();
+    }
+    close(pfd);
     (void)state;
+    dir = tu_mkdtemp("probe");
+    yes = write_script(dir, "yes", "#!/bin/sh\n[ \"$1 $2 $3\" = \"-sandbox on -version\" ]\n");
+    no = write_script(dir, "no", "#!/bin/sh\necho no seccomp >&2; exit 1\n");
+    hang = write_script(dir, "hang", "#!/bin/sh\nexec sleep 30\n");
+    children = tu_child_count();
+
     libdm__qemu_sandbox_cache_clear();
     assert_int_equal(libdm__qemu_has_sandbox(yes, 2000), 1);
     assert_int_equal(libdm__qemu_has_sandbox(no, 2000), 0);
