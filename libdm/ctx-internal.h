@@ -36,6 +36,9 @@ struct libdm_ctx {
     unsigned nclosing;           /* connections draining after close_async */
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
 
+    void *blocking_for;          /* the DM a blocking libdm call waits for (dm.c) */
+    struct libdm_dm *postponed;  /* DMs whose callbacks wait for that call to end */
+
     libdm_ctx_idle_fn *idle_cb;  /* libdm_ctx_set_idle_callback() */
     void *idle_user;
     bool idle_reported;          /* idle_cb ran since the context was last busy */

@@ -297,7 +297,7 @@ int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms, unsi
         libdm__timer_disarm(ctx, &dm->op_tick);
         libdm__timer_init(&dm->op_tick, attach_lock_tick, dm);
         attach_lock_tick(ctx, &dm->op_tick, dm);
-        r = libdm__dm_sync_wait(ctx, &s);
+        r = libdm__dm_sync_wait(dm, &s);
         /* Alive, monitor unusable: handed over BROKEN, stoppable by
          * signals. Only a migration's hold is an error to a plain attach. */
         if (r < 0 && r != -EBUSY && r != -ESRCH && !libdm__dm_exited(dm))

@@ -147,7 +147,7 @@ int libdm_dm_resume(libdm_dm *dm, int timeout_ms)
     if (libdm__dispatch_depth(dm->ctx) > 0)
         return -EDEADLK;
     r = libdm_dm_resume_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
-    return r < 0 ? r : libdm__dm_sync_wait(dm->ctx, &s);
+    return r < 0 ? r : libdm__dm_sync_wait(dm, &s);
 }
 
 /* ---- pause and query-status: one monitor call each ---- */
@@ -221,7 +221,7 @@ int libdm_dm_pause(libdm_dm *dm, int timeout_ms)
     if (libdm__dispatch_depth(dm->ctx) > 0)
         return -EDEADLK;
     r = libdm_dm_pause_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
-    return r < 0 ? r : libdm__dm_sync_wait(dm->ctx, &s);
+    return r < 0 ? r : libdm__dm_sync_wait(dm, &s);
 }
 
 int libdm_dm_query_status(libdm_dm *dm, int timeout_ms, char **ret_runstate)
@@ -234,7 +234,7 @@ int libdm_dm_query_status(libdm_dm *dm, int timeout_ms, char **ret_runstate)
         return -EDEADLK;
     r = libdm_dm_query_status_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
     if (r >= 0)
-        r = libdm__dm_sync_wait(dm->ctx, &s);
+        r = libdm__dm_sync_wait(dm, &s);
     if (r < 0)
         return r;
     copy = dm->runstate ? strdup(dm->runstate) : NULL;
@@ -346,7 +346,7 @@ int libdm_dm_stop(libdm_dm *dm, int force, int timeout_ms)
     r = libdm_dm_stop_async(dm, force, timeout_ms, libdm__dm_sync_done_cb, &s);
     if (r == -EALREADY)
         return 0;
-    return r < 0 ? r : libdm__dm_sync_wait(dm->ctx, &s);
+    return r < 0 ? r : libdm__dm_sync_wait(dm, &s);
 }
 
 libdm_dm *libdm_dm_release(libdm_dm *dm)
@@ -374,5 +374,5 @@ int libdm__dm_resume_confirmed(libdm_dm *dm, int timeout_ms)
     if (r < 0)
         return r;
     resume_send_cont(dm);
-    return libdm__dm_sync_wait(dm->ctx, &s);
+    return libdm__dm_sync_wait(dm, &s);
 }

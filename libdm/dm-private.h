@@ -10,6 +10,7 @@
 #define LIBDM_DM_PRIVATE_H
 
 #include "dm-internal.h"
+#include "ctx-internal.h"
 #include "config-internal.h"
 #include "qmp-internal.h"
 #include "keeper-proto.h"
@@ -92,6 +93,9 @@ struct libdm_dm {
     libdm__timer exit_poll;     /* attached: waiting for the keeper's record */
     unsigned exit_polls;
     completion *done_head, **done_tail;
+    libdm_dm *postponed_next;   /* on ctx->postponed while a blocking call for
+                                 * another DM runs */
+    bool postponed;
     libdm_dm_event_fn *event_cb;
     void *event_user;
     notice *notice_head, **notice_tail;
@@ -145,7 +149,7 @@ void libdm__dm_start_maybe_ready(libdm_dm *dm);
 void libdm__dm_start_tick(libdm_ctx *ctx, libdm__timer *t, void *user);
 void libdm__dm_stop_finished(libdm_dm *dm);
 void libdm__dm_sync_done_cb(libdm_dm *dm, int status, void *user);
-int libdm__dm_sync_wait(libdm_ctx *ctx, sync_op *s);
+int libdm__dm_sync_wait(libdm_dm *dm, sync_op *s);
 int libdm__dm_write_record(libdm_dm *dm);
 
 extern const libdm__keeper_ops libdm__dm_keeper_ops;

@@ -457,7 +457,7 @@ int libdm__dm_start(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill, l
     r = libdm__dm_start_async(ctx, cfg, autokill, libdm__dm_sync_done_cb, &s, &dm);
     if (r < 0)
         return r;
-    r = libdm__dm_sync_wait(ctx, &s);
+    r = libdm__dm_sync_wait(dm, &s);
     if (r < 0) {
         libdm__dm_free(dm);
         return r;

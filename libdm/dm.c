@@ -64,13 +64,55 @@ static void drop_notices(libdm_dm *dm)
     dm->notice_tail = &dm->notice_head;
 }
 
+/* Whether @dm's callbacks must wait: a blocking call for another DM runs. */
+static bool must_postpone(libdm_dm *dm)
+{
+    libdm_ctx *ctx = dm->ctx;
+
+    if (!ctx->blocking_for || ctx->blocking_for == dm)
+        return false;
+    if (!dm->postponed) {
+        dm->postponed = true;
+        dm->postponed_next = ctx->postponed;
+        ctx->postponed = dm;
+    }
+    return true;
+}
+
+static void unpostpone(libdm_dm *dm)
+{
+    libdm_dm **pp = &dm->ctx->postponed;
+
+    if (!dm->postponed)
+        return;
+    while (*pp && *pp != dm)
+        pp = &(*pp)->postponed_next;
+    if (*pp)
+        *pp = dm->postponed_next;
+    dm->postponed = false;
+    dm->postponed_next = NULL;
+}
+
+static void release_postponed(libdm_ctx *ctx)
+{
+    while (ctx->postponed) {
+        libdm_dm *dm = ctx->postponed;
+
+        unpostpone(dm);
+        if (dm->done_head)
+            (void)libdm__defer(ctx, &dm->op_done);
+        if (dm->notice_head)
+            (void)libdm__defer(ctx, &dm->notice_timer);
+    }
+}
+
 /* One notice per run, like completions: the callback may release the DM. */
 static void notice_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
     notice *n = dm->notice_head;
 
-    if (!n)
+    if (!n || must_postpone(dm))
         return;
     dm->notice_head = n->next;
     if (!dm->notice_head)
@@ -334,7 +376,7 @@ static void op_done_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     libdm_dm *dm = user;
     completion *c = dm->done_head;
 
-    if (!c)
+    if (!c || must_postpone(dm))
         return;
     dm->done_head = c->next;
     if (!dm->done_head)
@@ -686,6 +728,9 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
 
 void libdm__dm_free(libdm_dm *dm)
 {
+    unpostpone(dm);
+    if (dm->ctx->blocking_for == dm)
+        dm->ctx->blocking_for = NULL;
     libdm__timer_disarm(dm->ctx, &dm->op_deadline);
     libdm__timer_disarm(dm->ctx, &dm->op_tick);
     libdm__timer_disarm(dm->ctx, &dm->op_done);
@@ -785,11 +830,21 @@ static bool sync_is_done(void *arg)
     return ((sync_op *)arg)->done;
 }
 
-/* Every operation has its own deadline timer, which bounds this wait. */
-int libdm__dm_sync_wait(libdm_ctx *ctx, sync_op *s)
+/* Every operation has its own deadline timer, which bounds this wait.
+ * While it runs, other DMs' completions and notices are held back: a host
+ * never sees a callback for one object inside a blocking call it made for
+ * another. They are delivered from the loop once this call returns. */
+int libdm__dm_sync_wait(libdm_dm *dm, sync_op *s)
 {
-    int r = libdm__wait(ctx, sync_is_done, s, UINT64_MAX);
+    libdm_ctx *ctx = dm->ctx;
+    void *outer = ctx->blocking_for;
+    int r;
 
+    ctx->blocking_for = dm;
+    r = libdm__wait(ctx, sync_is_done, s, UINT64_MAX);
+    ctx->blocking_for = outer;
+    if (!outer)
+        release_postponed(ctx);
     return r < 0 ? r : s->status;
 }
 

@@ -692,6 +692,45 @@ static void test_attach_async(void **state)
     tu_settle_children(f->ctx, 0);
 }
 
+/* A host never sees one DM's callback inside a blocking call it made for
+ * another: B's resume completes (its state says RUNNING) while blocking
+ * calls run for A, but B's callback waits until they return. */
+static void test_no_callback_inside_other_blocking_call(void **state)
+{
+    fixture *f = *state;
+    seen w = { 0 };
+    libdm_dm *a, *b;
+    char *rs = NULL;
+    int pa, pb;
+
+    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &a), 0);
+    assert_int_equal(libdm_dm_config_set_name(f->cfg, "t2"), 0);
+    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &b), 0);
+    pa = libdm_dm_get_pid(a);
+    pb = libdm_dm_get_pid(b);
+    assert_int_equal(libdm_dm_set_event_callback(b, on_dm_event, &w), 0);
+    assert_int_equal(libdm_dm_resume_async(b, 5000, on_done, &w), 0);
+    for (int i = 0; i < 20 && libdm_dm_get_state(b) != LIBDM_DM_RUNNING; i++) {
+        assert_int_equal(libdm_dm_query_status(a, 5000, &rs), 0);
+        free(rs);
+        rs = NULL;
+    }
+    /* B's operation is over, yet nothing of B reached the host. */
+    assert_int_equal(libdm_dm_get_state(b), LIBDM_DM_RUNNING);
+    assert_int_equal(w.done, 0);
+    assert_int_equal(w.n, 0);
+    run_until(f->ctx, &w.done, 1);
+    assert_int_equal(w.status, 0);
+    run_until(f->ctx, &w.n, 1);
+    assert_int_equal(libdm_dm_stop(a, 0, 5000), 0);
+    assert_int_equal(libdm_dm_stop(b, 0, 5000), 0);
+    libdm_dm_release(a);
+    libdm_dm_release(b);
+    wait_gone(f->ctx, pa);
+    wait_gone(f->ctx, pb);
+    tu_settle_children(f->ctx, 0);
+}
+
 /* A refused restricted start: -EINVAL or -EPERM at once, an error naming
  * the problem, and nothing spawned or left behind. */
 static void start_refused(fixture *f, const char *expect_in_log)
@@ -870,6 +909,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restricted_restore_from_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_and_async_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_async, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_callback_inside_other_blocking_call, setup,
+                                        teardown),
     };
 
     int skip = tu_require_dm_env();
