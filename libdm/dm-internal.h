@@ -28,9 +28,10 @@ int libdm__dm_set_migrating(libdm_dm *dm, bool on);
 /* @record: write the PAUSED state now (not when a resume follows at once:
  * the write would only add to the guest's downtime). */
 void libdm__dm_incoming_done(libdm_dm *dm, bool record);
-/* Finish has just confirmed the incoming migration completed (seed 000's
- * rule): cont at once, without the guarded resume's second query-status.
- * Blocking. */
-int libdm__dm_resume_confirmed(libdm_dm *dm, int timeout_ms);
+/* Finish (destination): waits until the incoming migration is confirmed
+ * completed (seed 000's rule, libdm__incoming_verdict), then sends cont at
+ * once unless @keep_paused. The guarded resume's own wait: it exists once.
+ * Blocking; -EIO if the incoming migration failed, -ESRCH if the DM died. */
+int libdm__dm_finish_incoming(libdm_dm *dm, bool keep_paused, int timeout_ms);
 
 #endif

@@ -63,10 +63,18 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
         libdm__dm_op_finish(dm, -EIO);
         return;
     case 1:
-        libdm__dm_incoming_done(dm, true);
-        resume_query(dm);
+        /* Confirmed just now (seed 000's rule): cont at once, or stop here
+         * for a Finish that keeps the guest paused. Every step between the
+         * completion and cont is guest-visible downtime. */
+        libdm__dm_incoming_done(dm, dm->resume_keep_paused);
+        if (dm->resume_keep_paused)
+            libdm__dm_op_finish(dm, 0);
+        else
+            resume_send_cont(dm);
         return;
     }
+    /* Not yet: look again on the MIGRATION event (libdm__dm_incoming_event)
+     * or, as the safety net against a missed event, on a timer. */
     (void)libdm__timer_arm(dm->ctx, &dm->op_tick, libdm_now_ms() + DM_MIGRATE_POLL_MS);
 }
 
@@ -75,11 +83,21 @@ static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
     libdm_dm *dm = user;
     int r;
 
-    if (dm->op != OP_RESUME)
-        return;
+    if (dm->op != OP_RESUME || dm->call)
+        return; /* a look is already under way */
     r = libdm__dm_call(dm, "query-migrate", NULL, resume_on_migrate);
     if (r < 0)
         libdm__dm_op_finish(dm, r);
+}
+
+/* dm.c: a MIGRATION event arrived. A resume waiting for the incoming
+ * migration looks now rather than at its next tick. */
+void libdm__dm_incoming_event(libdm_dm *dm)
+{
+    if (dm->op != OP_RESUME || dm->state != LIBDM_DM_INCOMING)
+        return;
+    libdm__timer_disarm(dm->ctx, &dm->op_tick);
+    resume_poll_migrate(dm->ctx, &dm->op_tick, dm);
 }
 
 static void resume_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
@@ -360,7 +378,10 @@ libdm_dm *libdm_dm_release(libdm_dm *dm)
 }
 
 
-int libdm__dm_resume_confirmed(libdm_dm *dm, int timeout_ms)
+/* Finish's wait, the same step as the guarded resume's: until the
+ * incoming migration is confirmed completed, then cont at once (or stop
+ * there with @keep_paused). */
+int libdm__dm_finish_incoming(libdm_dm *dm, bool keep_paused, int timeout_ms)
 {
     sync_op s = { 0 };
     int r;
@@ -373,6 +394,12 @@ int libdm__dm_resume_confirmed(libdm_dm *dm, int timeout_ms)
                            libdm__dm_sync_done_cb, &s);
     if (r < 0)
         return r;
-    resume_send_cont(dm);
-    return libdm__dm_sync_wait(dm, &s);
+    dm->resume_keep_paused = keep_paused;
+    libdm__dm_set_state(dm, LIBDM_DM_INCOMING);
+    libdm__timer_disarm(dm->ctx, &dm->op_tick);
+    libdm__timer_init(&dm->op_tick, resume_poll_migrate, dm);
+    resume_poll_migrate(dm->ctx, &dm->op_tick, dm);
+    r = libdm__dm_sync_wait(dm, &s);
+    dm->resume_keep_paused = false;
+    return r;
 }

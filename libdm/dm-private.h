@@ -106,7 +106,8 @@ struct libdm_dm {
     bool incoming;              /* started (or recorded) with -incoming */
     bool incoming_at_start;     /* -incoming URI (not defer): QEMU loads before
                                  * the events capability can be turned on */
-    bool autokill_after_ready;  /* a migration destination: armed until Finish */
+    bool autokill_after_ready;
+    bool resume_keep_paused;    /* Finish with keep_paused: confirm, no cont */  /* a migration destination: armed until Finish */
     int broken_errno;           /* why the monitor became unusable, if known */
     char *lock_holder;          /* attach: who holds monitor.lock (cmdline) */
     int lock_holder_pid;
@@ -150,6 +151,8 @@ void libdm__dm_start_tick(libdm_ctx *ctx, libdm__timer *t, void *user);
 void libdm__dm_stop_finished(libdm_dm *dm);
 void libdm__dm_sync_done_cb(libdm_dm *dm, int status, void *user);
 int libdm__dm_sync_wait(libdm_dm *dm, sync_op *s);
+/* A MIGRATION event arrived (dm-ops.c: a waiting resume looks now). */
+void libdm__dm_incoming_event(libdm_dm *dm);
 int libdm__dm_write_record(libdm_dm *dm);
 
 extern const libdm__keeper_ops libdm__dm_keeper_ops;

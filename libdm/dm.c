@@ -646,6 +646,7 @@ static void on_event(libdm_qmp *q, const char *name, const libdm_json *data, voi
         if (copy) {
             free(dm->migration_event);
             dm->migration_event = copy;
+            libdm__dm_incoming_event(dm);
         }
     }
 }

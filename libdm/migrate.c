@@ -416,39 +416,6 @@ int libdm_migrate_perform(libdm_dm *src, const char *uri, unsigned flags,
 
 /* ---- Finish ---- */
 
-/* One look at the incoming migration: 1 completed, 0 not yet, <0 never. */
-static int incoming_step(libdm_dm *dst, uint64_t deadline)
-{
-    char *st = NULL;
-    int r;
-
-    if (libdm__dm_exited(dst))
-        return -ESRCH;
-    r = migration_status(dst, deadline, &st, NULL);
-    if (r < 0)
-        return r;
-    r = libdm__incoming_verdict(dst, st);
-    free(st);
-    if (r == 0 && remaining_ms(deadline) == 0) {
-        LIBDM__ERROR(libdm__dm_ctx(dst), "%s: incoming migration not completed before "
-                     "the deadline", libdm_dm_get_name(dst));
-        r = -ETIMEDOUT;
-    }
-    return r;
-}
-
-static int wait_incoming_completed(libdm_dm *dst, uint64_t deadline)
-{
-    mig_watch w;
-    int r;
-
-    watch_start(dst, &w);
-    while ((r = incoming_step(dst, deadline)) == 0)
-        pump(libdm__dm_ctx(dst), &w, MIGRATE_POLL_MS, deadline);
-    watch_stop(&w);
-    return r < 0 ? r : 0;
-}
-
 /* The decision table of migrate.h: may the destination run the guest if its
  * own incoming migration completed? Only if the source cannot run it. */
 static bool finish_decision(libdm_migrate_source source)
@@ -484,13 +451,11 @@ int libdm_migrate_finish_from(libdm_dm *dst, libdm_migrate_source source, int ke
                      libdm_migrate_source_to_string(source));
         return -ECANCELED;
     }
-    r = wait_incoming_completed(dst, deadline);
-    if (r >= 0)
-        libdm__dm_incoming_done(dst, keep_paused);
-    /* Confirmed just now: cont at once. Every step between the completion
-     * and cont is guest-visible downtime (bench/bench-migrate.c). */
-    if (r >= 0 && !keep_paused)
-        r = libdm__dm_resume_confirmed(dst, remaining_ms(deadline) ? remaining_ms(deadline) : 1);
+    /* The same wait as the guarded resume's (dm-ops.c), then cont at once:
+     * every step between completion and cont is guest-visible downtime
+     * (bench/bench-migrate.c). */
+    r = libdm__dm_finish_incoming(dst, keep_paused,
+                                  remaining_ms(deadline) ? remaining_ms(deadline) : 1);
     /* Only now does the DM stop depending on this process (seed 002). */
     if (r >= 0)
         r = libdm__dm_set_autokill(dst, false);
