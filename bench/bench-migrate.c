@@ -473,29 +473,6 @@ typedef struct raw_qemu {
     mon m;
 } raw_qemu;
 
-static int prebind(const char *path, int *ret_client)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int l, c;
-
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -1;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    unlink(path);
-    if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(l, 1) < 0 || connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        if (l >= 0)
-            close(l);
-        if (c >= 0)
-            close(c);
-        return -1;
-    }
-    *ret_client = c;
-    return l;
-}
-
 static const char CAPS[] = "{\"execute\":\"qmp_capabilities\",\"id\":\"b\"}\n";
 static const char EVENTS[] = "{\"execute\":\"migrate-set-capabilities\",\"arguments\":"
                              "{\"capabilities\":[{\"capability\":\"events\",\"state\":true}]},"
@@ -508,7 +485,7 @@ static int raw_start(raw_qemu *q, const libdm_dm_config *cfg, const char *qmp_pa
 
     q->pid = -1;
     mon_init(&q->m);
-    l = prebind(qmp_path, &q->m.fd);
+    l = bu_prebind(qmp_path, &q->m.fd);
     if (l < 0 || libdm_dm_config_build_argv(cfg, l, &argv) < 0) {
         if (l >= 0)
             close(l);

@@ -58,32 +58,6 @@ static double run_floor_poll(const char *dir)
     return (t1 - t0) / 1000.0;
 }
 
-/* Pre-binds @path, returns the listening fd and the connected client. */
-static int prebind(const char *path, int *ret_client)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int l, c;
-
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -1;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    /* Non-blocking listener, as libdm passes it: QEMU may accept() on a
-     * spurious wakeup and would hang on a blocking one (see libdm/dm.c). */
-    l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    unlink(path);
-    if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(l, 1) < 0 || connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        if (l >= 0)
-            close(l);
-        if (c >= 0)
-            close(c);
-        return -1;
-    }
-    *ret_client = c;
-    return l;
-}
-
 static double run_floor_fd(const char *dir)
 {
     static const char cmds[] = "{\"execute\":\"qmp_capabilities\",\"id\":\"c\"}\n"
@@ -95,7 +69,7 @@ static double run_floor_fd(const char *dir)
 
     snprintf(path, sizeof(path), "%s/fd.sock", dir);
     t0 = bu_now_us();
-    l = prebind(path, &conn.fd);
+    l = bu_prebind(path, &conn.fd);
     if (l < 0)
         return -1;
     conn.len = conn.off = 0;

@@ -67,30 +67,6 @@ typedef struct fl_dm {
     char buf[4096];
 } fl_dm;
 
-static int prebind(const char *path, int *ret_client)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int l, c;
-
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -1;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    /* Non-blocking listener (FACTS: QEMU may accept() on a spurious wakeup). */
-    l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    unlink(path);
-    if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(l, 1) < 0 || connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        if (l >= 0)
-            close(l);
-        if (c >= 0)
-            close(c);
-        return -1;
-    }
-    *ret_client = c;
-    return l;
-}
-
 /* Lines of @d's buffer; true once the query-status reply was seen. */
 static bool fl_scan(fl_dm *d)
 {
@@ -150,7 +126,7 @@ static double run_floor(libdm_dm_config **cfgs, int n, const char *dir)
         int l;
 
         snprintf(path, sizeof(path), "%s/f%d.sock", dir, i);
-        l = prebind(path, &dms[i].fd);
+        l = bu_prebind(path, &dms[i].fd);
         if (l < 0 || bu_write_all(dms[i].fd, cmds, sizeof(cmds) - 1) < 0 ||
             libdm_dm_config_build_argv(cfgs[i], l, &argv) < 0) {
             fail = 1;

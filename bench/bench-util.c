@@ -266,3 +266,26 @@ void bu_quit(bu_conn *c)
     close(c->fd);
     c->fd = -1;
 }
+
+int bu_prebind(const char *path, int *ret_client)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int l, c;
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -1;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    unlink(path);
+    if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(l, 1) < 0 || connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (l >= 0)
+            close(l);
+        if (c >= 0)
+            close(c);
+        return -1;
+    }
+    *ret_client = c;
+    return l;
+}

@@ -53,4 +53,9 @@ int bu_negotiate(bu_conn *c);
 /* Sends quit and reads until EOF. */
 void bu_quit(bu_conn *c);
 
+/* A listening socket at @path (non-blocking, as libdm passes it: QEMU may
+ * accept() on a spurious wakeup and would hang on a blocking one) and a
+ * client connected to it before QEMU runs. The listening fd, or -1. */
+int bu_prebind(const char *path, int *ret_client);
+
 #endif
