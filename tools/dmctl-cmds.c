@@ -473,6 +473,12 @@ static int start_run(dmctl *d, const libdm_dm_config *cfg, const char *name, lib
         free(why);
         return DMCTL_EXIT_FAIL;
     }
+    /* Refused before anything ran (a configuration libdm will not honour:
+     * a bad chroot, no user to run as...): a usage error, exit 2. */
+    if (r == -EINVAL) {
+        (void)dmctl_report_start(d, NULL, name, r);
+        return DMCTL_EXIT_USAGE;
+    }
     if (r < 0)
         return dmctl_report_start(d, NULL, name, r);
     r = dmctl_wait(d, &w.done);

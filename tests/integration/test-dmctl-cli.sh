@@ -77,6 +77,18 @@ run 2 "--profile bogus" --store "$store" start t1 --profile bogus &&
 run 2 "bad NAME" --store "$store" start '-bad/name' && expect_in err "NAME" "bad NAME"
 run 2 "--runas without --restrict" --store "$store" start t1 --runas nobody &&
     expect_in err "\-\-restrict" "--runas without --restrict"
+run 2 "--runas root" --store "$store" start t1 --restrict --runas root &&
+    expect_in err "not root" "--runas root"
+if [ "$(id -u)" = 0 ]; then
+    # Refused by libdm before anything runs: exit 2, the problem named.
+    run 2 "--chroot /" --store "$store" start t1 --restrict --runas nobody --chroot / &&
+        expect_in err "root directory" "--chroot /"
+    if ! getent passwd xen-qemuuser-shared xen-qemuuser-range-base >/dev/null; then
+        run 2 "xen restrict without a user" --store "$store" start t1 --profile xen --domid 3 \
+            --restrict && expect_in err "xen-qemuuser-shared" "xen restrict without a user"
+    fi
+    [ -z "$(ls -A "$store")" ] || fail "refused starts left files: $(ls -A "$store")"
+fi
 run 2 "--timeout 0" --timeout 0 list && expect_in err "invalid --timeout value '0'" "--timeout 0"
 run 2 "--timeout abc" --timeout abc list && expect_in err "\-\-timeout" "--timeout abc"
 run 2 "--timeout -1" --timeout -1 list && expect_in err "\-\-timeout" "--timeout -1"
