@@ -31,7 +31,43 @@ void libdm__dm_incoming_done(libdm_dm *dm, bool record);
 /* Finish (destination): waits until the incoming migration is confirmed
  * completed (seed 000's rule, libdm__incoming_verdict), then sends cont at
  * once unless @keep_paused. The guarded resume's own wait: it exists once.
- * Blocking; -EIO if the incoming migration failed, -ESRCH if the DM died. */
-int libdm__dm_finish_incoming(libdm_dm *dm, bool keep_paused, int timeout_ms);
+ * An operation (OP_RESUME): @cb gets -EIO if the incoming migration failed,
+ * -ESRCH if the DM died, -ETIMEDOUT at the deadline; fails at once (no
+ * callback) when the DM has no usable monitor. */
+int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_ms,
+                                    libdm_dm_done_fn *cb, void *userdata);
+
+/* A blocking call waits for its own operation's completion (dm.c). A
+ * caller may wake the wait early by setting @done from a callback of its
+ * own (to run a step outside any dispatch), then clear it and wait again. */
+typedef struct sync_op {
+    bool done;
+    int status;
+} sync_op;
+void libdm__dm_sync_done_cb(libdm_dm *dm, int status, void *user);
+int libdm__dm_sync_wait(libdm_dm *dm, sync_op *s);
+
+/* ---- a migration phase on the DM's operation core (dm-ops.c) ----
+ * One operation at a time per DM: the phase holds it from mig_begin until
+ * mig_finish (or until the DM exits: -ESRCH, or a stop interrupts it:
+ * -ECANCELED). Everything it waits on belongs to the operation and ends
+ * with it: the monitor call (one slot), the tick timer, the deadline. */
+/* 0, or why no monitor call can be made (-ESRCH exited, -ENOTCONN). */
+int libdm__dm_mig_usable(libdm_dm *dm);
+/* Starts the operation; @state (the phase's object) is passed to @cb. */
+int libdm__dm_mig_begin(libdm_dm *dm, int timeout_ms, libdm__timer_fn *on_deadline,
+                        libdm_dm_done_fn *cb, void *state);
+/* The running migration phase's @state, or NULL (none, or it ended). */
+void *libdm__dm_mig_state(libdm_dm *dm);
+void libdm__dm_mig_finish(libdm_dm *dm, int status);
+/* Sends @cmd; the call is owned by the operation (freed when it ends or at
+ * the next call). @cb gets the DM as its userdata. */
+int libdm__dm_mig_call(libdm_dm *dm, const char *cmd, const libdm_json *args,
+                       libdm_qmp_reply_fn *cb);
+/* Arms the operation's tick: @fn(ctx, timer, dm) in @delay_ms, or at once
+ * when a MIGRATION event arrives first (never an event alone). */
+void libdm__dm_mig_tick(libdm_dm *dm, libdm__timer_fn *fn, int delay_ms);
+/* Moves the operation's deadline to @abs_ms. */
+void libdm__dm_mig_set_deadline(libdm_dm *dm, uint64_t abs_ms);
 
 #endif

@@ -94,6 +94,12 @@ static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
  * migration looks now rather than at its next tick. */
 void libdm__dm_incoming_event(libdm_dm *dm)
 {
+    /* A migration phase waiting on its tick looks now, too. */
+    if (dm->op == OP_MIGRATE && libdm__timer_armed(&dm->op_tick)) {
+        libdm__timer_disarm(dm->ctx, &dm->op_tick);
+        (void)libdm__defer(dm->ctx, &dm->op_tick);
+        return;
+    }
     if (dm->op != OP_RESUME || dm->state != LIBDM_DM_INCOMING)
         return;
     libdm__timer_disarm(dm->ctx, &dm->op_tick);
@@ -153,6 +159,7 @@ int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, vo
     r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire, cb, userdata);
     if (r < 0)
         return r;
+    dm->resume_keep_paused = false;   /* only Finish keeps the guest paused */
     resume_query(dm);
     return 0;
 }
@@ -330,7 +337,7 @@ int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_f
      * incoming migration that will never complete, a start): that operation
      * completes with -ECANCELED. */
     if (dm->op != OP_NONE) {
-        libdm__dm_error(dm, "%s interrupted by stop", dm->op == OP_START ? "start" : "resume");
+        libdm__dm_error(dm, "%s interrupted by stop", libdm__dm_op_names[dm->op]);
         libdm__dm_op_finish(dm, -ECANCELED);
     }
     r = libdm__dm_op_begin(dm, OP_STOP, timeout_ms, stop_escalate, cb, userdata);
@@ -381,17 +388,14 @@ libdm_dm *libdm_dm_release(libdm_dm *dm)
 /* Finish's wait, the same step as the guarded resume's: until the
  * incoming migration is confirmed completed, then cont at once (or stop
  * there with @keep_paused). */
-int libdm__dm_finish_incoming(libdm_dm *dm, bool keep_paused, int timeout_ms)
+int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_ms,
+                                    libdm_dm_done_fn *cb, void *userdata)
 {
-    sync_op s = { 0 };
     int r;
 
-    if (libdm__dispatch_depth(dm->ctx) > 0)
-        return -EDEADLK;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
-    r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
-                           libdm__dm_sync_done_cb, &s);
+    r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire, cb, userdata);
     if (r < 0)
         return r;
     dm->resume_keep_paused = keep_paused;
@@ -399,7 +403,52 @@ int libdm__dm_finish_incoming(libdm_dm *dm, bool keep_paused, int timeout_ms)
     libdm__timer_disarm(dm->ctx, &dm->op_tick);
     libdm__timer_init(&dm->op_tick, resume_poll_migrate, dm);
     resume_poll_migrate(dm->ctx, &dm->op_tick, dm);
-    r = libdm__dm_sync_wait(dm, &s);
-    dm->resume_keep_paused = false;
-    return r;
+    return 0;
+}
+
+/* ---- a migration phase (migrate.c) on the operation core ---- */
+
+int libdm__dm_mig_usable(libdm_dm *dm)
+{
+    if (libdm__dm_usable(dm))
+        return 0;
+    return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
+}
+
+int libdm__dm_mig_begin(libdm_dm *dm, int timeout_ms, libdm__timer_fn *on_deadline,
+                        libdm_dm_done_fn *cb, void *state)
+{
+    return libdm__dm_op_begin(dm, OP_MIGRATE, timeout_ms, on_deadline, cb, state);
+}
+
+void *libdm__dm_mig_state(libdm_dm *dm)
+{
+    return dm->op == OP_MIGRATE ? dm->op_user : NULL;
+}
+
+void libdm__dm_mig_finish(libdm_dm *dm, int status)
+{
+    if (dm->op == OP_MIGRATE)
+        libdm__dm_op_finish(dm, status);
+}
+
+int libdm__dm_mig_call(libdm_dm *dm, const char *cmd, const libdm_json *args,
+                       libdm_qmp_reply_fn *cb)
+{
+    return dm->op == OP_MIGRATE ? libdm__dm_call(dm, cmd, args, cb) : -ECANCELED;
+}
+
+void libdm__dm_mig_tick(libdm_dm *dm, libdm__timer_fn *fn, int delay_ms)
+{
+    if (dm->op != OP_MIGRATE)
+        return;
+    libdm__timer_disarm(dm->ctx, &dm->op_tick);
+    libdm__timer_init(&dm->op_tick, fn, dm);
+    (void)libdm__timer_arm(dm->ctx, &dm->op_tick, libdm_now_ms() + (uint64_t)delay_ms);
+}
+
+void libdm__dm_mig_set_deadline(libdm_dm *dm, uint64_t abs_ms)
+{
+    if (dm->op == OP_MIGRATE)
+        (void)libdm__timer_arm(dm->ctx, &dm->op_deadline, abs_ms);
 }

@@ -28,7 +28,10 @@
 #define DM_EXIT_RECORD_POLLS 50
 #define DM_KEEPER_EXIT_WAIT_MS 5000 /* attached: the keeper records, then exits */
 
-typedef enum { OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY, OP_ATTACH } op_kind;
+typedef enum {
+    OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY, OP_ATTACH,
+    OP_MIGRATE,     /* a migration phase (migrate.c) */
+} op_kind;
 
 extern const char *const libdm__dm_op_names[];
 
@@ -113,11 +116,6 @@ struct libdm_dm {
     int lock_holder_pid;
 };
 
-/* A blocking call waits for its own operation's completion. */
-typedef struct sync_op {
-    bool done;
-    int status;
-} sync_op;
 
 void libdm__dm_attach_connected(libdm_dm *dm);
 void libdm__dm_attach_fail(libdm_dm *dm, int status);
@@ -149,8 +147,6 @@ void libdm__dm_start_fail_finished(libdm_dm *dm);
 void libdm__dm_start_maybe_ready(libdm_dm *dm);
 void libdm__dm_start_tick(libdm_ctx *ctx, libdm__timer *t, void *user);
 void libdm__dm_stop_finished(libdm_dm *dm);
-void libdm__dm_sync_done_cb(libdm_dm *dm, int status, void *user);
-int libdm__dm_sync_wait(libdm_dm *dm, sync_op *s);
 /* A MIGRATION event arrived (dm-ops.c: a waiting resume looks now). */
 void libdm__dm_incoming_event(libdm_dm *dm);
 int libdm__dm_write_record(libdm_dm *dm);

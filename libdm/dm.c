@@ -35,7 +35,7 @@
 const char *const libdm__dm_op_names[] = {
     [OP_NONE] = "no operation", [OP_START] = "start", [OP_RESUME] = "resume",
     [OP_STOP] = "stop",         [OP_PAUSE] = "pause", [OP_QUERY] = "query-status",
-    [OP_ATTACH] = "attach",
+    [OP_ATTACH] = "attach",     [OP_MIGRATE] = "migration",
 };
 
 static const char *dm_state_names[] = {

@@ -1,11 +1,55 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Live migration: Begin, Prepare, Perform, Finish, Confirm (see migrate.h).
+ * Live migration: Begin, Prepare, Perform, Finish, Confirm, cancel and
+ * recovery (see migrate.h), as asynchronous operations; the blocking forms
+ * (migrate-sync.c) wait for them.
  *
  * DO NOT TRUST QEMU: statuses come through the bounded QMP engine and every
- * wait is bounded. No wait relies on an event alone: a MIGRATION event ends
- * the wait at once (then query-migrate confirms), and query-migrate is also
- * polled every MIGRATE_POLL_MS in case an event is missed.
+ * wait is bounded by the operation's deadline. No wait relies on an event
+ * alone: a MIGRATION event wakes the operation's tick at once (then
+ * query-migrate confirms), and the tick also fires every MIGRATE_POLL_MS in
+ * case an event is missed.
+ *
+ * Each phase but Prepare's start and Finish's wait (dm-start.c and dm-ops.c
+ * own those) is an operation OP_MIGRATE on the DM's operation core, with a
+ * mig_op for its state: one monitor call at a time, owned by the operation
+ * (its slot is freed when the next call is made or the operation ends: no
+ * floating call), one tick timer, the deadline. The operation can also end
+ * from outside (the DM exits: -ESRCH; a stop interrupts it: -ECANCELED):
+ * every handler first asks whether its mig_op is still the running one,
+ * and the mig_op itself is freed only by the deferred completion.
+ *
+ * The steps (mig_step) and their transitions:
+ *
+ *   one-look phases (Begin, Confirm, Cancel, Recover):
+ *     S_STATUS     query-status sent        -> S_MIGSTATUS | S_CONT | end
+ *     S_MIGSTATUS  query-migrate sent       -> C_SEND | S_STATUS | end
+ *     S_CONT       cont sent                -> S_CONT_RETRY ("not finalized") | end
+ *     S_CONT_RETRY tick                     -> S_CONT
+ *   Prepare (after the DM started):
+ *     S_INCOMING   migrate-incoming sent    -> end
+ *   source state:
+ *     S_SRC_QUERY  query-migrate sent       -> end | S_SRC_EXIT
+ *     S_SRC_EXIT   tick: exited yet?        -> end (GONE; UNKNOWN at the deadline)
+ *   Perform:
+ *     P_STATUS     query-status sent (was the guest running?)  -> P_CAPS
+ *     P_CAPS       query-migrate-capabilities  -> P_SET_PBS | P_SET_EVENTS
+ *     P_SET_PBS    pause-before-switchover set -> P_SET_EVENTS
+ *     P_SET_EVENTS events capability set       -> P_MIGRATE
+ *     P_MIGRATE    migrate sent                -> P_QUERY
+ *     P_WAIT       tick (or a MIGRATION event) -> P_QUERY
+ *     P_QUERY      query-migrate sent          -> end | P_WAIT | P_HOOK | P_EXIT
+ *     P_HOOK       the host's switchover hook runs; waits for
+ *                  libdm_migrate_switchover_done() -> P_CONTINUE | C_SEND
+ *     P_CONTINUE   migrate-continue sent       -> P_WAIT | C_SEND
+ *     P_EXIT       tick: a query failed, the DM may be dying -> end | C_SEND
+ *     the deadline: before migrate -> end(-ETIMEDOUT); after -> C_SEND
+ *   cancelling (Perform, Cancel, Recover), with its own deadline:
+ *     C_SEND       migrate_cancel sent         -> C_QUERY
+ *     C_QUERY      query-migrate sent          -> C_WAIT | settled
+ *     C_WAIT       tick                        -> C_QUERY
+ *     settled (or not by the deadline): Perform ends, Cancel and Recover go
+ *     on to S_STATUS.
  *
  * The decision table of Finish (what the source says x what the
  * destination's own incoming migration says) is in migrate.h; it is coded in
@@ -13,8 +57,8 @@
  *
  * Ownership (seed 004): the destination DM belongs to its keeper's autokill
  * until Finish succeeded; Perform creates nothing that outlives it (no
- * timers, no listeners); every exit path of Perform leaves the source either
- * migrated or cancelled.
+ * timers, no listeners, no calls); every exit path of Perform leaves the
+ * source either migrated or cancelled.
  */
 #include "dm-internal.h"
 #include "config-internal.h"
@@ -24,6 +68,59 @@
 
 #define MIGRATE_POLL_MS 50
 #define MIGRATE_CANCEL_WAIT_MS 10000
+#define MIGRATE_EXIT_WAIT_MS 200    /* a failed monitor: time for the DM's exit to show */
+#define MIGRATE_EXIT_POLL_MS 20
+#define MIGRATE_CONT_RETRY_MS 20
+#define MIGRATE_AFTER_CANCEL_MS 2000 /* at least this long for the steps after a cancel */
+#define MIGRATE_DEFAULT_MS 10000     /* a timeout <= 0: the DM's default */
+
+typedef enum mig_phase {
+    PH_BEGIN, PH_INCOMING, PH_PERFORM, PH_CONFIRM, PH_CANCEL, PH_RECOVER_RUN,
+    PH_RECOVER_STOP, PH_SOURCE_STATE,
+} mig_phase;
+
+typedef enum mig_step {
+    S_NONE, S_STATUS, S_MIGSTATUS, S_CONT, S_CONT_RETRY, S_INCOMING, S_SRC_QUERY, S_SRC_EXIT,
+    P_STATUS, P_CAPS, P_SET_PBS, P_SET_EVENTS, P_MIGRATE, P_WAIT, P_QUERY, P_HOOK,
+    P_CONTINUE, P_EXIT, C_SEND, C_QUERY, C_WAIT,
+} mig_step;
+
+static const char *const phase_names[] = {
+    [PH_BEGIN] = "begin", [PH_INCOMING] = "prepare", [PH_PERFORM] = "perform",
+    [PH_CONFIRM] = "confirm", [PH_CANCEL] = "cancel", [PH_RECOVER_RUN] = "recover",
+    [PH_RECOVER_STOP] = "recover", [PH_SOURCE_STATE] = "source state",
+};
+
+static const char *const step_names[] = {
+    [S_NONE] = "none", [S_STATUS] = "status", [S_MIGSTATUS] = "migration-status",
+    [S_CONT] = "cont", [S_CONT_RETRY] = "cont-retry", [S_INCOMING] = "incoming",
+    [S_SRC_QUERY] = "source-query", [S_SRC_EXIT] = "source-exit-wait",
+    [P_STATUS] = "perform-status", [P_CAPS] = "perform-caps", [P_SET_PBS] = "perform-set-pbs",
+    [P_SET_EVENTS] = "perform-set-events", [P_MIGRATE] = "perform-migrate",
+    [P_WAIT] = "perform-wait", [P_QUERY] = "perform-query", [P_HOOK] = "perform-hook",
+    [P_CONTINUE] = "perform-continue", [P_EXIT] = "perform-exit-wait",
+    [C_SEND] = "cancel-send", [C_QUERY] = "cancel-query", [C_WAIT] = "cancel-wait",
+};
+
+typedef struct mig_op {
+    libdm_dm *dm;
+    mig_phase phase;
+    mig_step step;
+    const char *cmd;            /* the command in flight, for messages */
+    libdm_dm_done_fn *cb;       /* the caller's */
+    void *user;
+    uint64_t deadline;          /* the phase's own (a cancel moves the op's) */
+    uint64_t tick_due;          /* an event may wake a tick early */
+    int why;                    /* P_EXIT, cancelling: the error to report */
+    bool started;               /* Perform: migrate was sent */
+    bool stop_after;            /* Recover: the source goes once this succeeded */
+    char *uri;
+    unsigned flags;
+    libdm_switchover_async_fn *hook;
+    void *hook_user;
+    libdm_progress_fn *progress;
+    void *progress_user;
+} mig_op;
 
 static int remaining_ms(uint64_t deadline)
 {
@@ -34,98 +131,12 @@ static int remaining_ms(uint64_t deadline)
     return deadline - now > INT32_MAX ? INT32_MAX : (int)(deadline - now);
 }
 
-/* A MIGRATION event listener for the length of one wait. */
-typedef struct mig_watch {
-    libdm_qmp_slot *slot;
-    bool fired;
-} mig_watch;
-
-static void on_migration_event(libdm_qmp *q, const char *event, const libdm_json *data,
-                               void *user)
+static bool is_one_of(const char *s, const char *const *set)
 {
-    (void)q;
-    (void)event;
-    (void)data;
-    ((mig_watch *)user)->fired = true;
-}
-
-static void watch_start(libdm_dm *dm, mig_watch *w)
-{
-    libdm_qmp *q = libdm_dm_get_qmp(dm);
-
-    w->fired = false;
-    w->slot = NULL;
-    if (q && libdm_qmp_add_event_listener(q, "MIGRATION", on_migration_event, w, &w->slot) < 0)
-        w->slot = NULL;   /* the timer alone, then */
-}
-
-static void watch_stop(mig_watch *w)
-{
-    w->slot = libdm_qmp_slot_free(w->slot);
-}
-
-/* Lets the loop deliver events for up to @ms (or until @deadline), ending
- * early once @w (may be NULL) saw a MIGRATION event. */
-static void pump(libdm_ctx *ctx, mig_watch *w, int ms, uint64_t deadline)
-{
-    uint64_t until = libdm_now_ms() + (uint64_t)ms;
-
-    if (until > deadline)
-        until = deadline;
-    while (libdm_now_ms() < until && !(w && w->fired))
-        if (libdm_ctx_run_once(ctx, remaining_ms(until)) < 0)
-            break;
-    if (w)
-        w->fired = false;
-}
-
-static libdm_qmp *monitor(libdm_dm *dm)
-{
-    libdm_qmp *q = libdm_dm_get_qmp(dm);
-
-    if (!q)
-        LIBDM__ERROR(libdm__dm_ctx(dm), "%s: no usable monitor connection",
-                     libdm_dm_get_name(dm));
-    return q;
-}
-
-static int call(libdm_dm *dm, const char *cmd, libdm_json *args, uint64_t deadline,
-                libdm_json **ret)
-{
-    libdm_qmp *q = monitor(dm);
-    int r;
-
-    if (!q) {
-        libdm_json_free(args);
-        return -ENOTCONN;
-    }
-    r = libdm_qmp_call(q, cmd, args, remaining_ms(deadline) ? remaining_ms(deadline) : 1, ret);
-    if (r == -EREMOTEIO)
-        LIBDM__ERROR(libdm__dm_ctx(dm), "%s: %s: %s: %s", libdm_dm_get_name(dm), cmd,
-                     libdm_qmp_error_class(q), libdm_qmp_error_desc(q));
-    else if (r < 0)
-        LIBDM__ERROR(libdm__dm_ctx(dm), "%s: %s: %s", libdm_dm_get_name(dm), cmd, strerror(-r));
-    libdm_json_free(args);
-    return r;
-}
-
-/* query-migrate's status ("none" before any migration). Caller frees. */
-static int migration_status(libdm_dm *dm, uint64_t deadline, char **ret_status,
-                            libdm_json **ret_info)
-{
-    libdm_json *v = NULL;
-    const char *st;
-    int r = call(dm, "query-migrate", NULL, deadline, &v);
-
-    if (r < 0)
-        return r;
-    st = libdm__json_get_str(v, "status");
-    *ret_status = strdup(st ? st : "none");
-    if (ret_info)
-        *ret_info = v;
-    else
-        libdm_json_free(v);
-    return *ret_status ? 0 : -ENOMEM;
+    for (; s && *set; set++)
+        if (!strcmp(s, *set))
+            return true;
+    return false;
 }
 
 static libdm_json *string_arg(const char *key, const char *value)
@@ -137,84 +148,368 @@ static libdm_json *string_arg(const char *key, const char *value)
     return o;
 }
 
-static bool is_one_of(const char *s, const char *const *set)
+static const char *dm_name(const mig_op *m)
 {
-    for (; *set; set++)
-        if (!strcmp(s, *set))
-            return true;
-    return false;
+    return libdm_dm_get_name(m->dm);
+}
+
+static libdm_ctx *mig_ctx(const mig_op *m)
+{
+    return libdm__dm_ctx(m->dm);
+}
+
+/* ---- the operation ---- */
+
+static void set_step(mig_op *m, mig_step to)
+{
+    LIBDM__DEBUG(mig_ctx(m), "%s: %s: %s -> %s", dm_name(m), phase_names[m->phase],
+                 step_names[m->step], step_names[to]);
+    m->step = to;
+}
+
+/* Whether @m still runs (the DM's exit or a stop may have ended it). */
+static bool current(const mig_op *m)
+{
+    return libdm__dm_mig_state(m->dm) == m;
+}
+
+static void end(mig_op *m, int status)
+{
+    set_step(m, S_NONE);
+    libdm__dm_mig_finish(m->dm, status);
+}
+
+static void mig_free(mig_op *m)
+{
+    free(m->uri);
+    free(m);
+}
+
+static int source_from_status(int status)
+{
+    if (status >= 0)
+        return status;
+    return status == -ESRCH ? LIBDM_MIGRATE_SOURCE_GONE : LIBDM_MIGRATE_SOURCE_UNKNOWN;
+}
+
+/* The operation core's completion, deferred: frees @m, then tells the
+ * caller (after stopping the source, for a Recover that decided so). */
+static void mig_done(libdm_dm *dm, int status, void *user)
+{
+    mig_op *m = user;
+    libdm_dm_done_fn *cb = m->cb;
+    void *cb_user = m->user;
+    bool stop = m->stop_after && (status >= 0 || libdm__dm_exited(dm));
+    int left = remaining_ms(m->deadline);
+
+    if (m->phase == PH_SOURCE_STATE)
+        status = source_from_status(status);
+    mig_free(m);
+    if (stop) {
+        status = libdm_dm_stop_async(dm, 0, left ? left : 1, cb, cb_user);
+        if (status >= 0)
+            return;
+        status = status == -EALREADY ? 0 : status;
+    }
+    if (cb)
+        cb(dm, status, cb_user);
+}
+
+static void on_deadline(libdm_ctx *ctx, libdm__timer *t, void *user);
+
+/* Starts phase @ph on @dm: the operation is @dm's until end(). */
+static int mig_start(libdm_dm *dm, mig_phase ph, int timeout_ms, libdm_dm_done_fn *cb,
+                     void *user, mig_op **ret)
+{
+    mig_op *m = calloc(1, sizeof(*m));
+    int r;
+
+    if (!m)
+        return -ENOMEM;
+    *m = (mig_op){ .dm = dm, .phase = ph, .cb = cb, .user = user,
+                   .deadline = libdm__deadline(timeout_ms > 0 ? timeout_ms : MIGRATE_DEFAULT_MS) };
+    r = libdm__dm_mig_begin(dm, timeout_ms, on_deadline, mig_done, m);
+    if (r < 0) {
+        mig_free(m);
+        return r;
+    }
+    *ret = m;
+    return 0;
+}
+
+static void on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user);
+static void step_reply(mig_op *m, const libdm_qmp_reply *r);
+
+static void log_failure(mig_op *m, const libdm_qmp_reply *r)
+{
+    if (r->status == -EREMOTEIO)
+        LIBDM__ERROR(mig_ctx(m), "%s: %s: %s: %s", dm_name(m), m->cmd,
+                     r->error_class ? r->error_class : "?", r->error_desc ? r->error_desc : "?");
+    else
+        LIBDM__ERROR(mig_ctx(m), "%s: %s: %s", dm_name(m), m->cmd, strerror(-r->status));
+}
+
+/* Sends @cmd (consumes @args) and moves to @next, where its reply is
+ * handled; a call that cannot be sent is handled there as its failure. */
+static void send_cmd(mig_op *m, mig_step next, const char *cmd, libdm_json *args)
+{
+    int r;
+
+    set_step(m, next);
+    m->cmd = cmd;
+    r = libdm__dm_mig_call(m->dm, cmd, args, on_reply);
+    libdm_json_free(args);
+    if (r < 0) {
+        libdm_qmp_reply fake = { .status = r };
+
+        log_failure(m, &fake);
+        step_reply(m, &fake);
+    }
+}
+
+static void on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    mig_op *m = libdm__dm_mig_state(user);
+
+    (void)q;
+    if (!m)
+        return;
+    if (r->status < 0)
+        log_failure(m, r);
+    step_reply(m, r);
+}
+
+static void on_tick(libdm_ctx *ctx, libdm__timer *t, void *user);
+
+static void tick(mig_op *m, mig_step next, int ms)
+{
+    set_step(m, next);
+    m->tick_due = libdm_now_ms() + (uint64_t)ms;
+    libdm__dm_mig_tick(m->dm, on_tick, ms);
+}
+
+/* ---- cancelling (Perform, Cancel, Recover) ---- */
+
+static const char *const settled_states[] = { "completed", "cancelled", "failed", "none", NULL };
+
+static void cancel_start(mig_op *m, int why)
+{
+    LIBDM__WARN(mig_ctx(m), "%s: cancelling the migration (%s)", dm_name(m), strerror(-why));
+    m->why = why;
+    libdm__dm_mig_set_deadline(m->dm, libdm__deadline(MIGRATE_CANCEL_WAIT_MS));
+    send_cmd(m, C_SEND, "migrate_cancel", NULL);
+}
+
+static void completed_elsewhere(mig_op *m);
+
+/* The cancel settled: @r is 0 if the migration completed anyway (the
+ * cancel lost the race), else m->why. */
+static void cancel_settled(mig_op *m, int r)
+{
+    uint64_t floor = libdm_now_ms() + MIGRATE_AFTER_CANCEL_MS;
+
+    switch (m->phase) {
+    case PH_PERFORM:
+        end(m, r);
+        return;
+    case PH_CANCEL:
+        if (r == 0) {
+            completed_elsewhere(m);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    /* A cancelled migration resumes a source that ran; one that was
+     * stopped at the switchover is left paused: look, cont if needed. */
+    libdm__dm_mig_set_deadline(m->dm, m->deadline > floor ? m->deadline : floor);
+    send_cmd(m, S_STATUS, "query-status", NULL);
+}
+
+static void cancel_on_query(mig_op *m, const libdm_qmp_reply *r)
+{
+    const char *st = r->status < 0 ? NULL : libdm__json_get_str(r->value, "status");
+
+    if (r->status < 0) {
+        LIBDM__ERROR(mig_ctx(m), "%s: the migration did not settle after migrate_cancel",
+                     dm_name(m));
+        cancel_settled(m, m->why);
+    } else if (is_one_of(st ? st : "none", settled_states)) {
+        cancel_settled(m, st && !strcmp(st, "completed") ? 0 : m->why);
+    } else {
+        tick(m, C_WAIT, MIGRATE_POLL_MS);
+    }
 }
 
 /* ---- Begin ---- */
 
-int libdm_migrate_begin(libdm_dm *src, int timeout_ms)
+static const char *const busy_states[] = { "setup", "active", "pre-switchover", "device",
+                                           "cancelling", "postcopy-active", "wait-unplug",
+                                           NULL };
+static const char *const in_flight[] = { "setup", "active", "pre-switchover", "device",
+                                         "postcopy-active", "wait-unplug", NULL };
+
+static void begin_on_status(mig_op *m, const char *rs)
 {
-    static const char *const busy[] = { "setup", "active", "pre-switchover", "device",
-                                        "cancelling", "postcopy-active", "wait-unplug", NULL };
-    uint64_t deadline = libdm__deadline(timeout_ms);
-    char *rs = NULL, *st = NULL;
+    if (strcmp(rs, "running") && strcmp(rs, "paused") && strcmp(rs, "prelaunch")) {
+        LIBDM__ERROR(mig_ctx(m), "%s: cannot migrate from runstate '%s'", dm_name(m), rs);
+        end(m, -EBUSY);
+        return;
+    }
+    send_cmd(m, S_MIGSTATUS, "query-migrate", NULL);
+}
+
+static void begin_on_migstatus(mig_op *m, const char *st)
+{
+    if (is_one_of(st, busy_states)) {
+        LIBDM__ERROR(mig_ctx(m), "%s: a migration is already in progress (%s)", dm_name(m), st);
+        end(m, -EBUSY);
+        return;
+    }
+    /* Other users of this monitor are refused from now on, not queued. */
+    (void)libdm__dm_set_migrating(m->dm, true);
+    end(m, 0);
+}
+
+int libdm_migrate_begin_async(libdm_dm *src, int timeout_ms, libdm_dm_done_fn *cb, void *user)
+{
+    mig_op *m;
     int r;
 
-    r = libdm_dm_query_status(src, remaining_ms(deadline), &rs);
-    if (r < 0)
-        return r;
-    if (strcmp(rs, "running") && strcmp(rs, "paused") && strcmp(rs, "prelaunch")) {
-        LIBDM__ERROR(libdm__dm_ctx(src), "%s: cannot migrate from runstate '%s'",
-                     libdm_dm_get_name(src), rs);
-        free(rs);
-        return -EBUSY;
-    }
-    free(rs);
-    r = migration_status(src, deadline, &st, NULL);
-    if (r >= 0 && is_one_of(st, busy)) {
-        LIBDM__ERROR(libdm__dm_ctx(src), "%s: a migration is already in progress (%s)",
-                     libdm_dm_get_name(src), st);
-        r = -EBUSY;
-    }
-    free(st);
-    /* Other users of this monitor are refused from now on, not queued. */
+    if (!src)
+        return -EINVAL;
+    r = libdm__dm_mig_usable(src);
     if (r >= 0)
-        (void)libdm__dm_set_migrating(src, true);
+        r = mig_start(src, PH_BEGIN, timeout_ms, cb, user, &m);
+    if (r >= 0)
+        send_cmd(m, S_STATUS, "query-status", NULL);
     return r;
 }
 
 /* ---- Prepare ---- */
 
-int libdm_migrate_prepare(libdm_ctx *ctx, const libdm_dm_config *config, const char *listen_uri,
-                          libdm_dm **ret_dm)
+typedef struct prepare_op {
+    libdm_dm_done_fn *cb;
+    void *user;
+    char *uri;
+    int timeout_ms;
+    int status;
+} prepare_op;
+
+static void prepare_deliver(libdm_dm *dm, int status, prepare_op *p)
+{
+    libdm_dm_done_fn *cb = p->cb;
+    void *user = p->user;
+
+    free(p->uri);
+    free(p);
+    if (cb)
+        cb(dm, status, user);
+}
+
+static void prepare_stopped(libdm_dm *dm, int status, void *user)
+{
+    prepare_op *p = user;
+
+    (void)status;
+    prepare_deliver(dm, p->status, p);
+}
+
+/* migrate-incoming answered: done, or the DM goes (it holds nothing). */
+static void prepare_incoming_done(libdm_dm *dm, int status, void *user)
+{
+    prepare_op *p = user;
+
+    if (status >= 0) {
+        prepare_deliver(dm, 0, p);
+        return;
+    }
+    p->status = status;
+    if (libdm_dm_stop_async(dm, 1, p->timeout_ms, prepare_stopped, p) < 0)
+        prepare_deliver(dm, status, p);
+}
+
+/* The DM runs, paused, autokill armed: -incoming defer -> migrate-incoming. */
+static void prepare_started(libdm_dm *dm, int status, void *user)
+{
+    prepare_op *p = user;
+    mig_op *m;
+
+    if (status < 0) {
+        prepare_deliver(dm, status, p);
+        return;
+    }
+    (void)libdm__dm_set_migrating(dm, true);
+    status = mig_start(dm, PH_INCOMING, p->timeout_ms, prepare_incoming_done, p, &m);
+    if (status < 0) {
+        prepare_incoming_done(dm, status, p);
+        return;
+    }
+    send_cmd(m, S_INCOMING, "migrate-incoming", string_arg("uri", p->uri));
+}
+
+int libdm_migrate_prepare_async(libdm_ctx *ctx, const libdm_dm_config *config,
+                                const char *listen_uri, libdm_dm_done_fn *cb, void *user,
+                                libdm_dm **ret_dm)
 {
     libdm_dm_config *cfg = NULL;
-    libdm_dm *dm = NULL;
-    uint64_t deadline;
+    prepare_op *p;
     int r;
 
-    if (!listen_uri || !*listen_uri)
+    if (!ctx || !config || !listen_uri || !*listen_uri || !ret_dm)
         return -EINVAL;
+    p = calloc(1, sizeof(*p));
+    if (!p || !(p->uri = strdup(listen_uri))) {
+        free(p);
+        return -ENOMEM;
+    }
+    *p = (prepare_op){ .cb = cb, .user = user, .uri = p->uri };
     r = libdm__config_copy(config, &cfg);
     if (r >= 0)
         r = libdm_dm_config_set_incoming(cfg, "defer");
     /* Autokill is armed before QEMU even runs: from here on the DM dies
      * with this process unless Finish releases it. */
-    if (r >= 0)
-        r = libdm__dm_start(ctx, cfg, true, &dm);
     if (r >= 0) {
-        deadline = libdm__deadline(cfg->timeout_ms);
-        (void)libdm__dm_set_migrating(dm, true);
-        r = call(dm, "migrate-incoming", string_arg("uri", listen_uri), deadline, NULL);
-        if (r < 0) {
-            (void)libdm_dm_stop(dm, 1, cfg->timeout_ms);
-            libdm_dm_release(dm);
-        }
+        p->timeout_ms = cfg->timeout_ms;
+        r = libdm__dm_start_async(ctx, cfg, true, prepare_started, p, ret_dm);
     }
     libdm_dm_config_free(cfg);
-    if (r >= 0)
-        *ret_dm = dm;
+    if (r < 0) {
+        free(p->uri);
+        free(p);
+    }
     return r;
 }
 
 /* ---- Perform ---- */
 
-static int set_capability(libdm_dm *dm, const char *name, bool on, uint64_t deadline)
+static uint64_t ram_field(const libdm_json *info, const char *key)
+{
+    int64_t v = 0;
+
+    (void)libdm_json_get_int(libdm_json_object_get(libdm_json_object_get(info, "ram"), key), &v);
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+static void report_progress(mig_op *m, const char *status, const libdm_json *info)
+{
+    libdm_migrate_progress p = {
+        .status = status,
+        .ram_transferred = ram_field(info, "transferred"),
+        .ram_total = ram_field(info, "total"),
+        .ram_remaining = ram_field(info, "remaining"),
+    };
+    const libdm_json *mbps = libdm_json_object_get(libdm_json_object_get(info, "ram"), "mbps");
+    int64_t iv;
+
+    if (libdm_json_get_int(mbps, &iv) == 0 && iv > 0)
+        p.mbps = (uint64_t)iv;
+    if (m->progress)
+        m->progress(m->dm, &p, m->progress_user);
+}
+
+static libdm_json *capability_args(const char *name, bool on)
 {
     libdm_json *args = libdm_json_new_object(), *list = libdm_json_new_array(),
                *cap = libdm_json_new_object();
@@ -225,193 +520,193 @@ static int set_capability(libdm_dm *dm, const char *name, bool on, uint64_t dead
         libdm_json_array_append(list, cap) < 0 ||
         libdm_json_object_add(args, "capabilities", list) < 0) {
         libdm_json_free(args);
-        return -ENOMEM;
+        return NULL;
     }
-    return call(dm, "migrate-set-capabilities", args, deadline, NULL);
+    return args;
 }
 
-static bool has_capability(libdm_dm *dm, const char *name, uint64_t deadline)
+static void set_capability(mig_op *m, mig_step next, const char *name, bool on)
 {
-    libdm_json *caps = NULL;
-    bool found = false;
+    libdm_json *args = capability_args(name, on);
 
-    if (call(dm, "query-migrate-capabilities", NULL, deadline, &caps) < 0)
-        return false;
-    for (size_t i = 0; i < libdm_json_length(caps) && !found; i++) {
+    if (!args) {
+        end(m, -ENOMEM);
+        return;
+    }
+    send_cmd(m, next, "migrate-set-capabilities", args);
+}
+
+static bool has_capability(const libdm_json *caps, const char *name)
+{
+    for (size_t i = 0; i < libdm_json_length(caps); i++) {
         const char *c = libdm__json_get_str(libdm_json_array_get(caps, i), "capability");
-        found = c && !strcmp(c, name);
+
+        if (c && !strcmp(c, name))
+            return true;
     }
-    libdm_json_free(caps);
-    return found;
+    return false;
 }
 
-static uint64_t ram_field(const libdm_json *info, const char *key)
+/* P_CAPS: set pause-before-switchover either way where QEMU has it: a
+ * capability left on by an earlier, cancelled attempt would otherwise
+ * pause this migration too. */
+static void perform_on_caps(mig_op *m, const libdm_qmp_reply *r)
 {
-    int64_t v = 0;
+    bool want = m->flags & LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER;
 
-    (void)libdm_json_get_int(libdm_json_object_get(libdm_json_object_get(info, "ram"), key), &v);
-    return v > 0 ? (uint64_t)v : 0;
-}
-
-static void report_progress(libdm_dm *src, const char *status, const libdm_json *info,
-                            libdm_progress_fn *progress, void *user)
-{
-    libdm_migrate_progress p = {
-        .status = status,
-        .ram_transferred = ram_field(info, "transferred"),
-        .ram_total = ram_field(info, "total"),
-        .ram_remaining = ram_field(info, "remaining"),
-    };
-    double mbps = 0;
-    const libdm_json *m = libdm_json_object_get(libdm_json_object_get(info, "ram"), "mbps");
-    int64_t iv;
-
-    if (libdm_json_get_int(m, &iv) == 0)
-        mbps = (double)iv;
-    p.mbps = (uint64_t)mbps;
-    if (progress)
-        progress(src, &p, user);
-}
-
-static const char *const settled_states[] = { "completed", "cancelled", "failed", NULL };
-
-/* migrate_cancel, then wait for QEMU to settle. Returns 0 if the migration
- * completed anyway (the cancel lost the race), else @why. */
-static int cancel_migration(libdm_dm *src, int why)
-{
-    uint64_t deadline = libdm__deadline(MIGRATE_CANCEL_WAIT_MS);
-    libdm_ctx *ctx = libdm__dm_ctx(src);
-    char *st = NULL;
-
-    bool settled = false;
-    mig_watch w;
-    int r = why;
-
-    LIBDM__WARN(ctx, "%s: cancelling the migration (%s)", libdm_dm_get_name(src), strerror(-why));
-    watch_start(src, &w);
-    (void)call(src, "migrate_cancel", NULL, deadline, NULL);
-    while (!settled && remaining_ms(deadline) > 0 &&
-           migration_status(src, deadline, &st, NULL) >= 0) {
-        if (!strcmp(st, "completed"))
-            r = 0;   /* the cancel lost the race */
-        settled = is_one_of(st, settled_states);
-        free(st);
-        st = NULL;
-        if (!settled)
-            pump(ctx, &w, MIGRATE_POLL_MS, deadline);
+    if (r->status >= 0 && has_capability(r->value, "pause-before-switchover")) {
+        set_capability(m, P_SET_PBS, "pause-before-switchover", want);
+        return;
     }
-    watch_stop(&w);
-    if (!settled)
-        LIBDM__ERROR(ctx, "%s: the migration did not settle after migrate_cancel",
-                     libdm_dm_get_name(src));
-    return r;
+    if (want)
+        LIBDM__INFO(mig_ctx(m), "%s: QEMU has no pause-before-switchover", dm_name(m));
+    set_capability(m, P_SET_EVENTS, "events", true);
 }
 
-/* At pre-switchover: the caller's hook, then migrate-continue. */
-static int switchover(libdm_dm *src, libdm_switchover_fn *hook, void *user, uint64_t deadline)
-{
-    int r = hook ? hook(src, user) : 0;
-
-    if (r < 0) {
-        LIBDM__WARN(libdm__dm_ctx(src), "%s: switchover hook failed: %s",
-                    libdm_dm_get_name(src), strerror(-r));
-        return r;
-    }
-    return call(src, "migrate-continue", string_arg("state", "pre-switchover"), deadline, NULL);
-}
-
-static int failed_reason(libdm_dm *src, const libdm_json *info)
+static int failed_reason(mig_op *m, const libdm_json *info)
 {
     const char *desc = libdm__json_get_str(info, "error-desc");
 
-    LIBDM__ERROR(libdm__dm_ctx(src), "%s: migration failed: %s", libdm_dm_get_name(src),
+    LIBDM__ERROR(mig_ctx(m), "%s: migration failed: %s", dm_name(m),
                  desc ? desc : "QEMU gave no reason");
     return -EIO;
 }
 
-static int start_migration(libdm_dm *src, const char *uri, unsigned flags, uint64_t deadline)
+/* P_HOOK: at pre-switchover, the host's hook; it answers through
+ * libdm_migrate_switchover_done(), now or later. */
+static void perform_switchover(mig_op *m)
 {
-    char *rs = NULL;
+    set_step(m, P_HOOK);
+    if (m->hook)
+        m->hook(m->dm, m->hook_user);
+    else
+        (void)libdm_migrate_switchover_done(m->dm, 0);
+}
+
+/* P_QUERY: one look at the source's migration. */
+static void perform_on_query(mig_op *m, const libdm_qmp_reply *r)
+{
+    const char *st;
+
+    if (r->status < 0) {
+        /* A monitor that fails is most often a DM that died: its pidfd may
+         * not have been dispatched yet; give it a moment to say so (the
+         * operation then ends with -ESRCH). */
+        m->why = r->status;
+        if (libdm__dm_exited(m->dm))
+            end(m, r->status);
+        else
+            tick(m, P_EXIT, MIGRATE_EXIT_WAIT_MS);
+        return;
+    }
+    st = libdm__json_get_str(r->value, "status");
+    st = st ? st : "none";
+    report_progress(m, st, r->value);
+    if (!current(m))
+        return;   /* the progress callback ended it (a stop) */
+    if (!strcmp(st, "completed"))
+        end(m, 0);
+    else if (!strcmp(st, "failed"))
+        end(m, failed_reason(m, r->value));
+    else if (!strcmp(st, "cancelled"))
+        end(m, -ECANCELED);
+    else if (!strcmp(st, "pre-switchover"))
+        perform_switchover(m);
+    else
+        tick(m, P_WAIT, MIGRATE_POLL_MS);
+}
+
+static void perform_reply(mig_op *m, const libdm_qmp_reply *r)
+{
+    const char *rs;
+
+    if (m->step == P_QUERY) {
+        perform_on_query(m, r);
+        return;
+    }
+    if (m->step == P_CAPS) {
+        perform_on_caps(m, r);
+        return;
+    }
+    if (r->status < 0) {
+        /* migrate-continue refused: cancel; before that nothing started. */
+        if (m->step == P_CONTINUE)
+            cancel_start(m, r->status);
+        else
+            end(m, r->status);
+        return;
+    }
+    switch (m->step) {
+    case P_STATUS:
+        rs = libdm__json_get_str(r->value, "status");
+        libdm__dm_set_migrate_was_running(m->dm, rs && !strcmp(rs, "running"));
+        send_cmd(m, P_CAPS, "query-migrate-capabilities", NULL);
+        break;
+    case P_SET_PBS:
+        set_capability(m, P_SET_EVENTS, "events", true);
+        break;
+    case P_SET_EVENTS:
+        m->started = true;
+        send_cmd(m, P_MIGRATE, "migrate", string_arg("uri", m->uri));
+        break;
+    case P_MIGRATE:
+        send_cmd(m, P_QUERY, "query-migrate", NULL);
+        break;
+    case P_CONTINUE:
+        tick(m, P_WAIT, MIGRATE_POLL_MS);
+        break;
+    default:
+        break;
+    }
+}
+
+int libdm_migrate_switchover_done(libdm_dm *src, int status)
+{
+    mig_op *m = src ? libdm__dm_mig_state(src) : NULL;
+
+    if (!src)
+        return -EINVAL;
+    if (!m || m->phase != PH_PERFORM || m->step != P_HOOK)
+        return -EALREADY;
+    if (status < 0) {
+        LIBDM__WARN(mig_ctx(m), "%s: switchover hook failed: %s", dm_name(m), strerror(-status));
+        cancel_start(m, status);
+        return 0;
+    }
+    send_cmd(m, P_CONTINUE, "migrate-continue", string_arg("state", "pre-switchover"));
+    return 0;
+}
+
+int libdm_migrate_perform_async(libdm_dm *src, const char *uri, unsigned flags,
+                                libdm_switchover_async_fn *hook, void *hook_user,
+                                libdm_progress_fn *progress, void *progress_user,
+                                int timeout_ms, libdm_dm_done_fn *cb, void *user)
+{
+    mig_op *m;
+    char *copy;
     int r;
 
-    r = libdm_dm_query_status(src, remaining_ms(deadline), &rs);
+    if (!src || !uri || !*uri || (flags & ~LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER))
+        return -EINVAL;
+    r = libdm__dm_mig_usable(src);
     if (r < 0)
         return r;
-    libdm__dm_set_migrate_was_running(src, !strcmp(rs, "running"));
-    free(rs);
-    /* Set either way: a capability left on by an earlier, cancelled attempt
-     * would otherwise pause this migration too. */
-    if (has_capability(src, "pause-before-switchover", deadline))
-        r = set_capability(src, "pause-before-switchover",
-                           flags & LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER, deadline);
-    else if (flags & LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER)
-        LIBDM__INFO(libdm__dm_ctx(src), "%s: QEMU has no pause-before-switchover",
-                    libdm_dm_get_name(src));
-    if (r >= 0)
-        r = set_capability(src, "events", true, deadline);
-    if (r >= 0)
-        r = call(src, "migrate", string_arg("uri", uri), deadline, NULL);
-    return r;
-}
-
-static bool wait_exited(libdm_dm *dm, uint64_t deadline);
-
-/* One look at the source's migration: 1 completed, 0 go on waiting, or a
- * negative errno (cancelled when it had to be). */
-static int perform_step(libdm_dm *src, libdm_switchover_fn *hook, void *hook_user,
-                        libdm_progress_fn *progress, void *progress_user, uint64_t deadline)
-{
-    libdm_json *info = NULL;
-    char *st = NULL;
-    int r;
-
-    if (remaining_ms(deadline) == 0)
-        return cancel_migration(src, -ETIMEDOUT) == 0 ? 1 : -ETIMEDOUT;
-    r = migration_status(src, deadline, &st, &info);
-    /* A monitor that fails is most often a DM that died: its pidfd may
-     * not have been dispatched yet; give it a moment to say so. */
-    if (r < 0 && !libdm__dm_exited(src))
-        (void)wait_exited(src, libdm_now_ms() + 200 < deadline ? libdm_now_ms() + 200 : deadline);
-    if (r < 0)
-        return libdm__dm_exited(src) ? r : cancel_migration(src, r) == 0 ? 1 : r;
-    report_progress(src, st, info, progress, progress_user);
-    if (!strcmp(st, "completed"))
-        r = 1;
-    else if (!strcmp(st, "failed"))
-        r = failed_reason(src, info);
-    else if (!strcmp(st, "cancelled"))
-        r = -ECANCELED;
-    else if (!strcmp(st, "pre-switchover")) {
-        r = switchover(src, hook, hook_user, deadline);
-        r = r < 0 ? cancel_migration(src, r) : 0;   /* 0: completed anyway, look again */
+    copy = strdup(uri);
+    if (!copy)
+        return -ENOMEM;
+    r = mig_start(src, PH_PERFORM, timeout_ms, cb, user, &m);
+    if (r < 0) {
+        free(copy);
+        return r;
     }
-    free(st);
-    libdm_json_free(info);
-    return r;
-}
-
-int libdm_migrate_perform(libdm_dm *src, const char *uri, unsigned flags,
-                          libdm_switchover_fn *hook, void *hook_user,
-                          libdm_progress_fn *progress, void *progress_user, int timeout_ms)
-{
-    uint64_t deadline = libdm__deadline(timeout_ms);
-    libdm_ctx *ctx = libdm__dm_ctx(src);
-    mig_watch w;
-    int r;
-
-    if (!uri || !*uri || (flags & ~LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER))
-        return -EINVAL;
-    if (libdm__dispatch_depth(ctx) > 0)
-        return -EDEADLK;
-    watch_start(src, &w);
-    r = start_migration(src, uri, flags, deadline);
-    while (r == 0) {
-        r = perform_step(src, hook, hook_user, progress, progress_user, deadline);
-        if (r == 0)
-            pump(ctx, &w, MIGRATE_POLL_MS, deadline);
-    }
-    watch_stop(&w);
-    return r > 0 ? 0 : r;
+    m->uri = copy;
+    m->flags = flags;
+    m->hook = hook;
+    m->hook_user = hook_user;
+    m->progress = progress;
+    m->progress_user = progress_user;
+    send_cmd(m, P_STATUS, "query-status", NULL);
+    return 0;
 }
 
 /* ---- Finish ---- */
@@ -431,75 +726,325 @@ static bool finish_decision(libdm_migrate_source source)
     }
 }
 
-int libdm_migrate_finish(libdm_dm *dst, int keep_paused, int timeout_ms)
+typedef struct finish_op {
+    libdm_dm_done_fn *cb;
+    void *user;
+} finish_op;
+
+/* The incoming migration confirmed completed and cont sent (or not, keep
+ * paused): only now does the DM stop depending on this process (seed 002). */
+static void finish_done(libdm_dm *dst, int status, void *user)
 {
-    return libdm_migrate_finish_from(dst, LIBDM_MIGRATE_SOURCE_COMPLETED, keep_paused,
-                                     timeout_ms);
+    finish_op f = *(finish_op *)user;
+
+    free(user);
+    if (status >= 0)
+        status = libdm__dm_set_autokill(dst, false);
+    if (status >= 0)
+        (void)libdm__dm_set_migrating(dst, false);
+    if (f.cb)
+        f.cb(dst, status, f.user);
 }
 
-int libdm_migrate_finish_from(libdm_dm *dst, libdm_migrate_source source, int keep_paused,
-                              int timeout_ms)
+int libdm_migrate_finish_async(libdm_dm *dst, libdm_migrate_source source, int keep_paused,
+                               int timeout_ms, libdm_dm_done_fn *cb, void *user)
 {
-    uint64_t deadline = libdm__deadline(timeout_ms);
+    finish_op *f;
     int r;
 
-    if (libdm__dispatch_depth(libdm__dm_ctx(dst)) > 0)
-        return -EDEADLK;
+    if (!dst)
+        return -EINVAL;
     if (!finish_decision(source)) {
         LIBDM__ERROR(libdm__dm_ctx(dst), "%s: the source says '%s': the destination must "
                      "not run the guest", libdm_dm_get_name(dst),
                      libdm_migrate_source_to_string(source));
         return -ECANCELED;
     }
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    *f = (finish_op){ .cb = cb, .user = user };
     /* The same wait as the guarded resume's (dm-ops.c), then cont at once:
      * every step between completion and cont is guest-visible downtime
      * (bench/bench-migrate.c). */
-    r = libdm__dm_finish_incoming(dst, keep_paused,
-                                  remaining_ms(deadline) ? remaining_ms(deadline) : 1);
-    /* Only now does the DM stop depending on this process (seed 002). */
-    if (r >= 0)
-        r = libdm__dm_set_autokill(dst, false);
-    if (r >= 0)
-        (void)libdm__dm_set_migrating(dst, false);
+    r = libdm__dm_finish_incoming_async(dst, keep_paused, timeout_ms, finish_done, f);
+    if (r < 0)
+        free(f);
     return r;
 }
 
-/* ---- Confirm ---- */
+/* ---- Confirm, Cancel, Recover: query-status, then cont if needed ---- */
+
+/* The source completed: whether the destination runs the guest is not
+ * something the source can know. */
+static void completed_elsewhere(mig_op *m)
+{
+    LIBDM__ERROR(mig_ctx(m), "%s: the migration completed, so the destination may "
+                 "run the guest: the outcome is unknown here and the source stays paused "
+                 "(ask the destination: dmctl migrate %s --recover --to CMD; or, if the "
+                 "destination is gone: dmctl migrate %s --recover --destination-gone)",
+                 dm_name(m), dm_name(m), dm_name(m));
+    end(m, -EALREADY);
+}
+
+static void on_status(mig_op *m, const char *rs)
+{
+    switch (m->phase) {
+    case PH_BEGIN:
+        begin_on_status(m, rs);
+        return;
+    case PH_CONFIRM:
+        /* Back to running if it ran before Perform (or stays paused). */
+        if (libdm__dm_migrate_was_running(m->dm) && strcmp(rs, "running"))
+            send_cmd(m, S_CONT, "cont", NULL);
+        else
+            end(m, 0);
+        return;
+    case PH_RECOVER_STOP:
+        if (!strcmp(rs, "running")) {
+            LIBDM__ERROR(mig_ctx(m), "%s: the source runs although the destination has "
+                         "the guest: not stopping either (decide by hand)", dm_name(m));
+            end(m, -EBUSY);
+        } else {
+            end(m, 0);   /* mig_done stops it */
+        }
+        return;
+    default:
+        /* Cancel, Recover: QEMU 7.2 accepts cont in postmigrate too. */
+        if (strcmp(rs, "running"))
+            send_cmd(m, S_CONT, "cont", NULL);
+        else
+            end(m, 0);
+        return;
+    }
+}
+
+static void on_migstatus(mig_op *m, const char *st)
+{
+    if (m->phase == PH_BEGIN) {
+        begin_on_migstatus(m, st);
+    } else if (m->phase == PH_CANCEL && !strcmp(st, "completed")) {
+        completed_elsewhere(m);
+    } else if (is_one_of(st, in_flight)) {
+        cancel_start(m, -ECANCELED);
+    } else {
+        send_cmd(m, S_STATUS, "query-status", NULL);
+    }
+}
 
 /* QEMU reports a migration "failed" or "cancelled" a moment before its
  * migration thread lets go: `cont` is refused ("Migration is not finalized
  * yet") meanwhile. Retry until the deadline; any other refusal is final. */
-static int cont_when_settled(libdm_dm *src, uint64_t deadline)
+static void on_cont(mig_op *m, const libdm_qmp_reply *r)
 {
-    const char *desc;
-    int r;
+    if (r->status == -EREMOTEIO && r->error_desc && strstr(r->error_desc, "not finalized") &&
+        remaining_ms(m->deadline) > 0)
+        tick(m, S_CONT_RETRY, MIGRATE_CONT_RETRY_MS);
+    else
+        end(m, r->status < 0 ? r->status : 0);
+}
 
-    for (;;) {
-        r = call(src, "cont", NULL, deadline, NULL);
-        desc = monitor(src) ? libdm_qmp_error_desc(monitor(src)) : NULL;
-        if (r != -EREMOTEIO || !desc || !strstr(desc, "not finalized") ||
-            remaining_ms(deadline) == 0)
-            return r;
-        pump(libdm__dm_ctx(src), NULL, 20, deadline);
+/* The source's word from its query-migrate. */
+static void on_source_query(mig_op *m, const libdm_qmp_reply *r)
+{
+    static const char *const keeps[] = { "none", "cancelled", "failed", NULL };
+    const char *st = r->status < 0 ? NULL : libdm__json_get_str(r->value, "status");
+
+    if (r->status < 0)
+        tick(m, S_SRC_EXIT, MIGRATE_EXIT_POLL_MS);   /* dying? until the deadline */
+    else if (st && !strcmp(st, "completed"))
+        end(m, LIBDM_MIGRATE_SOURCE_COMPLETED);
+    else if (is_one_of(st ? st : "none", keeps))
+        end(m, LIBDM_MIGRATE_SOURCE_KEEPS);
+    else
+        end(m, LIBDM_MIGRATE_SOURCE_UNKNOWN);
+}
+
+/* ---- dispatch: replies, ticks, the deadline ---- */
+
+static void step_reply(mig_op *m, const libdm_qmp_reply *r)
+{
+    const char *s = r->status < 0 ? NULL : libdm__json_get_str(r->value, "status");
+
+    if (m->step >= P_STATUS && m->step <= P_EXIT) {
+        perform_reply(m, r);
+        return;
+    }
+    switch (m->step) {
+    case C_SEND:   /* whatever it answered, look */
+        send_cmd(m, C_QUERY, "query-migrate", NULL);
+        return;
+    case C_QUERY:
+        cancel_on_query(m, r);
+        return;
+    case S_CONT:
+        on_cont(m, r);
+        return;
+    case S_SRC_QUERY:
+        on_source_query(m, r);
+        return;
+    case S_INCOMING:
+        end(m, r->status < 0 ? r->status : 0);
+        return;
+    default:
+        break;
+    }
+    if (r->status < 0) {
+        end(m, r->status);
+    } else if (m->step == S_STATUS) {
+        if (s)
+            on_status(m, s);
+        else
+            end(m, -EPROTO);
+    } else if (m->step == S_MIGSTATUS) {
+        on_migstatus(m, s ? s : "none");   /* none before any migration */
     }
 }
 
-int libdm_migrate_confirm(libdm_dm *src, int success, int timeout_ms)
+static void on_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
-    uint64_t deadline = libdm__deadline(timeout_ms);
-    char *rs = NULL;
+    mig_op *m = libdm__dm_mig_state(user);
+    uint64_t now = libdm_now_ms();
+
+    (void)ctx;
+    (void)t;
+    if (!m)
+        return;
+    /* A MIGRATION event wakes any tick: only the waits for QEMU's
+     * migration status take it as a reason to look now. */
+    if ((m->step == P_EXIT || m->step == S_CONT_RETRY) && now < m->tick_due) {
+        libdm__dm_mig_tick(m->dm, on_tick, (int)(m->tick_due - now));
+        return;
+    }
+    switch (m->step) {
+    case P_WAIT:
+        send_cmd(m, P_QUERY, "query-migrate", NULL);
+        break;
+    case C_WAIT:
+        send_cmd(m, C_QUERY, "query-migrate", NULL);
+        break;
+    case S_CONT_RETRY:
+        send_cmd(m, S_CONT, "cont", NULL);
+        break;
+    case P_EXIT:
+        if (libdm__dm_exited(m->dm))
+            end(m, m->why);
+        else
+            cancel_start(m, m->why);
+        break;
+    case S_SRC_EXIT:
+        if (libdm__dm_exited(m->dm))
+            end(m, LIBDM_MIGRATE_SOURCE_GONE);
+        else
+            tick(m, S_SRC_EXIT, MIGRATE_EXIT_POLL_MS);
+        break;
+    default:
+        break;
+    }
+}
+
+static bool cancelling(const mig_op *m)
+{
+    return m->step == C_SEND || m->step == C_QUERY || m->step == C_WAIT;
+}
+
+static void on_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    mig_op *m = libdm__dm_mig_state(user);
+
+    (void)t;
+    if (!m)
+        return;
+    if (cancelling(m)) {
+        LIBDM__ERROR(ctx, "%s: the migration did not settle after migrate_cancel", dm_name(m));
+        cancel_settled(m, m->why);
+    } else if (m->phase == PH_PERFORM && m->started) {
+        cancel_start(m, -ETIMEDOUT);
+    } else if (m->phase == PH_SOURCE_STATE) {
+        end(m, LIBDM_MIGRATE_SOURCE_UNKNOWN);
+    } else {
+        LIBDM__ERROR(ctx, "%s: %s did not complete before its deadline (%s)", dm_name(m),
+                     phase_names[m->phase], step_names[m->step]);
+        end(m, -ETIMEDOUT);
+    }
+}
+
+/* ---- Confirm, Cancel, Recover, source state: the calls ---- */
+
+/* Starts a one-look phase at @first. */
+static int one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
+                    libdm_dm_done_fn *cb, void *user, mig_op **ret)
+{
+    mig_op *m;
     int r;
 
-    (void)libdm__dm_set_migrating(src, false);
-    if (success)
-        return libdm_dm_stop(src, 0, timeout_ms);
-    r = libdm_dm_query_status(src, remaining_ms(deadline), &rs);
+    if (!src)
+        return -EINVAL;
+    r = libdm__dm_mig_usable(src);
+    if (r >= 0)
+        r = mig_start(src, ph, timeout_ms, cb, user, &m);
     if (r < 0)
         return r;
-    if (libdm__dm_migrate_was_running(src) && strcmp(rs, "running"))
-        r = cont_when_settled(src, deadline);
-    free(rs);
+    if (ret)
+        *ret = m;
+    send_cmd(m, first, first == S_STATUS ? "query-status" : "query-migrate", NULL);
+    return 0;
+}
+
+int libdm_migrate_confirm_async(libdm_dm *src, int success, int timeout_ms,
+                                libdm_dm_done_fn *cb, void *user)
+{
+    if (!src)
+        return -EINVAL;
+    (void)libdm__dm_set_migrating(src, false);
+    if (success)
+        return libdm_dm_stop_async(src, 0, timeout_ms, cb, user);
+    return one_look(src, PH_CONFIRM, S_STATUS, timeout_ms, cb, user, NULL);
+}
+
+int libdm_migrate_cancel_async(libdm_dm *src, int timeout_ms, libdm_dm_done_fn *cb,
+                               void *user)
+{
+    return one_look(src, PH_CANCEL, S_MIGSTATUS, timeout_ms, cb, user, NULL);
+}
+
+int libdm_migrate_recover_async(libdm_dm *src, int destination_has_guest, int timeout_ms,
+                                libdm_dm_done_fn *cb, void *user)
+{
+    mig_op *m;
+    int r;
+
+    if (!src)
+        return -EINVAL;
+    if (!destination_has_guest)
+        return one_look(src, PH_RECOVER_RUN, S_MIGSTATUS, timeout_ms, cb, user, NULL);
+    /* The destination has the guest: the source goes, unless it runs. */
+    if (libdm__dm_exited(src))
+        return libdm_dm_stop_async(src, 0, timeout_ms, cb, user);
+    r = one_look(src, PH_RECOVER_STOP, S_STATUS, timeout_ms, cb, user, &m);
+    if (r >= 0)
+        m->stop_after = true;
     return r;
+}
+
+int libdm_migrate_source_state_async(libdm_dm *src, int timeout_ms, libdm_dm_done_fn *cb,
+                                     void *user)
+{
+    mig_op *m;
+    int r;
+
+    if (!src)
+        return -EINVAL;
+    r = mig_start(src, PH_SOURCE_STATE, timeout_ms, cb, user, &m);
+    if (r < 0)
+        return r;
+    if (libdm__dm_exited(src))
+        end(m, LIBDM_MIGRATE_SOURCE_GONE);
+    else if (libdm__dm_mig_usable(src) < 0)
+        tick(m, S_SRC_EXIT, 0);   /* no monitor: gone, or unknown at the deadline */
+    else
+        send_cmd(m, S_SRC_QUERY, "query-migrate", NULL);
+    return 0;
 }
 
 /* ---- the source's word ---- */
@@ -525,121 +1070,4 @@ int libdm_migrate_source_from_string(const char *s, libdm_migrate_source *ret)
             return 0;
         }
     return -EINVAL;
-}
-
-/* Gives a DM whose monitor failed until @deadline to show that it exited. */
-static bool wait_exited(libdm_dm *dm, uint64_t deadline)
-{
-    libdm_ctx *ctx = libdm__dm_ctx(dm);
-
-    while (!libdm__dm_exited(dm) && remaining_ms(deadline) > 0)
-        if (libdm_ctx_run_once(ctx, remaining_ms(deadline) < 20 ? remaining_ms(deadline) : 20) < 0)
-            break;
-    return libdm__dm_exited(dm);
-}
-
-libdm_migrate_source libdm_migrate_source_state(libdm_dm *src, int timeout_ms)
-{
-    static const char *const keeps[] = { "none", "cancelled", "failed", NULL };
-    uint64_t deadline = libdm__deadline(timeout_ms);
-    libdm_migrate_source ret = LIBDM_MIGRATE_SOURCE_UNKNOWN;
-    char *st = NULL;
-
-    if (libdm__dm_exited(src))
-        return LIBDM_MIGRATE_SOURCE_GONE;
-    if (migration_status(src, deadline, &st, NULL) < 0)
-        return wait_exited(src, deadline) ? LIBDM_MIGRATE_SOURCE_GONE
-                                          : LIBDM_MIGRATE_SOURCE_UNKNOWN;
-    if (!strcmp(st, "completed"))
-        ret = LIBDM_MIGRATE_SOURCE_COMPLETED;
-    else if (is_one_of(st, keeps))
-        ret = LIBDM_MIGRATE_SOURCE_KEEPS;
-    free(st);
-    return ret;
-}
-
-/* ---- recovery ---- */
-
-static const char *const in_flight[] = { "setup", "active", "pre-switchover", "device",
-                                         "postcopy-active", "wait-unplug", NULL };
-
-/* The source completed: whether the destination runs the guest is not
- * something the source can know. */
-static int completed_elsewhere(libdm_dm *src)
-{
-    LIBDM__ERROR(libdm__dm_ctx(src), "%s: the migration completed, so the destination may "
-                 "run the guest: the outcome is unknown here and the source stays paused "
-                 "(ask the destination: dmctl migrate %s --recover --to CMD; or, if the "
-                 "destination is gone: dmctl migrate %s --recover --destination-gone)",
-                 libdm_dm_get_name(src), libdm_dm_get_name(src), libdm_dm_get_name(src));
-    return -EALREADY;
-}
-
-int libdm_migrate_cancel(libdm_dm *src, int timeout_ms)
-{
-    uint64_t deadline = libdm__deadline(timeout_ms);
-    char *st = NULL, *rs = NULL;
-    int r;
-
-    r = migration_status(src, deadline, &st, NULL);
-    if (r < 0)
-        return r;
-    if (!strcmp(st, "completed") ||
-        (is_one_of(st, in_flight) && cancel_migration(src, -ECANCELED) == 0)) {
-        free(st);
-        return completed_elsewhere(src);
-    }
-    free(st);
-    /* A cancelled migration resumes a source that ran; one that was
-     * stopped at the switchover is left paused ("finish-migrate"). */
-    r = libdm_dm_query_status(src, remaining_ms(deadline), &rs);
-    if (r >= 0 && strcmp(rs, "running"))
-        r = call(src, "cont", NULL, deadline, NULL);
-    free(rs);
-    return r;
-}
-
-/* The destination answered that it has the guest: the source goes. */
-static int recover_stop_source(libdm_dm *src, uint64_t deadline)
-{
-    char *rs = NULL;
-    int r = libdm_dm_query_status(src, remaining_ms(deadline), &rs);
-
-    if (r >= 0 && !strcmp(rs, "running")) {
-        LIBDM__ERROR(libdm__dm_ctx(src), "%s: the source runs although the destination has "
-                     "the guest: not stopping either (decide by hand)", libdm_dm_get_name(src));
-        r = -EBUSY;
-    }
-    free(rs);
-    if (r >= 0 || libdm__dm_exited(src))
-        r = libdm_dm_stop(src, 0, remaining_ms(deadline) ? remaining_ms(deadline) : 1);
-    return r;
-}
-
-/* Nobody else has the guest: the source runs it again. */
-static int recover_run_source(libdm_dm *src, uint64_t deadline)
-{
-    char *st = NULL, *rs = NULL;
-    int r = migration_status(src, deadline, &st, NULL);
-
-    if (r >= 0 && is_one_of(st, in_flight))
-        (void)cancel_migration(src, -ECANCELED);
-    free(st);
-    if (r >= 0)
-        r = libdm_dm_query_status(src, remaining_ms(deadline), &rs);
-    /* QEMU 7.2 accepts cont in postmigrate: the guest is whole there. */
-    if (r >= 0 && strcmp(rs, "running"))
-        r = call(src, "cont", NULL, deadline, NULL);
-    free(rs);
-    return r;
-}
-
-int libdm_migrate_recover(libdm_dm *src, int destination_has_guest, int timeout_ms)
-{
-    uint64_t deadline = libdm__deadline(timeout_ms);
-
-    if (libdm__dispatch_depth(libdm__dm_ctx(src)) > 0)
-        return -EDEADLK;
-    return destination_has_guest ? recover_stop_source(src, deadline)
-                                 : recover_run_source(src, deadline);
 }

@@ -8,7 +8,7 @@ libdm_core_la_SOURCES = \
 	libdm/keeper-proto.c libdm/keeper-proto.h libdm/spawn.c libdm/spawn-internal.h \
 	libdm/rundir.c libdm/rundir-internal.h \
 	libdm/dm.c libdm/dm-internal.h libdm/dm-private.h libdm/dm-start.c libdm/dm-ops.c \
-	libdm/dm-attach.c libdm/migrate.c \
+	libdm/dm-attach.c libdm/migrate.c libdm/migrate-sync.c \
 	libdm/restrict.c libdm/restrict-internal.h
 libdm_core_la_LIBADD = $(DEPS_LIBS)
 

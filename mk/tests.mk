@@ -43,3 +43,10 @@ EXTRA_DIST += tests/integration/test-defects-12.sh
 # rename and mkdirat): exit 1 with a message and nothing left, or a working DM.
 TESTS += tests/integration/test-dmctl-faultinj.sh
 EXTRA_DIST += tests/integration/test-dmctl-faultinj.sh
+
+# Issue 10: a migration driven only through the async forms in hooks mode,
+# each libdm call and dispatch timed (tests/integration/test-migrate-async.c).
+check_PROGRAMS += tests/integration/test-migrate-async
+TESTS += tests/integration/test-migrate-async
+tests_integration_test_migrate_async_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_migrate_async_LDADD = libtestutil.la $(TEST_LIBS)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Live migration in libvirt's five phases, as blocking calls a toolstack
- * drives from two hosts (or two processes):
+ * Live migration in libvirt's five phases, as calls a toolstack drives from
+ * two hosts (or two processes); each phase is blocking or asynchronous (the
+ * _async forms at the end):
  *
  *   source                          destination
  *   libdm_migrate_begin()
@@ -126,6 +127,63 @@ LIBDM_EXPORT int libdm_migrate_cancel(libdm_dm *source, int timeout_ms);
  * flight and cont, from postmigrate too. */
 LIBDM_EXPORT int libdm_migrate_recover(libdm_dm *source, int destination_has_guest,
                                        int timeout_ms);
+
+/* ---- asynchronous forms ----
+ *
+ * Every phase above also exists as an operation on the DM's operation core
+ * (one operation at a time per DM: -EBUSY while another runs): the call
+ * returns at once, having only sent the first monitor command, and @cb runs
+ * later from the loop, never from inside the call that started it, with 0
+ * or a negative errno, exactly what the blocking form returns. A negative
+ * return means the phase did not start and @cb will not run. The blocking
+ * forms above are these calls plus a wait; there is one implementation.
+ * A phase ends early with -ESRCH if its DM exits, -ECANCELED if
+ * libdm_dm_stop_async() interrupts it. Callbacks (@cb, the switchover hook,
+ * @progress) run as libdm callbacks: blocking libdm calls return -EDEADLK
+ * there; async calls are fine. */
+
+/* Async switchover hook: runs from the loop when the source reached
+ * pre-switchover. The migration waits there (the guest paused, bounded by
+ * Perform's deadline) until the host calls libdm_migrate_switchover_done(),
+ * from inside the hook or later. */
+typedef void libdm_switchover_async_fn(libdm_dm *source, void *userdata);
+
+/* The host's answer to the switchover hook: 0 continues (migrate-continue),
+ * a negative errno cancels the migration (QEMU un-pauses the source) and
+ * Perform reports it. -EALREADY if Perform no longer waits for an answer
+ * (its deadline passed, it was interrupted, or none runs). */
+LIBDM_EXPORT int libdm_migrate_switchover_done(libdm_dm *source, int status);
+
+LIBDM_EXPORT int libdm_migrate_begin_async(libdm_dm *source, int timeout_ms,
+                                           libdm_dm_done_fn *cb, void *userdata);
+/* *@ret_dm is the destination's handle at once (state SPAWNING until
+ * ready); on failure @cb gets the error with the handle still valid for
+ * libdm_dm_last_error(); the DM was stopped and the caller releases it. */
+LIBDM_EXPORT int libdm_migrate_prepare_async(libdm_ctx *ctx, const libdm_dm_config *config,
+                                             const char *listen_uri, libdm_dm_done_fn *cb,
+                                             void *userdata, libdm_dm **ret_dm);
+/* @hook NULL: continue at once at pre-switchover. @progress runs after each
+ * look at the migration. */
+LIBDM_EXPORT int libdm_migrate_perform_async(libdm_dm *source, const char *uri, unsigned flags,
+                                             libdm_switchover_async_fn *hook,
+                                             void *hook_userdata, libdm_progress_fn *progress,
+                                             void *progress_userdata, int timeout_ms,
+                                             libdm_dm_done_fn *cb, void *userdata);
+/* Finish on the source's word: a @source that forbids running the guest
+ * fails at once with -ECANCELED. */
+LIBDM_EXPORT int libdm_migrate_finish_async(libdm_dm *dest, libdm_migrate_source source,
+                                            int keep_paused, int timeout_ms,
+                                            libdm_dm_done_fn *cb, void *userdata);
+LIBDM_EXPORT int libdm_migrate_confirm_async(libdm_dm *source, int success, int timeout_ms,
+                                             libdm_dm_done_fn *cb, void *userdata);
+LIBDM_EXPORT int libdm_migrate_cancel_async(libdm_dm *source, int timeout_ms,
+                                            libdm_dm_done_fn *cb, void *userdata);
+LIBDM_EXPORT int libdm_migrate_recover_async(libdm_dm *source, int destination_has_guest,
+                                             int timeout_ms, libdm_dm_done_fn *cb,
+                                             void *userdata);
+/* @cb's status is a libdm_migrate_source (>= 0), never an error. */
+LIBDM_EXPORT int libdm_migrate_source_state_async(libdm_dm *source, int timeout_ms,
+                                                  libdm_dm_done_fn *cb, void *userdata);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Migration between two real QEMUs driven entirely through the async forms
+ * in hooks mode: a host loop over poll() owns every fd and the timer, and
+ * no blocking libdm call is ever made. Every libdm call (the phases, the
+ * switchover answer, each dispatch) is timed: the longest must stay well
+ * under 10 ms, which proves no phase runs its migration inside the call
+ * (not a performance claim). Every completion must come from the loop,
+ * never from inside a libdm call.
+ *
+ * Scenarios: the five phases with an async switchover hook answered later
+ * from the loop; cancel through the hook; the destination killed
+ * mid-migration; Perform's deadline at a hook that never answers, and
+ * Finish's deadline without a source.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <libdm/libdm.h>
+#include "testutil.h"
+
+#define MAX_CALL_US 10000   /* "well under 10 ms": far above what a call needs */
+
+/* ---- the host: poll() over the fds libdm registers, one timer ---- */
+
+#define HOST_MAX 32
+typedef struct host_fd {
+    int fd;
+    short events;
+    void *reg;
+    bool used;
+} host_fd;
+
+typedef struct host {
+    libdm_ctx *ctx;
+    host_fd fds[HOST_MAX];
+    uint64_t deadline;
+    bool in_call;           /* a libdm call is running */
+    uint64_t max_us;        /* the longest libdm call so far (wall) */
+    uint64_t max_cpu_us;    /* the most CPU time one call used */
+    const char *max_what;
+    unsigned calls;
+} host;
+
+static host H;
+
+static uint64_t clock_us(clockid_t id)
+{
+    struct timespec ts;
+
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t now_us(void) { return clock_us(CLOCK_MONOTONIC); }
+static uint64_t cpu_us(void) { return clock_us(CLOCK_THREAD_CPUTIME_ID); }
+
+/* Runs one libdm call, timed, with in_call set. */
+#define CALL(what, expr)                                                    \
+    ({                                                                      \
+        uint64_t t0_ = now_us(), c0_ = cpu_us();                            \
+        H.in_call = true;                                                   \
+        __auto_type r_ = (expr);                                            \
+        H.in_call = false;                                                  \
+        note_duration(what, now_us() - t0_, cpu_us() - c0_);               \
+        r_;                                                                 \
+    })
+/* A dispatch, timed (callbacks run inside it: that is where they belong). */
+#define DISPATCH(what, expr)                                                \
+    do {                                                                    \
+        uint64_t t0_ = now_us(), c0_ = cpu_us();                            \
+        expr;                                                               \
+        note_duration(what, now_us() - t0_, cpu_us() - c0_);               \
+    } while (0)
+
+/* Wall time is what the host's loop waits; CPU time leaves out the
+ * moments this process was not scheduled (two TCG guests share the cores). */
+static void note_duration(const char *what, uint64_t us, uint64_t cpu)
+{
+    H.calls++;
+    if (us > H.max_us) {
+        H.max_us = us;
+        H.max_what = what;
+    }
+    if (cpu > H.max_cpu_us)
+        H.max_cpu_us = cpu;
+}
+
+static int h_register(void *user, int fd, short events, void *reg, void **ret)
+{
+    (void)user;
+    for (int i = 0; i < HOST_MAX; i++)
+        if (!H.fds[i].used) {
+            H.fds[i] = (host_fd){ .fd = fd, .events = events, .reg = reg, .used = true };
+            *ret = &H.fds[i];
+            return 0;
+        }
+    return -ENOSPC;
+}
+
+static int h_modify(void *user, int fd, short events, void **hreg)
+{
+    (void)user;
+    (void)fd;
+    ((host_fd *)*hreg)->events = events;
+    return 0;
+}
+
+static void h_deregister(void *user, int fd, void *hreg)
+{
+    (void)user;
+    (void)fd;
+    ((host_fd *)hreg)->used = false;
+}
+
+static int h_timer(void *user, uint64_t abs)
+{
+    (void)user;
+    H.deadline = abs;
+    return 0;
+}
+
+static const libdm_loop_hooks hooks = { h_register, h_modify, h_deregister, h_timer };
+
+/* One iteration: waits at most 50 ms, dispatches what is ready (timed). */
+static void host_iterate(void)
+{
+    struct pollfd pfd[HOST_MAX];
+    int idx[HOST_MAX], n = 0, timeout = 50;
+    uint64_t now = libdm_now_ms();
+
+    for (int i = 0; i < HOST_MAX; i++)
+        if (H.fds[i].used) {
+            pfd[n] = (struct pollfd){ .fd = H.fds[i].fd, .events = H.fds[i].events };
+            idx[n++] = i;
+        }
+    if (H.deadline != UINT64_MAX)
+        timeout = H.deadline <= now ? 0 : (int)(H.deadline - now < 50 ? H.deadline - now : 50);
+    assert_true(poll(pfd, (nfds_t)n, timeout) >= 0);
+    for (int i = 0; i < n; i++)
+        if (pfd[i].revents && H.fds[idx[i]].used)
+            DISPATCH("dispatch_fd", libdm_ctx_dispatch_fd(H.ctx, H.fds[idx[i]].reg,
+                                                           pfd[i].fd, pfd[i].revents));
+    /* The host's timer is one-shot: once fired it is disarmed until libdm
+     * sets it again (libdm_ctx_dispatch_timeout() assumes so). */
+    if (H.deadline != UINT64_MAX && libdm_now_ms() >= H.deadline) {
+        H.deadline = UINT64_MAX;
+        DISPATCH("dispatch_timeout", libdm_ctx_dispatch_timeout(H.ctx));
+    }
+}
+
+/* ---- operations and their completions ---- */
+
+typedef struct op {
+    int done;
+    int status;
+} op;
+
+static void on_done(libdm_dm *dm, int status, void *user)
+{
+    op *o = user;
+
+    (void)dm;
+    /* Deferred: never inside the libdm call that started it. */
+    assert_false(H.in_call);
+    o->done++;
+    o->status = status;
+}
+
+/* Iterates until @o completed (once) or @ms pass; returns its status. */
+static int run(op *o, int ms)
+{
+    uint64_t deadline = tu_now_ms() + (uint64_t)ms;
+
+    while (!o->done && tu_now_ms() < deadline)
+        host_iterate();
+    assert_int_equal(o->done, 1);
+    return o->status;
+}
+
+static void run_ms(int ms)
+{
+    uint64_t deadline = tu_now_ms() + (uint64_t)ms;
+
+    while (tu_now_ms() < deadline)
+        host_iterate();
+}
+
+/* ---- fixture ---- */
+
+typedef struct fixture {
+    char *dir;
+    char *uri;
+    int fds_before;
+    libdm_dm_config *src_cfg, *dst_cfg;
+} fixture;
+
+static libdm_dm_config *vm_config(const char *name)
+{
+    libdm_dm_config *cfg;
+
+    assert_int_equal(libdm_dm_config_new(&cfg), 0);
+    assert_int_equal(libdm_dm_config_set_name(cfg, name), 0);
+    assert_int_equal(libdm_dm_config_set_qemu_path(cfg, tu_qemu()), 0);
+    assert_int_equal(libdm_dm_config_set_machine(cfg, "pc"), 0);
+    assert_int_equal(libdm_dm_config_set_memory_mb(cfg, 64), 0);
+    assert_int_equal(libdm_dm_config_set_timeout_ms(cfg, 10000), 0);
+    return cfg;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+
+    f->fds_before = tu_fd_count();
+    f->dir = tu_mkdtemp("amig");
+    assert_non_null(f->dir);
+    assert_true(asprintf(&f->uri, "unix:%s/stream.sock", f->dir) > 0);
+    memset(&H, 0, sizeof(H));
+    H.deadline = UINT64_MAX;
+    assert_int_equal(libdm_ctx_new(NULL, &H.ctx), 0);
+    assert_int_equal(libdm_ctx_set_loop_hooks(H.ctx, &hooks, NULL), 0);
+    assert_int_equal(libdm_ctx_set_store(H.ctx, f->dir), 0);
+    f->src_cfg = vm_config("asrc");
+    f->dst_cfg = vm_config("adst");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    libdm_dm_info *infos;
+    size_t n;
+    uint64_t deadline = tu_now_ms() + 5000;
+
+    while (!libdm_ctx_is_idle(H.ctx) && tu_now_ms() < deadline)
+        host_iterate();
+    tu_settle_children(H.ctx, 0);
+    assert_int_equal(libdm_dm_list(H.ctx, &infos, &n), 0);
+    libdm_dm_info_free(infos, n);
+    assert_int_equal(n, 0);
+    libdm_dm_config_free(f->src_cfg);
+    libdm_dm_config_free(f->dst_cfg);
+    H.ctx = libdm_ctx_free(H.ctx);
+    tu_rmtree(f->dir);
+    free(f->uri);
+    free(f->dir);
+    assert_int_equal(tu_fd_count(), f->fds_before);
+    assert_int_equal(tu_child_count(), 0);
+    free(f);
+    return 0;
+}
+
+static void assert_fast(const char *scenario)
+{
+    print_message("%s: %u libdm calls and dispatches, the longest %.3f ms (%s), "
+                  "at most %.3f ms of CPU\n", scenario, H.calls, H.max_us / 1000.0,
+                  H.max_what ? H.max_what : "-", H.max_cpu_us / 1000.0);
+    assert_true(H.max_us < MAX_CALL_US);
+}
+
+static const char *runstate(libdm_dm *dm)
+{
+    op o = { 0 };
+
+    assert_int_equal(CALL("query_status_async",
+                          libdm_dm_query_status_async(dm, 5000, on_done, &o)), 0);
+    assert_int_equal(run(&o, 6000), 0);
+    return libdm_dm_get_runstate(dm);
+}
+
+static libdm_dm *running_source(fixture *f)
+{
+    libdm_dm *src;
+    op o = { 0 };
+
+    assert_int_equal(CALL("start_async", libdm_dm_start_async(H.ctx, f->src_cfg, on_done, &o,
+                                                              &src)), 0);
+    assert_int_equal(run(&o, 20000), 0);
+    o = (op){ 0 };
+    assert_int_equal(CALL("resume_async", libdm_dm_resume_async(src, 5000, on_done, &o)), 0);
+    assert_int_equal(run(&o, 6000), 0);
+    o = (op){ 0 };
+    assert_int_equal(CALL("begin_async", libdm_migrate_begin_async(src, 5000, on_done, &o)), 0);
+    assert_int_equal(run(&o, 6000), 0);
+    return src;
+}
+
+static libdm_dm *prepared_destination(fixture *f)
+{
+    libdm_dm *dst;
+    op o = { 0 };
+
+    assert_int_equal(CALL("prepare_async", libdm_migrate_prepare_async(H.ctx, f->dst_cfg, f->uri,
+                                                                       on_done, &o, &dst)), 0);
+    assert_int_equal(run(&o, 20000), 0);
+    assert_int_equal(libdm_dm_get_state(dst), LIBDM_DM_INCOMING);
+    return dst;
+}
+
+static void stop(libdm_dm *dm)
+{
+    op o = { 0 };
+
+    assert_int_equal(CALL("stop_async", libdm_dm_stop_async(dm, 0, 5000, on_done, &o)), 0);
+    assert_int_equal(run(&o, 12000), 0);
+    libdm_dm_release(dm);
+}
+
+static void wait_dead(libdm_dm *dm)
+{
+    uint64_t deadline = tu_now_ms() + 5000;
+
+    while (libdm_dm_get_state(dm) != LIBDM_DM_DEAD && tu_now_ms() < deadline)
+        host_iterate();
+    assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
+}
+
+/* ---- the switchover hook ---- */
+
+typedef struct hook_state {
+    int calls;
+    int answer;             /* what the loop answers later */
+    bool answer_inside;     /* answer from inside the hook instead */
+    bool never;             /* never answer */
+    int kill_pid;           /* SIGKILL this before answering */
+    libdm_qmp_slot *query;  /* query-migrate sent from inside the hook */
+    char *seen_status;
+    int progress;
+} hook_state;
+
+static void on_hook_query(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    hook_state *h = user;
+    const char *st = r->status == 0 ? libdm_json_get_string(libdm_json_object_get(r->value,
+                                                                                  "status"))
+                                    : NULL;
+
+    (void)q;
+    h->seen_status = strdup(st ? st : "(error)");
+}
+
+static void hook(libdm_dm *src, void *user)
+{
+    hook_state *h = user;
+
+    assert_false(H.in_call);
+    h->calls++;
+    /* Async calls are fine from inside a libdm callback. */
+    assert_int_equal(libdm_qmp_call_async(libdm_dm_get_qmp(src), "query-migrate", NULL, 5000,
+                                          on_hook_query, h, &h->query), 0);
+    if (h->kill_pid > 0)
+        assert_int_equal(kill(h->kill_pid, SIGKILL), 0);
+    if (h->answer_inside)
+        assert_int_equal(libdm_migrate_switchover_done(src, h->answer), 0);
+}
+
+static void on_progress(libdm_dm *src, const libdm_migrate_progress *p, void *user)
+{
+    (void)src;
+    assert_false(H.in_call);
+    assert_non_null(p->status);
+    ((hook_state *)user)->progress++;
+}
+
+/* Perform, with the hook answered from the loop once the source was seen
+ * paused at pre-switchover. */
+static int perform(libdm_dm *src, const char *uri, hook_state *h, int timeout_ms)
+{
+    op o = { 0 };
+    uint64_t deadline = tu_now_ms() + (uint64_t)timeout_ms + 15000;
+
+    assert_int_equal(CALL("perform_async",
+                          libdm_migrate_perform_async(src, uri,
+                                                      LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER, hook,
+                                                      h, on_progress, h, timeout_ms, on_done,
+                                                      &o)), 0);
+    /* One operation at a time per DM. */
+    assert_int_equal(CALL("begin_async", libdm_migrate_begin_async(src, 1000, on_done, &o)),
+                     -EBUSY);
+    while (!o.done && tu_now_ms() < deadline) {
+        host_iterate();
+        if (h->calls && h->seen_status && !h->answer_inside && !h->never) {
+            /* Answered from the loop, a moment later: the migration waited. */
+            run_ms(100);
+            assert_int_equal(o.done, 0);
+            assert_int_equal(CALL("switchover_done",
+                                  libdm_migrate_switchover_done(src, h->answer)), 0);
+            h->never = true;   /* answered */
+        }
+    }
+    assert_int_equal(o.done, 1);
+    h->query = libdm_qmp_slot_free(h->query);
+    return o.status;
+}
+
+/* ---- scenarios ---- */
+
+static void test_async_phases(void **state)
+{
+    fixture *f = *state;
+    hook_state h = { .answer = 0 };
+    libdm_dm *src, *dst;
+    op o = { 0 };
+    int src_pid;
+
+    src = running_source(f);
+    src_pid = libdm_dm_get_pid(src);
+    dst = prepared_destination(f);
+    assert_string_equal(runstate(dst), "inmigrate");
+
+    assert_int_equal(perform(src, f->uri, &h, 30000), 0);
+    assert_int_equal(h.calls, 1);
+    assert_true(h.progress > 0);
+    assert_string_equal(h.seen_status, "pre-switchover");
+    free(h.seen_status);
+    /* Answering again: Perform no longer waits. */
+    assert_int_equal(libdm_migrate_switchover_done(src, 0), -EALREADY);
+
+    assert_int_equal(CALL("finish_async",
+                          libdm_migrate_finish_async(dst, LIBDM_MIGRATE_SOURCE_COMPLETED, 0,
+                                                     10000, on_done, &o)), 0);
+    assert_int_equal(run(&o, 12000), 0);
+    assert_string_equal(runstate(dst), "running");
+    assert_int_equal(libdm_dm_get_state(dst), LIBDM_DM_RUNNING);
+    o = (op){ 0 };
+    assert_int_equal(CALL("confirm_async", libdm_migrate_confirm_async(src, 1, 5000, on_done,
+                                                                       &o)), 0);
+    assert_int_equal(run(&o, 12000), 0);
+    libdm_dm_release(src);
+    assert_true(kill(src_pid, 0) < 0);
+    assert_fast("phases");
+    stop(dst);
+}
+
+static void test_async_cancel_via_hook(void **state)
+{
+    fixture *f = *state;
+    hook_state h = { .answer = -ECANCELED, .answer_inside = true };
+    libdm_dm *src, *dst;
+    op o = { 0 };
+
+    src = running_source(f);
+    dst = prepared_destination(f);
+    assert_int_equal(perform(src, f->uri, &h, 30000), -ECANCELED);
+    assert_int_equal(h.calls, 1);
+    free(h.seen_status);
+    /* Cancel un-pauses: the source runs again. */
+    assert_int_equal(CALL("confirm_async", libdm_migrate_confirm_async(src, 0, 5000, on_done,
+                                                                       &o)), 0);
+    assert_int_equal(run(&o, 6000), 0);
+    assert_string_equal(runstate(src), "running");
+    assert_fast("cancel via hook");
+    /* The destination exits by itself; Finish refuses at once. */
+    wait_dead(dst);
+    assert_int_equal(libdm_migrate_finish_async(dst, LIBDM_MIGRATE_SOURCE_COMPLETED, 0, 1000,
+                                                on_done, &o), -ESRCH);
+    stop(dst);
+    stop(src);
+}
+
+static void test_async_destination_killed(void **state)
+{
+    fixture *f = *state;
+    hook_state h = { .answer = 0 };
+    libdm_dm *src, *dst;
+    op o = { 0 };
+    int performed, finished;
+
+    src = running_source(f);
+    dst = prepared_destination(f);
+    h.kill_pid = libdm_dm_get_pid(dst);
+    /* Fails, or "completes" towards a dead destination (the last bytes fit
+     * in the socket buffer): Finish fails either way, and Confirm brings
+     * the source back. */
+    performed = perform(src, f->uri, &h, 30000);
+    free(h.seen_status);
+    wait_dead(dst);
+    assert_true(WIFSIGNALED(libdm_dm_get_exit_status(dst)));
+    finished = libdm_migrate_finish_async(dst, LIBDM_MIGRATE_SOURCE_COMPLETED, 0, 1000, on_done,
+                                          &o);
+    assert_int_equal(finished, -ESRCH);
+    print_message("perform %s before the destination died\n",
+                  performed == 0 ? "completed" : "failed");
+    assert_int_equal(CALL("confirm_async", libdm_migrate_confirm_async(src, 0, 5000, on_done,
+                                                                       &o)), 0);
+    assert_int_equal(run(&o, 6000), 0);
+    assert_string_equal(runstate(src), "running");
+    assert_fast("destination killed");
+    stop(dst);
+    stop(src);
+}
+
+static void test_async_deadlines(void **state)
+{
+    fixture *f = *state;
+    hook_state h = { .never = true };
+    libdm_dm *src, *dst;
+    op o = { 0 };
+    uint64_t t0;
+
+    src = running_source(f);
+    dst = prepared_destination(f);
+    /* A hook that never answers: Perform's deadline cancels, the source
+     * is un-paused, and a late answer is refused. */
+    t0 = tu_now_ms();
+    assert_int_equal(perform(src, f->uri, &h, 3000), -ETIMEDOUT);
+    assert_true(tu_now_ms() - t0 < 3000 + 10000);
+    assert_int_equal(h.calls, 1);
+    free(h.seen_status);
+    assert_int_equal(libdm_migrate_switchover_done(src, 0), -EALREADY);
+    assert_int_equal(CALL("confirm_async", libdm_migrate_confirm_async(src, 0, 5000, on_done,
+                                                                       &o)), 0);
+    assert_int_equal(run(&o, 6000), 0);
+    assert_string_equal(runstate(src), "running");
+    wait_dead(dst);
+    stop(dst);
+
+    /* Finish without a source: its deadline, and no cont was ever sent. */
+    dst = prepared_destination(f);
+    o = (op){ 0 };
+    t0 = tu_now_ms();
+    assert_int_equal(CALL("finish_async",
+                          libdm_migrate_finish_async(dst, LIBDM_MIGRATE_SOURCE_COMPLETED, 0, 500,
+                                                     on_done, &o)), 0);
+    assert_int_equal(run(&o, 5000), -ETIMEDOUT);
+    assert_true(tu_now_ms() - t0 >= 500);
+    assert_string_equal(runstate(dst), "inmigrate");
+    /* The source's word forbids it: refused at once, no callback. */
+    o = (op){ 0 };
+    assert_int_equal(libdm_migrate_finish_async(dst, LIBDM_MIGRATE_SOURCE_KEEPS, 0, 500,
+                                                on_done, &o), -ECANCELED);
+    assert_fast("deadlines");
+    stop(dst);
+    stop(src);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_async_phases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_cancel_via_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_destination_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_deadlines, setup, teardown),
+    };
+    int skip = tu_require_dm_env();
+
+    if (skip)
+        return skip;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
