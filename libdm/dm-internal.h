@@ -56,7 +56,7 @@ int libdm__dm_sync_wait(libdm_dm *dm, sync_op *s);
 int libdm__dm_mig_usable(libdm_dm *dm);
 /* Starts the operation; @state (the phase's object) is passed to @cb. */
 int libdm__dm_mig_begin(libdm_dm *dm, int timeout_ms, libdm__timer_fn *on_deadline,
-                        libdm_dm_done_fn *cb, void *state);
+                        libdm_dm_done_fn *cb, void *state, void (*destroy)(void *state));
 /* The running migration phase's @state, or NULL (none, or it ended). */
 void *libdm__dm_mig_state(libdm_dm *dm);
 void libdm__dm_mig_finish(libdm_dm *dm, int status);

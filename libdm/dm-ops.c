@@ -416,9 +416,13 @@ int libdm__dm_mig_usable(libdm_dm *dm)
 }
 
 int libdm__dm_mig_begin(libdm_dm *dm, int timeout_ms, libdm__timer_fn *on_deadline,
-                        libdm_dm_done_fn *cb, void *state)
+                        libdm_dm_done_fn *cb, void *state, void (*destroy)(void *state))
 {
-    return libdm__dm_op_begin(dm, OP_MIGRATE, timeout_ms, on_deadline, cb, state);
+    int r = libdm__dm_op_begin(dm, OP_MIGRATE, timeout_ms, on_deadline, cb, state);
+
+    if (r >= 0)
+        dm->op_destroy = destroy;
+    return r;
 }
 
 void *libdm__dm_mig_state(libdm_dm *dm)

@@ -48,6 +48,7 @@ typedef struct completion {
     struct completion *next;
     libdm_dm_done_fn *cb;
     void *user;
+    void (*destroy)(void *user); /* frees @user if the callback never runs */
     int status;
 } completion;
 typedef enum { STOP_QUIT, STOP_TERM, STOP_KILL } stop_step;
@@ -89,6 +90,7 @@ struct libdm_dm {
     op_kind op;
     libdm_dm_done_fn *op_cb;
     void *op_user;
+    void (*op_destroy)(void *user); /* frees op_user if the DM is released first */
     int op_status;
     bool op_failing;            /* start failed: waiting for the DM to be gone */
     stop_step step;

@@ -388,14 +388,21 @@ static void op_done_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     free(c);
 }
 
+/* The DM is released with callbacks still to run: they never will, and
+ * the state an operation kept for its callback is freed with them. */
 static void drop_completions(libdm_dm *dm)
 {
     while (dm->done_head) {
         completion *c = dm->done_head;
         dm->done_head = c->next;
+        if (c->destroy)
+            c->destroy(c->user);
         free(c);
     }
     dm->done_tail = &dm->done_head;
+    if (dm->op != OP_NONE && dm->op_destroy)
+        dm->op_destroy(dm->op_user);
+    dm->op_destroy = NULL;
 }
 
 /* Ends the current operation; its callback runs from the loop, never from
@@ -416,8 +423,10 @@ void libdm__dm_op_finish(libdm_dm *dm, int status)
         LIBDM__ERROR(dm->ctx, "%s: out of memory: an operation's callback is lost", dm->name);
         return;
     }
-    *c = (completion){ .cb = dm->op_cb, .user = dm->op_user, .status = status };
+    *c = (completion){ .cb = dm->op_cb, .user = dm->op_user, .destroy = dm->op_destroy,
+                       .status = status };
     dm->op_cb = NULL;
+    dm->op_destroy = NULL;
     *dm->done_tail = c;
     dm->done_tail = &c->next;
     (void)libdm__defer(dm->ctx, &dm->op_done);

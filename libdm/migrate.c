@@ -185,6 +185,12 @@ static void mig_free(mig_op *m)
     free(m);
 }
 
+/* The DM was released before the phase's callback ran. */
+static void mig_destroy(void *state)
+{
+    mig_free(state);
+}
+
 static int source_from_status(int status)
 {
     if (status >= 0)
@@ -228,7 +234,7 @@ static int mig_start(libdm_dm *dm, mig_phase ph, int timeout_ms, libdm_dm_done_f
         return -ENOMEM;
     *m = (mig_op){ .dm = dm, .phase = ph, .cb = cb, .user = user,
                    .deadline = libdm__deadline(timeout_ms > 0 ? timeout_ms : MIGRATE_DEFAULT_MS) };
-    r = libdm__dm_mig_begin(dm, timeout_ms, on_deadline, mig_done, m);
+    r = libdm__dm_mig_begin(dm, timeout_ms, on_deadline, mig_done, m, mig_destroy);
     if (r < 0) {
         mig_free(m);
         return r;
