@@ -27,7 +27,10 @@
  *    it for deferred completions) is due: the host must call
  *    libdm_ctx_dispatch_timeout() as soon as it can, at its next iteration,
  *    never drop it nor wait for a later one. Calling dispatch early or twice
- *    is harmless.
+ *    is harmless. The timer is one-shot: once the host has called
+ *    libdm_ctx_dispatch_timeout() for a deadline, that deadline is spent
+ *    (dispatch calls timer_set again if anything is still armed); a host
+ *    that kept firing the spent deadline would spin.
  *  - hooks must not call back into libdm; a hook that fails makes the libdm
  *    operation that needed it fail with that error.
  *  - blocking calls (libdm_qmp_call(), libdm_dm_start(), ...) still work in
