@@ -646,6 +646,45 @@ static void test_events_and_async_calls(void **state)
     assert_false(tu_path_exists(f->dir, "t1"));
 }
 
+/* pause_async and query_status_async at their deadline (a SIGSTOPped DM:
+ * -ETIMEDOUT, BROKEN) and when the DM dies mid-operation (a negative status,
+ * DEAD, no fd or child left). */
+static void test_async_calls_deadline_and_death(void **state)
+{
+    fixture *f = *state;
+    seen w = { 0 };
+    libdm_dm *dm;
+    int pid;
+
+    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    pid = libdm_dm_get_pid(dm);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    assert_int_equal(libdm_dm_pause_async(dm, 300, on_done, &w), 0);
+    run_until(f->ctx, &w.done, 1);
+    assert_int_equal(w.status, -ETIMEDOUT);
+    assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_BROKEN);
+    assert_int_equal(libdm_dm_stop(dm, 1, 2000), 0);
+    libdm_dm_release(dm);
+    wait_gone(f->ctx, pid);
+
+    /* Death mid-operation: the query is outstanding when QEMU is killed. */
+    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    pid = libdm_dm_get_pid(dm);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    assert_int_equal(libdm_dm_query_status_async(dm, 5000, on_done, &w), 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    run_until(f->ctx, &w.done, 2);
+    assert_true(w.status < 0);
+    wait_gone(f->ctx, pid);
+    for (int i = 0; i < 100 && libdm_dm_get_state(dm) != LIBDM_DM_DEAD; i++)
+        libdm_ctx_run_once(f->ctx, 10);
+    assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
+    assert_int_equal(libdm_dm_stop(dm, 0, 2000), 0);
+    libdm_dm_release(dm);
+    assert_false(tu_path_exists(f->dir, "t1"));
+    tu_settle_children(f->ctx, 0);
+}
+
 /* Async attach from a second context: it queues on the monitor while the
  * first handle holds it, completes once released; a stopped (SIGSTOP) DM
  * completes -ETIMEDOUT at the deadline, BROKEN, and stop still ends it.
@@ -909,6 +948,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restricted_restore_from_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_and_async_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_async, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_calls_deadline_and_death, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_callback_inside_other_blocking_call, setup,
                                         teardown),
     };
