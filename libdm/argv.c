@@ -300,11 +300,16 @@ static void build_xen(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
     /* -vnc, -display none, SCSI controller, -serial, VGA, -boot, USB,
      * -smp, NICs or "-net none" (devices-argv.c). */
     libdm__devices_argv_xen_front(b, c);
+    /* libxl: device_model_args, -machine VALUE, device_model_args_hvm. */
+    for (size_t i = 0; i < c->n_extra_args; i++)
+        add(b, c->extra_args[i]);
     add(b, "-machine");
     if (machine_implies_xen(machine))
         addf(b, "%s%s", machine, opts ? opts : "");
     else
         addf(b, "%s,accel=xen%s", machine, opts ? opts : "");
+    for (size_t i = 0; i < c->n_extra_args_hvm; i++)
+        add(b, c->extra_args_hvm[i]);
     add_memory(b, c);
     libdm__devices_argv_xen_disks(b, c);
     free(xenstat);
@@ -339,9 +344,14 @@ static void build_tail(argv_builder *b, const libdm_dm_config *c)
     build_restrict(b, c);
     if (c->incoming)
         add_pair(b, "-incoming", c->incoming);
-    /* Last, so they can add to or override anything above. */
+    /* Plain profile: last, so they can add to or override anything above
+     * (the xen profile placed them as libxl does). */
+    if (c->profile == LIBDM_PROFILE_XEN)
+        return;
     for (i = 0; i < c->n_extra_args; i++)
         add(b, c->extra_args[i]);
+    for (i = 0; i < c->n_extra_args_hvm; i++)
+        add(b, c->extra_args_hvm[i]);
 }
 
 /* Combinations each setter alone cannot see. */

@@ -53,6 +53,8 @@ struct libdm_dm_config {
     char *qemu_path;        /* NULL: LIBDM_DEFAULT_QEMU / LIBDM_DEFAULT_XEN_QEMU */
     char **extra_args;      /* NULL-terminated, never NULL */
     size_t n_extra_args;
+    char **extra_args_hvm;  /* xl's device_model_args_hvm: after -machine */
+    size_t n_extra_args_hvm;
     int timeout_ms;
     int pass_fds[LIBDM_MAX_PASS_FDS]; /* ours (O_CLOEXEC dups); QEMU's fd
                                        * LIBDM_PASS_FD_FIRST + i */

@@ -182,6 +182,7 @@ libdm_dm_config *libdm_dm_config_free(libdm_dm_config *config)
     free(config->incoming);
     free(config->qemu_path);
     libdm_strv_free(config->extra_args);
+    libdm_strv_free(config->extra_args_hvm);
     for (size_t i = 0; i < config->n_pass_fds; i++)
         libdm__close(&config->pass_fds[i]);
     libdm__devices_clear(&config->dev);
@@ -290,25 +291,36 @@ int libdm_dm_config_pass_fd(libdm_dm_config *config, int fd, int *ret_qemu_fd)
     return 0;
 }
 
-int libdm_dm_config_add_extra_arg(libdm_dm_config *config, const char *arg)
+static int append_arg(char ***v, size_t *n, const char *arg)
 {
-    char **v;
+    char **grown;
     char *copy;
 
-    if (!config || !arg || !arg[0])
+    if (!arg || !arg[0])
         return -EINVAL;
     copy = strdup(arg);
     if (!copy)
         return -ENOMEM;
-    v = realloc(config->extra_args, (config->n_extra_args + 2) * sizeof(*v));
-    if (!v) {
+    grown = realloc(*v, (*n + 2) * sizeof(*grown));
+    if (!grown) {
         free(copy);
         return -ENOMEM;
     }
-    v[config->n_extra_args++] = copy;
-    v[config->n_extra_args] = NULL;
-    config->extra_args = v;
+    grown[(*n)++] = copy;
+    grown[*n] = NULL;
+    *v = grown;
     return 0;
+}
+
+int libdm_dm_config_add_extra_arg(libdm_dm_config *config, const char *arg)
+{
+    return config ? append_arg(&config->extra_args, &config->n_extra_args, arg) : -EINVAL;
+}
+
+int libdm_dm_config_add_extra_arg_hvm(libdm_dm_config *config, const char *arg)
+{
+    return config ? append_arg(&config->extra_args_hvm, &config->n_extra_args_hvm, arg)
+                  : -EINVAL;
 }
 
 int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int timeout_ms)
@@ -331,20 +343,28 @@ static int dup_opt(const char *s, char **ret)
     return *ret ? 0 : -ENOMEM;
 }
 
-static int copy_extra_args(const libdm_dm_config *src, libdm_dm_config *dst)
+static int copy_strv(char *const *src, size_t n, char ***ret, size_t *ret_n)
 {
-    size_t i;
-
-    dst->extra_args = calloc(src->n_extra_args + 1, sizeof(char *));
-    if (!dst->extra_args)
+    *ret = calloc(n + 1, sizeof(char *));
+    if (!*ret)
         return -ENOMEM;
-    for (i = 0; i < src->n_extra_args; i++) {
-        dst->extra_args[i] = strdup(src->extra_args[i]);
-        if (!dst->extra_args[i])
+    for (size_t i = 0; i < n; i++) {
+        (*ret)[i] = strdup(src[i]);
+        if (!(*ret)[i])
             return -ENOMEM;
-        dst->n_extra_args = i + 1;
+        *ret_n = i + 1;
     }
     return 0;
+}
+
+static int copy_extra_args(const libdm_dm_config *src, libdm_dm_config *dst)
+{
+    int r = copy_strv(src->extra_args, src->n_extra_args, &dst->extra_args, &dst->n_extra_args);
+
+    if (r >= 0 && src->n_extra_args_hvm)
+        r = copy_strv(src->extra_args_hvm, src->n_extra_args_hvm, &dst->extra_args_hvm,
+                      &dst->n_extra_args_hvm);
+    return r;
 }
 
 int libdm__config_copy(const libdm_dm_config *src, libdm_dm_config **ret)
@@ -360,8 +380,8 @@ int libdm__config_copy(const libdm_dm_config *src, libdm_dm_config **ret)
     *c = *src;
     /* Detach every pointer first so a partial copy frees only what it owns. */
     c->name = c->machine = c->runas = c->chroot_dir = c->incoming = c->qemu_path = NULL;
-    c->extra_args = NULL;
-    c->n_extra_args = 0;
+    c->extra_args = c->extra_args_hvm = NULL;
+    c->n_extra_args = c->n_extra_args_hvm = 0;
     c->n_pass_fds = 0;
     libdm__devices_init(&c->dev);
     for (size_t i = 0; r == 0 && i < src->n_pass_fds; i++) {

@@ -440,6 +440,13 @@ static int add_arg(const char *where, const char *arg, libdm_dm_config *cfg)
     return libdm_dm_config_add_extra_arg(cfg, arg) < 0 ? fail(where, "'%s': invalid", arg) : 0;
 }
 
+/* device_model_args_hvm: libdm places them after -machine, as libxl does. */
+static int add_arg_hvm(const char *where, const char *arg, libdm_dm_config *cfg)
+{
+    return libdm_dm_config_add_extra_arg_hvm(cfg, arg) < 0 ? fail(where, "'%s': invalid", arg)
+                                                          : 0;
+}
+
 static int apply_dm(const xl_file *f)
 {
     const char *s;
@@ -463,7 +470,7 @@ static int apply_dm(const xl_file *f)
             return ex;
     }
     ex = each_item(f, "device_model_args", add_arg);
-    return ex ? ex : each_item(f, "device_model_args_hvm", add_arg);
+    return ex ? ex : each_item(f, "device_model_args_hvm", add_arg_hvm);
 }
 
 static int apply_lists(const xl_file *f)

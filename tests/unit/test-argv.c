@@ -295,8 +295,11 @@ static void test_golden_xen_restricted_restore(void **state)
     assert_int_equal(libdm_dm_config_set_runas(c, "xen-qemuuser-c1"), 0);
     assert_int_equal(libdm_dm_config_set_chroot(c, "/run/xen/root-restored"), 0);
     assert_int_equal(libdm_dm_config_set_incoming(c, "fd:9"), 0);
+    /* device_model_args before -machine, device_model_args_hvm after its
+     * value, as libxl 4.17 places them. */
     assert_int_equal(libdm_dm_config_add_extra_arg(c, "-smp"), 0);
     assert_int_equal(libdm_dm_config_add_extra_arg(c, "2,maxcpus=4"), 0);
+    assert_int_equal(libdm_dm_config_add_extra_arg_hvm(c, "-no-hpet"), 0);
     check_golden("xen-restricted-restore", c);
     libdm_dm_config_free(c);
 }

@@ -82,7 +82,13 @@ LIBDM_EXPORT int libdm_dm_config_set_seccomp(libdm_dm_config *config, libdm_secc
 /* "defer" or a QEMU migration URI (unix:, tcp:, fd:, exec:). */
 LIBDM_EXPORT int libdm_dm_config_set_incoming(libdm_dm_config *config, const char *uri);
 LIBDM_EXPORT int libdm_dm_config_set_qemu_path(libdm_dm_config *config, const char *path);
+/* Extra QEMU arguments, unchecked, as xl's device_model_args: on the xen
+ * profile placed where libxl 4.17 puts them (before -machine); on the plain
+ * profile at the end. */
 LIBDM_EXPORT int libdm_dm_config_add_extra_arg(libdm_dm_config *config, const char *arg);
+/* As xl's device_model_args_hvm: on the xen profile right after -machine's
+ * value (libxl's place), on the plain profile at the end. */
+LIBDM_EXPORT int libdm_dm_config_add_extra_arg_hvm(libdm_dm_config *config, const char *arg);
 /* Hands QEMU an open file: a duplicate of @fd is kept by the configuration
  * (the caller keeps its own) and QEMU gets it as fd *ret_qemu_fd, to name in
  * QEMU options, e.g. libdm_dm_config_set_incoming(cfg, "fd:7") for a
