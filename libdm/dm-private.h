@@ -153,6 +153,8 @@ void libdm__dm_stop_finished(libdm_dm *dm);
 void libdm__dm_incoming_event(libdm_dm *dm);
 int libdm__dm_write_record(libdm_dm *dm);
 
+void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_t domid);
+
 extern const libdm__keeper_ops libdm__dm_keeper_ops;
 
 #endif

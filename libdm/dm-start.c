@@ -203,7 +203,7 @@ static int clear_leftovers(libdm_dm *dm, libdm__store *store)
         return -EEXIST;
     }
     (void)libdm__store_del(store, dm->name);
-    libdm__restrict_cleanup(dm->rd->path, rec.profile, rec.domid);
+    libdm__dm_remove_own_chroot(dm->rd, rec.profile, rec.domid);
     libdm__record_clear(&rec);
     libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_LEFTOVERS);
     return 0;
@@ -247,7 +247,7 @@ static void unclaim(libdm_dm *dm)
     if (dm->rd->owner_fd >= 0 && libdm__dm_store(dm, &store) >= 0)
         (void)libdm__store_del(store, dm->name);
     if (dm->confinement) /* the chroot restrict.c made, if any */
-        libdm__restrict_cleanup(dm->rd->path, dm->profile, dm->domid);
+        libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);
     libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_MADE);
 }
 

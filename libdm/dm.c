@@ -301,6 +301,15 @@ int libdm__dm_record_state(libdm_dm *dm)
     return r;
 }
 
+/* The chroot libdm made for a restricted DM: in the run directory (plain,
+ * through its fd) or libxl's /var/run/xen/qemu-root-D (xen). */
+void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_t domid)
+{
+    if (rd)
+        libdm__rundir_remove_subdir(rd, LIBDM__PLAIN_ROOT_NAME);
+    libdm__restrict_cleanup(profile, domid);
+}
+
 /* Removes the record, the socket, the log and the directory of a DM that
  * is gone, through its directory fd, and only while holding the name's
  * claim: once the keeper exited, another start may own the name already. */
@@ -316,7 +325,7 @@ void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
         (void)libdm__store_del(store, name);
     if (rd) {
         /* libdm's own chroot (never a caller's), before the directory. */
-        libdm__restrict_cleanup(rd->path, profile, domid);
+        libdm__dm_remove_own_chroot(rd, profile, domid);
         libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
     }
     if (rd && !held_here)
@@ -939,7 +948,7 @@ static int forget_files(libdm_ctx *ctx, libdm__store *store, const libdm__record
     r = libdm__rundir_reclaim(rd);
     if (r >= 0) {
         (void)libdm__store_del(store, name);
-        libdm__restrict_cleanup(rd->path, rec->profile, rec->domid);
+        libdm__dm_remove_own_chroot(rd, rec->profile, rec->domid);
         libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
     }
     libdm__rundir_free(rd);

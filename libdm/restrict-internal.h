@@ -61,11 +61,11 @@ int libdm__restrict_make_chroot(const char *dir, char **ret_err);
 /* The chroot libdm makes for @profile ("plain"/"xen"): DM_DIR/root or
  * /var/run/xen/qemu-root-DOMID. malloc'd, NULL on ENOMEM. */
 char *libdm__restrict_own_chroot(const char *dm_dir, const char *profile, uint32_t domid);
-/* Removes what libdm made for a restricted DM (its chroot, if empty; never
- * a caller's). Safe to call for any DM, restricted or not, and twice.
- * Called wherever the DM's directory is removed (stop, failed start, stale
- * record), before the directory itself. @profile may be NULL ("plain"). */
-void libdm__restrict_cleanup(const char *dm_dir, const char *profile, uint32_t domid);
+/* Removes the xen profile's chroot libdm made, /var/run/xen/qemu-root-D
+ * (if empty; never a caller's). The plain profile's chroot lives in the
+ * DM's run directory and is removed through its fd (rundir.c). Safe for
+ * any DM and twice. */
+void libdm__restrict_cleanup(const char *profile, uint32_t domid);
 
 /* ---- seccomp ---- */
 

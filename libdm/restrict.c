@@ -334,14 +334,13 @@ char *libdm__restrict_own_chroot(const char *dm_dir, const char *profile, uint32
     return libdm__sprintf("%s/" LIBDM__PLAIN_ROOT_NAME, dm_dir);
 }
 
-void libdm__restrict_cleanup(const char *dm_dir, const char *profile, uint32_t domid)
+void libdm__restrict_cleanup(const char *profile, uint32_t domid)
 {
-    bool xen = profile && strcmp(profile, "xen") == 0;
     char *dir;
 
-    if ((xen && domid == 0) || (!xen && !dm_dir))
+    if (!profile || strcmp(profile, "xen") || domid == 0)
         return;
-    dir = libdm__restrict_own_chroot(dm_dir, profile, domid);
+    dir = libdm__restrict_own_chroot(NULL, profile, domid);
     /* rmdir: only an empty directory goes, a symlink there is left alone. */
     if (dir)
         (void)rmdir(dir);

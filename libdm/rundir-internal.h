@@ -111,6 +111,9 @@ typedef enum libdm__rd_remove {
 
 /* Removes files through the directory fd; never follows a path. */
 void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what);
+/* Removes the empty directory @name inside the run directory (through its
+ * fd: e.g. the chroot libdm made there for a restricted plain DM). */
+void libdm__rundir_remove_subdir(libdm__rundir *rd, const char *name);
 /* "<root>/<name>/<file>" (malloc'd). */
 char *libdm__rundir_file(const libdm__rundir *rd, const char *file);
 libdm__rundir *libdm__rundir_free(libdm__rundir *rd);

@@ -535,6 +535,12 @@ int libdm__rundir_lock_monitor(libdm__rundir *rd, const char *note, int *ret_pid
     return r;
 }
 
+void libdm__rundir_remove_subdir(libdm__rundir *rd, const char *name)
+{
+    /* rmdir semantics: only an empty directory, never a link's target. */
+    (void)unlinkat(rd->dfd, name, AT_REMOVEDIR);
+}
+
 int libdm__rundir_set_monitor_note(libdm__rundir *rd, const char *note)
 {
     if (rd->monitor_fd < 0)

@@ -24,6 +24,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "internal.h"
+#include "config-internal.h"
 #include "keeper-restrict.h"
 
 #define FSIZE_LIMIT (256ul * 1024)  /* libxl's RLIMIT_FSIZE */
@@ -256,6 +258,9 @@ int keeper_restrict_apply(const keeper_restrict *r, char *const **envp)
 
 void keeper_restrict_cleanup(const keeper_restrict *r)
 {
-    if (r->owned_root)
+    /* Only libxl's chroot in /var/run/xen (root-owned) by path: the plain
+     * one is in the run directory, removed through its fd (keeper.c). */
+    if (r->owned_root && !strncmp(r->owned_root, LIBDM__XEN_RUN_DIR "/",
+                                  sizeof(LIBDM__XEN_RUN_DIR)))
         (void)rmdir(r->owned_root);
 }

@@ -52,6 +52,7 @@
 #include "keeper-restrict.h"
 #include <libdm/dm.h>
 #include "config-internal.h"
+#include "restrict-internal.h"
 #include "rundir-internal.h"
 #include "store.h"
 
@@ -305,6 +306,9 @@ static void remove_dm_files(keeper *k, libdm__store *store)
 {
     if (libdm__store_del(store, k->name) < 0 && errno != ENOENT)
         klog("cannot remove the record of %s", k->name);
+    /* libdm's chroot: inside the run directory (through its fd), or
+     * libxl's /var/run/xen/qemu-root-D. */
+    libdm__rundir_remove_subdir(k->rd, LIBDM__PLAIN_ROOT_NAME);
     keeper_restrict_cleanup(&k->restrict_);
     libdm__rundir_remove(k->rd, LIBDM__RD_REMOVE_ALL);
 }

@@ -10,6 +10,7 @@
 #include "internal.h"
 #include "config-internal.h"
 #include "restrict-internal.h"
+#include "rundir-internal.h"
 #include "keeper-restrict.h"
 
 #include <fcntl.h>
@@ -257,10 +258,20 @@ static void test_make_chroot(void **state)
     assert_int_equal(rmdir(inside), 0);
     /* a missing parent is made (like /var/run/xen on a host without Xen) */
     assert_int_equal(libdm__restrict_make_chroot(sub, &err), 0);
-    /* cleanup removes libdm's own chroot of a plain DM, empty only */
-    libdm__restrict_cleanup(base, "plain", 0);
-    assert_false(tu_path_exists(base, "root"));
-    libdm__restrict_cleanup(base, NULL, 0); /* twice: harmless */
+    /* cleanup removes libdm's own chroot of a plain DM (in the run
+     * directory, through its fd), empty only */
+    {
+        libdm__rundir *rd = NULL;
+        int dfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        assert_true(dfd >= 0);
+        assert_int_equal(libdm__rundir_adopt("/unused", "dm", dfd, -1, &rd), 0);
+        libdm__rundir_remove_subdir(rd, LIBDM__PLAIN_ROOT_NAME);
+        assert_false(tu_path_exists(base, "root"));
+        libdm__rundir_remove_subdir(rd, LIBDM__PLAIN_ROOT_NAME); /* twice: harmless */
+        libdm__rundir_free(rd);
+    }
+    libdm__restrict_cleanup(NULL, 0); /* no xen chroot: harmless */
     tu_rmtree(base);
     free(base), free(root), free(sub), free(inside);
 }
