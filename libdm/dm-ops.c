@@ -18,18 +18,26 @@
 
 /* ---- guarded resume (seed 000) ---- */
 
+/* The head of every reply of these operations: the call is over; a failed
+ * one ends the operation with its error. Whether the reply is good. */
+static bool reply_ok(libdm_dm *dm, const libdm_qmp_reply *r, const char *what)
+{
+    dm->call = libdm_qmp_slot_free(dm->call);
+    if (r->status >= 0)
+        return true;
+    libdm__dm_reply_error(dm, r, what);
+    libdm__dm_op_finish(dm, r->status);
+    return false;
+}
+
 static void resume_query(libdm_dm *dm);
 
 static void resume_on_cont(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 {
     libdm_dm *dm = user;
 
-    dm->call = libdm_qmp_slot_free(dm->call);
-    if (r->status < 0) {
-        libdm__dm_reply_error(dm, r, "cont");
-        libdm__dm_op_finish(dm, r->status);
+    if (!reply_ok(dm, r, "cont"))
         return;
-    }
     libdm__dm_set_runstate(dm, "running");
     libdm__dm_set_state(dm, LIBDM_DM_RUNNING);
     libdm__dm_record_state(dm);
@@ -51,12 +59,8 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
     libdm_dm *dm = user;
     const char *st;
 
-    dm->call = libdm_qmp_slot_free(dm->call);
-    if (r->status < 0) {
-        libdm__dm_reply_error(dm, r, "query-migrate");
-        libdm__dm_op_finish(dm, r->status);
+    if (!reply_ok(dm, r, "query-migrate"))
         return;
-    }
     st = libdm__json_get_str(r->value, "status");
     switch (libdm__incoming_verdict(dm, st)) {
     case -EIO:
@@ -111,12 +115,8 @@ static void resume_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     libdm_dm *dm = user;
     const char *rs;
 
-    dm->call = libdm_qmp_slot_free(dm->call);
-    if (r->status < 0) {
-        libdm__dm_reply_error(dm, r, "query-status");
-        libdm__dm_op_finish(dm, r->status);
+    if (!reply_ok(dm, r, "query-status"))
         return;
-    }
     rs = libdm__json_get_str(r->value, "status");
     libdm__dm_set_runstate(dm, rs);
     if (rs && !strcmp(rs, "running")) {
@@ -183,12 +183,8 @@ static void simple_on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     const char *rs;
     int status = 0;
 
-    dm->call = libdm_qmp_slot_free(dm->call);
-    if (r->status < 0) {
-        libdm__dm_reply_error(dm, r, libdm__dm_op_names[dm->op]);
-        libdm__dm_op_finish(dm, r->status);
+    if (!reply_ok(dm, r, libdm__dm_op_names[dm->op]))
         return;
-    }
     if (dm->op == OP_PAUSE) {
         libdm__dm_set_runstate(dm, "paused");
         libdm__dm_set_state(dm, LIBDM_DM_PAUSED);
