@@ -26,6 +26,7 @@ struct libdm_ctx {
     libdm__watch *dead_watches;  /* removed during a batch, freed after it */
     unsigned nwatches;
     unsigned depth;              /* > 0 while libdm dispatches callbacks */
+    uint64_t dispatch_start_us;  /* when the outermost dispatch began (budget) */
 
     uint32_t id_nonce;           /* per context, random: ids unique across processes */
     uint64_t id_counter;

@@ -24,6 +24,11 @@
 #include <unistd.h>
 
 #define LIBDM__EPOLL_BATCH 64
+/* One dispatch runs callbacks for at most this long, then returns to the
+ * host; what is left (level-triggered fds, due timers) is still pending, so
+ * the host comes straight back. A batch of heavy steps (sixteen starts'
+ * set-up, say) thus never stalls the host's own work. */
+#define LIBDM__DISPATCH_BUDGET_US 500
 
 struct libdm__watch {
     libdm_ctx *ctx;
@@ -35,6 +40,14 @@ struct libdm__watch {
     void *host_reg;
     libdm__watch *next_dead;
 };
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 uint64_t libdm_now_ms(void)
 {
@@ -273,14 +286,23 @@ int libdm__defer(libdm_ctx *ctx, libdm__timer *t)
     return libdm__timer_arm(ctx, t, 0);
 }
 
-/* Runs the timers due at @now. The budget stops a timer that keeps
- * re-deferring itself from starving the fds. */
-static int run_timers(libdm_ctx *ctx, uint64_t now)
+/* Whether this dispatch has used its time: the first callback always runs,
+ * so every dispatch makes progress. */
+static bool over_budget(const libdm_ctx *ctx)
+{
+    return now_us() - ctx->dispatch_start_us >= LIBDM__DISPATCH_BUDGET_US;
+}
+
+/* Runs the timers due at @now, within the dispatch's time budget (at least
+ * one if @ran callbacks ran before in this dispatch is 0). The count stops a
+ * timer that keeps re-deferring itself from starving the fds. */
+static int run_timers(libdm_ctx *ctx, uint64_t now, int ran)
 {
     size_t budget = ctx->heap_len;
     int n = 0;
 
-    while (budget-- > 0 && ctx->heap_len > 0 && ctx->heap[0]->deadline <= now) {
+    while (budget-- > 0 && ctx->heap_len > 0 && ctx->heap[0]->deadline <= now &&
+           (ran + n == 0 || !over_budget(ctx))) {
         libdm__timer *t = ctx->heap[0];
         heap_remove(ctx, t);
         t->fn(ctx, t, t->user);
@@ -300,8 +322,11 @@ static void begin_dispatch(libdm_ctx *ctx)
 {
     /* Busy on entry (an API call armed a timer, say): the end of this
      * dispatch may report the context idle again. */
-    if (ctx->depth++ == 0 && !libdm__ctx_idle(ctx))
-        ctx->idle_reported = false;
+    if (ctx->depth++ == 0) {
+        ctx->dispatch_start_us = now_us();
+        if (!libdm__ctx_idle(ctx))
+            ctx->idle_reported = false;
+    }
 }
 
 /* Runs the idle callback once per busy -> idle transition. It runs as a
@@ -357,9 +382,11 @@ int libdm_ctx_run_once(libdm_ctx *ctx, int timeout_ms)
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     begin_dispatch(ctx);
-    for (i = 0; i < n; i++)
+    /* Past the budget the rest of the batch waits: epoll is level-triggered,
+     * so those fds are reported again by the next epoll_wait. */
+    for (i = 0; i < n && (i == 0 || !over_budget(ctx)); i++)
         dispatch_watch(evs[i].data.ptr, from_epoll(evs[i].events));
-    dispatched = n + run_timers(ctx, libdm_now_ms());
+    dispatched = i + run_timers(ctx, libdm_now_ms(), i);
     end_dispatch(ctx);
     return dispatched;
 }
@@ -425,7 +452,7 @@ void libdm_ctx_dispatch_timeout(libdm_ctx *ctx)
     /* The host's timer fired: it is no longer armed on the host side. */
     ctx->host_deadline = UINT64_MAX;
     begin_dispatch(ctx);
-    run_timers(ctx, libdm_now_ms());
+    run_timers(ctx, libdm_now_ms(), 0);
     end_dispatch(ctx);
 }
 

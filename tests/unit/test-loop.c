@@ -439,6 +439,82 @@ static void test_fd_mode(void **state)
     libdm_ctx_free(ctx);
 }
 
+/* ---- the dispatch budget ---- */
+
+#define HEAVY_STEPS 12
+#define HEAVY_STEP_US 200
+
+typedef struct heavy {
+    libdm__timer t[HEAVY_STEPS];
+    unsigned ran;
+} heavy;
+
+static void spin_us(uint64_t us)
+{
+    struct timespec a, b;
+
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &b);
+    while ((uint64_t)(b.tv_sec - a.tv_sec) * 1000000u + (uint64_t)(b.tv_nsec / 1000) -
+               (uint64_t)(a.tv_nsec / 1000) < us);
+}
+
+static void heavy_step(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    heavy *h = user;
+
+    (void)ctx, (void)t;
+    spin_us(HEAVY_STEP_US);
+    h->ran++;
+}
+
+/* Twelve deferred steps of 200 us each: one dispatch runs at most three
+ * (its 500 us budget is checked before each), at least one, and the rest
+ * stay due, so the host is asked to come straight back. Both modes. */
+static void test_dispatch_budget(void **state)
+{
+    heavy h = { 0 };
+    host hh = { 0 };
+    libdm_ctx *ctx;
+    uint64_t abs_ms;
+    unsigned before, dispatches = 0;
+
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
+        if (mode == 1) {
+            hh = (host){ .ctx = ctx, .deadline = UINT64_MAX };
+            assert_int_equal(libdm_ctx_set_loop_hooks(ctx, &recording_hooks, &hh), 0);
+        } else {
+            assert_true(libdm_ctx_get_fd(ctx) >= 0);
+        }
+        h.ran = 0;
+        for (int i = 0; i < HEAVY_STEPS; i++) {
+            libdm__timer_init(&h.t[i], heavy_step, &h);
+            assert_int_equal(libdm__defer(ctx, &h.t[i]), 0);
+        }
+        for (dispatches = 0; h.ran < HEAVY_STEPS && dispatches < 2 * HEAVY_STEPS; dispatches++) {
+            before = h.ran;
+            if (mode == 1) {
+                /* The host was told a deadline already due. */
+                assert_true(hh.deadline <= libdm_now_ms());
+                libdm_ctx_dispatch_timeout(ctx);
+            } else {
+                assert_int_equal(libdm_ctx_get_timeout(ctx, &abs_ms), 1);
+                assert_true(abs_ms <= libdm_now_ms());
+                assert_true(libdm_ctx_process(ctx) >= 1);
+            }
+            assert_true(h.ran - before >= 1);
+            assert_true(h.ran - before <= 3);
+        }
+        assert_int_equal(h.ran, HEAVY_STEPS);
+        assert_true(dispatches >= HEAVY_STEPS / 3);
+        assert_int_equal(libdm_ctx_is_idle(ctx), 1);
+        libdm_ctx_free(ctx);
+    }
+}
+
 /* ---- log level ---- */
 
 typedef struct capture {
@@ -523,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hooks_fd_modify_pollout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fd_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_level, setup, teardown),
+        cmocka_unit_test(test_dispatch_budget),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

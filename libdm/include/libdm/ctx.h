@@ -39,6 +39,13 @@
  *
  * Completion callbacks are never invoked from inside the call that started the
  * operation: they are deferred to the next loop iteration.
+ *
+ * Every dispatch (libdm_ctx_process(), libdm_ctx_dispatch_fd(),
+ * libdm_ctx_dispatch_timeout(), one libdm_ctx_run_once()) runs callbacks for
+ * about half a millisecond at most, then returns even if more is due: what
+ * is left stays pending (a readable fd, a deadline already due), so a host
+ * that follows the rules above simply comes back at its next iteration, and
+ * its own events run in between.
  */
 #ifndef LIBDM_CTX_H
 #define LIBDM_CTX_H
@@ -102,7 +109,8 @@ LIBDM_EXPORT int libdm_ctx_get_fd(libdm_ctx *ctx);
  * (sd_bus_get_timeout()'s rule; the adapters do it in their prepare step). */
 LIBDM_EXPORT int libdm_ctx_get_timeout(libdm_ctx *ctx, uint64_t *ret_abs_ms);
 /* Dispatches, without waiting, the fd events that are ready and the timers
- * that are due. Never blocks. Returns the number of events and timers
+ * that are due, within the dispatch budget above (the rest stays pending).
+ * Never blocks. Returns the number of events and timers
  * dispatched, -EDEADLK from inside a libdm callback, -EBUSY in hooks mode. */
 LIBDM_EXPORT int libdm_ctx_process(libdm_ctx *ctx);
 
