@@ -84,7 +84,7 @@ static void attach_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     libdm_dm *dm = user;
     const char *rs;
 
-    dm->call = libdm_qmp_slot_free(dm->call);
+    dm->op->call = libdm_qmp_slot_free(dm->op->call);
     if (r->status < 0) {
         libdm__dm_reply_error(dm, r, "query-status");
         libdm__dm_attach_fail(dm, r->status);
@@ -148,16 +148,16 @@ static void attach_lock_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
     char *note = NULL, *cmd;
     int pid = 0, r;
 
-    if (dm->op != OP_ATTACH)
+    if (libdm__dm_op_kind(dm) != OP_ATTACH)
         return;
     r = libdm__rundir_lock_monitor(dm->rd, NULL, &pid, &note);
     if (r == 0) {
         attach_connect(dm);
     } else if (r == -EAGAIN && !(note && !strcmp(note, "migration"))) {
         (void)libdm__timer_arm(ctx, t, libdm_now_ms() + 20);
-        free(dm->lock_holder);
-        dm->lock_holder = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
-        dm->lock_holder_pid = pid;
+        free(dm->op->u.attach.lock_holder);
+        dm->op->u.attach.lock_holder = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
+        dm->op->u.attach.lock_holder_pid = pid;
     } else if (r == -EAGAIN) {
         cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
         libdm__dm_error(dm, "migration in progress (pid %d, %s)", pid, cmd ? cmd : "?");
@@ -173,11 +173,13 @@ static void attach_lock_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
 static void attach_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
+    libdm__op *op = dm->op;
 
-    libdm__timer_disarm(ctx, &dm->op_tick);
-    if (!dm->qmp && dm->lock_holder_pid > 0)
-        libdm__dm_error(dm, "the monitor is held by another client (pid %d, %s)", dm->lock_holder_pid,
-                 dm->lock_holder ? dm->lock_holder : "?");
+    libdm__timer_disarm(ctx, &op->tick);
+    if (!dm->qmp && op->u.attach.lock_holder_pid > 0)
+        libdm__dm_error(dm, "the monitor is held by another client (pid %d, %s)",
+                        op->u.attach.lock_holder_pid,
+                        op->u.attach.lock_holder ? op->u.attach.lock_holder : "?");
     else
         libdm__dm_error(dm, "the monitor did not answer before the deadline (%s)",
                  dm->qmp ? libdm_qmp_state_to_string(libdm_qmp_get_state(dm->qmp)) : "not connected");
@@ -256,15 +258,14 @@ int libdm_dm_attach_async(libdm_ctx *ctx, const char *name, int timeout_ms,
         return -EINVAL;
     r = attach_prepare(ctx, name, timeout_ms, &dm);
     if (r >= 0)
-        r = libdm__dm_op_begin(dm, OP_ATTACH, dm->timeout_ms, attach_deadline, cb, userdata);
+        r = libdm__dm_op_begin(dm, OP_ATTACH, dm->timeout_ms, attach_deadline, attach_lock_tick,
+                               cb, userdata);
     if (r < 0) {
         if (dm)
             libdm__dm_free(dm);
         return r;
     }
-    libdm__timer_disarm(ctx, &dm->op_tick);
-    libdm__timer_init(&dm->op_tick, attach_lock_tick, dm);
-    attach_lock_tick(ctx, &dm->op_tick, dm);
+    attach_lock_tick(ctx, &dm->op->tick, dm);
     *ret_dm = dm;
     return 0;
 }
@@ -292,11 +293,10 @@ int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms, unsi
         return -EDEADLK;
     r = attach_prepare(ctx, name, timeout_ms, &dm);
     if (r >= 0)
-        r = libdm__dm_op_begin(dm, OP_ATTACH, dm->timeout_ms, attach_deadline, libdm__dm_sync_done_cb, &s);
+        r = libdm__dm_op_begin(dm, OP_ATTACH, dm->timeout_ms, attach_deadline, attach_lock_tick,
+                               libdm__dm_sync_done_cb, &s);
     if (r >= 0) {
-        libdm__timer_disarm(ctx, &dm->op_tick);
-        libdm__timer_init(&dm->op_tick, attach_lock_tick, dm);
-        attach_lock_tick(ctx, &dm->op_tick, dm);
+        attach_lock_tick(ctx, &dm->op->tick, dm);
         r = libdm__dm_sync_wait(dm, &s);
         /* Alive, monitor unusable: handed over BROKEN, stoppable by
          * signals. Only a migration's hold is an error to a plain attach. */
@@ -309,7 +309,7 @@ int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms, unsi
     if (r < 0 && r != -ESRCH && r != -ENOMEM && dm && dm->pidfd >= 0 &&
         (flags & LIBDM_ATTACH_ANY_MONITOR)) {
         libdm__dm_close_qmp(dm);
-        dm->op = OP_NONE;
+        libdm__dm_op_discard(dm);
         libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
         r = 0;
     }

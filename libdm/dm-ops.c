@@ -22,7 +22,7 @@
  * one ends the operation with its error. Whether the reply is good. */
 static bool reply_ok(libdm_dm *dm, const libdm_qmp_reply *r, const char *what)
 {
-    dm->call = libdm_qmp_slot_free(dm->call);
+    dm->op->call = libdm_qmp_slot_free(dm->op->call);
     if (r->status >= 0)
         return true;
     libdm__dm_reply_error(dm, r, what);
@@ -70,8 +70,8 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
         /* Confirmed just now (seed 000's rule): cont at once, or stop here
          * for a Finish that keeps the guest paused. Every step between the
          * completion and cont is guest-visible downtime. */
-        libdm__dm_incoming_done(dm, dm->resume_keep_paused);
-        if (dm->resume_keep_paused)
+        libdm__dm_incoming_done(dm, dm->op->u.resume.keep_paused);
+        if (dm->op->u.resume.keep_paused)
             libdm__dm_op_finish(dm, 0);
         else
             resume_send_cont(dm);
@@ -79,7 +79,7 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
     }
     /* Not yet: look again on the MIGRATION event (libdm__dm_incoming_event)
      * or, as the safety net against a missed event, on a timer. */
-    (void)libdm__timer_arm(dm->ctx, &dm->op_tick, libdm_now_ms() + DM_MIGRATE_POLL_MS);
+    (void)libdm__timer_arm(dm->ctx, &dm->op->tick, libdm_now_ms() + DM_MIGRATE_POLL_MS);
 }
 
 static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
@@ -87,7 +87,7 @@ static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
     libdm_dm *dm = user;
     int r;
 
-    if (dm->op != OP_RESUME || dm->call)
+    if (libdm__dm_op_kind(dm) != OP_RESUME || dm->op->call)
         return; /* a look is already under way */
     r = libdm__dm_call(dm, "query-migrate", NULL, resume_on_migrate);
     if (r < 0)
@@ -99,15 +99,14 @@ static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
 void libdm__dm_incoming_event(libdm_dm *dm)
 {
     /* A migration phase waiting on its tick looks now, too. */
-    if (dm->op == OP_MIGRATE && libdm__timer_armed(&dm->op_tick)) {
-        libdm__timer_disarm(dm->ctx, &dm->op_tick);
-        (void)libdm__defer(dm->ctx, &dm->op_tick);
+    if (libdm__dm_op_kind(dm) == OP_MIGRATE && libdm__timer_armed(&dm->op->tick)) {
+        (void)libdm__defer(dm->ctx, &dm->op->tick);
         return;
     }
-    if (dm->op != OP_RESUME || dm->state != LIBDM_DM_INCOMING)
+    if (libdm__dm_op_kind(dm) != OP_RESUME || dm->state != LIBDM_DM_INCOMING)
         return;
-    libdm__timer_disarm(dm->ctx, &dm->op_tick);
-    resume_poll_migrate(dm->ctx, &dm->op_tick, dm);
+    libdm__timer_disarm(dm->ctx, &dm->op->tick);
+    resume_poll_migrate(dm->ctx, &dm->op->tick, dm);
 }
 
 static void resume_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
@@ -129,9 +128,7 @@ static void resume_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
          * said "paused" while still loading; libdm knows it asked for
          * -incoming. */
         libdm__dm_set_state(dm, LIBDM_DM_INCOMING);
-        libdm__timer_disarm(dm->ctx, &dm->op_tick);
-        libdm__timer_init(&dm->op_tick, resume_poll_migrate, dm);
-        resume_poll_migrate(dm->ctx, &dm->op_tick, dm);
+        resume_poll_migrate(dm->ctx, &dm->op->tick, dm);
     } else if (rs && (!strcmp(rs, "prelaunch") || !strcmp(rs, "paused"))) {
         resume_send_cont(dm);
     } else {
@@ -156,11 +153,11 @@ int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, vo
 
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
-    r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire, cb, userdata);
+    r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
+                           resume_poll_migrate, cb, userdata);
     if (r < 0)
         return r;
-    dm->resume_keep_paused = false;   /* only Finish keeps the guest paused */
-    resume_query(dm);
+    resume_query(dm);   /* only Finish keeps the guest paused (u.resume) */
     return 0;
 }
 
@@ -183,9 +180,9 @@ static void simple_on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     const char *rs;
     int status = 0;
 
-    if (!reply_ok(dm, r, libdm__dm_op_names[dm->op]))
+    if (!reply_ok(dm, r, libdm__dm_op_names[libdm__dm_op_kind(dm)]))
         return;
-    if (dm->op == OP_PAUSE) {
+    if (libdm__dm_op_kind(dm) == OP_PAUSE) {
         libdm__dm_set_runstate(dm, "paused");
         libdm__dm_set_state(dm, LIBDM_DM_PAUSED);
         status = libdm__dm_record_state(dm);
@@ -210,14 +207,14 @@ static int simple_call_async(libdm_dm *dm, op_kind kind, const char *cmd, int ti
 
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
-    r = libdm__dm_op_begin(dm, kind, timeout_ms, libdm__dm_op_deadline_fire, cb, userdata);
+    r = libdm__dm_op_begin(dm, kind, timeout_ms, libdm__dm_op_deadline_fire, NULL, cb,
+                           userdata);
     if (r < 0)
         return r;
     r = libdm__dm_call(dm, cmd, NULL, simple_on_reply);
     if (r < 0) {
         libdm__dm_error(dm, "cannot send %s: %s", cmd, strerror(-r));
-        libdm__timer_disarm(dm->ctx, &dm->op_deadline);
-        dm->op = OP_NONE;
+        libdm__dm_op_discard(dm);
     }
     return r;
 }
@@ -279,10 +276,14 @@ void libdm__dm_stop_finished(libdm_dm *dm)
     libdm__store *store;
 
     libdm__dm_close_qmp(dm);
-    if (!dm->rd && libdm__dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
-        (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
-    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
-    libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
+    /* A start refused before its keeper ran removed all it made already;
+     * the name may be someone else's by now. */
+    if (!dm->unclaimed) {
+        if (!dm->rd && libdm__dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
+            (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
+        libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
+        libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
+    }
     libdm__dm_set_state(dm, LIBDM_DM_DEAD);
     libdm__dm_op_finish(dm, 0);
 }
@@ -293,16 +294,16 @@ static void stop_escalate(libdm_ctx *ctx, libdm__timer *t, void *user)
 
     if (dm->exited)
         return;
-    switch (dm->step) {
+    switch (dm->op->u.stop.step) {
     case STOP_QUIT:
         LIBDM__WARN(ctx, "%s: no exit after quit: sending SIGTERM", dm->name);
-        dm->step = STOP_TERM;
+        dm->op->u.stop.step = STOP_TERM;
         (void)dm_signal(dm, SIGTERM);
         (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_TERM_GRACE_MS));
         break;
     case STOP_TERM:
         LIBDM__WARN(ctx, "%s: no exit after SIGTERM: sending SIGKILL", dm->name);
-        dm->step = STOP_KILL;
+        dm->op->u.stop.step = STOP_KILL;
         (void)dm_signal(dm, SIGKILL);
         (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_KILL_WAIT_MS));
         break;
@@ -317,7 +318,7 @@ static void stop_on_quit(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 {
     libdm_dm *dm = user;
 
-    dm->call = libdm_qmp_slot_free(dm->call);
+    dm->op->call = libdm_qmp_slot_free(dm->op->call);
     if (r->status < 0 && !dm->exited)
         LIBDM__DEBUG(dm->ctx, "%s: quit: %s", dm->name, strerror(-r->status));
 }
@@ -325,33 +326,33 @@ static void stop_on_quit(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_fn *cb,
                         void *userdata)
 {
+    libdm__op *op;
     int r;
 
-    if (dm->op == OP_STOP)
+    if (libdm__dm_op_kind(dm) == OP_STOP)
         return -EALREADY;
     /* Stopping wins over whatever was in progress (a resume waiting for an
      * incoming migration that will never complete, a start): that operation
-     * completes with -ECANCELED. */
-    if (dm->op != OP_NONE) {
-        libdm__dm_error(dm, "%s interrupted by stop", libdm__dm_op_names[dm->op]);
+     * completes with -ECANCELED. A start whose keeper has not run yet only
+     * undoes what it made. */
+    if (!libdm__dm_start_cancel_unspawned(dm) && dm->op) {
+        libdm__dm_error(dm, "%s interrupted by stop", libdm__dm_op_names[dm->op->kind]);
         libdm__dm_op_finish(dm, -ECANCELED);
     }
-    r = libdm__dm_op_begin(dm, OP_STOP, timeout_ms, stop_escalate, cb, userdata);
+    r = libdm__dm_op_begin(dm, OP_STOP, timeout_ms, stop_escalate, NULL, cb, userdata);
     if (r < 0)
         return r;
+    op = dm->op;
     libdm__dm_set_state(dm, LIBDM_DM_STOPPING);
     if (dm->exited) {
-        libdm__timer_disarm(dm->ctx, &dm->op_deadline);
         libdm__dm_stop_finished(dm);
         return 0;
     }
-    dm->step = STOP_QUIT;
+    op->u.stop.step = STOP_QUIT;
     if (force || libdm__dm_call(dm, "quit", NULL, stop_on_quit) < 0) {
-        dm->step = STOP_TERM;
+        op->u.stop.step = force ? STOP_KILL : STOP_TERM;
         (void)dm_signal(dm, force ? SIGKILL : SIGTERM);
-        if (force)
-            dm->step = STOP_KILL;
-        (void)libdm__timer_arm(dm->ctx, &dm->op_deadline,
+        (void)libdm__timer_arm(dm->ctx, &op->deadline,
                                libdm__deadline(force ? DM_KILL_WAIT_MS : DM_TERM_GRACE_MS));
     }
     return 0;
@@ -374,7 +375,7 @@ libdm_dm *libdm_dm_release(libdm_dm *dm)
 {
     if (!dm)
         return NULL;
-    if (dm->op != OP_NONE)
+    if (dm->op)
         LIBDM__DEBUG(dm->ctx, "%s: released with an operation in progress", dm->name);
     libdm__dm_free(dm);
     return NULL;
@@ -391,14 +392,13 @@ int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_
 
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
-    r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire, cb, userdata);
+    r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
+                           resume_poll_migrate, cb, userdata);
     if (r < 0)
         return r;
-    dm->resume_keep_paused = keep_paused;
+    dm->op->u.resume.keep_paused = keep_paused;
     libdm__dm_set_state(dm, LIBDM_DM_INCOMING);
-    libdm__timer_disarm(dm->ctx, &dm->op_tick);
-    libdm__timer_init(&dm->op_tick, resume_poll_migrate, dm);
-    resume_poll_migrate(dm->ctx, &dm->op_tick, dm);
+    resume_poll_migrate(dm->ctx, &dm->op->tick, dm);
     return 0;
 }
 
@@ -414,41 +414,43 @@ int libdm__dm_mig_usable(libdm_dm *dm)
 int libdm__dm_mig_begin(libdm_dm *dm, int timeout_ms, libdm__timer_fn *on_deadline,
                         libdm_dm_done_fn *cb, void *state, void (*destroy)(void *state))
 {
-    int r = libdm__dm_op_begin(dm, OP_MIGRATE, timeout_ms, on_deadline, cb, state);
+    int r = libdm__dm_op_begin(dm, OP_MIGRATE, timeout_ms, on_deadline, NULL, cb, state);
 
     if (r >= 0)
-        dm->op_destroy = destroy;
+        dm->op->destroy = destroy;
     return r;
 }
 
 void *libdm__dm_mig_state(libdm_dm *dm)
 {
-    return dm->op == OP_MIGRATE ? dm->op_user : NULL;
+    return libdm__dm_op_kind(dm) == OP_MIGRATE ? dm->op->user : NULL;
 }
 
 void libdm__dm_mig_finish(libdm_dm *dm, int status)
 {
-    if (dm->op == OP_MIGRATE)
+    if (libdm__dm_op_kind(dm) == OP_MIGRATE)
         libdm__dm_op_finish(dm, status);
 }
 
 int libdm__dm_mig_call(libdm_dm *dm, const char *cmd, const libdm_json *args,
                        libdm_qmp_reply_fn *cb)
 {
-    return dm->op == OP_MIGRATE ? libdm__dm_call(dm, cmd, args, cb) : -ECANCELED;
+    return libdm__dm_op_kind(dm) == OP_MIGRATE ? libdm__dm_call(dm, cmd, args, cb) : -ECANCELED;
 }
 
 void libdm__dm_mig_tick(libdm_dm *dm, libdm__timer_fn *fn, int delay_ms)
 {
-    if (dm->op != OP_MIGRATE)
+    if (libdm__dm_op_kind(dm) != OP_MIGRATE)
         return;
-    libdm__timer_disarm(dm->ctx, &dm->op_tick);
-    libdm__timer_init(&dm->op_tick, fn, dm);
-    (void)libdm__timer_arm(dm->ctx, &dm->op_tick, libdm_now_ms() + (uint64_t)delay_ms);
+    /* The phase's step picks its own function: re-initialised only while
+     * disarmed, so the loop's heap never holds a re-initialised timer. */
+    libdm__timer_disarm(dm->ctx, &dm->op->tick);
+    libdm__timer_init(&dm->op->tick, fn, dm);
+    (void)libdm__timer_arm(dm->ctx, &dm->op->tick, libdm_now_ms() + (uint64_t)delay_ms);
 }
 
 void libdm__dm_mig_set_deadline(libdm_dm *dm, uint64_t abs_ms)
 {
-    if (dm->op == OP_MIGRATE)
-        (void)libdm__timer_arm(dm->ctx, &dm->op_deadline, abs_ms);
+    if (libdm__dm_op_kind(dm) == OP_MIGRATE)
+        (void)libdm__timer_arm(dm->ctx, &dm->op->deadline, abs_ms);
 }

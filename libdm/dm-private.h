@@ -53,6 +53,57 @@ typedef struct completion {
 } completion;
 typedef enum { STOP_QUIT, STOP_TERM, STOP_KILL } stop_step;
 
+/* The steps of a start (dm-start.c), each run from the loop, never inside
+ * libdm_dm_start_async(): that call only checks the configuration. */
+typedef enum {
+    START_CLAIM,    /* claim the name, clear a dead predecessor */
+    START_PROBE,    /* restricted: is -sandbox there? (probed in the background) */
+    START_PREPARE,  /* dm_restrict, devices, the command line, the record */
+    START_SPAWN,    /* socket, log, monitor connection, the keeper */
+    START_READY,    /* keeper running: waiting for QMP readiness and the pid */
+    START_FAILING,  /* killed: waiting for the keeper to report the end */
+} start_step;
+
+typedef struct libdm__sandbox_probe libdm__sandbox_probe;
+
+/* One operation on a DM with its own state (libxl's libxl__dm_spawn_state
+ * manner): made by libdm__dm_op_begin(), freed when it finishes. Its timers
+ * and its monitor call end with it, so nothing of an ended operation can
+ * fire, and no operation re-uses another's timer. */
+typedef struct libdm__op {
+    libdm_dm *dm;
+    op_kind kind;
+    libdm_dm_done_fn *cb;
+    void *user;
+    void (*destroy)(void *user); /* frees @user if the callback never runs */
+    int status;
+    libdm__timer deadline;      /* the whole operation's */
+    libdm__timer tick;          /* its next step: a retry, a poll, a deferred step */
+    libdm_qmp_slot *call;       /* its monitor call in flight */
+    union {
+        struct {
+            start_step step;
+            libdm_dm_config *cfg;       /* the caller's, copied: steps run later */
+            bool autokill;
+            bool have_pid, have_status;
+            libdm__restrict_plan plan;
+            char **argv;
+            libdm__sandbox_probe *probe;
+            libdm_qmp_slot *caps_call;  /* migrate-set-capabilities events */
+        } start;
+        struct {
+            stop_step step;
+        } stop;
+        struct {
+            bool keep_paused;           /* Finish with keep_paused: confirm, no cont */
+        } resume;
+        struct {
+            char *lock_holder;          /* who holds monitor.lock (cmdline) */
+            int lock_holder_pid;
+        } attach;
+    } u;
+} libdm__op;
+
 struct libdm_dm {
     libdm_ctx *ctx;
     libdm_dm_state state;
@@ -77,24 +128,19 @@ struct libdm_dm {
     libdm__watch *keeper_watch;
 
     libdm__rundir *rd;          /* its run directory (and, while starting, the claim) */
-    libdm_qmp *qmp;
-    libdm_qmp_slot *caps_call;  /* every call we make has a slot: none outlives us */
+    libdm_qmp *qmp;             /* every call made on it has a slot owned by an op */
     char *runstate;
     char *migration_event;      /* status of the last MIGRATION event */
     bool exited;
+    bool unclaimed;             /* a start refused before its keeper ran: it
+                                 * removed all it made, nothing is ours */
     bool pid_gone;              /* attached: the pidfd said so; the record may lag */
     int exit_status;
     char *last_error;
     int timeout_ms;
 
-    op_kind op;
-    libdm_dm_done_fn *op_cb;
-    void *op_user;
-    void (*op_destroy)(void *user); /* frees op_user if the DM is released first */
-    int op_status;
-    bool op_failing;            /* start failed: waiting for the DM to be gone */
-    stop_step step;
-    libdm__timer op_deadline, op_tick, op_done;
+    libdm__op *op;              /* the operation in progress, or NULL */
+    libdm__timer op_done;       /* runs the completions below */
     libdm__timer exit_poll;     /* attached: waiting for the keeper's record */
     unsigned exit_polls;
     completion *done_head, **done_tail;
@@ -105,18 +151,19 @@ struct libdm_dm {
     void *event_user;
     notice *notice_head, **notice_tail;
     libdm__timer notice_timer;
-    libdm_qmp_slot *call;
-    bool start_have_pid, start_have_status;
     bool migrate_was_running;
     bool incoming;              /* started (or recorded) with -incoming */
     bool incoming_at_start;     /* -incoming URI (not defer): QEMU loads before
                                  * the events capability can be turned on */
-    bool autokill_after_ready;
-    bool resume_keep_paused;    /* Finish with keep_paused: confirm, no cont */  /* a migration destination: armed until Finish */
+    bool autokill_after_ready;  /* a migration destination: armed until Finish */
     int broken_errno;           /* why the monitor became unusable, if known */
-    char *lock_holder;          /* attach: who holds monitor.lock (cmdline) */
-    int lock_holder_pid;
 };
+
+/* The kind of operation in progress (OP_NONE if none). */
+static inline op_kind libdm__dm_op_kind(const libdm_dm *dm)
+{
+    return dm->op ? dm->op->kind : OP_NONE;
+}
 
 
 void libdm__dm_attach_connected(libdm_dm *dm);
@@ -133,8 +180,13 @@ int libdm__dm_store(libdm_dm *dm, libdm__store **ret);
 bool libdm__dm_usable(libdm_dm *dm);
 void libdm__dm_on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user);
 void libdm__dm_on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user);
+/* Starts operation @kind (-EBUSY if one runs): its deadline fires
+ * @on_deadline(ctx, timer, dm), its tick @on_tick (NULL: none). */
 int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_fn *on_deadline,
-                    libdm_dm_done_fn *cb, void *user);
+                       libdm__timer_fn *on_tick, libdm_dm_done_fn *cb, void *user);
+/* Drops the operation without a callback (a start refused before it
+ * returned to its caller). */
+void libdm__dm_op_discard(libdm_dm *dm);
 void libdm__dm_op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user);
 void libdm__dm_op_finish(libdm_dm *dm, int status);
 bool libdm__dm_record_alive(const libdm__record *rec);
@@ -146,8 +198,12 @@ int libdm__dm_set_paths(libdm_dm *dm, bool create);
 void libdm__dm_set_runstate(libdm_dm *dm, const char *rs);
 void libdm__dm_start_fail(libdm_dm *dm, int status);
 void libdm__dm_start_fail_finished(libdm_dm *dm);
-void libdm__dm_start_maybe_ready(libdm_dm *dm);
-void libdm__dm_start_tick(libdm_ctx *ctx, libdm__timer *t, void *user);
+/* Stop came before the start's keeper ran: undone, DEAD. Whether it was. */
+bool libdm__dm_start_cancel_unspawned(libdm_dm *dm);
+/* A start released before its keeper ran: removes what it made. */
+void libdm__dm_start_abandon(libdm_dm *dm);
+/* Frees the start-specific state of @op. */
+void libdm__dm_start_op_fini(libdm__op *op);
 void libdm__dm_stop_finished(libdm_dm *dm);
 /* A MIGRATION event arrived (dm-ops.c: a waiting resume looks now). */
 void libdm__dm_incoming_event(libdm_dm *dm);

@@ -17,29 +17,88 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- start ---- */
+/* ---- start: the operation's own state, its failure paths ---- *
+ *
+ * Steps (start_step in dm-private.h), each a deferred run of the
+ * operation's tick, so that sixteen starts issued from one host callback
+ * cost the host sixteen configuration checks, and each step one short
+ * dispatch (the loop's budget interleaves them with the host's work):
+ *   CLAIM -> [PROBE] -> PREPARE -> SPAWN -> READY (QMP says paused, the
+ *   keeper gave the pid) ; any step -> FAILING (killed, waiting for its end)
+ * A step that fails before the keeper runs removes what the start made
+ * (unclaim) and ends the operation at once. */
 
 static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user);
+static void unclaim(libdm_dm *dm);
 
+void libdm__dm_start_op_fini(libdm__op *op)
+{
+    libdm_dm_config_free(op->u.start.cfg);
+    libdm__restrict_plan_clear(&op->u.start.plan);
+    libdm_strv_free(op->u.start.argv);
+    libdm__sandbox_probe_cancel(op->u.start.probe);
+    op->u.start.caps_call = libdm_qmp_slot_free(op->u.start.caps_call);
+}
+
+/* A start that ends before its keeper ran: nothing of it is left, and the
+ * handle holds no fd (DEAD, "no process"). */
+static void start_refused(libdm_dm *dm, int status)
+{
+    libdm__dm_close_qmp(dm);
+    unclaim(dm);
+    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: taps it made */
+    dm->rd = libdm__rundir_free(dm->rd);
+    dm->exited = true;
+    dm->unclaimed = true;
+    libdm__dm_set_state(dm, LIBDM_DM_DEAD);
+    libdm__dm_op_finish(dm, status);
+}
+
+void libdm__dm_start_abandon(libdm_dm *dm)
+{
+    if (libdm__dm_op_kind(dm) == OP_START && !dm->keeper && !dm->unclaimed) {
+        unclaim(dm);
+        libdm__devices_cleanup(dm->ctx, dm->nics);
+    }
+}
+
+/* Cancels a start whose keeper has not run yet (a stop came first). Whether
+ * it did. */
+bool libdm__dm_start_cancel_unspawned(libdm_dm *dm)
+{
+    if (libdm__dm_op_kind(dm) != OP_START || dm->keeper)
+        return false;
+    libdm__dm_error(dm, "start interrupted by stop before the device model ran");
+    start_refused(dm, -ECANCELED);
+    return true;
+}
+
+/* The start failed once the keeper may run: kill it, and finish when its
+ * end is reported (bounded). @status 0: the DM's end says why. */
 void libdm__dm_start_fail(libdm_dm *dm, int status)
 {
-    if (dm->op_failing)
+    libdm__op *op = dm->op;
+
+    if (libdm__dm_op_kind(dm) != OP_START || op->u.start.step == START_FAILING)
         return;
-    dm->op_failing = true;
-    dm->op_status = status;
+    if (!dm->keeper) {
+        start_refused(dm, status < 0 ? status : -EIO);
+        return;
+    }
+    op->u.start.step = START_FAILING;
+    op->status = status;
     if (dm->exited) {
         libdm__dm_start_fail_finished(dm);
         return;
     }
-    if (dm->keeper)
-        (void)libdm__keeper_signal(dm->keeper, SIGKILL);
+    (void)libdm__keeper_signal(dm->keeper, SIGKILL);
     /* Bounded wait for the keeper to report the end. */
-    (void)libdm__timer_arm(dm->ctx, &dm->op_deadline, libdm__deadline(DM_KILL_WAIT_MS));
+    (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
 }
 
 void libdm__dm_start_fail_finished(libdm_dm *dm)
 {
-    int status = dm->op_status < 0 ? dm->op_status : -ECHILD;
+    int status = dm->op && dm->op->status < 0 ? dm->op->status : -ECHILD;
 
     libdm__dm_close_qmp(dm);
     libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
@@ -48,14 +107,19 @@ void libdm__dm_start_fail_finished(libdm_dm *dm)
     libdm__dm_op_finish(dm, status);
 }
 
+/* ---- start: readiness by QMP alone ---- */
+
 static bool runstate_is_ready(const char *rs)
 {
     return rs && (!strcmp(rs, "prelaunch") || !strcmp(rs, "paused") || !strcmp(rs, "inmigrate"));
 }
 
-void libdm__dm_start_maybe_ready(libdm_dm *dm)
+static void start_maybe_ready(libdm_dm *dm)
 {
-    if (dm->op != OP_START || dm->op_failing || !dm->start_have_pid || !dm->start_have_status)
+    libdm__op *op = dm->op;
+
+    if (libdm__dm_op_kind(dm) != OP_START || op->u.start.step != START_READY ||
+        !op->u.start.have_pid || !op->u.start.have_status)
         return;
     if (!strcmp(dm->runstate, "inmigrate"))
         dm->incoming = true;
@@ -80,8 +144,8 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     libdm_dm *dm = user;
     const char *rs;
 
-    dm->call = libdm_qmp_slot_free(dm->call);
-    if (dm->op_failing)
+    dm->op->call = libdm_qmp_slot_free(dm->op->call);
+    if (dm->op->u.start.step == START_FAILING)
         return;
     if (r->status < 0) {
         libdm__dm_reply_error(dm, r, "query-status");
@@ -98,28 +162,19 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
         return;
     }
     libdm__dm_set_runstate(dm, rs);
-    dm->start_have_status = true;
+    dm->op->u.start.have_status = true;
     /* The pid may still be on its way from the keeper: wait for it too. */
-    if (!dm->start_have_pid)
-        (void)libdm__timer_arm(dm->ctx, &dm->op_tick, libdm_now_ms() + 5);
-    libdm__dm_start_maybe_ready(dm);
-}
-
-void libdm__dm_start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
-{
-    libdm_dm *dm = user;
-
-    if (dm->op == OP_START && !dm->start_have_pid)
-        (void)libdm__timer_arm(ctx, t, libdm_now_ms() + 5);
-    libdm__dm_start_maybe_ready(dm);
+    if (!dm->op->u.start.have_pid)
+        (void)libdm__timer_arm(dm->ctx, &dm->op->tick, libdm_now_ms() + 5);
+    start_maybe_ready(dm);
 }
 
 static void start_on_caps(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 {
     libdm_dm *dm = user;
 
-    dm->caps_call = libdm_qmp_slot_free(dm->caps_call);
-    if (r->status < 0 && !dm->op_failing) {
+    dm->op->u.start.caps_call = libdm_qmp_slot_free(dm->op->u.start.caps_call);
+    if (r->status < 0 && dm->op->u.start.step != START_FAILING) {
         libdm__dm_reply_error(dm, r, "migrate-set-capabilities events");
         libdm__dm_start_fail(dm, r->status);
     }
@@ -154,7 +209,7 @@ static int queue_readiness(libdm_dm *dm)
     if (!args)
         return -ENOMEM;
     r = libdm_qmp_call_async(dm->qmp, "migrate-set-capabilities", args, dm->timeout_ms,
-                             start_on_caps, dm, &dm->caps_call);
+                             start_on_caps, dm, &dm->op->u.start.caps_call);
     libdm_json_free(args);
     if (r >= 0)
         r = libdm__dm_call(dm, "query-status", NULL, start_on_status);
@@ -165,10 +220,15 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
 
-    if (dm->op_failing) {
+    if (dm->op->u.start.step == START_FAILING) {
         /* The DM did not go away even after SIGKILL: give up on it. */
         libdm__dm_error(dm, "device model did not exit after SIGKILL");
         libdm__dm_start_fail_finished(dm);
+        return;
+    }
+    if (!dm->keeper) {
+        libdm__dm_error(dm, "not started before the deadline (still setting up)");
+        start_refused(dm, -ETIMEDOUT);
         return;
     }
     /* The process state tells a busy or stopped DM from a wedged monitor. */
@@ -343,13 +403,6 @@ static int dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg)
     return dm->name && dm->profile && dm->machine ? 0 : -ENOMEM;
 }
 
-/* Start, in an order where whoever dies at any moment leaves nothing that
- * `list` cannot show or `stop` cannot end:
- *   1. the command line is built (a bad configuration creates nothing);
- *   2. the name is claimed (owner.lock) and a dead predecessor cleared;
- *   3. the record is written, state "spawning", before any process runs;
- *   4. the keeper starts with autokill armed; it records QEMU's pid before
- *      QEMU execs, and holds the claim for the DM's life. */
 /* A configuration that cannot become a command line fails here, before
  * anything is created. */
 static int check_config(libdm_ctx *ctx, const libdm_dm_config *cfg)
@@ -392,9 +445,113 @@ static int plan_command(libdm_dm *dm, const libdm_dm_config *cfg, libdm__restric
     return r;
 }
 
+/* ---- start: the steps ---- */
+
+static void start_next(libdm_dm *dm, start_step step)
+{
+    dm->op->u.start.step = step;
+    (void)libdm__defer(dm->ctx, &dm->op->tick);
+}
+
+static int step_claim(libdm_dm *dm)
+{
+    libdm__op *op = dm->op;
+    const libdm_dm_config *cfg = op->u.start.cfg;
+    libdm__store *store;
+    int r = libdm__ctx_store(dm->ctx, &store);
+
+    if (r >= 0)
+        r = claim_name(dm, store);
+    if (r < 0)
+        return r;
+    /* The -sandbox probe runs QEMU: in the background, never in a step. */
+    bool probe = cfg->restricted && cfg->seccomp == LIBDM_SECCOMP_AUTO &&
+                 libdm__qemu_sandbox_cached(libdm__config_qemu_path(cfg)) == -EAGAIN;
+    start_next(dm, probe ? START_PROBE : START_PREPARE);
+    return 0;
+}
+
+static void on_probed(int has_sandbox, void *user)
+{
+    libdm_dm *dm = user;
+
+    (void)has_sandbox; /* cached: dm_restrict's plan reads it (restrict.c) */
+    dm->op->u.start.probe = NULL;
+    start_next(dm, START_PREPARE);
+}
+
+static int step_probe(libdm_dm *dm)
+{
+    libdm__op *op = dm->op;
+    int r = libdm__qemu_sandbox_probe_async(dm->ctx, libdm__config_qemu_path(op->u.start.cfg),
+                                            LIBDM__SANDBOX_PROBE_MS, on_probed, dm,
+                                            &op->u.start.probe);
+
+    if (r < 0)
+        libdm__dm_error(dm, "cannot probe QEMU for -sandbox: %s", strerror(-r));
+    return r;
+}
+
+static int step_prepare(libdm_dm *dm)
+{
+    libdm__op *op = dm->op;
+    int r = plan_command(dm, op->u.start.cfg, &op->u.start.plan, &op->u.start.argv);
+
+    if (r >= 0)
+        r = libdm__dm_write_record(dm);
+    if (r >= 0)
+        start_next(dm, START_SPAWN);
+    return r;
+}
+
+static int step_spawn(libdm_dm *dm)
+{
+    libdm__op *op = dm->op;
+    libdm__store *store;
+    int r = libdm__ctx_store(dm->ctx, &store);
+
+    if (r >= 0)
+        r = spawn_dm(dm, op->u.start.argv, store, op->u.start.autokill, &op->u.start.plan);
+    if (r >= 0)
+        op->u.start.step = START_READY;
+    return r;
+}
+
+/* The start's tick: the next step, or (READY) another look for the pid. */
+static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+    int r = 0;
+
+    switch (dm->op->u.start.step) {
+    case START_CLAIM:
+        r = step_claim(dm);
+        break;
+    case START_PROBE:
+        r = step_probe(dm);
+        break;
+    case START_PREPARE:
+        r = step_prepare(dm);
+        break;
+    case START_SPAWN:
+        r = step_spawn(dm);
+        break;
+    case START_READY:
+        if (!dm->op->u.start.have_pid)
+            (void)libdm__timer_arm(ctx, t, libdm_now_ms() + 5);
+        start_maybe_ready(dm);
+        return;
+    case START_FAILING:
+        return;
+    }
+    if (r < 0)
+        libdm__dm_start_fail(dm, r);
+}
+
 /* Start, in an order where whoever dies at any moment leaves nothing that
  * `list` cannot show or `stop` cannot end:
- *   1. the configuration is checked (a bad one creates nothing);
+ *   1. the configuration is checked, in this call (a bad one creates
+ *      nothing); everything else runs from the loop, step by step;
  *   2. the name is claimed (owner.lock) and a dead predecessor cleared;
  *   3. dm_restrict is resolved and the final command line built;
  *   4. the record is written, state "spawning", before any process runs;
@@ -403,12 +560,11 @@ static int plan_command(libdm_dm *dm, const libdm_dm_config *cfg, libdm__restric
 int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
                           libdm_dm_done_fn *cb, void *userdata, libdm_dm **ret_dm)
 {
-    libdm__restrict_plan plan = { 0 };
     libdm__store *store;
     libdm_dm *dm;
-    char **argv = NULL;
     int r = check_config(ctx, cfg);
 
+    /* The store is opened once per context: an unusable one is said now. */
     if (r >= 0)
         r = libdm__ctx_store(ctx, &store);
     if (r < 0)
@@ -418,21 +574,16 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
         return -ENOMEM;
     r = dm_init_from_config(dm, cfg);
     if (r >= 0)
-        r = claim_name(dm, store);
+        r = libdm__dm_op_begin(dm, OP_START, cfg->timeout_ms, start_deadline, start_tick, cb,
+                               userdata);
+    if (r >= 0) {
+        dm->op->u.start.autokill = autokill;
+        r = libdm__config_copy(cfg, &dm->op->u.start.cfg);
+    }
     if (r >= 0)
-        r = plan_command(dm, cfg, &plan, &argv);
-    if (r >= 0)
-        r = libdm__dm_write_record(dm);
-    if (r >= 0)
-        r = libdm__dm_op_begin(dm, OP_START, cfg->timeout_ms, start_deadline, cb, userdata);
-    if (r >= 0)
-        r = spawn_dm(dm, argv, store, autokill, &plan);
-    libdm_strv_free(argv);
-    libdm__restrict_plan_clear(&plan);
+        r = libdm__defer(ctx, &dm->op->tick);
     if (r < 0) {
-        libdm__dm_close_qmp(dm);
-        unclaim(dm);
-        dm->op = OP_NONE;
+        libdm__dm_op_discard(dm);
         libdm__dm_free(dm);
         return r;
     }

@@ -141,7 +141,7 @@ static void notify(libdm_dm *dm, libdm_dm_state from, libdm_dm_state to)
     }
     n->ev = (libdm_dm_event){ .old_state = from, .new_state = to, .exit_status = -1 };
     /* A stop that went as asked has no cause; anything else says why. */
-    if ((to == LIBDM_DM_DEAD && dm->op != OP_STOP) || to == LIBDM_DM_BROKEN)
+    if ((to == LIBDM_DM_DEAD && libdm__dm_op_kind(dm) != OP_STOP) || to == LIBDM_DM_BROKEN)
         n->cause = dm->last_error ? strdup(dm->last_error) : NULL;
     *dm->notice_tail = n;
     dm->notice_tail = &n->next;
@@ -227,7 +227,7 @@ static void dm_notice(libdm_dm *dm, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    dm_errorv(dm, dm->op == OP_START ? XTL_ERROR : XTL_INFO, fmt, ap);
+    dm_errorv(dm, libdm__dm_op_kind(dm) == OP_START ? XTL_ERROR : XTL_INFO, fmt, ap);
     va_end(ap);
 }
 
@@ -409,63 +409,92 @@ static void drop_completions(libdm_dm *dm)
         free(c);
     }
     dm->done_tail = &dm->done_head;
-    if (dm->op != OP_NONE && dm->op_destroy)
-        dm->op_destroy(dm->op_user);
-    dm->op_destroy = NULL;
+}
+
+/* Detaches and frees the operation: its timers and its monitor call go
+ * with it. The caller has taken its callback (or drops it). */
+static void op_free(libdm_dm *dm, libdm__op *op)
+{
+    dm->op = NULL;
+    libdm__timer_disarm(dm->ctx, &op->deadline);
+    libdm__timer_disarm(dm->ctx, &op->tick);
+    op->call = libdm_qmp_slot_free(op->call);
+    switch (op->kind) {
+    case OP_START:
+        libdm__dm_start_op_fini(op);
+        break;
+    case OP_ATTACH:
+        free(op->u.attach.lock_holder);
+        break;
+    default:
+        break;
+    }
+    free(op);
 }
 
 /* Ends the current operation; its callback runs from the loop, never from
  * the call that ended it. */
 void libdm__dm_op_finish(libdm_dm *dm, int status)
 {
+    libdm__op *op = dm->op;
     completion *c;
 
-    if (dm->op == OP_NONE)
+    if (!op)
         return;
-    libdm__timer_disarm(dm->ctx, &dm->op_deadline);
-    libdm__timer_disarm(dm->ctx, &dm->op_tick);
-    dm->call = libdm_qmp_slot_free(dm->call);
-    dm->op = OP_NONE;
-    dm->op_failing = false;
     c = calloc(1, sizeof(*c));
-    if (!c) {
+    if (c) {
+        *c = (completion){ .cb = op->cb, .user = op->user, .destroy = op->destroy,
+                           .status = status };
+        *dm->done_tail = c;
+        dm->done_tail = &c->next;
+        (void)libdm__defer(dm->ctx, &dm->op_done);
+    } else {
         LIBDM__ERROR(dm->ctx, "%s: out of memory: an operation's callback is lost", dm->name);
-        return;
+        if (op->destroy)
+            op->destroy(op->user);
     }
-    *c = (completion){ .cb = dm->op_cb, .user = dm->op_user, .destroy = dm->op_destroy,
-                       .status = status };
-    dm->op_cb = NULL;
-    dm->op_destroy = NULL;
-    *dm->done_tail = c;
-    dm->done_tail = &c->next;
-    (void)libdm__defer(dm->ctx, &dm->op_done);
+    op_free(dm, op);
 }
 
-/* Starts operation @kind; @on_deadline runs if it has not finished in
- * time. The deadline timer is (re)initialised only here, and only when no
- * operation holds it: re-initialising an armed timer would corrupt the
- * loop's timer heap. */
-int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_fn *on_deadline,
-                    libdm_dm_done_fn *cb, void *user)
+void libdm__dm_op_discard(libdm_dm *dm)
 {
-    if (dm->op != OP_NONE)
-        return -EBUSY;
-    libdm__timer_disarm(dm->ctx, &dm->op_deadline);
-    libdm__timer_init(&dm->op_deadline, on_deadline, dm);
-    dm->op = kind;
-    dm->op_cb = cb;
-    dm->op_user = user;
-    dm->op_status = 0;
-    return libdm__timer_arm(dm->ctx, &dm->op_deadline,
-                            libdm__deadline(timeout_ms > 0 ? timeout_ms : dm->timeout_ms));
+    if (dm->op)
+        op_free(dm, dm->op);
 }
 
+/* Starts operation @kind with fresh timers of its own: @on_deadline runs
+ * if it has not finished in time, @on_tick (if any) when it arms its tick. */
+int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_fn *on_deadline,
+                       libdm__timer_fn *on_tick, libdm_dm_done_fn *cb, void *user)
+{
+    libdm__op *op;
+    int r;
+
+    if (dm->op)
+        return -EBUSY;
+    op = calloc(1, sizeof(*op));
+    if (!op)
+        return -ENOMEM;
+    *op = (libdm__op){ .dm = dm, .kind = kind, .cb = cb, .user = user };
+    libdm__timer_init(&op->deadline, on_deadline, dm);
+    libdm__timer_init(&op->tick, on_tick, dm);
+    dm->op = op;
+    r = libdm__timer_arm(dm->ctx, &op->deadline,
+                         libdm__deadline(timeout_ms > 0 ? timeout_ms : dm->timeout_ms));
+    if (r < 0)
+        op_free(dm, op);
+    return r;
+}
+
+/* Sends @cmd as the current operation's call (one at a time). */
 int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_qmp_reply_fn *cb)
 {
-    dm->call = libdm_qmp_slot_free(dm->call);
+    if (!dm->op)
+        return -ECANCELED;
+    dm->op->call = libdm_qmp_slot_free(dm->op->call);
     if (!dm->qmp || libdm_qmp_get_state(dm->qmp) >= LIBDM_QMP_DRAINING)
         return -ENOTCONN;
-    return libdm_qmp_call_async(dm->qmp, cmd, args, dm->timeout_ms, cb, dm, &dm->call);
+    return libdm_qmp_call_async(dm->qmp, cmd, args, dm->timeout_ms, cb, dm, &dm->op->call);
 }
 
 /* A deadline passed on the monitor: QEMU is alive but not answering. */
@@ -510,23 +539,22 @@ static void dm_exited(libdm_dm *dm, int status)
     libdm__watch_del(dm->keeper_watch);
     dm->keeper_watch = NULL;
     libdm__close(&dm->keeper_pidfd);
-    if (dm->op != OP_STOP) {
+    if (libdm__dm_op_kind(dm) != OP_STOP) {
         how = libdm__dm_describe_status(status);
         tail = log_tail(dm);
         dm_notice(dm, "device model (pid %d) %s%s%s%s", dm->pid, how ? how : "ended",
-                 dm->op == OP_START ? " during start-up" : "", tail ? "; log: " : "",
-                 tail ? tail : "");
+                 libdm__dm_op_kind(dm) == OP_START ? " during start-up" : "",
+                 tail ? "; log: " : "", tail ? tail : "");
         free(how);
         free(tail);
     }
     libdm__dm_set_state(dm, LIBDM_DM_DEAD);
-    if (dm->op == OP_STOP) {
+    if (libdm__dm_op_kind(dm) == OP_STOP) {
         libdm__dm_stop_finished(dm);
-    } else if (dm->op == OP_START) {
+    } else if (libdm__dm_op_kind(dm) == OP_START) {
         libdm__dm_start_fail_finished(dm);
     } else {
-        if (dm->op != OP_NONE)
-            libdm__dm_op_finish(dm, -ESRCH);
+        libdm__dm_op_finish(dm, -ESRCH);
         /* DEAD holds no process and no fd, whatever the caller keeps: the
          * monitor drains in the background, the keeper (its control channel
          * closes as it exits) is reaped at once, and a later stop reopens
@@ -552,7 +580,8 @@ static void keeper_on_pid(libdm__keeper *k, int pid, void *user)
         libdm__dm_start_fail(dm, -EIO);
         return;
     }
-    dm->start_have_pid = true;
+    if (libdm__dm_op_kind(dm) == OP_START)
+        dm->op->u.start.have_pid = true;
 }
 
 static void keeper_on_exit(libdm__keeper *k, int status, void *user)
@@ -565,7 +594,8 @@ static void keeper_on_error(libdm__keeper *k, const char *msg, void *user)
     libdm_dm *dm = user;
 
     libdm__dm_error(dm, "%s", msg);
-    dm->op_failing = dm->op == OP_START;
+    if (libdm__dm_op_kind(dm) == OP_START)
+        dm->op->u.start.step = START_FAILING;
 }
 
 const libdm__keeper_ops libdm__dm_keeper_ops = {
@@ -675,23 +705,22 @@ void libdm__dm_on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user
 
     if (s == LIBDM_QMP_NEGOTIATING)
         libdm__dm_set_state(dm, LIBDM_DM_NEGOTIATING);
-    if (s == LIBDM_QMP_READY && dm->op == OP_ATTACH)
+    if (s == LIBDM_QMP_READY && libdm__dm_op_kind(dm) == OP_ATTACH)
         libdm__dm_attach_connected(dm);
-    if (s != LIBDM_QMP_BROKEN || dm->exited || dm->op == OP_STOP)
+    if (s != LIBDM_QMP_BROKEN || dm->exited || libdm__dm_op_kind(dm) == OP_STOP)
         return;
-    if (dm->op == OP_ATTACH) {
+    if (libdm__dm_op_kind(dm) == OP_ATTACH) {
         libdm__dm_error(dm, "cannot connect to the monitor %s: %s", dm->qmp_path,
                  libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
         libdm__dm_attach_fail(dm, err < 0 ? err : -ECONNRESET);
         return;
     }
-    if (dm->op == OP_START && !dm->op_failing) {
+    if (libdm__dm_op_kind(dm) == OP_START) {
         /* Most often the DM died: kill it for sure and report its end. */
-        libdm__dm_error(dm, "the monitor failed during start-up: %s",
-                 libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
-        dm->op_failing = true;
-        if (dm->keeper)
-            (void)libdm__keeper_signal(dm->keeper, SIGKILL);
+        if (dm->op->u.start.step != START_FAILING)
+            libdm__dm_error(dm, "the monitor failed during start-up: %s",
+                            libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
+        libdm__dm_start_fail(dm, 0); /* its end, when seen, says why */
         return;
     }
     libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
@@ -716,8 +745,11 @@ void libdm__dm_close_qmp(libdm_dm *dm)
     if (!q)
         return;
     dm->qmp = NULL;
-    dm->call = libdm_qmp_slot_free(dm->call);
-    dm->caps_call = libdm_qmp_slot_free(dm->caps_call);
+    if (dm->op) {
+        dm->op->call = libdm_qmp_slot_free(dm->op->call);
+        if (dm->op->kind == OP_START)
+            dm->op->u.start.caps_call = libdm_qmp_slot_free(dm->op->u.start.caps_call);
+    }
     (void)libdm_qmp_set_state_callback(q, NULL, NULL);
     /* Drained in the background, bounded by the DM's own deadline. */
     if (libdm_qmp_close_async(q, dm->timeout_ms, NULL, NULL) < 0)
@@ -735,8 +767,6 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     dm->keeper_pidfd = -1;
     dm->exit_status = -1;
     dm->timeout_ms = 10000;
-    libdm__timer_init(&dm->op_deadline, libdm__dm_op_deadline_fire, dm);
-    libdm__timer_init(&dm->op_tick, libdm__dm_start_tick, dm);
     libdm__timer_init(&dm->op_done, op_done_fire, dm);
     libdm__timer_init(&dm->exit_poll, exit_poll_fire, dm);
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
@@ -750,8 +780,14 @@ void libdm__dm_free(libdm_dm *dm)
     unpostpone(dm);
     if (dm->ctx->blocking_for == dm)
         dm->ctx->blocking_for = NULL;
-    libdm__timer_disarm(dm->ctx, &dm->op_deadline);
-    libdm__timer_disarm(dm->ctx, &dm->op_tick);
+    if (libdm__dm_op_kind(dm) == OP_START)
+        libdm__dm_start_abandon(dm);
+    if (dm->op) {
+        /* Released mid-operation: its callback never runs. */
+        if (dm->op->destroy)
+            dm->op->destroy(dm->op->user);
+        libdm__dm_op_discard(dm);
+    }
     libdm__timer_disarm(dm->ctx, &dm->op_done);
     libdm__timer_disarm(dm->ctx, &dm->exit_poll);
     libdm__timer_disarm(dm->ctx, &dm->notice_timer);
@@ -775,7 +811,6 @@ void libdm__dm_free(libdm_dm *dm)
     free(dm->runstate);
     free(dm->migration_event);
     free(dm->last_error);
-    free(dm->lock_holder);
     free(dm);
 }
 
@@ -811,9 +846,10 @@ void libdm__dm_op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
 
-    libdm__dm_error(dm, "%s did not complete before its deadline", libdm__dm_op_names[dm->op]);
+    libdm__dm_error(dm, "%s did not complete before its deadline",
+                    libdm__dm_op_names[libdm__dm_op_kind(dm)]);
     /* A monitor that misses a deadline can no longer be trusted. */
-    if (dm->op == OP_PAUSE || dm->op == OP_QUERY) {
+    if (libdm__dm_op_kind(dm) == OP_PAUSE || libdm__dm_op_kind(dm) == OP_QUERY) {
         libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
         (void)libdm__dm_record_state(dm);
     }

@@ -451,19 +451,14 @@ static int start_interrupted(dmctl *d, libdm_dm *dm, const char *name)
                            r < 0 ? r : s.status);
 }
 
-/* Starts the DM and waits until it is ready, failed, or interrupted; 0 with
- * *@ret_dm set, or an exit status (reported). */
-static int start_run(dmctl *d, const libdm_dm_config *cfg, const char *name, libdm_dm **ret_dm)
+/* A start libdm refused before anything ran: the name is taken (exit 1,
+ * libdm says by whom) or the configuration is one libdm will not honour (a
+ * bad chroot, no user to run as...: a usage error, exit 2). Its exit
+ * status, or -1 if @r is no such refusal. libdm reports a bad configuration
+ * from the call and the rest through the completion. */
+static int start_refusal(dmctl *d, libdm_dm *dm, const char *name, int r)
 {
-    op_wait w = { false, 0 };
-    libdm_dm *dm = NULL;
-    int r;
-
-    if (dmctl_signal_received())
-        return DMCTL_EXIT_INTERRUPTED;   /* nothing started */
-    r = libdm_dm_start_async(d->ctx, cfg, on_dm_done, &w, &dm);
     if (r == -EEXIST) {
-        /* libdm says who holds the name, or why it cannot be proved free. */
         char *why = dmctl_logger_take_first_error(d->lg);
         const char *text = why ? strchr(why, ':') : NULL;
 
@@ -473,14 +468,28 @@ static int start_run(dmctl *d, const libdm_dm_config *cfg, const char *name, lib
         free(why);
         return DMCTL_EXIT_FAIL;
     }
-    /* Refused before anything ran (a configuration libdm will not honour:
-     * a bad chroot, no user to run as...): a usage error, exit 2. */
     if (r == -EINVAL) {
-        (void)dmctl_report_start(d, NULL, name, r);
+        (void)dmctl_report_start(d, dm, name, r);
         return DMCTL_EXIT_USAGE;
     }
-    if (r < 0)
-        return dmctl_report_start(d, NULL, name, r);
+    return -1;
+}
+
+/* Starts the DM and waits until it is ready, failed, or interrupted; 0 with
+ * *@ret_dm set, or an exit status (reported). */
+static int start_run(dmctl *d, const libdm_dm_config *cfg, const char *name, libdm_dm **ret_dm)
+{
+    op_wait w = { false, 0 };
+    libdm_dm *dm = NULL;
+    int r, refused;
+
+    if (dmctl_signal_received())
+        return DMCTL_EXIT_INTERRUPTED;   /* nothing started */
+    r = libdm_dm_start_async(d->ctx, cfg, on_dm_done, &w, &dm);
+    if (r < 0) {
+        refused = start_refusal(d, NULL, name, r);
+        return refused >= 0 ? refused : dmctl_report_start(d, NULL, name, r);
+    }
     r = dmctl_wait(d, &w.done);
     if (r == -EINTR) {
         r = start_interrupted(d, dm, name);
@@ -489,7 +498,8 @@ static int start_run(dmctl *d, const libdm_dm_config *cfg, const char *name, lib
     }
     r = r < 0 ? r : w.status;
     if (r < 0) {
-        r = dmctl_report_start(d, dm, name, r);
+        refused = start_refusal(d, dm, name, r);
+        r = refused >= 0 ? refused : dmctl_report_start(d, dm, name, r);
         libdm_dm_release(dm);
         return r;
     }

@@ -685,6 +685,86 @@ static void test_async_calls_deadline_and_death(void **state)
     tu_settle_children(f->ctx, 0);
 }
 
+/* start_async only checks the configuration: the claim, the run directory,
+ * the record and the keeper are made by later steps from the loop (so a
+ * host issuing many starts from one callback is not stalled). A name in use
+ * is then refused through the callback; a stop or a release during the
+ * set-up undoes exactly what it made, and leaves no fd or child. */
+static void test_start_async_deferred_setup(void **state)
+{
+    fixture *f = *state;
+    seen a = { 0 }, b = { 0 }, c = { 0 };
+    libdm_dm *dm, *dm2, *dm3;
+    libdm_dm_info *infos = NULL;
+    char *rs = NULL;
+    size_t n = 0;
+    int base;
+
+    assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
+    libdm_dm_info_free(infos, n);
+    base = tu_fd_count();
+    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm), 0);
+    assert_false(tu_path_exists(f->dir, "t1"));    /* nothing made by the call */
+    assert_int_equal(tu_fd_count(), base);
+    assert_int_equal(tu_child_count(), 0);
+    /* The same name again: accepted by the call, refused by the claim. */
+    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &b, &dm2), 0);
+    run_until(f->ctx, &a.done, 1);
+    run_until(f->ctx, &b.done, 1);
+    assert_int_equal(a.status, 0);
+    assert_int_equal(b.status, -EEXIST);
+    assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_DEAD);
+    assert_non_null(strstr(libdm_dm_last_error(dm2), "in use"));
+    assert_int_equal(libdm_dm_stop(dm2, 0, 2000), 0);   /* removes nothing of t1 */
+    libdm_dm_release(dm2);
+    assert_true(tu_path_exists(f->dir, "t1"));
+    assert_int_equal(libdm_dm_query_status(dm, 2000, &rs), 0);
+    assert_string_equal(rs, "prelaunch");
+    free(rs);
+    assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
+    libdm_dm_release(dm);
+    assert_false(tu_path_exists(f->dir, "t1"));
+
+    /* Stopped before its first step: the start ends -ECANCELED, the stop
+     * at once with 0; nothing was made, nothing is left. */
+    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &c, &dm3), 0);
+    assert_int_equal(libdm_dm_stop_async(dm3, 0, 5000, on_done, &b), 0);
+    run_until(f->ctx, &c.done, 1);
+    run_until(f->ctx, &b.done, 2);
+    assert_int_equal(c.status, -ECANCELED);
+    assert_int_equal(b.status, 0);
+    assert_int_equal(libdm_dm_get_state(dm3), LIBDM_DM_DEAD);
+    libdm_dm_release(dm3);
+    assert_false(tu_path_exists(f->dir, "t1"));
+
+    /* Stopped after the claim and the record, before the keeper: undone. */
+    a = (seen){ 0 };
+    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm3), 0);
+    for (int i = 0; i < 200 && !tu_path_exists(f->dir, "t1"); i++)
+        libdm_ctx_run_once(f->ctx, 0);
+    assert_true(tu_path_exists(f->dir, "t1"));
+    if (libdm_dm_get_pid(dm3) == 0 && tu_child_count() == 0) {
+        assert_int_equal(libdm_dm_stop(dm3, 0, 5000), 0);
+        run_until(f->ctx, &a.done, 1);
+        assert_int_equal(a.status, -ECANCELED);
+    } else {
+        assert_int_equal(libdm_dm_stop(dm3, 0, 5000), 0);   /* the keeper ran already */
+    }
+    libdm_dm_release(dm3);
+    assert_false(tu_path_exists(f->dir, "t1"));
+
+    /* Released before its first step: its steps never run. */
+    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm3), 0);
+    libdm_dm_release(dm3);
+    for (int i = 0; i < 10; i++)
+        libdm_ctx_run_once(f->ctx, 5);
+    assert_false(tu_path_exists(f->dir, "t1"));
+    assert_int_equal(tu_child_count(), 0);
+    for (int i = 0; i < 50 && tu_fd_count() != base; i++)
+        libdm_ctx_run_once(f->ctx, 10);
+    assert_int_equal(tu_fd_count(), base);
+}
+
 /* Async attach from a second context: it queues on the monitor while the
  * first handle holds it, completes once released; a stopped (SIGSTOP) DM
  * completes -ETIMEDOUT at the deadline, BROKEN, and stop still ends it.
@@ -948,6 +1028,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restricted_restore_from_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_and_async_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_async, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_async_deferred_setup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_calls_deadline_and_death, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_callback_inside_other_blocking_call, setup,
                                         teardown),
