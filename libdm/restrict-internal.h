@@ -71,10 +71,38 @@ void libdm__restrict_cleanup(const char *profile, uint32_t domid);
 
 /* 1 if @qemu accepts "-sandbox on" (QEMU built with seccomp), 0 if not or if
  * the probe failed or took longer than @timeout_ms. Cached per binary (path,
- * device, inode, size, mtime) for the process. */
+ * device, inode, size, mtime) for the process. Blocks for the probe (up to
+ * @timeout_ms) when the cache has no answer: the loop's callers use the
+ * async probe below first. A missing binary answers 0 (not cached). */
 int libdm__qemu_has_sandbox(const char *qemu, int timeout_ms);
+/* The cached answer for @qemu (1 has -sandbox, 0 not), or -EAGAIN when it
+ * was never probed or the binary changed (path, dev, ino, size, mtime).
+ * Runs nothing; never waits for a probe (the cache's lock is never held
+ * across one). A missing binary answers 0. */
+int libdm__qemu_sandbox_cached(const char *qemu);
 /* Forgets the cache (tests). */
 void libdm__qemu_sandbox_cache_clear(void);
+
+typedef struct libdm__sandbox_probe libdm__sandbox_probe;
+/* @has_sandbox: 1 or 0, as libdm__qemu_has_sandbox() answers. */
+typedef void libdm__sandbox_probe_fn(int has_sandbox, void *user);
+/* Probes @qemu on @ctx's loop: the child is started by clone3 without
+ * waiting for its exec (libdm__clone_pidfd()), fds 0-2 on /dev/null and
+ * nothing else open, environment PATH and LC_ALL=C; its end is seen through
+ * a watch on its pidfd, and at @timeout_ms (< 0: none) it is SIGKILLed and
+ * its reaping handed to the context. @cb runs exactly once, from the loop,
+ * never inside this call: a cached answer, or a missing binary's 0, is
+ * deferred (libdm__defer). The answer is cached as the blocking probe's.
+ * After @cb has run, *ret is freed by libdm: do not cancel it from @cb or
+ * later. Cancel every probe before libdm_ctx_free(). Returns 0 and *ret,
+ * or a negative errno with nothing started and @cb never called. */
+int libdm__qemu_sandbox_probe_async(libdm_ctx *ctx, const char *qemu, int timeout_ms,
+                                    libdm__sandbox_probe_fn *cb, void *user,
+                                    libdm__sandbox_probe **ret);
+/* Cancels a probe whose @cb has not run yet: @cb never runs, nothing is
+ * cached, a running child is killed and reaped by the context
+ * (libdm__reap_later()). Safe on NULL. */
+void libdm__sandbox_probe_cancel(libdm__sandbox_probe *p);
 
 /* ---- the whole plan, made at start ---- */
 
@@ -85,10 +113,11 @@ typedef struct libdm__restrict_plan {
 } libdm__restrict_plan;
 
 /* Validates and resolves @cfg for a DM whose directory is @dm_dir (already
- * made): decides runas, checks or makes the chroot, probes -sandbox. Errors
- * are logged as "NAME: ..." and nothing is left behind (the chroot made is
- * removed again). Unrestricted configs get a plain copy (and, on xen,
- * XEN_QEMU_CONSOLE_LIMIT). */
+ * made): decides runas, checks or makes the chroot, decides seccomp from
+ * the -sandbox cache (the blocking probe if it has no answer: run the async
+ * probe first). Errors are logged as "NAME: ..." and nothing is left behind
+ * (the chroot made is removed again). Unrestricted configs get a plain copy
+ * (and, on xen, XEN_QEMU_CONSOLE_LIMIT). */
 int libdm__restrict_prepare(libdm_ctx *ctx, const libdm_dm_config *cfg, const char *dm_dir,
                             libdm__restrict_plan *ret);
 void libdm__restrict_plan_clear(libdm__restrict_plan *p);

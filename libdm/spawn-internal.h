@@ -43,6 +43,18 @@ int libdm__keeper_keeper_pid(const libdm__keeper *k);
  * (and, if autokill is armed, kills the DM). Its reaping passes to the ctx. */
 void libdm__keeper_free(libdm__keeper *k);
 
+/* Starts a child like fork() (0 in the child, its pid in the parent, or
+ * -errno) with clone3(CLONE_PIDFD) and without CLONE_VFORK: the parent never
+ * waits for the child's exec, and gets a pidfd (O_CLOEXEC) in *ret_pidfd.
+ * The child makes raw system calls only (syscall()) until it execs or
+ * exits: the parent may be threaded, and sanitizer or preload interceptors
+ * must not run there. @try_newpid: a new PID namespace if privileged, else
+ * a plain child; *ret_ns (if not NULL) tells which. */
+pid_t libdm__clone_pidfd(bool try_newpid, int *ret_pidfd, bool *ret_ns);
+/* In such a child: default dispositions for every signal, an empty mask
+ * (the application's handlers and mask are not the program's). Raw. */
+void libdm__child_reset_signals(void);
+
 /* pidfd helpers */
 int libdm__pidfd_open(int pid);
 int libdm__pidfd_signal(int pidfd, int sig);

@@ -271,6 +271,17 @@ struct kernel_sigaction {
     unsigned long mask;
 };
 
+void libdm__child_reset_signals(void)
+{
+    const struct kernel_sigaction dfl = { .handler = SIG_DFL };
+    unsigned long none = 0;
+
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
+    (void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
+}
+
 /* The keeper's side of clone3(), before exec. Raw system calls only: the
  * caller may be a threaded daemon (only async-signal-safe calls are
  * allowed), and sanitizer or preload interceptors must not run in a child
@@ -278,15 +289,10 @@ struct kernel_sigaction {
 static void keeper_child(const int *src, int nfds, char **argv, char **env)
 {
     static const char msg[] = "error cannot execute libdm-keeper";
-    const struct kernel_sigaction dfl = { .handler = SIG_DFL };
-    unsigned long none = 0;
     long nullfd;
 
     /* The application's signal mask and handlers are not the keeper's. */
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
-    (void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
+    libdm__child_reset_signals();
     nullfd = syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC);
     if (nullfd < 0 || syscall(SYS_dup3, (int)nullfd, 0, 0) < 0)
         syscall(SYS_exit_group, 127);
@@ -300,30 +306,37 @@ static void keeper_child(const int *src, int nfds, char **argv, char **env)
 }
 
 /* clone3() without CLONE_VFORK: returns as soon as the child exists, never
- * waiting for its exec (a host's loop is never stalled by a slow exec). As
- * root the keeper gets its own PID namespace and is its init. */
-static pid_t clone_keeper(const int *src, int nfds, char **argv, char **env, int *ret_pidfd,
-                          bool *ret_ns)
+ * waiting for its exec (a host's loop is never stalled by a slow exec). */
+pid_t libdm__clone_pidfd(bool try_newpid, int *ret_pidfd, bool *ret_ns)
 {
-    bool try_ns = geteuid() == 0;
-
     for (;;) {
         struct clone_args ca = {
-            .flags = CLONE_PIDFD | (try_ns ? CLONE_NEWPID : 0),
+            .flags = CLONE_PIDFD | (try_newpid ? CLONE_NEWPID : 0),
             .pidfd = (uint64_t)(uintptr_t)ret_pidfd,
             .exit_signal = SIGCHLD,
         };
         pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 
-        if (pid == 0)
-            keeper_child(src, nfds, argv, env);
-        if (pid > 0 || !try_ns || (errno != EPERM && errno != EINVAL && errno != ENOSPC &&
-                                   errno != EUSERS)) {
-            *ret_ns = try_ns;
+        if (pid >= 0 || !try_newpid || (errno != EPERM && errno != EINVAL &&
+                                        errno != ENOSPC && errno != EUSERS)) {
+            if (ret_ns)
+                *ret_ns = try_newpid;
             return pid < 0 ? -errno : pid;
         }
-        try_ns = false; /* no privilege for a namespace: subreaper keeper */
+        try_newpid = false; /* no privilege for a namespace: a plain child */
     }
+}
+
+/* As root the keeper gets its own PID namespace and is its init; without
+ * the privilege it is a subreaper instead. */
+static pid_t clone_keeper(const int *src, int nfds, char **argv, char **env, int *ret_pidfd,
+                          bool *ret_ns)
+{
+    pid_t pid = libdm__clone_pidfd(geteuid() == 0, ret_pidfd, ret_ns);
+
+    if (pid == 0)
+        keeper_child(src, nfds, argv, env);
+    return pid;
 }
 
 int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,

@@ -3,8 +3,9 @@
  * dm_restrict's policy (libdm/restrict.c) and the keeper's option parser
  * (tools/keeper-restrict.c): the runas decision against a fake passwd
  * database (libxl's xen-qemuuser-* rules), the chroot checks, libdm's own
- * chroot (stale ones removed, mode 0000), the -sandbox probe (cache,
- * deadline) and the plan handed to the keeper. Runtime confinement is
+ * chroot (stale ones removed, mode 0000), the -sandbox probe, blocking and
+ * on the loop (cache, deadline, cancel, never waiting for the child), and
+ * the plan handed to the keeper. Runtime confinement is
  * checked on real QEMU in tests/integration/test-dm-qemu.c.
  */
 #include "internal.h"
@@ -22,8 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -303,18 +305,25 @@ static char *write_script(const char *dir, const char *name, const char *body)
     return p;
 }
 
-static void test_probe(void **state)
+/* The probe follows its child through a pidfd: valgrind 3.19 lacks it. */
+static void skip_without_pidfd(void)
 {
-    char *dir, *yes, *no, *hang;
-    int pfd = (int)syscall(SYS_pidfd_open, getpid(), 0), children;
-    uint64_t t0;
+    int pfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
 
-    /* The probe follows its child through a pidfd: valgrind 3.19 lacks it. */
     if (pfd < 0) {
         print_message("probe: skipped (no pidfd_open here, e.g. under valgrind)\n");
         skip();
     }
     close(pfd);
+}
+
+static void test_probe(void **state)
+{
+    char *dir, *yes, *no, *hang;
+    int children;
+    uint64_t t0;
+
+    skip_without_pidfd();
     (void)state;
     dir = tu_mkdtemp("probe");
     yes = write_script(dir, "yes", "#!/bin/sh\n[ \"$1 $2 $3\" = \"-sandbox on -version\" ]\n");
@@ -346,6 +355,307 @@ static void test_probe(void **state)
     libdm__qemu_sandbox_cache_clear();
     tu_rmtree(dir);
     free(dir), free(yes), free(no), free(hang);
+}
+
+/* ---- the -sandbox probe on the loop ---- */
+
+typedef struct probe_cb_state {
+    int calls;
+    int result;
+} probe_cb_state;
+
+static void probe_cb(int has_sandbox, void *user)
+{
+    probe_cb_state *s = user;
+
+    s->calls++;
+    s->result = has_sandbox;
+}
+
+/* Starts a probe; its callback must not have run yet. */
+static libdm__sandbox_probe *probe_start(libdm_ctx *ctx, const char *qemu, int timeout_ms,
+                                        probe_cb_state *s)
+{
+    libdm__sandbox_probe *p = NULL;
+
+    *s = (probe_cb_state){ 0, -1 };
+    assert_int_equal(libdm__qemu_sandbox_probe_async(ctx, qemu, timeout_ms, probe_cb, s, &p), 0);
+    assert_non_null(p);
+    assert_int_equal(s->calls, 0);
+    return p;
+}
+
+/* Runs the loop until @s was called back or 5 s pass. */
+static void run_until_called(libdm_ctx *ctx, const probe_cb_state *s)
+{
+    uint64_t deadline = tu_now_ms() + 5000;
+
+    while (s->calls == 0 && tu_now_ms() < deadline)
+        assert_true(libdm_ctx_run_once(ctx, 50) >= 0);
+    assert_int_equal(s->calls, 1);
+}
+
+/* Runs the loop until the context is idle (reapers included) or 5 s pass. */
+static void run_until_idle(libdm_ctx *ctx)
+{
+    uint64_t deadline = tu_now_ms() + 5000;
+
+    while (!libdm_ctx_is_idle(ctx) && tu_now_ms() < deadline)
+        assert_true(libdm_ctx_run_once(ctx, 50) >= 0);
+    assert_true(libdm_ctx_is_idle(ctx));
+}
+
+/* The answer of a probe of @qemu, called back once from the loop. */
+static int probe_answer(libdm_ctx *ctx, const char *qemu)
+{
+    probe_cb_state s;
+
+    (void)probe_start(ctx, qemu, 2000, &s);
+    run_until_called(ctx, &s);
+    run_until_idle(ctx);
+    assert_int_equal(s.calls, 1);
+    return s.result;
+}
+
+/* No child of ours is left, zombie or not. */
+static void assert_no_child(void)
+{
+    assert_int_equal(tu_child_count(), 0);
+    errno = 0;
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+}
+
+static int line_count(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    int n = 0, c;
+
+    if (!f)
+        return 0;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static void test_probe_async(void **state)
+{
+    char *dir, *yes, *no, *other;
+    libdm_ctx *ctx = NULL;
+    int fds;
+
+    skip_without_pidfd();
+    (void)state;
+    assert_no_child();
+    dir = tu_mkdtemp("aprobe");
+    yes = write_script(dir, "yes", "#!/bin/sh\n[ \"$1 $2 $3\" = \"-sandbox on -version\" ]\n");
+    no = write_script(dir, "no", "#!/bin/sh\necho no seccomp >&2; exit 1\n");
+    other = write_script(dir, "other", "#!/bin/sh\nexit 0\n");
+    fds = tu_fd_count();
+    assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
+    libdm__qemu_sandbox_cache_clear();
+
+    assert_int_equal(libdm__qemu_sandbox_cached(yes), -EAGAIN);
+    assert_int_equal(probe_answer(ctx, yes), 1);
+    assert_int_equal(probe_answer(ctx, no), 0);
+    assert_int_equal(probe_answer(ctx, "/nonexistent/qemu"), 0);
+    /* Cached as the blocking probe caches; a missing binary answers 0. */
+    assert_int_equal(libdm__qemu_sandbox_cached(yes), 1);
+    assert_int_equal(libdm__qemu_sandbox_cached(no), 0);
+    assert_int_equal(libdm__qemu_sandbox_cached("/nonexistent/qemu"), 0);
+    assert_int_equal(libdm__qemu_sandbox_cached(other), -EAGAIN);
+    /* A changed binary is probed again. */
+    free(write_script(dir, "yes", "#!/bin/sh\nexit 3\n"));
+    assert_int_equal(libdm__qemu_sandbox_cached(yes), -EAGAIN);
+    assert_int_equal(probe_answer(ctx, yes), 0);
+    assert_no_child();
+
+    libdm_ctx_free(ctx);
+    assert_int_equal(tu_fd_count(), fds);
+    libdm__qemu_sandbox_cache_clear();
+    tu_rmtree(dir);
+    free(dir), free(yes), free(no), free(other);
+}
+
+static void test_probe_async_deadline(void **state)
+{
+    char *dir, *hang;
+    libdm_ctx *ctx = NULL;
+    probe_cb_state s;
+    uint64_t t0;
+
+    skip_without_pidfd();
+    (void)state;
+    assert_no_child();
+    dir = tu_mkdtemp("aprobe");
+    hang = write_script(dir, "hang", "#!/bin/sh\nexec sleep 30\n");
+    assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
+    libdm__qemu_sandbox_cache_clear();
+
+    t0 = tu_now_ms();
+    (void)probe_start(ctx, hang, 200, &s);
+    assert_int_equal(tu_child_count(), 1);
+    run_until_called(ctx, &s);
+    assert_int_equal(s.result, 0);
+    assert_true(tu_now_ms() - t0 >= 200);
+    assert_true(tu_now_ms() - t0 < 1500);
+    /* Killed, and reaped by the context. */
+    run_until_idle(ctx);
+    assert_int_equal(s.calls, 1);
+    assert_no_child();
+    /* Too slow counts as no -sandbox, cached as the blocking probe does. */
+    assert_int_equal(libdm__qemu_sandbox_cached(hang), 0);
+
+    libdm_ctx_free(ctx);
+    libdm__qemu_sandbox_cache_clear();
+    tu_rmtree(dir);
+    free(dir), free(hang);
+}
+
+static void test_probe_async_cancel(void **state)
+{
+    char *dir, *hang, *yes;
+    libdm_ctx *ctx = NULL;
+    libdm__sandbox_probe *p;
+    probe_cb_state s;
+    int fds;
+
+    skip_without_pidfd();
+    (void)state;
+    assert_no_child();
+    dir = tu_mkdtemp("aprobe");
+    hang = write_script(dir, "hang", "#!/bin/sh\nexec sleep 30\n");
+    yes = write_script(dir, "yes", "#!/bin/sh\nexit 0\n");
+    fds = tu_fd_count();
+    assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
+    libdm__qemu_sandbox_cache_clear();
+    libdm__sandbox_probe_cancel(NULL);
+
+    /* A running child: killed and reaped, no callback, nothing cached. */
+    p = probe_start(ctx, hang, 10000, &s);
+    assert_int_equal(tu_child_count(), 1);
+    libdm__sandbox_probe_cancel(p);
+    run_until_idle(ctx);
+    assert_int_equal(s.calls, 0);
+    assert_no_child();
+    assert_int_equal(libdm__qemu_sandbox_cached(hang), -EAGAIN);
+    /* A deferred answer (cached, or a missing binary): never delivered. */
+    assert_int_equal(probe_answer(ctx, yes), 1);
+    libdm__sandbox_probe_cancel(probe_start(ctx, yes, 2000, &s));
+    libdm__sandbox_probe_cancel(probe_start(ctx, "/nonexistent/qemu", 2000, &s));
+    run_until_idle(ctx);
+    assert_int_equal(libdm_ctx_run_once(ctx, 20), 0);
+    assert_int_equal(s.calls, 0);
+
+    libdm_ctx_free(ctx);
+    assert_int_equal(tu_fd_count(), fds);
+    libdm__qemu_sandbox_cache_clear();
+    tu_rmtree(dir);
+    free(dir), free(hang), free(yes);
+}
+
+static void test_probe_async_cached(void **state)
+{
+    char *dir, *counter, *body, *qemu;
+    libdm_ctx *ctx = NULL;
+    probe_cb_state s;
+
+    skip_without_pidfd();
+    (void)state;
+    assert_no_child();
+    dir = tu_mkdtemp("aprobe");
+    counter = path_in(dir, "runs");
+    body = libdm__sprintf("#!/bin/sh\necho run >> %s\n"
+                          "[ \"$1 $2 $3\" = \"-sandbox on -version\" ]\n", counter);
+    qemu = write_script(dir, "qemu", body);
+    assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
+    libdm__qemu_sandbox_cache_clear();
+
+    assert_int_equal(probe_answer(ctx, qemu), 1);
+    assert_int_equal(line_count(counter), 1);
+    /* Again: from the cache, no child (not even a zombie), still deferred. */
+    (void)probe_start(ctx, qemu, 2000, &s);
+    assert_int_equal(tu_child_count(), 0);
+    run_until_called(ctx, &s);
+    assert_int_equal(s.result, 1);
+    run_until_idle(ctx);
+    assert_int_equal(s.calls, 1);
+    /* The blocking probe shares the cache. */
+    assert_int_equal(libdm__qemu_has_sandbox(qemu, 2000), 1);
+    assert_int_equal(line_count(counter), 1);
+    /* And so does the plan: seccomp auto is decided from the cache. */
+    if (geteuid() == 0) {
+        libdm_dm_config *c = config(LIBDM_PROFILE_PLAIN, 0, "65534:65534");
+        libdm__restrict_plan plan = { 0 };
+
+        assert_int_equal(libdm_dm_config_set_qemu_path(c, qemu), 0);
+        assert_int_equal(libdm_dm_config_set_seccomp(c, LIBDM_SECCOMP_AUTO), 0);
+        assert_int_equal(libdm__restrict_prepare(NULL, c, dir, &plan), 0);
+        assert_int_equal(plan.cfg->seccomp, LIBDM_SECCOMP_QEMU);
+        assert_int_equal(line_count(counter), 1);
+        libdm__restrict_plan_clear(&plan);
+        libdm_dm_config_free(c);
+    }
+    assert_no_child();
+
+    libdm_ctx_free(ctx);
+    libdm__qemu_sandbox_cache_clear();
+    tu_rmtree(dir);
+    free(dir), free(counter), free(body), free(qemu);
+}
+
+/* Opens @fifo for writing once its reader is there (5 s at most). */
+static int open_fifo_writer(const char *fifo)
+{
+    uint64_t deadline = tu_now_ms() + 5000;
+    int fd;
+
+    while ((fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0 && errno == ENXIO &&
+           tu_now_ms() < deadline)
+        usleep(1000);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+/* The call returns before the probed binary runs: the script cannot write
+ * its marker before the test opens the fifo it reads, which the test does
+ * only once the call has returned. */
+static void test_probe_async_returns_first(void **state)
+{
+    char *dir, *fifo, *marker, *body, *qemu;
+    libdm_ctx *ctx = NULL;
+    probe_cb_state s;
+    int fd;
+
+    skip_without_pidfd();
+    (void)state;
+    assert_no_child();
+    dir = tu_mkdtemp("aprobe");
+    fifo = path_in(dir, "go");
+    marker = path_in(dir, "ran");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    body = libdm__sprintf("#!/bin/sh\nread x < %s\necho \"$x\" > %s\n", fifo, marker);
+    qemu = write_script(dir, "qemu", body);
+    assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
+    libdm__qemu_sandbox_cache_clear();
+
+    (void)probe_start(ctx, qemu, 5000, &s);
+    assert_false(tu_path_exists(dir, "ran"));
+    assert_int_equal(tu_child_count(), 1);
+    fd = open_fifo_writer(fifo);
+    assert_int_equal(write(fd, "go\n", 3), 3);
+    close(fd);
+    run_until_called(ctx, &s);
+    assert_int_equal(s.result, 1);
+    assert_int_equal(line_count(marker), 1);
+    run_until_idle(ctx);
+    assert_no_child();
+
+    libdm_ctx_free(ctx);
+    libdm__qemu_sandbox_cache_clear();
+    tu_rmtree(dir);
+    free(dir), free(fifo), free(marker), free(body), free(qemu);
 }
 
 /* ---- the plan ---- */
@@ -449,6 +759,11 @@ int main(void)
         cmocka_unit_test(test_make_chroot),
         cmocka_unit_test(test_own_chroot_paths),
         cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_probe_async),
+        cmocka_unit_test(test_probe_async_deadline),
+        cmocka_unit_test(test_probe_async_cancel),
+        cmocka_unit_test(test_probe_async_cached),
+        cmocka_unit_test(test_probe_async_returns_first),
         cmocka_unit_test(test_plan_unrestricted),
         cmocka_unit_test(test_plan_restricted),
         cmocka_unit_test(test_keeper_parse),
