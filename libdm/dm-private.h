@@ -64,7 +64,6 @@ typedef enum {
     START_FAILING,  /* killed: waiting for the keeper to report the end */
 } start_step;
 
-typedef struct libdm__sandbox_probe libdm__sandbox_probe;
 
 /* One operation on a DM with its own state (libxl's libxl__dm_spawn_state
  * manner): made by libdm__dm_op_begin(), freed when it finishes. Its timers

@@ -765,6 +765,59 @@ static void test_start_async_deferred_setup(void **state)
     assert_int_equal(tu_fd_count(), base);
 }
 
+/* A restricted start whose QEMU was never probed for -sandbox probes it in
+ * the background, as a step of the start (claimed, not yet prepared): the
+ * caller's loop runs meanwhile. Stopped there, the start ends -ECANCELED
+ * and the probe's child is killed and reaped; left alone, the start's own
+ * deadline ends it (-ETIMEDOUT) with nothing left behind. */
+static void test_start_probes_sandbox_in_background(void **state)
+{
+    fixture *f = *state;
+    seen a = { 0 }, b = { 0 };
+    char qemu[512];
+    libdm_dm *dm;
+    FILE *fp;
+
+    if (geteuid() != 0)
+        skip();
+    /* A "QEMU" whose -sandbox probe never answers. */
+    snprintf(qemu, sizeof(qemu), "%s/slow-probe-qemu", f->dir);
+    fp = fopen(qemu, "w");
+    assert_non_null(fp);
+    fputs("#!/bin/sh\n[ \"$1\" = -sandbox ] && exec sleep 30\nexit 1\n", fp);
+    fclose(fp);
+    assert_int_equal(chmod(qemu, 0755), 0);
+    assert_int_equal(libdm_dm_config_set_qemu_path(f->cfg, qemu), 0);
+    assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
+    assert_int_equal(libdm_dm_config_set_timeout_ms(f->cfg, 600), 0);
+
+    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm), 0);
+    for (int i = 0; i < 500 && tu_child_count() == 0; i++)
+        libdm_ctx_run_once(f->ctx, 1);
+    assert_int_equal(tu_child_count(), 1);          /* the probe, no keeper */
+    assert_true(tu_path_exists(f->dir, "t1"));      /* claimed */
+    assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_SPAWNING);
+    assert_int_equal(a.done, 0);
+    assert_int_equal(libdm_dm_stop_async(dm, 0, 5000, on_done, &b), 0);
+    run_until(f->ctx, &b.done, 1);
+    assert_int_equal(a.status, -ECANCELED);
+    assert_int_equal(b.status, 0);
+    libdm_dm_release(dm);
+    assert_false(tu_path_exists(f->dir, "t1"));
+    tu_settle_children(f->ctx, 0);
+
+    a = (seen){ 0 };
+    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm), 0);
+    run_until(f->ctx, &a.done, 1);
+    assert_int_equal(a.status, -ETIMEDOUT);
+    assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
+    assert_non_null(strstr(libdm_dm_last_error(dm), "setting up"));
+    libdm_dm_release(dm);
+    assert_false(tu_path_exists(f->dir, "t1"));
+    tu_settle_children(f->ctx, 0);
+}
+
 /* Async attach from a second context: it queues on the monitor while the
  * first handle holds it, completes once released; a stopped (SIGSTOP) DM
  * completes -ETIMEDOUT at the deadline, BROKEN, and stop still ends it.
@@ -1029,6 +1082,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events_and_async_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_async_deferred_setup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_probes_sandbox_in_background, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_async_calls_deadline_and_death, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_callback_inside_other_blocking_call, setup,
                                         teardown),
