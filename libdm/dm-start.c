@@ -580,8 +580,12 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
         dm->op->u.start.autokill = autokill;
         r = libdm__config_copy(cfg, &dm->op->u.start.cfg);
     }
+    /* Due now, yet after every later step of starts already under way
+     * (those are deferred to 0): many starts issued at once go depth-first,
+     * each DM spawned as soon as possible, its QEMU starting up while the
+     * loop sets up the next. */
     if (r >= 0)
-        r = libdm__defer(ctx, &dm->op->tick);
+        r = libdm__timer_arm(ctx, &dm->op->tick, libdm_now_ms());
     if (r < 0) {
         libdm__dm_op_discard(dm);
         libdm__dm_free(dm);

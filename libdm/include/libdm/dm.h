@@ -183,7 +183,18 @@ typedef void libdm_dm_done_fn(libdm_dm *dm, int status, void *userdata);
  * On failure the DM is killed and reaped, nothing is left behind, and
  * libdm_dm_last_error() on the returned-NULL path is reported through the
  * logger; the async form reports through @cb with the DM handle still valid
- * for libdm_dm_last_error() until freed. */
+ * for libdm_dm_last_error() until freed.
+ *
+ * libdm_dm_start_async() itself only checks the configuration (-EINVAL for
+ * one that cannot become a command line) and the store, and creates
+ * nothing: the claim of the name, dm_restrict (the -sandbox probe runs in
+ * the background), the record and the keeper are steps run from the loop,
+ * each a short dispatch. Refusals found there arrive through @cb: -EEXIST
+ * (the name is in use, or cannot be proved free), -EINVAL (dm_restrict
+ * refused: no user to run as, a bad chroot), ... with the DM DEAD and
+ * nothing of it left. A stop before the keeper ran cancels the start
+ * (-ECANCELED) and completes at once; a release then removes what the
+ * steps made. */
 LIBDM_EXPORT int libdm_dm_start_async(libdm_ctx *ctx, const libdm_dm_config *config,
                                       libdm_dm_done_fn *cb, void *userdata,
                                       libdm_dm **ret_dm);
