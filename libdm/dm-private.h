@@ -57,9 +57,11 @@ typedef enum { STOP_QUIT, STOP_TERM, STOP_KILL } stop_step;
  * libdm_dm_start_async(): that call only checks the configuration. */
 typedef enum {
     START_CLAIM,    /* claim the name, clear a dead predecessor */
+    START_LOCK,     /* the monitor's lock: the starter is its one client */
     START_PROBE,    /* restricted: is -sandbox there? (probed in the background) */
     START_PREPARE,  /* dm_restrict, devices, the command line, the record */
-    START_SPAWN,    /* socket, log, monitor connection, the keeper */
+    START_FILES,    /* the monitor socket (connected), the log */
+    START_SPAWN,    /* the keeper */
     START_READY,    /* keeper running: waiting for QMP readiness and the pid */
     START_FAILING,  /* killed: waiting for the keeper to report the end */
 } start_step;
@@ -88,6 +90,7 @@ typedef struct libdm__op {
             libdm__restrict_plan plan;
             char **argv;
             libdm__sandbox_probe *probe;
+            int listen_fd, log_fd;      /* FILES -> SPAWN: QEMU's, until passed */
             libdm_qmp_slot *caps_call;  /* migrate-set-capabilities events */
         } start;
         struct {

@@ -22,9 +22,11 @@
  * Steps (start_step in dm-private.h), each a deferred run of the
  * operation's tick, so that sixteen starts issued from one host callback
  * cost the host sixteen configuration checks, and each step one short
- * dispatch (the loop's budget interleaves them with the host's work):
- *   CLAIM -> [PROBE] -> PREPARE -> SPAWN -> READY (QMP says paused, the
- *   keeper gave the pid) ; any step -> FAILING (killed, waiting for its end)
+ * dispatch (the loop's budget interleaves them with the host's work). A
+ * step creates at most two files: on a disk filesystem each costs a few
+ * hundred microseconds.
+ *   CLAIM -> LOCK -> [PROBE] -> PREPARE -> FILES -> SPAWN -> READY (QMP says
+ *   paused, the keeper gave the pid) ; any -> FAILING (killed, waiting)
  * A step that fails before the keeper runs removes what the start made
  * (unclaim) and ends the operation at once. */
 
@@ -37,6 +39,8 @@ void libdm__dm_start_op_fini(libdm__op *op)
     libdm__restrict_plan_clear(&op->u.start.plan);
     libdm_strv_free(op->u.start.argv);
     libdm__sandbox_probe_cancel(op->u.start.probe);
+    libdm__close(&op->u.start.listen_fd);
+    libdm__close(&op->u.start.log_fd);
     op->u.start.caps_call = libdm_qmp_slot_free(op->u.start.caps_call);
 }
 
@@ -288,10 +292,7 @@ static int claim_name(libdm_dm *dm, libdm__store *store)
     r = clear_leftovers(dm, store);
     if (r >= 0)
         r = libdm__dm_set_paths(dm, true);
-    if (r < 0)
-        return r;
-    /* The starter is the monitor's one client until it lets go. */
-    return libdm__rundir_lock_monitor(dm->rd, NULL, NULL, NULL) == 0 ? 0 : -EBUSY;
+    return r;
 }
 
 /* Undoes a start that failed before its keeper ran: only what it made. */
@@ -336,31 +337,39 @@ static int connect_monitor(libdm_dm *dm, int cfd)
     return r;
 }
 
-static int spawn_dm(libdm_dm *dm, char **argv, libdm__store *store, bool autokill,
-                    const libdm__restrict_plan *plan)
+/* The monitor's socket, bound and connected (QEMU accepts on the listening
+ * end, passed to it), and the log. */
+static int make_files(libdm_dm *dm)
 {
-    int lfd = -1, cfd = -1, log_fd = -1, r;
+    libdm__op *op = dm->op;
+    int cfd = -1, r = libdm__rundir_make_socket(dm->rd, &op->u.start.listen_fd, &cfd);
 
-    r = libdm__rundir_make_socket(dm->rd, &lfd, &cfd);
     if (r == -EADDRINUSE) {
         libdm__dm_error(dm, "domain %u already has a device model: its monitor %s answers",
                  dm->domid, dm->qmp_path);
-        goto out;
+        return r;
     } else if (r < 0) {
         libdm__dm_error(dm, "cannot create the QMP socket %s: %s", dm->qmp_path, strerror(-r));
-        goto out;
+        return r;
     }
-    r = libdm__rundir_make_log(dm->rd, &log_fd);
+    r = libdm__rundir_make_log(dm->rd, &op->u.start.log_fd);
     if (r < 0) {
+        libdm__close(&cfd);
         libdm__dm_error(dm, "cannot create %s: %s", dm->log_path, strerror(-r));
-        goto out;
+        return r;
     }
     r = connect_monitor(dm, cfd);
-    cfd = -1;
-    if (r < 0) {
+    if (r < 0)
         libdm__dm_error(dm, "cannot set up the monitor connection: %s", strerror(-r));
-        goto out;
-    }
+    return r;
+}
+
+static int spawn_keeper(libdm_dm *dm, libdm__store *store)
+{
+    libdm__op *op = dm->op;
+    const libdm__restrict_plan *plan = &op->u.start.plan;
+    int r;
+
     /* Autokill is armed until the DM is ready: a controller that dies
      * during start-up never leaves a DM nobody knows about. */
     r = libdm__keeper_spawn(dm->ctx,
@@ -369,23 +378,25 @@ static int spawn_dm(libdm_dm *dm, char **argv, libdm__store *store, bool autokil
                                                   .run_root = dm->rd->root,
                                                   .xen_socket_domid =
                                                       dm->rd->sock_dfd >= 0 ? dm->domid : 0,
-                                                  .argv = argv, .qmp_listen_fd = lfd,
-                                                  .log_fd = log_fd, .owner_fd = dm->rd->owner_fd,
+                                                  .argv = op->u.start.argv,
+                                                  .qmp_listen_fd = op->u.start.listen_fd,
+                                                  .log_fd = op->u.start.log_fd,
+                                                  .owner_fd = dm->rd->owner_fd,
                                                   .rundir_fd = dm->rd->dfd, .autokill = true,
                                                   .restrict_spec = plan->keeper_spec,
                                                   .pass_fds = plan->cfg->pass_fds,
                                                   .n_pass_fds = plan->cfg->n_pass_fds },
                             &libdm__dm_keeper_ops, dm, &dm->keeper);
-    if (r >= 0)
-        dm->keeper_pid = libdm__keeper_keeper_pid(dm->keeper);
-    else
+    if (r < 0) {
         libdm__dm_error(dm, "cannot start libdm-keeper: %s", strerror(-r));
-    dm->autokill_after_ready = autokill;
-out:
-    libdm__close(&lfd);
-    libdm__close(&cfd);
-    libdm__close(&log_fd);
-    return r;
+        return r;
+    }
+    dm->keeper_pid = libdm__keeper_keeper_pid(dm->keeper);
+    dm->autokill_after_ready = op->u.start.autokill;
+    /* QEMU has them now. */
+    libdm__close(&op->u.start.listen_fd);
+    libdm__close(&op->u.start.log_fd);
+    return 0;
 }
 
 static int dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg)
@@ -455,15 +466,26 @@ static void start_next(libdm_dm *dm, start_step step)
 
 static int step_claim(libdm_dm *dm)
 {
-    libdm__op *op = dm->op;
-    const libdm_dm_config *cfg = op->u.start.cfg;
     libdm__store *store;
     int r = libdm__ctx_store(dm->ctx, &store);
 
     if (r >= 0)
         r = claim_name(dm, store);
-    if (r < 0)
-        return r;
+    if (r >= 0)
+        start_next(dm, START_LOCK);
+    return r;
+}
+
+/* The starter is the monitor's one client until it lets go. */
+static int step_lock(libdm_dm *dm)
+{
+    const libdm_dm_config *cfg = dm->op->u.start.cfg;
+    int r = libdm__rundir_lock_monitor(dm->rd, NULL, NULL, NULL);
+
+    if (r != 0) {
+        libdm__dm_error(dm, "cannot lock the monitor: %s", strerror(r < 0 ? -r : EBUSY));
+        return -EBUSY;
+    }
     /* The -sandbox probe runs QEMU: in the background, never in a step. */
     bool probe = cfg->restricted && cfg->seccomp == LIBDM_SECCOMP_AUTO &&
                  libdm__qemu_sandbox_cached(libdm__config_qemu_path(cfg)) == -EAGAIN;
@@ -500,20 +522,28 @@ static int step_prepare(libdm_dm *dm)
     if (r >= 0)
         r = libdm__dm_write_record(dm);
     if (r >= 0)
+        start_next(dm, START_FILES);
+    return r;
+}
+
+static int step_files(libdm_dm *dm)
+{
+    int r = make_files(dm);
+
+    if (r >= 0)
         start_next(dm, START_SPAWN);
     return r;
 }
 
 static int step_spawn(libdm_dm *dm)
 {
-    libdm__op *op = dm->op;
     libdm__store *store;
     int r = libdm__ctx_store(dm->ctx, &store);
 
     if (r >= 0)
-        r = spawn_dm(dm, op->u.start.argv, store, op->u.start.autokill, &op->u.start.plan);
+        r = spawn_keeper(dm, store);
     if (r >= 0)
-        op->u.start.step = START_READY;
+        dm->op->u.start.step = START_READY;
     return r;
 }
 
@@ -527,11 +557,17 @@ static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
     case START_CLAIM:
         r = step_claim(dm);
         break;
+    case START_LOCK:
+        r = step_lock(dm);
+        break;
     case START_PROBE:
         r = step_probe(dm);
         break;
     case START_PREPARE:
         r = step_prepare(dm);
+        break;
+    case START_FILES:
+        r = step_files(dm);
         break;
     case START_SPAWN:
         r = step_spawn(dm);

@@ -442,7 +442,7 @@ static void test_fd_mode(void **state)
 /* ---- the dispatch budget ---- */
 
 #define HEAVY_STEPS 12
-#define HEAVY_STEP_US 200
+#define HEAVY_STEP_US 100
 
 typedef struct heavy {
     libdm__timer t[HEAVY_STEPS];
@@ -469,8 +469,8 @@ static void heavy_step(libdm_ctx *ctx, libdm__timer *t, void *user)
     h->ran++;
 }
 
-/* Twelve deferred steps of 200 us each: one dispatch runs at most three
- * (its 500 us budget is checked before each), at least one, and the rest
+/* Twelve deferred steps of 100 us each: one dispatch runs at most three
+ * (its 250 us budget is checked before each), at least one, and the rest
  * stay due, so the host is asked to come straight back. Both modes. */
 static void test_dispatch_budget(void **state)
 {

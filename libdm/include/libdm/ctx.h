@@ -41,8 +41,8 @@
  * operation: they are deferred to the next loop iteration.
  *
  * Every dispatch (libdm_ctx_process(), libdm_ctx_dispatch_fd(),
- * libdm_ctx_dispatch_timeout(), one libdm_ctx_run_once()) runs callbacks for
- * about half a millisecond at most, then returns even if more is due: what
+ * libdm_ctx_dispatch_timeout(), one libdm_ctx_run_once()) starts callbacks
+ * for a quarter of a millisecond at most, then returns even if more is due: what
  * is left stays pending (a readable fd, a deadline already due), so a host
  * that follows the rules above simply comes back at its next iteration, and
  * its own events run in between.
