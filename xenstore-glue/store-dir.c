@@ -5,10 +5,14 @@
  * Everything is reached through the root's directory fd (opened once,
  * checked, never re-resolved) with *at() calls, O_NOFOLLOW and O_CLOEXEC, so
  * a symlink planted anywhere under the root is refused rather than
- * followed. Records are replaced atomically: a fresh temporary file
- * (.record.tmpXXXXXX, created O_EXCL next to the record) then rename.
- * Writers (put, set_state, del) serialise on flock(<root>/<name>/.lock);
- * readers need no lock since rename is atomic.
+ * followed. Records are replaced atomically: the new one is written to a
+ * spare file (.record.tmp) that is then exchanged with "record"
+ * (renameat2 RENAME_EXCHANGE), so the spare is the old record's inode and
+ * the next write reuses it. Writers (put, set_state, del) serialise on a
+ * flock of the per-DM directory itself; readers need no lock since the
+ * exchange is atomic. Neither the lock nor a write creates a file after the
+ * first two writes: on a disk filesystem each created inode costs hundreds
+ * of microseconds (ext4's inode allocation), on every DM start and stop.
  */
 #include "config.h"
 
@@ -27,10 +31,7 @@
 #include "store-internal.h"
 
 #define RECORD_FILE "record"
-#define LOCK_FILE ".lock"
-#define TMP_PREFIX ".record.tmp"
-#define TMP_ATTEMPTS 100
-#define LOCK_ATTEMPTS 100
+#define TMP_FILE ".record.tmp"
 
 static void close_keep_errno(int fd)
 {
@@ -52,48 +53,23 @@ static int open_dm_dir(libdm__store *s, const char *name, bool create, int *ret_
     return r;
 }
 
-/* Takes the writers' lock of a per-DM directory. The lock file is removed by
- * del (and by a set_state that finds no record), so after locking, check
- * that the inode we hold is still the one named .lock, else retry. */
-static int lock_dm_dir(libdm__store *s, int dfd, const char *name, int *ret_fd)
+/* Takes the writers' lock of an open per-DM directory: flock on the
+ * directory's own descriptor (each caller opens its own), released when it
+ * is closed. A writer that waited while the directory was removed holds the
+ * lock of a deleted directory, where creating or renaming fails (ENOENT):
+ * it can never write into a new directory of the same name. */
+static int lock_dm_dir(libdm__store *s, int dfd, const char *name)
 {
-    for (int attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
-        struct stat held, named;
-        int fd, r;
+    while (flock(dfd, LOCK_EX) < 0) {
+        int r = -errno;
 
-        fd = openat(dfd, LOCK_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
-        if (fd < 0) {
-            r = -errno;
-            libdm__store_log(s, XTL_ERROR, -r, "cannot open %s/%s/" LOCK_FILE, s->run_root,
-                             name);
-            return r;
-        }
-        if (fstat(fd, &held) < 0) {
-            r = -errno;
-            close(fd);
-            return r;
-        }
-        if (!S_ISREG(held.st_mode) || held.st_uid != geteuid()) {
-            libdm__store_log(s, XTL_ERROR, -1, "refusing %s/%s/" LOCK_FILE
-                             ": not a regular file of ours", s->run_root, name);
-            close(fd);
-            return -EPERM;
-        }
-        while (flock(fd, LOCK_EX) < 0) {
-            if (errno != EINTR) {
-                r = -errno;
-                close(fd);
-                return r;
-            }
-        }
-        if (fstatat(dfd, LOCK_FILE, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
-            named.st_dev == held.st_dev && named.st_ino == held.st_ino) {
-            *ret_fd = fd;
-            return 0;
-        }
-        close(fd); /* removed or replaced while we waited */
+        if (r == -EINTR)
+            continue;
+        libdm__store_log(s, XTL_ERROR, -r, "cannot lock the record directory %s/%s",
+                         s->run_root, name);
+        return r;
     }
-    return -EAGAIN;
+    return 0;
 }
 
 /* Reads and parses the record file of an open per-DM directory. */
@@ -165,47 +141,48 @@ out:
     return r;
 }
 
-static void tmp_name(char *buf, size_t size, unsigned attempt)
+/* The spare file, open for writing and empty: the inode of the record the
+ * last write replaced, or a new one. Anything else under that name (a
+ * symlink, a FIFO, a file with other links or not ours) is removed first:
+ * the name is ours alone, under the writers' lock. */
+static int open_spare(int dfd)
 {
-    static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned char rnd[6];
-    struct timespec ts;
-    char suffix[7];
+    struct stat st;
+    int fd = openat(dfd, TMP_FILE, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 
-    if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd)) {
-        uint64_t x;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        x = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 20) ^ ((uint64_t)attempt << 40);
-        for (size_t i = 0; i < sizeof(rnd); i++, x >>= 8)
-            rnd[i] = (unsigned char)x;
-    }
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        suffix[i] = set[rnd[i] % (sizeof(set) - 1)];
-    suffix[6] = '\0';
-    snprintf(buf, size, TMP_PREFIX "%s", suffix);
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+        st.st_nlink == 1 && ftruncate(fd, 0) == 0)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    (void)unlinkat(dfd, TMP_FILE, 0);
+    fd = openat(dfd, TMP_FILE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+                0600);
+    return fd < 0 ? -errno : fd;
 }
 
-/* Writes @buf as the record of an open per-DM directory: temporary file,
- * then rename over "record". */
+/* Makes the written spare the record: an exchange, so that the old record
+ * becomes the next spare; a plain rename when there is no record yet (or
+ * the filesystem cannot exchange). */
+static int install_spare(int dfd)
+{
+    if (renameat2(dfd, TMP_FILE, dfd, RECORD_FILE, RENAME_EXCHANGE) == 0)
+        return 0;
+    if (errno != ENOENT && errno != EINVAL && errno != ENOSYS)
+        return -errno;
+    return renameat(dfd, TMP_FILE, dfd, RECORD_FILE) < 0 ? -errno : 0;
+}
+
+/* Writes @buf as the record of an open, locked per-DM directory. */
 static int write_record(libdm__store *s, int dfd, const char *name, const char *buf, size_t len)
 {
-    char tmp[sizeof(TMP_PREFIX) + 8];
     size_t off = 0;
-    int fd = -1, r;
+    int fd = open_spare(dfd), r;
 
-    for (unsigned attempt = 0; attempt < TMP_ATTEMPTS && fd < 0; attempt++) {
-        tmp_name(tmp, sizeof(tmp), attempt);
-        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
-                    0600);
-        if (fd < 0 && errno != EEXIST) {
-            r = -errno;
-            libdm__store_log(s, XTL_ERROR, -r, "cannot create a temporary record for %s", name);
-            return r;
-        }
+    if (fd < 0) {
+        libdm__store_log(s, XTL_ERROR, -fd, "cannot create a temporary record for %s", name);
+        return fd;
     }
-    if (fd < 0)
-        return -EEXIST;
     if (fchmod(fd, 0600) < 0) {
         r = -errno;
         goto fail;
@@ -227,19 +204,19 @@ static int write_record(libdm__store *s, int dfd, const char *name, const char *
         r = -errno;
         goto fail;
     }
-    if (renameat(dfd, tmp, dfd, RECORD_FILE) < 0) {
-        r = -errno;
+    r = install_spare(dfd);
+    if (r < 0)
         goto fail;
-    }
     return 0;
 fail:
     libdm__store_log(s, XTL_ERROR, -r, "cannot write the record of %s", name);
     close_keep_errno(fd);
-    unlinkat(dfd, tmp, 0);
+    unlinkat(dfd, TMP_FILE, 0);
     return r;
 }
 
-/* Removes temporary files left by a writer that died before its rename. */
+/* Removes the spare, and temporary files an older writer may have left
+ * (.record.tmpXXXXXX). */
 static void remove_stale_tmp(int dfd)
 {
     DIR *d;
@@ -254,7 +231,7 @@ static void remove_stale_tmp(int dfd)
         return;
     }
     while ((e = readdir(d)))
-        if (strncmp(e->d_name, TMP_PREFIX, sizeof(TMP_PREFIX) - 1) == 0)
+        if (strncmp(e->d_name, TMP_FILE, sizeof(TMP_FILE) - 1) == 0)
             unlinkat(dfd, e->d_name, 0);
     closedir(d);
 }
@@ -263,7 +240,7 @@ static int dir_put(libdm__store *s, const libdm__record *rec)
 {
     char *buf;
     size_t len;
-    int dfd = -1, lfd = -1, r;
+    int dfd = -1, r;
 
     r = libdm__record_format(rec, &buf, &len);
     if (r < 0)
@@ -271,13 +248,11 @@ static int dir_put(libdm__store *s, const libdm__record *rec)
     r = open_dm_dir(s, rec->name, true, &dfd);
     if (r < 0)
         goto out;
-    r = lock_dm_dir(s, dfd, rec->name, &lfd);
+    r = lock_dm_dir(s, dfd, rec->name);
     if (r < 0)
         goto out;
     r = write_record(s, dfd, rec->name, buf, len);
 out:
-    if (lfd >= 0)
-        close(lfd);
     if (dfd >= 0)
         close(dfd);
     free(buf);
@@ -305,7 +280,7 @@ static int dir_set_state(libdm__store *s, const char *name, const char *state, i
     libdm__record rec;
     char *buf = NULL, *st = NULL;
     size_t len;
-    int dfd = -1, lfd = -1, r;
+    int dfd = -1, r;
 
     libdm__record_init(&rec);
     if (state && !(st = strdup(state)))
@@ -313,15 +288,10 @@ static int dir_set_state(libdm__store *s, const char *name, const char *state, i
     r = open_dm_dir(s, name, false, &dfd);
     if (r < 0)
         goto out;
-    r = lock_dm_dir(s, dfd, name, &lfd);
+    r = lock_dm_dir(s, dfd, name);
     if (r < 0)
         goto out;
     r = read_record(s, dfd, name, &rec);
-    if (r == -ENOENT) {
-        /* Do not leave a lock file behind in a directory without record. */
-        unlinkat(dfd, LOCK_FILE, 0);
-        goto out;
-    }
     if (r < 0)
         goto out;
     if (st) {
@@ -336,8 +306,6 @@ static int dir_set_state(libdm__store *s, const char *name, const char *state, i
         goto out;
     r = write_record(s, dfd, name, buf, len);
 out:
-    if (lfd >= 0)
-        close(lfd);
     if (dfd >= 0)
         close(dfd);
     libdm__record_clear(&rec);
@@ -348,23 +316,19 @@ out:
 
 static int dir_del(libdm__store *s, const char *name)
 {
-    int dfd = -1, lfd = -1, r;
+    int dfd = -1, r;
 
     r = open_dm_dir(s, name, false, &dfd);
     if (r < 0)
         return r;
-    r = lock_dm_dir(s, dfd, name, &lfd);
+    r = lock_dm_dir(s, dfd, name);
     if (r < 0)
         goto out;
     r = unlinkat(dfd, RECORD_FILE, 0) < 0 ? -errno : 0;
     if (r < 0 && r != -ENOENT)
         libdm__store_log(s, XTL_ERROR, -r, "cannot remove the record of %s", name);
     remove_stale_tmp(dfd);
-    /* Last: waiters on the old inode see it is gone and retry. */
-    unlinkat(dfd, LOCK_FILE, 0);
 out:
-    if (lfd >= 0)
-        close(lfd);
     close(dfd);
     return r;
 }

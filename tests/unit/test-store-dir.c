@@ -307,21 +307,75 @@ static void test_reject_bad_records(void **state)
     assert_int_equal(symlink("../../target", path), 0);
     assert_int_equal(libdm__store_get(s, "vm", &got), -ELOOP);
     assert_int_equal(libdm__store_set_state(s, "vm", "x", -1), -ELOOP);
-    /* ... and so is a symlinked lock file. */
+    /* A planted spare (a symlink, a FIFO) is never written through nor
+     * waited on: it is replaced, and the target is untouched. */
     assert_int_equal(unlink(path), 0);
-    snprintf(path, sizeof(path), "%s/vm/.lock", f->root);
+    snprintf(path, sizeof(path), "%s/vm/.record.tmp", f->root);
     unlink(path);
     assert_int_equal(symlink("../../target", path), 0);
     {
         libdm__record rec;
+        struct stat st;
 
         make_record(&rec, "vm", f->root);
-        assert_int_equal(libdm__store_put(s, &rec), -ELOOP);
+        assert_int_equal(libdm__store_put(s, &rec), 0);
+        assert_int_equal(access(path, F_OK), -1); /* consumed: there was no record */
+        assert_int_equal(mkfifo(path, 0600), 0);
+        assert_int_equal(libdm__store_put(s, &rec), 0);
+        assert_int_equal(libdm__store_put(s, &rec), 0);
         libdm__record_clear(&rec);
+        snprintf(path, sizeof(path), "%s/vm/record", f->root);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        snprintf(path, sizeof(path), "%s/target", f->tmp);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_size, 8);
     }
-    assert_int_equal(libdm__store_del(s, "vm"), -ELOOP);
+    assert_int_equal(libdm__store_del(s, "vm"), 0);
+    snprintf(path, sizeof(path), "%s/vm/.record.tmp", f->root);
+    assert_int_equal(access(path, F_OK), -1);
     snprintf(path, sizeof(path), "%s/target", f->tmp);
     assert_int_equal(truncate(path, 0) == 0 ? 0 : -1, 0);
+    libdm__store_close(s);
+}
+
+static ino_t inode_of(const char *root, const char *file)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/vm/%s", root, file);
+    assert_int_equal(lstat(path, &st), 0);
+    return st.st_ino;
+}
+
+/* After its first two writes a record never creates a file again: each
+ * write fills the spare (the inode the last write replaced) and exchanges
+ * it with the record, which readers see change atomically. */
+static void test_writes_reuse_the_spare(void **state)
+{
+    struct fixture *f = *state;
+    libdm__store *s;
+    libdm__record rec, got;
+    ino_t spare, record;
+
+    assert_int_equal(libdm__store_open(f->root, NULL, &s), 0);
+    make_record(&rec, "vm", f->root);
+    assert_int_equal(libdm__store_put(s, &rec), 0);
+    assert_int_equal(libdm__store_set_state(s, "vm", "paused", -1), 0);
+    for (int i = 0; i < 3; i++) {
+        spare = inode_of(f->root, ".record.tmp");
+        record = inode_of(f->root, "record");
+        assert_int_equal(libdm__store_set_state(s, "vm", i % 2 ? "running" : "paused", i), 0);
+        assert_int_equal(inode_of(f->root, "record"), spare);
+        assert_int_equal(inode_of(f->root, ".record.tmp"), record);
+        assert_int_equal(libdm__store_get(s, "vm", &got), 0);
+        assert_string_equal(got.state, i % 2 ? "running" : "paused");
+        assert_int_equal(got.exit_status, i);
+        libdm__record_clear(&got);
+    }
+    libdm__record_clear(&rec);
+    assert_int_equal(libdm__store_del(s, "vm"), 0);
     libdm__store_close(s);
 }
 
@@ -537,6 +591,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_get_set_list_del, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reject_bad_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlinks_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writes_reuse_the_spare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
