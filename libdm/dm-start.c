@@ -312,10 +312,15 @@ static void unclaim(libdm_dm *dm)
     libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_MADE);
 }
 
-/* What the keeper opens to record the DM's end: the same store as ours. */
-static const char *store_spec(const libdm__store *store)
+/* What the keeper opens to record the DM's end: the same store as ours,
+ * with the same run directory (malloc'd). */
+static char *store_spec(const libdm__store *store)
 {
-    return strcmp(libdm__store_kind(store), "xenstore") ? libdm__store_run_root(store) : "xenstore";
+    const char *root = libdm__store_run_root(store);
+
+    if (strcmp(libdm__store_kind(store), "xenstore"))
+        return strdup(root);
+    return libdm__sprintf("xenstore:%s", root);
 }
 
 static int connect_monitor(libdm_dm *dm, int cfd)
@@ -368,13 +373,16 @@ static int spawn_keeper(libdm_dm *dm, libdm__store *store)
 {
     libdm__op *op = dm->op;
     const libdm__restrict_plan *plan = &op->u.start.plan;
+    char *spec = store_spec(store);
     int r;
 
+    if (!spec)
+        return -ENOMEM;
     /* Autokill is armed until the DM is ready: a controller that dies
      * during start-up never leaves a DM nobody knows about. */
     r = libdm__keeper_spawn(dm->ctx,
                             &(libdm__spawn_args){ .name = dm->name,
-                                                  .store_spec = store_spec(store),
+                                                  .store_spec = spec,
                                                   .run_root = dm->rd->root,
                                                   .xen_socket_domid =
                                                       dm->rd->sock_dfd >= 0 ? dm->domid : 0,
@@ -387,6 +395,7 @@ static int spawn_keeper(libdm_dm *dm, libdm__store *store)
                                                   .pass_fds = plan->cfg->pass_fds,
                                                   .n_pass_fds = plan->cfg->n_pass_fds },
                             &libdm__dm_keeper_ops, dm, &dm->keeper);
+    free(spec);
     if (r < 0) {
         libdm__dm_error(dm, "cannot start libdm-keeper: %s", strerror(-r));
         return r;

@@ -40,19 +40,30 @@ static xentoollog_level log_level(const dmctl *d)
     return XTL_WARN;
 }
 
-/* "xenstore", "auto" and "dir" are passed on; anything else is a directory. */
+/* "xenstore", "auto" and "dir" are passed on; "xenstore:DIR" with DIR made
+ * absolute; anything else is a directory. */
 static int store_spec(dmctl *d, const char **ret_spec)
 {
     const char *s = d->store;
+    bool xs_dir = s && !strncmp(s, "xenstore:", 9);
+    char *abs;
 
     if (!s || !strcmp(s, "xenstore") || !strcmp(s, "auto") || !strcmp(s, "dir")) {
         *ret_spec = s;
         return 0;
     }
-    free(d->store_abs);
-    d->store_abs = dmctl_absolute_path(s, false);
-    if (!d->store_abs)
+    abs = dmctl_absolute_path(xs_dir ? s + 9 : s, false);
+    if (!abs)
         return -errno;
+    free(d->store_abs);
+    d->store_abs = abs;
+    if (xs_dir) {
+        if (asprintf(&d->store_abs, "xenstore:%s", abs) < 0)
+            d->store_abs = NULL;
+        free(abs);
+    }
+    if (!d->store_abs)
+        return -ENOMEM;
     *ret_spec = d->store_abs;
     return 0;
 }

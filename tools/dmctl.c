@@ -161,7 +161,7 @@ static const struct option global_opts[] = {
 #define N_GLOBAL_OPTS (sizeof(global_opts) / sizeof(global_opts[0]))
 
 static const char global_usage[] =
-    "usage: dmctl [--store DIR|xenstore] [--json] [--timeout SECONDS] [-v] COMMAND ...\n";
+    "usage: dmctl [--store DIR|xenstore[:DIR]] [--json] [--timeout SECONDS] [-v] COMMAND ...\n";
 
 const dmctl_command *dmctl_find_command(const char *name)
 {
@@ -220,11 +220,12 @@ static int print_help(void)
         printf("          dmctl %s %s\n", commands[i].name, commands[i].usage);
     }
     fputs("\nOptions:\n"
-          "  --store DIR|xenstore  record store: a directory, or xenstore\n"
+          "  --store DIR|xenstore[:DIR]\n"
+          "                        record store: a directory, or xenstore\n"
           "                        (default: xenstore if a xenstored answers, else\n"
           "                        /run/libdm for root, $XDG_RUNTIME_DIR/libdm otherwise;\n"
           "                        with xenstore, DMs without --domid are recorded in\n"
-          "                        that directory)\n"
+          "                        that directory, or in DIR)\n"
           "  --json                print results as JSON, one object per line\n"
           "  --timeout SECONDS     deadline of each operation (default 30)\n"
           "  -v, --verbose         log libdm's debug messages, QMP traffic included\n"

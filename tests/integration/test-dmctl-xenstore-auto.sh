@@ -6,7 +6,8 @@
 #    (/run/libdm/NAME/record), not refused for lacking a domid;
 #  - a DM started with --domid is recorded in xenstore (/libxl/<d>/libdm);
 #  - list shows both; the keeper finds each record (pids recorded, the
-#    death of a killed QEMU recorded); stop removes both records.
+#    death of a killed QEMU recorded); stop removes both records;
+#  - with --store xenstore:DIR a domid-less DM and its keeper use DIR.
 # Runs as root (the default run directory /run/libdm; names are unique per
 # run). Skips (77) if xenstored is not installed.
 
@@ -116,6 +117,30 @@ check "no record left in the run directory" test ! -e "/run/libdm/$plain/record"
 check "no record left in xenstore" sh -c '! xenstore-read "/libxl/$1/libdm/name" >/dev/null 2>&1' _ "$d"
 check "list no longer shows them" \
     sh -c '! "$DMCTL" list --no-query | grep -E -q "^($1|$2) "' _ "$plain" "$withd"
+
+# --store xenstore:DIR: a domid-less DM lives in DIR, and its keeper
+# records there too (it once opened the default run directory instead).
+own="$tmp/own-run"
+xsd() { "$DMCTL" --timeout 20 --store "xenstore:$own" "$@"; }
+if xsd start "$plain" --qemu "$QEMU" >/dev/null 2>"$tmp/err"; then
+    ok "start under --store xenstore:DIR"
+else
+    fail "start under --store xenstore:DIR: $(cat "$tmp/err")"
+fi
+check "its record is in DIR" test -f "$own/$plain/record"
+check "nothing in the default run directory" test ! -e "/run/libdm/$plain"
+pid=$(xsd --json list --no-query 2>/dev/null | grep "\"name\":\"$plain\"" |
+      sed 's/.*"pid":\([0-9]*\).*/\1/')
+check "its keeper recorded the pid in DIR" test -n "$pid" -a "$pid" != 0
+[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+i=0
+while [ $i -lt 100 ] && ! grep -q '^state=dead' "$own/$plain/record" 2>/dev/null; do
+    i=$((i + 1))
+    sleep 0.05
+done
+check "its keeper recorded the death in DIR" grep -q '^state=dead' "$own/$plain/record"
+check "stop under --store xenstore:DIR" xsd stop "$plain"
+check "DIR has nothing of it left" test ! -e "$own/$plain"
 
 echo "1..$n"
 [ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
