@@ -5,14 +5,14 @@
  * Everything is reached through the root's directory fd (opened once,
  * checked, never re-resolved) with *at() calls, O_NOFOLLOW and O_CLOEXEC, so
  * a symlink planted anywhere under the root is refused rather than
- * followed. Records are replaced atomically: the new one is written to a
- * spare file (.record.tmp) that is then exchanged with "record"
- * (renameat2 RENAME_EXCHANGE), so the spare is the old record's inode and
- * the next write reuses it. Writers (put, set_state, del) serialise on a
- * flock of the per-DM directory itself; readers need no lock since the
- * exchange is atomic. Neither the lock nor a write creates a file after the
- * first two writes: on a disk filesystem each created inode costs hundreds
- * of microseconds (ext4's inode allocation), on every DM start and stop.
+ * followed. Records are replaced atomically: a fresh temporary file
+ * (.record.tmpXXXXXX, created O_EXCL next to the record) then rename.
+ * Readers need no lock since rename is atomic; and a reader holding the old
+ * record's inode keeps reading it unchanged, which is why a record file is
+ * never rewritten in place nor its inode reused. Writers (put, set_state,
+ * del) serialise on a flock of the per-DM directory itself: no lock file
+ * to create (on a disk filesystem each created inode costs hundreds of
+ * microseconds, on every DM start).
  */
 #include "config.h"
 
@@ -31,7 +31,8 @@
 #include "store-internal.h"
 
 #define RECORD_FILE "record"
-#define TMP_FILE ".record.tmp"
+#define TMP_PREFIX ".record.tmp"
+#define TMP_ATTEMPTS 100
 
 static void close_keep_errno(int fd)
 {
@@ -56,8 +57,8 @@ static int open_dm_dir(libdm__store *s, const char *name, bool create, int *ret_
 /* Takes the writers' lock of an open per-DM directory: flock on the
  * directory's own descriptor (each caller opens its own), released when it
  * is closed. A writer that waited while the directory was removed holds the
- * lock of a deleted directory, where creating or renaming fails (ENOENT):
- * it can never write into a new directory of the same name. */
+ * lock of a deleted directory, where creating a file fails (ENOENT): it can
+ * never write into a new directory of the same name. */
 static int lock_dm_dir(libdm__store *s, int dfd, const char *name)
 {
     while (flock(dfd, LOCK_EX) < 0) {
@@ -141,48 +142,47 @@ out:
     return r;
 }
 
-/* The spare file, open for writing and empty: the inode of the record the
- * last write replaced, or a new one. Anything else under that name (a
- * symlink, a FIFO, a file with other links or not ours) is removed first:
- * the name is ours alone, under the writers' lock. */
-static int open_spare(int dfd)
+static void tmp_name(char *buf, size_t size, unsigned attempt)
 {
-    struct stat st;
-    int fd = openat(dfd, TMP_FILE, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char rnd[6];
+    struct timespec ts;
+    char suffix[7];
 
-    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
-        st.st_nlink == 1 && ftruncate(fd, 0) == 0)
-        return fd;
-    if (fd >= 0)
-        close(fd);
-    (void)unlinkat(dfd, TMP_FILE, 0);
-    fd = openat(dfd, TMP_FILE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
-                0600);
-    return fd < 0 ? -errno : fd;
+    if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd)) {
+        uint64_t x;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        x = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 20) ^ ((uint64_t)attempt << 40);
+        for (size_t i = 0; i < sizeof(rnd); i++, x >>= 8)
+            rnd[i] = (unsigned char)x;
+    }
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        suffix[i] = set[rnd[i] % (sizeof(set) - 1)];
+    suffix[6] = '\0';
+    snprintf(buf, size, TMP_PREFIX "%s", suffix);
 }
 
-/* Makes the written spare the record: an exchange, so that the old record
- * becomes the next spare; a plain rename when there is no record yet (or
- * the filesystem cannot exchange). */
-static int install_spare(int dfd)
-{
-    if (renameat2(dfd, TMP_FILE, dfd, RECORD_FILE, RENAME_EXCHANGE) == 0)
-        return 0;
-    if (errno != ENOENT && errno != EINVAL && errno != ENOSYS)
-        return -errno;
-    return renameat(dfd, TMP_FILE, dfd, RECORD_FILE) < 0 ? -errno : 0;
-}
-
-/* Writes @buf as the record of an open, locked per-DM directory. */
+/* Writes @buf as the record of an open per-DM directory: temporary file,
+ * then rename over "record". */
 static int write_record(libdm__store *s, int dfd, const char *name, const char *buf, size_t len)
 {
+    char tmp[sizeof(TMP_PREFIX) + 8];
     size_t off = 0;
-    int fd = open_spare(dfd), r;
+    int fd = -1, r;
 
-    if (fd < 0) {
-        libdm__store_log(s, XTL_ERROR, -fd, "cannot create a temporary record for %s", name);
-        return fd;
+    for (unsigned attempt = 0; attempt < TMP_ATTEMPTS && fd < 0; attempt++) {
+        tmp_name(tmp, sizeof(tmp), attempt);
+        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+                    0600);
+        if (fd < 0 && errno != EEXIST) {
+            r = -errno;
+            libdm__store_log(s, XTL_ERROR, -r, "cannot create a temporary record for %s", name);
+            return r;
+        }
     }
+    if (fd < 0)
+        return -EEXIST;
     if (fchmod(fd, 0600) < 0) {
         r = -errno;
         goto fail;
@@ -204,19 +204,19 @@ static int write_record(libdm__store *s, int dfd, const char *name, const char *
         r = -errno;
         goto fail;
     }
-    r = install_spare(dfd);
-    if (r < 0)
+    if (renameat(dfd, tmp, dfd, RECORD_FILE) < 0) {
+        r = -errno;
         goto fail;
+    }
     return 0;
 fail:
     libdm__store_log(s, XTL_ERROR, -r, "cannot write the record of %s", name);
     close_keep_errno(fd);
-    unlinkat(dfd, TMP_FILE, 0);
+    unlinkat(dfd, tmp, 0);
     return r;
 }
 
-/* Removes the spare, and temporary files an older writer may have left
- * (.record.tmpXXXXXX). */
+/* Removes temporary files left by a writer that died before its rename. */
 static void remove_stale_tmp(int dfd)
 {
     DIR *d;
@@ -231,7 +231,7 @@ static void remove_stale_tmp(int dfd)
         return;
     }
     while ((e = readdir(d)))
-        if (strncmp(e->d_name, TMP_FILE, sizeof(TMP_FILE) - 1) == 0)
+        if (strncmp(e->d_name, TMP_PREFIX, sizeof(TMP_PREFIX) - 1) == 0)
             unlinkat(dfd, e->d_name, 0);
     closedir(d);
 }
