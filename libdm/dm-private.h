@@ -60,7 +60,8 @@ typedef enum {
     START_LOCK,     /* the monitor's lock: the starter is its one client */
     START_PROBE,    /* restricted: is -sandbox there? (probed in the background) */
     START_PREPARE,  /* dm_restrict, devices, the command line, the record */
-    START_FILES,    /* the monitor socket (connected), the log */
+    START_SOCKET,   /* the monitor socket, bound and connected */
+    START_LOG,      /* QEMU's log file */
     START_SPAWN,    /* the keeper */
     START_READY,    /* keeper running: waiting for QMP readiness and the pid */
     START_FAILING,  /* killed: waiting for the keeper to report the end */
@@ -90,7 +91,7 @@ typedef struct libdm__op {
             libdm__restrict_plan plan;
             char **argv;
             libdm__sandbox_probe *probe;
-            int listen_fd, log_fd;      /* FILES -> SPAWN: QEMU's, until passed */
+            int listen_fd, log_fd;      /* SOCKET, LOG -> SPAWN: QEMU's, until passed */
             libdm_qmp_slot *caps_call;  /* migrate-set-capabilities events */
         } start;
         struct {

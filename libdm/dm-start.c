@@ -23,10 +23,11 @@
  * operation's tick, so that sixteen starts issued from one host callback
  * cost the host sixteen configuration checks, and each step one short
  * dispatch (the loop's budget interleaves them with the host's work). A
- * step creates at most two files: on a disk filesystem each costs a few
- * hundred microseconds.
- *   CLAIM -> LOCK -> [PROBE] -> PREPARE -> FILES -> SPAWN -> READY (QMP says
- *   paused, the keeper gave the pid) ; any -> FAILING (killed, waiting)
+ * step creates one file (the claim two: its directory and lock): on a disk
+ * filesystem each costs a few hundred microseconds.
+ *   CLAIM -> LOCK -> [PROBE] -> PREPARE -> SOCKET -> LOG -> SPAWN -> READY
+ *   (QMP says paused, the keeper gave the pid) ; any -> FAILING (killed,
+ *   waiting for its end)
  * A step that fails before the keeper runs removes what the start made
  * (unclaim) and ends the operation at once. */
 
@@ -343,11 +344,10 @@ static int connect_monitor(libdm_dm *dm, int cfd)
 }
 
 /* The monitor's socket, bound and connected (QEMU accepts on the listening
- * end, passed to it), and the log. */
-static int make_files(libdm_dm *dm)
+ * end, passed to it), the readiness exchange queued on it. */
+static int make_socket(libdm_dm *dm)
 {
-    libdm__op *op = dm->op;
-    int cfd = -1, r = libdm__rundir_make_socket(dm->rd, &op->u.start.listen_fd, &cfd);
+    int cfd = -1, r = libdm__rundir_make_socket(dm->rd, &dm->op->u.start.listen_fd, &cfd);
 
     if (r == -EADDRINUSE) {
         libdm__dm_error(dm, "domain %u already has a device model: its monitor %s answers",
@@ -357,15 +357,18 @@ static int make_files(libdm_dm *dm)
         libdm__dm_error(dm, "cannot create the QMP socket %s: %s", dm->qmp_path, strerror(-r));
         return r;
     }
-    r = libdm__rundir_make_log(dm->rd, &op->u.start.log_fd);
-    if (r < 0) {
-        libdm__close(&cfd);
-        libdm__dm_error(dm, "cannot create %s: %s", dm->log_path, strerror(-r));
-        return r;
-    }
     r = connect_monitor(dm, cfd);
     if (r < 0)
         libdm__dm_error(dm, "cannot set up the monitor connection: %s", strerror(-r));
+    return r;
+}
+
+static int make_log(libdm_dm *dm)
+{
+    int r = libdm__rundir_make_log(dm->rd, &dm->op->u.start.log_fd);
+
+    if (r < 0)
+        libdm__dm_error(dm, "cannot create %s: %s", dm->log_path, strerror(-r));
     return r;
 }
 
@@ -531,13 +534,22 @@ static int step_prepare(libdm_dm *dm)
     if (r >= 0)
         r = libdm__dm_write_record(dm);
     if (r >= 0)
-        start_next(dm, START_FILES);
+        start_next(dm, START_SOCKET);
     return r;
 }
 
-static int step_files(libdm_dm *dm)
+static int step_socket(libdm_dm *dm)
 {
-    int r = make_files(dm);
+    int r = make_socket(dm);
+
+    if (r >= 0)
+        start_next(dm, START_LOG);
+    return r;
+}
+
+static int step_log(libdm_dm *dm)
+{
+    int r = make_log(dm);
 
     if (r >= 0)
         start_next(dm, START_SPAWN);
@@ -575,8 +587,11 @@ static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
     case START_PREPARE:
         r = step_prepare(dm);
         break;
-    case START_FILES:
-        r = step_files(dm);
+    case START_SOCKET:
+        r = step_socket(dm);
+        break;
+    case START_LOG:
+        r = step_log(dm);
         break;
     case START_SPAWN:
         r = step_spawn(dm);
