@@ -359,6 +359,17 @@ static void test_reader_keeps_a_whole_record(void **state)
     assert_int_equal(n2, n1);
     assert_memory_equal(before, after, (size_t)n1);
     close(fd);
+    /* Each old record was unlinked once replaced: no temporary is left. */
+    snprintf(path, sizeof(path), "%s/vm", f->root);
+    {
+        DIR *d = opendir(path);
+        struct dirent *e;
+
+        assert_non_null(d);
+        while ((e = readdir(d)))
+            assert_true(strncmp(e->d_name, ".record.tmp", 11) != 0);
+        closedir(d);
+    }
     libdm__record_clear(&rec);
     assert_int_equal(libdm__store_del(s, "vm"), 0);
     libdm__store_close(s);
