@@ -476,8 +476,11 @@ int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_
     if (!op)
         return -ENOMEM;
     *op = (libdm__op){ .dm = dm, .kind = kind, .cb = cb, .user = user };
-    if (kind == OP_START)
+    if (kind == OP_START) {
         op->u.start.listen_fd = op->u.start.log_fd = -1;
+        /* Its steps create files and clone: one per dispatch. */
+        libdm__timer_set_alone(&op->tick, true);
+    }
     libdm__timer_init(&op->deadline, on_deadline, dm);
     libdm__timer_init(&op->tick, on_tick, dm);
     dm->op = op;

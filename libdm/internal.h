@@ -55,6 +55,7 @@ struct libdm__timer {
     size_t heap_index; /* SIZE_MAX when not armed */
     libdm__timer_fn *fn;
     void *user;
+    bool alone;        /* heavy: runs only as a dispatch's first callback */
 };
 
 int libdm__watch_add(libdm_ctx *ctx, int fd, short events, libdm__watch_fn *fn,
@@ -64,6 +65,10 @@ int libdm__watch_set_events(libdm__watch *watch, short events);
 void libdm__watch_del(libdm__watch *watch);
 
 void libdm__timer_init(libdm__timer *timer, libdm__timer_fn *fn, void *user);
+/* Marks @timer heavy (hundreds of microseconds: file creations, a clone):
+ * once due it runs as the first callback of a dispatch, never after others
+ * in the same one, so a dispatch costs at most one heavy step. */
+void libdm__timer_set_alone(libdm__timer *timer, bool alone);
 int libdm__timer_arm(libdm_ctx *ctx, libdm__timer *timer, uint64_t deadline_ms);
 void libdm__timer_disarm(libdm_ctx *ctx, libdm__timer *timer);
 bool libdm__timer_armed(const libdm__timer *timer);

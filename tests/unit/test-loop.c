@@ -515,6 +515,49 @@ static void test_dispatch_budget(void **state)
     }
 }
 
+/* A heavy ("alone") timer runs only as the first callback of a dispatch:
+ * mixed with light ones, no dispatch ever runs it after another. */
+typedef struct mixed {
+    libdm__timer t[8];
+    unsigned ran_in_dispatch, ran, heavy_after_other;
+} mixed;
+
+static void mixed_step(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    mixed *m = user;
+
+    (void)ctx;
+    if (t->alone && m->ran_in_dispatch > 0)
+        m->heavy_after_other++;
+    m->ran_in_dispatch++;
+    m->ran++;
+}
+
+static void test_dispatch_heavy_alone(void **state)
+{
+    mixed m = { 0 };
+    libdm_ctx *ctx;
+    unsigned dispatches = 0;
+
+    (void)state;
+    assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
+    assert_true(libdm_ctx_get_fd(ctx) >= 0);
+    for (int i = 0; i < 8; i++) {
+        libdm__timer_init(&m.t[i], mixed_step, &m);
+        libdm__timer_set_alone(&m.t[i], i % 2 == 1);
+        assert_int_equal(libdm__defer(ctx, &m.t[i]), 0);
+    }
+    while (m.ran < 8 && dispatches < 16) {
+        m.ran_in_dispatch = 0;
+        assert_true(libdm_ctx_process(ctx) >= 1);
+        dispatches++;
+    }
+    assert_int_equal(m.ran, 8);
+    assert_int_equal(m.heavy_after_other, 0);
+    assert_true(dispatches >= 4);   /* four heavy timers: four dispatches at least */
+    libdm_ctx_free(ctx);
+}
+
 /* ---- log level ---- */
 
 typedef struct capture {
@@ -600,6 +643,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fd_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_level, setup, teardown),
         cmocka_unit_test(test_dispatch_budget),
+        cmocka_unit_test(test_dispatch_heavy_alone),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
