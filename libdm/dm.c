@@ -1004,6 +1004,12 @@ int libdm_dm_forget(libdm_ctx *ctx, const char *name)
 
     if (r >= 0)
         r = libdm__store_get(store, name, &rec);
+    if (r == -ENOENT) {
+        /* No record: maybe a run directory a killed starter left. */
+        libdm__record_init(&rec);
+        rec.name = (char *)name;
+        return forget_files(ctx, store, &rec);
+    }
     if (r < 0)
         return r;
     if (libdm__dm_record_alive(&rec)) {

@@ -1018,6 +1018,12 @@ int dmctl_cmd_stop(dmctl *d, int argc, char **argv)
     r = libdm_dm_attach_flags(d->ctx, name, d->timeout_ms, LIBDM_ATTACH_ANY_MONITOR, &dm);
     if (r == -ESRCH)
         return stop_gone(d, name);
+    /* No record: a starter killed right after claiming the name leaves its
+     * run directory; nothing ran, and only that is removed. */
+    if (r == -ENOENT && libdm_dm_forget(d->ctx, name) == 0) {
+        dmctl_logger_discard(d->lg);
+        return print_stopped(d, name, -1, true);
+    }
     if (r < 0)
         return dmctl_report_attach(d, name, r);
     r = libdm_dm_stop(dm, force, d->timeout_ms);

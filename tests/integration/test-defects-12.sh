@@ -17,6 +17,8 @@
 #   5  an unreadable record of a live DM never frees its name
 #   7  a live DM whose qmp.sock was deleted can still be stopped
 #   8  --store DIR/ with DIR a symlink (list: test-dmctl-cli.sh; here start)
+#  10  a starter killed after its claim, before its record: stop removes
+#      what it left (only once the claim is free)
 #   9  monitor.lock: clients queue, time out naming the holder, and a
 #      migration holder refuses them at once
 # Needs $DMCTL and qemu-system-x86_64; valgrind and perl are optional.
@@ -402,6 +404,29 @@ if command -v perl >/dev/null 2>&1; then
 else
     echo "# 9: skipped (no perl)"
 fi
+
+# 10: a starter killed right after its claim (run directory and locks, no
+# record yet): stop removes what it left once the claim is free, and
+# nothing while it is held (a start in progress).
+lo="d12-$sfx-left"
+mkdir -m 0700 "$store/$lo" && (umask 077 && : >"$store/$lo/owner.lock" && : >"$store/$lo/monitor.lock")
+if command -v flock >/dev/null 2>&1; then
+    flock -o "$store/$lo/owner.lock" sleep 3 &
+    fpid=$!
+    sleep 0.2
+    dm "$store" stop "$lo" >/dev/null 2>"$tmp/err"
+    rc=$?
+    [ $rc -ne 0 ] && [ -d "$store/$lo" ] && ok "10: a held claim without record is left alone (exit $rc)" ||
+        fail "10: stop removed a claimed directory (exit $rc)"
+    pkill -P "$fpid" sleep 2>/dev/null
+    kill "$fpid" 2>/dev/null
+    wait "$fpid" 2>/dev/null
+fi
+dm "$store" stop "$lo" >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "10: stop of a leftover claim without record: exit 0" "$tmp/err"
+[ ! -e "$store/$lo" ] && ok "10: its directory is gone" || fail "10: $store/$lo is still there"
+dm "$store" stop "$lo" >/dev/null 2>&1
+expect_rc $? 1 "10: then the name is unknown (exit 1)" /dev/null
 
 kill_store "$store"
 expect_clean "$store" "end: no process or record left" 5000

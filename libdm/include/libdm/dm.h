@@ -335,7 +335,11 @@ typedef struct libdm_dm_info {
 
 LIBDM_EXPORT int libdm_dm_list(libdm_ctx *ctx, libdm_dm_info **ret_infos, size_t *ret_count);
 LIBDM_EXPORT void libdm_dm_info_free(libdm_dm_info *infos, size_t count);
-/* Removes the record and directory of a DM whose process is gone. */
+/* Removes the record and directory of a DM whose process is gone; also a
+ * run directory without record (a starter killed between its claim and its
+ * first record) once nobody holds its claim. -ENOENT if there is nothing
+ * of that name, -EBUSY if it is alive or its claim is held (a start in
+ * progress). */
 LIBDM_EXPORT int libdm_dm_forget(libdm_ctx *ctx, const char *name);
 
 #ifdef __cplusplus
