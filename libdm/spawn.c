@@ -305,17 +305,38 @@ static void keeper_child(const int *src, int nfds, char **argv, char **env)
     syscall(SYS_exit_group, 127);
 }
 
+/* The legacy clone() with the same flags, for where clone3() is refused
+ * with ENOSYS: container runtimes' default seccomp profiles do that so
+ * that libc falls back to clone(). With CLONE_PIDFD the pidfd is stored
+ * through the parent_tid argument, the third on every architecture but
+ * s390's. */
+static pid_t clone_legacy(uint64_t flags, int *ret_pidfd)
+{
+#if defined(__s390__) || defined(__s390x__)
+    return (pid_t)syscall(SYS_clone, NULL, flags | SIGCHLD, ret_pidfd, NULL, NULL);
+#else
+    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, ret_pidfd, NULL, NULL);
+#endif
+}
+
+static pid_t clone_once(uint64_t flags, int *ret_pidfd)
+{
+    struct clone_args ca = {
+        .flags = flags,
+        .pidfd = (uint64_t)(uintptr_t)ret_pidfd,
+        .exit_signal = SIGCHLD,
+    };
+    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+
+    return pid < 0 && errno == ENOSYS ? clone_legacy(flags, ret_pidfd) : pid;
+}
+
 /* clone3() without CLONE_VFORK: returns as soon as the child exists, never
  * waiting for its exec (a host's loop is never stalled by a slow exec). */
 pid_t libdm__clone_pidfd(bool try_newpid, int *ret_pidfd, bool *ret_ns)
 {
     for (;;) {
-        struct clone_args ca = {
-            .flags = CLONE_PIDFD | (try_newpid ? CLONE_NEWPID : 0),
-            .pidfd = (uint64_t)(uintptr_t)ret_pidfd,
-            .exit_signal = SIGCHLD,
-        };
-        pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+        pid_t pid = clone_once(CLONE_PIDFD | (try_newpid ? CLONE_NEWPID : 0), ret_pidfd);
 
         if (pid >= 0 || !try_newpid || (errno != EPERM && errno != EINVAL &&
                                         errno != ENOSPC && errno != EUSERS)) {
