@@ -45,7 +45,10 @@
  * for a quarter of a millisecond at most, then returns even if more is due: what
  * is left stays pending (a readable fd, a deadline already due), so a host
  * that follows the rules above simply comes back at its next iteration, and
- * its own events run in between.
+ * its own events run in between. A host loop that picks among equally
+ * urgent sources arbitrarily (sd-event at one priority) may run two libdm
+ * dispatches back to back; one that wants its own events first gives
+ * libdm's sources a lower priority (bench/bench-embed.c --libdm-priority).
  */
 #ifndef LIBDM_CTX_H
 #define LIBDM_CTX_H
