@@ -45,13 +45,19 @@ void libdm__dm_start_op_fini(libdm__op *op)
     op->u.start.caps_call = libdm_qmp_slot_free(op->u.start.caps_call);
 }
 
+/* Removes what the steps of a start made before its keeper ran. */
+static void undo_unspawned(libdm_dm *dm)
+{
+    unclaim(dm);
+    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: taps it made */
+}
+
 /* A start that ends before its keeper ran: nothing of it is left, and the
  * handle holds no fd (DEAD, "no process"). */
 static void start_refused(libdm_dm *dm, int status)
 {
     libdm__dm_close_qmp(dm);
-    unclaim(dm);
-    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: taps it made */
+    undo_unspawned(dm);
     dm->rd = libdm__rundir_free(dm->rd);
     dm->exited = true;
     dm->unclaimed = true;
@@ -61,10 +67,8 @@ static void start_refused(libdm_dm *dm, int status)
 
 void libdm__dm_start_abandon(libdm_dm *dm)
 {
-    if (libdm__dm_op_kind(dm) == OP_START && !dm->keeper && !dm->unclaimed) {
-        unclaim(dm);
-        libdm__devices_cleanup(dm->ctx, dm->nics);
-    }
+    if (libdm__dm_op_kind(dm) == OP_START && !dm->keeper && !dm->unclaimed)
+        undo_unspawned(dm);
 }
 
 /* Cancels a start whose keeper has not run yet (a stop came first). Whether
