@@ -50,3 +50,11 @@ check_PROGRAMS += tests/integration/test-migrate-async
 TESTS += tests/integration/test-migrate-async
 tests_integration_test_migrate_async_CFLAGS = $(TEST_CFLAGS)
 tests_integration_test_migrate_async_LDADD = libtestutil.la $(TEST_LIBS)
+
+# Every async operation x {completion, cancel (stop or release), deadline,
+# QEMU's death mid-operation}, for the cells the tests above leave open
+# (tests/integration/test-async-matrix.c; one cmocka test per cell).
+check_PROGRAMS += tests/integration/test-async-matrix
+TESTS += tests/integration/test-async-matrix
+tests_integration_test_async_matrix_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_async_matrix_LDADD = libtestutil.la $(TEST_LIBS)
