@@ -13,6 +13,14 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
 int libdm__dm_start(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
                     libdm_dm **ret_dm);
 int libdm__dm_set_autokill(libdm_dm *dm, bool on);
+/* Sets the DM's last error (libdm_dm_last_error(): "NAME: ...") and logs it. */
+void libdm__dm_error(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
+/* Whether @status says the monitor connection failed (reset, closed...):
+ * most often the DM died, its exit not reported yet. */
+bool libdm__monitor_failed(int status);
+/* The operation in progress frees its userdata with @destroy if the DM is
+ * released before its callback runs. */
+void libdm__dm_op_set_destroy(libdm_dm *dm, void (*destroy)(void *user));
 bool libdm__dm_exited(const libdm_dm *dm);
 libdm_ctx *libdm__dm_ctx(const libdm_dm *dm);
 /* Whether the source ran before Perform, for Confirm after a failure. */

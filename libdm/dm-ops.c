@@ -26,7 +26,7 @@ static bool reply_ok(libdm_dm *dm, const libdm_qmp_reply *r, const char *what)
     if (r->status >= 0)
         return true;
     libdm__dm_reply_error(dm, r, what);
-    libdm__dm_op_finish(dm, r->status);
+    libdm__dm_op_fail(dm, r->status);
     return false;
 }
 
@@ -284,6 +284,9 @@ void libdm__dm_stop_finished(libdm_dm *dm)
         libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
         libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
     }
+    /* DEAD holds no fd; and nothing on disk is ours any more. */
+    dm->rd = libdm__rundir_free(dm->rd);
+    dm->unclaimed = true;
     libdm__dm_set_state(dm, LIBDM_DM_DEAD);
     libdm__dm_op_finish(dm, 0);
 }
@@ -400,6 +403,12 @@ int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_
     libdm__dm_set_state(dm, LIBDM_DM_INCOMING);
     resume_poll_migrate(dm->ctx, &dm->op->tick, dm);
     return 0;
+}
+
+void libdm__dm_op_set_destroy(libdm_dm *dm, void (*destroy)(void *user))
+{
+    if (dm->op)
+        dm->op->destroy = destroy;
 }
 
 /* ---- a migration phase (migrate.c) on the operation core ---- */

@@ -27,6 +27,7 @@
 #define DM_EXIT_RECORD_POLL_MS 10  /* attached, no keeper pidfd: re-read the record */
 #define DM_EXIT_RECORD_POLLS 50
 #define DM_KEEPER_EXIT_WAIT_MS 5000 /* attached: the keeper records, then exits */
+#define DM_EXIT_SHOW_MS 200         /* a failed monitor: time for the DM's exit to show */
 
 typedef enum {
     OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY, OP_ATTACH,
@@ -135,8 +136,9 @@ struct libdm_dm {
     char *runstate;
     char *migration_event;      /* status of the last MIGRATION event */
     bool exited;
-    bool unclaimed;             /* a start refused before its keeper ran: it
-                                 * removed all it made, nothing is ours */
+    bool unclaimed;             /* nothing on disk is ours any more: a start
+                                 * refused before its keeper ran removed what
+                                 * it made, or a stop cleaned up */
     bool pid_gone;              /* attached: the pidfd said so; the record may lag */
     int exit_status;
     char *last_error;
@@ -176,7 +178,6 @@ void libdm__dm_close_qmp(libdm_dm *dm);
 char *libdm__dm_describe_status(int status);
 libdm_dm *libdm__dm_alloc(libdm_ctx *ctx);
 int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_qmp_reply_fn *cb);
-void libdm__dm_error(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
 void libdm__dm_free(libdm_dm *dm);
 void libdm__dm_set_state(libdm_dm *dm, libdm_dm_state to);
 int libdm__dm_store(libdm_dm *dm, libdm__store **ret);
@@ -192,6 +193,9 @@ int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_
 void libdm__dm_op_discard(libdm_dm *dm);
 void libdm__dm_op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user);
 void libdm__dm_op_finish(libdm_dm *dm, int status);
+/* Ends the operation whose call failed with @status: -ESRCH if the DM died
+ * (waiting a moment for its exit to show when the monitor failed first). */
+void libdm__dm_op_fail(libdm_dm *dm, int status);
 bool libdm__dm_record_alive(const libdm__record *rec);
 int libdm__dm_record_state(libdm_dm *dm);
 void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,

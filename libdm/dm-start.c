@@ -112,6 +112,9 @@ void libdm__dm_start_fail_finished(libdm_dm *dm)
     libdm__dm_close_qmp(dm);
     libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
     libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
+    /* DEAD holds no fd; and nothing on disk is ours any more. */
+    dm->rd = libdm__rundir_free(dm->rd);
+    dm->unclaimed = true;
     libdm__dm_set_state(dm, LIBDM_DM_DEAD);
     libdm__dm_op_finish(dm, status);
 }

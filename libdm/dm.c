@@ -491,6 +491,40 @@ int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_
     return r;
 }
 
+bool libdm__monitor_failed(int status)
+{
+    return status == -ECONNRESET || status == -EPIPE || status == -ENOTCONN ||
+           status == -ECONNABORTED || status == -ESHUTDOWN;
+}
+
+static void exit_wait_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+
+    (void)ctx, (void)t;
+    libdm__dm_op_finish(dm, libdm__dm_exited(dm) ? -ESRCH : dm->op->status);
+}
+
+/* The operation's call failed with @status. A failed monitor is most often
+ * a DM that died, the socket resetting before its exit is reported: the
+ * operation then waits a moment, and ends -ESRCH when the exit shows
+ * (dm_exited() ends it at once) or with @status if it does not. */
+void libdm__dm_op_fail(libdm_dm *dm, int status)
+{
+    libdm__op *op = dm->op;
+
+    if (!op)
+        return;
+    if (!libdm__monitor_failed(status) || libdm__dm_exited(dm)) {
+        libdm__dm_op_finish(dm, libdm__monitor_failed(status) ? -ESRCH : status);
+        return;
+    }
+    op->status = status;
+    libdm__timer_disarm(dm->ctx, &op->tick);
+    libdm__timer_init(&op->tick, exit_wait_fire, dm);
+    (void)libdm__timer_arm(dm->ctx, &op->tick, libdm_now_ms() + DM_EXIT_SHOW_MS);
+}
+
 /* Sends @cmd as the current operation's call (one at a time). */
 int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_qmp_reply_fn *cb)
 {
@@ -725,7 +759,9 @@ void libdm__dm_on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user
         if (dm->op->u.start.step != START_FAILING)
             libdm__dm_error(dm, "the monitor failed during start-up: %s",
                             libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
-        libdm__dm_start_fail(dm, 0); /* its end, when seen, says why */
+        /* The greeting's deadline is the start's own: say so; otherwise
+         * the DM's end, when seen, says why. */
+        libdm__dm_start_fail(dm, err == -ETIMEDOUT ? -ETIMEDOUT : 0);
         return;
     }
     libdm__dm_set_state(dm, LIBDM_DM_BROKEN);

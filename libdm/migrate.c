@@ -31,6 +31,9 @@
  *   source state:
  *     S_SRC_QUERY  query-migrate sent       -> end | S_SRC_EXIT
  *     S_SRC_EXIT   tick: exited yet?        -> end (GONE; UNKNOWN at the deadline)
+ *   any phase ending on a failed monitor while the DM is not known dead:
+ *     S_EXIT_WAIT  tick: the DM's exit had a moment to show -> end (-ESRCH
+ *                  if it did, else the monitor's error)
  *   Perform:
  *     P_STATUS     query-status sent (was the guest running?)  -> P_CAPS
  *     P_CAPS       query-migrate-capabilities  -> P_SET_PBS | P_SET_EVENTS
@@ -81,6 +84,7 @@ typedef enum mig_phase {
 
 typedef enum mig_step {
     S_NONE, S_STATUS, S_MIGSTATUS, S_CONT, S_CONT_RETRY, S_INCOMING, S_SRC_QUERY, S_SRC_EXIT,
+    S_EXIT_WAIT,
     P_STATUS, P_CAPS, P_SET_PBS, P_SET_EVENTS, P_MIGRATE, P_WAIT, P_QUERY, P_HOOK,
     P_CONTINUE, P_EXIT, C_SEND, C_QUERY, C_WAIT,
 } mig_step;
@@ -95,6 +99,7 @@ static const char *const step_names[] = {
     [S_NONE] = "none", [S_STATUS] = "status", [S_MIGSTATUS] = "migration-status",
     [S_CONT] = "cont", [S_CONT_RETRY] = "cont-retry", [S_INCOMING] = "incoming",
     [S_SRC_QUERY] = "source-query", [S_SRC_EXIT] = "source-exit-wait",
+    [S_EXIT_WAIT] = "exit-wait",
     [P_STATUS] = "perform-status", [P_CAPS] = "perform-caps", [P_SET_PBS] = "perform-set-pbs",
     [P_SET_EVENTS] = "perform-set-events", [P_MIGRATE] = "perform-migrate",
     [P_WAIT] = "perform-wait", [P_QUERY] = "perform-query", [P_HOOK] = "perform-hook",
@@ -114,6 +119,8 @@ typedef struct mig_op {
     int why;                    /* P_EXIT, cancelling: the error to report */
     bool started;               /* Perform: migrate was sent */
     bool stop_after;            /* Recover: the source goes once this succeeded */
+    bool exit_waited;           /* S_EXIT_WAIT was taken once */
+    void (*user_destroy)(void *user); /* frees @user if the DM is released first */
     char *uri;
     unsigned flags;
     libdm_switchover_async_fn *hook;
@@ -173,8 +180,21 @@ static bool current(const mig_op *m)
     return libdm__dm_mig_state(m->dm) == m;
 }
 
+static void tick(mig_op *m, mig_step next, int ms);
+
+/* Ends the phase with @status. A monitor that failed is most often a DM
+ * that died, its exit not reported yet (the socket resets first): such an
+ * end waits a moment for it, so that the phase says -ESRCH as promised. */
 static void end(mig_op *m, int status)
 {
+    if (libdm__monitor_failed(status) && libdm__dm_exited(m->dm))
+        status = -ESRCH;
+    if (libdm__monitor_failed(status) && !m->exit_waited) {
+        m->exit_waited = true;
+        m->why = status;
+        tick(m, S_EXIT_WAIT, MIGRATE_EXIT_WAIT_MS);
+        return;
+    }
     set_step(m, S_NONE);
     libdm__dm_mig_finish(m->dm, status);
 }
@@ -185,10 +205,15 @@ static void mig_free(mig_op *m)
     free(m);
 }
 
-/* The DM was released before the phase's callback ran. */
+/* The DM was released before the phase's callback ran: what the caller
+ * handed over goes too. */
 static void mig_destroy(void *state)
 {
-    mig_free(state);
+    mig_op *m = state;
+
+    if (m->user_destroy)
+        m->user_destroy(m->user);
+    mig_free(m);
 }
 
 static int source_from_status(int status)
@@ -249,10 +274,10 @@ static void step_reply(mig_op *m, const libdm_qmp_reply *r);
 static void log_failure(mig_op *m, const libdm_qmp_reply *r)
 {
     if (r->status == -EREMOTEIO)
-        LIBDM__ERROR(mig_ctx(m), "%s: %s: %s: %s", dm_name(m), m->cmd,
-                     r->error_class ? r->error_class : "?", r->error_desc ? r->error_desc : "?");
+        libdm__dm_error(m->dm, "%s: %s: %s", m->cmd, r->error_class ? r->error_class : "?",
+                        r->error_desc ? r->error_desc : "?");
     else
-        LIBDM__ERROR(mig_ctx(m), "%s: %s: %s", dm_name(m), m->cmd, strerror(-r->status));
+        libdm__dm_error(m->dm, "%s: %s", m->cmd, strerror(-r->status));
 }
 
 /* Sends @cmd (consumes @args) and moves to @next, where its reply is
@@ -338,8 +363,7 @@ static void cancel_on_query(mig_op *m, const libdm_qmp_reply *r)
     const char *st = r->status < 0 ? NULL : libdm__json_get_str(r->value, "status");
 
     if (r->status < 0) {
-        LIBDM__ERROR(mig_ctx(m), "%s: the migration did not settle after migrate_cancel",
-                     dm_name(m));
+        libdm__dm_error(m->dm, "the migration did not settle after migrate_cancel");
         cancel_settled(m, m->why);
     } else if (is_one_of(st ? st : "none", settled_states)) {
         cancel_settled(m, st && !strcmp(st, "completed") ? 0 : m->why);
@@ -359,7 +383,7 @@ static const char *const in_flight[] = { "setup", "active", "pre-switchover", "d
 static void begin_on_status(mig_op *m, const char *rs)
 {
     if (strcmp(rs, "running") && strcmp(rs, "paused") && strcmp(rs, "prelaunch")) {
-        LIBDM__ERROR(mig_ctx(m), "%s: cannot migrate from runstate '%s'", dm_name(m), rs);
+        libdm__dm_error(m->dm, "cannot migrate from runstate '%s'", rs);
         end(m, -EBUSY);
         return;
     }
@@ -369,7 +393,7 @@ static void begin_on_status(mig_op *m, const char *rs)
 static void begin_on_migstatus(mig_op *m, const char *st)
 {
     if (is_one_of(st, busy_states)) {
-        LIBDM__ERROR(mig_ctx(m), "%s: a migration is already in progress (%s)", dm_name(m), st);
+        libdm__dm_error(m->dm, "a migration is already in progress (%s)", st);
         end(m, -EBUSY);
         return;
     }
@@ -403,13 +427,20 @@ typedef struct prepare_op {
     int status;
 } prepare_op;
 
+static void prepare_free(void *user)
+{
+    prepare_op *p = user;
+
+    free(p->uri);
+    free(p);
+}
+
 static void prepare_deliver(libdm_dm *dm, int status, prepare_op *p)
 {
     libdm_dm_done_fn *cb = p->cb;
     void *user = p->user;
 
-    free(p->uri);
-    free(p);
+    prepare_free(p);
     if (cb)
         cb(dm, status, user);
 }
@@ -434,6 +465,8 @@ static void prepare_incoming_done(libdm_dm *dm, int status, void *user)
     p->status = status;
     if (libdm_dm_stop_async(dm, 1, p->timeout_ms, prepare_stopped, p) < 0)
         prepare_deliver(dm, status, p);
+    else
+        libdm__dm_op_set_destroy(dm, prepare_free);
 }
 
 /* The DM runs, paused, autokill armed: -incoming defer -> migrate-incoming. */
@@ -452,6 +485,7 @@ static void prepare_started(libdm_dm *dm, int status, void *user)
         prepare_incoming_done(dm, status, p);
         return;
     }
+    m->user_destroy = prepare_free;
     send_cmd(m, S_INCOMING, "migrate-incoming", string_arg("uri", p->uri));
 }
 
@@ -481,10 +515,10 @@ int libdm_migrate_prepare_async(libdm_ctx *ctx, const libdm_dm_config *config,
         r = libdm__dm_start_async(ctx, cfg, true, prepare_started, p, ret_dm);
     }
     libdm_dm_config_free(cfg);
-    if (r < 0) {
-        free(p->uri);
-        free(p);
-    }
+    if (r < 0)
+        prepare_free(p);
+    else
+        libdm__dm_op_set_destroy(*ret_dm, prepare_free);
     return r;
 }
 
@@ -573,8 +607,7 @@ static int failed_reason(mig_op *m, const libdm_json *info)
 {
     const char *desc = libdm__json_get_str(info, "error-desc");
 
-    LIBDM__ERROR(mig_ctx(m), "%s: migration failed: %s", dm_name(m),
-                 desc ? desc : "QEMU gave no reason");
+    libdm__dm_error(m->dm, "migration failed: %s", desc ? desc : "QEMU gave no reason");
     return -EIO;
 }
 
@@ -761,9 +794,8 @@ int libdm_migrate_finish_async(libdm_dm *dst, libdm_migrate_source source, int k
     if (!dst)
         return -EINVAL;
     if (!finish_decision(source)) {
-        LIBDM__ERROR(libdm__dm_ctx(dst), "%s: the source says '%s': the destination must "
-                     "not run the guest", libdm_dm_get_name(dst),
-                     libdm_migrate_source_to_string(source));
+        libdm__dm_error(dst, "the source says '%s': the destination must not run the guest",
+                        libdm_migrate_source_to_string(source));
         return -ECANCELED;
     }
     f = calloc(1, sizeof(*f));
@@ -776,6 +808,8 @@ int libdm_migrate_finish_async(libdm_dm *dst, libdm_migrate_source source, int k
     r = libdm__dm_finish_incoming_async(dst, keep_paused, timeout_ms, finish_done, f);
     if (r < 0)
         free(f);
+    else
+        libdm__dm_op_set_destroy(dst, free);
     return r;
 }
 
@@ -785,11 +819,11 @@ int libdm_migrate_finish_async(libdm_dm *dst, libdm_migrate_source source, int k
  * something the source can know. */
 static void completed_elsewhere(mig_op *m)
 {
-    LIBDM__ERROR(mig_ctx(m), "%s: the migration completed, so the destination may "
-                 "run the guest: the outcome is unknown here and the source stays paused "
-                 "(ask the destination: dmctl migrate %s --recover --to CMD; or, if the "
-                 "destination is gone: dmctl migrate %s --recover --destination-gone)",
-                 dm_name(m), dm_name(m), dm_name(m));
+    libdm__dm_error(m->dm, "the migration completed, so the destination may "
+                    "run the guest: the outcome is unknown here and the source stays paused "
+                    "(ask the destination: dmctl migrate %s --recover --to CMD; or, if the "
+                    "destination is gone: dmctl migrate %s --recover --destination-gone)",
+                    dm_name(m), dm_name(m));
     end(m, -EALREADY);
 }
 
@@ -808,8 +842,8 @@ static void on_status(mig_op *m, const char *rs)
         return;
     case PH_RECOVER_STOP:
         if (!strcmp(rs, "running")) {
-            LIBDM__ERROR(mig_ctx(m), "%s: the source runs although the destination has "
-                         "the guest: not stopping either (decide by hand)", dm_name(m));
+            libdm__dm_error(m->dm, "the source runs although the destination has "
+                            "the guest: not stopping either (decide by hand)");
             end(m, -EBUSY);
         } else {
             end(m, 0);   /* mig_done stops it */
@@ -918,7 +952,8 @@ static void on_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         return;
     /* A MIGRATION event wakes any tick: only the waits for QEMU's
      * migration status take it as a reason to look now. */
-    if ((m->step == P_EXIT || m->step == S_CONT_RETRY) && now < m->tick_due) {
+    if ((m->step == P_EXIT || m->step == S_CONT_RETRY || m->step == S_EXIT_WAIT) &&
+        now < m->tick_due) {
         libdm__dm_mig_tick(m->dm, on_tick, (int)(m->tick_due - now));
         return;
     }
@@ -944,6 +979,9 @@ static void on_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         else
             tick(m, S_SRC_EXIT, MIGRATE_EXIT_POLL_MS);
         break;
+    case S_EXIT_WAIT:
+        end(m, libdm__dm_exited(m->dm) ? -ESRCH : m->why);
+        break;
     default:
         break;
     }
@@ -962,15 +1000,15 @@ static void on_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
     if (!m)
         return;
     if (cancelling(m)) {
-        LIBDM__ERROR(ctx, "%s: the migration did not settle after migrate_cancel", dm_name(m));
+        libdm__dm_error(m->dm, "the migration did not settle after migrate_cancel");
         cancel_settled(m, m->why);
     } else if (m->phase == PH_PERFORM && m->started) {
         cancel_start(m, -ETIMEDOUT);
     } else if (m->phase == PH_SOURCE_STATE) {
         end(m, LIBDM_MIGRATE_SOURCE_UNKNOWN);
     } else {
-        LIBDM__ERROR(ctx, "%s: %s did not complete before its deadline (%s)", dm_name(m),
-                     phase_names[m->phase], step_names[m->step]);
+        libdm__dm_error(m->dm, "%s did not complete before its deadline (%s)",
+                        phase_names[m->phase], step_names[m->step]);
         end(m, -ETIMEDOUT);
     }
 }

@@ -84,85 +84,27 @@
 #define MARGIN_MS 1500      /* lateness allowed on a loaded 2-core machine */
 #define STOP_GRACE_MS 3000  /* dm-private.h DM_TERM_GRACE_MS: SIGTERM -> SIGKILL */
 #define ANY_NEGATIVE INT32_MIN
-#define ANY_STATUS (INT32_MIN + 1)  /* the check is skipped (a known bug) */
+#define ANY_STATUS (INT32_MIN + 1)  /* the status is not checked */
 
 #define PLAIN "am"          /* the DM of the DM operations (-machine none) */
 #define SRC "amsrc"         /* migrations: pc, 64 MiB, TCG */
 #define DST "amdst"
 
-/* ---- known library bugs ----
- * Each cell that exposes one keeps running; only the check the bug fails is
- * skipped unless its KNOWN_BUG_ macro is defined (e.g. configure
- * CPPFLAGS=-DKNOWN_BUG_...): the row then fails until the bug is fixed.
- *
- * KNOWN_BUG_START_TIMEOUT_ECHILD: a start whose QEMU never greets ends with
- * -ECHILD instead of -ETIMEDOUT about half of the time. dm-start.c
- * connect_monitor() gives the monitor's greeting the start's own timeout,
- * armed in the same millisecond as the start's deadline; when the QMP timer
- * fires first, dm.c libdm__dm_on_qmp_state() calls
- * libdm__dm_start_fail(dm, 0) ("its end, when seen, says why"), libdm kills
- * the DM, and libdm__dm_start_fail_finished() reports -ECHILD. Rows
- * start/deadline, migrate-prepare-starting/deadline (and the existing
- * tests/fault/test-fault-qemu row sigstop-during-negotiation, which fails
- * the same way).
- *
- * KNOWN_BUG_MIGRATE_DEATH_NOT_ESRCH: migrate.h says "A phase ends early with
- * -ESRCH if its DM exits". Only Perform (its P_EXIT grace) does: Begin,
- * Prepare's migrate-incoming, Finish, Confirm, Cancel and Recover end
- * (nearly always) with the monitor's -ECONNRESET: the socket resets before
- * the keeper has reaped QEMU and reported the exit. For Recover with the
- * destination's guest, migrate.c mig_done()'s "stop = stop_after &&
- * (status >= 0 || libdm__dm_exited(dm))" then never sees the exit: the
- * call fails (-ECONNRESET) although the source went, as asked (0
- * expected). The death rows of the migration phases but Perform.
- *
- * KNOWN_BUG_MIGRATE_NO_LAST_ERROR: a migration phase that fails (here: its
- * deadline) leaves libdm_dm_last_error() NULL; dm.h: "why its last
- * operation failed ... NULL if nothing failed". migrate.c reports through
- * LIBDM__ERROR on the context only, never libdm__dm_error(). The deadline
- * rows of Begin, Confirm, Cancel and Recover.
- *
- * KNOWN_BUG_DEAD_HANDLE_HOLDS_FDS: dm.c dm_exited(): "DEAD holds no process
- * and no fd, whatever the caller keeps" holds when the DM dies while idle or
- * mid-operation, but not when it becomes DEAD through a stop
- * (libdm__dm_stop_finished() keeps, even reopens, dm->rd: the removed run
- * directory and its monitor.lock, 2 fds) or through a start that failed
- * after its keeper ran (libdm__dm_start_fail_finished(): the directory,
- * monitor.lock and owner.lock, 3 fds). They are closed only by
- * libdm_dm_release(). The death rows of start, stop and Prepare.
- *
- * KNOWN_BUG_RELEASE_LEAKS_OP_STATE: releasing a destination while
- * libdm_migrate_prepare_async() or libdm_migrate_finish_async() is in
- * flight leaks their state (migrate.c prepare_op with its URI, finish_op):
- * the operation they ride on has no destroy function (libdm__dm_start_async
- * and libdm__dm_finish_incoming_async never set op->destroy; for Prepare's
- * migrate-incoming, mig_destroy() frees the mig_op but not the prepare_op
- * it points to). Only a leak checker sees it: under ASan (LeakSanitizer
- * fails the whole program at exit) those release rows are skipped unless
- * the macro is defined.
- */
-#ifdef KNOWN_BUG_START_TIMEOUT_ECHILD
+/* ---- what the library promises where it once failed (each found by this
+ * matrix, fixed, and checked here):
+ * - a start whose QEMU never greets ends -ETIMEDOUT (it ended -ECHILD when
+ *   the greeting's timer fired before the start's own deadline);
+ * - a migration phase whose DM dies ends -ESRCH (it ended with the
+ *   monitor's -ECONNRESET, the socket resetting before the exit was
+ *   reported), and Recover with the destination's guest then stops the
+ *   gone source as asked (0);
+ * - a migration phase that fails says why in libdm_dm_last_error();
+ * - a DM that became DEAD through a stop or a failed start holds no fd;
+ * - releasing a destination during Prepare or Finish frees their state. */
 #define START_DEADLINE (-ETIMEDOUT)
-#else
-#define START_DEADLINE ANY_NEGATIVE
-#endif
-#ifdef KNOWN_BUG_MIGRATE_DEATH_NOT_ESRCH
 #define MIGRATE_DEATH (-ESRCH)
 #define RECOVER_STOP_DEATH 0
-#else
-#define MIGRATE_DEATH ANY_NEGATIVE
-#define RECOVER_STOP_DEATH ANY_STATUS
-#endif
-#ifdef KNOWN_BUG_MIGRATE_NO_LAST_ERROR
 #define MIGRATE_SAYS_WHY true
-#else
-#define MIGRATE_SAYS_WHY false
-#endif
-#if defined(__SANITIZE_ADDRESS__) && !defined(KNOWN_BUG_RELEASE_LEAKS_OP_STATE)
-#define SKIP_LEAKING_RELEASES true
-#else
-#define SKIP_LEAKING_RELEASES false
-#endif
 
 /* ---- completions: counted, ordered, and never inside a call ---- */
 
@@ -477,8 +419,6 @@ typedef struct opdef {
     bool says_why;          /* libdm_dm_last_error() set after its deadline */
     bool autokill;          /* a release makes its keeper kill the DM */
     bool release_ends_it;   /* a release leaves a DM that ends by itself */
-    bool release_leaks;     /* KNOWN_BUG_RELEASE_LEAKS_OP_STATE */
-    bool dead_holds_fds;    /* KNOWN_BUG_DEAD_HANDLE_HOLDS_FDS */
 } opdef;
 
 /* -- start: a QEMU that stopped itself before exec (the keeper ran) -- */
@@ -725,11 +665,11 @@ static int issue_finish(fixture *f, target *t, int timeout_ms, done *d)
 #define OP(n, su, is, fl) .name = n, .setup = su, .issue = is, .in_flight = fl
 #define ERRNO_STOP_DEADLINE .on_stop = -ECANCELED, .on_deadline = -ETIMEDOUT
 
-/* Its deadline: START_DEADLINE (KNOWN_BUG_START_TIMEOUT_ECHILD). */
+/* Its deadline: START_DEADLINE. */
 static const opdef op_start = {
     OP("start", setup_start, issue_start, spawned_frozen), .on_stop = -ECANCELED,
     .on_deadline = START_DEADLINE, .on_death = ANY_NEGATIVE, .deadline_state = DEAD,
-    .says_why = true, .autokill = true, .dead_holds_fds = true,
+    .says_why = true, .autokill = true,
 };
 static const opdef op_attach = {
     OP("attach", setup_attach, issue_attach, NULL), ERRNO_STOP_DEADLINE,
@@ -754,7 +694,6 @@ static const opdef op_query = {
 static const opdef op_stop = {
     OP("stop", setup_plain, issue_stop, NULL), .on_stop = 0, .on_deadline = 0, .on_death = 0,
     .deadline_state = DEAD, .deadline_extra_ms = STOP_GRACE_MS, .release_ends_it = true,
-    .dead_holds_fds = true,
 };
 static const opdef op_begin = {
     OP("migrate-begin", setup_source, issue_begin, NULL), ERRNO_STOP_DEADLINE,
@@ -764,7 +703,7 @@ static const opdef op_begin = {
 static const opdef op_prepare_starting = {
     OP("migrate-prepare-starting", setup_prepare_starting, issue_prepare, spawned_frozen),
     .on_stop = -ECANCELED, .on_deadline = START_DEADLINE, .on_death = ANY_NEGATIVE,
-    .deadline_state = DEAD, .autokill = true, .release_leaks = true, .dead_holds_fds = true,
+    .deadline_state = DEAD, .autokill = true,
 };
 /* migrate-incoming unanswered: Prepare stops the DM it made (DEAD). The
  * start must reach INCOMING within the same timeout first: 2 s. */
@@ -772,7 +711,7 @@ static const opdef op_prepare_incoming = {
     OP("migrate-prepare-incoming", setup_prepare_incoming, issue_prepare_incoming,
        incoming_frozen),
     ERRNO_STOP_DEADLINE, .on_death = MIGRATE_DEATH, .deadline_state = DEAD,
-    .deadline_ms = 2000, .autokill = true, .release_leaks = true, .dead_holds_fds = true,
+    .deadline_ms = 2000, .autokill = true,
 };
 /* The one phase that waits for its DM's exit to show: -ESRCH. */
 static const opdef op_perform = {
@@ -782,7 +721,7 @@ static const opdef op_perform = {
 /* Autokill stays armed until Finish succeeds. */
 static const opdef op_finish = {
     OP("migrate-finish", setup_finish, issue_finish, NULL), ERRNO_STOP_DEADLINE,
-    .on_death = MIGRATE_DEATH, .deadline_state = -1, .autokill = true, .release_leaks = true,
+    .on_death = MIGRATE_DEATH, .deadline_state = -1, .autokill = true,
 };
 static const opdef op_confirm_failed = {
     OP("migrate-confirm-failed", setup_source, issue_confirm_failed, NULL),
@@ -798,7 +737,7 @@ static const opdef op_recover_run = {
     .on_death = MIGRATE_DEATH, .deadline_state = -1, .says_why = MIGRATE_SAYS_WHY,
 };
 /* The destination has the guest: the source is to go. Its death mid-way
- * is that: 0 (KNOWN_BUG_MIGRATE_DEATH_NOT_ESRCH). */
+ * is that: 0. */
 static const opdef op_recover_stop = {
     OP("migrate-recover-stop", setup_source, issue_recover_stop, NULL), ERRNO_STOP_DEADLINE,
     .on_death = RECOVER_STOP_DEATH, .deadline_state = -1, .says_why = MIGRATE_SAYS_WHY,
@@ -864,10 +803,8 @@ static void fault_stop(fixture *f, const opdef *op, target *t, const done *d)
     assert_int_equal(libdm_dm_get_state(t->dm), LIBDM_DM_DEAD);
     assert_false(tu_pid_alive(t->pid));
     assert_false(tu_path_exists(f->dir, t->name));
-#ifdef KNOWN_BUG_DEAD_HANDLE_HOLDS_FDS
     if (!t->peer)
         assert_no_dm_fd_left(f);
-#endif
     libdm_dm_release(t->dm);
     t->dm = NULL;
 }
@@ -954,11 +891,8 @@ static void fault_death(fixture *f, const opdef *op, target *t, const done *d)
      * it is the only DM). */
     tu_settle_children(f->ctx, t->peer ? 1 : 0);
     assert_true(tu_child_count() <= (t->peer ? 1 : 0));
-#ifndef KNOWN_BUG_DEAD_HANDLE_HOLDS_FDS
-    if (!op->dead_holds_fds)
-#endif
-        if (!t->peer)
-            assert_no_dm_fd_left(f);
+    if (!t->peer)
+        assert_no_dm_fd_left(f);
     assert_int_equal(libdm_dm_stop(t->dm, 0, 2000), 0);
     libdm_dm_release(t->dm);
     t->dm = NULL;
@@ -987,10 +921,6 @@ static void run_row(void **state)
     target *t = &f->t;
     done d;
 
-    if (r->fault == F_RELEASE && op->release_leaks && SKIP_LEAKING_RELEASES) {
-        print_message("%s: skipped under ASan (KNOWN_BUG_RELEASE_LEAKS_OP_STATE)\n", r->name);
-        skip();
-    }
     for (int attempt = 1;; attempt++) {
         *t = (target){ 0 };
         d = (done){ 0 };
