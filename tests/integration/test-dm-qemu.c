@@ -763,7 +763,8 @@ static void test_start_async_deferred_setup(void **state)
     for (int i = 0; i < 10; i++)
         libdm_ctx_run_once(f->ctx, 5);
     assert_false(tu_path_exists(f->dir, "t1"));
-    assert_int_equal(tu_child_count(), 0);
+    /* Only the keepers of the stops above, being reaped. */
+    tu_settle_children(f->ctx, 0);
     for (int i = 0; i < 50 && tu_fd_count() != base; i++)
         libdm_ctx_run_once(f->ctx, 10);
     assert_int_equal(tu_fd_count(), base);
