@@ -238,7 +238,16 @@ enum {
 LIBDM_EXPORT int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms,
                                        unsigned flags, libdm_dm **ret_dm);
 
-/* Guarded resume: sends "cont" only when the runstate allows it; while an
+/* Results shared by every operation on a DM (async forms through @cb):
+ * -ETIMEDOUT at its deadline; -ECANCELED when libdm_dm_stop() interrupts
+ * it; -ESRCH when the DM dies meanwhile (also when its monitor resets
+ * first: the operation then waits up to 200 ms for the exit to show);
+ * -EBUSY if another operation runs on the DM. A pause or query-status
+ * that misses its deadline marks the DM BROKEN (its monitor did not
+ * answer); a resume does not (it may be waiting, with a monitor that
+ * answers, for an incoming migration that is slow to complete).
+ *
+ * Guarded resume: sends "cont" only when the runstate allows it; while an
  * incoming migration is in progress, first waits until both the MIGRATION
  * event and query-migrate say "completed"; never sends "cont" after a failed
  * incoming migration. Running already: success, nothing sent. */
