@@ -230,7 +230,10 @@ static void mig_done(libdm_dm *dm, int status, void *user)
     mig_op *m = user;
     libdm_dm_done_fn *cb = m->cb;
     void *cb_user = m->user;
-    bool stop = m->stop_after && (status >= 0 || libdm__dm_exited(dm));
+    /* Recover with the destination's guest: the source goes; one that
+     * died went already (the stop only cleans up). One interrupted by a
+     * stop (-ECANCELED) is that stop's to end, not a second one's. */
+    bool stop = m->stop_after && (status >= 0 || status == -ESRCH);
     int left = remaining_ms(m->deadline);
 
     if (m->phase == PH_SOURCE_STATE)
