@@ -72,8 +72,9 @@ void libdm__restrict_cleanup(const char *profile, uint32_t domid);
 /* 1 if @qemu accepts "-sandbox on" (QEMU built with seccomp), 0 if not or if
  * the probe failed or took longer than @timeout_ms. Cached per binary (path,
  * device, inode, size, mtime) for the process. Blocks for the probe (up to
- * @timeout_ms) when the cache has no answer: the loop's callers use the
- * async probe below first. A missing binary answers 0 (not cached). */
+ * @timeout_ms) when the cache has no answer, so libdm itself never calls it
+ * (its start runs the async probe below); for synchronous tools and tests.
+ * A missing binary answers 0 (not cached). */
 int libdm__qemu_has_sandbox(const char *qemu, int timeout_ms);
 /* The cached answer for @qemu (1 has -sandbox, 0 not), or -EAGAIN when it
  * was never probed or the binary changed (path, dev, ino, size, mtime).
@@ -114,8 +115,8 @@ typedef struct libdm__restrict_plan {
 
 /* Validates and resolves @cfg for a DM whose directory is @dm_dir (already
  * made): decides runas, checks or makes the chroot, decides seccomp from
- * the -sandbox cache (the blocking probe if it has no answer: run the async
- * probe first). Errors are logged as "NAME: ..." and nothing is left behind
+ * the -sandbox cache alone (no answer: the keeper's filter; run the async
+ * probe first). Never runs or waits for anything. Errors are logged as "NAME: ..." and nothing is left behind
  * (the chroot made is removed again). Unrestricted configs get a plain copy
  * (and, on xen, XEN_QEMU_CONSOLE_LIMIT). */
 int libdm__restrict_prepare(libdm_ctx *ctx, const libdm_dm_config *cfg, const char *dm_dir,

@@ -610,13 +610,9 @@ static int async_spawn(libdm__sandbox_probe *p, int timeout_ms)
         p->pidfd = -1;
         return r;
     }
-    r = libdm__watch_add(p->ctx, p->pidfd, POLLIN, on_probe_exit, p, &p->watch);
-    if (r < 0) {
-        (void)libdm__pidfd_signal(p->pidfd, SIGKILL);
-        (void)waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &(siginfo_t){ 0 }, WEXITED);
-        p->reaped = true;
-    }
-    return r;
+    /* On failure async_free() kills the child and hands it to the context's
+     * reaper: nothing here waits for it. */
+    return libdm__watch_add(p->ctx, p->pidfd, POLLIN, on_probe_exit, p, &p->watch);
 }
 
 int libdm__qemu_sandbox_probe_async(libdm_ctx *ctx, const char *qemu, int timeout_ms,
@@ -722,15 +718,12 @@ static int resolve_identity(libdm_dm_config *c, const libdm__pw_ops *pw, libdm__
     return c->chroot_dir ? libdm__restrict_check_chroot(c->chroot_dir, err) : 0;
 }
 
-/* The start path runs the async probe first, so the cache answers; the
- * blocking probe is the fallback for callers that did not. */
+/* The start path runs the async probe first, so the cache answers. Without
+ * an answer (the binary changed since) nothing is run here, on the caller's
+ * loop: the keeper's own filter is used, seccomp is on either way. */
 static bool qemu_has_sandbox(const char *qemu)
 {
-    int r = libdm__qemu_sandbox_cached(qemu);
-
-    if (r == -EAGAIN)
-        r = libdm__qemu_has_sandbox(qemu, LIBDM__SANDBOX_PROBE_MS);
-    return r > 0;
+    return libdm__qemu_sandbox_cached(qemu) > 0;
 }
 
 static int resolve_restrict(libdm__restrict_plan *p, const char *dm_dir,

@@ -405,8 +405,10 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
         (r = libdm__watch_add(ctx, k->ctl, POLLIN, on_ctl, k, &k->ctl_watch)) < 0) {
         r = r < 0 ? r : -errno;
         LIBDM__ERROR(ctx, "cannot follow libdm-keeper: %s", strerror(-r));
+        /* Killed; the context reaps it, this call never waits for it. */
         (void)libdm__pidfd_signal(k->keeper_pidfd, SIGKILL);
-        (void)waitid((idtype_t)P_PIDFD, (id_t)k->keeper_pidfd, &(siginfo_t){ 0 }, WEXITED);
+        (void)libdm__reap_later(ctx, k->keeper_pidfd, true); /* takes the pidfd */
+        k->keeper_pidfd = -1;
         goto out;
     }
     *ret = k;
