@@ -161,15 +161,23 @@ int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, vo
     return 0;
 }
 
-int libdm_dm_resume(libdm_dm *dm, int timeout_ms)
+typedef int op_async_fn(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata);
+
+/* The blocking form of @op_async: starts it and waits for its completion. */
+static int run_blocking(libdm_dm *dm, op_async_fn *op_async, int timeout_ms)
 {
     sync_op s = { 0 };
     int r;
 
     if (libdm__dispatch_depth(dm->ctx) > 0)
         return -EDEADLK;
-    r = libdm_dm_resume_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
+    r = op_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
     return r < 0 ? r : libdm__dm_sync_wait(dm, &s);
+}
+
+int libdm_dm_resume(libdm_dm *dm, int timeout_ms)
+{
+    return run_blocking(dm, libdm_dm_resume_async, timeout_ms);
 }
 
 /* ---- pause and query-status: one monitor call each ---- */
@@ -233,26 +241,14 @@ int libdm_dm_query_status_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *
 
 int libdm_dm_pause(libdm_dm *dm, int timeout_ms)
 {
-    sync_op s = { 0 };
-    int r;
-
-    if (libdm__dispatch_depth(dm->ctx) > 0)
-        return -EDEADLK;
-    r = libdm_dm_pause_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
-    return r < 0 ? r : libdm__dm_sync_wait(dm, &s);
+    return run_blocking(dm, libdm_dm_pause_async, timeout_ms);
 }
 
 int libdm_dm_query_status(libdm_dm *dm, int timeout_ms, char **ret_runstate)
 {
-    sync_op s = { 0 };
     char *copy;
-    int r;
+    int r = run_blocking(dm, libdm_dm_query_status_async, timeout_ms);
 
-    if (libdm__dispatch_depth(dm->ctx) > 0)
-        return -EDEADLK;
-    r = libdm_dm_query_status_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
-    if (r >= 0)
-        r = libdm__dm_sync_wait(dm, &s);
     if (r < 0)
         return r;
     copy = dm->runstate ? strdup(dm->runstate) : NULL;
