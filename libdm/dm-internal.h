@@ -15,9 +15,6 @@ int libdm__dm_start(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autokill,
 int libdm__dm_set_autokill(libdm_dm *dm, bool on);
 /* Sets the DM's last error (libdm_dm_last_error(): "NAME: ...") and logs it. */
 void libdm__dm_error(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
-/* Whether @status says the monitor connection failed (reset, closed...):
- * most often the DM died, its exit not reported yet. */
-bool libdm__monitor_failed(int status);
 /* The operation in progress frees its userdata with @destroy if the DM is
  * released before its callback runs. */
 void libdm__dm_op_set_destroy(libdm_dm *dm, void (*destroy)(void *user));
@@ -68,6 +65,9 @@ int libdm__dm_mig_begin(libdm_dm *dm, int timeout_ms, libdm__timer_fn *on_deadli
 /* The running migration phase's @state, or NULL (none, or it ended). */
 void *libdm__dm_mig_state(libdm_dm *dm);
 void libdm__dm_mig_finish(libdm_dm *dm, int status);
+/* Ends it with the failure @status: -ESRCH if the DM died, also when its
+ * monitor failed first (a moment is given for the exit to show). */
+void libdm__dm_mig_fail(libdm_dm *dm, int status);
 /* Sends @cmd; the call is owned by the operation (freed when it ends or at
  * the next call). @cb gets the DM as its userdata. */
 int libdm__dm_mig_call(libdm_dm *dm, const char *cmd, const libdm_json *args,

@@ -437,6 +437,12 @@ void libdm__dm_mig_finish(libdm_dm *dm, int status)
         libdm__dm_op_finish(dm, status);
 }
 
+void libdm__dm_mig_fail(libdm_dm *dm, int status)
+{
+    if (libdm__dm_op_kind(dm) == OP_MIGRATE)
+        libdm__dm_op_fail(dm, status);
+}
+
 int libdm__dm_mig_call(libdm_dm *dm, const char *cmd, const libdm_json *args,
                        libdm_qmp_reply_fn *cb)
 {

@@ -491,7 +491,9 @@ int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_
     return r;
 }
 
-bool libdm__monitor_failed(int status)
+/* Whether @status says the monitor connection failed (reset, closed...):
+ * most often the DM died, its exit not reported yet. */
+static bool is_monitor_failure(int status)
 {
     return status == -ECONNRESET || status == -EPIPE || status == -ENOTCONN ||
            status == -ECONNABORTED || status == -ESHUTDOWN;
@@ -515,8 +517,8 @@ void libdm__dm_op_fail(libdm_dm *dm, int status)
 
     if (!op)
         return;
-    if (!libdm__monitor_failed(status) || libdm__dm_exited(dm)) {
-        libdm__dm_op_finish(dm, libdm__monitor_failed(status) ? -ESRCH : status);
+    if (!is_monitor_failure(status) || libdm__dm_exited(dm)) {
+        libdm__dm_op_finish(dm, is_monitor_failure(status) ? -ESRCH : status);
         return;
     }
     op->status = status;

@@ -31,9 +31,8 @@
  *   source state:
  *     S_SRC_QUERY  query-migrate sent       -> end | S_SRC_EXIT
  *     S_SRC_EXIT   tick: exited yet?        -> end (GONE; UNKNOWN at the deadline)
- *   any phase ending on a failed monitor while the DM is not known dead:
- *     S_EXIT_WAIT  tick: the DM's exit had a moment to show -> end (-ESRCH
- *                  if it did, else the monitor's error)
+ *   a phase that fails ends through libdm__dm_mig_fail(): -ESRCH if its DM
+ *   died, even when the monitor reset before the exit was reported
  *   Perform:
  *     P_STATUS     query-status sent (was the guest running?)  -> P_CAPS
  *     P_CAPS       query-migrate-capabilities  -> P_SET_PBS | P_SET_EVENTS
@@ -84,7 +83,6 @@ typedef enum mig_phase {
 
 typedef enum mig_step {
     S_NONE, S_STATUS, S_MIGSTATUS, S_CONT, S_CONT_RETRY, S_INCOMING, S_SRC_QUERY, S_SRC_EXIT,
-    S_EXIT_WAIT,
     P_STATUS, P_CAPS, P_SET_PBS, P_SET_EVENTS, P_MIGRATE, P_WAIT, P_QUERY, P_HOOK,
     P_CONTINUE, P_EXIT, C_SEND, C_QUERY, C_WAIT,
 } mig_step;
@@ -99,7 +97,6 @@ static const char *const step_names[] = {
     [S_NONE] = "none", [S_STATUS] = "status", [S_MIGSTATUS] = "migration-status",
     [S_CONT] = "cont", [S_CONT_RETRY] = "cont-retry", [S_INCOMING] = "incoming",
     [S_SRC_QUERY] = "source-query", [S_SRC_EXIT] = "source-exit-wait",
-    [S_EXIT_WAIT] = "exit-wait",
     [P_STATUS] = "perform-status", [P_CAPS] = "perform-caps", [P_SET_PBS] = "perform-set-pbs",
     [P_SET_EVENTS] = "perform-set-events", [P_MIGRATE] = "perform-migrate",
     [P_WAIT] = "perform-wait", [P_QUERY] = "perform-query", [P_HOOK] = "perform-hook",
@@ -119,7 +116,6 @@ typedef struct mig_op {
     int why;                    /* P_EXIT, cancelling: the error to report */
     bool started;               /* Perform: migrate was sent */
     bool stop_after;            /* Recover: the source goes once this succeeded */
-    bool exit_waited;           /* S_EXIT_WAIT was taken once */
     void (*user_destroy)(void *user); /* frees @user if the DM is released first */
     char *uri;
     unsigned flags;
@@ -180,23 +176,15 @@ static bool current(const mig_op *m)
     return libdm__dm_mig_state(m->dm) == m;
 }
 
-static void tick(mig_op *m, mig_step next, int ms);
-
-/* Ends the phase with @status. A monitor that failed is most often a DM
- * that died, its exit not reported yet (the socket resets first): such an
- * end waits a moment for it, so that the phase says -ESRCH as promised. */
+/* Ends the phase with @status; a failure through the operation core, which
+ * says -ESRCH for a DM that died (migrate.h's promise). */
 static void end(mig_op *m, int status)
 {
-    if (libdm__monitor_failed(status) && libdm__dm_exited(m->dm))
-        status = -ESRCH;
-    if (libdm__monitor_failed(status) && !m->exit_waited) {
-        m->exit_waited = true;
-        m->why = status;
-        tick(m, S_EXIT_WAIT, MIGRATE_EXIT_WAIT_MS);
-        return;
-    }
     set_step(m, S_NONE);
-    libdm__dm_mig_finish(m->dm, status);
+    if (status < 0)
+        libdm__dm_mig_fail(m->dm, status);
+    else
+        libdm__dm_mig_finish(m->dm, status);
 }
 
 static void mig_free(mig_op *m)
@@ -955,8 +943,7 @@ static void on_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         return;
     /* A MIGRATION event wakes any tick: only the waits for QEMU's
      * migration status take it as a reason to look now. */
-    if ((m->step == P_EXIT || m->step == S_CONT_RETRY || m->step == S_EXIT_WAIT) &&
-        now < m->tick_due) {
+    if ((m->step == P_EXIT || m->step == S_CONT_RETRY) && now < m->tick_due) {
         libdm__dm_mig_tick(m->dm, on_tick, (int)(m->tick_due - now));
         return;
     }
@@ -981,9 +968,6 @@ static void on_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
             end(m, LIBDM_MIGRATE_SOURCE_GONE);
         else
             tick(m, S_SRC_EXIT, MIGRATE_EXIT_POLL_MS);
-        break;
-    case S_EXIT_WAIT:
-        end(m, libdm__dm_exited(m->dm) ? -ESRCH : m->why);
         break;
     default:
         break;
