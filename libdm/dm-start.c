@@ -467,6 +467,8 @@ static int plan_command(libdm_dm *dm, const libdm_dm_config *cfg, libdm__restric
     dm->confinement = plan->confinement;
     plan->confinement = NULL;
     r = libdm__devices_prepare(dm->ctx, plan->cfg, &dm->nics); /* devices-run.c */
+    if (r >= 0)
+        r = libdm__restrict_files_writable(plan, &dm->confinement);
     if (r < 0)
         return r;
     r = libdm_dm_config_build_argv(plan->cfg, LIBDM__KEEPER_QMP_FD, ret_argv);

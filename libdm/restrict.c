@@ -690,6 +690,49 @@ static char *keeper_spec(const libdm_dm_config *c, const char *own_root)
                           own_root ? own_root : "");
 }
 
+/* A writable regular file among the fds QEMU gets (images, the caller's). */
+static bool has_writable_file(const libdm_dm_config *c)
+{
+    for (size_t i = 0; i < c->n_pass_fds; i++) {
+        struct stat st;
+        int fl = fcntl(c->pass_fds[i], F_GETFL);
+
+        if (fl >= 0 && (fl & O_ACCMODE) != O_RDONLY && fstat(c->pass_fds[i], &st) == 0 &&
+            S_ISREG(st.st_mode))
+            return true;
+    }
+    return false;
+}
+
+int libdm__restrict_files_writable(libdm__restrict_plan *p, char **confinement)
+{
+    static const char rl[] = ", rlimits,";
+    char *spec, *conf, *at;
+
+    if (!p->cfg->restricted || !p->keeper_spec || !*confinement ||
+        !has_writable_file(p->cfg))
+        return 0;
+    /* Items first: owned-root= must stay last. */
+    spec = libdm__sprintf("fsize=off,output-cap=%lu,%s", LIBDM__RESTRICT_FSIZE,
+                          p->keeper_spec);
+    at = strstr(*confinement, rl);
+    conf = at ? libdm__sprintf("%.*s, rlimits but FSIZE (writable file images; DM output "
+                               "through the keeper, capped at %lu KiB),%s",
+                               (int)(at - *confinement), *confinement,
+                               LIBDM__RESTRICT_FSIZE / 1024, at + sizeof(rl) - 1)
+              : strdup(*confinement);
+    if (!spec || !conf) {
+        free(spec);
+        free(conf);
+        return -ENOMEM;
+    }
+    free(p->keeper_spec);
+    p->keeper_spec = spec;
+    free(*confinement);
+    *confinement = conf;
+    return 0;
+}
+
 static char *confinement(const libdm_dm_config *c, const libdm__runas *ra)
 {
     return libdm__sprintf("uid %" PRIu32 " gid %" PRIu32 ", chroot %s, ns mnt+ipc, rlimits, "

@@ -44,7 +44,14 @@ static int parse_item(keeper_restrict *r, const char *item, size_t len)
         r->nnp = true;
     else if (len == 7 && !strncmp(item, "seccomp", len))
         r->seccomp = true;
-    else if (len > 14 && !strncmp(item, "console-limit=", 14)) {
+    else if (len == 9 && !strncmp(item, "fsize=off", len))
+        r->fsize_off = true;
+    else if (len > 11 && !strncmp(item, "output-cap=", 11)) {
+        errno = 0;
+        r->output_cap = strtoul(item + 11, &end, 10);
+        if (errno || end != item + len || r->output_cap == 0 || item[11] == '-')
+            return -EINVAL;
+    } else if (len > 14 && !strncmp(item, "console-limit=", 14)) {
         errno = 0;
         r->console_limit = strtoul(item + 14, &end, 10);
         if (errno || end != item + len || r->console_limit == 0 || item[14] == '-')
@@ -101,7 +108,10 @@ static int apply_ns(void)
     return 0;
 }
 
-static int apply_rlimits(void)
+/* Without FSIZE only when the DM's output is bounded another way (the
+ * keeper's capped pipe): writable image files are then its only regular
+ * files without a bound, as SECURITY.md says. */
+static int apply_rlimits(bool fsize_off)
 {
     static const struct { int resource; rlim_t value; const char *name; } limits[] = {
         { RLIMIT_FSIZE, FSIZE_LIMIT, "RLIMIT_FSIZE" },
@@ -114,6 +124,8 @@ static int apply_rlimits(void)
     for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         struct rlimit rl = { limits[i].value, limits[i].value };
 
+        if (fsize_off && limits[i].resource == RLIMIT_FSIZE)
+            continue;
         if (setrlimit(limits[i].resource, &rl) < 0)
             return fail(limits[i].name);
     }
@@ -246,8 +258,12 @@ int keeper_restrict_apply(const keeper_restrict *r, char *const **envp)
         e = add_console_limit(r->console_limit, envp);
     if (!e && r->ns)
         e = apply_ns();
+    if (!e && r->fsize_off && !r->output_cap) {
+        errno = EINVAL;
+        e = fail("fsize=off without output-cap");
+    }
     if (!e && r->rlimits)
-        e = apply_rlimits();
+        e = apply_rlimits(r->fsize_off);
     if (!e && r->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         e = fail("PR_SET_NO_NEW_PRIVS");
     /* Last: after it, mount and unshare are gone. */

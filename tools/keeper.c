@@ -73,6 +73,9 @@ typedef struct keeper {
     int host_pid;       /* QEMU, as the store's readers see it */
     libdm__rundir *rd;
     keeper_restrict restrict_; /* dm_restrict, applied right before exec */
+    int out_r, out_w;   /* QEMU's stdout/stderr pipe (output-cap), else -1 */
+    unsigned long out_copied; /* bytes of it copied to the log */
+    bool out_capped;    /* past restrict_.output_cap: the rest is dropped */
 } keeper;
 
 static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -157,6 +160,8 @@ static void child_exec(keeper *k, pid_t keeper_pid, char **argv, int gofd, int e
         _exit(127); /* the keeper died before we armed that */
     if (read(gofd, &go, 1) != 1)
         _exit(127);
+    if (k->out_w >= 0 && (dup2(k->out_w, STDOUT_FILENO) < 0 || dup2(k->out_w, STDERR_FILENO) < 0))
+        _exit(127);
     e = keeper_restrict_apply(&k->restrict_, &env);
     if (e < 0) {
         e = -e;
@@ -205,6 +210,55 @@ static int record_pids(keeper *k)
     return r;
 }
 
+/* QEMU's output, when RLIMIT_FSIZE no longer bounds it (restricted, with
+ * writable file images): the keeper copies it to the log (its own stderr)
+ * up to output_cap bytes, then drops the rest and says so once. */
+static int open_output(keeper *k)
+{
+    int fds[2];
+
+    if (!k->restrict_.output_cap)
+        return 0;
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -errno;
+    k->out_r = fds[0];
+    k->out_w = fds[1];
+    return fcntl(k->out_r, F_SETFL, O_NONBLOCK) < 0 ? -errno : 0;
+}
+
+static void copy_output(keeper *k)
+{
+    char buf[16384];
+
+    /* Bounded per call: a chatty DM never starves the control channel. */
+    for (int round = 0; round < 16 && k->out_r >= 0; round++) {
+        ssize_t n = read(k->out_r, buf, sizeof(buf));
+        size_t room;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0 || errno != EAGAIN) {
+                close(k->out_r);
+                k->out_r = -1;
+            }
+            return;
+        }
+        room = k->restrict_.output_cap - k->out_copied;
+        if ((size_t)n > room && !k->out_capped) {
+            k->out_capped = true;
+            if (room)
+                (void)!write(STDERR_FILENO, buf, room);
+            k->out_copied += room;
+            klog("device model output past %lu bytes dropped (dm_restrict)",
+                 k->restrict_.output_cap);
+        } else if (!k->out_capped) {
+            (void)!write(STDERR_FILENO, buf, (size_t)n);
+            k->out_copied += (size_t)n;
+        }
+    }
+}
+
 /* Forks QEMU, records it, lets it exec. 0, an exec errno (> 0), or -errno. */
 static int spawn_dm(keeper *k, char **argv)
 {
@@ -213,6 +267,8 @@ static int spawn_dm(keeper *k, char **argv)
     char byte = 1;
     ssize_t n;
 
+    if ((r = open_output(k)) < 0)
+        return r;
     if (pipe2(go, O_CLOEXEC) < 0)
         return -errno;
     if (pipe2(err, O_CLOEXEC) < 0) {
@@ -228,6 +284,9 @@ static int spawn_dm(keeper *k, char **argv)
         child_exec(k, self, argv, go[0], err[1]);
     }
     e = k->pid < 0 ? -errno : 0;
+    if (k->out_w >= 0)
+        close(k->out_w); /* QEMU's now */
+    k->out_w = -1;
     close(go[0]);
     close(err[1]);
     close(LIBDM__KEEPER_QMP_FD); /* QEMU has it now, and the passed fds */
@@ -396,23 +455,27 @@ static int reap_children(keeper *k)
 static int supervise(keeper *k)
 {
     for (;;) {
-        struct pollfd p[2] = {
+        struct pollfd p[3] = {
             { .fd = k->sigfd, .events = POLLIN },
             { .fd = k->ctl, .events = POLLIN },
+            { .fd = k->out_r, .events = POLLIN },
         };
         char msg[64];
         int status;
 
-        if (poll(p, k->ctl >= 0 ? 2 : 1, -1) < 0) {
+        if (poll(p, 3, -1) < 0) { /* negative fds are skipped */
             if (errno == EINTR)
                 continue;
             return 1;
         }
         if (k->ctl >= 0 && p[1].revents)
             handle_ctl(k);
+        if (k->out_r >= 0 && p[2].revents)
+            copy_output(k);
         status = reap_children(k);
         if (status < 0)
             continue;
+        copy_output(k); /* what it wrote last, before its exit is told */
         describe_exit(k, status);
         end_the_rest(k);
         record_exit(k, status);
@@ -467,7 +530,8 @@ int main(int argc, char **argv)
         { "xen-socket-domid", required_argument, NULL, 'x' },
         { NULL, 0, NULL, 0 },
     };
-    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1 };
+    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1, .out_r = -1,
+                 .out_w = -1 };
     char msg[LIBDM__KEEPER_MSG_MAX];
     unsigned long xen_domid = 0;
     char *sock_path = NULL;
