@@ -249,6 +249,8 @@ static void copy_output(keeper *k)
             k->out_capped = true;
             if (room)
                 (void)!write(STDERR_FILENO, buf, room);
+            if (room && buf[room - 1] != '\n')
+                (void)!write(STDERR_FILENO, "\n", 1);
             k->out_copied += room;
             klog("device model output past %lu bytes dropped (dm_restrict)",
                  k->restrict_.output_cap);

@@ -37,7 +37,7 @@ d=$((2100 + $$ % 100))
 xenenv="$top_srcdir/tests/harness/xen-env.sh"
 xen=no
 cleanup() {
-    for n in rdp-$$ rdx-$$ rdr-$$; do
+    for n in rdp-$$ rdx-$$ rdr-$$ rdc-$$; do
         "$DMCTL" --store "$store" --timeout 5 stop "$n" --force >/dev/null 2>&1
     done
     [ $xen = yes ] && sh "$xenenv" stop "$tmp/xen" >/dev/null 2>&1
@@ -128,6 +128,36 @@ if dmctl start --config "$tmp/ro.cfg" --restrict --runas "$uid:$uid" --profile p
     check "read-only image: stop" dmctl stop "rdr-$$"
 else
     fail "read-only image: restricted start: $(cat "$tmp/err")"
+fi
+
+# The bound FSIZE gave the log, kept by the keeper: a guest running under
+# "-d in_asm" writes megabytes to stderr; qemu.log stops at 256 KiB.
+truncate -s 64M "$tmp/cap.raw"
+cat >"$tmp/cap.cfg" <<EOF
+type = "hvm"
+name = "rdc-$$"
+disk = [ '$tmp/cap.raw,raw,hda,rw' ]
+vga = "none"
+vnc = 0
+EOF
+if dmctl start --config "$tmp/cap.cfg" --restrict --runas "$uid:$uid" --profile plain \
+        --machine pc --memory 64 --qemu "$(command -v "$QEMU")" -- -d in_asm \
+        >/dev/null 2>"$tmp/err"; then
+    log=$(ls "$store"/rdc-$$/qemu.log)
+    check "output cap: resume" dmctl resume "rdc-$$"
+    i=0
+    while ! grep -q "output past 262144 bytes dropped" "$log" && [ $i -lt 100 ]; do
+        sleep 0.2
+        i=$((i + 1))
+    done
+    check "output cap: the keeper says it dropped the rest" \
+        grep -q "libdm-keeper: device model output past 262144 bytes dropped" "$log"
+    sleep 1
+    sz=$(stat -c %s "$log")
+    check "output cap: qemu.log stays near 256 KiB ($sz bytes)" test "$sz" -lt 270000
+    check "output cap: stop" dmctl stop "rdc-$$"
+else
+    fail "output cap: restricted start: $(cat "$tmp/err")"
 fi
 
 if [ -x "$XEN_QEMU" ] && [ -x "$XENSTORED" ]; then
