@@ -122,14 +122,6 @@ typedef struct libdm__restrict_plan {
 int libdm__restrict_prepare(libdm_ctx *ctx, const libdm_dm_config *cfg, const char *dm_dir,
                             libdm__restrict_plan *ret);
 void libdm__restrict_plan_clear(libdm__restrict_plan *p);
-/* After the devices' fds are in p->cfg: if a restricted DM is handed a
- * writable regular file (a file-backed disk image), RLIMIT_FSIZE would
- * break the guest's writes past 256 KiB. Then the keeper lifts it and
- * bounds what else QEMU writes (its stdout/stderr) through a pipe it copies
- * with a cap; *confinement says so. 0 or -ENOMEM. */
-int libdm__restrict_files_writable(libdm__restrict_plan *p, char **confinement);
-/* libxl's RLIMIT_FSIZE, and the cap on the DM's output when it is lifted. */
-#define LIBDM__RESTRICT_FSIZE (256ul * 1024)
 /* The same with an explicit passwd database (tests). */
 int libdm__restrict_prepare_pw(libdm_ctx *ctx, const libdm_dm_config *cfg, const char *dm_dir,
                                const libdm__pw_ops *pw, libdm__restrict_plan *ret);

@@ -675,7 +675,20 @@ static unsigned long console_limit(void)
     return errno || *end || v == 0 ? LIBDM__XEN_CONSOLE_LIMIT : v;
 }
 
-/* The keeper's --restrict= value; owned-root= last: a path may hold commas. */
+/* A disk QEMU may write: RLIMIT_FSIZE would fail its writes past 256 KiB
+ * (it limits writes to any regular file, fds passed in included). */
+static bool writable_images(const libdm_dm_config *c)
+{
+    for (size_t i = 0; i < c->dev.n_disks; i++)
+        if (!c->dev.disks[i].readonly && !c->dev.disks[i].cdrom)
+            return true;
+    return false;
+}
+
+/* The keeper's --restrict= value; owned-root= last: a path may hold commas.
+ * A restricted DM's log always goes through the keeper (log-pipe), capped
+ * as RLIMIT_FSIZE capped it under libxl; the limit itself is lifted only
+ * when the DM has images to write (SECURITY.md, "Disk images"). */
 static char *keeper_spec(const libdm_dm_config *c, const char *own_root)
 {
     char limit[48] = "";
@@ -684,60 +697,19 @@ static char *keeper_spec(const libdm_dm_config *c, const char *own_root)
         snprintf(limit, sizeof(limit), "console-limit=%lu", console_limit());
     if (!c->restricted)
         return limit[0] ? strdup(limit) : NULL;
-    return libdm__sprintf("ns,rlimits,nnp%s%s%s%s%s",
+    return libdm__sprintf("ns,rlimits,log-pipe,nnp%s%s%s%s%s%s",
+                          writable_images(c) ? ",fsize-unlimited" : "",
                           c->seccomp == LIBDM_SECCOMP_FILTER ? ",seccomp" : "",
                           limit[0] ? "," : "", limit, own_root ? ",owned-root=" : "",
                           own_root ? own_root : "");
 }
 
-/* A writable regular file among the fds QEMU gets (images, the caller's). */
-static bool has_writable_file(const libdm_dm_config *c)
-{
-    for (size_t i = 0; i < c->n_pass_fds; i++) {
-        struct stat st;
-        int fl = fcntl(c->pass_fds[i], F_GETFL);
-
-        if (fl >= 0 && (fl & O_ACCMODE) != O_RDONLY && fstat(c->pass_fds[i], &st) == 0 &&
-            S_ISREG(st.st_mode))
-            return true;
-    }
-    return false;
-}
-
-int libdm__restrict_files_writable(libdm__restrict_plan *p, char **confinement)
-{
-    static const char rl[] = ", rlimits,";
-    char *spec, *conf, *at;
-
-    if (!p->cfg->restricted || !p->keeper_spec || !*confinement ||
-        !has_writable_file(p->cfg))
-        return 0;
-    /* Items first: owned-root= must stay last. */
-    spec = libdm__sprintf("fsize=off,output-cap=%lu,%s", LIBDM__RESTRICT_FSIZE,
-                          p->keeper_spec);
-    at = strstr(*confinement, rl);
-    conf = at ? libdm__sprintf("%.*s, rlimits but FSIZE (writable file images; DM output "
-                               "through the keeper, capped at %lu KiB),%s",
-                               (int)(at - *confinement), *confinement,
-                               LIBDM__RESTRICT_FSIZE / 1024, at + sizeof(rl) - 1)
-              : strdup(*confinement);
-    if (!spec || !conf) {
-        free(spec);
-        free(conf);
-        return -ENOMEM;
-    }
-    free(p->keeper_spec);
-    p->keeper_spec = spec;
-    free(*confinement);
-    *confinement = conf;
-    return 0;
-}
-
 static char *confinement(const libdm_dm_config *c, const libdm__runas *ra)
 {
-    return libdm__sprintf("uid %" PRIu32 " gid %" PRIu32 ", chroot %s, ns mnt+ipc, rlimits, "
-                          "no_new_privs, seccomp %s%s",
+    return libdm__sprintf("uid %" PRIu32 " gid %" PRIu32 ", chroot %s, ns mnt+ipc, rlimits "
+                          "(file size %s, log capped at 256 KiB), no_new_privs, seccomp %s%s",
                           ra->uid, ra->gid, c->chroot_dir,
+                          writable_images(c) ? "unlimited: writable images" : "256 KiB",
                           c->seccomp == LIBDM_SECCOMP_FILTER ? "keeper-filter" : "qemu-sandbox",
                           c->profile == LIBDM_PROFILE_XEN ? ", xen-domid-restrict" : "");
 }

@@ -48,6 +48,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "keeper-log.h"
 #include "keeper-proto.h"
 #include "keeper-restrict.h"
 #include <libdm/dm.h>
@@ -73,9 +74,8 @@ typedef struct keeper {
     int host_pid;       /* QEMU, as the store's readers see it */
     libdm__rundir *rd;
     keeper_restrict restrict_; /* dm_restrict, applied right before exec */
-    int out_r, out_w;   /* QEMU's stdout/stderr pipe (output-cap), else -1 */
-    unsigned long out_copied; /* bytes of it copied to the log */
-    bool out_capped;    /* past restrict_.output_cap: the rest is dropped */
+    keeper_log log;     /* with --restrict=log-pipe: QEMU's output, capped */
+    int log_wfd;        /* QEMU's end of that pipe, until the fork */
 } keeper;
 
 static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -156,11 +156,12 @@ static void child_exec(keeper *k, pid_t keeper_pid, char **argv, int gofd, int e
     close(LIBDM__KEEPER_CTL_FD);
     close(LIBDM__KEEPER_OWNER_FD);
     close(LIBDM__KEEPER_RUNDIR_FD);
+    if (k->log_wfd >= 0 && (dup2(k->log_wfd, STDOUT_FILENO) < 0 ||
+                            dup2(k->log_wfd, STDERR_FILENO) < 0))
+        _exit(127);
     if (!k->ns_init && prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() != keeper_pid)
         _exit(127); /* the keeper died before we armed that */
     if (read(gofd, &go, 1) != 1)
-        _exit(127);
-    if (k->out_w >= 0 && (dup2(k->out_w, STDOUT_FILENO) < 0 || dup2(k->out_w, STDERR_FILENO) < 0))
         _exit(127);
     e = keeper_restrict_apply(&k->restrict_, &env);
     if (e < 0) {
@@ -210,57 +211,6 @@ static int record_pids(keeper *k)
     return r;
 }
 
-/* QEMU's output, when RLIMIT_FSIZE no longer bounds it (restricted, with
- * writable file images): the keeper copies it to the log (its own stderr)
- * up to output_cap bytes, then drops the rest and says so once. */
-static int open_output(keeper *k)
-{
-    int fds[2];
-
-    if (!k->restrict_.output_cap)
-        return 0;
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return -errno;
-    k->out_r = fds[0];
-    k->out_w = fds[1];
-    return fcntl(k->out_r, F_SETFL, O_NONBLOCK) < 0 ? -errno : 0;
-}
-
-static void copy_output(keeper *k)
-{
-    char buf[16384];
-
-    /* Bounded per call: a chatty DM never starves the control channel. */
-    for (int round = 0; round < 16 && k->out_r >= 0; round++) {
-        ssize_t n = read(k->out_r, buf, sizeof(buf));
-        size_t room;
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0 || errno != EAGAIN) {
-                close(k->out_r);
-                k->out_r = -1;
-            }
-            return;
-        }
-        room = k->restrict_.output_cap - k->out_copied;
-        if ((size_t)n > room && !k->out_capped) {
-            k->out_capped = true;
-            if (room)
-                (void)!write(STDERR_FILENO, buf, room);
-            if (room && buf[room - 1] != '\n')
-                (void)!write(STDERR_FILENO, "\n", 1);
-            k->out_copied += room;
-            klog("device model output past %lu bytes dropped (dm_restrict)",
-                 k->restrict_.output_cap);
-        } else if (!k->out_capped) {
-            (void)!write(STDERR_FILENO, buf, (size_t)n);
-            k->out_copied += (size_t)n;
-        }
-    }
-}
-
 /* Forks QEMU, records it, lets it exec. 0, an exec errno (> 0), or -errno. */
 static int spawn_dm(keeper *k, char **argv)
 {
@@ -269,8 +219,8 @@ static int spawn_dm(keeper *k, char **argv)
     char byte = 1;
     ssize_t n;
 
-    if ((r = open_output(k)) < 0)
-        return r;
+    if (k->restrict_.log_pipe && (e = keeper_log_open(&k->log, &k->log_wfd)) < 0)
+        return e;
     if (pipe2(go, O_CLOEXEC) < 0)
         return -errno;
     if (pipe2(err, O_CLOEXEC) < 0) {
@@ -286,9 +236,7 @@ static int spawn_dm(keeper *k, char **argv)
         child_exec(k, self, argv, go[0], err[1]);
     }
     e = k->pid < 0 ? -errno : 0;
-    if (k->out_w >= 0)
-        close(k->out_w); /* QEMU's now */
-    k->out_w = -1;
+    libdm__close(&k->log_wfd);
     close(go[0]);
     close(err[1]);
     close(LIBDM__KEEPER_QMP_FD); /* QEMU has it now, and the passed fds */
@@ -457,29 +405,30 @@ static int reap_children(keeper *k)
 static int supervise(keeper *k)
 {
     for (;;) {
+        /* A negative fd is skipped by poll. */
         struct pollfd p[3] = {
             { .fd = k->sigfd, .events = POLLIN },
             { .fd = k->ctl, .events = POLLIN },
-            { .fd = k->out_r, .events = POLLIN },
+            { .fd = k->log.rfd, .events = POLLIN },
         };
         char msg[64];
         int status;
 
-        if (poll(p, 3, -1) < 0) { /* negative fds are skipped */
+        if (poll(p, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             return 1;
         }
         if (k->ctl >= 0 && p[1].revents)
             handle_ctl(k);
-        if (k->out_r >= 0 && p[2].revents)
-            copy_output(k);
+        if (p[2].revents)
+            (void)keeper_log_pump(&k->log);
         status = reap_children(k);
         if (status < 0)
             continue;
-        copy_output(k); /* what it wrote last, before its exit is told */
-        describe_exit(k, status);
         end_the_rest(k);
+        (void)keeper_log_pump(&k->log); /* its last words, before ours */
+        describe_exit(k, status);
         record_exit(k, status);
         release_name(k);
         snprintf(msg, sizeof(msg), "exit %d", status);
@@ -532,8 +481,8 @@ int main(int argc, char **argv)
         { "xen-socket-domid", required_argument, NULL, 'x' },
         { NULL, 0, NULL, 0 },
     };
-    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1, .out_r = -1,
-                 .out_w = -1 };
+    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1, .log = { .rfd = -1 },
+                 .log_wfd = -1 };
     char msg[LIBDM__KEEPER_MSG_MAX];
     unsigned long xen_domid = 0;
     char *sock_path = NULL;
@@ -547,6 +496,7 @@ int main(int argc, char **argv)
         case 'a': k.autokill = true; break;
         case 'x':
             xen_domid = strtoul(optarg, NULL, 10);
+            k.restrict_.domain_id = xen_domid; /* libxl gives QEMU XEN_DOMAIN_ID */
             break;
         case 'p':
             k.n_pass_fds = atoi(optarg);
@@ -587,6 +537,7 @@ int main(int argc, char **argv)
         if (k.pid > 0)
             (void)waitpid(k.pid, &status, 0);
         end_the_rest(&k);
+        (void)keeper_log_pump(&k.log);
         record_exit(&k, status < 0 ? 127 << 8 : status);
         release_name(&k);
         snprintf(msg, sizeof(msg), "exit %d", status);
