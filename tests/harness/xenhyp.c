@@ -37,7 +37,9 @@
  *  - for xl: xc_version (Xen 4.17), xc_physinfo (2 CPUs, 1 GiB, HVM
  *    capable), xc_domain_getinfo, xc_domain_getinfolist and
  *    xc_domain_getinfo_single (the domains that "exist": dom0 and those
- *    listed in $XENHYP_DOMIDS, e.g. "0,2,7"), xc_flask_sid_to_context
+ *    listed in $XENHYP_DOMIDS, e.g. "0,2,7", or created by the fake
+ *    xc_domain_create of tests/harness/xlhyp.c: see xendoms.h),
+ *    xc_flask_sid_to_context
  *    (ENOSYS, as on a Xen without FLASK).
  *
  * What it does NOT model: no guest CPU ever runs, so no I/O request ever
@@ -75,6 +77,8 @@
 #include <xenforeignmemory.h>
 #include <xengnttab.h>
 #include <xentoolcore.h>
+
+#include "xendoms.h"
 
 #define HYP_EXPORT __attribute__((visibility("default")))
 #define PAGE 4096UL
@@ -115,39 +119,13 @@ struct xenforeignmemory_resource_handle {
 
 static atomic_int next_port = 1;
 
-/* ---- the "domains": dom0 and $XENHYP_DOMIDS ---- */
+/* ---- the "domains": dom0, $XENHYP_DOMIDS and those xlhyp.c created ---- */
 
-#define MAX_DOMS 64
+#define MAX_DOMS XENDOMS_MAX
 
-/* Sorted, distinct domids, dom0 first; returns how many. */
 static unsigned int domains(uint32_t *ids)
 {
-    const char *s = getenv("XENHYP_DOMIDS");
-    unsigned int n = 0;
-
-    ids[n++] = 0;
-    while (s && *s && n < MAX_DOMS) {
-        char *end;
-        unsigned long v;
-
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (end == s || errno || v >= 0x7ff0) { /* DOMID_FIRST_RESERVED */
-            s = strchr(s, ',');
-            s = s ? s + 1 : NULL;
-            continue;
-        }
-        s = *end == ',' ? end + 1 : NULL;
-        unsigned int i = n;
-        while (i > 0 && ids[i - 1] > v)
-            i--;
-        if (i > 0 && ids[i - 1] == v)
-            continue;
-        memmove(&ids[i + 1], &ids[i], (n - i) * sizeof(*ids));
-        ids[i] = (uint32_t)v;
-        n++;
-    }
-    return n;
+    return xendoms_list(ids, MAX_DOMS);
 }
 
 static void fill_domaininfo(uint32_t domid, xc_domaininfo_t *d)
@@ -169,6 +147,8 @@ static void fill_domaininfo(uint32_t domid, xc_domaininfo_t *d)
          * tests/harness/xen-env.sh writes under /vm. */
         d->handle[14] = (uint8_t)(domid >> 8);
         d->handle[15] = (uint8_t)domid;
+        /* One the real xl created: the UUID it gave xc_domain_create. */
+        xendoms_handle(domid, d->handle);
     }
     d->gpaddr_bits = 52;
 }

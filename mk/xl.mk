@@ -1,0 +1,18 @@
+# xl: libdm as libxl's device model (issue 21) and the harness that runs
+# the real `xl create` without Xen.
+
+# xlhyp: the fake of the domain-creation hypercalls and of the domain
+# builder, loaded beside xenhyp.so into the real xl (tests only; see the
+# comment at the top of the source). Shared object tests/harness/.libs/xlhyp.so.
+check_LTLIBRARIES += tests/harness/xlhyp.la
+tests_harness_xlhyp_la_SOURCES = tests/harness/xlhyp.c tests/harness/xendoms.c tests/harness/xendoms.h
+tests_harness_xlhyp_la_CFLAGS = -std=gnu11 $(WARN_CFLAGS) $(XENTOOLLOG_CFLAGS)
+tests_harness_xlhyp_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+tests_harness_xlhyp_la_LIBADD = -ldl
+
+# The stand-in for xenconsoled (tests only; see the source): writes
+# /local/domain/<d>/console/tty, which libxl waits for.
+check_PROGRAMS += tests/harness/xenconsoled-standin
+tests_harness_xenconsoled_standin_SOURCES = tests/harness/xenconsoled-standin.c
+tests_harness_xenconsoled_standin_CFLAGS = $(TEST_CFLAGS) $(XENSTORE_CFLAGS)
+tests_harness_xenconsoled_standin_LDADD = $(XENSTORE_LIBS)
