@@ -378,6 +378,8 @@ int libdm_dm_config_build_argv(const libdm_dm_config *config, int qmp_fd, char *
 
     if (!config || qmp_fd < 0 || !ret_argv)
         return -EINVAL;
+    if (config->adopt_argv) /* the caller's command line (config-adopt.c) */
+        return libdm__config_adopt_build(config, qmp_fd, ret_argv);
     r = check_buildable(config);
     if (r < 0)
         return r;

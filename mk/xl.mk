@@ -16,3 +16,11 @@ check_PROGRAMS += tests/harness/xenconsoled-standin
 tests_harness_xenconsoled_standin_SOURCES = tests/harness/xenconsoled-standin.c
 tests_harness_xenconsoled_standin_CFLAGS = $(TEST_CFLAGS) $(XENSTORE_CFLAGS)
 tests_harness_xenconsoled_standin_LDADD = $(XENSTORE_LIBS)
+
+# A caller-built command line (libdm_dm_config_set_argv), for libdm-xl-dm.
+libdm_core_la_SOURCES += libdm/config-adopt.c
+
+# libdm-xl-dm: libxl's device model run by libdm (device_model_override=).
+libexec_PROGRAMS += tools/libdm-xl-dm
+tools_libdm_xl_dm_SOURCES = tools/libdm-xl-dm.c
+tools_libdm_xl_dm_LDADD = libdm.la

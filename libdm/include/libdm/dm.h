@@ -168,6 +168,15 @@ LIBDM_EXPORT int libdm_dm_config_set_usb(libdm_dm_config *config, int usb, int t
  * @value NULL clears. */
 LIBDM_EXPORT int libdm_dm_config_set_machine_opt(libdm_dm_config *config, const char *key,
                                                  const char *value);
+/* A caller-built command line (libxl's, for libdm-xl-dm): @argv (NULL
+ * terminated, without the binary: see set_qemu_path) is used as it is, in
+ * order; libdm adds -S if missing, its own monitor (a second one: the
+ * caller's stays the caller's) and, restricted, -sandbox when the binary
+ * has seccomp. The device options above are then ignored; the profile must
+ * be xen with a domid, and a restricted one names the argv's -runas and
+ * -chroot through set_runas / set_chroot. Recorded with profile "xl":
+ * libdm writes none of libxl's xenstore keys for it. */
+LIBDM_EXPORT int libdm_dm_config_set_argv(libdm_dm_config *config, const char *const *argv);
 /* Deadline for start-to-ready and each monitor exchange (ms, default 10 s). */
 LIBDM_EXPORT int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int timeout_ms);
 /* The argv the DM would be started with, its QMP monitor on @qmp_fd; a NULL
