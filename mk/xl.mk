@@ -24,3 +24,8 @@ libdm_core_la_SOURCES += libdm/config-adopt.c
 libexec_PROGRAMS += tools/libdm-xl-dm
 tools_libdm_xl_dm_SOURCES = tools/libdm-xl-dm.c
 tools_libdm_xl_dm_LDADD = libdm.la
+
+# The real `xl create` through libdm-xl-dm, with and without dm_restrict,
+# on the real Xen DM under the fake hypervisor (skips, 77, without them).
+TESTS += tests/integration/test-xl-create.sh
+EXTRA_DIST += tests/integration/test-xl-create.sh
