@@ -29,3 +29,6 @@ tools_libdm_xl_dm_LDADD = libdm.la
 # on the real Xen DM under the fake hypervisor (skips, 77, without them).
 TESTS += tests/integration/test-xl-create.sh
 EXTRA_DIST += tests/integration/test-xl-create.sh
+
+# The xenstore store's handling of libxl's keys (xenstore-glue/).
+libdm_core_la_SOURCES += xenstore-glue/store-xs-libxl.c xenstore-glue/store-xs-internal.h

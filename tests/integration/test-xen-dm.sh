@@ -285,6 +285,9 @@ fi
 # exactly where libxl puts them; all gone after stop.
 # The real xenstore store (records in xenstore, the run directory in /run/libdm).
 dx() { "$DMCTL" --store xenstore --timeout 20 "$@"; }
+# xen-env.sh wrote dm-version as libxl would; libdm removes only what it
+# wrote (test-xl-create.sh checks libxl's stays): here libdm writes it.
+xenstore-rm "/libxl/$d/dm-version" 2>/dev/null
 if out=$(dx --json start "$name" --profile xen --domid "$d" --qemu "$XEN_QEMU_WRAPPER" \
         --serial pty --vnc 127.0.0.1:$((d % 40 + 50))); then
     ok "start with the xenstore store, a serial pty and VNC"

@@ -65,6 +65,9 @@ xenenv="$top_srcdir/tests/harness/xen-env.sh"
 xl() { LD_PRELOAD=$XLHYP_PRELOAD "$XL_BIN" "$@"; }
 
 cleanup() {
+    "$DMCTL" --store xenstore --timeout 5 stop "$tag-s1" --force >/dev/null 2>&1
+    "$DMCTL" --store xenstore --timeout 5 stop "$tag-s2" --force >/dev/null 2>&1
+    "$DMCTL" --store xenstore forget "$tag-s1" >/dev/null 2>&1
     for d in $(cat "$tmp/domids" 2>/dev/null); do
         xl destroy "$d" >/dev/null 2>&1
     done
@@ -267,6 +270,42 @@ else
     else
         fail "xl create through libdm-xl-dm with dm_restrict"
     fi
+fi
+
+# ---- 4. two domains' DMs as one user: destroying one spares the other ----
+# libxl's destroy kills every process of a DM's kill-uid; libdm records it
+# only for a uid that belongs to one domain alone. Here DMs started by
+# dmctl with the xenstore store, both run as the test's private user (as
+# xen-qemuuser-shared would be shared); `xl destroy` of the first.
+if [ -n "$made_user" ]; then
+    d1=$((XENHYP_DOMID_BASE + 6)) d2=$((XENHYP_DOMID_BASE + 7))
+    eval "$(sh "$xenenv" domain "$tmp/xen" "$d1" "$tag-s1")"
+    eval "$(sh "$xenenv" domain "$tmp/xen" "$d2" "$tag-s2")"
+    dx() { "$DMCTL" --store xenstore --timeout 20 "$@"; }
+    for i in 1 2; do
+        eval "dd=\$d$i"
+        if ! out=$(dx start "$tag-s$i" --profile xen --domid "$dd" --qemu "$XEN_QEMU_WRAPPER" \
+                --restrict --runas "$user" 2>&1); then
+            fail "dmctl start $tag-s$i (restricted, as $user): $out"
+        fi
+    done
+    q1=$(qemu_of "$d1") q2=$(qemu_of "$d2")
+    check "both DMs run as $uid" test -n "$q1" -a -n "$q2" -a "$(uid_of "$q1")" = "$uid" \
+        -a "$(uid_of "$q2")" = "$uid"
+    check "no kill-uid for a uid two domains' DMs share" sh -c \
+        "! xenstore-read /local/domain/$d1/image/device-model-kill-uid 2>/dev/null &&
+         ! xenstore-read /local/domain/$d2/image/device-model-kill-uid 2>/dev/null"
+    xl destroy "$d1" >/dev/null 2>&1
+    check "xl destroy $d1 ended its DM" wait_for 10 pid_gone "$q1"
+    sleep 0.5
+    check "the other domain's DM (pid $q2) still runs" test -d "/proc/$q2"
+    check "the other domain's DM answers" \
+        has "$(dx qmp "$tag-s2" query-status 2>&1)" '"status"'
+    dx stop "$tag-s1" --force >/dev/null 2>&1
+    check "stop $tag-s2" dx stop "$tag-s2"
+    # A dm-version libxl wrote (xen-env.sh plays libxl) is never removed.
+    check "libxl's dm-version for $d2 stays after libdm's stop" \
+        test "$(xsread "/libxl/$d2/dm-version")" = qemu_xen
 fi
 
 echo "$n checks, $fails failed"
