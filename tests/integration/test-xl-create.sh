@@ -138,6 +138,7 @@ cfg() {
         echo 'vnc = 1'
         echo 'vnclisten = "127.0.0.1"'
         echo 'vncunused = 1'
+        echo 'device_model_version = "qemu-xen"'
         shift
         for l in "$@"; do echo "$l"; done
     } >"$f"
