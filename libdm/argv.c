@@ -371,6 +371,44 @@ static int check_buildable(const libdm_dm_config *c)
     return 0;
 }
 
+/* ---- a caller-built command line (config-adopt.c) ---- */
+
+static bool has_arg(char **v, const char *arg)
+{
+    for (; *v; v++)
+        if (strcmp(*v, arg) == 0)
+            return true;
+    return false;
+}
+
+int libdm__config_adopt_build(const libdm_dm_config *c, int qmp_fd, char ***ret_argv)
+{
+    argv_builder b = { 0 };
+
+    /* A domain's DM: the xen profile, a domid, an identity if restricted. */
+    if (c->profile != LIBDM_PROFILE_XEN || c->domid == 0 || (c->restricted && !c->runas))
+        return -EINVAL;
+    add(&b, libdm__config_qemu_path(c));
+    for (char **a = c->adopt_argv; *a; a++)
+        add(&b, *a);
+    if (!has_arg(c->adopt_argv, "-S"))
+        add(&b, "-S");
+    add(&b, "-chardev");
+    addf(&b, "socket,id=libdm-qmp,fd=%d,server=on,wait=off", qmp_fd);
+    add(&b, "-mon");
+    add(&b, "chardev=libdm-qmp,mode=control");
+    if (c->restricted && c->seccomp != LIBDM_SECCOMP_FILTER) {
+        add(&b, "-sandbox");
+        add(&b, LIBDM__SANDBOX_OPTS);
+    }
+    if (b.err) {
+        libdm_strv_free(b.v);
+        return b.err;
+    }
+    *ret_argv = b.v;
+    return 0;
+}
+
 int libdm_dm_config_build_argv(const libdm_dm_config *config, int qmp_fd, char ***ret_argv)
 {
     argv_builder b = { 0 };

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * A caller-built device-model command line (libdm_dm_config_set_argv):
- * libxl's, as libdm-xl-dm gets it from `device_model_override=`.
+ * libxl's, as libdm-xl-dm gets it from `device_model_override=`. The
+ * command line itself is built by libdm__config_adopt_build() (argv.c).
  *
  * The caller's arguments are kept as they are, in order. libdm adds only
  * what makes the DM a libdm DM: -S when missing (libdm resumes, never
@@ -21,10 +22,18 @@
 #include "internal.h"
 #include "config-internal.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_ADOPT_ARGS 4096
+
+static void free_argv(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
 
 int libdm_dm_config_set_argv(libdm_dm_config *config, const char *const *argv)
 {
@@ -42,10 +51,10 @@ int libdm_dm_config_set_argv(libdm_dm_config *config, const char *const *argv)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++)
         if (!(v[i] = strdup(argv[i]))) {
-            libdm_strv_free(v);
+            free_argv(v);
             return -ENOMEM;
         }
-    libdm_strv_free(config->adopt_argv);
+    free_argv(config->adopt_argv);
     config->adopt_argv = v;
     return 0;
 }
@@ -58,38 +67,8 @@ int libdm__config_adopt_copy(const libdm_dm_config *src, libdm_dm_config *dst)
     return libdm_dm_config_set_argv(dst, (const char *const *)src->adopt_argv);
 }
 
-static bool has_arg(char **v, const char *arg)
+void libdm__config_adopt_free(libdm_dm_config *config)
 {
-    for (; *v; v++)
-        if (strcmp(*v, arg) == 0)
-            return true;
-    return false;
-}
-
-int libdm__config_adopt_build(const libdm_dm_config *c, int qmp_fd, char ***ret_argv)
-{
-    libdm__argv b = { 0 };
-
-    /* A domain's DM: the xen profile, a domid, an identity if restricted. */
-    if (c->profile != LIBDM_PROFILE_XEN || c->domid == 0 || (c->restricted && !c->runas))
-        return -EINVAL;
-    libdm__argv_add(&b, libdm__config_qemu_path(c));
-    for (char **a = c->adopt_argv; *a; a++)
-        libdm__argv_add(&b, *a);
-    if (!has_arg(c->adopt_argv, "-S"))
-        libdm__argv_add(&b, "-S");
-    libdm__argv_add(&b, "-chardev");
-    libdm__argv_addf(&b, "socket,id=libdm-qmp,fd=%d,server=on,wait=off", qmp_fd);
-    libdm__argv_add(&b, "-mon");
-    libdm__argv_add(&b, "chardev=libdm-qmp,mode=control");
-    if (c->restricted && c->seccomp != LIBDM_SECCOMP_FILTER) {
-        libdm__argv_add(&b, "-sandbox");
-        libdm__argv_add(&b, LIBDM__SANDBOX_OPTS);
-    }
-    if (b.err) {
-        libdm_strv_free(b.v);
-        return b.err;
-    }
-    *ret_argv = b.v;
-    return 0;
+    free_argv(config->adopt_argv);
+    config->adopt_argv = NULL;
 }

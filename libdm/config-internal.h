@@ -79,6 +79,8 @@ uint64_t libdm__config_memory_mb(const libdm_dm_config *config);
 int libdm__config_chroot_dir(const libdm_dm_config *config, char **ret_dir);
 /* config-adopt.c: a caller-built command line. */
 int libdm__config_adopt_copy(const libdm_dm_config *src, libdm_dm_config *dst);
+void libdm__config_adopt_free(libdm_dm_config *config);
+/* argv.c: the command line of a configuration with set_argv. */
 int libdm__config_adopt_build(const libdm_dm_config *c, int qmp_fd, char ***ret_argv);
 /* The profile a DM is recorded with: "xl" for a caller-built command line
  * (libxl's), else libdm__profile_to_string(). */

@@ -186,7 +186,7 @@ libdm_dm_config *libdm_dm_config_free(libdm_dm_config *config)
     for (size_t i = 0; i < config->n_pass_fds; i++)
         libdm__close(&config->pass_fds[i]);
     libdm__devices_clear(&config->dev);
-    libdm_strv_free(config->adopt_argv);
+    libdm__config_adopt_free(config);
     free(config);
     return NULL;
 }

@@ -31,4 +31,5 @@ TESTS += tests/integration/test-xl-create.sh
 EXTRA_DIST += tests/integration/test-xl-create.sh
 
 # The xenstore store's handling of libxl's keys (xenstore-glue/).
-libdm_core_la_SOURCES += xenstore-glue/store-xs-libxl.c xenstore-glue/store-xs-internal.h
+libdm_core_la_SOURCES += xenstore-glue/store-xs-libxl.c xenstore-glue/store-xs-util.c \
+	xenstore-glue/store-xs-internal.h
