@@ -33,3 +33,10 @@ EXTRA_DIST += tests/integration/test-xl-create.sh
 # The xenstore store's handling of libxl's keys (xenstore-glue/).
 libdm_core_la_SOURCES += xenstore-glue/store-xs-libxl.c xenstore-glue/store-xs-util.c \
 	xenstore-glue/store-xs-internal.h
+
+# libdm_dm_config_set_argv's command line.
+check_PROGRAMS += tests/unit/test-adopt
+TESTS += tests/unit/test-adopt
+tests_unit_test_adopt_SOURCES = tests/unit/test-adopt.c
+tests_unit_test_adopt_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_adopt_LDADD = libdm-core.la $(DEPS_LIBS) $(CMOCKA_LIBS)
