@@ -121,8 +121,10 @@ void libdm__dm_start_fail_finished(libdm_dm *dm)
 
 /* ---- start: readiness by QMP alone ---- */
 
-static bool runstate_is_ready(const char *rs)
+static bool runstate_is_ready(const libdm_dm *dm, const char *rs)
 {
+    if (rs && !strcmp(rs, "running") && !strcmp(dm->profile, LIBDM__PROFILE_XL))
+        return true; /* libxl resumed it over its own monitor (config-adopt.c) */
     return rs && (!strcmp(rs, "prelaunch") || !strcmp(rs, "paused") || !strcmp(rs, "inmigrate"));
 }
 
@@ -135,7 +137,9 @@ static void start_maybe_ready(libdm_dm *dm)
         return;
     if (!strcmp(dm->runstate, "inmigrate"))
         dm->incoming = true;
-    libdm__dm_set_state(dm, dm->incoming ? LIBDM_DM_INCOMING : LIBDM_DM_PAUSED);
+    libdm__dm_set_state(dm, dm->incoming              ? LIBDM_DM_INCOMING
+                            : !strcmp(dm->runstate, "running") ? LIBDM_DM_RUNNING
+                                                              : LIBDM_DM_PAUSED);
     if (libdm__dm_write_record(dm) < 0) {
         libdm__dm_start_fail(dm, -EIO);
         return;
@@ -165,7 +169,7 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
         return;
     }
     rs = libdm__json_get_str(r->value, "status");
-    if (!runstate_is_ready(rs)) {
+    if (!runstate_is_ready(dm, rs)) {
         /* Started with -S, QEMU can only be in these states: anything else
          * is a DM that does not do what it is told. */
         libdm__dm_error(dm, "device model reports runstate '%s' at start, not a paused one",

@@ -40,3 +40,8 @@ TESTS += tests/unit/test-adopt
 tests_unit_test_adopt_SOURCES = tests/unit/test-adopt.c
 tests_unit_test_adopt_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_adopt_LDADD = libdm-core.la $(DEPS_LIBS) $(CMOCKA_LIBS)
+
+# A simulation of libxl's side of a DM spawn under dm_restrict (tests only).
+check_PROGRAMS += tests/harness/xl-spawn-sim
+tests_harness_xl_spawn_sim_SOURCES = tests/harness/xl-spawn-sim.c
+tests_harness_xl_spawn_sim_CFLAGS = $(TEST_CFLAGS)

@@ -309,5 +309,40 @@ if [ -n "$made_user" ]; then
         test "$(xsread "/libxl/$d2/dm-version")" = qemu_xen
 fi
 
+# ---- 5. libxl resumes before libdm is ready ----
+# Under dm_restrict libxl talks to QEMU over its own pre-bound monitor and
+# sends "cont" as soon as its own sequence is done, which may be before
+# libdm's readiness exchange. Deterministically here: the "cont" is queued
+# on libxl's connection before the spawn (tests/harness/xl-spawn-sim, a
+# simulation of libxl's side), so QEMU runs it first; the DM must still be
+# libdm's, ready and running.
+d5=$((XENHYP_DOMID_BASE + 5))
+eval "$(sh "$xenenv" domain "$tmp/xen" "$d5" "$tag-early")"
+"$top_builddir/tests/harness/xl-spawn-sim" "$tmp/early.sock" \
+    '{"execute":"qmp_capabilities"}
+{"execute":"cont"}
+' "$XLDM" -xen-domid "$d5" -no-shutdown -chardev "socket,id=libxl-cmd,fd=@FD@,server=on,wait=off" \
+    -mon chardev=libxl-cmd,mode=control -nodefaults -name "$tag-early" -machine xenfv -m 16 -S \
+    2>"$tmp/early.err" &
+sim=$!
+ready_or_gone() { grep -q "ready" "$tmp/early.err" || ! kill -0 "$sim" 2>/dev/null; }
+wait_for 30 ready_or_gone
+check "ready although libxl resumed it first" grep -q "ready" "$tmp/early.err"
+l=$(dmctl list | grep "^$tag-early ")
+check "dmctl list: libdm's state running, runstate running ($l)" \
+    sh -c "printf '%s\n' '$l' | grep -q ' yes  *running  *running  *xl '"
+prog=$(pgrep -P "$sim")
+q=$(qemu_of "$d5")
+[ -n "$prog" ] && kill -HUP "$prog"
+wait "$sim"
+rc=$?
+check "SIGHUP (libxl's destroy): libdm-xl-dm stopped the DM and exited 0 ($rc)" test "$rc" = 0
+if [ -n "$q" ]; then
+    check "[early] QEMU is gone" wait_for 5 pid_gone "$q"
+fi
+check "[early] no record, no run directory left" \
+    sh -c "! '$DMCTL' --store '$store' list | grep -q '^$tag-early ' && test ! -e '$store/$tag-early'"
+[ "$fails" -eq 0 ] || sed 's/^/    early: /' "$tmp/early.err"
+
 echo "$n checks, $fails failed"
 [ "$fails" -eq 0 ]

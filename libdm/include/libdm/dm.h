@@ -175,7 +175,9 @@ LIBDM_EXPORT int libdm_dm_config_set_machine_opt(libdm_dm_config *config, const 
  * has seccomp. The device options above are then ignored; the profile must
  * be xen with a domid, and a restricted one names the argv's -runas and
  * -chroot through set_runas / set_chroot. Recorded with profile "xl":
- * libdm writes none of libxl's xenstore keys for it. */
+ * libdm writes none of libxl's xenstore keys for it. Its caller may
+ * resume it over its own monitor before libdm's readiness exchange: a
+ * "running" answer is then ready too (state RUNNING). */
 LIBDM_EXPORT int libdm_dm_config_set_argv(libdm_dm_config *config, const char *const *argv);
 /* Deadline for start-to-ready and each monitor exchange (ms, default 10 s). */
 LIBDM_EXPORT int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int timeout_ms);
