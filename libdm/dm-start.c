@@ -425,7 +425,8 @@ static int spawn_keeper(libdm_dm *dm, libdm__store *store)
 static int dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg)
 {
     dm->name = strdup(cfg->name);
-    dm->profile = strdup(cfg->adopt_argv ? LIBDM__PROFILE_XL : libdm__profile_to_string(cfg->profile));
+    dm->profile = strdup(cfg->adopt_argv ? LIBDM__PROFILE_XL
+                                         : libdm__profile_to_string(cfg->profile));
     dm->machine = strdup(libdm__config_machine(cfg));
     dm->memory_mb = libdm__config_memory_mb(cfg);
     dm->domid = cfg->domid;

@@ -198,7 +198,8 @@ int libdm__xs_put_libxl_keys(libdm__store *s, xs_transaction_t t, const libdm__r
 }
 
 /* Removes the libxl keys libdm owns (before: the record's "owns"). */
-int libdm__xs_del_libxl_keys(libdm__store *s, xs_transaction_t t, uint32_t domid, const char *before)
+int libdm__xs_del_libxl_keys(libdm__store *s, xs_transaction_t t, uint32_t domid,
+                             const char *before)
 {
     char path[LIBDM__XS_PATH_LEN];
     int r = 0;
