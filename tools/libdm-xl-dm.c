@@ -29,8 +29,9 @@
  * libdm's log of the DM.
  *
  * Environment: LIBDM_XL_DM_QEMU (the QEMU binary, default the configured
- * Xen device model), LIBDM_XL_DM_STORE (libdm's store, default
- * /run/libdm: `dmctl --store /run/libdm list`), LIBDM_LOG, LIBDM_KEEPER.
+ * Xen device model), LIBDM_XL_DM_STORE (libdm's store, default dmctl's:
+ * xenstore when a xenstored answers, so a plain `dmctl list` shows it),
+ * LIBDM_LOG, LIBDM_KEEPER.
  */
 #include "config.h"
 
@@ -46,7 +47,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define DEFAULT_STORE "/run/libdm"
+#define DEFAULT_STORE "auto"
 #define STOP_TIMEOUT_MS 5000
 
 static volatile sig_atomic_t got_signal;

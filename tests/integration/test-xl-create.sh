@@ -242,6 +242,28 @@ else
     fail "xl create through libdm-xl-dm"
 fi
 
+# ---- 2b. the same with libdm's default store on a Xen host: xenstore ----
+# The record sits beside libxl's keys, none of which libdm touches: the DM's
+# pid libxl recorded stays libdm-xl-dm's, dm-version libxl's; nothing of
+# libdm is left after xl destroy.
+if d=$(LIBDM_XL_DM_STORE= create xs "$(cfg xs "device_model_override = \"$XLDM\"")"); then
+    ok "[xs] xl create through libdm-xl-dm, default store (xenstore here): domain $d"
+    prog=$(xsread "/local/domain/$d/image/device-model-pid")
+    q=$(qemu_of "$d")
+    check "[xs] dmctl list (default store) shows it, profile xl" \
+        sh -c "'$DMCTL' list | grep -q '^$tag-xs  *$d  *$q  *yes .* xl '"
+    check "[xs] device-model-pid is still libxl's (libdm-xl-dm, $prog)" \
+        test "$(readlink "/proc/$prog/exe")" = "$top_builddir/tools/.libs/libdm-xl-dm"
+    check "[xs] libdm wrote no kill-uid" test -z "$(xsread "/local/domain/$d/image/device-model-kill-uid")"
+    check "xl destroy" xl destroy "$d"
+    check "[xs] libdm-xl-dm exited" wait_for 10 pid_gone "$prog"
+    check "[xs] no record in xenstore, no run directory" sh -c \
+        "! xenstore-read /libxl/$d/libdm/name 2>/dev/null && ! '$DMCTL' list | grep -q '^$tag-xs ' &&
+         test ! -e /run/libdm/$tag-xs"
+else
+    fail "[xs] xl create through libdm-xl-dm with the default store"
+fi
+
 # ---- 3. the same with dm_restrict ----
 if getent passwd "$uid" >/dev/null || getent passwd "$user" >/dev/null; then
     fail "uid $uid or user $user exists already: cannot make a private user"
