@@ -22,7 +22,9 @@
 #     destroy (libxl's uid reaper) leaves nothing, libxl's chroot included.
 # Not carried by the fake: no guest runs (no vCPU, so nothing is ever
 # written on the serial and xl shutdown cannot complete); Debian's Xen DM
-# has no DES cipher, so a VNC password (vncpasswd=) makes it exit.
+# has no DES cipher, so a VNC password (vncpasswd=) makes it exit; with an
+# emulated CD-ROM, `xl cd-insert` makes it exit too (its qdisk backend for
+# the drive fails without a guest), with libxl's own DM as with libdm's.
 # Skips (77) without the Xen DM, xenstored or xl, or when not root.
 
 XEN_QEMU=${XEN_QEMU:-/usr/libexec/xen-qemu-system-i386}
