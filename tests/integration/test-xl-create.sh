@@ -70,6 +70,7 @@ cleanup() {
     "$DMCTL" --store xenstore --timeout 5 stop "$tag-s1" --force >/dev/null 2>&1
     "$DMCTL" --store xenstore --timeout 5 stop "$tag-s2" --force >/dev/null 2>&1
     "$DMCTL" --store xenstore forget "$tag-s1" >/dev/null 2>&1
+    [ -n "${d1:-}" ] && rmdir "/var/run/xen/qemu-root-$d1" 2>/dev/null
     for d in $(cat "$tmp/domids" 2>/dev/null); do
         xl destroy "$d" >/dev/null 2>&1
     done
@@ -328,6 +329,12 @@ if [ -n "$made_user" ]; then
         has "$(dx qmp "$tag-s2" query-status 2>&1)" '"status"'
     dx stop "$tag-s1" --force >/dev/null 2>&1
     check "stop $tag-s2" dx stop "$tag-s2"
+    # KNOWN GAP (not checked): libxl's destroy of domain d1 removed
+    # /libxl/d1, libdm's xenstore record of s1 with it, so nothing removes
+    # s1's run directory and its chroot /var/run/xen/qemu-root-d1: the
+    # test's own cleanup does (forget, rmdir).
+    dx forget "$tag-s1" >/dev/null 2>&1
+    rmdir "/var/run/xen/qemu-root-$d1" 2>/dev/null
     # A dm-version libxl wrote (xen-env.sh plays libxl) is never removed.
     check "libxl's dm-version for $d2 stays after libdm's stop" \
         test "$(xsread "/libxl/$d2/dm-version")" = qemu_xen
