@@ -44,6 +44,7 @@ struct libdm_dm_config {
     uint32_t domid;         /* 0: none (refused by the xen profile) */
     libdm_profile profile;
     uint64_t memory_mb;     /* 0: profile default */
+    uint64_t maxmem_mb;     /* xl's maxmem; 0: memory_mb */
     char *machine;          /* NULL: profile default */
     bool restricted;        /* dm_restrict ("restrict" is a C keyword) */
     char *runas;            /* user name or "uid:gid" */

@@ -224,6 +224,14 @@ int libdm_dm_config_set_memory_mb(libdm_dm_config *config, uint64_t mb)
     return 0;
 }
 
+int libdm_dm_config_set_maxmem_mb(libdm_dm_config *config, uint64_t mb)
+{
+    if (!config || mb > LIBDM__MAX_MEMORY_MB)
+        return -EINVAL;
+    config->maxmem_mb = mb;
+    return 0;
+}
+
 int libdm_dm_config_set_machine(libdm_dm_config *config, const char *machine)
 {
     if (!config)

@@ -230,7 +230,8 @@ static int apply_seccomp(void)
 
 /* @env plus XEN_QEMU_CONSOLE_LIMIT (the keeper's child is single-threaded:
  * malloc is safe here). */
-static int add_console_limit(unsigned long limit, char *const **envp)
+/* Appends NAME=VALUE to *envp (a longer copy; the child execs soon). */
+static int add_env(const char *name, unsigned long value, char *const **envp)
 {
     size_t n = 0;
     char **env;
@@ -238,7 +239,7 @@ static int add_console_limit(unsigned long limit, char *const **envp)
     while ((*envp)[n])
         n++;
     env = calloc(n + 2, sizeof(*env));
-    if (!env || asprintf(&env[n], "XEN_QEMU_CONSOLE_LIMIT=%lu", limit) < 0) {
+    if (!env || asprintf(&env[n], "%s=%lu", name, value) < 0) {
         errno = ENOMEM;
         return fail("environment");
     }
@@ -251,8 +252,11 @@ int keeper_restrict_apply(const keeper_restrict *r, char *const **envp)
 {
     int e = 0;
 
+    /* libxl's environment for qemu-xen, in its order. */
     if (r->console_limit)
-        e = add_console_limit(r->console_limit, envp);
+        e = add_env("XEN_QEMU_CONSOLE_LIMIT", r->console_limit, envp);
+    if (!e && r->domain_id)
+        e = add_env("XEN_DOMAIN_ID", r->domain_id, envp);
     if (!e && r->ns)
         e = apply_ns();
     if (!e && r->rlimits)

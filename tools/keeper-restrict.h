@@ -21,6 +21,8 @@ typedef struct keeper_restrict {
     bool nnp;                    /* PR_SET_NO_NEW_PRIVS */
     bool seccomp;                /* the keeper's libseccomp filter */
     unsigned long console_limit; /* XEN_QEMU_CONSOLE_LIMIT in QEMU's env; 0: none */
+    unsigned long domain_id;     /* XEN_DOMAIN_ID in QEMU's env (the xen profile's
+                                  * domid, from --xen-socket-domid); 0: none */
     const char *owned_root;      /* the chroot libdm made (removed on autokill) */
 } keeper_restrict;
 

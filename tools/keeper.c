@@ -496,6 +496,7 @@ int main(int argc, char **argv)
         case 'a': k.autokill = true; break;
         case 'x':
             xen_domid = strtoul(optarg, NULL, 10);
+            k.restrict_.domain_id = xen_domid; /* libxl gives QEMU XEN_DOMAIN_ID */
             break;
         case 'p':
             k.n_pass_fds = atoi(optarg);

@@ -56,6 +56,9 @@ LIBDM_EXPORT int libdm_dm_config_set_name(libdm_dm_config *config, const char *n
 LIBDM_EXPORT int libdm_dm_config_set_domid(libdm_dm_config *config, uint32_t domid);
 LIBDM_EXPORT int libdm_dm_config_set_profile(libdm_dm_config *config, libdm_profile profile);
 LIBDM_EXPORT int libdm_dm_config_set_memory_mb(libdm_dm_config *config, uint64_t mb);
+/* xl's maxmem: the guest's maximum memory (0: as memory). On the xen
+ * profile QEMU's -m is maxmem less the video memory, as libxl passes it. */
+LIBDM_EXPORT int libdm_dm_config_set_maxmem_mb(libdm_dm_config *config, uint64_t mb);
 LIBDM_EXPORT int libdm_dm_config_set_machine(libdm_dm_config *config, const char *machine);
 /* dm_restrict (see SECURITY.md): -runas, -chroot into an empty directory,
  * seccomp, and in the keeper before exec: mount and IPC namespaces, rlimits,
@@ -139,6 +142,12 @@ LIBDM_EXPORT int libdm_dm_config_add_nic_fd(libdm_dm_config *config, const char 
  * sets it over QMP. @display -1 turns VNC off (the default: -display none). */
 LIBDM_EXPORT int libdm_dm_config_set_vnc(libdm_dm_config *config, const char *listen,
                                          int display, const char *password);
+/* xl's vncunused: QEMU takes the first free display from @display on
+ * (",to=99"). Default: on for the xen profile (libxl's default), off for
+ * plain. */
+LIBDM_EXPORT int libdm_dm_config_set_vnc_findunused(libdm_dm_config *config, int on);
+/* xl's keymap (QEMU's -k), e.g. "de" or "en-us"; NULL: none. */
+LIBDM_EXPORT int libdm_dm_config_set_keymap(libdm_dm_config *config, const char *keymap);
 typedef enum libdm_serial_kind {
     LIBDM_SERIAL_PTY,
     LIBDM_SERIAL_FILE, /* @path written by QEMU */
@@ -157,9 +166,12 @@ typedef enum libdm_vga {
     LIBDM_VGA_STD,
     LIBDM_VGA_CIRRUS,
 } libdm_vga;
-/* @vgamem_mb 0: libxl's default (16 std, 8 cirrus), else 1..256. */
+/* @vgamem_mb 0: libxl's default (16 std, 8 cirrus), else 1..256; the xen
+ * profile refuses, as libxl does, less than 16 for std and 8 for cirrus. */
 LIBDM_EXPORT int libdm_dm_config_set_vga(libdm_dm_config *config, libdm_vga vga,
                                          unsigned vgamem_mb);
+/* xl's acpi: @on 0 passes -no-acpi (default: ACPI on). */
+LIBDM_EXPORT int libdm_dm_config_set_acpi(libdm_dm_config *config, int on);
 /* A USB controller (-usb), with a tablet if @tablet (which implies it). */
 LIBDM_EXPORT int libdm_dm_config_set_usb(libdm_dm_config *config, int usb, int tablet);
 /* -machine options libxl sets on xenfv: "suppress-vmdesc" (on|off; the xen
