@@ -89,6 +89,7 @@ typedef struct libdm__op {
             libdm_dm_config *cfg;       /* the caller's, copied: steps run later */
             bool autokill;
             bool have_pid, have_status;
+            bool killed_keeper;         /* FAILING: the keeper was SIGKILLed too */
             libdm__restrict_plan plan;
             char **argv;
             libdm__sandbox_probe *probe;
@@ -204,6 +205,8 @@ void libdm__dm_reply_error(libdm_dm *dm, const libdm_qmp_reply *r, const char *w
 int libdm__dm_set_paths(libdm_dm *dm, bool create);
 void libdm__dm_set_runstate(libdm_dm *dm, const char *rs);
 void libdm__dm_start_fail(libdm_dm *dm, int status);
+/* Adds "; @fmt" to the DM's last error (the first cause is kept). */
+void libdm__dm_error_append(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
 void libdm__dm_start_fail_finished(libdm_dm *dm);
 /* Stop came before the start's keeper ran: undone, DEAD. Whether it was. */
 bool libdm__dm_start_cancel_unspawned(libdm_dm *dm);

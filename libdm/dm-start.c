@@ -100,7 +100,9 @@ void libdm__dm_start_fail(libdm_dm *dm, int status)
         libdm__dm_start_fail_finished(dm);
         return;
     }
-    (void)libdm__keeper_signal(dm->keeper, SIGKILL);
+    /* Before the keeper said QEMU's pid, the keeper itself is killed (and
+     * QEMU with it): a start never ends with a QEMU nobody follows. */
+    (void)libdm__keeper_kill(dm->keeper);
     /* Bounded wait for the keeper to report the end. */
     (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
 }
@@ -233,9 +235,23 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
     libdm_dm *dm = user;
 
     if (dm->op->u.start.step == START_FAILING) {
-        /* The DM did not go away even after SIGKILL: give up on it. */
-        libdm__dm_error(dm, "device model did not exit after SIGKILL");
-        libdm__dm_start_fail_finished(dm);
+        libdm__op *op = dm->op;
+
+        /* Not gone after SIGKILL: the keeper goes too (and QEMU with it)
+         * once; then the start gives up, the DM left recorded (listed,
+         * stoppable), never removed while something of it may run. */
+        if (!op->u.start.killed_keeper) {
+            op->u.start.killed_keeper = true;
+            (void)libdm__keeper_kill_keeper(dm->keeper);
+            (void)libdm__timer_arm(ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
+            return;
+        }
+        libdm__dm_error_append(dm, "the device model did not end after SIGKILL; it stays "
+                                   "recorded");
+        libdm__dm_close_qmp(dm);
+        dm->rd = libdm__rundir_free(dm->rd);
+        libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
+        libdm__dm_op_finish(dm, op->status < 0 ? op->status : -ETIMEDOUT);
         return;
     }
     if (!dm->keeper) {

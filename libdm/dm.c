@@ -210,6 +210,31 @@ static void dm_errorv(libdm_dm *dm, xentoollog_level level, const char *fmt, va_
         libdm__log(dm->ctx, level, -1, "%s", dm->last_error);
 }
 
+void libdm__dm_error_append(libdm_dm *dm, const char *fmt, ...)
+{
+    char *msg, *joined;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (!dm->last_error) {
+        libdm__dm_error(dm, "%s", msg);
+        free(msg);
+        return;
+    }
+    joined = libdm__sprintf("%s; %s", dm->last_error, msg);
+    if (joined) {
+        free(dm->last_error);
+        dm->last_error = joined;
+        libdm__log(dm->ctx, XTL_ERROR, -1, "%s: %s", dm->name, msg);
+    }
+    free(msg);
+}
+
 void libdm__dm_error(libdm_dm *dm, const char *fmt, ...)
 {
     va_list ap;
@@ -580,7 +605,15 @@ static void dm_exited(libdm_dm *dm, int status)
     libdm__watch_del(dm->keeper_watch);
     dm->keeper_watch = NULL;
     libdm__close(&dm->keeper_pidfd);
-    if (libdm__dm_op_kind(dm) != OP_STOP) {
+    if (libdm__dm_op_kind(dm) == OP_START && dm->op->u.start.step == START_FAILING &&
+        dm->op->status < 0 && dm->last_error) {
+        /* Killed for a reason already said (a deadline...): that stays the
+         * first cause, the kill only follows it. */
+        how = libdm__dm_describe_status(status);
+        libdm__dm_error_append(dm, "device model (pid %d) then %s", dm->pid,
+                               how ? how : "ended");
+        free(how);
+    } else if (libdm__dm_op_kind(dm) != OP_STOP) {
         how = libdm__dm_describe_status(status);
         tail = log_tail(dm);
         dm_notice(dm, "device model (pid %d) %s%s%s%s", dm->pid, how ? how : "ended",

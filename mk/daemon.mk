@@ -1,0 +1,8 @@
+# Issue 19: a daemon can trust libdm (tests/integration/test-abandon.c): a
+# start abandoned at any point (release, deadline, ctx_free) leaves no QEMU
+# nobody owns; blocking calls deliver nothing of other objects; a stop's
+# file work is cut into steps; ctx_free is bounded.
+check_PROGRAMS += tests/integration/test-abandon
+TESTS += tests/integration/test-abandon
+tests_integration_test_abandon_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_abandon_LDADD = libtestutil.la $(TEST_LIBS)
