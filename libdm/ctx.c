@@ -67,14 +67,19 @@ int libdm_ctx_new(xentoollog_logger *logger, libdm_ctx **ret_ctx)
     return 0;
 }
 
+#define CTX_FREE_DRAIN_MS 200
+
 libdm_ctx *libdm_ctx_free(libdm_ctx *ctx)
 {
     if (!ctx)
         return NULL;
-    /* Connections handed over by close_async finish draining first; their
-     * own deadlines bound this loop. */
+    libdm__dm_detach_all(ctx);
+    /* Connections handed over by close_async finish draining first, for
+     * CTX_FREE_DRAIN_MS at most: an owed reply not read by then is lost
+     * (the socket closes with it outstanding). */
+    libdm__qmp_hurry_closing(ctx, libdm__deadline(CTX_FREE_DRAIN_MS));
     while (ctx->nclosing > 0 && ctx->depth == 0)
-        if (libdm_ctx_run_once(ctx, 1000) < 0)
+        if (libdm_ctx_run_once(ctx, CTX_FREE_DRAIN_MS) < 0)
             break;
     libdm__reapers_free(ctx);
     if (ctx->store)

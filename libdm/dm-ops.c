@@ -151,6 +151,8 @@ int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, vo
 {
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
     r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
@@ -169,6 +171,8 @@ static int run_blocking(libdm_dm *dm, op_async_fn *op_async, int timeout_ms)
     sync_op s = { 0 };
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (libdm__dispatch_depth(dm->ctx) > 0)
         return -EDEADLK;
     r = op_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
@@ -213,6 +217,8 @@ static int simple_call_async(libdm_dm *dm, op_kind kind, const char *cmd, int ti
 {
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
     r = libdm__dm_op_begin(dm, kind, timeout_ms, libdm__dm_op_deadline_fire, NULL, cb,
@@ -328,6 +334,10 @@ int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_f
     libdm__op *op;
     int r;
 
+    if (!dm)
+        return -EINVAL;
+    if (!dm->ctx)
+        return -ESHUTDOWN; /* its context was freed: the DM was released */
     if (libdm__dm_op_kind(dm) == OP_STOP)
         return -EALREADY;
     /* Stopping wins over whatever was in progress (a resume waiting for an
@@ -362,6 +372,8 @@ int libdm_dm_stop(libdm_dm *dm, int force, int timeout_ms)
     sync_op s = { 0 };
     int r;
 
+    if (!dm || !dm->ctx)
+        return dm ? -ESHUTDOWN : -EINVAL;
     if (libdm__dispatch_depth(dm->ctx) > 0)
         return -EDEADLK;
     r = libdm_dm_stop_async(dm, force, timeout_ms, libdm__dm_sync_done_cb, &s);
@@ -389,6 +401,8 @@ int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_
 {
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
     r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,

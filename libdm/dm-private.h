@@ -150,6 +150,7 @@ struct libdm_dm {
     libdm__timer exit_poll;     /* attached: waiting for the keeper's record */
     unsigned exit_polls;
     completion *done_head, **done_tail;
+    libdm_dm *ctx_prev, *ctx_next; /* ctx->dms */
     libdm_dm *postponed_next;   /* on ctx->postponed while a blocking call for
                                  * another DM runs */
     bool postponed;

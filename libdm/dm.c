@@ -50,6 +50,8 @@ const char *libdm_dm_state_to_string(libdm_dm_state s)
     return (unsigned)s < LIBDM__ARRAY_SIZE(dm_state_names) ? dm_state_names[s] : "invalid";
 }
 
+static void release_keeper_pidfd(libdm_ctx *ctx, int *pidfd);
+
 /* ---- notices: state changes for the host's callback, always deferred ---- */
 
 static void drop_notices(libdm_dm *dm)
@@ -604,7 +606,7 @@ static void dm_exited(libdm_dm *dm, int status)
     libdm__close(&dm->pidfd);
     libdm__watch_del(dm->keeper_watch);
     dm->keeper_watch = NULL;
-    libdm__close(&dm->keeper_pidfd);
+    release_keeper_pidfd(dm->ctx, &dm->keeper_pidfd);
     if (libdm__dm_op_kind(dm) == OP_START && dm->op->u.start.step == START_FAILING &&
         dm->op->status < 0 && dm->last_error) {
         /* Killed for a reason already said (a deadline...): that stays the
@@ -719,7 +721,7 @@ static void on_keeper_gone(libdm_ctx *ctx, int fd, short revents, void *user)
 
     libdm__watch_del(dm->keeper_watch);
     dm->keeper_watch = NULL;
-    libdm__close(&dm->keeper_pidfd);
+    release_keeper_pidfd(ctx, &dm->keeper_pidfd);
     libdm__timer_disarm(ctx, &dm->exit_poll);
     dm_exited(dm, status < 0 ? -1 : status);
 }
@@ -848,14 +850,48 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
     dm->done_tail = &dm->done_head;
     dm->notice_tail = &dm->notice_head;
+    dm->ctx_next = ctx->dms;
+    if (ctx->dms)
+        ctx->dms->ctx_prev = dm;
+    ctx->dms = dm;
     return dm;
 }
 
-void libdm__dm_free(libdm_dm *dm)
+/* Everything of the handle that involves its context: its operation (the
+ * userdata's destroy runs), timers, monitor, keeper channel, watches. What
+ * runs keeps running (recorded, attachable); a start under autokill ends. */
+/* Attached to a DM whose keeper this process started (through a context
+ * since freed): the keeper is our child, reaped by whoever follows it to
+ * its end, or it would stay a zombie. Others' keepers are only closed. */
+static void release_keeper_pidfd(libdm_ctx *ctx, int *pidfd)
 {
+    siginfo_t si = { 0 };
+
+    if (*pidfd < 0)
+        return;
+    if (waitid((idtype_t)P_PIDFD, (id_t)*pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0)
+        (void)libdm__reap_later(ctx, *pidfd, false); /* our child, still running */
+    else
+        libdm__close(pidfd);
+    *pidfd = -1;
+}
+
+static void dm_detach(libdm_dm *dm)
+{
+    libdm_ctx *ctx = dm->ctx;
+
+    if (!ctx)
+        return;
+    if (dm->ctx_prev)
+        dm->ctx_prev->ctx_next = dm->ctx_next;
+    else
+        ctx->dms = dm->ctx_next;
+    if (dm->ctx_next)
+        dm->ctx_next->ctx_prev = dm->ctx_prev;
+    dm->ctx_prev = dm->ctx_next = NULL;
     unpostpone(dm);
-    if (dm->ctx->blocking_for == dm)
-        dm->ctx->blocking_for = NULL;
+    if (ctx->blocking_for == dm)
+        ctx->blocking_for = NULL;
     if (libdm__dm_op_kind(dm) == OP_START)
         libdm__dm_start_abandon(dm);
     if (dm->op) {
@@ -871,11 +907,30 @@ void libdm__dm_free(libdm_dm *dm)
     drop_notices(dm);
     libdm__dm_close_qmp(dm);
     libdm__keeper_free(dm->keeper);
+    dm->keeper = NULL;
     dm->rd = libdm__rundir_free(dm->rd);
     libdm__watch_del(dm->pidfd_watch);
+    dm->pidfd_watch = NULL;
     libdm__close(&dm->pidfd);
     libdm__watch_del(dm->keeper_watch);
-    libdm__close(&dm->keeper_pidfd);
+    dm->keeper_watch = NULL;
+    release_keeper_pidfd(ctx, &dm->keeper_pidfd);
+    dm->ctx = NULL;
+}
+
+void libdm__dm_detach_all(libdm_ctx *ctx)
+{
+    while (ctx->dms) {
+        libdm_dm *dm = ctx->dms;
+
+        LIBDM__DEBUG(ctx, "%s: context freed with the handle held: released", dm->name);
+        dm_detach(dm);
+    }
+}
+
+void libdm__dm_free(libdm_dm *dm)
+{
+    dm_detach(dm);
     free(dm->name);
     free(dm->profile);
     free(dm->machine);
@@ -934,6 +989,8 @@ void libdm__dm_op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
 
 bool libdm__dm_usable(libdm_dm *dm)
 {
+    if (!dm->ctx)
+        return false; /* its context was freed */
     if (dm->exited || dm->state == LIBDM_DM_DEAD) {
         libdm__dm_error(dm, "the device model is not running");
         return false;

@@ -90,6 +90,10 @@ void libdm__loop_fini(libdm_ctx *ctx)
 
 unsigned libdm__dispatch_depth(libdm_ctx *ctx)
 {
+    /* No context: a DM handle whose context was freed (libdm_ctx_free());
+     * its blocking calls must not run. */
+    if (!ctx)
+        return 1;
     return ctx->depth;
 }
 

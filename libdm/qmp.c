@@ -19,6 +19,7 @@
  * callback may close it.
  */
 #include "qmp-internal.h"
+#include "ctx-internal.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -124,6 +125,7 @@ struct libdm_qmp {
 
     bool closing;
     bool close_done;
+    libdm_qmp *closing_prev, *closing_next; /* ctx->closing_qmps while closing */
     int close_status;
     libdm_qmp_closed_fn *closed_cb;
     void *closed_userdata;
@@ -1295,6 +1297,17 @@ libdm_qmp_slot *libdm_qmp_slot_free(libdm_qmp_slot *s)
     return NULL;
 }
 
+static void closing_unlink(libdm_qmp *q)
+{
+    if (q->closing_prev)
+        q->closing_prev->closing_next = q->closing_next;
+    else if (q->ctx->closing_qmps == q)
+        q->ctx->closing_qmps = q->closing_next;
+    if (q->closing_next)
+        q->closing_next->closing_prev = q->closing_prev;
+    q->closing_prev = q->closing_next = NULL;
+}
+
 /* Runs deferred completions, then the closed callback if the close is done. */
 static void deliver(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
@@ -1326,6 +1339,7 @@ static void deliver(libdm_ctx *ctx, libdm__timer *t, void *user)
         if (q->closed_cb)
             q->closed_cb(q, q->close_status, q->closed_userdata);
         libdm__ctx_closing_add(q->ctx, -1);
+        closing_unlink(q);
         /* Drop the reference the caller handed over at close. */
         qmp_unref(q);
     }
@@ -1361,6 +1375,10 @@ int libdm_qmp_close_async(libdm_qmp *q, int timeout_ms, libdm_qmp_closed_fn *cb,
     /* The caller's reference now belongs to the context until the close
      * completes (dropped in deliver()). */
     libdm__ctx_closing_add(q->ctx, 1);
+    q->closing_next = q->ctx->closing_qmps;
+    if (q->closing_next)
+        q->closing_next->closing_prev = q;
+    q->ctx->closing_qmps = q;
     cancel_unsent(q);
     if (is_final(q)) {
         finish_close(q, 0);
@@ -1458,6 +1476,15 @@ static void qmp_free(libdm_qmp *q)
     free(q->err_class);
     free(q->err_desc);
     free(q);
+}
+
+/* libdm_ctx_free(): every drain ends by @abs_ms at the latest. */
+void libdm__qmp_hurry_closing(libdm_ctx *ctx, uint64_t abs_ms)
+{
+    for (libdm_qmp *q = ctx->closing_qmps; q; q = q->closing_next)
+        if (q->state == LIBDM_QMP_DRAINING && libdm__timer_armed(&q->phase_timer) &&
+            q->phase_timer.deadline > abs_ms)
+            (void)libdm__timer_arm(ctx, &q->phase_timer, abs_ms);
 }
 
 /* ---- getters ---- */

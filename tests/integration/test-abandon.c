@@ -33,6 +33,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -358,16 +359,186 @@ static void test_deadline_before_pid(void **state)
     free(slow);
 }
 
+
+/* ---- (3) release, ctx_free and stop in every order ---- */
+
+static libdm_dm *start_ready(fixture *f, libdm_ctx *ctx, int i)
+{
+    libdm_dm_config *cfg = config(f, i, LONG_MS);
+    libdm_dm *dm = NULL;
+
+    assert_int_equal(libdm_dm_start(ctx, cfg, &dm), 0);
+    libdm_dm_config_free(cfg);
+    return dm;
+}
+
+static libdm_ctx *new_ctx(fixture *f)
+{
+    libdm_ctx *ctx;
+
+    assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
+    assert_int_equal(libdm_ctx_set_store(ctx, f->dir), 0);
+    return ctx;
+}
+
+/* Through a fresh context: @name is listed alive and attachable; stopped
+ * there, with its keeper reaped by this process (no zombie). */
+static void attach_and_stop(fixture *f, int i)
+{
+    libdm_ctx *ctx = f->ctx;
+    libdm_dm *dm = NULL;
+    char name[64];
+
+    snprintf(name, sizeof(name), "%s-%d", f->prefix, i);
+    assert_int_equal(libdm_dm_attach(ctx, name, &dm), 0);
+    assert_int_equal(libdm_dm_stop(dm, 1, LONG_MS), 0);
+    libdm_dm_release(dm);
+}
+
+static void no_child_left(fixture *f)
+{
+    tu_settle_children(f->ctx, 0);
+    assert_int_equal(tu_child_count(), 0);
+    assert_int_equal(count_qemus(f->prefix), 0);
+    assert_int_equal(listed(f->ctx), 0);
+}
+
+static bool start_spawned(libdm_dm *dm)
+{
+    return dm->keeper && dm->op && dm->op->kind == OP_START && !dm->op->u.start.have_pid;
+}
+
+static void test_ctx_free_orders(void **state)
+{
+    fixture *f = *state;
+    libdm_ctx *c1;
+    libdm_dm *dm;
+    uint64_t t0;
+    int r;
+
+    /* free, then release: the handle outlives its context. */
+    c1 = new_ctx(f);
+    dm = start_ready(f, c1, 0);
+    libdm_ctx_free(c1);
+    assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_PAUSED);
+    assert_non_null(libdm_dm_get_name(dm));
+    assert_int_equal(libdm_dm_stop(dm, 1, LONG_MS), -ESHUTDOWN);
+    assert_int_equal(libdm_dm_stop_async(dm, 1, LONG_MS, never_called, NULL), -ESHUTDOWN);
+    assert_int_equal(libdm_dm_resume(dm, LONG_MS), -ESHUTDOWN);
+    assert_int_equal(libdm_dm_pause_async(dm, LONG_MS, never_called, NULL), -ESHUTDOWN);
+    assert_null(libdm_dm_get_qmp(dm));
+    libdm_dm_release(dm);
+    attach_and_stop(f, 0);
+    no_child_left(f);
+
+    /* release, then free. */
+    c1 = new_ctx(f);
+    dm = start_ready(f, c1, 1);
+    libdm_dm_release(dm);
+    libdm_ctx_free(c1);
+    attach_and_stop(f, 1);
+    no_child_left(f);
+
+    /* stop in flight, then free, then release: stopped, or listed. */
+    c1 = new_ctx(f);
+    dm = start_ready(f, c1, 2);
+    assert_int_equal(libdm_dm_stop_async(dm, 0, LONG_MS, never_called, NULL), 0);
+    libdm_ctx_free(c1);
+    libdm_dm_release(dm);
+    {
+        uint64_t end = tu_now_ms() + LONG_MS;
+        char name[64];
+
+        snprintf(name, sizeof(name), "%s-2", f->prefix);
+        /* quit was sent: the DM ends; its record says so (or is gone). */
+        while (count_qemus(f->prefix) > 0 && tu_now_ms() < end)
+            run_for(f->ctx, 20);
+        assert_int_equal(count_qemus(f->prefix), 0);
+        r = libdm_dm_forget(f->ctx, name);
+        assert_true(r == 0 || r == -ENOENT);
+    }
+    /* The keeper (our child) exited: nobody follows it any more. Reaped by
+     * this process only if a context does; the test reaps it. */
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+    no_child_left(f);
+
+    /* A start before its keeper: freed, released, nothing left. */
+    c1 = new_ctx(f);
+    {
+        libdm_dm_config *cfg = config(f, 3, LONG_MS);
+
+        assert_int_equal(libdm_dm_start_async(c1, cfg, never_called, NULL, &dm), 0);
+        libdm_dm_config_free(cfg);
+    }
+    libdm_ctx_free(c1);
+    libdm_dm_release(dm);
+    no_child_left(f);
+
+    /* A start after its keeper's spawn (autokill armed): ctx_free ends it
+     * and reaps the keeper itself, within its bound. */
+    c1 = new_ctx(f);
+    {
+        libdm_dm_config *cfg = config(f, 4, LONG_MS);
+        uint64_t end = tu_now_ms() + LONG_MS;
+
+        assert_int_equal(libdm_dm_start_async(c1, cfg, never_called, NULL, &dm), 0);
+        libdm_dm_config_free(cfg);
+        while (!start_spawned(dm) && tu_now_ms() < end)
+            libdm_ctx_run_once(c1, 5);
+        assert_true(start_spawned(dm));
+    }
+    t0 = tu_now_ms();
+    libdm_ctx_free(c1);
+    assert_true(tu_now_ms() - t0 < 1500);
+    assert_int_equal(tu_child_count(), 0);
+    libdm_dm_release(dm);
+    no_child_left(f);
+}
+
+/* ---- (6) ctx_free with a released handle whose reply is owed ---- */
+
+static void ignore_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    (void)q, (void)r, (void)user;
+}
+
+static void test_ctx_free_bounded(void **state)
+{
+    fixture *f = *state;
+    libdm_ctx *c1 = new_ctx(f);
+    libdm_dm *dm = start_ready(f, c1, 0);
+    int pid = libdm_dm_get_pid(dm);
+    uint64_t t0;
+
+    /* QEMU stops reading: the reply to this call stays owed. */
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    assert_int_equal(libdm_qmp_call_async(libdm_dm_get_qmp(dm), "query-status", NULL, LONG_MS,
+                                          ignore_reply, NULL, NULL), 0);
+    run_for(c1, 50);
+    libdm_dm_release(dm);
+    t0 = tu_now_ms();
+    libdm_ctx_free(c1);
+    assert_true(tu_now_ms() - t0 < 1500);
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    attach_and_stop(f, 0);
+    no_child_left(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_release_after_spawn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline_before_pid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ctx_free_orders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ctx_free_bounded, setup, teardown),
     };
     int r = tu_require_dm_env();
 
     if (r)
         return r;
+    /* Freed memory is overwritten: a use after free shows, ASan or not. */
+    mallopt(M_PERTURB, 0xa5);
     (void)count_destroy;
     (void)destroyed;
     return cmocka_run_group_tests(tests, NULL, NULL);
