@@ -39,7 +39,9 @@ struct libdm_ctx {
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
 
     struct libdm_dm *dms;        /* every DM handle of the context (dm.c) */
-    void *blocking_for;          /* the DM a blocking libdm call waits for (dm.c) */
+    const void *blocking_for;    /* the object a blocking libdm call waits for:
+                                  * nothing of another runs meanwhile (loop.c) */
+    struct libdm__watch *muted;  /* others' watches set aside meanwhile */
     struct libdm_dm *postponed;  /* DMs whose callbacks wait for that call to end */
 
     libdm_ctx_idle_fn *idle_cb;  /* libdm_ctx_set_idle_callback() */

@@ -510,6 +510,8 @@ int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_
     }
     libdm__timer_init(&op->deadline, on_deadline, dm);
     libdm__timer_init(&op->tick, on_tick, dm);
+    libdm__timer_set_owner(&op->deadline, dm);
+    libdm__timer_set_owner(&op->tick, dm);
     dm->op = op;
     r = libdm__timer_arm(dm->ctx, &op->deadline,
                          libdm__deadline(timeout_ms > 0 ? timeout_ms : dm->timeout_ms));
@@ -744,6 +746,7 @@ void libdm__dm_on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user)
     if (dm->keeper_pidfd >= 0 &&
         libdm__watch_add(ctx, dm->keeper_pidfd, POLLIN, on_keeper_gone, dm,
                          &dm->keeper_watch) >= 0) {
+        libdm__watch_set_owner(dm->keeper_watch, dm);
         libdm__timer_init(&dm->exit_poll, keeper_wait_expired, dm);
         (void)libdm__timer_arm(ctx, &dm->exit_poll, libdm__deadline(DM_KEEPER_EXIT_WAIT_MS));
         return;
@@ -809,6 +812,7 @@ int libdm__dm_attach_qmp(libdm_dm *dm, libdm_qmp *q)
     int r;
 
     dm->qmp = q;
+    libdm__qmp_set_owner(q, dm);
     libdm__qmp_set_log_prefix(q, dm->name);
     r = libdm_qmp_set_state_callback(q, libdm__dm_on_qmp_state, dm);
     if (r >= 0)
@@ -848,6 +852,9 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->op_done, op_done_fire, dm);
     libdm__timer_init(&dm->exit_poll, exit_poll_fire, dm);
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
+    libdm__timer_set_owner(&dm->op_done, dm);
+    libdm__timer_set_owner(&dm->exit_poll, dm);
+    libdm__timer_set_owner(&dm->notice_timer, dm);
     dm->done_tail = &dm->done_head;
     dm->notice_tail = &dm->notice_head;
     dm->ctx_next = ctx->dms;
@@ -1025,12 +1032,13 @@ static bool sync_is_done(void *arg)
 int libdm__dm_sync_wait(libdm_dm *dm, sync_op *s)
 {
     libdm_ctx *ctx = dm->ctx;
-    void *outer = ctx->blocking_for;
+    const void *outer = ctx->blocking_for;
     int r;
 
-    ctx->blocking_for = dm;
-    r = libdm__wait(ctx, sync_is_done, s, UINT64_MAX);
-    ctx->blocking_for = outer;
+    /* Only this DM's sources run (libdm__wait_for): no other DM's fd is
+     * read, no other timer fires, so nothing of another DM (its events,
+     * its QMP replies, its completions) reaches the host meanwhile. */
+    r = libdm__wait_for(ctx, dm, sync_is_done, s, UINT64_MAX);
     if (!outer)
         release_postponed(ctx);
     return r < 0 ? r : s->status;

@@ -122,6 +122,7 @@ struct libdm_qmp {
 
     libdm_qmp_state_fn *state_cb;
     void *state_userdata;
+    const void *owner;         /* whose sources these are (loop.c): itself, or its DM */
 
     bool closing;
     bool close_done;
@@ -792,6 +793,7 @@ static int start_io(libdm_qmp *q)
 
     if (r < 0)
         return r;
+    libdm__watch_set_owner(q->watch, q->owner);
     set_state(q, LIBDM_QMP_GREETING, 0);
     return 0;
 }
@@ -857,6 +859,7 @@ int libdm_qmp_new(libdm_ctx *ctx, libdm_qmp **ret_qmp)
     libdm__timer_init(&q->phase_timer, phase_deadline, q);
     libdm__timer_init(&q->retry_timer, retry_connect, q);
     libdm__timer_init(&q->deliver_timer, deliver, q);
+    libdm__qmp_set_owner(q, q);
     r = libdm__qmp_decoder_new(NULL, &q->decoder);
     if (r < 0) {
         free(q);
@@ -1003,7 +1006,7 @@ static bool ready_or_final(void *arg)
 
 int libdm_qmp_wait_ready(libdm_qmp *q)
 {
-    int r = libdm__wait(q->ctx, ready_or_final, q, UINT64_MAX);
+    int r = libdm__wait_for(q->ctx, q->owner, ready_or_final, q, UINT64_MAX);
 
     if (r < 0)
         return r;
@@ -1088,6 +1091,7 @@ static int new_call(libdm_qmp *q, const char *command, const libdm_json *argumen
     s->pending = p;
     p->slot = s;
     libdm__timer_init(&s->timer, call_deadline, s);
+    libdm__timer_set_owner(&s->timer, q->owner);
     r = libdm__timer_arm(q->ctx, &s->timer,
                          libdm__deadline(timeout_ms > 0 ? timeout_ms : q->call_timeout_ms));
     if (r < 0)
@@ -1162,7 +1166,7 @@ int libdm_qmp_call(libdm_qmp *q, const char *command, const libdm_json *argument
     if (r < 0)
         return r;
     /* The call's own deadline completes it; the wait cannot outlive it. */
-    r = libdm__wait(q->ctx, sync_done, &c, UINT64_MAX);
+    r = libdm__wait_for(q->ctx, q->owner, sync_done, &c, UINT64_MAX);
     libdm_qmp_slot_free(s);
     if (r < 0) {
         libdm_json_free(c.value);
@@ -1436,7 +1440,7 @@ int libdm_qmp_close(libdm_qmp *q, int timeout_ms)
     if (r < 0)
         return r;
     /* The drain deadline bounds this wait. */
-    r = libdm__wait(ctx, sync_close_done, &c, UINT64_MAX);
+    r = libdm__wait_for(ctx, q->owner, sync_close_done, &c, UINT64_MAX);
     return r < 0 ? r : c.status;
 }
 
@@ -1476,6 +1480,21 @@ static void qmp_free(libdm_qmp *q)
     free(q->err_class);
     free(q->err_desc);
     free(q);
+}
+
+void libdm__qmp_set_owner(libdm_qmp *q, const void *owner)
+{
+    q->owner = owner;
+    libdm__watch_set_owner(q->watch, owner);
+    libdm__timer_set_owner(&q->phase_timer, owner);
+    libdm__timer_set_owner(&q->retry_timer, owner);
+    libdm__timer_set_owner(&q->deliver_timer, owner);
+    for (pending *p = q->queued.head; p; p = p->next)
+        if (p->slot)
+            libdm__timer_set_owner(&p->slot->timer, owner);
+    for (pending *p = q->inflight.head; p; p = p->next)
+        if (p->slot)
+            libdm__timer_set_owner(&p->slot->timer, owner);
 }
 
 /* libdm_ctx_free(): every drain ends by @abs_ms at the latest. */

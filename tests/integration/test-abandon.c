@@ -525,6 +525,94 @@ static void test_ctx_free_bounded(void **state)
     no_child_left(f);
 }
 
+/* ---- (4) a blocking call runs nothing of another DM ---- */
+
+static bool in_blocking;    /* a blocking call for DM A runs */
+static int b_violations, b_events, b_replies, b_qmp_events;
+
+static void b_event(libdm_dm *dm, const libdm_dm_event *ev, void *user)
+{
+    (void)dm, (void)ev, (void)user;
+    b_events++;
+    if (in_blocking)
+        b_violations++;
+}
+
+static void b_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    (void)q, (void)r, (void)user;
+    b_replies++;
+    if (in_blocking)
+        b_violations++;
+}
+
+static void b_qmp_event(libdm_qmp *q, const char *name, const libdm_json *data, void *user)
+{
+    (void)q, (void)name, (void)data, (void)user;
+    b_qmp_events++;
+    if (in_blocking)
+        b_violations++;
+}
+
+/* B gets a reply owed and an event coming (cont: RESUME, RUNNING), both
+ * in its socket before A's blocking call starts. */
+static void b_busy(libdm_dm *b)
+{
+    libdm_qmp *q = libdm_dm_get_qmp(b);
+
+    assert_non_null(q);
+    assert_int_equal(libdm_qmp_call_async(q, "query-status", NULL, LONG_MS, b_reply, NULL, NULL),
+                     0);
+    assert_int_equal(libdm_qmp_call_async(q, "cont", NULL, LONG_MS, b_reply, NULL, NULL), 0);
+    /* Sent by the next iterations; then QEMU answers, unread. */
+    for (int i = 0; i < 5; i++)
+        libdm_ctx_run_once(libdm__dm_ctx(b), 0);
+    usleep(300 * 1000);
+}
+
+static void test_blocking_is_private(void **state)
+{
+    fixture *f = *state;
+    libdm_dm *a = start_ready(f, f->ctx, 0), *b = start_ready(f, f->ctx, 1);
+    libdm_json *v = NULL;
+    char *rs = NULL;
+
+    assert_int_equal(libdm_dm_set_event_callback(b, b_event, NULL), 0);
+    assert_int_equal(libdm_qmp_add_event_listener(libdm_dm_get_qmp(b), NULL, b_qmp_event, NULL,
+                                                  NULL), 0);
+    /* libdm_qmp_call() for A. */
+    b_busy(b);
+    in_blocking = true;
+    assert_int_equal(libdm_qmp_call(libdm_dm_get_qmp(a), "query-status", NULL, LONG_MS, &v), 0);
+    in_blocking = false;
+    libdm_json_free(v);
+    assert_int_equal(b_violations, 0);
+    run_for(f->ctx, 300);
+    assert_int_equal(b_replies, 2);
+    assert_true(b_qmp_events >= 1);
+    assert_true(b_events >= 1);     /* PAUSED -> RUNNING */
+    /* libdm_dm_query_status() for A, then libdm_dm_pause() for A. */
+    b_replies = b_events = b_qmp_events = 0;
+    assert_int_equal(libdm_qmp_call_async(libdm_dm_get_qmp(b), "stop", NULL, LONG_MS, b_reply,
+                                          NULL, NULL), 0);
+    b_busy(b);
+    in_blocking = true;
+    assert_int_equal(libdm_dm_query_status(a, LONG_MS, &rs), 0);
+    assert_int_equal(libdm_dm_resume(a, LONG_MS), 0);
+    in_blocking = false;
+    free(rs);
+    assert_int_equal(b_violations, 0);
+    run_for(f->ctx, 300);
+    assert_int_equal(b_replies, 3);
+    assert_true(b_qmp_events >= 1);
+    assert_true(b_events >= 1);
+    assert_int_equal(libdm_dm_stop(a, 1, LONG_MS), 0);
+    assert_int_equal(libdm_dm_stop(b, 1, LONG_MS), 0);
+    libdm_dm_release(a);
+    libdm_dm_release(b);
+    no_child_left(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +620,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deadline_before_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctx_free_orders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctx_free_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blocking_is_private, setup, teardown),
     };
     int r = tu_require_dm_env();
 
