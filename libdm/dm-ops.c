@@ -275,29 +275,16 @@ static int dm_signal(libdm_dm *dm, int sig)
 
 void libdm__dm_stop_finished(libdm_dm *dm)
 {
-    libdm__store *store;
-
-    libdm__dm_close_qmp(dm);
-    /* A start refused before its keeper ran removed all it made already;
-     * the name may be someone else's by now. */
-    if (!dm->unclaimed) {
-        if (!dm->rd && libdm__dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
-            (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
-        libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
-        libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
-    }
-    /* DEAD holds no fd; and nothing on disk is ours any more. */
-    dm->rd = libdm__rundir_free(dm->rd);
-    dm->unclaimed = true;
-    libdm__dm_set_state(dm, LIBDM_DM_DEAD);
-    libdm__dm_op_finish(dm, 0);
+    /* The files go in steps from the loop (a stop of a DEAD DM removes
+     * nothing inside libdm_dm_stop_async()). */
+    libdm__dm_clean_then_finish(dm, 0);
 }
 
 static void stop_escalate(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
 
-    if (dm->exited)
+    if (dm->exited || dm->op->cleaning)
         return;
     switch (dm->op->u.stop.step) {
     case STOP_QUIT:

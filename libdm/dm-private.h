@@ -83,6 +83,9 @@ typedef struct libdm__op {
     libdm__timer deadline;      /* the whole operation's */
     libdm__timer tick;          /* its next step: a retry, a poll, a deferred step */
     libdm_qmp_slot *call;       /* its monitor call in flight */
+    bool cleaning;              /* in the cleanup steps at its end (dm.c) */
+    unsigned clean, rd_step;
+    int clean_status;           /* the status the operation ends with after them */
     union {
         struct {
             start_step step;
@@ -216,6 +219,10 @@ void libdm__dm_start_abandon(libdm_dm *dm);
 /* Frees the start-specific state of @op. */
 void libdm__dm_start_op_fini(libdm__op *op);
 void libdm__dm_stop_finished(libdm_dm *dm);
+/* The DM is gone: its taps, chroot, files and record are removed in steps
+ * from the loop (one or two file operations each, never inside a call),
+ * then it is DEAD, holding no fd, and the operation ends with @status. */
+void libdm__dm_clean_then_finish(libdm_dm *dm, int status);
 /* A MIGRATION event arrived (dm-ops.c: a waiting resume looks now). */
 void libdm__dm_incoming_event(libdm_dm *dm);
 int libdm__dm_write_record(libdm_dm *dm);

@@ -111,14 +111,7 @@ void libdm__dm_start_fail_finished(libdm_dm *dm)
 {
     int status = dm->op && dm->op->status < 0 ? dm->op->status : -ECHILD;
 
-    libdm__dm_close_qmp(dm);
-    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
-    libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
-    /* DEAD holds no fd; and nothing on disk is ours any more. */
-    dm->rd = libdm__rundir_free(dm->rd);
-    dm->unclaimed = true;
-    libdm__dm_set_state(dm, LIBDM_DM_DEAD);
-    libdm__dm_op_finish(dm, status);
+    libdm__dm_clean_then_finish(dm, status);
 }
 
 /* ---- start: readiness by QMP alone ---- */
@@ -234,6 +227,8 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
 
+    if (dm->op->cleaning)
+        return; /* the DM ended: its files go, a few dispatches */
     if (dm->op->u.start.step == START_FAILING) {
         libdm__op *op = dm->op;
 

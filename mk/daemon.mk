@@ -6,3 +6,5 @@ check_PROGRAMS += tests/integration/test-abandon
 TESTS += tests/integration/test-abandon
 tests_integration_test_abandon_CFLAGS = $(TEST_CFLAGS)
 tests_integration_test_abandon_LDADD = libtestutil.la $(TEST_LIBS)
+# Every file removal of the test process is counted (stop_file_steps).
+tests_integration_test_abandon_LDFLAGS = -Wl,--wrap=unlinkat -Wl,--wrap=rmdir
