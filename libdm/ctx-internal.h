@@ -39,10 +39,8 @@ struct libdm_ctx {
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
 
     struct libdm_dm *dms;        /* every DM handle of the context (dm.c) */
-    const void *blocking_for;    /* the object a blocking libdm call waits for:
-                                  * nothing of another runs meanwhile (loop.c) */
-    struct libdm__watch *muted;  /* others' watches set aside meanwhile */
-    struct libdm_dm *postponed;  /* DMs whose callbacks wait for that call to end */
+    const void *blocking_for;    /* the object a blocking libdm call waits for */
+    libdm__timer *postponed;     /* others' deliveries, deferred when it ends */
 
     libdm_ctx_idle_fn *idle_cb;  /* libdm_ctx_set_idle_callback() */
     void *idle_user;

@@ -44,12 +44,7 @@ static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
     dm->keeper_pidfd = rec->keeper_pid > 0 ? libdm__pidfd_open(rec->keeper_pid) : -1;
     if (dm->keeper_pidfd >= 0 && libdm__proc_start_time(rec->keeper_pid) != rec->keeper_start)
         libdm__close(&dm->keeper_pidfd);
-    int r = libdm__watch_add(dm->ctx, dm->pidfd, POLLIN, libdm__dm_on_pidfd, dm,
-                             &dm->pidfd_watch);
-
-    if (r >= 0)
-        libdm__watch_set_owner(dm->pidfd_watch, dm);
-    return r;
+    return libdm__watch_add(dm->ctx, dm->pidfd, POLLIN, libdm__dm_on_pidfd, dm, &dm->pidfd_watch);
 }
 
 /* The run directory the store's root names for this DM, never the path a

@@ -154,9 +154,6 @@ struct libdm_dm {
     unsigned exit_polls;
     completion *done_head, **done_tail;
     libdm_dm *ctx_prev, *ctx_next; /* ctx->dms */
-    libdm_dm *postponed_next;   /* on ctx->postponed while a blocking call for
-                                 * another DM runs */
-    bool postponed;
     libdm_dm_event_fn *event_cb;
     void *event_user;
     notice *notice_head, **notice_tail;

@@ -215,7 +215,7 @@ static int queue_readiness(libdm_dm *dm)
 
     if (!args)
         return -ENOMEM;
-    r = libdm_qmp_call_async(dm->qmp, "migrate-set-capabilities", args, dm->timeout_ms,
+    r = libdm__qmp_call_async_internal(dm->qmp, "migrate-set-capabilities", args, dm->timeout_ms,
                              start_on_caps, dm, &dm->op->u.start.caps_call);
     libdm_json_free(args);
     if (r >= 0)

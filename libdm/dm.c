@@ -66,46 +66,14 @@ static void drop_notices(libdm_dm *dm)
     dm->notice_tail = &dm->notice_head;
 }
 
-/* Whether @dm's callbacks must wait: a blocking call for another DM runs. */
-static bool must_postpone(libdm_dm *dm)
+/* Whether @dm's callbacks must wait: a blocking call for another object
+ * runs. @t then runs when it ends. */
+static bool must_postpone(libdm_dm *dm, libdm__timer *t)
 {
-    libdm_ctx *ctx = dm->ctx;
-
-    if (!ctx->blocking_for || ctx->blocking_for == dm)
+    if (!libdm__blocking_other(dm->ctx, dm))
         return false;
-    if (!dm->postponed) {
-        dm->postponed = true;
-        dm->postponed_next = ctx->postponed;
-        ctx->postponed = dm;
-    }
+    libdm__postpone(dm->ctx, t);
     return true;
-}
-
-static void unpostpone(libdm_dm *dm)
-{
-    libdm_dm **pp = &dm->ctx->postponed;
-
-    if (!dm->postponed)
-        return;
-    while (*pp && *pp != dm)
-        pp = &(*pp)->postponed_next;
-    if (*pp)
-        *pp = dm->postponed_next;
-    dm->postponed = false;
-    dm->postponed_next = NULL;
-}
-
-static void release_postponed(libdm_ctx *ctx)
-{
-    while (ctx->postponed) {
-        libdm_dm *dm = ctx->postponed;
-
-        unpostpone(dm);
-        if (dm->done_head)
-            (void)libdm__defer(ctx, &dm->op_done);
-        if (dm->notice_head)
-            (void)libdm__defer(ctx, &dm->notice_timer);
-    }
 }
 
 /* One notice per run, like completions: the callback may release the DM. */
@@ -114,7 +82,7 @@ static void notice_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     libdm_dm *dm = user;
     notice *n = dm->notice_head;
 
-    if (!n || must_postpone(dm))
+    if (!n || must_postpone(dm, t))
         return;
     dm->notice_head = n->next;
     if (!dm->notice_head)
@@ -497,7 +465,7 @@ static void op_done_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     libdm_dm *dm = user;
     completion *c = dm->done_head;
 
-    if (!c || must_postpone(dm))
+    if (!c || must_postpone(dm, t))
         return;
     dm->done_head = c->next;
     if (!dm->done_head)
@@ -595,8 +563,6 @@ int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_
     }
     libdm__timer_init(&op->deadline, on_deadline, dm);
     libdm__timer_init(&op->tick, on_tick, dm);
-    libdm__timer_set_owner(&op->deadline, dm);
-    libdm__timer_set_owner(&op->tick, dm);
     dm->op = op;
     r = libdm__timer_arm(dm->ctx, &op->deadline,
                          libdm__deadline(timeout_ms > 0 ? timeout_ms : dm->timeout_ms));
@@ -649,7 +615,8 @@ int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_
     dm->op->call = libdm_qmp_slot_free(dm->op->call);
     if (!dm->qmp || libdm_qmp_get_state(dm->qmp) >= LIBDM_QMP_DRAINING)
         return -ENOTCONN;
-    return libdm_qmp_call_async(dm->qmp, cmd, args, dm->timeout_ms, cb, dm, &dm->op->call);
+    return libdm__qmp_call_async_internal(dm->qmp, cmd, args, dm->timeout_ms, cb, dm,
+                                          &dm->op->call);
 }
 
 /* A deadline passed on the monitor: QEMU is alive but not answering. */
@@ -831,7 +798,6 @@ void libdm__dm_on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user)
     if (dm->keeper_pidfd >= 0 &&
         libdm__watch_add(ctx, dm->keeper_pidfd, POLLIN, on_keeper_gone, dm,
                          &dm->keeper_watch) >= 0) {
-        libdm__watch_set_owner(dm->keeper_watch, dm);
         libdm__timer_init(&dm->exit_poll, keeper_wait_expired, dm);
         (void)libdm__timer_arm(ctx, &dm->exit_poll, libdm__deadline(DM_KEEPER_EXIT_WAIT_MS));
         return;
@@ -897,11 +863,13 @@ int libdm__dm_attach_qmp(libdm_dm *dm, libdm_qmp *q)
     int r;
 
     dm->qmp = q;
-    libdm__qmp_set_owner(q, dm);
     libdm__qmp_set_log_prefix(q, dm->name);
+    /* The host's own calls and listeners on it are the DM's: held back
+     * while a blocking call for another object runs (libdm__wait_for). */
+    libdm__qmp_set_owner(q, dm);
     r = libdm_qmp_set_state_callback(q, libdm__dm_on_qmp_state, dm);
     if (r >= 0)
-        r = libdm_qmp_add_event_listener(q, NULL, on_event, dm, NULL);
+        r = libdm__qmp_add_internal_listener(q, on_event, dm);
     return r;
 }
 
@@ -937,9 +905,6 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->op_done, op_done_fire, dm);
     libdm__timer_init(&dm->exit_poll, exit_poll_fire, dm);
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
-    libdm__timer_set_owner(&dm->op_done, dm);
-    libdm__timer_set_owner(&dm->exit_poll, dm);
-    libdm__timer_set_owner(&dm->notice_timer, dm);
     dm->done_tail = &dm->done_head;
     dm->notice_tail = &dm->notice_head;
     dm->ctx_next = ctx->dms;
@@ -981,7 +946,6 @@ static void dm_detach(libdm_dm *dm)
     if (dm->ctx_next)
         dm->ctx_next->ctx_prev = dm->ctx_prev;
     dm->ctx_prev = dm->ctx_next = NULL;
-    unpostpone(dm);
     if (ctx->blocking_for == dm)
         ctx->blocking_for = NULL;
     if (libdm__dm_op_kind(dm) == OP_START)
@@ -1117,15 +1081,8 @@ static bool sync_is_done(void *arg)
 int libdm__dm_sync_wait(libdm_dm *dm, sync_op *s)
 {
     libdm_ctx *ctx = dm->ctx;
-    const void *outer = ctx->blocking_for;
-    int r;
+    int r = libdm__wait_for(ctx, dm, sync_is_done, s, UINT64_MAX);
 
-    /* Only this DM's sources run (libdm__wait_for): no other DM's fd is
-     * read, no other timer fires, so nothing of another DM (its events,
-     * its QMP replies, its completions) reaches the host meanwhile. */
-    r = libdm__wait_for(ctx, dm, sync_is_done, s, UINT64_MAX);
-    if (!outer)
-        release_postponed(ctx);
     return r < 0 ? r : s->status;
 }
 

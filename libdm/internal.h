@@ -56,7 +56,8 @@ struct libdm__timer {
     libdm__timer_fn *fn;
     void *user;
     bool alone;        /* heavy: runs only as a dispatch's first callback */
-    const void *owner; /* the object it serves (a DM...), NULL: the context */
+    bool postponed;    /* on the context's list, deferred when a blocking call ends */
+    libdm__timer *next_postponed;
 };
 
 int libdm__watch_add(libdm_ctx *ctx, int fd, short events, libdm__watch_fn *fn,
@@ -77,21 +78,21 @@ bool libdm__timer_armed(const libdm__timer *timer);
  * completions are kept out of the call that started them. */
 int libdm__defer(libdm_ctx *ctx, libdm__timer *timer);
 
-/* Owners: a blocking call waits for one object (a DM, a standalone QMP
- * connection) and runs nothing of any other: only watches and timers owned
- * by that object, or by nobody (the context's own: reapers, probes, drains;
- * they never call the host). The others stay pending (their fds out of the
- * epoll set meanwhile) until the blocking call ends. Set once the watch or
- * timer exists; libdm__timer_init() keeps a timer's owner. */
-void libdm__watch_set_owner(libdm__watch *watch, const void *owner);
-void libdm__timer_set_owner(libdm__timer *timer, const void *owner);
-
-/* Runs the loop until done(arg) is true or @deadline_ms passes (-ETIMEDOUT),
- * for @owner alone (see above; NULL: everything).
+/* Runs the loop until done(arg) is true or @deadline_ms passes (-ETIMEDOUT).
  * -EDEADLK when called from inside a libdm callback. */
+int libdm__wait(libdm_ctx *ctx, bool (*done)(void *arg), void *arg, uint64_t deadline_ms);
+/* The same for a blocking call made for @owner (a DM, a standalone QMP
+ * connection): meanwhile every object's events are still read and handled
+ * inside libdm, but nothing of another object reaches the host: its
+ * callbacks check libdm__blocking_other() and libdm__postpone() the timer
+ * that delivers them; those timers run when the outermost blocking call
+ * ends. The idle callback waits too. */
 int libdm__wait_for(libdm_ctx *ctx, const void *owner, bool (*done)(void *arg), void *arg,
                     uint64_t deadline_ms);
-int libdm__wait(libdm_ctx *ctx, bool (*done)(void *arg), void *arg, uint64_t deadline_ms);
+/* Whether a blocking call for another object than @owner runs. */
+bool libdm__blocking_other(libdm_ctx *ctx, const void *owner);
+/* Defers @timer once the blocking call ends (disarming it forgets that). */
+void libdm__postpone(libdm_ctx *ctx, libdm__timer *timer);
 /* Depth of libdm callbacks currently running on this context. */
 unsigned libdm__dispatch_depth(libdm_ctx *ctx);
 /* Fresh QMP command id, unique across connections and processes: a random

@@ -41,9 +41,6 @@ struct libdm__watch {
     void *user;
     void *host_reg;
     libdm__watch *next_dead;
-    const void *owner;  /* see libdm__watch_set_owner() */
-    bool muted;         /* out of the epoll set while a blocking call runs */
-    libdm__watch *next_muted;
 };
 
 static uint64_t now_us(void)
@@ -143,57 +140,6 @@ int libdm__watch_add(libdm_ctx *ctx, int fd, short events, libdm__watch_fn *fn, 
     return 0;
 }
 
-void libdm__watch_set_owner(libdm__watch *w, const void *owner)
-{
-    if (w)
-        w->owner = owner;
-}
-
-/* ---- blocking calls: one object's sources only ---- */
-
-static bool allowed(const libdm_ctx *ctx, const void *owner)
-{
-    return !ctx->blocking_for || !owner || owner == ctx->blocking_for;
-}
-
-/* Another object's fd is ready during a blocking call: set aside (out of
- * the epoll set, level-triggered, so nothing is lost) until the call ends. */
-static void mute(libdm_ctx *ctx, libdm__watch *w)
-{
-    if (w->muted || w->dead)
-        return;
-    (void)epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, w->fd, NULL);
-    w->muted = true;
-    w->next_muted = ctx->muted;
-    ctx->muted = w;
-}
-
-static void unmute_all(libdm_ctx *ctx)
-{
-    while (ctx->muted) {
-        libdm__watch *w = ctx->muted;
-        struct epoll_event ev = { .events = to_epoll(w->events), .data.ptr = w };
-
-        ctx->muted = w->next_muted;
-        w->muted = false;
-        w->next_muted = NULL;
-        if (epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, w->fd, &ev) < 0)
-            LIBDM__ERROR(ctx, "cannot watch fd %d again: %s", w->fd, strerror(errno));
-    }
-}
-
-static void unmute_one(libdm_ctx *ctx, libdm__watch *w)
-{
-    libdm__watch **pp = &ctx->muted;
-
-    while (*pp && *pp != w)
-        pp = &(*pp)->next_muted;
-    if (*pp)
-        *pp = w->next_muted;
-    w->muted = false;
-    w->next_muted = NULL;
-}
-
 int libdm__watch_set_events(libdm__watch *w, short events)
 {
     libdm_ctx *ctx = w->ctx;
@@ -204,7 +150,7 @@ int libdm__watch_set_events(libdm__watch *w, short events)
         return -EINVAL;
     if (events == w->events)
         return 0;
-    if (!w->muted && epoll_ctl(ctx->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0)
+    if (epoll_ctl(ctx->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0)
         return -errno;
     if (ctx->hooks_mode) {
         r = ctx->hooks.fd_modify(ctx->hooks_user, w->fd, events, &w->host_reg);
@@ -222,10 +168,7 @@ void libdm__watch_del(libdm__watch *w)
     if (!w || w->dead)
         return;
     ctx = w->ctx;
-    if (w->muted)
-        unmute_one(ctx, w);
-    else
-        (void)epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+    (void)epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, w->fd, NULL);
     if (ctx->hooks_mode)
         ctx->hooks.fd_deregister(ctx->hooks_user, w->fd, w->host_reg);
     w->dead = true;
@@ -304,14 +247,7 @@ static void sync_host_timer(libdm_ctx *ctx)
 
 void libdm__timer_init(libdm__timer *t, libdm__timer_fn *fn, void *user)
 {
-    const void *owner = t->owner; /* timers live in zeroed structures */
-
-    *t = (libdm__timer){ .heap_index = SIZE_MAX, .fn = fn, .user = user, .owner = owner };
-}
-
-void libdm__timer_set_owner(libdm__timer *t, const void *owner)
-{
-    t->owner = owner;
+    *t = (libdm__timer){ .heap_index = SIZE_MAX, .fn = fn, .user = user };
 }
 
 void libdm__timer_set_alone(libdm__timer *t, bool alone)
@@ -348,8 +284,36 @@ int libdm__timer_arm(libdm_ctx *ctx, libdm__timer *t, uint64_t deadline_ms)
     return 0;
 }
 
+static void unpostpone(libdm_ctx *ctx, libdm__timer *t)
+{
+    libdm__timer **pp = &ctx->postponed;
+
+    while (*pp && *pp != t)
+        pp = &(*pp)->next_postponed;
+    if (*pp)
+        *pp = t->next_postponed;
+    t->postponed = false;
+    t->next_postponed = NULL;
+}
+
+void libdm__postpone(libdm_ctx *ctx, libdm__timer *t)
+{
+    if (t->postponed)
+        return;
+    t->postponed = true;
+    t->next_postponed = ctx->postponed;
+    ctx->postponed = t;
+}
+
+bool libdm__blocking_other(libdm_ctx *ctx, const void *owner)
+{
+    return ctx->blocking_for && ctx->blocking_for != owner;
+}
+
 void libdm__timer_disarm(libdm_ctx *ctx, libdm__timer *t)
 {
+    if (t->postponed)
+        unpostpone(ctx, t);
     if (!libdm__timer_armed(t))
         return;
     heap_remove(ctx, t);
@@ -372,45 +336,10 @@ static bool over_budget(const libdm_ctx *ctx)
  * one if no callback ran before in this dispatch: @ran is 0); a heavy
  * ("alone") timer only as the dispatch's first callback. The count stops a
  * timer that keeps re-deferring itself from starving the fds. */
-/* During a blocking call: the earliest timer of the object it waits for
- * (or of nobody), due at @now if @now is not 0. A scan: blocking calls are
- * for simple programs, never a daemon's hot path. */
-static libdm__timer *first_allowed(const libdm_ctx *ctx, uint64_t now)
-{
-    libdm__timer *best = NULL;
-
-    for (size_t i = 0; i < ctx->heap_len; i++) {
-        libdm__timer *t = ctx->heap[i];
-
-        if (allowed(ctx, t->owner) && (!now || t->deadline <= now) &&
-            (!best || t->deadline < best->deadline))
-            best = t;
-    }
-    return best;
-}
-
-static int run_timers_restricted(libdm_ctx *ctx, uint64_t now, int ran)
-{
-    size_t budget = ctx->heap_len;
-    int n = 0;
-    libdm__timer *t;
-
-    while (budget-- > 0 && (t = first_allowed(ctx, now)) &&
-           (ran + n == 0 || (!over_budget(ctx) && !t->alone))) {
-        heap_remove(ctx, t);
-        t->fn(ctx, t, t->user);
-        n++;
-    }
-    return n;
-}
-
 static int run_timers(libdm_ctx *ctx, uint64_t now, int ran)
 {
     size_t budget = ctx->heap_len;
     int n = 0;
-
-    if (ctx->blocking_for)
-        return run_timers_restricted(ctx, now, ran);
 
     while (budget-- > 0 && ctx->heap_len > 0 && ctx->heap[0]->deadline <= now &&
            (ran + n == 0 || (!over_budget(ctx) && !ctx->heap[0]->alone))) {
@@ -467,13 +396,8 @@ static void end_dispatch(libdm_ctx *ctx)
 
 static void dispatch_watch(libdm__watch *w, short revents)
 {
-    if (w->dead)
-        return;
-    if (!allowed(w->ctx, w->owner)) {
-        mute(w->ctx, w);
-        return;
-    }
-    w->fn(w->ctx, w->fd, revents, w->user);
+    if (!w->dead)
+        w->fn(w->ctx, w->fd, revents, w->user);
 }
 
 static int next_timeout(libdm_ctx *ctx, int timeout_ms)
@@ -485,13 +409,6 @@ static int next_timeout(libdm_ctx *ctx, int timeout_ms)
         return timeout_ms;
     now = libdm_now_ms();
     due = ctx->heap[0]->deadline;
-    if (ctx->blocking_for) {
-        libdm__timer *first = first_allowed(ctx, 0);
-
-        if (!first)
-            return timeout_ms;
-        due = first->deadline;
-    }
     t = due <= now ? 0 : (due - now > INT32_MAX ? INT32_MAX : (int)(due - now));
     return (timeout_ms < 0 || t < timeout_ms) ? t : timeout_ms;
 }
@@ -607,13 +524,16 @@ int libdm__wait_for(libdm_ctx *ctx, const void *owner, bool (*done)(void *arg), 
 
     if (ctx->depth > 0)
         return -EDEADLK;
-    ctx->blocking_for = owner ? owner : outer;
+    if (!outer)
+        ctx->blocking_for = owner;
     r = libdm__wait(ctx, done, arg, deadline_ms);
     ctx->blocking_for = outer;
-    if (!outer) {
-        unmute_all(ctx);
-        /* What waited is due now: hooks mode hears of it. */
-        sync_host_timer(ctx);
+    /* What the call held back is delivered from the loop, in order. */
+    while (!outer && ctx->postponed) {
+        libdm__timer *t = ctx->postponed;
+
+        unpostpone(ctx, t);
+        (void)libdm__defer(ctx, t);
     }
     return r;
 }

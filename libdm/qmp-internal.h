@@ -6,7 +6,14 @@
 
 /* Context of the device model using this connection, for log messages. */
 void libdm__qmp_set_log_prefix(libdm_qmp *qmp, const char *prefix);
-/* Whose sources the connection's are (libdm__wait_for()): its DM. */
+/* The object the connection's host callbacks belong to (itself unless a DM
+ * owns it): they are held back while a blocking call for another runs
+ * (libdm__wait_for). libdm's own calls and listeners are never held. */
 void libdm__qmp_set_owner(libdm_qmp *qmp, const void *owner);
+int libdm__qmp_call_async_internal(libdm_qmp *q, const char *command,
+                                   const libdm_json *arguments, int timeout_ms,
+                                   libdm_qmp_reply_fn *cb, void *userdata,
+                                   libdm_qmp_slot **ret_slot);
+int libdm__qmp_add_internal_listener(libdm_qmp *q, libdm_qmp_event_fn *cb, void *userdata);
 
 #endif

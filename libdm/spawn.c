@@ -219,10 +219,8 @@ static void on_ctl(libdm_ctx *ctx, int fd, short revents, void *user)
     k->ctl_watch = NULL;
     libdm__close(&k->ctl);
     if (k->keeper_pidfd >= 0 && !k->exit_watch && !pidfd_exited(k->keeper_pidfd) &&
-        libdm__watch_add(ctx, k->keeper_pidfd, POLLIN, on_keeper_exit, k, &k->exit_watch) >= 0) {
-        libdm__watch_set_owner(k->exit_watch, k->user);
+        libdm__watch_add(ctx, k->keeper_pidfd, POLLIN, on_keeper_exit, k, &k->exit_watch) >= 0)
         return;
-    }
     keeper_gone(k);
 }
 
@@ -445,8 +443,6 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
         k->keeper_pidfd = -1;
         goto out;
     }
-    /* Its events are its DM's (a blocking call for another DM waits). */
-    libdm__watch_set_owner(k->ctl_watch, user);
     *ret = k;
     k = NULL;
     r = 0;
