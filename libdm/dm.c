@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1197,6 +1198,24 @@ int libdm_dm_forget(libdm_ctx *ctx, const char *name)
     r = forget_files(ctx, store, &rec);
     libdm__record_clear(&rec);
     return r;
+}
+
+int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn)
+{
+    completion *last;
+
+    if (!dm)
+        return -EINVAL;
+    if (dm->op) {
+        dm->op->destroy = fn;
+        return 0;
+    }
+    /* Finished already (its callback deferred): the last one queued. */
+    if (!dm->done_head)
+        return -ENOENT;
+    last = (completion *)((char *)dm->done_tail - offsetof(completion, next));
+    last->destroy = fn;
+    return 0;
 }
 
 /* ---- getters ---- */
