@@ -39,6 +39,10 @@ struct libdm_ctx {
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
 
     struct libdm_dm *dms;        /* every DM handle of the context (dm.c) */
+    /* Set by the layers above when they first use the context, run by
+     * libdm_ctx_free() (the context never calls up): */
+    void (*free_dms)(libdm_ctx *ctx);                  /* dm.c */
+    void (*hurry_closing)(libdm_ctx *ctx, uint64_t abs_ms); /* qmp.c */
     const void *blocking_for;    /* the object a blocking libdm call waits for */
     libdm__timer *postponed;     /* others' deliveries, deferred when it ends */
 

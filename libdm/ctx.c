@@ -73,11 +73,13 @@ libdm_ctx *libdm_ctx_free(libdm_ctx *ctx)
 {
     if (!ctx)
         return NULL;
-    libdm__dm_detach_all(ctx);
+    if (ctx->free_dms)
+        ctx->free_dms(ctx); /* libdm__dm_detach_all() */
     /* Connections handed over by close_async finish draining first, for
      * CTX_FREE_DRAIN_MS at most: an owed reply not read by then is lost
      * (the socket closes with it outstanding). */
-    libdm__qmp_hurry_closing(ctx, libdm__deadline(CTX_FREE_DRAIN_MS));
+    if (ctx->hurry_closing)
+        ctx->hurry_closing(ctx, libdm__deadline(CTX_FREE_DRAIN_MS));
     while (ctx->nclosing > 0 && ctx->depth == 0)
         if (libdm_ctx_run_once(ctx, CTX_FREE_DRAIN_MS) < 0)
             break;

@@ -328,91 +328,6 @@ void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
         libdm__close(&rd->owner_fd);
 }
 
-/* ---- the cleanup at a DM's end, in steps ---- */
-
-typedef enum {
-    CLEAN_OPEN,     /* its run directory, reopened if the handle let it go */
-    CLEAN_CLAIM,    /* the name's claim, unless a new owner has it */
-    CLEAN_DEVICES,  /* taps (devices-run.c) */
-    CLEAN_CHROOT,   /* libdm's own chroot (never a caller's) */
-    CLEAN_FILES,    /* socket, log, monitor.lock (rundir steps 0-1) */
-    CLEAN_RECORD,   /* the record: until here `list` shows the DM dead */
-    CLEAN_DIR,      /* owner.lock, then the directory (rundir steps 2-3) */
-    CLEAN_DONE,
-} clean_step;
-
-static void clean_finish(libdm_dm *dm)
-{
-    /* DEAD holds no fd; and nothing on disk is ours any more. */
-    dm->rd = libdm__rundir_free(dm->rd);
-    dm->unclaimed = true;
-    libdm__dm_set_state(dm, LIBDM_DM_DEAD);
-    libdm__dm_op_finish(dm, dm->op ? dm->op->clean_status : 0);
-}
-
-/* One step per dispatch: each one or two file operations (ext4 costs a
- * few hundred microseconds each). */
-static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
-{
-    libdm_dm *dm = user;
-    libdm__op *op = dm->op;
-    libdm__store *store;
-
-    switch ((clean_step)op->clean++) {
-    case CLEAN_OPEN:
-        if (!dm->rd && libdm__dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
-            (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
-        break;
-    case CLEAN_CLAIM:
-        /* Once the keeper exited, another start may own the name already:
-         * then nothing there is ours. */
-        if (dm->rd && dm->rd->owner_fd < 0 && libdm__rundir_reclaim(dm->rd) < 0)
-            op->clean = CLEAN_DONE;
-        break;
-    case CLEAN_DEVICES:
-        libdm__devices_cleanup(ctx, dm->nics); /* devices-run.c: leftover taps */
-        break;
-    case CLEAN_CHROOT:
-        libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);
-        break;
-    case CLEAN_FILES:
-        if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step) && op->rd_step < 2)
-            op->clean = CLEAN_FILES;
-        break;
-    case CLEAN_RECORD:
-        if (libdm__dm_store(dm, &store) >= 0)
-            (void)libdm__store_del(store, dm->name);
-        break;
-    case CLEAN_DIR:
-        if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step))
-            op->clean = CLEAN_DIR;
-        break;
-    case CLEAN_DONE:
-        clean_finish(dm);
-        return;
-    }
-    (void)libdm__defer(ctx, t);
-}
-
-void libdm__dm_clean_then_finish(libdm_dm *dm, int status)
-{
-    libdm__op *op = dm->op;
-
-    libdm__dm_close_qmp(dm);
-    if (!op)
-        return;
-    op->clean_status = status;
-    op->cleaning = true;
-    /* A start refused before its keeper ran removed all it made already;
-     * the name may be someone else's by now. */
-    op->clean = dm->unclaimed ? CLEAN_DONE : CLEAN_OPEN;
-    op->rd_step = 0;
-    libdm__timer_disarm(dm->ctx, &op->tick);
-    libdm__timer_init(&op->tick, clean_tick, dm);
-    libdm__timer_set_alone(&op->tick, true);
-    (void)libdm__defer(dm->ctx, &op->tick);
-}
-
 /* The last lines of the DM's log, printable, for error messages. */
 static char *log_tail(const libdm_dm *dm)
 {
@@ -908,6 +823,7 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
     dm->done_tail = &dm->done_head;
     dm->notice_tail = &dm->notice_head;
+    ctx->free_dms = libdm__dm_detach_all;
     dm->ctx_next = ctx->dms;
     if (ctx->dms)
         ctx->dms->ctx_prev = dm;

@@ -940,6 +940,7 @@ int libdm_qmp_new(libdm_ctx *ctx, libdm_qmp **ret_qmp)
     libdm__timer_init(&q->retry_timer, retry_connect, q);
     libdm__timer_init(&q->deliver_timer, deliver, q);
     libdm__timer_init(&q->held_timer, deliver_held, q);
+    ctx->hurry_closing = libdm__qmp_hurry_closing;
     q->owner = q;
     r = libdm__qmp_decoder_new(NULL, &q->decoder);
     if (r < 0) {
