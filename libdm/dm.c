@@ -865,6 +865,9 @@ static void dm_detach(libdm_dm *dm)
     dm->ctx_prev = dm->ctx_next = NULL;
     if (ctx->blocking_for == dm)
         ctx->blocking_for = NULL;
+    /* A stop under way: its keeper exits in a moment, to be reaped. */
+    if (dm->keeper && libdm__dm_op_kind(dm) == OP_STOP)
+        libdm__keeper_set_ending(dm->keeper);
     if (libdm__dm_op_kind(dm) == OP_START)
         libdm__dm_start_abandon(dm);
     if (dm->op) {

@@ -41,6 +41,8 @@ int libdm__keeper_signal(libdm__keeper *k, int sig);
 /* SIGKILLs the DM, or before its pid is known the keeper (and with it
  * everything it started). */
 int libdm__keeper_kill(libdm__keeper *k);
+/* Its DM is being stopped: a context freed now waits (bounded) to reap it. */
+void libdm__keeper_set_ending(libdm__keeper *k);
 /* SIGKILLs the keeper itself. */
 int libdm__keeper_kill_keeper(libdm__keeper *k);
 int libdm__keeper_keeper_pid(const libdm__keeper *k);

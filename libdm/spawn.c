@@ -35,6 +35,7 @@ struct libdm__keeper {
     int dm_pid;
     bool exit_reported;
     bool autokill;      /* armed in the keeper: its DM dies with our channel */
+    bool ending;        /* its DM is being stopped: the keeper exits soon */
     libdm__watch *exit_watch; /* the channel closed: waiting for the process */
 };
 
@@ -485,6 +486,11 @@ int libdm__keeper_kill(libdm__keeper *k)
     return k->keeper_pidfd >= 0 ? libdm__pidfd_signal(k->keeper_pidfd, SIGKILL) : -ESRCH;
 }
 
+void libdm__keeper_set_ending(libdm__keeper *k)
+{
+    k->ending = true;
+}
+
 int libdm__keeper_kill_keeper(libdm__keeper *k)
 {
     return k->keeper_pidfd >= 0 ? libdm__pidfd_signal(k->keeper_pidfd, SIGKILL) : -ESRCH;
@@ -513,7 +519,8 @@ void libdm__keeper_free(libdm__keeper *k)
     /* Under autokill the keeper ends its DM and exits now that the
      * channel closed: a context freed now reaps it (bounded). */
     if (k->keeper_pidfd >= 0 &&
-        libdm__reap_later(k->ctx, k->keeper_pidfd, k->exit_reported || k->autokill) < 0)
+        libdm__reap_later(k->ctx, k->keeper_pidfd,
+                          k->exit_reported || k->autokill || k->ending) < 0)
         LIBDM__WARN(k->ctx, "libdm-keeper (pid %d) will not be reaped by this process",
                     k->keeper_pid);
     free(k);
