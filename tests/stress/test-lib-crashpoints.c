@@ -178,32 +178,65 @@ static int zombie_children(void)
             continue;
         buf[len] = '\0';
         p = strrchr(buf, ')');
-        if (p && sscanf(p + 1, " %c %d", &st, &ppid) == 2 && ppid == getpid() && st == 'Z')
+        if (p && sscanf(p + 1, " %c %d", &st, &ppid) == 2 && ppid == getpid() && st == 'Z') {
+            if (getenv("LIBDM_CRASH_VERBOSE"))
+                printf("# zombie %s %.*s\n", e->d_name, (int)(p - buf), buf);
             n++;
+        }
     }
     if (d)
         closedir(d);
     return n;
 }
 
-/* Whether QEMU @q is listed alive with its pid and attachable. */
-static bool listed_and_attachable(libdm_ctx *ctx, const qemu_proc *q)
+static char proc_state(int pid)
+{
+    char path[64], buf[512], *p;
+    ssize_t len;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return '?';
+    len = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (len <= 0)
+        return '?';
+    buf[len] = '\0';
+    p = strrchr(buf, ')');
+    return p && p[1] ? p[2] : '?';
+}
+
+/* Whether QEMU @q is listed alive with its pid and attachable; else why
+ * not in @why. */
+static bool listed_and_attachable(libdm_ctx *ctx, const qemu_proc *q, char *why, size_t len)
 {
     libdm_dm_info *infos = NULL;
     libdm_dm *dm = NULL;
     bool listed = false;
     size_t n = 0;
+    int r;
 
+    snprintf(why, len, "not listed");
     if (libdm_dm_list(ctx, &infos, &n) < 0)
         return false;
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(infos[i].name, q->name) && infos[i].alive && infos[i].pid == q->pid)
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(infos[i].name, q->name))
+            continue;
+        snprintf(why, len, "listed alive=%d pid=%d state=%s, process state %c", infos[i].alive,
+                 infos[i].pid, infos[i].state, proc_state(q->pid));
+        if (infos[i].alive && infos[i].pid == q->pid)
             listed = true;
+    }
     libdm_dm_info_free(infos, n);
     if (!listed)
         return false;
-    if (libdm_dm_attach_flags(ctx, q->name, 3000, LIBDM_ATTACH_ANY_MONITOR, &dm) < 0)
+    r = libdm_dm_attach_flags(ctx, q->name, 3000, LIBDM_ATTACH_ANY_MONITOR, &dm);
+    if (r < 0) {
+        snprintf(why + strlen(why), len - strlen(why), ", attach: %s", strerror(-r));
         return false;
+    }
     libdm_dm_release(dm);
     return true;
 }
@@ -212,25 +245,42 @@ static bool listed_and_attachable(libdm_ctx *ctx, const qemu_proc *q)
 static void check_and_clean(libdm_ctx *chk, const char *round)
 {
     qemu_proc qs[16];
+    char why[256];
     libdm_dm_info *infos = NULL;
     uint64_t end = tu_now_ms() + SETTLE_MS;
     size_t nq, n = 0;
     bool ok;
 
-    /* Settling: an abandoned start's autokill, a keeper's record. */
-    do {
+    /* Settling: an abandoned start's autokill, a keeper's record, a
+     * keeper's exit and reaping. The verdict is the last look's: a DM
+     * found alive and listed may end a moment later (autokill), that is
+     * no failure. */
+    for (;;) {
+        int zombies;
+
         ok = true;
+        why[0] = '\0';
         nq = find_qemus(qs, 16);
         for (size_t i = 0; i < nq && ok; i++)
-            ok = listed_and_attachable(chk, &qs[i]);
-        if (ok && zombie_children() == 0)
+            if (!listed_and_attachable(chk, &qs[i], why, sizeof(why))) {
+                char head[128];
+
+                snprintf(head, sizeof(head), "QEMU %s (pid %d) runs, ", qs[i].name, qs[i].pid);
+                memmove(why + strlen(head), why, strlen(why) + 1 < sizeof(why) - strlen(head)
+                                                     ? strlen(why) + 1
+                                                     : sizeof(why) - strlen(head));
+                memcpy(why, head, strlen(head));
+                ok = false;
+            }
+        zombies = zombie_children();
+        if (ok && zombies)
+            snprintf(why, sizeof(why), "%d zombie child(ren)", zombies);
+        ok = ok && !zombies;
+        if (ok || tu_now_ms() >= end)
             break;
         libdm_ctx_run_once(chk, 20);
-    } while (tu_now_ms() < end);
-    for (size_t i = 0; i < nq; i++)
-        CHECK(listed_and_attachable(chk, &qs[i]), "%s: QEMU %s (pid %d) runs unlisted or "
-              "not attachable", round, qs[i].name, qs[i].pid);
-    CHECK(zombie_children() == 0, "%s: %d zombie child(ren)", round, zombie_children());
+    }
+    CHECK(ok, "%s: %s", round, why);
     /* End it all: stop what is listed, forget what is dead. */
     if (libdm_dm_list(chk, &infos, &n) == 0) {
         for (size_t i = 0; i < n; i++) {
