@@ -57,6 +57,7 @@ int libdm_ctx_new(xentoollog_logger *logger, libdm_ctx **ret_ctx)
         }
         ctx->lg = ctx->own_lg;
     }
+    libdm__orphans_reap(true);
     r = libdm__loop_init(ctx);
     if (r < 0) {
         libdm_ctx_free(ctx);
@@ -84,6 +85,7 @@ libdm_ctx *libdm_ctx_free(libdm_ctx *ctx)
         if (libdm_ctx_run_once(ctx, CTX_FREE_DRAIN_MS) < 0)
             break;
     libdm__reapers_free(ctx);
+    libdm__orphans_reap(true);
     if (ctx->store)
         libdm__store_close(ctx->store);
     free(ctx->store_spec);

@@ -105,6 +105,13 @@ int libdm__ctx_store(libdm_ctx *ctx, struct libdm__store **ret_store);
 /* Connections draining after close_async: counted so ctx_free waits. */
 void libdm__ctx_closing_add(libdm_ctx *ctx, int delta);
 
+/* Children no context follows any more (a keeper whose context was freed
+ * before it exited): @pidfd is kept process-wide and reaped by a later
+ * libdm_ctx_new(), libdm_ctx_free() or dispatch (once a second at most;
+ * @now: at once). */
+void libdm__orphan_add(int pidfd);
+void libdm__orphans_reap(bool now);
+
 /* Deadline helper: now + ms, saturating; ms < 0 means "never". */
 uint64_t libdm__deadline(int timeout_ms);
 

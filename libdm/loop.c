@@ -381,6 +381,7 @@ static void end_dispatch(libdm_ctx *ctx)
 {
     if (--ctx->depth == 0) {
         free_dead_watches(ctx);
+        libdm__orphans_reap(false);
         sync_host_timer(ctx);
         maybe_report_idle(ctx);
     }

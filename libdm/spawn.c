@@ -113,9 +113,9 @@ void libdm__reapers_free(libdm_ctx *ctx)
 
     /* A keeper whose DM has ended exits within moments: reap it here (a
      * bounded wait, at teardown only), or it would stay a zombie child of a
-     * process that goes on. Keepers of DMs still running outlive the
-     * context: when this process exits they are reparented and reaped by
-     * init or a subreaper. */
+     * process that goes on. Keepers not exited by then (DMs still running,
+     * or slow) are left to the process-wide orphans (util.c), reaped by
+     * the next context that looks. */
     while (ctx->reapers) {
         libdm__reaper *r = ctx->reapers;
         uint64_t now = libdm_now_ms();
@@ -123,10 +123,16 @@ void libdm__reapers_free(libdm_ctx *ctx)
         if (r->exiting && now < deadline) {
             struct pollfd p = { .fd = r->pidfd, .events = POLLIN };
 
-            if (poll(&p, 1, (int)(deadline - now)) == 1)
-                (void)waitid((idtype_t)P_PIDFD, (id_t)r->pidfd, &(siginfo_t){ 0 },
-                             WEXITED | WNOHANG);
+            if (poll(&p, 1, (int)(deadline - now)) == 1 &&
+                waitid((idtype_t)P_PIDFD, (id_t)r->pidfd, &(siginfo_t){ 0 },
+                       WEXITED | WNOHANG) == 0) {
+                reaper_free(ctx, r);
+                continue;
+            }
         }
+        /* Not exited yet: reaped later by whichever context looks. */
+        libdm__orphan_add(r->pidfd);
+        r->pidfd = -1;
         reaper_free(ctx, r);
     }
 }

@@ -81,10 +81,11 @@ LIBDM_EXPORT int libdm_ctx_new(xentoollog_logger *logger, libdm_ctx **ret_ctx);
  * -ESHUTDOWN. Connections still draining get 200 ms at most (a reply still
  * owed then is abandoned), and keepers of DMs that ended or are being
  * ended are reaped (1 s at most): free the context once libdm_ctx_is_idle()
- * says so and it never waits. Keepers of DMs still running are children
- * of this process that outlive the context: a context that attaches to
- * their DM and follows it to its end reaps them (else they are reaped when
- * this process exits). Returns NULL. */
+ * says so and it never waits. Keepers not exited by then (DMs still
+ * running) are children of this process that outlive the context: they are
+ * reaped when they exit by any context of the process (its creation, its
+ * freeing, or its dispatches, once a second at most), or at the process's
+ * exit. Returns NULL. */
 LIBDM_EXPORT libdm_ctx *libdm_ctx_free(libdm_ctx *ctx);
 
 /* Switches the context to hooks mode. Must be called before any object is
