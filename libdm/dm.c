@@ -802,6 +802,10 @@ void libdm__dm_close_qmp(libdm_dm *dm)
             dm->op->u.start.caps_call = libdm_qmp_slot_free(dm->op->u.start.caps_call);
     }
     (void)libdm_qmp_set_state_callback(q, NULL, NULL);
+    /* The DM may be freed while the connection drains: an event arriving
+     * meanwhile must not reach it (a use after free, found by
+     * test-lib-crashpoints under ASan). */
+    libdm__qmp_drop_internal_listeners(q);
     /* Drained in the background, bounded by the DM's own deadline. */
     if (libdm_qmp_close_async(q, dm->timeout_ms, NULL, NULL) < 0)
         LIBDM__ERROR(dm->ctx, "%s: cannot close the monitor", dm->name);

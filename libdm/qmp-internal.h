@@ -15,5 +15,8 @@ int libdm__qmp_call_async_internal(libdm_qmp *q, const char *command,
                                    libdm_qmp_reply_fn *cb, void *userdata,
                                    libdm_qmp_slot **ret_slot);
 int libdm__qmp_add_internal_listener(libdm_qmp *q, libdm_qmp_event_fn *cb, void *userdata);
+/* Removes them: their userdata (a DM) is going away while the connection
+ * still drains (an event then must not reach it). */
+void libdm__qmp_drop_internal_listeners(libdm_qmp *q);
 
 #endif

@@ -1342,6 +1342,14 @@ int libdm__qmp_add_internal_listener(libdm_qmp *q, libdm_qmp_event_fn *cb, void 
     return r;
 }
 
+void libdm__qmp_drop_internal_listeners(libdm_qmp *q)
+{
+    for (libdm_qmp_slot *s = q->listeners; s; s = s->next)
+        if (s->internal)
+            s->dead = true;
+    sweep_listeners(q);
+}
+
 void libdm_qmp_slot_set_destroy(libdm_qmp_slot *s, libdm_destroy_fn *fn)
 {
     if (s)

@@ -26,6 +26,9 @@
  *                         more than two files.
  *   ctx_free_bounded      (6) ctx_free with a released handle whose QMP reply
  *                         is owed returns within its documented bound.
+ *   event_after_release   an event read while a released handle's monitor
+ *                         drains reaches nothing freed (found by
+ *                         test-lib-crashpoints under ASan).
  *
  * The helpers reach libdm's internals (dm-private.h) only to find the
  * moment "keeper spawned, pid not yet told" from outside.
@@ -700,6 +703,24 @@ static void test_stop_file_steps(void **state)
     no_child_left(f);
 }
 
+/* ---- found by the campaign: an event while a released handle drains ---- */
+
+static void test_event_after_release(void **state)
+{
+    fixture *f = *state;
+    libdm_dm *dm = start_ready(f, f->ctx, 0);
+
+    /* cont is written at once; its reply and the RESUME event arrive while
+     * the released handle's connection drains: libdm's own listener must
+     * be gone with the DM (it was a use after free). */
+    assert_int_equal(libdm_qmp_call_async(libdm_dm_get_qmp(dm), "cont", NULL, LONG_MS,
+                                          ignore_reply, NULL, NULL), 0);
+    libdm_dm_release(dm);
+    run_for(f->ctx, 500);
+    attach_and_stop(f, 0);
+    no_child_left(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -709,6 +730,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ctx_free_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blocking_is_private, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_file_steps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_after_release, setup, teardown),
     };
     int r = tu_require_dm_env();
 
