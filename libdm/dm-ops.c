@@ -151,6 +151,8 @@ int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, vo
 {
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
     r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
@@ -169,6 +171,8 @@ static int run_blocking(libdm_dm *dm, op_async_fn *op_async, int timeout_ms)
     sync_op s = { 0 };
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (libdm__dispatch_depth(dm->ctx) > 0)
         return -EDEADLK;
     r = op_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
@@ -213,6 +217,8 @@ static int simple_call_async(libdm_dm *dm, op_kind kind, const char *cmd, int ti
 {
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
     r = libdm__dm_op_begin(dm, kind, timeout_ms, libdm__dm_op_deadline_fire, NULL, cb,
@@ -269,29 +275,16 @@ static int dm_signal(libdm_dm *dm, int sig)
 
 void libdm__dm_stop_finished(libdm_dm *dm)
 {
-    libdm__store *store;
-
-    libdm__dm_close_qmp(dm);
-    /* A start refused before its keeper ran removed all it made already;
-     * the name may be someone else's by now. */
-    if (!dm->unclaimed) {
-        if (!dm->rd && libdm__dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
-            (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
-        libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
-        libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
-    }
-    /* DEAD holds no fd; and nothing on disk is ours any more. */
-    dm->rd = libdm__rundir_free(dm->rd);
-    dm->unclaimed = true;
-    libdm__dm_set_state(dm, LIBDM_DM_DEAD);
-    libdm__dm_op_finish(dm, 0);
+    /* The files go in steps from the loop (a stop of a DEAD DM removes
+     * nothing inside libdm_dm_stop_async()). */
+    libdm__dm_clean_then_finish(dm, 0);
 }
 
 static void stop_escalate(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
 
-    if (dm->exited)
+    if (dm->exited || dm->op->cleaning)
         return;
     switch (dm->op->u.stop.step) {
     case STOP_QUIT:
@@ -328,6 +321,10 @@ int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_f
     libdm__op *op;
     int r;
 
+    if (!dm)
+        return -EINVAL;
+    if (!dm->ctx)
+        return -ESHUTDOWN; /* its context was freed: the DM was released */
     if (libdm__dm_op_kind(dm) == OP_STOP)
         return -EALREADY;
     /* Stopping wins over whatever was in progress (a resume waiting for an
@@ -362,6 +359,8 @@ int libdm_dm_stop(libdm_dm *dm, int force, int timeout_ms)
     sync_op s = { 0 };
     int r;
 
+    if (!dm || !dm->ctx)
+        return dm ? -ESHUTDOWN : -EINVAL;
     if (libdm__dispatch_depth(dm->ctx) > 0)
         return -EDEADLK;
     r = libdm_dm_stop_async(dm, force, timeout_ms, libdm__dm_sync_done_cb, &s);
@@ -389,6 +388,8 @@ int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_
 {
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
     r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
