@@ -54,14 +54,15 @@ static void resume_send_cont(libdm_dm *dm)
     }
 }
 
-static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r_, void *user)
 {
     libdm_dm *dm = user;
     const char *st;
+    int r;
 
-    if (!reply_ok(dm, r, "query-migrate"))
+    if (!reply_ok(dm, r_, "query-migrate"))
         return;
-    st = libdm__json_get_str(r->value, "status");
+    st = libdm__json_get_str(r_->value, "status");
     switch (libdm__incoming_verdict(dm, st)) {
     case -EIO:
         libdm__dm_op_finish(dm, -EIO);
@@ -71,6 +72,17 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
          * for a Finish that keeps the guest paused. Every step between the
          * completion and cont is guest-visible downtime. */
         libdm__dm_incoming_done(dm, dm->op->u.resume.keep_paused);
+        /* Finish (seed 002): the destination stops depending on its
+         * controller in the same step that makes it the guest's owner,
+         * before cont, so that no death of the controller after cont can
+         * end a running destination (issue 22, 4 and 5). The message is on
+         * the keeper's channel before any EOF of it. */
+        if (dm->op->u.resume.finish && (r = libdm__dm_set_autokill(dm, false)) < 0) {
+            libdm__dm_error(dm, "cannot release the destination from autokill: %s; "
+                            "not resumed", strerror(-r));
+            libdm__dm_op_finish(dm, r);
+            return;
+        }
         if (dm->op->u.resume.keep_paused)
             libdm__dm_op_finish(dm, 0);
         else
@@ -396,6 +408,7 @@ int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_
     if (r < 0)
         return r;
     dm->op->u.resume.keep_paused = keep_paused;
+    dm->op->u.resume.finish = true;
     libdm__dm_set_state(dm, LIBDM_DM_INCOMING);
     resume_poll_migrate(dm->ctx, &dm->op->tick, dm);
     return 0;

@@ -100,6 +100,7 @@ typedef struct libdm__op {
         } stop;
         struct {
             bool keep_paused;           /* Finish with keep_paused: confirm, no cont */
+            bool finish;                /* Finish: release autokill before cont */
         } resume;
         struct {
             char *lock_holder;          /* who holds monitor.lock (cmdline) */

@@ -761,15 +761,14 @@ typedef struct finish_op {
     void *user;
 } finish_op;
 
-/* The incoming migration confirmed completed and cont sent (or not, keep
- * paused): only now does the DM stop depending on this process (seed 002). */
+/* The incoming migration confirmed completed, autokill released and cont
+ * sent (or not, keep paused): the release is the resume step's own, before
+ * cont (dm-ops.c, seed 002), never after it. */
 static void finish_done(libdm_dm *dst, int status, void *user)
 {
     finish_op f = *(finish_op *)user;
 
     free(user);
-    if (status >= 0)
-        status = libdm__dm_set_autokill(dst, false);
     if (status >= 0)
         (void)libdm__dm_set_migrating(dst, false);
     if (f.cb)
