@@ -90,8 +90,12 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r_, void *use
         return;
     }
     /* Not yet: look again on the MIGRATION event (libdm__dm_incoming_event)
-     * or, as the safety net against a missed event, on a timer. */
-    (void)libdm__timer_arm(dm->ctx, &dm->op->tick, libdm_now_ms() + DM_MIGRATE_POLL_MS);
+     * or, as the safety net against a missed event, on a timer; at once if
+     * the event came while this look was in flight (it may be older than
+     * the completion the event announced). */
+    (void)libdm__timer_arm(dm->ctx, &dm->op->tick, libdm_now_ms() +
+                           (dm->op->event_pending ? 0 : DM_MIGRATE_POLL_MS));
+    dm->op->event_pending = false;
 }
 
 static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
@@ -110,13 +114,23 @@ static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
  * migration looks now rather than at its next tick. */
 void libdm__dm_incoming_event(libdm_dm *dm)
 {
-    /* A migration phase waiting on its tick looks now, too. */
-    if (libdm__dm_op_kind(dm) == OP_MIGRATE && libdm__timer_armed(&dm->op->tick)) {
-        (void)libdm__defer(dm->ctx, &dm->op->tick);
+    /* A migration phase waiting on its tick looks now, too. An event that
+     * comes before the wait is armed (a query in flight, whose reply may
+     * predate it, in the same read) still counts: the next wait is none
+     * (issue 22, 12). */
+    if (libdm__dm_op_kind(dm) == OP_MIGRATE) {
+        if (libdm__timer_armed(&dm->op->tick))
+            (void)libdm__defer(dm->ctx, &dm->op->tick);
+        else
+            dm->op->event_pending = true;
         return;
     }
     if (libdm__dm_op_kind(dm) != OP_RESUME || dm->state != LIBDM_DM_INCOMING)
         return;
+    if (dm->op->call) {
+        dm->op->event_pending = true;
+        return;
+    }
     libdm__timer_disarm(dm->ctx, &dm->op->tick);
     resume_poll_migrate(dm->ctx, &dm->op->tick, dm);
 }
@@ -460,6 +474,15 @@ int libdm__dm_mig_call(libdm_dm *dm, const char *cmd, const libdm_json *args,
                        libdm_qmp_reply_fn *cb)
 {
     return libdm__dm_op_kind(dm) == OP_MIGRATE ? libdm__dm_call(dm, cmd, args, cb) : -ECANCELED;
+}
+
+bool libdm__dm_mig_take_event(libdm_dm *dm)
+{
+    bool pending = libdm__dm_op_kind(dm) == OP_MIGRATE && dm->op->event_pending;
+
+    if (pending)
+        dm->op->event_pending = false;
+    return pending;
 }
 
 void libdm__dm_mig_tick(libdm_dm *dm, libdm__timer_fn *fn, int delay_ms)

@@ -83,6 +83,8 @@ typedef struct libdm__op {
     libdm__timer deadline;      /* the whole operation's */
     libdm__timer tick;          /* its next step: a retry, a poll, a deferred step */
     libdm_qmp_slot *call;       /* its monitor call in flight */
+    bool event_pending;         /* a MIGRATION event came with no tick armed: the
+                                 * next wait is none (issue 22, 12) */
     union {
         struct {
             start_step step;

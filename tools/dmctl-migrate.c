@@ -15,7 +15,8 @@
  *   {"phase":"finish","source":S,"success":B,"keep_paused":B}  ->
  *                                            Finish by the table below, or
  *                                            stop the destination
- *          <-  {"phase":"finished","runstate":..} | {"phase":"aborted"} | error
+ *          <-  {"phase":"finished","runstate":..[,"record_error":..]}
+ *              | {"phase":"aborted"} | error
  *   Confirm
  *
  * S is what the sender knows of its source once Perform is over
@@ -86,6 +87,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -111,6 +114,10 @@ enum {
 };
 
 #define CHAN_MAX_LINE (64 * 1024)
+/* The protocol's version: 1 had no "version" member (and is still
+ * understood); 2 adds the migration's id, its epoch and the deadlines. A
+ * side refuses a version it does not know. */
+#define MIG_PROTO_VERSION 2
 #define PROGRESS_PLAIN_MS 500
 #define PEER_MAX_TIMEOUT_MS (24 * 3600 * 1000)
 
@@ -137,6 +144,29 @@ static uint64_t deadline_in(int ms)
     return libdm_now_ms() + (uint64_t)(ms > 0 ? ms : 0);
 }
 
+/* What a receiver keeps back from the sender's deadline, so that it stops
+ * obeying before the sender stops waiting (issue 22, 6). */
+static uint64_t obey_margin_ms(int64_t timeout_ms)
+{
+    uint64_t m = (uint64_t)timeout_ms / 4;
+
+    return m > 2000 ? 2000 : m;
+}
+
+static uint64_t realtime_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Set once the source's migration completed (or its QEMU is gone): a
+ * signal (^C, migrate-cancel) can no longer cancel anything, so the
+ * channel's waits no longer end on one and the outcome decides the exit
+ * status (issue 22, 11). */
+static bool too_late_to_cancel;
+
 /* Waits until @fd is ready for @events (or hung up); -ETIMEDOUT, -EINTR. */
 static int wait_fd(int fd, short events, uint64_t deadline)
 {
@@ -151,7 +181,7 @@ static int wait_fd(int fd, short events, uint64_t deadline)
             return -ETIMEDOUT;
         if (errno != EINTR)
             return -errno;
-        if (dmctl_signal_received())
+        if (dmctl_signal_received() && !too_late_to_cancel)
             return -EINTR;
     }
 }
@@ -431,11 +461,17 @@ typedef struct migration {
     int err;
     char *why;               /* dmctl's own cause, else libdm's */
     char *runstate;          /* the destination's, from "finished" */
+    char *record_error;      /* "finished", but the destination's record is stale */
     char *unknown_why;       /* why the finish got no answer */
+    char id[33];             /* the migration's identity, made at Begin */
+    uint64_t prepared_at;    /* when "prepared" arrived: the finish's answer is
+                              * awaited until prepared_at + 2 x timeout, never
+                              * less than the receiver obeys it */
     bool prepared;           /* the receiver has a destination DM */
     bool cancel_sent;
     bool peer_lost;          /* the channel failed: the peer's status tells why */
     bool confirm_failed;
+    bool local_runs;         /* recover: the local DM runs (not a stranded source) */
     uint64_t last_print_ms;
     bool bar_drawn;
     char last_status[32];
@@ -625,8 +661,21 @@ static int exchange(migration *m, const char *phase, libdm_json *msg, const char
     return r;
 }
 
+/* "UID:GID" of a restricted DM, from its confinement ("uid U gid G, ..."). */
+static bool source_runas(libdm_dm *dm, char *buf, size_t size)
+{
+    const char *c = libdm_dm_get_confinement(dm);
+    unsigned uid, gid;
+
+    if (!c || sscanf(c, "uid %u gid %u", &uid, &gid) != 2)
+        return false;
+    snprintf(buf, size, "%u:%u", uid, gid);
+    return true;
+}
+
 static libdm_json *prepare_msg(migration *m)
 {
+    char runas[32];
     const char *profile = libdm_dm_get_profile(m->src);
     libdm_json *cfg = libdm_json_new_object();
     libdm_json *o = msg_new("prepare");
@@ -641,7 +690,15 @@ static libdm_json *prepare_msg(migration *m)
     ok = ok && dmctl_json_add_str(cfg, "machine", machine ? machine : "pc");
     ok = ok && dmctl_json_add_int(cfg, "memory", (int64_t)(memory ? memory : 64));
     ok = ok && dmctl_json_add_int(cfg, "domid", libdm_dm_get_domid(m->src));
+    /* A restricted source gives a restricted destination, as the same user
+     * (issue 22, 2); libdm makes the destination's own chroot. */
+    if (ok && source_runas(m->src, runas, sizeof(runas))) {
+        ok = dmctl_json_add_bool(cfg, "restrict", true);
+        ok = ok && dmctl_json_add_str(cfg, "runas", runas);
+    }
     ok = ok && dmctl_json_add_str(o, "name", m->o.name);
+    ok = ok && dmctl_json_add_int(o, "version", MIG_PROTO_VERSION);
+    ok = ok && dmctl_json_add_str(o, "id", m->id);
     if (ok) {
         ok = libdm_json_object_add(o, "config", cfg) >= 0;
         cfg = NULL;
@@ -688,17 +745,38 @@ static char *apply_uri_host(const char *uri, const char *uri_host)
     return out;
 }
 
+/* The peer's protocol version (1 without one), or -1 if unknown here. */
+static int peer_version(const libdm_json *msg)
+{
+    const libdm_json *v = libdm_json_object_get(msg, "version");
+    int64_t n;
+
+    if (!v)
+        return 1;
+    if (libdm_json_get_int(v, &n) < 0 || n < 1 || n > MIG_PROTO_VERSION)
+        return -1;
+    return (int)n;
+}
+
 static int do_prepare(migration *m, char **ret_uri)
 {
     libdm_json *reply = NULL;
-    const char *uri;
+    const char *uri, *conf;
+    char runas[32];
     int r = exchange(m, "prepare", prepare_msg(m), "prepared",
                      deadline_in(m->d->timeout_ms), &reply);
 
     if (r < 0)
         return r;
+    m->prepared_at = libdm_now_ms();
     uri = msg_str(reply, "uri");
-    if (!uri || !uri[0])
+    if (peer_version(reply) < 0)
+        r = fail(m, "prepare", -EPROTO, "the receiver speaks an unknown protocol version");
+    else if (source_runas(m->src, runas, sizeof(runas)) &&
+             (!(conf = msg_str(reply, "confinement")) || strncmp(conf, "uid ", 4)))
+        r = fail(m, "prepare", -EPERM, "the source is restricted but the receiver did not "
+                 "confine the destination (%s): refused", conf ? conf : "an older receiver?");
+    else if (!uri || !uri[0])
         r = fail(m, "prepare", -EPROTO, "the receiver sent no URI");
     else if (!(*ret_uri = m->o.uri_host ? apply_uri_host(uri, m->o.uri_host) : strdup(uri)))
         r = fail_err(m, "prepare", -ENOMEM);
@@ -747,36 +825,104 @@ static hook_stop wait_hook(migration *m, pid_t pid, int *ret_status)
     return why;
 }
 
-static pid_t spawn_hook(migration *m)
+/* The hook's guardian, in a forked child that joined the hook's process
+ * group: should dmctl die (even by SIGKILL: PR_SET_PDEATHSIG), it kills
+ * the whole group, so that no hook acts on a switchover dmctl no longer
+ * drives (issue 22, 10). dmctl kills it once the hook ended. */
+static void hook_guardian(pid_t hook, pid_t parent)
 {
-    pid_t pid;
+    sigset_t set;
+    int sig;
 
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent) {
+        kill(-hook, SIGKILL);
+        _exit(127);
+    }
+    while (sigwait(&set, &sig) != 0 || sig != SIGTERM)
+        ;
+    kill(-hook, SIGKILL);   /* dmctl died: the group goes, this one too */
+    _exit(127);
+}
+
+/* The hook, leader of its own process group, runs once its guardian is in
+ * place (@go: a byte, or EOF if dmctl died first). */
+static void hook_child(migration *m, int go)
+{
+    int null;
+    char c;
+
+    if (setpgid(0, 0) < 0 || read(go, &c, 1) != 1)
+        _exit(127);
+    null = open("/dev/null", O_RDONLY);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(2, 1) < 0 ||
+        setenv("DMCTL_MIGRATE_NAME", m->o.name, 1) < 0)
+        _exit(127);
+    exec_shell(m->o.hook);
+}
+
+static pid_t spawn_hook(migration *m, pid_t *ret_guardian)
+{
+    pid_t pid, self = getpid();
+    int go[2];
+
+    *ret_guardian = -1;
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return -1;
     fflush(NULL);
     pid = fork();
     if (pid == 0) {
-        int null = open("/dev/null", O_RDONLY);
-
-        /* Its own process group: on timeout or cancel the hook is killed
-         * with everything it started. */
-        if (setpgid(0, 0) < 0 || null < 0 || dup2(null, 0) < 0 || dup2(2, 1) < 0 ||
-            setenv("DMCTL_MIGRATE_NAME", m->o.name, 1) < 0)
-            _exit(127);
-        exec_shell(m->o.hook);
+        close(go[1]);
+        hook_child(m, go[0]);
     }
-    if (pid > 0)
-        (void)setpgid(pid, pid);   /* either side may win the race */
+    close(go[0]);
+    if (pid < 0) {
+        close(go[1]);
+        return -1;
+    }
+    /* Its own process group: on timeout or cancel the hook is killed with
+     * everything it started; either side may win the race. */
+    (void)setpgid(pid, pid);
+    *ret_guardian = fork();
+    if (*ret_guardian == 0) {
+        close(go[1]);
+        if (setpgid(0, pid) < 0)
+            _exit(127);
+        hook_guardian(pid, self);
+    }
+    if (*ret_guardian > 0)
+        (void)setpgid(*ret_guardian, pid);
+    if (write(go[1], "g", 1) != 1)
+        kill(pid, SIGKILL);   /* reaped by wait_hook */
+    close(go[1]);
     return pid;
+}
+
+/* Ends and reaps the guardian of a hook that ended. */
+static void end_guardian(pid_t guardian)
+{
+    if (guardian <= 0)
+        return;
+    kill(guardian, SIGKILL);
+    while (waitpid(guardian, NULL, 0) < 0 && errno == EINTR)
+        ;
 }
 
 static int run_hook(migration *m)
 {
     char buf[64];
     int status = 0;
-    pid_t pid = spawn_hook(m);
+    pid_t guardian;
+    pid_t pid = spawn_hook(m, &guardian);
+    hook_stop stop;
 
     if (pid < 0)
         return -errno;
-    switch (wait_hook(m, pid, &status)) {
+    stop = wait_hook(m, pid, &status);
+    end_guardian(guardian);
+    switch (stop) {
     case HOOK_DEADLINE:
         return fail(m, "perform", -ETIMEDOUT, "the switchover hook did not end "
                     "before the deadline (killed with its process group)");
@@ -929,10 +1075,13 @@ static int do_perform(migration *m, const char *uri)
 
 /* ---- finish and confirm ---- */
 
-static libdm_json *finish_msg(libdm_migrate_source source, bool keep_paused)
+static libdm_json *finish_msg(const char *id, libdm_migrate_source source, bool keep_paused)
 {
     libdm_json *o = msg_new("finish");
     bool ok = o && dmctl_json_add_str(o, "source", libdm_migrate_source_to_string(source));
+
+    ok = ok && dmctl_json_add_str(o, "id", id);
+    ok = ok && dmctl_json_add_int(o, "epoch", 1);
 
     ok = ok && dmctl_json_add_bool(o, "success", source == LIBDM_MIGRATE_SOURCE_COMPLETED);
     ok = ok && dmctl_json_add_bool(o, "keep_paused", keep_paused);
@@ -959,6 +1108,8 @@ static answer read_answer(migration *m, const libdm_json *reply, char **ret_why)
     if (!strcmp(phase, "finished")) {
         msg = msg_str(reply, "runstate");
         m->runstate = strdup(msg ? msg : "?");
+        msg = msg_str(reply, "record_error");
+        m->record_error = msg ? strdup(msg) : NULL;
         return ANSWER_FINISHED;
     }
     if (!strcmp(phase, "aborted")) {
@@ -974,14 +1125,17 @@ static answer read_answer(migration *m, const libdm_json *reply, char **ret_why)
 /* Sends "finish" with the source's word and reads the answer. */
 static answer send_finish(migration *m, char **ret_why)
 {
-    uint64_t deadline = deadline_in(m->d->timeout_ms);
+    /* The receiver obeys a finish until 2 x timeout (less a margin) after
+     * it sent "prepared": the answer is awaited at least that long, so no
+     * finish is obeyed after this side gave up (issue 22, 6). */
+    uint64_t deadline = m->prepared_at + 2 * (uint64_t)(m->d->timeout_ms > 0 ? m->d->timeout_ms : 0);
     libdm_json *reply = NULL;
     answer a = ANSWER_NONE;
     int r;
 
     if (finish_may_run(m->source))
         m->stage = STAGE_FINISH_SENT;   /* before a single byte leaves */
-    r = chan_send(&m->ch, finish_msg(m->source, m->o.keep_paused), deadline);
+    r = chan_send(&m->ch, finish_msg(m->id, m->source, m->o.keep_paused), deadline);
     if (r == 0)
         r = chan_recv(&m->ch, deadline, &reply);
     if (r < 0)
@@ -1069,6 +1223,21 @@ static void reap_peer(migration *m)
     m->peer = -1;
 }
 
+/* The migration's identity: 128 random bits in hex. */
+static void make_id(char id[33])
+{
+    unsigned char b[16] = { 0 };
+    size_t i;
+
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        uint64_t t = libdm_now_ms() ^ ((uint64_t)getpid() << 32);
+
+        memcpy(b, &t, sizeof(t));
+    }
+    for (i = 0; i < sizeof(b); i++)
+        snprintf(id + 2 * i, 3, "%02x", b[i]);
+}
+
 /* Begin, Prepare, Perform, Finish; sets m->outcome. */
 static void migrate_phases(migration *m)
 {
@@ -1082,6 +1251,7 @@ static void migrate_phases(migration *m)
         fail_err(m, "begin", r);
         return;
     }
+    make_id(m->id);
     m->stage = STAGE_PREPARE;
     r = spawn_peer(m);
     if (r < 0) {
@@ -1098,6 +1268,7 @@ static void migrate_phases(migration *m)
     /* "completed" is final in QEMU: no second look on the downtime path. */
     m->source = r == 0 ? LIBDM_MIGRATE_SOURCE_COMPLETED
                        : libdm_migrate_source_state(m->src, m->d->timeout_ms);
+    too_late_to_cancel = finish_may_run(m->source);
     finish_phase(m);
 }
 
@@ -1131,6 +1302,13 @@ static int report_migrated(migration *m)
     if (m->source == LIBDM_MIGRATE_SOURCE_GONE)
         dmctl_error(m->o.name, "note: the source QEMU exited; the destination had the "
                     "whole guest and runs it");
+    if (m->record_error) {
+        /* The guest moved, but the destination's host does not record it
+         * truthfully: not a success to report as one (issue 22, 14). */
+        dmctl_error(m->o.name, "migrated (destination runstate: %s), but the destination's "
+                    "record could not be updated: %s", m->runstate, m->record_error);
+        return DMCTL_EXIT_FAIL;
+    }
     if (!m->d->json) {
         printf("%s: migrated (destination runstate: %s)\n", m->o.name, m->runstate);
         return 0;
@@ -1175,6 +1353,7 @@ typedef enum dest_guest {
     DEST_PAUSED,
     DEST_ABSENT,
     DEST_BUSY,               /* its receiver still holds it, or ambiguous */
+    DEST_WRONG_SIDE,         /* it is the source: recover runs on the wrong host */
     DEST_NO_ANSWER,
 } dest_guest;
 
@@ -1184,6 +1363,13 @@ static libdm_json *query_msg(migration *m)
     bool ok = o && dmctl_json_add_str(o, "name", m->o.name);
 
     ok = ok && dmctl_json_add_bool(o, "resume", !m->o.keep_paused);
+    ok = ok && dmctl_json_add_int(o, "version", MIG_PROTO_VERSION);
+    /* Not obeyed after this (wall clock, less a margin): the answer is
+     * awaited until now + timeout (issue 22, 6: a receiver frozen across
+     * this side's deadline and a --destination-gone). */
+    ok = ok && dmctl_json_add_int(o, "not_after_ms", (int64_t)(realtime_ms() +
+                                  (uint64_t)m->d->timeout_ms - obey_margin_ms(m->d->timeout_ms)));
+    ok = ok && dmctl_json_add_int(o, "timeout_ms", m->d->timeout_ms);
     return msg_check(o, ok);
 }
 
@@ -1191,7 +1377,7 @@ static dest_guest dest_guest_from(const char *g)
 {
     static const char *const names[] = {
         [DEST_RUNNING] = "running", [DEST_PAUSED] = "paused",
-        [DEST_ABSENT] = "absent", [DEST_BUSY] = "busy",
+        [DEST_ABSENT] = "absent", [DEST_BUSY] = "busy", [DEST_WRONG_SIDE] = "wrong-side",
     };
 
     for (size_t i = 0; g && i < sizeof(names) / sizeof(names[0]); i++)
@@ -1242,12 +1428,48 @@ static int recover_attach(migration *m)
     return r < 0 ? dmctl_report_attach(m->d, m->o.name, r) : 0;
 }
 
+/* --recover runs on the source's side. A local DM that runs the guest is
+ * not a stranded source (issue 22, 8: on the destination's host, recovery
+ * would stop the copy that holds the guest): the other side is then only
+ * asked (never resumed) and nothing here is stopped. 0 or an exit status. */
+static int recover_side(migration *m)
+{
+    char *rs = NULL;
+    int r;
+
+    if (!m->src)
+        return 0;
+    r = libdm_dm_query_status(m->src, m->d->timeout_ms, &rs);
+    if (r < 0)
+        return dmctl_report_dm(m->d, m->src, m->o.name, "migrate-recover", r);
+    m->local_runs = !strcmp(rs, "running");
+    if (m->local_runs)
+        m->o.keep_paused = true;   /* "resume": false */
+    free(rs);
+    return 0;
+}
+
 /* Resumes exactly one side, by the destination's answer @dg. */
 static int recover_apply(migration *m, dest_guest dg, const char *detail)
 {
     bool dest_has = dg == DEST_RUNNING || dg == DEST_PAUSED;
     int r;
 
+    if (dg == DEST_WRONG_SIDE) {
+        dmctl_error(m->o.name, "refused: the other side says: %s; nothing was changed",
+                    detail);
+        return DMCTL_EXIT_FAIL;
+    }
+    if (m->local_runs) {
+        if (dg == DEST_RUNNING) {
+            dmctl_error(m->o.name, "refused: %s runs here and the other side says: %s; "
+                        "nothing was changed", m->o.name, detail);
+            return DMCTL_EXIT_FAIL;
+        }
+        printf("%s: recovered: it runs here; nothing to do (the other side: %s)\n",
+               m->o.name, detail[0] ? detail : "no guest");
+        return 0;
+    }
     if (dg == DEST_BUSY || dg == DEST_NO_ANSWER) {
         dmctl_error(m->o.name, "outcome still unknown: the destination: %s; the source "
                     "stays paused. Retry, or if the destination is gone: dmctl "
@@ -1281,6 +1503,11 @@ static int migrate_recover(migration *m)
         dmctl_error(m->o.name, "no such source device model (no record, or its process "
                     "is gone): nothing to resume");
         return DMCTL_EXIT_FAIL;
+    }
+    ex = recover_side(m);
+    if (ex) {
+        libdm_dm_release(m->src);
+        return ex;
     }
     signal(SIGPIPE, SIG_IGN);
     if (!m->o.destination_gone)
@@ -1325,11 +1552,17 @@ int dmctl_cmd_migrate(dmctl *d, int argc, char **argv)
     migrate_phases(&m);
     do_confirm(&m);
     reap_peer(&m);
+    if (too_late_to_cancel && dmctl_signal_received()) {
+        dmctl_error(m.o.name, "note: %s came too late: the migration had completed",
+                    dmctl_signal_name(dmctl_signal_received()));
+        dmctl_signal_forget();
+    }
     ex = migrate_report(&m);
     libdm_dm_release(m.src);
     free(m.why);
     free(m.unknown_why);
     free(m.runstate);
+    free(m.record_error);
     return ex;
 }
 
@@ -1348,6 +1581,10 @@ typedef struct receiver {
     char *sock_path;         /* unix: the listening socket, removed at the end */
     libdm_dm *dst;
     int64_t peer_timeout_ms;
+    char *id;                /* the migration's, from "prepare" (version 2) */
+    uint64_t started_at;     /* this process's start */
+    uint64_t obey_until;     /* a finish or query is obeyed only before */
+    uint64_t obey_until_real; /* a query: the sender's wall-clock bound */
 } receiver;
 
 static const struct option receive_opts_table[] = {
@@ -1469,6 +1706,28 @@ static int set_profile_name(libdm_dm_config *cfg, const char *p)
     return -EINVAL;
 }
 
+/* "restrict" and "runas" of "prepare": a restricted source gives a
+ * restricted destination, or none at all (issue 22, 2). Its QEMU is
+ * chrooted: the unix socket in the run directory is out of its reach, so
+ * that transport is refused before anything runs (use --listen tcp:HOST). */
+static int confine_from(receiver *rc, const libdm_json *c, libdm_dm_config *cfg,
+                        const char **ret_bad)
+{
+    const char *runas = msg_str(c, "runas");
+    bool restricted = false;
+
+    if (!msg_bool(c, "restrict", &restricted) || !restricted)
+        return 0;
+    if (!rc->tcp_host)
+        return *ret_bad = "restrict (a restricted destination needs --listen tcp:HOST: "
+                          "its chroot cannot reach a unix socket)", -EINVAL;
+    if (libdm_dm_config_set_restrict(cfg, 1) < 0)
+        return *ret_bad = "restrict", -EINVAL;
+    if (runas && libdm_dm_config_set_runas(cfg, runas) < 0)
+        return *ret_bad = "runas", -EINVAL;
+    return 0;
+}
+
 /* The destination's configuration from "prepare"; NULL and *ret_bad naming
  * the bad member if invalid. */
 static libdm_dm_config *config_from(receiver *rc, const libdm_json *c, const char **ret_bad)
@@ -1492,6 +1751,8 @@ static libdm_dm_config *config_from(receiver *rc, const libdm_json *c, const cha
              domid < 0 || domid > UINT32_MAX ||
              (domid && libdm_dm_config_set_domid(cfg, (uint32_t)domid) < 0))
         *ret_bad = "domid";
+    else if (confine_from(rc, c, cfg, ret_bad) < 0)
+        ;
     else if (rc->qemu && libdm_dm_config_set_qemu_path(cfg, rc->qemu) < 0)
         *ret_bad = "--qemu";
     else if (libdm_dm_config_set_timeout_ms(cfg, rc->d->timeout_ms) < 0)
@@ -1513,6 +1774,13 @@ static int receive_prepare_msg(receiver *rc, libdm_json *msg, libdm_dm_config **
         return receive_fail(rc, "prepare", -EPROTO, "expected a prepare line with a name");
     }
     rc->name = strdup(name);
+    if (peer_version(msg) < 0) {
+        libdm_json_free(msg);
+        return receive_fail(rc, "prepare", -EPROTO, "unknown protocol version (this "
+                            "receiver speaks 1 to %d)", MIG_PROTO_VERSION);
+    }
+    if (msg_str(msg, "id"))
+        rc->id = strdup(msg_str(msg, "id"));
     if (libdm_json_get_int(libdm_json_object_get(msg, "timeout_ms"), &rc->peer_timeout_ms) < 0 ||
         rc->peer_timeout_ms <= 0 || rc->peer_timeout_ms > PEER_MAX_TIMEOUT_MS)
         rc->peer_timeout_ms = rc->d->timeout_ms;
@@ -1531,13 +1799,17 @@ static int unix_listen_uri(receiver *rc)
 
     if (!dir)
         return -ENOENT;
-    if (asprintf(&rc->sock_path, "%s/%s-incoming.sock", dir, rc->name) < 0) {
+    /* This receiver's own path (its pid): a receiver refused because the
+     * name is taken never unlinks the socket of the one that holds it
+     * (issue 22, 9). A stale one of this path is of a dead process. */
+    if (asprintf(&rc->sock_path, "%s/%s-incoming.%ld.sock", dir, rc->name,
+                 (long)getpid()) < 0) {
         rc->sock_path = NULL;
         return -ENOMEM;
     }
     if (strlen(rc->sock_path) >= sizeof(sun.sun_path))
         return -ENAMETOOLONG;
-    (void)unlink(rc->sock_path);   /* a stale one from a killed receiver */
+    (void)unlink(rc->sock_path);
     return asprintf(&rc->uri, "unix:%s", rc->sock_path) < 0 ? -ENOMEM : 0;
 }
 
@@ -1638,7 +1910,14 @@ static int send_prepared(receiver *rc)
     libdm_json *o = msg_new("prepared");
     int r;
 
+    const char *conf = libdm_dm_get_confinement(rc->dst);
+
     o = msg_check(o, o && dmctl_json_add_str(o, "uri", rc->uri));
+    o = msg_check(o, o && dmctl_json_add_int(o, "version", MIG_PROTO_VERSION));
+    o = msg_check(o, o && dmctl_json_add_str(o, "confinement", conf ? conf : "none"));
+    /* Before a byte leaves: the sender's wait starts after it. */
+    rc->obey_until = libdm_now_ms() + 2 * (uint64_t)rc->peer_timeout_ms -
+                     obey_margin_ms(rc->peer_timeout_ms);
     r = chan_send(&rc->ch, o, deadline_in(rc->d->timeout_ms));
     if (r < 0)
         dmctl_error(rc->name, "prepare failed: %s", chan_strerror(r));
@@ -1677,24 +1956,64 @@ static int receive_refused(receiver *rc, int err)
     return ex;
 }
 
+/* After Finish: does the store record the destination as it is? NULL if
+ * so, else why not (a store that failed, or stalled past its deadline,
+ * after cont: the DM runs, its record says otherwise). */
+static char *record_mismatch(receiver *rc)
+{
+    const char *want = libdm_dm_state_to_string(libdm_dm_get_state(rc->dst));
+    libdm_dm_info *infos = NULL;
+    size_t n = 0, i;
+    char *why = NULL;
+    int r = libdm_dm_list(rc->d->ctx, &infos, &n);
+
+    if (r < 0) {
+        if (asprintf(&why, "cannot read the store: %s", strerror(-r)) < 0)
+            why = NULL;
+        return why;
+    }
+    for (i = 0; i < n && strcmp(infos[i].name, rc->name); i++)
+        ;
+    if (i == n) {
+        why = strdup("no record of it");
+    } else if (!infos[i].state || strcmp(infos[i].state, want)) {
+        if (asprintf(&why, "it is %s, its record says %s", want,
+                     infos[i].state ? infos[i].state : "nothing") < 0)
+            why = NULL;
+    }
+    libdm_dm_info_free(infos, n);
+    return why;
+}
+
 static int receive_success(receiver *rc, libdm_migrate_source source, bool keep_paused)
 {
+    char *stale;
     libdm_json *o;
     char *rs = NULL;
-    int r = libdm_migrate_finish_from(rc->dst, source, keep_paused, rc->d->timeout_ms);
+    uint64_t now = libdm_now_ms();
+    int left = rc->obey_until > now ? (int)(rc->obey_until - now) : 1;
+    int r = libdm_migrate_finish_from(rc->dst, source, keep_paused,
+                                      left < rc->d->timeout_ms ? left : rc->d->timeout_ms);
 
     if (r < 0)
         return receive_refused(rc, r);
     if (libdm_dm_query_status(rc->dst, rc->d->timeout_ms, &rs) < 0)
         dmctl_logger_discard(rc->d->lg);
+    stale = record_mismatch(rc);
     o = msg_new("finished");
     o = msg_check(o, o && dmctl_json_add_str(o, "runstate", rs ? rs : "?"));
+    if (stale)
+        o = msg_check(o, o && dmctl_json_add_str(o, "record_error", stale));
     r = chan_send(&rc->ch, o, deadline_in(rc->d->timeout_ms));
     fprintf(stderr, "dmctl: %s: migration finished (runstate %s)\n", rc->name,
             rs ? rs : "?");
+    if (stale)
+        dmctl_error(rc->name, "the destination runs, but its record could not be "
+                    "updated: %s", stale);
     free(rs);
+    free(stale);
     /* The migration is done whether or not the sender still listens. */
-    return 0;
+    return stale ? DMCTL_EXIT_FAIL : 0;
 }
 
 static int receive_abort(receiver *rc, libdm_migrate_source source)
@@ -1727,21 +2046,36 @@ static int finish_source(const libdm_json *msg, libdm_migrate_source *ret)
  * then decides by the table in the file header. */
 static int receive_finish(receiver *rc)
 {
-    uint64_t deadline = deadline_in(rc->d->timeout_ms) + (uint64_t)rc->peer_timeout_ms;
     libdm_migrate_source source = LIBDM_MIGRATE_SOURCE_UNKNOWN;
     libdm_json *msg = NULL;
     bool keep = false;
-    int r = chan_recv(&rc->ch, deadline, &msg), ex;
+    const char *id;
+    int r = chan_recv(&rc->ch, rc->obey_until, &msg), ex;
 
     if (r == 0)
         r = finish_source(msg, &source);
     if (r == 0)
         (void)msg_bool(msg, "keep_paused", &keep);
+    id = r == 0 ? msg_str(msg, "id") : NULL;
+    if (r == 0 && rc->id && (!id || strcmp(id, rc->id)))
+        r = -EBADMSG;   /* not this migration's finish */
     libdm_json_free(msg);
+    if (r == -EBADMSG) {
+        ex = receive_fail(rc, "finish", -EPROTO, "a finish of another migration (id)");
+        stop_dst(rc);
+        return ex;
+    }
     if (r < 0) {
         ex = receive_fail(rc, "finish", r, "%s", chan_strerror(r));
         stop_dst(rc);
         return ex;
+    }
+    if (libdm_now_ms() >= rc->obey_until && source != LIBDM_MIGRATE_SOURCE_KEEPS) {
+        /* Read after this side's deadline (a frozen host): the sender has
+         * given up or is about to, and its source may run already. The
+         * destination never runs on it (issue 22, 6). */
+        dmctl_error(rc->name, "the finish came after the receiver's deadline: not obeyed");
+        return receive_abort(rc, LIBDM_MIGRATE_SOURCE_UNKNOWN);
     }
     if (source == LIBDM_MIGRATE_SOURCE_KEEPS || source == LIBDM_MIGRATE_SOURCE_UNKNOWN)
         return receive_abort(rc, source);
@@ -1788,6 +2122,15 @@ static char *incoming_status(receiver *rc)
     return ret;
 }
 
+/* Whether a query may still act (resume): before its wall-clock bound and
+ * within the sender's timeout of this process's start. */
+static bool query_in_time(const receiver *rc)
+{
+    if (rc->obey_until_real && realtime_ms() >= rc->obey_until_real)
+        return false;
+    return !rc->obey_until || libdm_now_ms() < rc->obey_until;
+}
+
 /* An attached, answering destination: what does it have? */
 static int answer_attached(receiver *rc, bool resume)
 {
@@ -1796,8 +2139,17 @@ static int answer_attached(receiver *rc, bool resume)
 
     if (libdm_dm_query_status(rc->dst, rc->d->timeout_ms, &rs) < 0 || !(st = incoming_status(rc)))
         ex = send_state(rc, "busy", "its monitor does not answer");
+    else if (!strcmp(rs, "postmigrate"))
+        /* An outgoing migration's source: --recover was run on the wrong
+         * host (issue 22, 8). Its "completed" is not an incoming one. */
+        ex = send_state(rc, "wrong-side", "this host's %s is the migration's source "
+                        "(runstate postmigrate): run --recover on the source's host, with "
+                        "--to reaching this one", rc->name);
     else if (!strcmp(rs, "running"))
         ex = send_state(rc, "running", "it runs the guest");
+    else if (!strcmp(st, "completed") && resume && !query_in_time(rc))
+        ex = send_state(rc, "busy", "the query came after its deadline: not resumed "
+                        "(its incoming migration completed; runstate %s)", rs);
     else if (!strcmp(st, "completed") && resume && libdm_dm_resume(rc->dst, rc->d->timeout_ms) == 0)
         ex = send_state(rc, "running", "its incoming migration had completed; resumed now");
     else if (!strcmp(st, "completed"))
@@ -1819,9 +2171,20 @@ static int receive_query(receiver *rc, libdm_json *msg)
 {
     const char *name = rc->name_opt ? rc->name_opt : msg_str(msg, "name");
     bool resume = true;
+    int64_t v;
     int ex, r;
 
     (void)msg_bool(msg, "resume", &resume);
+    if (peer_version(msg) < 0) {
+        libdm_json_free(msg);
+        return receive_fail(rc, "recover", -EPROTO, "unknown protocol version (this "
+                            "receiver speaks 1 to %d)", MIG_PROTO_VERSION);
+    }
+    if (libdm_json_get_int(libdm_json_object_get(msg, "not_after_ms"), &v) == 0 && v > 0)
+        rc->obey_until_real = (uint64_t)v;
+    if (libdm_json_get_int(libdm_json_object_get(msg, "timeout_ms"), &v) == 0 && v > 0 &&
+        v <= PEER_MAX_TIMEOUT_MS)
+        rc->obey_until = rc->started_at + (uint64_t)v - obey_margin_ms(v);
     rc->name = name ? strdup(name) : NULL;
     libdm_json_free(msg);
     if (!rc->name)
@@ -1863,7 +2226,7 @@ static int receive_first(receiver *rc)
 int dmctl_cmd_migrate_receive(dmctl *d, int argc, char **argv)
 {
     const dmctl_command *cmd = dmctl_find_command("migrate-receive");
-    receiver rc = { .d = d, .listen = "unix" };
+    receiver rc = { .d = d, .listen = "unix", .started_at = libdm_now_ms() };
     int ex = receive_parse(d, cmd, argc, argv, &rc), r;
 
     if (ex)
@@ -1880,6 +2243,7 @@ int dmctl_cmd_migrate_receive(dmctl *d, int argc, char **argv)
     libdm_dm_release(rc.dst);
     chan_close(&rc.ch);
     free(rc.name);
+    free(rc.id);
     free(rc.uri);
     free(rc.tcp_host);
     free(rc.sock_path);
