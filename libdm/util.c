@@ -6,7 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+/* The clock of every deadline; here, at the bottom, so the loop and its
+ * users share it without the loop being below util. */
+uint64_t libdm_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 char *libdm__sprintf(const char *fmt, ...)
 {
