@@ -48,6 +48,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "keeper-log.h"
 #include "keeper-proto.h"
 #include "keeper-restrict.h"
 #include <libdm/dm.h>
@@ -73,6 +74,8 @@ typedef struct keeper {
     int host_pid;       /* QEMU, as the store's readers see it */
     libdm__rundir *rd;
     keeper_restrict restrict_; /* dm_restrict, applied right before exec */
+    keeper_log log;     /* with --restrict=log-pipe: QEMU's output, capped */
+    int log_wfd;        /* QEMU's end of that pipe, until the fork */
 } keeper;
 
 static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -153,6 +156,9 @@ static void child_exec(keeper *k, pid_t keeper_pid, char **argv, int gofd, int e
     close(LIBDM__KEEPER_CTL_FD);
     close(LIBDM__KEEPER_OWNER_FD);
     close(LIBDM__KEEPER_RUNDIR_FD);
+    if (k->log_wfd >= 0 && (dup2(k->log_wfd, STDOUT_FILENO) < 0 ||
+                            dup2(k->log_wfd, STDERR_FILENO) < 0))
+        _exit(127);
     if (!k->ns_init && prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() != keeper_pid)
         _exit(127); /* the keeper died before we armed that */
     if (read(gofd, &go, 1) != 1)
@@ -213,6 +219,8 @@ static int spawn_dm(keeper *k, char **argv)
     char byte = 1;
     ssize_t n;
 
+    if (k->restrict_.log_pipe && (e = keeper_log_open(&k->log, &k->log_wfd)) < 0)
+        return e;
     if (pipe2(go, O_CLOEXEC) < 0)
         return -errno;
     if (pipe2(err, O_CLOEXEC) < 0) {
@@ -228,6 +236,7 @@ static int spawn_dm(keeper *k, char **argv)
         child_exec(k, self, argv, go[0], err[1]);
     }
     e = k->pid < 0 ? -errno : 0;
+    libdm__close(&k->log_wfd);
     close(go[0]);
     close(err[1]);
     close(LIBDM__KEEPER_QMP_FD); /* QEMU has it now, and the passed fds */
@@ -396,25 +405,30 @@ static int reap_children(keeper *k)
 static int supervise(keeper *k)
 {
     for (;;) {
-        struct pollfd p[2] = {
+        /* A negative fd is skipped by poll. */
+        struct pollfd p[3] = {
             { .fd = k->sigfd, .events = POLLIN },
             { .fd = k->ctl, .events = POLLIN },
+            { .fd = k->log.rfd, .events = POLLIN },
         };
         char msg[64];
         int status;
 
-        if (poll(p, k->ctl >= 0 ? 2 : 1, -1) < 0) {
+        if (poll(p, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             return 1;
         }
         if (k->ctl >= 0 && p[1].revents)
             handle_ctl(k);
+        if (p[2].revents)
+            (void)keeper_log_pump(&k->log);
         status = reap_children(k);
         if (status < 0)
             continue;
-        describe_exit(k, status);
         end_the_rest(k);
+        (void)keeper_log_pump(&k->log); /* its last words, before ours */
+        describe_exit(k, status);
         record_exit(k, status);
         release_name(k);
         snprintf(msg, sizeof(msg), "exit %d", status);
@@ -467,7 +481,8 @@ int main(int argc, char **argv)
         { "xen-socket-domid", required_argument, NULL, 'x' },
         { NULL, 0, NULL, 0 },
     };
-    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1 };
+    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1, .log = { .rfd = -1 },
+                 .log_wfd = -1 };
     char msg[LIBDM__KEEPER_MSG_MAX];
     unsigned long xen_domid = 0;
     char *sock_path = NULL;
@@ -521,6 +536,7 @@ int main(int argc, char **argv)
         if (k.pid > 0)
             (void)waitpid(k.pid, &status, 0);
         end_the_rest(&k);
+        (void)keeper_log_pump(&k.log);
         record_exit(&k, status < 0 ? 127 << 8 : status);
         release_name(&k);
         snprintf(msg, sizeof(msg), "exit %d", status);

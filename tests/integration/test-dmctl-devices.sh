@@ -157,7 +157,7 @@ check "the tap is gone after stop" sh -c "! ip netns exec $ns ip link show dmdev
 check "the bridge has no port left" test -z "$(inns ip -o link show master "$br")"
 
 # ---- 2. command-line options override the file; dm_restrict: fds ----
-if out=$(dmctl start dev2 --config "$cfg" --restrict --runas nobody --vcpus 1 \
+if out=$(dmctl start dev2 --config "$cfg" --restrict --runas 64531:64531 --vcpus 1 \
         --disk "$tmp/root.raw,raw,xvda,rw" --vnc none 2>"$tmp/err"); then
     ok "restricted start, options over the file"
     blk=$(qmp dev2 query-block | tr -d ' \n')
