@@ -86,6 +86,8 @@ typedef struct libdm__op {
     bool cleaning;              /* in the cleanup steps at its end (dm.c) */
     unsigned clean, rd_step;
     int clean_status;           /* the status the operation ends with after them */
+    bool event_pending;         /* a MIGRATION event came with no tick armed: the
+                                 * next wait is none (issue 22, 12) */
     union {
         struct {
             start_step step;
@@ -104,6 +106,7 @@ typedef struct libdm__op {
         } stop;
         struct {
             bool keep_paused;           /* Finish with keep_paused: confirm, no cont */
+            bool finish;                /* Finish: release autokill before cont */
         } resume;
         struct {
             char *lock_holder;          /* who holds monitor.lock (cmdline) */

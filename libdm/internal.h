@@ -129,6 +129,8 @@ int libdm__json_parse_bounded(const char *text, size_t len, const libdm__json_li
 libdm_json *libdm__json_detach(libdm_json *object, const char *key);
 /* The string member @key of @object, or NULL. */
 const char *libdm__json_get_str(const libdm_json *object, const char *key);
+/* Any JSON number as a double (QEMU's ram.mbps is fractional); -EINVAL. */
+int libdm__json_get_double(const libdm_json *v, double *ret);
 /* Serialises a QMP command: {"execute":..,"arguments":..,"id":..}\n. */
 int libdm__json_qmp_command(const char *execute, const libdm_json *arguments, const char *id,
                             bool oob, char **ret_text, size_t *ret_len);
