@@ -162,6 +162,7 @@ void dmctl_print_kv(int width, const char *key, const char *fmt, ...)
  * the drain short. */
 void dmctl_install_signal_handlers(void);
 int dmctl_signal_received(void);   /* 0 or the (first) signal number */
+void dmctl_signal_forget(void);    /* a signal that came too late */
 const char *dmctl_signal_name(int sig);
 /* Runs libdm's loop until *@done: 0, or -EINTR if interrupted first (then
  * *@done may still be false), or a loop error. The operation waited for

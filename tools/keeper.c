@@ -175,12 +175,30 @@ static void child_exec(keeper *k, pid_t keeper_pid, char **argv, int gofd, int e
     _exit(127);
 }
 
-static void send_ctl(keeper *k, const char *msg, int fd)
+/* The controller is gone (it closed the channel, released the handle, or
+ * died) or cannot be told anything any more: under autokill the DM dies. */
+static void controller_gone(keeper *k)
 {
-    if (k->ctl >= 0 && libdm__kp_send(k->ctl, msg, fd) < 0) {
+    if (k->ctl >= 0) {
         close(k->ctl);
         k->ctl = -1;
     }
+    if (k->autokill && !k->autokilled) {
+        klog("controller of %s went away before releasing it: killing the device model",
+             k->name);
+        k->autokilled = true;
+        if (k->pidfd >= 0)
+            pidfd_kill(k->pidfd, SIGKILL);
+    }
+}
+
+/* A message the controller cannot receive (it released the handle, or
+ * died, before reading it) means it is gone: never a DM left running
+ * under autokill with nobody told its pid. */
+static void send_ctl(keeper *k, const char *msg, int fd)
+{
+    if (k->ctl >= 0 && libdm__kp_send(k->ctl, msg, fd) < 0)
+        controller_gone(k);
 }
 
 static int open_store(keeper *k, libdm__store **ret)
@@ -366,14 +384,7 @@ static void handle_ctl(keeper *k)
     if (n == -EAGAIN || n == -EINTR)
         return;
     if (n <= 0) {
-        close(k->ctl);
-        k->ctl = -1;
-        if (k->autokill) {
-            klog("controller of %s went away before releasing it: killing the device model",
-                 k->name);
-            k->autokilled = true;
-            pidfd_kill(k->pidfd, SIGKILL);
-        }
+        controller_gone(k);
         return;
     }
     if (!strcmp(msg, "autokill 1"))

@@ -311,8 +311,16 @@ LIBDM_EXPORT int libdm_dm_set_event_callback(libdm_dm *dm, libdm_dm_event_fn *fn
 LIBDM_EXPORT int libdm_dm_stop(libdm_dm *dm, int force, int timeout_ms);
 LIBDM_EXPORT int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms,
                                      libdm_dm_done_fn *cb, void *userdata);
-/* Drops the handle (QMP drained and closed); the DM keeps running. */
+/* Drops the handle (QMP drained and closed); the DM keeps running. An
+ * operation in progress or a callback not yet run is dropped: its
+ * userdata's destroy function (libdm_dm_set_op_destroy) runs instead. */
 LIBDM_EXPORT libdm_dm *libdm_dm_release(libdm_dm *dm);
+/* The userdata of the operation just started on @dm (the last *_async call
+ * that returned 0) gets @fn, called once with it if the operation's
+ * callback never runs: the DM is released, or its context freed, first
+ * (sd-bus slots' destroy callback). After the callback ran, @fn is not
+ * called. -ENOENT if @dm has no operation whose callback is still due. */
+LIBDM_EXPORT int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn);
 
 /* The DM's monitor connection (READY, or NULL if there is none). Borrowed. */
 LIBDM_EXPORT libdm_qmp *libdm_dm_get_qmp(libdm_dm *dm);
