@@ -20,6 +20,11 @@
  *                        (a relative path under a directory fd is taken
  *                        as "<that directory>/<path>"; for write, the
  *                        fd's own path; both from /proc/self/fd)
+ *   FAULTINJ_BIND_DELAY_MS  independent of the above: every bind() of a
+ *                        unix socket whose path contains
+ *                        FAULTINJ_BIND_SUBSTR (default "qmp-libxl-") is
+ *                        delayed that long, before the real call (the
+ *                        window between "is anyone listening" and bind)
  *   FAULTINJ_LOG         optional: a file to which one line is appended
  *                        when the fault fires ("CALL N PATH"), so a test
  *                        knows when N went past the last call
@@ -38,6 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -283,6 +291,20 @@ int socketpair(int domain, int type, int proto, int sv[2])
         return -1;
     }
     return real_socketpair(domain, type, proto, sv);
+}
+
+int bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    const char *ms = getenv("FAULTINJ_BIND_DELAY_MS"), *sub = getenv("FAULTINJ_BIND_SUBSTR");
+    REAL(int, bind, int, const struct sockaddr *, socklen_t);
+    if (ms && sa && sa->sa_family == AF_UNIX &&
+        strstr(((const struct sockaddr_un *)sa)->sun_path, sub && *sub ? sub : "qmp-libxl-")) {
+        struct timespec ts = { atol(ms) / 1000, (atol(ms) % 1000) * 1000000L };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+    return real_bind(fd, sa, len);
 }
 
 int mkdirat(int dfd, const char *path, mode_t mode)
