@@ -20,11 +20,11 @@
  *                        (a relative path under a directory fd is taken
  *                        as "<that directory>/<path>"; for write, the
  *                        fd's own path; both from /proc/self/fd)
- *   FAULTINJ_BIND_DELAY_MS  independent of the above: every bind() of a
- *                        unix socket whose path contains
- *                        FAULTINJ_BIND_SUBSTR (default "qmp-libxl-") is
- *                        delayed that long, before the real call (the
- *                        window between "is anyone listening" and bind)
+ *   FAULTINJ_DELAY_MS    independent of the above: every unlinkat() whose
+ *                        path contains FAULTINJ_DELAY_SUBSTR (default
+ *                        "qmp-libxl-") is delayed that long before the real
+ *                        call: libdm's window between "does anyone listen
+ *                        on the socket" and clearing its path to bind it
  *   FAULTINJ_LOG         optional: a file to which one line is appended
  *                        when the fault fires ("CALL N PATH"), so a test
  *                        knows when N went past the last call
@@ -43,8 +43,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -293,18 +291,23 @@ int socketpair(int domain, int type, int proto, int sv[2])
     return real_socketpair(domain, type, proto, sv);
 }
 
-int bind(int fd, const struct sockaddr *sa, socklen_t len)
+static void delay_if(const char *path)
 {
-    const char *ms = getenv("FAULTINJ_BIND_DELAY_MS"), *sub = getenv("FAULTINJ_BIND_SUBSTR");
-    REAL(int, bind, int, const struct sockaddr *, socklen_t);
-    if (ms && sa && sa->sa_family == AF_UNIX &&
-        strstr(((const struct sockaddr_un *)sa)->sun_path, sub && *sub ? sub : "qmp-libxl-")) {
+    const char *ms = getenv("FAULTINJ_DELAY_MS"), *sub = getenv("FAULTINJ_DELAY_SUBSTR");
+
+    if (ms && path && strstr(path, sub && *sub ? sub : "qmp-libxl-")) {
         struct timespec ts = { atol(ms) / 1000, (atol(ms) % 1000) * 1000000L };
 
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
     }
-    return real_bind(fd, sa, len);
+}
+
+int unlinkat(int dfd, const char *path, int flags)
+{
+    REAL(int, unlinkat, int, const char *, int);
+    delay_if(path);
+    return real_unlinkat(dfd, path, flags);
 }
 
 int mkdirat(int dfd, const char *path, mode_t mode)

@@ -102,9 +102,9 @@ kill_dm() { # NAME: QEMU killed; its keeper records it dead
 }
 
 # ---- 1. two DMs for one domid, a delay between check and bind ----
-(LD_PRELOAD=$so FAULTINJ_BIND_DELAY_MS=5000 xstart "a$sfx" "$d" >"$tmp/a.out" 2>&1
+(LD_PRELOAD=$so FAULTINJ_DELAY_MS=3000 xstart "a$sfx" "$d" >"$tmp/a.out" 2>&1
  echo $? >"$tmp/a.rc") &
-(LD_PRELOAD=$so FAULTINJ_BIND_DELAY_MS=5000 xstart "b$sfx" "$d" >"$tmp/b.out" 2>&1
+(LD_PRELOAD=$so FAULTINJ_DELAY_MS=3000 xstart "b$sfx" "$d" >"$tmp/b.out" 2>&1
  echo $? >"$tmp/b.rc") &
 wait
 won=0
