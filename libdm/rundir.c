@@ -735,17 +735,24 @@ int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step)
 
     switch ((*step)++) {
     case 0:
-        (void)unlinkat(sock_dir(rd), rd->sock_name, 0);
-        if (rd->sock_dfd >= 0 && rd->xenstat_name[0])
-            (void)unlinkat(rd->sock_dfd, rd->xenstat_name, 0);
+        /* libxl's sockets are per domain: only under the domain's claim. */
+        if (rd->sock_dfd < 0) {
+            (void)unlinkat(rd->dfd, rd->sock_name, 0);
+        } else if (rd->owner_fd >= 0 && libdm__rundir_hold_domid(rd, rd->domid, NULL) == 0) {
+            (void)unlinkat(rd->sock_dfd, rd->sock_name, 0);
+            if (rd->xenstat_name[0])
+                (void)unlinkat(rd->sock_dfd, rd->xenstat_name, 0);
+        }
         return 1;
     case 1:
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
         (void)unlinkat(rd->dfd, LIBDM__RD_MONITOR, 0);
         return 1;
     case 2:
-        /* Last but the directory: a claimer waiting on the old inode sees
-         * it is gone and retries. */
+        /* The domain goes with the DM (after its files). Last but the
+         * directory: a claimer waiting on the old inode sees it is gone and
+         * retries. */
+        libdm__rundir_drop_domid(rd, rd->domid);
         (void)unlinkat(rd->dfd, LIBDM__RD_OWNER, 0);
         return 1;
     case 3:
