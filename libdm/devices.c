@@ -334,8 +334,20 @@ int libdm__nic_ifname(const libdm_dm_config *c, const libdm__nic *n, char *buf, 
         w = snprintf(buf, len, "%s", n->ifname);
     else if (c->domid)
         w = snprintf(buf, len, "vif%" PRIu32 ".%d-emu", c->domid, n->devid);
-    else
-        w = snprintf(buf, len, "dm%.10s.%d", c->name ? c->name : "", n->devid);
+    else {
+        /* dm<name>.<devid> when it fits in IFNAMSIZ; else dm-<hash of the
+         * whole name>.<devid>: names sharing a prefix never share a tap
+         * (a name cannot start with '-', so the two forms never meet). */
+        const char *name = c->name ? c->name : "";
+        uint32_t h = 2166136261u; /* FNV-1a */
+
+        w = snprintf(buf, len, "dm%s.%d", name, n->devid);
+        if (w < 0 || w > LIBDM__IFNAME_MAX || (size_t)w >= len) {
+            for (const char *p = name; *p; p++)
+                h = (h ^ (unsigned char)*p) * 16777619u;
+            w = snprintf(buf, len, "dm-%08" PRIx32 ".%d", h, n->devid);
+        }
+    }
     return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
 }
 
