@@ -160,12 +160,18 @@ void dmctl_error(const char *what, const char *fmt, ...)
 {
     va_list ap;
 
+    char *msg = NULL;
+
     fputs("dmctl: ", stderr);
     if (what)
         fprintf(stderr, "%s: ", what);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
     va_end(ap);
+    /* Error messages quote what the DM said (QMP error descriptions). */
+    dmctl_put_safe(stderr, msg, DMCTL_SAFE_LINE);
+    free(msg);
     fputc('\n', stderr);
 }
 
@@ -532,13 +538,21 @@ int dmctl_json_emit(libdm_json *v)
     char *text = NULL;
     int r = v ? libdm_json_to_string(v, 0, &text) : -ENOMEM;
 
+    char *safe;
+
     libdm_json_free(v);
     if (r < 0) {
         dmctl_error(NULL, "cannot produce JSON: %s", strerror(-r));
         return DMCTL_EXIT_FAIL;
     }
-    puts(text);
+    safe = dmctl_json_escape_c1(text);
     free(text);
+    if (!safe) {
+        dmctl_error(NULL, "cannot produce JSON: %s", strerror(ENOMEM));
+        return DMCTL_EXIT_FAIL;
+    }
+    puts(safe);
+    free(safe);
     return 0;
 }
 
@@ -561,15 +575,21 @@ void dmctl_print_kv(int width, const char *key, const char *fmt, ...)
 {
     va_list ap;
 
+    char *v = NULL;
+
     printf("%-*s ", width + 1, key);
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    if (vasprintf(&v, fmt, ap) < 0)
+        v = NULL;
     va_end(ap);
+    dmctl_put_safe(stdout, v, DMCTL_SAFE_SHORT);   /* values come from the DM */
+    free(v);
     putchar('\n');
 }
 
 static int print_dm_json(libdm_dm *dm)
 {
+    char *rs = dmctl_safe(libdm_dm_get_runstate(dm), DMCTL_SAFE_SHORT);
     libdm_json *o = libdm_json_new_object();
     bool ok = o != NULL;
 
@@ -577,7 +597,8 @@ static int print_dm_json(libdm_dm *dm)
     ok = ok && dmctl_json_add_int(o, "domid", libdm_dm_get_domid(dm));
     ok = ok && dmctl_json_add_int(o, "pid", libdm_dm_get_pid(dm));
     ok = ok && dmctl_json_add_str(o, "qmp_socket", libdm_dm_get_qmp_path(dm));
-    ok = ok && dmctl_json_add_str(o, "runstate", libdm_dm_get_runstate(dm));
+    ok = ok && dmctl_json_add_str(o, "runstate", rs);
+    free(rs);
     ok = ok && dmctl_json_add_str(o, "profile", libdm_dm_get_profile(dm));
     ok = ok && dmctl_json_add_str(o, "state", libdm_dm_state_to_string(libdm_dm_get_state(dm)));
     if (ok && libdm_dm_get_confinement(dm))
