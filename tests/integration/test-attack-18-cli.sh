@@ -91,8 +91,8 @@ no_esc() {   # DESC FILE...
 printf '%s\n' \
     'expect query-status return {"status": "\u001b]0;PWNED\u0007\u001b[2J\u009b31m", "running": true}' \
     'expect query-status return {"status": "\u001b]0;PWNED\u0007\u009b31m", "running": true}' \
-    'expect query-status error GenericError \x1b]0;PWNED\x07\x1b[31mred' \
-    'expect query-status error GenericError \x1b]0;PWNED\x07\x1b[31mred' \
+    'expect query-status raw {"error": {"class": "GenericError", "desc": "\\u001b]0;PWNED\\u0007\\u001b[31mred\\u009b1m"}, "id": $ID}\r\n' \
+    'expect query-status raw {"error": {"class": "GenericError", "desc": "\\u001b]0;PWNED\\u0007\\u001b[31mred\\u009b1m"}, "id": $ID}\r\n' \
     >"$tmp/script"
 start_fakeqmp
 "$DMCTL" --timeout 5 status --socket "$tmp/qmp.sock" >"$tmp/o1" 2>"$tmp/e1"
