@@ -11,7 +11,7 @@
 #       the terminal raw, in text or --json
 #  15   --vnc and xl.cfg vnclisten: a display past 99, wrapping past int,
 #       or negative, is refused (exit 2)
-#  16   `ulimit -n 64`: a start works
+#  16   `ulimit -n 64`: a start works; `ulimit -n 14`: EMFILE, exit 1
 #  17   --store /existing/typo: refused, typo not created
 # Needs $DMCTL, $FAKEQMP and qemu-system-x86_64.
 
@@ -137,6 +137,16 @@ else
     fail "16: start under ulimit -n 64: $(cat "$tmp/err")"
 fi
 dm "$store" stop "$n16" >/dev/null 2>&1
+# A true exhaustion: EMFILE, said so, exit 1 (not 2, "usage").
+(ulimit -n 14 && dm "$store" start "$n16-b" --qemu "$QEMU_PATH" --machine none) \
+    >"$tmp/out" 2>"$tmp/err"
+ex=$?
+if [ "$ex" -eq 1 ] && grep -q 'Too many open files' "$tmp/err"; then
+    ok "16: ulimit -n 14: exit 1, Too many open files"
+else
+    fail "16: ulimit -n 14: exit $ex: $(cat "$tmp/err")"
+fi
+dm "$store" stop --force "$n16-b" >/dev/null 2>&1
 
 # ---- 17: --store typo ----
 echo "# 17: --store /existing/typo"
