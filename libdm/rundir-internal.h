@@ -114,6 +114,11 @@ void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what);
 /* Removes the empty directory @name inside the run directory (through its
  * fd: e.g. the chroot libdm made there for a restricted plain DM). */
 void libdm__rundir_remove_subdir(libdm__rundir *rd, const char *name);
+/* libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL) cut into steps of one or
+ * two file operations, for the loop (issue 19): call with *@step 0, then
+ * again while it returns 1; 0 once the directory is gone (or left, not
+ * empty). Step 2 removes owner.lock: the claim ends there. */
+int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step);
 /* "<root>/<name>/<file>" (malloc'd). */
 char *libdm__rundir_file(const libdm__rundir *rd, const char *file);
 libdm__rundir *libdm__rundir_free(libdm__rundir *rd);

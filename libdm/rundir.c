@@ -578,3 +578,33 @@ void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)
         (void)unlinkat(root_fd, rd->name, AT_REMOVEDIR);
     close(root_fd);
 }
+
+int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step)
+{
+    int root_fd;
+
+    switch ((*step)++) {
+    case 0:
+        (void)unlinkat(sock_dir(rd), rd->sock_name, 0);
+        if (rd->sock_dfd >= 0 && rd->xenstat_name[0])
+            (void)unlinkat(rd->sock_dfd, rd->xenstat_name, 0);
+        return 1;
+    case 1:
+        (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
+        (void)unlinkat(rd->dfd, LIBDM__RD_MONITOR, 0);
+        return 1;
+    case 2:
+        /* Last but the directory: a claimer waiting on the old inode sees
+         * it is gone and retries. */
+        (void)unlinkat(rd->dfd, LIBDM__RD_OWNER, 0);
+        return 1;
+    case 3:
+        if (libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd) < 0)
+            return 0;
+        if (still_named(root_fd, rd->name, rd->dfd))
+            (void)unlinkat(root_fd, rd->name, AT_REMOVEDIR);
+        close(root_fd);
+        return 0;
+    }
+    return 0;
+}
