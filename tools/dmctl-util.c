@@ -40,6 +40,22 @@ static xentoollog_level log_level(const dmctl *d)
     return XTL_WARN;
 }
 
+/* A store directory given by the user must exist: a typo must not become
+ * a new, empty store. Only libdm's default run directory (/run/libdm for
+ * root, $XDG_RUNTIME_DIR/libdm otherwise) may be created. */
+static bool store_dir_may_be_made(const char *abs)
+{
+    const char *xdg = geteuid() == 0 ? "/run" : getenv("XDG_RUNTIME_DIR");
+    size_t n = strlen(abs), x = xdg ? strlen(xdg) : 0;
+    struct stat st;
+
+    while (n > 1 && abs[n - 1] == '/')
+        n--;
+    if (xdg && n == x + 6 && !strncmp(abs, xdg, x) && !strncmp(abs + x, "/libdm", 6))
+        return true;
+    return lstat(abs, &st) == 0 || errno != ENOENT;
+}
+
 /* "xenstore", "auto" and "dir" are passed on; "xenstore:DIR" with DIR made
  * absolute; anything else is a directory. */
 static int store_spec(dmctl *d, const char **ret_spec)
@@ -55,6 +71,10 @@ static int store_spec(dmctl *d, const char **ret_spec)
     abs = dmctl_absolute_path(xs_dir ? s + 9 : s, false);
     if (!abs)
         return -errno;
+    if (!xs_dir && !store_dir_may_be_made(abs)) {
+        free(abs);
+        return -ENOENT;
+    }
     free(d->store_abs);
     d->store_abs = abs;
     if (xs_dir) {

@@ -174,27 +174,6 @@ static int default_root(xentoollog_logger *lg, char **ret)
 
 /* ---- the store ---- */
 
-/* A directory named by the caller must exist: a typo must not become an
- * empty store. Only libdm's own default run directory is ever created. */
-static int explicit_dir_exists(libdm__store *store, const char *dir)
-{
-    char *def = NULL;
-    size_t n = strlen(dir);
-    struct stat st;
-    int same;
-
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    same = default_root(NULL, &def) == 0 && strlen(def) == n && !strncmp(def, dir, n);
-    free(def);
-    if (same || lstat(dir, &st) == 0 || errno != ENOENT)
-        return 0;
-    libdm__store_log(store, XTL_ERROR, ENOENT,
-                     "store directory %s does not exist (only the default run directory "
-                     "is created)", dir);
-    return -ENOENT;
-}
-
 void libdm__store_close(libdm__store *store)
 {
     if (!store)
@@ -279,9 +258,7 @@ int libdm__store_open(const char *spec, xentoollog_logger *lg, libdm__store **re
         if (r == 0)
             r = libdm__store_dir_init(store, root);
     } else if (spec[0] == '/') {
-        r = explicit_dir_exists(store, spec);
-        if (r == 0)
-            r = libdm__store_dir_init(store, spec);
+        r = libdm__store_dir_init(store, spec);
     } else {
         libdm__store_log(store, XTL_ERROR, -1,
                          "unknown store \"%s\" (auto, xenstore, dir or an absolute directory)",
