@@ -539,8 +539,7 @@ static const char *const refused_keys[] = {
     "spicepasswd", "spiceagent_mouse", "spicevdagent", "spice_clipboard_sharing",
     "spiceusbredirection", "device_model_stubdomain_override",
     "device_model_stubdomain_seclabel", "pci", "gfx_passthru", "rdm", "vtpm", "p9", "vsnd",
-    "vdispl", "vkb", "vfb", "smbios", "acpi_firmware", "serial_console", "nestedhvm_dm",
-    "qxl", "altp2mhvm_dm", "device_model", "vcpu_hard_affinity_dm", "localtime_dm",
+    "vdispl", "vkb", "vfb", "smbios", "acpi_firmware",
 };
 
 /* A refused key present in the file: exit 2 naming it. */
