@@ -361,7 +361,7 @@ static int apply_vnc(const dmctl_command *cmd, libdm_dm_config *cfg, const start
     }
     free(pw);
     return setter_result(cmd, r, "--vnc", s->vnc,
-                         "[HOST:]DISPLAY (0-99), unix:PATH or none; a password of 1-8 "
+                         "[HOST:]DISPLAY (0-59635), unix:PATH or none; a password of 1-8 "
                          "characters, and none with --vnc none");
 }
 
