@@ -385,9 +385,11 @@ static int apply_vnc(const xl_file *f)
 
         if (display >= 0)
             return fail(f->path, "vnclisten: has a display and vncdisplay is set too");
+        /* Digits only, 0-99 as vncdisplay: no sign, no wrap past int. */
+        errno = 0;
         display = strtol(colon + 1, &end, 10);
-        if (*end || colon[1] == '\0')
-            return fail(f->path, "vnclisten: '%s': bad display", listen);
+        if (*end || colon[1] < '0' || colon[1] > '9' || errno || display > 99)
+            return fail(f->path, "vnclisten: '%s': bad display (0-99)", listen);
         snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
         listen = host;
     }
