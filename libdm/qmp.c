@@ -67,6 +67,7 @@ struct pending {
     char id[QMP_ID_MAX];
     char *command;
     char *text;
+    char *log_text;            /* the logged form if text has a secret (qmp-redact.c) */
     size_t len, off;           /* off: bytes already written */
     int pass_fd;               /* sent with the first byte, -1 if none */
     libdm_qmp_slot *slot;      /* NULL: orphan, reply dropped on arrival */
@@ -185,8 +186,24 @@ static void pending_free(pending *p)
         return;
     libdm__close(&p->pass_fd);
     free(p->command);
+    if (p->log_text && p->text)
+        explicit_bzero(p->text, p->len);
     free(p->text);
+    free(p->log_text);
     free(p);
+}
+
+/* A command carrying a secret gets a redacted form for the log. */
+static int redacted_text(pending *p, const char *command, const libdm_json *arguments)
+{
+    libdm_json *copy = NULL;
+    size_t len;
+    int r = libdm__qmp_redact(command, arguments, &copy);
+
+    if (r > 0)
+        r = libdm__json_qmp_command(command, copy, p->id, false, &p->log_text, &len);
+    libdm_json_free(copy);
+    return r < 0 ? r : 0;
 }
 
 static void qmp_ref(libdm_qmp *q)
@@ -422,7 +439,9 @@ static pending *next_to_send(libdm_qmp *q)
 static void log_sent(libdm_qmp *q, const pending *p)
 {
     if (libdm__log_enabled(q->ctx, XTL_DEBUG))
-        LIBDM__DEBUG(q->ctx, "%s: QMP send: %.*s", who(q), (int)(p->len - 1), p->text);
+        LIBDM__DEBUG(q->ctx, "%s: QMP send: %.*s", who(q),
+                     p->log_text ? (int)strcspn(p->log_text, "\n") : (int)(p->len - 1),
+                     p->log_text ? p->log_text : p->text);
 }
 
 static void flush(libdm_qmp *q)
@@ -1077,6 +1096,8 @@ static int new_call(libdm_qmp *q, const char *command, const libdm_json *argumen
     r = libdm__next_id(q->ctx, p->id, sizeof(p->id));
     if (r >= 0)
         r = libdm__json_qmp_command(command, arguments, p->id, false, &p->text, &p->len);
+    if (r >= 0)
+        r = redacted_text(p, command, arguments);
     if (r < 0)
         goto fail;
     s->qmp = q;
