@@ -11,3 +11,6 @@ tests_unit_test_qmp_redact_CFLAGS = $(TEST_CFLAGS) -pthread
 tests_unit_test_qmp_redact_LDFLAGS = -pthread
 tests_unit_test_qmp_redact_LDADD = libtestutil.la libfakeqmp.la libdm-core.la $(DEPS_LIBS) \
 	$(CMOCKA_LIBS) -lpthread
+
+# dmctl's one sanitizer of what the device model says (issue 18, item 10).
+tools_dmctl_SOURCES += tools/dmctl-safe.c

@@ -583,7 +583,10 @@ static int print_status(const dmctl *d, const char *name, const char *socket,
     bool ok;
 
     if (!d->json) {
-        printf("%s\n", runstate);
+        char *safe = dmctl_safe(runstate, DMCTL_SAFE_MAX);
+
+        printf("%s\n", safe ? safe : "?");
+        free(safe);
         return 0;
     }
     o = libdm_json_new_object();
@@ -703,6 +706,13 @@ static int print_reply(const dmctl *d, const libdm_json *value)
         return 0;
     }
     r = libdm_json_to_string(value, !d->json, &text);
+    if (r >= 0) {
+        char *safe = dmctl_json_safe(text);   /* the reply is the DM's */
+
+        free(text);
+        text = safe;
+        r = safe ? 0 : -ENOMEM;
+    }
     if (r < 0) {
         dmctl_error(NULL, "cannot produce JSON: %s", strerror(-r));
         return DMCTL_EXIT_FAIL;
@@ -847,7 +857,10 @@ static int print_after_op(dmctl *d, libdm_dm *dm, const char *name)
     if (libdm_dm_query_status(dm, d->timeout_ms, &rs) < 0)
         rs = NULL;   /* the operation itself succeeded: report what is known */
     if (!d->json) {
-        printf("%s: %s\n", name, rs ? rs : or_dash(libdm_dm_get_runstate(dm)));
+        char *safe = dmctl_safe(rs ? rs : or_dash(libdm_dm_get_runstate(dm)), DMCTL_SAFE_MAX);
+
+        printf("%s: %s\n", name, safe ? safe : "?");
+        free(safe);
         free(rs);
         return 0;
     }
@@ -1109,12 +1122,14 @@ static void list_table(const libdm_dm_info *infos, size_t n, char **runstates, b
            ws, "STATE", "RUNSTATE", "PROFILE", "SOCKET");
     for (i = 0; i < n; i++) {
         const libdm_dm_info *in = &infos[i];
-        const char *rs = runstates[i] ? runstates[i] : queried && in->alive ? "?" : "-";
+        char *rs = dmctl_safe(runstates[i] ? runstates[i] : queried && in->alive ? "?" : "-",
+                              64);
 
         snprintf(domid, sizeof(domid), in->domid ? "%" PRIu32 : "-", in->domid);
         printf("%-*s %5s %7d %-5s %-*s %-10s %-7s %s\n", wn, in->name, domid, in->pid,
-               in->alive ? "yes" : "no", ws, or_dash(in->state), rs, or_dash(in->profile),
-               or_dash(in->qmp_socket));
+               in->alive ? "yes" : "no", ws, or_dash(in->state), rs ? rs : "?",
+               or_dash(in->profile), or_dash(in->qmp_socket));
+        free(rs);
     }
 }
 

@@ -68,11 +68,17 @@ static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int er
                            const char *context, const char *format, va_list al)
 {
     dmctl_logger *l = (dmctl_logger *)lg;
-    char *msg = NULL;
+    char *msg = NULL, *safe;
 
+    /* libdm's messages quote the DM (QMP replies, log tails): never raw. */
+    if (vasprintf(&msg, format, al) < 0 || !msg)
+        return;
+    safe = dmctl_safe(msg, DMCTL_SAFE_MAX);
+    free(msg);
+    msg = safe;
+    if (!msg)
+        return;
     if (l->hold && level >= XTL_WARN) {
-        if (vasprintf(&msg, format, al) < 0 || !msg)
-            return;
         if (errnoval >= 0) {
             char *with = NULL;
 
@@ -84,7 +90,8 @@ static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int er
         hold(l, level, msg);
         return;
     }
-    l->stream->vmessage(l->stream, level, errnoval, context, format, al);
+    xtl_log(l->stream, level, errnoval, context, "%s", msg);
+    free(msg);
 }
 
 static void dmctl_progress(xentoollog_logger *lg, const char *context, const char *doing_what,

@@ -158,15 +158,22 @@ int dmctl_check_name(const char *name)
 
 void dmctl_error(const char *what, const char *fmt, ...)
 {
+    char *msg = NULL, *safe;
     va_list ap;
+    int r;
 
+    va_start(ap, fmt);
+    r = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    /* The message may quote the DM (a QMP desc, a log tail): never raw. */
+    safe = r < 0 ? NULL : dmctl_safe(msg, DMCTL_SAFE_MAX);
     fputs("dmctl: ", stderr);
     if (what)
         fprintf(stderr, "%s: ", what);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
+    fputs(safe ? safe : "(out of memory)", stderr);
     fputc('\n', stderr);
+    free(safe);
+    free(msg);
 }
 
 static bool report_remote(libdm_qmp *q, const char *what, const char *op, int err)
@@ -529,16 +536,18 @@ const char *dmctl_describe_wait(int status, char *buf, size_t len)
 
 int dmctl_json_emit(libdm_json *v)
 {
-    char *text = NULL;
+    char *text = NULL, *safe;
     int r = v ? libdm_json_to_string(v, 0, &text) : -ENOMEM;
 
     libdm_json_free(v);
-    if (r < 0) {
-        dmctl_error(NULL, "cannot produce JSON: %s", strerror(-r));
+    safe = r < 0 ? NULL : dmctl_json_safe(text);
+    free(text);
+    if (!safe) {
+        dmctl_error(NULL, "cannot produce JSON: %s", strerror(r < 0 ? -r : ENOMEM));
         return DMCTL_EXIT_FAIL;
     }
-    puts(text);
-    free(text);
+    puts(safe);
+    free(safe);
     return 0;
 }
 
@@ -559,13 +568,17 @@ bool dmctl_json_add_bool(libdm_json *o, const char *key, bool b)
 
 void dmctl_print_kv(int width, const char *key, const char *fmt, ...)
 {
+    char *v = NULL, *safe;
     va_list ap;
+    int r;
 
-    printf("%-*s ", width + 1, key);
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    r = vasprintf(&v, fmt, ap);
     va_end(ap);
-    putchar('\n');
+    safe = r < 0 ? NULL : dmctl_safe(v, DMCTL_SAFE_MAX);
+    printf("%-*s %s\n", width + 1, key, safe ? safe : "?");
+    free(safe);
+    free(v);
 }
 
 static int print_dm_json(libdm_dm *dm)

@@ -98,7 +98,14 @@ int dmctl_exit_for(int err);
 /* 0 if libdm accepts @name as a DM name; else "dmctl: invalid NAME ..." is
  * printed and the result is 2 (a usage error), whatever the command. */
 int dmctl_check_name(const char *name);
-/* "dmctl: WHAT: MESSAGE" on stderr (WHAT may be NULL). */
+/* dmctl-safe.c: a string the DM supplied, made safe for a terminal (controls,
+ * ESC, DEL, C1 and invalid UTF-8 as \xHH; at most @max bytes of @s, "..."
+ * if cut); NULL for NULL or out of memory. Caller frees. */
+char *dmctl_safe(const char *s, size_t max);
+#define DMCTL_SAFE_MAX 4096
+/* JSON text with DEL and C1 escaped (\u007f, \u0080..); caller frees. */
+char *dmctl_json_safe(const char *text);
+/* "dmctl: WHAT: MESSAGE" on stderr (WHAT may be NULL), made safe. */
 void dmctl_error(const char *what, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Reports a failed operation on @dm (may be NULL): "dmctl: NAME: OP: cause"

@@ -7,7 +7,12 @@
 #   9  no secret in a log: a VNC password set with --vnc-password-file is in
 #      no stderr, at -v, -vv and LIBDM_LOG=debug (the library side, with an
 #      application logger at debug, is tests/unit/test-qmp-redact.c)
-# Needs $DMCTL and qemu-system-x86_64.
+#  10  nothing the DM says reaches a terminal raw: a fake QMP server
+#      (tests/harness/fakeqmp: a compromised QEMU's replies, which a real
+#      one will not produce on demand) answers with ESC/OSC, BEL, DEL and
+#      C1 in its runstate and error descriptions; status, status --json and
+#      qmp print none of them raw (text: \xHH; JSON: \u00XX)
+# Needs $DMCTL, $FAKEQMP and qemu-system-x86_64.
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
 
@@ -59,5 +64,78 @@ for how in "-v" "-vv" "LIBDM_LOG=debug" "LIBDM_LOG=debug -v"; do
         ok "9: $how: set_password logged, the password redacted"
     fi
 done
+
+# ---- 10: terminal escapes from the DM ----
+echo "# 10: nothing the DM says reaches a terminal raw"
+# raw_ctl FILE: the bytes of FILE that are neither printable ASCII nor a
+# newline (none expected: UTF-8 of the DM is not needed by these checks).
+raw_ctl() {
+    LC_ALL=C tr -d '\040-\176\n' <"$1" | od -An -c | tr -s ' \n' ' '
+}
+# fq_run SCRIPT-LINE RC DMCTL-ARGS...: dmctl against fakeqmp serving one
+# script line; stdout in $tmp/out10, stderr in $tmp/err10.
+fq_run() {
+    printf '%s\n' "$1" >"$tmp/script10"
+    _want=$2
+    shift 2
+    rm -f "$tmp/fq.sock"
+    "$FAKEQMP" --forever "$tmp/fq.sock" "$tmp/script10" 2>/dev/null &
+    _fq=$!
+    _i=0
+    while [ ! -S "$tmp/fq.sock" ] && [ $_i -lt 100 ]; do
+        sleep 0.05
+        _i=$((_i + 1))
+    done
+    timeout -k 5 30 "$DMCTL" --timeout 5 "$@" >"$tmp/out10" 2>"$tmp/err10"
+    _rc=$?
+    kill $_fq 2>/dev/null
+    wait $_fq 2>/dev/null
+    [ "$_rc" = "$_want" ] || { fail "10: dmctl $*: exit $_rc, expected $_want"; return 1; }
+    return 0
+}
+evil='\u001b]0;PWNED\u0007\u001b[2J\u009b31m\u007frunning'
+st="expect query-status return {\"status\":\"$evil\",\"singlestep\":false,\"running\":true}"
+if fq_run "$st" 0 status --socket "$tmp/fq.sock"; then
+    bad=$(raw_ctl "$tmp/out10")
+    if [ -n "$bad" ]; then
+        fail "10: status prints the runstate raw:$bad"
+    elif ! grep -q 'x1b\]0;PWNED' "$tmp/out10"; then
+        fail "10: status: the runstate is not shown escaped: $(cat "$tmp/out10")"
+    else
+        ok "10: status: ESC, BEL, DEL and C1 of the runstate escaped"
+    fi
+fi
+if fq_run "$st" 0 --json status --socket "$tmp/fq.sock"; then
+    bad=$(raw_ctl "$tmp/out10")
+    if [ -n "$bad" ]; then
+        fail "10: status --json prints control bytes raw:$bad"
+    elif ! grep -qi '\\u001b\]0;PWNED\\u0007' "$tmp/out10" ||
+        ! grep -qi '\\u009b31m\\u007frunning' "$tmp/out10"; then
+        fail "10: status --json: not JSON-escaped: $(cat "$tmp/out10")"
+    else
+        ok "10: status --json: the runstate JSON-escaped (C0, DEL, C1)"
+    fi
+fi
+if fq_run "$st" 0 qmp --socket "$tmp/fq.sock" query-status; then
+    bad=$(raw_ctl "$tmp/out10")
+    [ -z "$bad" ] && ok "10: qmp: the reply escaped" || fail "10: qmp prints the reply raw:$bad"
+fi
+# (raw: fakeqmp's "error" step would JSON-escape the backslashes itself)
+de='expect query-status raw {"error":{"class":"GenericError","desc":"\\u001b]0;PWNED\\u0007\\u001b[2J\\u009b31m\\u007fboom"},"id":$ID}\r\n'
+if fq_run "$de" 1 status --socket "$tmp/fq.sock"; then
+    bad=$(raw_ctl "$tmp/err10")
+    if [ -n "$bad" ]; then
+        fail "10: status prints the QMP error desc raw:$bad"
+    elif ! grep -q 'x1b\]0;PWNED.*boom' "$tmp/err10"; then
+        fail "10: status: the error desc is not shown: $(cat "$tmp/err10")"
+    else
+        ok "10: status: the QMP error desc escaped"
+    fi
+fi
+if fq_run "$de" 1 -vv qmp --socket "$tmp/fq.sock" query-status; then
+    bad=$(raw_ctl "$tmp/err10")
+    [ -z "$bad" ] && ok "10: qmp -vv: the error desc and the logged reply escaped" ||
+        fail "10: qmp -vv prints the DM's bytes raw:$bad"
+fi
 
 finish
