@@ -12,6 +12,9 @@
 #      one will not produce on demand) answers with ESC/OSC, BEL, DEL and
 #      C1 in its runstate and error descriptions; status, status --json and
 #      qmp print none of them raw (text: \xHH; JSON: \u00XX)
+#   6  a FIFO (or a char device, a socket) as a disk is refused at once,
+#      exit 2 with a clear message, with and without --restrict (it used to
+#      block a start step forever under --restrict)
 # Needs $DMCTL, $FAKEQMP and qemu-system-x86_64.
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
@@ -137,5 +140,43 @@ if fq_run "$de" 1 -vv qmp --socket "$tmp/fq.sock" query-status; then
     [ -z "$bad" ] && ok "10: qmp -vv: the error desc and the logged reply escaped" ||
         fail "10: qmp -vv prints the DM's bytes raw:$bad"
 fi
+
+# ---- 6: a FIFO as a disk ----
+echo "# 6: a FIFO, a char device or a socket as a disk is refused at once"
+mkfifo "$tmp/fifo" || exit 99
+perl -MIO::Socket::UNIX -e 'IO::Socket::UNIX->new(Local => $ARGV[0], Listen => 1) or die' \
+    "$tmp/sock" 2>/dev/null || python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$tmp/sock"
+runas=$((60000 + sfx % 5000))
+for img in fifo fifo-ro chr sock; do
+    mode=rw vdev=hda
+    case $img in
+    fifo) path=$tmp/fifo ;;
+    fifo-ro) path=$tmp/fifo mode=ro vdev=sda ;;
+    chr) path=/dev/null ;;
+    sock) path=$tmp/sock ;;
+    esac
+    for how in plain restrict; do
+        name="a18-d-$img-$how-$sfx"
+        extra=
+        [ $how = restrict ] && extra="--restrict --runas $runas:$runas"
+        t0=$(now_ms)
+        # shellcheck disable=SC2086
+        timeout -k 2 15 "$DMCTL" --store "$store" --timeout 5 start "$name" --machine pc \
+            --memory 64 --disk "$path,raw,$vdev,$mode" $extra >"$tmp/out6" 2>"$tmp/err6"
+        rc=$?
+        el=$(($(now_ms) - t0))
+        if [ "$rc" != 2 ]; then
+            fail "6: $img as a disk ($how): exit $rc in $el ms, expected 2"
+            sed 's/^/    /' "$tmp/err6"
+            dm "$store" stop --force "$name" >/dev/null 2>&1
+        elif ! grep -q "not a regular file or a block device" "$tmp/err6"; then
+            fail "6: $img as a disk ($how): unclear message: $(cat "$tmp/err6")"
+        elif [ -d "$store/$name" ]; then
+            fail "6: $img as a disk ($how): $store/$name left"
+        else
+            ok "6: $img as a disk ($how): exit 2 in $el ms, nothing left"
+        fi
+    done
+done
 
 finish
