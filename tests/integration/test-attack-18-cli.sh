@@ -15,6 +15,11 @@
 #   6  a FIFO (or a char device, a socket) as a disk is refused at once,
 #      exit 2 with a clear message, with and without --restrict (it used to
 #      block a start step forever under --restrict)
+#  12  two concurrent stops of one DM (its QEMU held with SIGSTOP until
+#      both began): both exit 0 (the loser says it was already gone),
+#      nothing left; and deterministically: a stop of a dead DM while
+#      another process (a concurrent stop cleaning up) holds owner.lock
+#      waits for it and exits 0 instead of "Device or resource busy"
 # Needs $DMCTL, $FAKEQMP and qemu-system-x86_64.
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
@@ -178,5 +183,69 @@ for img in fifo fifo-ro chr sock; do
         fi
     done
 done
+
+# ---- 12: two concurrent stops ----
+echo "# 12: two concurrent stops"
+bad12=0
+for i in 1 2 3 4 5 6 7 8; do
+    name="a18-cs$i-$sfx"
+    if ! dm "$store" start "$name" --machine none >/dev/null 2>"$tmp/err12"; then
+        fail "12: start $name: $(cat "$tmp/err12")"
+        bad12=1
+        continue
+    fi
+    qpid=$(dm "$store" --json list --no-query | grep "\"$name\"" |
+        sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+    [ -n "$qpid" ] && kill -STOP "$qpid"
+    dm "$store" stop "$name" >"$tmp/o12a" 2>"$tmp/e12a" &
+    p1=$!
+    dm "$store" stop "$name" >"$tmp/o12b" 2>"$tmp/e12b" &
+    p2=$!
+    sleep 1
+    [ -n "$qpid" ] && kill -CONT "$qpid"
+    wait $p1
+    r1=$?
+    wait $p2
+    r2=$?
+    for x in "a $r1" "b $r2"; do
+        set -- $x
+        [ "$2" = 0 ] && continue
+        fail "12: round $i: a stop exited $2: $(cat "$tmp/e12$1")"
+        bad12=1
+    done
+    if [ "$r1" != 0 ] && [ "$r2" != 0 ]; then
+        fail "12: round $i: neither stop succeeded"
+        bad12=1
+    fi
+    if [ -e "$store/$name" ] || listed12=$(dm "$store" --json list --no-query | grep "\"$name\""); then
+        fail "12: round $i: $name left: $listed12"
+        bad12=1
+    fi
+done
+[ $bad12 = 0 ] && ok "12: 8 rounds of two concurrent stops: both exit 0, nothing left"
+name="a18-cl-$sfx"
+if dm "$store" start "$name" --machine none >/dev/null 2>"$tmp/err12"; then
+    qpid=$(dm "$store" --json list --no-query | grep "\"$name\"" |
+        sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+    kill -9 "$qpid"
+    wait_pid_gone "$qpid" 5000
+    sleep 0.5
+    # the other stop: holds the name 1.5 s, as while it removes the files
+    flock "$store/$name/owner.lock" sleep 1.5 &
+    fl=$!
+    sleep 0.3
+    dm "$store" stop "$name" >"$tmp/o12" 2>"$tmp/e12"
+    rc=$?
+    wait $fl
+    if [ "$rc" != 0 ]; then
+        fail "12: stop while another holds the name: exit $rc: $(cat "$tmp/e12")"
+    elif [ -e "$store/$name" ]; then
+        fail "12: stop while another holds the name: $store/$name left"
+    else
+        ok "12: stop while another holds the name: waits, exit 0, nothing left"
+    fi
+else
+    fail "12: start $name: $(cat "$tmp/err12")"
+fi
 
 finish
