@@ -270,6 +270,7 @@ static int dm_signal(libdm_dm *dm, int sig)
 void libdm__dm_stop_finished(libdm_dm *dm)
 {
     libdm__store *store;
+    int holder = 0, r = 0;
 
     libdm__dm_close_qmp(dm);
     /* A start refused before its keeper ran removed all it made already;
@@ -279,12 +280,19 @@ void libdm__dm_stop_finished(libdm_dm *dm)
             (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
         libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
         libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
+        /* Someone else (a keeper that would not die) still holds the name:
+         * the record and files are left, and the stop says so (item 11). */
+        if (dm->rd && libdm__rundir_owner_held(dm->rd, &holder) == 1 && holder != getpid()) {
+            libdm__dm_error(dm, "the device model ended, but pid %d still holds its name: "
+                            "record and files left", holder);
+            r = -EBUSY;
+        }
     }
     /* DEAD holds no fd; and nothing on disk is ours any more. */
     dm->rd = libdm__rundir_free(dm->rd);
     dm->unclaimed = true;
     libdm__dm_set_state(dm, LIBDM_DM_DEAD);
-    libdm__dm_op_finish(dm, 0);
+    libdm__dm_op_finish(dm, r);
 }
 
 static void stop_escalate(libdm_ctx *ctx, libdm__timer *t, void *user)

@@ -20,6 +20,9 @@
 #      nothing left; and deterministically: a stop of a dead DM while
 #      another process (a concurrent stop cleaning up) holds owner.lock
 #      waits for it and exits 0 instead of "Device or resource busy"
+#  11  stop of a DM whose keeper is SIGSTOPped: the keeper is SIGKILLed
+#      through its pidfd and everything cleaned (exit 0, no record, no
+#      directory, not listed), never "stopped" with the files left
 # Needs $DMCTL, $FAKEQMP and qemu-system-x86_64.
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
@@ -35,6 +38,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 sfx=$$
+
+# listed NAME: dmctl list --json's line for NAME, if any.
+listed() {
+    dm "$store" --json list --no-query 2>/dev/null | grep "\"name\":\"$1\""
+}
 
 # ---- 9: the VNC password is in no log ----
 echo "# 9: no secret in a log"
@@ -246,6 +254,35 @@ if dm "$store" start "$name" --machine none >/dev/null 2>"$tmp/err12"; then
     fi
 else
     fail "12: start $name: $(cat "$tmp/err12")"
+fi
+
+# ---- 11: stop with a stopped keeper ----
+echo "# 11: stop with a SIGSTOPped keeper"
+name="a18-ks-$sfx"
+if dm "$store" start "$name" --machine none >/dev/null 2>"$tmp/err11"; then
+    qpid=$(dm "$store" --json list --no-query | grep "\"$name\"" |
+        sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+    kpid=$(ps -o ppid= -p "$qpid" | tr -d ' ')
+    kcomm=$(cat "/proc/$kpid/comm" 2>/dev/null)
+    if [ "$kcomm" != libdm-keeper ]; then
+        fail "11: the parent of QEMU $qpid is '$kcomm', not libdm-keeper"
+    else
+        kill -STOP "$kpid"
+        dm "$store" stop "$name" >"$tmp/o11" 2>"$tmp/e11"
+        rc=$?
+        kill -CONT "$kpid" 2>/dev/null
+        if [ "$rc" = 0 ] && { [ -e "$store/$name" ] || listed "$name" >/dev/null; }; then
+            fail "11: stop said '$(cat "$tmp/o11")', exit 0, but $name is left: $(ls "$store/$name" 2>&1 | tr '\n' ' ')"
+        elif [ "$rc" != 0 ]; then
+            fail "11: stop exited $rc: $(cat "$tmp/e11")"
+        elif kill -0 "$kpid" 2>/dev/null && [ "$(ps -o stat= -p "$kpid" | cut -c1)" != Z ]; then
+            fail "11: the keeper $kpid still runs"
+        else
+            ok "11: the stopped keeper killed, everything cleaned, exit 0"
+        fi
+    fi
+else
+    fail "11: start $name: $(cat "$tmp/err11")"
 fi
 
 finish
