@@ -23,6 +23,9 @@
 #  11  stop of a DM whose keeper is SIGSTOPped: the keeper is SIGKILLed
 #      through its pidfd and everything cleaned (exit 0, no record, no
 #      directory, not listed), never "stopped" with the files left
+#  14  status --json with three NICs (bridged, unbridged, bridged): each
+#      NIC's bridge is its own ("brx", none, "brx"), never "brx;1" or "-;2"
+#      (root and ip: a bridge in a private network namespace; else skipped)
 # Needs $DMCTL, $FAKEQMP and qemu-system-x86_64.
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
@@ -283,6 +286,34 @@ if dm "$store" start "$name" --machine none >/dev/null 2>"$tmp/err11"; then
     fi
 else
     fail "11: start $name: $(cat "$tmp/err11")"
+fi
+
+# ---- 14: --json NIC bridges ----
+echo "# 14: status --json with several NICs"
+ns="a18n-$sfx"
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && ip netns add "$ns" 2>/dev/null; then
+    ip netns exec "$ns" ip link add brx type bridge &&
+        ip netns exec "$ns" ip link set brx up
+    name="a18-nic-$sfx"
+    if ip netns exec "$ns" "$DMCTL" --store "$store" --timeout 20 start "$name" --machine pc \
+        --memory 64 --nic bridge=brx,model=e1000 --nic model=e1000 \
+        --nic bridge=brx,model=e1000 >/dev/null 2>"$tmp/err14"; then
+        js=$(ip netns exec "$ns" "$DMCTL" --store "$store" --json status "$name" 2>&1)
+        b=$(printf '%s\n' "$js" | sed 's/{"devid"/\n{"devid"/g' | grep '^{"devid"' |
+            sed -n 's/.*"devid":\([0-9]*\),.*"ifname":"[^"]*"\(,"bridge":"\([^"]*\)"\)\{0,1\}}.*/\1=\3/p' |
+            tr '\n' ' ')
+        if [ "$b" = "0=brx 1= 2=brx " ]; then
+            ok "14: status --json: the bridges of 3 NICs are brx, none, brx"
+        else
+            fail "14: status --json NIC bridges '$b': $js"
+        fi
+        ip netns exec "$ns" "$DMCTL" --store "$store" stop "$name" >/dev/null 2>&1
+    else
+        fail "14: start with 3 NICs: $(cat "$tmp/err14")"
+    fi
+    ip netns del "$ns"
+else
+    echo "# 14 skipped: needs root and ip netns"
 fi
 
 finish
