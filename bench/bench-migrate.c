@@ -632,6 +632,17 @@ static double med(const double *v, int n)
     return bu_median(tmp, (size_t)n);
 }
 
+/* The worst run: downtime must not depend on luck (issue 22, 12). */
+static double mx(const double *v, int n)
+{
+    double m = 0;
+
+    for (int i = 0; i < n; i++)
+        if (v[i] > m)
+            m = v[i];
+    return m;
+}
+
 int main(int argc, char **argv)
 {
     int runs = 10, only = -1, fail = 0;
@@ -741,6 +752,20 @@ int main(int argc, char **argv)
                 snprintf(a, sizeof(a), "%.3f ms (%+.3f)", md[M_DMCTL], md[M_DMCTL] - md[M_RAW]);
                 bu_result("migrate downtime: dmctl", a, b, md[M_DMCTL] / md[M_RAW],
                           "<= raw+1 ms", md[M_DMCTL] <= md[M_RAW] + 1 ? "yes" : "NO");
+            }
+            /* The maximum as well as the median: a lost event once costs a
+             * whole poll tick in the worst run, not in the median. */
+            for (int m = 0; m < M_RAW; m++) {
+                char name[64];
+                double xm, xr = mx(ser[M_RAW].down, ser[M_RAW].n);
+
+                if (!ser[m].n)
+                    continue;
+                xm = mx(ser[m].down, ser[m].n);
+                snprintf(name, sizeof(name), "migrate downtime max: %s", mode_names[m]);
+                snprintf(a, sizeof(a), "%.3f ms (%+.3f)", xm, xm - xr);
+                snprintf(b, sizeof(b), "%.3f ms (raw QMP max)", xr);
+                bu_result(name, a, b, xm / xr, "<= raw max+1 ms", xm <= xr + 1 ? "yes" : "NO");
             }
             /* The manager's own share, without QEMU's noisy stop-and-copy:
              * the later "completed" -> RESUME, both QEMU timestamps. */

@@ -226,9 +226,20 @@ static void add_name(argv_builder *b, const libdm_dm_config *c)
     }
 }
 
-static void add_memory(argv_builder *b, const libdm_dm_config *c)
+/* libxl passes "-m" (maxmem - videoram) for qemu-xen: the guest's
+ * maximum, less the video memory, which Xen counts inside it. */
+static void add_memory(argv_builder *b, const libdm_dm_config *c, bool xen)
 {
     uint64_t mb = libdm__config_memory_mb(c);
+
+    if (xen && mb) {
+        uint64_t video = libdm__devices_video_mb(&c->dev);
+
+        if (c->maxmem_mb > mb)
+            mb = c->maxmem_mb;
+        if (mb > video)
+            mb -= video;
+    }
 
     if (mb) {
         add(b, "-m");
@@ -256,12 +267,41 @@ static void build_plain(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
         add(b, machine);
     else
         addf(b, "%s,accel=tcg%s", machine, opts ? opts : "");
-    add_memory(b, c);
+    add_memory(b, c, false);
     add(b, "-chardev");
     addf(b, "socket,id=libdm-qmp,fd=%d,server=on,wait=off", qmp_fd);
     add_pair(b, "-mon", "chardev=libdm-qmp,mode=control");
     libdm__devices_argv_plain(b, c);
     free(opts);
+}
+
+/* dm_restrict, first part: what libxl puts before -incoming. */
+static void build_restrict_head(argv_builder *b, const libdm_dm_config *c)
+{
+    char *dir = NULL;
+
+    if (!c->restricted)
+        return;
+    if (c->profile == LIBDM_PROFILE_XEN)
+        add(b, "-xen-domid-restrict");
+    if (!b->err && libdm__config_chroot_dir(c, &dir) < 0)
+        b->err = -ENOMEM;
+    if (dir)
+        add_pair(b, "-chroot", dir);
+    free(dir);
+}
+
+/* dm_restrict, last part: -runas (libxl's last argument) and -sandbox,
+ * which is our addition (libxl passes none). */
+static void build_restrict_tail(argv_builder *b, const libdm_dm_config *c)
+{
+    if (!c->restricted)
+        return;
+    if (c->runas)
+        add_pair(b, "-runas", c->runas);
+    /* With the keeper's filter instead (restrict.c), no -sandbox. */
+    if (c->seccomp != LIBDM_SECCOMP_FILTER)
+        add_pair(b, "-sandbox", LIBDM__SANDBOX_OPTS);
 }
 
 /* The xen machines select accel=xen themselves; anything else (libxl uses
@@ -300,6 +340,9 @@ static void build_xen(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
     /* -vnc, -display none, SCSI controller, -serial, VGA, -boot, USB,
      * -smp, NICs or "-net none" (devices-argv.c). */
     libdm__devices_argv_xen_front(b, c);
+    build_restrict_head(b, c);
+    if (c->incoming)
+        add_pair(b, "-incoming", c->incoming);
     /* libxl: device_model_args, -machine VALUE, device_model_args_hvm. */
     for (size_t i = 0; i < c->n_extra_args; i++)
         add(b, c->extra_args[i]);
@@ -310,44 +353,25 @@ static void build_xen(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
         addf(b, "%s,accel=xen%s", machine, opts ? opts : "");
     for (size_t i = 0; i < c->n_extra_args_hvm; i++)
         add(b, c->extra_args_hvm[i]);
-    add_memory(b, c);
+    add_memory(b, c, true);
     libdm__devices_argv_xen_disks(b, c);
+    build_restrict_tail(b, c);
     free(xenstat);
     free(opts);
-}
-
-/* dm_restrict. -sandbox is our addition: libxl does not pass it. */
-static void build_restrict(argv_builder *b, const libdm_dm_config *c)
-{
-    char *dir = NULL;
-
-    if (!c->restricted)
-        return;
-    if (c->profile == LIBDM_PROFILE_XEN)
-        add(b, "-xen-domid-restrict");
-    if (!b->err && libdm__config_chroot_dir(c, &dir) < 0)
-        b->err = -ENOMEM;
-    if (dir)
-        add_pair(b, "-chroot", dir);
-    if (c->runas)
-        add_pair(b, "-runas", c->runas);
-    /* With the keeper's filter instead (restrict.c), no -sandbox. */
-    if (c->seccomp != LIBDM_SECCOMP_FILTER)
-        add_pair(b, "-sandbox", LIBDM__SANDBOX_OPTS);
-    free(dir);
 }
 
 static void build_tail(argv_builder *b, const libdm_dm_config *c)
 {
     size_t i;
 
-    build_restrict(b, c);
-    if (c->incoming)
-        add_pair(b, "-incoming", c->incoming);
-    /* Plain profile: last, so they can add to or override anything above
-     * (the xen profile placed them as libxl does). */
+    /* The xen profile placed everything as libxl does (build_xen). */
     if (c->profile == LIBDM_PROFILE_XEN)
         return;
+    build_restrict_head(b, c);
+    build_restrict_tail(b, c);
+    if (c->incoming)
+        add_pair(b, "-incoming", c->incoming);
+    /* Plain profile: last, so they can add to or override anything above. */
     for (i = 0; i < c->n_extra_args; i++)
         add(b, c->extra_args[i]);
     for (i = 0; i < c->n_extra_args_hvm; i++)
@@ -371,6 +395,44 @@ static int check_buildable(const libdm_dm_config *c)
     return 0;
 }
 
+/* ---- a caller-built command line (config-adopt.c) ---- */
+
+static bool has_arg(char **v, const char *arg)
+{
+    for (; *v; v++)
+        if (strcmp(*v, arg) == 0)
+            return true;
+    return false;
+}
+
+int libdm__config_adopt_build(const libdm_dm_config *c, int qmp_fd, char ***ret_argv)
+{
+    argv_builder b = { 0 };
+
+    /* A domain's DM: the xen profile, a domid, an identity if restricted. */
+    if (c->profile != LIBDM_PROFILE_XEN || c->domid == 0 || (c->restricted && !c->runas))
+        return -EINVAL;
+    add(&b, libdm__config_qemu_path(c));
+    for (char **a = c->adopt_argv; *a; a++)
+        add(&b, *a);
+    if (!has_arg(c->adopt_argv, "-S"))
+        add(&b, "-S");
+    add(&b, "-chardev");
+    addf(&b, "socket,id=libdm-qmp,fd=%d,server=on,wait=off", qmp_fd);
+    add(&b, "-mon");
+    add(&b, "chardev=libdm-qmp,mode=control");
+    if (c->restricted && c->seccomp != LIBDM_SECCOMP_FILTER) {
+        add(&b, "-sandbox");
+        add(&b, LIBDM__SANDBOX_OPTS);
+    }
+    if (b.err) {
+        libdm_strv_free(b.v);
+        return b.err;
+    }
+    *ret_argv = b.v;
+    return 0;
+}
+
 int libdm_dm_config_build_argv(const libdm_dm_config *config, int qmp_fd, char ***ret_argv)
 {
     argv_builder b = { 0 };
@@ -378,6 +440,8 @@ int libdm_dm_config_build_argv(const libdm_dm_config *config, int qmp_fd, char *
 
     if (!config || qmp_fd < 0 || !ret_argv)
         return -EINVAL;
+    if (config->adopt_argv) /* the caller's command line (config-adopt.c) */
+        return libdm__config_adopt_build(config, qmp_fd, ret_argv);
     r = check_buildable(config);
     if (r < 0)
         return r;

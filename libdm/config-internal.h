@@ -44,6 +44,7 @@ struct libdm_dm_config {
     uint32_t domid;         /* 0: none (refused by the xen profile) */
     libdm_profile profile;
     uint64_t memory_mb;     /* 0: profile default */
+    uint64_t maxmem_mb;     /* xl's maxmem; 0: memory_mb */
     char *machine;          /* NULL: profile default */
     bool restricted;        /* dm_restrict ("restrict" is a C keyword) */
     char *runas;            /* user name or "uid:gid" */
@@ -60,6 +61,8 @@ struct libdm_dm_config {
                                        * LIBDM_PASS_FD_FIRST + i */
     size_t n_pass_fds;
     libdm__devices dev;     /* devices.c */
+    char **adopt_argv;      /* set_argv (config-adopt.c): the caller's DM
+                             * arguments; NULL: libdm builds them */
 };
 
 /* Deep copy of @src. */
@@ -75,6 +78,15 @@ uint64_t libdm__config_memory_mb(const libdm_dm_config *config);
  * with restrict defaults to LIBDM__XEN_RUN_DIR/qemu-root-DOMID, which is
  * malloc'd: *ret_dir is always malloc'd (or NULL); -ENOMEM on failure. */
 int libdm__config_chroot_dir(const libdm_dm_config *config, char **ret_dir);
+/* config-adopt.c: a caller-built command line. */
+int libdm__config_adopt_copy(const libdm_dm_config *src, libdm_dm_config *dst);
+void libdm__config_adopt_free(libdm_dm_config *config);
+/* argv.c: the command line of a configuration with set_argv. */
+int libdm__config_adopt_build(const libdm_dm_config *c, int qmp_fd, char ***ret_argv);
+/* The profile a DM is recorded with: "xl" for a caller-built command line
+ * (libxl's), else libdm__profile_to_string(). */
+#define LIBDM__PROFILE_XL "xl"
+
 /* "plain" or "xen". */
 const char *libdm__profile_to_string(libdm_profile profile);
 

@@ -186,6 +186,7 @@ libdm_dm_config *libdm_dm_config_free(libdm_dm_config *config)
     for (size_t i = 0; i < config->n_pass_fds; i++)
         libdm__close(&config->pass_fds[i]);
     libdm__devices_clear(&config->dev);
+    libdm__config_adopt_free(config);
     free(config);
     return NULL;
 }
@@ -220,6 +221,14 @@ int libdm_dm_config_set_memory_mb(libdm_dm_config *config, uint64_t mb)
     if (!config || mb < 1 || mb > LIBDM__MAX_MEMORY_MB)
         return -EINVAL;
     config->memory_mb = mb;
+    return 0;
+}
+
+int libdm_dm_config_set_maxmem_mb(libdm_dm_config *config, uint64_t mb)
+{
+    if (!config || mb > LIBDM__MAX_MEMORY_MB)
+        return -EINVAL;
+    config->maxmem_mb = mb;
     return 0;
 }
 
@@ -382,6 +391,7 @@ int libdm__config_copy(const libdm_dm_config *src, libdm_dm_config **ret)
     c->name = c->machine = c->runas = c->chroot_dir = c->incoming = c->qemu_path = NULL;
     c->extra_args = c->extra_args_hvm = NULL;
     c->n_extra_args = c->n_extra_args_hvm = 0;
+    c->adopt_argv = NULL;
     c->n_pass_fds = 0;
     libdm__devices_init(&c->dev);
     for (size_t i = 0; r == 0 && i < src->n_pass_fds; i++) {
@@ -399,6 +409,7 @@ int libdm__config_copy(const libdm_dm_config *src, libdm_dm_config **ret)
     r = r ? r : dup_opt(src->qemu_path, &c->qemu_path);
     r = r ? r : copy_extra_args(src, c);
     r = r ? r : libdm__devices_copy(&src->dev, &c->dev);
+    r = r ? r : libdm__config_adopt_copy(src, c);
     if (r < 0) {
         libdm_dm_config_free(c);
         return r;

@@ -35,15 +35,31 @@ struct libdm_ctx {
     struct libdm__store *store;  /* opened on first use */
 
     unsigned nclosing;           /* connections draining after close_async */
+    struct libdm_qmp *closing_qmps; /* those connections (qmp.c) */
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
 
-    void *blocking_for;          /* the DM a blocking libdm call waits for (dm.c) */
-    struct libdm_dm *postponed;  /* DMs whose callbacks wait for that call to end */
+    struct libdm_dm *dms;        /* every DM handle of the context (dm.c) */
+    /* Set by the layers above when they first use the context, run by
+     * libdm_ctx_free() (the context never calls up): */
+    void (*free_dms)(libdm_ctx *ctx);                  /* dm.c */
+    void (*hurry_closing)(libdm_ctx *ctx, uint64_t abs_ms); /* qmp.c */
+    const void *blocking_for;    /* the object a blocking libdm call waits for */
+    libdm__timer *postponed;     /* others' deliveries, deferred when it ends */
 
     libdm_ctx_idle_fn *idle_cb;  /* libdm_ctx_set_idle_callback() */
     void *idle_user;
     bool idle_reported;          /* idle_cb ran since the context was last busy */
 };
+
+/* dm.c: libdm_ctx_free() with DM handles still held: each is released as
+ * libdm_dm_release() would (a running DM stays recorded and attachable, a
+ * start under autokill ends), its memory kept for the caller's getters and
+ * final release; the handle has no context any more (its operations return
+ * -ESHUTDOWN). */
+void libdm__dm_detach_all(libdm_ctx *ctx);
+
+/* qmp.c: every connection still draining ends by @abs_ms at the latest. */
+void libdm__qmp_hurry_closing(libdm_ctx *ctx, uint64_t abs_ms);
 
 /* spawn.c */
 typedef struct libdm__reaper libdm__reaper;

@@ -57,6 +57,7 @@ int libdm_ctx_new(xentoollog_logger *logger, libdm_ctx **ret_ctx)
         }
         ctx->lg = ctx->own_lg;
     }
+    libdm__orphans_reap(true);
     r = libdm__loop_init(ctx);
     if (r < 0) {
         libdm_ctx_free(ctx);
@@ -67,16 +68,24 @@ int libdm_ctx_new(xentoollog_logger *logger, libdm_ctx **ret_ctx)
     return 0;
 }
 
+#define CTX_FREE_DRAIN_MS 200
+
 libdm_ctx *libdm_ctx_free(libdm_ctx *ctx)
 {
     if (!ctx)
         return NULL;
-    /* Connections handed over by close_async finish draining first; their
-     * own deadlines bound this loop. */
+    if (ctx->free_dms)
+        ctx->free_dms(ctx); /* libdm__dm_detach_all() */
+    /* Connections handed over by close_async finish draining first, for
+     * CTX_FREE_DRAIN_MS at most: an owed reply not read by then is lost
+     * (the socket closes with it outstanding). */
+    if (ctx->hurry_closing)
+        ctx->hurry_closing(ctx, libdm__deadline(CTX_FREE_DRAIN_MS));
     while (ctx->nclosing > 0 && ctx->depth == 0)
-        if (libdm_ctx_run_once(ctx, 1000) < 0)
+        if (libdm_ctx_run_once(ctx, CTX_FREE_DRAIN_MS) < 0)
             break;
     libdm__reapers_free(ctx);
+    libdm__orphans_reap(true);
     if (ctx->store)
         libdm__store_close(ctx->store);
     free(ctx->store_spec);

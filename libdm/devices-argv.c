@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VGAMEM_STD_MB 16
-#define VGAMEM_CIRRUS_MB 8
 
 /* libxl__device_disk_dev_number() for the vdevs we accept (partition 0). */
 static int dev_number(const libdm__disk *d)
@@ -49,6 +47,9 @@ static bool any_scsi_disk(const libdm__devices *d)
  * says "-vnc none" as libxl does. */
 static void add_vnc(libdm__argv *b, const libdm__devices *d, bool xen)
 {
+    /* libxl's order: the password, then to=99 ("needs to be the last one
+     * of the vnc options"), which lets QEMU take the next free display. */
+    bool unused = d->vnc_findunused > 0 || (xen && d->vnc_findunused < 0);
     const char *pw = d->vnc_password ? ",password=on" : "";
 
     if (d->vnc_display < 0) {
@@ -62,8 +63,8 @@ static void add_vnc(libdm__argv *b, const libdm__devices *d, bool xen)
     if (d->vnc_listen && !strncmp(d->vnc_listen, "unix:", 5))
         libdm__argv_add_escaped(b, "unix:", d->vnc_listen + 5, pw);
     else
-        libdm__argv_addf(b, "%s:%d%s", d->vnc_listen ? d->vnc_listen : "127.0.0.1",
-                         d->vnc_display, pw);
+        libdm__argv_addf(b, "%s:%d%s%s", d->vnc_listen ? d->vnc_listen : "127.0.0.1",
+                         d->vnc_display, pw, unused ? ",to=99" : "");
 }
 
 static void add_serials(libdm__argv *b, const libdm__devices *d)
@@ -83,21 +84,22 @@ static void add_serials(libdm__argv *b, const libdm__devices *d)
 
 static void add_vga(libdm__argv *b, const libdm__devices *d)
 {
-    unsigned mb = d->vgamem_mb;
+    unsigned mb = libdm__devices_video_mb(d);
 
     if (d->vga == LIBDM_VGA_NONE)
         return;
-    if (!mb)
-        mb = d->vga == LIBDM_VGA_STD ? VGAMEM_STD_MB : VGAMEM_CIRRUS_MB;
     libdm__argv_add(b, "-device");
     libdm__argv_addf(b, "%s,vgamem_mb=%u", d->vga == LIBDM_VGA_STD ? "VGA" : "cirrus-vga", mb);
 }
 
-static void add_boot_usb_smp(libdm__argv *b, const libdm__devices *d)
+static void add_boot_usb_smp(libdm__argv *b, const libdm__devices *d, bool xen)
 {
-    if (d->boot[0]) {
+    /* libxl's default order for an HVM guest when boot= is not given. */
+    const char *boot = d->boot[0] ? d->boot : xen ? "cda" : NULL;
+
+    if (boot) {
         libdm__argv_add(b, "-boot");
-        libdm__argv_addf(b, "order=%s", d->boot);
+        libdm__argv_addf(b, "order=%s", boot);
     }
     if (d->usb)
         libdm__argv_add(b, "-usb");
@@ -105,6 +107,8 @@ static void add_boot_usb_smp(libdm__argv *b, const libdm__devices *d)
         libdm__argv_add(b, "-usbdevice");
         libdm__argv_add(b, "tablet");
     }
+    if (d->no_acpi)
+        libdm__argv_add(b, "-no-acpi");
     /* xl always fills avail_vcpus, so libxl writes "N,maxcpus=M". */
     if (d->max_vcpus > 1) {
         libdm__argv_add(b, "-smp");
@@ -125,9 +129,10 @@ static void add_nic(libdm__argv *b, const libdm_dm_config *c, const libdm__nic *
     } else if (libdm__nic_ifname(c, n, ifname, sizeof(ifname)) < 0) {
         b->err = b->err ? b->err : -ENAMETOOLONG;
     } else {
-        /* Not started yet: the tap QEMU would be given, by name. */
-        libdm__argv_addf(b, "type=tap,id=net%d,ifname=%s,script=no,downscript=no", n->devid,
-                         ifname);
+        /* Not started yet: the tap QEMU would be given, by name (and its
+         * bridge, which libxl names there too). */
+        libdm__argv_addf(b, "type=tap,id=net%d,ifname=%s%s%s,script=no,downscript=no",
+                         n->devid, ifname, n->bridge ? ",br=" : "", n->bridge ? n->bridge : "");
     }
 }
 
@@ -151,13 +156,17 @@ static void add_front(libdm__argv *b, const libdm_dm_config *c, bool xen)
         libdm__argv_add(b, "-display");
         libdm__argv_add(b, "none");
     }
+    if (d->keymap) {
+        libdm__argv_add(b, "-k");
+        libdm__argv_add(b, d->keymap);
+    }
     if (any_scsi_disk(d)) {
         libdm__argv_add(b, "-device");
         libdm__argv_add(b, "lsi53c895a");
     }
     add_serials(b, d);
     add_vga(b, d);
-    add_boot_usb_smp(b, d);
+    add_boot_usb_smp(b, d, xen);
     add_nics(b, c, xen);
 }
 
@@ -262,6 +271,10 @@ int libdm__devices_check(const libdm_dm_config *c)
     if (c->profile != LIBDM_PROFILE_XEN && d->igd_passthru >= 0)
         return -EINVAL;
     if (machine_none && libdm__devices_any(d))
+        return -EINVAL;
+    /* libxl's minimums for qemu-xen ("videoram must be at least ..."). */
+    if (c->profile == LIBDM_PROFILE_XEN && d->vgamem_mb &&
+        d->vgamem_mb < (d->vga == LIBDM_VGA_STD ? LIBDM__VGAMEM_STD_MB : LIBDM__VGAMEM_CIRRUS_MB))
         return -EINVAL;
     return 0;
 }

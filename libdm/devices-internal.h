@@ -50,6 +50,9 @@ typedef struct libdm__devices {
     libdm__serial serials[LIBDM_MAX_SERIALS];
     size_t n_serials;
     int vnc_display;        /* -1: off */
+    int vnc_findunused;     /* -1: profile default (xen: on, as libxl), 0, 1 */
+    char *keymap;           /* -k; NULL: none */
+    bool no_acpi;           /* xl's acpi=0: -no-acpi */
     char *vnc_listen;       /* NULL: 127.0.0.1 */
     char *vnc_password;     /* never on the command line */
     unsigned vcpus, max_vcpus; /* 0: not set (one vCPU, no -smp) */
@@ -62,7 +65,13 @@ typedef struct libdm__devices {
     int igd_passthru;       /* -1 not set, 0 off, 1 on */
 } libdm__devices;
 
+#define LIBDM__VGAMEM_STD_MB 16   /* libxl's defaults (and minimums) for qemu-xen */
+#define LIBDM__VGAMEM_CIRRUS_MB 8
+
 void libdm__devices_init(libdm__devices *d);
+/* The video memory QEMU gets: the configured size, libxl's default for the
+ * card, 0 without one. */
+unsigned libdm__devices_video_mb(const libdm__devices *d);
 void libdm__devices_clear(libdm__devices *d);
 int libdm__devices_copy(const libdm__devices *src, libdm__devices *dst);
 bool libdm__devices_any(const libdm__devices *d);

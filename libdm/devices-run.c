@@ -207,6 +207,8 @@ int libdm_dm_apply_config(libdm_dm *dm, const libdm_dm_config *config, int timeo
 
     if (!dm || !config)
         return -EINVAL;
+    if (!libdm__dm_ctx(dm))
+        return -ESHUTDOWN;
     r = publish_devices(dm, timeout_ms);
     if (r < 0 || config->dev.vnc_display < 0 || !config->dev.vnc_password)
         return r;

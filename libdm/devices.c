@@ -29,6 +29,7 @@ void libdm__devices_init(libdm__devices *d)
 {
     memset(d, 0, sizeof(*d));
     d->vnc_display = -1;
+    d->vnc_findunused = -1;
     d->suppress_vmdesc = -1;
     d->igd_passthru = -1;
 }
@@ -46,6 +47,7 @@ void libdm__devices_clear(libdm__devices *d)
     for (size_t i = 0; i < d->n_serials; i++)
         free(d->serials[i].path);
     free(d->vnc_listen);
+    free(d->keymap);
     if (d->vnc_password)
         explicit_bzero(d->vnc_password, strlen(d->vnc_password));
     free(d->vnc_password);
@@ -71,7 +73,7 @@ int libdm__devices_copy(const libdm__devices *src, libdm__devices *dst)
         dst->nics[i].bridge = dst->nics[i].ifname = NULL;
     for (size_t i = 0; i < src->n_serials; i++)
         dst->serials[i].path = NULL;
-    dst->vnc_listen = dst->vnc_password = NULL;
+    dst->vnc_listen = dst->vnc_password = dst->keymap = NULL;
     for (size_t i = 0; r == 0 && i < src->n_disks; i++) {
         r = dup_str(src->disks[i].vdev, &dst->disks[i].vdev);
         r = r ? r : dup_str(src->disks[i].path, &dst->disks[i].path);
@@ -84,14 +86,24 @@ int libdm__devices_copy(const libdm__devices *src, libdm__devices *dst)
         r = dup_str(src->serials[i].path, &dst->serials[i].path);
     r = r ? r : dup_str(src->vnc_listen, &dst->vnc_listen);
     r = r ? r : dup_str(src->vnc_password, &dst->vnc_password);
+    r = r ? r : dup_str(src->keymap, &dst->keymap);
     return r;
+}
+
+unsigned libdm__devices_video_mb(const libdm__devices *d)
+{
+    if (d->vga == LIBDM_VGA_NONE)
+        return 0;
+    if (d->vgamem_mb)
+        return d->vgamem_mb;
+    return d->vga == LIBDM_VGA_STD ? LIBDM__VGAMEM_STD_MB : LIBDM__VGAMEM_CIRRUS_MB;
 }
 
 bool libdm__devices_any(const libdm__devices *d)
 {
     return d->n_disks || d->n_nics || d->n_serials || d->vnc_display >= 0 || d->vcpus ||
            d->boot[0] || d->vga != LIBDM_VGA_NONE || d->usb || d->max_ram_below_4g ||
-           d->igd_passthru >= 0 || d->suppress_vmdesc >= 0;
+           d->igd_passthru >= 0 || d->suppress_vmdesc >= 0 || d->keymap || d->no_acpi;
 }
 
 /* ---- validation ---- */
@@ -319,8 +331,20 @@ int libdm__nic_ifname(const libdm_dm_config *c, const libdm__nic *n, char *buf, 
         w = snprintf(buf, len, "%s", n->ifname);
     else if (c->domid)
         w = snprintf(buf, len, "vif%" PRIu32 ".%d-emu", c->domid, n->devid);
-    else
-        w = snprintf(buf, len, "dm%.10s.%d", c->name ? c->name : "", n->devid);
+    else {
+        /* dm<name>.<devid> when it fits in IFNAMSIZ; else dm-<hash of the
+         * whole name>.<devid>: names sharing a prefix never share a tap
+         * (a name cannot start with '-', so the two forms never meet). */
+        const char *name = c->name ? c->name : "";
+        uint32_t h = 2166136261u; /* FNV-1a */
+
+        w = snprintf(buf, len, "dm%s.%d", name, n->devid);
+        if (w < 0 || w > LIBDM__IFNAME_MAX || (size_t)w >= len) {
+            for (const char *p = name; *p; p++)
+                h = (h ^ (unsigned char)*p) * 16777619u;
+            w = snprintf(buf, len, "dm-%08" PRIx32 ".%d", h, n->devid);
+        }
+    }
     return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -440,6 +464,42 @@ int libdm_dm_config_set_vga(libdm_dm_config *config, libdm_vga vga, unsigned vga
         return -EINVAL;
     config->dev.vga = vga;
     config->dev.vgamem_mb = vgamem_mb;
+    return 0;
+}
+
+int libdm_dm_config_set_vnc_findunused(libdm_dm_config *config, int on)
+{
+    if (!config)
+        return -EINVAL;
+    config->dev.vnc_findunused = on != 0;
+    return 0;
+}
+
+/* QEMU's keymap names: lower-case letters, digits and '-' (e.g. "en-us"). */
+int libdm_dm_config_set_keymap(libdm_dm_config *config, const char *keymap)
+{
+    char *copy = NULL;
+
+    if (!config)
+        return -EINVAL;
+    if (keymap) {
+        size_t n = strlen(keymap);
+
+        if (n == 0 || n > 16 || strspn(keymap, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
+            return -EINVAL;
+        if (!(copy = strdup(keymap)))
+            return -ENOMEM;
+    }
+    free(config->dev.keymap);
+    config->dev.keymap = copy;
+    return 0;
+}
+
+int libdm_dm_config_set_acpi(libdm_dm_config *config, int on)
+{
+    if (!config)
+        return -EINVAL;
+    config->dev.no_acpi = !on;
     return 0;
 }
 

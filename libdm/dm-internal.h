@@ -75,6 +75,9 @@ int libdm__dm_mig_call(libdm_dm *dm, const char *cmd, const libdm_json *args,
 /* Arms the operation's tick: @fn(ctx, timer, dm) in @delay_ms, or at once
  * when a MIGRATION event arrives first (never an event alone). */
 void libdm__dm_mig_tick(libdm_dm *dm, libdm__timer_fn *fn, int delay_ms);
+/* A MIGRATION event came while the phase had no tick armed (its query in
+ * flight): true once, and the caller's next wait is none. */
+bool libdm__dm_mig_take_event(libdm_dm *dm);
 /* Moves the operation's deadline to @abs_ms. */
 void libdm__dm_mig_set_deadline(libdm_dm *dm, uint64_t abs_ms);
 

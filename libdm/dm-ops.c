@@ -54,14 +54,15 @@ static void resume_send_cont(libdm_dm *dm)
     }
 }
 
-static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r_, void *user)
 {
     libdm_dm *dm = user;
     const char *st;
+    int r;
 
-    if (!reply_ok(dm, r, "query-migrate"))
+    if (!reply_ok(dm, r_, "query-migrate"))
         return;
-    st = libdm__json_get_str(r->value, "status");
+    st = libdm__json_get_str(r_->value, "status");
     switch (libdm__incoming_verdict(dm, st)) {
     case -EIO:
         libdm__dm_op_finish(dm, -EIO);
@@ -71,6 +72,17 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
          * for a Finish that keeps the guest paused. Every step between the
          * completion and cont is guest-visible downtime. */
         libdm__dm_incoming_done(dm, dm->op->u.resume.keep_paused);
+        /* Finish (seed 002): the destination stops depending on its
+         * controller in the same step that makes it the guest's owner,
+         * before cont, so that no death of the controller after cont can
+         * end a running destination (issue 22, 4 and 5). The message is on
+         * the keeper's channel before any EOF of it. */
+        if (dm->op->u.resume.finish && (r = libdm__dm_set_autokill(dm, false)) < 0) {
+            libdm__dm_error(dm, "cannot release the destination from autokill: %s; "
+                            "not resumed", strerror(-r));
+            libdm__dm_op_finish(dm, r);
+            return;
+        }
         if (dm->op->u.resume.keep_paused)
             libdm__dm_op_finish(dm, 0);
         else
@@ -78,8 +90,12 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r, void *user
         return;
     }
     /* Not yet: look again on the MIGRATION event (libdm__dm_incoming_event)
-     * or, as the safety net against a missed event, on a timer. */
-    (void)libdm__timer_arm(dm->ctx, &dm->op->tick, libdm_now_ms() + DM_MIGRATE_POLL_MS);
+     * or, as the safety net against a missed event, on a timer; at once if
+     * the event came while this look was in flight (it may be older than
+     * the completion the event announced). */
+    (void)libdm__timer_arm(dm->ctx, &dm->op->tick, libdm_now_ms() +
+                           (dm->op->event_pending ? 0 : DM_MIGRATE_POLL_MS));
+    dm->op->event_pending = false;
 }
 
 static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
@@ -98,13 +114,23 @@ static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
  * migration looks now rather than at its next tick. */
 void libdm__dm_incoming_event(libdm_dm *dm)
 {
-    /* A migration phase waiting on its tick looks now, too. */
-    if (libdm__dm_op_kind(dm) == OP_MIGRATE && libdm__timer_armed(&dm->op->tick)) {
-        (void)libdm__defer(dm->ctx, &dm->op->tick);
+    /* A migration phase waiting on its tick looks now, too. An event that
+     * comes before the wait is armed (a query in flight, whose reply may
+     * predate it, in the same read) still counts: the next wait is none
+     * (issue 22, 12). */
+    if (libdm__dm_op_kind(dm) == OP_MIGRATE) {
+        if (libdm__timer_armed(&dm->op->tick))
+            (void)libdm__defer(dm->ctx, &dm->op->tick);
+        else
+            dm->op->event_pending = true;
         return;
     }
     if (libdm__dm_op_kind(dm) != OP_RESUME || dm->state != LIBDM_DM_INCOMING)
         return;
+    if (dm->op->call) {
+        dm->op->event_pending = true;
+        return;
+    }
     libdm__timer_disarm(dm->ctx, &dm->op->tick);
     resume_poll_migrate(dm->ctx, &dm->op->tick, dm);
 }
@@ -151,6 +177,8 @@ int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, vo
 {
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
     r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
@@ -169,6 +197,8 @@ static int run_blocking(libdm_dm *dm, op_async_fn *op_async, int timeout_ms)
     sync_op s = { 0 };
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (libdm__dispatch_depth(dm->ctx) > 0)
         return -EDEADLK;
     r = op_async(dm, timeout_ms, libdm__dm_sync_done_cb, &s);
@@ -213,6 +243,8 @@ static int simple_call_async(libdm_dm *dm, op_kind kind, const char *cmd, int ti
 {
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
     r = libdm__dm_op_begin(dm, kind, timeout_ms, libdm__dm_op_deadline_fire, NULL, cb,
@@ -269,37 +301,16 @@ static int dm_signal(libdm_dm *dm, int sig)
 
 void libdm__dm_stop_finished(libdm_dm *dm)
 {
-    libdm__store *store;
-    int holder = 0, r = 0;
-
-    libdm__dm_close_qmp(dm);
-    /* A start refused before its keeper ran removed all it made already;
-     * the name may be someone else's by now. */
-    if (!dm->unclaimed) {
-        if (!dm->rd && libdm__dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
-            (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
-        libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
-        libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
-        /* Someone else (a keeper that would not die) still holds the name:
-         * the record and files are left, and the stop says so (item 11). */
-        if (dm->rd && libdm__rundir_owner_held(dm->rd, &holder) == 1 && holder != getpid()) {
-            libdm__dm_error(dm, "the device model ended, but pid %d still holds its name: "
-                            "record and files left", holder);
-            r = -EBUSY;
-        }
-    }
-    /* DEAD holds no fd; and nothing on disk is ours any more. */
-    dm->rd = libdm__rundir_free(dm->rd);
-    dm->unclaimed = true;
-    libdm__dm_set_state(dm, LIBDM_DM_DEAD);
-    libdm__dm_op_finish(dm, r);
+    /* The files go in steps from the loop (a stop of a DEAD DM removes
+     * nothing inside libdm_dm_stop_async()). */
+    libdm__dm_clean_then_finish(dm, 0);
 }
 
 static void stop_escalate(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
 
-    if (dm->exited)
+    if (dm->exited || dm->op->cleaning)
         return;
     switch (dm->op->u.stop.step) {
     case STOP_QUIT:
@@ -336,6 +347,10 @@ int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_f
     libdm__op *op;
     int r;
 
+    if (!dm)
+        return -EINVAL;
+    if (!dm->ctx)
+        return -ESHUTDOWN; /* its context was freed: the DM was released */
     if (libdm__dm_op_kind(dm) == OP_STOP)
         return -EALREADY;
     /* Stopping wins over whatever was in progress (a resume waiting for an
@@ -370,6 +385,8 @@ int libdm_dm_stop(libdm_dm *dm, int force, int timeout_ms)
     sync_op s = { 0 };
     int r;
 
+    if (!dm || !dm->ctx)
+        return dm ? -ESHUTDOWN : -EINVAL;
     if (libdm__dispatch_depth(dm->ctx) > 0)
         return -EDEADLK;
     r = libdm_dm_stop_async(dm, force, timeout_ms, libdm__dm_sync_done_cb, &s);
@@ -397,6 +414,8 @@ int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_
 {
     int r;
 
+    if (!dm->ctx)
+        return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
     r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
@@ -404,6 +423,7 @@ int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_
     if (r < 0)
         return r;
     dm->op->u.resume.keep_paused = keep_paused;
+    dm->op->u.resume.finish = true;
     libdm__dm_set_state(dm, LIBDM_DM_INCOMING);
     resume_poll_migrate(dm->ctx, &dm->op->tick, dm);
     return 0;
@@ -455,6 +475,15 @@ int libdm__dm_mig_call(libdm_dm *dm, const char *cmd, const libdm_json *args,
                        libdm_qmp_reply_fn *cb)
 {
     return libdm__dm_op_kind(dm) == OP_MIGRATE ? libdm__dm_call(dm, cmd, args, cb) : -ECANCELED;
+}
+
+bool libdm__dm_mig_take_event(libdm_dm *dm)
+{
+    bool pending = libdm__dm_op_kind(dm) == OP_MIGRATE && dm->op->event_pending;
+
+    if (pending)
+        dm->op->event_pending = false;
+    return pending;
 }
 
 void libdm__dm_mig_tick(libdm_dm *dm, libdm__timer_fn *fn, int delay_ms)

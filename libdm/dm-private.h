@@ -83,12 +83,18 @@ typedef struct libdm__op {
     libdm__timer deadline;      /* the whole operation's */
     libdm__timer tick;          /* its next step: a retry, a poll, a deferred step */
     libdm_qmp_slot *call;       /* its monitor call in flight */
+    bool cleaning;              /* in the cleanup steps at its end (dm.c) */
+    unsigned clean, rd_step;
+    int clean_status;           /* the status the operation ends with after them */
+    bool event_pending;         /* a MIGRATION event came with no tick armed: the
+                                 * next wait is none (issue 22, 12) */
     union {
         struct {
             start_step step;
             libdm_dm_config *cfg;       /* the caller's, copied: steps run later */
             bool autokill;
             bool have_pid, have_status;
+            bool killed_keeper;         /* FAILING: the keeper was SIGKILLed too */
             libdm__restrict_plan plan;
             char **argv;
             libdm__sandbox_probe *probe;
@@ -100,6 +106,7 @@ typedef struct libdm__op {
         } stop;
         struct {
             bool keep_paused;           /* Finish with keep_paused: confirm, no cont */
+            bool finish;                /* Finish: release autokill before cont */
         } resume;
         struct {
             char *lock_holder;          /* who holds monitor.lock (cmdline) */
@@ -150,9 +157,7 @@ struct libdm_dm {
     libdm__timer exit_poll;     /* attached: waiting for the keeper's record */
     unsigned exit_polls;
     completion *done_head, **done_tail;
-    libdm_dm *postponed_next;   /* on ctx->postponed while a blocking call for
-                                 * another DM runs */
-    bool postponed;
+    libdm_dm *ctx_prev, *ctx_next; /* ctx->dms */
     libdm_dm_event_fn *event_cb;
     void *event_user;
     notice *notice_head, **notice_tail;
@@ -205,6 +210,8 @@ void libdm__dm_reply_error(libdm_dm *dm, const libdm_qmp_reply *r, const char *w
 int libdm__dm_set_paths(libdm_dm *dm, bool create);
 void libdm__dm_set_runstate(libdm_dm *dm, const char *rs);
 void libdm__dm_start_fail(libdm_dm *dm, int status);
+/* Adds "; @fmt" to the DM's last error (the first cause is kept). */
+void libdm__dm_error_append(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
 void libdm__dm_start_fail_finished(libdm_dm *dm);
 /* Stop came before the start's keeper ran: undone, DEAD. Whether it was. */
 bool libdm__dm_start_cancel_unspawned(libdm_dm *dm);
@@ -213,6 +220,10 @@ void libdm__dm_start_abandon(libdm_dm *dm);
 /* Frees the start-specific state of @op. */
 void libdm__dm_start_op_fini(libdm__op *op);
 void libdm__dm_stop_finished(libdm_dm *dm);
+/* The DM is gone: its taps, chroot, files and record are removed in steps
+ * from the loop (one or two file operations each, never inside a call),
+ * then it is DEAD, holding no fd, and the operation ends with @status. */
+void libdm__dm_clean_then_finish(libdm_dm *dm, int status);
 /* A MIGRATION event arrived (dm-ops.c: a waiting resume looks now). */
 void libdm__dm_incoming_event(libdm_dm *dm);
 int libdm__dm_write_record(libdm_dm *dm);

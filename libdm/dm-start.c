@@ -100,7 +100,9 @@ void libdm__dm_start_fail(libdm_dm *dm, int status)
         libdm__dm_start_fail_finished(dm);
         return;
     }
-    (void)libdm__keeper_signal(dm->keeper, SIGKILL);
+    /* Before the keeper said QEMU's pid, the keeper itself is killed (and
+     * QEMU with it): a start never ends with a QEMU nobody follows. */
+    (void)libdm__keeper_kill(dm->keeper);
     /* Bounded wait for the keeper to report the end. */
     (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
 }
@@ -109,20 +111,112 @@ void libdm__dm_start_fail_finished(libdm_dm *dm)
 {
     int status = dm->op && dm->op->status < 0 ? dm->op->status : -ECHILD;
 
-    libdm__dm_close_qmp(dm);
-    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: leftover taps */
-    libdm__dm_remove_files(dm->ctx, dm->name, dm->rd, dm->profile, dm->domid);
+    libdm__dm_clean_then_finish(dm, status);
+}
+
+/* ---- the cleanup at a DM's end (a stop's, a failed start's), in steps ---- */
+
+typedef enum {
+    CLEAN_OPEN,     /* its run directory, reopened if the handle let it go */
+    CLEAN_CLAIM,    /* the name's claim, unless a new owner has it */
+    CLEAN_DEVICES,  /* taps (devices-run.c) */
+    CLEAN_CHROOT,   /* libdm's own chroot (never a caller's) */
+    CLEAN_FILES,    /* socket, log, monitor.lock (rundir steps 0-1) */
+    CLEAN_RECORD,   /* the record: until here `list` shows the DM dead */
+    CLEAN_DIR,      /* owner.lock, then the directory (rundir steps 2-3) */
+    CLEAN_DONE,
+} clean_step;
+
+static void clean_finish(libdm_dm *dm)
+{
     /* DEAD holds no fd; and nothing on disk is ours any more. */
     dm->rd = libdm__rundir_free(dm->rd);
     dm->unclaimed = true;
     libdm__dm_set_state(dm, LIBDM_DM_DEAD);
-    libdm__dm_op_finish(dm, status);
+    libdm__dm_op_finish(dm, dm->op ? dm->op->clean_status : 0);
+}
+
+/* One step per dispatch: each one or two file operations (ext4 costs a
+ * few hundred microseconds each). */
+static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+    libdm__op *op = dm->op;
+    libdm__store *store;
+
+    switch ((clean_step)op->clean++) {
+    case CLEAN_OPEN:
+        if (!dm->rd && libdm__dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
+            (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
+        break;
+    case CLEAN_CLAIM:
+        /* Once the keeper exited, another start may own the name already:
+         * then nothing there is ours. */
+        if (dm->rd && dm->rd->owner_fd < 0 && libdm__rundir_reclaim(dm->rd) < 0) {
+            int holder = 0;
+
+            /* ...but if the holder is this DM's own keeper (it would not
+             * die), the record and files stay: a stop must not say
+             * "stopped" (issue 18, item 11). */
+            if (libdm__dm_op_kind(dm) == OP_STOP && dm->keeper_pid > 0 &&
+                libdm__rundir_owner_held(dm->rd, &holder) == 1 && holder == dm->keeper_pid) {
+                libdm__dm_error(dm, "the device model ended, but its keeper (pid %d) still "
+                                "holds its name: record and files left", holder);
+                op->clean_status = -EBUSY;
+            }
+            op->clean = CLEAN_DONE;
+        }
+        break;
+    case CLEAN_DEVICES:
+        libdm__devices_cleanup(ctx, dm->nics); /* devices-run.c: leftover taps */
+        break;
+    case CLEAN_CHROOT:
+        libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);
+        break;
+    case CLEAN_FILES:
+        if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step) && op->rd_step < 2)
+            op->clean = CLEAN_FILES;
+        break;
+    case CLEAN_RECORD:
+        if (libdm__dm_store(dm, &store) >= 0)
+            (void)libdm__store_del(store, dm->name);
+        break;
+    case CLEAN_DIR:
+        if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step))
+            op->clean = CLEAN_DIR;
+        break;
+    case CLEAN_DONE:
+        clean_finish(dm);
+        return;
+    }
+    (void)libdm__defer(ctx, t);
+}
+
+void libdm__dm_clean_then_finish(libdm_dm *dm, int status)
+{
+    libdm__op *op = dm->op;
+
+    libdm__dm_close_qmp(dm);
+    if (!op)
+        return;
+    op->clean_status = status;
+    op->cleaning = true;
+    /* A start refused before its keeper ran removed all it made already;
+     * the name may be someone else's by now. */
+    op->clean = dm->unclaimed ? CLEAN_DONE : CLEAN_OPEN;
+    op->rd_step = 0;
+    libdm__timer_disarm(dm->ctx, &op->tick);
+    libdm__timer_init(&op->tick, clean_tick, dm);
+    libdm__timer_set_alone(&op->tick, true);
+    (void)libdm__defer(dm->ctx, &op->tick);
 }
 
 /* ---- start: readiness by QMP alone ---- */
 
-static bool runstate_is_ready(const char *rs)
+static bool runstate_is_ready(const libdm_dm *dm, const char *rs)
 {
+    if (rs && !strcmp(rs, "running") && !strcmp(dm->profile, LIBDM__PROFILE_XL))
+        return true; /* libxl resumed it over its own monitor (config-adopt.c) */
     return rs && (!strcmp(rs, "prelaunch") || !strcmp(rs, "paused") || !strcmp(rs, "inmigrate"));
 }
 
@@ -135,7 +229,9 @@ static void start_maybe_ready(libdm_dm *dm)
         return;
     if (!strcmp(dm->runstate, "inmigrate"))
         dm->incoming = true;
-    libdm__dm_set_state(dm, dm->incoming ? LIBDM_DM_INCOMING : LIBDM_DM_PAUSED);
+    libdm__dm_set_state(dm, dm->incoming              ? LIBDM_DM_INCOMING
+                            : !strcmp(dm->runstate, "running") ? LIBDM_DM_RUNNING
+                                                              : LIBDM_DM_PAUSED);
     if (libdm__dm_write_record(dm) < 0) {
         libdm__dm_start_fail(dm, -EIO);
         return;
@@ -165,7 +261,7 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
         return;
     }
     rs = libdm__json_get_str(r->value, "status");
-    if (!runstate_is_ready(rs)) {
+    if (!runstate_is_ready(dm, rs)) {
         /* Started with -S, QEMU can only be in these states: anything else
          * is a DM that does not do what it is told. */
         libdm__dm_error(dm, "device model reports runstate '%s' at start, not a paused one",
@@ -220,7 +316,7 @@ static int queue_readiness(libdm_dm *dm)
 
     if (!args)
         return -ENOMEM;
-    r = libdm_qmp_call_async(dm->qmp, "migrate-set-capabilities", args, dm->timeout_ms,
+    r = libdm__qmp_call_async_internal(dm->qmp, "migrate-set-capabilities", args, dm->timeout_ms,
                              start_on_caps, dm, &dm->op->u.start.caps_call);
     libdm_json_free(args);
     if (r >= 0)
@@ -232,10 +328,26 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
 
+    if (dm->op->cleaning)
+        return; /* the DM ended: its files go, a few dispatches */
     if (dm->op->u.start.step == START_FAILING) {
-        /* The DM did not go away even after SIGKILL: give up on it. */
-        libdm__dm_error(dm, "device model did not exit after SIGKILL");
-        libdm__dm_start_fail_finished(dm);
+        libdm__op *op = dm->op;
+
+        /* Not gone after SIGKILL: the keeper goes too (and QEMU with it)
+         * once; then the start gives up, the DM left recorded (listed,
+         * stoppable), never removed while something of it may run. */
+        if (!op->u.start.killed_keeper) {
+            op->u.start.killed_keeper = true;
+            (void)libdm__keeper_kill_keeper(dm->keeper);
+            (void)libdm__timer_arm(ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
+            return;
+        }
+        libdm__dm_error_append(dm, "the device model did not end after SIGKILL; it stays "
+                                   "recorded");
+        libdm__dm_close_qmp(dm);
+        dm->rd = libdm__rundir_free(dm->rd);
+        libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
+        libdm__dm_op_finish(dm, op->status < 0 ? op->status : -ETIMEDOUT);
         return;
     }
     if (!dm->keeper) {
@@ -250,6 +362,12 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
              dm->qmp && libdm_qmp_outstanding(dm->qmp) == 1 ? "y" : "ies", dm->pid,
              libdm__proc_state(dm->pid));
     libdm__dm_start_fail(dm, -ETIMEDOUT);
+}
+
+/* The domain the DM is claimed for (libxl's per-domain paths): 0 if none. */
+static uint32_t xen_domid(const libdm_dm *dm)
+{
+    return !strcmp(dm->profile, "xen") ? dm->domid : 0;
 }
 
 /* The name is ours (owner.lock held): what an earlier DM of that name left
@@ -275,7 +393,14 @@ static int clear_leftovers(libdm_dm *dm, libdm__store *store)
         return -EEXIST;
     }
     (void)libdm__store_del(store, dm->name);
+    libdm__devices_cleanup(dm->ctx, rec.nics); /* devices-run.c: its taps */
+    /* The dead DM's per-domain files go only under that domain's claim. */
     libdm__dm_remove_own_chroot(dm->rd, rec.profile, rec.domid);
+    if (rec.profile && !strcmp(rec.profile, "xen")) {
+        libdm__rundir_remove_xen_sockets(dm->rd, LIBDM__XEN_RUN_DIR, rec.domid);
+        if (rec.domid != xen_domid(dm))
+            libdm__rundir_drop_domid(dm->rd, rec.domid);
+    }
     libdm__record_clear(&rec);
     libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_LEFTOVERS);
     return 0;
@@ -292,6 +417,14 @@ static int claim_name(libdm_dm *dm, libdm__store *store)
     if (!root)
         return -ENOENT;
     r = libdm__rundir_claim(root, dm->name, &dm->rd, &why);
+    if (r < 0) {
+        libdm__dm_error(dm, "%s", why ? why : strerror(-r));
+        free(why);
+        return r;
+    }
+    /* One DM per domain, claimed before anything of it (its socket, its
+     * chroot, a dead predecessor's files) is touched. */
+    r = libdm__rundir_hold_domid(dm->rd, xen_domid(dm), &why);
     if (r < 0) {
         libdm__dm_error(dm, "%s", why ? why : strerror(-r));
         free(why);
@@ -421,7 +554,8 @@ static int spawn_keeper(libdm_dm *dm, libdm__store *store)
 static int dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg)
 {
     dm->name = strdup(cfg->name);
-    dm->profile = strdup(libdm__profile_to_string(cfg->profile));
+    dm->profile = strdup(cfg->adopt_argv ? LIBDM__PROFILE_XL
+                                         : libdm__profile_to_string(cfg->profile));
     dm->machine = strdup(libdm__config_machine(cfg));
     dm->memory_mb = libdm__config_memory_mb(cfg);
     dm->domid = cfg->domid;

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,8 @@ const char *libdm_dm_state_to_string(libdm_dm_state s)
     return (unsigned)s < LIBDM__ARRAY_SIZE(dm_state_names) ? dm_state_names[s] : "invalid";
 }
 
+static void release_keeper_pidfd(libdm_ctx *ctx, int *pidfd);
+
 /* ---- notices: state changes for the host's callback, always deferred ---- */
 
 static void drop_notices(libdm_dm *dm)
@@ -64,46 +67,14 @@ static void drop_notices(libdm_dm *dm)
     dm->notice_tail = &dm->notice_head;
 }
 
-/* Whether @dm's callbacks must wait: a blocking call for another DM runs. */
-static bool must_postpone(libdm_dm *dm)
+/* Whether @dm's callbacks must wait: a blocking call for another object
+ * runs. @t then runs when it ends. */
+static bool must_postpone(libdm_dm *dm, libdm__timer *t)
 {
-    libdm_ctx *ctx = dm->ctx;
-
-    if (!ctx->blocking_for || ctx->blocking_for == dm)
+    if (!libdm__blocking_other(dm->ctx, dm))
         return false;
-    if (!dm->postponed) {
-        dm->postponed = true;
-        dm->postponed_next = ctx->postponed;
-        ctx->postponed = dm;
-    }
+    libdm__postpone(dm->ctx, t);
     return true;
-}
-
-static void unpostpone(libdm_dm *dm)
-{
-    libdm_dm **pp = &dm->ctx->postponed;
-
-    if (!dm->postponed)
-        return;
-    while (*pp && *pp != dm)
-        pp = &(*pp)->postponed_next;
-    if (*pp)
-        *pp = dm->postponed_next;
-    dm->postponed = false;
-    dm->postponed_next = NULL;
-}
-
-static void release_postponed(libdm_ctx *ctx)
-{
-    while (ctx->postponed) {
-        libdm_dm *dm = ctx->postponed;
-
-        unpostpone(dm);
-        if (dm->done_head)
-            (void)libdm__defer(ctx, &dm->op_done);
-        if (dm->notice_head)
-            (void)libdm__defer(ctx, &dm->notice_timer);
-    }
 }
 
 /* One notice per run, like completions: the callback may release the DM. */
@@ -112,7 +83,7 @@ static void notice_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     libdm_dm *dm = user;
     notice *n = dm->notice_head;
 
-    if (!n || must_postpone(dm))
+    if (!n || must_postpone(dm, t))
         return;
     dm->notice_head = n->next;
     if (!dm->notice_head)
@@ -210,6 +181,31 @@ static void dm_errorv(libdm_dm *dm, xentoollog_level level, const char *fmt, va_
         libdm__log(dm->ctx, level, -1, "%s", dm->last_error);
 }
 
+void libdm__dm_error_append(libdm_dm *dm, const char *fmt, ...)
+{
+    char *msg, *joined;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (!dm->last_error) {
+        libdm__dm_error(dm, "%s", msg);
+        free(msg);
+        return;
+    }
+    joined = libdm__sprintf("%s; %s", dm->last_error, msg);
+    if (joined) {
+        free(dm->last_error);
+        dm->last_error = joined;
+        libdm__log(dm->ctx, XTL_ERROR, -1, "%s: %s", dm->name, msg);
+    }
+    free(msg);
+}
+
 void libdm__dm_error(libdm_dm *dm, const char *fmt, ...)
 {
     va_list ap;
@@ -305,9 +301,14 @@ int libdm__dm_record_state(libdm_dm *dm)
  * through its fd) or libxl's /var/run/xen/qemu-root-D (xen). */
 void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_t domid)
 {
-    if (rd)
-        libdm__rundir_remove_subdir(rd, LIBDM__PLAIN_ROOT_NAME);
-    libdm__restrict_cleanup(profile, domid);
+    if (!rd)
+        return;
+    libdm__rundir_remove_subdir(rd, LIBDM__PLAIN_ROOT_NAME);
+    /* qemu-root-D is per domain: ours only while we hold the domain's claim
+     * (never because a record names that domid). */
+    if (profile && !strcmp(profile, "xen") && domid > 0 &&
+        libdm__rundir_hold_domid(rd, domid, NULL) == 0)
+        libdm__restrict_cleanup(profile, domid);
 }
 
 /* Removes the record, the socket, the log and the directory of a DM that
@@ -326,7 +327,10 @@ void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
     if (rd) {
         /* libdm's own chroot (never a caller's), before the directory. */
         libdm__dm_remove_own_chroot(rd, profile, domid);
+        if (profile && !strcmp(profile, "xen"))
+            libdm__rundir_remove_xen_sockets(rd, LIBDM__XEN_RUN_DIR, domid);
         libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
+        libdm__rundir_drop_domid(rd, domid);
     }
     if (rd && !held_here)
         libdm__close(&rd->owner_fd);
@@ -385,7 +389,7 @@ static void op_done_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     libdm_dm *dm = user;
     completion *c = dm->done_head;
 
-    if (!c || must_postpone(dm))
+    if (!c || must_postpone(dm, t))
         return;
     dm->done_head = c->next;
     if (!dm->done_head)
@@ -535,7 +539,8 @@ int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_
     dm->op->call = libdm_qmp_slot_free(dm->op->call);
     if (!dm->qmp || libdm_qmp_get_state(dm->qmp) >= LIBDM_QMP_DRAINING)
         return -ENOTCONN;
-    return libdm_qmp_call_async(dm->qmp, cmd, args, dm->timeout_ms, cb, dm, &dm->op->call);
+    return libdm__qmp_call_async_internal(dm->qmp, cmd, args, dm->timeout_ms, cb, dm,
+                                          &dm->op->call);
 }
 
 /* A deadline passed on the monitor: QEMU is alive but not answering. */
@@ -579,8 +584,16 @@ static void dm_exited(libdm_dm *dm, int status)
     libdm__close(&dm->pidfd);
     libdm__watch_del(dm->keeper_watch);
     dm->keeper_watch = NULL;
-    libdm__close(&dm->keeper_pidfd);
-    if (libdm__dm_op_kind(dm) != OP_STOP) {
+    release_keeper_pidfd(dm->ctx, &dm->keeper_pidfd);
+    if (libdm__dm_op_kind(dm) == OP_START && dm->op->u.start.step == START_FAILING &&
+        dm->op->status < 0 && dm->last_error) {
+        /* Killed for a reason already said (a deadline...): that stays the
+         * first cause, the kill only follows it. */
+        how = libdm__dm_describe_status(status);
+        libdm__dm_error_append(dm, "device model (pid %d) then %s", dm->pid,
+                               how ? how : "ended");
+        free(how);
+    } else if (libdm__dm_op_kind(dm) != OP_STOP) {
         how = libdm__dm_describe_status(status);
         tail = log_tail(dm);
         dm_notice(dm, "device model (pid %d) %s%s%s%s", dm->pid, how ? how : "ended",
@@ -686,7 +699,7 @@ static void on_keeper_gone(libdm_ctx *ctx, int fd, short revents, void *user)
 
     libdm__watch_del(dm->keeper_watch);
     dm->keeper_watch = NULL;
-    libdm__close(&dm->keeper_pidfd);
+    release_keeper_pidfd(ctx, &dm->keeper_pidfd);
     libdm__timer_disarm(ctx, &dm->exit_poll);
     dm_exited(dm, status < 0 ? -1 : status);
 }
@@ -787,9 +800,12 @@ int libdm__dm_attach_qmp(libdm_dm *dm, libdm_qmp *q)
 
     dm->qmp = q;
     libdm__qmp_set_log_prefix(q, dm->name);
+    /* The host's own calls and listeners on it are the DM's: held back
+     * while a blocking call for another object runs (libdm__wait_for). */
+    libdm__qmp_set_owner(q, dm);
     r = libdm_qmp_set_state_callback(q, libdm__dm_on_qmp_state, dm);
     if (r >= 0)
-        r = libdm_qmp_add_event_listener(q, NULL, on_event, dm, NULL);
+        r = libdm__qmp_add_internal_listener(q, on_event, dm);
     return r;
 }
 
@@ -806,6 +822,10 @@ void libdm__dm_close_qmp(libdm_dm *dm)
             dm->op->u.start.caps_call = libdm_qmp_slot_free(dm->op->u.start.caps_call);
     }
     (void)libdm_qmp_set_state_callback(q, NULL, NULL);
+    /* The DM may be freed while the connection drains: an event arriving
+     * meanwhile must not reach it (a use after free, found by
+     * test-lib-crashpoints under ASan). */
+    libdm__qmp_drop_internal_listeners(q);
     /* Drained in the background, bounded by the DM's own deadline. */
     if (libdm_qmp_close_async(q, dm->timeout_ms, NULL, NULL) < 0)
         LIBDM__ERROR(dm->ctx, "%s: cannot close the monitor", dm->name);
@@ -827,14 +847,51 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
     dm->done_tail = &dm->done_head;
     dm->notice_tail = &dm->notice_head;
+    ctx->free_dms = libdm__dm_detach_all;
+    dm->ctx_next = ctx->dms;
+    if (ctx->dms)
+        ctx->dms->ctx_prev = dm;
+    ctx->dms = dm;
     return dm;
 }
 
-void libdm__dm_free(libdm_dm *dm)
+/* Everything of the handle that involves its context: its operation (the
+ * userdata's destroy runs), timers, monitor, keeper channel, watches. What
+ * runs keeps running (recorded, attachable); a start under autokill ends. */
+/* Attached to a DM whose keeper this process started (through a context
+ * since freed): the keeper is our child, reaped by whoever follows it to
+ * its end, or it would stay a zombie. Others' keepers are only closed. */
+static void release_keeper_pidfd(libdm_ctx *ctx, int *pidfd)
 {
-    unpostpone(dm);
-    if (dm->ctx->blocking_for == dm)
-        dm->ctx->blocking_for = NULL;
+    siginfo_t si = { 0 };
+
+    if (*pidfd < 0)
+        return;
+    if (waitid((idtype_t)P_PIDFD, (id_t)*pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0)
+        (void)libdm__reap_later(ctx, *pidfd, false); /* our child, still running */
+    else
+        libdm__close(pidfd);
+    *pidfd = -1;
+}
+
+static void dm_detach(libdm_dm *dm)
+{
+    libdm_ctx *ctx = dm->ctx;
+
+    if (!ctx)
+        return;
+    if (dm->ctx_prev)
+        dm->ctx_prev->ctx_next = dm->ctx_next;
+    else
+        ctx->dms = dm->ctx_next;
+    if (dm->ctx_next)
+        dm->ctx_next->ctx_prev = dm->ctx_prev;
+    dm->ctx_prev = dm->ctx_next = NULL;
+    if (ctx->blocking_for == dm)
+        ctx->blocking_for = NULL;
+    /* A stop under way: its keeper exits in a moment, to be reaped. */
+    if (dm->keeper && libdm__dm_op_kind(dm) == OP_STOP)
+        libdm__keeper_set_ending(dm->keeper);
     if (libdm__dm_op_kind(dm) == OP_START)
         libdm__dm_start_abandon(dm);
     if (dm->op) {
@@ -850,11 +907,30 @@ void libdm__dm_free(libdm_dm *dm)
     drop_notices(dm);
     libdm__dm_close_qmp(dm);
     libdm__keeper_free(dm->keeper);
+    dm->keeper = NULL;
     dm->rd = libdm__rundir_free(dm->rd);
     libdm__watch_del(dm->pidfd_watch);
+    dm->pidfd_watch = NULL;
     libdm__close(&dm->pidfd);
     libdm__watch_del(dm->keeper_watch);
-    libdm__close(&dm->keeper_pidfd);
+    dm->keeper_watch = NULL;
+    release_keeper_pidfd(ctx, &dm->keeper_pidfd);
+    dm->ctx = NULL;
+}
+
+void libdm__dm_detach_all(libdm_ctx *ctx)
+{
+    while (ctx->dms) {
+        libdm_dm *dm = ctx->dms;
+
+        LIBDM__DEBUG(ctx, "%s: context freed with the handle held: released", dm->name);
+        dm_detach(dm);
+    }
+}
+
+void libdm__dm_free(libdm_dm *dm)
+{
+    dm_detach(dm);
     free(dm->name);
     free(dm->profile);
     free(dm->machine);
@@ -913,6 +989,8 @@ void libdm__dm_op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
 
 bool libdm__dm_usable(libdm_dm *dm)
 {
+    if (!dm->ctx)
+        return false; /* its context was freed */
     if (dm->exited || dm->state == LIBDM_DM_DEAD) {
         libdm__dm_error(dm, "the device model is not running");
         return false;
@@ -947,14 +1025,8 @@ static bool sync_is_done(void *arg)
 int libdm__dm_sync_wait(libdm_dm *dm, sync_op *s)
 {
     libdm_ctx *ctx = dm->ctx;
-    void *outer = ctx->blocking_for;
-    int r;
+    int r = libdm__wait_for(ctx, dm, sync_is_done, s, UINT64_MAX);
 
-    ctx->blocking_for = dm;
-    r = libdm__wait(ctx, sync_is_done, s, UINT64_MAX);
-    ctx->blocking_for = outer;
-    if (!outer)
-        release_postponed(ctx);
     return r < 0 ? r : s->status;
 }
 
@@ -1039,8 +1111,12 @@ static int forget_files(libdm_ctx *ctx, libdm__store *store, const libdm__record
     r = libdm__rundir_reclaim(rd);
     if (r >= 0) {
         (void)libdm__store_del(store, name);
+        libdm__devices_cleanup(ctx, rec->nics); /* devices-run.c: its taps */
         libdm__dm_remove_own_chroot(rd, rec->profile, rec->domid);
+        if (rec->profile && !strcmp(rec->profile, "xen"))
+            libdm__rundir_remove_xen_sockets(rd, LIBDM__XEN_RUN_DIR, rec->domid);
         libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
+        libdm__rundir_drop_domid(rd, rec->domid);
     }
     libdm__rundir_free(rd);
     return r == -EAGAIN ? -EBUSY : r;
@@ -1069,6 +1145,24 @@ int libdm_dm_forget(libdm_ctx *ctx, const char *name)
     r = forget_files(ctx, store, &rec);
     libdm__record_clear(&rec);
     return r;
+}
+
+int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn)
+{
+    completion *last;
+
+    if (!dm)
+        return -EINVAL;
+    if (dm->op) {
+        dm->op->destroy = fn;
+        return 0;
+    }
+    /* Finished already (its callback deferred): the last one queued. */
+    if (!dm->done_head)
+        return -ENOENT;
+    last = (completion *)((char *)dm->done_tail - offsetof(completion, next));
+    last->destroy = fn;
+    return 0;
 }
 
 /* ---- getters ---- */

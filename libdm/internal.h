@@ -56,6 +56,8 @@ struct libdm__timer {
     libdm__timer_fn *fn;
     void *user;
     bool alone;        /* heavy: runs only as a dispatch's first callback */
+    bool postponed;    /* on the context's list, deferred when a blocking call ends */
+    libdm__timer *next_postponed;
 };
 
 int libdm__watch_add(libdm_ctx *ctx, int fd, short events, libdm__watch_fn *fn,
@@ -79,6 +81,18 @@ int libdm__defer(libdm_ctx *ctx, libdm__timer *timer);
 /* Runs the loop until done(arg) is true or @deadline_ms passes (-ETIMEDOUT).
  * -EDEADLK when called from inside a libdm callback. */
 int libdm__wait(libdm_ctx *ctx, bool (*done)(void *arg), void *arg, uint64_t deadline_ms);
+/* The same for a blocking call made for @owner (a DM, a standalone QMP
+ * connection): meanwhile every object's events are still read and handled
+ * inside libdm, but nothing of another object reaches the host: its
+ * callbacks check libdm__blocking_other() and libdm__postpone() the timer
+ * that delivers them; those timers run when the outermost blocking call
+ * ends. The idle callback waits too. */
+int libdm__wait_for(libdm_ctx *ctx, const void *owner, bool (*done)(void *arg), void *arg,
+                    uint64_t deadline_ms);
+/* Whether a blocking call for another object than @owner runs. */
+bool libdm__blocking_other(libdm_ctx *ctx, const void *owner);
+/* Defers @timer once the blocking call ends (disarming it forgets that). */
+void libdm__postpone(libdm_ctx *ctx, libdm__timer *timer);
 /* Depth of libdm callbacks currently running on this context. */
 unsigned libdm__dispatch_depth(libdm_ctx *ctx);
 /* Fresh QMP command id, unique across connections and processes: a random
@@ -90,6 +104,13 @@ struct libdm__store;
 int libdm__ctx_store(libdm_ctx *ctx, struct libdm__store **ret_store);
 /* Connections draining after close_async: counted so ctx_free waits. */
 void libdm__ctx_closing_add(libdm_ctx *ctx, int delta);
+
+/* Children no context follows any more (a keeper whose context was freed
+ * before it exited): @pidfd is kept process-wide and reaped by a later
+ * libdm_ctx_new(), libdm_ctx_free() or dispatch (once a second at most;
+ * @now: at once). */
+void libdm__orphan_add(int pidfd);
+void libdm__orphans_reap(bool now);
 
 /* Deadline helper: now + ms, saturating; ms < 0 means "never". */
 uint64_t libdm__deadline(int timeout_ms);
@@ -108,6 +129,8 @@ int libdm__json_parse_bounded(const char *text, size_t len, const libdm__json_li
 libdm_json *libdm__json_detach(libdm_json *object, const char *key);
 /* The string member @key of @object, or NULL. */
 const char *libdm__json_get_str(const libdm_json *object, const char *key);
+/* Any JSON number as a double (QEMU's ram.mbps is fractional); -EINVAL. */
+int libdm__json_get_double(const libdm_json *v, double *ret);
 /* Serialises a QMP command: {"execute":..,"arguments":..,"id":..}\n. */
 int libdm__json_qmp_command(const char *execute, const libdm_json *arguments, const char *id,
                             bool oob, char **ret_text, size_t *ret_len);

@@ -209,6 +209,45 @@ int libdm_json_get_int(const libdm_json *v, int64_t *ret)
     return 0;
 }
 
+/* A JSON number as a double, whatever its form ("123", "-1.5", "2e3"),
+ * parsed without the locale (strtod's decimal point is the locale's). */
+int libdm__json_get_double(const libdm_json *v, double *ret)
+{
+    const char *p;
+    double x = 0, scale = 1;
+    int sign = 1, esign = 1, e = 0;
+
+    if (!v || v->type != LIBDM_JSON_NUMBER)
+        return -EINVAL;
+    if (!v->u.num.text) {
+        *ret = (double)v->u.num.i;
+        return 0;
+    }
+    p = v->u.num.text;
+    if (*p == '-') {
+        sign = -1;
+        p++;
+    }
+    for (; *p >= '0' && *p <= '9'; p++)
+        x = x * 10 + (*p - '0');
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            x += (*p - '0') * (scale /= 10);
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '-' || *p == '+')
+            esign = *p++ == '-' ? -1 : 1;
+        for (; *p >= '0' && *p <= '9' && e < 400; p++)
+            e = e * 10 + (*p - '0');
+        for (; e > 0; e--)
+            x = esign > 0 ? x * 10 : x / 10;
+    }
+    if (*p)
+        return -EINVAL;
+    *ret = sign * x;
+    return 0;
+}
+
 int libdm_json_get_bool(const libdm_json *v, int *ret)
 {
     if (!v || v->type != LIBDM_JSON_BOOL)

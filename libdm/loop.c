@@ -82,6 +82,10 @@ void libdm__loop_fini(libdm_ctx *ctx)
 
 unsigned libdm__dispatch_depth(libdm_ctx *ctx)
 {
+    /* No context: a DM handle whose context was freed (libdm_ctx_free());
+     * its blocking calls must not run. */
+    if (!ctx)
+        return 1;
     return ctx->depth;
 }
 
@@ -272,8 +276,36 @@ int libdm__timer_arm(libdm_ctx *ctx, libdm__timer *t, uint64_t deadline_ms)
     return 0;
 }
 
+static void unpostpone(libdm_ctx *ctx, libdm__timer *t)
+{
+    libdm__timer **pp = &ctx->postponed;
+
+    while (*pp && *pp != t)
+        pp = &(*pp)->next_postponed;
+    if (*pp)
+        *pp = t->next_postponed;
+    t->postponed = false;
+    t->next_postponed = NULL;
+}
+
+void libdm__postpone(libdm_ctx *ctx, libdm__timer *t)
+{
+    if (t->postponed)
+        return;
+    t->postponed = true;
+    t->next_postponed = ctx->postponed;
+    ctx->postponed = t;
+}
+
+bool libdm__blocking_other(libdm_ctx *ctx, const void *owner)
+{
+    return ctx->blocking_for && ctx->blocking_for != owner;
+}
+
 void libdm__timer_disarm(libdm_ctx *ctx, libdm__timer *t)
 {
+    if (t->postponed)
+        unpostpone(ctx, t);
     if (!libdm__timer_armed(t))
         return;
     heap_remove(ctx, t);
@@ -337,7 +369,7 @@ static void maybe_report_idle(libdm_ctx *ctx)
         ctx->idle_reported = false;
         return;
     }
-    if (ctx->idle_reported || !ctx->idle_cb)
+    if (ctx->idle_reported || !ctx->idle_cb || ctx->blocking_for)
         return;
     ctx->idle_reported = true;
     ctx->depth++;
@@ -349,6 +381,7 @@ static void end_dispatch(libdm_ctx *ctx)
 {
     if (--ctx->depth == 0) {
         free_dead_watches(ctx);
+        libdm__orphans_reap(false);
         sync_host_timer(ctx);
         maybe_report_idle(ctx);
     }
@@ -474,4 +507,26 @@ int libdm__wait(libdm_ctx *ctx, bool (*done)(void *arg), void *arg, uint64_t dea
         if (r < 0)
             return r;
     }
+}
+
+int libdm__wait_for(libdm_ctx *ctx, const void *owner, bool (*done)(void *arg), void *arg,
+                    uint64_t deadline_ms)
+{
+    const void *outer = ctx->blocking_for;
+    int r;
+
+    if (ctx->depth > 0)
+        return -EDEADLK;
+    if (!outer)
+        ctx->blocking_for = owner;
+    r = libdm__wait(ctx, done, arg, deadline_ms);
+    ctx->blocking_for = outer;
+    /* What the call held back is delivered from the loop, in order. */
+    while (!outer && ctx->postponed) {
+        libdm__timer *t = ctx->postponed;
+
+        unpostpone(ctx, t);
+        (void)libdm__defer(ctx, t);
+    }
+    return r;
 }

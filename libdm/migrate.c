@@ -305,6 +305,11 @@ static void on_tick(libdm_ctx *ctx, libdm__timer *t, void *user);
 
 static void tick(mig_op *m, mig_step next, int ms)
 {
+    /* An event before the wait was armed still counts (issue 22, 12): a
+     * completion announced in the same read as an older query's reply
+     * must not cost a whole poll tick of downtime. */
+    if ((next == P_WAIT || next == C_WAIT) && libdm__dm_mig_take_event(m->dm))
+        ms = 0;
     set_step(m, next);
     m->tick_due = libdm_now_ms() + (uint64_t)ms;
     libdm__dm_mig_tick(m->dm, on_tick, ms);
@@ -532,10 +537,11 @@ static void report_progress(mig_op *m, const char *status, const libdm_json *inf
         .ram_remaining = ram_field(info, "remaining"),
     };
     const libdm_json *mbps = libdm_json_object_get(libdm_json_object_get(info, "ram"), "mbps");
-    int64_t iv;
+    double dv;
 
-    if (libdm_json_get_int(mbps, &iv) == 0 && iv > 0)
-        p.mbps = (uint64_t)iv;
+    /* A fractional number ("mbps": 268.0843...): read as one (issue 22, 13). */
+    if (libdm__json_get_double(mbps, &dv) == 0 && dv >= 0.5 && dv < 1e15)
+        p.mbps = (uint64_t)(dv + 0.5);
     if (m->progress)
         m->progress(m->dm, &p, m->progress_user);
 }
@@ -761,15 +767,14 @@ typedef struct finish_op {
     void *user;
 } finish_op;
 
-/* The incoming migration confirmed completed and cont sent (or not, keep
- * paused): only now does the DM stop depending on this process (seed 002). */
+/* The incoming migration confirmed completed, autokill released and cont
+ * sent (or not, keep paused): the release is the resume step's own, before
+ * cont (dm-ops.c, seed 002), never after it. */
 static void finish_done(libdm_dm *dst, int status, void *user)
 {
     finish_op f = *(finish_op *)user;
 
     free(user);
-    if (status >= 0)
-        status = libdm__dm_set_autokill(dst, false);
     if (status >= 0)
         (void)libdm__dm_set_migrating(dst, false);
     if (f.cb)

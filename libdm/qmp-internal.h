@@ -6,6 +6,18 @@
 
 /* Context of the device model using this connection, for log messages. */
 void libdm__qmp_set_log_prefix(libdm_qmp *qmp, const char *prefix);
+/* The object the connection's host callbacks belong to (itself unless a DM
+ * owns it): they are held back while a blocking call for another runs
+ * (libdm__wait_for). libdm's own calls and listeners are never held. */
+void libdm__qmp_set_owner(libdm_qmp *qmp, const void *owner);
+int libdm__qmp_call_async_internal(libdm_qmp *q, const char *command,
+                                   const libdm_json *arguments, int timeout_ms,
+                                   libdm_qmp_reply_fn *cb, void *userdata,
+                                   libdm_qmp_slot **ret_slot);
+int libdm__qmp_add_internal_listener(libdm_qmp *q, libdm_qmp_event_fn *cb, void *userdata);
+/* Removes them: their userdata (a DM) is going away while the connection
+ * still drains (an event then must not reach it). */
+void libdm__qmp_drop_internal_listeners(libdm_qmp *q);
 
 /* The loggable form of a command's @arguments (qmp-redact.c): 0 and
  * *ret_copy NULL when nothing is secret, 1 and a copy with every secret

@@ -19,6 +19,7 @@
  * callback may close it.
  */
 #include "qmp-internal.h"
+#include "ctx-internal.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -45,6 +46,7 @@ struct libdm_qmp_slot {
     bool in_callback;
     bool free_after_callback;
     bool dead;                 /* listener removed while listeners were iterating */
+    bool internal;             /* libdm's own (a DM's): never held back */
     libdm_destroy_fn *destroy;
     void *userdata;
     libdm_qmp_slot *prev, *next; /* listeners list, or the delivery list */
@@ -123,8 +125,16 @@ struct libdm_qmp {
     libdm_qmp_state_fn *state_cb;
     void *state_userdata;
 
+    /* Host callbacks wait while a blocking call for another object runs
+     * (libdm__wait_for): events for the host's listeners queue here. */
+    const void *owner;         /* itself, or the DM it serves */
+    queued_event *held_head, *held_tail;
+    size_t held_count;
+    libdm__timer held_timer;
+
     bool closing;
     bool close_done;
+    libdm_qmp *closing_prev, *closing_next; /* ctx->closing_qmps while closing */
     int close_status;
     libdm_qmp_closed_fn *closed_cb;
     void *closed_userdata;
@@ -614,18 +624,92 @@ static void sweep_listeners(libdm_qmp *q)
     }
 }
 
-static void dispatch_event(libdm_qmp *q, libdm_json *msg, const char *name)
+/* Runs the listeners of @msg: libdm's own (@internal) or the host's. */
+static void run_listeners(libdm_qmp *q, const libdm_json *msg, const char *name, bool internal)
 {
     const libdm_json *data = libdm_json_object_get(msg, "data");
 
-    if (!strcmp(name, "SHUTDOWN"))
-        q->saw_shutdown = true;
     q->iterating++;
     for (libdm_qmp_slot *s = q->listeners; s && !is_final(q); s = s->next)
-        if (listener_matches(s, name))
+        if (listener_matches(s, name) && s->internal == internal)
             s->event_cb(q, name, data, s->userdata);
     q->iterating--;
     sweep_listeners(q);
+}
+
+static bool has_host_listener(const libdm_qmp *q, const char *name)
+{
+    for (const libdm_qmp_slot *s = q->listeners; s; s = s->next)
+        if (listener_matches(s, name) && !s->internal)
+            return true;
+    return false;
+}
+
+/* A blocking call for another object runs: the host's listeners get the
+ * event once it returns (in order: later events queue behind it). */
+static void hold_event(libdm_qmp *q, const libdm_json *msg)
+{
+    queued_event *e;
+
+    if (q->held_count >= q->limits.max_queued_events) {
+        LIBDM__WARN(q->ctx, "%s: more than %zu events while a blocking call for another "
+                            "object runs: dropping one", who(q), q->limits.max_queued_events);
+        return;
+    }
+    e = calloc(1, sizeof(*e));
+    if (!e || libdm_json_copy(msg, &e->msg) < 0) {
+        free(e);
+        LIBDM__WARN(q->ctx, "%s: out of memory: an event is not delivered", who(q));
+        return;
+    }
+    if (q->held_tail)
+        q->held_tail->next = e;
+    else
+        q->held_head = e;
+    q->held_tail = e;
+    q->held_count++;
+    libdm__postpone(q->ctx, &q->held_timer);
+}
+
+static void deliver_held(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_qmp *q = user;
+
+    if (libdm__blocking_other(ctx, q->owner)) {
+        libdm__postpone(ctx, t);
+        return;
+    }
+    qmp_ref(q);
+    /* One per run: a listener may make a blocking call, or close q. */
+    if (q->held_head && !is_final(q)) {
+        queued_event *e = q->held_head;
+        const char *name = libdm__json_get_str(e->msg, "event");
+
+        q->held_head = e->next;
+        if (!q->held_head)
+            q->held_tail = NULL;
+        q->held_count--;
+        if (name)
+            run_listeners(q, e->msg, name, false);
+        libdm_json_free(e->msg);
+        free(e);
+        if (q->held_head)
+            (void)libdm__defer(ctx, t);
+    }
+    qmp_unref(q);
+}
+
+static void dispatch_event(libdm_qmp *q, libdm_json *msg, const char *name)
+{
+    if (!strcmp(name, "SHUTDOWN"))
+        q->saw_shutdown = true;
+    run_listeners(q, msg, name, true);
+    if (is_final(q) || !has_host_listener(q, name))
+        return;
+    if (q->held_head || libdm__blocking_other(q->ctx, q->owner))
+        hold_event(q, msg);
+    else
+        run_listeners(q, msg, name, false);
 }
 
 static void queue_event(libdm_qmp *q, libdm_json *msg)
@@ -874,6 +958,9 @@ int libdm_qmp_new(libdm_ctx *ctx, libdm_qmp **ret_qmp)
     libdm__timer_init(&q->phase_timer, phase_deadline, q);
     libdm__timer_init(&q->retry_timer, retry_connect, q);
     libdm__timer_init(&q->deliver_timer, deliver, q);
+    libdm__timer_init(&q->held_timer, deliver_held, q);
+    ctx->hurry_closing = libdm__qmp_hurry_closing;
+    q->owner = q;
     r = libdm__qmp_decoder_new(NULL, &q->decoder);
     if (r < 0) {
         free(q);
@@ -1020,7 +1107,7 @@ static bool ready_or_final(void *arg)
 
 int libdm_qmp_wait_ready(libdm_qmp *q)
 {
-    int r = libdm__wait(q->ctx, ready_or_final, q, UINT64_MAX);
+    int r = libdm__wait_for(q->ctx, q->owner, ready_or_final, q, UINT64_MAX);
 
     if (r < 0)
         return r;
@@ -1131,6 +1218,29 @@ int libdm_qmp_call_async(libdm_qmp *q, const char *command, const libdm_json *ar
     return new_call(q, command, arguments, -1, timeout_ms, cb, userdata, ret_slot);
 }
 
+int libdm__qmp_call_async_internal(libdm_qmp *q, const char *command,
+                                   const libdm_json *arguments, int timeout_ms,
+                                   libdm_qmp_reply_fn *cb, void *userdata,
+                                   libdm_qmp_slot **ret_slot)
+{
+    libdm_qmp_slot *s = NULL;
+    int r = new_call(q, command, arguments, -1, timeout_ms, cb, userdata, &s);
+
+    if (r < 0)
+        return r;
+    s->internal = true;
+    if (ret_slot)
+        *ret_slot = s;
+    else
+        s->floating = true;
+    return 0;
+}
+
+void libdm__qmp_set_owner(libdm_qmp *q, const void *owner)
+{
+    q->owner = owner;
+}
+
 int libdm_qmp_call_async_with_fd(libdm_qmp *q, const char *command, const libdm_json *arguments,
                                  int fd, int timeout_ms, libdm_qmp_reply_fn *cb, void *userdata,
                                  libdm_qmp_slot **ret_slot)
@@ -1181,7 +1291,7 @@ int libdm_qmp_call(libdm_qmp *q, const char *command, const libdm_json *argument
     if (r < 0)
         return r;
     /* The call's own deadline completes it; the wait cannot outlive it. */
-    r = libdm__wait(q->ctx, sync_done, &c, UINT64_MAX);
+    r = libdm__wait_for(q->ctx, q->owner, sync_done, &c, UINT64_MAX);
     libdm_qmp_slot_free(s);
     if (r < 0) {
         libdm_json_free(c.value);
@@ -1242,6 +1352,23 @@ int libdm_qmp_add_event_listener(libdm_qmp *q, const char *event, libdm_qmp_even
     if (ret_slot)
         *ret_slot = s;
     return 0;
+}
+
+int libdm__qmp_add_internal_listener(libdm_qmp *q, libdm_qmp_event_fn *cb, void *userdata)
+{
+    int r = libdm_qmp_add_event_listener(q, NULL, cb, userdata, NULL);
+
+    if (r >= 0)
+        q->listeners->internal = true; /* added at the head */
+    return r;
+}
+
+void libdm__qmp_drop_internal_listeners(libdm_qmp *q)
+{
+    for (libdm_qmp_slot *s = q->listeners; s; s = s->next)
+        if (s->internal)
+            s->dead = true;
+    sweep_listeners(q);
 }
 
 void libdm_qmp_slot_set_destroy(libdm_qmp_slot *s, libdm_destroy_fn *fn)
@@ -1316,15 +1443,35 @@ libdm_qmp_slot *libdm_qmp_slot_free(libdm_qmp_slot *s)
     return NULL;
 }
 
+static void closing_unlink(libdm_qmp *q)
+{
+    if (q->closing_prev)
+        q->closing_prev->closing_next = q->closing_next;
+    else if (q->ctx->closing_qmps == q)
+        q->ctx->closing_qmps = q->closing_next;
+    if (q->closing_next)
+        q->closing_next->closing_prev = q->closing_prev;
+    q->closing_prev = q->closing_next = NULL;
+}
+
 /* Runs deferred completions, then the closed callback if the close is done. */
 static void deliver(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_qmp *q = user;
+    bool hold = libdm__blocking_other(ctx, q->owner);
     libdm_qmp_slot *s;
 
     qmp_ref(q);
-    while ((s = q->deliver_head)) {
-        const libdm_json *err = libdm_json_object_get(s->msg, "error");
+    for (;;) {
+        const libdm_json *err;
+
+        /* The host's callbacks wait while a blocking call for another
+         * object runs; libdm's own run (its DMs' operations go on). */
+        for (s = q->deliver_head; s && !s->internal && hold; s = s->next)
+            ;
+        if (!s)
+            break;
+        err = libdm_json_object_get(s->msg, "error");
         libdm_qmp_reply reply = {
             .status = s->status,
             .value = libdm_json_object_get(s->msg, "return"),
@@ -1342,11 +1489,17 @@ static void deliver(libdm_ctx *ctx, libdm__timer *t, void *user)
             call_slot_destroy(s);
         }
     }
+    if (hold && (q->deliver_head || (q->closing && !q->close_done && q->closed_cb))) {
+        libdm__postpone(ctx, t);
+        qmp_unref(q);
+        return;
+    }
     if (q->closing && !q->close_done && is_final(q) && !q->deliver_head) {
         q->close_done = true;
         if (q->closed_cb)
             q->closed_cb(q, q->close_status, q->closed_userdata);
         libdm__ctx_closing_add(q->ctx, -1);
+        closing_unlink(q);
         /* Drop the reference the caller handed over at close. */
         qmp_unref(q);
     }
@@ -1382,6 +1535,10 @@ int libdm_qmp_close_async(libdm_qmp *q, int timeout_ms, libdm_qmp_closed_fn *cb,
     /* The caller's reference now belongs to the context until the close
      * completes (dropped in deliver()). */
     libdm__ctx_closing_add(q->ctx, 1);
+    q->closing_next = q->ctx->closing_qmps;
+    if (q->closing_next)
+        q->closing_next->closing_prev = q;
+    q->ctx->closing_qmps = q;
     cancel_unsent(q);
     if (is_final(q)) {
         finish_close(q, 0);
@@ -1439,7 +1596,7 @@ int libdm_qmp_close(libdm_qmp *q, int timeout_ms)
     if (r < 0)
         return r;
     /* The drain deadline bounds this wait. */
-    r = libdm__wait(ctx, sync_close_done, &c, UINT64_MAX);
+    r = libdm__wait_for(ctx, q->owner, sync_close_done, &c, UINT64_MAX);
     return r < 0 ? r : c.status;
 }
 
@@ -1470,6 +1627,14 @@ static void qmp_free(libdm_qmp *q)
         }
     }
     libdm__timer_disarm(q->ctx, &q->deliver_timer);
+    libdm__timer_disarm(q->ctx, &q->held_timer);
+    while (q->held_head) {
+        queued_event *e = q->held_head;
+
+        q->held_head = e->next;
+        libdm_json_free(e->msg);
+        free(e);
+    }
     drop_events(q);
     libdm__qmp_decoder_free(q->decoder);
     libdm_json_free(q->greeting);
@@ -1479,6 +1644,15 @@ static void qmp_free(libdm_qmp *q)
     free(q->err_class);
     free(q->err_desc);
     free(q);
+}
+
+/* libdm_ctx_free(): every drain ends by @abs_ms at the latest. */
+void libdm__qmp_hurry_closing(libdm_ctx *ctx, uint64_t abs_ms)
+{
+    for (libdm_qmp *q = ctx->closing_qmps; q; q = q->closing_next)
+        if (q->state == LIBDM_QMP_DRAINING && libdm__timer_armed(&q->phase_timer) &&
+            q->phase_timer.deadline > abs_ms)
+            (void)libdm__timer_arm(ctx, &q->phase_timer, abs_ms);
 }
 
 /* ---- getters ---- */

@@ -675,7 +675,20 @@ static unsigned long console_limit(void)
     return errno || *end || v == 0 ? LIBDM__XEN_CONSOLE_LIMIT : v;
 }
 
-/* The keeper's --restrict= value; owned-root= last: a path may hold commas. */
+/* A disk QEMU may write: RLIMIT_FSIZE would fail its writes past 256 KiB
+ * (it limits writes to any regular file, fds passed in included). */
+static bool writable_images(const libdm_dm_config *c)
+{
+    for (size_t i = 0; i < c->dev.n_disks; i++)
+        if (!c->dev.disks[i].readonly && !c->dev.disks[i].cdrom)
+            return true;
+    return false;
+}
+
+/* The keeper's --restrict= value; owned-root= last: a path may hold commas.
+ * A restricted DM's log always goes through the keeper (log-pipe), capped
+ * as RLIMIT_FSIZE capped it under libxl; the limit itself is lifted only
+ * when the DM has images to write (SECURITY.md, "Disk images"). */
 static char *keeper_spec(const libdm_dm_config *c, const char *own_root)
 {
     char limit[48] = "";
@@ -684,7 +697,8 @@ static char *keeper_spec(const libdm_dm_config *c, const char *own_root)
         snprintf(limit, sizeof(limit), "console-limit=%lu", console_limit());
     if (!c->restricted)
         return limit[0] ? strdup(limit) : NULL;
-    return libdm__sprintf("ns,rlimits,nnp%s%s%s%s%s",
+    return libdm__sprintf("ns,rlimits,log-pipe,nnp%s%s%s%s%s%s",
+                          writable_images(c) ? ",fsize-unlimited" : "",
                           c->seccomp == LIBDM_SECCOMP_FILTER ? ",seccomp" : "",
                           limit[0] ? "," : "", limit, own_root ? ",owned-root=" : "",
                           own_root ? own_root : "");
@@ -692,9 +706,10 @@ static char *keeper_spec(const libdm_dm_config *c, const char *own_root)
 
 static char *confinement(const libdm_dm_config *c, const libdm__runas *ra)
 {
-    return libdm__sprintf("uid %" PRIu32 " gid %" PRIu32 ", chroot %s, ns mnt+ipc, rlimits, "
-                          "no_new_privs, seccomp %s%s",
+    return libdm__sprintf("uid %" PRIu32 " gid %" PRIu32 ", chroot %s, ns mnt+ipc, rlimits "
+                          "(file size %s, log capped at 256 KiB), no_new_privs, seccomp %s%s",
                           ra->uid, ra->gid, c->chroot_dir,
+                          writable_images(c) ? "unlimited: writable images" : "256 KiB",
                           c->seccomp == LIBDM_SECCOMP_FILTER ? "keeper-filter" : "qemu-sandbox",
                           c->profile == LIBDM_PROFILE_XEN ? ", xen-domid-restrict" : "");
 }

@@ -38,6 +38,13 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *args,
 int libdm__keeper_set_autokill(libdm__keeper *k, bool on);
 /* Signals the DM through its pidfd (-ESRCH once it is gone). */
 int libdm__keeper_signal(libdm__keeper *k, int sig);
+/* SIGKILLs the DM, or before its pid is known the keeper (and with it
+ * everything it started). */
+int libdm__keeper_kill(libdm__keeper *k);
+/* Its DM is being stopped: a context freed now waits (bounded) to reap it. */
+void libdm__keeper_set_ending(libdm__keeper *k);
+/* SIGKILLs the keeper itself. */
+int libdm__keeper_kill_keeper(libdm__keeper *k);
 int libdm__keeper_keeper_pid(const libdm__keeper *k);
 /* Closes the control channel and stops reporting; the keeper process goes on
  * (and, if autokill is armed, kills the DM). Its reaping passes to the ctx. */

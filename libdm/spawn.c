@@ -34,6 +34,9 @@ struct libdm__keeper {
     int dm_pidfd;
     int dm_pid;
     bool exit_reported;
+    bool autokill;      /* armed in the keeper: its DM dies with our channel */
+    bool ending;        /* its DM is being stopped: the keeper exits soon */
+    libdm__watch *exit_watch; /* the channel closed: waiting for the process */
 };
 
 extern char **environ;
@@ -110,9 +113,9 @@ void libdm__reapers_free(libdm_ctx *ctx)
 
     /* A keeper whose DM has ended exits within moments: reap it here (a
      * bounded wait, at teardown only), or it would stay a zombie child of a
-     * process that goes on. Keepers of DMs still running outlive the
-     * context: when this process exits they are reparented and reaped by
-     * init or a subreaper. */
+     * process that goes on. Keepers not exited by then (DMs still running,
+     * or slow) are left to the process-wide orphans (util.c), reaped by
+     * the next context that looks. */
     while (ctx->reapers) {
         libdm__reaper *r = ctx->reapers;
         uint64_t now = libdm_now_ms();
@@ -120,10 +123,16 @@ void libdm__reapers_free(libdm_ctx *ctx)
         if (r->exiting && now < deadline) {
             struct pollfd p = { .fd = r->pidfd, .events = POLLIN };
 
-            if (poll(&p, 1, (int)(deadline - now)) == 1)
-                (void)waitid((idtype_t)P_PIDFD, (id_t)r->pidfd, &(siginfo_t){ 0 },
-                             WEXITED | WNOHANG);
+            if (poll(&p, 1, (int)(deadline - now)) == 1 &&
+                waitid((idtype_t)P_PIDFD, (id_t)r->pidfd, &(siginfo_t){ 0 },
+                       WEXITED | WNOHANG) == 0) {
+                reaper_free(ctx, r);
+                continue;
+            }
         }
+        /* Not exited yet: reaped later by whichever context looks. */
+        libdm__orphan_add(r->pidfd);
+        r->pidfd = -1;
         reaper_free(ctx, r);
     }
 }
@@ -132,6 +141,8 @@ void libdm__reapers_free(libdm_ctx *ctx)
 
 static void report_exit(libdm__keeper *k, int status)
 {
+    libdm__watch_del(k->exit_watch);
+    k->exit_watch = NULL;
     if (k->exit_reported)
         return;
     k->exit_reported = true;
@@ -162,6 +173,38 @@ static void handle_message(libdm__keeper *k, const char *msg, int fd)
     }
 }
 
+static bool pidfd_exited(int pidfd)
+{
+    struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+    return poll(&p, 1, 0) != 0;
+}
+
+/* The keeper's process ended: reap it now, so a dead DM holds no process
+ * and no fd whatever its handle's owner does. */
+static void keeper_gone(libdm__keeper *k)
+{
+    libdm_ctx *ctx = k->ctx;
+
+    libdm__watch_del(k->exit_watch);
+    k->exit_watch = NULL;
+    libdm__close(&k->dm_pidfd);
+    if (k->keeper_pidfd >= 0 && libdm__reap_later(ctx, k->keeper_pidfd, true) < 0)
+        LIBDM__WARN(ctx, "libdm-keeper (pid %d) will not be reaped by this process",
+                    k->keeper_pid);
+    k->keeper_pidfd = -1;
+    /* The DM cannot outlive its keeper (see tools/keeper.c). */
+    if (!k->exit_reported)
+        LIBDM__WARN(ctx, "libdm-keeper (pid %d) died; its device model died with it",
+                    k->keeper_pid);
+    report_exit(k, -1);
+}
+
+static void on_keeper_exit(libdm_ctx *ctx, int fd, short revents, void *user)
+{
+    keeper_gone(user);
+}
+
 static void on_ctl(libdm_ctx *ctx, int fd, short revents, void *user)
 {
     libdm__keeper *k = user;
@@ -175,21 +218,17 @@ static void on_ctl(libdm_ctx *ctx, int fd, short revents, void *user)
         handle_message(k, msg, passed);
         return;
     }
-    /* The keeper is gone (it exits right after "exit"): reap it now, so a
-     * dead DM holds no process and no fd whatever its handle's owner does. */
+    /* The keeper is going (it exits right after "exit", or was killed):
+     * the end is reported once its process is gone, and with it (the init
+     * of the DM's PID namespace) everything it ran: until then the name is
+     * not free. */
     libdm__watch_del(k->ctl_watch);
     k->ctl_watch = NULL;
     libdm__close(&k->ctl);
-    libdm__close(&k->dm_pidfd);
-    if (k->keeper_pidfd >= 0 && libdm__reap_later(ctx, k->keeper_pidfd, true) < 0)
-        LIBDM__WARN(ctx, "libdm-keeper (pid %d) will not be reaped by this process",
-                    k->keeper_pid);
-    k->keeper_pidfd = -1;
-    /* The DM cannot outlive its keeper (see tools/keeper.c). */
-    if (!k->exit_reported)
-        LIBDM__WARN(ctx, "libdm-keeper (pid %d) died; its device model died with it",
-                    k->keeper_pid);
-    report_exit(k, -1);
+    if (k->keeper_pidfd >= 0 && !k->exit_watch && !pidfd_exited(k->keeper_pidfd) &&
+        libdm__watch_add(ctx, k->keeper_pidfd, POLLIN, on_keeper_exit, k, &k->exit_watch) >= 0)
+        return;
+    keeper_gone(k);
 }
 
 /* ---- spawning ---- */
@@ -377,7 +416,7 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
         goto out;
     }
     *k = (libdm__keeper){ .ctx = ctx, .ops = ops, .user = user, .ctl = -1,
-                          .keeper_pidfd = -1, .dm_pidfd = -1 };
+                          .keeper_pidfd = -1, .dm_pidfd = -1, .autokill = a->autokill };
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         r = -errno;
         goto out;
@@ -431,9 +470,36 @@ out:
 
 int libdm__keeper_set_autokill(libdm__keeper *k, bool on)
 {
+    int r;
+
     if (k->ctl < 0)
         return -ESRCH;
-    return libdm__kp_send(k->ctl, on ? "autokill 1" : "autokill 0", -1);
+    r = libdm__kp_send(k->ctl, on ? "autokill 1" : "autokill 0", -1);
+    if (r >= 0)
+        k->autokill = on;
+    return r;
+}
+
+/* Before the keeper said QEMU's pid there is no pidfd to signal: the
+ * keeper itself is killed. As the init of the DM's PID namespace it takes
+ * QEMU with it; as a subreaper, QEMU has PR_SET_PDEATHSIG SIGKILL. */
+int libdm__keeper_kill(libdm__keeper *k)
+{
+    if (k->exit_reported)
+        return -ESRCH;
+    if (k->dm_pidfd >= 0)
+        return libdm__pidfd_signal(k->dm_pidfd, SIGKILL);
+    return k->keeper_pidfd >= 0 ? libdm__pidfd_signal(k->keeper_pidfd, SIGKILL) : -ESRCH;
+}
+
+void libdm__keeper_set_ending(libdm__keeper *k)
+{
+    k->ending = true;
+}
+
+int libdm__keeper_kill_keeper(libdm__keeper *k)
+{
+    return k->keeper_pidfd >= 0 ? libdm__pidfd_signal(k->keeper_pidfd, SIGKILL) : -ESRCH;
 }
 
 int libdm__keeper_signal(libdm__keeper *k, int sig)
@@ -453,10 +519,14 @@ void libdm__keeper_free(libdm__keeper *k)
     if (!k)
         return;
     libdm__watch_del(k->ctl_watch);
+    libdm__watch_del(k->exit_watch);
     libdm__close(&k->ctl);
     libdm__close(&k->dm_pidfd);
+    /* Under autokill the keeper ends its DM and exits now that the
+     * channel closed: a context freed now reaps it (bounded). */
     if (k->keeper_pidfd >= 0 &&
-        libdm__reap_later(k->ctx, k->keeper_pidfd, k->exit_reported) < 0)
+        libdm__reap_later(k->ctx, k->keeper_pidfd,
+                          k->exit_reported || k->autokill || k->ending) < 0)
         LIBDM__WARN(k->ctx, "libdm-keeper (pid %d) will not be reaped by this process",
                     k->keeper_pid);
     free(k);

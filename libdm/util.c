@@ -2,6 +2,8 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,4 +161,79 @@ ssize_t libdm__send_with_fd(int sock, const void *buf, size_t len, int fd, int f
     /* MSG_NOSIGNAL: the library never owns SIGPIPE. */
     n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
     return n < 0 ? -errno : n;
+}
+
+/* ---- children of this process that no context follows any more ----
+ * Keepers are our children: a context reaps them, but one freed before
+ * they exit leaves them behind (ctx_free waits a bounded time). They are
+ * kept here, process-wide, and reaped by any context's next look (its
+ * creation, its freeing, a dispatch at most once a second), so that no
+ * keeper stays a zombie while this process lives on. A spinlock: contexts
+ * may live in different threads of the host; libdm starts none. */
+
+static atomic_flag orphans_lock = ATOMIC_FLAG_INIT;
+static int *orphans;
+static size_t orphans_n, orphans_cap;
+static atomic_size_t orphans_count;
+static _Atomic uint64_t orphans_last_ms;
+
+static void orphans_take(void)
+{
+    while (atomic_flag_test_and_set_explicit(&orphans_lock, memory_order_acquire))
+        ;
+}
+
+static void orphans_give(void)
+{
+    atomic_flag_clear_explicit(&orphans_lock, memory_order_release);
+}
+
+void libdm__orphan_add(int pidfd)
+{
+    int *grown;
+
+    if (pidfd < 0)
+        return;
+    orphans_take();
+    if (orphans_n == orphans_cap) {
+        size_t cap = orphans_cap ? orphans_cap * 2 : 16;
+
+        grown = realloc(orphans, cap * sizeof(*grown));
+        if (!grown) {
+            orphans_give();
+            close(pidfd); /* a zombie until this process ends */
+            return;
+        }
+        orphans = grown;
+        orphans_cap = cap;
+    }
+    orphans[orphans_n++] = pidfd;
+    atomic_store(&orphans_count, orphans_n);
+    orphans_give();
+}
+
+void libdm__orphans_reap(bool now)
+{
+    uint64_t t;
+
+    if (atomic_load(&orphans_count) == 0)
+        return;
+    t = libdm_now_ms();
+    if (!now && t < atomic_load(&orphans_last_ms) + 1000)
+        return;
+    atomic_store(&orphans_last_ms, t);
+    orphans_take();
+    for (size_t i = 0; i < orphans_n;) {
+        siginfo_t si = { 0 };
+
+        if (waitid((idtype_t)P_PIDFD, (id_t)orphans[i], &si, WEXITED | WNOHANG) == 0 &&
+            si.si_pid == 0) {
+            i++; /* still running */
+            continue;
+        }
+        close(orphans[i]); /* reaped, or not ours to reap */
+        orphans[i] = orphans[--orphans_n];
+    }
+    atomic_store(&orphans_count, orphans_n);
+    orphans_give();
 }

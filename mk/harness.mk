@@ -32,7 +32,7 @@ TESTS += tests/harness/test-fakeqmp
 # no -fvisibility=hidden. tests/harness/xen-env.sh sets up xenstored, the
 # domain's nodes and a QEMU wrapper that preloads it.
 check_LTLIBRARIES += tests/harness/xenhyp.la
-tests_harness_xenhyp_la_SOURCES = tests/harness/xenhyp.c
+tests_harness_xenhyp_la_SOURCES = tests/harness/xenhyp.c tests/harness/xendoms.c tests/harness/xendoms.h
 tests_harness_xenhyp_la_CFLAGS = -std=gnu11 $(WARN_CFLAGS) $(XENTOOLLOG_CFLAGS)
 tests_harness_xenhyp_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
 tests_harness_xenhyp_la_LIBADD = -ldl -lpthread

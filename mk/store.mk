@@ -12,7 +12,7 @@ libdm_core_la_SOURCES += \
 # be built with -fvisibility=hidden (its symbols interpose), hence its own
 # CFLAGS.
 check_LTLIBRARIES += tests/harness/xsshim.la
-tests_harness_xsshim_la_SOURCES = tests/harness/xsshim.c
+tests_harness_xsshim_la_SOURCES = tests/harness/xsshim.c tests/harness/xendoms.c tests/harness/xendoms.h
 tests_harness_xsshim_la_CFLAGS = -std=gnu11 $(WARN_CFLAGS) $(XENTOOLLOG_CFLAGS)
 tests_harness_xsshim_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
 tests_harness_xsshim_la_LIBADD = -ldl

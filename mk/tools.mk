@@ -3,7 +3,9 @@
 bin_PROGRAMS += tools/dmctl
 tools_dmctl_SOURCES = tools/dmctl.h tools/dmctl.c tools/dmctl-util.c tools/dmctl-log.c \
 	tools/dmctl-cmds.c tools/dmctl-demo.c tools/dmctl-migrate.c tools/dmctl-signal.c \
-	tools/dmctl-xlcfg.c tools/dmctl-xlcfg.h
+	tools/dmctl-migrate-chan.c tools/dmctl-migrate-perform.c tools/dmctl-migrate-recover.c \
+	tools/dmctl-migrate-receive.c tools/dmctl-migrate.h \
+	tools/dmctl-xlcfg.c tools/dmctl-xlcfg.h tools/dmctl-plan.c
 # xl.cfg files are read with libxlutil (and libxenlight for its disk type):
 # dmctl's dependency only, never libdm's.
 tools_dmctl_CFLAGS = $(AM_CFLAGS) $(XLUTIL_CFLAGS)

@@ -41,6 +41,7 @@ enum {
     OPT_VGA,
     OPT_USB,
     OPT_TABLET,
+    OPT_DRY_RUN,
 };
 
 #define LIST_QUERY_MAX_MS 5000
@@ -97,6 +98,7 @@ static const struct option start_opts[] = {
     { "vga", required_argument, NULL, OPT_VGA },
     { "usb", no_argument, NULL, OPT_USB },
     { "tablet", no_argument, NULL, OPT_TABLET },
+    { "dry-run", no_argument, NULL, OPT_DRY_RUN },
     { NULL, 0, NULL, 0 },
 };
 
@@ -110,6 +112,7 @@ typedef struct start_opts_seen {
     const char *vnc_password_file;
     uint64_t vcpus, maxvcpus;
     bool machine, xen;
+    bool dry_run;           /* print the plan, start nothing */
 } start_opts_seen;
 
 /* Reports a setter's failure on --OPT VALUE: 0, 2 (invalid) or 1. */
@@ -239,6 +242,9 @@ static int device_option(const dmctl_command *cmd, libdm_dm_config *cfg, int opt
         seen->xl |= XLCFG_SEEN_VGA;
         return set_vga(cmd, cfg, arg);
     case OPT_USB:
+    case OPT_DRY_RUN:
+        seen->dry_run = true;
+        return 0;
     case OPT_TABLET:
         seen->xl |= XLCFG_SEEN_USB;
         return setter_result(cmd, libdm_dm_config_set_usb(cfg, 1, opt == OPT_TABLET), "--usb",
@@ -279,6 +285,7 @@ static int start_option(const dmctl_command *cmd, libdm_dm_config *cfg, int opt,
         return set_chroot(cmd, cfg, arg);
     case OPT_MACHINE:
         seen->machine = true;
+        seen->xl |= XLCFG_SEEN_MACHINE;
         return setter_result(cmd, libdm_dm_config_set_machine(cfg, arg), "--machine", arg, NULL);
     case OPT_INCOMING:
         return setter_result(cmd, libdm_dm_config_set_incoming(cfg, arg), "--incoming", arg,
@@ -383,7 +390,8 @@ static int start_finish_devices(const dmctl_command *cmd, libdm_dm_config *cfg,
 
 /* Parses the whole start command line into @cfg; 0 or an exit status. */
 static int start_parse(dmctl *d, const dmctl_command *cmd, int argc, char **argv,
-                       libdm_dm_config *cfg, const char **ret_name, char **ret_file_name)
+                       libdm_dm_config *cfg, const char **ret_name, char **ret_file_name,
+                       bool *ret_dry_run)
 {
     start_opts_seen seen = { 0 };
     int dd = find_dashdash(argc, argv);
@@ -398,6 +406,7 @@ static int start_parse(dmctl *d, const dmctl_command *cmd, int argc, char **argv
     }
     if (dd - optind > 1)
         return dmctl_usage_error(cmd, "too many arguments");
+    *ret_dry_run = seen.dry_run;
     ex = start_finish_devices(cmd, cfg, &seen, ret_file_name);
     if (ex)
         return ex;
@@ -514,6 +523,7 @@ int dmctl_cmd_start(dmctl *d, int argc, char **argv)
     libdm_dm *dm = NULL;
     const char *name = NULL;
     char *file_name = NULL;
+    bool dry_run = false;
     int r, ex;
 
     r = libdm_dm_config_new(&cfg);
@@ -521,7 +531,13 @@ int dmctl_cmd_start(dmctl *d, int argc, char **argv)
         dmctl_error(NULL, "%s", strerror(-r));
         return DMCTL_EXIT_FAIL;
     }
-    ex = start_parse(d, cmd, argc, argv, cfg, &name, &file_name);
+    ex = start_parse(d, cmd, argc, argv, cfg, &name, &file_name, &dry_run);
+    if (!ex && dry_run) {
+        ex = dmctl_print_plan(d, cfg);
+        libdm_dm_config_free(cfg);
+        free(file_name);
+        return ex;
+    }
     if (!ex)
         ex = dmctl_open_ctx(d);
     if (!ex)

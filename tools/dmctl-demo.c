@@ -31,7 +31,7 @@ static const struct option demo_opts[] = {
     { NULL, 0, NULL, 0 },
 };
 
-#define DEMO_RUNAS "nobody"
+#define DEMO_RUNAS "64530:64530" /* a private uid: never nobody */
 
 typedef struct demo {
     dmctl *d;

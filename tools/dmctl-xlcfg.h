@@ -19,6 +19,7 @@ enum {
     XLCFG_SEEN_RESTRICT = 1u << 9,
     XLCFG_SEEN_RUNAS = 1u << 10,
     XLCFG_SEEN_QEMU = 1u << 11,
+    XLCFG_SEEN_MACHINE = 1u << 12,
 };
 
 /* Applies the xl.cfg @path to @cfg, except what @seen says the command line

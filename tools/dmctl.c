@@ -42,6 +42,8 @@ static const dmctl_command commands[] = {
       "  --incoming defer|URI wait for an incoming migration\n"
       "  --qemu PATH          QEMU binary (a bare name is looked up in $PATH)\n"
       "  -- ARGS...           extra arguments appended to QEMU's command line\n"
+      "  --dry-run            print QEMU's command line (the monitor as fd 3) and\n"
+      "                       start nothing\n"
       "  --config XL.CFG      an xl.cfg (xl's parser): memory, vcpus, maxvcpus, boot,\n"
       "                       disk, vif, vnc*, serial, vga, stdvga, videoram, usb,\n"
       "                       usbdevice, device_model_*, dm_restrict; NAME defaults\n"

@@ -155,6 +155,9 @@ bool dmctl_json_add_bool(libdm_json *o, const char *key, bool b);
 
 /* Prints a DM's record (start): aligned "key: value" lines or JSON. */
 int dmctl_print_dm(const dmctl *d, libdm_dm *dm);
+/* start --dry-run: the command line libdm would give QEMU (its monitor as
+ * fd 3), one element a line, or {"argv": [...]} with --json (dmctl-plan.c). */
+int dmctl_print_plan(const dmctl *d, const libdm_dm_config *cfg);
 /* Prints "key: value" with the key padded to @width. */
 void dmctl_print_kv(int width, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -166,6 +169,7 @@ void dmctl_print_kv(int width, const char *key, const char *fmt, ...)
  * the drain short. */
 void dmctl_install_signal_handlers(void);
 int dmctl_signal_received(void);   /* 0 or the (first) signal number */
+void dmctl_signal_forget(void);    /* a signal that came too late */
 const char *dmctl_signal_name(int sig);
 /* Runs libdm's loop until *@done: 0, or -EINTR if interrupted first (then
  * *@done may still be false), or a loop error. The operation waited for

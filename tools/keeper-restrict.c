@@ -44,6 +44,10 @@ static int parse_item(keeper_restrict *r, const char *item, size_t len)
         r->nnp = true;
     else if (len == 7 && !strncmp(item, "seccomp", len))
         r->seccomp = true;
+    else if (len == 8 && !strncmp(item, "log-pipe", len))
+        r->log_pipe = true;
+    else if (len == 15 && !strncmp(item, "fsize-unlimited", len))
+        r->fsize_unlimited = true;
     else if (len > 14 && !strncmp(item, "console-limit=", 14)) {
         errno = 0;
         r->console_limit = strtoul(item + 14, &end, 10);
@@ -101,10 +105,15 @@ static int apply_ns(void)
     return 0;
 }
 
-static int apply_rlimits(void)
+/* RLIMIT_FSIZE limits every write at or past it to any regular file,
+ * images passed as fds included (FACTS): with writable images it would cost
+ * the guest its data past 256 KiB. It is lifted only when libdm passes
+ * such images, and then only with log-pipe, so that QEMU's log, the one
+ * other file it writes, stays bounded by the keeper (SECURITY.md). */
+static int apply_rlimits(bool fsize_unlimited)
 {
-    static const struct { int resource; rlim_t value; const char *name; } limits[] = {
-        { RLIMIT_FSIZE, FSIZE_LIMIT, "RLIMIT_FSIZE" },
+    const struct { int resource; rlim_t value; const char *name; } limits[] = {
+        { RLIMIT_FSIZE, fsize_unlimited ? RLIM_INFINITY : FSIZE_LIMIT, "RLIMIT_FSIZE" },
         { RLIMIT_CORE, 0, "RLIMIT_CORE" },
         { RLIMIT_MSGQUEUE, 0, "RLIMIT_MSGQUEUE" },
         { RLIMIT_LOCKS, 0, "RLIMIT_LOCKS" },
@@ -221,7 +230,8 @@ static int apply_seccomp(void)
 
 /* @env plus XEN_QEMU_CONSOLE_LIMIT (the keeper's child is single-threaded:
  * malloc is safe here). */
-static int add_console_limit(unsigned long limit, char *const **envp)
+/* Appends NAME=VALUE to *envp (a longer copy; the child execs soon). */
+static int add_env(const char *name, unsigned long value, char *const **envp)
 {
     size_t n = 0;
     char **env;
@@ -229,7 +239,7 @@ static int add_console_limit(unsigned long limit, char *const **envp)
     while ((*envp)[n])
         n++;
     env = calloc(n + 2, sizeof(*env));
-    if (!env || asprintf(&env[n], "XEN_QEMU_CONSOLE_LIMIT=%lu", limit) < 0) {
+    if (!env || asprintf(&env[n], "%s=%lu", name, value) < 0) {
         errno = ENOMEM;
         return fail("environment");
     }
@@ -242,12 +252,15 @@ int keeper_restrict_apply(const keeper_restrict *r, char *const **envp)
 {
     int e = 0;
 
+    /* libxl's environment for qemu-xen, in its order. */
     if (r->console_limit)
-        e = add_console_limit(r->console_limit, envp);
+        e = add_env("XEN_QEMU_CONSOLE_LIMIT", r->console_limit, envp);
+    if (!e && r->domain_id)
+        e = add_env("XEN_DOMAIN_ID", r->domain_id, envp);
     if (!e && r->ns)
         e = apply_ns();
     if (!e && r->rlimits)
-        e = apply_rlimits();
+        e = apply_rlimits(r->fsize_unlimited && r->log_pipe);
     if (!e && r->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         e = fail("PR_SET_NO_NEW_PRIVS");
     /* Last: after it, mount and unshare are gone. */

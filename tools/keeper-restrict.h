@@ -5,6 +5,7 @@
  * (libdm/restrict.c) and passes it as one option:
  *
  *   --restrict=ITEM[,ITEM...]    ITEM: ns | rlimits | nnp | seccomp |
+ *                                log-pipe | fsize-unlimited |
  *                                console-limit=N | owned-root=PATH (last)
  */
 #ifndef LIBDM_KEEPER_RESTRICT_H
@@ -15,9 +16,13 @@
 typedef struct keeper_restrict {
     bool ns;                     /* unshare(CLONE_NEWNS | CLONE_NEWIPC), mounts private */
     bool rlimits;                /* FSIZE 256 KiB; CORE, MSGQUEUE, LOCKS, MEMLOCK 0 */
+    bool fsize_unlimited;        /* no FSIZE: writable disk images are passed */
+    bool log_pipe;               /* QEMU's stdout/stderr through the keeper, capped */
     bool nnp;                    /* PR_SET_NO_NEW_PRIVS */
     bool seccomp;                /* the keeper's libseccomp filter */
     unsigned long console_limit; /* XEN_QEMU_CONSOLE_LIMIT in QEMU's env; 0: none */
+    unsigned long domain_id;     /* XEN_DOMAIN_ID in QEMU's env (the xen profile's
+                                  * domid, from --xen-socket-domid); 0: none */
     const char *owned_root;      /* the chroot libdm made (removed on autokill) */
 } keeper_restrict;
 

@@ -48,6 +48,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "keeper-log.h"
 #include "keeper-proto.h"
 #include "keeper-restrict.h"
 #include <libdm/dm.h>
@@ -73,6 +74,8 @@ typedef struct keeper {
     int host_pid;       /* QEMU, as the store's readers see it */
     libdm__rundir *rd;
     keeper_restrict restrict_; /* dm_restrict, applied right before exec */
+    keeper_log log;     /* with --restrict=log-pipe: QEMU's output, capped */
+    int log_wfd;        /* QEMU's end of that pipe, until the fork */
 } keeper;
 
 static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -153,6 +156,9 @@ static void child_exec(keeper *k, pid_t keeper_pid, char **argv, int gofd, int e
     close(LIBDM__KEEPER_CTL_FD);
     close(LIBDM__KEEPER_OWNER_FD);
     close(LIBDM__KEEPER_RUNDIR_FD);
+    if (k->log_wfd >= 0 && (dup2(k->log_wfd, STDOUT_FILENO) < 0 ||
+                            dup2(k->log_wfd, STDERR_FILENO) < 0))
+        _exit(127);
     if (!k->ns_init && prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() != keeper_pid)
         _exit(127); /* the keeper died before we armed that */
     if (read(gofd, &go, 1) != 1)
@@ -169,12 +175,30 @@ static void child_exec(keeper *k, pid_t keeper_pid, char **argv, int gofd, int e
     _exit(127);
 }
 
-static void send_ctl(keeper *k, const char *msg, int fd)
+/* The controller is gone (it closed the channel, released the handle, or
+ * died) or cannot be told anything any more: under autokill the DM dies. */
+static void controller_gone(keeper *k)
 {
-    if (k->ctl >= 0 && libdm__kp_send(k->ctl, msg, fd) < 0) {
+    if (k->ctl >= 0) {
         close(k->ctl);
         k->ctl = -1;
     }
+    if (k->autokill && !k->autokilled) {
+        klog("controller of %s went away before releasing it: killing the device model",
+             k->name);
+        k->autokilled = true;
+        if (k->pidfd >= 0)
+            pidfd_kill(k->pidfd, SIGKILL);
+    }
+}
+
+/* A message the controller cannot receive (it released the handle, or
+ * died, before reading it) means it is gone: never a DM left running
+ * under autokill with nobody told its pid. */
+static void send_ctl(keeper *k, const char *msg, int fd)
+{
+    if (k->ctl >= 0 && libdm__kp_send(k->ctl, msg, fd) < 0)
+        controller_gone(k);
 }
 
 static int open_store(keeper *k, libdm__store **ret)
@@ -213,6 +237,8 @@ static int spawn_dm(keeper *k, char **argv)
     char byte = 1;
     ssize_t n;
 
+    if (k->restrict_.log_pipe && (e = keeper_log_open(&k->log, &k->log_wfd)) < 0)
+        return e;
     if (pipe2(go, O_CLOEXEC) < 0)
         return -errno;
     if (pipe2(err, O_CLOEXEC) < 0) {
@@ -228,6 +254,7 @@ static int spawn_dm(keeper *k, char **argv)
         child_exec(k, self, argv, go[0], err[1]);
     }
     e = k->pid < 0 ? -errno : 0;
+    libdm__close(&k->log_wfd);
     close(go[0]);
     close(err[1]);
     close(LIBDM__KEEPER_QMP_FD); /* QEMU has it now, and the passed fds */
@@ -357,14 +384,7 @@ static void handle_ctl(keeper *k)
     if (n == -EAGAIN || n == -EINTR)
         return;
     if (n <= 0) {
-        close(k->ctl);
-        k->ctl = -1;
-        if (k->autokill) {
-            klog("controller of %s went away before releasing it: killing the device model",
-                 k->name);
-            k->autokilled = true;
-            pidfd_kill(k->pidfd, SIGKILL);
-        }
+        controller_gone(k);
         return;
     }
     if (!strcmp(msg, "autokill 1"))
@@ -396,25 +416,30 @@ static int reap_children(keeper *k)
 static int supervise(keeper *k)
 {
     for (;;) {
-        struct pollfd p[2] = {
+        /* A negative fd is skipped by poll. */
+        struct pollfd p[3] = {
             { .fd = k->sigfd, .events = POLLIN },
             { .fd = k->ctl, .events = POLLIN },
+            { .fd = k->log.rfd, .events = POLLIN },
         };
         char msg[64];
         int status;
 
-        if (poll(p, k->ctl >= 0 ? 2 : 1, -1) < 0) {
+        if (poll(p, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             return 1;
         }
         if (k->ctl >= 0 && p[1].revents)
             handle_ctl(k);
+        if (p[2].revents)
+            (void)keeper_log_pump(&k->log);
         status = reap_children(k);
         if (status < 0)
             continue;
-        describe_exit(k, status);
         end_the_rest(k);
+        (void)keeper_log_pump(&k->log); /* its last words, before ours */
+        describe_exit(k, status);
         record_exit(k, status);
         release_name(k);
         snprintf(msg, sizeof(msg), "exit %d", status);
@@ -467,7 +492,8 @@ int main(int argc, char **argv)
         { "xen-socket-domid", required_argument, NULL, 'x' },
         { NULL, 0, NULL, 0 },
     };
-    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1 };
+    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1, .log = { .rfd = -1 },
+                 .log_wfd = -1 };
     char msg[LIBDM__KEEPER_MSG_MAX];
     unsigned long xen_domid = 0;
     char *sock_path = NULL;
@@ -481,6 +507,7 @@ int main(int argc, char **argv)
         case 'a': k.autokill = true; break;
         case 'x':
             xen_domid = strtoul(optarg, NULL, 10);
+            k.restrict_.domain_id = xen_domid; /* libxl gives QEMU XEN_DOMAIN_ID */
             break;
         case 'p':
             k.n_pass_fds = atoi(optarg);
@@ -521,6 +548,7 @@ int main(int argc, char **argv)
         if (k.pid > 0)
             (void)waitpid(k.pid, &status, 0);
         end_the_rest(&k);
+        (void)keeper_log_pump(&k.log);
         record_exit(&k, status < 0 ? 127 << 8 : status);
         release_name(&k);
         snprintf(msg, sizeof(msg), "exit %d", status);

@@ -58,16 +58,35 @@ static int open_dm_dir(libdm__store *s, const char *name, bool create, int *ret_
  * directory's own descriptor (each caller opens its own), released when it
  * is closed. A writer that waited while the directory was removed holds the
  * lock of a deleted directory, where creating a file fails (ENOENT): it can
- * never write into a new directory of the same name. */
+ * never write into a new directory of the same name.
+ * The wait has a deadline (STORE_LOCK_WAIT_MS): a stalled writer holding
+ * the lock delays a record, never the caller without end (issue 22, 5: a
+ * migration's destination must answer "finished", not hang after cont). */
+#define STORE_LOCK_WAIT_MS 5000
+
 static int lock_dm_dir(libdm__store *s, int dfd, const char *name)
 {
-    while (flock(dfd, LOCK_EX) < 0) {
-        int r = -errno;
+    struct timespec start, now, nap = { 0, 1000 * 1000 };
+    int r;
 
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (flock(dfd, LOCK_EX | LOCK_NB) < 0) {
+        r = -errno;
         if (r == -EINTR)
             continue;
-        libdm__store_log(s, XTL_ERROR, -r, "cannot lock the record directory %s/%s",
-                         s->run_root, name);
+        if (r == -EWOULDBLOCK) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if ((now.tv_sec - start.tv_sec) * 1000 +
+                    (now.tv_nsec - start.tv_nsec) / 1000000 < STORE_LOCK_WAIT_MS) {
+                nanosleep(&nap, NULL);
+                if (nap.tv_nsec < 16 * 1000 * 1000)
+                    nap.tv_nsec *= 2;
+                continue;
+            }
+            r = -ETIMEDOUT;
+        }
+        libdm__store_log(s, XTL_ERROR, -r, "cannot lock the record directory %s/%s%s",
+                         s->run_root, name, r == -ETIMEDOUT ? " (another writer holds it)" : "");
         return r;
     }
     return 0;

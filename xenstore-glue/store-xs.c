@@ -12,6 +12,14 @@
  *   /local/domain/<domid>/image/device-model-pid  (the DM pid, if known)
  *   /local/domain/<domid>/image/device-model-kill-uid (restricted: the
  *                                uid libxl's reaper kills by)
+ * Those keys are libxl's too: libdm writes one only if it is absent or
+ * libdm wrote it (the tokens in /libxl/<domid>/libdm/owns), and removes
+ * only those it owns; a key libxl wrote is never overwritten or deleted.
+ * kill-uid only for a uid this domain's DM alone runs as (as libxl: never
+ * xen-qemuuser-shared's, nobody's, or one another recorded DM runs as),
+ * since libxl's destroy kills every process of that uid. Before the DM
+ * starts (xen profile) /local/domain/0/device-model/<domid> is made if
+ * missing, as libxl does, readable by the domain.
  * After start, libdm__store_publish() adds what libxl publishes from QMP:
  * /local/domain/<domid>/serial/<n>/tty and console/vnc-{listen,port}.
  * /local/domain/0/device-model/<domid>/state belongs to QEMU, which writes
@@ -33,16 +41,12 @@
 #include <xenstore.h>
 
 #include "store-internal.h"
+#include "store-xs-internal.h"
 
 #define TX_ATTEMPTS 16
-#define PATH_LEN 96
+#define PATH_LEN LIBDM__XS_PATH_LEN
 
 typedef int tx_fn(libdm__store *s, xs_transaction_t t, void *arg);
-
-static int xs_errno(void)
-{
-    return errno > 0 ? -errno : -EIO;
-}
 
 static bool connection_error(int r)
 {
@@ -53,53 +57,6 @@ static bool connection_error(int r)
 static void base_path(char *buf, uint32_t domid)
 {
     snprintf(buf, PATH_LEN, "/libxl/%u/libdm", domid);
-}
-
-static void key_path(char *buf, uint32_t domid, const char *key)
-{
-    snprintf(buf, PATH_LEN, "/libxl/%u/libdm/%s", domid, key);
-}
-
-static void pid_path(char *buf, uint32_t domid)
-{
-    snprintf(buf, PATH_LEN, "/local/domain/%u/image/device-model-pid", domid);
-}
-
-static void kill_uid_path(char *buf, uint32_t domid)
-{
-    snprintf(buf, PATH_LEN, "/local/domain/%u/image/device-model-kill-uid", domid);
-}
-
-static void dm_version_path(char *buf, uint32_t domid)
-{
-    snprintf(buf, PATH_LEN, "/libxl/%u/dm-version", domid);
-}
-
-/* The uid a restricted DM runs as, from its confinement text ("uid N ..."),
- * or -1. */
-static long confinement_uid(const char *confinement)
-{
-    unsigned long uid;
-
-    if (!confinement || sscanf(confinement, "uid %lu", &uid) != 1 || uid == 0 ||
-        uid > 0xfffffffeul)
-        return -1;
-    return (long)uid;
-}
-
-/* Canonical decimal domid in 1..LIBDM__DOMID_MAX, else 0. */
-static uint32_t parse_domid(const char *s)
-{
-    uint32_t v = 0;
-
-    if (!*s || *s == '0' || strlen(s) > 5)
-        return 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return 0;
-        v = v * 10 + (uint32_t)(*s - '0');
-    }
-    return v <= LIBDM__DOMID_MAX ? v : 0;
 }
 
 static int reconnect(libdm__store *s)
@@ -132,7 +89,7 @@ static int run_tx(libdm__store *s, const char *what, tx_fn *fn, void *arg)
         xs_transaction_t t = xs_transaction_start(s->xsh);
 
         if (t == XBT_NULL) {
-            r = xs_errno();
+            r = libdm__xs_errno();
             goto fail;
         }
         r = fn(s, t, arg);
@@ -144,7 +101,7 @@ static int run_tx(libdm__store *s, const char *what, tx_fn *fn, void *arg)
         }
         if (xs_transaction_end(s->xsh, t, false))
             return r;
-        r = xs_errno();
+        r = libdm__xs_errno();
         if (r != -EAGAIN)
             goto fail;
     }
@@ -159,27 +116,6 @@ fail:
     return r;
 }
 
-static int rm_ok(libdm__store *s, xs_transaction_t t, const char *path)
-{
-    if (!xs_rm(s->xsh, t, path) && errno != ENOENT)
-        return xs_errno();
-    return 0;
-}
-
-/* Writes @value at @path with permissions n0. */
-static int write_n0(libdm__store *s, xs_transaction_t t, const char *path, const char *value)
-{
-    struct xs_permissions perm = { .id = 0, .perms = XS_PERM_NONE };
-
-    if (value && !xs_write(s->xsh, t, path, value, (unsigned)strlen(value)))
-        return xs_errno();
-    if (!value && !xs_mkdir(s->xsh, t, path))
-        return xs_errno();
-    if (!xs_set_permissions(s->xsh, t, path, &perm, 1))
-        return xs_errno();
-    return 0;
-}
-
 /* The domid whose libdm/name is @name: 0 and *ret_domid, or -ENOENT. */
 static int find_domid(libdm__store *s, xs_transaction_t t, const char *name, uint32_t *ret_domid)
 {
@@ -189,21 +125,21 @@ static int find_domid(libdm__store *s, xs_transaction_t t, const char *name, uin
 
     ents = xs_directory(s->xsh, t, "/libxl", &num);
     if (!ents)
-        return errno == ENOENT ? -ENOENT : xs_errno();
+        return errno == ENOENT ? -ENOENT : libdm__xs_errno();
     for (unsigned i = 0; i < num; i++) {
-        uint32_t d = parse_domid(ents[i]);
+        uint32_t d = libdm__xs_parse_domid(ents[i]);
         char path[PATH_LEN];
         unsigned len;
         char *v;
 
         if (!d)
             continue;
-        key_path(path, d, "name");
+        libdm__xs_key_path(path, d, "name");
         v = xs_read(s->xsh, t, path, &len);
         if (!v) {
             if (errno == ENOENT)
                 continue;
-            r = xs_errno();
+            r = libdm__xs_errno();
             break;
         }
         if (len == strlen(name) && memcmp(v, name, len) == 0) {
@@ -230,12 +166,12 @@ static int read_record(libdm__store *s, xs_transaction_t t, uint32_t domid, libd
         unsigned len;
         char *v;
 
-        key_path(path, domid, libdm__record_key(i));
+        libdm__xs_key_path(path, domid, libdm__record_key(i));
         v = xs_read(s->xsh, t, path, &len);
         if (!v) {
             if (errno == ENOENT)
                 continue;
-            r = xs_errno();
+            r = libdm__xs_errno();
             goto fail;
         }
         r = libdm__record_set_value(&rec, i, v, len);
@@ -274,7 +210,7 @@ static int put_tx(libdm__store *s, xs_transaction_t t, void *arg)
     char path[PATH_LEN];
     uint32_t other;
     unsigned len;
-    char *v;
+    char *v, *owns;
     int r;
 
     a->conflict = false;
@@ -285,7 +221,7 @@ static int put_tx(libdm__store *s, xs_transaction_t t, void *arg)
     }
     if (r < 0 && r != -ENOENT)
         return r;
-    key_path(path, rec->domid, "name");
+    libdm__xs_key_path(path, rec->domid, "name");
     v = xs_read(s->xsh, t, path, &len);
     if (v) {
         bool same = len == strlen(rec->name) && memcmp(v, rec->name, len) == 0;
@@ -296,45 +232,29 @@ static int put_tx(libdm__store *s, xs_transaction_t t, void *arg)
             return -EEXIST;
         }
     } else if (errno != ENOENT) {
-        return xs_errno();
+        return libdm__xs_errno();
     }
 
+    owns = libdm__xs_read_owns(s, t, rec->domid);
+    if (!owns)
+        return libdm__xs_errno();
     base_path(path, rec->domid);
-    if ((r = rm_ok(s, t, path)) < 0 || (r = write_n0(s, t, path, NULL)) < 0)
+    if ((r = libdm__xs_rm_ok(s, t, path)) < 0 || (r = libdm__xs_write_n0(s, t, path, NULL)) < 0) {
+        free(owns);
         return r;
+    }
     for (unsigned i = 0; i < LIBDM__F_COUNT; i++) {
         if (!a->values[i])
             continue;
-        key_path(path, rec->domid, libdm__record_key(i));
-        r = write_n0(s, t, path, a->values[i]);
-        if (r < 0)
+        libdm__xs_key_path(path, rec->domid, libdm__record_key(i));
+        r = libdm__xs_write_n0(s, t, path, a->values[i]);
+        if (r < 0) {
+            free(owns);
             return r;
+        }
     }
-    dm_version_path(path, rec->domid);
-    r = rec->profile && !strcmp(rec->profile, "xen") ? write_n0(s, t, path, "qemu_xen")
-                                                      : rm_ok(s, t, path);
-    if (r < 0)
-        return r;
-    kill_uid_path(path, rec->domid);
-    if (confinement_uid(rec->confinement) > 0) {
-        char uid[16];
-
-        snprintf(uid, sizeof(uid), "%ld", confinement_uid(rec->confinement));
-        r = write_n0(s, t, path, uid);
-    } else {
-        r = rm_ok(s, t, path);
-    }
-    if (r < 0)
-        return r;
-    pid_path(path, rec->domid);
-    if (rec->pid > 0) {
-        char pid[16];
-
-        snprintf(pid, sizeof(pid), "%d", rec->pid);
-        r = write_n0(s, t, path, pid);
-    } else {
-        r = rm_ok(s, t, path);
-    }
+    r = libdm__xs_put_libxl_keys(s, t, rec, owns);
+    free(owns);
     return r;
 }
 
@@ -437,16 +357,16 @@ static int set_state_tx(libdm__store *s, xs_transaction_t t, void *arg)
         return r;
     libdm__record_clear(&rec);
     if (a->state) {
-        key_path(path, domid, "state");
-        if ((r = write_n0(s, t, path, a->state)) < 0)
+        libdm__xs_key_path(path, domid, "state");
+        if ((r = libdm__xs_write_n0(s, t, path, a->state)) < 0)
             return r;
     }
     if (a->exit_status != -1) {
         char v[16];
 
         snprintf(v, sizeof(v), "%d", a->exit_status);
-        key_path(path, domid, "exit-status");
-        if ((r = write_n0(s, t, path, v)) < 0)
+        libdm__xs_key_path(path, domid, "exit-status");
+        if ((r = libdm__xs_write_n0(s, t, path, v)) < 0)
             return r;
     }
     return 0;
@@ -485,7 +405,7 @@ static int publish_tx(libdm__store *s, xs_transaction_t t, void *arg)
 
     for (size_t i = 0; a->kv[i] && a->kv[i + 1]; i += 2) {
         snprintf(path, sizeof(path), "/local/domain/%u/%s", a->domid, a->kv[i]);
-        if ((r = write_n0(s, t, path, a->kv[i + 1])) < 0)
+        if ((r = libdm__xs_write_n0(s, t, path, a->kv[i + 1])) < 0)
             return r;
     }
     return 0;
@@ -511,27 +431,23 @@ static int del_tx(libdm__store *s, xs_transaction_t t, void *arg)
     char path[PATH_LEN];
     uint32_t domid;
     unsigned num = 0;
-    char **ents;
+    char **ents, *owns;
     int r;
 
     r = find_domid(s, t, name, &domid);
     if (r < 0)
         return r;
+    owns = libdm__xs_read_owns(s, t, domid);
+    if (!owns)
+        return libdm__xs_errno();
+    r = libdm__xs_del_libxl_keys(s, t, domid, owns);
+    free(owns);
     base_path(path, domid);
-    if ((r = rm_ok(s, t, path)) < 0)
-        return r;
-    dm_version_path(path, domid);
-    if ((r = rm_ok(s, t, path)) < 0)
-        return r;
-    kill_uid_path(path, domid);
-    if ((r = rm_ok(s, t, path)) < 0)
-        return r;
-    pid_path(path, domid);
-    if ((r = rm_ok(s, t, path)) < 0)
+    if (r < 0 || (r = libdm__xs_rm_ok(s, t, path)) < 0)
         return r;
     for (size_t i = 0; i < sizeof(published) / sizeof(published[0]); i++) {
         snprintf(path, sizeof(path), "/local/domain/%u/%s", domid, published[i]);
-        if ((r = rm_ok(s, t, path)) < 0)
+        if ((r = libdm__xs_rm_ok(s, t, path)) < 0)
             return r;
     }
     /* Drop /libxl/<domid> too if we were its only user. */
@@ -540,7 +456,7 @@ static int del_tx(libdm__store *s, xs_transaction_t t, void *arg)
     if (ents) {
         free(ents);
         if (num == 0)
-            r = rm_ok(s, t, path);
+            r = libdm__xs_rm_ok(s, t, path);
     }
     return r;
 }
@@ -576,26 +492,26 @@ static int list_tx(libdm__store *s, xs_transaction_t t, void *arg)
     list_reset(a);
     ents = xs_directory(s->xsh, t, "/libxl", &num);
     if (!ents)
-        return errno == ENOENT ? 0 : xs_errno();
+        return errno == ENOENT ? 0 : libdm__xs_errno();
     a->names = calloc(num ? num : 1, sizeof(*a->names));
     if (!a->names) {
         free(ents);
         return -ENOMEM;
     }
     for (unsigned i = 0; i < num; i++) {
-        uint32_t d = parse_domid(ents[i]);
+        uint32_t d = libdm__xs_parse_domid(ents[i]);
         char path[PATH_LEN];
         unsigned len;
         char *v;
 
         if (!d)
             continue;
-        key_path(path, d, "name");
+        libdm__xs_key_path(path, d, "name");
         v = xs_read(s->xsh, t, path, &len);
         if (!v) {
             if (errno == ENOENT)
                 continue;
-            r = xs_errno();
+            r = libdm__xs_errno();
             break;
         }
         if (strlen(v) != len || libdm__record_check_name(v) < 0) {
@@ -648,7 +564,7 @@ int libdm__store_xs_init(libdm__store *s, bool quiet)
 
     h = xs_open(0);
     if (!h) {
-        r = xs_errno();
+        r = libdm__xs_errno();
         libdm__store_log(s, quiet ? XTL_DEBUG : XTL_ERROR, -r, "cannot connect to xenstored");
         return r;
     }
@@ -657,7 +573,7 @@ int libdm__store_xs_init(libdm__store *s, bool quiet)
     if (v) {
         free(v);
     } else if (errno != ENOENT && errno != EACCES && errno != EPERM && errno != EINVAL) {
-        r = xs_errno();
+        r = libdm__xs_errno();
         libdm__store_log(s, quiet ? XTL_DEBUG : XTL_ERROR, -r, "xenstored does not answer");
         xs_close(h);
         return r;

@@ -12,7 +12,10 @@
 # model is written here for each domain: /local/domain/<d>/{name,domid,vm,
 # device,control,control/shutdown}, /vm/<uuid>/{uuid,name},
 # /local/domain/0/device-model/<d> (an empty directory: QEMU itself writes
-# its "state" there) and /libxl/<d>/dm-version; plus dom0's name and domid.
+# its "state" there) and /libxl/<d>/dm-version; plus dom0's name and domid
+# and cpupool 0's name (as xen-init-dom0 writes them). For the real
+# `xl create`, tests/harness/xenconsoled-standin runs beside xenstored (a
+# stand-in for xenconsoled: it writes each domain's console/tty).
 #
 #   xen-env.sh start DIR [DOMID...]   start xenstored, write dom0's and each
 #                                     DOMID's nodes, print the environment
@@ -27,7 +30,13 @@
 #   XENSTORED_PATH     the private xenstored's socket, for xenstore-* and xl;
 #   XENHYP_PRELOAD     the fake's shared object, for LD_PRELOAD of xl;
 #   XENHYP_DOMIDS      the domains the fake reports to xl (dom0 implied);
-#   XEN_QEMU_WRAPPER   DIR/qemu: give it to libdm as the QEMU binary.
+#   XEN_QEMU_WRAPPER   DIR/qemu: give it to libdm as the QEMU binary;
+#   XENHYP_STATE       DIR/hyp: the domains the fakes share (xendoms.h);
+#   XENHYP_DOMID_BASE  the first domid the fake xc_domain_create gives
+#                      (environment, default 1: make it distinct per test,
+#                      /var/run/xen is shared);
+#   XLHYP_PRELOAD      xenhyp.so and xlhyp.so, for LD_PRELOAD of the real
+#                      `xl create` / `xl destroy` (tests/harness/xlhyp.c).
 # DIR/qemu is a link to tests/harness/xen-qemu-wrapper.sh, which reads
 # DIR/qemu.env and execs the real QEMU with LD_PRELOAD and XENSTORED_PATH:
 # libdm hands QEMU only PATH and LC_ALL, so the wrapper is the only way in.
@@ -42,6 +51,9 @@ set -eu
 XEN_QEMU=${XEN_QEMU:-/usr/libexec/xen-qemu-system-i386}
 XENSTORED=${XENSTORED:-/usr/lib/xen-4.17/bin/xenstored}
 XENHYP=${XENHYP:-${top_builddir:-.}/tests/harness/.libs/xenhyp.so}
+XLHYP=${XLHYP:-$(dirname "$XENHYP")/xlhyp.so}
+XENHYP_DOMID_BASE=${XENHYP_DOMID_BASE:-1}
+STANDIN=${XENCONSOLED_STANDIN:-${top_builddir:-.}/tests/harness/xenconsoled-standin}
 here=$(cd "$(dirname "$0")" && pwd)
 
 usage() {
@@ -106,6 +118,7 @@ write_qemu_env() {
         echo "XEN_QEMU=$(quoted "$XEN_QEMU")"
         echo "LD_PRELOAD=$(quoted "$XENHYP")"
         echo "XENSTORED_PATH=$(quoted "$dir/xs/socket")"
+        echo "XLHYP=$(quoted "$XLHYP")"
     } >"$dir/qemu.env.tmp"
     mv "$dir/qemu.env.tmp" "$dir/qemu.env"
 }
@@ -116,6 +129,9 @@ print_env() {
     echo "XENHYP_PRELOAD=$(quoted "$XENHYP"); export XENHYP_PRELOAD"
     echo "XENHYP_DOMIDS=$(quoted "$domids"); export XENHYP_DOMIDS"
     echo "XEN_QEMU_WRAPPER=$(quoted "$dir/qemu"); export XEN_QEMU_WRAPPER"
+    echo "XENHYP_STATE=$(quoted "$dir/hyp"); export XENHYP_STATE"
+    echo "XENHYP_DOMID_BASE=$(quoted "$XENHYP_DOMID_BASE"); export XENHYP_DOMID_BASE"
+    echo "XLHYP_PRELOAD=$(quoted "$XENHYP $XLHYP"); export XLHYP_PRELOAD"
 }
 
 [ $# -ge 2 ] || usage
@@ -138,14 +154,28 @@ start)
     for d in "$@"; do
         valid_domid "$d" || die "invalid domid '$d'"
     done
-    mkdir -p "$dir"
+    mkdir -p "$dir" "$dir/hyp"
     chmod 0700 "$dir"
-    XENSTORED=$XENSTORED sh "$here/xenstored-run.sh" start "$dir/xs" >/dev/null
-    xs xenstore-write /local/domain/0/name Domain-0 /local/domain/0/domid 0
+    XLHYP=$(abspath "$XLHYP")
+    # xenstored sees the domains the fake xc_domain_create makes.
+    XENHYP_STATE=$dir/hyp XENSTORED=$XENSTORED sh "$here/xenstored-run.sh" start "$dir/xs" >/dev/null
+    # What xen-init-dom0 writes on a Xen host (libxl names cpupool 0 from it).
+    xs xenstore-write /local/domain/0/name Domain-0 /local/domain/0/domid 0 \
+        /local/pool/0/name Pool-0
     : >"$dir/domids"
     for d in "$@"; do
         write_domain "$d" "xenhyp-$d"
     done
+    if [ -x "$STANDIN" ]; then
+        rm -f "$dir/standin.pid"
+        XENSTORED_PATH=$dir/xs/socket "$STANDIN" "$dir/standin.pid" </dev/null >"$dir/standin.log" 2>&1 &
+        i=0
+        until [ -s "$dir/standin.pid" ]; do
+            i=$((i + 1))
+            [ $i -le 500 ] || die "xenconsoled-standin did not start: $(cat "$dir/standin.log")"
+            sleep 0.01
+        done
+    fi
     ln -sf "$here/xen-qemu-wrapper.sh" "$dir/qemu"
     write_qemu_env
     print_env
@@ -155,11 +185,16 @@ domain)
     valid_domid "$1" || die "invalid domid '$1'"
     [ -S "$dir/xs/socket" ] || die "no xenstored in $dir (xen-env.sh start first)"
     XENHYP=$(. "$dir/qemu.env" && echo "$LD_PRELOAD")
+    XLHYP=$(. "$dir/qemu.env" && echo "$XLHYP")
     write_domain "$1" "$2"
     print_env
     ;;
 stop)
     [ $# -eq 0 ] || usage
+    if [ -s "$dir/standin.pid" ]; then
+        kill "$(cat "$dir/standin.pid")" 2>/dev/null
+        rm -f "$dir/standin.pid"
+    fi
     sh "$here/xenstored-run.sh" stop "$dir/xs"
     ;;
 *)

@@ -21,9 +21,10 @@
  *    get_ioreq_server_info -> frame numbers and a buffered-ioreq port;
  *    everything else succeeds and does nothing (track_dirty_vram reports
  *    nothing dirty);
- *  - libxenforeignmemory: guest memory is ONE sparse memfd per process,
- *    frame N at offset N * 4096, mapped MAP_SHARED, so that repeated
- *    mappings of a frame see the same bytes; map_resource of the ioreq
+ *  - libxenforeignmemory: guest memory is ONE sparse shared anonymous
+ *    pool per process, frame N its page N, each mapping an alias of pool
+ *    pages (mremap), so that repeated mappings of a frame see the same
+ *    bytes (no file: RLIMIT_FSIZE under dm_restrict would stop one); map_resource of the ioreq
  *    server's frames gives zeroed pages (every vCPU slot idle, the buffered
  *    ring empty);
  *  - libxenevtchn: one eventfd per handle, never signalled (no guest ever
@@ -37,7 +38,9 @@
  *  - for xl: xc_version (Xen 4.17), xc_physinfo (2 CPUs, 1 GiB, HVM
  *    capable), xc_domain_getinfo, xc_domain_getinfolist and
  *    xc_domain_getinfo_single (the domains that "exist": dom0 and those
- *    listed in $XENHYP_DOMIDS, e.g. "0,2,7"), xc_flask_sid_to_context
+ *    listed in $XENHYP_DOMIDS, e.g. "0,2,7", or created by the fake
+ *    xc_domain_create of tests/harness/xlhyp.c: see xendoms.h),
+ *    xc_flask_sid_to_context
  *    (ENOSYS, as on a Xen without FLASK).
  *
  * What it does NOT model: no guest CPU ever runs, so no I/O request ever
@@ -75,6 +78,8 @@
 #include <xenforeignmemory.h>
 #include <xengnttab.h>
 #include <xentoolcore.h>
+
+#include "xendoms.h"
 
 #define HYP_EXPORT __attribute__((visibility("default")))
 #define PAGE 4096UL
@@ -115,39 +120,13 @@ struct xenforeignmemory_resource_handle {
 
 static atomic_int next_port = 1;
 
-/* ---- the "domains": dom0 and $XENHYP_DOMIDS ---- */
+/* ---- the "domains": dom0, $XENHYP_DOMIDS and those xlhyp.c created ---- */
 
-#define MAX_DOMS 64
+#define MAX_DOMS XENDOMS_MAX
 
-/* Sorted, distinct domids, dom0 first; returns how many. */
 static unsigned int domains(uint32_t *ids)
 {
-    const char *s = getenv("XENHYP_DOMIDS");
-    unsigned int n = 0;
-
-    ids[n++] = 0;
-    while (s && *s && n < MAX_DOMS) {
-        char *end;
-        unsigned long v;
-
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (end == s || errno || v >= 0x7ff0) { /* DOMID_FIRST_RESERVED */
-            s = strchr(s, ',');
-            s = s ? s + 1 : NULL;
-            continue;
-        }
-        s = *end == ',' ? end + 1 : NULL;
-        unsigned int i = n;
-        while (i > 0 && ids[i - 1] > v)
-            i--;
-        if (i > 0 && ids[i - 1] == v)
-            continue;
-        memmove(&ids[i + 1], &ids[i], (n - i) * sizeof(*ids));
-        ids[i] = (uint32_t)v;
-        n++;
-    }
-    return n;
+    return xendoms_list(ids, MAX_DOMS);
 }
 
 static void fill_domaininfo(uint32_t domid, xc_domaininfo_t *d)
@@ -169,6 +148,8 @@ static void fill_domaininfo(uint32_t domid, xc_domaininfo_t *d)
          * tests/harness/xen-env.sh writes under /vm. */
         d->handle[14] = (uint8_t)(domid >> 8);
         d->handle[15] = (uint8_t)domid;
+        /* One the real xl created: the UUID it gave xc_domain_create. */
+        xendoms_handle(domid, d->handle);
     }
     d->gpaddr_bits = 52;
 }
@@ -209,7 +190,7 @@ HYP_EXPORT int xc_domain_populate_physmap_exact(xc_interface *xch, uint32_t domi
             errno = EINVAL;
             return -1;
         }
-    return 0; /* the memfd already "holds" every frame */
+    return 0; /* the pool already "holds" every frame */
 }
 
 HYP_EXPORT int xc_get_hvm_param(xc_interface *handle, uint32_t dom, int param,
@@ -572,29 +553,31 @@ HYP_EXPORT int xendevicemodel_pin_memory_cacheattr(xendevicemodel_handle *dmod, 
     return 0;
 }
 
-/* ---- libxenforeignmemory: guest memory is one sparse memfd ---- */
+/* ---- libxenforeignmemory: guest memory is one shared anonymous pool ----
+ * Frame N is the pool's page N; each mapping is an alias of pool pages made
+ * with mremap(old_size 0), so repeated mappings see the same bytes. Not a
+ * memfd: growing a file past the 256 KiB RLIMIT_FSIZE that libxl sets
+ * under dm_restrict raises SIGXFSZ, and on Xen guest memory is no file.
+ * The pool is reserved sparse (MAP_NORESERVE): untouched pages cost nothing. */
+
+#define POOL_PAGES (1UL << 28) /* 1 TiB of guest-physical space */
 
 static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
-static int mem_fd = -1;
-static off_t mem_size;
+static char *mem_pool;
 
-/* The memfd, at least @size bytes long (holes read as zeros); -1 on error. */
-static int guest_memory(off_t size)
+static char *guest_memory(void)
 {
-    int fd;
+    char *p;
 
     pthread_mutex_lock(&mem_lock);
-    if (mem_fd < 0)
-        mem_fd = memfd_create("xenhyp-guest-memory", MFD_CLOEXEC);
-    if (mem_fd >= 0 && size > mem_size) {
-        if (ftruncate(mem_fd, size) == 0)
-            mem_size = size;
-        else
-            size = -1;
+    if (!mem_pool) {
+        p = mmap(NULL, POOL_PAGES * PAGE, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        mem_pool = p == MAP_FAILED ? NULL : p;
     }
-    fd = size < 0 ? -1 : mem_fd;
+    p = mem_pool;
     pthread_mutex_unlock(&mem_lock);
-    return fd;
+    return p;
 }
 
 HYP_EXPORT xenforeignmemory_handle *xenforeignmemory_open(struct xentoollog_logger *logger,
@@ -613,24 +596,20 @@ HYP_EXPORT void *xenforeignmemory_map2(xenforeignmemory_handle *fmem, uint32_t d
                                        int prot, int flags, size_t pages, const xen_pfn_t arr[],
                                        int err[])
 {
-    xen_pfn_t top = 0;
-    char *base;
-    int fd;
+    char *base, *pool;
 
     if (!pages || pages > MAX_PFN) {
         errno = EINVAL;
         return NULL;
     }
     for (size_t i = 0; i < pages; i++) {
-        if (arr[i] > MAX_PFN) {
-            errno = EINVAL; /* beyond any guest's physical address space */
+        if (arr[i] >= POOL_PAGES) {
+            errno = EINVAL; /* beyond what the fake models */
             return NULL;
         }
-        if (arr[i] + 1 > top)
-            top = arr[i] + 1;
     }
-    fd = guest_memory((off_t)(top * PAGE));
-    if (fd < 0)
+    pool = guest_memory();
+    if (!pool)
         return NULL;
     /* Reserve the whole range, then map each run of consecutive frames. */
     base = mmap(addr, pages * PAGE, PROT_NONE,
@@ -640,8 +619,9 @@ HYP_EXPORT void *xenforeignmemory_map2(xenforeignmemory_handle *fmem, uint32_t d
     for (size_t i = 0, run; i < pages; i += run) {
         for (run = 1; i + run < pages && arr[i + run] == arr[i] + run; run++)
             ;
-        if (mmap(base + i * PAGE, run * PAGE, prot, MAP_SHARED | MAP_FIXED, fd,
-                 (off_t)(arr[i] * PAGE)) == MAP_FAILED) {
+        if (mremap(pool + arr[i] * PAGE, 0, run * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED,
+                   base + i * PAGE) == MAP_FAILED ||
+            mprotect(base + i * PAGE, run * PAGE, prot) < 0) {
             int e = errno;
 
             munmap(base, pages * PAGE);

@@ -145,6 +145,8 @@ OBSERVE="$MIGRATE_LIBDIR/migrate-observe.pl"
 
 # observed_qemu DIR ROLE: DIR/qemu-ROLE runs QEMU with two extra monitors,
 # DIR/ROLE-watch.sock and DIR/ROLE-obs.sock, and its pid in DIR/ROLE.pid.
+# QEMU's own run-state trace goes to DIR/ROLE.trace (vm_state_notify lines,
+# written at once: they survive a SIGKILL of the QEMU).
 observed_qemu() {
     _q=$(command -v "$QEMU_BIN")
     cat >"$1/qemu-$2" <<EOS
@@ -153,7 +155,8 @@ rm -f '$1/$2-watch.sock' '$1/$2-obs.sock'
 # The host's pid (\$\$ would be the DM's PID namespace's own number).
 read _pid _rest </proc/self/stat
 echo \$_pid >'$1/$2.pid'
-exec '$_q' "\$@" -qmp unix:$1/$2-watch.sock,server=on,wait=off -qmp unix:$1/$2-obs.sock,server=on,wait=off
+exec '$_q' "\$@" -qmp unix:$1/$2-watch.sock,server=on,wait=off -qmp unix:$1/$2-obs.sock,server=on,wait=off \\
+    -msg timestamp=on -trace enable=vm_state_notify,file=$1/$2.trace
 EOS
     chmod 0755 "$1/qemu-$2"
 }
@@ -241,5 +244,33 @@ expect_not_in() {
         sed 's/^/    /' "$1"
     else
         ok "$3"
+    fi
+}
+
+# runs DIR ROLE: how many times ROLE's QEMU started running, by its own
+# trace (the last QEMU of that role).
+runs() {
+    grep -c 'vm_state_notify running 1' "$1/$2.trace" 2>/dev/null || true
+}
+
+# reset_traces DIR: before a scenario.
+reset_traces() {
+    rm -f "$1/src.trace" "$1/dst.trace"
+}
+
+# expect_one_history DIR WHAT: the guest never ran on the destination and
+# then again on the source (the source runs once from its start; a second
+# run is a resume after the migration stopped it).
+expect_one_history() {
+    _d=$(runs "$1" dst)
+    _s=$(runs "$1" src)
+    if [ "$_s" -lt 1 ]; then
+        fail "$2: no run of the source in its trace (is tracing working?)"
+    elif [ "$_d" -ge 1 ] && [ "$_s" -ge 2 ]; then
+        fail "$2: two histories: the destination ran ($_d) and the source ran again ($_s runs)"
+        sed 's/^/    src: /' "$1/src.trace"
+        sed 's/^/    dst: /' "$1/dst.trace"
+    else
+        ok "$2 (source runs: $_s, destination runs: $_d)"
     fi
 }

@@ -11,6 +11,8 @@
 #   --kill-sender-at N SIGKILL the sender (our parent), then exit without
 #                      forwarding line N
 #   --stop-pid P --stop-at N   SIGSTOP process P, then forward line N
+#   --int-sender-at N  SIGINT the sender (as migrate-cancel does), wait
+#                      --int-wait-ms (default 300), then forward line N
 #   --log FILE         append "down N PHASE" / "up PHASE" per line
 use strict;
 use warnings;
@@ -20,9 +22,11 @@ use IO::Handle;
 
 my ($in, $out, $die_after, $drop_at, $kill_at, $stop_pid, $stop_at, $log) =
     ('', '', 0, 0, 0, 0, 0, '');
+my ($int_at, $int_wait) = (0, 300);
 GetOptions('in=s' => \$in, 'out=s' => \$out, 'die-after=i' => \$die_after,
            'drop-at=i' => \$drop_at, 'kill-sender-at=i' => \$kill_at,
-           'stop-pid=i' => \$stop_pid, 'stop-at=i' => \$stop_at, 'log=s' => \$log)
+           'stop-pid=i' => \$stop_pid, 'stop-at=i' => \$stop_at, 'log=s' => \$log,
+           'int-sender-at=i' => \$int_at, 'int-wait-ms=i' => \$int_wait)
     or exit 2;
 $SIG{PIPE} = 'IGNORE';
 my $sender = getppid();
@@ -68,6 +72,10 @@ while (1) {
                 exit 0;
             }
             kill 'STOP', $stop_pid if $stop_at && $down == $stop_at;
+            if ($int_at && $down == $int_at) {
+                kill 'INT', $sender;
+                select(undef, undef, undef, $int_wait / 1000);
+            }
             print $to_rx $line;
             exit 0 if $die_after && $down == $die_after;
         }

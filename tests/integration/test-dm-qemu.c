@@ -33,6 +33,11 @@
 #include "testutil.h"
 
 #define LIBDM_TEST_XEN_RUN_DIR "/var/run/xen"
+/* Restricted DMs run as a private uid with no account: never nobody, whom
+ * a kill-by-uid (xl destroy's reaper) on this machine could reach. */
+#define TEST_UID 64532
+#define TEST_UID_S "64532"
+#define TEST_RUNAS TEST_UID_S ":" TEST_UID_S
 
 typedef struct fixture {
     char *dir;
@@ -286,7 +291,7 @@ static void test_seccomp_kill_at_start(void **state)
     if (geteuid() != 0)
         skip();
     /* FACTS: -runas with elevateprivileges=deny is killed by seccomp. */
-    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, TEST_RUNAS), 0);
     assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
     assert_int_equal(libdm_dm_config_add_extra_arg(f->cfg, "-sandbox"), 0);
     assert_int_equal(libdm_dm_config_add_extra_arg(f->cfg, "on,elevateprivileges=deny"), 0);
@@ -366,8 +371,8 @@ static void assert_confined(int pid, const char *chroot_dir)
 {
     char root[512];
 
-    assert_int_equal(proc_status(pid, "Uid"), 65534);
-    assert_int_equal(proc_status(pid, "Gid"), 65534);
+    assert_int_equal(proc_status(pid, "Uid"), TEST_UID);
+    assert_int_equal(proc_status(pid, "Gid"), TEST_UID);
     assert_int_equal(proc_status(pid, "NoNewPrivs"), 1);
     assert_int_equal(proc_status(pid, "Seccomp"), 2);
     assert_limit(pid, "Max file size", "262144");
@@ -381,7 +386,7 @@ static void assert_confined(int pid, const char *chroot_dir)
     assert_string_equal(root, chroot_dir);
 }
 
-/* Starts restricted as nobody, checks the confinement, resume and stop.
+/* Starts restricted as a private uid, checks the confinement, resume and stop.
  * @chroot_dir NULL: libdm's own, DIR/t1/root. */
 static void run_restricted(fixture *f, libdm_seccomp mode, const char *chroot_dir,
                            const char *want_seccomp)
@@ -392,7 +397,7 @@ static void run_restricted(fixture *f, libdm_seccomp mode, const char *chroot_di
 
     snprintf(own, sizeof(own), "%s/t1/root", f->dir);
     assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
-    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, TEST_RUNAS), 0);
     assert_int_equal(libdm_dm_config_set_chroot(f->cfg, chroot_dir), 0);
     assert_int_equal(libdm_dm_config_set_seccomp(f->cfg, mode), 0);
     assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
@@ -400,7 +405,7 @@ static void run_restricted(fixture *f, libdm_seccomp mode, const char *chroot_di
     assert_string_equal(libdm_dm_get_runstate(dm), "prelaunch");
     assert_confined(pid, chroot_dir ? chroot_dir : own);
     assert_non_null(strstr(libdm_dm_get_confinement(dm), want_seccomp));
-    assert_non_null(strstr(libdm_dm_get_confinement(dm), "uid 65534 gid 65534"));
+    assert_non_null(strstr(libdm_dm_get_confinement(dm), "uid " TEST_UID_S " gid " TEST_UID_S));
     if (!chroot_dir) {
         struct stat st;
 
@@ -462,7 +467,7 @@ static void test_keeper_filter_denies_spawn(void **state)
     if (geteuid() != 0)
         skip();
     assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
-    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, TEST_RUNAS), 0);
     assert_int_equal(libdm_dm_config_set_seccomp(f->cfg, LIBDM_SECCOMP_FILTER), 0);
     assert_int_equal(libdm_dm_config_set_incoming(f->cfg, "exec:cat /dev/null"), 0);
     start_must_fail(f, "signal 31");
@@ -512,7 +517,7 @@ static void save_guest(fixture *f, const char *path)
 
 /* Restricted restore: the caller opens the saved stream and libdm hands it
  * to a confined QEMU as -incoming fd:N through the keeper (QEMU itself,
- * chrooted as nobody, could not open it). Guarded resume waits for the
+ * chrooted as another uid, could not open it). Guarded resume waits for the
  * load to complete. */
 static void test_restricted_restore_from_fd(void **state)
 {
@@ -531,7 +536,7 @@ static void test_restricted_restore_from_fd(void **state)
     assert_int_equal(libdm_dm_config_set_machine(f->cfg, "pc"), 0);
     assert_int_equal(libdm_dm_config_set_memory_mb(f->cfg, 64), 0);
     assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
-    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, TEST_RUNAS), 0);
     assert_int_equal(libdm_dm_config_pass_fd(f->cfg, fd, &qfd), 0);
     close(fd); /* the configuration holds its own copy */
     assert_int_equal(qfd, LIBDM_PASS_FD_FIRST);
@@ -794,7 +799,7 @@ static void test_start_probes_sandbox_in_background(void **state)
     assert_int_equal(chmod(qemu, 0755), 0);
     assert_int_equal(libdm_dm_config_set_qemu_path(f->cfg, qemu), 0);
     assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
-    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, TEST_RUNAS), 0);
     assert_int_equal(libdm_dm_config_set_timeout_ms(f->cfg, 600), 0);
 
     assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm), 0);
@@ -1015,7 +1020,7 @@ static void test_restrict_refusals(void **state)
     start_refused(f, "needs runas");
     assert_int_equal(libdm_dm_config_set_runas(f->cfg, "no-such-user-libdm"), 0);
     start_refused(f, "runas user no-such-user-libdm does not exist");
-    assert_int_equal(libdm_dm_config_set_runas(f->cfg, "nobody"), 0);
+    assert_int_equal(libdm_dm_config_set_runas(f->cfg, TEST_RUNAS), 0);
     /* chroots: "/", a symlink, not empty, missing */
     assert_int_equal(libdm_dm_config_set_chroot(f->cfg, "/"), 0);
     start_refused(f, "chroot / is the root directory");

@@ -47,7 +47,7 @@
 #include "record-asserts.h"
 
 #define DEFAULT_XENSTORED "/usr/lib/xen-4.17/bin/xenstored"
-#define NOBODY 65534
+#define PRIVATE_UID 64533 /* a private uid: never nobody, whom a kill-by-uid elsewhere could reach */
 
 static const char *xenstored_bin;
 static char shim_path[PATH_MAX];
@@ -633,7 +633,7 @@ static void test_running_key_is_not_state(void **state)
     libdm__store_close(s);
 }
 
-/* "auto" picks xenstore when a daemon answers (checked as nobody, with the
+/* "auto" picks xenstore when a daemon answers (checked as a private uid, with the
  * run root under XDG_RUNTIME_DIR, so that /run/libdm is never touched). */
 static void test_auto(void **state)
 {
@@ -645,9 +645,9 @@ static void test_auto(void **state)
         skip();
     snprintf(xdg, sizeof(xdg), "%s/xdg", tmp_dir);
     assert_int_equal(mkdir(xdg, 0700), 0);
-    assert_int_equal(chown(xdg, NOBODY, NOBODY), 0);
+    assert_int_equal(chown(xdg, PRIVATE_UID, PRIVATE_UID), 0);
     snprintf(want, sizeof(want), "%s/libdm", xdg);
-    /* Let nobody reach the socket for this test only. */
+    /* Let that uid reach the socket for this test only. */
     assert_int_equal(chmod(tmp_dir, 0711), 0);
     assert_int_equal(chmod(xsd_dir, 0711), 0);
     assert_int_equal(chmod(sock_path, 0666), 0);
@@ -657,8 +657,8 @@ static void test_auto(void **state)
         libdm__store *s;
         int code = 0;
 
-        if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
-            setresuid(NOBODY, NOBODY, NOBODY) < 0)
+        if (setgroups(0, NULL) < 0 || setresgid(PRIVATE_UID, PRIVATE_UID, PRIVATE_UID) < 0 ||
+            setresuid(PRIVATE_UID, PRIVATE_UID, PRIVATE_UID) < 0)
             _exit(10);
         setenv("XDG_RUNTIME_DIR", xdg, 1);
         if (libdm__store_open("auto", NULL, &s) != 0)

@@ -143,7 +143,7 @@ vga = "none"
 vnc = 0
 EOF
 if out=$(dmctl start --config "$tmp/r.cfg" --profile xen --domid "$d" --qemu "$XEN_QEMU_WRAPPER" \
-        --restrict --runas nobody 2>"$tmp/err"); then
+        --restrict --runas 64531:64531 2>"$tmp/err"); then
     ok "restricted start on the xen profile"
     b=$(block_dev xdev ide0-hd0)
     check "restricted: the image is an fd, writable" \

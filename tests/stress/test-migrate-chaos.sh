@@ -11,6 +11,11 @@
 #   - after recovery exactly one QEMU runs the guest, unless the fault killed
 #     a QEMU (then at most one)
 #   - no QEMU, keeper or record left once both are stopped
+#   - one history: QEMU's own vm_state_notify trace never shows the guest
+#     running on the destination and then again on the source
+# Recovery-path faults (issue 22): concurrent and repeated --recover, a
+# --recover from the wrong host, a receiver frozen with the finish queued
+# across --destination-gone, a store writer stalled during Finish.
 # MIGRATE_CHAOS_TRIALS (default 20; 200+ for a soak), MIGRATE_CHAOS_SEED.
 
 MIGRATE_LIBDIR="$(dirname "$0")/../integration"
@@ -43,6 +48,20 @@ trap 'exit 130' INT TERM
 observed_qemu "$tmp" src
 observed_qemu "$tmp" dst
 receiver="'$DMCTL' --store '$dst' --timeout 10 migrate-receive --qemu '$tmp/qemu-dst'"
+# Issue 22: the recovery path. A receiver on the source's host (for a
+# recovery run from the wrong side), and a switchover hook that makes a
+# writer hold the destination's record lock for 5 s (a stalled store).
+src_receiver="'$DMCTL' --store '$src' --timeout 10 migrate-receive --qemu '$tmp/qemu-src'"
+cat >"$tmp/stall-hook" <<EOF
+#!/bin/sh
+perl -e 'use Fcntl ":flock"; open(my \$d, "<", \$ARGV[0]) or exit 0;
+         flock(\$d, LOCK_EX | LOCK_NB) or exit 0; \$| = 1; print "locked\\n"; sleep 5' \
+    '$dst/vm' >'$tmp/stall.ready' </dev/null 2>/dev/null &
+i=0
+while ! [ -s '$tmp/stall.ready' ] && [ \$i -lt 200 ]; do sleep 0.01; i=\$((i + 1)); done
+rm -f '$tmp/stall.ready'
+EOF
+chmod +x "$tmp/stall-hook"
 
 # rand N: a number in [0, N) in $R (an LCG: reproducible by seed).
 rand() {
@@ -52,7 +71,8 @@ rand() {
 
 faults="none relay-die-after-prepare relay-die-after-finish relay-drop-finish \
 kill-sender-at-finish stall-receiver kill-source kill-destination kill-receiver \
-kill-sender stop-sender"
+kill-sender stop-sender recover-concurrent recover-repeat recover-wrong-side \
+frozen-receiver-gone stalled-store"
 nfaults=$(echo $faults | wc -w)
 
 # A fault applied while the sender runs (pid $spid), after @delay ms.
@@ -86,6 +106,7 @@ count() {
 trial() {
     _f=$1
     rm -f "$tmp/src.pid" "$tmp/dst.pid" "$tmp/relay.log"
+    reset_traces "$tmp"
     start_observed "$src" vm "$tmp" || { fail "trial $2: starting the source"; return; }
     start_fifo_receiver "$dst" "$tmp" 10
     start_watch "$tmp"
@@ -96,9 +117,13 @@ trial() {
     relay-die-after-finish) _to=$(relay_cmd "$tmp" --die-after 2) ;;
     relay-drop-finish) _to=$(relay_cmd "$tmp" --drop-at 2) ;;
     kill-sender-at-finish) _to=$(relay_cmd "$tmp" --kill-sender-at 2) ;;
-    stall-receiver) _to=$(relay_cmd "$tmp" --stop-pid "$rpid" --stop-at 2) ;;
+    stall-receiver|frozen-receiver-gone)
+        _to=$(relay_cmd "$tmp" --stop-pid "$rpid" --stop-at 2) ;;
+    recover-*) _to=$(relay_cmd "$tmp" --die-after 2) ;;
+    stalled-store) _opt="--pause-before-switchover --switchover-hook $tmp/stall-hook" ;;
     esac
-    "$DMCTL" --store "$src" --timeout 2 migrate vm --to "$_to" >"$tmp/out" 2>"$tmp/err" &
+    # shellcheck disable=SC2086
+    "$DMCTL" --store "$src" --timeout 2 migrate vm --to "$_to" $_opt >"$tmp/out" 2>"$tmp/err" &
     spid=$!
     rand 400
     _apid=
@@ -126,7 +151,38 @@ trial() {
             sed 's/^/    /' "$tmp/err"
         fi
     fi
+    # The recovery path's own faults (issue 22).
+    case $_f in
+    frozen-receiver-gone)
+        # The operator asserts the destination gone while its receiver is
+        # frozen with the finish queued; the receiver then wakes up late.
+        [ "$_srs" != running ] && [ "$_srs" != gone ] &&
+            dm "$src" migrate vm --recover --destination-gone >/dev/null 2>&1
+        kill -CONT "$rpid" 2>/dev/null
+        wait_pid_gone "$rpid" 15000
+        ;;
+    recover-wrong-side)
+        # Run first from the destination's host: whatever it says, the
+        # invariants below must hold.
+        dm "$dst" migrate vm --recover --to "$src_receiver" >/dev/null 2>&1
+        count "wrong_side_$?"
+        ;;
+    recover-concurrent)
+        dm "$src" migrate vm --recover --to "$receiver" >/dev/null 2>&1 &
+        _c1=$!
+        dm "$src" migrate vm --recover --to "$receiver" >/dev/null 2>&1 &
+        _c2=$!
+        wait "$_c1"; count "concurrent_$?"
+        wait "$_c2"; count "concurrent_$?"
+        ;;
+    esac
+    _srs=$(obs "$tmp" src)
     # Recover whatever is stranded: the source paused or the sender killed.
+    if [ "$_f" = recover-repeat ] && [ "$_srs" != gone ]; then
+        dm "$src" migrate vm --recover --to "$receiver" >/dev/null 2>&1
+        count "repeat_first_$?"
+        _srs=$(obs "$tmp" src)
+    fi
     if [ "$_srs" != running ] && [ "$_srs" != gone ] || [ "$_rc" = 4 ] || [ "$_rc" = 137 ]; then
         if [ "$_srs" != gone ]; then
             dm "$src" migrate vm --recover --to "$receiver" >"$tmp/rout" 2>"$tmp/rerr"
@@ -151,6 +207,7 @@ trial() {
         sed 's/^/    relay: /' "$tmp/relay.log" 2>/dev/null
     fi
     expect_never_both "$tmp" "trial $2 ($_f): never both running"
+    expect_one_history "$tmp" "trial $2 ($_f): one history"
     kill_store "$src"
     kill_store "$dst"
     if ! wait_no_procs "$src" 3000 || ! wait_no_procs "$dst" 3000 ||

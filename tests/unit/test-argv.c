@@ -754,7 +754,16 @@ static void test_nic_names(void **state)
     assert_int_equal(libdm_dm_config_set_name(c, "a-rather-long-name"), 0);
     assert_int_equal(libdm_dm_config_add_nic(c, NULL, NULL, NULL, NULL, NULL), 0);
     assert_int_equal(libdm__nic_ifname(c, &c->dev.nics[0], buf, sizeof(buf)), 0);
-    assert_string_equal(buf, "dma-rather-l.0");
+    /* Too long for dm<name>.0 in IFNAMSIZ: a hash of the whole name, so
+     * that names sharing their first characters never share a tap (issue
+     * 18 item 13; it was "dma-rather-l.0", the first 10 characters). */
+    assert_string_equal(buf, "dm-fabd1132.0");
+    assert_int_equal(libdm_dm_config_set_name(c, "a-rather-long-nameB"), 0);
+    assert_int_equal(libdm__nic_ifname(c, &c->dev.nics[0], buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "dm-27a27350.0");
+    assert_int_equal(libdm_dm_config_set_name(c, "short"), 0);
+    assert_int_equal(libdm__nic_ifname(c, &c->dev.nics[0], buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "dmshort.0");
     assert_int_equal(libdm_dm_config_set_domid(c, 32751), 0);
     assert_int_equal(libdm__nic_ifname(c, &c->dev.nics[0], buf, sizeof(buf)), 0);
     assert_string_equal(buf, "vif32751.0-emu");

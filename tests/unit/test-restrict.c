@@ -698,17 +698,36 @@ static void test_plan_restricted(void **state)
     assert_int_equal(libdm__restrict_prepare(NULL, c, dir, &p), 0);
     assert_string_equal(p.cfg->chroot_dir, root);
     assert_int_equal(mode_of(root) & 07777, 0);
-    want = libdm__sprintf("ns,rlimits,nnp,seccomp,owned-root=%s", root);
+    want = libdm__sprintf("ns,rlimits,log-pipe,nnp,seccomp,owned-root=%s", root);
     assert_string_equal(p.keeper_spec, want);
     free(want);
-    want = libdm__sprintf("uid 65534 gid 65534, chroot %s, ns mnt+ipc, rlimits, no_new_privs, "
-                          "seccomp keeper-filter", root);
+    want = libdm__sprintf("uid 65534 gid 65534, chroot %s, ns mnt+ipc, rlimits (file size "
+                          "256 KiB, log capped at 256 KiB), no_new_privs, seccomp keeper-filter",
+                          root);
     assert_string_equal(p.confinement, want);
     free(want);
     assert_int_equal(libdm_dm_config_build_argv(p.cfg, 3, &argv), 0);
     for (size_t i = 0; argv[i]; i++)
         assert_string_not_equal(argv[i], "-sandbox");
     libdm_strv_free(argv);
+    libdm__restrict_plan_clear(&p);
+    assert_int_equal(rmdir(root), 0);
+    /* A writable image: RLIMIT_FSIZE would cost the guest its writes past
+     * 256 KiB; the limit goes, the log stays capped by the keeper. A
+     * read-only one keeps the limit. */
+    assert_int_equal(libdm_dm_config_add_disk(c, "hdc", "/dev/null", LIBDM_DISK_RAW,
+                                              LIBDM_DISK_CDROM), 0);
+    assert_int_equal(libdm__restrict_prepare(NULL, c, dir, &p), 0);
+    assert_non_null(strstr(p.keeper_spec, ",log-pipe,"));
+    assert_null(strstr(p.keeper_spec, "fsize-unlimited"));
+    libdm__restrict_plan_clear(&p);
+    assert_int_equal(rmdir(root), 0);
+    assert_int_equal(libdm_dm_config_add_disk(c, "hda", "/dev/null", LIBDM_DISK_RAW, 0), 0);
+    assert_int_equal(libdm__restrict_prepare(NULL, c, dir, &p), 0);
+    assert_non_null(strstr(p.keeper_spec, ",log-pipe,"));
+    assert_non_null(strstr(p.keeper_spec, ",fsize-unlimited"));
+    assert_non_null(strstr(p.confinement, "rlimits (file size unlimited: writable images, "
+                                          "log capped at 256 KiB)"));
     libdm__restrict_plan_clear(&p);
     /* A refused configuration leaves no chroot behind. */
     assert_int_equal(rmdir(root), 0);
@@ -733,14 +752,15 @@ static void test_keeper_parse(void **state)
     keeper_restrict r = { 0 };
 
     (void)state;
-    assert_int_equal(keeper_restrict_parse(&r, "ns,rlimits,nnp,seccomp,console-limit=1048576,"
-                                               "owned-root=/run/a,b/root"), 0);
-    assert_true(r.ns && r.rlimits && r.nnp && r.seccomp);
+    assert_int_equal(keeper_restrict_parse(&r, "ns,rlimits,log-pipe,fsize-unlimited,nnp,seccomp,"
+                                               "console-limit=1048576,owned-root=/run/a,b/root"),
+                     0);
+    assert_true(r.ns && r.rlimits && r.nnp && r.seccomp && r.log_pipe && r.fsize_unlimited);
     assert_int_equal(r.console_limit, 1048576);
     assert_string_equal(r.owned_root, "/run/a,b/root");
     r = (keeper_restrict){ 0 };
     assert_int_equal(keeper_restrict_parse(&r, "console-limit=7"), 0);
-    assert_false(r.ns || r.rlimits || r.nnp || r.seccomp);
+    assert_false(r.ns || r.rlimits || r.nnp || r.seccomp || r.log_pipe || r.fsize_unlimited);
     assert_null(r.owned_root);
     for (size_t i = 0; i < LIBDM__ARRAY_SIZE(bad); i++) {
         r = (keeper_restrict){ 0 };

@@ -72,11 +72,20 @@ typedef struct libdm_loop_hooks {
  * warning, or at the level named by $LIBDM_LOG=debug|info|warn|error). */
 LIBDM_EXPORT int libdm_ctx_new(xentoollog_logger *logger, libdm_ctx **ret_ctx);
 
-/* Frees the context. Connections still draining are drained first (bounded
- * by their deadlines), and keepers of DMs that just ended are reaped (at
- * most 1 s): free the context once libdm_ctx_is_idle() says so and it
- * never waits. Device models still running keep running (their keepers
- * reap them). Returns NULL. */
+/* Frees the context. DM handles still held are released first, as
+ * libdm_dm_release() would: their operations end without callbacks (an
+ * internal userdata's destroy runs), a DM that runs stays running,
+ * recorded and attachable, a start whose DM is not ready yet is ended
+ * (autokill) and removed. Such a handle stays valid for its getters and
+ * must still be released with libdm_dm_release(); its operations return
+ * -ESHUTDOWN. Connections still draining get 200 ms at most (a reply still
+ * owed then is abandoned), and keepers of DMs that ended or are being
+ * ended are reaped (1 s at most): free the context once libdm_ctx_is_idle()
+ * says so and it never waits. Keepers not exited by then (DMs still
+ * running) are children of this process that outlive the context: they are
+ * reaped when they exit by any context of the process (its creation, its
+ * freeing, or its dispatches, once a second at most), or at the process's
+ * exit. Returns NULL. */
 LIBDM_EXPORT libdm_ctx *libdm_ctx_free(libdm_ctx *ctx);
 
 /* Switches the context to hooks mode. Must be called before any object is

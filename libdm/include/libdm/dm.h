@@ -56,6 +56,9 @@ LIBDM_EXPORT int libdm_dm_config_set_name(libdm_dm_config *config, const char *n
 LIBDM_EXPORT int libdm_dm_config_set_domid(libdm_dm_config *config, uint32_t domid);
 LIBDM_EXPORT int libdm_dm_config_set_profile(libdm_dm_config *config, libdm_profile profile);
 LIBDM_EXPORT int libdm_dm_config_set_memory_mb(libdm_dm_config *config, uint64_t mb);
+/* xl's maxmem: the guest's maximum memory (0: as memory). On the xen
+ * profile QEMU's -m is maxmem less the video memory, as libxl passes it. */
+LIBDM_EXPORT int libdm_dm_config_set_maxmem_mb(libdm_dm_config *config, uint64_t mb);
 LIBDM_EXPORT int libdm_dm_config_set_machine(libdm_dm_config *config, const char *machine);
 /* dm_restrict (see SECURITY.md): -runas, -chroot into an empty directory,
  * seccomp, and in the keeper before exec: mount and IPC namespaces, rlimits,
@@ -139,6 +142,12 @@ LIBDM_EXPORT int libdm_dm_config_add_nic_fd(libdm_dm_config *config, const char 
  * sets it over QMP. @display -1 turns VNC off (the default: -display none). */
 LIBDM_EXPORT int libdm_dm_config_set_vnc(libdm_dm_config *config, const char *listen,
                                          int display, const char *password);
+/* xl's vncunused: QEMU takes the first free display from @display on
+ * (",to=99"). Default: on for the xen profile (libxl's default), off for
+ * plain. */
+LIBDM_EXPORT int libdm_dm_config_set_vnc_findunused(libdm_dm_config *config, int on);
+/* xl's keymap (QEMU's -k), e.g. "de" or "en-us"; NULL: none. */
+LIBDM_EXPORT int libdm_dm_config_set_keymap(libdm_dm_config *config, const char *keymap);
 typedef enum libdm_serial_kind {
     LIBDM_SERIAL_PTY,
     LIBDM_SERIAL_FILE, /* @path written by QEMU */
@@ -157,9 +166,12 @@ typedef enum libdm_vga {
     LIBDM_VGA_STD,
     LIBDM_VGA_CIRRUS,
 } libdm_vga;
-/* @vgamem_mb 0: libxl's default (16 std, 8 cirrus), else 1..256. */
+/* @vgamem_mb 0: libxl's default (16 std, 8 cirrus), else 1..256; the xen
+ * profile refuses, as libxl does, less than 16 for std and 8 for cirrus. */
 LIBDM_EXPORT int libdm_dm_config_set_vga(libdm_dm_config *config, libdm_vga vga,
                                          unsigned vgamem_mb);
+/* xl's acpi: @on 0 passes -no-acpi (default: ACPI on). */
+LIBDM_EXPORT int libdm_dm_config_set_acpi(libdm_dm_config *config, int on);
 /* A USB controller (-usb), with a tablet if @tablet (which implies it). */
 LIBDM_EXPORT int libdm_dm_config_set_usb(libdm_dm_config *config, int usb, int tablet);
 /* -machine options libxl sets on xenfv: "suppress-vmdesc" (on|off; the xen
@@ -168,6 +180,17 @@ LIBDM_EXPORT int libdm_dm_config_set_usb(libdm_dm_config *config, int usb, int t
  * @value NULL clears. */
 LIBDM_EXPORT int libdm_dm_config_set_machine_opt(libdm_dm_config *config, const char *key,
                                                  const char *value);
+/* A caller-built command line (libxl's, for libdm-xl-dm): @argv (NULL
+ * terminated, without the binary: see set_qemu_path) is used as it is, in
+ * order; libdm adds -S if missing, its own monitor (a second one: the
+ * caller's stays the caller's) and, restricted, -sandbox when the binary
+ * has seccomp. The device options above are then ignored; the profile must
+ * be xen with a domid, and a restricted one names the argv's -runas and
+ * -chroot through set_runas / set_chroot. Recorded with profile "xl":
+ * libdm writes none of libxl's xenstore keys for it. Its caller may
+ * resume it over its own monitor before libdm's readiness exchange: a
+ * "running" answer is then ready too (state RUNNING). */
+LIBDM_EXPORT int libdm_dm_config_set_argv(libdm_dm_config *config, const char *const *argv);
 /* Deadline for start-to-ready and each monitor exchange (ms, default 10 s). */
 LIBDM_EXPORT int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int timeout_ms);
 /* The argv the DM would be started with, its QMP monitor on @qmp_fd; a NULL
@@ -287,8 +310,16 @@ LIBDM_EXPORT int libdm_dm_set_event_callback(libdm_dm *dm, libdm_dm_event_fn *fn
 LIBDM_EXPORT int libdm_dm_stop(libdm_dm *dm, int force, int timeout_ms);
 LIBDM_EXPORT int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms,
                                      libdm_dm_done_fn *cb, void *userdata);
-/* Drops the handle (QMP drained and closed); the DM keeps running. */
+/* Drops the handle (QMP drained and closed); the DM keeps running. An
+ * operation in progress or a callback not yet run is dropped: its
+ * userdata's destroy function (libdm_dm_set_op_destroy) runs instead. */
 LIBDM_EXPORT libdm_dm *libdm_dm_release(libdm_dm *dm);
+/* The userdata of the operation just started on @dm (the last *_async call
+ * that returned 0) gets @fn, called once with it if the operation's
+ * callback never runs: the DM is released, or its context freed, first
+ * (sd-bus slots' destroy callback). After the callback ran, @fn is not
+ * called. -ENOENT if @dm has no operation whose callback is still due. */
+LIBDM_EXPORT int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn);
 
 /* The DM's monitor connection (READY, or NULL if there is none). Borrowed. */
 LIBDM_EXPORT libdm_qmp *libdm_dm_get_qmp(libdm_dm *dm);

@@ -1,0 +1,20 @@
+# Issue 19: a daemon can trust libdm (tests/integration/test-abandon.c): a
+# start abandoned at any point (release, deadline, ctx_free) leaves no QEMU
+# nobody owns; blocking calls deliver nothing of other objects; a stop's
+# file work is cut into steps; ctx_free is bounded.
+check_PROGRAMS += tests/integration/test-abandon
+TESTS += tests/integration/test-abandon
+tests_integration_test_abandon_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_abandon_LDADD = libtestutil.la $(TEST_LIBS)
+# Every file removal of the test process is counted (stop_file_steps).
+tests_integration_test_abandon_LDFLAGS = -Wl,--wrap=unlinkat -Wl,--wrap=rmdir
+
+# The library's crash-point campaign (tests/stress/test-lib-crashpoints.c):
+# every async operation x {release, ctx_free, deadline, controller SIGKILL}
+# at a random moment; 50 rounds here, LIBDM_CRASH_ROUNDS=500 for the soak
+# (tests/stress/soak-lib-crashpoints.sh).
+check_PROGRAMS += tests/stress/test-lib-crashpoints
+TESTS += tests/stress/test-lib-crashpoints
+tests_stress_test_lib_crashpoints_CFLAGS = $(TEST_CFLAGS)
+tests_stress_test_lib_crashpoints_LDADD = libtestutil.la $(TEST_LIBS)
+EXTRA_DIST += tests/stress/soak-lib-crashpoints.sh

@@ -1,0 +1,267 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Issue 22, the smaller migration defects, one scenario each (each failed
+# before its fix). QEMU's own vm_state_notify trace checks the history.
+#   2   a restricted source gives a restricted destination (checked in
+#       /proc: uid, seccomp, no_new_privs, root); over unix it is refused
+#       before anything runs (the chroot cannot reach the socket)
+#   7   a second --recover --to after the source was resumed does not
+#       resume the paused destination (a second copy)
+#   8   --recover run on the wrong host is refused, nothing changes
+#   9   a refused migrate-receive leaves the holder's listening socket
+#   10  the switchover hook's process group dies with a SIGKILLed dmctl
+#   11  an interruption (migrate-cancel) after completion changes nothing
+#   13  progress reports QEMU's fractional ram.mbps
+#   14  a destination record that could not be written is not "migrated" 0
+
+. "$(dirname "$0")/dmctl-migrate-lib.sh"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-migdef.XXXXXX") || exit 99
+src="$tmp/src"
+dst="$tmp/dst"
+mkdir -m 0700 "$src" "$dst" || exit 99
+chmod 0755 "$tmp"
+rpid=
+wpid=
+cleanup() {
+    stop_watch
+    [ -f "$tmp/stall.pid" ] && kill -9 "$(cat "$tmp/stall.pid")" 2>/dev/null
+    [ -n "$rpid" ] && kill -CONT "$rpid" 2>/dev/null && kill -9 "$rpid" 2>/dev/null
+    kill_store "$src"
+    kill_store "$dst"
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+observed_qemu "$tmp" src
+observed_qemu "$tmp" dst
+receiver="'$DMCTL' --store '$dst' --timeout 10 migrate-receive --qemu '$tmp/qemu-dst'"
+# A receiver on the source's host (for a recovery run on the wrong host).
+src_receiver="'$DMCTL' --store '$src' --timeout 10 migrate-receive --qemu '$tmp/qemu-src'"
+
+only() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
+
+finish_scenario() {
+    stop_watch
+    [ -f "$tmp/stall.pid" ] && kill -9 "$(cat "$tmp/stall.pid")" 2>/dev/null
+    rm -f "$tmp/stall.pid"
+    [ -n "$rpid" ] && { kill -CONT "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null; }
+    rpid=
+    kill_store "$src"
+    kill_store "$dst"
+    expect_clean "$src" "$1: no process or record left of the source" 3000
+    expect_clean "$dst" "$1: no process or record left of the destination" 3000
+}
+
+# ---- 2: a restricted source ----
+if only 2; then
+if [ "$(id -u)" != 0 ]; then
+    echo "# 2: skipped (dm_restrict needs root)"
+else
+echo "# 2: a restricted source migrates to a restricted destination"
+ruid=$((43000 + $$ % 1000))
+start_r() {
+    dm "$src" start vm2r --machine pc --memory 64 --restrict --runas "$ruid:$ruid" \
+        --qemu "$tmp/qemu-src" >/dev/null && dm "$src" resume vm2r >/dev/null
+}
+start_r || fail "starting vm2r restricted"
+dm "$src" migrate vm2r --to "$receiver" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" != 0 ] && grep -q "tcp" "$tmp/err"; then ok "2: over unix: refused, saying why (exit $rc)"
+else fail "2: over unix: exit $rc"; sed 's/^/    /' "$tmp/err"; fi
+expect_obs "$tmp" src running "2: the source still runs"
+dm "$src" migrate vm2r --to "'$DMCTL' --store '$dst' --timeout 10 migrate-receive \
+    --listen tcp:127.0.0.1 --qemu '$tmp/qemu-dst'" >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "2: over tcp: migrated" "$tmp/err"
+expect_obs "$tmp" dst running "2: the destination runs"
+dpid=$(cat "$tmp/dst.pid" 2>/dev/null)
+st="/proc/${dpid:-0}/status"
+if [ -n "$dpid" ] && [ -r "$st" ]; then
+    uid=$(awk '/^Uid:/ { print $2 }' "$st")
+    sc=$(awk '/^Seccomp:/ { print $2 }' "$st")
+    nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "$st")
+    root=$(readlink "/proc/$dpid/root")
+    if [ "$uid" = "$ruid" ] && [ "$sc" = 2 ] && [ "$nnp" = 1 ] && [ "$root" != / ]; then
+        ok "2: the destination QEMU is confined (uid $uid, seccomp $sc, no_new_privs $nnp, root $root)"
+    else
+        fail "2: the destination QEMU: uid $uid (want $ruid), seccomp $sc, no_new_privs $nnp, root $root"
+    fi
+else
+    fail "2: no destination QEMU to look at"
+fi
+finish_scenario 2
+fi
+fi
+
+# ---- 7: a second recovery after --destination-gone ----
+if only 7; then
+echo "# 7: --recover --to after --destination-gone resumed the source"
+reset_traces "$tmp"
+start_observed "$src" vm7 "$tmp" || fail "starting vm7"
+start_fifo_receiver "$dst" "$tmp" 20
+dm "$src" migrate vm7 --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
+    >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 4 "7: the transport died after finish: exit 4" "$tmp/err"
+wait "$rpid"
+rpid=
+dm "$src" migrate vm7 --recover --destination-gone >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "7: --destination-gone resumes the source" "$tmp/err"
+expect_obs "$tmp" src running "7: the source runs"
+dm "$src" migrate vm7 --recover --to "$receiver" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+expect_obs "$tmp" dst paused "7: the second recovery left the destination paused (rc $rc)"
+expect_obs "$tmp" src running "7: the source still runs"
+expect_one_history "$tmp" "7: one history"
+if [ "$(runs "$tmp" dst)" = 0 ]; then ok "7: the destination never ran"
+else fail "7: the destination ran"; fi
+finish_scenario 7
+fi
+
+# ---- 8: --recover on the wrong host ----
+if only 8; then
+echo "# 8: migrate --recover run on the destination's host"
+reset_traces "$tmp"
+start_observed "$src" vm8 "$tmp" || fail "starting vm8"
+start_fifo_receiver "$dst" "$tmp" 20
+dm "$src" migrate vm8 --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
+    >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 4 "8: the transport died after finish: exit 4" "$tmp/err"
+wait "$rpid"
+rpid=
+expect_obs "$tmp" dst paused "8: the destination holds the guest, paused"
+expect_obs "$tmp" src postmigrate "8: the source is paused in postmigrate"
+dm "$dst" migrate vm8 --recover --to "$src_receiver" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" != 0 ]; then ok "8: recovery from the wrong host is refused (exit $rc)"
+else fail "8: recovery from the wrong host said success"; sed 's/^/    /' "$tmp/out" "$tmp/err"; fi
+expect_obs "$tmp" dst paused "8: the destination still holds the guest"
+expect_obs "$tmp" src postmigrate "8: the source is still paused"
+dm "$src" migrate vm8 --recover --to "$receiver" >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "8: recovery from the source's host succeeds" "$tmp/err"
+expect_obs "$tmp" src gone "8: the source was stopped"
+expect_one_history "$tmp" "8: one history"
+finish_scenario 8
+fi
+
+# ---- 9: a refused migrate-receive ----
+if only 9; then
+echo "# 9: a second migrate-receive for a name being received"
+rm -f "$tmp/r.in" "$tmp/r.out"
+mkfifo "$tmp/r.in" "$tmp/r.out"
+"$DMCTL" --store "$dst" --timeout 20 migrate-receive --qemu "$tmp/qemu-dst" \
+    <"$tmp/r.in" >"$tmp/r.out" 2>"$tmp/r.err" &
+rpid=$!
+exec 4>"$tmp/r.in"
+exec 3<"$tmp/r.out"
+prep='{"phase":"prepare","name":"vm9","config":{"profile":"plain","machine":"pc","memory":64,"domid":0},"timeout_ms":20000}'
+echo "$prep" >&4
+IFS= read -r reply <&3
+uri=$(echo "$reply" | sed -n 's/.*"uri":"unix:\([^"]*\)".*/\1/p')
+if [ -n "$uri" ] && [ -S "$uri" ]; then ok "9: the first receiver listens on $uri"
+else fail "9: no listening socket from the first receiver ($reply)"; fi
+echo "$prep" | timeout 30 "$DMCTL" --store "$dst" --timeout 10 migrate-receive \
+    --qemu "$tmp/qemu-dst" >"$tmp/out2" 2>"$tmp/err2"
+rc=$?
+if [ "$rc" != 0 ]; then ok "9: the second receiver is refused (exit $rc)"
+else fail "9: the second receiver was accepted"; fi
+if [ -n "$uri" ] && [ -S "$uri" ]; then ok "9: the holder's socket is still there"
+else fail "9: the refused receiver removed the holder's socket $uri"; fi
+exec 4>&- 3<&-
+wait "$rpid" 2>/dev/null
+rpid=
+finish_scenario 9
+fi
+
+# ---- 10: the hook's process group dies with dmctl ----
+if only 10; then
+echo "# 10: dmctl SIGKILLed while its switchover hook runs"
+start_observed "$src" vm10 "$tmp" || fail "starting vm10"
+rm -f "$tmp/hook10.child"
+dm "$src" --timeout 20 migrate vm10 --to "$receiver" --pause-before-switchover \
+    --switchover-hook "sleep 300 & echo \$! >'$tmp/hook10.child'; wait" \
+    >"$tmp/out" 2>"$tmp/err" &
+spid=$!
+i=0
+while ! [ -s "$tmp/hook10.child" ] && [ $i -lt 1500 ]; do sleep 0.01; i=$((i + 1)); done
+child=$(cat "$tmp/hook10.child" 2>/dev/null)
+# The dmctl under timeout(1): its only child that is dmctl.
+sender=$(pgrep -P "$spid" -f "timeout" 2>/dev/null)
+sender=$(pgrep -P "${sender:-$spid}" -x dmctl 2>/dev/null || pgrep -P "${sender:-$spid}" 2>/dev/null | head -1)
+if [ -n "$child" ] && [ -n "$sender" ]; then
+    kill -9 "$sender"
+    if wait_pid_gone "$child" 3000; then ok "10: the hook's child died with dmctl"
+    else fail "10: the hook's child ($child) outlived dmctl"; kill -9 "$child" 2>/dev/null; fi
+else
+    fail "10: no hook child ('$child') or no dmctl ('$sender')"
+fi
+wait "$spid" 2>/dev/null
+finish_scenario 10
+fi
+
+# ---- 11: an interruption after completion ----
+if only 11; then
+echo "# 11: SIGINT (as migrate-cancel sends) reaching a completed migration"
+reset_traces "$tmp"
+start_observed "$src" vm11 "$tmp" || fail "starting vm11"
+start_fifo_receiver "$dst" "$tmp" 20
+dm "$src" migrate vm11 --to "$(relay_cmd "$tmp" --int-sender-at 2)" >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "11: the migration succeeds: exit 0" "$tmp/err"
+expect_in "$tmp/out" "migrated" "11: it says migrated"
+expect_in "$tmp/err" "came too late" "11: it says the interruption came too late"
+wait "$rpid"
+rpid=
+expect_obs "$tmp" dst running "11: the destination runs"
+expect_obs "$tmp" src gone "11: the source was stopped"
+expect_one_history "$tmp" "11: one history"
+finish_scenario 11
+fi
+
+# ---- 13: progress throughput ----
+# QEMU's ram.mbps is fractional. The hook reads QEMU's own figure at
+# pre-switchover (its second monitor); dmctl's progress at pre-switchover
+# must then say the same, rounded (0 only if QEMU said below 0.5).
+if only 13; then
+echo "# 13: Mbit/s in the progress"
+start_observed "$src" vm13 "$tmp" || fail "starting vm13"
+dm "$src" --json migrate vm13 --to "$receiver" --pause-before-switchover \
+    --switchover-hook "perl '$OBSERVE' cmd '$tmp/src-obs.sock' query-migrate >'$tmp/qm13'" \
+    >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "13: migrated" "$tmp/err"
+qm=$(sed -n 's/.*"mbps": *\([0-9.eE+-]*\).*/\1/p' "$tmp/qm13" | head -1)
+got=$(grep '"status":"pre-switchover"' "$tmp/out" | sed -n 's/.*"mbps":\([0-9]*\).*/\1/p' | head -1)
+want=$(perl -e 'printf "%d", $ARGV[0] + 0.5' "${qm:-0}")
+if [ -n "$qm" ] && [ "$got" = "$want" ]; then
+    ok "13: the progress says $got Mbit/s as QEMU said $qm"
+else
+    fail "13: the progress says '$got' Mbit/s, QEMU said '$qm'"
+    sed 's/^/    /' "$tmp/out" "$tmp/qm13"
+fi
+finish_scenario 13
+fi
+
+# ---- 14: a record that could not be written ----
+if only 14; then
+echo "# 14: the destination's record write fails after cont"
+start_observed "$src" vm14 "$tmp" || fail "starting vm14"
+cat >"$tmp/stall14" <<EOF
+#!/bin/sh
+perl -e 'use Fcntl ":flock"; open(my \$d, "<", \$ARGV[0]) or die;
+         flock(\$d, LOCK_EX | LOCK_NB) or die; \$| = 1; print "locked\\n"; sleep 60' \
+    '$dst/vm14' >'$tmp/stall.ready' </dev/null &
+echo \$! >'$tmp/stall.pid'
+i=0
+while ! [ -s '$tmp/stall.ready' ] && [ \$i -lt 300 ]; do sleep 0.01; i=\$((i + 1)); done
+EOF
+chmod +x "$tmp/stall14"
+dm "$src" --timeout 30 migrate vm14 --to "$receiver" --pause-before-switchover \
+    --switchover-hook "$tmp/stall14" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" != 0 ]; then ok "14: not a success (exit $rc)"
+else fail "14: exit 0 although the destination's record is stale"; sed 's/^/    /' "$tmp/out" "$tmp/err"; fi
+expect_in "$tmp/err" "record could not be updated" "14: the message names the record"
+expect_obs "$tmp" dst running "14: the destination runs"
+expect_obs "$tmp" src gone "14: the source was stopped"
+finish_scenario 14
+fi
+
+finish
