@@ -1,96 +1,57 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/*
- * What of a QMP command may be logged: a copy of its arguments with every
- * secret replaced by "<redacted>" (issue 18, item 9). A secret is:
- *  - the value of a key named "password", "passwd" or ending in
- *    "-password" / "-passwd" / "_password", at any depth (set_password,
- *    change-vnc-password, expire_password's siblings, blockdev options);
- *  - "data" anywhere in an object-add / object_add of a secret object
- *    (qom-type "secret", "secret_keyring"...);
- *  - the command line of a human-monitor-command that sets a password
- *    ("set_password ...", "change vnc password ...") or adds an object.
- * The text sent to QEMU is not touched; only the logged form is redacted.
- */
-#include "internal.h"
+/* The logged form of a QMP command: every value that may carry a secret
+ * (the VNC/SPICE password of set_password and change-vnc-password, the
+ * "data" of an object-add secret, any member whose name holds "password" or
+ * "passphrase", at any depth) shows as "<redacted>". The command sent is
+ * unchanged; only what reaches a logger is. */
+#include "config.h"
+
 #include "qmp-internal.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define REDACTED "<redacted>"
 
-static bool ends_with(const char *s, const char *suffix)
+static int secret_key(const char *key, int in_object_add)
 {
-    size_t n = strlen(s), m = strlen(suffix);
+    static const char *const words[] = { "password", "passwd", "passphrase", "secret-data", NULL };
 
-    return n >= m && !strcmp(s + n - m, suffix);
+    for (size_t i = 0; words[i]; i++)
+        if (strcasestr(key, words[i]))
+            return 1;
+    /* object-add's "data" is the secret's value (qom-type secret,
+     * secret_keyring...); "iv" and "keyid" are not secrets but data is. */
+    return in_object_add && (!strcmp(key, "data") || !strcmp(key, "key"));
 }
 
-static bool secret_key(const char *key, bool in_secret_object)
+static libdm_json *redacted_copy(const libdm_json *v, int in_object_add)
 {
-    if (!strcmp(key, "password") || !strcmp(key, "passwd") || ends_with(key, "-password") ||
-        ends_with(key, "_password") || ends_with(key, "-passwd") || ends_with(key, "_passwd"))
-        return true;
-    return in_secret_object && !strcmp(key, "data");
-}
-
-static bool secret_hmp(const char *line)
-{
-    while (*line == ' ' || *line == '\t')
-        line++;
-    return !strncmp(line, "set_password", 12) || !strncmp(line, "change", 6) ||
-           !strncmp(line, "object_add", 10) || !strncmp(line, "object-add", 10);
-}
-
-static bool has_secret(const libdm_json *v, bool in_secret_object)
-{
-    size_t i, n = libdm_json_length(v);
+    libdm_json *out;
 
     switch (libdm_json_get_type(v)) {
     case LIBDM_JSON_OBJECT:
-        for (i = 0; i < n; i++)
-            if (secret_key(libdm_json_object_key_at(v, i), in_secret_object) ||
-                has_secret(libdm_json_object_value_at(v, i), in_secret_object))
-                return true;
-        return false;
-    case LIBDM_JSON_ARRAY:
-        for (i = 0; i < n; i++)
-            if (has_secret(libdm_json_array_get(v, i), in_secret_object))
-                return true;
-        return false;
-    default:
-        return false;
-    }
-}
+        if (!(out = libdm_json_new_object()))
+            return NULL;
+        for (size_t i = 0; i < libdm_json_length(v); i++) {
+            const char *k = libdm_json_object_key_at(v, i);
+            const libdm_json *m = libdm_json_object_value_at(v, i);
+            libdm_json *c = secret_key(k, in_object_add) ? libdm_json_new_string(REDACTED)
+                                                         : redacted_copy(m, in_object_add);
 
-/* A copy of @v with secrets redacted; NULL if out of memory. */
-static libdm_json *redacted_copy(const libdm_json *v, bool in_secret_object)
-{
-    libdm_json *out = NULL;
-    libdm_json *m;
-    size_t i, n;
-
-    switch (libdm_json_get_type(v)) {
-    case LIBDM_JSON_OBJECT:
-        out = libdm_json_new_object();
-        n = libdm_json_length(v);
-        for (i = 0; out && i < n; i++) {
-            const char *key = libdm_json_object_key_at(v, i);
-
-            m = secret_key(key, in_secret_object)
-                    ? libdm_json_new_string(REDACTED)
-                    : redacted_copy(libdm_json_object_value_at(v, i), in_secret_object);
-            /* _add takes @m, even on failure */
-            if (!m || libdm_json_object_add(out, key, m) < 0)
-                out = libdm_json_free(out);
+            if (!c || libdm_json_object_add(out, k, c) < 0)
+                return libdm_json_free(out);
         }
         return out;
     case LIBDM_JSON_ARRAY:
-        out = libdm_json_new_array();
-        n = libdm_json_length(v);
-        for (i = 0; out && i < n; i++) {
-            m = redacted_copy(libdm_json_array_get(v, i), in_secret_object);
-            if (!m || libdm_json_array_append(out, m) < 0)
-                out = libdm_json_free(out);
+        if (!(out = libdm_json_new_array()))
+            return NULL;
+        for (size_t i = 0; i < libdm_json_length(v); i++) {
+            libdm_json *c = redacted_copy(libdm_json_array_get(v, i), in_object_add);
+
+            if (!c || libdm_json_array_append(out, c) < 0)
+                return libdm_json_free(out);
         }
         return out;
     default:
@@ -98,37 +59,33 @@ static libdm_json *redacted_copy(const libdm_json *v, bool in_secret_object)
     }
 }
 
-int libdm__qmp_redact(const char *command, const libdm_json *arguments, libdm_json **ret_copy)
+int libdm__qmp_redact_json(const libdm_json *msg, char **ret_text)
 {
-    bool secret_object = false;
-    const char *t;
+    const char *cmd = libdm_json_get_string(libdm_json_object_get(msg, "execute"));
     libdm_json *copy;
+    int r;
 
-    *ret_copy = NULL;
-    if (!arguments || libdm_json_get_type(arguments) != LIBDM_JSON_OBJECT)
-        return 0;
-    if (!strcmp(command, "human-monitor-command")) {
-        t = libdm_json_get_string(libdm_json_object_get(arguments, "command-line"));
-        if (!t || !secret_hmp(t))
-            return 0;
-        copy = libdm_json_new_object();
-        if (!copy || libdm_json_object_add(copy, "command-line",
-                                           libdm_json_new_string(REDACTED)) < 0) {
-            libdm_json_free(copy);
-            return -ENOMEM;
-        }
-        *ret_copy = copy;
-        return 1;
-    }
-    if (!strcmp(command, "object-add") || !strcmp(command, "object_add")) {
-        t = libdm_json_get_string(libdm_json_object_get(arguments, "qom-type"));
-        secret_object = t && !strncmp(t, "secret", 6);
-    }
-    if (!has_secret(arguments, secret_object))
-        return 0;
-    copy = redacted_copy(arguments, secret_object);
+    *ret_text = NULL;
+    if (!cmd)
+        cmd = libdm_json_get_string(libdm_json_object_get(msg, "exec-oob"));
+    copy = redacted_copy(msg, cmd && !strcmp(cmd, "object-add"));
     if (!copy)
         return -ENOMEM;
-    *ret_copy = copy;
-    return 1;
+    r = libdm_json_to_string(copy, 0, ret_text);
+    libdm_json_free(copy);
+    return r;
+}
+
+int libdm__qmp_redact(const char *text, size_t len, char **ret_text)
+{
+    libdm_json *msg = NULL;
+    int r;
+
+    *ret_text = NULL;
+    r = libdm_json_parse(text, len, &msg);
+    if (r < 0)
+        return r;
+    r = libdm__qmp_redact_json(msg, ret_text);
+    libdm_json_free(msg);
+    return r;
 }

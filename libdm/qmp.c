@@ -69,7 +69,6 @@ struct pending {
     char id[QMP_ID_MAX];
     char *command;
     char *text;
-    char *log_text;            /* the logged form if text has a secret (qmp-redact.c) */
     size_t len, off;           /* off: bytes already written */
     int pass_fd;               /* sent with the first byte, -1 if none */
     libdm_qmp_slot *slot;      /* NULL: orphan, reply dropped on arrival */
@@ -196,24 +195,8 @@ static void pending_free(pending *p)
         return;
     libdm__close(&p->pass_fd);
     free(p->command);
-    if (p->log_text && p->text)
-        explicit_bzero(p->text, p->len);
     free(p->text);
-    free(p->log_text);
     free(p);
-}
-
-/* A command carrying a secret gets a redacted form for the log. */
-static int redacted_text(pending *p, const char *command, const libdm_json *arguments)
-{
-    libdm_json *copy = NULL;
-    size_t len;
-    int r = libdm__qmp_redact(command, arguments, &copy);
-
-    if (r > 0)
-        r = libdm__json_qmp_command(command, copy, p->id, false, &p->log_text, &len);
-    libdm_json_free(copy);
-    return r < 0 ? r : 0;
 }
 
 static void qmp_ref(libdm_qmp *q)
@@ -448,10 +431,18 @@ static pending *next_to_send(libdm_qmp *q)
 
 static void log_sent(libdm_qmp *q, const pending *p)
 {
-    if (libdm__log_enabled(q->ctx, XTL_DEBUG))
-        LIBDM__DEBUG(q->ctx, "%s: QMP send: %.*s", who(q),
-                     p->log_text ? (int)strcspn(p->log_text, "\n") : (int)(p->len - 1),
-                     p->log_text ? p->log_text : p->text);
+    char *text;
+
+    if (!libdm__log_enabled(q->ctx, XTL_DEBUG))
+        return;
+    /* Never the command verbatim: it may carry a password. */
+    if (libdm__qmp_redact(p->text, p->len - 1, &text) < 0) {
+        LIBDM__DEBUG(q->ctx, "%s: QMP send: %s (arguments not shown)", who(q),
+                     p->command ? p->command : "?");
+        return;
+    }
+    LIBDM__DEBUG(q->ctx, "%s: QMP send: %s", who(q), text);
+    free(text);
 }
 
 static void flush(libdm_qmp *q)
@@ -780,7 +771,7 @@ static void log_received(libdm_qmp *q, const libdm_json *msg)
 {
     char *text;
 
-    if (!libdm__log_enabled(q->ctx, XTL_DEBUG) || libdm_json_to_string(msg, 0, &text) < 0)
+    if (!libdm__log_enabled(q->ctx, XTL_DEBUG) || libdm__qmp_redact_json(msg, &text) < 0)
         return;
     LIBDM__DEBUG(q->ctx, "%s: QMP recv: %.*s", who(q), 4096, text);
     free(text);
@@ -1183,8 +1174,6 @@ static int new_call(libdm_qmp *q, const char *command, const libdm_json *argumen
     r = libdm__next_id(q->ctx, p->id, sizeof(p->id));
     if (r >= 0)
         r = libdm__json_qmp_command(command, arguments, p->id, false, &p->text, &p->len);
-    if (r >= 0)
-        r = redacted_text(p, command, arguments);
     if (r < 0)
         goto fail;
     s->qmp = q;

@@ -352,16 +352,21 @@ static int apply_vnc(const dmctl_command *cmd, libdm_dm_config *cfg, const start
     } else if (!strncmp(s->vnc, "unix:", 5)) {
         r = libdm_dm_config_set_vnc(cfg, s->vnc, 0, pw);
     } else {
+        const char *d;
+
         colon = strrchr(s->vnc, ':');
         if (colon)
             snprintf(host, sizeof(host), "%.*s", (int)(colon - s->vnc), s->vnc);
-        display = strtol(colon ? colon + 1 : s->vnc, &end, 10);
-        r = *end || end == (colon ? colon + 1 : s->vnc) ? -EINVAL
+        d = colon ? colon + 1 : s->vnc;
+
+        errno = 0;
+        display = strtol(d, &end, 10);
+        r = *end || end == d || *d < '0' || *d > '9' || errno || display > 99 ? -EINVAL
             : libdm_dm_config_set_vnc(cfg, host[0] ? host : NULL, (int)display, pw);
     }
     free(pw);
     return setter_result(cmd, r, "--vnc", s->vnc,
-                         "[HOST:]DISPLAY (0-99), unix:PATH or none; a password of 1-8 "
+                         "[HOST:]DISPLAY (0-59635), unix:PATH or none; a password of 1-8 "
                          "characters, and none with --vnc none");
 }
 
@@ -599,10 +604,8 @@ static int print_status(const dmctl *d, const char *name, const char *socket,
     bool ok;
 
     if (!d->json) {
-        char *safe = dmctl_safe(runstate, DMCTL_SAFE_MAX);
-
-        printf("%s\n", safe ? safe : "?");
-        free(safe);
+        dmctl_put_safe(stdout, runstate, DMCTL_SAFE_SHORT);   /* the DM's word */
+        putchar('\n');
         return 0;
     }
     o = libdm_json_new_object();
@@ -650,6 +653,7 @@ static int status_socket(dmctl *d, const char *path)
     if (ex)
         return ex;
     ex = socket_query_status(d, q, path, &rs);
+    rs = dmctl_safe_take(rs);
     ex2 = dmctl_close_socket(d, path, q);
     if (!ex && ex2)
         ex = ex2;
@@ -670,6 +674,7 @@ static int status_name(dmctl *d, const char *name)
     if (ex)
         return ex;
     r = libdm_dm_query_status(dm, d->timeout_ms, &rs);
+    rs = dmctl_safe_take(rs);
     /* With --json: serial ptys, the VNC address and the NICs (devices-run.c). */
     if (r >= 0 && d->json)
         r = libdm_dm_query_devices(dm, d->timeout_ms, &devices);
@@ -722,13 +727,6 @@ static int print_reply(const dmctl *d, const libdm_json *value)
         return 0;
     }
     r = libdm_json_to_string(value, !d->json, &text);
-    if (r >= 0) {
-        char *safe = dmctl_json_safe(text);   /* the reply is the DM's */
-
-        free(text);
-        text = safe;
-        r = safe ? 0 : -ENOMEM;
-    }
     if (r < 0) {
         dmctl_error(NULL, "cannot produce JSON: %s", strerror(-r));
         return DMCTL_EXIT_FAIL;
@@ -872,17 +870,17 @@ static int print_after_op(dmctl *d, libdm_dm *dm, const char *name)
 
     if (libdm_dm_query_status(dm, d->timeout_ms, &rs) < 0)
         rs = NULL;   /* the operation itself succeeded: report what is known */
+    if (!rs && libdm_dm_get_runstate(dm))
+        rs = strdup(libdm_dm_get_runstate(dm));
+    rs = dmctl_safe_take(rs);
     if (!d->json) {
-        char *safe = dmctl_safe(rs ? rs : or_dash(libdm_dm_get_runstate(dm)), DMCTL_SAFE_MAX);
-
-        printf("%s: %s\n", name, safe ? safe : "?");
-        free(safe);
+        printf("%s: %s\n", name, or_dash(rs));
         free(rs);
         return 0;
     }
     o = libdm_json_new_object();
     ok = o && dmctl_json_add_str(o, "name", name);
-    ok = ok && dmctl_json_add_str(o, "runstate", rs ? rs : libdm_dm_get_runstate(dm));
+    ok = ok && dmctl_json_add_str(o, "runstate", rs);
     ok = ok && dmctl_json_add_str(o, "state", state);
     free(rs);
     if (!ok)
@@ -1125,7 +1123,7 @@ static char *query_runstate(dmctl *d, const libdm_dm_info *info)
     }
     if (!rs)   /* shown as '?'; -v shows why */
         dmctl_logger_discard(d->lg);
-    return rs;
+    return dmctl_safe_take(rs);   /* the DM's word: never raw */
 }
 
 static int list_json_one(const libdm_dm_info *in, const char *runstate)
@@ -1172,14 +1170,12 @@ static void list_table(const libdm_dm_info *infos, size_t n, char **runstates, b
            ws, "STATE", "RUNSTATE", "PROFILE", "SOCKET");
     for (i = 0; i < n; i++) {
         const libdm_dm_info *in = &infos[i];
-        char *rs = dmctl_safe(runstates[i] ? runstates[i] : queried && in->alive ? "?" : "-",
-                              64);
+        const char *rs = runstates[i] ? runstates[i] : queried && in->alive ? "?" : "-";
 
         snprintf(domid, sizeof(domid), in->domid ? "%" PRIu32 : "-", in->domid);
         printf("%-*s %5s %7d %-5s %-*s %-10s %-7s %s\n", wn, in->name, domid, in->pid,
-               in->alive ? "yes" : "no", ws, or_dash(in->state), rs ? rs : "?",
-               or_dash(in->profile), or_dash(in->qmp_socket));
-        free(rs);
+               in->alive ? "yes" : "no", ws, or_dash(in->state), rs, or_dash(in->profile),
+               or_dash(in->qmp_socket));
     }
 }
 

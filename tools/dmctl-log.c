@@ -64,18 +64,30 @@ static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int er
                            const char *context, const char *format, va_list al)
     __attribute__((format(printf, 5, 0)));
 
+static void stream_message(xentoollog_logger *s, xentoollog_level level, int errnoval,
+                           const char *context, const char *format, ...)
+    __attribute__((format(printf, 5, 6)));
+static void stream_message(xentoollog_logger *s, xentoollog_level level, int errnoval,
+                           const char *context, const char *format, ...)
+{
+    va_list ap;
+
+    va_start(ap, format);
+    s->vmessage(s, level, errnoval, context, format, ap);
+    va_end(ap);
+}
+
 static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int errnoval,
                            const char *context, const char *format, va_list al)
 {
     dmctl_logger *l = (dmctl_logger *)lg;
-    char *msg = NULL, *safe;
+    char *raw = NULL, *msg;
 
-    /* libdm's messages quote the DM (QMP replies, log tails): never raw. */
-    if (vasprintf(&msg, format, al) < 0 || !msg)
+    /* A log line may quote the DM: never raw to the terminal. */
+    if (vasprintf(&raw, format, al) < 0 || !raw)
         return;
-    safe = dmctl_safe(msg, DMCTL_SAFE_MAX);
-    free(msg);
-    msg = safe;
+    msg = dmctl_safe(raw, DMCTL_SAFE_LINE);
+    free(raw);
     if (!msg)
         return;
     if (l->hold && level >= XTL_WARN) {
@@ -90,7 +102,7 @@ static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int er
         hold(l, level, msg);
         return;
     }
-    xtl_log(l->stream, level, errnoval, context, "%s", msg);
+    stream_message(l->stream, level, errnoval, context, "%s", msg);
     free(msg);
 }
 

@@ -1,102 +1,75 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/*
- * dmctl: the one way a string the device model supplied reaches a terminal
- * (issue 18, item 10). A compromised QEMU chooses its runstate, its QMP
- * error descriptions and its log; dmctl prints them in status, list, error
- * messages and libdm's log lines. Text output goes through dmctl_safe():
- * C0 controls (ESC included), DEL, C1 controls (raw bytes and their UTF-8
- * form U+0080-U+009F) and bytes of invalid UTF-8 become \xHH (\n, \t, \r as
- * such), and the length is bounded. JSON output goes through
- * dmctl_json_safe(): the generator escapes C0 itself (\u001b), this adds
- * DEL and C1 as \u007f / \u0080-\u009f.
- */
-#include "dmctl.h"
+/* Nothing a device model says reaches a terminal raw: the one sanitizer of
+ * dmctl's output (runstates, QMP error descriptions, every log line and
+ * error message) and the C1 escaping of its JSON. */
+#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at @s (2-4), or 0. C1 (U+0080 to
- * U+009F, "\xc2\x80".."\xc2\x9f") counts as invalid: it is a control. */
-static size_t utf8_len(const unsigned char *s)
-{
-    size_t n, i;
-    unsigned cp;
-
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        n = 2, cp = s[0] & 0x1f;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        n = 3, cp = s[0] & 0x0f;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        n = 4, cp = s[0] & 0x07;
-    else
-        return 0;
-    for (i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp < 0xa0)
-        return 0;
-    return n;
-}
+#include "dmctl.h"
 
 char *dmctl_safe(const char *s, size_t max)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len, i = 0, o = 0, n;
+    size_t n, o = 0;
     char *out;
 
     if (!s)
         return NULL;
-    len = strnlen(s, max + 1);
-    /* Worst case: every byte as \xHH, plus "..." */
-    out = malloc((len > max ? max : len) * 4 + 4);
+    n = strnlen(s, max + 1);
+    out = malloc((n > max ? max : n) * 4 + 4);
     if (!out)
         return NULL;
-    while (i < len && i < max) {
-        if (p[i] >= 0x20 && p[i] < 0x7f) {
-            out[o++] = (char)p[i++];
-        } else if (p[i] >= 0x80 && (n = utf8_len(p + i)) && i + n <= max) {
-            memcpy(out + o, p + i, n);
-            o += n;
-            i += n;
-        } else {
-            const char *e = p[i] == '\n' ? "\\n" : p[i] == '\t' ? "\\t" : p[i] == '\r' ? "\\r" : NULL;
+    for (size_t i = 0; i < n && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
 
-            if (e)
-                o += (size_t)sprintf(out + o, "%s", e);
-            else
-                o += (size_t)sprintf(out + o, "\\x%02x", p[i]);
-            i++;
-        }
+        /* C0, DEL, and every byte of a non-ASCII sequence (C1 controls are
+         * U+0080-U+009F, or bare 0x80-0x9f to an 8-bit terminal). */
+        if (c < 0x20 || c >= 0x7f || c == '\\')
+            o += (size_t)sprintf(out + o, c == '\\' ? "\\\\" : "\\x%02x", c);
+        else
+            out[o++] = (char)c;
     }
-    if (len > max)
-        o += (size_t)sprintf(out + o, "...");
+    if (n > max) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
     out[o] = '\0';
     return out;
 }
 
-char *dmctl_json_safe(const char *text)
+char *dmctl_safe_take(char *s)
 {
-    const unsigned char *p = (const unsigned char *)text;
-    size_t len = strlen(text), i, o = 0;
-    char *out = malloc(len * 3 + 1);   /* 2 bytes -> 6 at most */
+    char *t = dmctl_safe(s, DMCTL_SAFE_SHORT);
+
+    free(s);
+    return t;
+}
+
+void dmctl_put_safe(FILE *f, const char *s, size_t max)
+{
+    char *t = dmctl_safe(s, max);
+
+    fputs(t ? t : "?", f);
+    free(t);
+}
+
+char *dmctl_json_escape_c1(const char *text)
+{
+    size_t n = strlen(text), o = 0;
+    char *out = malloc(n * 3 + 1);   /* 2 bytes become 6 */
 
     if (!out)
         return NULL;
-    for (i = 0; i < len; i++) {
-        if (p[i] == 0x7f) {
-            o += (size_t)sprintf(out + o, "\\u007f");
-        } else if (p[i] == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f) {
-            o += (size_t)sprintf(out + o, "\\u%04x", p[i + 1]);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i], d = (unsigned char)text[i + 1];
+
+        if (c == 0xc2 && d >= 0x80 && d <= 0x9f) {
+            o += (size_t)sprintf(out + o, "\\u%04x", d);
             i++;
-        } else if (p[i] < 0x20 && p[i] != '\n') {
-            /* never produced by the generator; never raw either */
-            o += (size_t)sprintf(out + o, "\\u%04x", p[i]);
         } else {
-            out[o++] = (char)p[i];
+            out[o++] = (char)c;
         }
     }
     out[o] = '\0';

@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include <libdm/libdm.h>
@@ -98,14 +99,7 @@ int dmctl_exit_for(int err);
 /* 0 if libdm accepts @name as a DM name; else "dmctl: invalid NAME ..." is
  * printed and the result is 2 (a usage error), whatever the command. */
 int dmctl_check_name(const char *name);
-/* dmctl-safe.c: a string the DM supplied, made safe for a terminal (controls,
- * ESC, DEL, C1 and invalid UTF-8 as \xHH; at most @max bytes of @s, "..."
- * if cut); NULL for NULL or out of memory. Caller frees. */
-char *dmctl_safe(const char *s, size_t max);
-#define DMCTL_SAFE_MAX 4096
-/* JSON text with DEL and C1 escaped (\u007f, \u0080..); caller frees. */
-char *dmctl_json_safe(const char *text);
-/* "dmctl: WHAT: MESSAGE" on stderr (WHAT may be NULL), made safe. */
+/* "dmctl: WHAT: MESSAGE" on stderr (WHAT may be NULL). */
 void dmctl_error(const char *what, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Reports a failed operation on @dm (may be NULL): "dmctl: NAME: OP: cause"
@@ -148,6 +142,17 @@ const char *dmctl_describe_wait(int status, char *buf, size_t len);
 
 /* JSON output: prints @v (consumed) on stdout, compact on one line. */
 int dmctl_json_emit(libdm_json *v);
+/* DM-supplied text made safe for a terminal (dmctl-safe.c): control bytes,
+ * DEL, non-ASCII and backslash as \xNN / \\, at most @max bytes of @s
+ * ("..." after). NULL for NULL or out of memory. */
+char *dmctl_safe(const char *s, size_t max);
+void dmctl_put_safe(FILE *f, const char *s, size_t max);
+/* dmctl_safe(@s, DMCTL_SAFE_SHORT); frees @s. */
+char *dmctl_safe_take(char *s);
+/* @text (JSON) with every C1 control (U+0080-U+009F) as \u00XX. */
+char *dmctl_json_escape_c1(const char *text);
+#define DMCTL_SAFE_SHORT 256
+#define DMCTL_SAFE_LINE 8192
 /* Adds a string member, or null when @s is NULL. false on failure. */
 bool dmctl_json_add_str(libdm_json *o, const char *key, const char *s);
 bool dmctl_json_add_int(libdm_json *o, const char *key, int64_t i);
