@@ -22,6 +22,7 @@
 
 #define DM_TERM_GRACE_MS 3000   /* SIGTERM -> SIGKILL */
 #define DM_KILL_WAIT_MS 5000    /* SIGKILL -> give up */
+#define DM_END_GRACE_MS 200     /* a failed monitor: the keeper's word on the DM's end */
 #define DM_MIGRATE_POLL_MS 100  /* re-check query-migrate: never wait on an event alone */
 #define DM_LOG_TAIL 1024
 #define DM_EXIT_RECORD_POLL_MS 10  /* attached, no keeper pidfd: re-read the record */
@@ -95,6 +96,7 @@ typedef struct libdm__op {
             bool autokill;
             bool have_pid, have_status;
             bool killed_keeper;         /* FAILING: the keeper was SIGKILLed too */
+            bool grace;                 /* FAILING: waiting for the keeper's "exit" */
             libdm__restrict_plan plan;
             char **argv;
             libdm__sandbox_probe *probe;

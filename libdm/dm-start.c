@@ -100,6 +100,15 @@ void libdm__dm_start_fail(libdm_dm *dm, int status)
         libdm__dm_start_fail_finished(dm);
         return;
     }
+    /* A monitor that failed (status 0) most often means QEMU died and the
+     * keeper is about to say how: killing the keeper now (QEMU's pid not
+     * yet told) would lose that. So it gets a short grace first; a start
+     * that failed for its own reason (a deadline, an error) kills at once. */
+    if (status == 0 && !op->u.start.have_pid) {
+        op->u.start.grace = true;
+        (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_END_GRACE_MS));
+        return;
+    }
     /* Before the keeper said QEMU's pid, the keeper itself is killed (and
      * QEMU with it): a start never ends with a QEMU nobody follows. */
     (void)libdm__keeper_kill(dm->keeper);
@@ -332,6 +341,13 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
         return; /* the DM ended: its files go, a few dispatches */
     if (dm->op->u.start.step == START_FAILING) {
         libdm__op *op = dm->op;
+
+        if (op->u.start.grace) { /* the keeper said nothing: kill now */
+            op->u.start.grace = false;
+            (void)libdm__keeper_kill(dm->keeper);
+            (void)libdm__timer_arm(ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
+            return;
+        }
 
         /* Not gone after SIGKILL: the keeper goes too (and QEMU with it)
          * once; then the start gives up, the DM left recorded (listed,

@@ -629,6 +629,12 @@ static void keeper_on_pid(libdm__keeper *k, int pid, void *user)
     /* Without its start time a pid cannot be told from a reused one: the
      * record would not let anyone find this DM again. */
     if (!dm->pid_start || !dm->keeper_start) {
+        /* A QEMU that already exited: its end, which the keeper reports
+         * next, is the cause, not the missing start time. */
+        if (libdm__keeper_dm_gone(k)) {
+            libdm__dm_start_fail(dm, 0);
+            return;
+        }
         libdm__dm_error(dm, "cannot read the start time of pid %d or of its keeper %d", pid,
                  dm->keeper_pid);
         libdm__dm_start_fail(dm, -EIO);
