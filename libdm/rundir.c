@@ -566,6 +566,7 @@ void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)
         (void)unlinkat(rd->sock_dfd, rd->xenstat_name, 0);
     if (!made_only || (rd->made & LIBDM__RD_MADE_LOG))
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
+    (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG, 0); /* written under the claim */
     if (what == LIBDM__RD_REMOVE_LEFTOVERS || (made_only && !(rd->made & LIBDM__RD_MADE_DIR)))
         return;
     (void)unlinkat(rd->dfd, LIBDM__RD_MONITOR, 0);
@@ -592,6 +593,7 @@ int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step)
     case 1:
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
         (void)unlinkat(rd->dfd, LIBDM__RD_MONITOR, 0);
+        (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG, 0);
         return 1;
     case 2:
         /* Last but the directory: a claimer waiting on the old inode sees
