@@ -301,9 +301,14 @@ int libdm__dm_record_state(libdm_dm *dm)
  * through its fd) or libxl's /var/run/xen/qemu-root-D (xen). */
 void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_t domid)
 {
-    if (rd)
-        libdm__rundir_remove_subdir(rd, LIBDM__PLAIN_ROOT_NAME);
-    libdm__restrict_cleanup(profile, domid);
+    if (!rd)
+        return;
+    libdm__rundir_remove_subdir(rd, LIBDM__PLAIN_ROOT_NAME);
+    /* qemu-root-D is per domain: ours only while we hold the domain's claim
+     * (never because a record names that domid). */
+    if (profile && !strcmp(profile, "xen") && domid > 0 &&
+        libdm__rundir_hold_domid(rd, domid, NULL) == 0)
+        libdm__restrict_cleanup(profile, domid);
 }
 
 /* Removes the record, the socket, the log and the directory of a DM that
@@ -322,7 +327,10 @@ void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
     if (rd) {
         /* libdm's own chroot (never a caller's), before the directory. */
         libdm__dm_remove_own_chroot(rd, profile, domid);
+        if (profile && !strcmp(profile, "xen"))
+            libdm__rundir_remove_xen_sockets(rd, LIBDM__XEN_RUN_DIR, domid);
         libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
+        libdm__rundir_drop_domid(rd, domid);
     }
     if (rd && !held_here)
         libdm__close(&rd->owner_fd);
@@ -700,6 +708,18 @@ static void keeper_wait_expired(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
 
+    /* A stopped or hung keeper holds the name (and its DM's zombie): the
+     * files could not be cleaned under the claim. The pidfd is this DM's
+     * keeper (its start time was checked at attach): end it, then clean
+     * (issue 18, item 11). */
+    if (!dm->keeper_killed && dm->keeper_pidfd >= 0 &&
+        libdm__pidfd_signal(dm->keeper_pidfd, SIGKILL) == 0) {
+        LIBDM__WARN(ctx, "%s: its keeper (pid %d) did not exit after the device model: "
+                    "killed it", dm->name, dm->keeper_pid);
+        dm->keeper_killed = true;
+        (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_KILL_WAIT_MS));
+        return;
+    }
     LIBDM__WARN(ctx, "%s: its keeper did not exit after the device model", dm->name);
     on_keeper_gone(ctx, dm->keeper_pidfd, 0, dm);
 }
@@ -1091,8 +1111,12 @@ static int forget_files(libdm_ctx *ctx, libdm__store *store, const libdm__record
     r = libdm__rundir_reclaim(rd);
     if (r >= 0) {
         (void)libdm__store_del(store, name);
+        libdm__devices_cleanup(ctx, rec->nics); /* netdev.c: its taps */
         libdm__dm_remove_own_chroot(rd, rec->profile, rec->domid);
+        if (rec->profile && !strcmp(rec->profile, "xen"))
+            libdm__rundir_remove_xen_sockets(rd, LIBDM__XEN_RUN_DIR, rec->domid);
         libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
+        libdm__rundir_drop_domid(rd, rec->domid);
     }
     libdm__rundir_free(rd);
     return r == -EAGAIN ? -EBUSY : r;
