@@ -690,6 +690,10 @@ static int step_prepare(libdm_dm *dm)
 
     if (r >= 0)
         r = libdm__dm_write_record(dm);
+    /* The whole configuration, for a migration later (issue 22, 1): a
+     * failure costs only that, and migrate says so. */
+    if (r >= 0 && libdm__config_doc_save(dm->rd->dfd, op->u.start.cfg) < 0)
+        libdm__dm_error(dm, "cannot keep the configuration document: migration will refuse");
     if (r >= 0)
         start_next(dm, START_SOCKET);
     return r;

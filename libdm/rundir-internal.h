@@ -27,6 +27,8 @@
 #define LIBDM__RD_LOG "qemu.log"
 #define LIBDM__RD_OWNER "owner.lock"
 #define LIBDM__RD_MONITOR "monitor.lock"
+/* The configuration document (config-doc.c, LIBDM__CONFIG_DOC_FILE). */
+#define LIBDM__RD_CONFIG "config.json"
 
 /* What a rundir object created, and so may remove. */
 enum {

@@ -712,6 +712,7 @@ void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)
         (void)unlinkat(rd->sock_dfd, rd->xenstat_name, 0);
     if (!made_only || (rd->made & LIBDM__RD_MADE_LOG))
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
+    (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG, 0); /* written under the claim */
     if (what == LIBDM__RD_REMOVE_LEFTOVERS)
         return;
     /* The domain goes with the DM (after its files). */
@@ -747,6 +748,7 @@ int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step)
     case 1:
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
         (void)unlinkat(rd->dfd, LIBDM__RD_MONITOR, 0);
+        (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG, 0);
         return 1;
     case 2:
         /* The domain goes with the DM (after its files). Last but the

@@ -199,6 +199,20 @@ LIBDM_EXPORT int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int tim
 LIBDM_EXPORT int libdm_dm_config_build_argv(const libdm_dm_config *config, int qmp_fd,
                                             char ***ret_argv);
 LIBDM_EXPORT char **libdm_strv_free(char **strv);
+/* The configuration document (libdm/config-doc.c): @config as versioned
+ * JSON (*ret_text malloc'd) with every device, for starting the same DM
+ * elsewhere (migration). It holds the VNC password: never log it. The name,
+ * binary, timeout and incoming are not in it. -ENOTSUP, *ret_why (may be
+ * NULL) saying why, for what cannot travel: set_argv, a caller's tap fd,
+ * passed fds. */
+LIBDM_EXPORT int libdm_dm_config_to_doc(const libdm_dm_config *config, char **ret_text,
+                                        const char **ret_why);
+/* A new configuration from a document; -EINVAL with the reason in @why
+ * (never the password) for an unknown version, an unknown member or
+ * anything this libdm would refuse. Nothing is started. */
+LIBDM_EXPORT int libdm_dm_config_from_doc(const char *text, size_t len,
+                                          libdm_dm_config **ret_config, char *why,
+                                          size_t why_len);
 
 /* --- lifecycle --- */
 typedef void libdm_dm_done_fn(libdm_dm *dm, int status, void *userdata);
@@ -335,6 +349,10 @@ LIBDM_EXPORT const char *libdm_dm_get_profile(const libdm_dm *dm);
  * migration destination can be started alike); NULL / 0 if unknown. */
 LIBDM_EXPORT const char *libdm_dm_get_machine(const libdm_dm *dm);
 LIBDM_EXPORT uint64_t libdm_dm_get_memory_mb(const libdm_dm *dm);
+/* The configuration document it was started with (libdm_dm_config_to_doc(),
+ * kept in its run directory; *ret_text malloc'd). -ENOENT: none (started
+ * before it was kept, or a configuration that cannot travel). */
+LIBDM_EXPORT int libdm_dm_get_config_doc(const libdm_dm *dm, char **ret_text);
 /* The confinement in force, e.g. "uid 65534 gid 65534, chroot /run/libdm/x/root,
  * ns mnt+ipc, rlimits, no_new_privs, seccomp qemu-sandbox" ("none" when not
  * restricted); NULL if unknown (attached to an old record). */
