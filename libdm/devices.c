@@ -235,7 +235,10 @@ void libdm__mac_format(const uint8_t mac[6], char buf[18])
 
 static bool valid_model(const char *m)
 {
-    return !strcmp(m, "e1000") || !strcmp(m, "rtl8139") || !strcmp(m, "virtio-net-pci");
+    /* libxl passes any model through as -device MODEL; these are the NICs
+     * both QEMU binaries have (ne2k_pci and e1000e included, as xl.cfg(5)). */
+    return !strcmp(m, "e1000") || !strcmp(m, "rtl8139") || !strcmp(m, "virtio-net-pci") ||
+           !strcmp(m, "ne2k_pci") || !strcmp(m, "e1000e");
 }
 
 /* A Linux interface name: 1-15 of [A-Za-z0-9_.-], not "." or "..". */
@@ -331,8 +334,20 @@ int libdm__nic_ifname(const libdm_dm_config *c, const libdm__nic *n, char *buf, 
         w = snprintf(buf, len, "%s", n->ifname);
     else if (c->domid)
         w = snprintf(buf, len, "vif%" PRIu32 ".%d-emu", c->domid, n->devid);
-    else
-        w = snprintf(buf, len, "dm%.10s.%d", c->name ? c->name : "", n->devid);
+    else {
+        /* dm<name>.<devid> when it fits in IFNAMSIZ; else dm-<hash of the
+         * whole name>.<devid>: names sharing a prefix never share a tap
+         * (a name cannot start with '-', so the two forms never meet). */
+        const char *name = c->name ? c->name : "";
+        uint32_t h = 2166136261u; /* FNV-1a */
+
+        w = snprintf(buf, len, "dm%s.%d", name, n->devid);
+        if (w < 0 || w > LIBDM__IFNAME_MAX || (size_t)w >= len) {
+            for (const char *p = name; *p; p++)
+                h = (h ^ (unsigned char)*p) * 16777619u;
+            w = snprintf(buf, len, "dm-%08" PRIx32 ".%d", h, n->devid);
+        }
+    }
     return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -372,7 +387,8 @@ int libdm_dm_config_set_vnc(libdm_dm_config *config, const char *listen, int dis
 {
     char *l = NULL, *p = NULL;
 
-    if (!config || display < -1 || display > 99)
+    /* libxl takes any display whose port (5900 + display) exists. */
+    if (!config || display < -1 || display > 65535 - 5900)
         return -EINVAL;
     if (display == -1 && (listen || password))
         return -EINVAL;

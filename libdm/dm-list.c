@@ -161,8 +161,11 @@ typedef enum {
     FORGET_OPEN,        /* open its run directory */
     FORGET_RECLAIM,     /* take its claim: nobody holds the name */
     FORGET_DEL,         /* remove the record */
+    FORGET_TAPS,        /* its taps (netdev.c) */
     FORGET_CHROOT,      /* libdm's own chroot */
+    FORGET_XEN,         /* xen: libxl's sockets of its domain */
     FORGET_FILES,       /* the directory, a file or two per step */
+    FORGET_DOMID,       /* the domain's claim */
 } forget_step;
 
 typedef struct forget_job {
@@ -216,14 +219,29 @@ static int forget_step_run(libdm__job *job)
         return 1;
     case FORGET_DEL:
         (void)libdm__store_del(f->store, f->name);
+        f->step = FORGET_TAPS;
+        return 1;
+    case FORGET_TAPS:
+        libdm__devices_cleanup(job->ctx, f->rec.nics);
         f->step = FORGET_CHROOT;
         return 1;
     case FORGET_CHROOT:
         libdm__dm_remove_own_chroot(f->rd, f->rec.profile, f->rec.domid);
+        f->step = FORGET_XEN;
+        return 1;
+    case FORGET_XEN:
+        if (f->rec.profile && !strcmp(f->rec.profile, "xen"))
+            libdm__rundir_remove_xen_sockets(f->rd, LIBDM__XEN_RUN_DIR, f->rec.domid);
         f->step = FORGET_FILES;
         return 1;
     case FORGET_FILES:
-        return libdm__rundir_remove_step(f->rd, &f->rd_step) > 0 ? 1 : 0;
+        if (libdm__rundir_remove_step(f->rd, &f->rd_step) > 0)
+            return 1;
+        f->step = FORGET_DOMID;
+        return 1;
+    case FORGET_DOMID:
+        libdm__rundir_drop_domid(f->rd, f->rec.domid);
+        return 0;
     }
     return -EINVAL;
 }

@@ -49,7 +49,7 @@ void libdm__dm_start_op_fini(libdm__op *op)
 static void undo_unspawned(libdm_dm *dm)
 {
     unclaim(dm);
-    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: taps it made */
+    libdm__devices_cleanup(dm->ctx, dm->nics); /* netdev.c: taps it made */
 }
 
 /* A start that ends before its keeper ran: nothing of it is left, and the
@@ -156,7 +156,7 @@ static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
             op->clean = CLEAN_DONE;
         break;
     case CLEAN_DEVICES:
-        libdm__devices_cleanup(ctx, dm->nics); /* devices-run.c: leftover taps */
+        libdm__devices_cleanup(ctx, dm->nics); /* netdev.c: leftover taps */
         break;
     case CLEAN_CHROOT:
         libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);
@@ -352,6 +352,12 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
     libdm__dm_start_fail(dm, -ETIMEDOUT);
 }
 
+/* The domain the DM is claimed for (libxl's per-domain paths): 0 if none. */
+static uint32_t xen_domid(const libdm_dm *dm)
+{
+    return !strcmp(dm->profile, "xen") ? dm->domid : 0;
+}
+
 /* The name is ours (owner.lock held): what an earlier DM of that name left
  * must provably be dead before it is cleared. An unreadable record is not
  * proof (defect: a truncated or planted record once meant "free" and a
@@ -375,7 +381,14 @@ static int clear_leftovers(libdm_dm *dm, libdm__store *store)
         return -EEXIST;
     }
     (void)libdm__store_del(store, dm->name);
+    libdm__devices_cleanup(dm->ctx, rec.nics); /* netdev.c: its taps */
+    /* The dead DM's per-domain files go only under that domain's claim. */
     libdm__dm_remove_own_chroot(dm->rd, rec.profile, rec.domid);
+    if (rec.profile && !strcmp(rec.profile, "xen")) {
+        libdm__rundir_remove_xen_sockets(dm->rd, LIBDM__XEN_RUN_DIR, rec.domid);
+        if (rec.domid != xen_domid(dm))
+            libdm__rundir_drop_domid(dm->rd, rec.domid);
+    }
     libdm__record_clear(&rec);
     libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_LEFTOVERS);
     return 0;
@@ -392,6 +405,14 @@ static int claim_name(libdm_dm *dm, libdm__store *store)
     if (!root)
         return -ENOENT;
     r = libdm__rundir_claim(root, dm->name, &dm->rd, &why);
+    if (r < 0) {
+        libdm__dm_error(dm, "%s", why ? why : strerror(-r));
+        free(why);
+        return r;
+    }
+    /* One DM per domain, claimed before anything of it (its socket, its
+     * chroot, a dead predecessor's files) is touched. */
+    r = libdm__rundir_hold_domid(dm->rd, xen_domid(dm), &why);
     if (r < 0) {
         libdm__dm_error(dm, "%s", why ? why : strerror(-r));
         free(why);

@@ -302,9 +302,14 @@ int libdm__dm_record_state(libdm_dm *dm)
  * through its fd) or libxl's /var/run/xen/qemu-root-D (xen). */
 void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_t domid)
 {
-    if (rd)
-        libdm__rundir_remove_subdir(rd, LIBDM__PLAIN_ROOT_NAME);
-    libdm__restrict_cleanup(profile, domid);
+    if (!rd)
+        return;
+    libdm__rundir_remove_subdir(rd, LIBDM__PLAIN_ROOT_NAME);
+    /* qemu-root-D is per domain: ours only while we hold the domain's claim
+     * (never because a record names that domid). */
+    if (profile && !strcmp(profile, "xen") && domid > 0 &&
+        libdm__rundir_hold_domid(rd, domid, NULL) == 0)
+        libdm__restrict_cleanup(profile, domid);
 }
 
 /* Removes the record, the socket, the log and the directory of a DM that
@@ -323,7 +328,10 @@ void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
     if (rd) {
         /* libdm's own chroot (never a caller's), before the directory. */
         libdm__dm_remove_own_chroot(rd, profile, domid);
+        if (profile && !strcmp(profile, "xen"))
+            libdm__rundir_remove_xen_sockets(rd, LIBDM__XEN_RUN_DIR, domid);
         libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
+        libdm__rundir_drop_domid(rd, domid);
     }
     if (rd && !held_here)
         libdm__close(&rd->owner_fd);

@@ -48,6 +48,7 @@ typedef struct libdm__rundir {
     int sock_dfd;     /* -1: dfd */
     char sock_name[48];
     char xenstat_name[48]; /* QEMU's second monitor there, removed at the end */
+    uint32_t domid;   /* the xen domain whose sockets those are (0: none) */
 } libdm__rundir;
 
 /* Claims @name under @root: creates <root> and <root>/<name> if missing,
@@ -75,6 +76,23 @@ int libdm__rundir_reclaim(libdm__rundir *rd);
 /* Hands the claim over: the caller gets the owner.lock fd (with the lock),
  * the rundir no longer closes it. */
 int libdm__rundir_take_owner_fd(libdm__rundir *rd);
+
+/* The claim on a domain (one DM per domid), like the name's: <root>/.domid-D.lock
+ * is a hard link to the claimer's owner.lock, so whoever holds that name
+ * (the starter, then the keeper for the DM's life) holds the domain, and a
+ * link whose inode nobody has locked is stale. Needs the name's claim.
+ * 0: ours (made now or already); -EEXIST: another DM's (*ret_why says
+ * whose); -errno. Taken before anything of the domain is touched. */
+int libdm__rundir_hold_domid(libdm__rundir *rd, uint32_t domid, char **ret_why);
+/* Whether <root>/.domid-D.lock is our owner.lock (we hold it). */
+bool libdm__rundir_domid_ours(const libdm__rundir *rd, uint32_t domid);
+/* Gives the domain up (unlinks the link if it is ours): last, after all of
+ * the domain's files are removed. */
+void libdm__rundir_drop_domid(libdm__rundir *rd, uint32_t domid);
+/* Removes libxl's sockets of domain @domid (qmp-libxl-D, qmp-libxenstat-D)
+ * in @xen_run_dir, only if the domain's claim is ours (taken if stale). */
+void libdm__rundir_remove_xen_sockets(libdm__rundir *rd, const char *xen_run_dir,
+                                      uint32_t domid);
 
 /* Puts the monitor at libxl's path for domain @domid, in @xen_run_dir
  * (created 0700 if missing and @create; refused if a symlink, not ours or

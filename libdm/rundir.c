@@ -10,6 +10,7 @@
 #include "store.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,6 +402,146 @@ int libdm__rundir_take_owner_fd(libdm__rundir *rd)
     return fd;
 }
 
+/* ---- the claim on a domain: <root>/.domid-D.lock, a link to owner.lock ---- */
+
+static void domid_lock_name(uint32_t domid, char *buf, size_t len)
+{
+    snprintf(buf, len, ".domid-%" PRIu32 ".lock", domid);
+}
+
+/* Whether @file in @root_fd is the inode @fd holds. */
+static bool names_fd(int root_fd, const char *file, int fd)
+{
+    struct stat held, named;
+
+    return fd >= 0 && fstat(fd, &held) == 0 &&
+           fstatat(root_fd, file, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+           held.st_dev == named.st_dev && held.st_ino == named.st_ino;
+}
+
+bool libdm__rundir_domid_ours(const libdm__rundir *rd, uint32_t domid)
+{
+    char file[48];
+    int root_fd;
+    bool ours;
+
+    if (!rd || domid == 0 || rd->owner_fd < 0 ||
+        libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd) < 0)
+        return false;
+    domid_lock_name(domid, file, sizeof(file));
+    ours = names_fd(root_fd, file, rd->owner_fd);
+    close(root_fd);
+    return ours;
+}
+
+/* The link exists and is not ours: 1 if a holder has it (a live DM or a
+ * start of that domain), 0 if it was stale and is now removed, -errno. */
+static int domid_held_by_other(int root_fd, const char *file, int *ret_pid, char **ret_note)
+{
+    int fd, r = open_lock_file(root_fd, file, false, &fd);
+
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return r;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        r = errno == EWOULDBLOCK ? 1 : -errno;
+        close(fd);
+        if (r == 1)
+            read_holder(root_fd, file, ret_pid, ret_note);
+        return r;
+    }
+    /* Nobody holds it: stale. Removed only while it is the inode we locked
+     * (whoever replaces a stale link does so under this same lock). */
+    if (names_fd(root_fd, file, fd))
+        (void)unlinkat(root_fd, file, 0);
+    close(fd);
+    return 0;
+}
+
+int libdm__rundir_hold_domid(libdm__rundir *rd, uint32_t domid, char **ret_why)
+{
+    char file[48];
+    int root_fd, r = -EAGAIN;
+
+    if (domid == 0)
+        return 0;
+    if (rd->owner_fd < 0)
+        return -ENOLCK;
+    r = libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd);
+    if (r < 0) {
+        set_why(ret_why, "cannot open the run directory %s: %s", rd->root, dir_problem(r));
+        return r;
+    }
+    domid_lock_name(domid, file, sizeof(file));
+    r = -EAGAIN;
+    for (int attempt = 0; attempt < CLAIM_ATTEMPTS && r == -EAGAIN; attempt++) {
+        int pid = 0;
+        char *note = NULL;
+
+        if (linkat(rd->dfd, LIBDM__RD_OWNER, root_fd, file, 0) == 0 ||
+            names_fd(root_fd, file, rd->owner_fd)) {
+            r = 0;
+            break;
+        }
+        if (errno != EEXIST) {
+            r = -errno;
+            set_why(ret_why, "cannot claim domain %" PRIu32 " (%s/%s): %s", domid, rd->root,
+                    file, strerror(-r));
+            break;
+        }
+        r = domid_held_by_other(root_fd, file, &pid, &note);
+        if (r == 1) {
+            char *cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
+
+            set_why(ret_why, "domain %" PRIu32 " already has a device model, being started or "
+                    "running (pid %d%s%s)", domid, pid, cmd ? ", " : "", cmd ? cmd : "");
+            free(cmd);
+            r = -EEXIST;
+        } else if (r == 0) {
+            r = -EAGAIN; /* stale, removed: link again */
+        } else {
+            set_why(ret_why, "cannot claim domain %" PRIu32 " (%s/%s): %s", domid, rd->root,
+                    file, r == -EPERM ? "not a regular file of ours" : strerror(-r));
+        }
+        free(note);
+    }
+    if (r == -EAGAIN)
+        set_why(ret_why, "cannot claim domain %" PRIu32 ": its claim keeps changing", domid);
+    close(root_fd);
+    return r;
+}
+
+void libdm__rundir_drop_domid(libdm__rundir *rd, uint32_t domid)
+{
+    char file[48];
+    int root_fd;
+
+    if (domid == 0 || rd->owner_fd < 0 ||
+        libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd) < 0)
+        return;
+    domid_lock_name(domid, file, sizeof(file));
+    if (names_fd(root_fd, file, rd->owner_fd))
+        (void)unlinkat(root_fd, file, 0);
+    close(root_fd);
+}
+
+void libdm__rundir_remove_xen_sockets(libdm__rundir *rd, const char *xen_run_dir,
+                                      uint32_t domid)
+{
+    char name[48];
+    int dfd;
+
+    if (domid == 0 || libdm__rundir_hold_domid(rd, domid, NULL) < 0 ||
+        libdm__store_open_dir(AT_FDCWD, xen_run_dir, false, &dfd) < 0)
+        return;
+    snprintf(name, sizeof(name), "qmp-libxl-%" PRIu32, domid);
+    (void)unlinkat(dfd, name, 0);
+    snprintf(name, sizeof(name), "qmp-libxenstat-%" PRIu32, domid);
+    (void)unlinkat(dfd, name, 0);
+    close(dfd);
+}
+
 static int sock_dir(const libdm__rundir *rd)
 {
     return rd->sock_dfd >= 0 ? rd->sock_dfd : rd->dfd;
@@ -438,6 +579,7 @@ int libdm__rundir_use_xen_socket(libdm__rundir *rd, const char *xen_run_dir, uin
         set_why(ret_why, "refusing %s: %s", xen_run_dir, dir_problem(r));
         return r;
     }
+    rd->domid = domid;
     snprintf(rd->sock_name, sizeof(rd->sock_name), "qmp-libxl-%u", domid);
     snprintf(rd->xenstat_name, sizeof(rd->xenstat_name), "qmp-libxenstat-%u", domid);
     *ret_path = libdm__sprintf("%s/%s", xen_run_dir, rd->sock_name);
@@ -557,16 +699,24 @@ void libdm__rundir_unlock_monitor(libdm__rundir *rd)
 void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)
 {
     bool made_only = what == LIBDM__RD_REMOVE_MADE;
+    /* libxl's sockets are per domain: only the domain's claim proves them
+     * ours (never a record naming that domid). */
+    bool xen_ours = rd->sock_dfd >= 0 && rd->owner_fd >= 0 &&
+                    libdm__rundir_hold_domid(rd, rd->domid, NULL) == 0;
     int root_fd;
 
-    if (!made_only || (rd->made & LIBDM__RD_MADE_SOCK))
+    if ((!made_only || (rd->made & LIBDM__RD_MADE_SOCK)) && (rd->sock_dfd < 0 || xen_ours))
         (void)unlinkat(sock_dir(rd), rd->sock_name, 0);
     /* QEMU binds libxenstat's monitor itself and leaves it behind. */
-    if (!made_only && rd->sock_dfd >= 0 && rd->xenstat_name[0])
+    if (!made_only && xen_ours && rd->xenstat_name[0])
         (void)unlinkat(rd->sock_dfd, rd->xenstat_name, 0);
     if (!made_only || (rd->made & LIBDM__RD_MADE_LOG))
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
-    if (what == LIBDM__RD_REMOVE_LEFTOVERS || (made_only && !(rd->made & LIBDM__RD_MADE_DIR)))
+    if (what == LIBDM__RD_REMOVE_LEFTOVERS)
+        return;
+    /* The domain goes with the DM (after its files). */
+    libdm__rundir_drop_domid(rd, rd->domid);
+    if (made_only && !(rd->made & LIBDM__RD_MADE_DIR))
         return;
     (void)unlinkat(rd->dfd, LIBDM__RD_MONITOR, 0);
     /* Last: a claimer waiting on the old inode sees it is gone and retries. */
@@ -585,17 +735,24 @@ int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step)
 
     switch ((*step)++) {
     case 0:
-        (void)unlinkat(sock_dir(rd), rd->sock_name, 0);
-        if (rd->sock_dfd >= 0 && rd->xenstat_name[0])
-            (void)unlinkat(rd->sock_dfd, rd->xenstat_name, 0);
+        /* libxl's sockets are per domain: only under the domain's claim. */
+        if (rd->sock_dfd < 0) {
+            (void)unlinkat(rd->dfd, rd->sock_name, 0);
+        } else if (rd->owner_fd >= 0 && libdm__rundir_hold_domid(rd, rd->domid, NULL) == 0) {
+            (void)unlinkat(rd->sock_dfd, rd->sock_name, 0);
+            if (rd->xenstat_name[0])
+                (void)unlinkat(rd->sock_dfd, rd->xenstat_name, 0);
+        }
         return 1;
     case 1:
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
         (void)unlinkat(rd->dfd, LIBDM__RD_MONITOR, 0);
         return 1;
     case 2:
-        /* Last but the directory: a claimer waiting on the old inode sees
-         * it is gone and retries. */
+        /* The domain goes with the DM (after its files). Last but the
+         * directory: a claimer waiting on the old inode sees it is gone and
+         * retries. */
+        libdm__rundir_drop_domid(rd, rd->domid);
         (void)unlinkat(rd->dfd, LIBDM__RD_OWNER, 0);
         return 1;
     case 3:

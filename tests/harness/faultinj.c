@@ -20,6 +20,11 @@
  *                        (a relative path under a directory fd is taken
  *                        as "<that directory>/<path>"; for write, the
  *                        fd's own path; both from /proc/self/fd)
+ *   FAULTINJ_DELAY_MS    independent of the above: every unlinkat() whose
+ *                        path contains FAULTINJ_DELAY_SUBSTR (default
+ *                        "qmp-libxl-") is delayed that long before the real
+ *                        call: libdm's window between "does anyone listen
+ *                        on the socket" and clearing its path to bind it
  *   FAULTINJ_LOG         optional: a file to which one line is appended
  *                        when the fault fires ("CALL N PATH"), so a test
  *                        knows when N went past the last call
@@ -38,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -283,6 +289,25 @@ int socketpair(int domain, int type, int proto, int sv[2])
         return -1;
     }
     return real_socketpair(domain, type, proto, sv);
+}
+
+static void delay_if(const char *path)
+{
+    const char *ms = getenv("FAULTINJ_DELAY_MS"), *sub = getenv("FAULTINJ_DELAY_SUBSTR");
+
+    if (ms && path && strstr(path, sub && *sub ? sub : "qmp-libxl-")) {
+        struct timespec ts = { atol(ms) / 1000, (atol(ms) % 1000) * 1000000L };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+}
+
+int unlinkat(int dfd, const char *path, int flags)
+{
+    REAL(int, unlinkat, int, const char *, int);
+    delay_if(path);
+    return real_unlinkat(dfd, path, flags);
 }
 
 int mkdirat(int dfd, const char *path, mode_t mode)

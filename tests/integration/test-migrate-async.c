@@ -3,9 +3,12 @@
  * Migration between two real QEMUs driven entirely through the async forms
  * in hooks mode: a host loop over poll() owns every fd and the timer, and
  * no blocking libdm call is ever made. Every libdm call (the phases, the
- * switchover answer, each dispatch) is timed: the longest must stay well
- * under 10 ms, which proves no phase runs its migration inside the call
- * (not a performance claim). Every completion must come from the loop,
+ * switchover answer, each dispatch) is watched: none may wait (at most
+ * MAX_CALL_WAITS voluntary context switches of the thread, which a sleep in
+ * a filesystem call can cost), which proves no phase runs its migration
+ * inside the call; a migration waits dozens of times. Wall and CPU time
+ * are printed, not asserted: on a loaded machine wall time measures the
+ * machine (performance lives in bench/). Every completion must come from the loop,
  * never from inside a libdm call.
  *
  * Scenarios: the five phases with an async switchover hook answered later
@@ -17,6 +20,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -34,7 +38,7 @@
 #include <libdm/libdm.h>
 #include "testutil.h"
 
-#define MAX_CALL_US 10000   /* "well under 10 ms": far above what a call needs */
+#define MAX_CALL_WAITS 2    /* voluntary context switches in one call */
 
 /* ---- the host: poll() over the fds libdm registers, one timer ---- */
 
@@ -53,6 +57,7 @@ typedef struct host {
     bool in_call;           /* a libdm call is running */
     uint64_t max_us;        /* the longest libdm call so far (wall) */
     uint64_t max_cpu_us;    /* the most CPU time one call used */
+    long max_waits;         /* the most voluntary context switches in one call */
     const char *max_what;
     unsigned calls;
 } host;
@@ -69,30 +74,43 @@ static uint64_t clock_us(clockid_t id)
 
 static uint64_t now_us(void) { return clock_us(CLOCK_MONOTONIC); }
 static uint64_t cpu_us(void) { return clock_us(CLOCK_THREAD_CPUTIME_ID); }
+/* Voluntary context switches of this thread: each is a wait (poll, a
+ * blocking read, a sleep); involuntary ones (load) are not counted. */
+static long waits(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_nvcsw;
+}
 
 /* Runs one libdm call, timed, with in_call set. */
 #define CALL(what, expr)                                                    \
     ({                                                                      \
         uint64_t t0_ = now_us(), c0_ = cpu_us();                            \
+        long w0_ = waits();                                                 \
         H.in_call = true;                                                   \
         __auto_type r_ = (expr);                                            \
         H.in_call = false;                                                  \
-        note_duration(what, now_us() - t0_, cpu_us() - c0_);               \
+        note_duration(what, now_us() - t0_, cpu_us() - c0_, waits() - w0_); \
         r_;                                                                 \
     })
 /* A dispatch, timed (callbacks run inside it: that is where they belong). */
 #define DISPATCH(what, expr)                                                \
     do {                                                                    \
         uint64_t t0_ = now_us(), c0_ = cpu_us();                            \
+        long w0_ = waits();                                                 \
         expr;                                                               \
-        note_duration(what, now_us() - t0_, cpu_us() - c0_);               \
+        note_duration(what, now_us() - t0_, cpu_us() - c0_, waits() - w0_); \
     } while (0)
 
 /* Wall time is what the host's loop waits; CPU time leaves out the
  * moments this process was not scheduled (two TCG guests share the cores). */
-static void note_duration(const char *what, uint64_t us, uint64_t cpu)
+static void note_duration(const char *what, uint64_t us, uint64_t cpu, long w)
 {
     H.calls++;
+    if (w > H.max_waits)
+        H.max_waits = w;
     if (us > H.max_us) {
         H.max_us = us;
         H.max_what = what;
@@ -270,9 +288,10 @@ static int teardown(void **state)
 static void assert_fast(const char *scenario)
 {
     print_message("%s: %u libdm calls and dispatches, the longest %.3f ms (%s), "
-                  "at most %.3f ms of CPU\n", scenario, H.calls, H.max_us / 1000.0,
-                  H.max_what ? H.max_what : "-", H.max_cpu_us / 1000.0);
-    assert_true(H.max_us < MAX_CALL_US);
+                  "at most %.3f ms of CPU, at most %ld waits\n", scenario, H.calls,
+                  H.max_us / 1000.0, H.max_what ? H.max_what : "-", H.max_cpu_us / 1000.0,
+                  H.max_waits);
+    assert_true(H.max_waits <= MAX_CALL_WAITS);
 }
 
 static const char *runstate(libdm_dm *dm)
