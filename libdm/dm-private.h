@@ -175,6 +175,7 @@ struct libdm_dm {
     bool autokill_after_ready;  /* a migration destination: armed until Finish */
     int broken_errno;           /* why the monitor became unusable, if known */
     libdm_json *devices;        /* the last query_devices_async answer */
+    void *userdata;             /* the host's (libdm_dm_set_userdata) */
 };
 
 /* The kind of operation in progress (OP_NONE if none). */

@@ -8,7 +8,7 @@
  * a call made from inside a callback works (the blocking query_devices
  * returns -EDEADLK there). list is incremental: one record per dispatch.
  * ctx_free with a job pending runs its destroy notification, not its
- * callback.
+ * callback. test_userdata: per-DM user data with a getter.
  */
 #include "config.h"
 
@@ -423,6 +423,37 @@ static void test_devices(void **state)
     libdm_dm_config_free(cfg);
 }
 
+/* ---- per-DM user data ---- */
+
+static void on_done_userdata(libdm_dm *dm, int status, void *user)
+{
+    assert_ptr_equal(libdm_dm_get_userdata(dm), user);
+    *(bool *)libdm_dm_get_userdata(dm) = true;
+}
+
+static void test_userdata(void **state)
+{
+    fixture *f = *state;
+    bool done = false;
+    int other;
+    char name[64];
+
+    assert_null(libdm_dm_get_userdata(NULL));
+    assert_null(libdm_dm_get_userdata(f->dms[1]));
+    assert_null(libdm_dm_set_userdata(f->dms[1], &other));
+    assert_ptr_equal(libdm_dm_set_userdata(f->dms[1], &done), &other);
+    assert_null(libdm_dm_get_userdata(f->dms[2]));  /* per handle */
+    /* Kept across operations; the callback finds it on its handle. */
+    assert_int_equal(libdm_dm_query_status_async(f->dms[1], LONG_MS, on_done_userdata, &done), 0);
+    run_until(f, &done);
+    assert_ptr_equal(libdm_dm_get_userdata(f->dms[1]), &done);
+    /* A new handle starts without. */
+    snprintf(name, sizeof(name), "%s", libdm_dm_get_name(f->dms[1]));
+    f->dms[1] = libdm_dm_release(f->dms[1]);
+    assert_int_equal(libdm_dm_attach(f->ctx, name, &f->dms[1]), 0);
+    assert_null(libdm_dm_get_userdata(f->dms[1]));
+}
+
 /* ---- ctx_free with jobs pending ---- */
 
 static int destroyed;
@@ -464,6 +495,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_monitor_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_devices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctx_free_drops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_userdata, setup, teardown),
     };
     int r = tu_require_dm_env();
 

@@ -322,6 +322,12 @@ LIBDM_EXPORT libdm_dm *libdm_dm_release(libdm_dm *dm);
  * called. -ENOENT if @dm has no operation whose callback is still due. */
 LIBDM_EXPORT int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn);
 
+/* The host's own pointer on the handle (NULL until set): libdm never uses
+ * it; it stays until changed or the handle is released. set returns the
+ * previous one. */
+LIBDM_EXPORT void *libdm_dm_set_userdata(libdm_dm *dm, void *userdata);
+LIBDM_EXPORT void *libdm_dm_get_userdata(const libdm_dm *dm);
+
 /* The DM's monitor connection (READY, or NULL if there is none). Borrowed. */
 LIBDM_EXPORT libdm_qmp *libdm_dm_get_qmp(libdm_dm *dm);
 LIBDM_EXPORT libdm_dm_state libdm_dm_get_state(const libdm_dm *dm);
