@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define NICS_TEXT_MAX 1024 /* as devices-run.c's */
+
 /* ---- building the answer ---- */
 
 static int add_str(libdm_json *o, const char *key, const char *value)
@@ -68,15 +70,23 @@ static int vnc_info(const libdm_json *v, libdm_json *out)
     return libdm_json_object_add(out, "vnc", o);
 }
 
-/* One recorded NIC "DEVID IFNAME MAC MODEL BRIDGE" as an object. */
-static libdm_json *nic_object(const char *text)
+/* One recorded NIC "DEVID IFNAME MAC MODEL BRIDGE" (the @len bytes at
+ * @text, before the next ';') as an object. */
+static libdm_json *nic_object(const char *text, size_t len)
 {
-    char ifname[32], mac[32], model[32], bridge[32];
+    char entry[NICS_TEXT_MAX], ifname[32], mac[32], model[32], bridge[32], extra[2];
     int devid;
     libdm_json *o;
     int r;
 
-    if (sscanf(text, "%d %31s %31s %31s %31s", &devid, ifname, mac, model, bridge) != 5)
+    /* %s stops at blanks only: the entry is cut at its ';' first (issue
+     * 18, item 14: "BR;1" was the first NIC's bridge). */
+    if (len >= sizeof(entry))
+        return NULL;
+    memcpy(entry, text, len);
+    entry[len] = '\0';
+    if (sscanf(entry, "%d %31s %31s %31s %31s %1s", &devid, ifname, mac, model, bridge,
+               extra) != 5)
         return NULL;
     o = libdm_json_new_object();
     r = o ? libdm_json_object_add(o, "devid", libdm_json_new_int(devid)) : -ENOMEM;
@@ -93,11 +103,11 @@ static int nic_info(const char *nics, libdm_json *out)
     int r = list ? 0 : -ENOMEM;
 
     for (const char *p = nics; r >= 0 && p && *p;) {
-        libdm_json *o = nic_object(p);
+        const char *end = strchr(p, ';');
+        libdm_json *o = nic_object(p, end ? (size_t)(end - p) : strlen(p));
 
         r = o ? libdm_json_array_append(list, o) : -EINVAL;
-        p = strchr(p, ';');
-        p = p ? p + 1 : NULL;
+        p = end ? end + 1 : NULL;
     }
     if (r < 0) {
         libdm_json_free(list);
