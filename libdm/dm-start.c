@@ -130,9 +130,9 @@ typedef enum {
     CLEAN_CLAIM,    /* the name's claim, unless a new owner has it */
     CLEAN_DEVICES,  /* taps (devices-run.c) */
     CLEAN_CHROOT,   /* libdm's own chroot (never a caller's) */
-    CLEAN_FILES,    /* socket, log, monitor.lock (rundir steps 0-1) */
+    CLEAN_FILES,    /* socket, log, monitor.lock, config.json (rundir steps before the claim) */
     CLEAN_RECORD,   /* the record: until here `list` shows the DM dead */
-    CLEAN_DIR,      /* owner.lock, then the directory (rundir steps 2-3) */
+    CLEAN_DIR,      /* owner.lock, then the directory (LIBDM__RD_STEP_CLAIM on) */
     CLEAN_DONE,
 } clean_step;
 
@@ -183,7 +183,8 @@ static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);
         break;
     case CLEAN_FILES:
-        if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step) && op->rd_step < 2)
+        if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step) &&
+            op->rd_step < LIBDM__RD_STEP_CLAIM)
             op->clean = CLEAN_FILES;
         break;
     case CLEAN_RECORD:

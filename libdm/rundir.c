@@ -748,16 +748,18 @@ int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step)
     case 1:
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
         (void)unlinkat(rd->dfd, LIBDM__RD_MONITOR, 0);
-        (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG, 0);
         return 1;
     case 2:
+        (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG, 0);
+        return 1;
+    case LIBDM__RD_STEP_CLAIM:
         /* The domain goes with the DM (after its files). Last but the
          * directory: a claimer waiting on the old inode sees it is gone and
          * retries. */
         libdm__rundir_drop_domid(rd, rd->domid);
         (void)unlinkat(rd->dfd, LIBDM__RD_OWNER, 0);
         return 1;
-    case 3:
+    case LIBDM__RD_STEP_CLAIM + 1:
         if (libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd) < 0)
             return 0;
         if (still_named(root_fd, rd->name, rd->dfd))
