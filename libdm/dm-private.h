@@ -43,6 +43,7 @@ typedef struct notice {
     struct notice *next;
     libdm_dm_event ev;
     char *cause;
+    char *log_tail;             /* DEAD: ev.log_tail's copy */
 } notice;
 
 /* A finished operation whose callback has not run yet (they run deferred,
@@ -91,6 +92,7 @@ typedef struct libdm__op {
     int clean_status;           /* the status the operation ends with after them */
     bool event_pending;         /* a MIGRATION event came with no tick armed: the
                                  * next wait is none (issue 22, 12) */
+    bool said;                  /* it set last_error: later sentences append */
     union {
         struct {
             start_step step;
@@ -159,6 +161,10 @@ struct libdm_dm {
     bool keeper_killed;         /* attached: its keeper outlived the DM: SIGKILLed */
     int exit_status;
     char *last_error;
+    bool last_error_soft;       /* a symptom (the monitor reset): the cause replaces it */
+    libdm_dm_end_by ended_by;   /* DEAD: who ended it (libdm_dm_get_ended_by) */
+    char *log_tail;             /* DEAD: the end of its log, printable */
+    libdm__timer broken_grace;  /* the monitor reset: BROKEN unless the exit shows */
     int timeout_ms;
 
     libdm__op *op;              /* the operation in progress, or NULL */
@@ -193,6 +199,8 @@ void libdm__dm_attach_fail(libdm_dm *dm, int status);
 int libdm__dm_attach_qmp(libdm_dm *dm, libdm_qmp *q);
 void libdm__dm_close_qmp(libdm_dm *dm);
 char *libdm__dm_describe_status(int status);
+/* A signal a process raises on itself when it crashes (SIGSEGV, ...). */
+bool libdm__dm_crash_signal(int sig);
 libdm_dm *libdm__dm_alloc(libdm_ctx *ctx);
 int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_qmp_reply_fn *cb);
 void libdm__dm_free(libdm_dm *dm);

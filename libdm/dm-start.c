@@ -116,9 +116,22 @@ void libdm__dm_start_fail(libdm_dm *dm, int status)
     (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
 }
 
+/* The code of a start that ended with the DM's own end (the table in
+ * dm.h): status 1 is QEMU refusing its command line; a signal libdm did
+ * not send is a kill; anything else is an early exit. */
+static int start_code_of_exit(int ws)
+{
+    if (ws >= 0 && WIFEXITED(ws))
+        return WEXITSTATUS(ws) == 1 ? -EINVAL : -ECHILD;
+    if (ws >= 0 && WIFSIGNALED(ws) && !libdm__dm_crash_signal(WTERMSIG(ws)))
+        return -ESRCH;
+    return -ECHILD;
+}
+
 void libdm__dm_start_fail_finished(libdm_dm *dm)
 {
-    int status = dm->op && dm->op->status < 0 ? dm->op->status : -ECHILD;
+    int status = dm->op && dm->op->status < 0 ? dm->op->status
+                                              : start_code_of_exit(dm->exit_status);
 
     libdm__dm_clean_then_finish(dm, status);
 }
@@ -345,6 +358,7 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
 
         if (op->u.start.grace) { /* the keeper said nothing: kill now */
             op->u.start.grace = false;
+            op->status = -ECONNRESET; /* the monitor failed, the DM lived on */
             (void)libdm__keeper_kill(dm->keeper);
             (void)libdm__timer_arm(ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
             return;

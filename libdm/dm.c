@@ -92,10 +92,17 @@ static void notice_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     else
         (void)libdm__defer(ctx, t);
     n->ev.cause = n->cause;
-    if (n->ev.new_state == LIBDM_DM_DEAD)
+    if (n->ev.new_state == LIBDM_DM_DEAD) {
         n->ev.exit_status = dm->exited ? dm->exit_status : -1;
+        n->ev.ended_by = dm->exited ? dm->ended_by : LIBDM_END_UNKNOWN;
+        n->ev.exit_code = libdm_dm_get_exit_code(dm);
+        n->ev.term_signal = libdm_dm_get_term_signal(dm);
+        n->log_tail = dm->log_tail ? strdup(dm->log_tail) : NULL;
+        n->ev.log_tail = n->log_tail;
+    }
     if (dm->event_cb)
         dm->event_cb(dm, &n->ev, dm->event_user);
+    free(n->log_tail);
     free(n->cause);
     free(n);
 }
@@ -171,12 +178,28 @@ void libdm__dm_set_state(libdm_dm *dm, libdm_dm_state to)
 /* Sets the DM's last error (libdm_dm_last_error) and logs it at @level. */
 static void dm_errorv(libdm_dm *dm, xentoollog_level level, const char *fmt, va_list ap)
 {
-    char *msg;
+    char *msg, *joined;
 
     if (vasprintf(&msg, fmt, ap) < 0)
         return;
+    /* The first cause of an operation's failure stays first: what follows
+     * (the kill after a deadline, the end it caused) is appended. A
+     * symptom said first (the monitor reset) gives way to the cause. */
+    if (dm->op && dm->op->said && dm->last_error && !dm->last_error_soft) {
+        joined = libdm__sprintf("%s; %s", dm->last_error, msg);
+        if (joined) {
+            free(dm->last_error);
+            dm->last_error = joined;
+        }
+        libdm__log(dm->ctx, level, -1, "%s: %s", dm->name, msg);
+        free(msg);
+        return;
+    }
     free(dm->last_error);
     dm->last_error = libdm__sprintf("%s: %s", dm->name, msg);
+    dm->last_error_soft = false;
+    if (dm->op)
+        dm->op->said = true;
     free(msg);
     if (dm->last_error)
         libdm__log(dm->ctx, level, -1, "%s", dm->last_error);
@@ -574,6 +597,29 @@ void libdm__dm_reply_error(libdm_dm *dm, const libdm_qmp_reply *r, const char *w
 
 /* ---- the end of the process ---- */
 
+/* Who ended it (the structured DEAD cause). */
+static libdm_dm_end_by ended_by(const libdm_dm *dm, int status)
+{
+    if (libdm__dm_op_kind(dm) == OP_STOP)
+        return LIBDM_END_STOP;
+    if (libdm__dm_op_kind(dm) == OP_START && dm->op->u.start.step == START_FAILING &&
+        dm->op->status < 0)
+        return dm->op->status == -ETIMEDOUT ? LIBDM_END_TIMEOUT : LIBDM_END_FAILED;
+    if (status < 0)
+        return LIBDM_END_UNKNOWN;
+    if (WIFEXITED(status))
+        return LIBDM_END_SELF;
+    if (WIFSIGNALED(status))
+        return libdm__dm_crash_signal(WTERMSIG(status)) ? LIBDM_END_SELF : LIBDM_END_EXTERNAL;
+    return LIBDM_END_UNKNOWN;
+}
+
+bool libdm__dm_crash_signal(int sig)
+{
+    return sig == SIGSEGV || sig == SIGABRT || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
+           sig == SIGSYS || sig == SIGTRAP;
+}
+
 static void dm_exited(libdm_dm *dm, int status)
 {
     char *how, *tail;
@@ -582,6 +628,10 @@ static void dm_exited(libdm_dm *dm, int status)
         return;
     dm->exited = true;
     dm->exit_status = status;
+    dm->ended_by = ended_by(dm, status);
+    libdm__timer_disarm(dm->ctx, &dm->broken_grace);
+    free(dm->log_tail);
+    dm->log_tail = log_tail(dm);
     libdm__watch_del(dm->pidfd_watch);
     dm->pidfd_watch = NULL;
     libdm__close(&dm->pidfd);
@@ -592,13 +642,15 @@ static void dm_exited(libdm_dm *dm, int status)
         dm->op->status < 0 && dm->last_error) {
         /* Killed for a reason already said (a deadline...): that stays the
          * first cause, the kill only follows it. */
-        how = libdm__dm_describe_status(status);
-        libdm__dm_error_append(dm, "device model (pid %d) then %s", dm->pid,
-                               how ? how : "ended");
-        free(how);
+        if (dm->pid > 0) { /* else QEMU never ran (it could not be executed) */
+            how = libdm__dm_describe_status(status);
+            libdm__dm_error_append(dm, "device model (pid %d) then %s", dm->pid,
+                                   how ? how : "ended");
+            free(how);
+        }
     } else if (libdm__dm_op_kind(dm) != OP_STOP) {
         how = libdm__dm_describe_status(status);
-        tail = log_tail(dm);
+        tail = dm->log_tail ? strdup(dm->log_tail) : NULL;
         dm_notice(dm, "device model (pid %d) %s%s%s%s", dm->pid, how ? how : "ended",
                  libdm__dm_op_kind(dm) == OP_START ? " during start-up" : "",
                  tail ? "; log: " : "", tail ? tail : "");
@@ -652,13 +704,17 @@ static void keeper_on_exit(libdm__keeper *k, int status, void *user)
     dm_exited(user, status);
 }
 
-static void keeper_on_error(libdm__keeper *k, const char *msg, void *user)
+static void keeper_on_error(libdm__keeper *k, int err, const char *msg, void *user)
 {
     libdm_dm *dm = user;
 
     libdm__dm_error(dm, "%s", msg);
-    if (libdm__dm_op_kind(dm) == OP_START)
+    if (libdm__dm_op_kind(dm) == OP_START) {
         dm->op->u.start.step = START_FAILING;
+        /* The exec's errno is the start's code (-ENOENT, -EACCES, ...). */
+        if (dm->op->status >= 0)
+            dm->op->status = err;
+    }
 }
 
 const libdm__keeper_ops libdm__dm_keeper_ops = {
@@ -792,15 +848,36 @@ void libdm__dm_on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user
     }
     if (libdm__dm_op_kind(dm) == OP_START) {
         /* Most often the DM died: kill it for sure and report its end. */
-        if (dm->op->u.start.step != START_FAILING)
+        if (dm->op->u.start.step != START_FAILING) {
             libdm__dm_error(dm, "the monitor failed during start-up: %s",
                             libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
+            /* A symptom: the DM's end, if it shows, is the cause. */
+            dm->last_error_soft = err != -ETIMEDOUT;
+        }
         /* The greeting's deadline is the start's own: say so; otherwise
          * the DM's end, when seen, says why. */
         libdm__dm_start_fail(dm, err == -ETIMEDOUT ? -ETIMEDOUT : 0);
         return;
     }
+    /* The cause BROKEN carries; and a DM whose monitor reset because it
+     * died goes DEAD, not BROKEN then DEAD: its exit gets a moment to show. */
+    if (!dm->op || !dm->op->said)
+        libdm__dm_error(dm, "the monitor failed: %s",
+                        libdm_qmp_last_error(q) ? libdm_qmp_last_error(q)
+                                                : strerror(err < 0 ? -err : ECONNRESET));
+    if (err != -ETIMEDOUT && !dm->pid_gone && (dm->keeper || dm->pidfd >= 0)) {
+        (void)libdm__timer_arm(dm->ctx, &dm->broken_grace, libdm__deadline(DM_EXIT_SHOW_MS));
+        return;
+    }
     libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
+}
+
+static void broken_grace_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+
+    if (!dm->exited)
+        libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
 }
 
 int libdm__dm_attach_qmp(libdm_dm *dm, libdm_qmp *q)
@@ -854,6 +931,7 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->op_done, op_done_fire, dm);
     libdm__timer_init(&dm->exit_poll, exit_poll_fire, dm);
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
+    libdm__timer_init(&dm->broken_grace, broken_grace_fire, dm);
     dm->done_tail = &dm->done_head;
     dm->notice_tail = &dm->notice_head;
     ctx->free_dms = libdm__dm_detach_all;
@@ -912,6 +990,7 @@ static void dm_detach(libdm_dm *dm)
     libdm__timer_disarm(dm->ctx, &dm->op_done);
     libdm__timer_disarm(dm->ctx, &dm->exit_poll);
     libdm__timer_disarm(dm->ctx, &dm->notice_timer);
+    libdm__timer_disarm(dm->ctx, &dm->broken_grace);
     drop_completions(dm);
     drop_notices(dm);
     libdm__dm_close_qmp(dm);
@@ -952,6 +1031,7 @@ void libdm__dm_free(libdm_dm *dm)
     libdm_json_free(dm->devices);
     free(dm->migration_event);
     free(dm->last_error);
+    free(dm->log_tail);
     free(dm);
 }
 
@@ -1078,6 +1158,44 @@ const char *libdm_dm_get_confinement(const libdm_dm *dm) { return dm->confinemen
 const char *libdm_dm_get_nics(const libdm_dm *dm) { return dm->nics; }
 int libdm_dm_get_exit_status(const libdm_dm *dm) { return dm->exited ? dm->exit_status : -1; }
 const char *libdm_dm_last_error(const libdm_dm *dm) { return dm->last_error; }
+
+libdm_dm_end_by libdm_dm_get_ended_by(const libdm_dm *dm)
+{
+    return dm && dm->exited ? dm->ended_by : LIBDM_END_NONE;
+}
+
+int libdm_dm_get_exit_code(const libdm_dm *dm)
+{
+    return dm && dm->exited && dm->exit_status >= 0 && WIFEXITED(dm->exit_status)
+               ? WEXITSTATUS(dm->exit_status)
+               : -1;
+}
+
+int libdm_dm_get_term_signal(const libdm_dm *dm)
+{
+    return dm && dm->exited && dm->exit_status >= 0 && WIFSIGNALED(dm->exit_status)
+               ? WTERMSIG(dm->exit_status)
+               : 0;
+}
+
+const char *libdm_dm_get_log_tail(const libdm_dm *dm)
+{
+    return dm && dm->exited ? dm->log_tail : NULL;
+}
+
+const char *libdm_dm_end_by_to_string(libdm_dm_end_by by)
+{
+    switch (by) {
+    case LIBDM_END_NONE: return "none";
+    case LIBDM_END_SELF: return "self";
+    case LIBDM_END_STOP: return "stop";
+    case LIBDM_END_TIMEOUT: return "timeout";
+    case LIBDM_END_FAILED: return "failed-start";
+    case LIBDM_END_EXTERNAL: return "external";
+    case LIBDM_END_UNKNOWN: return "unknown";
+    }
+    return "?";
+}
 
 /* ---- for migrate.c ---- */
 
