@@ -69,6 +69,8 @@ static void reaper_free(libdm_ctx *ctx, libdm__reaper *r)
     while (*pp != r)
         pp = &(*pp)->next;
     *pp = r->next;
+    if (r->exiting)
+        ctx->n_exiting_reapers--;
     libdm__watch_del(r->watch);
     libdm__close(&r->pidfd);
     free(r);
@@ -102,6 +104,8 @@ int libdm__reap_later(libdm_ctx *ctx, int pidfd, bool exiting)
     }
     r->next = ctx->reapers;
     ctx->reapers = r;
+    if (exiting)
+        ctx->n_exiting_reapers++;
     return 0;
 }
 

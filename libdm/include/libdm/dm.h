@@ -334,7 +334,7 @@ LIBDM_EXPORT int libdm_dm_query_status_async(libdm_dm *dm, int timeout_ms, libdm
  * libdm's own and displace nothing. */
 /* Who ended a DM (DEAD), beside the sentence (libdm_dm_get_ended_by). */
 typedef enum libdm_dm_end_by {
-    LIBDM_END_NONE,        /* not dead */
+    LIBDM_END_NONE,        /* not dead, or nothing ran (a start refused before) */
     LIBDM_END_SELF,        /* it exited, or crashed (SIGSEGV, SIGABRT, SIGBUS, SIGILL,
                             * SIGFPE, SIGSYS), on its own */
     LIBDM_END_STOP,        /* libdm_dm_stop(): quit, or the signals it sends */
