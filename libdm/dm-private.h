@@ -29,6 +29,7 @@
 #define DM_EXIT_RECORD_POLLS 50
 #define DM_KEEPER_EXIT_WAIT_MS 5000 /* attached: the keeper records, then exits */
 #define DM_EXIT_SHOW_MS 200         /* a failed monitor: time for the DM's exit to show */
+#define DM_STORE_RETRY_MS 5000      /* a record's lock held by another writer: retry until */
 
 typedef enum {
     OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY, OP_ATTACH,
@@ -165,6 +166,8 @@ struct libdm_dm {
     libdm_dm_end_by ended_by;   /* DEAD: who ended it (libdm_dm_get_ended_by) */
     char *log_tail;             /* DEAD: the end of its log, printable */
     libdm__timer broken_grace;  /* the monitor reset: BROKEN unless the exit shows */
+    libdm__timer record_retry;  /* record_state found the record's lock held */
+    uint64_t store_wait_since;  /* a store write waiting for the lock, since */
     int timeout_ms;
 
     libdm__op *op;              /* the operation in progress, or NULL */
@@ -199,6 +202,9 @@ void libdm__dm_attach_fail(libdm_dm *dm, int status);
 int libdm__dm_attach_qmp(libdm_dm *dm, libdm_qmp *q);
 void libdm__dm_close_qmp(libdm_dm *dm);
 char *libdm__dm_describe_status(int status);
+/* A store write that found the record's lock held (-EAGAIN): true if it
+ * is tried again on @t in a millisecond (until DM_STORE_RETRY_MS). */
+bool libdm__dm_store_retry(libdm_dm *dm, libdm__timer *t, int r);
 /* A signal a process raises on itself when it crashes (SIGSEGV, ...). */
 bool libdm__dm_crash_signal(int sig);
 libdm_dm *libdm__dm_alloc(libdm_ctx *ctx);

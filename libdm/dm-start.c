@@ -201,8 +201,11 @@ static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
             op->clean = CLEAN_FILES;
         break;
     case CLEAN_RECORD:
-        if (libdm__dm_store(dm, &store) >= 0)
-            (void)libdm__store_del(store, dm->name);
+        if (libdm__dm_store(dm, &store) >= 0 &&
+            libdm__dm_store_retry(dm, t, libdm__store_del(store, dm->name))) {
+            op->clean = CLEAN_RECORD; /* another writer holds it: again soon */
+            return;
+        }
         break;
     case CLEAN_DIR:
         if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step))
@@ -246,6 +249,7 @@ static bool runstate_is_ready(const libdm_dm *dm, const char *rs)
 static void start_maybe_ready(libdm_dm *dm)
 {
     libdm__op *op = dm->op;
+    int r;
 
     if (libdm__dm_op_kind(dm) != OP_START || op->u.start.step != START_READY ||
         !op->u.start.have_pid || !op->u.start.have_status)
@@ -255,7 +259,10 @@ static void start_maybe_ready(libdm_dm *dm)
     libdm__dm_set_state(dm, dm->incoming              ? LIBDM_DM_INCOMING
                             : !strcmp(dm->runstate, "running") ? LIBDM_DM_RUNNING
                                                               : LIBDM_DM_PAUSED);
-    if (libdm__dm_write_record(dm) < 0) {
+    r = libdm__dm_write_record(dm);
+    if (libdm__dm_store_retry(dm, &op->tick, r))
+        return; /* another writer holds the record: START_READY's tick again */
+    if (r < 0) {
         libdm__dm_start_fail(dm, -EIO);
         return;
     }
@@ -701,10 +708,15 @@ static int step_probe(libdm_dm *dm)
 static int step_prepare(libdm_dm *dm)
 {
     libdm__op *op = dm->op;
-    int r = plan_command(dm, op->u.start.cfg, &op->u.start.plan, &op->u.start.argv);
+    /* Planned once: a retry (the record's lock was held) only writes. */
+    int r = op->u.start.argv ? 0
+                             : plan_command(dm, op->u.start.cfg, &op->u.start.plan,
+                                            &op->u.start.argv);
 
     if (r >= 0)
         r = libdm__dm_write_record(dm);
+    if (r == -EAGAIN)
+        return r;
     /* The whole configuration, for a migration later (issue 22, 1): a
      * failure costs only that, and migrate says so. */
     if (r >= 0 && libdm__config_doc_save(dm->rd->dfd, op->u.start.cfg) < 0)
@@ -780,6 +792,8 @@ static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
     case START_FAILING:
         return;
     }
+    if (dm->op->u.start.step == START_PREPARE && libdm__dm_store_retry(dm, t, r))
+        return; /* the record's lock was held: the same step again soon */
     if (r < 0)
         libdm__dm_start_fail(dm, r);
 }

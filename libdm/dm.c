@@ -299,9 +299,34 @@ int libdm__dm_write_record(libdm_dm *dm)
         return r;
     fill_record(dm, &rec);
     r = libdm__store_put(store, &rec);
-    if (r < 0)
+    if (r < 0 && r != -EAGAIN) /* -EAGAIN: the caller retries */
         libdm__dm_error(dm, "cannot record the device model: %s", strerror(-r));
     return r;
+}
+
+bool libdm__dm_store_retry(libdm_dm *dm, libdm__timer *t, int r)
+{
+    uint64_t now = libdm_now_ms();
+
+    if (r != -EAGAIN) {
+        dm->store_wait_since = 0;
+        return false;
+    }
+    if (!dm->store_wait_since)
+        dm->store_wait_since = now;
+    if (now - dm->store_wait_since >= DM_STORE_RETRY_MS) {
+        dm->store_wait_since = 0;
+        libdm__dm_error(dm, "its record stayed locked by another writer for %d ms",
+                        DM_STORE_RETRY_MS);
+        return false;
+    }
+    (void)libdm__timer_arm(dm->ctx, t, now + 1);
+    return true;
+}
+
+static void record_retry_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    (void)libdm__dm_record_state(user);
 }
 
 /* Records the current state. A failed write is retried once: the record
@@ -313,9 +338,17 @@ int libdm__dm_record_state(libdm_dm *dm)
 
     for (int attempt = 0; r >= 0 && attempt < 2; attempt++) {
         r = libdm__store_set_state(store, dm->name, libdm_dm_state_to_string(dm->state), -1);
-        if (r >= 0 || r == -ENOENT)
+        if (r >= 0 || r == -ENOENT) {
+            dm->store_wait_since = 0;
             return r;
+        }
+        if (r == -EAGAIN)
+            break;
     }
+    /* Another writer holds the record: the loop tries again (the state it
+     * then writes is the DM's latest). */
+    if (libdm__dm_store_retry(dm, &dm->record_retry, r))
+        return 0;
     libdm__dm_error(dm, "the device model is %s but its record could not be updated: %s",
              libdm_dm_state_to_string(dm->state), strerror(-r));
     return r;
@@ -932,6 +965,7 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->exit_poll, exit_poll_fire, dm);
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
     libdm__timer_init(&dm->broken_grace, broken_grace_fire, dm);
+    libdm__timer_init(&dm->record_retry, record_retry_fire, dm);
     dm->done_tail = &dm->done_head;
     dm->notice_tail = &dm->notice_head;
     ctx->free_dms = libdm__dm_detach_all;
@@ -991,6 +1025,7 @@ static void dm_detach(libdm_dm *dm)
     libdm__timer_disarm(dm->ctx, &dm->exit_poll);
     libdm__timer_disarm(dm->ctx, &dm->notice_timer);
     libdm__timer_disarm(dm->ctx, &dm->broken_grace);
+    libdm__timer_disarm(dm->ctx, &dm->record_retry);
     drop_completions(dm);
     drop_notices(dm);
     libdm__dm_close_qmp(dm);
