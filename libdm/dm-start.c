@@ -147,7 +147,9 @@ static void start_fail(libdm_dm *dm, int status)
      * keeper is about to say how: killing the keeper now (QEMU's pid not
      * yet told) would lose that. So it gets a short grace first; a start
      * that failed for its own reason (a deadline, an error) kills at once. */
-    if (status == 0 && !st(dm)->have_pid) {
+    /* (With its pid known too: a SIGKILL now would hide how it ended, and
+     * its code, behind libdm's kill.) */
+    if (status == 0) {
         st(dm)->grace = true;
         (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_END_GRACE_MS));
         return;
