@@ -8,10 +8,21 @@
 
 struct libdm__store;
 
+/* The plain logger (libdm_ctx_set_log_fn, log.c): a xentoollog_logger
+ * whose vmessage hands the formatted line to the host's callback. */
+typedef struct libdm__fn_logger {
+    xentoollog_logger vtable;    /* first: the logger's address is ours */
+    libdm_ctx *ctx;
+} libdm__fn_logger;
+
 struct libdm_ctx {
     xentoollog_logger *lg;
     xentoollog_logger *own_lg;   /* the default logger we created, or NULL */
+    xentoollog_logger *host_lg;  /* the logger lg was before set_log_fn */
     xentoollog_level log_level;  /* lowest level worth formatting */
+    libdm_log_fn *log_fn;        /* libdm_ctx_set_log_fn's callback, or NULL */
+    void *log_user;
+    libdm__fn_logger fn_logger;
 
     int epfd;                    /* every watch, in both loop modes */
     bool hooks_mode;

@@ -42,6 +42,10 @@ ssize_t libdm__send_with_fd(int sock, const void *buf, size_t len, int fd, int f
 char libdm__proc_state(int pid);
 /* Closes *fd if >= 0 and sets it to -1: the one way libdm closes an fd it owns. */
 void libdm__close(int *fd);
+/* @fd holds a lock (flock) of libdm's or a monitor connection: a child
+ * forked later gets /dev/null in its place, so that it never keeps the
+ * lock held or QEMU's one monitor client busy (util.c). */
+void libdm__fork_drop_fd(int fd);
 
 /* ---- event loop (loop.c) ---- */
 typedef struct libdm__watch libdm__watch;

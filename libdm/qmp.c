@@ -326,6 +326,8 @@ static int try_connect(libdm_qmp *q)
         q->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (q->fd < 0)
             return -errno;
+        /* QEMU serves one monitor client: a forked child must not hold it. */
+        libdm__fork_drop_fd(q->fd);
     }
     if (connect(q->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
         return start_io(q);
@@ -474,6 +476,7 @@ int libdm_qmp_connect_fd(libdm_qmp *q, int fd, int timeout_ms)
         return -EBUSY;
     }
     q->fd = fd;
+    libdm__fork_drop_fd(fd); /* a forked child must not hold the monitor */
     r = libdm__set_nonblock(fd, true);
     if (r >= 0)
         r = libdm__set_cloexec(fd, true);

@@ -197,6 +197,7 @@ static int lock_file(int dfd, const char *file, int *ret_fd)
         }
         if (fstat(fd, &held) == 0 && fstatat(dfd, file, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
             held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+            libdm__fork_drop_fd(fd); /* a forked child must not keep it */
             *ret_fd = fd;
             return 0;
         }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "internal.h"
 
+#include <sys/stat.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
@@ -248,4 +250,90 @@ char **libdm_strv_free(char **strv)
         free(*p);
     free(strv);
     return NULL;
+}
+
+/* ---- fork-safety: a forked child does not keep libdm's locks ----
+ * A flock belongs to the open file: a child forked (without exec: the fds
+ * are O_CLOEXEC) while a handle holds a DM's monitor.lock or a start holds
+ * the name's owner.lock would keep it held after the parent let go. The
+ * child's copies are replaced by /dev/null at fork (pthread_atfork): its
+ * fd numbers stay valid for whatever it frees, the locks are the parent's
+ * alone. Entries are (fd, dev, ino): one closed and reused meanwhile no
+ * longer matches and is left alone. */
+
+typedef struct fork_lock {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+} fork_lock;
+
+static pthread_mutex_t fork_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static fork_lock *fork_locks;
+static size_t n_fork_locks, cap_fork_locks;
+
+static bool fork_lock_current(const fork_lock *l)
+{
+    struct stat st;
+
+    return fstat(l->fd, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino;
+}
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&fork_mu);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&fork_mu);
+}
+
+static void fork_child(void)
+{
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    for (size_t i = 0; null >= 0 && i < n_fork_locks; i++)
+        if (fork_lock_current(&fork_locks[i]))
+            (void)dup3(null, fork_locks[i].fd, O_CLOEXEC);
+    n_fork_locks = 0;
+    if (null >= 0)
+        close(null);
+    pthread_mutex_unlock(&fork_mu);
+}
+
+static void fork_init(void)
+{
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+void libdm__fork_drop_fd(int fd)
+{
+    struct stat st;
+
+    if (fd < 0 || pthread_once(&fork_once, fork_init) != 0 || fstat(fd, &st) < 0)
+        return;
+    pthread_mutex_lock(&fork_mu);
+    if (n_fork_locks == cap_fork_locks) {
+        /* Full: drop the entries whose fd was closed first. */
+        size_t kept = 0;
+
+        for (size_t i = 0; i < n_fork_locks; i++)
+            if (fork_lock_current(&fork_locks[i]))
+                fork_locks[kept++] = fork_locks[i];
+        n_fork_locks = kept;
+    }
+    if (n_fork_locks == cap_fork_locks) {
+        size_t cap = cap_fork_locks ? cap_fork_locks * 2 : 16;
+        fork_lock *grown = realloc(fork_locks, cap * sizeof(*grown));
+
+        if (!grown) {
+            pthread_mutex_unlock(&fork_mu);
+            return;
+        }
+        fork_locks = grown;
+        cap_fork_locks = cap;
+    }
+    fork_locks[n_fork_locks++] = (fork_lock){ .fd = fd, .dev = st.st_dev, .ino = st.st_ino };
+    pthread_mutex_unlock(&fork_mu);
 }

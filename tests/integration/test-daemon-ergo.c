@@ -209,6 +209,85 @@ static void test_store_lock_held(void)
     libdm_ctx_free(ctx);
 }
 
+/* ---- the plain logger ---- */
+
+static int log_lines, log_errors;
+static char log_first_error[512];
+static void on_log(libdm_ctx *ctx, xentoollog_level level, const char *message, void *user)
+{
+    (void)ctx;
+    log_lines += user == (void *)&log_lines;
+    if (level >= XTL_ERROR && !log_errors++)
+        snprintf(log_first_error, sizeof(log_first_error), "%s", message);
+}
+
+static void test_plain_logger(void)
+{
+    libdm_ctx *ctx;
+    libdm_dm *dm = NULL;
+    char detail[700];
+    int r;
+
+    if (libdm_ctx_new(NULL, &ctx) < 0)
+        exit(99);
+    ok(libdm_ctx_set_log_fn(ctx, on_log, &log_lines, 99) == -EINVAL,
+       "logger: a bad level is refused", NULL);
+    ok(libdm_ctx_set_log_fn(ctx, on_log, &log_lines, XTL_DEBUG) == 0, "logger: set", NULL);
+    if (libdm_ctx_set_store(ctx, dir) < 0)
+        exit(99);
+    /* An error with an errno, through the callback: attach to no DM. */
+    r = libdm_dm_attach(ctx, "ergo-no-such-dm", &dm);
+    snprintf(detail, sizeof(detail), "attach %d, %d lines, %d errors, first: %s", r, log_lines,
+             log_errors, log_first_error);
+    ok(r == -ENOENT && log_lines > 0, "logger: libdm's messages reach the callback", detail);
+    ok(libdm_ctx_set_log_fn(ctx, NULL, NULL, XTL_DEBUG) == -EBUSY,
+       "logger: not switched once the store is open", NULL);
+    libdm_ctx_free(ctx);
+}
+
+/* ---- fork: a child does not keep monitor.lock ---- */
+
+static void test_fork_lock(void)
+{
+    libdm_ctx *ctx, *ctx2;
+    libdm_dm *dm, *again = NULL;
+    char name[80], detail[300];
+    pid_t child;
+    int r, status;
+
+    if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, dir) < 0)
+        exit(99);
+    dm = start_dm(ctx, "fork");
+    snprintf(name, sizeof(name), "%s", libdm_dm_get_name(dm));
+    /* A child forked while the handle holds monitor.lock; it lives on
+     * (a forking daemon's worker) and never execs. */
+    child = fork();
+    if (child == 0) {
+        sleep(20);
+        _exit(0);
+    }
+    if (child < 0)
+        exit(99);
+    libdm_dm_release(dm);
+    if (libdm_ctx_new(NULL, &ctx2) < 0 || libdm_ctx_set_store(ctx2, dir) < 0)
+        exit(99);
+    r = libdm_dm_attach_timeout(ctx2, name, 2000, &again);
+    snprintf(detail, sizeof(detail), "attach %d (%s): %s", r, strerror(r < 0 ? -r : 0),
+             again && libdm_dm_last_error(again) ? libdm_dm_last_error(again) : "");
+    ok(r == 0 && again && libdm_dm_get_state(again) != LIBDM_DM_BROKEN,
+       "fork: the DM can be attached while the forked child lives (no lock kept)", detail);
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    if (!again && libdm_dm_attach_flags(ctx2, name, 5000, LIBDM_ATTACH_ANY_MONITOR, &again) < 0)
+        exit(99);
+    ok(libdm_dm_stop(again, 1, 10000) == 0, "fork: stopped", NULL);
+    libdm_dm_release(again);
+    tu_settle_children(ctx, 0);
+    tu_settle_children(ctx2, 0);
+    libdm_ctx_free(ctx2);
+    libdm_ctx_free(ctx);
+}
+
 int main(void)
 {
     int r = tu_require_dm_env();
@@ -220,6 +299,8 @@ int main(void)
         return 99;
     test_idle_after_release();
     test_store_lock_held();
+    test_plain_logger();
+    test_fork_lock();
     tu_rmtree(dir);
     free(dir);
     printf("1..%d\n", n);

@@ -48,7 +48,16 @@
  * its own events run in between. A host loop that picks among equally
  * urgent sources arbitrarily (sd-event at one priority) may run two libdm
  * dispatches back to back; one that wants its own events first gives
- * libdm's sources a lower priority (bench/bench-embed.c --libdm-priority).
+ * libdm's sources a lower priority (bench/bench-embed.c --libdm-priority;
+ * libdm_sdevent_set_priority() in libdm/adapters/sd-event.h).
+ *
+ * fork(): a child forked without exec does not keep what libdm holds for
+ * its parent: the fds of DMs' monitor.lock and owner.lock and of monitor
+ * connections are replaced by /dev/null in the child (pthread_atfork), so
+ * a lock or QEMU's one monitor client is never held by a child after the
+ * parent lets go. Every libdm fd is O_CLOEXEC: an exec keeps none. The
+ * child must not use the contexts and handles it inherited (as with
+ * sd-bus): it may only free them, or _exit.
  */
 #ifndef LIBDM_CTX_H
 #define LIBDM_CTX_H
@@ -159,6 +168,19 @@ LIBDM_EXPORT int libdm_ctx_set_store(libdm_ctx *ctx, const char *spec);
 /* The directory holding per-DM directories (QMP socket, log) for the
  * context's store, e.g. /run/libdm; NULL if the store cannot be opened. */
 LIBDM_EXPORT const char *libdm_ctx_get_run_dir(libdm_ctx *ctx);
+
+/* A plain logger for embedders without xentoollog (no vtable): @fn gets
+ * each message libdm formats at @min_level or above (XTL_DEBUG ..
+ * XTL_CRITICAL), one line without its newline, "libdm: " not included,
+ * with strerror appended when an errno goes with it, and @userdata. It runs
+ * on the thread that called into libdm, possibly inside any libdm call,
+ * and must not call libdm. NULL @fn goes back to the logger the context
+ * was created with. Before the store is opened (libdm_ctx_set_store(), or
+ * the first call that needs it): -EBUSY after. -EINVAL for a bad level. */
+typedef void libdm_log_fn(libdm_ctx *ctx, xentoollog_level level, const char *message,
+                          void *userdata);
+LIBDM_EXPORT int libdm_ctx_set_log_fn(libdm_ctx *ctx, libdm_log_fn *fn, void *userdata,
+                                      xentoollog_level min_level);
 
 /* The logger the context reports through. */
 LIBDM_EXPORT xentoollog_logger *libdm_ctx_get_logger(libdm_ctx *ctx);

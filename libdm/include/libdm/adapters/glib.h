@@ -11,7 +11,7 @@
  * wait (so libdm calls made from the application's own callbacks are seen
  * at once), it polls the context's fd (libdm_ctx_get_fd()), and dispatch
  * calls libdm_ctx_process(). The context must not use hooks mode. Link with
- * glib-2.0.
+ * glib-2.0 (pkg-config libdm-glib). Compiles with -std=c11 alone.
  */
 #ifndef LIBDM_ADAPTERS_GLIB_H
 #define LIBDM_ADAPTERS_GLIB_H

@@ -11,10 +11,17 @@
  * by a uv_prepare_t before every wait (so libdm calls made from the
  * application's own callbacks are seen at once). The poll handle keeps the
  * loop alive while attached. The context must not use hooks mode. Link with
- * libuv.
+ * libuv (pkg-config libdm-libuv). Compiles with -std=c11 alone when it is
+ * included first: libuv's <uv.h> needs POSIX's pthread types, which strict
+ * ISO C hides, so it asks for POSIX.1-2008 if nothing else was asked for.
  */
 #ifndef LIBDM_ADAPTERS_LIBUV_H
 #define LIBDM_ADAPTERS_LIBUV_H
+
+#if !defined(_POSIX_C_SOURCE) && !defined(_XOPEN_SOURCE) && !defined(_GNU_SOURCE) && \
+    !defined(_DEFAULT_SOURCE) && !defined(_BSD_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
 
 #include <errno.h>
 #include <stdint.h>

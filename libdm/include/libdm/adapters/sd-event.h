@@ -11,7 +11,13 @@
  * in the IO source's prepare step, i.e. before every wait: libdm calls made
  * from the application's own handlers (libdm_dm_start_async(), ...) are
  * seen at the next iteration. Both sources call libdm_ctx_process(). The
- * context must not use hooks mode. Link with libsystemd.
+ * context must not use hooks mode. Link with libsystemd (pkg-config
+ * libdm-sdevent). Compiles with -std=c11 alone.
+ *
+ * libdm_sdevent_set_priority() puts both sources at an sd-event priority:
+ * a daemon whose own sources must come first gives libdm a larger number
+ * (lower priority), e.g. SD_EVENT_PRIORITY_NORMAL + 1; libdm's dispatches
+ * are bounded (ctx.h), so it is never starved for long.
  */
 #ifndef LIBDM_ADAPTERS_SD_EVENT_H
 #define LIBDM_ADAPTERS_SD_EVENT_H
@@ -23,6 +29,13 @@
 #include <systemd/sd-event.h>
 
 #include <libdm/ctx.h>
+
+/* CLOCK_MONOTONIC is POSIX: <time.h> hides it under strict ISO C. */
+#ifdef CLOCK_MONOTONIC
+#define LIBDM_SDEVENT__CLOCK CLOCK_MONOTONIC
+#else
+#define LIBDM_SDEVENT__CLOCK 1 /* Linux's CLOCK_MONOTONIC */
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -101,7 +114,7 @@ static inline int libdm_sdevent_attach(libdm_ctx *ctx, sd_event *event,
         r = sd_event_source_set_prepare(a->io, libdm_sdevent__prepare);
     /* 1 ms accuracy (in usec): the default, 250 ms, would make deadlines late. */
     if (r >= 0)
-        r = sd_event_add_time(event, &a->timer, CLOCK_MONOTONIC, 1, 1000,
+        r = sd_event_add_time(event, &a->timer, LIBDM_SDEVENT__CLOCK, 1, 1000,
                               libdm_sdevent__on_time, a);
     if (r >= 0)
         r = libdm_sdevent__arm(a);
@@ -111,6 +124,15 @@ static inline int libdm_sdevent_attach(libdm_ctx *ctx, sd_event *event,
     }
     *ret_adapter = a;
     return 0;
+}
+
+/* Both of libdm's sources at sd-event priority @priority (default
+ * SD_EVENT_PRIORITY_NORMAL, 0; larger runs later). 0 or a negative errno. */
+static inline int libdm_sdevent_set_priority(libdm_sdevent *a, int64_t priority)
+{
+    int r = sd_event_source_set_priority(a->io, priority);
+
+    return r < 0 ? r : sd_event_source_set_priority(a->timer, priority);
 }
 
 #ifdef __cplusplus
