@@ -756,27 +756,6 @@ int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn)
     return 0;
 }
 
-/* ---- getters ---- */
-
-libdm_qmp *libdm_dm_get_qmp(libdm_dm *dm)
-{
-    return dm->qmp && libdm_qmp_get_state(dm->qmp) == LIBDM_QMP_READY ? dm->qmp : NULL;
-}
-
-libdm_dm_state libdm_dm_get_state(const libdm_dm *dm) { return dm->state; }
-const char *libdm_dm_get_name(const libdm_dm *dm) { return dm->name; }
-uint32_t libdm_dm_get_domid(const libdm_dm *dm) { return dm->domid; }
-int libdm_dm_get_pid(const libdm_dm *dm) { return dm->pid; }
-const char *libdm_dm_get_qmp_path(const libdm_dm *dm) { return dm->qmp_path; }
-const char *libdm_dm_get_profile(const libdm_dm *dm) { return dm->profile; }
-const char *libdm_dm_get_machine(const libdm_dm *dm) { return dm->machine; }
-uint64_t libdm_dm_get_memory_mb(const libdm_dm *dm) { return dm->memory_mb; }
-const char *libdm_dm_get_runstate(const libdm_dm *dm) { return dm->runstate; }
-const char *libdm_dm_get_confinement(const libdm_dm *dm) { return dm->confinement; }
-const char *libdm_dm_get_nics(const libdm_dm *dm) { return dm->nics; }
-int libdm_dm_get_exit_status(const libdm_dm *dm) { return dm->exited ? dm->exit_status : -1; }
-const char *libdm_dm_last_error(const libdm_dm *dm) { return dm->last_error; }
-
 /* ---- for migrate.c ---- */
 
 bool libdm__dm_exited(const libdm_dm *dm)
