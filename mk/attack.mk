@@ -13,3 +13,8 @@ tools_dmctl_SOURCES += tools/dmctl-safe.c
 # keeper and concurrent stops, NIC bridges in --json.
 TESTS += tests/integration/test-attack-18-dm.sh
 EXTRA_DIST += tests/integration/test-attack-18-dm.sh
+tools_dmctl_SOURCES += tools/dmctl-stop.c
+tools_dmctl_SOURCES += tools/dmctl-status.c
+# Items 2 and 8: a record never hides a DM (unreadable, or missing).
+TESTS += tests/integration/test-attack-18-records.sh
+EXTRA_DIST += tests/integration/test-attack-18-records.sh
