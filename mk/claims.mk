@@ -8,3 +8,5 @@ EXTRA_DIST += tests/integration/test-attack-18-chroot.sh
 # The run directories' lock files, the domain claims (host-global for the
 # xen profile) and what list proves without a record (issue 18, 2 and 8).
 libdm_core_la_SOURCES += libdm/rundir-lock.c libdm/rundir-domid.c libdm/rundir-scan.c
+# restrict.c's -sandbox probe, split off along its seam.
+libdm_core_la_SOURCES += libdm/restrict-probe.c
