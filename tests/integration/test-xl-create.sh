@@ -251,10 +251,15 @@ if d=$(LIBDM_XL_DM_STORE= create xs "$(cfg xs "device_model_override = \"$XLDM\"
     check "[xs] device-model-pid is still libxl's (libdm-xl-dm, $prog)" \
         test "$(readlink "/proc/$prog/exe")" = "$top_builddir/tools/.libs/libdm-xl-dm"
     check "[xs] libdm wrote no kill-uid" test -z "$(xsread "/local/domain/$d/image/device-model-kill-uid")"
+    # libxl's destroy removes /libxl/D (libxl_domain.c, devices_destroy_cb)
+    # while libdm's DM may still run: done here alone, the DM stays listed.
+    xenstore-rm "/libxl/$d"
+    check "[xs] /libxl/$d removed (as libxl's destroy does): dmctl list still has the live DM" \
+        sh -c "'$DMCTL' list | grep -q '^$tag-xs  *$d  *$q  *yes  *running '"
     check "xl destroy" xl destroy "$d"
     check "[xs] libdm-xl-dm exited" wait_for 10 pid_gone "$prog"
     check "[xs] no record in xenstore, no run directory" sh -c \
-        "! xenstore-read /libxl/$d/libdm/name 2>/dev/null && ! '$DMCTL' list | grep -q '^$tag-xs ' &&
+        "! xenstore-read /tool/libdm/$d/name 2>/dev/null && ! '$DMCTL' list | grep -q '^$tag-xs ' &&
          test ! -e /run/libdm/$tag-xs"
 else
     fail "[xs] xl create through libdm-xl-dm with the default store"
@@ -320,14 +325,22 @@ if [ -n "$made_user" ]; then
     check "the other domain's DM (pid $q2) still runs" test -d "/proc/$q2"
     check "the other domain's DM answers" \
         has "$(dx qmp "$tag-s2" query-status 2>&1)" '"status"'
-    dx stop "$tag-s1" --force >/dev/null 2>&1
+    # libdm's record is not under /libxl/D, which libxl's destroy removed:
+    # the DM that xl destroy ended is still listed (dead, with its status),
+    # and libdm's stop removes all of it, libxl's chroot path included.
+    check "xl destroy $d1: dmctl list still has $tag-s1 (dead)" \
+        sh -c "'$DMCTL' --store xenstore list | grep -q '^$tag-s1  *$d1 .* dead '"
+    check "stop $tag-s1 (after xl destroy)" dx stop "$tag-s1"
+    check "[s1] no run directory /run/libdm/$tag-s1, no chroot qemu-root-$d1 left" \
+        sh -c "test ! -e /run/libdm/$tag-s1 && test ! -e /var/run/xen/qemu-root-$d1"
+    # libxl's removal of /libxl/D alone (a live DM): the DM stays listed.
+    xenstore-rm "/libxl/$d2"
+    check "/libxl/$d2 removed: dmctl list still has the live $tag-s2" \
+        sh -c "'$DMCTL' --store xenstore list | grep -q '^$tag-s2  *$d2  *$q2  *yes '"
+    xenstore-write "/libxl/$d2/dm-version" qemu_xen
     check "stop $tag-s2" dx stop "$tag-s2"
-    # KNOWN GAP (not checked): libxl's destroy of domain d1 removed
-    # /libxl/d1, libdm's xenstore record of s1 with it, so nothing removes
-    # s1's run directory and its chroot /var/run/xen/qemu-root-d1: the
-    # test's own cleanup does (forget, rmdir).
-    dx forget "$tag-s1" >/dev/null 2>&1
-    rmdir "/var/run/xen/qemu-root-$d1" 2>/dev/null
+    check "[s2] no run directory, no record left" sh -c \
+        "test ! -e /run/libdm/$tag-s2 && ! xenstore-read /tool/libdm/$d2/name 2>/dev/null"
     # A dm-version libxl wrote (xen-env.sh plays libxl) is never removed.
     check "libxl's dm-version for $d2 stays after libdm's stop" \
         test "$(xsread "/libxl/$d2/dm-version")" = qemu_xen
