@@ -24,9 +24,14 @@
  * lives (libxl records its pid and signals it); SIGHUP, SIGTERM or SIGINT
  * become a clean libdm stop (quit, then SIGTERM, SIGKILL); when the DM ends
  * by itself (or is killed by libxl's uid reaper) it removes what libdm made
- * and exits, 0 after a stop, 1 otherwise. Messages go to stderr, which
- * libxl sends to /var/log/xen/qemu-dm-<name>.log; QEMU's own output is in
- * libdm's log of the DM.
+ * and exits, 0 after a stop, 1 otherwise. Logs go where libxl sends them:
+ * libxl opens /var/log/xen/qemu-dm-<name>.log as its DM's stdout and
+ * stderr; our messages, the keeper's and QEMU's output all go there, QEMU's
+ * through the keeper's pipe, capped at 256 KiB (libdm_dm_config_set_log_fd).
+ * Under dm_restrict libxl gave us its RLIMIT_FSIZE of 256 KiB (meant for
+ * QEMU, and it cannot be lifted without CAP_SYS_RESOURCE): the keeper
+ * keeps QEMU's part of the log below it, with room for the messages that
+ * follow (a write past it would end the writer with SIGXFSZ).
  *
  * Environment: LIBDM_XL_DM_QEMU (the QEMU binary, default the configured
  * Xen device model), LIBDM_XL_DM_STORE (libdm's store, default dmctl's:
@@ -206,6 +211,9 @@ int main(int argc, char **argv)
         die("%s", "sigaction", errno);
     signal(SIGPIPE, SIG_IGN);
     cfg = config_from_argv(argc, argv, &resume);
+    r = libdm_dm_config_set_log_fd(cfg, STDERR_FILENO);
+    if (r < 0)
+        die("%s", "cannot take libxl's log (stderr)", -r);
     r = libdm_ctx_new(NULL, &ctx);
     if (r < 0)
         die("%s", "cannot create a libdm context", -r);

@@ -13,8 +13,9 @@
 #     chain is the pid libxl recorded; dmctl list/status/qmp see it (libdm's
 #     own monitor, beside libxl's); xl qemu-monitor-command, xl list -l,
 #     xl console (the guest's serial, a pty) and xl vncviewer (the VNC keys
-#     libxl read from QEMU) work; xl destroy leaves no process, socket,
-#     record or run directory;
+#     libxl read from QEMU) work; QEMU's output is in libxl's log for the
+#     DM, capped; xl destroy leaves no process, socket, record or run
+#     directory;
 #  3. the same with dm_restrict = 1 and a private device_model_user created
 #     for this test: libxl's pre-opened monitor fd is handed through (xl
 #     qemu-monitor-command), libdm's confinement is added to libxl's (the
@@ -207,6 +208,31 @@ vm_checks() {
     v=$(PATH=$tmp/bin:$PATH xl vncviewer "$d" 2>&1)
     check "[$1] xl vncviewer: 127.0.0.1:$((port - 5900)) (vnc-port $port)" \
         test -n "$port" -a "$v" = "vncviewer 127.0.0.1:$((port - 5900))"
+    log_checks "$1" "$d"
+}
+
+# log_checks NAME D: QEMU's output lands in the log libxl opened for its DM
+# (stdout/stderr of libdm-xl-dm: /var/log/xen/qemu-dm-NAME.log), through
+# the keeper's pipe, capped at 256 KiB. QEMU writes on stderr what its
+# trace event handle_qmp_command logs: each QMP request it gets.
+log_checks() {
+    name=$tag-$1 d=$2 log=/var/log/xen/qemu-dm-$tag-$1.log
+    dmctl qmp "$name" trace-event-set-state '{"name": "handle_qmp_command", "enable": true}' \
+        >/dev/null 2>&1
+    xl qemu-monitor-command "$d" "info mark-$1-$$" >/dev/null 2>&1
+    check "[$1] QEMU's output is in libxl's log $log" wait_for 5 grep -q "mark-$1-$$" "$log"
+    big=$(head -c 60000 /dev/zero | tr '\0' x)
+    for i in 1 2 3 4 5 6; do
+        dmctl qmp "$name" human-monitor-command "{\"command-line\": \"info $big\"}" \
+            >/dev/null 2>&1
+    done
+    check "[$1] libxl's log is capped: the keeper's note" \
+        wait_for 5 grep -q "log reached its limit" "$log"
+    size=$(stat -c %s "$log" 2>/dev/null || echo 0)
+    check "[$1] libxl's log holds at most 256 KiB of QEMU's (size $size)" \
+        test "$size" -gt 0 -a "$size" -lt $((256 * 1024 + 4096))
+    check "[$1] the DM still answers after the cap" \
+        has "$(dmctl qmp "$name" query-status 2>&1)" '"status": "running"'
 }
 
 # gone NAME D PROG Q [CHROOT]: nothing of the DM is left.
