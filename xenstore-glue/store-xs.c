@@ -21,7 +21,8 @@
  * starts (xen profile) /local/domain/0/device-model/<domid> is made if
  * missing, as libxl does, readable by the domain.
  * After start, libdm__store_publish() adds what libxl publishes from QMP:
- * /local/domain/<domid>/serial/<n>/tty and console/vnc-{listen,port}.
+ * /local/domain/<domid>/serial/<n>/tty and console/vnc-{listen,port}, and
+ * console/vnc-pass once QEMU accepted the VNC password (as libxl does).
  * /local/domain/0/device-model/<domid>/state belongs to QEMU, which writes
  * "running" into it itself: libdm neither writes nor reads it.
  * Every node written gets permissions "n0": owned by dom0, no access for
@@ -395,7 +396,8 @@ static int xs_set_state(libdm__store *s, const char *name, const char *state, in
 /* ---- publish: what libxl's readers look up after start ---- */
 
 /* Everything publish may write, for del to remove. */
-static const char *const published[] = { "serial", "console/vnc-listen", "console/vnc-port" };
+static const char *const published[] = { "serial", "console/vnc-listen", "console/vnc-port",
+                                         "console/vnc-pass" };
 
 struct publish_args {
     uint32_t domid;
