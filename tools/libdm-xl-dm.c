@@ -18,7 +18,9 @@
  * confinement (mount and IPC namespaces, rlimits, no_new_privs, seccomp) to
  * libxl's. libdm's readiness comes from its QMP alone; if libxl did not ask
  * for -S (it waits for QEMU's "running" in xenstore then), libdm resumes
- * the DM once ready, as QEMU would have run by itself.
+ * the DM once ready, as QEMU would have run by itself. A restore
+ * ("-incoming fd:N", libxl's saved device state) hands N to QEMU and is
+ * resumed, if libxl asked for no -S, only once QMP says the load completed.
  *
  * It keeps libxl's contract for a DM process: it stays alive while the DM
  * lives (libxl records its pid and signals it); SIGHUP, SIGTERM or SIGINT
@@ -104,6 +106,37 @@ static char *pass_chardev_fd(libdm_dm_config *cfg, const char *value)
     return out;
 }
 
+/* libxl's restore: "-incoming fd:N", N a file libxl opened (the saved
+ * device state): N is handed to QEMU (renumbered), and the DM is an
+ * incoming one for libdm, so that it is resumed only once the load is
+ * QMP-confirmed completed (seed 000). Any other value ("defer", a URI) is
+ * kept as it is, also as incoming. */
+static char *pass_incoming(libdm_dm_config *cfg, const char *value)
+{
+    char *end, *out;
+    long fd;
+    int qfd, r;
+
+    if (strncmp(value, "fd:", 3) == 0) {
+        errno = 0;
+        fd = strtol(value + 3, &end, 10);
+        if (errno || end == value + 3 || *end || fd < 0 || fd > INT_MAX)
+            die("bad -incoming '%s'", value, 0);
+        r = libdm_dm_config_pass_fd(cfg, (int)fd, &qfd);
+        if (r < 0)
+            die("cannot pass libxl's fd in -incoming '%s'", value, -r);
+        close((int)fd); /* QEMU gets libdm's duplicate */
+        if (asprintf(&out, "fd:%d", qfd) < 0)
+            die("%s", "out of memory", ENOMEM);
+    } else if (!(out = strdup(value))) {
+        die("%s", "out of memory", ENOMEM);
+    }
+    r = libdm_dm_config_set_incoming(cfg, out);
+    if (r < 0)
+        die("bad -incoming '%s'", value, -r);
+    return out;
+}
+
 static libdm_dm_config *config_from_argv(int argc, char **argv, int *resume)
 {
     char **args = calloc((size_t)argc, sizeof(*args));
@@ -143,6 +176,8 @@ static libdm_dm_config *config_from_argv(int argc, char **argv, int *resume)
             *resume = 0; /* libxl resumes it itself */
         if (i > 1 && strcmp(argv[i - 1], "-chardev") == 0 && strstr(argv[i], ",fd="))
             args[i - 1] = pass_chardev_fd(cfg, argv[i]);
+        else if (i > 1 && strcmp(argv[i - 1], "-incoming") == 0)
+            args[i - 1] = pass_incoming(cfg, argv[i]);
         else if (!(args[i - 1] = strdup(argv[i])))
             die("%s", "out of memory", ENOMEM);
     }
