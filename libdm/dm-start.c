@@ -177,7 +177,8 @@ static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         }
         break;
     case CLEAN_DEVICES:
-        libdm__devices_cleanup(ctx, dm->nics); /* netdev.c: leftover taps */
+        /* netdev.c: leftover taps (a xen DM's only under its domain's claim) */
+        libdm__rundir_remove_taps(dm->rd, ctx, dm->profile, dm->domid, dm->nics);
         break;
     case CLEAN_CHROOT:
         libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);
@@ -410,7 +411,8 @@ static int clear_leftovers(libdm_dm *dm, libdm__store *store)
         return -EEXIST;
     }
     (void)libdm__store_del(store, dm->name);
-    libdm__devices_cleanup(dm->ctx, rec.nics); /* netdev.c: its taps */
+    /* netdev.c: its taps (a xen DM's only under that domain's claim) */
+    libdm__rundir_remove_taps(dm->rd, dm->ctx, rec.profile, rec.domid, rec.nics);
     /* The dead DM's per-domain files go only under that domain's claim. */
     libdm__dm_remove_own_chroot(dm->rd, rec.profile, rec.domid);
     if (rec.profile && !strcmp(rec.profile, "xen")) {

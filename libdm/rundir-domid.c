@@ -12,6 +12,7 @@
  */
 #include "rundir-internal.h"
 #include "config-internal.h"
+#include "devices-internal.h"
 #include "store.h"
 
 #include <limits.h>
@@ -314,3 +315,14 @@ void libdm__rundir_remove_xen_sockets(libdm__rundir *rd, const char *xen_run_dir
     close(dfd);
 }
 
+
+void libdm__rundir_remove_taps(libdm__rundir *rd, libdm_ctx *ctx, const char *profile,
+                               uint32_t domid, const char *nics)
+{
+    /* A xen DM's taps (vifD.N-emu) are the domain's: only under its claim,
+     * never because a record names that domid. */
+    if (profile && !strcmp(profile, "xen") && domid > 0 &&
+        (!rd || libdm__rundir_hold_domid(rd, domid, NULL) < 0))
+        return;
+    libdm__devices_cleanup(ctx, nics);
+}

@@ -96,6 +96,11 @@ void libdm__rundir_drop_domid(libdm__rundir *rd, uint32_t domid);
 void libdm__rundir_remove_xen_sockets(libdm__rundir *rd, const char *xen_run_dir,
                                       uint32_t domid);
 
+/* Removes the taps @nics names (libdm__devices_cleanup()): for a xen DM
+ * (vifD.N-emu, per domain) only if the domain's claim is ours. */
+void libdm__rundir_remove_taps(libdm__rundir *rd, libdm_ctx *ctx, const char *profile,
+                               uint32_t domid, const char *nics);
+
 /* Puts the monitor at libxl's path for domain @domid, in @xen_run_dir
  * (created 0700 if missing and @create; refused if a symlink, not ours or
  * writable by others). The full path is returned in *ret_path. */
