@@ -155,7 +155,7 @@ char *libdm__proc_cmdline(int pid);
 
 /* ---- what the run root proves without a record (rundir-scan.c) ---- */
 /* The names of the run directories under @root (a valid name, a
- * directory): with a record or without (a starter killed between its claim
+ * directory with owner.lock): with a record or without (a starter killed between its claim
  * and its first record). *ret_names is an array of @*ret_count strings. */
 int libdm__rundir_list(const char *root, char ***ret_names, size_t *ret_count);
 /* Whether the name's claim (owner.lock) is held: 1 (*ret_pid: the holder as
