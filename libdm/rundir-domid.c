@@ -279,6 +279,10 @@ int libdm__rundir_hold_domid(libdm__rundir *rd, uint32_t domid, char **ret_why)
     }
     if (r == -EAGAIN)
         libdm__rd_why(ret_why, "cannot claim domain %" PRIu32 ": its claim keeps changing", domid);
+    /* The domain goes with the run directory (libdm__rundir_remove), even
+     * if its sockets were never set up (a start failing right after). */
+    if (r == 0 && rd->domid == 0)
+        rd->domid = domid;
     close(root_fd);
     return r;
 }
