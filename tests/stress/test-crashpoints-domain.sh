@@ -17,7 +17,8 @@
 # --force) of every name ends everything: no QEMU, keeper, record, run
 # directory, tap, chroot, socket or claim left.
 #
-#   CRASHPOINT_DOMAIN_ROUNDS  rounds (default 10, under a minute; e.g. 300
+#   CRASHPOINT_DOMAIN_ROUNDS  rounds (default 8, with the fault phase about
+#                             a minute; e.g. 300
 #                             for a soak)
 #   FAULTINJ_DOMAIN_MAX_N     the injected-fault phase: N per kind (default 6)
 #   CRASHPOINT_SEED           the random seed (printed; set it to replay)
@@ -40,7 +41,7 @@ fi
 export top_builddir XEN_QEMU XENSTORED
 mkdir -p /var/run/xen || exit 99
 
-rounds_wanted=${CRASHPOINT_DOMAIN_ROUNDS:-10}
+rounds_wanted=${CRASHPOINT_DOMAIN_ROUNDS:-8}
 seed=${CRASHPOINT_SEED:-$(($(date +%s%N) / 1000 % 1000000007))}
 echo "# seed $seed (replay: CRASHPOINT_SEED=$seed CRASHPOINT_DOMAIN_ROUNDS=$rounds_wanted $0)"
 rnd=$seed
