@@ -284,22 +284,6 @@ int libdm_dm_config_set_qemu_path(libdm_dm_config *config, const char *path)
     return set_string(&config->qemu_path, path, valid_abs_path);
 }
 
-int libdm_dm_config_pass_fd(libdm_dm_config *config, int fd, int *ret_qemu_fd)
-{
-    int copy;
-
-    if (!config || fd < 0 || !ret_qemu_fd)
-        return -EINVAL;
-    if (config->n_pass_fds >= LIBDM_MAX_PASS_FDS)
-        return -E2BIG;
-    copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (copy < 0)
-        return -errno;
-    config->pass_fds[config->n_pass_fds] = copy;
-    *ret_qemu_fd = LIBDM_PASS_FD_FIRST + (int)config->n_pass_fds++;
-    return 0;
-}
-
 static int append_arg(char ***v, size_t *n, const char *arg)
 {
     char **grown;
@@ -392,6 +376,7 @@ int libdm__config_copy(const libdm_dm_config *src, libdm_dm_config **ret)
     c->extra_args = c->extra_args_hvm = NULL;
     c->n_extra_args = c->n_extra_args_hvm = 0;
     c->adopt_argv = NULL;
+    c->has_log_fd = false;
     c->n_pass_fds = 0;
     libdm__devices_init(&c->dev);
     for (size_t i = 0; r == 0 && i < src->n_pass_fds; i++) {

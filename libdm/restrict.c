@@ -438,6 +438,8 @@ static char *keeper_spec(const libdm_dm_config *c, const char *own_root)
 
     if (c->profile == LIBDM_PROFILE_XEN)
         snprintf(limit, sizeof(limit), "console-limit=%lu", console_limit());
+    if (!c->restricted && c->has_log_fd) /* a caller's log: capped too */
+        return libdm__sprintf("log-pipe%s%s", limit[0] ? "," : "", limit);
     if (!c->restricted)
         return limit[0] ? strdup(limit) : NULL;
     return libdm__sprintf("ns,rlimits,log-pipe,nnp%s%s%s%s%s%s",

@@ -192,6 +192,13 @@ LIBDM_EXPORT int libdm_dm_config_set_machine_opt(libdm_dm_config *config, const 
  * resume it over its own monitor before libdm's readiness exchange: a
  * "running" answer is then ready too (state RUNNING). */
 LIBDM_EXPORT int libdm_dm_config_set_argv(libdm_dm_config *config, const char *const *argv);
+/* The DM's log: QEMU's stdout and stderr and its keeper's messages go to
+ * @fd (libdm keeps a duplicate) instead of the run directory's "log",
+ * always through the keeper's pipe, capped at 256 KiB (then a note, the
+ * rest dropped). For libxl's log file, which libxl hands its DM as
+ * stdout/stderr. The error messages of a DM that died then carry no tail
+ * of its log. -EINVAL for a negative fd. */
+LIBDM_EXPORT int libdm_dm_config_set_log_fd(libdm_dm_config *config, int fd);
 /* Deadline for start-to-ready and each monitor exchange (ms, default 10 s). */
 LIBDM_EXPORT int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int timeout_ms);
 /* The argv the DM would be started with, its QMP monitor on @qmp_fd; a NULL
