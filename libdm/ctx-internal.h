@@ -37,6 +37,9 @@ struct libdm_ctx {
     unsigned nclosing;           /* connections draining after close_async */
     struct libdm_qmp *closing_qmps; /* those connections (qmp.c) */
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
+    unsigned n_exiting_reapers;    /* ...of which whose DM ended: they exit in a
+                                    * moment (the rest run with their DMs and
+                                    * do not keep the context busy) */
 
     struct libdm_dm *dms;        /* every DM handle of the context (dm.c) */
     struct libdm__job *jobs;     /* pending list/forget/holder jobs (job.c) */

@@ -2,6 +2,8 @@
 /* The DM handle's public getters, and the host's own pointer on it (issue
  * 19: per-DM user data with a getter, as sd-bus objects have; libdm never
  * looks at it). Above dm.c: nothing in libdm calls these. */
+#include <sys/wait.h>
+
 #include "dm-private.h"
 
 void *libdm_dm_set_userdata(libdm_dm *dm, void *userdata)
@@ -40,3 +42,41 @@ const char *libdm_dm_get_confinement(const libdm_dm *dm) { return dm->confinemen
 const char *libdm_dm_get_nics(const libdm_dm *dm) { return dm->nics; }
 int libdm_dm_get_exit_status(const libdm_dm *dm) { return dm->exited ? dm->exit_status : -1; }
 const char *libdm_dm_last_error(const libdm_dm *dm) { return dm->last_error; }
+
+libdm_dm_end_by libdm_dm_get_ended_by(const libdm_dm *dm)
+{
+    return dm && dm->exited ? dm->ended_by : LIBDM_END_NONE;
+}
+
+int libdm_dm_get_exit_code(const libdm_dm *dm)
+{
+    return dm && dm->exited && dm->exit_status >= 0 && WIFEXITED(dm->exit_status)
+               ? WEXITSTATUS(dm->exit_status)
+               : -1;
+}
+
+int libdm_dm_get_term_signal(const libdm_dm *dm)
+{
+    return dm && dm->exited && dm->exit_status >= 0 && WIFSIGNALED(dm->exit_status)
+               ? WTERMSIG(dm->exit_status)
+               : 0;
+}
+
+const char *libdm_dm_get_log_tail(const libdm_dm *dm)
+{
+    return dm && dm->exited ? dm->log_tail : NULL;
+}
+
+const char *libdm_dm_end_by_to_string(libdm_dm_end_by by)
+{
+    switch (by) {
+    case LIBDM_END_NONE: return "none";
+    case LIBDM_END_SELF: return "self";
+    case LIBDM_END_STOP: return "stop";
+    case LIBDM_END_TIMEOUT: return "timeout";
+    case LIBDM_END_FAILED: return "failed-start";
+    case LIBDM_END_EXTERNAL: return "external";
+    case LIBDM_END_UNKNOWN: return "unknown";
+    }
+    return "?";
+}

@@ -13,7 +13,8 @@ typedef struct libdm__keeper_ops {
     /* QEMU ended with wait status @status (-1: unknown, the keeper died). */
     void (*on_exit)(libdm__keeper *k, int status, void *user);
     /* The keeper reported a failure (exec failed, ...), before on_exit. */
-    void (*on_error)(libdm__keeper *k, const char *message, void *user);
+    /* @err: the keeper's errno (negative; -ECHILD if it gave none). */
+    void (*on_error)(libdm__keeper *k, int err, const char *message, void *user);
 } libdm__keeper_ops;
 
 typedef struct libdm__spawn_args {

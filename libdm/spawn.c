@@ -69,6 +69,8 @@ static void reaper_free(libdm_ctx *ctx, libdm__reaper *r)
     while (*pp != r)
         pp = &(*pp)->next;
     *pp = r->next;
+    if (r->exiting)
+        ctx->n_exiting_reapers--;
     libdm__watch_del(r->watch);
     libdm__close(&r->pidfd);
     free(r);
@@ -102,6 +104,8 @@ int libdm__reap_later(libdm_ctx *ctx, int pidfd, bool exiting)
     }
     r->next = ctx->reapers;
     ctx->reapers = r;
+    if (exiting)
+        ctx->n_exiting_reapers++;
     return 0;
 }
 
@@ -166,8 +170,13 @@ static void handle_message(libdm__keeper *k, const char *msg, int fd)
     if (sscanf(msg, "exit %d", &v) == 1) {
         report_exit(k, v);
     } else if (!strncmp(msg, "error ", 6)) {
+        int err = 0, skip = 0;
+
+        /* "error ERRNO TEXT"; a bare "error TEXT" is errno unknown. */
+        if (sscanf(msg + 6, "%d %n", &err, &skip) != 1 || err <= 0 || skip == 0)
+            err = 0, skip = 0;
         if (k->ops->on_error)
-            k->ops->on_error(k, msg + 6, k->user);
+            k->ops->on_error(k, err ? -err : -ECHILD, msg + 6 + skip, k->user);
     } else {
         LIBDM__WARN(k->ctx, "ignoring an unknown message from libdm-keeper");
     }
@@ -329,8 +338,10 @@ void libdm__child_reset_signals(void)
  * that shares none of their parent's thread state. @src[i] becomes fd i. */
 static void keeper_child(const int *src, int nfds, char **argv, char **env)
 {
-    static const char msg[] = "error cannot execute libdm-keeper";
-    long nullfd;
+    static const char text[] = " cannot execute libdm-keeper";
+    char msg[sizeof(text) + 16] = "error ";
+    size_t len = 6;
+    long nullfd, e;
 
     /* The application's signal mask and handlers are not the keeper's. */
     libdm__child_reset_signals();
@@ -341,8 +352,15 @@ static void keeper_child(const int *src, int nfds, char **argv, char **env)
         if (syscall(SYS_dup3, src[fd], fd, 0) < 0)
             syscall(SYS_exit_group, 127);
     (void)syscall(SYS_close_range, nfds, ~0U, 0);
-    (void)syscall(SYS_execve, argv[0], argv, env);
-    (void)syscall(SYS_sendto, LIBDM__KEEPER_CTL_FD, msg, sizeof(msg) - 1, MSG_NOSIGNAL, NULL, 0);
+    e = syscall(SYS_execve, argv[0], argv, env) < 0 ? errno : 0;
+    /* "error ERRNO TEXT" (keeper-proto.h), formatted by hand. */
+    if (e <= 0 || e > 9999)
+        e = ENOEXEC;
+    for (long div = e >= 1000 ? 1000 : e >= 100 ? 100 : e >= 10 ? 10 : 1; div; div /= 10)
+        msg[len++] = (char)('0' + (e / div) % 10);
+    for (size_t i = 0; i < sizeof(text) - 1; i++)
+        msg[len++] = text[i];
+    (void)syscall(SYS_sendto, LIBDM__KEEPER_CTL_FD, msg, len, MSG_NOSIGNAL, NULL, 0);
     syscall(SYS_exit_group, 127);
 }
 
