@@ -220,8 +220,13 @@ int libdm__mchan_new(libdm_ctx *ctx, int in, int out, libdm__mchan_fn *fn, void 
     libdm__timer_init(&ch->deliver, on_deliver, ch);
     if (in >= 0)
         r = libdm__watch_add(ctx, in, POLLIN, on_fd, ch, &ch->win);
-    if (r == 0 && out >= 0 && out != in)
+    if (r == 0 && out >= 0 && out != in) {
         r = libdm__watch_add(ctx, out, 0, on_fd, ch, &ch->wout);
+        /* A regular file (a reader's log of the lines) cannot be polled,
+         * and never makes a write wait: written at once, unwatched. */
+        if (r == -EPERM)
+            r = 0;
+    }
     if (r < 0) {
         ch->in = ch->out = -1;   /* the caller keeps its fds */
         libdm__mchan_free(ch);

@@ -169,5 +169,8 @@ void libdm__mig_recover_on_deadline(libdm_migration *m);
 /* Sender: the peer went away while no answer was awaited. */
 void libdm__mig_send_cleanup(libdm_migration *m);
 void libdm__mig_recv_cleanup(libdm_migration *m);
+/* Receiver dropped before its end: a destination that does not run the
+ * guest yet is stopped (then the last hold frees). */
+void libdm__mig_recv_abandon(libdm_migration *m);
 
 #endif

@@ -155,6 +155,8 @@ libdm_migration *libdm_migration_unref(libdm_migration *m)
     m->slot = libdm_qmp_slot_free(m->slot);
     m->ch = libdm__mchan_free(m->ch);
     m->done = true;
+    if (m->role == ROLE_RECEIVE)
+        libdm__mig_recv_abandon(m);
     if (m->pending == 0)
         mig_free(m);
     return NULL;

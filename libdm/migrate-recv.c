@@ -596,3 +596,20 @@ void libdm__mig_recv_cleanup(libdm_migration *m)
     if (m->sock_path)
         (void)unlink(m->sock_path);
 }
+
+static void on_abandon_stopped(libdm_dm *dm, int status, void *user)
+{
+    (void)dm;
+    (void)status;
+    (void)libdm__mig_put(user);
+}
+
+void libdm__mig_recv_abandon(libdm_migration *m)
+{
+    if (!m->dm || m->outcome == LIBDM_MIGRATE_OUTCOME_MIGRATED ||
+        libdm_dm_get_state(m->dm) == LIBDM_DM_DEAD)
+        return;
+    libdm__mig_hold(m);
+    if (libdm_dm_stop_async(m->dm, 1, m->timeout_ms, on_abandon_stopped, m) < 0)
+        m->pending--;
+}
