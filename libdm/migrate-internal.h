@@ -41,6 +41,15 @@ const char *libdm__mchan_strerror(int err);
 /* ---- the migration object (migrate-proto.c) ---- */
 typedef enum mig_role { ROLE_SEND, ROLE_RECEIVE, ROLE_RECOVER } mig_role;
 
+/* What a side supplies (the object knows no side: its files sit above). */
+typedef struct libdm__mig_ops {
+    int (*start)(libdm_migration *m);
+    libdm__mchan_fn *on_msg;                 /* the channel's callback */
+    void (*on_deadline)(libdm_migration *m); /* the wait on the channel */
+    void (*abandon)(libdm_migration *m);     /* dropped before the end; may be NULL */
+    void (*cleanup)(libdm_migration *m);     /* at the free; may be NULL */
+} libdm__mig_ops;
+
 /* How far the sender got: from STAGE_FINISH_SENT on (a finish that lets the
  * destination run may have left) the source is never resumed unless the
  * destination answered that it stopped. */
@@ -55,6 +64,7 @@ typedef enum mig_answer { ANSWER_FINISHED, ANSWER_ABORTED, ANSWER_NONE } mig_ans
 struct libdm_migration {
     unsigned refs;
     mig_role role;
+    const libdm__mig_ops *ops;
     libdm_ctx *ctx;
     libdm_dm *dm;               /* sender: the source (not owned); else owned */
     libdm__mchan *ch;
@@ -116,6 +126,8 @@ struct libdm_migration {
 void libdm__mig_hold(libdm_migration *m);
 bool libdm__mig_put(libdm_migration *m);
 void libdm__mig_op_destroy(void *user);
+int libdm__mig_new(libdm_ctx *ctx, mig_role role, const libdm__mig_ops *ops,
+                   libdm_migration **ret);
 /* Records the first failure: @phase, @err and (if @fmt) the cause. */
 int libdm__mig_fail(libdm_migration *m, const char *phase, int err, const char *fmt, ...)
     LIBDM__PRINTF(4, 5);
@@ -149,28 +161,12 @@ bool libdm__mig_finish_may_run(libdm_migrate_source source);
 /* The sender's decision table (dmctl(1), PROTOCOL OF MIGRATE). */
 libdm_migrate_outcome libdm__mig_outcome_for(libdm_migrate_source source, mig_answer a);
 
-/* The sides (migrate-send.c, migrate-recv.c, migrate-recover.c). */
-int libdm__mig_send_start(libdm_migration *m);
-int libdm__mig_recv_start(libdm_migration *m);
-int libdm__mig_recover_start(libdm_migration *m);
-/* The receiver's answer to a "query" (@msg consumed). */
+/* The receiver's answer to a "query" (@msg consumed; migrate-query.c). */
 void libdm__mig_query(libdm_migration *m, libdm_json *msg);
-/* Receiver: the error line of the recorded failure, then the end. */
-void libdm__mig_send_error(libdm_migration *m);
+/* The answer of a query, then the end. */
 void libdm__mig_send_state(libdm_migration *m, const char *guest, const char *fmt, ...)
     LIBDM__PRINTF(3, 4);
-/* The channel's callback of each side. */
-void libdm__mig_send_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *user);
-void libdm__mig_recv_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *user);
-void libdm__mig_recover_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *user);
-void libdm__mig_send_on_deadline(libdm_migration *m);
-void libdm__mig_recv_on_deadline(libdm_migration *m);
-void libdm__mig_recover_on_deadline(libdm_migration *m);
-/* Sender: the peer went away while no answer was awaited. */
-void libdm__mig_send_cleanup(libdm_migration *m);
-void libdm__mig_recv_cleanup(libdm_migration *m);
-/* Receiver dropped before its end: a destination that does not run the
- * guest yet is stopped (then the last hold frees). */
-void libdm__mig_recv_abandon(libdm_migration *m);
+/* Receiver: the error line of the recorded failure, then the end. */
+void libdm__mig_send_error(libdm_migration *m);
 
 #endif

@@ -21,7 +21,8 @@
 static void on_deadline(libdm_ctx *ctx, libdm__timer *t, void *user);
 static void on_end(libdm_ctx *ctx, libdm__timer *t, void *user);
 
-static int mig_new(libdm_ctx *ctx, mig_role role, libdm_migration **ret)
+int libdm__mig_new(libdm_ctx *ctx, mig_role role, const libdm__mig_ops *ops,
+                   libdm_migration **ret)
 {
     libdm_migration *m;
 
@@ -32,6 +33,7 @@ static int mig_new(libdm_ctx *ctx, mig_role role, libdm_migration **ret)
         return -ENOMEM;
     m->refs = 1;
     m->role = role;
+    m->ops = ops;
     m->ctx = ctx;
     m->timeout_ms = 10000;
     m->outcome = LIBDM_MIGRATE_OUTCOME_FAILED;
@@ -44,37 +46,6 @@ static int mig_new(libdm_ctx *ctx, mig_role role, libdm_migration **ret)
     return 0;
 }
 
-int libdm_migration_new_send(libdm_dm *source, libdm_migration **ret)
-{
-    int r;
-
-    if (!source)
-        return -EINVAL;
-    r = mig_new(libdm__dm_ctx(source), ROLE_SEND, ret);
-    if (r == 0)
-        (*ret)->dm = source;
-    return r;
-}
-
-int libdm_migration_new_receive(libdm_ctx *ctx, libdm_migration **ret)
-{
-    return mig_new(ctx, ROLE_RECEIVE, ret);
-}
-
-int libdm_migration_new_recover(libdm_ctx *ctx, const char *name, libdm_migration **ret)
-{
-    int r;
-
-    if (!name || !name[0])
-        return -EINVAL;
-    r = mig_new(ctx, ROLE_RECOVER, ret);
-    if (r == 0 && !((*ret)->name = strdup(name))) {
-        free(*ret);
-        return -ENOMEM;
-    }
-    return r;
-}
-
 static void mig_free(libdm_migration *m)
 {
     libdm__timer_disarm(m->ctx, &m->deadline);
@@ -84,8 +55,8 @@ static void mig_free(libdm_migration *m)
     m->ch = libdm__mchan_free(m->ch);
     if (m->role == ROLE_SEND)
         m->dm = NULL;
-    if (m->role == ROLE_RECEIVE)
-        libdm__mig_recv_cleanup(m);
+    if (m->ops->cleanup)
+        m->ops->cleanup(m);
     libdm_dm_release(m->dm);
     if (m->destroy)
         m->destroy(m->user);
@@ -148,6 +119,11 @@ libdm_migration *libdm_migration_unref(libdm_migration *m)
         m->free_after_cb = true;
         return NULL;
     }
+    if (m->done) {
+        if (m->pending == 0)
+            mig_free(m);
+        return NULL;
+    }
     /* Abandoned: the peer sees the channel close. */
     libdm__timer_disarm(m->ctx, &m->step);
     libdm__timer_disarm(m->ctx, &m->deadline);
@@ -155,8 +131,8 @@ libdm_migration *libdm_migration_unref(libdm_migration *m)
     m->slot = libdm_qmp_slot_free(m->slot);
     m->ch = libdm__mchan_free(m->ch);
     m->done = true;
-    if (m->role == ROLE_RECEIVE)
-        libdm__mig_recv_abandon(m);
+    if (m->started && m->ops->abandon)
+        m->ops->abandon(m);
     if (m->pending == 0)
         mig_free(m);
     return NULL;
@@ -268,11 +244,7 @@ int libdm_migration_start(libdm_migration *m, int in_fd, int out_fd,
     if (!m || m->started) {
         r = m ? -EBUSY : -EINVAL;
     } else if (in_fd >= 0 || out_fd >= 0) {
-        r = libdm__mchan_new(m->ctx, in_fd, out_fd,
-                             m->role == ROLE_SEND ? libdm__mig_send_on_msg
-                             : m->role == ROLE_RECEIVE ? libdm__mig_recv_on_msg
-                                                       : libdm__mig_recover_on_msg,
-                             m, &m->ch);
+        r = libdm__mchan_new(m->ctx, in_fd, out_fd, m->ops->on_msg, m, &m->ch);
     } else if (m->role != ROLE_RECOVER || !(m->flags & LIBDM_MIGRATION_DESTINATION_GONE)) {
         r = -EBADF;
     }
@@ -287,9 +259,7 @@ int libdm_migration_start(libdm_migration *m, int in_fd, int out_fd,
     m->cb = cb;
     m->user = userdata;
     m->destroy = destroy;
-    r = m->role == ROLE_SEND ? libdm__mig_send_start(m)
-        : m->role == ROLE_RECEIVE ? libdm__mig_recv_start(m)
-                                  : libdm__mig_recover_start(m);
+    r = m->ops->start(m);
     if (r < 0) {
         m->destroy = NULL;   /* the caller keeps its userdata */
         m->ch = libdm__mchan_free(m->ch);
@@ -385,12 +355,7 @@ static void on_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
     (void)t;
     if (m->ch)
         libdm__mchan_disarm(m->ch);
-    if (m->role == ROLE_SEND)
-        libdm__mig_send_on_deadline(m);
-    else if (m->role == ROLE_RECEIVE)
-        libdm__mig_recv_on_deadline(m);
-    else
-        libdm__mig_recover_on_deadline(m);
+    m->ops->on_deadline(m);
 }
 
 int libdm__mig_recv(libdm_migration *m, uint64_t deadline)
@@ -446,6 +411,19 @@ uint64_t libdm__mig_realtime_ms(void)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void libdm__mig_send_error(libdm_migration *m)
+{
+    libdm_json *o = libdm__mig_msg("error");
+    const char *text = m->why ? m->why : strerror(-m->err);
+
+    if (m->ch && o && libdm__mig_add_str(o, "message", text))
+        (void)libdm__mchan_send(m->ch, o);
+    else
+        libdm_json_free(o);
+    libdm__mig_notify(m, "error");
+    libdm__mig_end(m, m->err);
 }
 
 /* ---- messages ---- */

@@ -104,6 +104,8 @@ static libdm_json *query_msg(libdm_migration *m)
     return libdm__mig_check(o, ok);
 }
 
+static void libdm__mig_recover_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *user);
+
 static void ask(libdm_migration *m)
 {
     int r;
@@ -119,7 +121,7 @@ static void ask(libdm_migration *m)
         libdm__mig_recover_on_msg(m->ch, NULL, r, m);
 }
 
-void libdm__mig_recover_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *user)
+static void libdm__mig_recover_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *user)
 {
     libdm_migration *m = user;
     const char *text;
@@ -157,7 +159,7 @@ void libdm__mig_recover_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void 
     apply(m, dg);
 }
 
-void libdm__mig_recover_on_deadline(libdm_migration *m)
+static void libdm__mig_recover_on_deadline(libdm_migration *m)
 {
     libdm__mig_recover_on_msg(m->ch, NULL, -ETIMEDOUT, m);
 }
@@ -219,7 +221,7 @@ static void on_no_source(libdm_ctx *ctx, libdm__timer *t, void *user)
     ask(m);
 }
 
-int libdm__mig_recover_start(libdm_migration *m)
+static int libdm__mig_recover_start(libdm_migration *m)
 {
     int r;
 
@@ -236,5 +238,25 @@ int libdm__mig_recover_start(libdm_migration *m)
     m->no_source = true;
     libdm__timer_init(&m->step, on_no_source, m);
     r = libdm__defer(m->ctx, &m->step);
+    return r;
+}
+
+static const libdm__mig_ops recover_ops = {
+    .start = libdm__mig_recover_start,
+    .on_msg = libdm__mig_recover_on_msg,
+    .on_deadline = libdm__mig_recover_on_deadline,
+};
+
+int libdm_migration_new_recover(libdm_ctx *ctx, const char *name, libdm_migration **ret)
+{
+    int r;
+
+    if (!name || !name[0])
+        return -EINVAL;
+    r = libdm__mig_new(ctx, ROLE_RECOVER, &recover_ops, ret);
+    if (r == 0 && !((*ret)->name = strdup(name))) {
+        free(*ret);
+        return -ENOMEM;
+    }
     return r;
 }

@@ -51,19 +51,6 @@ static void recv_fail(libdm_migration *m, const char *phase, int err, const char
     libdm__mig_end(m, err);
 }
 
-void libdm__mig_send_error(libdm_migration *m)
-{
-    libdm_json *o = libdm__mig_msg("error");
-    const char *text = m->why ? m->why : strerror(-m->err);
-
-    if (m->ch && o && libdm__mig_add_str(o, "message", text))
-        (void)libdm__mchan_send(m->ch, o);
-    else
-        libdm_json_free(o);
-    libdm__mig_notify(m, "error");
-    libdm__mig_end(m, m->err);
-}
-
 /* libdm's reason for @err: the DM's last error, else strerror. */
 static const char *cause(libdm_migration *m, int err)
 {
@@ -554,13 +541,13 @@ static void on_finish_msg(libdm_migration *m, libdm_json *msg, int err)
 
 /* ---- the channel and the deadline ---- */
 
-int libdm__mig_recv_start(libdm_migration *m)
+static int libdm__mig_recv_start(libdm_migration *m)
 {
     m->stage = STAGE_BEGIN;
     return libdm__mig_recv(m, libdm__mig_deadline_in(m->timeout_ms));
 }
 
-void libdm__mig_recv_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *user)
+static void libdm__mig_recv_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *user)
 {
     libdm_migration *m = user;
 
@@ -586,12 +573,12 @@ void libdm__mig_recv_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *us
     }
 }
 
-void libdm__mig_recv_on_deadline(libdm_migration *m)
+static void libdm__mig_recv_on_deadline(libdm_migration *m)
 {
     libdm__mig_recv_on_msg(m->ch, NULL, -ETIMEDOUT, m);
 }
 
-void libdm__mig_recv_cleanup(libdm_migration *m)
+static void libdm__mig_recv_cleanup(libdm_migration *m)
 {
     if (m->sock_path)
         (void)unlink(m->sock_path);
@@ -604,7 +591,7 @@ static void on_abandon_stopped(libdm_dm *dm, int status, void *user)
     (void)libdm__mig_put(user);
 }
 
-void libdm__mig_recv_abandon(libdm_migration *m)
+static void libdm__mig_recv_abandon(libdm_migration *m)
 {
     if (!m->dm || m->outcome == LIBDM_MIGRATE_OUTCOME_MIGRATED ||
         libdm_dm_get_state(m->dm) == LIBDM_DM_DEAD)
@@ -612,4 +599,17 @@ void libdm__mig_recv_abandon(libdm_migration *m)
     libdm__mig_hold(m);
     if (libdm_dm_stop_async(m->dm, 1, m->timeout_ms, on_abandon_stopped, m) < 0)
         m->pending--;
+}
+
+static const libdm__mig_ops recv_ops = {
+    .start = libdm__mig_recv_start,
+    .on_msg = libdm__mig_recv_on_msg,
+    .on_deadline = libdm__mig_recv_on_deadline,
+    .abandon = libdm__mig_recv_abandon,
+    .cleanup = libdm__mig_recv_cleanup,
+};
+
+int libdm_migration_new_receive(libdm_ctx *ctx, libdm_migration **ret)
+{
+    return libdm__mig_new(ctx, ROLE_RECEIVE, &recv_ops, ret);
 }

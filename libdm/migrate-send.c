@@ -189,7 +189,7 @@ static void on_begin(libdm_dm *dm, int status, void *user)
     }
 }
 
-int libdm__mig_send_start(libdm_migration *m)
+static int libdm__mig_send_start(libdm_migration *m)
 {
     int r;
 
@@ -579,7 +579,7 @@ static void do_confirm(libdm_migration *m)
 
 /* ---- the channel and the deadline ---- */
 
-void libdm__mig_send_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *user)
+static void libdm__mig_send_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *user)
 {
     libdm_migration *m = user;
 
@@ -602,7 +602,7 @@ void libdm__mig_send_on_msg(libdm__mchan *ch, libdm_json *msg, int err, void *us
     }
 }
 
-void libdm__mig_send_on_deadline(libdm_migration *m)
+static void libdm__mig_send_on_deadline(libdm_migration *m)
 {
     if (m->stage == STAGE_PREPARE) {
         on_prepared(m, NULL, -ETIMEDOUT);
@@ -610,4 +610,22 @@ void libdm__mig_send_on_deadline(libdm_migration *m)
         m->awaiting_answer = false;
         on_answer(m, NULL, -ETIMEDOUT);
     }
+}
+
+static const libdm__mig_ops send_ops = {
+    .start = libdm__mig_send_start,
+    .on_msg = libdm__mig_send_on_msg,
+    .on_deadline = libdm__mig_send_on_deadline,
+};
+
+int libdm_migration_new_send(libdm_dm *source, libdm_migration **ret)
+{
+    int r;
+
+    if (!source)
+        return -EINVAL;
+    r = libdm__mig_new(libdm__dm_ctx(source), ROLE_SEND, &send_ops, ret);
+    if (r == 0)
+        (*ret)->dm = source;
+    return r;
 }
