@@ -29,3 +29,6 @@ tests_unit_test_config_doc_LDADD = $(TEST_LIBS)
 libdm_core_la_SOURCES += libdm/migrate-internal.h libdm/migrate-chan.c \
 	libdm/migrate-proto.c libdm/migrate-send.c libdm/migrate-recv.c \
 	libdm/migrate-query.c libdm/migrate-recover.c
+# migrate.c split along its seam: the steps on the operation core, and the
+# phases' entry points (issue 24: files under 800 lines).
+libdm_core_la_SOURCES += libdm/migrate-op-internal.h libdm/migrate-phases.c
