@@ -161,6 +161,21 @@ bool libdm__mig_finish_may_run(libdm_migrate_source source);
 /* The sender's decision table (dmctl(1), PROTOCOL OF MIGRATE). */
 libdm_migrate_outcome libdm__mig_outcome_for(libdm_migrate_source source, mig_answer a);
 
+/* The migration's mark on each host (NAME.migration in the store's run
+ * directory, beside the records): which side this host holds, the id, and
+ * whether a recovery fenced the other side. Written at Begin (source) and
+ * at "prepared" (destination), removed when the migration's outcome is
+ * known on that side; read by a recovery and by a query. */
+typedef struct libdm__mig_mark {
+    char role[16];              /* "source" | "destination" */
+    char id[33];
+    bool fenced;                /* a recovery resumed this side: the other is fenced */
+} libdm__mig_mark;
+int libdm__mig_mark_write(libdm_ctx *ctx, const char *name, const libdm__mig_mark *mark);
+/* 0 and *ret, -ENOENT without a mark, another negative errno. */
+int libdm__mig_mark_read(libdm_ctx *ctx, const char *name, libdm__mig_mark *ret);
+void libdm__mig_mark_clear(libdm_ctx *ctx, const char *name);
+
 /* The receiver's answer to a "query" (@msg consumed; migrate-query.c). */
 void libdm__mig_query(libdm_migration *m, libdm_json *msg);
 /* The answer of a query, then the end. */

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static void on_deadline(libdm_ctx *ctx, libdm__timer *t, void *user);
 static void on_end(libdm_ctx *ctx, libdm__timer *t, void *user);
@@ -424,6 +426,74 @@ void libdm__mig_send_error(libdm_migration *m)
         libdm_json_free(o);
     libdm__mig_notify(m, "error");
     libdm__mig_end(m, m->err);
+}
+
+/* ---- the mark ---- */
+
+static char *mark_path(libdm_ctx *ctx, const char *name, const char *suffix)
+{
+    const char *dir = libdm_ctx_get_run_dir(ctx);
+
+    return dir && name ? libdm__sprintf("%s/%s.migration%s", dir, name, suffix) : NULL;
+}
+
+int libdm__mig_mark_write(libdm_ctx *ctx, const char *name, const libdm__mig_mark *mark)
+{
+    char *path = mark_path(ctx, name, ""), *tmp = mark_path(ctx, name, ".new");
+    char buf[128];
+    int fd = -1, n, r = 0;
+
+    n = snprintf(buf, sizeof(buf), "role=%s\nid=%s\nfenced=%d\n", mark->role, mark->id,
+                 mark->fenced ? 1 : 0);
+    if (!path || !tmp)
+        r = -ENOMEM;
+    else if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+        r = -errno;
+    else if (write(fd, buf, (size_t)n) != n)
+        r = -EIO;
+    if (fd >= 0)
+        libdm__close(&fd);
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r < 0 && tmp)
+        (void)unlink(tmp);
+    free(path);
+    free(tmp);
+    return r;
+}
+
+int libdm__mig_mark_read(libdm_ctx *ctx, const char *name, libdm__mig_mark *ret)
+{
+    char *path = mark_path(ctx, name, ""), buf[256];
+    libdm__mig_mark mk = { 0 };
+    int fd, fenced = 0;
+    ssize_t n;
+
+    if (!path)
+        return -ENOMEM;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    free(path);
+    if (fd < 0)
+        return -errno;
+    n = read(fd, buf, sizeof(buf) - 1);
+    libdm__close(&fd);
+    if (n <= 0)
+        return -EIO;
+    buf[n] = '\0';
+    if (sscanf(buf, "role=%15[a-z]\nid=%32[0-9a-f]\nfenced=%d", mk.role, mk.id, &fenced) < 1)
+        return -EIO;
+    mk.fenced = fenced == 1;
+    *ret = mk;
+    return 0;
+}
+
+void libdm__mig_mark_clear(libdm_ctx *ctx, const char *name)
+{
+    char *path = mark_path(ctx, name, "");
+
+    if (path)
+        (void)unlink(path);
+    free(path);
 }
 
 /* ---- messages ---- */

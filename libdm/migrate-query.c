@@ -61,9 +61,11 @@ static void on_resumed(libdm_dm *dm, int status, void *user)
     (void)dm;
     if (libdm__mig_put(m))
         return;
-    if (status == 0)
+    if (status == 0) {
+        libdm__mig_mark_clear(m->ctx, m->name);   /* decided: it has the guest */
         libdm__mig_send_state(m, "running", "its incoming migration had completed; resumed "
                               "now");
+    }
     else
         libdm__mig_send_state(m, "paused", "its incoming migration completed; runstate %s",
                               m->query_rs);
@@ -79,9 +81,11 @@ static void on_stopped(libdm_dm *dm, int status, void *user)
     if (status < 0)
         libdm__mig_send_state(m, "busy", "an incomplete destination that could not be "
                               "stopped");
-    else
+    else {
+        libdm__mig_mark_clear(m->ctx, m->name);   /* decided: it is gone */
         libdm__mig_send_state(m, "absent", "its incoming migration never completed (%s); "
                               "stopped now", m->query_st);
+    }
 }
 
 /* An attached, answering destination: what does it have? */
@@ -197,6 +201,7 @@ static void on_attached(libdm_dm *dm, int status, void *user)
 void libdm__mig_query(libdm_migration *m, libdm_json *msg)
 {
     const char *name = m->name_opt ? m->name_opt : libdm__json_get_str(msg, "name");
+    libdm__mig_mark mk;
     bool resume = true;
     int64_t v;
     int r;
@@ -220,6 +225,15 @@ void libdm__mig_query(libdm_migration *m, libdm_json *msg)
     if (!m->name) {
         libdm__mig_fail(m, "recover", -EPROTO, "expected a query line with a name");
         libdm__mig_send_error(m);
+        return;
+    }
+    if (libdm__mig_mark_read(m->ctx, m->name, &mk) == 0 && !strcmp(mk.role, "source")) {
+        /* This host's record says it holds the migration's source: the
+         * recovery runs on the destination's host (issue 22, 8). */
+        libdm__mig_send_state(m, "wrong-side", "this host's %s is the migration's source "
+                              "(its record says so%s): run --recover on the source's host, "
+                              "with --to reaching this one", m->name,
+                              mk.fenced ? "; an earlier recovery resumed it" : "");
         return;
     }
     libdm__mig_hold(m);

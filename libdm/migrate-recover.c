@@ -36,7 +36,16 @@ static dest_guest dest_guest_from(const char *g)
 
 static void finish(libdm_migration *m, libdm_migrate_recovery rec, int status)
 {
+    libdm__mig_mark mk = { .role = "source", .fenced = true };
+
     m->recovery = rec;
+    if (rec == LIBDM_MIGRATE_RECOVERY_SOURCE_RUNS)
+        /* The source runs again: the other side is fenced, and the record
+         * says so where a recovery (or a query) on this host reads it. */
+        (void)libdm__mig_mark_write(m->ctx, m->name, &mk);
+    else if (rec == LIBDM_MIGRATE_RECOVERY_DEST_HAS || rec == LIBDM_MIGRATE_RECOVERY_NO_SOURCE ||
+             rec == LIBDM_MIGRATE_RECOVERY_LOST)
+        libdm__mig_mark_clear(m->ctx, m->name);
     if (m->ch)
         libdm__mchan_close_out(m->ch);
     libdm__mig_end(m, status);
@@ -221,11 +230,34 @@ static void on_no_source(libdm_ctx *ctx, libdm__timer *t, void *user)
     ask(m);
 }
 
+static void on_wrong_side(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_migration *m = user;
+
+    (void)ctx;
+    (void)t;
+    if (m->ch)
+        libdm__mchan_close_out(m->ch);
+    libdm__mig_end(m, -EPERM);
+}
+
 static int libdm__mig_recover_start(libdm_migration *m)
 {
+    libdm__mig_mark mk;
     int r;
 
     m->stage = STAGE_BEGIN;
+    if (libdm__mig_mark_read(m->ctx, m->name, &mk) == 0 && !strcmp(mk.role, "destination")) {
+        /* This host's record says it holds the migration's destination:
+         * acting from here would treat it as a stranded source (issue 22,
+         * 8). Nothing is touched. */
+        m->detail = libdm__sprintf("this host holds the destination of %s's migration (its "
+                                   "record says so): run --recover on the source's host, with "
+                                   "--to reaching this one", m->name);
+        m->recovery = LIBDM_MIGRATE_RECOVERY_WRONG_SIDE;
+        libdm__timer_init(&m->step, on_wrong_side, m);
+        return libdm__defer(m->ctx, &m->step);
+    }
     libdm__mig_hold(m);
     r = libdm_dm_attach_async(m->ctx, m->name, m->timeout_ms, on_attached, m, &m->dm);
     if (r == 0)

@@ -76,6 +76,7 @@ static void on_stopped(libdm_dm *dm, int status, void *user)
                   "stopped", m->why ? m->why : strerror(-status));
         return;
     }
+    libdm__mig_mark_clear(m->ctx, m->name);   /* the destination is dead */
     if (m->stop_then == THEN_ERROR) {
         recv_fail(m, m->failed_in ? m->failed_in : "finish", m->err ? m->err : -EIO, "%s",
                   m->why ? m->why : "failed");
@@ -255,6 +256,13 @@ static void send_prepared(libdm_migration *m)
 
     o = libdm__mig_check(o, o && libdm__mig_add_str(o, "uri", m->uri));
     o = libdm__mig_check(o, o && libdm__mig_add_str(o, "confinement", conf ? conf : "none"));
+    {
+        libdm__mig_mark mk = { .role = "destination" };
+
+        if (m->peer_id && strlen(m->peer_id) < sizeof(mk.id))
+            memcpy(mk.id, m->peer_id, strlen(m->peer_id) + 1);
+        (void)libdm__mig_mark_write(m->ctx, m->name, &mk);
+    }
     libdm__mig_notify(m, "prepared");
     /* Before a byte leaves: the sender's wait starts after it. */
     m->obey_until = libdm_now_ms() + 2 * (uint64_t)m->peer_timeout_ms -
@@ -446,6 +454,7 @@ static void on_final_status(libdm_dm *dm, int status, void *user)
         o = libdm__mig_check(o, o && libdm__mig_add_str(o, "record_error", m->record_error));
     (void)libdm__mchan_send(m->ch, o);
     m->outcome = LIBDM_MIGRATE_OUTCOME_MIGRATED;
+    libdm__mig_mark_clear(m->ctx, m->name);   /* the outcome is known here */
     libdm__mig_notify(m, "finished");
     /* The migration is done whether or not the sender still listens. */
     libdm__mig_end(m, 0);

@@ -177,6 +177,12 @@ static void on_begin(libdm_dm *dm, int status, void *user)
         return;
     }
     make_id(m->id);
+    {
+        libdm__mig_mark mk = { .role = "source" };
+
+        memcpy(mk.id, m->id, sizeof(mk.id));
+        (void)libdm__mig_mark_write(m->ctx, libdm_dm_get_name(m->dm), &mk);
+    }
     m->stage = STAGE_PREPARE;
     r = libdm__mchan_send(m->ch, prepare_msg(m));
     m->doc = libdm_json_free(m->doc);
@@ -548,6 +554,7 @@ static void on_confirm(libdm_dm *dm, int status, void *user)
                         libdm_dm_get_state(m->dm) == LIBDM_DM_DEAD))
         m->confirm_err = status;
     libdm__mchan_close_out(m->ch);
+    libdm__mig_mark_clear(m->ctx, libdm_dm_get_name(m->dm));   /* the outcome is known */
     libdm__mig_end(m, m->outcome == LIBDM_MIGRATE_OUTCOME_MIGRATED && !m->confirm_err
                       ? 0 : m->err ? m->err : m->confirm_err ? m->confirm_err : -EIO);
 }
@@ -572,6 +579,7 @@ static void do_confirm(libdm_migration *m)
         if (!(m->outcome == LIBDM_MIGRATE_OUTCOME_LOST))
             m->confirm_err = r;
         libdm__mchan_close_out(m->ch);
+        libdm__mig_mark_clear(m->ctx, libdm_dm_get_name(m->dm));
         libdm__mig_end(m, m->err ? m->err : r);
         return;
     }

@@ -45,8 +45,11 @@ static int recover_report(migration *m, int status)
         detail = "";
     switch (libdm_migration_get_recovery(m->mig)) {
     case LIBDM_MIGRATE_RECOVERY_WRONG_SIDE:
-        dmctl_error(m->o.name, "refused: the other side says: %s; nothing was changed",
-                    detail);
+        if (libdm_migration_get_guest(m->mig))
+            dmctl_error(m->o.name, "refused: the other side says: %s; nothing was changed",
+                        detail);
+        else
+            dmctl_error(m->o.name, "refused: %s; nothing was changed", detail);
         return DMCTL_EXIT_FAIL;
     case LIBDM_MIGRATE_RECOVERY_FENCED:
         dmctl_error(m->o.name, "refused: %s; nothing was changed", detail);
