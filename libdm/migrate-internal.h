@@ -95,12 +95,12 @@ struct libdm_migration {
     const char *failed_in;
     int err;
     char *why;
-    char *runstate, *record_error, *unknown_why;
+    char *runstate, *record_error;
     char id[33];
     libdm_json *doc;
     char *uri;
     uint64_t prepared_at;
-    bool prepared, cancel_sent, peer_lost, hook_pending, hook_answered, perform_done;
+    bool prepared, cancel_sent, peer_lost, hook_pending, perform_done;
     bool interrupted, awaiting_answer;
     int confirm_err;
     /* receiver */
@@ -113,7 +113,7 @@ struct libdm_migration {
     char *guest, *detail;
     /* recovery */
     libdm_migrate_recovery recovery;
-    bool local_runs, no_source, dest_has;
+    bool local_runs, dest_has;
     libdm__timer step;          /* a deferred step of a side */
     int stop_then;              /* receiver: what follows the destination's stop */
     char *query_rs, *query_st;  /* receiver: a query's runstate, migration status */

@@ -70,7 +70,6 @@ static void mig_free(libdm_migration *m)
     free(m->why);
     free(m->runstate);
     free(m->record_error);
-    free(m->unknown_why);
     libdm_json_free(m->doc);
     free(m->uri);
     free(m->name);

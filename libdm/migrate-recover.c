@@ -267,7 +267,6 @@ static int libdm__mig_recover_start(libdm_migration *m)
     if (r != -ENOENT && r != -ESRCH)
         return r;
     /* No source here: the other side may still have the guest. */
-    m->no_source = true;
     libdm__timer_init(&m->step, on_no_source, m);
     r = libdm__defer(m->ctx, &m->step);
     return r;

@@ -452,12 +452,16 @@ static void on_final_status(libdm_dm *dm, int status, void *user)
                                                                                : "?"));
     if (m->record_error)
         o = libdm__mig_check(o, o && libdm__mig_add_str(o, "record_error", m->record_error));
-    (void)libdm__mchan_send(m->ch, o);
     m->outcome = LIBDM_MIGRATE_OUTCOME_MIGRATED;
-    libdm__mig_mark_clear(m->ctx, m->name);   /* the outcome is known here */
     libdm__mig_notify(m, "finished");
-    /* The migration is done whether or not the sender still listens. */
-    libdm__mig_end(m, 0);
+    /* The migration is done whether or not the sender still listens; the
+     * mark stays until the sender says it has the answer ("confirmed"):
+     * until then it may report the outcome unknown, and a recovery on this
+     * host must know this side is the destination. */
+    m->stage = STAGE_DONE;
+    if (libdm__mchan_send(m->ch, o) < 0 ||
+        libdm__mig_recv(m, libdm__mig_deadline_in(m->timeout_ms)) < 0)
+        libdm__mig_end(m, 0);
 }
 
 static void on_finish(libdm_dm *dm, int status, void *user)
@@ -577,6 +581,11 @@ static void libdm__mig_recv_on_msg(libdm__mchan *ch, libdm_json *msg, int err, v
         }
     } else if (m->stage == STAGE_PERFORM) {
         on_finish_msg(m, msg, err);
+    } else if (m->stage == STAGE_DONE) {
+        if (msg && !strcmp(libdm__mig_phase(msg), "confirmed"))
+            libdm__mig_mark_clear(m->ctx, m->name);   /* the sender knows */
+        libdm_json_free(msg);
+        libdm__mig_end(m, 0);
     } else {
         libdm_json_free(msg);
     }

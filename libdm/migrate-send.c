@@ -195,14 +195,18 @@ static void on_begin(libdm_dm *dm, int status, void *user)
     }
 }
 
-static int libdm__mig_send_start(libdm_migration *m)
+/* Begin, from the loop: the document is read and checked here, not
+ * inside libdm_migration_start(). */
+static void on_send_step(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
+    libdm_migration *m = user;
     int r;
 
-    m->stage = STAGE_BEGIN;
+    (void)ctx;
+    (void)t;
     if (load_doc(m) < 0) {
         do_confirm(m);
-        return 0;
+        return;
     }
     libdm__mig_hold(m);
     r = libdm_migrate_begin_async(m->dm, m->timeout_ms, on_begin, m);
@@ -210,9 +214,14 @@ static int libdm__mig_send_start(libdm_migration *m)
         m->pending--;
         fail_err(m, "begin", r);
         do_confirm(m);
-        return 0;
     }
-    return 0;
+}
+
+static int libdm__mig_send_start(libdm_migration *m)
+{
+    m->stage = STAGE_BEGIN;
+    libdm__timer_init(&m->step, on_send_step, m);
+    return libdm__defer(m->ctx, &m->step);
 }
 
 /* The sender's side of a failed exchange: the receiver said "error" or the
@@ -513,6 +522,14 @@ static void on_answer(libdm_migration *m, libdm_json *reply, int err)
     libdm_json_free(reply);
     if (a != ANSWER_NONE)
         m->stage = STAGE_ANSWERED;
+    if (a == ANSWER_FINISHED) {
+        /* The receiver keeps its mark (this host may report the outcome
+         * unknown) until told that the answer arrived. */
+        libdm_json *o = libdm__mig_msg("confirmed");
+
+        (void)libdm__mchan_send(m->ch, libdm__mig_check(o, o && libdm__mig_add_str(o, "id",
+                                                                                    m->id)));
+    }
     decide(m, a, why);
 }
 

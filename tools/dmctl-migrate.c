@@ -19,6 +19,8 @@
  *                                            stop the destination
  *          <-  {"phase":"finished","runstate":..[,"record_error":..]}
  *              | {"phase":"aborted"} | error
+ *   {"phase":"confirmed"}  ->                (after "finished": the receiver
+ *                                            drops its mark)
  *   Confirm
  *
  * S is what the sender knows of its source once Perform is over
