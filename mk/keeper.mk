@@ -5,4 +5,13 @@ libexec_PROGRAMS += tools/libdm-keeper
 tools_libdm_keeper_SOURCES = tools/keeper.c tools/keeper-restrict.c tools/keeper-restrict.h \
 	tools/keeper-log.c tools/keeper-log.h
 tools_libdm_keeper_CFLAGS = $(AM_CFLAGS) $(LIBSECCOMP_CFLAGS)
-tools_libdm_keeper_LDADD = libdm-core.la $(DEPS_LIBS) $(LIBSECCOMP_LIBS)
+# KEEPER_LIBS (configure.ac): the libxen*/libseccomp archives when they link
+# (the loader then maps libc only: issue 23), else the shared libraries.
+# The convenience library's archive itself: through libdm-core.la libtool
+# would put its -lxenstore -lxentoollog before KEEPER_LIBS' archives.
+tools_libdm_keeper_LDADD = .libs/libdm-core.a $(YAJL_LIBS) $(KEEPER_LIBS)
+tools_libdm_keeper_DEPENDENCIES = libdm-core.la
+tools_libdm_keeper_LDFLAGS = -Wl,--as-needed
+# Issue 23: the keeper's loader maps libc only (static libxen*/libseccomp).
+TESTS += tests/unit/test-keeper-needed.sh
+EXTRA_DIST += tests/unit/test-keeper-needed.sh
