@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include <libdm/libdm.h>
+#include "bench-parts.h"
 #include "bench-util.h"
 
 #define MAX_NS 8
@@ -424,10 +425,18 @@ int main(int argc, char **argv)
                bu_median(fi, (size_t)runs), bu_median(li, (size_t)runs),
                bu_median(fc, (size_t)runs), bu_median(lc, (size_t)runs),
                bu_median(lc, (size_t)runs) / bu_median(fc, (size_t)runs));
+        bp_breakdown(store, bu_median(fc, (size_t)runs) / n, bu_median(lc, (size_t)runs) / n,
+                     "CPU");
+        snprintf(name, sizeof(name), "storm: %d DMs CPU", n);
+        snprintf(a, sizeof(a), "%.0f ms", bu_median(lc, (size_t)runs));
+        snprintf(b, sizeof(b), "%.0f ms", bu_median(fc, (size_t)runs));
+        bu_result(name, a, b, bu_median(lc, (size_t)runs) / bu_median(fc, (size_t)runs),
+                  "<= 1.10x (issue 23)",
+                  bu_median(lc, (size_t)runs) <= 1.10 * bu_median(fc, (size_t)runs) ? "yes" : "NO");
         snprintf(name, sizeof(name), "storm: %d DMs all ready", n);
         snprintf(a, sizeof(a), "%.1f ms", ml);
         snprintf(b, sizeof(b), "%.1f ms (pre-bound)", mf);
-        bu_result(name, a, b, ml / mf, "<= 1.10x", ml / mf <= 1.10 ? "yes" : "NO");
+        bu_result(name, a, b, ml / mf, "<= 1.05x (issue 23)", ml / mf <= 1.05 ? "yes" : "NO");
         free(f);
         free(l);
     }

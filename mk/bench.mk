@@ -6,7 +6,7 @@ BENCH_PROGS = bench/bench-start bench/bench-rtt bench/bench-scale \
 EXTRA_PROGRAMS = $(BENCH_PROGS)
 BENCH_CFLAGS = $(AM_CFLAGS) -O2
 BENCH_LIBS = libdm-core.la $(DEPS_LIBS)
-BENCH_UTIL = bench/bench-util.c bench/bench-util.h
+BENCH_UTIL = bench/bench-util.c bench/bench-util.h bench/bench-parts.c bench/bench-parts.h
 
 bench_bench_start_SOURCES = bench/bench-start.c $(BENCH_UTIL)
 bench_bench_start_CFLAGS = $(BENCH_CFLAGS)
