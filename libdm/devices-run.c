@@ -138,22 +138,6 @@ int libdm__devices_prepare(libdm_ctx *ctx, libdm_dm_config *cfg, char **ret_nics
 
 /* ---- stop ---- */
 
-void libdm__devices_cleanup(libdm_ctx *ctx, const char *nics)
-{
-    const char *p = nics;
-
-    while (p && *p) {
-        char ifname[LIBDM__IFNAME_MAX + 1];
-        int devid, r;
-
-        if (sscanf(p, "%d %15s", &devid, ifname) == 2 && strcmp(ifname, "-") != 0 &&
-            (r = libdm__tap_remove(ifname)) < 0)
-            LIBDM__WARN(ctx, "nic %d: cannot remove tap %s: %s", devid, ifname, strerror(-r));
-        p = strchr(p, ';');
-        p = p ? p + 1 : NULL;
-    }
-}
-
 /* ---- after start ---- */
 
 static int publish_devices(libdm_dm *dm, int timeout_ms);

@@ -235,7 +235,10 @@ void libdm__mac_format(const uint8_t mac[6], char buf[18])
 
 static bool valid_model(const char *m)
 {
-    return !strcmp(m, "e1000") || !strcmp(m, "rtl8139") || !strcmp(m, "virtio-net-pci");
+    /* libxl passes any model through as -device MODEL; these are the NICs
+     * both QEMU binaries have (ne2k_pci and e1000e included, as xl.cfg(5)). */
+    return !strcmp(m, "e1000") || !strcmp(m, "rtl8139") || !strcmp(m, "virtio-net-pci") ||
+           !strcmp(m, "ne2k_pci") || !strcmp(m, "e1000e");
 }
 
 /* A Linux interface name: 1-15 of [A-Za-z0-9_.-], not "." or "..". */
@@ -384,7 +387,8 @@ int libdm_dm_config_set_vnc(libdm_dm_config *config, const char *listen, int dis
 {
     char *l = NULL, *p = NULL;
 
-    if (!config || display < -1 || display > 99)
+    /* libxl takes any display whose port (5900 + display) exists. */
+    if (!config || display < -1 || display > 65535 - 5900)
         return -EINVAL;
     if (display == -1 && (listen || password))
         return -EINVAL;

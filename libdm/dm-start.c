@@ -49,7 +49,7 @@ void libdm__dm_start_op_fini(libdm__op *op)
 static void undo_unspawned(libdm_dm *dm)
 {
     unclaim(dm);
-    libdm__devices_cleanup(dm->ctx, dm->nics); /* devices-run.c: taps it made */
+    libdm__devices_cleanup(dm->ctx, dm->nics); /* netdev.c: taps it made */
 }
 
 /* A start that ends before its keeper ran: nothing of it is left, and the
@@ -156,7 +156,7 @@ static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
             op->clean = CLEAN_DONE;
         break;
     case CLEAN_DEVICES:
-        libdm__devices_cleanup(ctx, dm->nics); /* devices-run.c: leftover taps */
+        libdm__devices_cleanup(ctx, dm->nics); /* netdev.c: leftover taps */
         break;
     case CLEAN_CHROOT:
         libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);
@@ -381,7 +381,7 @@ static int clear_leftovers(libdm_dm *dm, libdm__store *store)
         return -EEXIST;
     }
     (void)libdm__store_del(store, dm->name);
-    libdm__devices_cleanup(dm->ctx, rec.nics); /* devices-run.c: its taps */
+    libdm__devices_cleanup(dm->ctx, rec.nics); /* netdev.c: its taps */
     /* The dead DM's per-domain files go only under that domain's claim. */
     libdm__dm_remove_own_chroot(dm->rd, rec.profile, rec.domid);
     if (rec.profile && !strcmp(rec.profile, "xen")) {

@@ -1099,7 +1099,7 @@ static int forget_files(libdm_ctx *ctx, libdm__store *store, const libdm__record
     r = libdm__rundir_reclaim(rd);
     if (r >= 0) {
         (void)libdm__store_del(store, name);
-        libdm__devices_cleanup(ctx, rec->nics); /* devices-run.c: its taps */
+        libdm__devices_cleanup(ctx, rec->nics); /* netdev.c: its taps */
         libdm__dm_remove_own_chroot(rd, rec->profile, rec->domid);
         if (rec->profile && !strcmp(rec->profile, "xen"))
             libdm__rundir_remove_xen_sockets(rd, LIBDM__XEN_RUN_DIR, rec->domid);

@@ -152,3 +152,22 @@ int libdm__tap_remove(const char *name)
     libdm__close(&fd);
     return r;
 }
+
+/* The taps of a record's "nics" text ("DEVID IFNAME MAC BRIDGE;..."):
+ * here, beside the taps, so that every way a DM ends (dm.c, the
+ * operations) can remove them without calling up into devices-run.c. */
+void libdm__devices_cleanup(libdm_ctx *ctx, const char *nics)
+{
+    const char *p = nics;
+
+    while (p && *p) {
+        char ifname[LIBDM__IFNAME_MAX + 1];
+        int devid, r;
+
+        if (sscanf(p, "%d %15s", &devid, ifname) == 2 && strcmp(ifname, "-") != 0 &&
+            (r = libdm__tap_remove(ifname)) < 0)
+            LIBDM__WARN(ctx, "nic %d: cannot remove tap %s: %s", devid, ifname, strerror(-r));
+        p = strchr(p, ';');
+        p = p ? p + 1 : NULL;
+    }
+}

@@ -19,4 +19,9 @@ int libdm__qmp_add_internal_listener(libdm_qmp *q, libdm_qmp_event_fn *cb, void 
  * still drains (an event then must not reach it). */
 void libdm__qmp_drop_internal_listeners(libdm_qmp *q);
 
+/* The form of a QMP message (@text of @len bytes, or parsed) fit for a log:
+ * every secret-carrying value replaced by "<redacted>" (qmp-redact.c). */
+int libdm__qmp_redact(const char *text, size_t len, char **ret_text);
+int libdm__qmp_redact_json(const libdm_json *msg, char **ret_text);
+
 #endif

@@ -431,8 +431,18 @@ static pending *next_to_send(libdm_qmp *q)
 
 static void log_sent(libdm_qmp *q, const pending *p)
 {
-    if (libdm__log_enabled(q->ctx, XTL_DEBUG))
-        LIBDM__DEBUG(q->ctx, "%s: QMP send: %.*s", who(q), (int)(p->len - 1), p->text);
+    char *text;
+
+    if (!libdm__log_enabled(q->ctx, XTL_DEBUG))
+        return;
+    /* Never the command verbatim: it may carry a password. */
+    if (libdm__qmp_redact(p->text, p->len - 1, &text) < 0) {
+        LIBDM__DEBUG(q->ctx, "%s: QMP send: %s (arguments not shown)", who(q),
+                     p->command ? p->command : "?");
+        return;
+    }
+    LIBDM__DEBUG(q->ctx, "%s: QMP send: %s", who(q), text);
+    free(text);
 }
 
 static void flush(libdm_qmp *q)
@@ -761,7 +771,7 @@ static void log_received(libdm_qmp *q, const libdm_json *msg)
 {
     char *text;
 
-    if (!libdm__log_enabled(q->ctx, XTL_DEBUG) || libdm_json_to_string(msg, 0, &text) < 0)
+    if (!libdm__log_enabled(q->ctx, XTL_DEBUG) || libdm__qmp_redact_json(msg, &text) < 0)
         return;
     LIBDM__DEBUG(q->ctx, "%s: QMP recv: %.*s", who(q), 4096, text);
     free(text);

@@ -241,15 +241,17 @@ static const char *keeper_path(void)
 }
 
 _Static_assert(LIBDM__KEEPER_NFDS == LIBDM_PASS_FD_FIRST, "passed fds follow the keeper's own");
-_Static_assert(LIBDM_PASS_FD_FIRST + LIBDM_MAX_PASS_FDS < 64, "sources stay above targets");
+/* The lowest fd above every target. No higher: F_DUPFD_CLOEXEC with a floor
+ * at or past the soft RLIMIT_NOFILE is EINVAL, and `ulimit -n 64` is real. */
+#define HIGH_FD_FLOOR (LIBDM_PASS_FD_FIRST + LIBDM_MAX_PASS_FDS)
 
 /* Moves @fd above the fds the keeper receives, so that placing one cannot
- * clobber another's source. */
+ * clobber another's source. Out of fds is -EMFILE, never -EINVAL. */
 static int high_fd(int fd)
 {
-    int r = fcntl(fd, F_DUPFD_CLOEXEC, 64);
+    int r = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD_FLOOR);
 
-    return r < 0 ? -errno : r;
+    return r >= 0 ? r : errno == EINVAL ? -EMFILE : -errno;
 }
 
 static char **keeper_env(void)

@@ -4,7 +4,7 @@ noinst_LTLIBRARIES += libdm-core.la
 libdm_core_la_SOURCES = \
 	libdm/internal.h \
 	libdm/ctx-internal.h libdm/ctx.c libdm/log.c libdm/util.c libdm/loop.c \
-	libdm/json.c libdm/qmp-decoder.c libdm/qmp.c libdm/qmp-internal.h \
+	libdm/json.c libdm/qmp-decoder.c libdm/qmp.c libdm/qmp-redact.c libdm/qmp-internal.h \
 	libdm/keeper-proto.c libdm/keeper-proto.h libdm/spawn.c libdm/spawn-internal.h \
 	libdm/rundir.c libdm/rundir-internal.h \
 	libdm/dm.c libdm/dm-internal.h libdm/dm-private.h libdm/dm-start.c libdm/dm-ops.c \

@@ -25,5 +25,7 @@ EXTRA_DIST += tests/integration/test-restricted-disks.sh tests/xlcfg/test-xlcfg-
 	tests/xlcfg/corpus/19-maxvcpus.cfg \
 	tests/xlcfg/corpus/20-restricted.cfg \
 	tests/xlcfg/corpus/21-scsi-disk.cfg \
-	tests/xlcfg/corpus/22-empty-cdrom.cfg
+	tests/xlcfg/corpus/22-empty-cdrom.cfg \
+	tests/xlcfg/corpus/23-nic-ne2k-e1000e.cfg \
+	tests/xlcfg/corpus/24-vncdisplay-high.cfg
 CLEANFILES += tests/xlcfg/libxl-argv tests/xlcfg/libxenlight-open.a

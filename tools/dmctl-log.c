@@ -64,15 +64,33 @@ static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int er
                            const char *context, const char *format, va_list al)
     __attribute__((format(printf, 5, 0)));
 
+static void stream_message(xentoollog_logger *s, xentoollog_level level, int errnoval,
+                           const char *context, const char *format, ...)
+    __attribute__((format(printf, 5, 6)));
+static void stream_message(xentoollog_logger *s, xentoollog_level level, int errnoval,
+                           const char *context, const char *format, ...)
+{
+    va_list ap;
+
+    va_start(ap, format);
+    s->vmessage(s, level, errnoval, context, format, ap);
+    va_end(ap);
+}
+
 static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int errnoval,
                            const char *context, const char *format, va_list al)
 {
     dmctl_logger *l = (dmctl_logger *)lg;
-    char *msg = NULL;
+    char *raw = NULL, *msg;
 
+    /* A log line may quote the DM: never raw to the terminal. */
+    if (vasprintf(&raw, format, al) < 0 || !raw)
+        return;
+    msg = dmctl_safe(raw, DMCTL_SAFE_LINE);
+    free(raw);
+    if (!msg)
+        return;
     if (l->hold && level >= XTL_WARN) {
-        if (vasprintf(&msg, format, al) < 0 || !msg)
-            return;
         if (errnoval >= 0) {
             char *with = NULL;
 
@@ -84,7 +102,8 @@ static void dmctl_vmessage(xentoollog_logger *lg, xentoollog_level level, int er
         hold(l, level, msg);
         return;
     }
-    l->stream->vmessage(l->stream, level, errnoval, context, format, al);
+    stream_message(l->stream, level, errnoval, context, "%s", msg);
+    free(msg);
 }
 
 static void dmctl_progress(xentoollog_logger *lg, const char *context, const char *doing_what,

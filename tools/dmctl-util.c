@@ -40,6 +40,22 @@ static xentoollog_level log_level(const dmctl *d)
     return XTL_WARN;
 }
 
+/* A store directory given by the user must exist: a typo must not become
+ * a new, empty store. Only libdm's default run directory (/run/libdm for
+ * root, $XDG_RUNTIME_DIR/libdm otherwise) may be created. */
+static bool store_dir_may_be_made(const char *abs)
+{
+    const char *xdg = geteuid() == 0 ? "/run" : getenv("XDG_RUNTIME_DIR");
+    size_t n = strlen(abs), x = xdg ? strlen(xdg) : 0;
+    struct stat st;
+
+    while (n > 1 && abs[n - 1] == '/')
+        n--;
+    if (xdg && n == x + 6 && !strncmp(abs, xdg, x) && !strncmp(abs + x, "/libdm", 6))
+        return true;
+    return lstat(abs, &st) == 0 || errno != ENOENT;
+}
+
 /* "xenstore", "auto" and "dir" are passed on; "xenstore:DIR" with DIR made
  * absolute; anything else is a directory. */
 static int store_spec(dmctl *d, const char **ret_spec)
@@ -55,6 +71,10 @@ static int store_spec(dmctl *d, const char **ret_spec)
     abs = dmctl_absolute_path(xs_dir ? s + 9 : s, false);
     if (!abs)
         return -errno;
+    if (!xs_dir && !store_dir_may_be_made(abs)) {
+        free(abs);
+        return -ENOENT;
+    }
     free(d->store_abs);
     d->store_abs = abs;
     if (xs_dir) {
@@ -160,12 +180,18 @@ void dmctl_error(const char *what, const char *fmt, ...)
 {
     va_list ap;
 
+    char *msg = NULL;
+
     fputs("dmctl: ", stderr);
     if (what)
         fprintf(stderr, "%s: ", what);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
     va_end(ap);
+    /* Error messages quote what the DM said (QMP error descriptions). */
+    dmctl_put_safe(stderr, msg, DMCTL_SAFE_LINE);
+    free(msg);
     fputc('\n', stderr);
 }
 
@@ -532,13 +558,21 @@ int dmctl_json_emit(libdm_json *v)
     char *text = NULL;
     int r = v ? libdm_json_to_string(v, 0, &text) : -ENOMEM;
 
+    char *safe;
+
     libdm_json_free(v);
     if (r < 0) {
         dmctl_error(NULL, "cannot produce JSON: %s", strerror(-r));
         return DMCTL_EXIT_FAIL;
     }
-    puts(text);
+    safe = dmctl_json_escape_c1(text);
     free(text);
+    if (!safe) {
+        dmctl_error(NULL, "cannot produce JSON: %s", strerror(ENOMEM));
+        return DMCTL_EXIT_FAIL;
+    }
+    puts(safe);
+    free(safe);
     return 0;
 }
 
@@ -561,15 +595,21 @@ void dmctl_print_kv(int width, const char *key, const char *fmt, ...)
 {
     va_list ap;
 
+    char *v = NULL;
+
     printf("%-*s ", width + 1, key);
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    if (vasprintf(&v, fmt, ap) < 0)
+        v = NULL;
     va_end(ap);
+    dmctl_put_safe(stdout, v, DMCTL_SAFE_SHORT);   /* values come from the DM */
+    free(v);
     putchar('\n');
 }
 
 static int print_dm_json(libdm_dm *dm)
 {
+    char *rs = dmctl_safe(libdm_dm_get_runstate(dm), DMCTL_SAFE_SHORT);
     libdm_json *o = libdm_json_new_object();
     bool ok = o != NULL;
 
@@ -577,7 +617,8 @@ static int print_dm_json(libdm_dm *dm)
     ok = ok && dmctl_json_add_int(o, "domid", libdm_dm_get_domid(dm));
     ok = ok && dmctl_json_add_int(o, "pid", libdm_dm_get_pid(dm));
     ok = ok && dmctl_json_add_str(o, "qmp_socket", libdm_dm_get_qmp_path(dm));
-    ok = ok && dmctl_json_add_str(o, "runstate", libdm_dm_get_runstate(dm));
+    ok = ok && dmctl_json_add_str(o, "runstate", rs);
+    free(rs);
     ok = ok && dmctl_json_add_str(o, "profile", libdm_dm_get_profile(dm));
     ok = ok && dmctl_json_add_str(o, "state", libdm_dm_state_to_string(libdm_dm_get_state(dm)));
     if (ok && libdm_dm_get_confinement(dm))

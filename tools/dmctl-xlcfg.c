@@ -184,9 +184,10 @@ static int apply_vif(const char *where, const vif_spec *v, libdm_dm_config *cfg)
     if (v->mac && !mac_syntax_ok(v->mac))
         return fail(where, "mac '%s': not xx:xx:xx:xx:xx:xx", v->mac);
     if (v->model && strcmp(v->model, "e1000") && strcmp(v->model, "rtl8139") &&
-        strcmp(v->model, "virtio-net-pci"))
-        return fail(where, "model '%s': unsupported (e1000, rtl8139 or virtio-net-pci)",
-                    v->model);
+        strcmp(v->model, "virtio-net-pci") && strcmp(v->model, "ne2k_pci") &&
+        strcmp(v->model, "e1000e"))
+        return fail(where, "model '%s': unsupported (e1000, e1000e, rtl8139, ne2k_pci or "
+                    "virtio-net-pci)", v->model);
     if (v->vifname)
         snprintf(ifname, sizeof(ifname), "%s-emu", v->vifname);
     if (libdm_dm_config_add_nic(cfg, v->mac, v->model, v->bridge,
@@ -366,7 +367,7 @@ static int apply_vnc(const xl_file *f)
     if (f->seen & XLCFG_SEEN_VNC)
         return 0;
     if ((ex = get_long(f, "vnc", 0, 1, &on)) == 2 ||
-        (ex = get_long(f, "vncdisplay", 0, 99, &display)) == 2 ||
+        (ex = get_long(f, "vncdisplay", 0, 65535 - 5900, &display)) == 2 ||
         (ex = get_str(f, "vnclisten", &listen)) == 2 || (ex = get_str(f, "vncpasswd", &pw)) == 2)
         return 2;
     if ((ex = get_long(f, "vncunused", 0, 1, &unused)) == 2)
@@ -384,15 +385,17 @@ static int apply_vnc(const xl_file *f)
 
         if (display >= 0)
             return fail(f->path, "vnclisten: has a display and vncdisplay is set too");
+        /* Digits only, 0-99 as vncdisplay: no sign, no wrap past int. */
+        errno = 0;
         display = strtol(colon + 1, &end, 10);
-        if (*end || colon[1] == '\0')
-            return fail(f->path, "vnclisten: '%s': bad display", listen);
+        if (*end || colon[1] < '0' || colon[1] > '9' || errno || display > 99)
+            return fail(f->path, "vnclisten: '%s': bad display (0-99)", listen);
         snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
         listen = host;
     }
     return setter(f, "vnc", libdm_dm_config_set_vnc(f->cfg, listen, display < 0 ? 0 : (int)display,
                                                    pw && pw[0] ? pw : NULL),
-                  "invalid vnclisten, vncdisplay (0-99) or vncpasswd (1-8 printable "
+                  "invalid vnclisten, vncdisplay (0-59635) or vncpasswd (1-8 printable "
                   "characters)");
 }
 
@@ -536,8 +539,7 @@ static const char *const refused_keys[] = {
     "spicepasswd", "spiceagent_mouse", "spicevdagent", "spice_clipboard_sharing",
     "spiceusbredirection", "device_model_stubdomain_override",
     "device_model_stubdomain_seclabel", "pci", "gfx_passthru", "rdm", "vtpm", "p9", "vsnd",
-    "vdispl", "vkb", "vfb", "smbios", "acpi_firmware", "serial_console", "nestedhvm_dm",
-    "qxl", "altp2mhvm_dm", "device_model", "vcpu_hard_affinity_dm", "localtime_dm",
+    "vdispl", "vkb", "vfb", "smbios", "acpi_firmware",
 };
 
 /* A refused key present in the file: exit 2 naming it. */

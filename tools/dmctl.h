@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include <libdm/libdm.h>
@@ -141,6 +142,17 @@ const char *dmctl_describe_wait(int status, char *buf, size_t len);
 
 /* JSON output: prints @v (consumed) on stdout, compact on one line. */
 int dmctl_json_emit(libdm_json *v);
+/* DM-supplied text made safe for a terminal (dmctl-safe.c): control bytes,
+ * DEL, non-ASCII and backslash as \xNN / \\, at most @max bytes of @s
+ * ("..." after). NULL for NULL or out of memory. */
+char *dmctl_safe(const char *s, size_t max);
+void dmctl_put_safe(FILE *f, const char *s, size_t max);
+/* dmctl_safe(@s, DMCTL_SAFE_SHORT); frees @s. */
+char *dmctl_safe_take(char *s);
+/* @text (JSON) with every C1 control (U+0080-U+009F) as \u00XX. */
+char *dmctl_json_escape_c1(const char *text);
+#define DMCTL_SAFE_SHORT 256
+#define DMCTL_SAFE_LINE 8192
 /* Adds a string member, or null when @s is NULL. false on failure. */
 bool dmctl_json_add_str(libdm_json *o, const char *key, const char *s);
 bool dmctl_json_add_int(libdm_json *o, const char *key, int64_t i);

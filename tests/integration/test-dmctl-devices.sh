@@ -200,8 +200,8 @@ bad "duplicate vdev" 2 "bad.cfg: disk: vdev 'hda': duplicate" "s|vdev=hdb|vdev=h
 bad "bridge that does not exist" 1 "nic 0: bridge nosuchbr does not exist" \
     "s|bridge=$br|bridge=nosuchbr|"
 check "no tap left by the failed start" sh -c "! ip netns exec $ns ip link show dmbad.0 2>/dev/null"
-bad "unsupported model" 2 "bad.cfg: vif: model 'ne2k_pci': unsupported" \
-    "s|model=e1000|model=ne2k_pci|"
+bad "unsupported model" 2 "bad.cfg: vif: model 'no-such-nic': unsupported" \
+    "s|model=e1000|model=no-such-nic|"
 bad "password where VNC is off" 2 "bad.cfg: vncpasswd: set while vnc=0" "s|^vnc = 1|vnc = 0|"
 
 echo "$n checks, $fails failed"

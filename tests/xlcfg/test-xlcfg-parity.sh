@@ -92,10 +92,15 @@ else
 fi
 
 # Keys libdm does not map are refused, naming the key; none is dropped.
-for key in 'soundhw = "hda"' 'nographic = 1' 'sdl = 1' 'kernel = "/k"' 'usbversion = 2' \
-           'hdtype = "ahci"' 'vendor_device = "xenserver"' \
-           'device_model_stubdomain_override = 1'; do
-    k=${key%% *}
+# Every key of dmctl's refused list (tools/dmctl-xlcfg.c), as a string and
+# as a list.
+keys=$(sed -n '/refused_keys\[\] = {/,/^};/p' "$top_srcdir/tools/dmctl-xlcfg.c" |
+       grep -o '"[a-z_0-9]*"' | tr -d '"')
+[ "$(printf '%s\n' $keys | wc -l)" -ge 30 ] || fail "the refused list was not found"
+i=0
+for k in $keys; do
+    i=$((i + 1))
+    if [ $((i % 2)) -eq 0 ]; then key="$k = [ \"x\" ]"; else key="$k = \"x\""; fi
     printf 'name = "r"\ntype = "hvm"\nmemory = 64\n%s\n' "$key" >"$tmp/refuse.cfg"
     "$DMCTL" start --config "$tmp/refuse.cfg" --profile xen --domid "$d" --dry-run \
         >/dev/null 2>"$tmp/refuse.err"

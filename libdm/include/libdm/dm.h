@@ -122,9 +122,9 @@ LIBDM_EXPORT int libdm_dm_config_add_disk(libdm_dm_config *config, const char *v
                                           const char *path, libdm_disk_format format,
                                           unsigned flags);
 /* An emulated NIC on a tap. @mac "xx:xx:xx:xx:xx:xx" (unicast), NULL for
- * libxl's 00:16:3e:xx:xx:xx (random). @model e1000, rtl8139 (NULL: libxl's
- * default rtl8139) or virtio-net-pci. At start libdm creates the tap
- * (@ifname, NULL: vif<domid>.<n>-emu, or dm<name>.<n> without a domid),
+ * libxl's 00:16:3e:xx:xx:xx (random). @model e1000, e1000e, rtl8139 (NULL:
+ * libxl's default rtl8139), ne2k_pci or virtio-net-pci. At start libdm
+ * creates the tap (@ifname, NULL: vif<domid>.<n>-emu, or dm<name>.<n> without a domid),
  * brings it up, adds it to @bridge (NULL: none; it must exist) and hands it
  * to QEMU as an open fd; the tap goes away with QEMU (removed at stop).
  * *@ret_devid (may be NULL) is its number n. */
@@ -136,7 +136,8 @@ LIBDM_EXPORT int libdm_dm_config_add_nic(libdm_dm_config *config, const char *ma
 LIBDM_EXPORT int libdm_dm_config_add_nic_fd(libdm_dm_config *config, const char *mac,
                                             const char *model, int tap_fd, int *ret_devid);
 /* VNC on @listen (NULL: 127.0.0.1; a host name or address, or
- * "unix:/ABS/PATH") display @display (0-99; ignored for unix:). @password
+ * "unix:/ABS/PATH") display @display (0-59635: TCP port 5900 + display;
+ * ignored for unix:). @password
  * (1-8 printable characters, NULL: none) never appears on the command line:
  * QEMU starts with password=on (nobody can connect) and libdm_dm_apply_config()
  * sets it over QMP. @display -1 turns VNC off (the default: -display none). */
