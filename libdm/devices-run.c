@@ -13,23 +13,62 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define NICS_TEXT_MAX 1024
 
 /* ---- start ---- */
 
+/* Opens @d's image with @mode, never blocking (a FIFO, a tty), and checks
+ * on the fd that it is a regular file or a block device (issue 18, item
+ * 6): 0 and *ret_fd (blocking again), or -errno, logged. */
+static int open_image(libdm_ctx *ctx, const libdm_dm_config *cfg, const libdm__disk *d,
+                      int mode, int *ret_fd)
+{
+    int fd = open(d->path, mode | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), fl, r;
+    struct stat st;
+
+    if (fd < 0) {
+        r = -errno;
+        /* a socket cannot be opened (ENXIO): the same refusal as a FIFO */
+        if (r == -ENXIO && stat(d->path, &st) == 0 && S_ISSOCK(st.st_mode))
+            goto not_image;
+        LIBDM__ERROR(ctx, "%s: disk %s: %s: %s", cfg->name, d->vdev, d->path, strerror(-r));
+        return r;
+    }
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        close(fd);
+        LIBDM__ERROR(ctx, "%s: disk %s: %s: %s", cfg->name, d->vdev, d->path, strerror(-r));
+        return r;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        close(fd);
+        goto not_image;
+    }
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+not_image:
+    LIBDM__ERROR(ctx, "%s: disk %s: %s: not a regular file or a block device", cfg->name,
+                 d->vdev, d->path);
+    return -EINVAL;
+}
+
 /* Opens @d's image with @mode and hands it to QEMU (*ret_qemu_fd). */
 static int pass_image(libdm_ctx *ctx, libdm_dm_config *cfg, const libdm__disk *d, int mode,
                       int *ret_qemu_fd)
 {
-    int fd = open(d->path, mode | O_CLOEXEC | O_NOCTTY), r;
+    int fd = -1, r = open_image(ctx, cfg, d, mode, &fd);
 
-    if (fd < 0) {
-        r = -errno;
-        LIBDM__ERROR(ctx, "%s: disk %s: %s: %s", cfg->name, d->vdev, d->path, strerror(-r));
+    if (r < 0)
         return r;
-    }
     r = libdm_dm_config_pass_fd(cfg, fd, ret_qemu_fd);
     close(fd);
     if (r < 0)
@@ -47,10 +86,12 @@ static int prepare_disk(libdm_ctx *ctx, libdm_dm_config *cfg, libdm__disk *d)
     if (!d->path)
         return 0;
     if (!cfg->restricted) {
-        if (access(d->path, d->readonly ? R_OK : R_OK | W_OK) == 0)
-            return 0;
-        r = -errno;
-        LIBDM__ERROR(ctx, "%s: disk %s: %s: %s", cfg->name, d->vdev, d->path, strerror(-r));
+        /* QEMU opens the path itself; checked the same way first. */
+        int fd = -1;
+
+        r = open_image(ctx, cfg, d, d->readonly ? O_RDONLY : O_RDWR, &fd);
+        if (fd >= 0)
+            close(fd);
         return r;
     }
     r = pass_image(ctx, cfg, d, d->readonly ? O_RDONLY : O_RDWR, &d->qemu_fd);
@@ -232,15 +273,23 @@ static int vnc_info(libdm_qmp *q, int timeout_ms, libdm_json *out)
     return libdm_json_object_add(out, "vnc", o);
 }
 
-/* One recorded NIC "DEVID IFNAME MAC MODEL BRIDGE" as an object. */
-static libdm_json *nic_object(const char *text)
+/* One recorded NIC "DEVID IFNAME MAC MODEL BRIDGE" (the @len bytes at
+ * @text, before the next ';') as an object. */
+static libdm_json *nic_object(const char *text, size_t len)
 {
-    char ifname[32], mac[32], model[32], bridge[32];
+    char entry[NICS_TEXT_MAX], ifname[32], mac[32], model[32], bridge[32], extra[2];
     int devid;
     libdm_json *o;
     int r;
 
-    if (sscanf(text, "%d %31s %31s %31s %31s", &devid, ifname, mac, model, bridge) != 5)
+    /* %s stops at blanks only: the entry is cut at its ';' first (issue
+     * 18, item 14: "BR;1" was the first NIC's bridge). */
+    if (len >= sizeof(entry))
+        return NULL;
+    memcpy(entry, text, len);
+    entry[len] = '\0';
+    if (sscanf(entry, "%d %31s %31s %31s %31s %1s", &devid, ifname, mac, model, bridge,
+               extra) != 5)
         return NULL;
     o = libdm_json_new_object();
     r = o ? libdm_json_object_add(o, "devid", libdm_json_new_int(devid)) : -ENOMEM;
@@ -257,11 +306,11 @@ static int nic_info(const char *nics, libdm_json *out)
     int r = list ? 0 : -ENOMEM;
 
     for (const char *p = nics; r >= 0 && p && *p;) {
-        libdm_json *o = nic_object(p);
+        const char *end = strchr(p, ';');
+        libdm_json *o = nic_object(p, end ? (size_t)(end - p) : strlen(p));
 
         r = o ? libdm_json_array_append(list, o) : -EINVAL;
-        p = strchr(p, ';');
-        p = p ? p + 1 : NULL;
+        p = end ? end + 1 : NULL;
     }
     if (r < 0) {
         libdm_json_free(list);

@@ -147,6 +147,7 @@ struct libdm_dm {
                                  * refused before its keeper ran removed what
                                  * it made, or a stop cleaned up */
     bool pid_gone;              /* attached: the pidfd said so; the record may lag */
+    bool keeper_killed;         /* attached: its keeper outlived the DM: SIGKILLed */
     int exit_status;
     char *last_error;
     int timeout_ms;

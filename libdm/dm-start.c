@@ -152,8 +152,20 @@ static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
     case CLEAN_CLAIM:
         /* Once the keeper exited, another start may own the name already:
          * then nothing there is ours. */
-        if (dm->rd && dm->rd->owner_fd < 0 && libdm__rundir_reclaim(dm->rd) < 0)
+        if (dm->rd && dm->rd->owner_fd < 0 && libdm__rundir_reclaim(dm->rd) < 0) {
+            int holder = 0;
+
+            /* ...but if the holder is this DM's own keeper (it would not
+             * die), the record and files stay: a stop must not say
+             * "stopped" (issue 18, item 11). */
+            if (libdm__dm_op_kind(dm) == OP_STOP && dm->keeper_pid > 0 &&
+                libdm__rundir_owner_held(dm->rd, &holder) == 1 && holder == dm->keeper_pid) {
+                libdm__dm_error(dm, "the device model ended, but its keeper (pid %d) still "
+                                "holds its name: record and files left", holder);
+                op->clean_status = -EBUSY;
+            }
             op->clean = CLEAN_DONE;
+        }
         break;
     case CLEAN_DEVICES:
         libdm__devices_cleanup(ctx, dm->nics); /* netdev.c: leftover taps */

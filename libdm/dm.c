@@ -708,6 +708,18 @@ static void keeper_wait_expired(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
 
+    /* A stopped or hung keeper holds the name (and its DM's zombie): the
+     * files could not be cleaned under the claim. The pidfd is this DM's
+     * keeper (its start time was checked at attach): end it, then clean
+     * (issue 18, item 11). */
+    if (!dm->keeper_killed && dm->keeper_pidfd >= 0 &&
+        libdm__pidfd_signal(dm->keeper_pidfd, SIGKILL) == 0) {
+        LIBDM__WARN(ctx, "%s: its keeper (pid %d) did not exit after the device model: "
+                    "killed it", dm->name, dm->keeper_pid);
+        dm->keeper_killed = true;
+        (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_KILL_WAIT_MS));
+        return;
+    }
     LIBDM__WARN(ctx, "%s: its keeper did not exit after the device model", dm->name);
     on_keeper_gone(ctx, dm->keeper_pidfd, 0, dm);
 }

@@ -54,6 +54,9 @@ void libdm__runas_clear(libdm__runas *r);
 /* A caller's chroot: an existing directory (the last component not a
  * symlink), not "/", empty, owned by us and not writable by others. */
 int libdm__restrict_check_chroot(const char *dir, char **ret_err);
+/* The same, walking @dir one component at a time with none a symlink, and
+ * keeping the checked directory open in *ret_fd (O_CLOEXEC; NULL: closed). */
+int libdm__restrict_open_chroot(const char *dir, int *ret_fd, char **ret_err);
 /* Makes libdm's own chroot @dir: removes a stale one (an empty directory,
  * or a symlink or file planted there), then mkdir mode 0000. Its parent
  * must be ours and not writable by others. */

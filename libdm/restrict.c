@@ -222,17 +222,55 @@ static int open_chroot_err(const char *dir, int e, char **ret_err)
     return set_err(ret_err, -EINVAL, "chroot %s: %s", dir, strerror(e));
 }
 
-int libdm__restrict_check_chroot(const char *dir, char **ret_err)
+/* Opens @dir's canonical path (links in its parents, such as /var/run,
+ * resolved first) walking it one component at a time, none a symlink (nor
+ * ".."): a component swapped for a link meanwhile fails the open, and once
+ * open the fd is what is checked and used, whatever the path becomes.
+ * Readable (for the emptiness check). */
+static int open_no_links(const char *dir)
+{
+    char *copy = realpath(dir, NULL), *save = NULL, *comp, *next;
+    int fd, e = 0;
+
+    if (!copy)
+        return -errno;
+    fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    for (comp = strtok_r(copy, "/", &save); fd >= 0 && comp; comp = next) {
+        int nfd;
+
+        next = strtok_r(NULL, "/", &save);
+        if (!strcmp(comp, "..") || !strcmp(comp, ".")) {
+            close(fd);
+            fd = -1;
+            errno = EINVAL;
+            break;
+        }
+        nfd = openat(fd, comp, (next ? O_PATH : O_RDONLY) | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        e = errno;
+        close(fd);
+        fd = nfd;
+        errno = e;
+    }
+    e = errno;
+    free(copy);
+    return fd >= 0 ? fd : -e;
+}
+
+int libdm__restrict_open_chroot(const char *dir, int *ret_fd, char **ret_err)
 {
     struct stat st, root;
     int fd, r;
 
-    /* lstat for the message; O_NOFOLLOW is what holds if it changes. */
+    /* lstat for the message; the walk without links is what holds. */
     if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
         return open_chroot_err(dir, ELOOP, ret_err);
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    fd = open_no_links(dir);
+    if (fd == -ENOTDIR && lstat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        return open_chroot_err(dir, ENOTDIR, ret_err);
+    if (fd == -ENOTDIR) /* a parent became a link after it was resolved */
+        return set_err(ret_err, -EINVAL, "chroot %s changed while it was opened", dir);
     if (fd < 0)
-        return open_chroot_err(dir, errno, ret_err);
+        return open_chroot_err(dir, -fd, ret_err);
     if (fstat(fd, &st) < 0 || stat("/", &root) < 0) {
         r = set_err(ret_err, -errno, "chroot %s: %s", dir, strerror(errno));
     } else if (st.st_dev == root.st_dev && st.st_ino == root.st_ino) {
@@ -247,8 +285,16 @@ int libdm__restrict_check_chroot(const char *dir, char **ret_err)
         else
             r = 0;
     }
-    close(fd);
+    if (r == 0 && ret_fd)
+        *ret_fd = fd;
+    else
+        close(fd);
     return r;
+}
+
+int libdm__restrict_check_chroot(const char *dir, char **ret_err)
+{
+    return libdm__restrict_open_chroot(dir, NULL, ret_err);
 }
 
 /* Opens the parent of libdm's chroot, making it (0755) if missing: on a host
@@ -730,7 +776,26 @@ static int resolve_identity(libdm_dm_config *c, const libdm__pw_ops *pw, libdm__
     c->runas = strdup(ra->arg);
     if (!c->runas)
         return -ENOMEM;
-    return c->chroot_dir ? libdm__restrict_check_chroot(c->chroot_dir, err) : 0;
+    return 0;
+}
+
+/* The caller's chroot, opened once without links and checked on the fd;
+ * QEMU gets that fd and chroots to /proc/self/fd/N, never to the path
+ * again (whoever owns a parent could swap it for a link meanwhile). */
+static int pin_chroot(libdm_dm_config *c, char **err)
+{
+    int fd = -1, qemu_fd, r = libdm__restrict_open_chroot(c->chroot_dir, &fd, err);
+
+    if (r < 0)
+        return r;
+    r = libdm_dm_config_pass_fd(c, fd, &qemu_fd);
+    close(fd);
+    if (r < 0)
+        return set_err(err, r, "chroot %s: cannot pass it to QEMU: %s", c->chroot_dir,
+                       strerror(-r));
+    free(c->chroot_dir);
+    c->chroot_dir = libdm__sprintf("/proc/self/fd/%d", qemu_fd);
+    return c->chroot_dir ? 0 : -ENOMEM;
 }
 
 /* The start path runs the async probe first, so the cache answers. Without
@@ -765,6 +830,8 @@ static int resolve_restrict(libdm__restrict_plan *p, const char *dm_dir,
                                                                    : LIBDM_SECCOMP_FILTER;
     if (r == 0 && !(p->confinement = confinement(c, &ra)))
         r = -ENOMEM;
+    if (r == 0 && !*own_root) /* the caller's: said by path above, used by fd */
+        r = pin_chroot(c, err);
     libdm__runas_clear(&ra);
     return r;
 }

@@ -1009,11 +1009,40 @@ static int recorded_exit_status(dmctl *d, const char *name)
     return status;
 }
 
+/* Whether @name has a record (readable or not). */
+static bool is_recorded(dmctl *d, const char *name)
+{
+    libdm_dm_info *infos = NULL;
+    size_t n = 0, i;
+    bool found = false;
+
+    if (libdm_dm_list(d->ctx, &infos, &n) < 0)
+        return false;
+    for (i = 0; i < n; i++)
+        found = found || strcmp(infos[i].name, name) == 0;
+    libdm_dm_info_free(infos, n);
+    return found;
+}
+
+/* libdm_dm_forget(), waiting (bounded) while a concurrent stop or the
+ * keeper still holds the name to clean up: then nothing is left (issue 18,
+ * item 12). */
+static int forget_after_others(dmctl *d, const char *name)
+{
+    uint64_t deadline = libdm_now_ms() + (uint64_t)d->timeout_ms;
+    int r;
+
+    while ((r = libdm_dm_forget(d->ctx, name)) == -EBUSY && libdm_now_ms() < deadline &&
+           !dmctl_signal_received())
+        usleep(20000);
+    return r;
+}
+
 /* The process is gone already: remove what it left behind. */
 static int stop_gone(dmctl *d, const char *name)
 {
     int status = recorded_exit_status(d, name);
-    int r = libdm_dm_forget(d->ctx, name);
+    int r = forget_after_others(d, name);
 
     dmctl_logger_discard(d->lg);   /* attach's "is gone" */
     if (r < 0 && r != -ENOENT)
@@ -1026,8 +1055,8 @@ int dmctl_cmd_stop(dmctl *d, int argc, char **argv)
     const dmctl_command *cmd = dmctl_find_command("stop");
     libdm_dm *dm = NULL;
     const char *name;
-    bool force = false;
-    int c, ex = 0, r;
+    bool force = false, recorded;
+    int c, ex = 0, r, fr = 1;
 
     while ((c = dmctl_getopt(d, cmd, argc, argv, stop_opts, &ex)) != -1) {
         if (c == DMCTL_OPT_STOP)
@@ -1040,6 +1069,9 @@ int dmctl_cmd_stop(dmctl *d, int argc, char **argv)
     if (ex || (ex = dmctl_open_ctx(d)))
         return ex;
     name = argv[optind];
+    /* Recorded when this stop began: if the record is gone by the attach,
+     * a concurrent stop removed it, and this one succeeds too. */
+    recorded = is_recorded(d, name);
     /* A live DM whose monitor does not answer, is missing or refused comes
      * back BROKEN: still stoppable through its pidfd. */
     r = libdm_dm_attach_flags(d->ctx, name, d->timeout_ms, LIBDM_ATTACH_ANY_MONITOR, &dm);
@@ -1047,7 +1079,9 @@ int dmctl_cmd_stop(dmctl *d, int argc, char **argv)
         return stop_gone(d, name);
     /* No record: a starter killed right after claiming the name leaves its
      * run directory; nothing ran, and only that is removed. */
-    if (r == -ENOENT && libdm_dm_forget(d->ctx, name) == 0) {
+    if (r == -ENOENT && ((fr = recorded ? forget_after_others(d, name)
+                                        : libdm_dm_forget(d->ctx, name)) == 0 ||
+                         (recorded && fr == -ENOENT))) {
         dmctl_logger_discard(d->lg);
         return print_stopped(d, name, -1, true);
     }

@@ -70,15 +70,7 @@ rc=$?
 [ $rc -eq 0 ] || exit $rc
 eval "$env_out"
 
-fails=0
-n=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else fail "$desc"; fi
-}
+. "$top_srcdir/tests/harness/tap.sh"
 dmctl() { "$DMCTL" --store "$store" --timeout 20 "$@"; }
 field() {
     printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"

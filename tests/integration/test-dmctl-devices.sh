@@ -44,15 +44,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-fails=0
-n=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else fail "$desc"; fi
-}
+. "$top_srcdir/tests/harness/tap.sh"
 # has TEXT PATTERN: grep -E on a string.
 has() { printf '%s\n' "$1" | grep -Eq -- "$2"; }
 

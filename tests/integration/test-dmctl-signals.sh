@@ -28,16 +28,7 @@ store="$tmp/store"
 name="sig$$"
 mkdir -m 0700 "$store" || exit 99
 
-fails=0
-n=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $*"
-}
+. "$top_srcdir/tests/harness/tap.sh"
 show_err() {
     sed 's/^/    stderr: /' "$tmp/err"
 }

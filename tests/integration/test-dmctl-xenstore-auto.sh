@@ -49,21 +49,7 @@ XENSTORED_PATH=$sock
 export XENSTORED_PATH
 unset LIBDM_STORE 2>/dev/null
 
-fails=0
-n=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $*"
-}
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else fail "$desc"; fi
-}
+. "$top_srcdir/tests/harness/tap.sh"
 
 # No --store: "auto", which finds the xenstored above.
 dmctl() { "$DMCTL" --timeout 20 "$@"; }

@@ -45,15 +45,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-fails=0
-n=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else fail "$desc"; fi
-}
+. "$top_srcdir/tests/harness/tap.sh"
 dmctl() { "$DMCTL" --store "$store" --timeout 30 "$@"; }
 field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"; }
 pid_of() { field "$(dmctl --json list | grep "\"name\":\"$1\"")" pid; }

@@ -51,15 +51,7 @@ rc=$?
 [ $rc -eq 0 ] || exit $rc
 eval "$env_out"
 
-fails=0
-n=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else fail "$desc"; fi
-}
+. "$top_srcdir/tests/harness/tap.sh"
 has() { printf '%s\n' "$1" | grep -Eq -- "$2"; }
 inns() { ip netns exec "$ns" "$@"; }
 dmctl() { inns "$DMCTL" --store "$store" --timeout 20 "$@"; }

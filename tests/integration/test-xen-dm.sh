@@ -56,16 +56,7 @@ rc=$?
 [ $rc -eq 0 ] || exit $rc
 eval "$env_out"
 
-fails=0
-n=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $*"
-}
+. "$top_srcdir/tests/harness/tap.sh"
 
 dmctl() {
     "$DMCTL" --store "$store" --timeout 20 "$@"

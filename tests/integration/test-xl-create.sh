@@ -93,21 +93,7 @@ LIBDM_XL_DM_QEMU=$XEN_QEMU_WRAPPER
 LIBDM_XL_DM_STORE=$store
 export LIBDM_XL_DM_QEMU LIBDM_XL_DM_STORE
 
-fails=0
-n=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $*"
-}
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else fail "$desc"; fi
-}
+. "$top_srcdir/tests/harness/tap.sh"
 has() { case $1 in *"$2"*) return 0 ;; esac; return 1; }
 xsread() { xenstore-read "$1" 2>/dev/null; }
 dmctl() { "$DMCTL" --store "$store" --timeout 20 "$@"; }

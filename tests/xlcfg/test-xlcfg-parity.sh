@@ -58,10 +58,7 @@ if ! getent passwd "$DMUSER" >/dev/null && ! getent passwd "$uid" >/dev/null &&
 fi
 export IMGDIR DMUSER LIBXL_ARGV XL XLHYP_PRELOAD XENSTORED_PATH DMCTL
 
-fails=0
-n=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
+. "$top_srcdir/tests/harness/tap.sh"
 
 for cfg in "$here"/corpus/*.cfg; do
     name=$(basename "$cfg" .cfg)
