@@ -14,6 +14,10 @@
  *     stop NAME      ->  ok stop NAME                 | error stop NAME: why
  *     list           ->  NAME STATE lines, then "ok list COUNT"
  * SIGTERM or SIGINT: the DMs still managed are stopped, then dmd exits 0.
+ * Restarted after a crash (SIGKILL), dmd finds the DMs it left running with
+ * libdm_dm_list_async() and libdm_dm_attach_async(), from the loop, with no
+ * blocking call, and manages them again; the records of DMs that died
+ * meanwhile are removed with libdm_dm_forget_async().
  */
 #define _GNU_SOURCE 1 /* accept4 */
 #include <errno.h>
@@ -39,7 +43,7 @@ typedef struct managed {
     libdm_dm *dm;
     libdm_dm_config *cfg;
     client *waiter;          /* who asked for the operation in progress */
-    const char *op;          /* "start", "resume", "stop"; NULL when idle */
+    const char *op;          /* "start", "resume", "stop", "attach"; NULL when idle */
     struct managed *next;
 } managed;
 
@@ -133,8 +137,13 @@ static void finish_op(managed *m, int status)
         reply(c, "ok %s %s", op, m->name);
     if (c)
         client_unref(c);
-    /* A DM that failed to start or was stopped is no longer managed. */
-    if ((status < 0 && !strcmp(op, "start")) || !strcmp(op, "stop"))
+    if (!strcmp(op, "attach"))
+        fprintf(stderr, "dmd: rediscovered %s: %s\n", m->name,
+                status < 0 ? (err ? err : strerror(-status))
+                           : libdm_dm_state_to_string(libdm_dm_get_state(m->dm)));
+    /* A DM that failed to start or to be re-attached, or was stopped, is
+     * no longer managed. */
+    if ((status < 0 && (!strcmp(op, "start") || !strcmp(op, "attach"))) || !strcmp(op, "stop"))
         forget(m);
 }
 
@@ -215,6 +224,59 @@ static void cmd_list(client *c)
     for (managed *m = D.dms; m; m = m->next, n++)
         reply(c, "%s %s", m->name, libdm_dm_state_to_string(libdm_dm_get_state(m->dm)));
     reply(c, "ok list %u", n);
+}
+
+/* ---- rediscovery after a restart: no blocking call ---- */
+
+static void on_forgotten(libdm_ctx *ctx, int status, void *userdata)
+{
+    (void)ctx;
+    fprintf(stderr, "dmd: forgot %s: %s\n", (char *)userdata,
+            status < 0 ? strerror(-status) : "ok");
+    free(userdata);
+}
+
+static void on_listed(libdm_ctx *ctx, int status, libdm_dm_info *infos, size_t count,
+                      void *userdata)
+{
+    unsigned found = 0;
+
+    (void)userdata;
+    if (status < 0) {
+        fprintf(stderr, "dmd: cannot list the store: %s\n", strerror(-status));
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        char *name;
+        managed *m;
+
+        if (find(infos[i].name))
+            continue;
+        if (!infos[i].alive) {
+            /* Died while dmd was away: its record and files go. */
+            name = strdup(infos[i].name);
+            if (name && libdm_dm_forget_async(ctx, name, on_forgotten, name, free) < 0)
+                free(name);
+            continue;
+        }
+        m = calloc(1, sizeof(*m));
+        if (!m || !(m->name = strdup(infos[i].name))) {
+            free(m);
+            continue;
+        }
+        if (libdm_dm_attach_async(ctx, m->name, 10000, on_done, m, &m->dm) < 0) {
+            fprintf(stderr, "dmd: cannot re-attach %s\n", m->name);
+            free(m->name);
+            free(m);
+            continue;
+        }
+        m->op = "attach";
+        m->next = D.dms;
+        D.dms = m;
+        found++;
+    }
+    libdm_dm_info_free(infos, count);
+    fprintf(stderr, "dmd: rediscovery: %u running\n", found);
 }
 
 static void handle_line(client *c, char *line)
@@ -367,6 +429,11 @@ int main(int argc, char **argv)
         sd_event_add_signal(D.event, NULL, SIGTERM, NULL, NULL) < 0 ||
         sd_event_add_signal(D.event, NULL, SIGINT, NULL, NULL) < 0) {
         fprintf(stderr, "dmd: cannot listen on %s\n", sock);
+        return 1;
+    }
+    /* What a previous dmd left running: found from the loop. */
+    if ((r = libdm_dm_list_async(D.ctx, on_listed, NULL, NULL)) < 0) {
+        fprintf(stderr, "dmd: cannot list the store: %s\n", strerror(-r));
         return 1;
     }
     fprintf(stderr, "dmd: listening on %s\n", sock);

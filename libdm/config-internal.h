@@ -87,6 +87,15 @@ int libdm__config_adopt_build(const libdm_dm_config *c, int qmp_fd, char ***ret_
  * (libxl's), else libdm__profile_to_string(). */
 #define LIBDM__PROFILE_XL "xl"
 
+/* config-doc.c: the configuration document (issue 22, defect 1), kept in
+ * the DM's run directory as LIBDM__CONFIG_DOC_FILE (0600: it holds the VNC
+ * password) so that a later dmctl can send the whole DM elsewhere.
+ * Nothing is written (and an old file removed) for a configuration that
+ * cannot travel. */
+#define LIBDM__CONFIG_DOC_FILE "config.json"
+#define LIBDM__CONFIG_DOC_MAX (256u * 1024u)
+int libdm__config_doc_save(int dfd, const libdm_dm_config *c);
+
 /* "plain" or "xen". */
 const char *libdm__profile_to_string(libdm_profile profile);
 

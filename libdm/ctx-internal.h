@@ -39,6 +39,7 @@ struct libdm_ctx {
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
 
     struct libdm_dm *dms;        /* every DM handle of the context (dm.c) */
+    struct libdm__job *jobs;     /* pending list/forget/holder jobs (job.c) */
     /* Set by the layers above when they first use the context, run by
      * libdm_ctx_free() (the context never calls up): */
     void (*free_dms)(libdm_ctx *ctx);                  /* dm.c */

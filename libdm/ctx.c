@@ -2,6 +2,7 @@
 /* Context lifetime, logging set-up, command ids, the record store. */
 #include "ctx-internal.h"
 #include "store.h"
+#include "job-internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,8 @@ libdm_ctx *libdm_ctx_free(libdm_ctx *ctx)
         return NULL;
     if (ctx->free_dms)
         ctx->free_dms(ctx); /* libdm__dm_detach_all() */
+    /* Pending list/forget/holder jobs: their destroy notification runs. */
+    libdm__jobs_drop_all(ctx);
     /* Connections handed over by close_async finish draining first, for
      * CTX_FREE_DRAIN_MS at most: an owed reply not read by then is lost
      * (the socket closes with it outstanding). */

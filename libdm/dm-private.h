@@ -22,6 +22,7 @@
 
 #define DM_TERM_GRACE_MS 3000   /* SIGTERM -> SIGKILL */
 #define DM_KILL_WAIT_MS 5000    /* SIGKILL -> give up */
+#define DM_END_GRACE_MS 200     /* a failed monitor: the keeper's word on the DM's end */
 #define DM_MIGRATE_POLL_MS 100  /* re-check query-migrate: never wait on an event alone */
 #define DM_LOG_TAIL 1024
 #define DM_EXIT_RECORD_POLL_MS 10  /* attached, no keeper pidfd: re-read the record */
@@ -32,6 +33,7 @@
 typedef enum {
     OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY, OP_ATTACH,
     OP_MIGRATE,     /* a migration phase (migrate.c) */
+    OP_DEVICES,     /* query_devices, apply_config (dm-devices.c) */
 } op_kind;
 
 extern const char *const libdm__dm_op_names[];
@@ -80,6 +82,7 @@ typedef struct libdm__op {
     void *user;
     void (*destroy)(void *user); /* frees @user if the callback never runs */
     int status;
+    void (*fini)(struct libdm__op *op); /* frees what the kind's union holds */
     libdm__timer deadline;      /* the whole operation's */
     libdm__timer tick;          /* its next step: a retry, a poll, a deferred step */
     libdm_qmp_slot *call;       /* its monitor call in flight */
@@ -95,6 +98,7 @@ typedef struct libdm__op {
             bool autokill;
             bool have_pid, have_status;
             bool killed_keeper;         /* FAILING: the keeper was SIGKILLed too */
+            bool grace;                 /* FAILING: waiting for the keeper's "exit" */
             libdm__restrict_plan plan;
             char **argv;
             libdm__sandbox_probe *probe;
@@ -108,6 +112,11 @@ typedef struct libdm__op {
             bool keep_paused;           /* Finish with keep_paused: confirm, no cont */
             bool finish;                /* Finish: release autokill before cont */
         } resume;
+        struct {
+            libdm_json *out;            /* the devices found so far */
+            char *password;             /* apply_config: the VNC password to set */
+            bool apply;                 /* apply_config (publish, then the password) */
+        } devices;
         struct {
             char *lock_holder;          /* who holds monitor.lock (cmdline) */
             int lock_holder_pid;
@@ -168,6 +177,8 @@ struct libdm_dm {
                                  * the events capability can be turned on */
     bool autokill_after_ready;  /* a migration destination: armed until Finish */
     int broken_errno;           /* why the monitor became unusable, if known */
+    libdm_json *devices;        /* the last query_devices_async answer */
+    void *userdata;             /* the host's (libdm_dm_set_userdata) */
 };
 
 /* The kind of operation in progress (OP_NONE if none). */

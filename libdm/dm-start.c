@@ -100,6 +100,15 @@ void libdm__dm_start_fail(libdm_dm *dm, int status)
         libdm__dm_start_fail_finished(dm);
         return;
     }
+    /* A monitor that failed (status 0) most often means QEMU died and the
+     * keeper is about to say how: killing the keeper now (QEMU's pid not
+     * yet told) would lose that. So it gets a short grace first; a start
+     * that failed for its own reason (a deadline, an error) kills at once. */
+    if (status == 0 && !op->u.start.have_pid) {
+        op->u.start.grace = true;
+        (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_END_GRACE_MS));
+        return;
+    }
     /* Before the keeper said QEMU's pid, the keeper itself is killed (and
      * QEMU with it): a start never ends with a QEMU nobody follows. */
     (void)libdm__keeper_kill(dm->keeper);
@@ -121,9 +130,9 @@ typedef enum {
     CLEAN_CLAIM,    /* the name's claim, unless a new owner has it */
     CLEAN_DEVICES,  /* taps (devices-run.c) */
     CLEAN_CHROOT,   /* libdm's own chroot (never a caller's) */
-    CLEAN_FILES,    /* socket, log, monitor.lock (rundir steps 0-1) */
+    CLEAN_FILES,    /* socket, log, monitor.lock, config.json (rundir steps before the claim) */
     CLEAN_RECORD,   /* the record: until here `list` shows the DM dead */
-    CLEAN_DIR,      /* owner.lock, then the directory (rundir steps 2-3) */
+    CLEAN_DIR,      /* owner.lock, then the directory (LIBDM__RD_STEP_CLAIM on) */
     CLEAN_DONE,
 } clean_step;
 
@@ -174,7 +183,8 @@ static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);
         break;
     case CLEAN_FILES:
-        if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step) && op->rd_step < 2)
+        if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step) &&
+            op->rd_step < LIBDM__RD_STEP_CLAIM)
             op->clean = CLEAN_FILES;
         break;
     case CLEAN_RECORD:
@@ -332,6 +342,13 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
         return; /* the DM ended: its files go, a few dispatches */
     if (dm->op->u.start.step == START_FAILING) {
         libdm__op *op = dm->op;
+
+        if (op->u.start.grace) { /* the keeper said nothing: kill now */
+            op->u.start.grace = false;
+            (void)libdm__keeper_kill(dm->keeper);
+            (void)libdm__timer_arm(ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
+            return;
+        }
 
         /* Not gone after SIGKILL: the keeper goes too (and QEMU with it)
          * once; then the start gives up, the DM left recorded (listed,
@@ -674,6 +691,10 @@ static int step_prepare(libdm_dm *dm)
 
     if (r >= 0)
         r = libdm__dm_write_record(dm);
+    /* The whole configuration, for a migration later (issue 22, 1): a
+     * failure costs only that, and migrate says so. */
+    if (r >= 0 && libdm__config_doc_save(dm->rd->dfd, op->u.start.cfg) < 0)
+        libdm__dm_error(dm, "cannot keep the configuration document: migration will refuse");
     if (r >= 0)
         start_next(dm, START_SOCKET);
     return r;

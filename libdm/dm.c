@@ -37,6 +37,7 @@ const char *const libdm__dm_op_names[] = {
     [OP_NONE] = "no operation", [OP_START] = "start", [OP_RESUME] = "resume",
     [OP_STOP] = "stop",         [OP_PAUSE] = "pause", [OP_QUERY] = "query-status",
     [OP_ATTACH] = "attach",     [OP_MIGRATE] = "migration",
+    [OP_DEVICES] = "query-devices",
 };
 
 static const char *dm_state_names[] = {
@@ -433,6 +434,8 @@ static void op_free(libdm_dm *dm, libdm__op *op)
     default:
         break;
     }
+    if (op->fini)
+        op->fini(op);
     free(op);
 }
 
@@ -629,6 +632,12 @@ static void keeper_on_pid(libdm__keeper *k, int pid, void *user)
     /* Without its start time a pid cannot be told from a reused one: the
      * record would not let anyone find this DM again. */
     if (!dm->pid_start || !dm->keeper_start) {
+        /* A QEMU that already exited: its end, which the keeper reports
+         * next, is the cause, not the missing start time. */
+        if (libdm__keeper_dm_gone(k)) {
+            libdm__dm_start_fail(dm, 0);
+            return;
+        }
         libdm__dm_error(dm, "cannot read the start time of pid %d or of its keeper %d", pid,
                  dm->keeper_pid);
         libdm__dm_start_fail(dm, -EIO);
@@ -940,6 +949,7 @@ void libdm__dm_free(libdm_dm *dm)
     free(dm->qmp_path);
     free(dm->log_path);
     free(dm->runstate);
+    libdm_json_free(dm->devices);
     free(dm->migration_event);
     free(dm->last_error);
     free(dm);
@@ -1028,123 +1038,6 @@ int libdm__dm_sync_wait(libdm_dm *dm, sync_op *s)
     int r = libdm__wait_for(ctx, dm, sync_is_done, s, UINT64_MAX);
 
     return r < 0 ? r : s->status;
-}
-
-/* ---- records ---- */
-
-static int info_from_record(const libdm__record *rec, libdm_dm_info *info)
-{
-    *info = (libdm_dm_info){
-        .name = strdup(rec->name),
-        .domid = rec->domid,
-        .pid = rec->pid,
-        .alive = rec->pid > 0 && libdm__proc_start_time(rec->pid) == rec->pid_start,
-        .qmp_socket = strdup(rec->qmp_socket ? rec->qmp_socket : ""),
-        .profile = strdup(rec->profile ? rec->profile : ""),
-        .state = strdup(rec->state ? rec->state : ""),
-        .exit_status = rec->exit_status,
-    };
-    return info->name && info->qmp_socket && info->profile && info->state ? 0 : -ENOMEM;
-}
-
-int libdm_dm_list(libdm_ctx *ctx, libdm_dm_info **ret_infos, size_t *ret_count)
-{
-    libdm__store *store;
-    libdm_dm_info *infos;
-    char **names = NULL;
-    size_t n = 0, count = 0;
-    int r;
-
-    r = libdm__ctx_store(ctx, &store);
-    if (r >= 0)
-        r = libdm__store_list(store, &names, &n);
-    if (r < 0)
-        return r;
-    infos = calloc(n ? n : 1, sizeof(*infos));
-    for (size_t i = 0; infos && i < n; i++) {
-        libdm__record rec;
-        if (libdm__store_get(store, names[i], &rec) < 0)
-            continue; /* removed meanwhile */
-        r = info_from_record(&rec, &infos[count++]);
-        libdm__record_clear(&rec);
-        if (r < 0)
-            break;
-    }
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    if (!infos || r < 0) {
-        libdm_dm_info_free(infos, count);
-        return -ENOMEM;
-    }
-    *ret_infos = infos;
-    *ret_count = count;
-    return 0;
-}
-
-void libdm_dm_info_free(libdm_dm_info *infos, size_t count)
-{
-    if (!infos)
-        return;
-    for (size_t i = 0; i < count; i++) {
-        free(infos[i].name);
-        free(infos[i].qmp_socket);
-        free(infos[i].profile);
-        free(infos[i].state);
-    }
-    free(infos);
-}
-
-/* Cleans up after a DM that is gone: only if nobody holds its name (a
- * keeper alive means a DM alive, or a start in progress). */
-static int forget_files(libdm_ctx *ctx, libdm__store *store, const libdm__record *rec)
-{
-    const char *name = rec->name;
-    const char *root = libdm__store_run_root(store);
-    libdm__rundir *rd = NULL;
-    int r = root ? libdm__rundir_open(root, name, &rd, NULL) : -ENOENT;
-
-    if (r == -ENOENT) /* a record without directory (xenstore) */
-        return libdm__store_del(store, name);
-    if (r < 0)
-        return r;
-    r = libdm__rundir_reclaim(rd);
-    if (r >= 0) {
-        (void)libdm__store_del(store, name);
-        libdm__devices_cleanup(ctx, rec->nics); /* netdev.c: its taps */
-        libdm__dm_remove_own_chroot(rd, rec->profile, rec->domid);
-        if (rec->profile && !strcmp(rec->profile, "xen"))
-            libdm__rundir_remove_xen_sockets(rd, LIBDM__XEN_RUN_DIR, rec->domid);
-        libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
-        libdm__rundir_drop_domid(rd, rec->domid);
-    }
-    libdm__rundir_free(rd);
-    return r == -EAGAIN ? -EBUSY : r;
-}
-
-int libdm_dm_forget(libdm_ctx *ctx, const char *name)
-{
-    libdm__store *store;
-    libdm__record rec;
-    int r = libdm__ctx_store(ctx, &store);
-
-    if (r >= 0)
-        r = libdm__store_get(store, name, &rec);
-    if (r == -ENOENT) {
-        /* No record: maybe a run directory a killed starter left. */
-        libdm__record_init(&rec);
-        rec.name = (char *)name;
-        return forget_files(ctx, store, &rec);
-    }
-    if (r < 0)
-        return r;
-    if (libdm__dm_record_alive(&rec)) {
-        libdm__record_clear(&rec);
-        return -EBUSY;
-    }
-    r = forget_files(ctx, store, &rec);
-    libdm__record_clear(&rec);
-    return r;
 }
 
 int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn)

@@ -12,9 +12,16 @@
  * progress only note what happened and wake the wait.
  */
 #include "dm-internal.h"
+#include "dm-private.h"
+#include "config-internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Runs @start's phase on @dm to its end. */
 static int wait_for(libdm_dm *dm, int start_result, sync_op *s)
@@ -211,4 +218,50 @@ libdm_migrate_source libdm_migrate_source_state(libdm_dm *src, int timeout_ms)
     r = wait_for(src, libdm_migrate_source_state_async(src, timeout_ms, libdm__dm_sync_done_cb,
                                                        &s), &s);
     return r < 0 ? LIBDM_MIGRATE_SOURCE_UNKNOWN : (libdm_migrate_source)r;
+}
+
+/* The configuration document the DM was started with (issue 22, 1): the
+ * file start wrote in its run directory (config-doc.c). -ENOENT: none (a
+ * DM from before, or one whose configuration cannot travel). */
+int libdm_dm_get_config_doc(const libdm_dm *dm, char **ret_text)
+{
+    char path[PATH_MAX], *buf;
+    ssize_t n;
+    size_t len = 0;
+    int fd;
+
+    if (!dm || !ret_text || !dm->dir)
+        return -EINVAL;
+    *ret_text = NULL;
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dm->dir, LIBDM__CONFIG_DOC_FILE) >=
+        sizeof(path))
+        return -ENAMETOOLONG;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    buf = malloc(LIBDM__CONFIG_DOC_MAX + 1);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    while (len <= LIBDM__CONFIG_DOC_MAX &&
+           (n = read(fd, buf + len, LIBDM__CONFIG_DOC_MAX + 1 - len)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = -errno;
+            close(fd);
+            free(buf);
+            return e;
+        }
+        len += (size_t)n;
+    }
+    close(fd);
+    if (len > LIBDM__CONFIG_DOC_MAX) {
+        free(buf);
+        return -EFBIG;
+    }
+    buf[len] = '\0';
+    *ret_text = buf;
+    return 0;
 }

@@ -1279,9 +1279,14 @@ int libdm_qmp_call(libdm_qmp *q, const char *command, const libdm_json *argument
     r = libdm_qmp_call_async(q, command, arguments, timeout_ms, sync_reply, &c, &s);
     if (r < 0)
         return r;
+    /* Held for the wait: the connection's owner (a DM whose QEMU died)
+     * may close and release it meanwhile, and the slot still points at it
+     * (a use after free, seen by ASan in test-fault-qemu). */
+    qmp_ref(q);
     /* The call's own deadline completes it; the wait cannot outlive it. */
     r = libdm__wait_for(q->ctx, q->owner, sync_done, &c, UINT64_MAX);
     libdm_qmp_slot_free(s);
+    qmp_unref(q);
     if (r < 0) {
         libdm_json_free(c.value);
         return r;

@@ -27,6 +27,8 @@
 #define LIBDM__RD_LOG "qemu.log"
 #define LIBDM__RD_OWNER "owner.lock"
 #define LIBDM__RD_MONITOR "monitor.lock"
+/* The configuration document (config-doc.c, LIBDM__CONFIG_DOC_FILE). */
+#define LIBDM__RD_CONFIG "config.json"
 
 /* What a rundir object created, and so may remove. */
 enum {
@@ -135,7 +137,9 @@ void libdm__rundir_remove_subdir(libdm__rundir *rd, const char *name);
 /* libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL) cut into steps of one or
  * two file operations, for the loop (issue 19): call with *@step 0, then
  * again while it returns 1; 0 once the directory is gone (or left, not
- * empty). Step 2 removes owner.lock: the claim ends there. */
+ * empty). Step LIBDM__RD_STEP_CLAIM removes owner.lock: the claim ends
+ * there; the steps before it remove the DM's other files. */
+#define LIBDM__RD_STEP_CLAIM 3
 int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step);
 /* "<root>/<name>/<file>" (malloc'd). */
 char *libdm__rundir_file(const libdm__rundir *rd, const char *file);

@@ -712,6 +712,7 @@ void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)
         (void)unlinkat(rd->sock_dfd, rd->xenstat_name, 0);
     if (!made_only || (rd->made & LIBDM__RD_MADE_LOG))
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
+    (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG, 0); /* written under the claim */
     if (what == LIBDM__RD_REMOVE_LEFTOVERS)
         return;
     /* The domain goes with the DM (after its files). */
@@ -749,13 +750,16 @@ int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step)
         (void)unlinkat(rd->dfd, LIBDM__RD_MONITOR, 0);
         return 1;
     case 2:
+        (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG, 0);
+        return 1;
+    case LIBDM__RD_STEP_CLAIM:
         /* The domain goes with the DM (after its files). Last but the
          * directory: a claimer waiting on the old inode sees it is gone and
          * retries. */
         libdm__rundir_drop_domid(rd, rd->domid);
         (void)unlinkat(rd->dfd, LIBDM__RD_OWNER, 0);
         return 1;
-    case 3:
+    case LIBDM__RD_STEP_CLAIM + 1:
         if (libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd) < 0)
             return 0;
         if (still_named(root_fd, rd->name, rd->dfd))

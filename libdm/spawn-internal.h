@@ -38,6 +38,8 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *args,
 int libdm__keeper_set_autokill(libdm__keeper *k, bool on);
 /* Signals the DM through its pidfd (-ESRCH once it is gone). */
 int libdm__keeper_signal(libdm__keeper *k, int sig);
+/* QEMU's process has ended (its pidfd says so; false before "pid"). */
+bool libdm__keeper_dm_gone(const libdm__keeper *k);
 /* SIGKILLs the DM, or before its pid is known the keeper (and with it
  * everything it started). */
 int libdm__keeper_kill(libdm__keeper *k);

@@ -494,6 +494,11 @@ int libdm__keeper_kill(libdm__keeper *k)
     return k->keeper_pidfd >= 0 ? libdm__pidfd_signal(k->keeper_pidfd, SIGKILL) : -ESRCH;
 }
 
+bool libdm__keeper_dm_gone(const libdm__keeper *k)
+{
+    return k->dm_pidfd >= 0 && pidfd_exited(k->dm_pidfd);
+}
+
 void libdm__keeper_set_ending(libdm__keeper *k)
 {
     k->ending = true;

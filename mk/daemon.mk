@@ -18,3 +18,10 @@ TESTS += tests/stress/test-lib-crashpoints
 tests_stress_test_lib_crashpoints_CFLAGS = $(TEST_CFLAGS)
 tests_stress_test_lib_crashpoints_LDADD = libtestutil.la $(TEST_LIBS)
 EXTRA_DIST += tests/stress/soak-lib-crashpoints.sh
+
+# The async forms of list, forget, monitor_holder, query_devices and
+# apply_config (tests/integration/test-async-calls.c).
+check_PROGRAMS += tests/integration/test-async-calls
+TESTS += tests/integration/test-async-calls
+tests_integration_test_async_calls_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_async_calls_LDADD = libtestutil.la $(TEST_LIBS)

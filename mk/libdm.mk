@@ -9,7 +9,9 @@ libdm_core_la_SOURCES = \
 	libdm/rundir.c libdm/rundir-internal.h \
 	libdm/dm.c libdm/dm-internal.h libdm/dm-private.h libdm/dm-start.c libdm/dm-ops.c \
 	libdm/dm-attach.c libdm/migrate.c libdm/migrate-sync.c \
-	libdm/restrict.c libdm/restrict-internal.h
+	libdm/restrict.c libdm/restrict-internal.h \
+	libdm/job.c libdm/job-internal.h libdm/dm-list.c libdm/dm-devices.c \
+	libdm/dm-userdata.c
 libdm_core_la_LIBADD = $(DEPS_LIBS)
 
 lib_LTLIBRARIES += libdm.la

@@ -10,3 +10,16 @@ TESTS += tests/unit/test-json-number
 tests_unit_test_json_number_SOURCES = tests/unit/test-json-number.c
 tests_unit_test_json_number_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_json_number_LDADD = $(TEST_LIBS)
+
+# The configuration document (issue 22, defect 1): the whole DM travels.
+libdm_core_la_SOURCES += libdm/config-doc.c
+# Issue 22, 1: a guest with devices from an xl.cfg migrates between two
+# network namespaces and keeps them (query-block, query-chardev, query-pci).
+TESTS += tests/integration/test-dmctl-migrate-devices.sh
+EXTRA_DIST += tests/integration/test-dmctl-migrate-devices.sh
+# Issue 22, 1: the configuration document's round trip and refusals.
+check_PROGRAMS += tests/unit/test-config-doc
+TESTS += tests/unit/test-config-doc
+tests_unit_test_config_doc_SOURCES = tests/unit/test-config-doc.c
+tests_unit_test_config_doc_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_config_doc_LDADD = $(TEST_LIBS)

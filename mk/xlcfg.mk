@@ -28,4 +28,9 @@ EXTRA_DIST += tests/integration/test-restricted-disks.sh tests/xlcfg/test-xlcfg-
 	tests/xlcfg/corpus/22-empty-cdrom.cfg \
 	tests/xlcfg/corpus/23-nic-ne2k-e1000e.cfg \
 	tests/xlcfg/corpus/24-vncdisplay-high.cfg
-CLEANFILES += tests/xlcfg/libxl-argv tests/xlcfg/libxenlight-open.a
+CLEANFILES += tests/xlcfg/libxl-argv tests/xlcfg/libxl-argv.new tests/xlcfg/libxenlight-open.a
+# build-libxl-argv.sh's generated libxl headers.
+clean-local: clean-local-xlcfg
+clean-local-xlcfg:
+	-rm -rf tests/xlcfg/gen
+.PHONY: clean-local-xlcfg

@@ -191,22 +191,55 @@ static int confine_from(receiver *rc, const libdm_json *c, libdm_dm_config *cfg,
 
 /* The destination's configuration from "prepare"; NULL and *ret_bad naming
  * the bad member if invalid. */
+/* The source's configuration document (issue 22, 1), when it sent one:
+ * the destination starts with exactly that. 0 (*ret_cfg NULL: none), or
+ * -EINVAL with *ret_bad saying why; nothing has run. */
+static int config_from_doc(const libdm_json *c, libdm_dm_config **ret_cfg, const char **ret_bad)
+{
+    static char why[300];
+    char reason[256], *text = NULL;
+    const libdm_json *doc = libdm_json_object_get(c, "doc");
+    int r;
+
+    *ret_cfg = NULL;
+    if (!doc)
+        return 0;
+    if (libdm_json_to_string(doc, 0, &text) < 0)
+        return *ret_bad = "(out of memory)", -ENOMEM;
+    r = libdm_dm_config_from_doc(text, strlen(text), ret_cfg, reason, sizeof(reason));
+    free(text);
+    if (r < 0) {
+        snprintf(why, sizeof(why), "configuration document (%s)", reason);
+        return *ret_bad = why, -EINVAL;
+    }
+    return 0;
+}
+
 static libdm_dm_config *config_from(receiver *rc, const libdm_json *c, const char **ret_bad)
 {
     libdm_dm_config *cfg = NULL;
     int64_t mem = 0, domid = 0;
     const char *machine = msg_str(c, "machine");
+    bool from_doc = false, own_machine = false, own_memory = false;
 
-    if (libdm_dm_config_new(&cfg) < 0)
+    if (config_from_doc(c, &cfg, ret_bad) < 0)
+        return NULL;
+    if (cfg) {
+        /* The document's, unless the sender's --machine / --memory. */
+        from_doc = true;
+        own_machine = !msg_bool(c, "override_machine", &own_machine) || !own_machine;
+        own_memory = !msg_bool(c, "override_memory", &own_memory) || !own_memory;
+    } else if (libdm_dm_config_new(&cfg) < 0)
         return *ret_bad = "(out of memory)", NULL;
     if (libdm_dm_config_set_name(cfg, rc->name) < 0)
         *ret_bad = "name";
-    else if (set_profile_name(cfg, msg_str(c, "profile")) < 0)
+    else if (!from_doc && set_profile_name(cfg, msg_str(c, "profile")) < 0)
         *ret_bad = "profile";
-    else if (!machine || libdm_dm_config_set_machine(cfg, machine) < 0)
+    else if (!own_machine && (!machine || libdm_dm_config_set_machine(cfg, machine) < 0))
         *ret_bad = "machine";
-    else if (libdm_json_get_int(libdm_json_object_get(c, "memory"), &mem) < 0 || mem <= 0 ||
-             libdm_dm_config_set_memory_mb(cfg, (uint64_t)mem) < 0)
+    else if (!own_memory &&
+             (libdm_json_get_int(libdm_json_object_get(c, "memory"), &mem) < 0 || mem <= 0 ||
+              libdm_dm_config_set_memory_mb(cfg, (uint64_t)mem) < 0))
         *ret_bad = "memory";
     else if (libdm_json_get_int(libdm_json_object_get(c, "domid"), &domid) < 0 ||
              domid < 0 || domid > UINT32_MAX ||

@@ -245,5 +245,6 @@ int dmctl_cmd_migrate(dmctl *d, int argc, char **argv)
     free(m.unknown_why);
     free(m.runstate);
     free(m.record_error);
+    libdm_json_free(m.doc);
     return ex;
 }

@@ -321,6 +321,16 @@ static libdm_json *prepare_msg(migration *m)
         ok = dmctl_json_add_bool(cfg, "restrict", true);
         ok = ok && dmctl_json_add_str(cfg, "runas", runas);
     }
+    /* The whole DM (issue 22, 1): the document it was started with, which
+     * the receiver starts the destination from, --machine / --memory on top. */
+    if (ok && m->doc) {
+        ok = libdm_json_object_add(cfg, "doc", m->doc) >= 0;
+        m->doc = NULL;
+        if (ok && m->o.machine)
+            ok = dmctl_json_add_bool(cfg, "override_machine", true);
+        if (ok && m->o.memory_mb)
+            ok = dmctl_json_add_bool(cfg, "override_memory", true);
+    }
     ok = ok && dmctl_json_add_str(o, "name", m->o.name);
     ok = ok && dmctl_json_add_int(o, "version", MIG_PROTO_VERSION);
     ok = ok && dmctl_json_add_str(o, "id", m->id);
@@ -562,6 +572,32 @@ static void make_id(char id[33])
         snprintf(id + 2 * i, 3, "%02x", b[i]);
 }
 
+/* The document the source was started with (issue 22, 1). None (a DM
+ * started before libdm kept it): the old prepare, name, machine, memory and
+ * confinement only. One that cannot be read whole: refused, nothing runs. */
+static int load_doc(migration *m)
+{
+    char *text = NULL, why[256];
+    libdm_dm_config *check = NULL;
+    int r = libdm_dm_get_config_doc(m->src, &text);
+
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return fail(m, "begin", r, "cannot read the source's configuration document: %s",
+                    strerror(-r));
+    /* What this side cannot read, the other cannot honour either. */
+    r = libdm_dm_config_from_doc(text, strlen(text), &check, why, sizeof(why));
+    libdm_dm_config_free(check);
+    if (r < 0) {
+        free(text);
+        return fail(m, "begin", r, "the source's configuration document: %s", why);
+    }
+    r = libdm_json_parse(text, strlen(text), &m->doc);
+    free(text);
+    return r < 0 ? fail_err(m, "begin", r) : 0;
+}
+
 /* Begin, Prepare, Perform, Finish; sets m->outcome. */
 void migrate_phases(migration *m)
 {
@@ -570,6 +606,9 @@ void migrate_phases(migration *m)
 
     m->outcome = OUTCOME_FAILED;
     m->stage = STAGE_BEGIN;
+    r = load_doc(m);
+    if (r < 0)
+        return;
     r = libdm_migrate_begin(m->src, m->d->timeout_ms);
     if (r < 0) {
         fail_err(m, "begin", r);
@@ -583,6 +622,7 @@ void migrate_phases(migration *m)
         return;
     }
     r = do_prepare(m, &uri);
+    m->doc = libdm_json_free(m->doc);
     m->prepared = r == 0;
     if (r < 0)
         return;

@@ -100,6 +100,7 @@ typedef struct migration {
     char *record_error;      /* "finished", but the destination's record is stale */
     char *unknown_why;       /* why the finish got no answer */
     char id[33];             /* the migration's identity, made at Begin */
+    libdm_json *doc;         /* the source's configuration document (prepare) */
     uint64_t prepared_at;    /* when "prepared" arrived: the finish's answer is
                               * awaited until prepared_at + 2 x timeout, never
                               * less than the receiver obeys it */

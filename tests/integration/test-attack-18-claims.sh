@@ -36,6 +36,9 @@ if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ] || [ -z "${top_builddir:-}" ]
 fi
 so="$top_builddir/tests/harness/.libs/faultinj.so"
 [ -f "$so" ] || { echo "SKIP: $so not built"; exit 77; }
+# Under AddressSanitizer its runtime must come first in the preload list.
+asan=$(ldd "$DMCTL" 2>/dev/null | awk '/libasan/ { print $3 }')
+[ -n "$asan" ] && so="$asan $so"
 export top_builddir XEN_QEMU XENSTORED
 mkdir -p /var/run/xen || exit 99
 

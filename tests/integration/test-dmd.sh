@@ -2,7 +2,8 @@
 # examples/dmd (sd-event + libdm's sd-event adapter) driven over its unix
 # socket by socat against a real QEMU: two DMs started, listed, resumed and
 # stopped with pipelined commands; errors for a duplicate and an unknown
-# name; the QEMU processes are gone after stop; SIGTERM ends dmd cleanly.
+# name; the QEMU processes are gone after stop; a dmd restarted after a
+# SIGKILL finds and controls the DMs it left; SIGTERM ends dmd cleanly.
 set -eu
 [ -n "${top_builddir:-}" ] || { echo "SKIP: run through make check"; exit 77; }
 dmd="$top_builddir/examples/dmd"
@@ -16,7 +17,10 @@ sock="$tmp/dmd.sock"
 mkdir "$tmp/store"
 "$dmd" --socket "$sock" --store "$tmp/store" --qemu "$(command -v "$qemu")" 2>"$tmp/dmd.log" &
 dpid=$!
-trap 'kill $dpid 2>/dev/null || true; rm -rf "$tmp"' EXIT
+rpids=
+# A failed run leaves no DM behind (those the restart test left running).
+trap 'kill $dpid 2>/dev/null || true; for p in $rpids; do kill -KILL $p 2>/dev/null || true; done
+      rm -rf "$tmp"' EXIT
 
 fail() { echo "FAIL: $*"; echo "--- dmd log"; cat "$tmp/dmd.log"; exit 1; }
 # Sends the lines, half-closes, prints every reply (dmd closes once all
@@ -60,6 +64,53 @@ expect "$out" '^ok list 0$'
 for p in $pids; do ! kill -0 "$p" 2>/dev/null || fail "DM pid $p still alive after stop"; done
 [ -z "$(ls "$tmp/store")" ] || fail "store not empty: $(ls "$tmp/store")"
 
+# Restart (issue 19): dmd killed with DMs running; the new dmd finds them
+# (list_async + attach_async, no blocking call) and controls them; the
+# record of one that died meanwhile is forgotten.
+out=$(ask "start d" "start e" "start f")
+expect "$out" '^ok start d pid [0-9]+$'
+expect "$out" '^ok start e pid [0-9]+$'
+expect "$out" '^ok start f pid [0-9]+$'
+rpids=$(printf '%s\n' "$out" | sed -n 's/^ok start [de] pid //p')
+fpid=$(printf '%s\n' "$out" | sed -n 's/^ok start f pid //p')
+kill -KILL $dpid
+wait $dpid 2>/dev/null || true
+for p in $rpids $fpid; do kill -0 "$p" || fail "DM pid $p died with dmd"; done
+kill -KILL "$fpid"
+i=0
+while kill -0 "$fpid" 2>/dev/null; do
+    i=$((i + 1)); [ $i -le 200 ] || fail "DM f did not die"; sleep 0.05
+done
+sleep 0.5 # its keeper records the exit, then ends: the name is free to forget
+rm -f "$sock"
+"$dmd" --socket "$sock" --store "$tmp/store" --qemu "$(command -v "$qemu")" 2>>"$tmp/dmd.log" &
+dpid=$!
+i=0
+until grep -q 'rediscovered e:' "$tmp/dmd.log" && grep -q 'rediscovered d:' "$tmp/dmd.log"; do
+    i=$((i + 1)); [ $i -le 400 ] || { fail "restarted dmd did not find d and e"; }
+    sleep 0.05
+done
+grep -q 'dmd: rediscovery: 2 running' "$tmp/dmd.log" || { fail "rediscovery count"; }
+grep -q 'rediscovered d: paused' "$tmp/dmd.log" || { fail "d not paused"; }
+i=0
+until grep -q 'dmd: forgot f: ok' "$tmp/dmd.log"; do
+    i=$((i + 1)); [ $i -le 200 ] || { fail "dead f not forgotten"; }
+    sleep 0.05
+done
+! ls "$tmp/store" | grep -q '^f' || fail "f's record left: $(ls "$tmp/store")"
+out=$(ask list)
+expect "$out" '^d paused$'
+expect "$out" '^e paused$'
+expect "$out" '^ok list 2$'
+out=$(ask "resume d" "stop e")
+expect "$out" '^ok resume d$'
+expect "$out" '^ok stop e$'
+out=$(ask list "stop d")
+expect "$out" '^d running$'
+expect "$out" '^ok stop d$'
+for p in $rpids; do ! kill -0 "$p" 2>/dev/null || fail "DM pid $p alive after stop"; done
+rpids= # gone: never signal a pid that may be reused
+
 # A DM left running is stopped at SIGTERM.
 out=$(ask "start c")
 expect "$out" '^ok start c pid [0-9]+$'
@@ -68,4 +119,4 @@ kill -TERM $dpid
 wait $dpid || fail "dmd exited $?"
 ! kill -0 "$cpid" 2>/dev/null || fail "DM c still alive after dmd exited"
 grep -q 'dmd: exiting' "$tmp/dmd.log" || fail "no clean exit"
-echo "dmd: start/list/resume/stop over the socket, errors, shutdown: ok"
+echo "dmd: start/list/resume/stop over the socket, errors, restart rediscovery, shutdown: ok"

@@ -199,6 +199,20 @@ LIBDM_EXPORT int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int tim
 LIBDM_EXPORT int libdm_dm_config_build_argv(const libdm_dm_config *config, int qmp_fd,
                                             char ***ret_argv);
 LIBDM_EXPORT char **libdm_strv_free(char **strv);
+/* The configuration document (libdm/config-doc.c): @config as versioned
+ * JSON (*ret_text malloc'd) with every device, for starting the same DM
+ * elsewhere (migration). It holds the VNC password: never log it. The name,
+ * binary, timeout and incoming are not in it. -ENOTSUP, *ret_why (may be
+ * NULL) saying why, for what cannot travel: set_argv, a caller's tap fd,
+ * passed fds. */
+LIBDM_EXPORT int libdm_dm_config_to_doc(const libdm_dm_config *config, char **ret_text,
+                                        const char **ret_why);
+/* A new configuration from a document; -EINVAL with the reason in @why
+ * (never the password) for an unknown version, an unknown member or
+ * anything this libdm would refuse. Nothing is started. */
+LIBDM_EXPORT int libdm_dm_config_from_doc(const char *text, size_t len,
+                                          libdm_dm_config **ret_config, char *why,
+                                          size_t why_len);
 
 /* --- lifecycle --- */
 typedef void libdm_dm_done_fn(libdm_dm *dm, int status, void *userdata);
@@ -322,6 +336,12 @@ LIBDM_EXPORT libdm_dm *libdm_dm_release(libdm_dm *dm);
  * called. -ENOENT if @dm has no operation whose callback is still due. */
 LIBDM_EXPORT int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn);
 
+/* The host's own pointer on the handle (NULL until set): libdm never uses
+ * it; it stays until changed or the handle is released. set returns the
+ * previous one. */
+LIBDM_EXPORT void *libdm_dm_set_userdata(libdm_dm *dm, void *userdata);
+LIBDM_EXPORT void *libdm_dm_get_userdata(const libdm_dm *dm);
+
 /* The DM's monitor connection (READY, or NULL if there is none). Borrowed. */
 LIBDM_EXPORT libdm_qmp *libdm_dm_get_qmp(libdm_dm *dm);
 LIBDM_EXPORT libdm_dm_state libdm_dm_get_state(const libdm_dm *dm);
@@ -335,6 +355,10 @@ LIBDM_EXPORT const char *libdm_dm_get_profile(const libdm_dm *dm);
  * migration destination can be started alike); NULL / 0 if unknown. */
 LIBDM_EXPORT const char *libdm_dm_get_machine(const libdm_dm *dm);
 LIBDM_EXPORT uint64_t libdm_dm_get_memory_mb(const libdm_dm *dm);
+/* The configuration document it was started with (libdm_dm_config_to_doc(),
+ * kept in its run directory; *ret_text malloc'd). -ENOENT: none (started
+ * before it was kept, or a configuration that cannot travel). */
+LIBDM_EXPORT int libdm_dm_get_config_doc(const libdm_dm *dm, char **ret_text);
 /* The confinement in force, e.g. "uid 65534 gid 65534, chroot /run/libdm/x/root,
  * ns mnt+ipc, rlimits, no_new_privs, seccomp qemu-sandbox" ("none" when not
  * restricted); NULL if unknown (attached to an old record). */
@@ -358,6 +382,18 @@ LIBDM_EXPORT int libdm_dm_apply_config(libdm_dm *dm, const libdm_dm_config *conf
  * "nics": [{"devid", "mac", "model", "ifname", "bridge"?}] (recorded)}.
  * query-chardev and query-vnc; *ret freed with libdm_json_free(). */
 LIBDM_EXPORT int libdm_dm_query_devices(libdm_dm *dm, int timeout_ms, libdm_json **ret);
+/* The same as DM operations (-EBUSY while another runs; release drops them
+ * with the libdm_dm_set_op_destroy notification): each call sends at most
+ * its first monitor command and returns; @cb runs from the loop. The
+ * blocking forms above wait for these (-EDEADLK inside a callback). */
+LIBDM_EXPORT int libdm_dm_apply_config_async(libdm_dm *dm, const libdm_dm_config *config,
+                                             int timeout_ms, libdm_dm_done_fn *cb,
+                                             void *userdata);
+LIBDM_EXPORT int libdm_dm_query_devices_async(libdm_dm *dm, int timeout_ms,
+                                              libdm_dm_done_fn *cb, void *userdata);
+/* The answer of the last successful libdm_dm_query_devices_async() (as
+ * libdm_dm_query_devices() gives it), owned by @dm; NULL if none. */
+LIBDM_EXPORT const libdm_json *libdm_dm_get_devices(const libdm_dm *dm);
 /* The recorded NICs: "DEVID IFNAME MAC MODEL BRIDGE" per NIC ('-' for none),
  * separated by ';'; NULL if none were recorded. */
 LIBDM_EXPORT const char *libdm_dm_get_nics(const libdm_dm *dm);
@@ -382,6 +418,29 @@ LIBDM_EXPORT void libdm_dm_info_free(libdm_dm_info *infos, size_t count);
  * of that name, -EBUSY if it is alive or its claim is held (a start in
  * progress). */
 LIBDM_EXPORT int libdm_dm_forget(libdm_ctx *ctx, const char *name);
+
+/* --- the same, asynchronous (issue 19) ---
+ * Each call only checks its arguments and returns; the work runs from the
+ * loop in steps of one or two file operations (list: one record per
+ * dispatch, so a thousand records never block the loop) and @cb runs from
+ * the loop, never inside the call. If the context is freed first, @destroy
+ * (may be NULL) runs with @userdata instead of @cb. The blocking forms
+ * above run the same steps at once (they are allowed inside a callback). */
+typedef void libdm_ctx_done_fn(libdm_ctx *ctx, int status, void *userdata);
+/* @infos (NULL on error) is the callback's: free it with libdm_dm_info_free(). */
+typedef void libdm_dm_list_fn(libdm_ctx *ctx, int status, libdm_dm_info *infos, size_t count,
+                              void *userdata);
+LIBDM_EXPORT int libdm_dm_list_async(libdm_ctx *ctx, libdm_dm_list_fn *cb, void *userdata,
+                                     libdm_destroy_fn *destroy);
+LIBDM_EXPORT int libdm_dm_forget_async(libdm_ctx *ctx, const char *name, libdm_ctx_done_fn *cb,
+                                       void *userdata, libdm_destroy_fn *destroy);
+/* @status as libdm_dm_monitor_holder() returns; @pid, @note and @command
+ * (borrowed for the callback, NULL if unknown) when it is 1. */
+typedef void libdm_dm_holder_fn(libdm_ctx *ctx, int status, int pid, const char *note,
+                                const char *command, void *userdata);
+LIBDM_EXPORT int libdm_dm_monitor_holder_async(libdm_ctx *ctx, const char *name,
+                                               libdm_dm_holder_fn *cb, void *userdata,
+                                               libdm_destroy_fn *destroy);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Context-level asynchronous jobs (job-internal.h). */
+#include "job-internal.h"
+#include "ctx-internal.h"
+
+static void unlink_job(libdm__job *job)
+{
+    libdm_ctx *ctx = job->ctx;
+
+    libdm__timer_disarm(ctx, &job->timer);
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        ctx->jobs = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    job->prev = job->next = NULL;
+}
+
+static void job_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm__job *job = user;
+    int r;
+
+    /* A blocking call for another object runs: nothing of this job is
+     * delivered inside it (issue 19, 4). */
+    if (libdm__blocking_other(ctx, job)) {
+        libdm__postpone(ctx, t);
+        return;
+    }
+    r = job->step(job);
+    if (r > 0) {
+        if (libdm__defer(ctx, t) >= 0)
+            return;
+        r = -ENOMEM;
+    }
+    unlink_job(job);
+    job->done(job, r);
+}
+
+int libdm__job_start(libdm_ctx *ctx, libdm__job *job, libdm__job_step_fn *step,
+                     libdm__job_done_fn *done, libdm__job_drop_fn *drop)
+{
+    int r;
+
+    job->ctx = ctx;
+    job->step = step;
+    job->done = done;
+    job->drop = drop;
+    libdm__timer_init(&job->timer, job_tick, job);
+    r = libdm__defer(ctx, &job->timer);
+    if (r < 0)
+        return r;
+    job->prev = NULL;
+    job->next = ctx->jobs;
+    if (ctx->jobs)
+        ctx->jobs->prev = job;
+    ctx->jobs = job;
+    return 0;
+}
+
+int libdm__job_run_inline(libdm_ctx *ctx, libdm__job *job, libdm__job_step_fn *step)
+{
+    int r;
+
+    job->ctx = ctx;
+    job->step = step;
+    while ((r = step(job)) > 0)
+        ;
+    return r;
+}
+
+void libdm__jobs_drop_all(libdm_ctx *ctx)
+{
+    while (ctx->jobs) {
+        libdm__job *job = ctx->jobs;
+
+        unlink_job(job);
+        job->drop(job);
+    }
+}
