@@ -37,6 +37,9 @@ struct libdm_ctx {
     unsigned nclosing;           /* connections draining after close_async */
     struct libdm_qmp *closing_qmps; /* those connections (qmp.c) */
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
+    struct libdm__helper *helper;  /* forks the keepers (spawn-helper.c) */
+    unsigned helper_gen;
+    unsigned keepers_live;         /* keepers followed, not ended (spawn.c) */
 
     struct libdm_dm *dms;        /* every DM handle of the context (dm.c) */
     struct libdm__job *jobs;     /* pending list/forget/holder jobs (job.c) */
@@ -65,6 +68,7 @@ void libdm__qmp_hurry_closing(libdm_ctx *ctx, uint64_t abs_ms);
 /* spawn.c */
 typedef struct libdm__reaper libdm__reaper;
 void libdm__reapers_free(libdm_ctx *ctx);
+void libdm__helper_free(libdm_ctx *ctx);
 
 /* loop.c */
 int libdm__loop_init(libdm_ctx *ctx);

@@ -36,6 +36,11 @@ struct libdm__keeper {
     bool exit_reported;
     bool autokill;      /* armed in the keeper: its DM dies with our channel */
     bool ending;        /* its DM is being stopped: the keeper exits soon */
+    bool by_helper;     /* forked by the context's helper: not our child */
+    bool kill_pending;  /* killed before it said its pid: killed when it does */
+    unsigned helper_gen;
+    int helper_pidfd;   /* the starting helper we killed: its end is ours */
+    bool counted;       /* in ctx->keepers_live */
     libdm__watch *exit_watch; /* the channel closed: waiting for the process */
 };
 
@@ -139,6 +144,20 @@ void libdm__reapers_free(libdm_ctx *ctx)
 
 /* ---- the control channel ---- */
 
+/* The keeper's pidfd once nothing follows it: our child is reaped (now or
+ * later); one forked by the helper is the helper's to reap. */
+static void drop_keeper_pidfd(libdm__keeper *k, bool exiting)
+{
+    if (k->keeper_pidfd < 0)
+        return;
+    if (k->by_helper)
+        libdm__close(&k->keeper_pidfd);
+    else if (libdm__reap_later(k->ctx, k->keeper_pidfd, exiting) < 0)
+        LIBDM__WARN(k->ctx, "libdm-keeper (pid %d) will not be reaped by this process",
+                    k->keeper_pid);
+    k->keeper_pidfd = -1;
+}
+
 static void report_exit(libdm__keeper *k, int status)
 {
     libdm__watch_del(k->exit_watch);
@@ -146,6 +165,12 @@ static void report_exit(libdm__keeper *k, int status)
     if (k->exit_reported)
         return;
     k->exit_reported = true;
+    if (k->counted) {
+        k->counted = false;
+        k->ctx->keepers_live--;
+    }
+    if (k->by_helper)
+        libdm__helper_keeper_done(k->ctx, k->helper_gen);
     if (k->ops->on_exit)
         k->ops->on_exit(k, status, k->user);
 }
@@ -154,6 +179,14 @@ static void handle_message(libdm__keeper *k, const char *msg, int fd)
 {
     int v;
 
+    /* Forked by the helper, the keeper's first word: its pid and pidfd. */
+    if (sscanf(msg, "keeper %d", &v) == 1 && fd >= 0 && k->by_helper && k->keeper_pidfd < 0) {
+        k->keeper_pid = v;
+        k->keeper_pidfd = fd;
+        if (k->kill_pending)
+            (void)libdm__pidfd_signal(fd, SIGKILL);
+        return;
+    }
     if (sscanf(msg, "pid %d", &v) == 1 && fd >= 0 && k->dm_pidfd < 0) {
         k->dm_pid = v;
         k->dm_pidfd = fd;
@@ -189,10 +222,23 @@ static void keeper_gone(libdm__keeper *k)
     libdm__watch_del(k->exit_watch);
     k->exit_watch = NULL;
     libdm__close(&k->dm_pidfd);
-    if (k->keeper_pidfd >= 0 && libdm__reap_later(ctx, k->keeper_pidfd, true) < 0)
-        LIBDM__WARN(ctx, "libdm-keeper (pid %d) will not be reaped by this process",
-                    k->keeper_pid);
-    k->keeper_pidfd = -1;
+    libdm__close(&k->helper_pidfd);
+    if (k->by_helper && k->keeper_pid <= 0 && !k->exit_reported) {
+        /* No keeper ever said its pid: the helper did not start it (it
+         * died, failed, or the request was dropped), or it died at once.
+         * Either way no QEMU ran (the keeper speaks before it forks). */
+        const char *why = libdm__helper_error(ctx);
+
+        if (k->ops->on_error && !k->kill_pending) /* not our own kill */
+            k->ops->on_error(k, why ? why : "libdm-keeper's helper did not start the keeper",
+                             k->user);
+        libdm__watch_del(k->ctl_watch);
+        k->ctl_watch = NULL;
+        libdm__close(&k->ctl);
+        report_exit(k, -1);
+        return;
+    }
+    drop_keeper_pidfd(k, true);
     /* The DM cannot outlive its keeper (see tools/keeper.c). */
     if (!k->exit_reported)
         LIBDM__WARN(ctx, "libdm-keeper (pid %d) died; its device model died with it",
@@ -233,7 +279,7 @@ static void on_ctl(libdm_ctx *ctx, int fd, short revents, void *user)
 
 /* ---- spawning ---- */
 
-static const char *keeper_path(void)
+const char *libdm__keeper_path(void)
 {
     const char *p = getenv("LIBDM_KEEPER");
 
@@ -254,7 +300,7 @@ static int high_fd(int fd)
     return r >= 0 ? r : errno == EINVAL ? -EMFILE : -errno;
 }
 
-static char **keeper_env(void)
+char **libdm__keeper_env(void)
 {
     static const char *const keep[] = { "XENSTORED_PATH", "XDG_RUNTIME_DIR", "LIBDM_LOG" };
     char **env = calloc(LIBDM__ARRAY_SIZE(keep) + 3, sizeof(*env));
@@ -273,7 +319,7 @@ static char **keeper_env(void)
     return env;
 }
 
-static char **keeper_argv(const libdm__spawn_args *a)
+static char **keeper_argv(const libdm__spawn_args *a, bool hello)
 {
     size_t n = 0, qn = 0;
     char **argv;
@@ -283,7 +329,9 @@ static char **keeper_argv(const libdm__spawn_args *a)
     argv = calloc(qn + 10, sizeof(*argv));
     if (!argv)
         return NULL;
-    argv[n++] = strdup(keeper_path());
+    argv[n++] = strdup(libdm__keeper_path());
+    if (hello) /* forked by the helper: it says its own pid first */
+        argv[n++] = strdup("--hello");
     argv[n++] = libdm__sprintf("--name=%s", a->name);
     argv[n++] = libdm__sprintf("--store=%s", a->store_spec);
     argv[n++] = libdm__sprintf("--rundir=%s", a->run_root);
@@ -327,7 +375,7 @@ void libdm__child_reset_signals(void)
  * caller may be a threaded daemon (only async-signal-safe calls are
  * allowed), and sanitizer or preload interceptors must not run in a child
  * that shares none of their parent's thread state. @src[i] becomes fd i. */
-static void keeper_child(const int *src, int nfds, char **argv, char **env)
+static void keeper_child(const int *src, int nfds, int err_fd, char **argv, char **env)
 {
     static const char msg[] = "error cannot execute libdm-keeper";
     long nullfd;
@@ -342,7 +390,7 @@ static void keeper_child(const int *src, int nfds, char **argv, char **env)
             syscall(SYS_exit_group, 127);
     (void)syscall(SYS_close_range, nfds, ~0U, 0);
     (void)syscall(SYS_execve, argv[0], argv, env);
-    (void)syscall(SYS_sendto, LIBDM__KEEPER_CTL_FD, msg, sizeof(msg) - 1, MSG_NOSIGNAL, NULL, 0);
+    (void)syscall(SYS_sendto, err_fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL, NULL, 0);
     syscall(SYS_exit_group, 127);
 }
 
@@ -391,13 +439,13 @@ pid_t libdm__clone_pidfd(bool try_newpid, int *ret_pidfd, bool *ret_ns)
 
 /* As root the keeper gets its own PID namespace and is its init; without
  * the privilege it is a subreaper instead. */
-static pid_t clone_keeper(const int *src, int nfds, char **argv, char **env, int *ret_pidfd,
-                          bool *ret_ns)
+pid_t libdm__spawn_exec(const int *src, int nfds, int err_fd, char **argv, char **env,
+                        bool try_newpid, int *ret_pidfd, bool *ret_ns)
 {
-    pid_t pid = libdm__clone_pidfd(geteuid() == 0, ret_pidfd, ret_ns);
+    pid_t pid = libdm__clone_pidfd(try_newpid, ret_pidfd, ret_ns);
 
     if (pid == 0)
-        keeper_child(src, nfds, argv, env);
+        keeper_child(src, nfds, err_fd, argv, env);
     return pid;
 }
 
@@ -406,19 +454,21 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
 {
     int sp[2] = { -1, -1 }, src[LIBDM_PASS_FD_FIRST + LIBDM_MAX_PASS_FDS], r;
     int nfds = LIBDM_PASS_FD_FIRST + (int)a->n_pass_fds;
-    char **argv = keeper_argv(a), **env = keeper_env();
+    bool helper = libdm__helper_enabled(ctx);
+    char **argv = keeper_argv(a, helper), **env = helper ? NULL : libdm__keeper_env();
     libdm__keeper *k = calloc(1, sizeof(*k));
     bool ns = false;
     pid_t pid;
 
     for (size_t i = 0; i < LIBDM__ARRAY_SIZE(src); i++)
         src[i] = -1;
-    if (!argv || !env || !k) {
+    if (!argv || (!helper && !env) || !k) {
         r = -ENOMEM;
         goto out;
     }
     *k = (libdm__keeper){ .ctx = ctx, .ops = ops, .user = user, .ctl = -1,
-                          .keeper_pidfd = -1, .dm_pidfd = -1, .autokill = a->autokill };
+                          .keeper_pidfd = -1, .dm_pidfd = -1, .autokill = a->autokill,
+                          .helper_pidfd = -1 };
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         r = -errno;
         goto out;
@@ -432,16 +482,35 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
     for (size_t i = 0; i < a->n_pass_fds; i++)
         if ((r = src[LIBDM_PASS_FD_FIRST + i] = high_fd(a->pass_fds[i])) < 0)
             goto out;
-    pid = clone_keeper(src, nfds, argv, env, &k->keeper_pidfd, &ns);
+    /* Forked by the context's helper (a fork, not an exec), or if it
+     * cannot take it now, exec'd as before. */
+    if (helper && libdm__helper_submit(ctx, argv, src, nfds) == 0) {
+        k->by_helper = true;
+        k->helper_gen = libdm__helper_gen(ctx);
+        pid = 0;
+        goto follow;
+    }
+    if (helper) {
+        libdm_strv_free(argv);
+        argv = keeper_argv(a, false);
+        env = libdm__keeper_env();
+        if (!argv || !env) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    pid = libdm__spawn_exec(src, nfds, LIBDM__KEEPER_CTL_FD, argv, env, geteuid() == 0,
+                            &k->keeper_pidfd, &ns);
     if (pid < 0) {
         r = pid;
         LIBDM__ERROR(ctx, "cannot start %s: %s", argv[0], strerror(-r));
         goto out;
     }
+    LIBDM__DEBUG(ctx, "libdm-keeper is pid %d%s", pid, ns ? ", init of a new PID namespace" : "");
+follow:
     k->keeper_pid = pid;
     k->ctl = sp[0];
     sp[0] = -1;
-    LIBDM__DEBUG(ctx, "libdm-keeper is pid %d%s", pid, ns ? ", init of a new PID namespace" : "");
     if (libdm__set_nonblock(k->ctl, true) < 0 ||
         (r = libdm__watch_add(ctx, k->ctl, POLLIN, on_ctl, k, &k->ctl_watch)) < 0) {
         r = r < 0 ? r : -errno;
@@ -452,6 +521,8 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
         k->keeper_pidfd = -1;
         goto out;
     }
+    k->counted = true;
+    ctx->keepers_live++;
     *ret = k;
     k = NULL;
     r = 0;
@@ -485,10 +556,51 @@ int libdm__keeper_set_autokill(libdm__keeper *k, bool on)
 /* Before the keeper said QEMU's pid there is no pidfd to signal: the
  * keeper itself is killed. As the init of the DM's PID namespace it takes
  * QEMU with it; as a subreaper, QEMU has PR_SET_PDEATHSIG SIGKILL. */
+/* A keeper the helper has not forked yet has no pidfd: it is killed as it
+ * says its pid, or, while the helper itself has not started (it reads no
+ * request before), the helper is killed and every start queued in it ends. */
+static void on_helper_killed(libdm_ctx *ctx, int fd, short revents, void *user)
+{
+    libdm__keeper *k = user;
+    char msg[LIBDM__KEEPER_MSG_MAX];
+    int passed;
+
+    /* It may have said "ready" and forked our keeper as it was killed: a
+     * keeper that said its pid is followed (and killed, kill_pending). */
+    while (k->ctl >= 0 && k->keeper_pidfd < 0 &&
+           libdm__kp_recv(k->ctl, msg, sizeof(msg), &passed) > 0)
+        handle_message(k, msg, passed);
+    if (k->keeper_pidfd >= 0) {
+        libdm__watch_del(k->exit_watch);
+        k->exit_watch = NULL;
+        libdm__close(&k->helper_pidfd);
+        return;
+    }
+    keeper_gone(k);
+}
+
+static int kill_unborn(libdm__keeper *k)
+{
+    k->kill_pending = true;
+    if (!libdm__helper_starting(k->ctx, k->helper_gen))
+        return 0;
+    LIBDM__DEBUG(k->ctx, "killing the starting libdm-keeper helper (a start before it)");
+    /* It had read no request: once it is dead no keeper of ours can come
+     * (even while something it left holds its socket and our channel). */
+    if (k->helper_pidfd < 0 && !k->exit_watch &&
+        (k->helper_pidfd = libdm__helper_pidfd_dup(k->ctx)) >= 0 &&
+        libdm__watch_add(k->ctx, k->helper_pidfd, POLLIN, on_helper_killed, k,
+                         &k->exit_watch) < 0)
+        libdm__close(&k->helper_pidfd);
+    return libdm__helper_kill(k->ctx);
+}
+
 int libdm__keeper_kill(libdm__keeper *k)
 {
     if (k->exit_reported)
         return -ESRCH;
+    if (k->by_helper && k->keeper_pidfd < 0 && k->ctl >= 0)
+        return kill_unborn(k);
     if (k->dm_pidfd >= 0)
         return libdm__pidfd_signal(k->dm_pidfd, SIGKILL);
     return k->keeper_pidfd >= 0 ? libdm__pidfd_signal(k->keeper_pidfd, SIGKILL) : -ESRCH;
@@ -506,6 +618,8 @@ void libdm__keeper_set_ending(libdm__keeper *k)
 
 int libdm__keeper_kill_keeper(libdm__keeper *k)
 {
+    if (k->by_helper && k->keeper_pidfd < 0 && k->ctl >= 0 && !k->exit_reported)
+        return kill_unborn(k);
     return k->keeper_pidfd >= 0 ? libdm__pidfd_signal(k->keeper_pidfd, SIGKILL) : -ESRCH;
 }
 
@@ -529,12 +643,13 @@ void libdm__keeper_free(libdm__keeper *k)
     libdm__watch_del(k->exit_watch);
     libdm__close(&k->ctl);
     libdm__close(&k->dm_pidfd);
+    libdm__close(&k->helper_pidfd);
     /* Under autokill the keeper ends its DM and exits now that the
      * channel closed: a context freed now reaps it (bounded). */
-    if (k->keeper_pidfd >= 0 &&
-        libdm__reap_later(k->ctx, k->keeper_pidfd,
-                          k->exit_reported || k->autokill || k->ending) < 0)
-        LIBDM__WARN(k->ctx, "libdm-keeper (pid %d) will not be reaped by this process",
-                    k->keeper_pid);
+    drop_keeper_pidfd(k, k->exit_reported || k->autokill || k->ending);
+    if (k->counted)
+        k->ctx->keepers_live--;
+    if (k->by_helper && !k->exit_reported && (k->autokill || k->ending))
+        libdm__helper_keeper_done(k->ctx, k->helper_gen);
     free(k);
 }

@@ -41,3 +41,10 @@ bench: $(BENCH_PROGS) libdm-core.la tools/libdm-keeper
 	QEMU='$(QEMU_BENCH)' LIBDM_KEEPER='$(abs_top_builddir)/tools/libdm-keeper' \
 	DMCTL='$(abs_top_builddir)/tools/dmctl' \
 	$(SHELL) $(srcdir)/bench/run-bench.sh '$(abs_top_builddir)/bench'
+
+# bench-util's reads are bounded (issue 23: floor-poll could hang for good).
+check_PROGRAMS += tests/unit/test-bench-util
+TESTS += tests/unit/test-bench-util
+tests_unit_test_bench_util_SOURCES = tests/unit/test-bench-util.c bench/bench-util.c bench/bench-util.h
+tests_unit_test_bench_util_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/bench
+tests_unit_test_bench_util_LDADD = libdm-core.la $(DEPS_LIBS)

@@ -3,7 +3,7 @@ libexec_PROGRAMS += tools/libdm-keeper
 # keeper-restrict.c: dm_restrict applied in QEMU's child before exec (the
 # only part of libdm that links libseccomp).
 tools_libdm_keeper_SOURCES = tools/keeper.c tools/keeper-restrict.c tools/keeper-restrict.h \
-	tools/keeper-log.c tools/keeper-log.h
+	tools/keeper-log.c tools/keeper-log.h tools/keeper-helper.c tools/keeper-helper.h
 tools_libdm_keeper_CFLAGS = $(AM_CFLAGS) $(LIBSECCOMP_CFLAGS)
 # KEEPER_LIBS (configure.ac): the libxen*/libseccomp archives when they link
 # (the loader then maps libc only: issue 23), else the shared libraries.
@@ -15,3 +15,10 @@ tools_libdm_keeper_LDFLAGS = -Wl,--as-needed
 # Issue 23: the keeper's loader maps libc only (static libxen*/libseccomp).
 TESTS += tests/unit/test-keeper-needed.sh
 EXTRA_DIST += tests/unit/test-keeper-needed.sh
+# Issue 23: the per-context helper that forks the keepers (libdm side).
+libdm_core_la_SOURCES += libdm/spawn-helper.c
+# Issue 23: keepers forked by the helper; the helper's death (test-keeper-helper.c).
+check_PROGRAMS += tests/integration/test-keeper-helper
+TESTS += tests/integration/test-keeper-helper
+tests_integration_test_keeper_helper_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_keeper_helper_LDADD = libtestutil.la $(TEST_LIBS)

@@ -48,6 +48,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "keeper-helper.h"
 #include "keeper-log.h"
 #include "keeper-proto.h"
 #include "keeper-restrict.h"
@@ -480,7 +481,21 @@ static int setup_process(keeper *k)
     return k->sigfd < 0 ? -errno : 0;
 }
 
-int main(int argc, char **argv)
+/* Forked by the helper: libdm learns our pid and pidfd from us, first. */
+static int say_hello(keeper *k)
+{
+    char msg[64];
+    int fd = pidfd_open_(getpid()), r;
+
+    if (fd < 0)
+        return -errno;
+    snprintf(msg, sizeof(msg), "keeper %d", host_self_pid());
+    r = libdm__kp_send(k->ctl, msg, fd);
+    close(fd);
+    return r;
+}
+
+int keeper_main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "name", required_argument, NULL, 'n' },
@@ -490,8 +505,10 @@ int main(int argc, char **argv)
         { "restrict", required_argument, NULL, 'R' },
         { "pass-fds", required_argument, NULL, 'p' },
         { "xen-socket-domid", required_argument, NULL, 'x' },
+        { "hello", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    bool hello = false;
     keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1, .log = { .rfd = -1 },
                  .log_wfd = -1 };
     char msg[LIBDM__KEEPER_MSG_MAX];
@@ -505,6 +522,7 @@ int main(int argc, char **argv)
         case 's': k.store_spec = optarg; break;
         case 'r': k.run_root = optarg; break;
         case 'a': k.autokill = true; break;
+        case 'h': hello = true; break;
         case 'x':
             xen_domid = strtoul(optarg, NULL, 10);
             k.restrict_.domain_id = xen_domid; /* libxl gives QEMU XEN_DOMAIN_ID */
@@ -532,6 +550,18 @@ int main(int argc, char **argv)
     if (libdm__rundir_adopt(k.run_root, k.name, LIBDM__KEEPER_RUNDIR_FD, LIBDM__KEEPER_OWNER_FD,
                             &k.rd) < 0 || setup_process(&k) < 0)
         return 1;
+    /* Nobody to say it to (the controller went, or released the start):
+     * nothing starts, under autokill (always armed at start). */
+    if (hello && say_hello(&k) < 0) {
+        controller_gone(&k);
+        if (k.autokilled) {
+            klog("controller of %s went away before its keeper started: nothing started",
+                 k.name);
+            record_exit(&k, 127 << 8); /* autokilled: record and files go */
+            release_name(&k);
+            return 1;
+        }
+    }
     /* The monitor is at libxl's path: the cleanup must know it. */
     if (xen_domid && libdm__rundir_use_xen_socket(k.rd, LIBDM__XEN_RUN_DIR, (uint32_t)xen_domid,
                                                   false, &sock_path, NULL) < 0)
@@ -558,4 +588,11 @@ int main(int argc, char **argv)
     snprintf(msg, sizeof(msg), "pid %d", k.host_pid);
     send_ctl(&k, msg, k.pidfd);
     return supervise(&k);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && !strcmp(argv[1], "--helper"))
+        return keeper_helper_main();
+    return keeper_main(argc, argv);
 }
