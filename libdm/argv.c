@@ -1,12 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The device model's command line, and QEMU option-value quoting.
- *
- * The argv is executed directly (never through a shell), so the only
- * quoting that matters is QEMU's own: option values such as
- * "socket,id=x,path=P" are comma separated and a literal comma is written
- * ",,". Every name or path spliced into such a value goes through
- * libdm__qemu_opt_escape(). Arguments QEMU takes whole (-chroot, -runas,
+ * The device model's command line: one builder per profile, in one pass
+ * over the configuration, which it only reads (config.c, devices.c below;
+ * the elements and QEMU's quoting in argv-elem.c, the devices' arguments
+ * in devices-argv.c). Arguments QEMU takes whole (-chroot, -runas,
  * -incoming in 7.2) are passed unquoted: quoting them would change them.
  */
 #include "internal.h"
@@ -17,203 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- QEMU option values ---- */
-
-int libdm__qemu_opt_escape(const char *in, char **ret)
-{
-    size_t len = 0, commas = 0;
-    char *out, *o;
-    const char *p;
-
-    if (!in || !ret)
-        return -EINVAL;
-    for (p = in; *p; p++, len++)
-        commas += *p == ',';
-    out = malloc(len + commas + 1);
-    if (!out)
-        return -ENOMEM;
-    for (p = in, o = out; *p; p++) {
-        *o++ = *p;
-        if (*p == ',')
-            *o++ = ',';
-    }
-    *o = '\0';
-    *ret = out;
-    return 0;
-}
-
-/* Number of pieces @optstr splits into: one more than its separators. */
-static size_t count_pieces(const char *optstr)
-{
-    size_t n = 1;
-    const char *p;
-
-    for (p = optstr; *p; p++) {
-        if (*p != ',')
-            continue;
-        if (p[1] == ',')
-            p++; /* ",," is a literal comma, not a separator */
-        else
-            n++;
-    }
-    return n;
-}
-
-/* Copies the piece starting at *pos into a new string and moves *pos past
- * it and its separator. Returns NULL on allocation failure. */
-static char *next_piece(const char **pos)
-{
-    const char *p = *pos;
-    char *piece = malloc(strlen(p) + 1), *o = piece;
-
-    if (!piece)
-        return NULL;
-    for (; *p; p++) {
-        if (*p == ',' && p[1] == ',') {
-            *o++ = ',';
-            p++;
-        } else if (*p == ',') {
-            p++;
-            break;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-    *pos = p;
-    return piece;
-}
-
-int libdm__qemu_opt_split(const char *optstr, char ***ret_pieces)
-{
-    const char *pos = optstr;
-    size_t n, i;
-    char **v;
-
-    if (!optstr || !ret_pieces)
-        return -EINVAL;
-    n = count_pieces(optstr);
-    if (n > INT32_MAX)
-        return -E2BIG;
-    v = calloc(n + 1, sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    for (i = 0; i < n; i++) {
-        v[i] = next_piece(&pos);
-        if (!v[i]) {
-            libdm_strv_free(v);
-            return -ENOMEM;
-        }
-    }
-    *ret_pieces = v;
-    return (int)n;
-}
-
-char **libdm_strv_free(char **strv)
-{
-    char **p;
-
-    if (!strv)
-        return NULL;
-    for (p = strv; *p; p++)
-        free(*p);
-    free(strv);
-    return NULL;
-}
-
-/* ---- argv builder: the first failure sticks, so callers check once ---- */
-
 typedef libdm__argv argv_builder;
-
-/* Appends @s, taking ownership (NULL means its allocation failed). */
-static void add_take(argv_builder *b, char *s)
-{
-    if (!b->err && !s)
-        b->err = -ENOMEM;
-    if (!b->err && b->n + 2 > b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 32;
-        char **v = realloc(b->v, cap * sizeof(*v));
-
-        if (v) {
-            b->v = v;
-            b->cap = cap;
-        } else {
-            b->err = -ENOMEM;
-        }
-    }
-    if (b->err) {
-        free(s);
-        return;
-    }
-    b->v[b->n++] = s;
-    b->v[b->n] = NULL;
-}
-
-static void add(argv_builder *b, const char *s)
-{
-    add_take(b, b->err ? NULL : strdup(s));
-}
-
-static void add_pair(argv_builder *b, const char *opt, const char *value)
-{
-    add(b, opt);
-    add(b, value);
-}
-
-static void addf(argv_builder *b, const char *fmt, ...) LIBDM__PRINTF(2, 3);
-static void addf(argv_builder *b, const char *fmt, ...)
-{
-    char *s = NULL;
-
-    if (!b->err) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-            s = NULL;
-        va_end(ap);
-    }
-    add_take(b, s);
-}
-
-/* Appends @before @value @after, @value quoted for a QEMU option list. */
-static void add_escaped(argv_builder *b, const char *before, const char *value,
-                        const char *after)
-{
-    char *esc = NULL;
-
-    if (!b->err && libdm__qemu_opt_escape(value, &esc) < 0)
-        b->err = -ENOMEM;
-    if (!b->err)
-        addf(b, "%s%s%s", before, esc, after);
-    free(esc);
-}
-
-void libdm__argv_add(libdm__argv *b, const char *s)
-{
-    add(b, s);
-}
-
-void libdm__argv_addf(libdm__argv *b, const char *fmt, ...)
-{
-    char *s = NULL;
-
-    if (!b->err) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-            s = NULL;
-        va_end(ap);
-    }
-    add_take(b, s);
-}
-
-void libdm__argv_add_escaped(libdm__argv *b, const char *before, const char *value,
-                             const char *after)
-{
-    add_escaped(b, before, value, after);
-}
 
 /* ---- the two profiles ---- */
 
@@ -221,8 +22,8 @@ static void add_name(argv_builder *b, const libdm_dm_config *c)
 {
     /* -name takes an option list whose first, key-less piece is guest=. */
     if (c->name) {
-        add(b, "-name");
-        add_escaped(b, "", c->name, "");
+        libdm__argv_add(b, "-name");
+        libdm__argv_add_escaped(b, "", c->name, "");
     }
 }
 
@@ -242,8 +43,8 @@ static void add_memory(argv_builder *b, const libdm_dm_config *c, bool xen)
     }
 
     if (mb) {
-        add(b, "-m");
-        addf(b, "%" PRIu64, mb);
+        libdm__argv_add(b, "-m");
+        libdm__argv_addf(b, "%" PRIu64, mb);
     }
 }
 
@@ -255,22 +56,22 @@ static void build_plain(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
     if (!opts && !b->err)
         b->err = -ENOMEM;
 
-    add(b, libdm__config_qemu_path(c));
-    add(b, "-S");
-    add(b, "-nodefaults");
-    add(b, "-no-user-config");
-    add_pair(b, "-display", "none");
+    libdm__argv_add(b, libdm__config_qemu_path(c));
+    libdm__argv_add(b, "-S");
+    libdm__argv_add(b, "-nodefaults");
+    libdm__argv_add(b, "-no-user-config");
+    libdm__argv_add_pair(b, "-display", "none");
     add_name(b, c);
-    add(b, "-machine");
+    libdm__argv_add(b, "-machine");
     /* Pin TCG: a host that happens to have /dev/kvm must not change what runs. */
     if (strcmp(machine, "none") == 0)
-        add(b, machine);
+        libdm__argv_add(b, machine);
     else
-        addf(b, "%s,accel=tcg%s", machine, opts ? opts : "");
+        libdm__argv_addf(b, "%s,accel=tcg%s", machine, opts ? opts : "");
     add_memory(b, c, false);
-    add(b, "-chardev");
-    addf(b, "socket,id=libdm-qmp,fd=%d,server=on,wait=off", qmp_fd);
-    add_pair(b, "-mon", "chardev=libdm-qmp,mode=control");
+    libdm__argv_add(b, "-chardev");
+    libdm__argv_addf(b, "socket,id=libdm-qmp,fd=%d,server=on,wait=off", qmp_fd);
+    libdm__argv_add_pair(b, "-mon", "chardev=libdm-qmp,mode=control");
     libdm__devices_argv_plain(b, c);
     free(opts);
 }
@@ -283,11 +84,11 @@ static void build_restrict_head(argv_builder *b, const libdm_dm_config *c)
     if (!c->restricted)
         return;
     if (c->profile == LIBDM_PROFILE_XEN)
-        add(b, "-xen-domid-restrict");
+        libdm__argv_add(b, "-xen-domid-restrict");
     if (!b->err && libdm__config_chroot_dir(c, &dir) < 0)
         b->err = -ENOMEM;
     if (dir)
-        add_pair(b, "-chroot", dir);
+        libdm__argv_add_pair(b, "-chroot", dir);
     free(dir);
 }
 
@@ -298,10 +99,10 @@ static void build_restrict_tail(argv_builder *b, const libdm_dm_config *c)
     if (!c->restricted)
         return;
     if (c->runas)
-        add_pair(b, "-runas", c->runas);
+        libdm__argv_add_pair(b, "-runas", c->runas);
     /* With the keeper's filter instead (restrict.c), no -sandbox. */
     if (c->seccomp != LIBDM_SECCOMP_FILTER)
-        add_pair(b, "-sandbox", LIBDM__SANDBOX_OPTS);
+        libdm__argv_add_pair(b, "-sandbox", LIBDM__SANDBOX_OPTS);
 }
 
 /* The xen machines select accel=xen themselves; anything else (libxl uses
@@ -321,38 +122,39 @@ static void build_xen(argv_builder *b, const libdm_dm_config *c, int qmp_fd)
 
     if ((!xenstat || !opts) && !b->err)
         b->err = -ENOMEM;
-    add(b, libdm__config_qemu_path(c));
-    add(b, "-xen-domid");
-    addf(b, "%" PRIu32, c->domid);
-    add(b, "-no-shutdown");
-    add(b, "-chardev");
-    addf(b, "socket,id=libxl-cmd,fd=%d,server=on,wait=off", qmp_fd);
-    add(b, "-S");
-    add_pair(b, "-mon", "chardev=libxl-cmd,mode=control");
+    libdm__argv_add(b, libdm__config_qemu_path(c));
+    libdm__argv_add(b, "-xen-domid");
+    libdm__argv_addf(b, "%" PRIu32, c->domid);
+    libdm__argv_add(b, "-no-shutdown");
+    libdm__argv_add(b, "-chardev");
+    libdm__argv_addf(b, "socket,id=libxl-cmd,fd=%d,server=on,wait=off", qmp_fd);
+    libdm__argv_add(b, "-S");
+    libdm__argv_add_pair(b, "-mon", "chardev=libxl-cmd,mode=control");
     /* The second monitor xentop/libxenstat expects, at libxl's path. */
-    add(b, "-chardev");
+    libdm__argv_add(b, "-chardev");
     if (xenstat)
-        add_escaped(b, "socket,id=libxenstat-cmd,path=", xenstat, ",server=on,wait=off");
-    add_pair(b, "-mon", "chardev=libxenstat-cmd,mode=control");
-    add(b, "-nodefaults");
-    add(b, "-no-user-config");
+        libdm__argv_add_escaped(b, "socket,id=libxenstat-cmd,path=", xenstat,
+                                ",server=on,wait=off");
+    libdm__argv_add_pair(b, "-mon", "chardev=libxenstat-cmd,mode=control");
+    libdm__argv_add(b, "-nodefaults");
+    libdm__argv_add(b, "-no-user-config");
     add_name(b, c);
     /* -vnc, -display none, SCSI controller, -serial, VGA, -boot, USB,
      * -smp, NICs or "-net none" (devices-argv.c). */
     libdm__devices_argv_xen_front(b, c);
     build_restrict_head(b, c);
     if (c->incoming)
-        add_pair(b, "-incoming", c->incoming);
+        libdm__argv_add_pair(b, "-incoming", c->incoming);
     /* libxl: device_model_args, -machine VALUE, device_model_args_hvm. */
     for (size_t i = 0; i < c->n_extra_args; i++)
-        add(b, c->extra_args[i]);
-    add(b, "-machine");
+        libdm__argv_add(b, c->extra_args[i]);
+    libdm__argv_add(b, "-machine");
     if (machine_implies_xen(machine))
-        addf(b, "%s%s", machine, opts ? opts : "");
+        libdm__argv_addf(b, "%s%s", machine, opts ? opts : "");
     else
-        addf(b, "%s,accel=xen%s", machine, opts ? opts : "");
+        libdm__argv_addf(b, "%s,accel=xen%s", machine, opts ? opts : "");
     for (size_t i = 0; i < c->n_extra_args_hvm; i++)
-        add(b, c->extra_args_hvm[i]);
+        libdm__argv_add(b, c->extra_args_hvm[i]);
     add_memory(b, c, true);
     libdm__devices_argv_xen_disks(b, c);
     build_restrict_tail(b, c);
@@ -370,12 +172,12 @@ static void build_tail(argv_builder *b, const libdm_dm_config *c)
     build_restrict_head(b, c);
     build_restrict_tail(b, c);
     if (c->incoming)
-        add_pair(b, "-incoming", c->incoming);
+        libdm__argv_add_pair(b, "-incoming", c->incoming);
     /* Plain profile: last, so they can add to or override anything above. */
     for (i = 0; i < c->n_extra_args; i++)
-        add(b, c->extra_args[i]);
+        libdm__argv_add(b, c->extra_args[i]);
     for (i = 0; i < c->n_extra_args_hvm; i++)
-        add(b, c->extra_args_hvm[i]);
+        libdm__argv_add(b, c->extra_args_hvm[i]);
 }
 
 /* Combinations each setter alone cannot see. */
@@ -412,18 +214,18 @@ int libdm__config_adopt_build(const libdm_dm_config *c, int qmp_fd, char ***ret_
     /* A domain's DM: the xen profile, a domid, an identity if restricted. */
     if (c->profile != LIBDM_PROFILE_XEN || c->domid == 0 || (c->restricted && !c->runas))
         return -EINVAL;
-    add(&b, libdm__config_qemu_path(c));
+    libdm__argv_add(&b, libdm__config_qemu_path(c));
     for (char **a = c->adopt_argv; *a; a++)
-        add(&b, *a);
+        libdm__argv_add(&b, *a);
     if (!has_arg(c->adopt_argv, "-S"))
-        add(&b, "-S");
-    add(&b, "-chardev");
-    addf(&b, "socket,id=libdm-qmp,fd=%d,server=on,wait=off", qmp_fd);
-    add(&b, "-mon");
-    add(&b, "chardev=libdm-qmp,mode=control");
+        libdm__argv_add(&b, "-S");
+    libdm__argv_add(&b, "-chardev");
+    libdm__argv_addf(&b, "socket,id=libdm-qmp,fd=%d,server=on,wait=off", qmp_fd);
+    libdm__argv_add(&b, "-mon");
+    libdm__argv_add(&b, "chardev=libdm-qmp,mode=control");
     if (c->restricted && c->seccomp != LIBDM_SECCOMP_FILTER) {
-        add(&b, "-sandbox");
-        add(&b, LIBDM__SANDBOX_OPTS);
+        libdm__argv_add(&b, "-sandbox");
+        libdm__argv_add(&b, LIBDM__SANDBOX_OPTS);
     }
     if (b.err) {
         libdm_strv_free(b.v);

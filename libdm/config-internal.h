@@ -16,6 +16,7 @@ typedef struct libdm__argv {
     int err;
 } libdm__argv;
 void libdm__argv_add(libdm__argv *b, const char *s);
+void libdm__argv_add_pair(libdm__argv *b, const char *opt, const char *value);
 void libdm__argv_addf(libdm__argv *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Appends @before @value @after, @value quoted for a QEMU option list. */

@@ -284,22 +284,6 @@ int libdm_dm_config_set_qemu_path(libdm_dm_config *config, const char *path)
     return set_string(&config->qemu_path, path, valid_abs_path);
 }
 
-int libdm_dm_config_pass_fd(libdm_dm_config *config, int fd, int *ret_qemu_fd)
-{
-    int copy;
-
-    if (!config || fd < 0 || !ret_qemu_fd)
-        return -EINVAL;
-    if (config->n_pass_fds >= LIBDM_MAX_PASS_FDS)
-        return -E2BIG;
-    copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (copy < 0)
-        return -errno;
-    config->pass_fds[config->n_pass_fds] = copy;
-    *ret_qemu_fd = LIBDM_PASS_FD_FIRST + (int)config->n_pass_fds++;
-    return 0;
-}
-
 static int append_arg(char ***v, size_t *n, const char *arg)
 {
     char **grown;

@@ -305,6 +305,23 @@ int libdm_dm_config_add_nic(libdm_dm_config *config, const char *mac, const char
     return 0;
 }
 
+/* Here, below config.c: a passed fd is a device's backing (a tap...). */
+int libdm_dm_config_pass_fd(libdm_dm_config *config, int fd, int *ret_qemu_fd)
+{
+    int copy;
+
+    if (!config || fd < 0 || !ret_qemu_fd)
+        return -EINVAL;
+    if (config->n_pass_fds >= LIBDM_MAX_PASS_FDS)
+        return -E2BIG;
+    copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0)
+        return -errno;
+    config->pass_fds[config->n_pass_fds] = copy;
+    *ret_qemu_fd = LIBDM_PASS_FD_FIRST + (int)config->n_pass_fds++;
+    return 0;
+}
+
 int libdm_dm_config_add_nic_fd(libdm_dm_config *config, const char *mac, const char *model,
                                int tap_fd, int *ret_devid)
 {

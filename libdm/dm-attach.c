@@ -17,6 +17,23 @@
 
 /* ---- attach ---- */
 
+/* The attach's own state. */
+typedef struct attach_op {
+    libdm__op op;
+    char *lock_holder;          /* who holds monitor.lock (cmdline) */
+    int lock_holder_pid;
+} attach_op;
+
+static attach_op *attach_of(const libdm_dm *dm)
+{
+    return libdm__container_of(dm->op, attach_op, op);
+}
+
+static void attach_free(libdm__op *op)
+{
+    free(libdm__container_of(op, attach_op, op)->lock_holder);
+}
+
 static int attach_from_record(libdm_dm *dm, const libdm__record *rec)
 {
     dm->name = strdup(rec->name);
@@ -66,13 +83,13 @@ static int attach_rundir(libdm_dm *dm, libdm__store *store)
 /* ---- attach, as an operation: lock the monitor, connect, query ----
  *   ATTACH_LOCKING    monitor.lock polled on op_tick (flock has no fd to
  *                     wait on); a migration holding it fails us at once
- *   ATTACH_CONNECTING QMP connect + negotiation (libdm__dm_on_qmp_state: READY)
+ *   ATTACH_CONNECTING QMP connect + negotiation (its monitor_state: READY)
  *   ATTACH_QUERYING   query-status decides the state */
 
 /* Alive but its monitor unusable: the handle stays, BROKEN, stoppable
  * through its pidfd. The connection is left to close with the handle (this
  * may run inside the connection's own state callback). */
-void libdm__dm_attach_fail(libdm_dm *dm, int status)
+static void attach_fail(libdm_dm *dm, int status)
 {
     dm->broken_errno = status;
     libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
@@ -87,13 +104,13 @@ static void attach_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     dm->op->call = libdm_qmp_slot_free(dm->op->call);
     if (r->status < 0) {
         libdm__dm_reply_error(dm, r, "query-status");
-        libdm__dm_attach_fail(dm, r->status);
+        attach_fail(dm, r->status);
         return;
     }
     rs = libdm__json_get_str(r->value, "status");
     if (!rs) {
         libdm__dm_error(dm, "query-status answered without a status");
-        libdm__dm_attach_fail(dm, -EPROTO);
+        attach_fail(dm, -EPROTO);
         return;
     }
     libdm__dm_set_runstate(dm, rs);
@@ -105,13 +122,13 @@ static void attach_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     libdm__dm_op_finish(dm, 0);
 }
 
-/* libdm__dm_on_qmp_state() calls this when the attach's connection is READY. */
-void libdm__dm_attach_connected(libdm_dm *dm)
+/* The attach's connection is READY. */
+static void attach_connected(libdm_dm *dm)
 {
     int r = libdm__dm_call(dm, "query-status", NULL, attach_on_status);
 
     if (r < 0)
-        libdm__dm_attach_fail(dm, r);
+        attach_fail(dm, r);
 }
 
 static void attach_connect(libdm_dm *dm)
@@ -123,7 +140,7 @@ static void attach_connect(libdm_dm *dm)
     if (r < 0) {
         libdm__dm_error(dm, "%s", why ? why : strerror(-r));
         free(why);
-        libdm__dm_attach_fail(dm, r);
+        attach_fail(dm, r);
         return;
     }
     r = libdm_qmp_new(dm->ctx, &q);
@@ -135,7 +152,7 @@ static void attach_connect(libdm_dm *dm)
     free(path);
     if (r < 0) {
         libdm__dm_error(dm, "cannot connect to the monitor %s: %s", dm->qmp_path, strerror(-r));
-        libdm__dm_attach_fail(dm, r);
+        attach_fail(dm, r);
     }
 }
 
@@ -155,36 +172,60 @@ static void attach_lock_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         attach_connect(dm);
     } else if (r == -EAGAIN && !(note && !strcmp(note, "migration"))) {
         (void)libdm__timer_arm(ctx, t, libdm_now_ms() + 20);
-        free(dm->op->u.attach.lock_holder);
-        dm->op->u.attach.lock_holder = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
-        dm->op->u.attach.lock_holder_pid = pid;
+        free(attach_of(dm)->lock_holder);
+        attach_of(dm)->lock_holder = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
+        attach_of(dm)->lock_holder_pid = pid;
     } else if (r == -EAGAIN) {
         cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
         libdm__dm_error(dm, "migration in progress (pid %d, %s)", pid, cmd ? cmd : "?");
         free(cmd);
-        libdm__dm_attach_fail(dm, -EBUSY);
+        attach_fail(dm, -EBUSY);
     } else {
         libdm__dm_error(dm, "cannot lock the monitor: %s", strerror(-r));
-        libdm__dm_attach_fail(dm, r);
+        attach_fail(dm, r);
     }
     free(note);
 }
 
-static void attach_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
+static void attach_deadline(libdm__op *op)
 {
-    libdm_dm *dm = user;
-    libdm__op *op = dm->op;
+    libdm_dm *dm = op->dm;
 
-    libdm__timer_disarm(ctx, &op->tick);
-    if (!dm->qmp && op->u.attach.lock_holder_pid > 0)
+    libdm__timer_disarm(dm->ctx, &op->tick);
+    if (!dm->qmp && attach_of(dm)->lock_holder_pid > 0)
         libdm__dm_error(dm, "the monitor is held by another client (pid %d, %s)",
-                        op->u.attach.lock_holder_pid,
-                        op->u.attach.lock_holder ? op->u.attach.lock_holder : "?");
+                        attach_of(dm)->lock_holder_pid,
+                        attach_of(dm)->lock_holder ? attach_of(dm)->lock_holder : "?");
     else
         libdm__dm_error(dm, "the monitor did not answer before the deadline (%s)",
                  dm->qmp ? libdm_qmp_state_to_string(libdm_qmp_get_state(dm->qmp)) : "not connected");
-    libdm__dm_attach_fail(dm, -ETIMEDOUT);
+    attach_fail(dm, -ETIMEDOUT);
 }
+
+static bool attach_monitor_state(libdm__op *op, libdm_qmp_state s, int err)
+{
+    libdm_dm *dm = op->dm;
+    libdm_qmp *q = dm->qmp;
+
+    if (s == LIBDM_QMP_READY) {
+        attach_connected(dm);
+        return true;
+    }
+    if (s != LIBDM_QMP_BROKEN || dm->exited)
+        return false;
+    libdm__dm_error(dm, "cannot connect to the monitor %s: %s", dm->qmp_path,
+                    q && libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
+    attach_fail(dm, err < 0 ? err : -ECONNRESET);
+    return true;
+}
+
+static const libdm__op_ops attach_ops = {
+    .kind = OP_ATTACH,
+    .name = "attach",
+    .deadline = attach_deadline,
+    .monitor_state = attach_monitor_state,
+    .free = attach_free,
+};
 
 static int attach_record(libdm_ctx *ctx, libdm__store *store, const char *name,
                          libdm__record *rec)
@@ -258,8 +299,8 @@ int libdm_dm_attach_async(libdm_ctx *ctx, const char *name, int timeout_ms,
         return -EINVAL;
     r = attach_prepare(ctx, name, timeout_ms, &dm);
     if (r >= 0)
-        r = libdm__dm_op_begin(dm, OP_ATTACH, dm->timeout_ms, attach_deadline, attach_lock_tick,
-                               cb, userdata);
+        r = libdm__dm_op_begin(dm, &attach_ops, sizeof(attach_op), dm->timeout_ms,
+                               attach_lock_tick, cb, userdata);
     if (r < 0) {
         if (dm)
             libdm__dm_free(dm);
@@ -293,8 +334,8 @@ int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms, unsi
         return -EDEADLK;
     r = attach_prepare(ctx, name, timeout_ms, &dm);
     if (r >= 0)
-        r = libdm__dm_op_begin(dm, OP_ATTACH, dm->timeout_ms, attach_deadline, attach_lock_tick,
-                               libdm__dm_sync_done_cb, &s);
+        r = libdm__dm_op_begin(dm, &attach_ops, sizeof(attach_op), dm->timeout_ms,
+                               attach_lock_tick, libdm__dm_sync_done_cb, &s);
     if (r >= 0) {
         attach_lock_tick(ctx, &dm->op->tick, dm);
         r = libdm__dm_sync_wait(dm, &s);

@@ -162,14 +162,35 @@ static int publish_devices(libdm_dm *dm, const libdm_json *dev)
 
 /* ---- the operation ---- */
 
-static void devices_fini(libdm__op *op)
+/* The operation's own state. */
+typedef struct devices_op {
+    libdm__op op;
+    libdm_json *out;            /* the devices found so far */
+    char *password;             /* apply_config: the VNC password to set */
+    bool apply;                 /* apply_config (publish, then the password) */
+} devices_op;
+
+static devices_op *devices_of(const libdm_dm *dm)
 {
-    libdm_json_free(op->u.devices.out);
-    if (op->u.devices.password) {
-        explicit_bzero(op->u.devices.password, strlen(op->u.devices.password));
-        free(op->u.devices.password);
+    return libdm__container_of(dm->op, devices_op, op);
+}
+
+static void devices_free(libdm__op *op)
+{
+    devices_op *d = libdm__container_of(op, devices_op, op);
+
+    libdm_json_free(d->out);
+    if (d->password) {
+        explicit_bzero(d->password, strlen(d->password));
+        free(d->password);
     }
 }
+
+static const libdm__op_ops devices_ops = {
+    .kind = OP_DEVICES,
+    .name = "query-devices",
+    .free = devices_free,
+};
 
 /* The call is over; a failed one (@tolerated aside) ends the operation. */
 static bool reply_ok(libdm_dm *dm, const libdm_qmp_reply *r, const char *what, int tolerated)
@@ -204,29 +225,28 @@ static void on_password(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 static void on_vnc(libdm_qmp *q, const libdm_qmp_reply *r_, void *user)
 {
     libdm_dm *dm = user;
-    libdm__op *op = dm->op;
     libdm_json *args;
     int r;
 
     if (!reply_ok(dm, r_, "query-vnc", -EREMOTEIO)) /* -EREMOTEIO: built without VNC */
         return;
-    r = r_->status < 0 ? 0 : vnc_info(r_->value, op->u.devices.out);
-    r = r < 0 ? r : nic_info(dm->nics, op->u.devices.out);
-    if (r >= 0 && !op->u.devices.apply) {
+    r = r_->status < 0 ? 0 : vnc_info(r_->value, devices_of(dm)->out);
+    r = r < 0 ? r : nic_info(dm->nics, devices_of(dm)->out);
+    if (r >= 0 && !devices_of(dm)->apply) {
         libdm_json_free(dm->devices);
-        dm->devices = op->u.devices.out;
-        op->u.devices.out = NULL;
+        dm->devices = devices_of(dm)->out;
+        devices_of(dm)->out = NULL;
     }
-    if (r >= 0 && op->u.devices.apply)
-        r = publish_devices(dm, op->u.devices.out);
-    if (r < 0 || !op->u.devices.apply || !op->u.devices.password) {
+    if (r >= 0 && devices_of(dm)->apply)
+        r = publish_devices(dm, devices_of(dm)->out);
+    if (r < 0 || !devices_of(dm)->apply || !devices_of(dm)->password) {
         libdm__dm_op_finish(dm, r < 0 ? r : 0);
         return;
     }
     args = libdm_json_new_object();
     if (!args || libdm_json_object_add(args, "protocol", libdm_json_new_string("vnc")) < 0 ||
         libdm_json_object_add(args, "password",
-                              libdm_json_new_string(op->u.devices.password)) < 0) {
+                              libdm_json_new_string(devices_of(dm)->password)) < 0) {
         libdm_json_free(args);
         libdm__dm_op_finish(dm, -ENOMEM);
         return;
@@ -242,7 +262,7 @@ static void on_chardev(libdm_qmp *q, const libdm_qmp_reply *r_, void *user)
 
     if (!reply_ok(dm, r_, "query-chardev", 0))
         return;
-    r = serial_info(r_->value, dm->op->u.devices.out);
+    r = serial_info(r_->value, devices_of(dm)->out);
     if (r < 0)
         libdm__dm_op_finish(dm, r);
     else
@@ -269,7 +289,7 @@ static int devices_begin(libdm_dm *dm, int timeout_ms, const char *password, boo
         free(pw);
         return -ENOMEM;
     }
-    r = libdm__dm_op_begin(dm, OP_DEVICES, timeout_ms, libdm__dm_op_deadline_fire, NULL, cb,
+    r = libdm__dm_op_begin(dm, &devices_ops, sizeof(devices_op), timeout_ms, NULL, cb,
                            userdata);
     if (r < 0) {
         libdm_json_free(out);
@@ -278,10 +298,9 @@ static int devices_begin(libdm_dm *dm, int timeout_ms, const char *password, boo
         free(pw);
         return r;
     }
-    dm->op->fini = devices_fini;
-    dm->op->u.devices.out = out;
-    dm->op->u.devices.password = pw;
-    dm->op->u.devices.apply = apply;
+    devices_of(dm)->out = out;
+    devices_of(dm)->password = pw;
+    devices_of(dm)->apply = apply;
     /* The first call is sent now; its reply, and all that follows, comes
      * from the loop. */
     r = libdm__dm_call(dm, "query-chardev", NULL, on_chardev);
@@ -333,7 +352,7 @@ int libdm_dm_apply_config_async(libdm_dm *dm, const libdm_dm_config *config, int
     if (pw || wants_publish(dm))
         return devices_begin(dm, timeout_ms, pw, true, cb, userdata);
     /* Nothing to do: still an operation, whose callback runs from the loop. */
-    r = libdm__dm_op_begin(dm, OP_DEVICES, timeout_ms, libdm__dm_op_deadline_fire, finish_now,
+    r = libdm__dm_op_begin(dm, &devices_ops, sizeof(devices_op), timeout_ms, finish_now,
                            cb, userdata);
     if (r >= 0 && (r = libdm__defer(dm->ctx, &dm->op->tick)) < 0)
         libdm__dm_op_discard(dm);

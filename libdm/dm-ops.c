@@ -16,6 +16,37 @@
 #include <time.h>
 #include <unistd.h>
 
+/* ---- each operation's own state ---- */
+
+typedef struct resume_op {
+    libdm__op op;
+    bool keep_paused;           /* Finish with keep_paused: confirm, no cont */
+    bool finish;                /* Finish: release autokill before cont */
+} resume_op;
+
+typedef enum { STOP_QUIT, STOP_TERM, STOP_KILL } stop_step;
+
+typedef struct stop_op {
+    libdm__op op;
+    stop_step step;
+} stop_op;
+
+/* A migration phase (migrate.c): its deadline is the phase's own. */
+typedef struct mig_op {
+    libdm__op op;
+    libdm__timer_fn *on_deadline;
+} mig_op;
+
+static resume_op *resume_of(const libdm_dm *dm)
+{
+    return libdm__container_of(dm->op, resume_op, op);
+}
+
+static stop_op *stop_of(const libdm_dm *dm)
+{
+    return libdm__container_of(dm->op, stop_op, op);
+}
+
 /* ---- guarded resume (seed 000) ---- */
 
 /* The head of every reply of these operations: the call is over; a failed
@@ -71,25 +102,25 @@ static void resume_on_migrate(libdm_qmp *q, const libdm_qmp_reply *r_, void *use
         /* Confirmed just now (seed 000's rule): cont at once, or stop here
          * for a Finish that keeps the guest paused. Every step between the
          * completion and cont is guest-visible downtime. */
-        libdm__dm_incoming_done(dm, dm->op->u.resume.keep_paused);
+        libdm__dm_incoming_done(dm, resume_of(dm)->keep_paused);
         /* Finish (seed 002): the destination stops depending on its
          * controller in the same step that makes it the guest's owner,
          * before cont, so that no death of the controller after cont can
          * end a running destination (issue 22, 4 and 5). The message is on
          * the keeper's channel before any EOF of it. */
-        if (dm->op->u.resume.finish && (r = libdm__dm_set_autokill(dm, false)) < 0) {
+        if (resume_of(dm)->finish && (r = libdm__dm_set_autokill(dm, false)) < 0) {
             libdm__dm_error(dm, "cannot release the destination from autokill: %s; "
                             "not resumed", strerror(-r));
             libdm__dm_op_finish(dm, r);
             return;
         }
-        if (dm->op->u.resume.keep_paused)
+        if (resume_of(dm)->keep_paused)
             libdm__dm_op_finish(dm, 0);
         else
             resume_send_cont(dm);
         return;
     }
-    /* Not yet: look again on the MIGRATION event (libdm__dm_incoming_event)
+    /* Not yet: look again on the MIGRATION event (resume_event)
      * or, as the safety net against a missed event, on a timer; at once if
      * the event came while this look was in flight (it may be older than
      * the completion the event announced). */
@@ -110,22 +141,13 @@ static void resume_poll_migrate(libdm_ctx *ctx, libdm__timer *t, void *user)
         libdm__dm_op_finish(dm, r);
 }
 
-/* dm.c: a MIGRATION event arrived. A resume waiting for the incoming
- * migration looks now rather than at its next tick. */
-void libdm__dm_incoming_event(libdm_dm *dm)
+/* A MIGRATION event arrived. A resume waiting for the incoming migration
+ * looks now rather than at its next tick. */
+static void resume_event(libdm__op *op)
 {
-    /* A migration phase waiting on its tick looks now, too. An event that
-     * comes before the wait is armed (a query in flight, whose reply may
-     * predate it, in the same read) still counts: the next wait is none
-     * (issue 22, 12). */
-    if (libdm__dm_op_kind(dm) == OP_MIGRATE) {
-        if (libdm__timer_armed(&dm->op->tick))
-            (void)libdm__defer(dm->ctx, &dm->op->tick);
-        else
-            dm->op->event_pending = true;
-        return;
-    }
-    if (libdm__dm_op_kind(dm) != OP_RESUME || dm->state != LIBDM_DM_INCOMING)
+    libdm_dm *dm = op->dm;
+
+    if (dm->state != LIBDM_DM_INCOMING)
         return;
     if (dm->op->call) {
         dm->op->event_pending = true;
@@ -173,6 +195,12 @@ static void resume_query(libdm_dm *dm)
     }
 }
 
+static const libdm__op_ops resume_ops = {
+    .kind = OP_RESUME,
+    .name = "resume",
+    .monitor_event = resume_event,
+};
+
 int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata)
 {
     int r;
@@ -181,11 +209,11 @@ int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, vo
         return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
-    r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
-                           resume_poll_migrate, cb, userdata);
+    r = libdm__dm_op_begin(dm, &resume_ops, sizeof(resume_op), timeout_ms, resume_poll_migrate,
+                           cb, userdata);
     if (r < 0)
         return r;
-    resume_query(dm);   /* only Finish keeps the guest paused (u.resume) */
+    resume_query(dm);   /* only Finish keeps the guest paused (resume_op) */
     return 0;
 }
 
@@ -218,7 +246,7 @@ static void simple_on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     const char *rs;
     int status = 0;
 
-    if (!reply_ok(dm, r, libdm__dm_op_names[libdm__dm_op_kind(dm)]))
+    if (!reply_ok(dm, r, dm->op->ops->name))
         return;
     if (libdm__dm_op_kind(dm) == OP_PAUSE) {
         libdm__dm_set_runstate(dm, "paused");
@@ -238,7 +266,26 @@ static void simple_on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     libdm__dm_op_finish(dm, status < 0 && status != -ENOENT ? status : 0);
 }
 
-static int simple_call_async(libdm_dm *dm, op_kind kind, const char *cmd, int timeout_ms,
+/* A monitor that misses a deadline can no longer be trusted. */
+static void simple_deadline(libdm__op *op)
+{
+    libdm_dm *dm = op->dm;
+
+    libdm__dm_error(dm, "%s did not complete before its deadline", op->ops->name);
+    libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
+    (void)libdm__dm_record_state(dm);
+    libdm__dm_op_finish(dm, -ETIMEDOUT);
+}
+
+static const libdm__op_ops pause_ops = {
+    .kind = OP_PAUSE, .name = "pause", .deadline = simple_deadline,
+};
+
+static const libdm__op_ops query_ops = {
+    .kind = OP_QUERY, .name = "query-status", .deadline = simple_deadline,
+};
+
+static int simple_call_async(libdm_dm *dm, const libdm__op_ops *ops, const char *cmd, int timeout_ms,
                              libdm_dm_done_fn *cb, void *userdata)
 {
     int r;
@@ -247,8 +294,7 @@ static int simple_call_async(libdm_dm *dm, op_kind kind, const char *cmd, int ti
         return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
-    r = libdm__dm_op_begin(dm, kind, timeout_ms, libdm__dm_op_deadline_fire, NULL, cb,
-                           userdata);
+    r = libdm__dm_op_begin(dm, ops, sizeof(libdm__op), timeout_ms, NULL, cb, userdata);
     if (r < 0)
         return r;
     r = libdm__dm_call(dm, cmd, NULL, simple_on_reply);
@@ -261,13 +307,13 @@ static int simple_call_async(libdm_dm *dm, op_kind kind, const char *cmd, int ti
 
 int libdm_dm_pause_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata)
 {
-    return dm ? simple_call_async(dm, OP_PAUSE, "stop", timeout_ms, cb, userdata) : -EINVAL;
+    return dm ? simple_call_async(dm, &pause_ops, "stop", timeout_ms, cb, userdata) : -EINVAL;
 }
 
 int libdm_dm_query_status_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb,
                                 void *userdata)
 {
-    return dm ? simple_call_async(dm, OP_QUERY, "query-status", timeout_ms, cb, userdata)
+    return dm ? simple_call_async(dm, &query_ops, "query-status", timeout_ms, cb, userdata)
               : -EINVAL;
 }
 
@@ -299,29 +345,53 @@ static int dm_signal(libdm_dm *dm, int sig)
     return dm->pidfd >= 0 ? libdm__pidfd_signal(dm->pidfd, sig) : -ESRCH;
 }
 
-void libdm__dm_stop_finished(libdm_dm *dm)
+static void stop_finished(libdm_dm *dm)
 {
     /* The files go in steps from the loop (a stop of a DEAD DM removes
      * nothing inside libdm_dm_stop_async()). */
     libdm__dm_clean_then_finish(dm, 0);
 }
 
-static void stop_escalate(libdm_ctx *ctx, libdm__timer *t, void *user)
+/* The DM ended as asked: nothing to say. */
+static void stop_dm_died(libdm__op *op, int status)
 {
-    libdm_dm *dm = user;
+    (void)status;
+    libdm__dm_set_state(op->dm, LIBDM_DM_DEAD);
+    stop_finished(op->dm);
+}
+
+/* A monitor failing during a stop is the stop working. */
+static bool stop_monitor_state(libdm__op *op, libdm_qmp_state s, int err)
+{
+    (void)op, (void)err;
+    return s == LIBDM_QMP_BROKEN;
+}
+
+/* Released while stopping: its keeper exits in a moment, to be reaped. */
+static void stop_release(libdm__op *op)
+{
+    if (op->dm->keeper)
+        libdm__keeper_set_ending(op->dm->keeper);
+}
+
+static void stop_escalate(libdm__op *op)
+{
+    libdm_dm *dm = op->dm;
+    libdm_ctx *ctx = dm->ctx;
+    libdm__timer *t = &op->deadline;
 
     if (dm->exited || dm->op->cleaning)
         return;
-    switch (dm->op->u.stop.step) {
+    switch (stop_of(dm)->step) {
     case STOP_QUIT:
         LIBDM__WARN(ctx, "%s: no exit after quit: sending SIGTERM", dm->name);
-        dm->op->u.stop.step = STOP_TERM;
+        stop_of(dm)->step = STOP_TERM;
         (void)dm_signal(dm, SIGTERM);
         (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_TERM_GRACE_MS));
         break;
     case STOP_TERM:
         LIBDM__WARN(ctx, "%s: no exit after SIGTERM: sending SIGKILL", dm->name);
-        dm->op->u.stop.step = STOP_KILL;
+        stop_of(dm)->step = STOP_KILL;
         (void)dm_signal(dm, SIGKILL);
         (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_KILL_WAIT_MS));
         break;
@@ -341,6 +411,16 @@ static void stop_on_quit(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
         LIBDM__DEBUG(dm->ctx, "%s: quit: %s", dm->name, strerror(-r->status));
 }
 
+static const libdm__op_ops stop_ops = {
+    .kind = OP_STOP,
+    .name = "stop",
+    .ends_dm = true,
+    .deadline = stop_escalate,
+    .dm_died = stop_dm_died,
+    .monitor_state = stop_monitor_state,
+    .release = stop_release,
+};
+
 int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_fn *cb,
                         void *userdata)
 {
@@ -358,21 +438,21 @@ int libdm_dm_stop_async(libdm_dm *dm, int force, int timeout_ms, libdm_dm_done_f
      * completes with -ECANCELED. A start whose keeper has not run yet only
      * undoes what it made. */
     if (!libdm__dm_start_cancel_unspawned(dm) && dm->op) {
-        libdm__dm_error(dm, "%s interrupted by stop", libdm__dm_op_names[dm->op->kind]);
+        libdm__dm_error(dm, "%s interrupted by stop", dm->op->ops->name);
         libdm__dm_op_finish(dm, -ECANCELED);
     }
-    r = libdm__dm_op_begin(dm, OP_STOP, timeout_ms, stop_escalate, NULL, cb, userdata);
+    r = libdm__dm_op_begin(dm, &stop_ops, sizeof(stop_op), timeout_ms, NULL, cb, userdata);
     if (r < 0)
         return r;
     op = dm->op;
     libdm__dm_set_state(dm, LIBDM_DM_STOPPING);
     if (dm->exited) {
-        libdm__dm_stop_finished(dm);
+        stop_finished(dm);
         return 0;
     }
-    op->u.stop.step = STOP_QUIT;
+    stop_of(dm)->step = STOP_QUIT;
     if (force || libdm__dm_call(dm, "quit", NULL, stop_on_quit) < 0) {
-        op->u.stop.step = force ? STOP_KILL : STOP_TERM;
+        stop_of(dm)->step = force ? STOP_KILL : STOP_TERM;
         (void)dm_signal(dm, force ? SIGKILL : SIGTERM);
         (void)libdm__timer_arm(dm->ctx, &op->deadline,
                                libdm__deadline(force ? DM_KILL_WAIT_MS : DM_TERM_GRACE_MS));
@@ -418,12 +498,12 @@ int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_
         return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
-    r = libdm__dm_op_begin(dm, OP_RESUME, timeout_ms, libdm__dm_op_deadline_fire,
-                           resume_poll_migrate, cb, userdata);
+    r = libdm__dm_op_begin(dm, &resume_ops, sizeof(resume_op), timeout_ms, resume_poll_migrate,
+                           cb, userdata);
     if (r < 0)
         return r;
-    dm->op->u.resume.keep_paused = keep_paused;
-    dm->op->u.resume.finish = true;
+    resume_of(dm)->keep_paused = keep_paused;
+    resume_of(dm)->finish = true;
     libdm__dm_set_state(dm, LIBDM_DM_INCOMING);
     resume_poll_migrate(dm->ctx, &dm->op->tick, dm);
     return 0;
@@ -444,13 +524,38 @@ int libdm__dm_mig_usable(libdm_dm *dm)
     return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
 }
 
+static void mig_deadline(libdm__op *op)
+{
+    libdm__container_of(op, mig_op, op)->on_deadline(op->dm->ctx, &op->deadline, op->dm);
+}
+
+/* A migration phase waiting on its tick looks now. An event that comes
+ * before the wait is armed (a query in flight, whose reply may predate it,
+ * in the same read) still counts: the next wait is none (issue 22, 12). */
+static void mig_event(libdm__op *op)
+{
+    if (libdm__timer_armed(&op->tick))
+        (void)libdm__defer(op->dm->ctx, &op->tick);
+    else
+        op->event_pending = true;
+}
+
+static const libdm__op_ops mig_ops = {
+    .kind = OP_MIGRATE,
+    .name = "migration",
+    .deadline = mig_deadline,
+    .monitor_event = mig_event,
+};
+
 int libdm__dm_mig_begin(libdm_dm *dm, int timeout_ms, libdm__timer_fn *on_deadline,
                         libdm_dm_done_fn *cb, void *state, void (*destroy)(void *state))
 {
-    int r = libdm__dm_op_begin(dm, OP_MIGRATE, timeout_ms, on_deadline, NULL, cb, state);
+    int r = libdm__dm_op_begin(dm, &mig_ops, sizeof(mig_op), timeout_ms, NULL, cb, state);
 
-    if (r >= 0)
+    if (r >= 0) {
+        libdm__container_of(dm->op, mig_op, op)->on_deadline = on_deadline;
         dm->op->destroy = destroy;
+    }
     return r;
 }
 
@@ -501,4 +606,57 @@ void libdm__dm_mig_set_deadline(libdm_dm *dm, uint64_t abs_ms)
 {
     if (libdm__dm_op_kind(dm) == OP_MIGRATE)
         (void)libdm__timer_arm(dm->ctx, &dm->op->deadline, abs_ms);
+}
+
+/* ---- the DM's side of a migration (migrate.c, and Finish above) ---- */
+
+int libdm__dm_set_autokill(libdm_dm *dm, bool on)
+{
+    return dm->keeper ? libdm__keeper_set_autokill(dm->keeper, on) : -ESRCH;
+}
+
+void libdm__dm_set_migrate_was_running(libdm_dm *dm, bool running)
+{
+    dm->migrate_was_running = running;
+}
+
+bool libdm__dm_migrate_was_running(const libdm_dm *dm)
+{
+    return dm->migrate_was_running;
+}
+
+/* Seed 000's rule, the one place it is decided: an incoming migration is
+ * over only when query-migrate (@query_status) and the MIGRATION event both
+ * say completed; one that failed or was cancelled is never resumed. Returns
+ * 1 (completed), 0 (not yet) or -EIO (failed, and says so). */
+int libdm__incoming_verdict(libdm_dm *dm, const char *query_status)
+{
+    if (query_status && (!strcmp(query_status, "failed") || !strcmp(query_status, "cancelled"))) {
+        libdm__dm_error(dm, "incoming migration %s: the guest is not resumed", query_status);
+        return -EIO;
+    }
+    if (!query_status || strcmp(query_status, "completed"))
+        return 0;
+    /* A stream given at start (-incoming fd:N, a restore) may be loaded
+     * before "events" could be turned on: its MIGRATION event may never
+     * come. Then the destination's own query-migrate alone decides. */
+    if (dm->incoming_at_start && !dm->migration_event)
+        return 1;
+    return dm->migration_event && !strcmp(dm->migration_event, "completed");
+}
+
+int libdm__dm_set_migrating(libdm_dm *dm, bool on)
+{
+    return dm->rd ? libdm__rundir_set_monitor_note(dm->rd, on ? "migration" : NULL) : -ENOLCK;
+}
+
+void libdm__dm_incoming_done(libdm_dm *dm, bool record)
+{
+    dm->incoming = false;
+    if (dm->state == LIBDM_DM_INCOMING) {
+        libdm__dm_set_state(dm, LIBDM_DM_PAUSED);
+        libdm__dm_set_runstate(dm, "paused");
+        if (record)
+            libdm__dm_record_state(dm);
+    }
 }

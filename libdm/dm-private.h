@@ -1,10 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Private to the dm*.c files: the device-model object and what its parts
- * share. dm.c holds the object (identity, state, records, notices, the
- * operation core: one operation at a time, its deadline, its deferred
- * completion); dm-start.c, dm-ops.c (resume, pause, query-status, stop)
- * and dm-attach.c hold the operations, each built on that core.
+ * share. Floors, bottom first (tests/layers/floors.txt; nothing lower calls
+ * anything higher):
+ *   dm.c          the object (identity, state, records, notices) and the
+ *                 operation core: one operation at a time, its deadline,
+ *                 its deferred completion, dispatch through its kind's
+ *                 table (libdm__op_ops); it names no operation;
+ *   dm-end.c      the DM's end seen and said, the cleanup after it;
+ *   dm-prepare.c  a start's steps before its keeper (claim, plan);
+ *   dm-start.c, dm-ops.c (resume, pause, query-status, stop, a migration
+ *   phase), dm-attach.c, dm-devices.c: the operations, each with its own
+ *   struct embedding libdm__op and its own table; then migrate.c.
  */
 #ifndef LIBDM_DM_PRIVATE_H
 #define LIBDM_DM_PRIVATE_H
@@ -36,7 +43,8 @@ typedef enum {
     OP_DEVICES,     /* query_devices, apply_config (dm-devices.c) */
 } op_kind;
 
-extern const char *const libdm__dm_op_names[];
+#define libdm__container_of(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 /* A state change the host has not been told about yet. */
 typedef struct notice {
@@ -54,75 +62,58 @@ typedef struct completion {
     void (*destroy)(void *user); /* frees @user if the callback never runs */
     int status;
 } completion;
-typedef enum { STOP_QUIT, STOP_TERM, STOP_KILL } stop_step;
 
-/* The steps of a start (dm-start.c), each run from the loop, never inside
- * libdm_dm_start_async(): that call only checks the configuration. */
-typedef enum {
-    START_CLAIM,    /* claim the name, clear a dead predecessor */
-    START_LOCK,     /* the monitor's lock: the starter is its one client */
-    START_PROBE,    /* restricted: is -sandbox there? (probed in the background) */
-    START_PREPARE,  /* dm_restrict, devices, the command line, the record */
-    START_SOCKET,   /* the monitor socket, bound and connected */
-    START_LOG,      /* QEMU's log file */
-    START_SPAWN,    /* the keeper */
-    START_READY,    /* keeper running: waiting for QMP readiness and the pid */
-    START_FAILING,  /* killed: waiting for the keeper to report the end */
-} start_step;
+typedef struct libdm__op libdm__op;
 
+/* What an operation kind gives the core (the kernel's file_operations, the
+ * uv_req_t types): dm.c calls an operation only through its table and
+ * knows nothing of its insides. A NULL member takes the core's default. */
+typedef struct libdm__op_ops {
+    op_kind kind;
+    const char *name;           /* for messages: "start", "resume"... */
+    bool ends_dm;               /* the DM's end is what it asked for (stop):
+                                 * the DEAD notice has no cause */
+    /* Its deadline passed. Default: "NAME did not complete before its
+     * deadline", the operation ends -ETIMEDOUT. */
+    void (*deadline)(libdm__op *op);
+    /* The DM's process ended (@status: wait status, -1 unknown). Default:
+     * the end said (libdm__dm_say_end), DEAD, the operation ends -ESRCH,
+     * and the DM lets go of its monitor and run directory. */
+    void (*dm_died)(libdm__op *op, int status);
+    /* The monitor went to @s (@err: why it broke): true if the operation
+     * took care of it. Default: BROKEN makes the DM BROKEN. */
+    bool (*monitor_state)(libdm__op *op, libdm_qmp_state s, int err);
+    /* A MIGRATION event arrived (its status in dm->migration_event). */
+    void (*monitor_event)(libdm__op *op);
+    /* The handle is released with the operation in progress, before the
+     * core drops it: what the operation must not leave behind. */
+    void (*release)(libdm__op *op);
+    /* Frees what the kind's own struct holds; the core frees the memory. */
+    void (*free)(libdm__op *op);
+} libdm__op_ops;
 
 /* One operation on a DM with its own state (libxl's libxl__dm_spawn_state
  * manner): made by libdm__dm_op_begin(), freed when it finishes. Its timers
  * and its monitor call end with it, so nothing of an ended operation can
- * fire, and no operation re-uses another's timer. */
-typedef struct libdm__op {
+ * fire, and no operation re-uses another's timer. Each kind embeds this in
+ * a struct of its own, in its own file (container_of). */
+struct libdm__op {
     libdm_dm *dm;
-    op_kind kind;
+    const libdm__op_ops *ops;
     libdm_dm_done_fn *cb;
     void *user;
     void (*destroy)(void *user); /* frees @user if the callback never runs */
     int status;
-    void (*fini)(struct libdm__op *op); /* frees what the kind's union holds */
     libdm__timer deadline;      /* the whole operation's */
     libdm__timer tick;          /* its next step: a retry, a poll, a deferred step */
     libdm_qmp_slot *call;       /* its monitor call in flight */
-    bool cleaning;              /* in the cleanup steps at its end (dm.c) */
+    libdm_qmp_slot *side_call;  /* a second one alongside (start: the events capability) */
+    bool cleaning;              /* in the cleanup steps at its end (dm-end.c) */
     unsigned clean, rd_step;
     int clean_status;           /* the status the operation ends with after them */
     bool event_pending;         /* a MIGRATION event came with no tick armed: the
                                  * next wait is none (issue 22, 12) */
-    union {
-        struct {
-            start_step step;
-            libdm_dm_config *cfg;       /* the caller's, copied: steps run later */
-            bool autokill;
-            bool have_pid, have_status;
-            bool killed_keeper;         /* FAILING: the keeper was SIGKILLed too */
-            bool grace;                 /* FAILING: waiting for the keeper's "exit" */
-            libdm__restrict_plan plan;
-            char **argv;
-            libdm__sandbox_probe *probe;
-            int listen_fd, log_fd;      /* SOCKET, LOG -> SPAWN: QEMU's, until passed */
-            libdm_qmp_slot *caps_call;  /* migrate-set-capabilities events */
-        } start;
-        struct {
-            stop_step step;
-        } stop;
-        struct {
-            bool keep_paused;           /* Finish with keep_paused: confirm, no cont */
-            bool finish;                /* Finish: release autokill before cont */
-        } resume;
-        struct {
-            libdm_json *out;            /* the devices found so far */
-            char *password;             /* apply_config: the VNC password to set */
-            bool apply;                 /* apply_config (publish, then the password) */
-        } devices;
-        struct {
-            char *lock_holder;          /* who holds monitor.lock (cmdline) */
-            int lock_holder_pid;
-        } attach;
-    } u;
-} libdm__op;
+};
 
 struct libdm_dm {
     libdm_ctx *ctx;
@@ -184,63 +175,80 @@ struct libdm_dm {
 /* The kind of operation in progress (OP_NONE if none). */
 static inline op_kind libdm__dm_op_kind(const libdm_dm *dm)
 {
-    return dm->op ? dm->op->kind : OP_NONE;
+    return dm->op ? dm->op->ops->kind : OP_NONE;
 }
 
 
-void libdm__dm_attach_connected(libdm_dm *dm);
-void libdm__dm_attach_fail(libdm_dm *dm, int status);
-int libdm__dm_attach_qmp(libdm_dm *dm, libdm_qmp *q);
-void libdm__dm_close_qmp(libdm_dm *dm);
-char *libdm__dm_describe_status(int status);
+/* ---- dm.c: the object, its state, records, notices, the operation core ---- */
 libdm_dm *libdm__dm_alloc(libdm_ctx *ctx);
-int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_qmp_reply_fn *cb);
 void libdm__dm_free(libdm_dm *dm);
 void libdm__dm_set_state(libdm_dm *dm, libdm_dm_state to);
+void libdm__dm_set_runstate(libdm_dm *dm, const char *rs);
+/* libdm__dm_error() at @level: an expected event, reported anyway. */
+void libdm__dm_error_at(libdm_dm *dm, xentoollog_level level, const char *fmt, ...)
+    LIBDM__PRINTF(3, 4);
+/* Adds "; @fmt" to the DM's last error (the first cause is kept). */
+void libdm__dm_error_append(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
 int libdm__dm_store(libdm_dm *dm, libdm__store **ret);
+int libdm__dm_write_record(libdm_dm *dm);
+int libdm__dm_record_state(libdm_dm *dm);
+bool libdm__dm_record_alive(const libdm__record *rec);
+int libdm__dm_set_paths(libdm_dm *dm, bool create);
 bool libdm__dm_usable(libdm_dm *dm);
-void libdm__dm_on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user);
-void libdm__dm_on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user);
-/* Starts operation @kind (-EBUSY if one runs): its deadline fires
- * @on_deadline(ctx, timer, dm), its tick @on_tick (NULL: none). */
-int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_fn *on_deadline,
+int libdm__dm_attach_qmp(libdm_dm *dm, libdm_qmp *q);
+void libdm__dm_close_qmp(libdm_dm *dm);
+/* Closes an attached DM's keeper pidfd (reaping it later if ours). */
+void libdm__dm_release_keeper_pidfd(libdm_ctx *ctx, int *pidfd);
+void libdm__dm_reply_error(libdm_dm *dm, const libdm_qmp_reply *r, const char *what);
+
+/* Starts an operation of @ops's kind (-EBUSY if one runs): @size bytes (the
+ * kind's struct, libdm__op first), zeroed, become dm->op. Its deadline runs
+ * @ops->deadline, its tick @on_tick (NULL: none). */
+int libdm__dm_op_begin(libdm_dm *dm, const libdm__op_ops *ops, size_t size, int timeout_ms,
                        libdm__timer_fn *on_tick, libdm_dm_done_fn *cb, void *user);
 /* Drops the operation without a callback (a start refused before it
  * returned to its caller). */
 void libdm__dm_op_discard(libdm_dm *dm);
-void libdm__dm_op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user);
 void libdm__dm_op_finish(libdm_dm *dm, int status);
 /* Ends the operation whose call failed with @status: -ESRCH if the DM died
  * (waiting a moment for its exit to show when the monitor failed first). */
 void libdm__dm_op_fail(libdm_dm *dm, int status);
-bool libdm__dm_record_alive(const libdm__record *rec);
-int libdm__dm_record_state(libdm_dm *dm);
+int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_qmp_reply_fn *cb);
+
+/* ---- dm-end.c: the DM's end and the cleanup after it ---- */
+/* The DM's process ended: said, and handed to the operation (dm_died). */
+void libdm__dm_ended(libdm_dm *dm, int status);
+/* Says how the DM ended (and the end of its log) as its last error. */
+void libdm__dm_say_end(libdm_dm *dm, int status, bool starting);
+char *libdm__dm_describe_status(int status);
+void libdm__dm_on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user);
 void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
                          const char *profile, uint32_t domid);
-void libdm__dm_reply_error(libdm_dm *dm, const libdm_qmp_reply *r, const char *what);
-int libdm__dm_set_paths(libdm_dm *dm, bool create);
-void libdm__dm_set_runstate(libdm_dm *dm, const char *rs);
-void libdm__dm_start_fail(libdm_dm *dm, int status);
-/* Adds "; @fmt" to the DM's last error (the first cause is kept). */
-void libdm__dm_error_append(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
-void libdm__dm_start_fail_finished(libdm_dm *dm);
-/* Stop came before the start's keeper ran: undone, DEAD. Whether it was. */
-bool libdm__dm_start_cancel_unspawned(libdm_dm *dm);
-/* A start released before its keeper ran: removes what it made. */
-void libdm__dm_start_abandon(libdm_dm *dm);
-/* Frees the start-specific state of @op. */
-void libdm__dm_start_op_fini(libdm__op *op);
-void libdm__dm_stop_finished(libdm_dm *dm);
+void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_t domid);
 /* The DM is gone: its taps, chroot, files and record are removed in steps
  * from the loop (one or two file operations each, never inside a call),
  * then it is DEAD, holding no fd, and the operation ends with @status. */
 void libdm__dm_clean_then_finish(libdm_dm *dm, int status);
-/* A MIGRATION event arrived (dm-ops.c: a waiting resume looks now). */
-void libdm__dm_incoming_event(libdm_dm *dm);
-int libdm__dm_write_record(libdm_dm *dm);
 
-void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_t domid);
+/* ---- dm-prepare.c: a start's steps before its keeper ---- */
+/* A configuration that cannot become a command line fails here, before
+ * anything is created. */
+int libdm__dm_check_config(libdm_ctx *ctx, const libdm_dm_config *cfg);
+int libdm__dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg);
+/* dm_restrict resolved, then the command line QEMU really gets. */
+int libdm__dm_plan_command(libdm_dm *dm, const libdm_dm_config *cfg,
+                           libdm__restrict_plan *plan, char ***ret_argv);
+/* Claims the name and its run directory, clears a dead predecessor's
+ * leftovers. Refusals leave everything as it was. */
+int libdm__dm_claim_name(libdm_dm *dm, libdm__store *store);
+/* Undoes a start that failed before its keeper ran: only what it made. */
+void libdm__dm_unclaim(libdm_dm *dm);
 
-extern const libdm__keeper_ops libdm__dm_keeper_ops;
+/* ---- dm-start.c ---- */
+/* Stop came before the start's keeper ran: undone, DEAD. Whether it was. */
+bool libdm__dm_start_cancel_unspawned(libdm_dm *dm);
+/* A start is under way whose keeper has not told QEMU's pid yet (for
+ * tests/integration/test-abandon). */
+bool libdm__dm_start_awaits_pid(const libdm_dm *dm);
 
 #endif

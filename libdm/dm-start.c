@@ -31,24 +31,59 @@
  * A step that fails before the keeper runs removes what the start made
  * (unclaim) and ends the operation at once. */
 
-static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user);
-static void unclaim(libdm_dm *dm);
+typedef enum {
+    START_CLAIM,    /* claim the name, clear a dead predecessor */
+    START_LOCK,     /* the monitor's lock: the starter is its one client */
+    START_PROBE,    /* restricted: is -sandbox there? (probed in the background) */
+    START_PREPARE,  /* dm_restrict, devices, the command line, the record */
+    START_SOCKET,   /* the monitor socket, bound and connected */
+    START_LOG,      /* QEMU's log file */
+    START_SPAWN,    /* the keeper */
+    START_READY,    /* keeper running: waiting for QMP readiness and the pid */
+    START_FAILING,  /* killed: waiting for the keeper to report the end */
+} start_step;
 
-void libdm__dm_start_op_fini(libdm__op *op)
+/* The start's own state; its generic part's side_call is the
+ * migrate-set-capabilities call. */
+typedef struct start_op {
+    libdm__op op;
+    start_step step;
+    libdm_dm_config *cfg;       /* the caller's, copied: steps run later */
+    bool autokill;
+    bool have_pid, have_status;
+    bool killed_keeper;         /* FAILING: the keeper was SIGKILLed too */
+    bool grace;                 /* FAILING: waiting for the keeper's "exit" */
+    libdm__restrict_plan plan;
+    char **argv;
+    libdm__sandbox_probe *probe;
+    int listen_fd, log_fd;      /* SOCKET, LOG -> SPAWN: QEMU's, until passed */
+} start_op;
+
+/* The start in progress (the caller knows dm->op is one). */
+static start_op *st(const libdm_dm *dm)
 {
-    libdm_dm_config_free(op->u.start.cfg);
-    libdm__restrict_plan_clear(&op->u.start.plan);
-    libdm_strv_free(op->u.start.argv);
-    libdm__sandbox_probe_cancel(op->u.start.probe);
-    libdm__close(&op->u.start.listen_fd);
-    libdm__close(&op->u.start.log_fd);
-    op->u.start.caps_call = libdm_qmp_slot_free(op->u.start.caps_call);
+    return libdm__container_of(dm->op, start_op, op);
+}
+
+static void start_fail(libdm_dm *dm, int status);
+static void start_fail_finished(libdm_dm *dm);
+
+static void start_free(libdm__op *op)
+{
+    start_op *so = libdm__container_of(op, start_op, op);
+
+    libdm_dm_config_free(so->cfg);
+    libdm__restrict_plan_clear(&so->plan);
+    libdm_strv_free(so->argv);
+    libdm__sandbox_probe_cancel(so->probe);
+    libdm__close(&so->listen_fd);
+    libdm__close(&so->log_fd);
 }
 
 /* Removes what the steps of a start made before its keeper ran. */
 static void undo_unspawned(libdm_dm *dm)
 {
-    unclaim(dm);
+    libdm__dm_unclaim(dm);
     libdm__devices_cleanup(dm->ctx, dm->nics); /* netdev.c: taps it made */
 }
 
@@ -65,9 +100,12 @@ static void start_refused(libdm_dm *dm, int status)
     libdm__dm_op_finish(dm, status);
 }
 
-void libdm__dm_start_abandon(libdm_dm *dm)
+/* A start released before its keeper ran: removes what it made. */
+static void start_release(libdm__op *op)
 {
-    if (libdm__dm_op_kind(dm) == OP_START && !dm->keeper && !dm->unclaimed)
+    libdm_dm *dm = op->dm;
+
+    if (!dm->keeper && !dm->unclaimed)
         undo_unspawned(dm);
 }
 
@@ -82,30 +120,35 @@ bool libdm__dm_start_cancel_unspawned(libdm_dm *dm)
     return true;
 }
 
+bool libdm__dm_start_awaits_pid(const libdm_dm *dm)
+{
+    return libdm__dm_op_kind(dm) == OP_START && !st(dm)->have_pid;
+}
+
 /* The start failed once the keeper may run: kill it, and finish when its
  * end is reported (bounded). @status 0: the DM's end says why. */
-void libdm__dm_start_fail(libdm_dm *dm, int status)
+static void start_fail(libdm_dm *dm, int status)
 {
     libdm__op *op = dm->op;
 
-    if (libdm__dm_op_kind(dm) != OP_START || op->u.start.step == START_FAILING)
+    if (libdm__dm_op_kind(dm) != OP_START || st(dm)->step == START_FAILING)
         return;
     if (!dm->keeper) {
         start_refused(dm, status < 0 ? status : -EIO);
         return;
     }
-    op->u.start.step = START_FAILING;
+    st(dm)->step = START_FAILING;
     op->status = status;
     if (dm->exited) {
-        libdm__dm_start_fail_finished(dm);
+        start_fail_finished(dm);
         return;
     }
     /* A monitor that failed (status 0) most often means QEMU died and the
      * keeper is about to say how: killing the keeper now (QEMU's pid not
      * yet told) would lose that. So it gets a short grace first; a start
      * that failed for its own reason (a deadline, an error) kills at once. */
-    if (status == 0 && !op->u.start.have_pid) {
-        op->u.start.grace = true;
+    if (status == 0 && !st(dm)->have_pid) {
+        st(dm)->grace = true;
         (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_END_GRACE_MS));
         return;
     }
@@ -116,109 +159,11 @@ void libdm__dm_start_fail(libdm_dm *dm, int status)
     (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
 }
 
-void libdm__dm_start_fail_finished(libdm_dm *dm)
+static void start_fail_finished(libdm_dm *dm)
 {
     int status = dm->op && dm->op->status < 0 ? dm->op->status : -ECHILD;
 
     libdm__dm_clean_then_finish(dm, status);
-}
-
-/* ---- the cleanup at a DM's end (a stop's, a failed start's), in steps ---- */
-
-typedef enum {
-    CLEAN_OPEN,     /* its run directory, reopened if the handle let it go */
-    CLEAN_CLAIM,    /* the name's claim, unless a new owner has it */
-    CLEAN_DEVICES,  /* taps (devices-run.c) */
-    CLEAN_CHROOT,   /* libdm's own chroot (never a caller's) */
-    CLEAN_FILES,    /* socket, log, monitor.lock, config.json (rundir steps before the claim) */
-    CLEAN_RECORD,   /* the record: until here `list` shows the DM dead */
-    CLEAN_DIR,      /* owner.lock, then the directory (LIBDM__RD_STEP_CLAIM on) */
-    CLEAN_DONE,
-} clean_step;
-
-static void clean_finish(libdm_dm *dm)
-{
-    /* DEAD holds no fd; and nothing on disk is ours any more. */
-    dm->rd = libdm__rundir_free(dm->rd);
-    dm->unclaimed = true;
-    libdm__dm_set_state(dm, LIBDM_DM_DEAD);
-    libdm__dm_op_finish(dm, dm->op ? dm->op->clean_status : 0);
-}
-
-/* One step per dispatch: each one or two file operations (ext4 costs a
- * few hundred microseconds each). */
-static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
-{
-    libdm_dm *dm = user;
-    libdm__op *op = dm->op;
-    libdm__store *store;
-
-    switch ((clean_step)op->clean++) {
-    case CLEAN_OPEN:
-        if (!dm->rd && libdm__dm_store(dm, &store) >= 0 && libdm__store_run_root(store))
-            (void)libdm__rundir_open(libdm__store_run_root(store), dm->name, &dm->rd, NULL);
-        break;
-    case CLEAN_CLAIM:
-        /* Once the keeper exited, another start may own the name already:
-         * then nothing there is ours. */
-        if (dm->rd && dm->rd->owner_fd < 0 && libdm__rundir_reclaim(dm->rd) < 0) {
-            int holder = 0;
-
-            /* ...but if the holder is this DM's own keeper (it would not
-             * die), the record and files stay: a stop must not say
-             * "stopped" (issue 18, item 11). */
-            if (libdm__dm_op_kind(dm) == OP_STOP && dm->keeper_pid > 0 &&
-                libdm__rundir_owner_held(dm->rd, &holder) == 1 && holder == dm->keeper_pid) {
-                libdm__dm_error(dm, "the device model ended, but its keeper (pid %d) still "
-                                "holds its name: record and files left", holder);
-                op->clean_status = -EBUSY;
-            }
-            op->clean = CLEAN_DONE;
-        }
-        break;
-    case CLEAN_DEVICES:
-        libdm__devices_cleanup(ctx, dm->nics); /* netdev.c: leftover taps */
-        break;
-    case CLEAN_CHROOT:
-        libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);
-        break;
-    case CLEAN_FILES:
-        if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step) &&
-            op->rd_step < LIBDM__RD_STEP_CLAIM)
-            op->clean = CLEAN_FILES;
-        break;
-    case CLEAN_RECORD:
-        if (libdm__dm_store(dm, &store) >= 0)
-            (void)libdm__store_del(store, dm->name);
-        break;
-    case CLEAN_DIR:
-        if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step))
-            op->clean = CLEAN_DIR;
-        break;
-    case CLEAN_DONE:
-        clean_finish(dm);
-        return;
-    }
-    (void)libdm__defer(ctx, t);
-}
-
-void libdm__dm_clean_then_finish(libdm_dm *dm, int status)
-{
-    libdm__op *op = dm->op;
-
-    libdm__dm_close_qmp(dm);
-    if (!op)
-        return;
-    op->clean_status = status;
-    op->cleaning = true;
-    /* A start refused before its keeper ran removed all it made already;
-     * the name may be someone else's by now. */
-    op->clean = dm->unclaimed ? CLEAN_DONE : CLEAN_OPEN;
-    op->rd_step = 0;
-    libdm__timer_disarm(dm->ctx, &op->tick);
-    libdm__timer_init(&op->tick, clean_tick, dm);
-    libdm__timer_set_alone(&op->tick, true);
-    (void)libdm__defer(dm->ctx, &op->tick);
 }
 
 /* ---- start: readiness by QMP alone ---- */
@@ -232,10 +177,8 @@ static bool runstate_is_ready(const libdm_dm *dm, const char *rs)
 
 static void start_maybe_ready(libdm_dm *dm)
 {
-    libdm__op *op = dm->op;
-
-    if (libdm__dm_op_kind(dm) != OP_START || op->u.start.step != START_READY ||
-        !op->u.start.have_pid || !op->u.start.have_status)
+    if (libdm__dm_op_kind(dm) != OP_START || st(dm)->step != START_READY ||
+        !st(dm)->have_pid || !st(dm)->have_status)
         return;
     if (!strcmp(dm->runstate, "inmigrate"))
         dm->incoming = true;
@@ -243,13 +186,13 @@ static void start_maybe_ready(libdm_dm *dm)
                             : !strcmp(dm->runstate, "running") ? LIBDM_DM_RUNNING
                                                               : LIBDM_DM_PAUSED);
     if (libdm__dm_write_record(dm) < 0) {
-        libdm__dm_start_fail(dm, -EIO);
+        start_fail(dm, -EIO);
         return;
     }
     /* Recorded as ready: from now on the keeper alone holds the name, and
      * only a migration destination stays under autokill (until Finish). */
     if (!dm->autokill_after_ready && libdm__keeper_set_autokill(dm->keeper, false) < 0) {
-        libdm__dm_start_fail(dm, -ESRCH);
+        start_fail(dm, -ESRCH);
         return;
     }
     libdm__close(&dm->rd->owner_fd);
@@ -263,11 +206,11 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     const char *rs;
 
     dm->op->call = libdm_qmp_slot_free(dm->op->call);
-    if (dm->op->u.start.step == START_FAILING)
+    if (st(dm)->step == START_FAILING)
         return;
     if (r->status < 0) {
         libdm__dm_reply_error(dm, r, "query-status");
-        libdm__dm_start_fail(dm, r->status);
+        start_fail(dm, r->status);
         return;
     }
     rs = libdm__json_get_str(r->value, "status");
@@ -276,13 +219,13 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
          * is a DM that does not do what it is told. */
         libdm__dm_error(dm, "device model reports runstate '%s' at start, not a paused one",
                  rs ? rs : "(none)");
-        libdm__dm_start_fail(dm, -EPROTO);
+        start_fail(dm, -EPROTO);
         return;
     }
     libdm__dm_set_runstate(dm, rs);
-    dm->op->u.start.have_status = true;
+    st(dm)->have_status = true;
     /* The pid may still be on its way from the keeper: wait for it too. */
-    if (!dm->op->u.start.have_pid)
+    if (!st(dm)->have_pid)
         (void)libdm__timer_arm(dm->ctx, &dm->op->tick, libdm_now_ms() + 5);
     start_maybe_ready(dm);
 }
@@ -291,10 +234,10 @@ static void start_on_caps(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 {
     libdm_dm *dm = user;
 
-    dm->op->u.start.caps_call = libdm_qmp_slot_free(dm->op->u.start.caps_call);
-    if (r->status < 0 && dm->op->u.start.step != START_FAILING) {
+    dm->op->side_call = libdm_qmp_slot_free(dm->op->side_call);
+    if (r->status < 0 && st(dm)->step != START_FAILING) {
         libdm__dm_reply_error(dm, r, "migrate-set-capabilities events");
-        libdm__dm_start_fail(dm, r->status);
+        start_fail(dm, r->status);
     }
 }
 
@@ -327,24 +270,25 @@ static int queue_readiness(libdm_dm *dm)
     if (!args)
         return -ENOMEM;
     r = libdm__qmp_call_async_internal(dm->qmp, "migrate-set-capabilities", args, dm->timeout_ms,
-                             start_on_caps, dm, &dm->op->u.start.caps_call);
+                             start_on_caps, dm, &dm->op->side_call);
     libdm_json_free(args);
     if (r >= 0)
         r = libdm__dm_call(dm, "query-status", NULL, start_on_status);
     return r;
 }
 
-static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
+static void start_deadline(libdm__op *op_)
 {
-    libdm_dm *dm = user;
+    libdm_dm *dm = op_->dm;
+    libdm_ctx *ctx = dm->ctx;
 
     if (dm->op->cleaning)
         return; /* the DM ended: its files go, a few dispatches */
-    if (dm->op->u.start.step == START_FAILING) {
+    if (st(dm)->step == START_FAILING) {
         libdm__op *op = dm->op;
 
-        if (op->u.start.grace) { /* the keeper said nothing: kill now */
-            op->u.start.grace = false;
+        if (st(dm)->grace) { /* the keeper said nothing: kill now */
+            st(dm)->grace = false;
             (void)libdm__keeper_kill(dm->keeper);
             (void)libdm__timer_arm(ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
             return;
@@ -353,8 +297,8 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
         /* Not gone after SIGKILL: the keeper goes too (and QEMU with it)
          * once; then the start gives up, the DM left recorded (listed,
          * stoppable), never removed while something of it may run. */
-        if (!op->u.start.killed_keeper) {
-            op->u.start.killed_keeper = true;
+        if (!st(dm)->killed_keeper) {
+            st(dm)->killed_keeper = true;
             (void)libdm__keeper_kill_keeper(dm->keeper);
             (void)libdm__timer_arm(ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
             return;
@@ -378,97 +322,106 @@ static void start_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
              dm->qmp ? libdm_qmp_outstanding(dm->qmp) : 0u,
              dm->qmp && libdm_qmp_outstanding(dm->qmp) == 1 ? "y" : "ies", dm->pid,
              libdm__proc_state(dm->pid));
-    libdm__dm_start_fail(dm, -ETIMEDOUT);
+    start_fail(dm, -ETIMEDOUT);
 }
 
-/* The domain the DM is claimed for (libxl's per-domain paths): 0 if none. */
-static uint32_t xen_domid(const libdm_dm *dm)
+/* The DM ended during its start: said (after the cause already said, if
+ * the start was failing for one), then the cleanup. */
+static void start_dm_died(libdm__op *op, int status)
 {
-    return !strcmp(dm->profile, "xen") ? dm->domid : 0;
+    libdm_dm *dm = op->dm;
+    char *how;
+
+    if (st(dm)->step == START_FAILING && op->status < 0 && dm->last_error) {
+        /* Killed for a reason already said (a deadline...): that stays the
+         * first cause, the kill only follows it. */
+        how = libdm__dm_describe_status(status);
+        libdm__dm_error_append(dm, "device model (pid %d) then %s", dm->pid,
+                               how ? how : "ended");
+        free(how);
+    } else {
+        libdm__dm_say_end(dm, status, true);
+    }
+    libdm__dm_set_state(dm, LIBDM_DM_DEAD);
+    start_fail_finished(dm);
 }
 
-/* The name is ours (owner.lock held): what an earlier DM of that name left
- * must provably be dead before it is cleared. An unreadable record is not
- * proof (defect: a truncated or planted record once meant "free" and a
- * second QEMU was started beside a live one). */
-static int clear_leftovers(libdm_dm *dm, libdm__store *store)
+static bool start_monitor_state(libdm__op *op, libdm_qmp_state s, int err)
 {
-    libdm__record rec;
-    int r = libdm__store_get(store, dm->name, &rec);
+    libdm_dm *dm = op->dm;
+    libdm_qmp *q = dm->qmp;
 
-    if (r == -ENOENT)
-        return 0;
-    if (r < 0) {
-        libdm__dm_error(dm, "cannot tell whether the name is free: its record is unreadable (%s); "
-                 "inspect %s and remove it by hand", strerror(-r), dm->rd->path);
-        return -EEXIST;
-    }
-    if (libdm__dm_record_alive(&rec)) {
-        /* Only a DM started before names were claimed by lock gets here. */
-        libdm__dm_error(dm, "a device model of that name is already running (pid %d)", rec.pid);
-        libdm__record_clear(&rec);
-        return -EEXIST;
-    }
-    (void)libdm__store_del(store, dm->name);
-    libdm__devices_cleanup(dm->ctx, rec.nics); /* netdev.c: its taps */
-    /* The dead DM's per-domain files go only under that domain's claim. */
-    libdm__dm_remove_own_chroot(dm->rd, rec.profile, rec.domid);
-    if (rec.profile && !strcmp(rec.profile, "xen")) {
-        libdm__rundir_remove_xen_sockets(dm->rd, LIBDM__XEN_RUN_DIR, rec.domid);
-        if (rec.domid != xen_domid(dm))
-            libdm__rundir_drop_domid(dm->rd, rec.domid);
-    }
-    libdm__record_clear(&rec);
-    libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_LEFTOVERS);
-    return 0;
+    if (s != LIBDM_QMP_BROKEN || dm->exited)
+        return false;
+    /* Most often the DM died: kill it for sure and report its end. */
+    if (st(dm)->step != START_FAILING)
+        libdm__dm_error(dm, "the monitor failed during start-up: %s",
+                        q && libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
+    /* The greeting's deadline is the start's own: say so; otherwise the
+     * DM's end, when seen, says why. */
+    start_fail(dm, err == -ETIMEDOUT ? -ETIMEDOUT : 0);
+    return true;
 }
 
-/* Claims the name and its run directory. Refusals leave everything as it
- * was: nothing is removed but what this call created. */
-static int claim_name(libdm_dm *dm, libdm__store *store)
+static const libdm__op_ops start_ops = {
+    .kind = OP_START,
+    .name = "start",
+    .deadline = start_deadline,
+    .dm_died = start_dm_died,
+    .monitor_state = start_monitor_state,
+    .release = start_release,
+    .free = start_free,
+};
+
+/* ---- the keeper's reports (it runs for the DM's life) ---- */
+
+static void keeper_on_pid(libdm__keeper *k, int pid, void *user)
 {
-    const char *root = libdm__store_run_root(store);
-    char *why = NULL;
-    int r;
+    libdm_dm *dm = user;
 
-    if (!root)
-        return -ENOENT;
-    r = libdm__rundir_claim(root, dm->name, &dm->rd, &why);
-    if (r < 0) {
-        libdm__dm_error(dm, "%s", why ? why : strerror(-r));
-        free(why);
-        return r;
-    }
-    /* One DM per domain, claimed before anything of it (its socket, its
-     * chroot, a dead predecessor's files) is touched. */
-    r = libdm__rundir_hold_domid(dm->rd, xen_domid(dm), &why);
-    if (r < 0) {
-        libdm__dm_error(dm, "%s", why ? why : strerror(-r));
-        free(why);
-        return r;
-    }
-    r = clear_leftovers(dm, store);
-    if (r >= 0)
-        r = libdm__dm_set_paths(dm, true);
-    return r;
-}
-
-/* Undoes a start that failed before its keeper ran: only what it made. */
-static void unclaim(libdm_dm *dm)
-{
-    libdm__store *store;
-
-    if (!dm->rd)
+    /* A keeper forked by the helper says its pid just before QEMU's. */
+    dm->keeper_pid = libdm__keeper_keeper_pid(k);
+    dm->pid = pid;
+    dm->pid_start = libdm__proc_start_time(pid);
+    dm->keeper_start = libdm__proc_start_time(dm->keeper_pid);
+    LIBDM__DEBUG(dm->ctx, "%s: device model is pid %d", dm->name, pid);
+    /* Without its start time a pid cannot be told from a reused one: the
+     * record would not let anyone find this DM again. */
+    if (!dm->pid_start || !dm->keeper_start) {
+        /* A QEMU that already exited: its end, which the keeper reports
+         * next, is the cause, not the missing start time. */
+        if (libdm__keeper_dm_gone(k)) {
+            start_fail(dm, 0);
+            return;
+        }
+        libdm__dm_error(dm, "cannot read the start time of pid %d or of its keeper %d", pid,
+                 dm->keeper_pid);
+        start_fail(dm, -EIO);
         return;
-    /* A record write that failed half-way leaves the store's own files
-     * (its lock, a temporary): under our claim, whatever is recorded for
-     * the name is ours to remove. */
-    if (dm->rd->owner_fd >= 0 && libdm__dm_store(dm, &store) >= 0)
-        (void)libdm__store_del(store, dm->name);
-    if (dm->confinement) /* the chroot restrict.c made, if any */
-        libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);
-    libdm__rundir_remove(dm->rd, LIBDM__RD_REMOVE_MADE);
+    }
+    if (libdm__dm_op_kind(dm) == OP_START)
+        st(dm)->have_pid = true;
 }
+
+static void keeper_on_exit(libdm__keeper *k, int status, void *user)
+{
+    libdm__dm_ended(user, status);
+}
+
+static void keeper_on_error(libdm__keeper *k, const char *msg, void *user)
+{
+    libdm_dm *dm = user;
+
+    libdm__dm_error(dm, "%s", msg);
+    if (libdm__dm_op_kind(dm) == OP_START)
+        st(dm)->step = START_FAILING;
+}
+
+static const libdm__keeper_ops keeper_ops = {
+    .on_pid = keeper_on_pid,
+    .on_exit = keeper_on_exit,
+    .on_error = keeper_on_error,
+};
 
 /* What the keeper opens to record the DM's end: the same store as ours,
  * with the same run directory (malloc'd). */
@@ -504,7 +457,7 @@ static int connect_monitor(libdm_dm *dm, int cfd)
  * end, passed to it), the readiness exchange queued on it. */
 static int make_socket(libdm_dm *dm)
 {
-    int cfd = -1, r = libdm__rundir_make_socket(dm->rd, &dm->op->u.start.listen_fd, &cfd);
+    int cfd = -1, r = libdm__rundir_make_socket(dm->rd, &st(dm)->listen_fd, &cfd);
 
     if (r == -EADDRINUSE) {
         libdm__dm_error(dm, "domain %u already has a device model: its monitor %s answers",
@@ -522,7 +475,7 @@ static int make_socket(libdm_dm *dm)
 
 static int make_log(libdm_dm *dm)
 {
-    int r = libdm__rundir_make_log(dm->rd, &dm->op->u.start.log_fd);
+    int r = libdm__rundir_make_log(dm->rd, &st(dm)->log_fd);
 
     if (r < 0)
         libdm__dm_error(dm, "cannot create %s: %s", dm->log_path, strerror(-r));
@@ -531,8 +484,7 @@ static int make_log(libdm_dm *dm)
 
 static int spawn_keeper(libdm_dm *dm, libdm__store *store)
 {
-    libdm__op *op = dm->op;
-    const libdm__restrict_plan *plan = &op->u.start.plan;
+    const libdm__restrict_plan *plan = &st(dm)->plan;
     char *spec = store_spec(store);
     int r;
 
@@ -546,91 +498,33 @@ static int spawn_keeper(libdm_dm *dm, libdm__store *store)
                                                   .run_root = dm->rd->root,
                                                   .xen_socket_domid =
                                                       dm->rd->sock_dfd >= 0 ? dm->domid : 0,
-                                                  .argv = op->u.start.argv,
-                                                  .qmp_listen_fd = op->u.start.listen_fd,
-                                                  .log_fd = op->u.start.log_fd,
+                                                  .argv = st(dm)->argv,
+                                                  .qmp_listen_fd = st(dm)->listen_fd,
+                                                  .log_fd = st(dm)->log_fd,
                                                   .owner_fd = dm->rd->owner_fd,
                                                   .rundir_fd = dm->rd->dfd, .autokill = true,
                                                   .restrict_spec = plan->keeper_spec,
                                                   .pass_fds = plan->cfg->pass_fds,
                                                   .n_pass_fds = plan->cfg->n_pass_fds },
-                            &libdm__dm_keeper_ops, dm, &dm->keeper);
+                            &keeper_ops, dm, &dm->keeper);
     free(spec);
     if (r < 0) {
         libdm__dm_error(dm, "cannot start libdm-keeper: %s", strerror(-r));
         return r;
     }
     dm->keeper_pid = libdm__keeper_keeper_pid(dm->keeper);
-    dm->autokill_after_ready = op->u.start.autokill;
+    dm->autokill_after_ready = st(dm)->autokill;
     /* QEMU has them now. */
-    libdm__close(&op->u.start.listen_fd);
-    libdm__close(&op->u.start.log_fd);
+    libdm__close(&st(dm)->listen_fd);
+    libdm__close(&st(dm)->log_fd);
     return 0;
-}
-
-static int dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg)
-{
-    dm->name = strdup(cfg->name);
-    dm->profile = strdup(cfg->adopt_argv ? LIBDM__PROFILE_XL
-                                         : libdm__profile_to_string(cfg->profile));
-    dm->machine = strdup(libdm__config_machine(cfg));
-    dm->memory_mb = libdm__config_memory_mb(cfg);
-    dm->domid = cfg->domid;
-    dm->timeout_ms = cfg->timeout_ms;
-    dm->incoming = cfg->incoming != NULL;
-    dm->incoming_at_start = cfg->incoming && strcmp(cfg->incoming, "defer") != 0;
-    dm->created_ms = (int64_t)time(NULL) * 1000;
-    dm->state = LIBDM_DM_SPAWNING;
-    return dm->name && dm->profile && dm->machine ? 0 : -ENOMEM;
-}
-
-/* A configuration that cannot become a command line fails here, before
- * anything is created. */
-static int check_config(libdm_ctx *ctx, const libdm_dm_config *cfg)
-{
-    char **argv = NULL;
-    int r;
-
-    if (!cfg || !cfg->name) {
-        LIBDM__ERROR(ctx, "a device model needs a name");
-        return -EINVAL;
-    }
-    /* A restricted one is resolved first (restrict.c says what is wrong). */
-    if (cfg->restricted)
-        return 0;
-    r = libdm_dm_config_build_argv(cfg, LIBDM__KEEPER_QMP_FD, &argv);
-    if (r < 0)
-        LIBDM__ERROR(ctx, "%s: invalid configuration: cannot build the command line: %s",
-                     cfg->name, strerror(-r));
-    libdm_strv_free(argv);
-    return r;
-}
-
-/* dm_restrict resolved (runas, chroot, seccomp: restrict.c), then the
- * command line QEMU really gets. */
-static int plan_command(libdm_dm *dm, const libdm_dm_config *cfg, libdm__restrict_plan *plan,
-                        char ***ret_argv)
-{
-    int r = libdm__restrict_prepare(dm->ctx, cfg, dm->dir, plan);
-
-    if (r < 0)
-        return r;
-    dm->confinement = plan->confinement;
-    plan->confinement = NULL;
-    r = libdm__devices_prepare(dm->ctx, plan->cfg, &dm->nics); /* devices-run.c */
-    if (r < 0)
-        return r;
-    r = libdm_dm_config_build_argv(plan->cfg, LIBDM__KEEPER_QMP_FD, ret_argv);
-    if (r < 0)
-        libdm__dm_error(dm, "invalid configuration: cannot build the command line: %s", strerror(-r));
-    return r;
 }
 
 /* ---- start: the steps ---- */
 
 static void start_next(libdm_dm *dm, start_step step)
 {
-    dm->op->u.start.step = step;
+    st(dm)->step = step;
     (void)libdm__defer(dm->ctx, &dm->op->tick);
 }
 
@@ -640,7 +534,7 @@ static int step_claim(libdm_dm *dm)
     int r = libdm__ctx_store(dm->ctx, &store);
 
     if (r >= 0)
-        r = claim_name(dm, store);
+        r = libdm__dm_claim_name(dm, store);
     if (r >= 0)
         start_next(dm, START_LOCK);
     return r;
@@ -649,7 +543,7 @@ static int step_claim(libdm_dm *dm)
 /* The starter is the monitor's one client until it lets go. */
 static int step_lock(libdm_dm *dm)
 {
-    const libdm_dm_config *cfg = dm->op->u.start.cfg;
+    const libdm_dm_config *cfg = st(dm)->cfg;
     int r = libdm__rundir_lock_monitor(dm->rd, NULL, NULL, NULL);
 
     if (r != 0) {
@@ -668,16 +562,15 @@ static void on_probed(int has_sandbox, void *user)
     libdm_dm *dm = user;
 
     (void)has_sandbox; /* cached: dm_restrict's plan reads it (restrict.c) */
-    dm->op->u.start.probe = NULL;
+    st(dm)->probe = NULL;
     start_next(dm, START_PREPARE);
 }
 
 static int step_probe(libdm_dm *dm)
 {
-    libdm__op *op = dm->op;
-    int r = libdm__qemu_sandbox_probe_async(dm->ctx, libdm__config_qemu_path(op->u.start.cfg),
+    int r = libdm__qemu_sandbox_probe_async(dm->ctx, libdm__config_qemu_path(st(dm)->cfg),
                                             LIBDM__SANDBOX_PROBE_MS, on_probed, dm,
-                                            &op->u.start.probe);
+                                            &st(dm)->probe);
 
     if (r < 0)
         libdm__dm_error(dm, "cannot probe QEMU for -sandbox: %s", strerror(-r));
@@ -686,14 +579,13 @@ static int step_probe(libdm_dm *dm)
 
 static int step_prepare(libdm_dm *dm)
 {
-    libdm__op *op = dm->op;
-    int r = plan_command(dm, op->u.start.cfg, &op->u.start.plan, &op->u.start.argv);
+    int r = libdm__dm_plan_command(dm, st(dm)->cfg, &st(dm)->plan, &st(dm)->argv);
 
     if (r >= 0)
         r = libdm__dm_write_record(dm);
     /* The whole configuration, for a migration later (issue 22, 1): a
      * failure costs only that, and migrate says so. */
-    if (r >= 0 && libdm__config_doc_save(dm->rd->dfd, op->u.start.cfg) < 0)
+    if (r >= 0 && libdm__config_doc_save(dm->rd->dfd, st(dm)->cfg) < 0)
         libdm__dm_error(dm, "cannot keep the configuration document: migration will refuse");
     if (r >= 0)
         start_next(dm, START_SOCKET);
@@ -726,7 +618,7 @@ static int step_spawn(libdm_dm *dm)
     if (r >= 0)
         r = spawn_keeper(dm, store);
     if (r >= 0)
-        dm->op->u.start.step = START_READY;
+        st(dm)->step = START_READY;
     return r;
 }
 
@@ -736,7 +628,7 @@ static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
     libdm_dm *dm = user;
     int r = 0;
 
-    switch (dm->op->u.start.step) {
+    switch (st(dm)->step) {
     case START_CLAIM:
         r = step_claim(dm);
         break;
@@ -759,7 +651,7 @@ static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         r = step_spawn(dm);
         break;
     case START_READY:
-        if (!dm->op->u.start.have_pid)
+        if (!st(dm)->have_pid)
             (void)libdm__timer_arm(ctx, t, libdm_now_ms() + 5);
         start_maybe_ready(dm);
         return;
@@ -767,7 +659,7 @@ static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         return;
     }
     if (r < 0)
-        libdm__dm_start_fail(dm, r);
+        start_fail(dm, r);
 }
 
 /* Start, in an order where whoever dies at any moment leaves nothing that
@@ -784,7 +676,7 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
 {
     libdm__store *store;
     libdm_dm *dm;
-    int r = check_config(ctx, cfg);
+    int r = libdm__dm_check_config(ctx, cfg);
 
     /* The store is opened once per context: an unusable one is said now. */
     if (r >= 0)
@@ -794,13 +686,14 @@ int libdm__dm_start_async(libdm_ctx *ctx, const libdm_dm_config *cfg, bool autok
     dm = libdm__dm_alloc(ctx);
     if (!dm)
         return -ENOMEM;
-    r = dm_init_from_config(dm, cfg);
+    r = libdm__dm_init_from_config(dm, cfg);
     if (r >= 0)
-        r = libdm__dm_op_begin(dm, OP_START, cfg->timeout_ms, start_deadline, start_tick, cb,
+        r = libdm__dm_op_begin(dm, &start_ops, sizeof(start_op), cfg->timeout_ms, start_tick, cb,
                                userdata);
     if (r >= 0) {
-        dm->op->u.start.autokill = autokill;
-        r = libdm__config_copy(cfg, &dm->op->u.start.cfg);
+        st(dm)->listen_fd = st(dm)->log_fd = -1;
+        st(dm)->autokill = autokill;
+        r = libdm__config_copy(cfg, &st(dm)->cfg);
     }
     /* Due now, yet after every later step of starts already under way
      * (those are deferred to 0): many starts issued at once go depth-first,

@@ -33,13 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-const char *const libdm__dm_op_names[] = {
-    [OP_NONE] = "no operation", [OP_START] = "start", [OP_RESUME] = "resume",
-    [OP_STOP] = "stop",         [OP_PAUSE] = "pause", [OP_QUERY] = "query-status",
-    [OP_ATTACH] = "attach",     [OP_MIGRATE] = "migration",
-    [OP_DEVICES] = "query-devices",
-};
-
 static const char *dm_state_names[] = {
     [LIBDM_DM_SPAWNING] = "spawning", [LIBDM_DM_NEGOTIATING] = "negotiating",
     [LIBDM_DM_PAUSED] = "paused",     [LIBDM_DM_INCOMING] = "incoming",
@@ -51,8 +44,6 @@ const char *libdm_dm_state_to_string(libdm_dm_state s)
 {
     return (unsigned)s < LIBDM__ARRAY_SIZE(dm_state_names) ? dm_state_names[s] : "invalid";
 }
-
-static void release_keeper_pidfd(libdm_ctx *ctx, int *pidfd);
 
 /* ---- notices: state changes for the host's callback, always deferred ---- */
 
@@ -113,7 +104,7 @@ static void notify(libdm_dm *dm, libdm_dm_state from, libdm_dm_state to)
     }
     n->ev = (libdm_dm_event){ .old_state = from, .new_state = to, .exit_status = -1 };
     /* A stop that went as asked has no cause; anything else says why. */
-    if ((to == LIBDM_DM_DEAD && libdm__dm_op_kind(dm) != OP_STOP) || to == LIBDM_DM_BROKEN)
+    if ((to == LIBDM_DM_DEAD && !(dm->op && dm->op->ops->ends_dm)) || to == LIBDM_DM_BROKEN)
         n->cause = dm->last_error ? strdup(dm->last_error) : NULL;
     *dm->notice_tail = n;
     dm->notice_tail = &n->next;
@@ -217,14 +208,13 @@ void libdm__dm_error(libdm_dm *dm, const char *fmt, ...)
 }
 
 /* An expected event, reported to the host anyway (through an operation's
- * result or its event callback): logged once, below ERROR. */
-static void dm_notice(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
-static void dm_notice(libdm_dm *dm, const char *fmt, ...)
+ * result or its event callback): logged once, at @level. */
+void libdm__dm_error_at(libdm_dm *dm, xentoollog_level level, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    dm_errorv(dm, libdm__dm_op_kind(dm) == OP_START ? XTL_ERROR : XTL_INFO, fmt, ap);
+    dm_errorv(dm, level, fmt, ap);
     va_end(ap);
 }
 
@@ -298,89 +288,6 @@ int libdm__dm_record_state(libdm_dm *dm)
     return r;
 }
 
-/* The chroot libdm made for a restricted DM: in the run directory (plain,
- * through its fd) or libxl's /var/run/xen/qemu-root-D (xen). */
-void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_t domid)
-{
-    if (!rd)
-        return;
-    libdm__rundir_remove_subdir(rd, LIBDM__PLAIN_ROOT_NAME);
-    /* qemu-root-D is per domain: ours only while we hold the domain's claim
-     * (never because a record names that domid). */
-    if (profile && !strcmp(profile, "xen") && domid > 0 &&
-        libdm__rundir_hold_domid(rd, domid, NULL) == 0)
-        libdm__restrict_cleanup(profile, domid);
-}
-
-/* Removes the record, the socket, the log and the directory of a DM that
- * is gone, through its directory fd, and only while holding the name's
- * claim: once the keeper exited, another start may own the name already. */
-void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
-                         const char *profile, uint32_t domid)
-{
-    libdm__store *store;
-    bool held_here = rd && rd->owner_fd >= 0;
-
-    if (rd && !held_here && libdm__rundir_reclaim(rd) < 0)
-        return; /* the name has a new owner: nothing here is ours any more */
-    if (libdm__ctx_store(ctx, &store) >= 0)
-        (void)libdm__store_del(store, name);
-    if (rd) {
-        /* libdm's own chroot (never a caller's), before the directory. */
-        libdm__dm_remove_own_chroot(rd, profile, domid);
-        if (profile && !strcmp(profile, "xen"))
-            libdm__rundir_remove_xen_sockets(rd, LIBDM__XEN_RUN_DIR, domid);
-        libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
-        libdm__rundir_drop_domid(rd, domid);
-    }
-    if (rd && !held_here)
-        libdm__close(&rd->owner_fd);
-}
-
-/* The last lines of the DM's log, printable, for error messages. */
-static char *log_tail(const libdm_dm *dm)
-{
-    char buf[DM_LOG_TAIL + 1];
-    const char *start;
-    off_t size;
-    ssize_t n;
-    int fd;
-
-    if (!dm->log_path)
-        return NULL;
-    fd = open(dm->log_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return NULL;
-    size = lseek(fd, 0, SEEK_END);
-    n = pread(fd, buf, DM_LOG_TAIL, size > DM_LOG_TAIL ? size - DM_LOG_TAIL : 0);
-    close(fd);
-    if (n <= 0)
-        return NULL;
-    buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    for (ssize_t i = 0; i < n; i++)
-        if (buf[i] == '\n')
-            buf[i] = '|';
-        else if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] == 0x7f)
-            buf[i] = '?';
-    /* The log is written by the DM: keep the end only, it is the useful part. */
-    start = n > 400 ? buf + n - 400 : buf;
-    return strdup(start);
-}
-
-char *libdm__dm_describe_status(int status)
-{
-    if (status < 0)
-        return strdup("ended (status unknown)");
-    if (WIFEXITED(status))
-        return libdm__sprintf("exited with status %d", WEXITSTATUS(status));
-    if (WIFSIGNALED(status))
-        return libdm__sprintf("was killed by signal %d (%s)", WTERMSIG(status),
-                              strsignal(WTERMSIG(status)));
-    return libdm__sprintf("ended with wait status %d", status);
-}
-
 /* ---- operations ---- */
 
 /* Runs the callbacks of finished operations. One at a time: a callback may
@@ -424,18 +331,9 @@ static void op_free(libdm_dm *dm, libdm__op *op)
     libdm__timer_disarm(dm->ctx, &op->deadline);
     libdm__timer_disarm(dm->ctx, &op->tick);
     op->call = libdm_qmp_slot_free(op->call);
-    switch (op->kind) {
-    case OP_START:
-        libdm__dm_start_op_fini(op);
-        break;
-    case OP_ATTACH:
-        free(op->u.attach.lock_holder);
-        break;
-    default:
-        break;
-    }
-    if (op->fini)
-        op->fini(op);
+    op->side_call = libdm_qmp_slot_free(op->side_call);
+    if (op->ops->free)
+        op->ops->free(op);
     free(op);
 }
 
@@ -469,9 +367,24 @@ void libdm__dm_op_discard(libdm_dm *dm)
         op_free(dm, dm->op);
 }
 
-/* Starts operation @kind with fresh timers of its own: @on_deadline runs
- * if it has not finished in time, @on_tick (if any) when it arms its tick. */
-int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_fn *on_deadline,
+/* The operation's deadline: its own handler, or the core's. */
+static void op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+
+    (void)ctx, (void)t;
+    if (dm->op->ops->deadline) {
+        dm->op->ops->deadline(dm->op);
+        return;
+    }
+    libdm__dm_error(dm, "%s did not complete before its deadline", dm->op->ops->name);
+    libdm__dm_op_finish(dm, -ETIMEDOUT);
+}
+
+/* Starts an operation of @ops's kind with fresh timers of its own: its
+ * deadline runs @ops->deadline if it has not finished in time, @on_tick
+ * (if any) when it arms its tick. */
+int libdm__dm_op_begin(libdm_dm *dm, const libdm__op_ops *ops, size_t size, int timeout_ms,
                        libdm__timer_fn *on_tick, libdm_dm_done_fn *cb, void *user)
 {
     libdm__op *op;
@@ -479,16 +392,11 @@ int libdm__dm_op_begin(libdm_dm *dm, op_kind kind, int timeout_ms, libdm__timer_
 
     if (dm->op)
         return -EBUSY;
-    op = calloc(1, sizeof(*op));
+    op = calloc(1, size < sizeof(*op) ? sizeof(*op) : size);
     if (!op)
         return -ENOMEM;
-    *op = (libdm__op){ .dm = dm, .kind = kind, .cb = cb, .user = user };
-    if (kind == OP_START) {
-        op->u.start.listen_fd = op->u.start.log_fd = -1;
-        /* Its steps create files and clone: one per dispatch. */
-        libdm__timer_set_alone(&op->tick, true);
-    }
-    libdm__timer_init(&op->deadline, on_deadline, dm);
+    *op = (libdm__op){ .dm = dm, .ops = ops, .cb = cb, .user = user };
+    libdm__timer_init(&op->deadline, op_deadline_fire, dm);
     libdm__timer_init(&op->tick, on_tick, dm);
     dm->op = op;
     r = libdm__timer_arm(dm->ctx, &op->deadline,
@@ -517,7 +425,7 @@ static void exit_wait_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
 /* The operation's call failed with @status. A failed monitor is most often
  * a DM that died, the socket resetting before its exit is reported: the
  * operation then waits a moment, and ends -ESRCH when the exit shows
- * (dm_exited() ends it at once) or with @status if it does not. */
+ * (libdm__dm_ended() ends it at once) or with @status if it does not. */
 void libdm__dm_op_fail(libdm_dm *dm, int status)
 {
     libdm__op *op = dm->op;
@@ -574,184 +482,6 @@ void libdm__dm_reply_error(libdm_dm *dm, const libdm_qmp_reply *r, const char *w
 
 /* ---- the end of the process ---- */
 
-static void dm_exited(libdm_dm *dm, int status)
-{
-    char *how, *tail;
-
-    if (dm->exited)
-        return;
-    dm->exited = true;
-    dm->exit_status = status;
-    libdm__watch_del(dm->pidfd_watch);
-    dm->pidfd_watch = NULL;
-    libdm__close(&dm->pidfd);
-    libdm__watch_del(dm->keeper_watch);
-    dm->keeper_watch = NULL;
-    release_keeper_pidfd(dm->ctx, &dm->keeper_pidfd);
-    if (libdm__dm_op_kind(dm) == OP_START && dm->op->u.start.step == START_FAILING &&
-        dm->op->status < 0 && dm->last_error) {
-        /* Killed for a reason already said (a deadline...): that stays the
-         * first cause, the kill only follows it. */
-        how = libdm__dm_describe_status(status);
-        libdm__dm_error_append(dm, "device model (pid %d) then %s", dm->pid,
-                               how ? how : "ended");
-        free(how);
-    } else if (libdm__dm_op_kind(dm) != OP_STOP) {
-        how = libdm__dm_describe_status(status);
-        tail = log_tail(dm);
-        dm_notice(dm, "device model (pid %d) %s%s%s%s", dm->pid, how ? how : "ended",
-                 libdm__dm_op_kind(dm) == OP_START ? " during start-up" : "",
-                 tail ? "; log: " : "", tail ? tail : "");
-        free(how);
-        free(tail);
-    }
-    libdm__dm_set_state(dm, LIBDM_DM_DEAD);
-    if (libdm__dm_op_kind(dm) == OP_STOP) {
-        libdm__dm_stop_finished(dm);
-    } else if (libdm__dm_op_kind(dm) == OP_START) {
-        libdm__dm_start_fail_finished(dm);
-    } else {
-        libdm__dm_op_finish(dm, -ESRCH);
-        /* DEAD holds no process and no fd, whatever the caller keeps: the
-         * monitor drains in the background, the keeper (its control channel
-         * closes as it exits) is reaped at once, and a later stop reopens
-         * the directory to clean up. */
-        libdm__dm_close_qmp(dm);
-        dm->rd = libdm__rundir_free(dm->rd);
-    }
-}
-
-static void keeper_on_pid(libdm__keeper *k, int pid, void *user)
-{
-    libdm_dm *dm = user;
-
-    /* A keeper forked by the helper says its pid just before QEMU's. */
-    dm->keeper_pid = libdm__keeper_keeper_pid(k);
-    dm->pid = pid;
-    dm->pid_start = libdm__proc_start_time(pid);
-    dm->keeper_start = libdm__proc_start_time(dm->keeper_pid);
-    LIBDM__DEBUG(dm->ctx, "%s: device model is pid %d", dm->name, pid);
-    /* Without its start time a pid cannot be told from a reused one: the
-     * record would not let anyone find this DM again. */
-    if (!dm->pid_start || !dm->keeper_start) {
-        /* A QEMU that already exited: its end, which the keeper reports
-         * next, is the cause, not the missing start time. */
-        if (libdm__keeper_dm_gone(k)) {
-            libdm__dm_start_fail(dm, 0);
-            return;
-        }
-        libdm__dm_error(dm, "cannot read the start time of pid %d or of its keeper %d", pid,
-                 dm->keeper_pid);
-        libdm__dm_start_fail(dm, -EIO);
-        return;
-    }
-    if (libdm__dm_op_kind(dm) == OP_START)
-        dm->op->u.start.have_pid = true;
-}
-
-static void keeper_on_exit(libdm__keeper *k, int status, void *user)
-{
-    dm_exited(user, status);
-}
-
-static void keeper_on_error(libdm__keeper *k, const char *msg, void *user)
-{
-    libdm_dm *dm = user;
-
-    libdm__dm_error(dm, "%s", msg);
-    if (libdm__dm_op_kind(dm) == OP_START)
-        dm->op->u.start.step = START_FAILING;
-}
-
-const libdm__keeper_ops libdm__dm_keeper_ops = {
-    .on_pid = keeper_on_pid,
-    .on_exit = keeper_on_exit,
-    .on_error = keeper_on_error,
-};
-
-/* The wait status the keeper recorded: >= 0, -1 not yet, -2 no record. */
-static int recorded_exit_status(libdm_dm *dm)
-{
-    libdm__store *store;
-    libdm__record rec;
-    int status;
-
-    if (libdm__dm_store(dm, &store) < 0 || libdm__store_get(store, dm->name, &rec) < 0)
-        return -2;
-    status = rec.exit_status;
-    libdm__record_clear(&rec);
-    return status;
-}
-
-/* Attached DMs: the keeper (the DM's parent, not us) records the wait status
- * a moment after the pidfd says the process ended. Poll for it on a timer,
- * never by sleeping in the loop. */
-static void exit_poll_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
-{
-    libdm_dm *dm = user;
-    int status = recorded_exit_status(dm);
-    /* The keeper records the end, then lets go of the name: wait for both,
-     * so that the files can be cleaned up under the claim. */
-    bool keeper_busy = status == -1 || (dm->rd && libdm__rundir_owner_held(dm->rd, NULL));
-
-    if (keeper_busy && ++dm->exit_polls < DM_EXIT_RECORD_POLLS) {
-        (void)libdm__timer_arm(ctx, t, libdm_now_ms() + DM_EXIT_RECORD_POLL_MS);
-        return;
-    }
-    dm_exited(dm, status < 0 ? -1 : status);
-}
-
-/* Attached: the keeper exits once it has recorded the end and let go of
- * the name, which is when the record is final and the files ours to clean. */
-static void on_keeper_gone(libdm_ctx *ctx, int fd, short revents, void *user)
-{
-    libdm_dm *dm = user;
-    int status = recorded_exit_status(dm);
-
-    libdm__watch_del(dm->keeper_watch);
-    dm->keeper_watch = NULL;
-    release_keeper_pidfd(ctx, &dm->keeper_pidfd);
-    libdm__timer_disarm(ctx, &dm->exit_poll);
-    dm_exited(dm, status < 0 ? -1 : status);
-}
-
-static void keeper_wait_expired(libdm_ctx *ctx, libdm__timer *t, void *user)
-{
-    libdm_dm *dm = user;
-
-    /* A stopped or hung keeper holds the name (and its DM's zombie): the
-     * files could not be cleaned under the claim. The pidfd is this DM's
-     * keeper (its start time was checked at attach): end it, then clean
-     * (issue 18, item 11). */
-    if (!dm->keeper_killed && dm->keeper_pidfd >= 0 &&
-        libdm__pidfd_signal(dm->keeper_pidfd, SIGKILL) == 0) {
-        LIBDM__WARN(ctx, "%s: its keeper (pid %d) did not exit after the device model: "
-                    "killed it", dm->name, dm->keeper_pid);
-        dm->keeper_killed = true;
-        (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_KILL_WAIT_MS));
-        return;
-    }
-    LIBDM__WARN(ctx, "%s: its keeper did not exit after the device model", dm->name);
-    on_keeper_gone(ctx, dm->keeper_pidfd, 0, dm);
-}
-
-void libdm__dm_on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user)
-{
-    libdm_dm *dm = user;
-
-    libdm__watch_del(dm->pidfd_watch);
-    dm->pidfd_watch = NULL;
-    dm->pid_gone = true;
-    if (dm->keeper_pidfd >= 0 &&
-        libdm__watch_add(ctx, dm->keeper_pidfd, POLLIN, on_keeper_gone, dm,
-                         &dm->keeper_watch) >= 0) {
-        libdm__timer_init(&dm->exit_poll, keeper_wait_expired, dm);
-        (void)libdm__timer_arm(ctx, &dm->exit_poll, libdm__deadline(DM_KEEPER_EXIT_WAIT_MS));
-        return;
-    }
-    exit_poll_fire(ctx, &dm->exit_poll, dm);
-}
-
 /* ---- QMP events and state ---- */
 
 static void on_event(libdm_qmp *q, const char *name, const libdm_json *data, void *user)
@@ -771,38 +501,22 @@ static void on_event(libdm_qmp *q, const char *name, const libdm_json *data, voi
         if (copy) {
             free(dm->migration_event);
             dm->migration_event = copy;
-            libdm__dm_incoming_event(dm);
+            if (dm->op && dm->op->ops->monitor_event)
+                dm->op->ops->monitor_event(dm->op);
         }
     }
 }
 
-void libdm__dm_on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user)
+static void on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user)
 {
     libdm_dm *dm = user;
 
     if (s == LIBDM_QMP_NEGOTIATING)
         libdm__dm_set_state(dm, LIBDM_DM_NEGOTIATING);
-    if (s == LIBDM_QMP_READY && libdm__dm_op_kind(dm) == OP_ATTACH)
-        libdm__dm_attach_connected(dm);
-    if (s != LIBDM_QMP_BROKEN || dm->exited || libdm__dm_op_kind(dm) == OP_STOP)
+    if (dm->op && dm->op->ops->monitor_state && dm->op->ops->monitor_state(dm->op, s, err))
         return;
-    if (libdm__dm_op_kind(dm) == OP_ATTACH) {
-        libdm__dm_error(dm, "cannot connect to the monitor %s: %s", dm->qmp_path,
-                 libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
-        libdm__dm_attach_fail(dm, err < 0 ? err : -ECONNRESET);
-        return;
-    }
-    if (libdm__dm_op_kind(dm) == OP_START) {
-        /* Most often the DM died: kill it for sure and report its end. */
-        if (dm->op->u.start.step != START_FAILING)
-            libdm__dm_error(dm, "the monitor failed during start-up: %s",
-                            libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
-        /* The greeting's deadline is the start's own: say so; otherwise
-         * the DM's end, when seen, says why. */
-        libdm__dm_start_fail(dm, err == -ETIMEDOUT ? -ETIMEDOUT : 0);
-        return;
-    }
-    libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
+    if (s == LIBDM_QMP_BROKEN && !dm->exited)
+        libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
 }
 
 int libdm__dm_attach_qmp(libdm_dm *dm, libdm_qmp *q)
@@ -814,7 +528,7 @@ int libdm__dm_attach_qmp(libdm_dm *dm, libdm_qmp *q)
     /* The host's own calls and listeners on it are the DM's: held back
      * while a blocking call for another object runs (libdm__wait_for). */
     libdm__qmp_set_owner(q, dm);
-    r = libdm_qmp_set_state_callback(q, libdm__dm_on_qmp_state, dm);
+    r = libdm_qmp_set_state_callback(q, on_qmp_state, dm);
     if (r >= 0)
         r = libdm__qmp_add_internal_listener(q, on_event, dm);
     return r;
@@ -829,8 +543,7 @@ void libdm__dm_close_qmp(libdm_dm *dm)
     dm->qmp = NULL;
     if (dm->op) {
         dm->op->call = libdm_qmp_slot_free(dm->op->call);
-        if (dm->op->kind == OP_START)
-            dm->op->u.start.caps_call = libdm_qmp_slot_free(dm->op->u.start.caps_call);
+        dm->op->side_call = libdm_qmp_slot_free(dm->op->side_call);
     }
     (void)libdm_qmp_set_state_callback(q, NULL, NULL);
     /* The DM may be freed while the connection drains: an event arriving
@@ -854,7 +567,7 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     dm->exit_status = -1;
     dm->timeout_ms = 10000;
     libdm__timer_init(&dm->op_done, op_done_fire, dm);
-    libdm__timer_init(&dm->exit_poll, exit_poll_fire, dm);
+    libdm__timer_init(&dm->exit_poll, NULL, dm); /* dm-end.c sets it */
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
     dm->done_tail = &dm->done_head;
     dm->notice_tail = &dm->notice_head;
@@ -872,7 +585,7 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
 /* Attached to a DM whose keeper this process started (through a context
  * since freed): the keeper is our child, reaped by whoever follows it to
  * its end, or it would stay a zombie. Others' keepers are only closed. */
-static void release_keeper_pidfd(libdm_ctx *ctx, int *pidfd)
+void libdm__dm_release_keeper_pidfd(libdm_ctx *ctx, int *pidfd)
 {
     siginfo_t si = { 0 };
 
@@ -900,11 +613,8 @@ static void dm_detach(libdm_dm *dm)
     dm->ctx_prev = dm->ctx_next = NULL;
     if (ctx->blocking_for == dm)
         ctx->blocking_for = NULL;
-    /* A stop under way: its keeper exits in a moment, to be reaped. */
-    if (dm->keeper && libdm__dm_op_kind(dm) == OP_STOP)
-        libdm__keeper_set_ending(dm->keeper);
-    if (libdm__dm_op_kind(dm) == OP_START)
-        libdm__dm_start_abandon(dm);
+    if (dm->op && dm->op->ops->release)
+        dm->op->ops->release(dm->op);
     if (dm->op) {
         /* Released mid-operation: its callback never runs. */
         if (dm->op->destroy)
@@ -925,7 +635,7 @@ static void dm_detach(libdm_dm *dm)
     libdm__close(&dm->pidfd);
     libdm__watch_del(dm->keeper_watch);
     dm->keeper_watch = NULL;
-    release_keeper_pidfd(ctx, &dm->keeper_pidfd);
+    libdm__dm_release_keeper_pidfd(ctx, &dm->keeper_pidfd);
     dm->ctx = NULL;
 }
 
@@ -983,20 +693,6 @@ int libdm__dm_set_paths(libdm_dm *dm, bool create)
         return r;
     }
     return dm->dir && dm->qmp_path && dm->log_path ? 0 : -ENOMEM;
-}
-
-void libdm__dm_op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
-{
-    libdm_dm *dm = user;
-
-    libdm__dm_error(dm, "%s did not complete before its deadline",
-                    libdm__dm_op_names[libdm__dm_op_kind(dm)]);
-    /* A monitor that misses a deadline can no longer be trusted. */
-    if (libdm__dm_op_kind(dm) == OP_PAUSE || libdm__dm_op_kind(dm) == OP_QUERY) {
-        libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
-        (void)libdm__dm_record_state(dm);
-    }
-    libdm__dm_op_finish(dm, -ETIMEDOUT);
 }
 
 bool libdm__dm_usable(libdm_dm *dm)
@@ -1083,11 +779,6 @@ const char *libdm_dm_last_error(const libdm_dm *dm) { return dm->last_error; }
 
 /* ---- for migrate.c ---- */
 
-int libdm__dm_set_autokill(libdm_dm *dm, bool on)
-{
-    return dm->keeper ? libdm__keeper_set_autokill(dm->keeper, on) : -ESRCH;
-}
-
 bool libdm__dm_exited(const libdm_dm *dm)
 {
     return dm->exited || dm->pid_gone;
@@ -1096,50 +787,4 @@ bool libdm__dm_exited(const libdm_dm *dm)
 libdm_ctx *libdm__dm_ctx(const libdm_dm *dm)
 {
     return dm->ctx;
-}
-
-void libdm__dm_set_migrate_was_running(libdm_dm *dm, bool running)
-{
-    dm->migrate_was_running = running;
-}
-
-bool libdm__dm_migrate_was_running(const libdm_dm *dm)
-{
-    return dm->migrate_was_running;
-}
-
-/* Seed 000's rule, the one place it is decided: an incoming migration is
- * over only when query-migrate (@query_status) and the MIGRATION event both
- * say completed; one that failed or was cancelled is never resumed. Returns
- * 1 (completed), 0 (not yet) or -EIO (failed, and says so). */
-int libdm__incoming_verdict(libdm_dm *dm, const char *query_status)
-{
-    if (query_status && (!strcmp(query_status, "failed") || !strcmp(query_status, "cancelled"))) {
-        libdm__dm_error(dm, "incoming migration %s: the guest is not resumed", query_status);
-        return -EIO;
-    }
-    if (!query_status || strcmp(query_status, "completed"))
-        return 0;
-    /* A stream given at start (-incoming fd:N, a restore) may be loaded
-     * before "events" could be turned on: its MIGRATION event may never
-     * come. Then the destination's own query-migrate alone decides. */
-    if (dm->incoming_at_start && !dm->migration_event)
-        return 1;
-    return dm->migration_event && !strcmp(dm->migration_event, "completed");
-}
-
-int libdm__dm_set_migrating(libdm_dm *dm, bool on)
-{
-    return dm->rd ? libdm__rundir_set_monitor_note(dm->rd, on ? "migration" : NULL) : -ENOLCK;
-}
-
-void libdm__dm_incoming_done(libdm_dm *dm, bool record)
-{
-    dm->incoming = false;
-    if (dm->state == LIBDM_DM_INCOMING) {
-        libdm__dm_set_state(dm, LIBDM_DM_PAUSED);
-        libdm__dm_set_runstate(dm, "paused");
-        if (record)
-            libdm__dm_record_state(dm);
-    }
 }

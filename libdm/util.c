@@ -237,3 +237,15 @@ void libdm__orphans_reap(bool now)
     atomic_store(&orphans_count, orphans_n);
     orphans_give();
 }
+
+char **libdm_strv_free(char **strv)
+{
+    char **p;
+
+    if (!strv)
+        return NULL;
+    for (p = strv; *p; p++)
+        free(*p);
+    free(strv);
+    return NULL;
+}

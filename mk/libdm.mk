@@ -4,11 +4,13 @@ noinst_LTLIBRARIES += libdm-core.la
 libdm_core_la_SOURCES = \
 	libdm/internal.h \
 	libdm/ctx-internal.h libdm/ctx.c libdm/log.c libdm/util.c libdm/loop.c \
-	libdm/json.c libdm/qmp-decoder.c libdm/qmp.c libdm/qmp-redact.c libdm/qmp-internal.h \
+	libdm/argv-elem.c libdm/json.c libdm/qmp-decoder.c libdm/qmp.c libdm/qmp-core.c \
+	libdm/qmp-event.c \
+	libdm/qmp-call.c libdm/qmp-private.h libdm/qmp-redact.c libdm/qmp-internal.h \
 	libdm/keeper-proto.c libdm/keeper-proto.h libdm/spawn.c libdm/spawn-internal.h \
 	libdm/rundir.c libdm/rundir-internal.h \
-	libdm/dm.c libdm/dm-internal.h libdm/dm-private.h libdm/dm-start.c libdm/dm-ops.c \
-	libdm/dm-attach.c libdm/migrate.c libdm/migrate-sync.c \
+	libdm/dm.c libdm/dm-internal.h libdm/dm-private.h libdm/dm-end.c libdm/dm-prepare.c \
+	libdm/dm-start.c libdm/dm-ops.c libdm/dm-attach.c libdm/migrate.c libdm/migrate-sync.c \
 	libdm/restrict.c libdm/restrict-internal.h \
 	libdm/job.c libdm/job-internal.h libdm/dm-list.c libdm/dm-devices.c \
 	libdm/dm-userdata.c

@@ -248,8 +248,7 @@ static void test_release_after_spawn(void **state)
     while (released < N_RELEASE && tu_now_ms() < deadline) {
         libdm_ctx_run_once(f->ctx, 5);
         for (int i = 0; i < N_RELEASE; i++)
-            if (dms[i] && dms[i]->keeper && dms[i]->op &&
-                dms[i]->op->kind == OP_START && !dms[i]->op->u.start.have_pid) {
+            if (dms[i] && dms[i]->keeper && libdm__dm_start_awaits_pid(dms[i])) {
                 dms[i] = libdm_dm_release(dms[i]);
                 released++;
             }
@@ -414,7 +413,7 @@ static void no_child_left(fixture *f)
 
 static bool start_spawned(libdm_dm *dm)
 {
-    return dm->keeper && dm->op && dm->op->kind == OP_START && !dm->op->u.start.have_pid;
+    return dm->keeper && libdm__dm_start_awaits_pid(dm);
 }
 
 static void test_ctx_free_orders(void **state)
