@@ -22,3 +22,7 @@ check_PROGRAMS += tests/integration/test-keeper-helper
 TESTS += tests/integration/test-keeper-helper
 tests_integration_test_keeper_helper_CFLAGS = $(TEST_CFLAGS)
 tests_integration_test_keeper_helper_LDADD = libtestutil.la $(TEST_LIBS)
+# ...and test-abandon and the library crash-point campaign with every keeper
+# forked by the helper.
+TESTS += tests/integration/test-helper-campaigns.sh
+EXTRA_DIST += tests/integration/test-helper-campaigns.sh
