@@ -64,6 +64,8 @@ struct libdm_dm_config {
     libdm__devices dev;     /* devices.c */
     char **adopt_argv;      /* set_argv (config-adopt.c): the caller's DM
                              * arguments; NULL: libdm builds them */
+    bool has_log_fd;        /* set_log_fd (config-adopt.c): the DM's log is */
+    int log_fd;             /* this fd (ours, O_CLOEXEC), not the run dir's */
 };
 
 /* Deep copy of @src. */
@@ -82,6 +84,9 @@ int libdm__config_chroot_dir(const libdm_dm_config *config, char **ret_dir);
 /* config-adopt.c: a caller-built command line. */
 int libdm__config_adopt_copy(const libdm_dm_config *src, libdm_dm_config *dst);
 void libdm__config_adopt_free(libdm_dm_config *config);
+/* The caller's log fd (set_log_fd) duplicated into *ret_fd: 1; 0 if none
+ * (the run directory's log then), or -errno. */
+int libdm__config_log_fd(const libdm_dm_config *config, int *ret_fd);
 /* argv.c: the command line of a configuration with set_argv. */
 int libdm__config_adopt_build(const libdm_dm_config *c, int qmp_fd, char ***ret_argv);
 /* The profile a DM is recorded with: "xl" for a caller-built command line

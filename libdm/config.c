@@ -376,6 +376,7 @@ int libdm__config_copy(const libdm_dm_config *src, libdm_dm_config **ret)
     c->extra_args = c->extra_args_hvm = NULL;
     c->n_extra_args = c->n_extra_args_hvm = 0;
     c->adopt_argv = NULL;
+    c->has_log_fd = false;
     c->n_pass_fds = 0;
     libdm__devices_init(&c->dev);
     for (size_t i = 0; r == 0 && i < src->n_pass_fds; i++) {

@@ -214,12 +214,23 @@ static void devices_call(libdm_dm *dm, const char *cmd, const libdm_json *args,
     }
 }
 
+static bool wants_publish(libdm_dm *dm);
+
+/* As libxl (libxl_dm.c, device_model_postconfig_vnc_passwd): the password
+ * goes to console/vnc-pass (xl vncviewer --autopass reads it) only once
+ * QEMU took it; n0 there, readable by dom0 alone. */
 static void on_password(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 {
     libdm_dm *dm = user;
+    const char *kv[3] = { "console/vnc-pass", devices_of(dm)->password, NULL };
+    libdm__store *store;
+    int e = 0;
 
-    if (reply_ok(dm, r, "set_password", 0))
-        libdm__dm_op_finish(dm, 0);
+    if (!reply_ok(dm, r, "set_password", 0))
+        return;
+    if (wants_publish(dm) && (e = libdm__ctx_store(dm->ctx, &store)) >= 0)
+        e = libdm__store_publish(store, dm->domid, kv);
+    libdm__dm_op_finish(dm, e < 0 ? e : 0);
 }
 
 static void on_vnc(libdm_qmp *q, const libdm_qmp_reply *r_, void *user)

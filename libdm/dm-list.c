@@ -9,7 +9,9 @@
  */
 #include "dm-private.h"
 #include "job-internal.h"
+#include "store-internal.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +24,7 @@ typedef struct list_job {
     libdm_destroy_fn *destroy;
     libdm__store *store;
     bool listed;
-    char **names;
+    char **names;       /* the store's and the run root's, merged */
     size_t n, next;
     libdm_dm_info *infos;
     size_t count;
@@ -41,6 +43,70 @@ static int info_from_record(const libdm__record *rec, libdm_dm_info *info)
         .exit_status = rec->exit_status,
     };
     return info->name && info->qmp_socket && info->profile && info->state ? 0 : -ENOMEM;
+}
+
+/* A name without a readable record (@err: -ENOENT none, else why it cannot
+ * be read): listed with what its run directory proves, if it has one (a
+ * missing record without a directory is a record removed meanwhile). */
+static int info_from_rundir(libdm__store *store, const char *name, int err,
+                            libdm_dm_info *info, bool *ret_listed)
+{
+    const char *root = libdm__store_run_root(store);
+    libdm__rundir *rd = NULL;
+    int r, pid = 0, held = 0;
+    uint32_t domid = 0;
+
+    *ret_listed = false;
+    r = root ? libdm__rundir_open(root, name, &rd, NULL) : -ENOENT;
+    if (r < 0 && err == -ENOENT)
+        return 0;
+    if (rd) {
+        held = libdm__rundir_claim_holder(rd, &pid);
+        domid = libdm__rundir_claimed_domid(rd);
+        libdm__rundir_free(rd);
+    }
+    *info = (libdm_dm_info){
+        .name = strdup(name),
+        .domid = domid,
+        .alive = held > 0,
+        .qmp_socket = strdup(""),
+        .profile = strdup(""),
+        .state = strdup(err == -ENOENT ? "no-record" : "unreadable"),
+        .exit_status = -1,
+        .record_error = err,
+        .claimed = held > 0,
+        .keeper_pid = pid,
+    };
+    *ret_listed = true;
+    return info->name && info->qmp_socket && info->profile && info->state ? 0 : -ENOMEM;
+}
+
+/* The store's names and the run root's (a run directory may have no
+ * record, or one the store cannot list), sorted, each once. */
+static int list_names(libdm__store *store, char ***ret_names, size_t *ret_count)
+{
+    const char *root = libdm__store_run_root(store);
+    char **names = NULL, **dirs = NULL, **all;
+    size_t n = 0, nd = 0;
+    int r = libdm__store_list(store, &names, &n);
+
+    if (r < 0)
+        return r;
+    if (root && (r = libdm__rundir_list(root, &dirs, &nd)) < 0 && r != -ENOENT) {
+        libdm__store_names_free(names);
+        return r;
+    }
+    all = realloc(names, (n + nd + 1) * sizeof(*all));
+    if (!all) {
+        libdm__store_names_free(names);
+        for (size_t i = 0; i < nd; i++)
+            free(dirs[i]);
+        free(dirs);
+        return -ENOMEM;
+    }
+    memcpy(all + n, dirs, nd * sizeof(*dirs));
+    free(dirs);
+    return libdm__store_names_finish(all, n + nd, ret_names, ret_count);
 }
 
 void libdm_dm_info_free(libdm_dm_info *infos, size_t count)
@@ -67,19 +133,26 @@ static int list_step(libdm__job *job)
     if (!l->listed) {
         r = libdm__ctx_store(job->ctx, &l->store);
         if (r >= 0)
-            r = libdm__store_list(l->store, &l->names, &l->n);
+            r = list_names(l->store, &l->names, &l->n);
         if (r < 0)
             return r;
         l->listed = true;
         l->infos = calloc(l->n ? l->n : 1, sizeof(*l->infos));
         return l->infos ? (l->n > 0) : -ENOMEM;
     }
-    if (libdm__store_get(l->store, l->names[l->next++], &rec) >= 0) {
+    r = libdm__store_get(l->store, l->names[l->next], &rec);
+    if (r >= 0) {
         r = info_from_record(&rec, &l->infos[l->count++]);
         libdm__record_clear(&rec);
-        if (r < 0)
-            return r;
-    } /* else removed meanwhile */
+    } else if (r != -ENOMEM) {
+        bool listed;
+
+        r = info_from_rundir(l->store, l->names[l->next], r, &l->infos[l->count], &listed);
+        l->count += listed;
+    }
+    l->next++;
+    if (r < 0)
+        return r;
     return l->next < l->n;
 }
 
@@ -178,6 +251,7 @@ typedef struct forget_job {
     unsigned rd_step;
     libdm__store *store;
     libdm__record rec;
+    int unreadable;     /* -errno: the record exists but cannot be read */
     libdm__rundir *rd;
 } forget_job;
 
@@ -194,10 +268,16 @@ static int forget_step_run(libdm__job *job)
         r = libdm__ctx_store(job->ctx, &f->store);
         if (r >= 0)
             r = libdm__store_get(f->store, f->name, &f->rec);
-        if (r == -ENOENT) /* no record: maybe a run directory a killed starter left */
+        if (r == -ENOENT) { /* no record: maybe a run directory a killed starter left */
             libdm__record_init(&f->rec);
-        else if (r < 0)
+        } else if (r < 0 && r != -ENOMEM && libdm__record_check_name(f->name) == 0) {
+            /* Unreadable: it proves nothing, the name's claim does (a
+             * keeper holds it for its DM's whole life). */
+            libdm__record_init(&f->rec);
+            f->unreadable = r;
+        } else if (r < 0) {
             return r;
+        }
         else if (libdm__dm_record_alive(&f->rec))
             return -EBUSY;
         f->step = FORGET_OPEN;
@@ -206,7 +286,7 @@ static int forget_step_run(libdm__job *job)
         root = libdm__store_run_root(f->store);
         r = root ? libdm__rundir_open(root, f->name, &f->rd, NULL) : -ENOENT;
         if (r == -ENOENT) /* a record without directory (xenstore) */
-            return libdm__store_del(f->store, f->name);
+            return f->unreadable ? f->unreadable : libdm__store_del(f->store, f->name);
         if (r < 0)
             return r;
         f->step = FORGET_RECLAIM;
@@ -215,14 +295,27 @@ static int forget_step_run(libdm__job *job)
         r = libdm__rundir_reclaim(f->rd);
         if (r < 0)
             return r == -EAGAIN ? -EBUSY : r;
+        if (!f->rec.name) {
+            /* No record to say it: the domain the claim holds is proof. */
+            uint32_t domid = libdm__rundir_claimed_domid(f->rd);
+
+            if (domid && !(f->rec.profile = strdup("xen")))
+                return -ENOMEM;
+            f->rec.domid = domid;
+        }
         f->step = FORGET_DEL;
         return 1;
     case FORGET_DEL:
         (void)libdm__store_del(f->store, f->name);
+        if (f->unreadable) /* a directory planted as the record: if empty */
+            libdm__rundir_remove_subdir(f->rd, "record");
         f->step = FORGET_TAPS;
         return 1;
     case FORGET_TAPS:
-        libdm__devices_cleanup(job->ctx, f->rec.nics);
+        /* A xen DM's taps (vifD.N-emu) are the domain's: only under its claim. */
+        if (!f->rec.profile || strcmp(f->rec.profile, "xen") || !f->rec.domid ||
+            libdm__rundir_hold_domid(f->rd, f->rec.domid, NULL) == 0)
+            libdm__devices_cleanup(job->ctx, f->rec.nics);
         f->step = FORGET_CHROOT;
         return 1;
     case FORGET_CHROOT:
@@ -323,6 +416,25 @@ int libdm_dm_forget(libdm_ctx *ctx, const char *name)
     forget_fini(f);
     free(f);
     return r;
+}
+
+int libdm_dm_kill_keeper(libdm_ctx *ctx, const char *name)
+{
+    libdm__store *store;
+    libdm__rundir *rd = NULL;
+    int r;
+
+    if (!ctx || !name)
+        return -EINVAL;
+    r = libdm__ctx_store(ctx, &store);
+    if (r >= 0)
+        r = libdm__store_run_root(store)
+                ? libdm__rundir_open(libdm__store_run_root(store), name, &rd, NULL)
+                : -ENOENT;
+    if (r >= 0)
+        r = libdm__rundir_signal_holder(rd, SIGKILL);
+    libdm__rundir_free(rd);
+    return r == -ENOENT ? -ESRCH : r;
 }
 
 /* ---- who holds a monitor ---- */

@@ -475,7 +475,14 @@ static int make_socket(libdm_dm *dm)
 
 static int make_log(libdm_dm *dm)
 {
-    int r = libdm__rundir_make_log(dm->rd, &st(dm)->log_fd);
+    int r = libdm__config_log_fd(st(dm)->cfg, &st(dm)->log_fd);
+
+    if (r != 0) { /* the caller's (set_log_fd), or an error */
+        if (r < 0)
+            libdm__dm_error(dm, "cannot duplicate the log fd: %s", strerror(-r));
+        return r;
+    }
+    r = libdm__rundir_make_log(dm->rd, &st(dm)->log_fd);
 
     if (r < 0)
         libdm__dm_error(dm, "cannot create %s: %s", dm->log_path, strerror(-r));

@@ -148,4 +148,43 @@ libdm__rundir *libdm__rundir_free(libdm__rundir *rd);
 /* A process's command line, printable, at most 200 bytes (malloc'd). */
 char *libdm__proc_cmdline(int pid);
 
+/* ---- what the run root proves without a record (rundir-scan.c) ---- */
+/* The names of the run directories under @root (a valid name, a
+ * directory): with a record or without (a starter killed between its claim
+ * and its first record). *ret_names is an array of @*ret_count strings. */
+int libdm__rundir_list(const char *root, char ***ret_names, size_t *ret_count);
+/* Whether the name's claim (owner.lock) is held: 1 (*ret_pid: the holder as
+ * the kernel proves it, the keeper's record lock; 0 if unproven, e.g. a
+ * starter), 0 free, -errno. Reads no file the DM or a user could forge. */
+int libdm__rundir_claim_holder(libdm__rundir *rd, int *ret_pid);
+/* The domain the claim holds (<root>/.domid-D.lock is our owner.lock's
+ * inode), 0 if none. */
+uint32_t libdm__rundir_claimed_domid(const libdm__rundir *rd);
+/* Sends @sig to the claim's holder, proven by its lock (pidfd opened while
+ * it held it: never a pid read from a file). -ESRCH nobody holds it,
+ * -ENOLCK held by a process that cannot be proven (a starter), -EAGAIN the
+ * holder changed meanwhile. */
+int libdm__rundir_signal_holder(libdm__rundir *rd, int sig);
+/* The keeper's proof of holding @rd's claim: a POSIX write lock on
+ * owner.lock (F_GETLK names its holder's pid; released only when the
+ * keeper exits or closes owner.lock). */
+int libdm__rundir_mark_holder(libdm__rundir *rd);
+
+/* ---- private to rundir*.c (rundir-lock.c) ---- */
+void libdm__rd_why(char **ret_why, const char *fmt, ...) LIBDM__PRINTF(2, 3);
+const char *libdm__rd_dir_problem(int r);
+/* Whether @dfd is still the directory named @name in @root_fd. */
+bool libdm__rd_still_named(int root_fd, const char *name, int dfd);
+/* Whether @file in @root_fd is the inode @fd holds. */
+bool libdm__rd_names_fd(int root_fd, const char *file, int fd);
+/* Opens @file in @dfd: a regular file of ours, never a link. */
+int libdm__rd_open_lock(int dfd, const char *file, bool create, int *ret_fd);
+/* An exclusive flock on @file without waiting, on the inode still named
+ * @file: 0, -EAGAIN (held), -errno. */
+int libdm__rd_lock(int dfd, const char *file, int *ret_fd);
+void libdm__rd_write_holder_pid(int fd, int pid, const char *note);
+void libdm__rd_write_holder(int fd, const char *note);
+/* The holder a lock file names (its own word): pid (0 if unreadable), note. */
+void libdm__rd_read_holder(int dfd, const char *file, int *ret_pid, char **ret_note);
+
 #endif

@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #define CLAIM_ATTEMPTS 20
-#define HOLDER_MAX 256
 
 char *libdm__rundir_file(const libdm__rundir *rd, const char *file)
 {
@@ -44,43 +43,6 @@ libdm__rundir *libdm__rundir_free(libdm__rundir *rd)
     return NULL;
 }
 
-static void set_why(char **ret_why, const char *fmt, ...) LIBDM__PRINTF(2, 3);
-static void set_why(char **ret_why, const char *fmt, ...)
-{
-    va_list ap;
-    char *s;
-
-    if (!ret_why)
-        return;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    free(*ret_why);
-    *ret_why = s;
-}
-
-static const char *dir_problem(int r)
-{
-    switch (r) {
-    case -ELOOP: return "it is a symlink";
-    case -ENOTDIR: return "it is not a directory";
-    case -EPERM: return "it belongs to another user or is writable by others";
-    default: return strerror(-r);
-    }
-}
-
-/* Whether @dfd is still the directory named @name in @root_fd (nobody
- * removed or replaced it since we opened it). */
-static bool still_named(int root_fd, const char *name, int dfd)
-{
-    struct stat held, named;
-
-    return fstat(dfd, &held) == 0 && held.st_nlink > 0 &&
-           fstatat(root_fd, name, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
-           held.st_dev == named.st_dev && held.st_ino == named.st_ino;
-}
-
 /* Opens <root>/<name> (creating both if @create), checked. */
 static int open_dirs(const char *root, const char *name, bool create, libdm__rundir *rd,
                      char **ret_why)
@@ -91,7 +53,7 @@ static int open_dirs(const char *root, const char *name, bool create, libdm__run
 
     r = libdm__store_open_dir(AT_FDCWD, root, create, &root_fd);
     if (r < 0) {
-        set_why(ret_why, "refusing the run directory %s: %s", root, dir_problem(r));
+        libdm__rd_why(ret_why, "refusing the run directory %s: %s", root, libdm__rd_dir_problem(r));
         return r;
     }
     existed = fstatat(root_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
@@ -101,9 +63,9 @@ static int open_dirs(const char *root, const char *name, bool create, libdm__run
         (void)unlinkat(root_fd, name, AT_REMOVEDIR);
     if (r < 0) {
         if (r == -ENOENT)
-            set_why(ret_why, "%s: no such device model directory", rd->path);
+            libdm__rd_why(ret_why, "%s: no such device model directory", rd->path);
         else
-            set_why(ret_why, "refusing the directory %s: %s", rd->path, dir_problem(r));
+            libdm__rd_why(ret_why, "refusing the directory %s: %s", rd->path, libdm__rd_dir_problem(r));
     } else if (!existed) {
         rd->made |= LIBDM__RD_MADE_DIR;
     }
@@ -162,124 +124,6 @@ int libdm__rundir_adopt(const char *root, const char *name, int dfd, int owner_f
     return 0;
 }
 
-/* Opens @file in @dfd (a regular file of ours, never a link). */
-static int open_lock_file(int dfd, const char *file, bool create, int *ret_fd)
-{
-    struct stat st;
-    int fd = openat(dfd, file, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | (create ? O_CREAT : 0),
-                    0600);
-
-    if (fd < 0)
-        return errno == ELOOP ? -ELOOP : -errno;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
-        close(fd);
-        return -EPERM;
-    }
-    *ret_fd = fd;
-    return 0;
-}
-
-/* Takes an exclusive flock on @file without waiting and checks the inode
- * we hold is still the one named @file (it may have been removed by its
- * last holder meanwhile). 0, -EAGAIN (held), or -errno. */
-static int lock_file(int dfd, const char *file, int *ret_fd)
-{
-    for (int attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
-        struct stat held, named;
-        int fd, r = open_lock_file(dfd, file, true, &fd);
-
-        if (r < 0)
-            return r;
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-            r = errno == EWOULDBLOCK ? -EAGAIN : -errno;
-            close(fd);
-            return r;
-        }
-        if (fstat(fd, &held) == 0 && fstatat(dfd, file, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
-            held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
-            *ret_fd = fd;
-            return 0;
-        }
-        close(fd);
-    }
-    return -EAGAIN;
-}
-
-static void write_holder_pid(int fd, int pid, const char *note)
-{
-    char buf[HOLDER_MAX];
-    int n = snprintf(buf, sizeof(buf), "%d%s%s\n", pid, note ? " " : "", note ? note : "");
-
-    /* Written over the old text, then cut: a reader never sees it empty. */
-    if (n > 0) {
-        size_t len = (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
-
-        if (pwrite(fd, buf, len, 0) == (ssize_t)len)
-            (void)!ftruncate(fd, (off_t)len);
-    }
-}
-
-static void write_holder(int fd, const char *note)
-{
-    write_holder_pid(fd, (int)getpid(), note);
-}
-
-void libdm__rundir_set_owner_note(libdm__rundir *rd, int pid, const char *note)
-{
-    if (rd->owner_fd >= 0)
-        write_holder_pid(rd->owner_fd, pid, note);
-}
-
-/* The holder a lock file names: its pid (0 if unreadable), its note. */
-static void read_holder(int dfd, const char *file, int *ret_pid, char **ret_note)
-{
-    char buf[HOLDER_MAX];
-    char *sp, *nl;
-    ssize_t n = -1;
-    int fd, pid = 0;
-
-    if (open_lock_file(dfd, file, false, &fd) == 0) {
-        n = pread(fd, buf, sizeof(buf) - 1, 0);
-        close(fd);
-    }
-    buf[n > 0 ? n : 0] = '\0';
-    if ((nl = strchr(buf, '\n')))
-        *nl = '\0';
-    if (sscanf(buf, "%d", &pid) != 1 || pid <= 0)
-        pid = 0;
-    if (ret_pid)
-        *ret_pid = pid;
-    if (ret_note) {
-        sp = strchr(buf, ' ');
-        *ret_note = sp && sp[1] ? strdup(sp + 1) : NULL;
-    }
-}
-
-char *libdm__proc_cmdline(int pid)
-{
-    char path[64], buf[201];
-    ssize_t n;
-    int fd;
-
-    snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return NULL;
-    while (n > 0 && buf[n - 1] == '\0')
-        n--;
-    buf[n] = '\0';
-    for (ssize_t i = 0; i < n; i++)
-        if (buf[i] == '\0')
-            buf[i] = ' ';
-        else if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] == 0x7f)
-            buf[i] = '?';
-    return strdup(buf);
-}
-
 static void explain_held(libdm__rundir *rd, char **ret_why)
 {
     int pid;
@@ -287,17 +131,17 @@ static void explain_held(libdm__rundir *rd, char **ret_why)
 
     /* The holder writes its pid right after it locked: give it that moment. */
     for (int i = 0; i < 50; i++) {
-        read_holder(rd->dfd, LIBDM__RD_OWNER, &pid, NULL);
+        libdm__rd_read_holder(rd->dfd, LIBDM__RD_OWNER, &pid, NULL);
         if (pid > 0)
             break;
         sched_yield();
     }
     cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
     if (pid > 0)
-        set_why(ret_why, "the name is in use by a device model being started or running (pid %d%s%s)",
+        libdm__rd_why(ret_why, "the name is in use by a device model being started or running (pid %d%s%s)",
                 pid, cmd ? ", " : "", cmd ? cmd : "");
     else
-        set_why(ret_why, "the name is in use by a device model being started or running");
+        libdm__rd_why(ret_why, "the name is in use by a device model being started or running");
     free(cmd);
 }
 
@@ -320,24 +164,24 @@ int libdm__rundir_claim(const char *root, const char *name, libdm__rundir **ret,
         r = open_dirs(root, name, true, rd, ret_why);
         if (r < 0)
             break;
-        r = lock_file(rd->dfd, LIBDM__RD_OWNER, &rd->owner_fd);
+        r = libdm__rd_lock(rd->dfd, LIBDM__RD_OWNER, &rd->owner_fd);
         if (r == -EAGAIN) {
             explain_held(rd, ret_why);
             r = -EEXIST;
             break;
         }
         if (r < 0) {
-            set_why(ret_why, "cannot lock %s/" LIBDM__RD_OWNER ": %s", rd->path,
+            libdm__rd_why(ret_why, "cannot lock %s/" LIBDM__RD_OWNER ": %s", rd->path,
                     r == -EPERM ? "not a regular file of ours" : strerror(-r));
             break;
         }
-        write_holder(rd->owner_fd, NULL); /* at once: a loser names us */
+        libdm__rd_write_holder(rd->owner_fd, NULL); /* at once: a loser names us */
         r = libdm__store_open_dir(AT_FDCWD, root, false, &root_fd);
         if (r < 0) {
-            set_why(ret_why, "cannot open the run directory %s: %s", root, dir_problem(r));
+            libdm__rd_why(ret_why, "cannot open the run directory %s: %s", root, libdm__rd_dir_problem(r));
             break;
         }
-        if (!still_named(root_fd, name, rd->dfd)) {
+        if (!libdm__rd_still_named(root_fd, name, rd->dfd)) {
             libdm__close(&rd->owner_fd);
             r = -EAGAIN;
         }
@@ -347,7 +191,7 @@ int libdm__rundir_claim(const char *root, const char *name, libdm__rundir **ret,
         /* A claim that failed for an error (not because the name is held)
          * leaves nothing it made: but only once the name is provably ours. */
         if (r != -EEXIST && rd->dfd >= 0 && (rd->made & LIBDM__RD_MADE_DIR) &&
-            (rd->owner_fd >= 0 || lock_file(rd->dfd, LIBDM__RD_OWNER, &rd->owner_fd) == 0))
+            (rd->owner_fd >= 0 || libdm__rd_lock(rd->dfd, LIBDM__RD_OWNER, &rd->owner_fd) == 0))
             libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
         libdm__rundir_free(rd);
         return r;
@@ -365,13 +209,13 @@ int libdm__rundir_owner_held(libdm__rundir *rd, int *ret_pid)
             *ret_pid = (int)getpid();
         return 1;
     }
-    r = open_lock_file(rd->dfd, LIBDM__RD_OWNER, false, &fd);
+    r = libdm__rd_open_lock(rd->dfd, LIBDM__RD_OWNER, false, &fd);
     if (r < 0)
         return 0; /* no lock file: nobody ever claimed it, or it was cleaned */
     r = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
     close(fd); /* releases the lock if we got it */
     if (r)
-        read_holder(rd->dfd, LIBDM__RD_OWNER, ret_pid, NULL);
+        libdm__rd_read_holder(rd->dfd, LIBDM__RD_OWNER, ret_pid, NULL);
     return r;
 }
 
@@ -381,11 +225,11 @@ int libdm__rundir_reclaim(libdm__rundir *rd)
 
     if (rd->owner_fd >= 0)
         return 0;
-    r = lock_file(rd->dfd, LIBDM__RD_OWNER, &rd->owner_fd);
+    r = libdm__rd_lock(rd->dfd, LIBDM__RD_OWNER, &rd->owner_fd);
     if (r < 0)
         return r;
     r = libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd);
-    if (r >= 0 && !still_named(root_fd, rd->name, rd->dfd))
+    if (r >= 0 && !libdm__rd_still_named(root_fd, rd->name, rd->dfd))
         r = -ESTALE;
     if (root_fd >= 0)
         close(root_fd);
@@ -400,146 +244,6 @@ int libdm__rundir_take_owner_fd(libdm__rundir *rd)
 
     rd->owner_fd = -1;
     return fd;
-}
-
-/* ---- the claim on a domain: <root>/.domid-D.lock, a link to owner.lock ---- */
-
-static void domid_lock_name(uint32_t domid, char *buf, size_t len)
-{
-    snprintf(buf, len, ".domid-%" PRIu32 ".lock", domid);
-}
-
-/* Whether @file in @root_fd is the inode @fd holds. */
-static bool names_fd(int root_fd, const char *file, int fd)
-{
-    struct stat held, named;
-
-    return fd >= 0 && fstat(fd, &held) == 0 &&
-           fstatat(root_fd, file, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
-           held.st_dev == named.st_dev && held.st_ino == named.st_ino;
-}
-
-bool libdm__rundir_domid_ours(const libdm__rundir *rd, uint32_t domid)
-{
-    char file[48];
-    int root_fd;
-    bool ours;
-
-    if (!rd || domid == 0 || rd->owner_fd < 0 ||
-        libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd) < 0)
-        return false;
-    domid_lock_name(domid, file, sizeof(file));
-    ours = names_fd(root_fd, file, rd->owner_fd);
-    close(root_fd);
-    return ours;
-}
-
-/* The link exists and is not ours: 1 if a holder has it (a live DM or a
- * start of that domain), 0 if it was stale and is now removed, -errno. */
-static int domid_held_by_other(int root_fd, const char *file, int *ret_pid, char **ret_note)
-{
-    int fd, r = open_lock_file(root_fd, file, false, &fd);
-
-    if (r == -ENOENT)
-        return 0;
-    if (r < 0)
-        return r;
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        r = errno == EWOULDBLOCK ? 1 : -errno;
-        close(fd);
-        if (r == 1)
-            read_holder(root_fd, file, ret_pid, ret_note);
-        return r;
-    }
-    /* Nobody holds it: stale. Removed only while it is the inode we locked
-     * (whoever replaces a stale link does so under this same lock). */
-    if (names_fd(root_fd, file, fd))
-        (void)unlinkat(root_fd, file, 0);
-    close(fd);
-    return 0;
-}
-
-int libdm__rundir_hold_domid(libdm__rundir *rd, uint32_t domid, char **ret_why)
-{
-    char file[48];
-    int root_fd, r = -EAGAIN;
-
-    if (domid == 0)
-        return 0;
-    if (rd->owner_fd < 0)
-        return -ENOLCK;
-    r = libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd);
-    if (r < 0) {
-        set_why(ret_why, "cannot open the run directory %s: %s", rd->root, dir_problem(r));
-        return r;
-    }
-    domid_lock_name(domid, file, sizeof(file));
-    r = -EAGAIN;
-    for (int attempt = 0; attempt < CLAIM_ATTEMPTS && r == -EAGAIN; attempt++) {
-        int pid = 0;
-        char *note = NULL;
-
-        if (linkat(rd->dfd, LIBDM__RD_OWNER, root_fd, file, 0) == 0 ||
-            names_fd(root_fd, file, rd->owner_fd)) {
-            r = 0;
-            break;
-        }
-        if (errno != EEXIST) {
-            r = -errno;
-            set_why(ret_why, "cannot claim domain %" PRIu32 " (%s/%s): %s", domid, rd->root,
-                    file, strerror(-r));
-            break;
-        }
-        r = domid_held_by_other(root_fd, file, &pid, &note);
-        if (r == 1) {
-            char *cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
-
-            set_why(ret_why, "domain %" PRIu32 " already has a device model, being started or "
-                    "running (pid %d%s%s)", domid, pid, cmd ? ", " : "", cmd ? cmd : "");
-            free(cmd);
-            r = -EEXIST;
-        } else if (r == 0) {
-            r = -EAGAIN; /* stale, removed: link again */
-        } else {
-            set_why(ret_why, "cannot claim domain %" PRIu32 " (%s/%s): %s", domid, rd->root,
-                    file, r == -EPERM ? "not a regular file of ours" : strerror(-r));
-        }
-        free(note);
-    }
-    if (r == -EAGAIN)
-        set_why(ret_why, "cannot claim domain %" PRIu32 ": its claim keeps changing", domid);
-    close(root_fd);
-    return r;
-}
-
-void libdm__rundir_drop_domid(libdm__rundir *rd, uint32_t domid)
-{
-    char file[48];
-    int root_fd;
-
-    if (domid == 0 || rd->owner_fd < 0 ||
-        libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd) < 0)
-        return;
-    domid_lock_name(domid, file, sizeof(file));
-    if (names_fd(root_fd, file, rd->owner_fd))
-        (void)unlinkat(root_fd, file, 0);
-    close(root_fd);
-}
-
-void libdm__rundir_remove_xen_sockets(libdm__rundir *rd, const char *xen_run_dir,
-                                      uint32_t domid)
-{
-    char name[48];
-    int dfd;
-
-    if (domid == 0 || libdm__rundir_hold_domid(rd, domid, NULL) < 0 ||
-        libdm__store_open_dir(AT_FDCWD, xen_run_dir, false, &dfd) < 0)
-        return;
-    snprintf(name, sizeof(name), "qmp-libxl-%" PRIu32, domid);
-    (void)unlinkat(dfd, name, 0);
-    snprintf(name, sizeof(name), "qmp-libxenstat-%" PRIu32, domid);
-    (void)unlinkat(dfd, name, 0);
-    close(dfd);
 }
 
 static int sock_dir(const libdm__rundir *rd)
@@ -576,7 +280,7 @@ int libdm__rundir_use_xen_socket(libdm__rundir *rd, const char *xen_run_dir, uin
     int r = libdm__store_open_dir(AT_FDCWD, xen_run_dir, create, &rd->sock_dfd);
 
     if (r < 0) {
-        set_why(ret_why, "refusing %s: %s", xen_run_dir, dir_problem(r));
+        libdm__rd_why(ret_why, "refusing %s: %s", xen_run_dir, libdm__rd_dir_problem(r));
         return r;
     }
     rd->domid = domid;
@@ -647,11 +351,11 @@ int libdm__rundir_socket_path(libdm__rundir *rd, char **ret_path, char **ret_why
 
     if (fstatat(sock_dir(rd), rd->sock_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         r = -errno;
-        set_why(ret_why, "no monitor socket %s in %s: %s", rd->sock_name, where, strerror(-r));
+        libdm__rd_why(ret_why, "no monitor socket %s in %s: %s", rd->sock_name, where, strerror(-r));
         return r;
     }
     if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
-        set_why(ret_why, "refusing the monitor %s in %s: %s", rd->sock_name, where,
+        libdm__rd_why(ret_why, "refusing the monitor %s in %s: %s", rd->sock_name, where,
                 S_ISLNK(st.st_mode) ? "it is a symlink" :
                 !S_ISSOCK(st.st_mode) ? "it is not a socket" : "it belongs to another user");
         return S_ISLNK(st.st_mode) ? -ELOOP : -EPERM;
@@ -669,11 +373,11 @@ int libdm__rundir_lock_monitor(libdm__rundir *rd, const char *note, int *ret_pid
 
     if (rd->monitor_fd >= 0)
         return 0;
-    r = lock_file(rd->dfd, LIBDM__RD_MONITOR, &rd->monitor_fd);
+    r = libdm__rd_lock(rd->dfd, LIBDM__RD_MONITOR, &rd->monitor_fd);
     if (r == -EAGAIN)
-        read_holder(rd->dfd, LIBDM__RD_MONITOR, ret_pid, ret_note);
+        libdm__rd_read_holder(rd->dfd, LIBDM__RD_MONITOR, ret_pid, ret_note);
     else if (r == 0)
-        write_holder(rd->monitor_fd, note);
+        libdm__rd_write_holder(rd->monitor_fd, note);
     return r;
 }
 
@@ -687,7 +391,7 @@ int libdm__rundir_set_monitor_note(libdm__rundir *rd, const char *note)
 {
     if (rd->monitor_fd < 0)
         return -ENOLCK;
-    write_holder(rd->monitor_fd, note);
+    libdm__rd_write_holder(rd->monitor_fd, note);
     return 0;
 }
 
@@ -725,7 +429,7 @@ void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)
     if (libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd) < 0)
         return;
     /* Only the directory we hold, and only if empty (rmdir refuses otherwise). */
-    if (still_named(root_fd, rd->name, rd->dfd))
+    if (libdm__rd_still_named(root_fd, rd->name, rd->dfd))
         (void)unlinkat(root_fd, rd->name, AT_REMOVEDIR);
     close(root_fd);
 }
@@ -762,7 +466,7 @@ int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step)
     case LIBDM__RD_STEP_CLAIM + 1:
         if (libdm__store_open_dir(AT_FDCWD, rd->root, false, &root_fd) < 0)
             return 0;
-        if (still_named(root_fd, rd->name, rd->dfd))
+        if (libdm__rd_still_named(root_fd, rd->name, rd->dfd))
             (void)unlinkat(root_fd, rd->name, AT_REMOVEDIR);
         close(root_fd);
         return 0;

@@ -13,3 +13,13 @@ tools_dmctl_SOURCES += tools/dmctl-safe.c
 # keeper and concurrent stops, NIC bridges in --json.
 TESTS += tests/integration/test-attack-18-dm.sh
 EXTRA_DIST += tests/integration/test-attack-18-dm.sh
+tools_dmctl_SOURCES += tools/dmctl-stop.c
+tools_dmctl_SOURCES += tools/dmctl-status.c
+# Items 2 and 8: a record never hides a DM (unreadable, or missing).
+TESTS += tests/integration/test-attack-18-records.sh
+EXTRA_DIST += tests/integration/test-attack-18-records.sh
+# Item 5: the crash-point campaign on a domain's surfaces (xen sockets and
+# chroot, the global claim, two DMs on one domid, taps); bounded (about a
+# minute), CRASHPOINT_DOMAIN_ROUNDS for a soak.
+TESTS += tests/stress/test-crashpoints-domain.sh
+EXTRA_DIST += tests/stress/test-crashpoints-domain.sh

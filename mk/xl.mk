@@ -30,6 +30,18 @@ tools_libdm_xl_dm_LDADD = libdm.la
 TESTS += tests/integration/test-xl-create.sh
 EXTRA_DIST += tests/integration/test-xl-create.sh
 
+# console/vnc-pass and device-model/<d> as libxl writes them, for a
+# xen-profile DM with a VNC password (on qemu-system-x86_64: the Xen DM has
+# no DES; see the test's header).
+TESTS += tests/integration/test-xen-vncpass.sh
+EXTRA_DIST += tests/integration/test-xen-vncpass.sh
+
+# libxl's restore argv (-incoming fd:N) through libdm-xl-dm, on the real Xen
+# DM under the fake hypervisor (the fake cannot carry xl save/restore: see
+# the test's header).
+TESTS += tests/integration/test-xl-restore.sh
+EXTRA_DIST += tests/integration/test-xl-restore.sh
+
 # The xenstore store's handling of libxl's keys (xenstore-glue/).
 libdm_core_la_SOURCES += xenstore-glue/store-xs-libxl.c xenstore-glue/store-xs-util.c \
 	xenstore-glue/store-xs-internal.h

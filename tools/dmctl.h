@@ -191,6 +191,8 @@ int dmctl_cmd_status(dmctl *d, int argc, char **argv);
 int dmctl_cmd_resume(dmctl *d, int argc, char **argv);
 int dmctl_cmd_pause(dmctl *d, int argc, char **argv);
 int dmctl_cmd_qmp(dmctl *d, int argc, char **argv);
+/* Exactly @n positional arguments remain after the options: 0, or 2. */
+int dmctl_expect_args(const dmctl_command *cmd, int argc, int n, const char *what);
 int dmctl_cmd_stop(dmctl *d, int argc, char **argv);
 int dmctl_cmd_list(dmctl *d, int argc, char **argv);
 int dmctl_cmd_demo(dmctl *d, int argc, char **argv);

@@ -17,17 +17,32 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "keeper-log.h"
 
 #define LOG_CAP (256u * 1024) /* libxl's RLIMIT_FSIZE, which it replaces */
+#define LOG_RESERVE 4096      /* below a file-size limit: the note, later messages */
 
 int keeper_log_open(keeper_log *l, int *ret_wfd)
 {
+    struct rlimit rl;
+    struct stat st;
     int p[2];
 
     *l = (keeper_log){ .rfd = -1, .out = STDERR_FILENO, .cap = LOG_CAP };
+    /* A log file under RLIMIT_FSIZE (libxl's log for libdm-xl-dm, under
+     * dm_restrict): QEMU's part stays below it, with room left for what
+     * follows; a write past it would end the writer (SIGXFSZ). */
+    if (fstat(l->out, &st) == 0 && S_ISREG(st.st_mode) && getrlimit(RLIMIT_FSIZE, &rl) == 0 &&
+        rl.rlim_cur != RLIM_INFINITY) {
+        off_t room = (off_t)rl.rlim_cur - st.st_size - LOG_RESERVE;
+
+        if (room < (off_t)l->cap)
+            l->cap = room > 0 ? (size_t)room : 0;
+    }
     if (pipe2(p, O_CLOEXEC) < 0)
         return -errno;
     /* The keeper's end never blocks it; QEMU's end stays blocking. */

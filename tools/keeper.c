@@ -337,7 +337,10 @@ static void remove_dm_files(keeper *k, libdm__store *store)
     /* libdm's chroot: inside the run directory (through its fd), or
      * libxl's /var/run/xen/qemu-root-D. */
     libdm__rundir_remove_subdir(k->rd, LIBDM__PLAIN_ROOT_NAME);
-    keeper_restrict_cleanup(&k->restrict_);
+    /* qemu-root-D is the domain's: only under its claim (issue 18). */
+    if (!k->restrict_.domain_id ||
+        libdm__rundir_hold_domid(k->rd, (uint32_t)k->restrict_.domain_id, NULL) == 0)
+        keeper_restrict_cleanup(&k->restrict_);
     libdm__rundir_remove(k->rd, LIBDM__RD_REMOVE_ALL);
 }
 
@@ -550,6 +553,10 @@ int keeper_main(int argc, char **argv)
     if (libdm__rundir_adopt(k.run_root, k.name, LIBDM__KEEPER_RUNDIR_FD, LIBDM__KEEPER_OWNER_FD,
                             &k.rd) < 0 || setup_process(&k) < 0)
         return 1;
+    /* Who holds the name, as `list` and `stop --force` can prove it without
+     * the record (issue 18, item 8): a POSIX lock beside the flock. */
+    if ((r = libdm__rundir_mark_holder(k.rd)) < 0)
+        klog("cannot mark %s's claim as ours: %s", k.name, strerror(-r));
     /* Nobody to say it to (the controller went, or released the start):
      * nothing starts, under autokill (always armed at start). */
     if (hello && say_hello(&k) < 0) {

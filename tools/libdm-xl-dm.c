@@ -18,15 +18,22 @@
  * confinement (mount and IPC namespaces, rlimits, no_new_privs, seccomp) to
  * libxl's. libdm's readiness comes from its QMP alone; if libxl did not ask
  * for -S (it waits for QEMU's "running" in xenstore then), libdm resumes
- * the DM once ready, as QEMU would have run by itself.
+ * the DM once ready, as QEMU would have run by itself. A restore
+ * ("-incoming fd:N", libxl's saved device state) hands N to QEMU and is
+ * resumed, if libxl asked for no -S, only once QMP says the load completed.
  *
  * It keeps libxl's contract for a DM process: it stays alive while the DM
  * lives (libxl records its pid and signals it); SIGHUP, SIGTERM or SIGINT
  * become a clean libdm stop (quit, then SIGTERM, SIGKILL); when the DM ends
  * by itself (or is killed by libxl's uid reaper) it removes what libdm made
- * and exits, 0 after a stop, 1 otherwise. Messages go to stderr, which
- * libxl sends to /var/log/xen/qemu-dm-<name>.log; QEMU's own output is in
- * libdm's log of the DM.
+ * and exits, 0 after a stop, 1 otherwise. Logs go where libxl sends them:
+ * libxl opens /var/log/xen/qemu-dm-<name>.log as its DM's stdout and
+ * stderr; our messages, the keeper's and QEMU's output all go there, QEMU's
+ * through the keeper's pipe, capped at 256 KiB (libdm_dm_config_set_log_fd).
+ * Under dm_restrict libxl gave us its RLIMIT_FSIZE of 256 KiB (meant for
+ * QEMU, and it cannot be lifted without CAP_SYS_RESOURCE): the keeper
+ * keeps QEMU's part of the log below it, with room for the messages that
+ * follow (a write past it would end the writer with SIGXFSZ).
  *
  * Environment: LIBDM_XL_DM_QEMU (the QEMU binary, default the configured
  * Xen device model), LIBDM_XL_DM_STORE (libdm's store, default dmctl's:
@@ -99,6 +106,37 @@ static char *pass_chardev_fd(libdm_dm_config *cfg, const char *value)
     return out;
 }
 
+/* libxl's restore: "-incoming fd:N", N a file libxl opened (the saved
+ * device state): N is handed to QEMU (renumbered), and the DM is an
+ * incoming one for libdm, so that it is resumed only once the load is
+ * QMP-confirmed completed (seed 000). Any other value ("defer", a URI) is
+ * kept as it is, also as incoming. */
+static char *pass_incoming(libdm_dm_config *cfg, const char *value)
+{
+    char *end, *out;
+    long fd;
+    int qfd, r;
+
+    if (strncmp(value, "fd:", 3) == 0) {
+        errno = 0;
+        fd = strtol(value + 3, &end, 10);
+        if (errno || end == value + 3 || *end || fd < 0 || fd > INT_MAX)
+            die("bad -incoming '%s'", value, 0);
+        r = libdm_dm_config_pass_fd(cfg, (int)fd, &qfd);
+        if (r < 0)
+            die("cannot pass libxl's fd in -incoming '%s'", value, -r);
+        close((int)fd); /* QEMU gets libdm's duplicate */
+        if (asprintf(&out, "fd:%d", qfd) < 0)
+            die("%s", "out of memory", ENOMEM);
+    } else if (!(out = strdup(value))) {
+        die("%s", "out of memory", ENOMEM);
+    }
+    r = libdm_dm_config_set_incoming(cfg, out);
+    if (r < 0)
+        die("bad -incoming '%s'", value, -r);
+    return out;
+}
+
 static libdm_dm_config *config_from_argv(int argc, char **argv, int *resume)
 {
     char **args = calloc((size_t)argc, sizeof(*args));
@@ -138,6 +176,8 @@ static libdm_dm_config *config_from_argv(int argc, char **argv, int *resume)
             *resume = 0; /* libxl resumes it itself */
         if (i > 1 && strcmp(argv[i - 1], "-chardev") == 0 && strstr(argv[i], ",fd="))
             args[i - 1] = pass_chardev_fd(cfg, argv[i]);
+        else if (i > 1 && strcmp(argv[i - 1], "-incoming") == 0)
+            args[i - 1] = pass_incoming(cfg, argv[i]);
         else if (!(args[i - 1] = strdup(argv[i])))
             die("%s", "out of memory", ENOMEM);
     }
@@ -206,6 +246,9 @@ int main(int argc, char **argv)
         die("%s", "sigaction", errno);
     signal(SIGPIPE, SIG_IGN);
     cfg = config_from_argv(argc, argv, &resume);
+    r = libdm_dm_config_set_log_fd(cfg, STDERR_FILENO);
+    if (r < 0)
+        die("%s", "cannot take libxl's log (stderr)", -r);
     r = libdm_ctx_new(NULL, &ctx);
     if (r < 0)
         die("%s", "cannot create a libdm context", -r);

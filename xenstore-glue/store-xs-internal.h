@@ -10,6 +10,10 @@
 #include <xenstore.h>
 
 #define LIBDM__XS_PATH_LEN 96
+/* Where the records live: /tool/libdm/<domid>/<key>. Not under
+ * /libxl/<domid>, which libxl's destroy removes while the DM may still run
+ * (store-xs.c). */
+#define LIBDM__XS_ROOT "/tool/libdm"
 
 int libdm__xs_errno(void);
 int libdm__xs_rm_ok(libdm__store *s, xs_transaction_t t, const char *path);

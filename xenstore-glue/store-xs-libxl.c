@@ -89,7 +89,7 @@ static int unshare_kill_uid(libdm__store *s, xs_transaction_t t, uint32_t d)
 static int uid_shared(libdm__store *s, xs_transaction_t t, uint32_t domid, long uid)
 {
     unsigned num = 0;
-    char **ents = xs_directory(s->xsh, t, "/libxl", &num);
+    char **ents = xs_directory(s->xsh, t, LIBDM__XS_ROOT, &num);
     int shared = 0, r = 0;
 
     if (!ents)

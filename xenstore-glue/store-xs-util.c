@@ -24,7 +24,7 @@ int libdm__xs_errno(void)
 
 void libdm__xs_key_path(char *buf, uint32_t domid, const char *key)
 {
-    snprintf(buf, PATH_LEN, "/libxl/%u/libdm/%s", domid, key);
+    snprintf(buf, PATH_LEN, LIBDM__XS_ROOT "/%u/%s", domid, key);
 }
 
 void libdm__xs_pid_path(char *buf, uint32_t domid)

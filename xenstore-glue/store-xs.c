@@ -2,7 +2,7 @@
 /*
  * The "xenstore" backend (libxenstore).
  *
- * A record lives under /libxl/<domid>/libdm/<key>, one node per key of the
+ * A record lives under /tool/libdm/<domid>/<key>, one node per key of the
  * "dir" format, each value being exactly what the dir format would hold
  * after "key=" (same escaping), so that reading back goes through the same
  * per-field validator (libdm__record_set_value). Put also writes the keys
@@ -13,7 +13,7 @@
  *   /local/domain/<domid>/image/device-model-kill-uid (restricted: the
  *                                uid libxl's reaper kills by)
  * Those keys are libxl's too: libdm writes one only if it is absent or
- * libdm wrote it (the tokens in /libxl/<domid>/libdm/owns), and removes
+ * libdm wrote it (the tokens in /tool/libdm/<domid>/owns), and removes
  * only those it owns; a key libxl wrote is never overwritten or deleted.
  * kill-uid only for a uid this domain's DM alone runs as (as libxl: never
  * xen-qemuuser-shared's, nobody's, or one another recorded DM runs as),
@@ -21,14 +21,28 @@
  * starts (xen profile) /local/domain/0/device-model/<domid> is made if
  * missing, as libxl does, readable by the domain.
  * After start, libdm__store_publish() adds what libxl publishes from QMP:
- * /local/domain/<domid>/serial/<n>/tty and console/vnc-{listen,port}.
+ * /local/domain/<domid>/serial/<n>/tty and console/vnc-{listen,port}, and
+ * console/vnc-pass once QEMU accepted the VNC password (as libxl does).
  * /local/domain/0/device-model/<domid>/state belongs to QEMU, which writes
  * "running" into it itself: libdm neither writes nor reads it.
  * Every node written gets permissions "n0": owned by dom0, no access for
  * anyone else. Each call is one transaction, retried a bounded number of
  * times on EAGAIN (a conflicting transaction).
  *
- * Records are found by name by scanning /libxl/<domid>/libdm/name; put
+ * Why /tool/libdm and not /libxl/<domid>/libdm (where records were until
+ * issue 21): libxl's destroy removes /libxl/<domid> (libxl_domain.c,
+ * devices_destroy_cb) whether or not the DM has ended (it signals the DM,
+ * it does not wait for it), so a record there vanished under a live DM
+ * (dmctl list lost it) or before its keeper or libdm-xl-dm could record
+ * the exit, leaving /run/libdm/NAME behind. Restoring it after the fact
+ * would need a process watching xenstore; libdm has none (no daemon).
+ * /tool is the namespace xenstore-paths.pandoc gives tools, and nothing of
+ * Xen removes /tool/libdm: a record there ends only through libdm (stop,
+ * forget, the keeper's autokill), as in the dir store. The price: a dead
+ * DM's record outlives its domain until stopped or forgotten, and until
+ * then blocks that domid for a DM of another name (-EEXIST).
+ *
+ * Records are found by name by scanning /tool/libdm/<domid>/name; put
  * refuses (-EEXIST) a name already recorded for another domid, or a domid
  * already recorded under another name.
  */
@@ -56,7 +70,7 @@ static bool connection_error(int r)
 
 static void base_path(char *buf, uint32_t domid)
 {
-    snprintf(buf, PATH_LEN, "/libxl/%u/libdm", domid);
+    snprintf(buf, PATH_LEN, LIBDM__XS_ROOT "/%u", domid);
 }
 
 static int reconnect(libdm__store *s)
@@ -123,7 +137,7 @@ static int find_domid(libdm__store *s, xs_transaction_t t, const char *name, uin
     char **ents;
     int r = -ENOENT;
 
-    ents = xs_directory(s->xsh, t, "/libxl", &num);
+    ents = xs_directory(s->xsh, t, LIBDM__XS_ROOT, &num);
     if (!ents)
         return errno == ENOENT ? -ENOENT : libdm__xs_errno();
     for (unsigned i = 0; i < num; i++) {
@@ -183,7 +197,7 @@ static int read_record(libdm__store *s, xs_transaction_t t, uint32_t domid, libd
         }
     }
     if (libdm__record_validate(&rec) < 0 || rec.domid != domid) {
-        libdm__store_log(s, XTL_ERROR, -1, "the record under /libxl/%u/libdm is %s", domid,
+        libdm__store_log(s, XTL_ERROR, -1, "the record under " LIBDM__XS_ROOT "/%u is %s", domid,
                          rec.name ? "for another domain" : "incomplete");
         r = -EINVAL;
         goto fail;
@@ -382,7 +396,8 @@ static int xs_set_state(libdm__store *s, const char *name, const char *state, in
 /* ---- publish: what libxl's readers look up after start ---- */
 
 /* Everything publish may write, for del to remove. */
-static const char *const published[] = { "serial", "console/vnc-listen", "console/vnc-port" };
+static const char *const published[] = { "serial", "console/vnc-listen", "console/vnc-port",
+                                         "console/vnc-pass" };
 
 struct publish_args {
     uint32_t domid;
@@ -432,6 +447,7 @@ static int del_tx(libdm__store *s, xs_transaction_t t, void *arg)
     uint32_t domid;
     unsigned num = 0;
     char **ents, *owns;
+    bool made_libxl_dir;
     int r;
 
     r = find_domid(s, t, name, &domid);
@@ -441,6 +457,7 @@ static int del_tx(libdm__store *s, xs_transaction_t t, void *arg)
     if (!owns)
         return libdm__xs_errno();
     r = libdm__xs_del_libxl_keys(s, t, domid, owns);
+    made_libxl_dir = strstr(owns, "dm-version") != NULL;
     free(owns);
     base_path(path, domid);
     if (r < 0 || (r = libdm__xs_rm_ok(s, t, path)) < 0)
@@ -450,9 +467,10 @@ static int del_tx(libdm__store *s, xs_transaction_t t, void *arg)
         if ((r = libdm__xs_rm_ok(s, t, path)) < 0)
             return r;
     }
-    /* Drop /libxl/<domid> too if we were its only user. */
+    /* Drop /libxl/<domid> too if libdm's dm-version made it and nothing
+     * else is in it. */
     snprintf(path, sizeof(path), "/libxl/%u", domid);
-    ents = xs_directory(s->xsh, t, path, &num);
+    ents = made_libxl_dir ? xs_directory(s->xsh, t, path, &num) : NULL;
     if (ents) {
         free(ents);
         if (num == 0)
@@ -490,7 +508,7 @@ static int list_tx(libdm__store *s, xs_transaction_t t, void *arg)
     int r = 0;
 
     list_reset(a);
-    ents = xs_directory(s->xsh, t, "/libxl", &num);
+    ents = xs_directory(s->xsh, t, LIBDM__XS_ROOT, &num);
     if (!ents)
         return errno == ENOENT ? 0 : libdm__xs_errno();
     a->names = calloc(num ? num : 1, sizeof(*a->names));

@@ -9,7 +9,8 @@
  *    <root> is /run/libdm for root, else $XDG_RUNTIME_DIR/libdm, or the
  *    directory given.
  *  - "xenstore": libxenstore, for Xen hosts. Written in one transaction under
- *    /libxl/<domid>/libdm/..., plus the keys libxl itself uses:
+ *    /tool/libdm/<domid>/... (not under /libxl/<domid>, which libxl's
+ *    destroy removes under a live DM), plus the keys libxl itself uses:
  *    /local/domain/0/device-model/<domid>/state and
  *    /local/domain/<domid>/image/device-model-pid. Needs domid >= 1: a
  *    record without a domid goes to the run directory instead, as the dir

@@ -18,6 +18,11 @@
 #      with TUNSETPERSIST before it dies; made here by root with ip tuntap,
 #      same end state): stop removes the tap
 #   13 two names sharing their first 10 characters both get a NIC
+#   the domain's claim is host-global (the brief of engineer attack3): two
+#      starts of one domid from two stores (--store A, --store B), with
+#      the same delay as in 1: exactly one wins, the loser says the domain
+#      is taken, the winner's qmp-libxl-D is untouched; once the winner
+#      stopped, the other store can start that domain
 # The real Xen DM runs under the FAKE hypervisor (tests/harness/xenhyp.c,
 # xen-env.sh); taps in a private network namespace with a bridge.
 # Runs as root (QEMU binds /var/run/xen/qmp-libxenstat-<d>).
@@ -45,21 +50,27 @@ mkdir -p /var/run/xen || exit 99
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-attack-18-claims.XXXXXX") || exit 99
 store=$tmp/store
 mkdir -m 0700 "$store" || exit 99
-d=$((1800 + $$ % 60 * 3)) # three domains: d, d+1, d+2
+d=$((1800 + $$ % 60 * 4)) # four domains: d .. d+3
 u=$((420000 + $$ % 10000)) # a private uid for restricted QEMU
 sfx=$$
 ns=a18ns$$
 br=a18br$((sfx % 10000))
 xenenv="$top_srcdir/tests/harness/xen-env.sh"
 names="a$sfx b$sfx r$sfx s$sfx x$sfx y$sfx g$sfx nic0123456789a$sfx nic0123456789b$sfx"
+storeb=$tmp/storeb
+mkdir -m 0700 "$storeb" || exit 99
 
 cleanup() {
     for nm in $names; do
         "$DMCTL" --store "$store" --timeout 5 stop "$nm" --force >/dev/null 2>&1
     done
+    for nm in ga$sfx gb$sfx xga$sfx xgb$sfx; do
+        "$DMCTL" --store "$store" --timeout 5 stop "$nm" --force >/dev/null 2>&1
+        "$DMCTL" --store "$storeb" --timeout 5 stop "$nm" --force >/dev/null 2>&1
+    done
     sh "$xenenv" stop "$tmp/xen" >/dev/null 2>&1
     ip netns del "$ns" 2>/dev/null
-    for i in 0 1 2; do
+    for i in 0 1 2 3; do
         rmdir "/var/run/xen/qemu-root-$((d + i))" 2>/dev/null
         rm -f "/var/run/xen/qmp-libxl-$((d + i))" "/var/run/xen/qmp-libxenstat-$((d + i))"
     done
@@ -68,7 +79,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-env_out=$(sh "$xenenv" start "$tmp/xen" "$d" $((d + 1)) $((d + 2)))
+env_out=$(sh "$xenenv" start "$tmp/xen" "$d" $((d + 1)) $((d + 2)) $((d + 3)))
 rc=$?
 [ $rc -eq 0 ] || exit $rc
 eval "$env_out"
@@ -168,6 +179,41 @@ if out=$(rstart "x$sfx" "$d3" 2>&1); then
     fi
 else
     fail "3: restricted start of x$sfx: $out"
+fi
+
+# ---- the domain's claim across stores ----
+d4=$((d + 3))
+xstartb() { # STORE NAME
+    "$DMCTL" --store "$1" --timeout 20 --json start "$2" --profile xen --domid "$d4" \
+        --qemu "$XEN_QEMU_WRAPPER"
+}
+(LD_PRELOAD=$so FAULTINJ_DELAY_MS=3000 xstartb "$store" "ga$sfx" >"$tmp/ga.out" 2>&1
+ echo $? >"$tmp/ga.rc") &
+(LD_PRELOAD=$so FAULTINJ_DELAY_MS=3000 xstartb "$storeb" "gb$sfx" >"$tmp/gb.out" 2>&1
+ echo $? >"$tmp/gb.rc") &
+wait
+won=0 winner= wstore= ostore=
+[ "$(cat "$tmp/ga.rc")" = 0 ] && won=$((won + 1)) && winner=ga$sfx wstore=$store ostore=$storeb
+[ "$(cat "$tmp/gb.rc")" = 0 ] && won=$((won + 1)) && winner=gb$sfx wstore=$storeb ostore=$store
+check "global: exactly one of two stores' starts on domain $d4 wins (won $won; a: $(tr '\n' ' ' <"$tmp/ga.out"); b: $(tr '\n' ' ' <"$tmp/gb.out"))" \
+    test "$won" = 1
+if [ "$won" = 1 ]; then
+    loser=$([ "$winner" = "ga$sfx" ] && echo gb || echo ga)
+    check "global: the loser says the domain is taken in another store" \
+        grep -q "domain $d4 already has a device model.*another store" "$tmp/$loser.out"
+    sock_ino=$(ino "/var/run/xen/qmp-libxl-$d4")
+    check "global: the winner still answers" "$DMCTL" --store "$wstore" --timeout 20 status "$winner"
+    out=$("$DMCTL" --store "$ostore" --timeout 20 start "x$loser$sfx" --profile xen --domid "$d4" \
+        --qemu "$XEN_QEMU_WRAPPER" 2>&1)
+    check "global: a later start from the other store is refused ($out)" test $? -ne 0
+    check "global: the winner's qmp-libxl-$d4 is untouched" \
+        test -n "$sock_ino" -a "$(ino "/var/run/xen/qmp-libxl-$d4")" = "$sock_ino"
+    check "global: stop the winner" "$DMCTL" --store "$wstore" --timeout 20 stop "$winner"
+    check "global: its global claim is gone" test ! -e "/var/run/xen/libdm-domid-$d4"
+    out=$("$DMCTL" --store "$ostore" --timeout 20 start "x$loser$sfx" --profile xen --domid "$d4" \
+        --qemu "$XEN_QEMU_WRAPPER" 2>&1)
+    check "global: then the other store starts domain $d4 ($out)" test $? -eq 0
+    "$DMCTL" --store "$ostore" --timeout 20 stop "x$loser$sfx" >/dev/null 2>&1
 fi
 
 # ---- 5 and 13. taps (a private network namespace with a bridge) ----

@@ -11,6 +11,9 @@
 #   - exit 0 with a working DM (the failed call was one libdm may survive,
 #     e.g. a retried record write), which `dmctl stop` ends.
 # Never a crash, a hang, another exit status, or a half-started DM.
+# Issue 18 (item 5) adds the devices: an image's fd (a disk whose open
+# fails) and, as root in a private network namespace with a bridge, a tap
+# (/dev/net/tun failing, sockets failing): every run also leaves no tap.
 # The fake hits dmctl and libdm only: libdm starts the keeper with a fixed
 # environment (PATH, LC_ALL, XENSTORED_PATH, XDG_RUNTIME_DIR, LIBDM_LOG), so
 # LD_PRELOAD does not reach the keeper or QEMU.
@@ -34,8 +37,12 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-faultinj.XXXXXX") || exit 99
 store="$tmp/store"
 mkdir -m 0700 "$store" || exit 99
 name="fi$$"
+start_args=      # extra arguments of the start (the device campaigns)
+tapname=         # the tap a start with a NIC makes (checked as a leftover)
+ns= br=
 cleanup() {
     kill_store "$store"
+    [ -n "$ns" ] && ip netns del "$ns" 2>/dev/null
     for q in $(pgrep -f -- "-name $name( |\$)" 2>/dev/null); do kill -9 "$q" 2>/dev/null; done
     rm -rf "$tmp"
 }
@@ -52,6 +59,7 @@ leftovers() {
     [ -n "$(pgrep -f -- "libdm-keeper --name=$name --store=$store " 2>/dev/null)" ] && _l="$_l keeper"
     dm "$store" --json list --no-query 2>/dev/null | grep -q "\"name\":\"$name\"" && _l="$_l record"
     [ -e "$store/$name" ] && _l="$_l dir($(ls -A "$store/$name" | tr '\n' ' '))"
+    [ -n "$tapname" ] && ${NSEXEC:-} ip link show "$tapname" >/dev/null 2>&1 && _l="$_l tap"
     echo "$_l"
 }
 # wait_clean MS: leftovers empty within MS; the leftovers in $left.
@@ -121,9 +129,9 @@ campaign() {
     nth=1
     while [ "$nth" -le "$max_n" ]; do
         rm -f "$tmp/fired"
-        FAULTINJ_CALL=$call FAULTINJ_NTH=$nth FAULTINJ_ERRNO=$errno FAULTINJ_PATH_SUBSTR=$sub \
-            FAULTINJ_LOG="$tmp/fired" LD_PRELOAD="$so" \
-            timeout -k 5 60 "$DMCTL" --store "$store" --timeout 10 start "$name" \
+        ${NSEXEC:-} env FAULTINJ_CALL=$call FAULTINJ_NTH=$nth FAULTINJ_ERRNO=$errno \
+            FAULTINJ_PATH_SUBSTR=$sub FAULTINJ_LOG="$tmp/fired" LD_PRELOAD="$so" \
+            timeout -k 5 60 "$DMCTL" --store "$store" --timeout 10 start "$name" $start_args \
             >"$tmp/out" 2>"$tmp/err" </dev/null
         rc=$?
         [ -f "$tmp/fired" ] || { [ "$rc" = 0 ] && dm "$store" stop "$name" >/dev/null 2>&1; break; }
@@ -179,6 +187,28 @@ campaign openat EMFILE ""
 campaign socket EMFILE ""
 campaign rename ENOSPC "$store/$name/record"
 campaign mkdirat ENOSPC "$store"
+
+# Devices (issue 18, item 5): an image's fd.
+head -c 1048576 /dev/zero >"$tmp/disk.img"
+start_args="--machine pc --memory 64 --disk $tmp/disk.img,raw,hda,rw"
+campaign openat EIO "disk.img"
+campaign openat EMFILE "disk.img"
+# A tap on a bridge, in a private network namespace (root only).
+ns=fins$$
+br=fibr$(($$ % 10000))
+if [ "$(id -u)" = 0 ] && ip netns add "$ns" 2>/dev/null && ip netns exec "$ns" ip link set lo up &&
+    ip netns exec "$ns" ip link add "$br" type bridge && ip netns exec "$ns" ip link set "$br" up; then
+    NSEXEC="ip netns exec $ns"
+    tapname=dm$name.0
+    start_args="--machine pc --memory 64 --nic bridge=$br"
+    campaign openat EMFILE "/dev/net/tun"
+    campaign socket EMFILE ""
+    NSEXEC=
+    tapname=
+else
+    echo "# no network namespace with a bridge here: the tap campaigns are skipped"
+fi
+start_args=
 expect_clean "$store" "end: no process or record left" 3000
 [ "$known" -gt 0 ] && echo "# $known KNOWN-BUG line(s) above (not counted)"
 finish

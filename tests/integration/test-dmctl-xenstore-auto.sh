@@ -4,7 +4,7 @@
 # (the REAL xenstored, privately, under tests/harness/xenstored-run.sh):
 #  - a DM started without --domid is recorded in the run directory
 #    (/run/libdm/NAME/record), not refused for lacking a domid;
-#  - a DM started with --domid is recorded in xenstore (/libxl/<d>/libdm);
+#  - a DM started with --domid is recorded in xenstore (/tool/libdm/<d>);
 #  - list shows both; the keeper finds each record (pids recorded, the
 #    death of a killed QEMU recorded); stop removes both records;
 #  - with --store xenstore:DIR a domid-less DM and its keeper use DIR.
@@ -67,7 +67,7 @@ out=$(dmctl --json start "$withd" --domid "$d" --qemu "$QEMU" 2>"$tmp/err")
 rc=$?
 if [ $rc -eq 0 ]; then ok "start with --domid $d"; else fail "start --domid exited $rc: $(cat "$tmp/err")"; fi
 check "its record is in xenstore" \
-    test "$(xenstore-read "/libxl/$d/libdm/name" 2>/dev/null)" = "$withd"
+    test "$(xenstore-read "/tool/libdm/$d/name" 2>/dev/null)" = "$withd"
 check "and not in the run directory" test ! -e "/run/libdm/$withd/record"
 
 list=$(dmctl --json list 2>"$tmp/err")
@@ -100,7 +100,7 @@ fi
 check "stop the domid-less DM (already gone)" dmctl stop "$plain"
 check "stop the DM with a domid" dmctl stop "$withd"
 check "no record left in the run directory" test ! -e "/run/libdm/$plain/record"
-check "no record left in xenstore" sh -c '! xenstore-read "/libxl/$1/libdm/name" >/dev/null 2>&1' _ "$d"
+check "no record left in xenstore" sh -c '! xenstore-read "/tool/libdm/$1/name" >/dev/null 2>&1' _ "$d"
 check "list no longer shows them" \
     sh -c '! "$DMCTL" list --no-query | grep -E -q "^($1|$2) "' _ "$plain" "$withd"
 

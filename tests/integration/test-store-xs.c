@@ -396,13 +396,13 @@ static void test_put_get_list_del(void **state)
     libdm__record_clear(&got);
 
     /* What landed in xenstore, read with plain libxenstore. */
-    assert_raw(h, "/libxl/5/libdm/name", "guest5");
-    assert_raw(h, "/libxl/5/libdm/domid", "5");
-    assert_raw(h, "/libxl/5/libdm/pid", "4242");
-    assert_raw(h, "/libxl/5/libdm/pid-start", "98765");
-    assert_raw(h, "/libxl/5/libdm/exit-status", "-1");
-    assert_raw(h, "/libxl/5/libdm/state", "starting");
-    v = raw_read(h, "/libxl/5/libdm/qmp-socket");
+    assert_raw(h, "/tool/libdm/5/name", "guest5");
+    assert_raw(h, "/tool/libdm/5/domid", "5");
+    assert_raw(h, "/tool/libdm/5/pid", "4242");
+    assert_raw(h, "/tool/libdm/5/pid-start", "98765");
+    assert_raw(h, "/tool/libdm/5/exit-status", "-1");
+    assert_raw(h, "/tool/libdm/5/state", "starting");
+    v = raw_read(h, "/tool/libdm/5/qmp-socket");
     assert_non_null(v);
     assert_non_null(strstr(v, "/guest5/qmp\\nodd\\\\name")); /* same escaping as the dir format */
     free(v);
@@ -412,15 +412,27 @@ static void test_put_get_list_del(void **state)
     /* libxl's readers: a qemu-xen DM, killed by uid when restricted. */
     assert_raw(h, "/libxl/5/dm-version", "qemu_xen");
     assert_raw(h, "/local/domain/5/image/device-model-kill-uid", "131077");
-    assert_n0(h, "/libxl/5/libdm");
-    assert_n0(h, "/libxl/5/libdm/name");
-    assert_n0(h, "/libxl/5/libdm/qmp-socket");
+    assert_n0(h, "/tool/libdm/5");
+    assert_n0(h, "/tool/libdm/5/name");
+    assert_n0(h, "/tool/libdm/5/qmp-socket");
     assert_n0(h, "/local/domain/5/image/device-model-pid");
+
+    /* libxl's destroy removes /libxl/<d> (libxl_domain.c) while the DM
+     * may still run: libdm's record is not there and survives it. */
+    assert_true(xs_rm(h, XBT_NULL, "/libxl/5"));
+    assert_int_equal(libdm__store_get(s, "guest5", &got), 0);
+    tu_assert_records_equal(&rec, &got);
+    libdm__record_clear(&got);
+    assert_int_equal(libdm__store_list(s, &names, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], "guest5");
+    libdm__store_names_free(names);
+    raw_write(h, "/libxl/5/dm-version", "qemu_xen", 8);
 
     /* set_state updates the record, never QEMU's state key. */
     assert_int_equal(libdm__store_set_state(s, "guest5", "stopped", 9), 0);
-    assert_raw(h, "/libxl/5/libdm/state", "stopped");
-    assert_raw(h, "/libxl/5/libdm/exit-status", "9");
+    assert_raw(h, "/tool/libdm/5/state", "stopped");
+    assert_raw(h, "/tool/libdm/5/exit-status", "9");
     assert_absent(h, "/local/domain/0/device-model/5/state");
     assert_int_equal(libdm__store_set_state(s, "guest5", NULL, -1), 0);
     assert_int_equal(libdm__store_get(s, "guest5", &got), 0);
@@ -436,8 +448,8 @@ static void test_put_get_list_del(void **state)
     assert_absent(h, "/local/domain/12/image/device-model-pid");
     /* Entries that are not ours are ignored by list. */
     raw_write(h, "/libxl/13/dm-version", "qemu_xen", 8);
-    raw_write(h, "/libxl/notadomid/libdm/name", "zzz", 3);
-    raw_write(h, "/libxl/14/libdm/name", "bad/name", 8);
+    raw_write(h, "/tool/libdm/notadomid/name", "zzz", 3);
+    raw_write(h, "/tool/libdm/14/name", "bad/name", 8);
     assert_int_equal(libdm__store_list(s, &names, &n), 0);
     assert_int_equal(n, 2);
     assert_string_equal(names[0], "another");
@@ -445,12 +457,13 @@ static void test_put_get_list_del(void **state)
     assert_null(names[2]);
     libdm__store_names_free(names);
     assert_true(xs_rm(h, XBT_NULL, "/libxl/13"));
-    assert_true(xs_rm(h, XBT_NULL, "/libxl/14"));
-    assert_true(xs_rm(h, XBT_NULL, "/libxl/notadomid"));
+    assert_true(xs_rm(h, XBT_NULL, "/tool/libdm/14"));
+    assert_true(xs_rm(h, XBT_NULL, "/tool/libdm/notadomid"));
 
     /* del removes everything it wrote. */
     assert_int_equal(libdm__store_del(s, "guest5"), 0);
-    assert_absent(h, "/libxl/5/libdm/name");
+    assert_absent(h, "/tool/libdm/5/name");
+    assert_absent(h, "/tool/libdm/5");
     assert_absent(h, "/libxl/5");
     assert_absent(h, "/local/domain/5/image/device-model-pid");
     assert_absent(h, "/local/domain/5/image/device-model-kill-uid");
@@ -493,6 +506,7 @@ static void test_no_domid_in_run_dir(void **state)
 
     /* Nothing of it in xenstore. */
     assert_absent(h, "/libxl/0");
+    assert_absent(h, "/tool/libdm/0");
 
     /* list shows both parts; a name is in at most one of them. */
     {
@@ -514,6 +528,7 @@ static void test_no_domid_in_run_dir(void **state)
     rec.domid = 9; /* the dir-held name with a domid */
     assert_int_equal(libdm__store_put(s, &rec), -EEXIST);
     assert_absent(h, "/libxl/9");
+    assert_absent(h, "/tool/libdm/9");
 
     assert_int_equal(libdm__store_del(s, "nodomid"), 0);
     assert_int_equal(lstat(path, &st), -1);
@@ -583,7 +598,7 @@ static void test_invalid_values(void **state)
         char path[128];
 
         assert_int_equal(libdm__store_put(s, &rec), 0);
-        snprintf(path, sizeof(path), "/libxl/8/libdm/%s", bad[i].key);
+        snprintf(path, sizeof(path), "/tool/libdm/8/%s", bad[i].key);
         raw_write(h, path, bad[i].value, bad[i].len);
         memset(&got, 0xa5, sizeof(got));
         if (libdm__store_get(s, "vm8", &got) != -EINVAL)
@@ -592,17 +607,17 @@ static void test_invalid_values(void **state)
     }
     /* A missing numeric key: incomplete record. */
     assert_int_equal(libdm__store_put(s, &rec), 0);
-    assert_true(xs_rm(h, XBT_NULL, "/libxl/8/libdm/domid"));
+    assert_true(xs_rm(h, XBT_NULL, "/tool/libdm/8/domid"));
     assert_int_equal(libdm__store_get(s, "vm8", &got), -EINVAL);
     /* Unknown extra keys are ignored. */
     assert_int_equal(libdm__store_put(s, &rec), 0);
-    raw_write(h, "/libxl/8/libdm/future-key", "x", 1);
+    raw_write(h, "/tool/libdm/8/future-key", "x", 1);
     assert_int_equal(libdm__store_get(s, "vm8", &got), 0);
     libdm__record_clear(&got);
     /* A name with a NUL inside matches nothing. */
-    raw_write(h, "/libxl/8/libdm/name", "vm8\0x", 5);
+    raw_write(h, "/tool/libdm/8/name", "vm8\0x", 5);
     assert_int_equal(libdm__store_get(s, "vm8", &got), -ENOENT);
-    assert_true(xs_rm(h, XBT_NULL, "/libxl/8"));
+    assert_true(xs_rm(h, XBT_NULL, "/tool/libdm/8"));
     libdm__record_clear(&rec);
     xs_close(h);
     libdm__store_close(s);

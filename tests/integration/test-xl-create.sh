@@ -13,8 +13,9 @@
 #     chain is the pid libxl recorded; dmctl list/status/qmp see it (libdm's
 #     own monitor, beside libxl's); xl qemu-monitor-command, xl list -l,
 #     xl console (the guest's serial, a pty) and xl vncviewer (the VNC keys
-#     libxl read from QEMU) work; xl destroy leaves no process, socket,
-#     record or run directory;
+#     libxl read from QEMU) work; QEMU's output is in libxl's log for the
+#     DM, capped; xl destroy leaves no process, socket, record or run
+#     directory;
 #  3. the same with dm_restrict = 1 and a private device_model_user created
 #     for this test: libxl's pre-opened monitor fd is handed through (xl
 #     qemu-monitor-command), libdm's confinement is added to libxl's (the
@@ -207,6 +208,31 @@ vm_checks() {
     v=$(PATH=$tmp/bin:$PATH xl vncviewer "$d" 2>&1)
     check "[$1] xl vncviewer: 127.0.0.1:$((port - 5900)) (vnc-port $port)" \
         test -n "$port" -a "$v" = "vncviewer 127.0.0.1:$((port - 5900))"
+    log_checks "$1" "$d"
+}
+
+# log_checks NAME D: QEMU's output lands in the log libxl opened for its DM
+# (stdout/stderr of libdm-xl-dm: /var/log/xen/qemu-dm-NAME.log), through
+# the keeper's pipe, capped at 256 KiB. QEMU writes on stderr what its
+# trace event handle_qmp_command logs: each QMP request it gets.
+log_checks() {
+    name=$tag-$1 d=$2 log=/var/log/xen/qemu-dm-$tag-$1.log
+    dmctl qmp "$name" trace-event-set-state '{"name": "handle_qmp_command", "enable": true}' \
+        >/dev/null 2>&1
+    xl qemu-monitor-command "$d" "info mark-$1-$$" >/dev/null 2>&1
+    check "[$1] QEMU's output is in libxl's log $log" wait_for 5 grep -q "mark-$1-$$" "$log"
+    big=$(head -c 60000 /dev/zero | tr '\0' x)
+    for i in 1 2 3 4 5 6; do
+        dmctl qmp "$name" human-monitor-command "{\"command-line\": \"info $big\"}" \
+            >/dev/null 2>&1
+    done
+    check "[$1] libxl's log is capped: the keeper's note" \
+        wait_for 5 grep -q "log reached its limit" "$log"
+    size=$(stat -c %s "$log" 2>/dev/null || echo 0)
+    check "[$1] libxl's log holds at most 256 KiB of QEMU's (size $size)" \
+        test "$size" -gt 0 -a "$size" -lt $((256 * 1024 + 4096))
+    check "[$1] the DM still answers after the cap" \
+        has "$(dmctl qmp "$name" query-status 2>&1)" '"status": "running"'
 }
 
 # gone NAME D PROG Q [CHROOT]: nothing of the DM is left.
@@ -251,10 +277,15 @@ if d=$(LIBDM_XL_DM_STORE= create xs "$(cfg xs "device_model_override = \"$XLDM\"
     check "[xs] device-model-pid is still libxl's (libdm-xl-dm, $prog)" \
         test "$(readlink "/proc/$prog/exe")" = "$top_builddir/tools/.libs/libdm-xl-dm"
     check "[xs] libdm wrote no kill-uid" test -z "$(xsread "/local/domain/$d/image/device-model-kill-uid")"
+    # libxl's destroy removes /libxl/D (libxl_domain.c, devices_destroy_cb)
+    # while libdm's DM may still run: done here alone, the DM stays listed.
+    xenstore-rm "/libxl/$d"
+    check "[xs] /libxl/$d removed (as libxl's destroy does): dmctl list still has the live DM" \
+        sh -c "'$DMCTL' list | grep -q '^$tag-xs  *$d  *$q  *yes  *running '"
     check "xl destroy" xl destroy "$d"
     check "[xs] libdm-xl-dm exited" wait_for 10 pid_gone "$prog"
     check "[xs] no record in xenstore, no run directory" sh -c \
-        "! xenstore-read /libxl/$d/libdm/name 2>/dev/null && ! '$DMCTL' list | grep -q '^$tag-xs ' &&
+        "! xenstore-read /tool/libdm/$d/name 2>/dev/null && ! '$DMCTL' list | grep -q '^$tag-xs ' &&
          test ! -e /run/libdm/$tag-xs"
 else
     fail "[xs] xl create through libdm-xl-dm with the default store"
@@ -320,14 +351,22 @@ if [ -n "$made_user" ]; then
     check "the other domain's DM (pid $q2) still runs" test -d "/proc/$q2"
     check "the other domain's DM answers" \
         has "$(dx qmp "$tag-s2" query-status 2>&1)" '"status"'
-    dx stop "$tag-s1" --force >/dev/null 2>&1
+    # libdm's record is not under /libxl/D, which libxl's destroy removed:
+    # the DM that xl destroy ended is still listed (dead, with its status),
+    # and libdm's stop removes all of it, libxl's chroot path included.
+    check "xl destroy $d1: dmctl list still has $tag-s1 (dead)" \
+        sh -c "'$DMCTL' --store xenstore list | grep -q '^$tag-s1  *$d1 .* dead '"
+    check "stop $tag-s1 (after xl destroy)" dx stop "$tag-s1"
+    check "[s1] no run directory /run/libdm/$tag-s1, no chroot qemu-root-$d1 left" \
+        sh -c "test ! -e /run/libdm/$tag-s1 && test ! -e /var/run/xen/qemu-root-$d1"
+    # libxl's removal of /libxl/D alone (a live DM): the DM stays listed.
+    xenstore-rm "/libxl/$d2"
+    check "/libxl/$d2 removed: dmctl list still has the live $tag-s2" \
+        sh -c "'$DMCTL' --store xenstore list | grep -q '^$tag-s2  *$d2  *$q2  *yes '"
+    xenstore-write "/libxl/$d2/dm-version" qemu_xen
     check "stop $tag-s2" dx stop "$tag-s2"
-    # KNOWN GAP (not checked): libxl's destroy of domain d1 removed
-    # /libxl/d1, libdm's xenstore record of s1 with it, so nothing removes
-    # s1's run directory and its chroot /var/run/xen/qemu-root-d1: the
-    # test's own cleanup does (forget, rmdir).
-    dx forget "$tag-s1" >/dev/null 2>&1
-    rmdir "/var/run/xen/qemu-root-$d1" 2>/dev/null
+    check "[s2] no run directory, no record left" sh -c \
+        "test ! -e /run/libdm/$tag-s2 && ! xenstore-read /tool/libdm/$d2/name 2>/dev/null"
     # A dm-version libxl wrote (xen-env.sh plays libxl) is never removed.
     check "libxl's dm-version for $d2 stays after libdm's stop" \
         test "$(xsread "/libxl/$d2/dm-version")" = qemu_xen

@@ -192,6 +192,13 @@ LIBDM_EXPORT int libdm_dm_config_set_machine_opt(libdm_dm_config *config, const 
  * resume it over its own monitor before libdm's readiness exchange: a
  * "running" answer is then ready too (state RUNNING). */
 LIBDM_EXPORT int libdm_dm_config_set_argv(libdm_dm_config *config, const char *const *argv);
+/* The DM's log: QEMU's stdout and stderr and its keeper's messages go to
+ * @fd (libdm keeps a duplicate) instead of the run directory's "log",
+ * always through the keeper's pipe, capped at 256 KiB (then a note, the
+ * rest dropped). For libxl's log file, which libxl hands its DM as
+ * stdout/stderr. The error messages of a DM that died then carry no tail
+ * of its log. -EINVAL for a negative fd. */
+LIBDM_EXPORT int libdm_dm_config_set_log_fd(libdm_dm_config *config, int fd);
 /* Deadline for start-to-ready and each monitor exchange (ms, default 10 s). */
 LIBDM_EXPORT int libdm_dm_config_set_timeout_ms(libdm_dm_config *config, int timeout_ms);
 /* The argv the DM would be started with, its QMP monitor on @qmp_fd; a NULL
@@ -408,6 +415,15 @@ typedef struct libdm_dm_info {
     char *profile;
     char *state;        /* as last recorded */
     int exit_status;    /* wait status if the keeper recorded an exit, else -1 */
+    /* A name whose record is missing or unreadable is listed too (a record
+     * never hides a DM: issue 18): @state "unreadable" or "no-record",
+     * with only what the run directory proves (@domid: the domain its
+     * claim holds, @alive: its claim is held). */
+    int record_error;   /* 0; -errno reading the record (-ENOENT: none) */
+    int claimed;        /* its name's claim is held (a keeper or a start), if
+                         * record_error; else 0 */
+    int keeper_pid;     /* the claim's holder as the kernel proves it (its lock),
+                         * 0 if unknown; only if record_error */
 } libdm_dm_info;
 
 LIBDM_EXPORT int libdm_dm_list(libdm_ctx *ctx, libdm_dm_info **ret_infos, size_t *ret_count);
@@ -418,6 +434,14 @@ LIBDM_EXPORT void libdm_dm_info_free(libdm_dm_info *infos, size_t count);
  * of that name, -EBUSY if it is alive or its claim is held (a start in
  * progress). */
 LIBDM_EXPORT int libdm_dm_forget(libdm_ctx *ctx, const char *name);
+/* Ends the DM of @name through its keeper, for a DM whose record cannot
+ * be read (issue 18, item 8): SIGKILL to the process holding the name's
+ * claim, proven by its lock (a pidfd, never a pid read from a file); the
+ * keeper takes its DM with it. Then libdm_dm_forget() cleans up once the
+ * claim is free. -ESRCH nobody holds the claim, -ENOLCK it is held by a
+ * process that cannot be proven (a start in progress), -EAGAIN the holder
+ * changed meanwhile. */
+LIBDM_EXPORT int libdm_dm_kill_keeper(libdm_ctx *ctx, const char *name);
 
 /* --- the same, asynchronous (issue 19) ---
  * Each call only checks its arguments and returns; the work runs from the
