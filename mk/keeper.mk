@@ -16,7 +16,7 @@ tools_libdm_keeper_LDFLAGS = -Wl,--as-needed
 TESTS += tests/unit/test-keeper-needed.sh
 EXTRA_DIST += tests/unit/test-keeper-needed.sh
 # Issue 23: the per-context helper that forks the keepers (libdm side).
-libdm_core_la_SOURCES += libdm/spawn-helper.c
+libdm_core_la_SOURCES += libdm/spawn-helper.c libdm/spawn-proc.c
 # Issue 23: keepers forked by the helper; the helper's death (test-keeper-helper.c).
 check_PROGRAMS += tests/integration/test-keeper-helper
 TESTS += tests/integration/test-keeper-helper
