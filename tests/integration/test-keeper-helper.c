@@ -14,6 +14,11 @@
  *                        the next start execs a new helper.
  *   keeper_kill          a helper-forked keeper SIGKILLed takes its DM with
  *                        it (DEAD reported, QEMU gone).
+ *   config_tmp_left      a controller killed while it wrote the DM's
+ *                        config.json (between its config.json.new and the
+ *                        rename: test-crashpoints found it) leaves that
+ *                        file; the stop still removes the whole run
+ *                        directory.
  *   controller_sigkill   a controller SIGKILLed with two DMs ready (one
  *                        helper-forked) and two starts in flight (autokill
  *                        armed): nothing runs that is not listed and
@@ -260,6 +265,25 @@ static void test_keeper_kill(void **state)
     assert_int_equal(listed(f->ctx), 0);
 }
 
+static void test_config_tmp_left(void **state)
+{
+    fixture *f = *state;
+    libdm_dm *dm = start(f, f->ctx, 0);
+    char path[512];
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/%s-0/config.json.new", f->dir, f->prefix);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("{\"partial", fp);
+    fclose(fp);
+    assert_int_equal(libdm_dm_stop(dm, 1, LONG_MS), 0);
+    libdm_dm_release(dm);
+    snprintf(path, sizeof(path), "%s-0", f->prefix);
+    assert_false(tu_path_exists(f->dir, path));
+    assert_int_equal(listed(f->ctx), 0);
+}
+
 /* QEMUs whose argv has "-name PREFIX-I" (I >= @from). */
 static int count_qemus(fixture *f, int from)
 {
@@ -369,6 +393,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forked_by_helper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_helper_death, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keeper_kill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_tmp_left, setup, teardown),
         cmocka_unit_test_setup_teardown(test_controller_sigkill, setup, teardown),
     };
     int r = tu_require_dm_env();
