@@ -40,6 +40,9 @@ struct libdm_ctx {
     struct libdm__helper *helper;  /* forks the keepers (spawn-helper.c) */
     unsigned helper_gen;
     unsigned keepers_live;         /* keepers followed, not ended (spawn.c) */
+    unsigned n_exiting_reapers;    /* ...of which whose DM ended: they exit in a
+                                    * moment (the rest run with their DMs and
+                                    * do not keep the context busy) */
 
     struct libdm_dm *dms;        /* every DM handle of the context (dm.c) */
     struct libdm__job *jobs;     /* pending list/forget/holder jobs (job.c) */

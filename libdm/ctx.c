@@ -195,6 +195,8 @@ int libdm__ctx_store(libdm_ctx *ctx, struct libdm__store **ret_store)
                          ctx->store_spec ? ctx->store_spec : "(auto)", strerror(-r));
             return r;
         }
+        /* A busy record lock never holds the loop: callers retry. */
+        libdm__store_set_nowait(ctx->store, true);
     }
     *ret_store = ctx->store;
     return 0;

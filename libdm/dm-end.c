@@ -110,7 +110,8 @@ char *libdm__dm_describe_status(int status)
  * result or its event callback), at ERROR during a start. */
 void libdm__dm_say_end(libdm_dm *dm, int status, bool starting)
 {
-    char *how = libdm__dm_describe_status(status), *tail = log_tail(dm);
+    char *how = libdm__dm_describe_status(status),
+         *tail = dm->log_tail ? strdup(dm->log_tail) : log_tail(dm);
 
     libdm__dm_error_at(dm, starting ? XTL_ERROR : XTL_INFO, "device model (pid %d) %s%s%s%s",
                        dm->pid, how ? how : "ended", starting ? " during start-up" : "",
@@ -119,12 +120,40 @@ void libdm__dm_say_end(libdm_dm *dm, int status, bool starting)
     free(tail);
 }
 
+bool libdm__dm_crash_signal(int sig)
+{
+    return sig == SIGSEGV || sig == SIGABRT || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
+           sig == SIGSYS || sig == SIGTRAP;
+}
+
+/* Who ended it (the structured DEAD cause). */
+static libdm_dm_end_by ended_by(const libdm_dm *dm, int status)
+{
+    if (dm->op && dm->op->ops->ends_dm)
+        return LIBDM_END_STOP;
+    /* libdm killed it (SIGKILL), or its start failed before QEMU ran. */
+    if (dm->op && dm->op->kill_cause != LIBDM_END_NONE &&
+        (dm->pid <= 0 || status < 0 || (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)))
+        return dm->op->kill_cause;
+    if (status < 0)
+        return LIBDM_END_UNKNOWN;
+    if (WIFEXITED(status))
+        return LIBDM_END_SELF;
+    if (WIFSIGNALED(status))
+        return libdm__dm_crash_signal(WTERMSIG(status)) ? LIBDM_END_SELF : LIBDM_END_EXTERNAL;
+    return LIBDM_END_UNKNOWN;
+}
+
 void libdm__dm_ended(libdm_dm *dm, int status)
 {
     if (dm->exited)
         return;
     dm->exited = true;
     dm->exit_status = status;
+    dm->ended_by = ended_by(dm, status);
+    libdm__timer_disarm(dm->ctx, &dm->broken_grace);
+    free(dm->log_tail);
+    dm->log_tail = log_tail(dm);
     libdm__watch_del(dm->pidfd_watch);
     dm->pidfd_watch = NULL;
     libdm__close(&dm->pidfd);
@@ -296,8 +325,11 @@ static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
             op->clean = CLEAN_FILES;
         break;
     case CLEAN_RECORD:
-        if (libdm__dm_store(dm, &store) >= 0)
-            (void)libdm__store_del(store, dm->name);
+        if (libdm__dm_store(dm, &store) >= 0 &&
+            libdm__dm_store_retry(dm, t, libdm__store_del(store, dm->name))) {
+            op->clean = CLEAN_RECORD; /* another writer holds it: again soon */
+            return;
+        }
         break;
     case CLEAN_DIR:
         if (dm->rd && libdm__rundir_remove_step(dm->rd, &op->rd_step))

@@ -36,6 +36,7 @@
 #define DM_EXIT_RECORD_POLLS 50
 #define DM_KEEPER_EXIT_WAIT_MS 5000 /* attached: the keeper records, then exits */
 #define DM_EXIT_SHOW_MS 200         /* a failed monitor: time for the DM's exit to show */
+#define DM_STORE_RETRY_MS 5000      /* a record's lock held by another writer: retry until */
 
 typedef enum {
     OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY, OP_ATTACH,
@@ -51,6 +52,7 @@ typedef struct notice {
     struct notice *next;
     libdm_dm_event ev;
     char *cause;
+    char *log_tail;             /* DEAD: ev.log_tail's copy */
 } notice;
 
 /* A finished operation whose callback has not run yet (they run deferred,
@@ -113,6 +115,8 @@ struct libdm__op {
     int clean_status;           /* the status the operation ends with after them */
     bool event_pending;         /* a MIGRATION event came with no tick armed: the
                                  * next wait is none (issue 22, 12) */
+    bool said;                  /* it set last_error: later sentences append */
+    libdm_dm_end_by kill_cause; /* it had libdm kill the DM: why (TIMEOUT, FAILED) */
 };
 
 struct libdm_dm {
@@ -150,6 +154,12 @@ struct libdm_dm {
     bool keeper_killed;         /* attached: its keeper outlived the DM: SIGKILLed */
     int exit_status;
     char *last_error;
+    bool last_error_soft;       /* a symptom (the monitor reset): the cause replaces it */
+    libdm_dm_end_by ended_by;   /* DEAD: who ended it (libdm_dm_get_ended_by) */
+    char *log_tail;             /* DEAD: the end of its log, printable */
+    libdm__timer broken_grace;  /* the monitor reset: BROKEN unless the exit shows */
+    libdm__timer record_retry;  /* record_state found the record's lock held */
+    uint64_t store_wait_since;  /* a store write waiting for the lock, since */
     int timeout_ms;
 
     libdm__op *op;              /* the operation in progress, or NULL */
@@ -221,6 +231,11 @@ void libdm__dm_ended(libdm_dm *dm, int status);
 /* Says how the DM ended (and the end of its log) as its last error. */
 void libdm__dm_say_end(libdm_dm *dm, int status, bool starting);
 char *libdm__dm_describe_status(int status);
+/* A store write that found the record's lock held (-EAGAIN): true if it
+ * is tried again on @t in a millisecond (until DM_STORE_RETRY_MS). */
+bool libdm__dm_store_retry(libdm_dm *dm, libdm__timer *t, int r);
+/* A signal a process raises on itself when it crashes (SIGSEGV, ...). */
+bool libdm__dm_crash_signal(int sig);
 void libdm__dm_on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user);
 void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
                          const char *profile, uint32_t domid);

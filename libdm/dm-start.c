@@ -147,21 +147,40 @@ static void start_fail(libdm_dm *dm, int status)
      * keeper is about to say how: killing the keeper now (QEMU's pid not
      * yet told) would lose that. So it gets a short grace first; a start
      * that failed for its own reason (a deadline, an error) kills at once. */
-    if (status == 0 && !st(dm)->have_pid) {
+    /* (With its pid known too: a SIGKILL now would hide how it ended, and
+     * its code, behind libdm's kill.) */
+    if (status == 0) {
         st(dm)->grace = true;
         (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_END_GRACE_MS));
         return;
     }
     /* Before the keeper said QEMU's pid, the keeper itself is killed (and
      * QEMU with it): a start never ends with a QEMU nobody follows. */
+    op->kill_cause = status == -ETIMEDOUT ? LIBDM_END_TIMEOUT : LIBDM_END_FAILED;
     (void)libdm__keeper_kill(dm->keeper);
     /* Bounded wait for the keeper to report the end. */
     (void)libdm__timer_arm(dm->ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
 }
 
+/* The code of a start that ended with the DM's own end (the table in
+ * dm.h): status 1 is QEMU refusing its command line; a signal libdm did
+ * not send is a kill; anything else is an early exit. */
+static int start_code_of_exit(const libdm_dm *dm, int ws)
+{
+    if (ws >= 0 && WIFEXITED(ws))
+        return WEXITSTATUS(ws) == 1 ? -EINVAL : -ECHILD;
+    if (ws >= 0 && WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL && dm->op &&
+        dm->op->kill_cause != LIBDM_END_NONE)
+        return -ECONNRESET; /* libdm killed it: its monitor had failed */
+    if (ws >= 0 && WIFSIGNALED(ws) && !libdm__dm_crash_signal(WTERMSIG(ws)))
+        return -ESRCH;
+    return -ECHILD;
+}
+
 static void start_fail_finished(libdm_dm *dm)
 {
-    int status = dm->op && dm->op->status < 0 ? dm->op->status : -ECHILD;
+    int status = dm->op && dm->op->status < 0 ? dm->op->status
+                                              : start_code_of_exit(dm, dm->exit_status);
 
     libdm__dm_clean_then_finish(dm, status);
 }
@@ -177,6 +196,8 @@ static bool runstate_is_ready(const libdm_dm *dm, const char *rs)
 
 static void start_maybe_ready(libdm_dm *dm)
 {
+    int r;
+
     if (libdm__dm_op_kind(dm) != OP_START || st(dm)->step != START_READY ||
         !st(dm)->have_pid || !st(dm)->have_status)
         return;
@@ -185,7 +206,10 @@ static void start_maybe_ready(libdm_dm *dm)
     libdm__dm_set_state(dm, dm->incoming              ? LIBDM_DM_INCOMING
                             : !strcmp(dm->runstate, "running") ? LIBDM_DM_RUNNING
                                                               : LIBDM_DM_PAUSED);
-    if (libdm__dm_write_record(dm) < 0) {
+    r = libdm__dm_write_record(dm);
+    if (libdm__dm_store_retry(dm, &dm->op->tick, r))
+        return; /* another writer holds the record: START_READY's tick again */
+    if (r < 0) {
         start_fail(dm, -EIO);
         return;
     }
@@ -289,6 +313,8 @@ static void start_deadline(libdm__op *op_)
 
         if (st(dm)->grace) { /* the keeper said nothing: kill now */
             st(dm)->grace = false;
+            op->status = -ECONNRESET; /* the monitor failed, the DM lived on */
+            op->kill_cause = LIBDM_END_FAILED;
             (void)libdm__keeper_kill(dm->keeper);
             (void)libdm__timer_arm(ctx, &op->deadline, libdm__deadline(DM_KILL_WAIT_MS));
             return;
@@ -334,11 +360,14 @@ static void start_dm_died(libdm__op *op, int status)
 
     if (st(dm)->step == START_FAILING && op->status < 0 && dm->last_error) {
         /* Killed for a reason already said (a deadline...): that stays the
-         * first cause, the kill only follows it. */
-        how = libdm__dm_describe_status(status);
-        libdm__dm_error_append(dm, "device model (pid %d) then %s", dm->pid,
-                               how ? how : "ended");
-        free(how);
+         * first cause, the kill only follows it (nothing if QEMU never ran:
+         * it could not be executed). */
+        if (dm->pid > 0) {
+            how = libdm__dm_describe_status(status);
+            libdm__dm_error_append(dm, "device model (pid %d) then %s", dm->pid,
+                                   how ? how : "ended");
+            free(how);
+        }
     } else {
         libdm__dm_say_end(dm, status, true);
     }
@@ -354,9 +383,12 @@ static bool start_monitor_state(libdm__op *op, libdm_qmp_state s, int err)
     if (s != LIBDM_QMP_BROKEN || dm->exited)
         return false;
     /* Most often the DM died: kill it for sure and report its end. */
-    if (st(dm)->step != START_FAILING)
+    if (st(dm)->step != START_FAILING) {
         libdm__dm_error(dm, "the monitor failed during start-up: %s",
                         q && libdm_qmp_last_error(q) ? libdm_qmp_last_error(q) : strerror(-err));
+        /* A symptom: the DM's end, if it shows, is the cause. */
+        dm->last_error_soft = err != -ETIMEDOUT;
+    }
     /* The greeting's deadline is the start's own: say so; otherwise the
      * DM's end, when seen, says why. */
     start_fail(dm, err == -ETIMEDOUT ? -ETIMEDOUT : 0);
@@ -408,13 +440,18 @@ static void keeper_on_exit(libdm__keeper *k, int status, void *user)
     libdm__dm_ended(user, status);
 }
 
-static void keeper_on_error(libdm__keeper *k, const char *msg, void *user)
+static void keeper_on_error(libdm__keeper *k, int err, const char *msg, void *user)
 {
     libdm_dm *dm = user;
 
     libdm__dm_error(dm, "%s", msg);
-    if (libdm__dm_op_kind(dm) == OP_START)
+    if (libdm__dm_op_kind(dm) == OP_START) {
         st(dm)->step = START_FAILING;
+        /* The exec's errno is the start's code (-ENOENT, -EACCES, ...). */
+        if (dm->op->status >= 0)
+            dm->op->status = err;
+        dm->op->kill_cause = LIBDM_END_FAILED;
+    }
 }
 
 static const libdm__keeper_ops keeper_ops = {
@@ -586,10 +623,14 @@ static int step_probe(libdm_dm *dm)
 
 static int step_prepare(libdm_dm *dm)
 {
-    int r = libdm__dm_plan_command(dm, st(dm)->cfg, &st(dm)->plan, &st(dm)->argv);
+    /* Planned once: a retry (the record's lock was held) only writes. */
+    int r = st(dm)->argv ? 0
+                         : libdm__dm_plan_command(dm, st(dm)->cfg, &st(dm)->plan, &st(dm)->argv);
 
     if (r >= 0)
         r = libdm__dm_write_record(dm);
+    if (r == -EAGAIN)
+        return r;
     /* The whole configuration, for a migration later (issue 22, 1): a
      * failure costs only that, and migrate says so. */
     if (r >= 0 && libdm__config_doc_save(dm->rd->dfd, st(dm)->cfg) < 0)
@@ -665,6 +706,8 @@ static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
     case START_FAILING:
         return;
     }
+    if (st(dm)->step == START_PREPARE && libdm__dm_store_retry(dm, t, r))
+        return; /* the record's lock was held: the same step again soon */
     if (r < 0)
         start_fail(dm, r);
 }

@@ -83,10 +83,17 @@ static void notice_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     else
         (void)libdm__defer(ctx, t);
     n->ev.cause = n->cause;
-    if (n->ev.new_state == LIBDM_DM_DEAD)
+    if (n->ev.new_state == LIBDM_DM_DEAD) {
         n->ev.exit_status = dm->exited ? dm->exit_status : -1;
+        n->ev.ended_by = dm->exited ? dm->ended_by : LIBDM_END_UNKNOWN;
+        n->ev.exit_code = libdm_dm_get_exit_code(dm);
+        n->ev.term_signal = libdm_dm_get_term_signal(dm);
+        n->log_tail = dm->log_tail ? strdup(dm->log_tail) : NULL;
+        n->ev.log_tail = n->log_tail;
+    }
     if (dm->event_cb)
         dm->event_cb(dm, &n->ev, dm->event_user);
+    free(n->log_tail);
     free(n->cause);
     free(n);
 }
@@ -162,12 +169,28 @@ void libdm__dm_set_state(libdm_dm *dm, libdm_dm_state to)
 /* Sets the DM's last error (libdm_dm_last_error) and logs it at @level. */
 static void dm_errorv(libdm_dm *dm, xentoollog_level level, const char *fmt, va_list ap)
 {
-    char *msg;
+    char *msg, *joined;
 
     if (vasprintf(&msg, fmt, ap) < 0)
         return;
+    /* The first cause of an operation's failure stays first: what follows
+     * (the kill after a deadline, the end it caused) is appended. A
+     * symptom said first (the monitor reset) gives way to the cause. */
+    if (dm->op && dm->op->said && dm->last_error && !dm->last_error_soft) {
+        joined = libdm__sprintf("%s; %s", dm->last_error, msg);
+        if (joined) {
+            free(dm->last_error);
+            dm->last_error = joined;
+        }
+        libdm__log(dm->ctx, level, -1, "%s: %s", dm->name, msg);
+        free(msg);
+        return;
+    }
     free(dm->last_error);
     dm->last_error = libdm__sprintf("%s: %s", dm->name, msg);
+    dm->last_error_soft = false;
+    if (dm->op)
+        dm->op->said = true;
     free(msg);
     if (dm->last_error)
         libdm__log(dm->ctx, level, -1, "%s", dm->last_error);
@@ -266,9 +289,34 @@ int libdm__dm_write_record(libdm_dm *dm)
         return r;
     fill_record(dm, &rec);
     r = libdm__store_put(store, &rec);
-    if (r < 0)
+    if (r < 0 && r != -EAGAIN) /* -EAGAIN: the caller retries */
         libdm__dm_error(dm, "cannot record the device model: %s", strerror(-r));
     return r;
+}
+
+bool libdm__dm_store_retry(libdm_dm *dm, libdm__timer *t, int r)
+{
+    uint64_t now = libdm_now_ms();
+
+    if (r != -EAGAIN) {
+        dm->store_wait_since = 0;
+        return false;
+    }
+    if (!dm->store_wait_since)
+        dm->store_wait_since = now;
+    if (now - dm->store_wait_since >= DM_STORE_RETRY_MS) {
+        dm->store_wait_since = 0;
+        libdm__dm_error(dm, "its record stayed locked by another writer for %d ms",
+                        DM_STORE_RETRY_MS);
+        return false;
+    }
+    (void)libdm__timer_arm(dm->ctx, t, now + 1);
+    return true;
+}
+
+static void record_retry_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    (void)libdm__dm_record_state(user);
 }
 
 /* Records the current state. A failed write is retried once: the record
@@ -280,9 +328,17 @@ int libdm__dm_record_state(libdm_dm *dm)
 
     for (int attempt = 0; r >= 0 && attempt < 2; attempt++) {
         r = libdm__store_set_state(store, dm->name, libdm_dm_state_to_string(dm->state), -1);
-        if (r >= 0 || r == -ENOENT)
+        if (r >= 0 || r == -ENOENT) {
+            dm->store_wait_since = 0;
             return r;
+        }
+        if (r == -EAGAIN)
+            break;
     }
+    /* Another writer holds the record: the loop tries again (the state it
+     * then writes is the DM's latest). */
+    if (libdm__dm_store_retry(dm, &dm->record_retry, r))
+        return 0;
     libdm__dm_error(dm, "the device model is %s but its record could not be updated: %s",
              libdm_dm_state_to_string(dm->state), strerror(-r));
     return r;
@@ -515,7 +571,26 @@ static void on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user)
         libdm__dm_set_state(dm, LIBDM_DM_NEGOTIATING);
     if (dm->op && dm->op->ops->monitor_state && dm->op->ops->monitor_state(dm->op, s, err))
         return;
-    if (s == LIBDM_QMP_BROKEN && !dm->exited)
+    if (s != LIBDM_QMP_BROKEN || dm->exited)
+        return;
+    /* The cause BROKEN carries; and a DM whose monitor reset because it
+     * died goes DEAD, not BROKEN then DEAD: its exit gets a moment to show. */
+    if (!dm->op || !dm->op->said)
+        libdm__dm_error(dm, "the monitor failed: %s",
+                        libdm_qmp_last_error(q) ? libdm_qmp_last_error(q)
+                                                : strerror(err < 0 ? -err : ECONNRESET));
+    if (err != -ETIMEDOUT && !dm->pid_gone && (dm->keeper || dm->pidfd >= 0)) {
+        (void)libdm__timer_arm(dm->ctx, &dm->broken_grace, libdm__deadline(DM_EXIT_SHOW_MS));
+        return;
+    }
+    libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
+}
+
+static void broken_grace_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+
+    if (!dm->exited)
         libdm__dm_set_state(dm, LIBDM_DM_BROKEN);
 }
 
@@ -569,6 +644,8 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->op_done, op_done_fire, dm);
     libdm__timer_init(&dm->exit_poll, NULL, dm); /* dm-end.c sets it */
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
+    libdm__timer_init(&dm->broken_grace, broken_grace_fire, dm);
+    libdm__timer_init(&dm->record_retry, record_retry_fire, dm);
     dm->done_tail = &dm->done_head;
     dm->notice_tail = &dm->notice_head;
     ctx->free_dms = libdm__dm_detach_all;
@@ -624,6 +701,8 @@ static void dm_detach(libdm_dm *dm)
     libdm__timer_disarm(dm->ctx, &dm->op_done);
     libdm__timer_disarm(dm->ctx, &dm->exit_poll);
     libdm__timer_disarm(dm->ctx, &dm->notice_timer);
+    libdm__timer_disarm(dm->ctx, &dm->broken_grace);
+    libdm__timer_disarm(dm->ctx, &dm->record_retry);
     drop_completions(dm);
     drop_notices(dm);
     libdm__dm_close_qmp(dm);
@@ -664,6 +743,7 @@ void libdm__dm_free(libdm_dm *dm)
     libdm_json_free(dm->devices);
     free(dm->migration_event);
     free(dm->last_error);
+    free(dm->log_tail);
     free(dm);
 }
 
@@ -755,27 +835,6 @@ int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn)
     last->destroy = fn;
     return 0;
 }
-
-/* ---- getters ---- */
-
-libdm_qmp *libdm_dm_get_qmp(libdm_dm *dm)
-{
-    return dm->qmp && libdm_qmp_get_state(dm->qmp) == LIBDM_QMP_READY ? dm->qmp : NULL;
-}
-
-libdm_dm_state libdm_dm_get_state(const libdm_dm *dm) { return dm->state; }
-const char *libdm_dm_get_name(const libdm_dm *dm) { return dm->name; }
-uint32_t libdm_dm_get_domid(const libdm_dm *dm) { return dm->domid; }
-int libdm_dm_get_pid(const libdm_dm *dm) { return dm->pid; }
-const char *libdm_dm_get_qmp_path(const libdm_dm *dm) { return dm->qmp_path; }
-const char *libdm_dm_get_profile(const libdm_dm *dm) { return dm->profile; }
-const char *libdm_dm_get_machine(const libdm_dm *dm) { return dm->machine; }
-uint64_t libdm_dm_get_memory_mb(const libdm_dm *dm) { return dm->memory_mb; }
-const char *libdm_dm_get_runstate(const libdm_dm *dm) { return dm->runstate; }
-const char *libdm_dm_get_confinement(const libdm_dm *dm) { return dm->confinement; }
-const char *libdm_dm_get_nics(const libdm_dm *dm) { return dm->nics; }
-int libdm_dm_get_exit_status(const libdm_dm *dm) { return dm->exited ? dm->exit_status : -1; }
-const char *libdm_dm_last_error(const libdm_dm *dm) { return dm->last_error; }
 
 /* ---- for migrate.c ---- */
 

@@ -5,7 +5,8 @@
  *
  *   keeper -> libdm   "pid PID START"  (+ the DM's pidfd by SCM_RIGHTS)
  *                     "exit STATUS"    (wait status; the keeper exits next)
- *                     "error TEXT"     (exec failed, ...)
+ *                     "error ERRNO TEXT" (exec failed, ...: the errno, positive,
+ *                                      then the sentence)
  *   libdm -> keeper   "autokill 1|0"   (kill the DM if this channel closes)
  *                     "kill"           (SIGKILL the DM now)
  *

@@ -347,7 +347,9 @@ static int run_timers(libdm_ctx *ctx, uint64_t now, int ran)
 
 bool libdm__ctx_idle(const libdm_ctx *ctx)
 {
-    return ctx->heap_len == 0 && ctx->nclosing == 0 && !ctx->reapers;
+    /* A released running DM's keeper is followed (reaped when it exits),
+     * but is not work in flight: it may run for months. */
+    return ctx->heap_len == 0 && ctx->nclosing == 0 && ctx->n_exiting_reapers == 0;
 }
 
 static void begin_dispatch(libdm_ctx *ctx)

@@ -47,6 +47,7 @@ struct libdm__helper {
     bool ready;          /* it said "ready": it reads requests */
     bool dead;           /* its socket closed */
     char *error;
+    int error_errno;     /* negative */
     libdm__watch *watch;
 };
 
@@ -94,8 +95,14 @@ static void helper_read(libdm_ctx *ctx, libdm__helper *h)
         if (!strcmp(msg, "ready")) {
             h->ready = true;
         } else if (!strncmp(msg, "error ", 6)) {
+            int err = 0, skip = 0;
+
+            /* "error ERRNO TEXT" from libdm's child (its exec failed). */
+            if (sscanf(msg + 6, "%d %n", &err, &skip) != 1 || err <= 0 || skip == 0)
+                err = 0, skip = 0;
+            h->error_errno = err ? -err : -ECHILD;
             free(h->error);
-            h->error = strdup(msg + 6);
+            h->error = strdup(msg + 6 + skip);
         }
     }
 }
@@ -298,10 +305,13 @@ int libdm__helper_pidfd_dup(libdm_ctx *ctx)
     return h && h->pidfd >= 0 ? fcntl(h->pidfd, F_DUPFD_CLOEXEC, 3) : -1;
 }
 
-const char *libdm__helper_error(libdm_ctx *ctx)
+const char *libdm__helper_error(libdm_ctx *ctx, int *ret_errno)
 {
+    *ret_errno = -ECHILD;
     if (!ctx->helper)
         return NULL;
     helper_read(ctx, ctx->helper);
+    if (ctx->helper->error)
+        *ret_errno = ctx->helper->error_errno;
     return ctx->helper->error;
 }

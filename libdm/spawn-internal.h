@@ -13,7 +13,8 @@ typedef struct libdm__keeper_ops {
     /* QEMU ended with wait status @status (-1: unknown, the keeper died). */
     void (*on_exit)(libdm__keeper *k, int status, void *user);
     /* The keeper reported a failure (exec failed, ...), before on_exit. */
-    void (*on_error)(libdm__keeper *k, const char *message, void *user);
+    /* @err: the keeper's errno (negative; -ECHILD if it gave none). */
+    void (*on_error)(libdm__keeper *k, int err, const char *message, void *user);
 } libdm__keeper_ops;
 
 typedef struct libdm__spawn_args {
@@ -86,8 +87,9 @@ bool libdm__helper_starting(libdm_ctx *ctx, unsigned gen);
 int libdm__helper_kill(libdm_ctx *ctx);
 /* A pidfd (O_CLOEXEC) of the context's helper, or -1. */
 int libdm__helper_pidfd_dup(libdm_ctx *ctx);
-/* What the helper said went wrong (it could not be exec'd...), or NULL. */
-const char *libdm__helper_error(libdm_ctx *ctx);
+/* What the helper said went wrong (it could not be exec'd...) and its
+ * errno (negative; -ECHILD if none), or NULL. */
+const char *libdm__helper_error(libdm_ctx *ctx, int *ret_errno);
 /* libdm_ctx_free(): the helper exits once its keepers have. */
 void libdm__helper_free(libdm_ctx *ctx);
 

@@ -48,6 +48,8 @@ static void reaper_free(libdm_ctx *ctx, libdm__reaper *r)
     while (*pp != r)
         pp = &(*pp)->next;
     *pp = r->next;
+    if (r->exiting)
+        ctx->n_exiting_reapers--;
     libdm__watch_del(r->watch);
     libdm__close(&r->pidfd);
     free(r);
@@ -81,6 +83,8 @@ int libdm__reap_later(libdm_ctx *ctx, int pidfd, bool exiting)
     }
     r->next = ctx->reapers;
     ctx->reapers = r;
+    if (exiting)
+        ctx->n_exiting_reapers++;
     return 0;
 }
 
@@ -170,8 +174,10 @@ void libdm__child_reset_signals(void)
  * that shares none of their parent's thread state. @src[i] becomes fd i. */
 static void keeper_child(const int *src, int nfds, int err_fd, char **argv, char **env)
 {
-    static const char msg[] = "error cannot execute libdm-keeper";
-    long nullfd;
+    static const char text[] = " cannot execute libdm-keeper";
+    char msg[sizeof(text) + 16] = "error ";
+    size_t len = 6;
+    long nullfd, e;
 
     /* The application's signal mask and handlers are not the keeper's. */
     libdm__child_reset_signals();
@@ -182,8 +188,15 @@ static void keeper_child(const int *src, int nfds, int err_fd, char **argv, char
         if (syscall(SYS_dup3, src[fd], fd, 0) < 0)
             syscall(SYS_exit_group, 127);
     (void)syscall(SYS_close_range, nfds, ~0U, 0);
-    (void)syscall(SYS_execve, argv[0], argv, env);
-    (void)syscall(SYS_sendto, err_fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL, NULL, 0);
+    e = syscall(SYS_execve, argv[0], argv, env) < 0 ? errno : 0;
+    /* "error ERRNO TEXT" (keeper-proto.h), formatted by hand. */
+    if (e <= 0 || e > 9999)
+        e = ENOEXEC;
+    for (long div = e >= 1000 ? 1000 : e >= 100 ? 100 : e >= 10 ? 10 : 1; div; div /= 10)
+        msg[len++] = (char)('0' + (e / div) % 10);
+    for (size_t i = 0; i < sizeof(text) - 1; i++)
+        msg[len++] = text[i];
+    (void)syscall(SYS_sendto, err_fd, msg, len, MSG_NOSIGNAL, NULL, 0);
     syscall(SYS_exit_group, 127);
 }
 

@@ -101,8 +101,13 @@ static void handle_message(libdm__keeper *k, const char *msg, int fd)
     if (sscanf(msg, "exit %d", &v) == 1) {
         report_exit(k, v);
     } else if (!strncmp(msg, "error ", 6)) {
+        int err = 0, skip = 0;
+
+        /* "error ERRNO TEXT"; a bare "error TEXT" is errno unknown. */
+        if (sscanf(msg + 6, "%d %n", &err, &skip) != 1 || err <= 0 || skip == 0)
+            err = 0, skip = 0;
         if (k->ops->on_error)
-            k->ops->on_error(k, msg + 6, k->user);
+            k->ops->on_error(k, err ? -err : -ECHILD, msg + 6 + skip, k->user);
     } else {
         LIBDM__WARN(k->ctx, "ignoring an unknown message from libdm-keeper");
     }
@@ -129,10 +134,12 @@ static void keeper_gone(libdm__keeper *k)
         /* No keeper ever said its pid: the helper did not start it (it
          * died, failed, or the request was dropped), or it died at once.
          * Either way no QEMU ran (the keeper speaks before it forks). */
-        const char *why = libdm__helper_error(ctx);
+        int err;
+        const char *why = libdm__helper_error(ctx, &err);
 
         if (k->ops->on_error && !k->kill_pending) /* not our own kill */
-            k->ops->on_error(k, why ? why : "libdm-keeper's helper did not start the keeper",
+            k->ops->on_error(k, err,
+                             why ? why : "libdm-keeper's helper did not start the keeper",
                              k->user);
         libdm__watch_del(k->ctl_watch);
         k->ctl_watch = NULL;

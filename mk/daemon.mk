@@ -25,3 +25,17 @@ check_PROGRAMS += tests/integration/test-async-calls
 TESTS += tests/integration/test-async-calls
 tests_integration_test_async_calls_CFLAGS = $(TEST_CFLAGS)
 tests_integration_test_async_calls_LDADD = libtestutil.la $(TEST_LIBS)
+
+# One error code per cause (the table in libdm/include/libdm/dm.h), the
+# first cause kept in last_error (tests/integration/test-errcodes.c).
+check_PROGRAMS += tests/integration/test-errcodes
+TESTS += tests/integration/test-errcodes
+tests_integration_test_errcodes_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_errcodes_LDADD = libtestutil.la $(TEST_LIBS)
+
+# Daemon ergonomics: idle after releasing a running DM, the plain logger,
+# fork-safety of monitor.lock (tests/integration/test-daemon-ergo.c).
+check_PROGRAMS += tests/integration/test-daemon-ergo
+TESTS += tests/integration/test-daemon-ergo
+tests_integration_test_daemon_ergo_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_daemon_ergo_LDADD = libtestutil.la $(TEST_LIBS)

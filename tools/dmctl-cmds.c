@@ -479,7 +479,9 @@ static int start_refusal(dmctl *d, libdm_dm *dm, const char *name, int r)
         free(why);
         return DMCTL_EXIT_FAIL;
     }
-    if (r == -EINVAL) {
+    /* Refused before anything ran; a QEMU that refused its command line
+     * (it ran and exited 1, -EINVAL too) is a failed start (exit 1). */
+    if (r == -EINVAL && (!dm || libdm_dm_get_ended_by(dm) == LIBDM_END_NONE)) {
         (void)dmctl_report_start(d, dm, name, r);
         return DMCTL_EXIT_USAGE;
     }

@@ -578,9 +578,12 @@ int keeper_main(int argc, char **argv)
     if (r != 0) {
         int status = -1;
 
-        snprintf(msg, sizeof(msg), "error cannot execute %s: %s", argv[optind],
-                 strerror(r > 0 ? r : -r));
-        klog("%s", msg + 6);
+        int e = r > 0 ? r : -r;
+        int skip = snprintf(msg, sizeof(msg), "error %d ", e);
+
+        snprintf(msg + skip, sizeof(msg) - (size_t)skip, "cannot execute %s: %s",
+                 argv[optind], strerror(e));
+        klog("%s", msg + skip);
         send_ctl(&k, msg, -1);
         if (k.pid > 0)
             (void)waitpid(k.pid, &status, 0);

@@ -74,6 +74,9 @@ static int lock_dm_dir(libdm__store *s, int dfd, const char *name)
         r = -errno;
         if (r == -EINTR)
             continue;
+        /* The library's store: its loop retries (libdm__dm_store_retry). */
+        if (r == -EWOULDBLOCK && s->nowait)
+            return -EAGAIN;
         if (r == -EWOULDBLOCK) {
             clock_gettime(CLOCK_MONOTONIC, &now);
             if ((now.tv_sec - start.tv_sec) * 1000 +
@@ -457,4 +460,10 @@ int libdm__store_dir_init(libdm__store *s, const char *root)
     }
     s->ops = &libdm__store_dir_ops;
     return 0;
+}
+
+void libdm__store_set_nowait(libdm__store *store, bool on)
+{
+    if (store)
+        store->nowait = on;
 }

@@ -85,6 +85,7 @@ struct libdm__store {
     char *run_root;
     /* dir backend */
     int root_fd;
+    bool nowait;    /* a busy writers' lock is -EAGAIN, not waited for */
     /* xenstore backend */
     struct xs_handle *xsh;
     bool xs_broken; /* the connection failed: reopen before the next call */

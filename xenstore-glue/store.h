@@ -74,6 +74,11 @@ int libdm__record_format(const libdm__record *rec, char **ret_buf, size_t *ret_l
  * @lg may be NULL. */
 int libdm__store_open(const char *spec, xentoollog_logger *lg, libdm__store **ret);
 void libdm__store_close(libdm__store *store);
+/* @on: a writer (put, set_state, del) finding the record's lock held by
+ * another returns -EAGAIN at once instead of waiting for it (up to 5 s):
+ * the library's mode, which retries from its loop (a loop must never wait
+ * on a lock). Off by default (the keeper and tools wait). */
+void libdm__store_set_nowait(libdm__store *store, bool on);
 const char *libdm__store_kind(const libdm__store *store);   /* "dir" | "xenstore" */
 /* Directory under which per-DM directories are created (0700, our uid).
  * For the dir backend it is the record root itself. */

@@ -128,9 +128,11 @@ LIBDM_EXPORT int libdm_ctx_process(libdm_ctx *ctx);
 
 /* Idle: nothing of the context is pending or draining: no timer armed (no
  * deferred completion, no operation waiting for a reply or a deadline), no
- * QMP connection still closing, no exited-keeper reaper outstanding. Live
+ * QMP connection still closing, no keeper of an ended DM still to reap. Live
  * objects with nothing in flight (an open connection, a running DM's handle)
- * do not count. Returns 1 if idle, 0 if not. */
+ * do not count, nor does a released running DM: its keeper is reaped when
+ * it exits, however late, and the context is idle meanwhile (the idle
+ * callback runs). Returns 1 if idle, 0 if not. */
 LIBDM_EXPORT int libdm_ctx_is_idle(libdm_ctx *ctx);
 typedef void libdm_ctx_idle_fn(libdm_ctx *ctx, void *userdata);
 /* @cb (NULL: none) runs once each time the context becomes idle, at the end

@@ -283,7 +283,30 @@ enum {
 LIBDM_EXPORT int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int timeout_ms,
                                        unsigned flags, libdm_dm **ret_dm);
 
-/* Results shared by every operation on a DM (async forms through @cb):
+/* Error codes, one meaning each. A start that fails (libdm_dm_start(), the
+ * callback of libdm_dm_start_async()) says which cause:
+ *   -ENOENT      binary not found (set_qemu_path names nothing)
+ *   -EACCES      not executable (no execute permission, a directory)
+ *   -ENOEXEC     exec format: not a program this machine can run
+ *   -EINVAL      bad argument: refused by libdm (a setter, start_async,
+ *                dm_restrict) or by QEMU: it exited with status 1 before
+ *                it was ready, QEMU's exit for an option or device it
+ *                refuses (last_error ends with its log's tail)
+ *   -ECHILD      exited early: it ended on its own before it was ready,
+ *                with another status, or crashed (SIGSEGV, SIGABRT, ...)
+ *   -ETIMEDOUT   timeout: not ready by the deadline (libdm then kills it)
+ *   -ESRCH       killed: a signal libdm did not send ended it (for the other
+ *                operations: the DM died while they waited)
+ *   -ECONNRESET  its monitor failed while the process lived on (libdm kills it)
+ *   -EPROTO      its monitor answered what a paused QEMU cannot
+ *   -EEXIST (the name is taken), -ECANCELED (a stop came first), -EIO (its
+ *   record or the start times of its processes could not be written or read)
+ * libdm_dm_last_error() keeps the first cause of a failed operation: what
+ * follows (the kill after a deadline, the end it caused) is appended after
+ * "; ", never in its place. The cause of a DEAD DM is also structured:
+ * libdm_dm_get_ended_by() and the getters after it.
+ *
+ * Results shared by every operation on a DM (async forms through @cb):
  * -ETIMEDOUT at its deadline; -ECANCELED when libdm_dm_stop() interrupts
  * it; -ESRCH when the DM dies meanwhile (also when its monitor resets
  * first: the operation then waits up to 200 ms for the exit to show);
@@ -316,11 +339,30 @@ LIBDM_EXPORT int libdm_dm_query_status_async(libdm_dm *dm, int timeout_ms, libdm
  * callback may release the DM. QEMU's own events: add listeners with
  * libdm_qmp_add_event_listener() on libdm_dm_get_qmp(dm); they sit beside
  * libdm's own and displace nothing. */
+/* Who ended a DM (DEAD), beside the sentence (libdm_dm_get_ended_by). */
+typedef enum libdm_dm_end_by {
+    LIBDM_END_NONE,        /* not dead, or nothing ran (a start refused before) */
+    LIBDM_END_SELF,        /* it exited, or crashed (SIGSEGV, SIGABRT, SIGBUS, SIGILL,
+                            * SIGFPE, SIGSYS), on its own */
+    LIBDM_END_STOP,        /* libdm_dm_stop(): quit, or the signals it sends */
+    LIBDM_END_TIMEOUT,     /* libdm killed it: its start missed the deadline */
+    LIBDM_END_FAILED,      /* libdm killed it: its start failed for another reason */
+    LIBDM_END_EXTERNAL,    /* a signal libdm did not send (SIGKILL from outside...) */
+    LIBDM_END_UNKNOWN,     /* ended; how is not known (no wait status recorded) */
+} libdm_dm_end_by;
+LIBDM_EXPORT const char *libdm_dm_end_by_to_string(libdm_dm_end_by by);
+
 typedef struct libdm_dm_event {
     libdm_dm_state old_state;
     libdm_dm_state new_state;
     int exit_status;       /* DEAD: the wait status, -1 if unknown */
-    const char *cause;     /* DEAD, BROKEN: why, or NULL */
+    const char *cause;     /* DEAD, BROKEN: why, or NULL (a stop that went as asked);
+                            * never NULL for BROKEN */
+    /* DEAD only (added in issue 19; 0 / NULL otherwise): */
+    libdm_dm_end_by ended_by;
+    int exit_code;         /* its exit code, -1 if it did not exit (or unknown) */
+    int term_signal;       /* the signal that ended it, 0 if none (or unknown) */
+    const char *log_tail;  /* the end of its log, printable, or NULL */
 } libdm_dm_event;
 typedef void libdm_dm_event_fn(libdm_dm *dm, const libdm_dm_event *event, void *userdata);
 /* NULL @fn unregisters; pending notifications are then dropped. */
@@ -374,6 +416,15 @@ LIBDM_EXPORT const char *libdm_dm_get_confinement(const libdm_dm *dm);
 LIBDM_EXPORT const char *libdm_dm_get_runstate(const libdm_dm *dm);
 /* Once DEAD: the wait status (as waitpid), or -1 if unknown. */
 LIBDM_EXPORT int libdm_dm_get_exit_status(const libdm_dm *dm);
+/* Once DEAD, the structured cause beside last_error's sentence: who ended
+ * it (LIBDM_END_NONE while not dead), its exit code (-1: it did not exit,
+ * or unknown), the signal that ended it (0: none, or unknown), and the
+ * last lines of its log (printable: control characters shown as '?', lines
+ * joined by '|'; NULL if there was none). The same as the DEAD event's. */
+LIBDM_EXPORT libdm_dm_end_by libdm_dm_get_ended_by(const libdm_dm *dm);
+LIBDM_EXPORT int libdm_dm_get_exit_code(const libdm_dm *dm);
+LIBDM_EXPORT int libdm_dm_get_term_signal(const libdm_dm *dm);
+LIBDM_EXPORT const char *libdm_dm_get_log_tail(const libdm_dm *dm);
 /* A sentence naming the DM and why its last operation failed, with the tail
  * of its log when it died; NULL if nothing failed. */
 LIBDM_EXPORT const char *libdm_dm_last_error(const libdm_dm *dm);

