@@ -23,6 +23,11 @@
  *                        helper-forked) and two starts in flight (autokill
  *                        armed): nothing runs that is not listed and
  *                        attachable; the ready DMs run on.
+ *
+ * Checked to fail without the helper: on 88eb0bf (the tree before it) with
+ * this test added, forked_by_helper, helper_death, keeper_kill and
+ * controller_sigkill fail (the keeper's parent is this process);
+ * config_tmp_left fails before c5c3a63 (the run directory stays).
  */
 #include "config.h"
 

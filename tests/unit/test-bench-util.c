@@ -3,7 +3,8 @@
  * bench-util's QMP reads are bounded (issue 23: bench-start's floor-poll
  * hung for good on a QEMU that never answered). A peer that says nothing:
  * bu_read_until() returns NULL after the connection's timeout. An alarm
- * fails the test if the read would wait for ever.
+ * fails the test if the read would wait for ever. Checked: on 88eb0bf
+ * (before the fix) it dies of SIGALRM (exit 142).
  */
 #include "config.h"
 
