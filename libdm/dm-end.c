@@ -314,7 +314,8 @@ static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         }
         break;
     case CLEAN_DEVICES:
-        libdm__devices_cleanup(ctx, dm->nics); /* netdev.c: leftover taps */
+        /* netdev.c: leftover taps (a xen DM's only under its domain's claim) */
+        libdm__rundir_remove_taps(dm->rd, ctx, dm->profile, dm->domid, dm->nics);
         break;
     case CLEAN_CHROOT:
         libdm__dm_remove_own_chroot(dm->rd, dm->profile, dm->domid);

@@ -312,10 +312,7 @@ static int forget_step_run(libdm__job *job)
         f->step = FORGET_TAPS;
         return 1;
     case FORGET_TAPS:
-        /* A xen DM's taps (vifD.N-emu) are the domain's: only under its claim. */
-        if (!f->rec.profile || strcmp(f->rec.profile, "xen") || !f->rec.domid ||
-            libdm__rundir_hold_domid(f->rd, f->rec.domid, NULL) == 0)
-            libdm__devices_cleanup(job->ctx, f->rec.nics);
+        libdm__rundir_remove_taps(f->rd, job->ctx, f->rec.profile, f->rec.domid, f->rec.nics);
         f->step = FORGET_CHROOT;
         return 1;
     case FORGET_CHROOT:

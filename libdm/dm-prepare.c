@@ -41,7 +41,8 @@ static int clear_leftovers(libdm_dm *dm, libdm__store *store)
         return -EEXIST;
     }
     (void)libdm__store_del(store, dm->name);
-    libdm__devices_cleanup(dm->ctx, rec.nics); /* netdev.c: its taps */
+    /* netdev.c: its taps (a xen DM's only under that domain's claim) */
+    libdm__rundir_remove_taps(dm->rd, dm->ctx, rec.profile, rec.domid, rec.nics);
     /* The dead DM's per-domain files go only under that domain's claim. */
     libdm__dm_remove_own_chroot(dm->rd, rec.profile, rec.domid);
     if (rec.profile && !strcmp(rec.profile, "xen")) {

@@ -27,6 +27,8 @@
 #include "devices-internal.h"
 #include "store.h"
 
+#include <sys/wait.h>
+
 #define DM_TERM_GRACE_MS 3000   /* SIGTERM -> SIGKILL */
 #define DM_KILL_WAIT_MS 5000    /* SIGKILL -> give up */
 #define DM_END_GRACE_MS 200     /* a failed monitor: the keeper's word on the DM's end */
@@ -265,5 +267,16 @@ bool libdm__dm_start_cancel_unspawned(libdm_dm *dm);
 /* A start is under way whose keeper has not told QEMU's pid yet (for
  * tests/integration/test-abandon). */
 bool libdm__dm_start_awaits_pid(const libdm_dm *dm);
+
+/* A wait status, decoded: -1 / 0 when it says otherwise (or is unknown, < 0). */
+static inline int libdm__status_exit_code(int status)
+{
+    return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static inline int libdm__status_signal(int status)
+{
+    return status >= 0 && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
 
 #endif

@@ -2,8 +2,6 @@
 /* The DM handle's public getters, and the host's own pointer on it (issue
  * 19: per-DM user data with a getter, as sd-bus objects have; libdm never
  * looks at it). Above dm.c: nothing in libdm calls these. */
-#include <sys/wait.h>
-
 #include "dm-private.h"
 
 void *libdm_dm_set_userdata(libdm_dm *dm, void *userdata)
@@ -50,16 +48,12 @@ libdm_dm_end_by libdm_dm_get_ended_by(const libdm_dm *dm)
 
 int libdm_dm_get_exit_code(const libdm_dm *dm)
 {
-    return dm && dm->exited && dm->exit_status >= 0 && WIFEXITED(dm->exit_status)
-               ? WEXITSTATUS(dm->exit_status)
-               : -1;
+    return dm && dm->exited ? libdm__status_exit_code(dm->exit_status) : -1;
 }
 
 int libdm_dm_get_term_signal(const libdm_dm *dm)
 {
-    return dm && dm->exited && dm->exit_status >= 0 && WIFSIGNALED(dm->exit_status)
-               ? WTERMSIG(dm->exit_status)
-               : 0;
+    return dm && dm->exited ? libdm__status_signal(dm->exit_status) : 0;
 }
 
 const char *libdm_dm_get_log_tail(const libdm_dm *dm)

@@ -86,8 +86,8 @@ static void notice_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     if (n->ev.new_state == LIBDM_DM_DEAD) {
         n->ev.exit_status = dm->exited ? dm->exit_status : -1;
         n->ev.ended_by = dm->exited ? dm->ended_by : LIBDM_END_UNKNOWN;
-        n->ev.exit_code = libdm_dm_get_exit_code(dm);
-        n->ev.term_signal = libdm_dm_get_term_signal(dm);
+        n->ev.exit_code = dm->exited ? libdm__status_exit_code(dm->exit_status) : -1;
+        n->ev.term_signal = dm->exited ? libdm__status_signal(dm->exit_status) : 0;
         n->log_tail = dm->log_tail ? strdup(dm->log_tail) : NULL;
         n->ev.log_tail = n->log_tail;
     }

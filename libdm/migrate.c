@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Live migration: Begin, Prepare, Perform, Finish, Confirm, cancel and
- * recovery (see migrate.h), as asynchronous operations; the blocking forms
- * (migrate-sync.c) wait for them.
+ * recovery (see migrate.h), as asynchronous operations: the steps on the
+ * DM's operation core (here) and the phases' entry points
+ * (migrate-phases.c, migrate-op-internal.h between them); the blocking
+ * forms (migrate-sync.c) wait for them.
  *
  * DO NOT TRUST QEMU: statuses come through the bounded QMP engine and every
  * wait is bounded by the operation's deadline. No wait relies on an event
@@ -45,7 +47,7 @@
  *                  libdm_migrate_switchover_done() -> P_CONTINUE | C_SEND
  *     P_CONTINUE   migrate-continue sent       -> P_WAIT | C_SEND
  *     P_EXIT       tick: a query failed, the DM may be dying -> end | C_SEND
- *     the deadline: before migrate -> end(-ETIMEDOUT); after -> C_SEND
+ *     the deadline: before migrate -> libdm__mig_op_end(-ETIMEDOUT); after -> C_SEND
  *   cancelling (Perform, Cancel, Recover), with its own deadline:
  *     C_SEND       migrate_cancel sent         -> C_QUERY
  *     C_QUERY      query-migrate sent          -> C_WAIT | settled
@@ -62,30 +64,10 @@
  * timers, no listeners, no calls); every exit path of Perform leaves the
  * source either migrated or cancelled.
  */
-#include "dm-internal.h"
-#include "config-internal.h"
+#include "migrate-op-internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define MIGRATE_POLL_MS 50
-#define MIGRATE_CANCEL_WAIT_MS 10000
-#define MIGRATE_EXIT_WAIT_MS 200    /* a failed monitor: time for the DM's exit to show */
-#define MIGRATE_EXIT_POLL_MS 20
-#define MIGRATE_CONT_RETRY_MS 20
-#define MIGRATE_AFTER_CANCEL_MS 2000 /* at least this long for the steps after a cancel */
-#define MIGRATE_DEFAULT_MS 10000     /* a timeout <= 0: the DM's default */
-
-typedef enum mig_phase {
-    PH_BEGIN, PH_INCOMING, PH_PERFORM, PH_CONFIRM, PH_CANCEL, PH_RECOVER_RUN,
-    PH_RECOVER_STOP, PH_SOURCE_STATE,
-} mig_phase;
-
-typedef enum mig_step {
-    S_NONE, S_STATUS, S_MIGSTATUS, S_CONT, S_CONT_RETRY, S_INCOMING, S_SRC_QUERY, S_SRC_EXIT,
-    P_STATUS, P_CAPS, P_SET_PBS, P_SET_EVENTS, P_MIGRATE, P_WAIT, P_QUERY, P_HOOK,
-    P_CONTINUE, P_EXIT, C_SEND, C_QUERY, C_WAIT,
-} mig_step;
 
 static const char *const phase_names[] = {
     [PH_BEGIN] = "begin", [PH_INCOMING] = "prepare", [PH_PERFORM] = "perform",
@@ -104,27 +86,6 @@ static const char *const step_names[] = {
     [C_SEND] = "cancel-send", [C_QUERY] = "cancel-query", [C_WAIT] = "cancel-wait",
 };
 
-typedef struct mig_op {
-    libdm_dm *dm;
-    mig_phase phase;
-    mig_step step;
-    const char *cmd;            /* the command in flight, for messages */
-    libdm_dm_done_fn *cb;       /* the caller's */
-    void *user;
-    uint64_t deadline;          /* the phase's own (a cancel moves the op's) */
-    uint64_t tick_due;          /* an event may wake a tick early */
-    int why;                    /* P_EXIT, cancelling: the error to report */
-    bool started;               /* Perform: migrate was sent */
-    bool stop_after;            /* Recover: the source goes once this succeeded */
-    void (*user_destroy)(void *user); /* frees @user if the DM is released first */
-    char *uri;
-    unsigned flags;
-    libdm_switchover_async_fn *hook;
-    void *hook_user;
-    libdm_progress_fn *progress;
-    void *progress_user;
-} mig_op;
-
 static int remaining_ms(uint64_t deadline)
 {
     uint64_t now = libdm_now_ms();
@@ -142,7 +103,7 @@ static bool is_one_of(const char *s, const char *const *set)
     return false;
 }
 
-static libdm_json *string_arg(const char *key, const char *value)
+libdm_json *libdm__mig_string_arg(const char *key, const char *value)
 {
     libdm_json *o = libdm_json_new_object();
 
@@ -178,7 +139,7 @@ static bool current(const mig_op *m)
 
 /* Ends the phase with @status; a failure through the operation core, which
  * says -ESRCH for a DM that died (migrate.h's promise). */
-static void end(mig_op *m, int status)
+void libdm__mig_op_end(mig_op *m, int status)
 {
     set_step(m, S_NONE);
     if (status < 0)
@@ -239,8 +200,8 @@ static void mig_done(libdm_dm *dm, int status, void *user)
 
 static void on_deadline(libdm_ctx *ctx, libdm__timer *t, void *user);
 
-/* Starts phase @ph on @dm: the operation is @dm's until end(). */
-static int mig_start(libdm_dm *dm, mig_phase ph, int timeout_ms, libdm_dm_done_fn *cb,
+/* Starts phase @ph on @dm: the operation is @dm's until libdm__mig_op_end(). */
+int libdm__mig_op_start(libdm_dm *dm, mig_phase ph, int timeout_ms, libdm_dm_done_fn *cb,
                      void *user, mig_op **ret)
 {
     mig_op *m = calloc(1, sizeof(*m));
@@ -273,7 +234,7 @@ static void log_failure(mig_op *m, const libdm_qmp_reply *r)
 
 /* Sends @cmd (consumes @args) and moves to @next, where its reply is
  * handled; a call that cannot be sent is handled there as its failure. */
-static void send_cmd(mig_op *m, mig_step next, const char *cmd, libdm_json *args)
+void libdm__mig_op_send(mig_op *m, mig_step next, const char *cmd, libdm_json *args)
 {
     int r;
 
@@ -303,7 +264,7 @@ static void on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 
 static void on_tick(libdm_ctx *ctx, libdm__timer *t, void *user);
 
-static void tick(mig_op *m, mig_step next, int ms)
+void libdm__mig_op_tick(mig_op *m, mig_step next, int ms)
 {
     /* An event before the wait was armed still counts (issue 22, 12): a
      * completion announced in the same read as an older query's reply
@@ -319,12 +280,12 @@ static void tick(mig_op *m, mig_step next, int ms)
 
 static const char *const settled_states[] = { "completed", "cancelled", "failed", "none", NULL };
 
-static void cancel_start(mig_op *m, int why)
+void libdm__mig_op_cancel(mig_op *m, int why)
 {
     LIBDM__WARN(mig_ctx(m), "%s: cancelling the migration (%s)", dm_name(m), strerror(-why));
     m->why = why;
     libdm__dm_mig_set_deadline(m->dm, libdm__deadline(MIGRATE_CANCEL_WAIT_MS));
-    send_cmd(m, C_SEND, "migrate_cancel", NULL);
+    libdm__mig_op_send(m, C_SEND, "migrate_cancel", NULL);
 }
 
 static void completed_elsewhere(mig_op *m);
@@ -337,7 +298,7 @@ static void cancel_settled(mig_op *m, int r)
 
     switch (m->phase) {
     case PH_PERFORM:
-        end(m, r);
+        libdm__mig_op_end(m, r);
         return;
     case PH_CANCEL:
         if (r == 0) {
@@ -351,7 +312,7 @@ static void cancel_settled(mig_op *m, int r)
     /* A cancelled migration resumes a source that ran; one that was
      * stopped at the switchover is left paused: look, cont if needed. */
     libdm__dm_mig_set_deadline(m->dm, m->deadline > floor ? m->deadline : floor);
-    send_cmd(m, S_STATUS, "query-status", NULL);
+    libdm__mig_op_send(m, S_STATUS, "query-status", NULL);
 }
 
 static void cancel_on_query(mig_op *m, const libdm_qmp_reply *r)
@@ -364,7 +325,7 @@ static void cancel_on_query(mig_op *m, const libdm_qmp_reply *r)
     } else if (is_one_of(st ? st : "none", settled_states)) {
         cancel_settled(m, st && !strcmp(st, "completed") ? 0 : m->why);
     } else {
-        tick(m, C_WAIT, MIGRATE_POLL_MS);
+        libdm__mig_op_tick(m, C_WAIT, MIGRATE_POLL_MS);
     }
 }
 
@@ -380,142 +341,22 @@ static void begin_on_status(mig_op *m, const char *rs)
 {
     if (strcmp(rs, "running") && strcmp(rs, "paused") && strcmp(rs, "prelaunch")) {
         libdm__dm_error(m->dm, "cannot migrate from runstate '%s'", rs);
-        end(m, -EBUSY);
+        libdm__mig_op_end(m, -EBUSY);
         return;
     }
-    send_cmd(m, S_MIGSTATUS, "query-migrate", NULL);
+    libdm__mig_op_send(m, S_MIGSTATUS, "query-migrate", NULL);
 }
 
 static void begin_on_migstatus(mig_op *m, const char *st)
 {
     if (is_one_of(st, busy_states)) {
         libdm__dm_error(m->dm, "a migration is already in progress (%s)", st);
-        end(m, -EBUSY);
+        libdm__mig_op_end(m, -EBUSY);
         return;
     }
     /* Other users of this monitor are refused from now on, not queued. */
     (void)libdm__dm_set_migrating(m->dm, true);
-    end(m, 0);
-}
-
-int libdm_migrate_begin_async(libdm_dm *src, int timeout_ms, libdm_dm_done_fn *cb, void *user)
-{
-    mig_op *m;
-    int r;
-
-    if (!src)
-        return -EINVAL;
-    r = libdm__dm_mig_usable(src);
-    if (r >= 0)
-        r = mig_start(src, PH_BEGIN, timeout_ms, cb, user, &m);
-    if (r >= 0)
-        send_cmd(m, S_STATUS, "query-status", NULL);
-    return r;
-}
-
-/* ---- Prepare ---- */
-
-typedef struct prepare_op {
-    libdm_dm_done_fn *cb;
-    void *user;
-    char *uri;
-    int timeout_ms;
-    int status;
-} prepare_op;
-
-static void prepare_free(void *user)
-{
-    prepare_op *p = user;
-
-    free(p->uri);
-    free(p);
-}
-
-static void prepare_deliver(libdm_dm *dm, int status, prepare_op *p)
-{
-    libdm_dm_done_fn *cb = p->cb;
-    void *user = p->user;
-
-    prepare_free(p);
-    if (cb)
-        cb(dm, status, user);
-}
-
-static void prepare_stopped(libdm_dm *dm, int status, void *user)
-{
-    prepare_op *p = user;
-
-    (void)status;
-    prepare_deliver(dm, p->status, p);
-}
-
-/* migrate-incoming answered: done, or the DM goes (it holds nothing). */
-static void prepare_incoming_done(libdm_dm *dm, int status, void *user)
-{
-    prepare_op *p = user;
-
-    if (status >= 0) {
-        prepare_deliver(dm, 0, p);
-        return;
-    }
-    p->status = status;
-    if (libdm_dm_stop_async(dm, 1, p->timeout_ms, prepare_stopped, p) < 0)
-        prepare_deliver(dm, status, p);
-    else
-        libdm__dm_op_set_destroy(dm, prepare_free);
-}
-
-/* The DM runs, paused, autokill armed: -incoming defer -> migrate-incoming. */
-static void prepare_started(libdm_dm *dm, int status, void *user)
-{
-    prepare_op *p = user;
-    mig_op *m;
-
-    if (status < 0) {
-        prepare_deliver(dm, status, p);
-        return;
-    }
-    (void)libdm__dm_set_migrating(dm, true);
-    status = mig_start(dm, PH_INCOMING, p->timeout_ms, prepare_incoming_done, p, &m);
-    if (status < 0) {
-        prepare_incoming_done(dm, status, p);
-        return;
-    }
-    m->user_destroy = prepare_free;
-    send_cmd(m, S_INCOMING, "migrate-incoming", string_arg("uri", p->uri));
-}
-
-int libdm_migrate_prepare_async(libdm_ctx *ctx, const libdm_dm_config *config,
-                                const char *listen_uri, libdm_dm_done_fn *cb, void *user,
-                                libdm_dm **ret_dm)
-{
-    libdm_dm_config *cfg = NULL;
-    prepare_op *p;
-    int r;
-
-    if (!ctx || !config || !listen_uri || !*listen_uri || !ret_dm)
-        return -EINVAL;
-    p = calloc(1, sizeof(*p));
-    if (!p || !(p->uri = strdup(listen_uri))) {
-        free(p);
-        return -ENOMEM;
-    }
-    *p = (prepare_op){ .cb = cb, .user = user, .uri = p->uri };
-    r = libdm__config_copy(config, &cfg);
-    if (r >= 0)
-        r = libdm_dm_config_set_incoming(cfg, "defer");
-    /* Autokill is armed before QEMU even runs: from here on the DM dies
-     * with this process unless Finish releases it. */
-    if (r >= 0) {
-        p->timeout_ms = cfg->timeout_ms;
-        r = libdm__dm_start_async(ctx, cfg, true, prepare_started, p, ret_dm);
-    }
-    libdm_dm_config_free(cfg);
-    if (r < 0)
-        prepare_free(p);
-    else
-        libdm__dm_op_set_destroy(*ret_dm, prepare_free);
-    return r;
+    libdm__mig_op_end(m, 0);
 }
 
 /* ---- Perform ---- */
@@ -567,10 +408,10 @@ static void set_capability(mig_op *m, mig_step next, const char *name, bool on)
     libdm_json *args = capability_args(name, on);
 
     if (!args) {
-        end(m, -ENOMEM);
+        libdm__mig_op_end(m, -ENOMEM);
         return;
     }
-    send_cmd(m, next, "migrate-set-capabilities", args);
+    libdm__mig_op_send(m, next, "migrate-set-capabilities", args);
 }
 
 static bool has_capability(const libdm_json *caps, const char *name)
@@ -619,6 +460,25 @@ static void perform_switchover(mig_op *m)
         (void)libdm_migrate_switchover_done(m->dm, 0);
 }
 
+int libdm_migrate_switchover_done(libdm_dm *src, int status)
+{
+    mig_op *m = src ? libdm__dm_mig_state(src) : NULL;
+
+    if (!src)
+        return -EINVAL;
+    if (!m || m->phase != PH_PERFORM || m->step != P_HOOK)
+        return -EALREADY;
+    if (status < 0) {
+        LIBDM__WARN(libdm__dm_ctx(src), "%s: switchover hook failed: %s", libdm_dm_get_name(src),
+                    strerror(-status));
+        libdm__mig_op_cancel(m, status);
+        return 0;
+    }
+    libdm__mig_op_send(m, P_CONTINUE, "migrate-continue",
+                       libdm__mig_string_arg("state", "pre-switchover"));
+    return 0;
+}
+
 /* P_QUERY: one look at the source's migration. */
 static void perform_on_query(mig_op *m, const libdm_qmp_reply *r)
 {
@@ -630,9 +490,9 @@ static void perform_on_query(mig_op *m, const libdm_qmp_reply *r)
          * operation then ends with -ESRCH). */
         m->why = r->status;
         if (libdm__dm_exited(m->dm))
-            end(m, r->status);
+            libdm__mig_op_end(m, r->status);
         else
-            tick(m, P_EXIT, MIGRATE_EXIT_WAIT_MS);
+            libdm__mig_op_tick(m, P_EXIT, MIGRATE_EXIT_WAIT_MS);
         return;
     }
     st = libdm__json_get_str(r->value, "status");
@@ -641,15 +501,15 @@ static void perform_on_query(mig_op *m, const libdm_qmp_reply *r)
     if (!current(m))
         return;   /* the progress callback ended it (a stop) */
     if (!strcmp(st, "completed"))
-        end(m, 0);
+        libdm__mig_op_end(m, 0);
     else if (!strcmp(st, "failed"))
-        end(m, failed_reason(m, r->value));
+        libdm__mig_op_end(m, failed_reason(m, r->value));
     else if (!strcmp(st, "cancelled"))
-        end(m, -ECANCELED);
+        libdm__mig_op_end(m, -ECANCELED);
     else if (!strcmp(st, "pre-switchover"))
         perform_switchover(m);
     else
-        tick(m, P_WAIT, MIGRATE_POLL_MS);
+        libdm__mig_op_tick(m, P_WAIT, MIGRATE_POLL_MS);
 }
 
 static void perform_reply(mig_op *m, const libdm_qmp_reply *r)
@@ -667,146 +527,33 @@ static void perform_reply(mig_op *m, const libdm_qmp_reply *r)
     if (r->status < 0) {
         /* migrate-continue refused: cancel; before that nothing started. */
         if (m->step == P_CONTINUE)
-            cancel_start(m, r->status);
+            libdm__mig_op_cancel(m, r->status);
         else
-            end(m, r->status);
+            libdm__mig_op_end(m, r->status);
         return;
     }
     switch (m->step) {
     case P_STATUS:
         rs = libdm__json_get_str(r->value, "status");
         libdm__dm_set_migrate_was_running(m->dm, rs && !strcmp(rs, "running"));
-        send_cmd(m, P_CAPS, "query-migrate-capabilities", NULL);
+        libdm__mig_op_send(m, P_CAPS, "query-migrate-capabilities", NULL);
         break;
     case P_SET_PBS:
         set_capability(m, P_SET_EVENTS, "events", true);
         break;
     case P_SET_EVENTS:
         m->started = true;
-        send_cmd(m, P_MIGRATE, "migrate", string_arg("uri", m->uri));
+        libdm__mig_op_send(m, P_MIGRATE, "migrate", libdm__mig_string_arg("uri", m->uri));
         break;
     case P_MIGRATE:
-        send_cmd(m, P_QUERY, "query-migrate", NULL);
+        libdm__mig_op_send(m, P_QUERY, "query-migrate", NULL);
         break;
     case P_CONTINUE:
-        tick(m, P_WAIT, MIGRATE_POLL_MS);
+        libdm__mig_op_tick(m, P_WAIT, MIGRATE_POLL_MS);
         break;
     default:
         break;
     }
-}
-
-int libdm_migrate_switchover_done(libdm_dm *src, int status)
-{
-    mig_op *m = src ? libdm__dm_mig_state(src) : NULL;
-
-    if (!src)
-        return -EINVAL;
-    if (!m || m->phase != PH_PERFORM || m->step != P_HOOK)
-        return -EALREADY;
-    if (status < 0) {
-        LIBDM__WARN(mig_ctx(m), "%s: switchover hook failed: %s", dm_name(m), strerror(-status));
-        cancel_start(m, status);
-        return 0;
-    }
-    send_cmd(m, P_CONTINUE, "migrate-continue", string_arg("state", "pre-switchover"));
-    return 0;
-}
-
-int libdm_migrate_perform_async(libdm_dm *src, const char *uri, unsigned flags,
-                                libdm_switchover_async_fn *hook, void *hook_user,
-                                libdm_progress_fn *progress, void *progress_user,
-                                int timeout_ms, libdm_dm_done_fn *cb, void *user)
-{
-    mig_op *m;
-    char *copy;
-    int r;
-
-    if (!src || !uri || !*uri || (flags & ~LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER))
-        return -EINVAL;
-    r = libdm__dm_mig_usable(src);
-    if (r < 0)
-        return r;
-    copy = strdup(uri);
-    if (!copy)
-        return -ENOMEM;
-    r = mig_start(src, PH_PERFORM, timeout_ms, cb, user, &m);
-    if (r < 0) {
-        free(copy);
-        return r;
-    }
-    m->uri = copy;
-    m->flags = flags;
-    m->hook = hook;
-    m->hook_user = hook_user;
-    m->progress = progress;
-    m->progress_user = progress_user;
-    send_cmd(m, P_STATUS, "query-status", NULL);
-    return 0;
-}
-
-/* ---- Finish ---- */
-
-/* The decision table of migrate.h: may the destination run the guest if its
- * own incoming migration completed? Only if the source cannot run it. */
-static bool finish_decision(libdm_migrate_source source)
-{
-    switch (source) {
-    case LIBDM_MIGRATE_SOURCE_COMPLETED:   /* paused in postmigrate, stays so */
-    case LIBDM_MIGRATE_SOURCE_GONE:        /* holds nothing any more */
-        return true;
-    case LIBDM_MIGRATE_SOURCE_KEEPS:       /* runs it, or can run it */
-    case LIBDM_MIGRATE_SOURCE_UNKNOWN:
-    default:
-        return false;
-    }
-}
-
-typedef struct finish_op {
-    libdm_dm_done_fn *cb;
-    void *user;
-} finish_op;
-
-/* The incoming migration confirmed completed, autokill released and cont
- * sent (or not, keep paused): the release is the resume step's own, before
- * cont (dm-ops.c, seed 002), never after it. */
-static void finish_done(libdm_dm *dst, int status, void *user)
-{
-    finish_op f = *(finish_op *)user;
-
-    free(user);
-    if (status >= 0)
-        (void)libdm__dm_set_migrating(dst, false);
-    if (f.cb)
-        f.cb(dst, status, f.user);
-}
-
-int libdm_migrate_finish_async(libdm_dm *dst, libdm_migrate_source source, int keep_paused,
-                               int timeout_ms, libdm_dm_done_fn *cb, void *user)
-{
-    finish_op *f;
-    int r;
-
-    if (!dst)
-        return -EINVAL;
-    if (!finish_decision(source)) {
-        libdm__dm_error(dst, "the source says '%s': the destination must not run the guest",
-                        libdm_migrate_source_to_string(source));
-        return -ECANCELED;
-    }
-    f = calloc(1, sizeof(*f));
-    if (!f)
-        return -ENOMEM;
-    *f = (finish_op){ .cb = cb, .user = user };
-    /* The same wait as the guarded resume's (dm-ops.c), then cont at once:
-     * every step between completion and cont is guest-visible downtime
-     * (bench/bench-migrate.c). */
-    r = libdm__dm_finish_incoming_async(dst, keep_paused, timeout_ms, finish_done, f);
-    if (r < 0)
-        free(f);
-    else
-        libdm__dm_op_set_destroy(dst, free);
-    return r;
 }
 
 /* ---- Confirm, Cancel, Recover: query-status, then cont if needed ---- */
@@ -820,7 +567,7 @@ static void completed_elsewhere(mig_op *m)
                     "(ask the destination: dmctl migrate %s --recover --to CMD; or, if the "
                     "destination is gone: dmctl migrate %s --recover --destination-gone)",
                     dm_name(m), dm_name(m));
-    end(m, -EALREADY);
+    libdm__mig_op_end(m, -EALREADY);
 }
 
 static void on_status(mig_op *m, const char *rs)
@@ -832,25 +579,25 @@ static void on_status(mig_op *m, const char *rs)
     case PH_CONFIRM:
         /* Back to running if it ran before Perform (or stays paused). */
         if (libdm__dm_migrate_was_running(m->dm) && strcmp(rs, "running"))
-            send_cmd(m, S_CONT, "cont", NULL);
+            libdm__mig_op_send(m, S_CONT, "cont", NULL);
         else
-            end(m, 0);
+            libdm__mig_op_end(m, 0);
         return;
     case PH_RECOVER_STOP:
         if (!strcmp(rs, "running")) {
             libdm__dm_error(m->dm, "the source runs although the destination has "
                             "the guest: not stopping either (decide by hand)");
-            end(m, -EBUSY);
+            libdm__mig_op_end(m, -EBUSY);
         } else {
-            end(m, 0);   /* mig_done stops it */
+            libdm__mig_op_end(m, 0);   /* mig_done stops it */
         }
         return;
     default:
         /* Cancel, Recover: QEMU 7.2 accepts cont in postmigrate too. */
         if (strcmp(rs, "running"))
-            send_cmd(m, S_CONT, "cont", NULL);
+            libdm__mig_op_send(m, S_CONT, "cont", NULL);
         else
-            end(m, 0);
+            libdm__mig_op_end(m, 0);
         return;
     }
 }
@@ -862,9 +609,9 @@ static void on_migstatus(mig_op *m, const char *st)
     } else if (m->phase == PH_CANCEL && !strcmp(st, "completed")) {
         completed_elsewhere(m);
     } else if (is_one_of(st, in_flight)) {
-        cancel_start(m, -ECANCELED);
+        libdm__mig_op_cancel(m, -ECANCELED);
     } else {
-        send_cmd(m, S_STATUS, "query-status", NULL);
+        libdm__mig_op_send(m, S_STATUS, "query-status", NULL);
     }
 }
 
@@ -875,9 +622,9 @@ static void on_cont(mig_op *m, const libdm_qmp_reply *r)
 {
     if (r->status == -EREMOTEIO && r->error_desc && strstr(r->error_desc, "not finalized") &&
         remaining_ms(m->deadline) > 0)
-        tick(m, S_CONT_RETRY, MIGRATE_CONT_RETRY_MS);
+        libdm__mig_op_tick(m, S_CONT_RETRY, MIGRATE_CONT_RETRY_MS);
     else
-        end(m, r->status < 0 ? r->status : 0);
+        libdm__mig_op_end(m, r->status < 0 ? r->status : 0);
 }
 
 /* The source's word from its query-migrate. */
@@ -887,13 +634,13 @@ static void on_source_query(mig_op *m, const libdm_qmp_reply *r)
     const char *st = r->status < 0 ? NULL : libdm__json_get_str(r->value, "status");
 
     if (r->status < 0)
-        tick(m, S_SRC_EXIT, MIGRATE_EXIT_POLL_MS);   /* dying? until the deadline */
+        libdm__mig_op_tick(m, S_SRC_EXIT, MIGRATE_EXIT_POLL_MS);   /* dying? until the deadline */
     else if (st && !strcmp(st, "completed"))
-        end(m, LIBDM_MIGRATE_SOURCE_COMPLETED);
+        libdm__mig_op_end(m, LIBDM_MIGRATE_SOURCE_COMPLETED);
     else if (is_one_of(st ? st : "none", keeps))
-        end(m, LIBDM_MIGRATE_SOURCE_KEEPS);
+        libdm__mig_op_end(m, LIBDM_MIGRATE_SOURCE_KEEPS);
     else
-        end(m, LIBDM_MIGRATE_SOURCE_UNKNOWN);
+        libdm__mig_op_end(m, LIBDM_MIGRATE_SOURCE_UNKNOWN);
 }
 
 /* ---- dispatch: replies, ticks, the deadline ---- */
@@ -908,7 +655,7 @@ static void step_reply(mig_op *m, const libdm_qmp_reply *r)
     }
     switch (m->step) {
     case C_SEND:   /* whatever it answered, look */
-        send_cmd(m, C_QUERY, "query-migrate", NULL);
+        libdm__mig_op_send(m, C_QUERY, "query-migrate", NULL);
         return;
     case C_QUERY:
         cancel_on_query(m, r);
@@ -920,18 +667,18 @@ static void step_reply(mig_op *m, const libdm_qmp_reply *r)
         on_source_query(m, r);
         return;
     case S_INCOMING:
-        end(m, r->status < 0 ? r->status : 0);
+        libdm__mig_op_end(m, r->status < 0 ? r->status : 0);
         return;
     default:
         break;
     }
     if (r->status < 0) {
-        end(m, r->status);
+        libdm__mig_op_end(m, r->status);
     } else if (m->step == S_STATUS) {
         if (s)
             on_status(m, s);
         else
-            end(m, -EPROTO);
+            libdm__mig_op_end(m, -EPROTO);
     } else if (m->step == S_MIGSTATUS) {
         on_migstatus(m, s ? s : "none");   /* none before any migration */
     }
@@ -954,25 +701,25 @@ static void on_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
     }
     switch (m->step) {
     case P_WAIT:
-        send_cmd(m, P_QUERY, "query-migrate", NULL);
+        libdm__mig_op_send(m, P_QUERY, "query-migrate", NULL);
         break;
     case C_WAIT:
-        send_cmd(m, C_QUERY, "query-migrate", NULL);
+        libdm__mig_op_send(m, C_QUERY, "query-migrate", NULL);
         break;
     case S_CONT_RETRY:
-        send_cmd(m, S_CONT, "cont", NULL);
+        libdm__mig_op_send(m, S_CONT, "cont", NULL);
         break;
     case P_EXIT:
         if (libdm__dm_exited(m->dm))
-            end(m, m->why);
+            libdm__mig_op_end(m, m->why);
         else
-            cancel_start(m, m->why);
+            libdm__mig_op_cancel(m, m->why);
         break;
     case S_SRC_EXIT:
         if (libdm__dm_exited(m->dm))
-            end(m, LIBDM_MIGRATE_SOURCE_GONE);
+            libdm__mig_op_end(m, LIBDM_MIGRATE_SOURCE_GONE);
         else
-            tick(m, S_SRC_EXIT, MIGRATE_EXIT_POLL_MS);
+            libdm__mig_op_tick(m, S_SRC_EXIT, MIGRATE_EXIT_POLL_MS);
         break;
     default:
         break;
@@ -995,20 +742,20 @@ static void on_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
         libdm__dm_error(m->dm, "the migration did not settle after migrate_cancel");
         cancel_settled(m, m->why);
     } else if (m->phase == PH_PERFORM && m->started) {
-        cancel_start(m, -ETIMEDOUT);
+        libdm__mig_op_cancel(m, -ETIMEDOUT);
     } else if (m->phase == PH_SOURCE_STATE) {
-        end(m, LIBDM_MIGRATE_SOURCE_UNKNOWN);
+        libdm__mig_op_end(m, LIBDM_MIGRATE_SOURCE_UNKNOWN);
     } else {
         libdm__dm_error(m->dm, "%s did not complete before its deadline (%s)",
                         phase_names[m->phase], step_names[m->step]);
-        end(m, -ETIMEDOUT);
+        libdm__mig_op_end(m, -ETIMEDOUT);
     }
 }
 
 /* ---- Confirm, Cancel, Recover, source state: the calls ---- */
 
 /* Starts a one-look phase at @first. */
-static int one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
+int libdm__mig_op_one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
                     libdm_dm_done_fn *cb, void *user, mig_op **ret)
 {
     mig_op *m;
@@ -1018,92 +765,12 @@ static int one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
         return -EINVAL;
     r = libdm__dm_mig_usable(src);
     if (r >= 0)
-        r = mig_start(src, ph, timeout_ms, cb, user, &m);
+        r = libdm__mig_op_start(src, ph, timeout_ms, cb, user, &m);
     if (r < 0)
         return r;
     if (ret)
         *ret = m;
-    send_cmd(m, first, first == S_STATUS ? "query-status" : "query-migrate", NULL);
+    libdm__mig_op_send(m, first, first == S_STATUS ? "query-status" : "query-migrate", NULL);
     return 0;
 }
 
-int libdm_migrate_confirm_async(libdm_dm *src, int success, int timeout_ms,
-                                libdm_dm_done_fn *cb, void *user)
-{
-    if (!src)
-        return -EINVAL;
-    (void)libdm__dm_set_migrating(src, false);
-    if (success)
-        return libdm_dm_stop_async(src, 0, timeout_ms, cb, user);
-    return one_look(src, PH_CONFIRM, S_STATUS, timeout_ms, cb, user, NULL);
-}
-
-int libdm_migrate_cancel_async(libdm_dm *src, int timeout_ms, libdm_dm_done_fn *cb,
-                               void *user)
-{
-    return one_look(src, PH_CANCEL, S_MIGSTATUS, timeout_ms, cb, user, NULL);
-}
-
-int libdm_migrate_recover_async(libdm_dm *src, int destination_has_guest, int timeout_ms,
-                                libdm_dm_done_fn *cb, void *user)
-{
-    mig_op *m;
-    int r;
-
-    if (!src)
-        return -EINVAL;
-    if (!destination_has_guest)
-        return one_look(src, PH_RECOVER_RUN, S_MIGSTATUS, timeout_ms, cb, user, NULL);
-    /* The destination has the guest: the source goes, unless it runs. */
-    if (libdm__dm_exited(src))
-        return libdm_dm_stop_async(src, 0, timeout_ms, cb, user);
-    r = one_look(src, PH_RECOVER_STOP, S_STATUS, timeout_ms, cb, user, &m);
-    if (r >= 0)
-        m->stop_after = true;
-    return r;
-}
-
-int libdm_migrate_source_state_async(libdm_dm *src, int timeout_ms, libdm_dm_done_fn *cb,
-                                     void *user)
-{
-    mig_op *m;
-    int r;
-
-    if (!src)
-        return -EINVAL;
-    r = mig_start(src, PH_SOURCE_STATE, timeout_ms, cb, user, &m);
-    if (r < 0)
-        return r;
-    if (libdm__dm_exited(src))
-        end(m, LIBDM_MIGRATE_SOURCE_GONE);
-    else if (libdm__dm_mig_usable(src) < 0)
-        tick(m, S_SRC_EXIT, 0);   /* no monitor: gone, or unknown at the deadline */
-    else
-        send_cmd(m, S_SRC_QUERY, "query-migrate", NULL);
-    return 0;
-}
-
-/* ---- the source's word ---- */
-
-static const char *const source_names[] = {
-    [LIBDM_MIGRATE_SOURCE_COMPLETED] = "completed",
-    [LIBDM_MIGRATE_SOURCE_KEEPS] = "keeps",
-    [LIBDM_MIGRATE_SOURCE_GONE] = "gone",
-    [LIBDM_MIGRATE_SOURCE_UNKNOWN] = "unknown",
-};
-
-const char *libdm_migrate_source_to_string(libdm_migrate_source s)
-{
-    return (unsigned)s < sizeof(source_names) / sizeof(source_names[0]) ? source_names[s]
-                                                                        : "unknown";
-}
-
-int libdm_migrate_source_from_string(const char *s, libdm_migrate_source *ret)
-{
-    for (size_t i = 0; s && i < sizeof(source_names) / sizeof(source_names[0]); i++)
-        if (!strcmp(s, source_names[i])) {
-            *ret = (libdm_migrate_source)i;
-            return 0;
-        }
-    return -EINVAL;
-}

@@ -12,6 +12,7 @@
  */
 #include "rundir-internal.h"
 #include "config-internal.h"
+#include "devices-internal.h"
 #include "store.h"
 
 #include <limits.h>
@@ -278,6 +279,10 @@ int libdm__rundir_hold_domid(libdm__rundir *rd, uint32_t domid, char **ret_why)
     }
     if (r == -EAGAIN)
         libdm__rd_why(ret_why, "cannot claim domain %" PRIu32 ": its claim keeps changing", domid);
+    /* The domain goes with the run directory (libdm__rundir_remove), even
+     * if its sockets were never set up (a start failing right after). */
+    if (r == 0 && rd->domid == 0)
+        rd->domid = domid;
     close(root_fd);
     return r;
 }
@@ -314,3 +319,14 @@ void libdm__rundir_remove_xen_sockets(libdm__rundir *rd, const char *xen_run_dir
     close(dfd);
 }
 
+
+void libdm__rundir_remove_taps(libdm__rundir *rd, libdm_ctx *ctx, const char *profile,
+                               uint32_t domid, const char *nics)
+{
+    /* A xen DM's taps (vifD.N-emu) are the domain's: only under its claim,
+     * never because a record names that domid. */
+    if (profile && !strcmp(profile, "xen") && domid > 0 &&
+        (!rd || libdm__rundir_hold_domid(rd, domid, NULL) < 0))
+        return;
+    libdm__devices_cleanup(ctx, nics);
+}

@@ -99,6 +99,11 @@ void libdm__rundir_drop_domid(libdm__rundir *rd, uint32_t domid);
 void libdm__rundir_remove_xen_sockets(libdm__rundir *rd, const char *xen_run_dir,
                                       uint32_t domid);
 
+/* Removes the taps @nics names (libdm__devices_cleanup()): for a xen DM
+ * (vifD.N-emu, per domain) only if the domain's claim is ours. */
+void libdm__rundir_remove_taps(libdm__rundir *rd, libdm_ctx *ctx, const char *profile,
+                               uint32_t domid, const char *nics);
+
 /* Puts the monitor at libxl's path for domain @domid, in @xen_run_dir
  * (created 0700 if missing and @create; refused if a symlink, not ours or
  * writable by others). The full path is returned in *ret_path. */
@@ -153,7 +158,7 @@ char *libdm__proc_cmdline(int pid);
 
 /* ---- what the run root proves without a record (rundir-scan.c) ---- */
 /* The names of the run directories under @root (a valid name, a
- * directory): with a record or without (a starter killed between its claim
+ * directory with owner.lock): with a record or without (a starter killed between its claim
  * and its first record). *ret_names is an array of @*ret_count strings. */
 int libdm__rundir_list(const char *root, char ***ret_names, size_t *ret_count);
 /* Whether the name's claim (owner.lock) is held: 1 (*ret_pid: the holder as

@@ -50,8 +50,15 @@ int libdm__rundir_list(const char *root, char ***ret_names, size_t *ret_count)
             r = errno ? -errno : 0;
             break;
         }
+        char lock[sizeof(e->d_name) + sizeof("/" LIBDM__RD_OWNER)];
+
         if (libdm__record_check_name(e->d_name) < 0 ||
             fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        /* A DM's directory has its claim's lock file (a directory of
+         * anything else in the root is not ours to list). */
+        snprintf(lock, sizeof(lock), "%s/" LIBDM__RD_OWNER, e->d_name);
+        if (fstatat(dirfd(d), lock, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
             continue;
         if (count == cap) {
             size_t ncap = cap ? cap * 2 : 16;

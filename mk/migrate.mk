@@ -23,3 +23,12 @@ TESTS += tests/unit/test-config-doc
 tests_unit_test_config_doc_SOURCES = tests/unit/test-config-doc.c
 tests_unit_test_config_doc_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_config_doc_LDADD = $(TEST_LIBS)
+
+# The protocol between two hosts in the library (issue 24): the channel,
+# the messages and decisions, the sender, the receiver, the recovery.
+libdm_core_la_SOURCES += libdm/migrate-internal.h libdm/migrate-chan.c \
+	libdm/migrate-proto.c libdm/migrate-send.c libdm/migrate-recv.c \
+	libdm/migrate-query.c libdm/migrate-recover.c
+# migrate.c split along its seam: the steps on the operation core, and the
+# phases' entry points (issue 24: files under 800 lines).
+libdm_core_la_SOURCES += libdm/migrate-op-internal.h libdm/migrate-phases.c

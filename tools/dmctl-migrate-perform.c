@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * dmctl migrate: Perform, the switchover hook (with its guardian) and the
- * progress display (see dmctl-migrate.h).
+ * dmctl migrate: the switchover hook (with its guardian) and the progress
+ * display (see dmctl-migrate.h).
  */
 #include "config.h"
 
@@ -27,46 +27,7 @@
 
 #include "dmctl-migrate.h"
 
-/* ---- perform: hook and progress ---- */
-
-/* Why a hook was stopped before it ended. */
-typedef enum hook_stop {
-    HOOK_ENDED,
-    HOOK_DEADLINE,
-    HOOK_PEER_GONE,
-    HOOK_SIGNAL,
-} hook_stop;
-
-/* Waits for the hook @pid (leader of its own process group) until it ends,
- * the deadline passes, the receiver goes away or dmctl is signalled; then
- * the whole group is SIGKILLed (a hook's children go with it) and reaped. */
-static hook_stop wait_hook(migration *m, pid_t pid, int *ret_status)
-{
-    const struct timespec tick = { 0, 5 * 1000 * 1000 };
-    hook_stop why = HOOK_ENDED;
-    pid_t r;
-
-    for (;;) {
-        r = waitpid(pid, ret_status, WNOHANG);
-        if (r == pid || (r < 0 && errno != EINTR))
-            break;
-        if (remaining_ms(m->perform_deadline) == 0)
-            why = HOOK_DEADLINE;
-        else if (chan_peer_gone(&m->ch))
-            why = HOOK_PEER_GONE;
-        else if (dmctl_signal_received())
-            why = HOOK_SIGNAL;
-        if (why != HOOK_ENDED)
-            break;
-        nanosleep(&tick, NULL);
-    }
-    if (why != HOOK_ENDED) {
-        kill(-pid, SIGKILL);
-        while (waitpid(pid, ret_status, 0) < 0 && errno == EINTR)
-            ;
-    }
-    return why;
-}
+/* ---- the switchover hook ---- */
 
 /* The hook's guardian, in a forked child that joined the hook's process
  * group: should dmctl die (even by SIGKILL: PR_SET_PDEATHSIG), it kills
@@ -138,66 +99,86 @@ static pid_t spawn_hook(migration *m, pid_t *ret_guardian)
     if (*ret_guardian > 0)
         (void)setpgid(*ret_guardian, pid);
     if (write(go[1], "g", 1) != 1)
-        kill(pid, SIGKILL);   /* reaped by wait_hook */
+        kill(pid, SIGKILL);   /* reaped by hook_poll */
     close(go[1]);
     return pid;
 }
 
 /* Ends and reaps the guardian of a hook that ended. */
-static void end_guardian(pid_t guardian)
+static void end_guardian(hook_proc *h)
 {
-    if (guardian <= 0)
-        return;
-    kill(guardian, SIGKILL);
-    while (waitpid(guardian, NULL, 0) < 0 && errno == EINTR)
-        ;
-}
-
-static int run_hook(migration *m)
-{
-    char buf[64];
-    int status = 0;
-    pid_t guardian;
-    pid_t pid = spawn_hook(m, &guardian);
-    hook_stop stop;
-
-    if (pid < 0)
-        return -errno;
-    stop = wait_hook(m, pid, &status);
-    end_guardian(guardian);
-    switch (stop) {
-    case HOOK_DEADLINE:
-        return fail(m, "perform", -ETIMEDOUT, "the switchover hook did not end "
-                    "before the deadline (killed with its process group)");
-    case HOOK_PEER_GONE:
-        return fail_peer_lost(m);
-    case HOOK_SIGNAL:
-        return fail(m, "perform", -EINTR, "interrupted during the switchover hook "
-                    "(killed with its process group)");
-    case HOOK_ENDED:
-        break;
+    if (h->guardian > 0) {
+        kill(h->guardian, SIGKILL);
+        while (waitpid(h->guardian, NULL, 0) < 0 && errno == EINTR)
+            ;
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    return fail(m, "perform", -ECANCELED, "the switchover hook %s; migration cancelled",
-                dmctl_describe_wait(status, buf, sizeof(buf)));
+    h->guardian = -1;
+    h->pid = -1;
 }
 
-static int switchover_hook(libdm_dm *src, void *user)
+/* libdm at pre-switchover: the hook runs in its own process group while
+ * the loop goes on (hook_poll() looks after it). */
+void hook_start(libdm_migration *mig, void *user)
 {
     migration *m = user;
-    int r;
+    int e;
 
-    (void)src;
-    if (chan_peer_gone(&m->ch))
-        return fail_peer_lost(m);
-    if (!m->o.hook)
-        return 0;
-    r = run_hook(m);
-    if (r == 0 && chan_peer_gone(&m->ch))   /* went away during the hook */
-        r = fail_peer_lost(m);
-    return r < 0 ? -ECANCELED : 0;
+    if (!m->o.hook) {
+        (void)libdm_migration_switchover_done(mig, 0, NULL);
+        return;
+    }
+    m->hook.pid = spawn_hook(m, &m->hook.guardian);
+    if (m->hook.pid < 0) {
+        e = errno;
+        m->hook.pid = -1;
+        (void)libdm_migration_switchover_done(mig, -e, "cannot run the switchover hook");
+    }
 }
+
+/* Kills the hook's whole group (a hook's children go with it), reaps it
+ * and answers libdm with @status (if it still waits). */
+void hook_kill(migration *m, int status, const char *why)
+{
+    if (m->hook.pid <= 0)
+        return;
+    kill(-m->hook.pid, SIGKILL);
+    while (waitpid(m->hook.pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    end_guardian(&m->hook);
+    (void)libdm_migration_switchover_done(m->mig, status, why);
+}
+
+/* The hook ended (its status is the answer), or libdm no longer waits for
+ * it (Perform's deadline passed, the receiver went away): killed then. */
+void hook_poll(migration *m)
+{
+    char buf[64], *why = NULL;
+    int status = 0;
+    pid_t r, pid;
+
+    if (m->hook.pid <= 0)
+        return;
+    r = waitpid(m->hook.pid, &status, WNOHANG);
+    if (r == 0 && libdm_migration_hook_pending(m->mig))
+        return;
+    if (r == 0) {
+        hook_kill(m, -ECANCELED, NULL);
+        return;
+    }
+    pid = m->hook.pid;
+    end_guardian(&m->hook);
+    if (r == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        (void)libdm_migration_switchover_done(m->mig, 0, NULL);
+        return;
+    }
+    if (asprintf(&why, "the switchover hook %s; migration cancelled",
+                 dmctl_describe_wait(status, buf, sizeof(buf))) < 0)
+        why = NULL;
+    (void)libdm_migration_switchover_done(m->mig, -ECANCELED, why);
+    free(why);
+}
+
+/* ---- progress ---- */
 
 static double mib(uint64_t bytes)
 {
@@ -260,58 +241,19 @@ static void progress_json(migration *m, const libdm_migrate_progress *p)
     ok = ok && dmctl_json_add_int(o, "ram_remaining", (int64_t)p->ram_remaining);
     ok = ok && dmctl_json_add_int(o, "mbps", (int64_t)p->mbps);
     ok = ok && dmctl_json_add_int(o, "percent", percent(p));
-    dmctl_json_emit(msg_check(o, ok));
+    dmctl_json_emit(ok ? o : libdm_json_free(o));
     fflush(stdout);
 }
 
-/* Cancels early when the receiver is gone (perform would wait until its
- * deadline otherwise). */
-static void check_peer(migration *m, libdm_dm *src)
-{
-    if (m->cancel_sent || !chan_peer_gone(&m->ch))
-        return;
-    fail_peer_lost(m);
-    m->cancel_sent = true;
-    (void)libdm_qmp_call(libdm_dm_get_qmp(src), "migrate_cancel", NULL,
-                         remaining_ms(m->perform_deadline) + 1, NULL);
-}
-
-/* A signal (^C, or `dmctl migrate-cancel` from elsewhere) cancels a
- * migration still in flight: the source keeps the guest. Once completed,
- * QEMU ignores migrate_cancel and the protocol decides as usual. */
-static void check_interrupt(migration *m, libdm_dm *src)
-{
-    if (m->cancel_sent || !dmctl_signal_received())
-        return;
-    m->cancel_sent = true;
-    dmctl_error(m->o.name, "interrupted: cancelling the migration");
-    (void)libdm_qmp_call(libdm_dm_get_qmp(src), "migrate_cancel", NULL,
-                         remaining_ms(m->perform_deadline) + 1, NULL);
-}
-
-static void on_progress(libdm_dm *src, const libdm_migrate_progress *p, void *user)
+void on_progress(libdm_dm *src, const libdm_migrate_progress *p, void *user)
 {
     migration *m = user;
 
-    check_peer(m, src);
-    check_interrupt(m, src);
+    (void)src;
     if (m->d->json)
         progress_json(m, p);
     else if (isatty(2))
         progress_bar(m, p);
     else
         progress_line(m, p);
-}
-
-int do_perform(migration *m, const char *uri)
-{
-    unsigned flags = m->o.pause_before_switchover ? LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER : 0;
-    int r;
-
-    m->perform_deadline = deadline_in(m->d->timeout_ms);
-    r = libdm_migrate_perform(m->src, uri, flags, switchover_hook, m, on_progress, m,
-                              m->d->timeout_ms);
-    if (m->bar_drawn)
-        fputc('\n', stderr);
-    return r < 0 ? fail_err(m, "perform", r) : 0;
 }

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * dmctl migrate, migrate-receive and --recover: what the files of the
- * migration commands share (the protocol is described in dmctl-migrate.c
- * and dmctl(1), PROTOCOL OF MIGRATE):
- *   dmctl-migrate-chan.c     the control channel, its messages, children
- *   dmctl-migrate.c          the sender: Begin, Prepare, Finish, Confirm
- *   dmctl-migrate-perform.c  the sender's Perform: hook and progress
+ * dmctl migrate, migrate-receive and --recover: thin clients of libdm's
+ * migration protocol (libdm_migration, migrate.h; the messages and decision
+ * tables are in dmctl(1), PROTOCOL OF MIGRATE). dmctl only runs the
+ * transport command (--to), the switchover hook, the progress display and
+ * the messages:
+ *   dmctl-migrate-chan.c     the transport command, the loop, signals
+ *   dmctl-migrate.c          migrate: options, the sender, its report
+ *   dmctl-migrate-perform.c  the switchover hook (with its guardian), progress
  *   dmctl-migrate-recover.c  migrate --recover, and the commands' entries
  *   dmctl-migrate-receive.c  migrate-receive
  */
@@ -36,20 +38,7 @@ enum {
     OPT_DESTINATION_GONE,
 };
 
-#define CHAN_MAX_LINE (64 * 1024)
-/* The protocol's version: 1 had no "version" member (and is still
- * understood); 2 adds the migration's id, its epoch and the deadlines. A
- * side refuses a version it does not know. */
-#define MIG_PROTO_VERSION 2
 #define PROGRESS_PLAIN_MS 500
-#define PEER_MAX_TIMEOUT_MS (24 * 3600 * 1000)
-
-typedef struct chan {
-    int in, out;        /* -1: closed */
-    char buf[CHAN_MAX_LINE + 1];
-    size_t len;         /* bytes buffered, not yet consumed */
-    bool eof;
-} chan;
 
 typedef struct migrate_opts {
     const char *name;
@@ -64,92 +53,48 @@ typedef struct migrate_opts {
     bool destination_gone;   /* migrate-recover --destination-gone */
 } migrate_opts;
 
-/* How far the sender got: from FINISH_SENT on (a finish that lets the
- * destination run may have left) the source is never resumed unless the
- * destination answered that it stopped. */
-typedef enum sender_stage {
-    STAGE_BEGIN,
-    STAGE_PREPARE,
-    STAGE_PERFORM,
-    STAGE_FINISH_SENT,
-    STAGE_ANSWERED,
-} sender_stage;
-
-/* The end of a migration as dmctl reports it. */
-typedef enum sender_outcome {
-    OUTCOME_MIGRATED,        /* the destination has the guest; the source went */
-    OUTCOME_FAILED,          /* the source has the guest */
-    OUTCOME_LOST,            /* the only QEMU holding it died */
-    OUTCOME_UNKNOWN,         /* nobody knows here: the source stays paused */
-} sender_outcome;
+/* The switchover hook's process (dmctl-migrate-perform.c). */
+typedef struct hook_proc {
+    pid_t pid;               /* leader of its own process group, or -1 */
+    pid_t guardian;
+} hook_proc;
 
 typedef struct migration {
     dmctl *d;
     migrate_opts o;
     libdm_dm *src;
-    chan ch;
+    libdm_migration *mig;
     pid_t peer;              /* the --to command, or -1 */
-    uint64_t perform_deadline;
-    sender_stage stage;
-    sender_outcome outcome;
-    libdm_migrate_source source;   /* the source's word after Perform */
-    const char *failed_in;   /* the phase that failed, or NULL */
-    int err;
-    char *why;               /* dmctl's own cause, else libdm's */
-    char *runstate;          /* the destination's, from "finished" */
-    char *record_error;      /* "finished", but the destination's record is stale */
-    char *unknown_why;       /* why the finish got no answer */
-    char id[33];             /* the migration's identity, made at Begin */
-    libdm_json *doc;         /* the source's configuration document (prepare) */
-    uint64_t prepared_at;    /* when "prepared" arrived: the finish's answer is
-                              * awaited until prepared_at + 2 x timeout, never
-                              * less than the receiver obeys it */
-    bool prepared;           /* the receiver has a destination DM */
-    bool cancel_sent;
-    bool peer_lost;          /* the channel failed: the peer's status tells why */
-    bool confirm_failed;
-    bool local_runs;         /* recover: the local DM runs (not a stranded source) */
+    hook_proc hook;
+    bool cancel_tried;
+    bool too_late;           /* a signal came after the source completed */
     uint64_t last_print_ms;
     bool bar_drawn;
     char last_status[32];
     uint64_t last_transferred;
 } migration;
 
-/* Set once the source's migration completed: signals no longer end the
- * channel's waits (issue 22, 11). */
-extern bool too_late_to_cancel;
-
 int remaining_ms(uint64_t deadline);
 uint64_t deadline_in(int ms);
-uint64_t obey_margin_ms(int64_t timeout_ms);
-uint64_t realtime_ms(void);
-int wait_fd(int fd, short events, uint64_t deadline);
-void chan_init(chan *ch, int in, int out);
-void chan_close_out(chan *ch);
-void chan_close(chan *ch);
-bool chan_peer_gone(chan *ch);
-int chan_recv(chan *ch, uint64_t deadline, libdm_json **ret);
-int chan_send(chan *ch, libdm_json *msg, uint64_t deadline);
-const char *chan_strerror(int err);
-libdm_json *msg_new(const char *phase);
-libdm_json *msg_check(libdm_json *o, bool ok);
-const char *msg_phase(const libdm_json *msg);
-const char *msg_str(const libdm_json *msg, const char *key);
-bool msg_bool(const libdm_json *msg, const char *key, bool *ret);
 int wait_child(pid_t pid, uint64_t deadline, int *ret_status);
 void exec_shell(const char *command);
-int peer_version(const libdm_json *msg);
-int fail(migration *m, const char *phase, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-int fail_peer_lost(migration *m);
-int fail_err(migration *m, const char *phase, int err);
+/* Runs @command with its stdin and stdout as a channel: *ret_in reads
+ * what it writes, *ret_out writes to it. */
+int spawn_transport(const char *command, pid_t *ret_pid, int *ret_in, int *ret_out);
+/* Waits for the --to command (it saw the channel close); @note_status:
+ * whether a failure status is worth a note. */
+void reap_transport(dmctl *d, const char *name, pid_t *pid, bool note_status);
+/* Runs the context's loop until @mig ended; with @m (the sender) a signal
+ * cancels and the hook is looked after. */
+void run_migration(dmctl *d, libdm_migration *mig, migration *m);
 int migrate_parse(dmctl *d, const dmctl_command *cmd, int argc, char **argv, migrate_opts *o);
-int spawn_peer(migration *m);
-int exchange(migration *m, const char *phase, libdm_json *msg, const char *want, uint64_t deadline, libdm_json **ret);
-void migrate_phases(migration *m);
-void do_confirm(migration *m);
-void reap_peer(migration *m);
-int migrate_report(migration *m);
-int do_perform(migration *m, const char *uri);
-bool finish_may_run(libdm_migrate_source source);
+int migrate_report(migration *m, int status);
+/* migrate: the whole migration, then the report; an exit status. */
+int migrate_send(migration *m);
+/* The switchover hook and progress (dmctl-migrate-perform.c). */
+void hook_start(libdm_migration *mig, void *user);
+void hook_poll(migration *m);
+void hook_kill(migration *m, int status, const char *why);
+void on_progress(libdm_dm *src, const libdm_migrate_progress *p, void *user);
 
 #endif

@@ -18,6 +18,11 @@
 #      with TUNSETPERSIST before it dies; made here by root with ip tuntap,
 #      same end state): stop removes the tap
 #   13 two names sharing their first 10 characters both get a NIC
+#   4  only the owner removes a domain's taps: stop of a dead xen DM X
+#      leaves vifD.0-emu that now belongs to another DM Y of the domain.
+#      (A guard, not a regression check: the kernel already refuses to
+#      attach to a tap a live QEMU holds, so this held before the removal
+#      was made conditional on the domain's claim.)
 #   the domain's claim is host-global (the brief of engineer attack3): two
 #      starts of one domid from two stores (--store A, --store B), with
 #      the same delay as in 1: exactly one wins, the loser says the domain
@@ -50,13 +55,13 @@ mkdir -p /var/run/xen || exit 99
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-attack-18-claims.XXXXXX") || exit 99
 store=$tmp/store
 mkdir -m 0700 "$store" || exit 99
-d=$((1800 + $$ % 60 * 4)) # four domains: d .. d+3
+d=$((1800 + $$ % 60 * 5)) # five domains: d .. d+4
 u=$((420000 + $$ % 10000)) # a private uid for restricted QEMU
 sfx=$$
 ns=a18ns$$
 br=a18br$((sfx % 10000))
 xenenv="$top_srcdir/tests/harness/xen-env.sh"
-names="a$sfx b$sfx r$sfx s$sfx x$sfx y$sfx g$sfx nic0123456789a$sfx nic0123456789b$sfx"
+names="a$sfx b$sfx r$sfx s$sfx x$sfx y$sfx g$sfx nic0123456789a$sfx nic0123456789b$sfx tx$sfx ty$sfx"
 storeb=$tmp/storeb
 mkdir -m 0700 "$storeb" || exit 99
 
@@ -70,7 +75,7 @@ cleanup() {
     done
     sh "$xenenv" stop "$tmp/xen" >/dev/null 2>&1
     ip netns del "$ns" 2>/dev/null
-    for i in 0 1 2 3; do
+    for i in 0 1 2 3 4; do
         rmdir "/var/run/xen/qemu-root-$((d + i))" 2>/dev/null
         rm -f "/var/run/xen/qmp-libxl-$((d + i))" "/var/run/xen/qmp-libxenstat-$((d + i))"
     done
@@ -79,7 +84,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-env_out=$(sh "$xenenv" start "$tmp/xen" "$d" $((d + 1)) $((d + 2)) $((d + 3)))
+env_out=$(sh "$xenenv" start "$tmp/xen" "$d" $((d + 1)) $((d + 2)) $((d + 3)) $((d + 4)))
 rc=$?
 [ $rc -eq 0 ] || exit $rc
 eval "$env_out"
@@ -250,8 +255,31 @@ if ip netns add "$ns" && inns ip link set lo up && inns ip link add "$br" type b
     else
         fail "5: start with a NIC: $out"
     fi
+    # 4: a dead xen DM's record names vifD.0-emu, which now is another DM's.
+    d5=$((d + 4))
+    xnstart() { _n=$1; shift; inns "$DMCTL" --store "$store" --timeout 20 start "$_n" --profile xen \
+        --domid "$d5" --qemu "$XEN_QEMU_WRAPPER" --nic "bridge=$br" "$@"; }
+    vif=vif$d5.0-emu
+    if out=$(xnstart "tx$sfx" 2>&1); then
+        check "4: tx's tap $vif exists" inns ip link show "$vif"
+        kill_dm "tx$sfx"
+        i=0; while inns ip link show "$vif" >/dev/null 2>&1 && [ $i -lt 300 ]; do sleep 0.01; i=$((i + 1)); done
+        if out=$(xnstart "ty$sfx" 2>&1); then
+            idx=$(inns cat "/sys/class/net/$vif/ifindex" 2>/dev/null)
+            out=$(inns "$DMCTL" --store "$store" --timeout 20 stop "tx$sfx" 2>&1)
+            check "4: stop of the dead tx$sfx ($out)" test $? -eq 0
+            check "4: ty$sfx's tap $vif is left (ifindex $idx)" \
+                test -n "$idx" -a "$(inns cat "/sys/class/net/$vif/ifindex" 2>/dev/null)" = "$idx"
+            inns "$DMCTL" --store "$store" --timeout 20 stop "ty$sfx" >/dev/null 2>&1
+            check "4: stop of ty$sfx removes its tap" sh -c "! ip netns exec $ns ip link show $vif 2>/dev/null"
+        else
+            fail "4: xen start of ty$sfx with a NIC after tx$sfx died: $out"
+        fi
+    else
+        fail "4: xen start of tx$sfx with a NIC: $out"
+    fi
 else
-    echo "SKIP 5, 13: cannot create a network namespace with a bridge here"
+    echo "SKIP 4, 5, 13: cannot create a network namespace with a bridge here"
 fi
 
 echo "$n checks, $fails failed"

@@ -143,6 +143,36 @@ expect_one_history "$tmp" "8: one history"
 finish_scenario 8
 fi
 
+# ---- 8b: --recover from the destination's host, by its record ----
+# The destination's host holds the migration's destination (its record
+# says so since "prepared"): a recovery there is refused before it looks,
+# even with --destination-gone (before: the paused destination was taken
+# for a stranded source and resumed, exit 0).
+if only 8b; then
+echo "# 8b: migrate --recover --destination-gone run on the destination's host"
+reset_traces "$tmp"
+start_observed "$src" vm8b "$tmp" || fail "starting vm8b"
+start_fifo_receiver "$dst" "$tmp" 20
+dm "$src" migrate vm8b --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
+    >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 4 "8b: the transport died after finish: exit 4" "$tmp/err"
+wait "$rpid"
+rpid=
+expect_obs "$tmp" dst paused "8b: the destination holds the guest, paused"
+dm "$dst" migrate vm8b --recover --destination-gone >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" != 0 ]; then ok "8b: recovery on the destination's host is refused (exit $rc)"
+else fail "8b: recovery on the destination's host said success"; sed 's/^/    /' "$tmp/out" "$tmp/err"; fi
+expect_in "$tmp/err" "holds the destination" "8b: it says this host holds the destination"
+expect_obs "$tmp" dst paused "8b: the destination is untouched"
+expect_obs "$tmp" src postmigrate "8b: the source is untouched"
+dm "$src" migrate vm8b --recover --to "$receiver" >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "8b: recovery from the source's host succeeds" "$tmp/err"
+expect_obs "$tmp" src gone "8b: the source was stopped"
+expect_one_history "$tmp" "8b: one history"
+finish_scenario 8b
+fi
+
 # ---- 9: a refused migrate-receive ----
 if only 9; then
 echo "# 9: a second migrate-receive for a name being received"

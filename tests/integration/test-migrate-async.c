@@ -15,6 +15,16 @@
  * from the loop; cancel through the hook; the destination killed
  * mid-migration; Perform's deadline at a hook that never answers, and
  * Finish's deadline without a source.
+ *
+ * Cross-host (the protocol in libdm, no dmctl): a source context (hooks
+ * mode, the host above) and a destination context with its own store (one
+ * fd: libdm_ctx_get_fd(), polled by the same host loop), a libdm_migration
+ * on each, talking over two socketpairs (one per direction) or one socket
+ * given as both fds: a migration that completes, one the switchover hook
+ * cancels (the receiver stops its destination, the source runs again), one
+ * whose receiver is dropped mid-way (the sender sees the channel close,
+ * cancels and keeps the guest), and a peer speaking an unknown protocol
+ * version (refused before anything runs).
  */
 #include "config.h"
 
@@ -30,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +63,7 @@ typedef struct host_fd {
 
 typedef struct host {
     libdm_ctx *ctx;
+    libdm_ctx *ctx2;        /* the destination's, when a scenario has one */
     host_fd fds[HOST_MAX];
     uint64_t deadline;
     bool in_call;           /* a libdm call is running */
@@ -169,9 +181,19 @@ static void host_iterate(void)
         }
     if (H.deadline != UINT64_MAX)
         timeout = H.deadline <= now ? 0 : (int)(H.deadline - now < 50 ? H.deadline - now : 50);
+    if (H.ctx2) {
+        uint64_t due;
+
+        pfd[n] = (struct pollfd){ .fd = libdm_ctx_get_fd(H.ctx2), .events = POLLIN };
+        idx[n++] = -1;
+        if (libdm_ctx_get_timeout(H.ctx2, &due) > 0)
+            timeout = due <= now ? 0 : (int)(due - now) < timeout ? (int)(due - now) : timeout;
+    }
     assert_true(poll(pfd, (nfds_t)n, timeout) >= 0);
+    if (H.ctx2)
+        DISPATCH("process", assert_true(libdm_ctx_process(H.ctx2) >= 0));
     for (int i = 0; i < n; i++)
-        if (pfd[i].revents && H.fds[idx[i]].used)
+        if (idx[i] >= 0 && pfd[i].revents && H.fds[idx[i]].used)
             DISPATCH("dispatch_fd", libdm_ctx_dispatch_fd(H.ctx, H.fds[idx[i]].reg,
                                                            pfd[i].fd, pfd[i].revents));
     /* The host's timer is one-shot: once fired it is disarmed until libdm
@@ -570,6 +592,255 @@ static void test_async_deadlines(void **state)
     stop(src);
 }
 
+/* ---- cross-host: the protocol in libdm, two contexts ---- */
+
+typedef struct mig_done {
+    int done;
+    int status;
+    int prepared;           /* the receiver's notices */
+    libdm_migration *drop;  /* dropped at its "prepared" notice */
+    bool cancel_hook;       /* the sender's hook cancels */
+    int hooks;
+} mig_done;
+
+static void on_mig_done(libdm_migration *m, int status, void *user)
+{
+    mig_done *d = user;
+
+    (void)m;
+    assert_false(H.in_call);
+    d->done++;
+    d->status = status;
+}
+
+static void on_notify(libdm_migration *m, const char *what, void *user)
+{
+    mig_done *d = user;
+
+    (void)m;
+    assert_false(H.in_call);
+    if (!strcmp(what, "prepared"))
+        d->prepared++;
+}
+
+static void on_mig_hook(libdm_migration *m, void *user)
+{
+    mig_done *d = user;
+
+    assert_false(H.in_call);
+    d->hooks++;
+    if (d->drop) {
+        /* The receiver goes away while the source waits at pre-switchover
+         * (its destination is stopped; its channel closes). */
+        d->drop = libdm_migration_unref(d->drop);
+        return;
+    }
+    assert_int_equal(libdm_migration_switchover_done(m, d->cancel_hook ? -ECANCELED : 0,
+                                                     d->cancel_hook ? "cancelled by the test"
+                                                                    : NULL), 0);
+}
+
+typedef struct cross {
+    char *dir2;
+    libdm_dm *src;
+    libdm_migration *snd, *rcv;
+    mig_done sd, rd;
+} cross;
+
+static void cross_setup(fixture *f, cross *c)
+{
+    c->dir2 = tu_mkdtemp("amig2");
+    assert_non_null(c->dir2);
+    assert_int_equal(libdm_ctx_new(NULL, &H.ctx2), 0);
+    assert_int_equal(libdm_ctx_set_store(H.ctx2, c->dir2), 0);
+    c->src = running_source(f);
+    assert_int_equal(libdm_migration_new_send(c->src, &c->snd), 0);
+    assert_int_equal(libdm_migration_set_timeout_ms(c->snd, 20000), 0);
+    assert_int_equal(libdm_migration_set_flags(c->snd, LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER),
+                     0);
+    assert_int_equal(libdm_migration_set_hook(c->snd, on_mig_hook, &c->sd), 0);
+    assert_int_equal(libdm_migration_new_receive(H.ctx2, &c->rcv), 0);
+    assert_int_equal(libdm_migration_set_qemu_path(c->rcv, tu_qemu()), 0);
+    assert_int_equal(libdm_migration_set_timeout_ms(c->rcv, 20000), 0);
+    assert_int_equal(libdm_migration_set_notify(c->rcv, on_notify, &c->rd), 0);
+}
+
+/* Starts both sides: two socketpairs (one per direction), or one socket
+ * given as both of a side's fds. */
+static void cross_start(cross *c, bool one_socket)
+{
+    int a[2], b[2];
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
+    if (one_socket) {
+        /* each side's one socket, both ways */
+        assert_int_equal(CALL("migration_start",
+                              libdm_migration_start(c->snd, a[0], a[0], on_mig_done, &c->sd,
+                                                    NULL)), 0);
+        assert_int_equal(CALL("migration_start",
+                              libdm_migration_start(c->rcv, a[1], a[1], on_mig_done, &c->rd,
+                                                    NULL)), 0);
+    } else {
+        /* a: sender -> receiver; b: receiver -> sender */
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+        assert_int_equal(CALL("migration_start",
+                              libdm_migration_start(c->snd, b[0], a[0], on_mig_done, &c->sd,
+                                                    NULL)), 0);
+        assert_int_equal(CALL("migration_start",
+                              libdm_migration_start(c->rcv, a[1], b[1], on_mig_done, &c->rd,
+                                                    NULL)), 0);
+    }
+    /* Never inside the call. */
+    assert_int_equal(c->sd.done + c->rd.done, 0);
+}
+
+static void cross_run(cross *c, bool receiver_too)
+{
+    uint64_t deadline = tu_now_ms() + 60000;
+
+    while ((!c->sd.done || (receiver_too && !c->rd.done)) && tu_now_ms() < deadline)
+        host_iterate();
+    assert_int_equal(c->sd.done, 1);
+    if (receiver_too)
+        assert_int_equal(c->rd.done, 1);
+}
+
+static void cross_teardown(cross *c)
+{
+    libdm_dm_info *infos;
+    size_t n;
+    uint64_t deadline = tu_now_ms() + 5000;
+
+    c->snd = libdm_migration_unref(c->snd);
+    c->rcv = libdm_migration_unref(c->rcv);
+    while (!libdm_ctx_is_idle(H.ctx2) && tu_now_ms() < deadline)
+        host_iterate();
+    tu_settle_children(H.ctx2, 0);
+    assert_int_equal(libdm_dm_list(H.ctx2, &infos, &n), 0);
+    libdm_dm_info_free(infos, n);
+    assert_int_equal(n, 0);
+    H.ctx2 = libdm_ctx_free(H.ctx2);
+    tu_rmtree(c->dir2);
+    free(c->dir2);
+}
+
+static void test_cross_host_migrates(void **state)
+{
+    fixture *f = *state;
+    cross c = { 0 };
+    libdm_dm *dst = NULL;
+    int src_pid;
+
+    cross_setup(f, &c);
+    src_pid = libdm_dm_get_pid(c.src);
+    cross_start(&c, false);
+    cross_run(&c, true);
+    assert_int_equal(c.sd.status, 0);
+    assert_int_equal(c.rd.status, 0);
+    assert_int_equal(c.rd.prepared, 1);
+    assert_int_equal(c.sd.hooks, 1);
+    assert_int_equal(libdm_migration_get_outcome(c.snd), LIBDM_MIGRATE_OUTCOME_MIGRATED);
+    assert_int_equal(libdm_migration_get_source_state(c.snd), LIBDM_MIGRATE_SOURCE_COMPLETED);
+    assert_string_equal(libdm_migration_get_runstate(c.snd), "running");
+    assert_null(libdm_migration_get_record_error(c.snd));
+    /* The destination, in the other store, runs the guest under the
+     * source's name; the source is gone. */
+    assert_string_equal(libdm_migration_get_name(c.rcv), "asrc");
+    dst = libdm_migration_get_dm(c.rcv);
+    assert_non_null(dst);
+    assert_int_equal(libdm_dm_get_state(dst), LIBDM_DM_RUNNING);
+    libdm_dm_release(c.src);
+    assert_true(kill(src_pid, 0) < 0);
+    assert_fast("cross-host");
+    {
+        op o = { 0 };
+
+        assert_int_equal(libdm_dm_stop_async(dst, 0, 5000, on_done, &o), 0);
+        assert_int_equal(run(&o, 12000), 0);
+    }
+    cross_teardown(&c);
+}
+
+static void test_cross_host_hook_cancels(void **state)
+{
+    fixture *f = *state;
+    cross c = { .sd = { .cancel_hook = true } };
+    libdm_dm *dst;
+
+    cross_setup(f, &c);
+    cross_start(&c, true);
+    cross_run(&c, true);
+    assert_int_equal(c.sd.hooks, 1);
+    assert_int_equal(libdm_migration_get_outcome(c.snd), LIBDM_MIGRATE_OUTCOME_FAILED);
+    assert_int_equal(libdm_migration_get_source_state(c.snd), LIBDM_MIGRATE_SOURCE_KEEPS);
+    assert_string_equal(libdm_migration_get_failed_phase(c.snd), "perform");
+    assert_string_equal(libdm_migration_get_error(c.snd), "cancelled by the test");
+    /* The receiver stopped its destination and said so. */
+    assert_int_equal(c.rd.status, -ECANCELED);
+    dst = libdm_migration_get_dm(c.rcv);
+    assert_int_equal(libdm_dm_get_state(dst), LIBDM_DM_DEAD);
+    assert_string_equal(runstate(c.src), "running");
+    assert_fast("cross-host, hook cancels");
+    stop(c.src);
+    cross_teardown(&c);
+}
+
+static void test_cross_host_receiver_dropped(void **state)
+{
+    fixture *f = *state;
+    cross c = { 0 };
+
+    cross_setup(f, &c);
+    c.sd.drop = c.rcv;
+    cross_start(&c, false);
+    c.rcv = NULL;      /* the hook drops it */
+    cross_run(&c, false);
+    assert_int_equal(c.sd.hooks, 1);
+    assert_int_equal(c.rd.done, 0);   /* dropped: no callback */
+    assert_int_equal(libdm_migration_get_outcome(c.snd), LIBDM_MIGRATE_OUTCOME_FAILED);
+    assert_true(libdm_migration_peer_lost(c.snd));
+    assert_int_equal(libdm_migration_finish_sent(c.snd), 0);
+    assert_string_equal(runstate(c.src), "running");
+    assert_fast("cross-host, receiver dropped");
+    stop(c.src);
+    cross_teardown(&c);
+}
+
+/* A peer that speaks a version this side does not know is refused before
+ * anything runs. */
+static void test_cross_host_unknown_version(void **state)
+{
+    fixture *f = *state;
+    cross c = { 0 };
+    static const char line[] = "{\"phase\":\"prepare\",\"version\":99,\"name\":\"v\","
+                               "\"config\":{\"profile\":\"plain\",\"machine\":\"pc\","
+                               "\"memory\":64,\"domid\":0},\"timeout_ms\":5000}\n";
+    char buf[4096];
+    ssize_t n;
+    int a[2];
+
+    (void)f;
+    c.dir2 = tu_mkdtemp("amig2");
+    assert_int_equal(libdm_ctx_new(NULL, &H.ctx2), 0);
+    assert_int_equal(libdm_ctx_set_store(H.ctx2, c.dir2), 0);
+    assert_int_equal(libdm_migration_new_receive(H.ctx2, &c.rcv), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
+    assert_int_equal(write(a[0], line, sizeof(line) - 1), (ssize_t)sizeof(line) - 1);
+    assert_int_equal(libdm_migration_start(c.rcv, a[1], a[1], on_mig_done, &c.rd, NULL), 0);
+    for (uint64_t end = tu_now_ms() + 10000; !c.rd.done && tu_now_ms() < end;)
+        host_iterate();
+    assert_int_equal(c.rd.done, 1);
+    assert_int_equal(c.rd.status, -EPROTO);
+    assert_null(libdm_migration_get_dm(c.rcv));
+    n = read(a[0], buf, sizeof(buf) - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "\"phase\":\"error\""));
+    assert_non_null(strstr(buf, "unknown protocol version"));
+    close(a[0]);
+    cross_teardown(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -577,6 +848,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_async_cancel_via_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_destination_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_deadlines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_host_migrates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_host_hook_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_host_receiver_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_host_unknown_version, setup, teardown),
     };
     int skip = tu_require_dm_env();
 

@@ -7,7 +7,8 @@
 # stop and start on one name and on one domid, and taps on a bridge (a
 # plain DM with a NIC, in a private network namespace). Each round runs one
 # or two dmctl commands at once and SIGKILLs one of dmctl, a keeper or a
-# QEMU at a random moment (0-400 ms). After every round, within 3 s:
+# QEMU at a random moment (0-400 ms); then restricted xen starts run with
+# one system call failing (faultinj). After every round, within 3 s:
 #   - never two QEMUs for the domain (-xen-domid D);
 #   - every QEMU running is listed alive, with its pid (nothing invisible);
 #   - qmp-libxl-D, qemu-root-D and libdm-domid-D exist only while a DM of
@@ -16,8 +17,10 @@
 # --force) of every name ends everything: no QEMU, keeper, record, run
 # directory, tap, chroot, socket or claim left.
 #
-#   CRASHPOINT_DOMAIN_ROUNDS  rounds (default 12, about a minute; e.g. 300
+#   CRASHPOINT_DOMAIN_ROUNDS  rounds (default 8, with the fault phase about
+#                             a minute; e.g. 300
 #                             for a soak)
+#   FAULTINJ_DOMAIN_MAX_N     the injected-fault phase: N per kind (default 6)
 #   CRASHPOINT_SEED           the random seed (printed; set it to replay)
 # The real Xen DM under the FAKE hypervisor (tests/harness/xenhyp.c,
 # xen-env.sh). Runs as root.
@@ -38,7 +41,7 @@ fi
 export top_builddir XEN_QEMU XENSTORED
 mkdir -p /var/run/xen || exit 99
 
-rounds_wanted=${CRASHPOINT_DOMAIN_ROUNDS:-12}
+rounds_wanted=${CRASHPOINT_DOMAIN_ROUNDS:-8}
 seed=${CRASHPOINT_SEED:-$(($(date +%s%N) / 1000 % 1000000007))}
 echo "# seed $seed (replay: CRASHPOINT_SEED=$seed CRASHPOINT_DOMAIN_ROUNDS=$rounds_wanted $0)"
 rnd=$seed
@@ -256,8 +259,47 @@ while [ "$round" -lt "$rounds_wanted" ]; do
 done
 what="final stop"
 stop_all
+
+# Then the domain's paths under injected failures (tests/harness/faultinj.c,
+# as test-dmctl-faultinj.sh): the restricted xen start of A with the Nth
+# mkdir of its chroot, the Nth socket, the Nth open in /var/run/xen
+# failing, N = 1.. until the fault no longer fires (at most
+# FAULTINJ_DOMAIN_MAX_N): exit 1 with nothing of the domain left, or exit 0
+# with a DM that stop ends, leaving nothing.
+so="$top_builddir/tests/harness/.libs/faultinj.so"
+asan=$(ldd "$DMCTL" 2>/dev/null | awk '/libasan/ { print $3 }')
+[ -n "$asan" ] && so="$asan $so"
+max_n=${FAULTINJ_DOMAIN_MAX_N:-6}
+faults=0
+for spec in "mkdirat ENOSPC qemu-root" "socket EMFILE -" "openat EIO /var/run/xen"; do
+    set -- $spec
+    sub=$3
+    [ "$sub" = - ] && sub=
+    nth=1
+    while [ "$nth" -le "$max_n" ]; do
+        rm -f "$tmp/fired"
+        what="start $A with $1 $2 #$nth${sub:+ on *$sub*}"
+        FAULTINJ_CALL=$1 FAULTINJ_NTH=$nth FAULTINJ_ERRNO=$2 FAULTINJ_PATH_SUBSTR=$sub \
+            FAULTINJ_LOG="$tmp/fired" LD_PRELOAD="$so" \
+            "$DMCTL" --store "$sa" --timeout 10 start "$A" --profile xen --domid "$D" \
+            --qemu "$XEN_QEMU_WRAPPER" --restrict --runas "$u:$u" >/dev/null 2>"$tmp/cmd.err"
+        rc=$?
+        [ -f "$tmp/fired" ] || { stop_all; break; }
+        faults=$((faults + 1))
+        case $rc in
+        0 | 1) ;;
+        *) violation "exit $rc ($(head -n1 "$tmp/cmd.err"))" ;;
+        esac
+        [ "$rc" = 1 ] && [ ! -s "$tmp/cmd.err" ] && violation "exit 1 without a message"
+        check_invariants
+        stop_all
+        nth=$((nth + 1))
+    done
+done
 secs=$((($(now_ms) - t0) / 1000))
 echo "# domain crash-point campaign: $round rounds, $kills kills, $violations violations, ${secs} s (seed $seed); a DM of the domain ran after $dom_up rounds, one with a tap after $net_up"
 check "no violation in $round rounds" test "$violations" -eq 0
-check "the rounds did start DMs (domain: $dom_up, tap: $net_up)" test $((dom_up + net_up)) -gt 0
+[ "$rounds_wanted" -ge 5 ] &&
+    check "the rounds did start DMs (domain: $dom_up, tap: $net_up)" test $((dom_up + net_up)) -gt 0
+check "the injected faults fired ($faults)" test "$faults" -gt 0
 tap_done

@@ -9,12 +9,15 @@
 #include "internal.h"
 #include "config-internal.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -137,6 +140,46 @@ static void test_refusals(void **state)
     libdm_dm_config_free(c);
 }
 
+static int fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* libdm_dm_config_set_log_fd: the configuration owns one duplicate, a copy
+ * its own, the start gets another; nothing leaks, a bad fd is refused. */
+static void test_log_fd(void **state)
+{
+    libdm_dm_config *c = NULL, *copy = NULL;
+    int before = fd_count(), fd = -1;
+
+    (void)state;
+    assert_int_equal(libdm_dm_config_new(&c), 0);
+    assert_int_equal(libdm__config_log_fd(c, &fd), 0); /* none: the run dir's log */
+    assert_int_equal(libdm_dm_config_set_log_fd(c, -1), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_log_fd(NULL, 2), -EINVAL);
+    assert_int_equal(libdm_dm_config_set_log_fd(c, 2), 0);
+    assert_int_equal(fd_count(), before + 1);
+    assert_int_equal(libdm_dm_config_set_log_fd(c, 2), 0); /* replaced, not leaked */
+    assert_int_equal(fd_count(), before + 1);
+    assert_int_equal(libdm__config_copy(c, &copy), 0);
+    assert_int_equal(fd_count(), before + 2);
+    assert_int_equal(libdm__config_log_fd(copy, &fd), 1);
+    assert_true(fd > 2);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    close(fd);
+    libdm_dm_config_free(copy);
+    assert_int_equal(fd_count(), before + 1);
+    libdm_dm_config_free(c);
+    assert_int_equal(fd_count(), before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -144,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_s_not_doubled),
         cmocka_unit_test(test_restricted),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_log_fd),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -185,6 +185,161 @@ LIBDM_EXPORT int libdm_migrate_recover_async(libdm_dm *source, int destination_h
 LIBDM_EXPORT int libdm_migrate_source_state_async(libdm_dm *source, int timeout_ms,
                                                   libdm_dm_done_fn *cb, void *userdata);
 
+/* ---- the protocol between two hosts ----
+ *
+ * A migration between two hosts (or two processes) is one libdm_migration
+ * on each side, talking over a control channel the caller provides: any
+ * pair of fds (a transport command's stdin and stdout, e.g. "ssh host dmctl
+ * migrate-receive"; one socket given twice). The library owns the fds from
+ * libdm_migration_start() on and closes them. The sender drives Begin,
+ * Prepare (through the receiver), Perform, Finish and Confirm; the receiver
+ * starts the destination, decides Finish by the table above and answers;
+ * a recovery asks the other side what it has and resumes exactly one side.
+ * The messages are one JSON object per line, each carrying the protocol's
+ * version (LIBDM_MIGRATE_PROTO_VERSION): both sides refuse a version they
+ * do not know, before anything runs. dmctl(1), PROTOCOL OF MIGRATE, has the
+ * messages and the decision tables.
+ *
+ * Everything runs on the context's loop: libdm_migration_start() returns
+ * at once and @cb runs later from the loop (never from inside the call),
+ * with 0 or a negative errno; the getters then say what happened. Dropping
+ * the last reference (libdm_migration_unref()) before @cb ran abandons the
+ * migration: the channel closes, the peer sees it (a receiver stops its
+ * destination, a sender that had not sent its finish resumes its source);
+ * @cb does not run, @destroy does. libdm_migration_run() is the blocking
+ * form (-EDEADLK from inside a libdm callback). */
+#define LIBDM_MIGRATE_PROTO_VERSION 2
+
+typedef struct libdm_migration libdm_migration;
+
+/* The end of a migration, as the sender (and a recovery) reports it. */
+typedef enum libdm_migrate_outcome {
+    LIBDM_MIGRATE_OUTCOME_MIGRATED = 0, /* the destination has the guest */
+    LIBDM_MIGRATE_OUTCOME_FAILED,       /* the source has the guest */
+    LIBDM_MIGRATE_OUTCOME_LOST,         /* the only QEMU holding it died */
+    LIBDM_MIGRATE_OUTCOME_UNKNOWN,      /* nobody knows here: the source stays paused;
+                                           libdm_migration_new_recover() decides */
+} libdm_migrate_outcome;
+
+/* What a recovery did (libdm_migration_get_recovery()). */
+typedef enum libdm_migrate_recovery {
+    LIBDM_MIGRATE_RECOVERY_NONE = 0,     /* not a recovery, or it did not end */
+    LIBDM_MIGRATE_RECOVERY_SOURCE_RUNS,  /* the source was made to run */
+    LIBDM_MIGRATE_RECOVERY_DEST_HAS,     /* the destination has the guest; source stopped */
+    LIBDM_MIGRATE_RECOVERY_RUNS_HERE,    /* the local DM runs the guest: nothing done */
+    LIBDM_MIGRATE_RECOVERY_NO_SOURCE,    /* no source here; the destination has the guest */
+    LIBDM_MIGRATE_RECOVERY_LOST,         /* no source and no destination: guest lost */
+    LIBDM_MIGRATE_RECOVERY_WRONG_SIDE,   /* refused: run from the other host (nothing done) */
+    LIBDM_MIGRATE_RECOVERY_BOTH_RUN,     /* refused: both sides say they run */
+    LIBDM_MIGRATE_RECOVERY_FENCED,       /* refused: the other side was fenced by an
+                                            earlier recovery (nothing done) */
+    LIBDM_MIGRATE_RECOVERY_UNKNOWN,      /* the other side could not tell: nothing done */
+} libdm_migrate_recovery;
+
+#define LIBDM_MIGRATION_KEEP_PAUSED      0x2u /* sender: the destination stays paused;
+                                                 recovery: never resume the other side */
+#define LIBDM_MIGRATION_DESTINATION_GONE 0x4u /* recovery: the destination is known gone:
+                                                 no channel, resume the source */
+
+typedef void libdm_migration_done_fn(libdm_migration *m, int status, void *userdata);
+/* Progress of a migration (@what: "prepared", "finished", "aborted",
+ * "state", "error"): for messages; the getters have the details. */
+typedef void libdm_migration_notify_fn(libdm_migration *m, const char *what, void *userdata);
+/* Sender at pre-switchover: answer with libdm_migration_switchover_done(). */
+typedef void libdm_migration_hook_fn(libdm_migration *m, void *userdata);
+
+/* The sender of @source's migration (a reference on @source is not taken:
+ * it must outlive the migration). */
+LIBDM_EXPORT int libdm_migration_new_send(libdm_dm *source, libdm_migration **ret);
+/* The receiver: the first message says whether a migration comes
+ * ("prepare") or a recovery asks ("query"). */
+LIBDM_EXPORT int libdm_migration_new_receive(libdm_ctx *ctx, libdm_migration **ret);
+/* The recovery of @name's migration, on either side's host: the local
+ * record says which side this is. */
+LIBDM_EXPORT int libdm_migration_new_recover(libdm_ctx *ctx, const char *name,
+                                             libdm_migration **ret);
+LIBDM_EXPORT libdm_migration *libdm_migration_ref(libdm_migration *m);
+LIBDM_EXPORT libdm_migration *libdm_migration_unref(libdm_migration *m);
+
+/* Settings, before libdm_migration_start() (-EBUSY after). */
+LIBDM_EXPORT int libdm_migration_set_timeout_ms(libdm_migration *m, int timeout_ms);
+/* LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER, LIBDM_MIGRATION_KEEP_PAUSED,
+ * LIBDM_MIGRATION_DESTINATION_GONE. */
+LIBDM_EXPORT int libdm_migration_set_flags(libdm_migration *m, unsigned flags);
+/* Sender: the host the source's QEMU connects to instead of the one in the
+ * receiver's tcp: URI (a name, IPv4 or IPv6 without brackets). */
+LIBDM_EXPORT int libdm_migration_set_uri_host(libdm_migration *m, const char *host);
+/* Sender: the destination's machine type and memory instead of the source's. */
+LIBDM_EXPORT int libdm_migration_set_machine(libdm_migration *m, const char *machine);
+LIBDM_EXPORT int libdm_migration_set_memory_mb(libdm_migration *m, uint64_t mb);
+/* Receiver: the destination's name instead of the sender's. */
+LIBDM_EXPORT int libdm_migration_set_name(libdm_migration *m, const char *name);
+/* Receiver: NULL: a unix socket in the run directory (the default); else
+ * tcp on @tcp_host (without brackets), the port chosen by QEMU. */
+LIBDM_EXPORT int libdm_migration_set_listen_tcp(libdm_migration *m, const char *tcp_host);
+LIBDM_EXPORT int libdm_migration_set_qemu_path(libdm_migration *m, const char *path);
+LIBDM_EXPORT int libdm_migration_set_hook(libdm_migration *m, libdm_migration_hook_fn *fn,
+                                          void *userdata);
+LIBDM_EXPORT int libdm_migration_set_progress(libdm_migration *m, libdm_progress_fn *fn,
+                                              void *userdata);
+LIBDM_EXPORT int libdm_migration_set_notify(libdm_migration *m, libdm_migration_notify_fn *fn,
+                                            void *userdata);
+
+/* Starts the protocol over @in_fd / @out_fd (owned from now on, even on
+ * failure; the same fd twice for a socket; -1 -1 for a recovery with
+ * LIBDM_MIGRATION_DESTINATION_GONE). @destroy (may be NULL) frees
+ * @userdata once @cb ran or the migration was dropped. */
+LIBDM_EXPORT int libdm_migration_start(libdm_migration *m, int in_fd, int out_fd,
+                                       libdm_migration_done_fn *cb, void *userdata,
+                                       libdm_destroy_fn *destroy);
+/* The blocking form: start, then run the loop until the end. */
+LIBDM_EXPORT int libdm_migration_run(libdm_migration *m, int in_fd, int out_fd);
+/* Whether @cb ran (the migration ended). */
+LIBDM_EXPORT int libdm_migration_is_done(const libdm_migration *m);
+
+/* Sender: the hook's answer: 0 continues, a negative errno cancels (@why,
+ * may be NULL, is the failure's text). -EALREADY if no answer is awaited. */
+LIBDM_EXPORT int libdm_migration_switchover_done(libdm_migration *m, int status,
+                                                 const char *why);
+/* Whether the hook's answer is still awaited (a host that runs a hook
+ * process kills it once this is 0: the deadline passed, the peer went). */
+LIBDM_EXPORT int libdm_migration_hook_pending(const libdm_migration *m);
+/* Sender: cancels a migration still in flight (^C): before Perform ends
+ * the source keeps the guest. -EALREADY once the source's migration
+ * completed (or its QEMU is gone): too late, the protocol decides. */
+LIBDM_EXPORT int libdm_migration_cancel(libdm_migration *m);
+
+/* ---- results ---- */
+LIBDM_EXPORT libdm_migrate_outcome libdm_migration_get_outcome(const libdm_migration *m);
+LIBDM_EXPORT const char *libdm_migrate_outcome_to_string(libdm_migrate_outcome o);
+/* Sender: the source's word after Perform. */
+LIBDM_EXPORT libdm_migrate_source libdm_migration_get_source_state(const libdm_migration *m);
+/* Sender: whether a finish that may let the destination run was sent. */
+LIBDM_EXPORT int libdm_migration_finish_sent(const libdm_migration *m);
+/* The phase that failed first ("begin", "prepare", ...) and why (a
+ * sentence), or NULL. */
+LIBDM_EXPORT const char *libdm_migration_get_failed_phase(const libdm_migration *m);
+LIBDM_EXPORT const char *libdm_migration_get_error(const libdm_migration *m);
+/* Sender: the channel failed: the transport's own status may say why. */
+LIBDM_EXPORT int libdm_migration_peer_lost(const libdm_migration *m);
+/* Sender: Confirm failed with this errno (0: it did not fail). */
+LIBDM_EXPORT int libdm_migration_get_confirm_error(const libdm_migration *m);
+/* The destination's runstate ("finished"), and why its record is stale. */
+LIBDM_EXPORT const char *libdm_migration_get_runstate(const libdm_migration *m);
+LIBDM_EXPORT const char *libdm_migration_get_record_error(const libdm_migration *m);
+/* The DM's name (receiver: once "prepare" or "query" arrived). */
+LIBDM_EXPORT const char *libdm_migration_get_name(const libdm_migration *m);
+/* Receiver: the URI the destination listens on (once "prepared"). */
+LIBDM_EXPORT const char *libdm_migration_get_uri(const libdm_migration *m);
+/* Receiver: a query's answer ("running", "paused", "absent", "busy",
+ * "wrong-side", "fenced") and its text; recovery: the other side's. */
+LIBDM_EXPORT const char *libdm_migration_get_guest(const libdm_migration *m);
+LIBDM_EXPORT const char *libdm_migration_get_detail(const libdm_migration *m);
+LIBDM_EXPORT libdm_migrate_recovery libdm_migration_get_recovery(const libdm_migration *m);
+/* The local DM (source, destination or recovered), or NULL: still owned
+ * by the migration. */
+LIBDM_EXPORT libdm_dm *libdm_migration_get_dm(const libdm_migration *m);
+
 #ifdef __cplusplus
 }
 #endif

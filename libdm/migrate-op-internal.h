@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A migration phase on the DM's operation core (migrate.c): what the
+ * phases' entry points (migrate-phases.c) use. The steps and their
+ * transitions are described in migrate.c.
+ */
+#ifndef LIBDM_MIGRATE_OP_INTERNAL_H
+#define LIBDM_MIGRATE_OP_INTERNAL_H
+
+#include "dm-internal.h"
+
+#define MIGRATE_POLL_MS 50
+#define MIGRATE_CANCEL_WAIT_MS 10000
+#define MIGRATE_EXIT_WAIT_MS 200    /* a failed monitor: time for the DM's exit to show */
+#define MIGRATE_EXIT_POLL_MS 20
+#define MIGRATE_CONT_RETRY_MS 20
+#define MIGRATE_AFTER_CANCEL_MS 2000 /* at least this long for the steps after a cancel */
+#define MIGRATE_DEFAULT_MS 10000     /* a timeout <= 0: the DM's default */
+
+typedef enum mig_phase {
+    PH_BEGIN, PH_INCOMING, PH_PERFORM, PH_CONFIRM, PH_CANCEL, PH_RECOVER_RUN,
+    PH_RECOVER_STOP, PH_SOURCE_STATE,
+} mig_phase;
+
+typedef enum mig_step {
+    S_NONE, S_STATUS, S_MIGSTATUS, S_CONT, S_CONT_RETRY, S_INCOMING, S_SRC_QUERY, S_SRC_EXIT,
+    P_STATUS, P_CAPS, P_SET_PBS, P_SET_EVENTS, P_MIGRATE, P_WAIT, P_QUERY, P_HOOK,
+    P_CONTINUE, P_EXIT, C_SEND, C_QUERY, C_WAIT,
+} mig_step;
+
+typedef struct mig_op {
+    libdm_dm *dm;
+    mig_phase phase;
+    mig_step step;
+    const char *cmd;            /* the command in flight, for messages */
+    libdm_dm_done_fn *cb;       /* the caller's */
+    void *user;
+    uint64_t deadline;          /* the phase's own (a cancel moves the op's) */
+    uint64_t tick_due;          /* an event may wake a tick early */
+    int why;                    /* P_EXIT, cancelling: the error to report */
+    bool started;               /* Perform: migrate was sent */
+    bool stop_after;            /* Recover: the source goes once this succeeded */
+    void (*user_destroy)(void *user); /* frees @user if the DM is released first */
+    char *uri;
+    unsigned flags;
+    libdm_switchover_async_fn *hook;
+    void *hook_user;
+    libdm_progress_fn *progress;
+    void *progress_user;
+} mig_op;
+
+/* Starts phase @ph on @dm: the operation is @dm's until the end. */
+int libdm__mig_op_start(libdm_dm *dm, mig_phase ph, int timeout_ms, libdm_dm_done_fn *cb,
+                        void *user, mig_op **ret);
+/* Sends @cmd (consumes @args) and moves to @next, where its reply is
+ * handled; a call that cannot be sent is handled there as its failure. */
+void libdm__mig_op_send(mig_op *m, mig_step next, const char *cmd, libdm_json *args);
+/* Ends the phase with @status (a failure: -ESRCH for a DM that died). */
+void libdm__mig_op_end(mig_op *m, int status);
+void libdm__mig_op_tick(mig_op *m, mig_step next, int ms);
+/* Cancels the migration in flight (Perform, Cancel, Recover). */
+void libdm__mig_op_cancel(mig_op *m, int why);
+/* Starts a one-look phase (Confirm, Cancel, Recover) at @first. */
+int libdm__mig_op_one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
+                           libdm_dm_done_fn *cb, void *user, mig_op **ret);
+libdm_json *libdm__mig_string_arg(const char *key, const char *value);
+
+#endif
