@@ -8,6 +8,11 @@
  *   memory             RSS delta (/proc/self/statm) / N with all READY and
  *                      idle, measured first, each N in a fresh forked child
  *                      (a reused heap would hide the growth).
+ * Then real keepers (issue 19 "scale to 1,000 DMs", issue 23): in a fresh
+ * forked child, one ctx starts BENCH_SCALE_DMS (64) real DMs (qemu -machine
+ * none, keepers forked by the helper) and, all ready, prints the fds and
+ * the heap (mallinfo2) the controlling process holds per DM, the RSS of a
+ * keeper, and the extrapolation to 1,000 DMs against RLIMIT_NOFILE.
  * Usage: bench-scale SERVER-BINARY [RUNS [WINDOW-MS]].
  */
 #define _GNU_SOURCE
@@ -18,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -202,6 +208,149 @@ static int measure_memory(const char *path, double *rss_per, double *heap_per)
     return 0;
 }
 
+/* ---- real keepers ---- */
+
+static int fd_count(void)
+{
+    int n = 0;
+
+    for (int fd = 0; fd < 65536; fd++)
+        if (fcntl(fd, F_GETFD) >= 0)
+            n++;
+    return n;
+}
+
+static long vmrss_kib(int pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    f = fopen(path, "re");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+static int ppid_of(int pid)
+{
+    char path[64], buf[512], *p;
+    int ppid = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "re");
+    if (!f)
+        return -1;
+    if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+        (void)sscanf(p + 1, " %*c %d", &ppid);
+    fclose(f);
+    return ppid;
+}
+
+static void on_real_ready(libdm_dm *dm, int status, void *userdata)
+{
+    int *pending = userdata;
+
+    (void)dm;
+    if (status < 0)
+        fprintf(stderr, "bench-scale: a real DM failed: %s\n", strerror(-status));
+    (*pending)--;
+}
+
+static int real_keepers_child(int n)
+{
+    char *store = bu_mkdtemp("scale-store");
+    libdm_dm **dms = calloc((size_t)n, sizeof(*dms));
+    struct mallinfo2 m0, m1;
+    int fd0, fd1, pending = 0, ok = 0;
+    long krss = 0, kn = 0;
+    libdm_ctx *ctx;
+    struct rlimit rl;
+    double t0, fds_per, heap_per;
+
+    if (!store || !dms || libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, store) < 0)
+        return 1;
+    fd0 = fd_count();
+    m0 = mallinfo2();
+    t0 = bu_now_us();
+    for (int i = 0; i < n; i++) {
+        libdm_dm_config *cfg;
+        char name[32];
+
+        snprintf(name, sizeof(name), "sc%d", i);
+        if (libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, name) < 0 ||
+            libdm_dm_config_set_qemu_path(cfg, bu_qemu()) < 0 ||
+            libdm_dm_config_set_machine(cfg, "none") < 0 ||
+            libdm_dm_config_set_timeout_ms(cfg, 120000) < 0 ||
+            libdm_dm_start_async(ctx, cfg, on_real_ready, &pending, &dms[i]) < 0)
+            return 1;
+        pending++;
+        libdm_dm_config_free(cfg);
+    }
+    while (pending > 0 && bu_now_us() - t0 < 180e6)
+        libdm_ctx_run_once(ctx, 100);
+    for (int i = 0; i < n; i++)
+        if (libdm_dm_get_state(dms[i]) == LIBDM_DM_PAUSED) {
+            int keeper = ppid_of(libdm_dm_get_pid(dms[i]));
+            long r = keeper > 0 ? vmrss_kib(keeper) : -1;
+
+            ok++;
+            if (r > 0)
+                krss += r, kn++;
+        }
+    fd1 = fd_count();
+    m1 = mallinfo2();
+    getrlimit(RLIMIT_NOFILE, &rl);
+    fds_per = ok ? (double)(fd1 - fd0) / ok : 0;
+    heap_per = ok ? (double)(m1.uordblks - m0.uordblks) / ok : 0;
+    printf("bench-scale: real keepers, %d of %d DMs ready (qemu -machine none) in %.0f ms\n",
+           ok, n, (bu_now_us() - t0) / 1000.0);
+    printf("  controlling process: %.2f fds per DM (%d -> %d, the helper's included), "
+           "%.1f KiB heap per DM (mallinfo2)\n", fds_per, fd0, fd1, heap_per / 1024);
+    printf("  keeper RSS: %.0f KiB mean (of %ld)\n", kn ? (double)krss / kn : 0.0, kn);
+    printf("  extrapolated to 1,000 DMs: %.0f fds (soft limit %llu, hard %llu: %s), "
+           "%.1f MiB heap\n", fd0 + 1000 * fds_per, (unsigned long long)rl.rlim_cur,
+           (unsigned long long)rl.rlim_max,
+           fd0 + 1000 * fds_per <= (double)rl.rlim_cur ? "fits" : "needs the soft limit raised",
+           1000 * heap_per / (1024 * 1024));
+    {
+        char a[64];
+
+        snprintf(a, sizeof(a), "%.2f fds, %.1f KiB heap", fds_per, heap_per / 1024);
+        bu_result("scale: per real DM (controller)", a, "-", 0, "info", "-");
+    }
+    for (int i = 0; i < n; i++) {
+        if (dms[i] && libdm_dm_get_state(dms[i]) != LIBDM_DM_DEAD)
+            libdm_dm_stop(dms[i], 1, 10000);
+        libdm_dm_release(dms[i]);
+    }
+    libdm_ctx_free(ctx);
+    bu_rmtree(store);
+    return ok == n ? 0 : 1;
+}
+
+static int real_keepers(int n)
+{
+    pid_t pid;
+    int st = -1;
+
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0)
+        _exit(real_keepers_child(n));
+    if (pid < 0)
+        return -1;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
 static pid_t start_server(const char *server, const char *path, int *ret_ctl)
 {
     int in[2], out[2];
@@ -302,6 +451,15 @@ int main(int argc, char **argv)
         close(ctl);
     if (srv > 0)
         bu_reap(srv, 5000);
+    {
+        const char *e = getenv("BENCH_SCALE_DMS");
+        int n = e && *e ? atoi(e) : 64;
+
+        if (n > 0 && real_keepers(n) < 0) {
+            fprintf(stderr, "bench-scale: the real-keeper run failed\n");
+            fail = 1;
+        }
+    }
     bu_rmtree(dir);
     return fail;
 }

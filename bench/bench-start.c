@@ -178,6 +178,38 @@ static const char *met(double ratio, double target)
     return ratio <= target ? "yes" : "NO";
 }
 
+/* libdm_dm_start() with another DM of the context running (a daemon's
+ * usual case), its keeper exec'd (LIBDM_KEEPER_HELPER=0, as before issue
+ * 23's helper) or forked by the context's helper (the default then). */
+static double run_libdm_beside(libdm_ctx *ctx, libdm_dm_config *cfg, bool helper)
+{
+    double ms;
+
+    setenv("LIBDM_KEEPER_HELPER", helper ? "1" : "0", 1);
+    ms = run_libdm(ctx, cfg);
+    unsetenv("LIBDM_KEEPER_HELPER");
+    return ms;
+}
+
+static void report_beside(double *fd, double *ex, double *hp, int n)
+{
+    double mf = bu_median(fd, (size_t)n), me = bu_median(ex, (size_t)n),
+           mh = bu_median(hp, (size_t)n);
+    char a[64], b[64];
+
+    puts("bench-start: libdm_dm_start with another DM of the context running (ms)");
+    bu_print_stats("keeper exec'd (LIBDM_KEEPER_HELPER=0)", ex, (size_t)n, "ms");
+    bu_print_stats("keeper forked by the helper", hp, (size_t)n, "ms");
+    snprintf(a, sizeof(a), "%.1f ms", me);
+    snprintf(b, sizeof(b), "%.1f ms (fd)", mf);
+    bu_result("start beside a DM: keeper exec'd", a, b, me / mf, "info", "-");
+    snprintf(a, sizeof(a), "%.1f ms", mh);
+    bu_result("start beside a DM: keeper forked", a, b, mh / mf, "<= 1.05x (issue 23)",
+              met(mh / mf, 1.05));
+    snprintf(b, sizeof(b), "%.1f ms (exec'd)", me);
+    bu_result("start beside a DM: forked vs exec'd", a, b, mh / me, "info", "-");
+}
+
 static void report(double *poll_, double *fd, double *lib, double *ctl, double *exe, int n,
                    bool have_ctl, const char *store)
 {
@@ -223,13 +255,16 @@ int main(int argc, char **argv)
     double *p = calloc((size_t)n, sizeof(double)), *f = calloc((size_t)n, sizeof(double));
     double *l = calloc((size_t)n, sizeof(double)), *c = calloc((size_t)n, sizeof(double));
     double *e = calloc((size_t)n, sizeof(double));
+    double *bx = calloc((size_t)n, sizeof(double)), *bh = calloc((size_t)n, sizeof(double));
+    libdm_dm_config *ccfg = NULL;
+    libdm_dm *companion = NULL;
     char *dir = bu_mkdtemp("start"), *store = bu_mkdtemp("start-store");
     char *ctlstore = bu_mkdtemp("start-dmctl");
     libdm_ctx *ctx = NULL;
     libdm_dm_config *cfg = NULL;
     int fail = 0;
 
-    if (n < 1 || !p || !f || !l || !c || !e || !dir || !store || !ctlstore ||
+    if (n < 1 || !p || !f || !l || !c || !e || !bx || !bh || !dir || !store || !ctlstore ||
         libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, store) < 0 ||
         libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, "bs") < 0 ||
         libdm_dm_config_set_qemu_path(cfg, bu_qemu()) < 0 ||
@@ -250,6 +285,33 @@ int main(int argc, char **argv)
         report(p, f, l, c, e, n, have_ctl, store);
     else
         fprintf(stderr, "bench-start: a run failed\n");
+    /* Then the same start beside a running DM: exec'd against forked,
+     * alternated (which goes first rotates), against floor-fd. */
+    if (!fail && (libdm_dm_config_new(&ccfg) < 0 || libdm_dm_config_set_name(ccfg, "bs-c") < 0 ||
+                  libdm_dm_config_set_qemu_path(ccfg, bu_qemu()) < 0 ||
+                  libdm_dm_config_set_machine(ccfg, "none") < 0 ||
+                  libdm_dm_start(ctx, ccfg, &companion) < 0)) {
+        fprintf(stderr, "bench-start: cannot start the companion DM\n");
+        fail = 1;
+    }
+    for (int i = 0; i < n && !fail; i++) {
+        f[i] = run_floor_fd(dir);
+        if (i % 2) {
+            bh[i] = run_libdm_beside(ctx, cfg, true);
+            bx[i] = run_libdm_beside(ctx, cfg, false);
+        } else {
+            bx[i] = run_libdm_beside(ctx, cfg, false);
+            bh[i] = run_libdm_beside(ctx, cfg, true);
+        }
+        fail = f[i] < 0 || bx[i] < 0 || bh[i] < 0;
+    }
+    if (!fail)
+        report_beside(f, bx, bh, n);
+    if (companion) {
+        libdm_dm_stop(companion, 0, 5000);
+        libdm_dm_release(companion);
+    }
+    libdm_dm_config_free(ccfg);
     libdm_dm_config_free(cfg);
     libdm_ctx_free(ctx);
     bu_rmtree(dir);

@@ -4,6 +4,7 @@
 #include "bench-util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -225,6 +226,15 @@ char *bu_read_line(bu_conn *c)
             c->off = 0;
         }
         if (c->len == sizeof(c->buf))
+            return NULL;
+        /* Bounded: a QEMU that never answers (or a stale socket's peer)
+         * fails the run instead of hanging the benchmark. */
+        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+        int pr = poll(&p, 1, c->timeout_ms > 0 ? c->timeout_ms : BU_READ_TIMEOUT_MS);
+
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
             return NULL;
         ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
         if (r < 0 && errno == EINTR)

@@ -14,8 +14,13 @@
 #define BU_QEMU_DEFAULT "/usr/bin/qemu-system-x86_64"
 
 /* A blocking QMP client: one fd and a line buffer. */
+/* A read of a QMP line waits at most this long (bu_conn.timeout_ms, 0:
+ * this default). */
+#define BU_READ_TIMEOUT_MS 20000
+
 typedef struct bu_conn {
     int fd;
+    int timeout_ms;
     size_t len;
     size_t off;
     char buf[1 << 16];
@@ -44,7 +49,8 @@ pid_t bu_spawn_qemu_unix(const char *path, const char *const *extra);
 /* Floor client. */
 int bu_connect_retry(const char *path, int timeout_ms);
 int bu_write_all(int fd, const char *s, size_t len);
-/* Next line (without the newline, NUL terminated) or NULL on EOF/error. */
+/* Next line (without the newline, NUL terminated) or NULL on EOF/error or
+ * after the timeout (c->timeout_ms, else BU_READ_TIMEOUT_MS, per read). */
 char *bu_read_line(bu_conn *c);
 /* Reads lines until one contains @needle; returns it or NULL. */
 char *bu_read_until(bu_conn *c, const char *needle);

@@ -50,6 +50,7 @@ run_decode() {
 
 start=$(date +%s)
 run "$B/bench-start" ${RUNS:-15}
+run "$B/bench-helper" 100 ${RUNS:-6}
 run "$B/bench-rtt" ${RUNS:-10}
 run "$B/bench-scale" "$B/bench-qmp-server" ${RUNS:-10} 1000
 run "$B/bench-resume" ${RUNS:-20}

@@ -48,6 +48,9 @@ struct libdm_ctx {
     unsigned nclosing;           /* connections draining after close_async */
     struct libdm_qmp *closing_qmps; /* those connections (qmp.c) */
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
+    struct libdm__helper *helper;  /* forks the keepers (spawn-helper.c) */
+    unsigned helper_gen;
+    unsigned keepers_live;         /* keepers followed, not ended (spawn.c) */
     unsigned n_exiting_reapers;    /* ...of which whose DM ended: they exit in a
                                     * moment (the rest run with their DMs and
                                     * do not keep the context busy) */
@@ -79,6 +82,7 @@ void libdm__qmp_hurry_closing(libdm_ctx *ctx, uint64_t abs_ms);
 /* spawn.c */
 typedef struct libdm__reaper libdm__reaper;
 void libdm__reapers_free(libdm_ctx *ctx);
+void libdm__helper_free(libdm_ctx *ctx);
 
 /* loop.c */
 int libdm__loop_init(libdm_ctx *ctx);

@@ -87,6 +87,7 @@ libdm_ctx *libdm_ctx_free(libdm_ctx *ctx)
     while (ctx->nclosing > 0 && ctx->depth == 0)
         if (libdm_ctx_run_once(ctx, CTX_FREE_DRAIN_MS) < 0)
             break;
+    libdm__helper_free(ctx);
     libdm__reapers_free(ctx);
     libdm__orphans_reap(true);
     if (ctx->store)

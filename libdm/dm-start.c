@@ -411,6 +411,8 @@ static void keeper_on_pid(libdm__keeper *k, int pid, void *user)
 {
     libdm_dm *dm = user;
 
+    /* A keeper forked by the helper says its pid just before QEMU's. */
+    dm->keeper_pid = libdm__keeper_keeper_pid(k);
     dm->pid = pid;
     dm->pid_start = libdm__proc_start_time(pid);
     dm->keeper_start = libdm__proc_start_time(dm->keeper_pid);

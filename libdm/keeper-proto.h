@@ -15,6 +15,19 @@
  * 3 the QMP listening socket (QEMU's -chardev ...,fd=3), 4 this channel,
  * 5 the name's owner.lock (flock held: the keeper holds the claim on the
  * name for the DM's whole life), 6 the DM's run directory.
+ *
+ * The helper (issue 23): `libdm-keeper --helper`, exec'd once per context,
+ * forks the keepers, so that a DM costs a fork rather than an exec. Its fds:
+ * 0-2 /dev/null, 3 a SOCK_SEQPACKET socket to libdm.
+ *   libdm -> helper   the keeper's argv, NUL-separated, with the keeper's
+ *                     fds 1.. (above) by SCM_RIGHTS, in that order
+ *   helper -> libdm   "ready" (before it reads any request)
+ *                     "error TEXT" (from libdm's child: the exec failed)
+ * The helper forks a keeper per request (skipped if libdm has closed that
+ * keeper's channel) in a new PID namespace when it may, and reaps it. The
+ * keeper, run with --hello, first sends "keeper PID" with its own pidfd
+ * over its channel. The helper exits once libdm closed its socket and its
+ * last keeper has exited; its death ends no keeper.
  */
 #ifndef LIBDM_KEEPER_PROTO_H
 #define LIBDM_KEEPER_PROTO_H
@@ -27,6 +40,9 @@
 #define LIBDM__KEEPER_RUNDIR_FD 6
 #define LIBDM__KEEPER_NFDS 7
 #define LIBDM__KEEPER_MSG_MAX 512
+#define LIBDM__HELPER_FD 3
+#define LIBDM__HELPER_MSG_MAX (128 * 1024)
+#define LIBDM__HELPER_MAX_FDS 32
 
 /* Sends @msg (and @fd if >= 0). 0 or negative errno. */
 int libdm__kp_send(int sock, const char *msg, int fd);

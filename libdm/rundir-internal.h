@@ -29,6 +29,9 @@
 #define LIBDM__RD_MONITOR "monitor.lock"
 /* The configuration document (config-doc.c, LIBDM__CONFIG_DOC_FILE). */
 #define LIBDM__RD_CONFIG "config.json"
+/* ...and its temporary name until the rename (left by a writer killed in
+ * between: removed with the rest). */
+#define LIBDM__RD_CONFIG_TMP "config.json.new"
 
 /* What a rundir object created, and so may remove. */
 enum {

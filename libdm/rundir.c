@@ -417,6 +417,7 @@ void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)
     if (!made_only || (rd->made & LIBDM__RD_MADE_LOG))
         (void)unlinkat(rd->dfd, LIBDM__RD_LOG, 0);
     (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG, 0); /* written under the claim */
+    (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG_TMP, 0); /* its writer died mid-write */
     if (what == LIBDM__RD_REMOVE_LEFTOVERS)
         return;
     /* The domain goes with the DM (after its files). */
@@ -455,6 +456,7 @@ int libdm__rundir_remove_step(libdm__rundir *rd, unsigned *step)
         return 1;
     case 2:
         (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG, 0);
+        (void)unlinkat(rd->dfd, LIBDM__RD_CONFIG_TMP, 0);
         return 1;
     case LIBDM__RD_STEP_CLAIM:
         /* The domain goes with the DM (after its files). Last but the

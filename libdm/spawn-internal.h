@@ -65,6 +65,34 @@ pid_t libdm__clone_pidfd(bool try_newpid, int *ret_pidfd, bool *ret_ns);
  * (the application's handlers and mask are not the program's). Raw. */
 void libdm__child_reset_signals(void);
 
+/* The keeper's path (LIBDM_KEEPER or the installed one) and environment. */
+const char *libdm__keeper_path(void);
+char **libdm__keeper_env(void);
+/* clone3()s a child that makes @src[i] its fd i (0: /dev/null), closes the
+ * rest and execs @argv; an exec failure is said on its fd @err_fd. */
+pid_t libdm__spawn_exec(const int *src, int nfds, int err_fd, char **argv, char **env,
+                        bool try_newpid, int *ret_pidfd, bool *ret_ns);
+
+/* spawn-helper.c: one helper per context, libdm-keeper --helper, exec'd on
+ * the first start: it forks a keeper per DM (a fork, not an exec). */
+bool libdm__helper_enabled(libdm_ctx *ctx);
+/* Queues the keeper @argv with its fds @src[1..nfds) (not waiting). 0, or
+ * negative errno: the caller execs the keeper itself. */
+int libdm__helper_submit(libdm_ctx *ctx, char **argv, const int *src, int nfds);
+unsigned libdm__helper_gen(libdm_ctx *ctx);
+/* A keeper of helper generation @gen has ended (or will, on its own). */
+void libdm__helper_keeper_done(libdm_ctx *ctx, unsigned gen);
+/* The helper of @gen is still starting (it has read no request yet). */
+bool libdm__helper_starting(libdm_ctx *ctx, unsigned gen);
+int libdm__helper_kill(libdm_ctx *ctx);
+/* A pidfd (O_CLOEXEC) of the context's helper, or -1. */
+int libdm__helper_pidfd_dup(libdm_ctx *ctx);
+/* What the helper said went wrong (it could not be exec'd...) and its
+ * errno (negative; -ECHILD if none), or NULL. */
+const char *libdm__helper_error(libdm_ctx *ctx, int *ret_errno);
+/* libdm_ctx_free(): the helper exits once its keepers have. */
+void libdm__helper_free(libdm_ctx *ctx);
+
 /* pidfd helpers */
 int libdm__pidfd_open(int pid);
 int libdm__pidfd_signal(int pidfd, int sig);

@@ -36,112 +36,29 @@ struct libdm__keeper {
     bool exit_reported;
     bool autokill;      /* armed in the keeper: its DM dies with our channel */
     bool ending;        /* its DM is being stopped: the keeper exits soon */
+    bool by_helper;     /* forked by the context's helper: not our child */
+    bool kill_pending;  /* killed before it said its pid: killed when it does */
+    unsigned helper_gen;
+    int helper_pidfd;   /* the starting helper we killed: its end is ours */
+    bool counted;       /* in ctx->keepers_live */
     libdm__watch *exit_watch; /* the channel closed: waiting for the process */
 };
 
-extern char **environ;
-
-int libdm__pidfd_open(int pid)
-{
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-
-    return fd < 0 ? -errno : fd;
-}
-
-int libdm__pidfd_signal(int pidfd, int sig)
-{
-    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
-}
-
-/* ---- reaping children we no longer follow ---- */
-
-struct libdm__reaper {
-    int pidfd;
-    bool exiting;       /* a keeper whose DM has ended: it exits in a moment */
-    libdm__watch *watch;
-    libdm__reaper *next;
-};
-
-static void reaper_free(libdm_ctx *ctx, libdm__reaper *r)
-{
-    libdm__reaper **pp = &ctx->reapers;
-
-    while (*pp != r)
-        pp = &(*pp)->next;
-    *pp = r->next;
-    if (r->exiting)
-        ctx->n_exiting_reapers--;
-    libdm__watch_del(r->watch);
-    libdm__close(&r->pidfd);
-    free(r);
-}
-
-static void reap_now(libdm_ctx *ctx, int fd, short revents, void *user)
-{
-    siginfo_t si = { 0 };
-
-    if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0)
-        return; /* not exited yet */
-    reaper_free(ctx, user);
-}
-
-int libdm__reap_later(libdm_ctx *ctx, int pidfd, bool exiting)
-{
-    libdm__reaper *r = calloc(1, sizeof(*r));
-    int e;
-
-    if (!r) {
-        libdm__close(&pidfd);
-        return -ENOMEM;
-    }
-    r->pidfd = pidfd;
-    r->exiting = exiting;
-    e = libdm__watch_add(ctx, pidfd, POLLIN, reap_now, r, &r->watch);
-    if (e < 0) {
-        libdm__close(&r->pidfd);
-        free(r);
-        return e;
-    }
-    r->next = ctx->reapers;
-    ctx->reapers = r;
-    if (exiting)
-        ctx->n_exiting_reapers++;
-    return 0;
-}
-
-#define REAPERS_FREE_WAIT_MS 1000
-
-void libdm__reapers_free(libdm_ctx *ctx)
-{
-    uint64_t deadline = libdm__deadline(REAPERS_FREE_WAIT_MS);
-
-    /* A keeper whose DM has ended exits within moments: reap it here (a
-     * bounded wait, at teardown only), or it would stay a zombie child of a
-     * process that goes on. Keepers not exited by then (DMs still running,
-     * or slow) are left to the process-wide orphans (util.c), reaped by
-     * the next context that looks. */
-    while (ctx->reapers) {
-        libdm__reaper *r = ctx->reapers;
-        uint64_t now = libdm_now_ms();
-
-        if (r->exiting && now < deadline) {
-            struct pollfd p = { .fd = r->pidfd, .events = POLLIN };
-
-            if (poll(&p, 1, (int)(deadline - now)) == 1 &&
-                waitid((idtype_t)P_PIDFD, (id_t)r->pidfd, &(siginfo_t){ 0 },
-                       WEXITED | WNOHANG) == 0) {
-                reaper_free(ctx, r);
-                continue;
-            }
-        }
-        /* Not exited yet: reaped later by whichever context looks. */
-        libdm__orphan_add(r->pidfd);
-        r->pidfd = -1;
-        reaper_free(ctx, r);
-    }
-}
-
 /* ---- the control channel ---- */
+
+/* The keeper's pidfd once nothing follows it: our child is reaped (now or
+ * later); one forked by the helper is the helper's to reap. */
+static void drop_keeper_pidfd(libdm__keeper *k, bool exiting)
+{
+    if (k->keeper_pidfd < 0)
+        return;
+    if (k->by_helper)
+        libdm__close(&k->keeper_pidfd);
+    else if (libdm__reap_later(k->ctx, k->keeper_pidfd, exiting) < 0)
+        LIBDM__WARN(k->ctx, "libdm-keeper (pid %d) will not be reaped by this process",
+                    k->keeper_pid);
+    k->keeper_pidfd = -1;
+}
 
 static void report_exit(libdm__keeper *k, int status)
 {
@@ -150,6 +67,12 @@ static void report_exit(libdm__keeper *k, int status)
     if (k->exit_reported)
         return;
     k->exit_reported = true;
+    if (k->counted) {
+        k->counted = false;
+        k->ctx->keepers_live--;
+    }
+    if (k->by_helper)
+        libdm__helper_keeper_done(k->ctx, k->helper_gen);
     if (k->ops->on_exit)
         k->ops->on_exit(k, status, k->user);
 }
@@ -158,6 +81,14 @@ static void handle_message(libdm__keeper *k, const char *msg, int fd)
 {
     int v;
 
+    /* Forked by the helper, the keeper's first word: its pid and pidfd. */
+    if (sscanf(msg, "keeper %d", &v) == 1 && fd >= 0 && k->by_helper && k->keeper_pidfd < 0) {
+        k->keeper_pid = v;
+        k->keeper_pidfd = fd;
+        if (k->kill_pending)
+            (void)libdm__pidfd_signal(fd, SIGKILL);
+        return;
+    }
     if (sscanf(msg, "pid %d", &v) == 1 && fd >= 0 && k->dm_pidfd < 0) {
         k->dm_pid = v;
         k->dm_pidfd = fd;
@@ -198,10 +129,25 @@ static void keeper_gone(libdm__keeper *k)
     libdm__watch_del(k->exit_watch);
     k->exit_watch = NULL;
     libdm__close(&k->dm_pidfd);
-    if (k->keeper_pidfd >= 0 && libdm__reap_later(ctx, k->keeper_pidfd, true) < 0)
-        LIBDM__WARN(ctx, "libdm-keeper (pid %d) will not be reaped by this process",
-                    k->keeper_pid);
-    k->keeper_pidfd = -1;
+    libdm__close(&k->helper_pidfd);
+    if (k->by_helper && k->keeper_pid <= 0 && !k->exit_reported) {
+        /* No keeper ever said its pid: the helper did not start it (it
+         * died, failed, or the request was dropped), or it died at once.
+         * Either way no QEMU ran (the keeper speaks before it forks). */
+        int err;
+        const char *why = libdm__helper_error(ctx, &err);
+
+        if (k->ops->on_error && !k->kill_pending) /* not our own kill */
+            k->ops->on_error(k, err,
+                             why ? why : "libdm-keeper's helper did not start the keeper",
+                             k->user);
+        libdm__watch_del(k->ctl_watch);
+        k->ctl_watch = NULL;
+        libdm__close(&k->ctl);
+        report_exit(k, -1);
+        return;
+    }
+    drop_keeper_pidfd(k, true);
     /* The DM cannot outlive its keeper (see tools/keeper.c). */
     if (!k->exit_reported)
         LIBDM__WARN(ctx, "libdm-keeper (pid %d) died; its device model died with it",
@@ -242,13 +188,6 @@ static void on_ctl(libdm_ctx *ctx, int fd, short revents, void *user)
 
 /* ---- spawning ---- */
 
-static const char *keeper_path(void)
-{
-    const char *p = getenv("LIBDM_KEEPER");
-
-    return p && *p ? p : LIBDM_LIBEXECDIR "/libdm-keeper";
-}
-
 _Static_assert(LIBDM__KEEPER_NFDS == LIBDM_PASS_FD_FIRST, "passed fds follow the keeper's own");
 /* The lowest fd above every target. No higher: F_DUPFD_CLOEXEC with a floor
  * at or past the soft RLIMIT_NOFILE is EINVAL, and `ulimit -n 64` is real. */
@@ -263,26 +202,7 @@ static int high_fd(int fd)
     return r >= 0 ? r : errno == EINVAL ? -EMFILE : -errno;
 }
 
-static char **keeper_env(void)
-{
-    static const char *const keep[] = { "XENSTORED_PATH", "XDG_RUNTIME_DIR", "LIBDM_LOG" };
-    char **env = calloc(LIBDM__ARRAY_SIZE(keep) + 3, sizeof(*env));
-    size_t n = 0;
-
-    if (!env)
-        return NULL;
-    env[n++] = strdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    env[n++] = strdup("LC_ALL=C");
-    for (size_t i = 0; i < LIBDM__ARRAY_SIZE(keep); i++)
-        if (getenv(keep[i]))
-            env[n++] = libdm__sprintf("%s=%s", keep[i], getenv(keep[i]));
-    for (size_t i = 0; i < n; i++)
-        if (!env[i])
-            return libdm_strv_free(env);
-    return env;
-}
-
-static char **keeper_argv(const libdm__spawn_args *a)
+static char **keeper_argv(const libdm__spawn_args *a, bool hello)
 {
     size_t n = 0, qn = 0;
     char **argv;
@@ -292,7 +212,9 @@ static char **keeper_argv(const libdm__spawn_args *a)
     argv = calloc(qn + 10, sizeof(*argv));
     if (!argv)
         return NULL;
-    argv[n++] = strdup(keeper_path());
+    argv[n++] = strdup(libdm__keeper_path());
+    if (hello) /* forked by the helper: it says its own pid first */
+        argv[n++] = strdup("--hello");
     argv[n++] = libdm__sprintf("--name=%s", a->name);
     argv[n++] = libdm__sprintf("--store=%s", a->store_spec);
     argv[n++] = libdm__sprintf("--rundir=%s", a->run_root);
@@ -313,130 +235,26 @@ static char **keeper_argv(const libdm__spawn_args *a)
     return argv;
 }
 
-/* The kernel's struct sigaction (x86-64, and the generic layout). */
-struct kernel_sigaction {
-    void (*handler)(int);
-    unsigned long flags;
-    void (*restorer)(void);
-    unsigned long mask;
-};
-
-void libdm__child_reset_signals(void)
-{
-    const struct kernel_sigaction dfl = { .handler = SIG_DFL };
-    unsigned long none = 0;
-
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
-    (void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
-}
-
-/* The keeper's side of clone3(), before exec. Raw system calls only: the
- * caller may be a threaded daemon (only async-signal-safe calls are
- * allowed), and sanitizer or preload interceptors must not run in a child
- * that shares none of their parent's thread state. @src[i] becomes fd i. */
-static void keeper_child(const int *src, int nfds, char **argv, char **env)
-{
-    static const char text[] = " cannot execute libdm-keeper";
-    char msg[sizeof(text) + 16] = "error ";
-    size_t len = 6;
-    long nullfd, e;
-
-    /* The application's signal mask and handlers are not the keeper's. */
-    libdm__child_reset_signals();
-    nullfd = syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC);
-    if (nullfd < 0 || syscall(SYS_dup3, (int)nullfd, 0, 0) < 0)
-        syscall(SYS_exit_group, 127);
-    for (int fd = 1; fd < nfds; fd++)
-        if (syscall(SYS_dup3, src[fd], fd, 0) < 0)
-            syscall(SYS_exit_group, 127);
-    (void)syscall(SYS_close_range, nfds, ~0U, 0);
-    e = syscall(SYS_execve, argv[0], argv, env) < 0 ? errno : 0;
-    /* "error ERRNO TEXT" (keeper-proto.h), formatted by hand. */
-    if (e <= 0 || e > 9999)
-        e = ENOEXEC;
-    for (long div = e >= 1000 ? 1000 : e >= 100 ? 100 : e >= 10 ? 10 : 1; div; div /= 10)
-        msg[len++] = (char)('0' + (e / div) % 10);
-    for (size_t i = 0; i < sizeof(text) - 1; i++)
-        msg[len++] = text[i];
-    (void)syscall(SYS_sendto, LIBDM__KEEPER_CTL_FD, msg, len, MSG_NOSIGNAL, NULL, 0);
-    syscall(SYS_exit_group, 127);
-}
-
-/* The legacy clone() with the same flags, for where clone3() is refused
- * with ENOSYS: container runtimes' default seccomp profiles do that so
- * that libc falls back to clone(). With CLONE_PIDFD the pidfd is stored
- * through the parent_tid argument, the third on every architecture but
- * s390's. */
-static pid_t clone_legacy(uint64_t flags, int *ret_pidfd)
-{
-#if defined(__s390__) || defined(__s390x__)
-    return (pid_t)syscall(SYS_clone, NULL, flags | SIGCHLD, ret_pidfd, NULL, NULL);
-#else
-    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, ret_pidfd, NULL, NULL);
-#endif
-}
-
-static pid_t clone_once(uint64_t flags, int *ret_pidfd)
-{
-    struct clone_args ca = {
-        .flags = flags,
-        .pidfd = (uint64_t)(uintptr_t)ret_pidfd,
-        .exit_signal = SIGCHLD,
-    };
-    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
-
-    return pid < 0 && errno == ENOSYS ? clone_legacy(flags, ret_pidfd) : pid;
-}
-
-/* clone3() without CLONE_VFORK: returns as soon as the child exists, never
- * waiting for its exec (a host's loop is never stalled by a slow exec). */
-pid_t libdm__clone_pidfd(bool try_newpid, int *ret_pidfd, bool *ret_ns)
-{
-    for (;;) {
-        pid_t pid = clone_once(CLONE_PIDFD | (try_newpid ? CLONE_NEWPID : 0), ret_pidfd);
-
-        if (pid >= 0 || !try_newpid || (errno != EPERM && errno != EINVAL &&
-                                        errno != ENOSPC && errno != EUSERS)) {
-            if (ret_ns)
-                *ret_ns = try_newpid;
-            return pid < 0 ? -errno : pid;
-        }
-        try_newpid = false; /* no privilege for a namespace: a plain child */
-    }
-}
-
-/* As root the keeper gets its own PID namespace and is its init; without
- * the privilege it is a subreaper instead. */
-static pid_t clone_keeper(const int *src, int nfds, char **argv, char **env, int *ret_pidfd,
-                          bool *ret_ns)
-{
-    pid_t pid = libdm__clone_pidfd(geteuid() == 0, ret_pidfd, ret_ns);
-
-    if (pid == 0)
-        keeper_child(src, nfds, argv, env);
-    return pid;
-}
-
 int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
                         const libdm__keeper_ops *ops, void *user, libdm__keeper **ret)
 {
     int sp[2] = { -1, -1 }, src[LIBDM_PASS_FD_FIRST + LIBDM_MAX_PASS_FDS], r;
     int nfds = LIBDM_PASS_FD_FIRST + (int)a->n_pass_fds;
-    char **argv = keeper_argv(a), **env = keeper_env();
+    bool helper = libdm__helper_enabled(ctx);
+    char **argv = keeper_argv(a, helper), **env = helper ? NULL : libdm__keeper_env();
     libdm__keeper *k = calloc(1, sizeof(*k));
     bool ns = false;
     pid_t pid;
 
     for (size_t i = 0; i < LIBDM__ARRAY_SIZE(src); i++)
         src[i] = -1;
-    if (!argv || !env || !k) {
+    if (!argv || (!helper && !env) || !k) {
         r = -ENOMEM;
         goto out;
     }
     *k = (libdm__keeper){ .ctx = ctx, .ops = ops, .user = user, .ctl = -1,
-                          .keeper_pidfd = -1, .dm_pidfd = -1, .autokill = a->autokill };
+                          .keeper_pidfd = -1, .dm_pidfd = -1, .autokill = a->autokill,
+                          .helper_pidfd = -1 };
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         r = -errno;
         goto out;
@@ -450,16 +268,35 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
     for (size_t i = 0; i < a->n_pass_fds; i++)
         if ((r = src[LIBDM_PASS_FD_FIRST + i] = high_fd(a->pass_fds[i])) < 0)
             goto out;
-    pid = clone_keeper(src, nfds, argv, env, &k->keeper_pidfd, &ns);
+    /* Forked by the context's helper (a fork, not an exec), or if it
+     * cannot take it now, exec'd as before. */
+    if (helper && libdm__helper_submit(ctx, argv, src, nfds) == 0) {
+        k->by_helper = true;
+        k->helper_gen = libdm__helper_gen(ctx);
+        pid = 0;
+        goto follow;
+    }
+    if (helper) {
+        libdm_strv_free(argv);
+        argv = keeper_argv(a, false);
+        env = libdm__keeper_env();
+        if (!argv || !env) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    pid = libdm__spawn_exec(src, nfds, LIBDM__KEEPER_CTL_FD, argv, env, geteuid() == 0,
+                            &k->keeper_pidfd, &ns);
     if (pid < 0) {
         r = pid;
         LIBDM__ERROR(ctx, "cannot start %s: %s", argv[0], strerror(-r));
         goto out;
     }
+    LIBDM__DEBUG(ctx, "libdm-keeper is pid %d%s", pid, ns ? ", init of a new PID namespace" : "");
+follow:
     k->keeper_pid = pid;
     k->ctl = sp[0];
     sp[0] = -1;
-    LIBDM__DEBUG(ctx, "libdm-keeper is pid %d%s", pid, ns ? ", init of a new PID namespace" : "");
     if (libdm__set_nonblock(k->ctl, true) < 0 ||
         (r = libdm__watch_add(ctx, k->ctl, POLLIN, on_ctl, k, &k->ctl_watch)) < 0) {
         r = r < 0 ? r : -errno;
@@ -470,6 +307,8 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
         k->keeper_pidfd = -1;
         goto out;
     }
+    k->counted = true;
+    ctx->keepers_live++;
     *ret = k;
     k = NULL;
     r = 0;
@@ -503,10 +342,51 @@ int libdm__keeper_set_autokill(libdm__keeper *k, bool on)
 /* Before the keeper said QEMU's pid there is no pidfd to signal: the
  * keeper itself is killed. As the init of the DM's PID namespace it takes
  * QEMU with it; as a subreaper, QEMU has PR_SET_PDEATHSIG SIGKILL. */
+/* A keeper the helper has not forked yet has no pidfd: it is killed as it
+ * says its pid, or, while the helper itself has not started (it reads no
+ * request before), the helper is killed and every start queued in it ends. */
+static void on_helper_killed(libdm_ctx *ctx, int fd, short revents, void *user)
+{
+    libdm__keeper *k = user;
+    char msg[LIBDM__KEEPER_MSG_MAX];
+    int passed;
+
+    /* It may have said "ready" and forked our keeper as it was killed: a
+     * keeper that said its pid is followed (and killed, kill_pending). */
+    while (k->ctl >= 0 && k->keeper_pidfd < 0 &&
+           libdm__kp_recv(k->ctl, msg, sizeof(msg), &passed) > 0)
+        handle_message(k, msg, passed);
+    if (k->keeper_pidfd >= 0) {
+        libdm__watch_del(k->exit_watch);
+        k->exit_watch = NULL;
+        libdm__close(&k->helper_pidfd);
+        return;
+    }
+    keeper_gone(k);
+}
+
+static int kill_unborn(libdm__keeper *k)
+{
+    k->kill_pending = true;
+    if (!libdm__helper_starting(k->ctx, k->helper_gen))
+        return 0;
+    LIBDM__DEBUG(k->ctx, "killing the starting libdm-keeper helper (a start before it)");
+    /* It had read no request: once it is dead no keeper of ours can come
+     * (even while something it left holds its socket and our channel). */
+    if (k->helper_pidfd < 0 && !k->exit_watch &&
+        (k->helper_pidfd = libdm__helper_pidfd_dup(k->ctx)) >= 0 &&
+        libdm__watch_add(k->ctx, k->helper_pidfd, POLLIN, on_helper_killed, k,
+                         &k->exit_watch) < 0)
+        libdm__close(&k->helper_pidfd);
+    return libdm__helper_kill(k->ctx);
+}
+
 int libdm__keeper_kill(libdm__keeper *k)
 {
     if (k->exit_reported)
         return -ESRCH;
+    if (k->by_helper && k->keeper_pidfd < 0 && k->ctl >= 0)
+        return kill_unborn(k);
     if (k->dm_pidfd >= 0)
         return libdm__pidfd_signal(k->dm_pidfd, SIGKILL);
     return k->keeper_pidfd >= 0 ? libdm__pidfd_signal(k->keeper_pidfd, SIGKILL) : -ESRCH;
@@ -524,6 +404,8 @@ void libdm__keeper_set_ending(libdm__keeper *k)
 
 int libdm__keeper_kill_keeper(libdm__keeper *k)
 {
+    if (k->by_helper && k->keeper_pidfd < 0 && k->ctl >= 0 && !k->exit_reported)
+        return kill_unborn(k);
     return k->keeper_pidfd >= 0 ? libdm__pidfd_signal(k->keeper_pidfd, SIGKILL) : -ESRCH;
 }
 
@@ -547,12 +429,13 @@ void libdm__keeper_free(libdm__keeper *k)
     libdm__watch_del(k->exit_watch);
     libdm__close(&k->ctl);
     libdm__close(&k->dm_pidfd);
+    libdm__close(&k->helper_pidfd);
     /* Under autokill the keeper ends its DM and exits now that the
      * channel closed: a context freed now reaps it (bounded). */
-    if (k->keeper_pidfd >= 0 &&
-        libdm__reap_later(k->ctx, k->keeper_pidfd,
-                          k->exit_reported || k->autokill || k->ending) < 0)
-        LIBDM__WARN(k->ctx, "libdm-keeper (pid %d) will not be reaped by this process",
-                    k->keeper_pid);
+    drop_keeper_pidfd(k, k->exit_reported || k->autokill || k->ending);
+    if (k->counted)
+        k->ctx->keepers_live--;
+    if (k->by_helper && !k->exit_reported && (k->autokill || k->ending))
+        libdm__helper_keeper_done(k->ctx, k->helper_gen);
     free(k);
 }

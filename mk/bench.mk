@@ -2,7 +2,7 @@
 # Built and run only by `make bench`, never by `make check` (see bench/README.md).
 BENCH_PROGS = bench/bench-start bench/bench-rtt bench/bench-scale \
 	bench/bench-qmp-server bench/bench-resume bench/bench-decode \
-	bench/bench-storm bench/bench-migrate
+	bench/bench-storm bench/bench-migrate bench/bench-helper
 EXTRA_PROGRAMS = $(BENCH_PROGS)
 BENCH_CFLAGS = $(AM_CFLAGS) -O2
 BENCH_LIBS = libdm-core.la $(DEPS_LIBS)
@@ -28,6 +28,9 @@ bench_bench_storm_LDADD = $(BENCH_LIBS)
 bench_bench_migrate_SOURCES = bench/bench-migrate.c $(BENCH_UTIL)
 bench_bench_migrate_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_migrate_LDADD = $(BENCH_LIBS)
+bench_bench_helper_SOURCES = bench/bench-helper.c bench/bench-util.c bench/bench-util.h
+bench_bench_helper_CFLAGS = $(BENCH_CFLAGS)
+bench_bench_helper_LDADD = $(BENCH_LIBS)
 bench_bench_decode_SOURCES = bench/bench-decode.c
 bench_bench_decode_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_decode_LDADD = $(BENCH_LIBS)
@@ -41,3 +44,10 @@ bench: $(BENCH_PROGS) libdm-core.la tools/libdm-keeper
 	QEMU='$(QEMU_BENCH)' LIBDM_KEEPER='$(abs_top_builddir)/tools/libdm-keeper' \
 	DMCTL='$(abs_top_builddir)/tools/dmctl' \
 	$(SHELL) $(srcdir)/bench/run-bench.sh '$(abs_top_builddir)/bench'
+
+# bench-util's reads are bounded (issue 23: floor-poll could hang for good).
+check_PROGRAMS += tests/unit/test-bench-util
+TESTS += tests/unit/test-bench-util
+tests_unit_test_bench_util_SOURCES = tests/unit/test-bench-util.c bench/bench-util.c bench/bench-util.h
+tests_unit_test_bench_util_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/bench
+tests_unit_test_bench_util_LDADD = libdm-core.la $(DEPS_LIBS)

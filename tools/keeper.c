@@ -48,6 +48,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "keeper-helper.h"
 #include "keeper-log.h"
 #include "keeper-proto.h"
 #include "keeper-restrict.h"
@@ -483,7 +484,21 @@ static int setup_process(keeper *k)
     return k->sigfd < 0 ? -errno : 0;
 }
 
-int main(int argc, char **argv)
+/* Forked by the helper: libdm learns our pid and pidfd from us, first. */
+static int say_hello(keeper *k)
+{
+    char msg[64];
+    int fd = pidfd_open_(getpid()), r;
+
+    if (fd < 0)
+        return -errno;
+    snprintf(msg, sizeof(msg), "keeper %d", host_self_pid());
+    r = libdm__kp_send(k->ctl, msg, fd);
+    close(fd);
+    return r;
+}
+
+int keeper_main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "name", required_argument, NULL, 'n' },
@@ -493,8 +508,10 @@ int main(int argc, char **argv)
         { "restrict", required_argument, NULL, 'R' },
         { "pass-fds", required_argument, NULL, 'p' },
         { "xen-socket-domid", required_argument, NULL, 'x' },
+        { "hello", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    bool hello = false;
     keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1, .log = { .rfd = -1 },
                  .log_wfd = -1 };
     char msg[LIBDM__KEEPER_MSG_MAX];
@@ -508,6 +525,7 @@ int main(int argc, char **argv)
         case 's': k.store_spec = optarg; break;
         case 'r': k.run_root = optarg; break;
         case 'a': k.autokill = true; break;
+        case 'h': hello = true; break;
         case 'x':
             xen_domid = strtoul(optarg, NULL, 10);
             k.restrict_.domain_id = xen_domid; /* libxl gives QEMU XEN_DOMAIN_ID */
@@ -539,6 +557,18 @@ int main(int argc, char **argv)
      * the record (issue 18, item 8): a POSIX lock beside the flock. */
     if ((r = libdm__rundir_mark_holder(k.rd)) < 0)
         klog("cannot mark %s's claim as ours: %s", k.name, strerror(-r));
+    /* Nobody to say it to (the controller went, or released the start):
+     * nothing starts, under autokill (always armed at start). */
+    if (hello && say_hello(&k) < 0) {
+        controller_gone(&k);
+        if (k.autokilled) {
+            klog("controller of %s went away before its keeper started: nothing started",
+                 k.name);
+            record_exit(&k, 127 << 8); /* autokilled: record and files go */
+            release_name(&k);
+            return 1;
+        }
+    }
     /* The monitor is at libxl's path: the cleanup must know it. */
     if (xen_domid && libdm__rundir_use_xen_socket(k.rd, LIBDM__XEN_RUN_DIR, (uint32_t)xen_domid,
                                                   false, &sock_path, NULL) < 0)
@@ -568,4 +598,11 @@ int main(int argc, char **argv)
     snprintf(msg, sizeof(msg), "pid %d", k.host_pid);
     send_ctl(&k, msg, k.pidfd);
     return supervise(&k);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && !strcmp(argv[1], "--helper"))
+        return keeper_helper_main();
+    return keeper_main(argc, argv);
 }
