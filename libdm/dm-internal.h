@@ -18,6 +18,9 @@ void libdm__dm_error(libdm_dm *dm, const char *fmt, ...) LIBDM__PRINTF(2, 3);
 /* The operation in progress frees its userdata with @destroy if the DM is
  * released before its callback runs. */
 void libdm__dm_op_set_destroy(libdm_dm *dm, void (*destroy)(void *user));
+/* True while a record write of @dm waits for another writer's lock (the
+ * loop retries it, for DM_STORE_RETRY_MS at most). */
+bool libdm__dm_record_pending(const libdm_dm *dm);
 bool libdm__dm_exited(const libdm_dm *dm);
 libdm_ctx *libdm__dm_ctx(const libdm_dm *dm);
 /* Whether the source ran before Perform, for Confirm after a failure. */

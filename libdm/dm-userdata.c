@@ -74,3 +74,8 @@ const char *libdm_dm_end_by_to_string(libdm_dm_end_by by)
     }
     return "?";
 }
+
+bool libdm__dm_record_pending(const libdm_dm *dm)
+{
+    return dm && dm->store_wait_since != 0;
+}

@@ -435,17 +435,41 @@ static char *record_mismatch(libdm_migration *m)
     return why;
 }
 
+static void answer_finished(libdm_migration *m);
+
 static void on_final_status(libdm_dm *dm, int status, void *user)
 {
     libdm_migration *m = user;
     const char *rs;
-    libdm_json *o;
 
     (void)dm;
     if (libdm__mig_put(m))
         return;
     rs = status >= 0 ? libdm_dm_get_runstate(m->dm) : NULL;
     m->runstate = strdup(rs ? rs : "?");
+    answer_finished(m);
+}
+
+/* A stalled store writer delays the answer (issue 22): while the DM's
+ * record write after cont waits for another writer's lock (retried on the
+ * loop, bounded), the receiver waits too, so that its answer says what the
+ * record says; it never answers early with a record that will change. */
+static void on_record_settle(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    (void)ctx;
+    (void)t;
+    answer_finished(user);
+}
+
+static void answer_finished(libdm_migration *m)
+{
+    libdm_json *o;
+
+    if (libdm__dm_record_pending(m->dm)) {
+        libdm__timer_init(&m->step, on_record_settle, m);
+        if (libdm__timer_arm(m->ctx, &m->step, libdm_now_ms() + 2) >= 0)
+            return;
+    }
     m->record_error = record_mismatch(m);
     o = libdm__mig_msg("finished");
     o = libdm__mig_check(o, o && libdm__mig_add_str(o, "runstate", m->runstate ? m->runstate
