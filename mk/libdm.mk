@@ -9,7 +9,7 @@ libdm_core_la_SOURCES = \
 	libdm/qmp-call.c libdm/qmp-private.h libdm/qmp-redact.c libdm/qmp-internal.h \
 	libdm/keeper-proto.c libdm/keeper-proto.h libdm/spawn.c libdm/spawn-internal.h \
 	libdm/rundir.c libdm/rundir-internal.h \
-	libdm/dm.c libdm/dm-internal.h libdm/dm-private.h libdm/dm-end.c libdm/dm-prepare.c \
+	libdm/dm.c libdm/dm-error.c libdm/dm-internal.h libdm/dm-private.h libdm/dm-end.c libdm/dm-prepare.c \
 	libdm/dm-start.c libdm/dm-ops.c libdm/dm-attach.c libdm/migrate.c libdm/migrate-sync.c \
 	libdm/restrict.c libdm/restrict-internal.h \
 	libdm/job.c libdm/job-internal.h libdm/dm-list.c libdm/dm-devices.c \
