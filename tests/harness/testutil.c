@@ -196,3 +196,45 @@ int tu_require_dm_env(void)
     }
     return 0;
 }
+
+void tu_proc_each(const char *file, tu_proc_fn *fn, void *user)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+
+    while (d && (e = readdir(d))) {
+        char path[300], buf[8192];
+        ssize_t len;
+        int fd;
+
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/%s", e->d_name, file);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        len = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (len <= 0)
+            continue;
+        buf[len] = '\0';
+        if (!fn(atoi(e->d_name), buf, len, user))
+            break;
+    }
+    if (d)
+        closedir(d);
+}
+
+const char *tu_qemu_name(const char *cmdline, ssize_t len, const char *prefix)
+{
+    bool after_name = false;
+
+    if (!strstr(cmdline, "qemu-system"))
+        return NULL;
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(cmdline + i) + 1) {
+        if (after_name && !strncmp(cmdline + i, prefix, strlen(prefix)))
+            return cmdline + i;
+        after_name = !strcmp(cmdline + i, "-name");
+    }
+    return NULL;
+}

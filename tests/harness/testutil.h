@@ -40,4 +40,13 @@ void tu_settle_children(struct libdm_ctx *ctx, int want);
  * prints why and returns 77, the automake "skipped" status. */
 int tu_require_dm_env(void);
 
+/* Calls @fn for every process whose /proc/PID/@file could be read: @buf
+ * holds its first bytes (NUL-terminated; for cmdline, NUL-separated words,
+ * @len long). @fn returns false to stop the walk. */
+typedef bool tu_proc_fn(int pid, const char *buf, ssize_t len, void *user);
+void tu_proc_each(const char *file, tu_proc_fn *fn, void *user);
+/* The "-name" word that follows "-name" in a QEMU's cmdline, if it starts
+ * with @prefix; else NULL. */
+const char *tu_qemu_name(const char *cmdline, ssize_t len, const char *prefix);
+
 #endif

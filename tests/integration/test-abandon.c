@@ -84,80 +84,39 @@ static int setup(void **state)
 
 /* QEMU processes (argv[0] a qemu-system binary) whose -name starts with
  * @prefix. */
-static bool is_our_qemu(const char *buf, ssize_t len, const char *want)
-{
-    bool after_name = false;
+struct qemu_walk {
+    char want[64];
+    int n;
+    bool kill;
+};
 
-    if (!strstr(buf, "qemu-system"))
-        return false;
-    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(buf + i) + 1) {
-        if (after_name && !strncmp(buf + i, want, strlen(want)))
-            return true;
-        after_name = !strcmp(buf + i, "-name");
+static bool qemu_seen(int pid, const char *buf, ssize_t len, void *user)
+{
+    struct qemu_walk *w = user;
+
+    if (tu_qemu_name(buf, len, w->want)) {
+        w->n++;
+        if (w->kill)
+            (void)kill(pid, SIGKILL);
     }
-    return false;
+    return true;
 }
 
 static int count_qemus(const char *prefix)
 {
-    char want[64];
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    int n = 0;
+    struct qemu_walk w = { .kill = false };
 
-    snprintf(want, sizeof(want), "%s-", prefix);
-    assert_non_null(d);
-    while ((e = readdir(d))) {
-        char path[300], buf[8192];
-        ssize_t len;
-        int fd;
-
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        if (is_our_qemu(buf, len, want))
-            n++;
-    }
-    closedir(d);
-    return n;
+    snprintf(w.want, sizeof(w.want), "%s-", prefix);
+    tu_proc_each("cmdline", qemu_seen, &w);
+    return w.n;
 }
 
 static void kill_qemus(const char *prefix)
 {
-    char want[64];
-    DIR *d = opendir("/proc");
-    struct dirent *e;
+    struct qemu_walk w = { .kill = true };
 
-    snprintf(want, sizeof(want), "%s-", prefix);
-    while (d && (e = readdir(d))) {
-        char path[300], buf[8192];
-        ssize_t len;
-        int fd;
-
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        if (is_our_qemu(buf, len, want))
-            kill(atoi(e->d_name), SIGKILL);
-    }
-    if (d)
-        closedir(d);
+    snprintf(w.want, sizeof(w.want), "%s-", prefix);
+    tu_proc_each("cmdline", qemu_seen, &w);
 }
 
 static int teardown(void **state)

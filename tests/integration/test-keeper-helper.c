@@ -74,31 +74,16 @@ static int setup(void **state)
 
 /* A failed test may leave DMs running (a controller's ready DMs run on by
  * design): their QEMUs (-name PREFIX-I) go, never into the next test. */
+static bool leftover_seen(int pid, const char *buf, ssize_t len, void *user)
+{
+    if (tu_qemu_name(buf, len, user))
+        (void)kill(pid, SIGKILL);
+    return true;
+}
+
 static void kill_leftovers(fixture *f)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-
-    while (d && (e = readdir(d))) {
-        char path[300], buf[8192];
-        ssize_t n;
-        int fd;
-
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        for (ssize_t i = 0; i < n - 1; i += (ssize_t)strlen(buf + i) + 1)
-            if (!strcmp(buf + i, "-name") && i + 5 < n &&
-                !strncmp(buf + i + 6, f->prefix, strlen(f->prefix)) && strstr(buf, "qemu"))
-                (void)kill(atoi(e->d_name), SIGKILL);
-    }
-    if (d)
-        closedir(d);
+    tu_proc_each("cmdline", leftover_seen, f->prefix);
 }
 
 static int teardown(void **state)

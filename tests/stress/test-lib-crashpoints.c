@@ -112,82 +112,57 @@ typedef struct qemu_proc {
     char name[64];
 } qemu_proc;
 
+struct qemu_find {
+    char want[40];
+    qemu_proc *out;
+    size_t n, max;
+};
+
+static bool qemu_found(int pid, const char *buf, ssize_t len, void *user)
+{
+    struct qemu_find *f = user;
+    const char *name = tu_qemu_name(buf, len, f->want);
+
+    if (name) {
+        f->out[f->n].pid = pid;
+        snprintf(f->out[f->n].name, sizeof(f->out[f->n].name), "%s", name);
+        f->n++;
+    }
+    return f->n < f->max;
+}
+
 static size_t find_qemus(qemu_proc *out, size_t max)
 {
-    char want[40];
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    size_t n = 0;
+    struct qemu_find f = { .out = out, .max = max };
 
-    snprintf(want, sizeof(want), "%s-", prefix);
-    while (d && (e = readdir(d)) && n < max) {
-        char path[300], buf[8192];
-        bool after_name = false;
-        ssize_t len;
-        int fd;
-
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        if (!strstr(buf, "qemu-system"))
-            continue;
-        for (ssize_t i = 0; i < len; i += (ssize_t)strlen(buf + i) + 1) {
-            if (after_name && !strncmp(buf + i, want, strlen(want))) {
-                out[n].pid = atoi(e->d_name);
-                snprintf(out[n].name, sizeof(out[n].name), "%s", buf + i);
-                n++;
-                break;
-            }
-            after_name = !strcmp(buf + i, "-name");
-        }
-    }
-    if (d)
-        closedir(d);
-    return n;
+    if (!max)
+        return 0;
+    snprintf(f.want, sizeof(f.want), "%s-", prefix);
+    tu_proc_each("cmdline", qemu_found, &f);
+    return f.n;
 }
 
 /* Children of this process that are zombies. */
+static bool zombie_seen(int pid, const char *buf, ssize_t len, void *user)
+{
+    const char *p = strrchr(buf, ')');
+    int *n = user, ppid;
+    char st;
+
+    (void)len;
+    if (p && sscanf(p + 1, " %c %d", &st, &ppid) == 2 && ppid == getpid() && st == 'Z') {
+        if (getenv("LIBDM_CRASH_VERBOSE"))
+            printf("# zombie %d %.*s\n", pid, (int)(p - buf), buf);
+        (*n)++;
+    }
+    return true;
+}
+
 static int zombie_children(void)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
     int n = 0;
 
-    while (d && (e = readdir(d))) {
-        char path[300], buf[512], *p;
-        int ppid;
-        char st;
-        ssize_t len;
-        int fd;
-
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        p = strrchr(buf, ')');
-        if (p && sscanf(p + 1, " %c %d", &st, &ppid) == 2 && ppid == getpid() && st == 'Z') {
-            if (getenv("LIBDM_CRASH_VERBOSE"))
-                printf("# zombie %s %.*s\n", e->d_name, (int)(p - buf), buf);
-            n++;
-        }
-    }
-    if (d)
-        closedir(d);
+    tu_proc_each("stat", zombie_seen, &n);
     return n;
 }
 
