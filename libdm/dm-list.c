@@ -104,7 +104,8 @@ static int list_names(libdm__store *store, char ***ret_names, size_t *ret_count)
         free(dirs);
         return -ENOMEM;
     }
-    memcpy(all + n, dirs, nd * sizeof(*dirs));
+    if (nd) /* dirs is NULL when there are none */
+        memcpy(all + n, dirs, nd * sizeof(*dirs));
     free(dirs);
     return libdm__store_names_finish(all, n + nd, ret_names, ret_count);
 }
