@@ -314,14 +314,16 @@ void libdm__fork_drop_fd(int fd)
     if (fd < 0 || pthread_once(&fork_once, fork_init) != 0 || fstat(fd, &st) < 0)
         return;
     pthread_mutex_lock(&fork_mu);
-    if (n_fork_locks == cap_fork_locks) {
-        /* Full: drop the entries whose fd was closed first. */
-        size_t kept = 0;
-
-        for (size_t i = 0; i < n_fork_locks; i++)
-            if (fork_lock_current(&fork_locks[i]))
-                fork_locks[kept++] = fork_locks[i];
-        n_fork_locks = kept;
+    /* An fd number is unique while it is open: an entry with this number
+     * is one that was closed since, and this one replaces it. So the table
+     * never outgrows the fd table, and no thread looks at another
+     * context's fds (a compaction by fstat did: ThreadSanitizer). */
+    for (size_t i = 0; i < n_fork_locks; i++) {
+        if (fork_locks[i].fd == fd) {
+            fork_locks[i] = (fork_lock){ .fd = fd, .dev = st.st_dev, .ino = st.st_ino };
+            pthread_mutex_unlock(&fork_mu);
+            return;
+        }
     }
     if (n_fork_locks == cap_fork_locks) {
         size_t cap = cap_fork_locks ? cap_fork_locks * 2 : 16;
