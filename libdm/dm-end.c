@@ -306,6 +306,17 @@ static void clean_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
              * "stopped" (issue 18, item 11). */
             if (op->ops->ends_dm && dm->keeper_pid > 0 &&
                 libdm__rundir_owner_held(dm->rd, &holder) == 1 && holder == dm->keeper_pid) {
+                uint64_t now = libdm_now_ms();
+
+                /* The keeper outlives its QEMU by its own cleanup: on a
+                 * loaded host that can take a while. Wait (bounded). */
+                if (!op->keeper_wait_since)
+                    op->keeper_wait_since = now;
+                if (now - op->keeper_wait_since < DM_KEEPER_LEAVE_MS &&
+                    libdm__timer_arm(ctx, t, now + 10) >= 0) {
+                    op->clean = CLEAN_CLAIM;
+                    return;
+                }
                 libdm__dm_error(dm, "the device model ended, but its keeper (pid %d) still "
                                 "holds its name: record and files left", holder);
                 op->clean_status = -EBUSY;

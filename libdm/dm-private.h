@@ -39,6 +39,7 @@
 #define DM_KEEPER_EXIT_WAIT_MS 5000 /* attached: the keeper records, then exits */
 #define DM_EXIT_SHOW_MS 200         /* a failed monitor: time for the DM's exit to show */
 #define DM_STORE_RETRY_MS 5000      /* a record's lock held by another writer: retry until */
+#define DM_KEEPER_LEAVE_MS 2000     /* the DM ended: time for its keeper to let go of the name */
 
 typedef enum {
     OP_NONE, OP_START, OP_RESUME, OP_STOP, OP_PAUSE, OP_QUERY, OP_ATTACH,
@@ -114,6 +115,7 @@ struct libdm__op {
     libdm_qmp_slot *side_call;  /* a second one alongside (start: the events capability) */
     bool cleaning;              /* in the cleanup steps at its end (dm-end.c) */
     unsigned clean, rd_step;
+    uint64_t keeper_wait_since; /* cleaning: the keeper still held the name, since */
     int clean_status;           /* the status the operation ends with after them */
     bool event_pending;         /* a MIGRATION event came with no tick armed: the
                                  * next wait is none (issue 22, 12) */
