@@ -58,3 +58,13 @@ check_PROGRAMS += tests/integration/test-async-matrix
 TESTS += tests/integration/test-async-matrix
 tests_integration_test_async_matrix_CFLAGS = $(TEST_CFLAGS)
 tests_integration_test_async_matrix_LDADD = libtestutil.la $(TEST_LIBS)
+
+# Issue 22, item 12: a MIGRATION event in the same read as a query-migrate
+# reply still counts (fakeqmp behind a fake QEMU; libdm's clock frozen).
+check_PROGRAMS += tests/fault/test-mig-event-read
+TESTS += tests/fault/test-mig-event-read
+tests_fault_test_mig_event_read_SOURCES = tests/fault/test-mig-event-read.c
+tests_fault_test_mig_event_read_CFLAGS = $(TEST_CFLAGS) -pthread
+tests_fault_test_mig_event_read_LDFLAGS = -pthread -Wl,--wrap=libdm_now_ms
+tests_fault_test_mig_event_read_LDADD = libtestutil.la libfakeqmp.la libdm-core.la $(DEPS_LIBS) \
+	$(CMOCKA_LIBS) -lpthread
