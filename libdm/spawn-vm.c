@@ -31,6 +31,7 @@
 #include "ctx-internal.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -285,7 +286,8 @@ pid_t libdm__spawn_exec_vm(libdm_ctx *ctx, const int *src, int nfds, int err_fd,
     a->err_fd = err_fd;
     p = (char *)(a + 1);
     p = strv_copy(p, argv, na, &a->argv);
-    (void)strv_copy(p, env, ne, &a->env);
+    p = (char *)(((uintptr_t)p + sizeof(char *) - 1) & ~(uintptr_t)(sizeof(char *) - 1));
+    (void)strv_copy(p, env, ne, &a->env); /* pointers aligned: the slack covers it */
     /* The write end above every fd the child places: nothing clobbers it. */
     if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0 ||
         (w = fcntl(pipefd[1], F_DUPFD_CLOEXEC, nfds + 1)) < 0) {
