@@ -191,6 +191,18 @@ static double run_libdm_beside(libdm_ctx *ctx, libdm_dm_config *cfg, bool helper
     return ms;
 }
 
+/* libdm_dm_start() with the keeper cloned fork-style (LIBDM_SPAWN_VM=0, as
+ * before spawn-vm.c): the caller's page tables copied. */
+static double run_libdm_forkstyle(libdm_ctx *ctx, libdm_dm_config *cfg)
+{
+    double ms;
+
+    setenv("LIBDM_SPAWN_VM", "0", 1);
+    ms = run_libdm(ctx, cfg);
+    unsetenv("LIBDM_SPAWN_VM");
+    return ms;
+}
+
 static void report_beside(double *fd, double *ex, double *hp, int n)
 {
     double mf = bu_median(fd, (size_t)n), me = bu_median(ex, (size_t)n),
@@ -210,8 +222,8 @@ static void report_beside(double *fd, double *ex, double *hp, int n)
     bu_result("start beside a DM: forked vs exec'd", a, b, mh / me, "info", "-");
 }
 
-static void report(double *poll_, double *fd, double *lib, double *ctl, double *exe, int n,
-                   bool have_ctl, const char *store)
+static void report(double *poll_, double *fd, double *lib, double *ctl, double *exe,
+                   const double *fk, int n, bool have_ctl, const char *store)
 {
     double mp, mf, ml, mc = 0, me;
     char a[64], b[64];
@@ -220,6 +232,7 @@ static void report(double *poll_, double *fd, double *lib, double *ctl, double *
     bu_print_stats("floor-poll (connect retry 1 ms)", poll_, (size_t)n, "ms");
     bu_print_stats("floor-fd (pre-bound socket)", fd, (size_t)n, "ms");
     bu_print_stats("libdm_dm_start", lib, (size_t)n, "ms");
+    bu_print_stats("libdm_dm_start, fork-style clone", (double *)fk, (size_t)n, "ms");
     if (have_ctl)
     {
         bu_print_stats("dmctl start (exec to exit)", ctl, (size_t)n, "ms");
@@ -234,6 +247,9 @@ static void report(double *poll_, double *fd, double *lib, double *ctl, double *
     bu_result("start: libdm vs floor-poll", a, b, ml / mp, "info", "-");
     snprintf(b, sizeof(b), "%.1f ms (fd)", mf);
     bu_result("start: libdm_dm_start", a, b, ml / mf, "<= 1.05x (issue 23)", met(ml / mf, 1.05));
+    snprintf(b, sizeof(b), "%.1f ms (fork-style clone)", bu_median((double *)fk, (size_t)n));
+    bu_result("start: CLONE_VM vs fork-style clone", a, b, ml / bu_median((double *)fk, (size_t)n),
+              "info", "-");
     bp_breakdown(store, mf, ml, "wall");
     if (have_ctl) {
         mc = bu_median(ctl, (size_t)n);
@@ -254,7 +270,7 @@ int main(int argc, char **argv)
     bool have_ctl = dmctl && access(dmctl, X_OK) == 0;
     double *p = calloc((size_t)n, sizeof(double)), *f = calloc((size_t)n, sizeof(double));
     double *l = calloc((size_t)n, sizeof(double)), *c = calloc((size_t)n, sizeof(double));
-    double *e = calloc((size_t)n, sizeof(double));
+    double *e = calloc((size_t)n, sizeof(double)), *fk = calloc((size_t)n, sizeof(double));
     double *bx = calloc((size_t)n, sizeof(double)), *bh = calloc((size_t)n, sizeof(double));
     libdm_dm_config *ccfg = NULL;
     libdm_dm *companion = NULL;
@@ -264,7 +280,7 @@ int main(int argc, char **argv)
     libdm_dm_config *cfg = NULL;
     int fail = 0;
 
-    if (n < 1 || !p || !f || !l || !c || !e || !bx || !bh || !dir || !store || !ctlstore ||
+    if (n < 1 || !p || !f || !l || !c || !e || !fk || !bx || !bh || !dir || !store || !ctlstore ||
         libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, store) < 0 ||
         libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, "bs") < 0 ||
         libdm_dm_config_set_qemu_path(cfg, bu_qemu()) < 0 ||
@@ -275,14 +291,22 @@ int main(int argc, char **argv)
     for (int i = 0; i < n && !fail; i++) {
         p[i] = run_floor_poll(dir);
         f[i] = run_floor_fd(dir);
-        l[i] = run_libdm(ctx, cfg);
+        if (i % 2) {
+            l[i] = run_libdm(ctx, cfg);
+            settle(ctx);
+            fk[i] = run_libdm_forkstyle(ctx, cfg);
+        } else {
+            fk[i] = run_libdm_forkstyle(ctx, cfg);
+            settle(ctx);
+            l[i] = run_libdm(ctx, cfg);
+        }
         settle(ctx);
         c[i] = have_ctl ? run_dmctl(dmctl, ctlstore) : 0;
         e[i] = have_ctl ? run_dmctl_exec(dmctl) : 0;
-        fail = p[i] < 0 || f[i] < 0 || l[i] < 0 || c[i] < 0 || e[i] < 0;
+        fail = p[i] < 0 || f[i] < 0 || l[i] < 0 || fk[i] < 0 || c[i] < 0 || e[i] < 0;
     }
     if (!fail)
-        report(p, f, l, c, e, n, have_ctl, store);
+        report(p, f, l, c, e, fk, n, have_ctl, store);
     else
         fprintf(stderr, "bench-start: a run failed\n");
     /* Then the same start beside a running DM: exec'd against forked,

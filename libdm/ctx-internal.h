@@ -49,6 +49,7 @@ struct libdm_ctx {
     struct libdm_qmp *closing_qmps; /* those connections (qmp.c) */
     struct libdm__reaper *reapers; /* keepers whose DM handle is gone */
     struct libdm__helper *helper;  /* forks the keepers (spawn-helper.c) */
+    struct libdm__spawn_stack *spawn_stacks; /* children before their exec (spawn-vm.c) */
     unsigned helper_gen;
     unsigned keepers_live;         /* keepers followed, not ended (spawn.c) */
     unsigned n_exiting_reapers;    /* ...of which whose DM ended: they exit in a
@@ -82,6 +83,8 @@ void libdm__qmp_hurry_closing(libdm_ctx *ctx, uint64_t abs_ms);
 /* spawn.c */
 typedef struct libdm__reaper libdm__reaper;
 void libdm__reapers_free(libdm_ctx *ctx);
+/* spawn-vm.c: frees the stacks of children past their exec. */
+void libdm__spawn_stacks_free(libdm_ctx *ctx);
 void libdm__helper_free(libdm_ctx *ctx);
 
 /* loop.c */

@@ -89,6 +89,7 @@ libdm_ctx *libdm_ctx_free(libdm_ctx *ctx)
             break;
     libdm__helper_free(ctx);
     libdm__reapers_free(ctx);
+    libdm__spawn_stacks_free(ctx);
     libdm__orphans_reap(true);
     if (ctx->store)
         libdm__store_close(ctx->store);

@@ -307,7 +307,10 @@ static int forget_step_run(libdm__job *job)
         f->step = FORGET_DEL;
         return 1;
     case FORGET_DEL:
-        (void)libdm__store_del(f->store, f->name);
+        /* Another writer holds the record's lock: this step again (the
+         * job's retry), never a forget that leaves the record behind. */
+        if (libdm__store_del(f->store, f->name) == -EAGAIN)
+            return -EAGAIN;
         if (f->unreadable) /* a directory planted as the record: if empty */
             libdm__rundir_remove_subdir(f->rd, "record");
         f->step = FORGET_TAPS;

@@ -12,7 +12,11 @@
 #include "internal.h"
 
 typedef struct libdm__job libdm__job;
-/* One step: > 0 more steps to come; otherwise the job's result. */
+/* One step: > 0 more steps to come; -EAGAIN: the same step again in a
+ * millisecond (a record's lock held by another writer), for
+ * LIBDM__JOB_RETRY_MS at most, then the job ends with -EBUSY; otherwise the
+ * job's result. */
+#define LIBDM__JOB_RETRY_MS 5000
 typedef int libdm__job_step_fn(libdm__job *job);
 /* The job ended with @status: deliver it to the caller and free the job. */
 typedef void libdm__job_done_fn(libdm__job *job, int status);
@@ -25,6 +29,7 @@ struct libdm__job {
     libdm__job_step_fn *step;
     libdm__job_done_fn *done;
     libdm__job_drop_fn *drop;
+    uint64_t again_since;       /* first -EAGAIN of the current wait, or 0 */
     libdm__job *prev, *next;    /* ctx->jobs */
 };
 
@@ -32,7 +37,8 @@ struct libdm__job {
 int libdm__job_start(libdm_ctx *ctx, libdm__job *job, libdm__job_step_fn *step,
                      libdm__job_done_fn *done, libdm__job_drop_fn *drop);
 /* The blocking forms: runs every step of @job here, then returns its result
- * (the job is not linked, @done is not called). */
+ * (the job is not linked, @done is not called). A step's -EAGAIN waits a
+ * millisecond here (a blocking call: it may), within the same bound. */
 int libdm__job_run_inline(libdm_ctx *ctx, libdm__job *job, libdm__job_step_fn *step);
 /* ctx.c: libdm_ctx_free() drops every pending job. */
 void libdm__jobs_drop_all(libdm_ctx *ctx);

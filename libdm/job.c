@@ -3,6 +3,23 @@
 #include "job-internal.h"
 #include "ctx-internal.h"
 
+#include <poll.h>
+
+/* -EAGAIN from a step: true while the same step may be tried again. */
+static bool again(libdm__job *job, int r)
+{
+    uint64_t now;
+
+    if (r != -EAGAIN) {
+        job->again_since = 0;
+        return false;
+    }
+    now = libdm_now_ms();
+    if (!job->again_since)
+        job->again_since = now;
+    return now - job->again_since < LIBDM__JOB_RETRY_MS;
+}
+
 static void unlink_job(libdm__job *job)
 {
     libdm_ctx *ctx = job->ctx;
@@ -29,11 +46,18 @@ static void job_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         return;
     }
     r = job->step(job);
+    if (again(job, r)) {
+        if (libdm__timer_arm(ctx, t, libdm_now_ms() + 1) >= 0)
+            return;
+        r = -ENOMEM;
+    }
     if (r > 0) {
         if (libdm__defer(ctx, t) >= 0)
             return;
         r = -ENOMEM;
     }
+    if (r == -EAGAIN)
+        r = -EBUSY; /* another writer held the lock past the bound */
     unlink_job(job);
     job->done(job, r);
 }
@@ -47,6 +71,7 @@ int libdm__job_start(libdm_ctx *ctx, libdm__job *job, libdm__job_step_fn *step,
     job->step = step;
     job->done = done;
     job->drop = drop;
+    job->again_since = 0;
     libdm__timer_init(&job->timer, job_tick, job);
     r = libdm__defer(ctx, &job->timer);
     if (r < 0)
@@ -65,9 +90,11 @@ int libdm__job_run_inline(libdm_ctx *ctx, libdm__job *job, libdm__job_step_fn *s
 
     job->ctx = ctx;
     job->step = step;
-    while ((r = step(job)) > 0)
-        ;
-    return r;
+    job->again_since = 0;
+    while ((r = step(job)) > 0 || again(job, r))
+        if (r == -EAGAIN)
+            (void)poll(NULL, 0, 1);
+    return r == -EAGAIN ? -EBUSY : r;
 }
 
 void libdm__jobs_drop_all(libdm_ctx *ctx)

@@ -158,7 +158,7 @@ static int helper_start(libdm_ctx *ctx, const char *path, libdm__helper **ret)
     }
     /* Never in a new PID namespace of its own: as that namespace's init its
      * death would take every keeper with it. */
-    pid = libdm__spawn_exec(src, LIBDM__HELPER_FD + 1, LIBDM__HELPER_FD, argv, env, false,
+    pid = libdm__spawn_exec(ctx, src, LIBDM__HELPER_FD + 1, LIBDM__HELPER_FD, argv, env, false,
                             &h->pidfd, NULL);
     if (pid < 0) {
         r = pid;

@@ -70,8 +70,15 @@ const char *libdm__keeper_path(void);
 char **libdm__keeper_env(void);
 /* clone3()s a child that makes @src[i] its fd i (0: /dev/null), closes the
  * rest and execs @argv; an exec failure is said on its fd @err_fd. */
-pid_t libdm__spawn_exec(const int *src, int nfds, int err_fd, char **argv, char **env,
-                        bool try_newpid, int *ret_pidfd, bool *ret_ns);
+pid_t libdm__spawn_exec(libdm_ctx *ctx, const int *src, int nfds, int err_fd, char **argv,
+                        char **env, bool try_newpid, int *ret_pidfd, bool *ret_ns);
+/* spawn-vm.c: the same in the caller's address space (CLONE_VM, a stack
+ * of its own freed on the loop once the child exec'd), so the clone's
+ * cost does not grow with the caller's memory. -ENOSYS where unsupported. */
+typedef struct libdm__spawn_stack libdm__spawn_stack;
+pid_t libdm__spawn_exec_vm(libdm_ctx *ctx, const int *src, int nfds, int err_fd, char **argv,
+                           char **env, bool try_newpid, int *ret_pidfd, bool *ret_ns);
+bool libdm__spawn_vm_enabled(void);
 
 /* spawn-helper.c: one helper per context, libdm-keeper --helper, exec'd on
  * the first start: it forks a keeper per DM (a fork, not an exec). */

@@ -245,10 +245,19 @@ pid_t libdm__clone_pidfd(bool try_newpid, int *ret_pidfd, bool *ret_ns)
 
 /* As root the keeper gets its own PID namespace and is its init; without
  * the privilege it is a subreaper instead. */
-pid_t libdm__spawn_exec(const int *src, int nfds, int err_fd, char **argv, char **env,
-                        bool try_newpid, int *ret_pidfd, bool *ret_ns)
+pid_t libdm__spawn_exec(libdm_ctx *ctx, const int *src, int nfds, int err_fd, char **argv,
+                        char **env, bool try_newpid, int *ret_pidfd, bool *ret_ns)
 {
-    pid_t pid = libdm__clone_pidfd(try_newpid, ret_pidfd, ret_ns);
+    pid_t pid;
+
+    if (libdm__spawn_vm_enabled()) {
+        pid = libdm__spawn_exec_vm(ctx, src, nfds, err_fd, argv, env, try_newpid, ret_pidfd,
+                                   ret_ns);
+        /* -EINVAL: a CLONE_VM without CLONE_THREAD refused (valgrind does). */
+        if (pid != -ENOSYS && pid != -EINVAL)
+            return pid;
+    }
+    pid = libdm__clone_pidfd(try_newpid, ret_pidfd, ret_ns);
 
     if (pid == 0)
         keeper_child(src, nfds, err_fd, argv, env);

@@ -285,7 +285,7 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
             goto out;
         }
     }
-    pid = libdm__spawn_exec(src, nfds, LIBDM__KEEPER_CTL_FD, argv, env, geteuid() == 0,
+    pid = libdm__spawn_exec(ctx, src, nfds, LIBDM__KEEPER_CTL_FD, argv, env, geteuid() == 0,
                             &k->keeper_pidfd, &ns);
     if (pid < 0) {
         r = pid;

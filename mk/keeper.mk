@@ -16,7 +16,7 @@ tools_libdm_keeper_LDFLAGS = -Wl,--as-needed
 TESTS += tests/unit/test-keeper-needed.sh
 EXTRA_DIST += tests/unit/test-keeper-needed.sh
 # Issue 23: the per-context helper that forks the keepers (libdm side).
-libdm_core_la_SOURCES += libdm/spawn-helper.c libdm/spawn-proc.c
+libdm_core_la_SOURCES += libdm/spawn-helper.c libdm/spawn-proc.c libdm/spawn-vm.c
 # Issue 23: keepers forked by the helper; the helper's death (test-keeper-helper.c).
 check_PROGRAMS += tests/integration/test-keeper-helper
 TESTS += tests/integration/test-keeper-helper
@@ -26,3 +26,8 @@ tests_integration_test_keeper_helper_LDADD = libtestutil.la $(TEST_LIBS)
 # forked by the helper.
 TESTS += tests/integration/test-helper-campaigns.sh
 EXTRA_DIST += tests/integration/test-helper-campaigns.sh
+# Issue 23: the keeper cloned in the caller's address space (spawn-vm.c).
+check_PROGRAMS += tests/integration/test-spawn-vm
+TESTS += tests/integration/test-spawn-vm
+tests_integration_test_spawn_vm_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_spawn_vm_LDADD = libtestutil.la $(TEST_LIBS)

@@ -5,12 +5,16 @@ tools_dmctl_SOURCES = tools/dmctl.h tools/dmctl.c tools/dmctl-util.c tools/dmctl
 	tools/dmctl-cmds.c tools/dmctl-demo.c tools/dmctl-migrate.c tools/dmctl-signal.c \
 	tools/dmctl-migrate-chan.c tools/dmctl-migrate-perform.c tools/dmctl-migrate-recover.c \
 	tools/dmctl-migrate-receive.c tools/dmctl-migrate.h \
-	tools/dmctl-xlcfg.c tools/dmctl-xlcfg.h tools/dmctl-plan.c
+	tools/dmctl-xlcfg.c tools/dmctl-xlcfg.h tools/dmctl-xlu.c tools/dmctl-xlu.h tools/dmctl-plan.c
 # xl.cfg files are read with libxlutil (and libxenlight for its disk type):
-# dmctl's dependency only, never libdm's.
+# dmctl's dependency only, never libdm's, and dlopen'd when an xl.cfg is
+# read (tools/dmctl-xlu.c): headers at build time, sonames from configure.
 tools_dmctl_CFLAGS = $(AM_CFLAGS) $(XLUTIL_CFLAGS)
-tools_dmctl_LDADD = libdm-core.la $(DEPS_LIBS) $(XLUTIL_LIBS)
+tools_dmctl_LDADD = libdm-core.la $(DEPS_LIBS) -ldl
 dist_man_MANS += tools/dmctl.1
+# Issue 23: xl's parser is loaded on use, not linked (tools/dmctl-xlu.c).
+TESTS += tests/unit/test-dmctl-needed.sh
+EXTRA_DIST += tests/unit/test-dmctl-needed.sh
 
 # Usage errors, help and version of dmctl ($DMCTL, see AM_TESTS_ENVIRONMENT).
 TESTS += tests/integration/test-dmctl-cli.sh

@@ -21,6 +21,7 @@
 
 #include "dmctl.h"
 #include "dmctl-xlcfg.h"
+#include "dmctl-xlu.h"
 
 #define MAX_KEYS 256
 #define KEY_MAX 64
@@ -116,10 +117,13 @@ static int apply_disk(const char *where, const libxl_device_disk *d, libdm_dm_co
 
 int dmctl_xl_disk(const char *where, const char *spec, libdm_dm_config *cfg)
 {
-    XLU_Config *x = xlu_cfg_init(stderr, where);
+    XLU_Config *x;
     libxl_device_disk d;
-    int ex;
+    int ex = dmctl_xlu_load(where);
 
+    if (ex)
+        return ex;
+    x = xlu_cfg_init(stderr, where);
     if (!x)
         return fail(where, "%s", strerror(errno));
     libxl_device_disk_init(&d);
@@ -618,6 +622,8 @@ int dmctl_xlcfg_apply(const char *path, libdm_dm_config *cfg, unsigned seen, cha
     int r, ex;
 
     *ret_name = NULL;
+    if ((ex = dmctl_xlu_load(path)))
+        return ex;
     f.x = xlu_cfg_init(stderr, path);
     if (!f.x)
         return fail(path, "%s", strerror(errno));

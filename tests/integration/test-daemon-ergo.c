@@ -8,6 +8,9 @@
  *  - the record's writer lock held by another process's writer (here: the
  *    test holding its flock): no call or dispatch waits for it; the write
  *    (a state, the removal at a stop's end) happens once it is free;
+ *  - forget with that lock held: it waits (the async form in the loop) and
+ *    removes the record once the lock is free, or says -EBUSY after its
+ *    bound; never a success that leaves the record behind;
  *  - the plain logger (libdm_ctx_set_log_fn): a callback, its userdata and
  *    a level, no xentoollog vtable;
  *  - fork: a child forked while a handle holds the DM's monitor.lock does
@@ -209,6 +212,77 @@ static void test_store_lock_held(void)
     libdm_ctx_free(ctx);
 }
 
+/* ---- forget while another writer holds the record's lock ---- */
+
+static void on_forgot(libdm_ctx *ctx, int status, void *user)
+{
+    op_result *r = user;
+
+    (void)ctx;
+    r->done = true;
+    r->status = status;
+}
+
+/* The parent of @pid, from /proc (its keeper). */
+static int parent_of(int pid)
+{
+    char path[64], comm[64], state;
+    int ppid = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "re");
+    if (!f || fscanf(f, "%*d %63s %c %d", comm, &state, &ppid) != 3)
+        ppid = 0;
+    if (f)
+        fclose(f);
+    return ppid;
+}
+
+static void test_forget_lock_held(void)
+{
+    libdm_ctx *ctx;
+    libdm_dm *dm;
+    op_result res = { 0 };
+    char name[80], detail[200];
+    int fd, keeper, r;
+
+    if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, dir) < 0)
+        exit(99);
+    /* A DM whose keeper died with it and left its record: forget's case. */
+    dm = start_dm(ctx, "forget");
+    snprintf(name, sizeof(name), "%s", libdm_dm_get_name(dm));
+    keeper = parent_of(libdm_dm_get_pid(dm));
+    libdm_dm_release(dm);
+    if (keeper <= 1 || kill(keeper, SIGKILL) < 0)
+        exit(99);
+    tu_settle_children(ctx, 0);
+    ok(record_exists(name), "forget: the dead DM's record is there", NULL);
+
+    /* Blocking, the lock held throughout: -EBUSY after its bound, never a
+     * success that leaves the record. */
+    fd = lock_record(name);
+    r = libdm_dm_forget(ctx, name);
+    snprintf(detail, sizeof(detail), "forget: %d (%s); record %s", r, strerror(-r),
+             record_exists(name) ? "still there" : "gone");
+    ok(r == -EBUSY && record_exists(name), "forget: held lock -> -EBUSY, record kept", detail);
+
+    /* Async: waits in the loop while the lock is held, then removes. */
+    if (libdm_dm_forget_async(ctx, name, on_forgot, &res, NULL) < 0)
+        exit(99);
+    run_measured(ctx, 300, NULL);
+    snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.done, res.status,
+             record_exists(name) ? "there" : "gone");
+    ok(!res.done && record_exists(name), "forget_async: waits while the lock is held", detail);
+    close(fd);
+    run_measured(ctx, 3000, &res.done);
+    snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.done, res.status,
+             record_exists(name) ? "there" : "gone");
+    ok(res.done && res.status == 0 && !record_exists(name),
+       "forget_async: removes the record once the lock is free", detail);
+    libdm_ctx_free(ctx);
+}
+
 /* ---- the plain logger ---- */
 
 static int log_lines, log_errors;
@@ -299,6 +373,7 @@ int main(void)
         return 99;
     test_idle_after_release();
     test_store_lock_held();
+    test_forget_lock_held();
     test_plain_logger();
     test_fork_lock();
     tu_rmtree(dir);
