@@ -1,6 +1,7 @@
 # Shared test helpers and the tests of libdm's own modules.
 check_LTLIBRARIES += libtestutil.la
-libtestutil_la_SOURCES = tests/harness/testutil.c tests/harness/testutil.h
+libtestutil_la_SOURCES = tests/harness/testutil.c tests/harness/testutil.h \
+	tests/harness/qemu-fixture.c tests/harness/qemu-fixture.h
 noinst_HEADERS += tests/harness/record-asserts.h
 libtestutil_la_CFLAGS = $(TEST_CFLAGS)
 

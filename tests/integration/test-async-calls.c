@@ -27,13 +27,13 @@
 
 #include <libdm/libdm.h>
 #include "testutil.h"
+#include "qemu-fixture.h"
 
 #define LONG_MS 10000
 #define N_DMS 3
 
 typedef struct fixture {
-    char *dir;
-    libdm_ctx *ctx;
+    qf_store s;         /* store and context */
     char prefix[32];
     libdm_dm *dms[N_DMS];
 } fixture;
@@ -44,15 +44,7 @@ static int _call_r;
 
 static libdm_dm_config *config(fixture *f, int i)
 {
-    libdm_dm_config *cfg;
-    char name[64];
-
-    snprintf(name, sizeof(name), "%s-%d", f->prefix, i);
-    assert_int_equal(libdm_dm_config_new(&cfg), 0);
-    assert_int_equal(libdm_dm_config_set_name(cfg, name), 0);
-    assert_int_equal(libdm_dm_config_set_qemu_path(cfg, tu_qemu()), 0);
-    assert_int_equal(libdm_dm_config_set_timeout_ms(cfg, LONG_MS), 0);
-    return cfg;
+    return qf_config_nth(f->prefix, i, LONG_MS);
 }
 
 static int setup(void **state)
@@ -60,23 +52,20 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof(*f));
 
     assert_non_null(f);
-    f->dir = tu_mkdtemp("asynccalls");
-    assert_non_null(f->dir);
+    qf_open(&f->s, "asynccalls");
     snprintf(f->prefix, sizeof(f->prefix), "ac%d", (int)getpid());
-    assert_int_equal(libdm_ctx_new(NULL, &f->ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(f->ctx, f->dir), 0);
     for (int i = 0; i < N_DMS; i++) {
         libdm_dm_config *cfg = config(f, i);
 
         if (i == 0) { /* devices: a machine with a bus; VNC on a private socket */
             char vnc[300];
 
-            snprintf(vnc, sizeof(vnc), "unix:%s/vnc.sock", f->dir);
+            snprintf(vnc, sizeof(vnc), "unix:%s/vnc.sock", f->s.dir);
             assert_int_equal(libdm_dm_config_set_machine(cfg, "pc"), 0);
             assert_int_equal(libdm_dm_config_add_serial(cfg, LIBDM_SERIAL_PTY, NULL), 0);
             assert_int_equal(libdm_dm_config_set_vnc(cfg, vnc, 0, "secret"), 0);
         }
-        assert_int_equal(libdm_dm_start(f->ctx, cfg, &f->dms[i]), 0);
+        assert_int_equal(libdm_dm_start(f->s.ctx, cfg, &f->dms[i]), 0);
         libdm_dm_config_free(cfg);
     }
     *state = f;
@@ -92,21 +81,14 @@ static int teardown(void **state)
             (void)libdm_dm_stop(f->dms[i], 1, LONG_MS);
             libdm_dm_release(f->dms[i]);
         }
-    tu_settle_children(f->ctx, 0);
-    libdm_ctx_free(f->ctx);
-    tu_rmtree(f->dir);
-    free(f->dir);
+    qf_close(&f->s);
     free(f);
     return 0;
 }
 
 static void run_until(fixture *f, const bool *done)
 {
-    uint64_t end = tu_now_ms() + LONG_MS;
-
-    while (!*done && tu_now_ms() < end)
-        libdm_ctx_run_once(f->ctx, 5);
-    assert_true(*done);
+    qf_run_until(f->s.ctx, done, 5, LONG_MS);
 }
 
 static int by_name(const void *a, const void *b)
@@ -178,24 +160,24 @@ static void test_list(void **state)
     int dispatches = 0;
     uint64_t end = tu_now_ms() + LONG_MS;
 
-    assert_int_equal(CALL(libdm_dm_list_async(f->ctx, on_list, &l, NULL)), 0);
+    assert_int_equal(CALL(libdm_dm_list_async(f->s.ctx, on_list, &l, NULL)), 0);
     assert_false(l.done);
     /* Incremental: the directory in one dispatch, then one record each. */
     while (!l.done && tu_now_ms() < end) {
-        libdm_ctx_run_once(f->ctx, 5);
+        libdm_ctx_run_once(f->s.ctx, 5);
         dispatches++;
     }
     assert_true(l.done);
     assert_int_equal(l.status, 0);
     assert_true(dispatches >= N_DMS + 1);
-    assert_int_equal(CALL(libdm_dm_list(f->ctx, &b, &nb)), 0);
+    assert_int_equal(CALL(libdm_dm_list(f->s.ctx, &b, &nb)), 0);
     assert_same_infos(l.infos, l.count, b, nb);
     assert_int_equal(nb, N_DMS);
     libdm_dm_info_free(l.infos, l.count);
     libdm_dm_info_free(b, nb);
 
     /* From inside a callback. */
-    assert_int_equal(CALL(libdm_dm_list_async(f->ctx, on_list, &outer, NULL)), 0);
+    assert_int_equal(CALL(libdm_dm_list_async(f->s.ctx, on_list, &outer, NULL)), 0);
     run_until(f, &outer.done);
     run_until(f, &inner.done);
     assert_int_equal(inner.status, 0);
@@ -224,7 +206,7 @@ static int forget_async(fixture *f, const char *name)
 {
     done_result d = { 0 };
 
-    assert_int_equal(CALL(libdm_dm_forget_async(f->ctx, name, on_forget, &d, NULL)), 0);
+    assert_int_equal(CALL(libdm_dm_forget_async(f->s.ctx, name, on_forget, &d, NULL)), 0);
     assert_false(d.done);
     run_until(f, &d.done);
     return d.status;
@@ -236,7 +218,7 @@ static bool is_alive(fixture *f, const char *name)
     size_t nb = 0;
     bool alive = false, found = false;
 
-    assert_int_equal(libdm_dm_list(f->ctx, &b, &nb), 0);
+    assert_int_equal(libdm_dm_list(f->s.ctx, &b, &nb), 0);
     for (size_t i = 0; i < nb; i++)
         if (!strcmp(b[i].name, name))
             found = true, alive = b[i].alive;
@@ -256,7 +238,7 @@ static char *make_dead(fixture *f, int i)
     f->dms[i] = libdm_dm_release(f->dms[i]);
     assert_int_equal(kill(pid, SIGKILL), 0);
     while (is_alive(f, name) && tu_now_ms() < end)
-        libdm_ctx_run_once(f->ctx, 5);
+        libdm_ctx_run_once(f->s.ctx, 5);
     assert_false(is_alive(f, name));
     return name;
 }
@@ -270,19 +252,19 @@ static void test_forget(void **state)
 
     snprintf(missing, sizeof(missing), "%s-none", f->prefix);
     /* Nothing of that name; a live DM. */
-    assert_int_equal(forget_async(f, missing), libdm_dm_forget(f->ctx, missing));
+    assert_int_equal(forget_async(f, missing), libdm_dm_forget(f->s.ctx, missing));
     assert_int_equal(forget_async(f, missing), -ENOENT);
     assert_int_equal(forget_async(f, libdm_dm_get_name(f->dms[0])), -EBUSY);
-    assert_int_equal(libdm_dm_forget(f->ctx, libdm_dm_get_name(f->dms[0])), -EBUSY);
+    assert_int_equal(libdm_dm_forget(f->s.ctx, libdm_dm_get_name(f->dms[0])), -EBUSY);
     /* Dead ones: both forms remove record and directory. */
     dead1 = make_dead(f, 1);
     dead2 = make_dead(f, 2);
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
     assert_int_equal(forget_async(f, dead1), 0);
-    assert_false(tu_path_exists(f->dir, dead1));
-    assert_int_equal(libdm_dm_forget(f->ctx, dead2), 0);
-    assert_false(tu_path_exists(f->dir, dead2));
-    assert_int_equal(libdm_dm_list(f->ctx, &b, &nb), 0);
+    assert_false(tu_path_exists(f->s.dir, dead1));
+    assert_int_equal(libdm_dm_forget(f->s.ctx, dead2), 0);
+    assert_false(tu_path_exists(f->s.dir, dead2));
+    assert_int_equal(libdm_dm_list(f->s.ctx, &b, &nb), 0);
     assert_int_equal(nb, 1);
     libdm_dm_info_free(b, nb);
     assert_int_equal(forget_async(f, dead1), -ENOENT);
@@ -318,8 +300,8 @@ static void test_monitor_holder(void **state)
     int pid = -1, r;
 
     /* Held by this process (the handle is the monitor's one client). */
-    r = CALL(libdm_dm_monitor_holder(f->ctx, name, &pid, NULL, NULL));
-    assert_int_equal(CALL(libdm_dm_monitor_holder_async(f->ctx, name, on_holder, &h, NULL)), 0);
+    r = CALL(libdm_dm_monitor_holder(f->s.ctx, name, &pid, NULL, NULL));
+    assert_int_equal(CALL(libdm_dm_monitor_holder_async(f->s.ctx, name, on_holder, &h, NULL)), 0);
     assert_false(h.done);
     run_until(f, &h.done);
     assert_int_equal(h.status, r);
@@ -328,14 +310,14 @@ static void test_monitor_holder(void **state)
     assert_int_equal(h.pid, getpid());
     /* Released: free. */
     f->dms[0] = libdm_dm_release(f->dms[0]);
-    tu_settle_children(f->ctx, 0);
-    r = libdm_dm_monitor_holder(f->ctx, name, &pid, NULL, NULL);
+    tu_settle_children(f->s.ctx, 0);
+    r = libdm_dm_monitor_holder(f->s.ctx, name, &pid, NULL, NULL);
     h = (holder_result){ 0 };
-    assert_int_equal(libdm_dm_monitor_holder_async(f->ctx, name, on_holder, &h, NULL), 0);
+    assert_int_equal(libdm_dm_monitor_holder_async(f->s.ctx, name, on_holder, &h, NULL), 0);
     run_until(f, &h.done);
     assert_int_equal(h.status, r);
     assert_int_equal(h.status, 0);
-    assert_int_equal(libdm_dm_attach(f->ctx, name, &f->dms[0]), 0);
+    assert_int_equal(libdm_dm_attach(f->s.ctx, name, &f->dms[0]), 0);
     free(name);
 }
 
@@ -450,7 +432,7 @@ static void test_userdata(void **state)
     /* A new handle starts without. */
     snprintf(name, sizeof(name), "%s", libdm_dm_get_name(f->dms[1]));
     f->dms[1] = libdm_dm_release(f->dms[1]);
-    assert_int_equal(libdm_dm_attach(f->ctx, name, &f->dms[1]), 0);
+    assert_int_equal(libdm_dm_attach(f->s.ctx, name, &f->dms[1]), 0);
     assert_null(libdm_dm_get_userdata(f->dms[1]));
 }
 
@@ -471,19 +453,19 @@ static void test_ctx_free_drops(void **state)
     destroyed = 0;
     for (int i = 0; i < N_DMS; i++)
         f->dms[i] = libdm_dm_release(f->dms[i]); /* they run on, recorded */
-    assert_int_equal(libdm_dm_list_async(f->ctx, list_never, NULL, count_destroy), 0);
-    libdm_ctx_run_once(f->ctx, 0); /* part-way */
-    assert_int_equal(libdm_dm_forget_async(f->ctx, "x", forget_never, NULL, count_destroy), 0);
-    libdm_ctx_free(f->ctx);
+    assert_int_equal(libdm_dm_list_async(f->s.ctx, list_never, NULL, count_destroy), 0);
+    libdm_ctx_run_once(f->s.ctx, 0); /* part-way */
+    assert_int_equal(libdm_dm_forget_async(f->s.ctx, "x", forget_never, NULL, count_destroy), 0);
+    libdm_ctx_free(f->s.ctx);
     assert_int_equal(destroyed, 2);
     /* A new context finds them all, and stops them. */
-    assert_int_equal(libdm_ctx_new(NULL, &f->ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(f->ctx, f->dir), 0);
+    assert_int_equal(libdm_ctx_new(NULL, &f->s.ctx), 0);
+    assert_int_equal(libdm_ctx_set_store(f->s.ctx, f->s.dir), 0);
     for (int i = 0; i < N_DMS; i++) {
         char name[64];
 
         snprintf(name, sizeof(name), "%s-%d", f->prefix, i);
-        assert_int_equal(libdm_dm_attach(f->ctx, name, &f->dms[i]), 0);
+        assert_int_equal(libdm_dm_attach(f->s.ctx, name, &f->dms[i]), 0);
     }
 }
 

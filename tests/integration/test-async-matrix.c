@@ -77,6 +77,7 @@
 
 #include <libdm/libdm.h>
 #include "testutil.h"
+#include "qemu-fixture.h"
 
 #define DEADLINE_MS 300     /* the operation's timeout in DEADLINE rows */
 #define LONG_MS 10000       /* everywhere else: never reached */
@@ -167,12 +168,8 @@ typedef struct fixture {
 
 static libdm_dm_config *dm_config(const char *name, bool vm)
 {
-    libdm_dm_config *cfg;
+    libdm_dm_config *cfg = qf_config(name, LONG_MS);
 
-    assert_int_equal(libdm_dm_config_new(&cfg), 0);
-    assert_int_equal(libdm_dm_config_set_name(cfg, name), 0);
-    assert_int_equal(libdm_dm_config_set_qemu_path(cfg, tu_qemu()), 0);
-    assert_int_equal(libdm_dm_config_set_timeout_ms(cfg, LONG_MS), 0);
     if (vm) {
         assert_int_equal(libdm_dm_config_set_machine(cfg, "pc"), 0);
         assert_int_equal(libdm_dm_config_set_memory_mb(cfg, 64), 0);

@@ -31,6 +31,7 @@
 
 #include <libdm/libdm.h>
 #include "testutil.h"
+#include "qemu-fixture.h"
 
 #define LIBDM_TEST_XEN_RUN_DIR "/var/run/xen"
 /* Restricted DMs run as a private uid with no account: never nobody, whom
@@ -40,9 +41,7 @@
 #define TEST_RUNAS TEST_UID_S ":" TEST_UID_S
 
 typedef struct fixture {
-    char *dir;
-    int fds_before;
-    libdm_ctx *ctx;
+    qf_store s;         /* store, context, fds before */
     libdm_dm_config *cfg;
 } fixture;
 
@@ -50,15 +49,8 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
 
-    f->fds_before = tu_fd_count();
-    f->dir = tu_mkdtemp("dm");
-    assert_non_null(f->dir);
-    assert_int_equal(libdm_ctx_new(NULL, &f->ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(f->ctx, f->dir), 0);
-    assert_int_equal(libdm_dm_config_new(&f->cfg), 0);
-    assert_int_equal(libdm_dm_config_set_name(f->cfg, "t1"), 0);
-    assert_int_equal(libdm_dm_config_set_qemu_path(f->cfg, tu_qemu()), 0);
-    assert_int_equal(libdm_dm_config_set_timeout_ms(f->cfg, 10000), 0);
+    qf_open(&f->s, "dm");
+    f->cfg = qf_config("t1", 10000);
     *state = f;
     return 0;
 }
@@ -68,24 +60,11 @@ static int teardown(void **state)
     fixture *f = *state;
 
     libdm_dm_config_free(f->cfg);
-    libdm_ctx_free(f->ctx);
-    tu_rmtree(f->dir);
-    free(f->dir);
+    qf_close(&f->s);
     /* Nothing leaked: same descriptors, and every child reaped. */
-    assert_int_equal(tu_fd_count(), f->fds_before);
-    assert_int_equal(tu_child_count(), 0);
+    qf_assert_clean(&f->s);
     free(f);
     return 0;
-}
-
-/* Runs the loop until @pid is gone (reaped by its keeper) or 5 s pass. */
-static void wait_gone(libdm_ctx *ctx, int pid)
-{
-    uint64_t deadline = tu_now_ms() + 5000;
-
-    while (tu_pid_alive(pid) && tu_now_ms() < deadline)
-        libdm_ctx_run_once(ctx, 10);
-    assert_false(tu_pid_alive(pid));
 }
 
 /* The flags of @pid's descriptor @fd, from /proc/PID/fdinfo (octal). */
@@ -113,21 +92,21 @@ static void test_start_resume_stop(void **state)
     char *rs = NULL;
     int pid;
 
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_PAUSED);
     assert_string_equal(libdm_dm_get_runstate(dm), "prelaunch");
     pid = libdm_dm_get_pid(dm);
     assert_true(tu_pid_alive(pid));
-    assert_true(tu_path_exists(f->dir, "t1/qmp.sock"));
+    assert_true(tu_path_exists(f->s.dir, "t1/qmp.sock"));
     /* QEMU's listening socket (fd 3) must be non-blocking: QEMU may accept()
      * on a spurious wakeup, and a blocking listener hangs its main loop. */
     assert_true(fd_flags(pid, 3) >= 0);
     assert_true(fd_flags(pid, 3) & O_NONBLOCK);
-    assert_true(tu_path_exists(f->dir, "t1/record"));
+    assert_true(tu_path_exists(f->s.dir, "t1/record"));
 
     /* A second DM of the same name is refused while the first lives. */
     libdm_dm *again = NULL;
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &again), -EEXIST);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &again), -EEXIST);
     assert_null(again);
 
     assert_int_equal(libdm_dm_resume(dm, 5000), 0);
@@ -150,8 +129,8 @@ static void test_start_resume_stop(void **state)
     assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
     libdm_dm_release(dm);
     assert_false(tu_pid_alive(pid));
-    assert_false(tu_path_exists(f->dir, "t1"));
-    tu_settle_children(f->ctx, 0);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
+    tu_settle_children(f->s.ctx, 0);
 }
 
 static void test_reattach(void **state)
@@ -163,14 +142,14 @@ static void test_reattach(void **state)
     size_t n;
     int pid;
 
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     pid = libdm_dm_get_pid(dm);
     /* The DM outlives the handle (and, in dmctl, the process). */
     libdm_dm_release(dm);
     assert_true(tu_pid_alive(pid));
 
     assert_int_equal(libdm_ctx_new(NULL, &other), 0);
-    assert_int_equal(libdm_ctx_set_store(other, f->dir), 0);
+    assert_int_equal(libdm_ctx_set_store(other, f->s.dir), 0);
     assert_int_equal(libdm_dm_list(other, &infos, &n), 0);
     assert_int_equal(n, 1);
     assert_string_equal(infos[0].name, "t1");
@@ -194,7 +173,7 @@ static void test_reattach(void **state)
     assert_int_equal(libdm_dm_attach(other, "t1", &dm2), -ENOENT);
     libdm_ctx_free(other);
     assert_false(tu_pid_alive(pid));
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
 }
 
 typedef struct outcome {
@@ -219,19 +198,19 @@ static void test_kill9_with_command_outstanding(void **state)
     uint64_t t0;
     int pid;
 
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     pid = libdm_dm_get_pid(dm);
     /* Freeze QEMU so the command is certainly outstanding, then kill it. */
     assert_int_equal(kill(pid, SIGSTOP), 0);
     assert_int_equal(libdm_qmp_call_async(libdm_dm_get_qmp(dm), "query-status", NULL, 20000,
                                           on_reply, &o, NULL), 0);
     for (int i = 0; i < 5; i++)
-        libdm_ctx_run_once(f->ctx, 10);
+        libdm_ctx_run_once(f->s.ctx, 10);
     assert_false(o.done);
     t0 = tu_now_ms();
     assert_int_equal(kill(pid, SIGKILL), 0);
     while ((!o.done || libdm_dm_get_state(dm) != LIBDM_DM_DEAD) && tu_now_ms() - t0 < 5000)
-        libdm_ctx_run_once(f->ctx, 100);
+        libdm_ctx_run_once(f->s.ctx, 100);
     /* Promptly, not at the 20 s call deadline. */
     assert_true(o.done);
     assert_true(o.status < 0);
@@ -242,8 +221,8 @@ static void test_kill9_with_command_outstanding(void **state)
     assert_non_null(strstr(libdm_dm_last_error(dm), "signal 9"));
     assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
     libdm_dm_release(dm);
-    assert_false(tu_path_exists(f->dir, "t1"));
-    tu_settle_children(f->ctx, 0);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
+    tu_settle_children(f->s.ctx, 0);
 }
 
 /* A DM that dies at start: a clear error, nothing left behind. */
@@ -259,7 +238,7 @@ static void start_must_fail(fixture *f, const char *expect_in_log)
 
     lg = (xentoollog_logger *)xtl_createlogger_stdiostream(mem, XTL_ERROR, 0);
     assert_int_equal(libdm_ctx_new(lg, &ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(ctx, f->dir), 0);
+    assert_int_equal(libdm_ctx_set_store(ctx, f->s.dir), 0);
     assert_true(libdm_dm_start(ctx, f->cfg, &dm) < 0);
     assert_null(dm);
     assert_true(tu_now_ms() - t0 < 5000);
@@ -273,7 +252,7 @@ static void start_must_fail(fixture *f, const char *expect_in_log)
     assert_non_null(strstr(logtext, "t1:"));
     assert_non_null(strstr(logtext, expect_in_log));
     free(logtext);
-    assert_false(tu_path_exists(f->dir, "t1"));
+    assert_false(tu_path_exists(f->s.dir, "t1"));
 }
 
 static void test_exit_at_start(void **state)
@@ -395,12 +374,12 @@ static void run_restricted(fixture *f, libdm_seccomp mode, const char *chroot_di
     libdm_dm *dm;
     int pid;
 
-    snprintf(own, sizeof(own), "%s/t1/root", f->dir);
+    snprintf(own, sizeof(own), "%s/t1/root", f->s.dir);
     assert_int_equal(libdm_dm_config_set_restrict(f->cfg, 1), 0);
     assert_int_equal(libdm_dm_config_set_runas(f->cfg, TEST_RUNAS), 0);
     assert_int_equal(libdm_dm_config_set_chroot(f->cfg, chroot_dir), 0);
     assert_int_equal(libdm_dm_config_set_seccomp(f->cfg, mode), 0);
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     pid = libdm_dm_get_pid(dm);
     assert_string_equal(libdm_dm_get_runstate(dm), "prelaunch");
     assert_confined(pid, chroot_dir ? chroot_dir : own);
@@ -418,10 +397,10 @@ static void run_restricted(fixture *f, libdm_seccomp mode, const char *chroot_di
     assert_true(WIFEXITED(libdm_dm_get_exit_status(dm)));
     assert_int_equal(WEXITSTATUS(libdm_dm_get_exit_status(dm)), 0);
     libdm_dm_release(dm);
-    wait_gone(f->ctx, pid);
+    qf_wait_gone(f->s.ctx, pid, 5000);
     /* The DM's directory and libdm's own chroot in it are gone. */
-    assert_false(tu_path_exists(f->dir, "t1"));
-    tu_settle_children(f->ctx, 0);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
+    tu_settle_children(f->s.ctx, 0);
 }
 
 static void test_restricted(void **state)
@@ -431,11 +410,11 @@ static void test_restricted(void **state)
 
     if (geteuid() != 0)
         skip();
-    snprintf(chroot_dir, sizeof(chroot_dir), "%s/empty-root", f->dir);
+    snprintf(chroot_dir, sizeof(chroot_dir), "%s/empty-root", f->s.dir);
     assert_int_equal(mkdir(chroot_dir, 0755), 0);
     run_restricted(f, LIBDM_SECCOMP_AUTO, chroot_dir, "seccomp qemu-sandbox");
     /* A caller's chroot is the caller's: left in place. */
-    assert_true(tu_path_exists(f->dir, "empty-root"));
+    assert_true(tu_path_exists(f->s.dir, "empty-root"));
     rmdir(chroot_dir);
 }
 
@@ -489,7 +468,7 @@ static void save_guest(fixture *f, const char *path)
     assert_int_equal(libdm_dm_config_set_qemu_path(cfg, tu_qemu()), 0);
     assert_int_equal(libdm_dm_config_set_machine(cfg, "pc"), 0);
     assert_int_equal(libdm_dm_config_set_memory_mb(cfg, 64), 0);
-    assert_int_equal(libdm_dm_start(f->ctx, cfg, &src), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, cfg, &src), 0);
     assert_int_equal(libdm_dm_resume(src, 5000), 0);
     assert_int_equal(libdm_dm_pause(src, 5000), 0);
     snprintf(uri, sizeof(uri), "exec:cat > %s", path);
@@ -505,7 +484,7 @@ static void save_guest(fixture *f, const char *path)
         st = libdm_json_get_string(libdm_json_object_get(v, "status"));
         if (st && (!strcmp(st, "completed") || !strcmp(st, "failed")))
             break;
-        libdm_ctx_run_once(f->ctx, 20);
+        libdm_ctx_run_once(f->s.ctx, 20);
     }
     assert_non_null(st);
     assert_string_equal(st, "completed");
@@ -529,7 +508,7 @@ static void test_restricted_restore_from_fd(void **state)
 
     if (geteuid() != 0)
         skip();
-    snprintf(path, sizeof(path), "%s/guest.state", f->dir);
+    snprintf(path, sizeof(path), "%s/guest.state", f->s.dir);
     save_guest(f, path);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     assert_true(fd >= 0);
@@ -542,17 +521,17 @@ static void test_restricted_restore_from_fd(void **state)
     assert_int_equal(qfd, LIBDM_PASS_FD_FIRST);
     snprintf(uri, sizeof(uri), "fd:%d", qfd);
     assert_int_equal(libdm_dm_config_set_incoming(f->cfg, uri), 0);
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     pid = libdm_dm_get_pid(dm);
-    snprintf(path, sizeof(path), "%s/t1/root", f->dir);
+    snprintf(path, sizeof(path), "%s/t1/root", f->s.dir);
     assert_confined(pid, path);
     assert_int_equal(libdm_dm_resume(dm, 20000), 0);
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_RUNNING);
     assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
     libdm_dm_release(dm);
-    wait_gone(f->ctx, pid);
-    assert_false(tu_path_exists(f->dir, "t1"));
-    tu_settle_children(f->ctx, 0);
+    qf_wait_gone(f->s.ctx, pid, 5000);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
+    tu_settle_children(f->s.ctx, 0);
 }
 
 typedef struct seen {
@@ -586,10 +565,7 @@ static void on_done(libdm_dm *dm, int status, void *user)
 
 static void run_until(libdm_ctx *ctx, const int *counter, int want)
 {
-    uint64_t deadline = tu_now_ms() + 10000;
-
-    while (*counter < want && tu_now_ms() < deadline)
-        libdm_ctx_run_once(ctx, 20);
+    qf_run_until_count(ctx, counter, want, 10000);
     assert_true(*counter >= want);
 }
 
@@ -615,44 +591,44 @@ static void test_events_and_async_calls(void **state)
     int pid, fds, base;
 
     /* The context's own fds (epoll, the store) are open from here on. */
-    assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
+    assert_int_equal(libdm_dm_list(f->s.ctx, &infos, &n), 0);
     libdm_dm_info_free(infos, n);
     base = tu_fd_count();
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     pid = libdm_dm_get_pid(dm);
     assert_int_equal(libdm_dm_set_event_callback(dm, on_dm_event, &w), 0);
     assert_int_equal(libdm_dm_resume_async(dm, 5000, on_done, &w), 0);
     assert_int_equal(w.n, 0); /* deferred, never inside the call */
-    run_until(f->ctx, &w.done, 1);
+    run_until(f->s.ctx, &w.done, 1);
     assert_int_equal(w.status, 0);
-    run_until(f->ctx, &w.n, 1);
+    run_until(f->s.ctx, &w.n, 1);
     assert_true(saw(&w, LIBDM_DM_PAUSED, LIBDM_DM_RUNNING));
     assert_int_equal(libdm_dm_pause_async(dm, 5000, on_done, &w), 0);
-    run_until(f->ctx, &w.done, 2);
+    run_until(f->s.ctx, &w.done, 2);
     assert_int_equal(w.status, 0);
     assert_true(saw(&w, LIBDM_DM_RUNNING, LIBDM_DM_PAUSED));
     assert_int_equal(libdm_dm_query_status_async(dm, 5000, on_done, &w), 0);
     /* One operation at a time on a DM. */
     assert_int_equal(libdm_dm_pause_async(dm, 5000, on_done, &w), -EBUSY);
-    run_until(f->ctx, &w.done, 3);
+    run_until(f->s.ctx, &w.done, 3);
     assert_int_equal(w.status, 0);
     assert_string_equal(libdm_dm_get_runstate(dm), "paused");
 
     assert_int_equal(kill(pid, SIGKILL), 0);
-    run_until(f->ctx, &w.exit_status, 0);
-    wait_gone(f->ctx, pid);
+    run_until(f->s.ctx, &w.exit_status, 0);
+    qf_wait_gone(f->s.ctx, pid, 5000);
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
     assert_true(WIFSIGNALED(w.exit_status) && WTERMSIG(w.exit_status) == SIGKILL);
     assert_non_null(strstr(w.cause, "killed by signal 9"));
     /* DEAD holds no fd: the test's count is back to what it was before the
      * DM, with the handle still held (a closing monitor may take a moment). */
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
     for (int i = 0; i < 50 && (fds = tu_fd_count()) != base; i++)
-        libdm_ctx_run_once(f->ctx, 10);
+        libdm_ctx_run_once(f->s.ctx, 10);
     assert_int_equal(tu_fd_count(), base);
     assert_int_equal(libdm_dm_stop(dm, 0, 2000), 0);
     libdm_dm_release(dm);
-    assert_false(tu_path_exists(f->dir, "t1"));
+    assert_false(tu_path_exists(f->s.dir, "t1"));
 }
 
 /* pause_async and query_status_async at their deadline (a SIGSTOPped DM:
@@ -665,33 +641,33 @@ static void test_async_calls_deadline_and_death(void **state)
     libdm_dm *dm;
     int pid;
 
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     pid = libdm_dm_get_pid(dm);
     assert_int_equal(kill(pid, SIGSTOP), 0);
     assert_int_equal(libdm_dm_pause_async(dm, 300, on_done, &w), 0);
-    run_until(f->ctx, &w.done, 1);
+    run_until(f->s.ctx, &w.done, 1);
     assert_int_equal(w.status, -ETIMEDOUT);
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_BROKEN);
     assert_int_equal(libdm_dm_stop(dm, 1, 2000), 0);
     libdm_dm_release(dm);
-    wait_gone(f->ctx, pid);
+    qf_wait_gone(f->s.ctx, pid, 5000);
 
     /* Death mid-operation: the query is outstanding when QEMU is killed. */
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     pid = libdm_dm_get_pid(dm);
     assert_int_equal(kill(pid, SIGSTOP), 0);
     assert_int_equal(libdm_dm_query_status_async(dm, 5000, on_done, &w), 0);
     assert_int_equal(kill(pid, SIGKILL), 0);
-    run_until(f->ctx, &w.done, 2);
+    run_until(f->s.ctx, &w.done, 2);
     assert_true(w.status < 0);
-    wait_gone(f->ctx, pid);
+    qf_wait_gone(f->s.ctx, pid, 5000);
     for (int i = 0; i < 100 && libdm_dm_get_state(dm) != LIBDM_DM_DEAD; i++)
-        libdm_ctx_run_once(f->ctx, 10);
+        libdm_ctx_run_once(f->s.ctx, 10);
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
     assert_int_equal(libdm_dm_stop(dm, 0, 2000), 0);
     libdm_dm_release(dm);
-    assert_false(tu_path_exists(f->dir, "t1"));
-    tu_settle_children(f->ctx, 0);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
+    tu_settle_children(f->s.ctx, 0);
 }
 
 /* start_async only checks the configuration: the claim, the run directory,
@@ -709,69 +685,69 @@ static void test_start_async_deferred_setup(void **state)
     size_t n = 0;
     int base;
 
-    assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
+    assert_int_equal(libdm_dm_list(f->s.ctx, &infos, &n), 0);
     libdm_dm_info_free(infos, n);
     base = tu_fd_count();
-    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm), 0);
-    assert_false(tu_path_exists(f->dir, "t1"));    /* nothing made by the call */
+    assert_int_equal(libdm_dm_start_async(f->s.ctx, f->cfg, on_done, &a, &dm), 0);
+    assert_false(tu_path_exists(f->s.dir, "t1"));    /* nothing made by the call */
     assert_int_equal(tu_fd_count(), base);
     assert_int_equal(tu_child_count(), 0);
     /* The same name again: accepted by the call, refused by the claim. */
-    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &b, &dm2), 0);
-    run_until(f->ctx, &a.done, 1);
-    run_until(f->ctx, &b.done, 1);
+    assert_int_equal(libdm_dm_start_async(f->s.ctx, f->cfg, on_done, &b, &dm2), 0);
+    run_until(f->s.ctx, &a.done, 1);
+    run_until(f->s.ctx, &b.done, 1);
     assert_int_equal(a.status, 0);
     assert_int_equal(b.status, -EEXIST);
     assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_DEAD);
     assert_non_null(strstr(libdm_dm_last_error(dm2), "in use"));
     assert_int_equal(libdm_dm_stop(dm2, 0, 2000), 0);   /* removes nothing of t1 */
     libdm_dm_release(dm2);
-    assert_true(tu_path_exists(f->dir, "t1"));
+    assert_true(tu_path_exists(f->s.dir, "t1"));
     assert_int_equal(libdm_dm_query_status(dm, 2000, &rs), 0);
     assert_string_equal(rs, "prelaunch");
     free(rs);
     assert_int_equal(libdm_dm_stop(dm, 0, 5000), 0);
     libdm_dm_release(dm);
-    assert_false(tu_path_exists(f->dir, "t1"));
+    assert_false(tu_path_exists(f->s.dir, "t1"));
 
     /* Stopped before its first step: the start ends -ECANCELED, the stop
      * at once with 0; nothing was made, nothing is left. */
-    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &c, &dm3), 0);
+    assert_int_equal(libdm_dm_start_async(f->s.ctx, f->cfg, on_done, &c, &dm3), 0);
     assert_int_equal(libdm_dm_stop_async(dm3, 0, 5000, on_done, &b), 0);
-    run_until(f->ctx, &c.done, 1);
-    run_until(f->ctx, &b.done, 2);
+    run_until(f->s.ctx, &c.done, 1);
+    run_until(f->s.ctx, &b.done, 2);
     assert_int_equal(c.status, -ECANCELED);
     assert_int_equal(b.status, 0);
     assert_int_equal(libdm_dm_get_state(dm3), LIBDM_DM_DEAD);
     libdm_dm_release(dm3);
-    assert_false(tu_path_exists(f->dir, "t1"));
+    assert_false(tu_path_exists(f->s.dir, "t1"));
 
     /* Stopped after the claim and the record, before the keeper: undone. */
     a = (seen){ 0 };
-    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm3), 0);
-    for (int i = 0; i < 200 && !tu_path_exists(f->dir, "t1"); i++)
-        libdm_ctx_run_once(f->ctx, 0);
-    assert_true(tu_path_exists(f->dir, "t1"));
+    assert_int_equal(libdm_dm_start_async(f->s.ctx, f->cfg, on_done, &a, &dm3), 0);
+    for (int i = 0; i < 200 && !tu_path_exists(f->s.dir, "t1"); i++)
+        libdm_ctx_run_once(f->s.ctx, 0);
+    assert_true(tu_path_exists(f->s.dir, "t1"));
     if (libdm_dm_get_pid(dm3) == 0 && tu_child_count() == 0) {
         assert_int_equal(libdm_dm_stop(dm3, 0, 5000), 0);
-        run_until(f->ctx, &a.done, 1);
+        run_until(f->s.ctx, &a.done, 1);
         assert_int_equal(a.status, -ECANCELED);
     } else {
         assert_int_equal(libdm_dm_stop(dm3, 0, 5000), 0);   /* the keeper ran already */
     }
     libdm_dm_release(dm3);
-    assert_false(tu_path_exists(f->dir, "t1"));
+    assert_false(tu_path_exists(f->s.dir, "t1"));
 
     /* Released before its first step: its steps never run. */
-    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm3), 0);
+    assert_int_equal(libdm_dm_start_async(f->s.ctx, f->cfg, on_done, &a, &dm3), 0);
     libdm_dm_release(dm3);
     for (int i = 0; i < 10; i++)
-        libdm_ctx_run_once(f->ctx, 5);
-    assert_false(tu_path_exists(f->dir, "t1"));
+        libdm_ctx_run_once(f->s.ctx, 5);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
     /* Only the keepers of the stops above, being reaped. */
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
     for (int i = 0; i < 50 && tu_fd_count() != base; i++)
-        libdm_ctx_run_once(f->ctx, 10);
+        libdm_ctx_run_once(f->s.ctx, 10);
     assert_int_equal(tu_fd_count(), base);
 }
 
@@ -791,7 +767,7 @@ static void test_start_probes_sandbox_in_background(void **state)
     if (geteuid() != 0)
         skip();
     /* A "QEMU" whose -sandbox probe never answers. */
-    snprintf(qemu, sizeof(qemu), "%s/slow-probe-qemu", f->dir);
+    snprintf(qemu, sizeof(qemu), "%s/slow-probe-qemu", f->s.dir);
     fp = fopen(qemu, "w");
     assert_non_null(fp);
     fputs("#!/bin/sh\n[ \"$1\" = -sandbox ] && exec sleep 30\nexit 1\n", fp);
@@ -802,30 +778,30 @@ static void test_start_probes_sandbox_in_background(void **state)
     assert_int_equal(libdm_dm_config_set_runas(f->cfg, TEST_RUNAS), 0);
     assert_int_equal(libdm_dm_config_set_timeout_ms(f->cfg, 600), 0);
 
-    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm), 0);
+    assert_int_equal(libdm_dm_start_async(f->s.ctx, f->cfg, on_done, &a, &dm), 0);
     for (int i = 0; i < 500 && tu_child_count() == 0; i++)
-        libdm_ctx_run_once(f->ctx, 1);
+        libdm_ctx_run_once(f->s.ctx, 1);
     assert_int_equal(tu_child_count(), 1);          /* the probe, no keeper */
-    assert_true(tu_path_exists(f->dir, "t1"));      /* claimed */
+    assert_true(tu_path_exists(f->s.dir, "t1"));      /* claimed */
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_SPAWNING);
     assert_int_equal(a.done, 0);
     assert_int_equal(libdm_dm_stop_async(dm, 0, 5000, on_done, &b), 0);
-    run_until(f->ctx, &b.done, 1);
+    run_until(f->s.ctx, &b.done, 1);
     assert_int_equal(a.status, -ECANCELED);
     assert_int_equal(b.status, 0);
     libdm_dm_release(dm);
-    assert_false(tu_path_exists(f->dir, "t1"));
-    tu_settle_children(f->ctx, 0);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
+    tu_settle_children(f->s.ctx, 0);
 
     a = (seen){ 0 };
-    assert_int_equal(libdm_dm_start_async(f->ctx, f->cfg, on_done, &a, &dm), 0);
-    run_until(f->ctx, &a.done, 1);
+    assert_int_equal(libdm_dm_start_async(f->s.ctx, f->cfg, on_done, &a, &dm), 0);
+    run_until(f->s.ctx, &a.done, 1);
     assert_int_equal(a.status, -ETIMEDOUT);
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
     assert_non_null(strstr(libdm_dm_last_error(dm), "setting up"));
     libdm_dm_release(dm);
-    assert_false(tu_path_exists(f->dir, "t1"));
-    tu_settle_children(f->ctx, 0);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
+    tu_settle_children(f->s.ctx, 0);
 }
 
 /* Makes clone3() fail with ENOSYS in this process and its children, as a
@@ -866,7 +842,7 @@ static void test_start_without_clone3(void **state)
             _exit(2);
         if (syscall(SYS_clone3, NULL, (size_t)0) != -1 || errno != ENOSYS)
             _exit(3); /* the filter is not in force: the test proves nothing */
-        if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, f->dir) < 0)
+        if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, f->s.dir) < 0)
             _exit(4);
         if (libdm_dm_start(ctx, f->cfg, &dm) < 0)
             _exit(5);
@@ -879,7 +855,7 @@ static void test_start_without_clone3(void **state)
     assert_int_equal(waitpid(child, &status, 0), child);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
-    assert_false(tu_path_exists(f->dir, "t1"));
+    assert_false(tu_path_exists(f->s.dir, "t1"));
 }
 
 /* Async attach from a second context: it queues on the monitor while the
@@ -895,10 +871,10 @@ static void test_attach_async(void **state)
     uint64_t t0;
     int pid;
 
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     pid = libdm_dm_get_pid(dm);
     assert_int_equal(libdm_ctx_new(NULL, &ctx2), 0);
-    assert_int_equal(libdm_ctx_set_store(ctx2, f->dir), 0);
+    assert_int_equal(libdm_ctx_set_store(ctx2, f->s.dir), 0);
     t0 = tu_now_ms();
     assert_int_equal(libdm_dm_attach_async(ctx2, "t1", 5000, on_done, &w, &dm2), 0);
     assert_true(tu_now_ms() - t0 < 100); /* nothing waited in the call */
@@ -923,9 +899,9 @@ static void test_attach_async(void **state)
     assert_int_equal(libdm_dm_stop(dm2, 0, 500), 0);
     libdm_dm_release(dm2);
     libdm_ctx_free(ctx2);
-    wait_gone(f->ctx, pid);
-    assert_false(tu_path_exists(f->dir, "t1"));
-    tu_settle_children(f->ctx, 0);
+    qf_wait_gone(f->s.ctx, pid, 5000);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
+    tu_settle_children(f->s.ctx, 0);
 }
 
 /* A host never sees one DM's callback inside a blocking call it made for
@@ -939,9 +915,9 @@ static void test_no_callback_inside_other_blocking_call(void **state)
     char *rs = NULL;
     int pa, pb;
 
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &a), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &a), 0);
     assert_int_equal(libdm_dm_config_set_name(f->cfg, "t2"), 0);
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &b), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &b), 0);
     pa = libdm_dm_get_pid(a);
     pb = libdm_dm_get_pid(b);
     assert_int_equal(libdm_dm_set_event_callback(b, on_dm_event, &w), 0);
@@ -955,16 +931,16 @@ static void test_no_callback_inside_other_blocking_call(void **state)
     assert_int_equal(libdm_dm_get_state(b), LIBDM_DM_RUNNING);
     assert_int_equal(w.done, 0);
     assert_int_equal(w.n, 0);
-    run_until(f->ctx, &w.done, 1);
+    run_until(f->s.ctx, &w.done, 1);
     assert_int_equal(w.status, 0);
-    run_until(f->ctx, &w.n, 1);
+    run_until(f->s.ctx, &w.n, 1);
     assert_int_equal(libdm_dm_stop(a, 0, 5000), 0);
     assert_int_equal(libdm_dm_stop(b, 0, 5000), 0);
     libdm_dm_release(a);
     libdm_dm_release(b);
-    wait_gone(f->ctx, pa);
-    wait_gone(f->ctx, pb);
-    tu_settle_children(f->ctx, 0);
+    qf_wait_gone(f->s.ctx, pa, 5000);
+    qf_wait_gone(f->s.ctx, pb, 5000);
+    tu_settle_children(f->s.ctx, 0);
 }
 
 /* A refused restricted start: -EINVAL or -EPERM at once, an error naming
@@ -980,7 +956,7 @@ static void start_refused(fixture *f, const char *expect_in_log)
 
     lg = (xentoollog_logger *)xtl_createlogger_stdiostream(mem, XTL_ERROR, 0);
     assert_int_equal(libdm_ctx_new(lg, &ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(ctx, f->dir), 0);
+    assert_int_equal(libdm_ctx_set_store(ctx, f->s.dir), 0);
     assert_int_equal(libdm_dm_start(ctx, f->cfg, &dm), -EINVAL);
     assert_null(dm);
     /* No keeper was spawned (it would be our child until reaped). */
@@ -993,7 +969,7 @@ static void start_refused(fixture *f, const char *expect_in_log)
     assert_non_null(strstr(logtext, "t1: "));
     assert_non_null(strstr(logtext, expect_in_log));
     free(logtext);
-    assert_false(tu_path_exists(f->dir, "t1"));
+    assert_false(tu_path_exists(f->s.dir, "t1"));
 }
 
 static bool user_exists(const char *name)
@@ -1024,9 +1000,9 @@ static void test_restrict_refusals(void **state)
     /* chroots: "/", a symlink, not empty, missing */
     assert_int_equal(libdm_dm_config_set_chroot(f->cfg, "/"), 0);
     start_refused(f, "chroot / is the root directory");
-    snprintf(dir, sizeof(dir), "%s/croot", f->dir);
-    snprintf(link, sizeof(link), "%s/croot-link", f->dir);
-    snprintf(file, sizeof(file), "%s/croot/file", f->dir);
+    snprintf(dir, sizeof(dir), "%s/croot", f->s.dir);
+    snprintf(link, sizeof(link), "%s/croot-link", f->s.dir);
+    snprintf(file, sizeof(file), "%s/croot/file", f->s.dir);
     assert_int_equal(mkdir(dir, 0755), 0);
     assert_int_equal(symlink(dir, link), 0);
     assert_int_equal(libdm_dm_config_set_chroot(f->cfg, link), 0);
@@ -1058,7 +1034,7 @@ static void test_stop_hung_dm(void **state)
     int pid;
     uint64_t t0;
 
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     pid = libdm_dm_get_pid(dm);
     /* A hung DM ignores quit; stop escalates to SIGTERM/SIGKILL. */
     assert_int_equal(kill(pid, SIGSTOP), 0);
@@ -1067,7 +1043,7 @@ static void test_stop_hung_dm(void **state)
     assert_true(tu_now_ms() - t0 < 6000);
     assert_false(tu_pid_alive(pid));
     libdm_dm_release(dm);
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
 }
 
 static void test_attach_hung_dm_then_stop(void **state)
@@ -1078,14 +1054,14 @@ static void test_attach_hung_dm_then_stop(void **state)
     char *rs = NULL;
     int pid;
 
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     pid = libdm_dm_get_pid(dm);
     libdm_dm_release(dm);
     /* The monitor of a stopped process never greets: attach must give up at
      * its deadline and still hand over a DM that can be stopped. */
     assert_int_equal(kill(pid, SIGSTOP), 0);
     t0 = tu_now_ms();
-    assert_int_equal(libdm_dm_attach_timeout(f->ctx, "t1", 300, &dm2), 0);
+    assert_int_equal(libdm_dm_attach_timeout(f->s.ctx, "t1", 300, &dm2), 0);
     assert_true(tu_now_ms() - t0 < 1500);
     assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_BROKEN);
     assert_non_null(strstr(libdm_dm_last_error(dm2), "monitor"));
@@ -1094,9 +1070,9 @@ static void test_attach_hung_dm_then_stop(void **state)
     assert_int_equal(libdm_dm_stop(dm2, 0, 500), 0);
     assert_int_equal(libdm_dm_get_state(dm2), LIBDM_DM_DEAD);
     libdm_dm_release(dm2);
-    wait_gone(f->ctx, pid);
-    assert_false(tu_path_exists(f->dir, "t1"));
-    tu_settle_children(f->ctx, 0);
+    qf_wait_gone(f->s.ctx, pid, 5000);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
+    tu_settle_children(f->s.ctx, 0);
 }
 
 static void test_attach_refuses_planted_socket(void **state)
@@ -1105,25 +1081,25 @@ static void test_attach_refuses_planted_socket(void **state)
     char sock[512], moved[512];
     libdm_dm *dm, *dm2 = NULL;
 
-    assert_int_equal(libdm_dm_start(f->ctx, f->cfg, &dm), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->cfg, &dm), 0);
     libdm_dm_release(dm);
     /* Someone swaps the monitor socket for a link to another socket. */
-    snprintf(sock, sizeof(sock), "%s/t1/qmp.sock", f->dir);
-    snprintf(moved, sizeof(moved), "%s/t1/elsewhere.sock", f->dir);
+    snprintf(sock, sizeof(sock), "%s/t1/qmp.sock", f->s.dir);
+    snprintf(moved, sizeof(moved), "%s/t1/elsewhere.sock", f->s.dir);
     assert_int_equal(rename(sock, moved), 0);
     assert_int_equal(symlink(moved, sock), 0);
-    assert_int_equal(libdm_dm_attach_timeout(f->ctx, "t1", 2000, &dm2), -ELOOP);
+    assert_int_equal(libdm_dm_attach_timeout(f->s.ctx, "t1", 2000, &dm2), -ELOOP);
     assert_null(dm2);
     /* A regular file in its place is refused too. */
     assert_int_equal(unlink(sock), 0);
     assert_int_equal(close(open(sock, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)), 0);
-    assert_int_equal(libdm_dm_attach_timeout(f->ctx, "t1", 2000, &dm2), -EPERM);
+    assert_int_equal(libdm_dm_attach_timeout(f->s.ctx, "t1", 2000, &dm2), -EPERM);
     /* Put the real socket back: attach and stop work again. */
     assert_int_equal(rename(moved, sock), 0);
-    assert_int_equal(libdm_dm_attach_timeout(f->ctx, "t1", 2000, &dm2), 0);
+    assert_int_equal(libdm_dm_attach_timeout(f->s.ctx, "t1", 2000, &dm2), 0);
     assert_int_equal(libdm_dm_stop(dm2, 0, 5000), 0);
     libdm_dm_release(dm2);
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
 }
 
 int main(void)

@@ -49,12 +49,12 @@
 
 #include <libdm/libdm.h>
 #include "testutil.h"
+#include "qemu-fixture.h"
 
 #define LONG_MS 20000
 
 typedef struct fixture {
-    char *dir;
-    libdm_ctx *ctx;
+    qf_store s;         /* store and context */
     char prefix[32];
 } fixture;
 
@@ -63,11 +63,8 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof(*f));
 
     assert_non_null(f);
-    f->dir = tu_mkdtemp("khelper");
-    assert_non_null(f->dir);
+    qf_open(&f->s, "khelper");
     snprintf(f->prefix, sizeof(f->prefix), "kh%d", (int)getpid());
-    assert_int_equal(libdm_ctx_new(NULL, &f->ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(f->ctx, f->dir), 0);
     *state = f;
     return 0;
 }
@@ -91,27 +88,14 @@ static int teardown(void **state)
     fixture *f = *state;
 
     kill_leftovers(f);
-    if (f->ctx) {
-        tu_settle_children(f->ctx, 0);
-        libdm_ctx_free(f->ctx);
-    }
-    tu_rmtree(f->dir);
-    free(f->dir);
+    qf_close(&f->s);
     free(f);
     return 0;
 }
 
 static libdm_dm_config *config(fixture *f, int i)
 {
-    libdm_dm_config *cfg;
-    char name[64];
-
-    snprintf(name, sizeof(name), "%s-%d", f->prefix, i);
-    assert_int_equal(libdm_dm_config_new(&cfg), 0);
-    assert_int_equal(libdm_dm_config_set_name(cfg, name), 0);
-    assert_int_equal(libdm_dm_config_set_qemu_path(cfg, tu_qemu()), 0);
-    assert_int_equal(libdm_dm_config_set_timeout_ms(cfg, LONG_MS), 0);
-    return cfg;
+    return qf_config_nth(f->prefix, i, LONG_MS);
 }
 
 static libdm_dm *start(fixture *f, libdm_ctx *ctx, int i)
@@ -200,7 +184,7 @@ static void test_forked_by_helper(void **state)
     int k1, k2, helper;
 
     for (int i = 0; i < 3; i++)
-        dm[i] = start(f, f->ctx, i);
+        dm[i] = start(f, f->s.ctx, i);
     k1 = keeper_of(dm[1]);
     k2 = keeper_of(dm[2]);
     helper = ppid_of(k1);
@@ -215,9 +199,9 @@ static void test_forked_by_helper(void **state)
         libdm_dm_release(dm[i]);
     }
     /* Nothing running: the helper exits (idle), nothing is left. */
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
     assert_int_equal(tu_child_count(), 0);
-    assert_int_equal(listed(f->ctx), 0);
+    assert_int_equal(listed(f->s.ctx), 0);
 }
 
 static void test_helper_death(void **state)
@@ -227,18 +211,18 @@ static void test_helper_death(void **state)
     int helper, qemu2, k3;
 
     for (int i = 0; i < 3; i++)
-        dm[i] = start(f, f->ctx, i);
+        dm[i] = start(f, f->s.ctx, i);
     helper = ppid_of(keeper_of(dm[1]));
     assert_int_not_equal(helper, (int)getpid());
     assert_true(cmdline_has(helper, "--helper"));
     assert_int_equal(ppid_of(keeper_of(dm[2])), helper);
     assert_int_equal(kill(helper, SIGKILL), 0);
     wait_gone(helper);
-    libdm_ctx_run_once(f->ctx, 50);
+    libdm_ctx_run_once(f->s.ctx, 50);
     /* Both run on, owned and recorded. */
     assert_int_equal(libdm_dm_get_state(dm[1]), LIBDM_DM_PAUSED);
     assert_int_equal(libdm_dm_get_state(dm[2]), LIBDM_DM_PAUSED);
-    assert_int_equal(listed(f->ctx), 3);
+    assert_int_equal(listed(f->s.ctx), 3);
     assert_int_equal(libdm_dm_resume(dm[1], LONG_MS), 0);
     /* One stopped through its handle. */
     assert_int_equal(libdm_dm_stop(dm[1], 1, LONG_MS), 0);
@@ -246,10 +230,10 @@ static void test_helper_death(void **state)
     /* The other's QEMU killed from outside: DEAD, said so. */
     qemu2 = libdm_dm_get_pid(dm[2]);
     assert_int_equal(kill(qemu2, SIGKILL), 0);
-    wait_state(f->ctx, dm[2], LIBDM_DM_DEAD);
+    wait_state(f->s.ctx, dm[2], LIBDM_DM_DEAD);
     assert_true(WIFSIGNALED(libdm_dm_get_exit_status(dm[2])));
     /* The next start has a new helper. */
-    dm[3] = start(f, f->ctx, 3);
+    dm[3] = start(f, f->s.ctx, 3);
     k3 = keeper_of(dm[3]);
     assert_int_not_equal(ppid_of(k3), helper);
     assert_int_not_equal(ppid_of(k3), (int)getpid());
@@ -257,9 +241,9 @@ static void test_helper_death(void **state)
         assert_int_equal(libdm_dm_stop(dm[i], 1, LONG_MS), 0);
         libdm_dm_release(dm[i]);
     }
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
     assert_int_equal(tu_child_count(), 0);
-    assert_int_equal(listed(f->ctx), 0);
+    assert_int_equal(listed(f->s.ctx), 0);
 }
 
 static void test_keeper_kill(void **state)
@@ -269,30 +253,30 @@ static void test_keeper_kill(void **state)
     int qemu;
 
     for (int i = 0; i < 2; i++)
-        dm[i] = start(f, f->ctx, i);
+        dm[i] = start(f, f->s.ctx, i);
     qemu = libdm_dm_get_pid(dm[1]);
     assert_int_not_equal(ppid_of(keeper_of(dm[1])), (int)getpid());
     assert_int_equal(kill(keeper_of(dm[1]), SIGKILL), 0);
-    wait_state(f->ctx, dm[1], LIBDM_DM_DEAD);
+    wait_state(f->s.ctx, dm[1], LIBDM_DM_DEAD);
     wait_gone(qemu);
     assert_false(tu_pid_alive(qemu) && ppid_of(qemu) > 0);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(libdm_dm_stop(dm[i], 1, LONG_MS), 0);
         libdm_dm_release(dm[i]);
     }
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
     assert_int_equal(tu_child_count(), 0);
-    assert_int_equal(listed(f->ctx), 0);
+    assert_int_equal(listed(f->s.ctx), 0);
 }
 
 static void test_config_tmp_left(void **state)
 {
     fixture *f = *state;
-    libdm_dm *dm = start(f, f->ctx, 0);
+    libdm_dm *dm = start(f, f->s.ctx, 0);
     char path[512];
     FILE *fp;
 
-    snprintf(path, sizeof(path), "%s/%s-0/config.json.new", f->dir, f->prefix);
+    snprintf(path, sizeof(path), "%s/%s-0/config.json.new", f->s.dir, f->prefix);
     fp = fopen(path, "w");
     assert_non_null(fp);
     fputs("{\"partial", fp);
@@ -300,8 +284,8 @@ static void test_config_tmp_left(void **state)
     assert_int_equal(libdm_dm_stop(dm, 1, LONG_MS), 0);
     libdm_dm_release(dm);
     snprintf(path, sizeof(path), "%s-0", f->prefix);
-    assert_false(tu_path_exists(f->dir, path));
-    assert_int_equal(listed(f->ctx), 0);
+    assert_false(tu_path_exists(f->s.dir, path));
+    assert_int_equal(listed(f->s.ctx), 0);
 }
 
 /* QEMUs whose argv has "-name PREFIX-I" (I >= @from). */
@@ -340,7 +324,7 @@ static void controller(fixture *f, int wfd)
     libdm_ctx *ctx;
     libdm_dm *dm[4];
 
-    if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, f->dir) < 0)
+    if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, f->s.dir) < 0)
         _exit(1);
     for (int i = 0; i < 4; i++) {
         libdm_dm_config *c = config(f, i);
@@ -385,14 +369,14 @@ static void test_controller_sigkill(void **state)
      * show and `stop` cannot end. */
     end = tu_now_ms() + 5000;
     while (count_qemus(f, 2) > 0 && tu_now_ms() < end)
-        libdm_ctx_run_once(f->ctx, 20);
+        libdm_ctx_run_once(f->s.ctx, 20);
     for (int i = 0; i < 4; i++) {
         char name[64];
         libdm_dm *dm;
         int r;
 
         snprintf(name, sizeof(name), "%s-%d", f->prefix, i);
-        r = libdm_dm_attach(f->ctx, name, &dm);
+        r = libdm_dm_attach(f->s.ctx, name, &dm);
         if (i < 2)
             assert_int_equal(r, 0);
         if (r == 0) {
@@ -400,11 +384,11 @@ static void test_controller_sigkill(void **state)
             libdm_dm_release(dm);
         } else {
             assert_true(r == -ENOENT || r == -ESRCH);
-            (void)libdm_dm_forget(f->ctx, name);
+            (void)libdm_dm_forget(f->s.ctx, name);
         }
     }
     assert_int_equal(count_qemus(f, 0), 0);
-    assert_int_equal(listed(f->ctx), 0);
+    assert_int_equal(listed(f->s.ctx), 0);
 }
 
 int main(void)
