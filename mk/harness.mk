@@ -36,7 +36,7 @@ tests_harness_xenhyp_la_SOURCES = tests/harness/xenhyp.c tests/harness/xendoms.c
 tests_harness_xenhyp_la_CFLAGS = -std=gnu11 $(WARN_CFLAGS) $(XENTOOLLOG_CFLAGS)
 tests_harness_xenhyp_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
 tests_harness_xenhyp_la_LIBADD = -ldl -lpthread
-EXTRA_DIST += tests/harness/tap.sh tests/harness/xen-env.sh tests/harness/xen-qemu-wrapper.sh
+EXTRA_DIST += tests/harness/tap.sh tests/harness/xen-test.sh tests/harness/xen-env.sh tests/harness/xen-qemu-wrapper.sh
 
 # faultinj: an LD_PRELOAD fake of failing syscalls (the Nth openat, write,
 # rename, socket or mkdirat fails with a chosen errno; see the source's

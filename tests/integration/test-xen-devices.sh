@@ -13,30 +13,13 @@
 # backend does not support DES algorithm"), so password=on cannot start.
 # Root only; skips (77) without the Xen DM or xenstored.
 
-XEN_QEMU=${XEN_QEMU:-/usr/libexec/xen-qemu-system-i386}
-XENSTORED=${XENSTORED:-/usr/lib/xen-4.17/bin/xenstored}
-for f in "$XEN_QEMU" "$XENSTORED"; do
-    [ -x "$f" ] || { echo "SKIP: $f not installed"; exit 77; }
-done
-if [ "$(id -u)" != 0 ]; then
-    echo "SKIP: needs root (network namespace, bridge, taps)"
-    exit 77
-fi
-if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ] || [ -z "${top_builddir:-}" ]; then
-    echo "ERROR: run from make check (\$DMCTL, \$top_srcdir, \$top_builddir)"
-    exit 99
-fi
-export top_builddir XEN_QEMU XENSTORED
-mkdir -p /var/run/xen || exit 99
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-xen-devices.XXXXXX") || exit 99
-chmod 0755 "$tmp"
-store=$tmp/store
-mkdir -m 0700 "$store" || exit 99
+[ -n "${top_srcdir:-}" ] || { echo "ERROR: run from make check (\$top_srcdir)"; exit 99; }
+. "$top_srcdir/tests/harness/xen-test.sh"
+xen_test_require "network namespace, bridge, taps"
+xen_test_tmp test-xen-devices
 d=$((1900 + $$ % 100))
 ns="dmxdev-$$"
 br=brx
-xenenv="$top_srcdir/tests/harness/xen-env.sh"
 cleanup() {
     ip netns exec "$ns" "$DMCTL" --store "$store" --timeout 5 stop xdev --force >/dev/null 2>&1
     sh "$xenenv" stop "$tmp/xen" >/dev/null 2>&1
@@ -46,10 +29,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-env_out=$(sh "$xenenv" start "$tmp/xen" "$d")
-rc=$?
-[ $rc -eq 0 ] || exit $rc
-eval "$env_out"
+xen_test_env "$d"
 
 . "$top_srcdir/tests/harness/tap.sh"
 has() { printf '%s\n' "$1" | grep -Eq -- "$2"; }

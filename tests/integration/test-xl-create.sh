@@ -28,23 +28,10 @@
 # the drive fails without a guest), with libxl's own DM as with libdm's.
 # Skips (77) without the Xen DM, xenstored or xl, or when not root.
 
-XEN_QEMU=${XEN_QEMU:-/usr/libexec/xen-qemu-system-i386}
-XENSTORED=${XENSTORED:-/usr/lib/xen-4.17/bin/xenstored}
+[ -n "${top_srcdir:-}" ] || { echo "ERROR: run from make check (\$top_srcdir)"; exit 99; }
+. "$top_srcdir/tests/harness/xen-test.sh"
 XL_BIN=${XL:-/usr/lib/xen-4.17/bin/xl}
-for f in "$XEN_QEMU" "$XENSTORED" "$XL_BIN"; do
-    if [ ! -x "$f" ]; then
-        echo "SKIP: $f not installed (quickstart installs qemu-system-xen, xen-utils-4.17)"
-        exit 77
-    fi
-done
-if [ "$(id -u)" != 0 ]; then
-    echo "SKIP: xl create needs root"
-    exit 77
-fi
-if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ] || [ -z "${top_builddir:-}" ]; then
-    echo "ERROR: run from make check (\$DMCTL, \$top_srcdir, \$top_builddir)"
-    exit 99
-fi
+xen_test_require "xl create" "$XL_BIN"
 XLDM=${XLDM:-$top_builddir/tools/libdm-xl-dm}
 if ldd "$DMCTL" 2>/dev/null | grep -q libasan; then
     # xl hands its device model its own LD_PRELOAD (the hypervisor fakes),
@@ -53,8 +40,7 @@ if ldd "$DMCTL" 2>/dev/null | grep -q libasan; then
     echo "SKIP: libdm-xl-dm is built with AddressSanitizer (as dmctl is)"
     exit 77
 fi
-export top_builddir XEN_QEMU XENSTORED
-mkdir -p /var/run/xen /var/lib/xen /var/log/xen || exit 99
+mkdir -p /var/lib/xen /var/log/xen || exit 99
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-xl-create.XXXXXX") || exit 99
 store=$tmp/store
@@ -69,8 +55,6 @@ tag=x$$
 uid=$((43000 + $$ % 2000))
 user=libdmxl$uid
 made_user=
-
-xenenv="$top_srcdir/tests/harness/xen-env.sh"
 
 xl() { LD_PRELOAD=$XLHYP_PRELOAD "$XL_BIN" "$@"; }
 
@@ -90,10 +74,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-env_out=$(sh "$xenenv" start "$tmp/xen")
-rc=$?
-[ $rc -eq 0 ] || exit $rc
-eval "$env_out"
+xen_test_env
 # What libdm-xl-dm is told by the environment libxl hands it: the QEMU
 # wrapper that preloads the fake (the hypervisor is simulated), the keeper
 # of this build, a private store.

@@ -21,30 +21,13 @@
 # Root only (xen profile paths in /var/run/xen); skips (77) without the Xen
 # DM or xenstored.
 
-XEN_QEMU=${XEN_QEMU:-/usr/libexec/xen-qemu-system-i386}
-XENSTORED=${XENSTORED:-/usr/lib/xen-4.17/bin/xenstored}
-for f in "$XEN_QEMU" "$XENSTORED"; do
-    [ -x "$f" ] || { echo "SKIP: $f not installed"; exit 77; }
-done
-if [ "$(id -u)" != 0 ]; then
-    echo "SKIP: needs root (/var/run/xen)"
-    exit 77
-fi
-if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ] || [ -z "${top_builddir:-}" ]; then
-    echo "ERROR: run from make check (\$DMCTL, \$top_srcdir, \$top_builddir)"
-    exit 99
-fi
+[ -n "${top_srcdir:-}" ] || { echo "ERROR: run from make check (\$top_srcdir)"; exit 99; }
+. "$top_srcdir/tests/harness/xen-test.sh"
+xen_test_require /var/run/xen
 XLDM=${XLDM:-$top_builddir/tools/libdm-xl-dm}
-export top_builddir XEN_QEMU XENSTORED
-mkdir -p /var/run/xen || exit 99
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-xl-restore.XXXXXX") || exit 99
-chmod 0755 "$tmp"
-store=$tmp/store
-mkdir -m 0700 "$store" || exit 99
+xen_test_tmp test-xl-restore
 d1=$((2700 + $$ % 300 * 3)) d2=$((2701 + $$ % 300 * 3)) d3=$((2702 + $$ % 300 * 3))
 tag=r$$
-xenenv="$top_srcdir/tests/harness/xen-env.sh"
 prog=
 cleanup() {
     [ -n "$prog" ] && kill -TERM "$prog" 2>/dev/null && wait "$prog" 2>/dev/null
@@ -57,10 +40,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-env_out=$(sh "$xenenv" start "$tmp/xen" "$d1" "$d2" "$d3")
-rc=$?
-[ $rc -eq 0 ] || exit $rc
-eval "$env_out"
+xen_test_env "$d1" "$d2" "$d3"
 
 . "$top_srcdir/tests/harness/tap.sh"
 has() { case $1 in *"$2"*) return 0 ;; esac; return 1; }

@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The preamble of the xen shell tests, sourced (". xen-test.sh") after the
+# test checked $top_srcdir. The Xen host itself is xen-env.sh (FAKED
+# hypervisor, real xenstored); this only checks and starts it.
+#
+#   xen_test_require WHY [BINARY...]
+#       skip (77) without the Xen DM, xenstored or BINARY, or when not root
+#       (WHY: what root is needed for); error (99) outside make check
+#       ($DMCTL, $top_srcdir, $top_builddir); exports top_builddir XEN_QEMU
+#       XENSTORED; makes /var/run/xen.
+#   xen_test_tmp NAME
+#       tmp: a fresh 0755 directory (a restricted DM's uid walks it), store:
+#       $tmp/store (0700).
+#   xen_test_env [DOMID...]
+#       starts xen-env.sh in $tmp/xen for DOMID... and evals its
+#       environment; exits with its status (77: not installed) on failure.
+#       The cleanup stops it: sh "$xenenv" stop "$tmp/xen".
+
+XEN_QEMU=${XEN_QEMU:-/usr/libexec/xen-qemu-system-i386}
+XENSTORED=${XENSTORED:-/usr/lib/xen-4.17/bin/xenstored}
+xenenv="$top_srcdir/tests/harness/xen-env.sh"
+
+xen_test_require() {
+    why=$1
+    shift
+    for f in "$XEN_QEMU" "$XENSTORED" "$@"; do
+        if [ ! -x "$f" ]; then
+            echo "SKIP: $f not installed (quickstart installs qemu-system-xen, xen-utils-4.17)"
+            exit 77
+        fi
+    done
+    if [ "$(id -u)" != 0 ]; then
+        echo "SKIP: needs root ($why)"
+        exit 77
+    fi
+    if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ] || [ -z "${top_builddir:-}" ]; then
+        echo "ERROR: run from make check (\$DMCTL, \$top_srcdir, \$top_builddir)"
+        exit 99
+    fi
+    export top_builddir XEN_QEMU XENSTORED
+    mkdir -p /var/run/xen || exit 99
+}
+
+xen_test_tmp() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || exit 99
+    chmod 0755 "$tmp"
+    store=$tmp/store
+    mkdir -m 0700 "$store" || exit 99
+}
+
+xen_test_env() {
+    env_out=$(sh "$xenenv" start "$tmp/xen" "$@")
+    rc=$?
+    [ $rc -eq 0 ] || exit $rc
+    eval "$env_out"
+}
