@@ -56,13 +56,13 @@
 #include <libdm/libdm.h>
 #include "dm-private.h"
 #include "testutil.h"
+#include "qemu-fixture.h"
 
 #define LONG_MS 10000
 
 typedef struct fixture {
-    char *dir;
+    qf_store s;         /* store and context */
     char *bindir;
-    libdm_ctx *ctx;
     char prefix[32];    /* unique per test: names are PREFIX-N */
 } fixture;
 
@@ -71,13 +71,10 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof(*f));
 
     assert_non_null(f);
-    f->dir = tu_mkdtemp("abandon");
+    qf_open(&f->s, "abandon");
     f->bindir = tu_mkdtemp("abandon-bin");
-    assert_non_null(f->dir);
     assert_non_null(f->bindir);
     snprintf(f->prefix, sizeof(f->prefix), "ab%d", (int)getpid());
-    assert_int_equal(libdm_ctx_new(NULL, &f->ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(f->ctx, f->dir), 0);
     *state = f;
     return 0;
 }
@@ -127,18 +124,16 @@ static int teardown(void **state)
 
     /* A failed test may leave QEMUs: never for the next test. */
     kill_qemus(f->prefix);
-    if (f->ctx) {
-        tu_settle_children(f->ctx, 0);
-        if (libdm_dm_list(f->ctx, &infos, &n) == 0) {
+    if (f->s.ctx) {
+        tu_settle_children(f->s.ctx, 0);
+        if (libdm_dm_list(f->s.ctx, &infos, &n) == 0) {
             for (size_t i = 0; i < n; i++)
-                (void)libdm_dm_forget(f->ctx, infos[i].name);
+                (void)libdm_dm_forget(f->s.ctx, infos[i].name);
             libdm_dm_info_free(infos, n);
         }
-        libdm_ctx_free(f->ctx);
     }
-    tu_rmtree(f->dir);
+    qf_close(&f->s);
     tu_rmtree(f->bindir);
-    free(f->dir);
     free(f->bindir);
     free(f);
     return 0;
@@ -146,15 +141,7 @@ static int teardown(void **state)
 
 static libdm_dm_config *config(fixture *f, int i, int timeout_ms)
 {
-    libdm_dm_config *cfg;
-    char name[64];
-
-    snprintf(name, sizeof(name), "%s-%d", f->prefix, i);
-    assert_int_equal(libdm_dm_config_new(&cfg), 0);
-    assert_int_equal(libdm_dm_config_set_name(cfg, name), 0);
-    assert_int_equal(libdm_dm_config_set_qemu_path(cfg, tu_qemu()), 0);
-    assert_int_equal(libdm_dm_config_set_timeout_ms(cfg, timeout_ms), 0);
-    return cfg;
+    return qf_config_nth(f->prefix, i, timeout_ms);
 }
 
 static void run_for(libdm_ctx *ctx, int ms)
@@ -198,14 +185,14 @@ static void test_release_after_spawn(void **state)
     for (int i = 0; i < N_RELEASE; i++) {
         libdm_dm_config *cfg = config(f, i, LONG_MS);
 
-        assert_int_equal(libdm_dm_start_async(f->ctx, cfg, never_called, NULL, &dms[i]), 0);
+        assert_int_equal(libdm_dm_start_async(f->s.ctx, cfg, never_called, NULL, &dms[i]), 0);
         libdm_dm_config_free(cfg);
     }
     /* Each handle is released in the dispatch right after its keeper was
      * spawned: long before the keeper (exec, fork, record) tells the pid. */
     deadline = tu_now_ms() + LONG_MS;
     while (released < N_RELEASE && tu_now_ms() < deadline) {
-        libdm_ctx_run_once(f->ctx, 5);
+        libdm_ctx_run_once(f->s.ctx, 5);
         for (int i = 0; i < N_RELEASE; i++)
             if (dms[i] && dms[i]->keeper && libdm__dm_start_awaits_pid(dms[i])) {
                 dms[i] = libdm_dm_release(dms[i]);
@@ -215,11 +202,11 @@ static void test_release_after_spawn(void **state)
     assert_int_equal(released, N_RELEASE);
     /* Autokill ends each of them: no QEMU runs, nothing stays recorded. */
     deadline = tu_now_ms() + LONG_MS;
-    while ((count_qemus(f->prefix) > 0 || listed(f->ctx) > 0) && tu_now_ms() < deadline)
-        run_for(f->ctx, 50);
+    while ((count_qemus(f->prefix) > 0 || listed(f->s.ctx) > 0) && tu_now_ms() < deadline)
+        run_for(f->s.ctx, 50);
     assert_int_equal(count_qemus(f->prefix), 0);
-    assert_int_equal(listed(f->ctx), 0);
-    tu_settle_children(f->ctx, 0);
+    assert_int_equal(listed(f->s.ctx), 0);
+    tu_settle_children(f->s.ctx, 0);
     assert_int_equal(tu_child_count(), 0);
 }
 
@@ -285,8 +272,8 @@ static void test_deadline_before_pid(void **state)
     assert_int_equal(setenv("LIBDM_KEEPER", slow, 1), 0);
     qemu_prefix = f->prefix;
     t0 = tu_now_ms();
-    assert_int_equal(libdm_dm_start_async(f->ctx, cfg, on_done, &d, &dm), 0);
-    wait_done(f->ctx, &d, LONG_MS);
+    assert_int_equal(libdm_dm_start_async(f->s.ctx, cfg, on_done, &d, &dm), 0);
+    wait_done(f->s.ctx, &d, LONG_MS);
     assert_int_equal(setenv("LIBDM_KEEPER", real, 1), 0);
     /* The deadline, said as such, and at once (not after a kill wait). */
     assert_int_equal(d.status, -ETIMEDOUT);
@@ -296,21 +283,21 @@ static void test_deadline_before_pid(void **state)
     /* Nothing of it runs, nothing is left, and it never comes back. */
     assert_int_equal(d.qemus_at_callback, 0);
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
-    assert_int_equal(listed(f->ctx), 0);
-    run_for(f->ctx, 2000);
+    assert_int_equal(listed(f->s.ctx), 0);
+    run_for(f->s.ctx, 2000);
     assert_int_equal(count_qemus(f->prefix), 0);
-    assert_int_equal(listed(f->ctx), 0);
+    assert_int_equal(listed(f->s.ctx), 0);
     libdm_dm_release(dm);
     /* The name is free: one DM of it, the new one. */
     assert_int_equal(libdm_dm_config_set_timeout_ms(cfg, LONG_MS), 0);
-    assert_int_equal(libdm_dm_start_async(f->ctx, cfg, on_done, &d2, &dm2), 0);
+    assert_int_equal(libdm_dm_start_async(f->s.ctx, cfg, on_done, &d2, &dm2), 0);
     qemu_prefix = NULL;
-    wait_done(f->ctx, &d2, LONG_MS);
+    wait_done(f->s.ctx, &d2, LONG_MS);
     assert_int_equal(d2.status, 0);
     assert_int_equal(count_qemus(f->prefix), 1);
     assert_int_equal(libdm_dm_stop(dm2, 1, LONG_MS), 0);
     libdm_dm_release(dm2);
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
     assert_int_equal(tu_child_count(), 0);
     assert_int_equal(count_qemus(f->prefix), 0);
     libdm_dm_config_free(cfg);
@@ -338,7 +325,7 @@ static libdm_ctx *new_ctx(fixture *f)
     libdm_ctx *ctx;
 
     assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(ctx, f->dir), 0);
+    assert_int_equal(libdm_ctx_set_store(ctx, f->s.dir), 0);
     return ctx;
 }
 
@@ -346,7 +333,7 @@ static libdm_ctx *new_ctx(fixture *f)
  * there, with its keeper reaped by this process (no zombie). */
 static void attach_and_stop(fixture *f, int i)
 {
-    libdm_ctx *ctx = f->ctx;
+    libdm_ctx *ctx = f->s.ctx;
     libdm_dm *dm = NULL;
     char name[64];
 
@@ -358,7 +345,7 @@ static void attach_and_stop(fixture *f, int i)
 
 static void no_child_left(fixture *f)
 {
-    tu_settle_children(f->ctx, 0);
+    tu_settle_children(f->s.ctx, 0);
     if (tu_child_count() != 0) {
         char cmd[128];
 
@@ -367,7 +354,7 @@ static void no_child_left(fixture *f)
     }
     assert_int_equal(tu_child_count(), 0);
     assert_int_equal(count_qemus(f->prefix), 0);
-    assert_int_equal(listed(f->ctx), 0);
+    assert_int_equal(listed(f->s.ctx), 0);
 }
 
 static bool start_spawned(libdm_dm *dm)
@@ -419,11 +406,11 @@ static void test_ctx_free_orders(void **state)
         snprintf(name, sizeof(name), "%s-2", f->prefix);
         /* quit was sent: the DM ends; its record says so (or is gone). */
         while (count_qemus(f->prefix) > 0 && tu_now_ms() < end)
-            run_for(f->ctx, 20);
+            run_for(f->s.ctx, 20);
         assert_int_equal(count_qemus(f->prefix), 0);
         /* The keeper records the end, then lets go of the name. */
-        while ((r = libdm_dm_forget(f->ctx, name)) == -EBUSY && tu_now_ms() < end)
-            run_for(f->ctx, 20);
+        while ((r = libdm_dm_forget(f->s.ctx, name)) == -EBUSY && tu_now_ms() < end)
+            run_for(f->s.ctx, 20);
         assert_true(r == 0 || r == -ENOENT);
     }
     /* ctx_free reaped the keeper of the stop it cut short (1 s at most;
@@ -547,7 +534,7 @@ static void b_busy(libdm_dm *b)
 static void test_blocking_is_private(void **state)
 {
     fixture *f = *state;
-    libdm_dm *a = start_ready(f, f->ctx, 0), *b = start_ready(f, f->ctx, 1);
+    libdm_dm *a = start_ready(f, f->s.ctx, 0), *b = start_ready(f, f->s.ctx, 1);
     libdm_json *v = NULL;
     char *rs = NULL;
 
@@ -561,7 +548,7 @@ static void test_blocking_is_private(void **state)
     in_blocking = false;
     libdm_json_free(v);
     assert_int_equal(b_violations, 0);
-    run_for(f->ctx, 300);
+    run_for(f->s.ctx, 300);
     assert_int_equal(b_replies, 2);
     assert_true(b_qmp_events >= 1);
     assert_true(b_events >= 1);     /* PAUSED -> RUNNING */
@@ -576,7 +563,7 @@ static void test_blocking_is_private(void **state)
     in_blocking = false;
     free(rs);
     assert_int_equal(b_violations, 0);
-    run_for(f->ctx, 300);
+    run_for(f->s.ctx, 300);
     assert_int_equal(b_replies, 3);
     assert_true(b_qmp_events >= 1);
     assert_true(b_events >= 1);
@@ -625,7 +612,7 @@ static unsigned max_removals_per_dispatch(libdm_ctx *ctx, done *d)
 static void test_stop_file_steps(void **state)
 {
     fixture *f = *state;
-    libdm_dm *dm = start_ready(f, f->ctx, 0);
+    libdm_dm *dm = start_ready(f, f->s.ctx, 0);
     char name[64];
     done d = { 0 };
     uint64_t end;
@@ -633,29 +620,29 @@ static void test_stop_file_steps(void **state)
     snprintf(name, sizeof(name), "%s-0", f->prefix);
     /* A normal stop: quit, exit, then the files. */
     assert_int_equal(libdm_dm_stop_async(dm, 0, LONG_MS, on_done, &d), 0);
-    assert_true(max_removals_per_dispatch(f->ctx, &d) <= 2);
+    assert_true(max_removals_per_dispatch(f->s.ctx, &d) <= 2);
     assert_int_equal(d.status, 0);
-    assert_false(tu_path_exists(f->dir, name));
-    assert_int_equal(listed(f->ctx), 0);
+    assert_false(tu_path_exists(f->s.dir, name));
+    assert_int_equal(listed(f->s.ctx), 0);
     libdm_dm_release(dm);
     free(d.error);
 
     /* A stop of a DEAD DM: nothing removed inside the call. */
-    dm = start_ready(f, f->ctx, 0);
+    dm = start_ready(f, f->s.ctx, 0);
     d = (done){ 0 };
     assert_int_equal(kill(libdm_dm_get_pid(dm), SIGKILL), 0);
     end = tu_now_ms() + LONG_MS;
     while (libdm_dm_get_state(dm) != LIBDM_DM_DEAD && tu_now_ms() < end)
-        libdm_ctx_run_once(f->ctx, 10);
+        libdm_ctx_run_once(f->s.ctx, 10);
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
-    assert_true(tu_path_exists(f->dir, name));
+    assert_true(tu_path_exists(f->s.dir, name));
     removals = 0;
     assert_int_equal(libdm_dm_stop_async(dm, 0, LONG_MS, on_done, &d), 0);
     assert_int_equal(removals, 0);
-    assert_true(max_removals_per_dispatch(f->ctx, &d) <= 2);
+    assert_true(max_removals_per_dispatch(f->s.ctx, &d) <= 2);
     assert_int_equal(d.status, 0);
-    assert_false(tu_path_exists(f->dir, name));
-    assert_int_equal(listed(f->ctx), 0);
+    assert_false(tu_path_exists(f->s.dir, name));
+    assert_int_equal(listed(f->s.ctx), 0);
     libdm_dm_release(dm);
     free(d.error);
     no_child_left(f);
@@ -666,7 +653,7 @@ static void test_stop_file_steps(void **state)
 static void test_event_after_release(void **state)
 {
     fixture *f = *state;
-    libdm_dm *dm = start_ready(f, f->ctx, 0);
+    libdm_dm *dm = start_ready(f, f->s.ctx, 0);
 
     /* cont is written at once; its reply and the RESUME event arrive while
      * the released handle's connection drains: libdm's own listener must
@@ -674,7 +661,7 @@ static void test_event_after_release(void **state)
     assert_int_equal(libdm_qmp_call_async(libdm_dm_get_qmp(dm), "cont", NULL, LONG_MS,
                                           ignore_reply, NULL, NULL), 0);
     libdm_dm_release(dm);
-    run_for(f->ctx, 500);
+    run_for(f->s.ctx, 500);
     attach_and_stop(f, 0);
     no_child_left(f);
 }
