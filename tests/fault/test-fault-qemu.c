@@ -46,6 +46,7 @@
 
 #include <libdm/libdm.h>
 #include "testutil.h"
+#include "qemu-fixture.h"
 
 #define MARGIN_MS 1000
 #define NAME "f1"
@@ -504,10 +505,8 @@ static void run_row(void **state)
     assert_non_null(t.logger);
     assert_int_equal(libdm_ctx_new(t.logger, &t.ctx), 0);
     assert_int_equal(libdm_ctx_set_store(t.ctx, t.dir), 0);
-    assert_int_equal(libdm_dm_config_new(&t.cfg), 0);
-    assert_int_equal(libdm_dm_config_set_name(t.cfg, NAME), 0);
+    t.cfg = qf_config(NAME, 10000);
     assert_int_equal(libdm_dm_config_set_qemu_path(t.cfg, t.qemu), 0);
-    assert_int_equal(libdm_dm_config_set_timeout_ms(t.cfg, 10000), 0);
 
     r->run(&t);
 
