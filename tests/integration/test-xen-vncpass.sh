@@ -26,22 +26,12 @@ if [ -z "$QEMU_X86" ] || [ ! -x "$QEMU_X86" ]; then
     echo "SKIP: qemu-system-x86_64 not installed"
     exit 77
 fi
-if [ "$(id -u)" != 0 ]; then
-    echo "SKIP: needs root (/var/run/xen)"
-    exit 77
-fi
-if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ] || [ -z "${top_builddir:-}" ]; then
-    echo "ERROR: run from make check (\$DMCTL, \$top_srcdir, \$top_builddir)"
-    exit 99
-fi
-export top_builddir
-mkdir -p /var/run/xen || exit 99
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-xen-vncpass.XXXXXX") || exit 99
-chmod 0755 "$tmp"
+[ -n "${top_srcdir:-}" ] || { echo "ERROR: run from make check (\$top_srcdir)"; exit 99; }
+. "$top_srcdir/tests/harness/xen-test.sh"
+xen_test_require /var/run/xen
+xen_test_tmp test-xen-vncpass
 d=$((2100 + $$ % 500))
 d2=$((d + 600))
-xenenv="$top_srcdir/tests/harness/xen-env.sh"
 cleanup() {
     "$DMCTL" --store xenstore --timeout 5 stop "vp$$" --force >/dev/null 2>&1
     "$DMCTL" --store xenstore --timeout 5 stop "vq$$" --force >/dev/null 2>&1
@@ -52,10 +42,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-env_out=$(sh "$xenenv" start "$tmp/xen" "$d" "$d2")
-rc=$?
-[ $rc -eq 0 ] || exit $rc
-eval "$env_out"
+xen_test_env "$d" "$d2"
 
 . "$top_srcdir/tests/harness/tap.sh"
 has() { case $1 in *"$2"*) return 0 ;; esac; return 1; }
