@@ -43,6 +43,7 @@
 #include <libdm/libdm.h>
 #include "fakeqmp.h"
 #include "testutil.h"
+#include "qemu-fixture.h"
 
 /* ---- libdm's clock, frozen on demand ---- */
 
@@ -162,28 +163,6 @@ static unsigned count_cmd(fakeqmp *fq, const char *name)
     return n;
 }
 
-typedef struct done {
-    int n;
-    int status;
-} done;
-
-static void on_done(libdm_dm *dm, int status, void *user)
-{
-    done *d = user;
-
-    (void)dm;
-    d->n++;
-    d->status = status;
-}
-
-static void run_until_done(libdm_ctx *ctx, const done *d, int real_ms)
-{
-    uint64_t end = tu_now_ms() + (uint64_t)real_ms;
-
-    while (!d->n && tu_now_ms() < end)
-        libdm_ctx_run_once(ctx, 10);
-}
-
 static void test_completed_event_in_reply_read(void **state)
 {
     fixture f = { .listen = -1, .conn = -1, .qmp_fd = -1 };
@@ -191,7 +170,7 @@ static void test_completed_event_in_reply_read(void **state)
     socklen_t alen;
     libdm_dm_config *cfg;
     libdm_dm *dm = NULL;
-    done perf = { 0 }, stop = { 0 };
+    qf_done perf = { 0 }, stop = { 0 };
     char self[4096];
     ssize_t n;
     unsigned q_before;
@@ -242,8 +221,8 @@ static void test_completed_event_in_reply_read(void **state)
     frozen_at = __real_libdm_now_ms();
     clock_frozen = true;
     assert_int_equal(libdm_migrate_perform_async(dm, "exec:true", 0, NULL, NULL, NULL, NULL,
-                                                 10000, on_done, &perf), 0);
-    run_until_done(f.ctx, &perf, 3000);
+                                                 10000, qf_on_done, &perf), 0);
+    qf_run_until_count(f.ctx, &perf.n, 1, 3000);
     clock_frozen = false;
     /* Completed with libdm's clock standing still: no poll tick ran. */
     if (!perf.n)
@@ -256,7 +235,7 @@ static void test_completed_event_in_reply_read(void **state)
 
     /* Stop: the fake QEMU answers quit (auto mode), then the test lets it
      * exit by closing the hand-off connection. */
-    assert_int_equal(libdm_dm_stop_async(dm, 0, 10000, on_done, &stop), 0);
+    assert_int_equal(libdm_dm_stop_async(dm, 0, 10000, qf_on_done, &stop), 0);
     {
         uint64_t end = tu_now_ms() + 10000;
 

@@ -61,6 +61,15 @@ libdm_dm_config *qf_config_nth(const char *prefix, int i, int timeout_ms)
     return qf_config(name, timeout_ms);
 }
 
+void qf_on_done(libdm_dm *dm, int status, void *user)
+{
+    qf_done *d = user;
+
+    (void)dm;
+    d->n++;
+    d->status = status;
+}
+
 void qf_run_until(libdm_ctx *ctx, const bool *done, int step_ms, int timeout_ms)
 {
     uint64_t end = tu_now_ms() + (uint64_t)timeout_ms;

@@ -29,6 +29,14 @@ libdm_dm_config *qf_config(const char *name, int timeout_ms);
 /* The same, named "@prefix-@i". */
 libdm_dm_config *qf_config_nth(const char *prefix, int i, int timeout_ms);
 
+/* A completion, counted: qf_on_done() as a libdm_dm_done_fn with a
+ * qf_done as its userdata. */
+typedef struct qf_done {
+    int n;              /* calls */
+    int status;         /* the last one's */
+} qf_done;
+void qf_on_done(libdm_dm *dm, int status, void *user);
+
 /* Runs @ctx's loop (steps of @step_ms) until *@done or @timeout_ms pass;
  * asserts *@done. */
 void qf_run_until(libdm_ctx *ctx, const bool *done, int step_ms, int timeout_ms);
