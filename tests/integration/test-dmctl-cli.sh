@@ -15,13 +15,7 @@ trap 'rm -rf "$tmp"' EXIT
 store="$tmp/store"
 mkdir -m 0700 "$store" || exit 99
 
-fails=0
-n=0
-
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
+. "$top_srcdir/tests/harness/tap.sh"
 
 # run EXPECTED DESCRIPTION ARGS...: runs dmctl, output in $tmp/out, $tmp/err.
 # EXPECTED is an exit status or several separated by '|' (e.g. 1|3).

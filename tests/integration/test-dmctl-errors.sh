@@ -27,12 +27,7 @@ cleanup() {
 trap cleanup EXIT
 mkdir -m 0700 "$store" || exit 99
 
-fails=0
-n=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
+. "$top_srcdir/tests/harness/tap.sh"
 
 # run EXPECTED DESCRIPTION ARGS...: as in test-dmctl-cli.sh.
 run() {
