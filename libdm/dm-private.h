@@ -241,8 +241,6 @@ bool libdm__dm_store_retry(libdm_dm *dm, libdm__timer *t, int r);
 /* A signal a process raises on itself when it crashes (SIGSEGV, ...). */
 bool libdm__dm_crash_signal(int sig);
 void libdm__dm_on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user);
-void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
-                         const char *profile, uint32_t domid);
 void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_t domid);
 /* The DM is gone: its taps, chroot, files and record are removed in steps
  * from the loop (one or two file operations each, never inside a call),
