@@ -78,6 +78,8 @@ typedef struct libdm__op_ops {
     const char *name;           /* for messages: "start", "resume"... */
     bool ends_dm;               /* the DM's end is what it asked for (stop):
                                  * the DEAD notice has no cause */
+    bool heavy_tick;            /* its tick's steps create files or clone:
+                                 * one per dispatch (libdm__timer_set_alone) */
     /* Its deadline passed. Default: "NAME did not complete before its
      * deadline", the operation ends -ETIMEDOUT. */
     void (*deadline)(libdm__op *op);
