@@ -30,6 +30,10 @@
 
 #include "internal.h"
 #include "dm-private.h"
+#include "spawn-internal.h"
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include "fakeqmp.h"
 #include "testutil.h"
 
@@ -714,6 +718,53 @@ static void test_start_steps_alone(void **state)
     free(dir);
 }
 
+/* ctx_free's wait for exiting keepers is bounded in all (ctx.h: 1 s),
+ * not per keeper: N exiting children, the first listed one stuck, the
+ * others exiting after 100 ms. ctx_free costs about 1 s at most, whatever
+ * N, and every child that exited is no longer ours (reaped). Real child
+ * processes. */
+#define N_KEEPERS 8
+
+static void test_ctx_free_bounded_reapers(void **state)
+{
+    pid_t pids[N_KEEPERS + 1];
+    libdm_ctx *ctx;
+    uint64_t t0, cost;
+
+    (void)state;
+    assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
+    /* Reapers are listed newest first: the stuck one (index N) heads the list. */
+    for (int i = 0; i <= N_KEEPERS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            if (i == N_KEEPERS)
+                pause();
+            usleep(100 * 1000);
+            _exit(0);
+        }
+        int pidfd = (int)syscall(SYS_pidfd_open, pids[i], 0);
+        assert_true(pidfd >= 0);
+        assert_int_equal(libdm__reap_later(ctx, pidfd, true), 0);
+    }
+    t0 = libdm_now_ms();
+    libdm_ctx_free(ctx);
+    cost = libdm_now_ms() - t0;
+    printf("ctx_free with %d exiting keepers, one stuck: %llu ms\n", N_KEEPERS,
+           (unsigned long long)cost);
+    assert_true(cost <= 1500);  /* 1 s bound, slack for load */
+    /* Every keeper that exited was reaped by ctx_free: none is our child any more. */
+    for (int i = 0; i < N_KEEPERS; i++) {
+        siginfo_t si = { 0 };
+
+        errno = 0;
+        assert_int_equal(waitid(P_PID, (id_t)pids[i], &si, WEXITED | WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
+    }
+    kill(pids[N_KEEPERS], SIGKILL);
+    (void)waitpid(pids[N_KEEPERS], NULL, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -724,6 +775,7 @@ int main(void)
         cmocka_unit_test(test_dispatch_budget),
         cmocka_unit_test(test_dispatch_heavy_alone),
         cmocka_unit_test(test_start_steps_alone),
+        cmocka_unit_test(test_ctx_free_bounded_reapers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
