@@ -34,31 +34,6 @@ void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_
         libdm__restrict_cleanup(profile, domid);
 }
 
-/* Removes the record, the socket, the log and the directory of a DM that
- * is gone, through its directory fd, and only while holding the name's
- * claim: once the keeper exited, another start may own the name already. */
-void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
-                         const char *profile, uint32_t domid)
-{
-    libdm__store *store;
-    bool held_here = rd && rd->owner_fd >= 0;
-
-    if (rd && !held_here && libdm__rundir_reclaim(rd) < 0)
-        return; /* the name has a new owner: nothing here is ours any more */
-    if (libdm__ctx_store(ctx, &store) >= 0)
-        (void)libdm__store_del(store, name);
-    if (rd) {
-        /* libdm's own chroot (never a caller's), before the directory. */
-        libdm__dm_remove_own_chroot(rd, profile, domid);
-        if (profile && !strcmp(profile, "xen"))
-            libdm__rundir_remove_xen_sockets(rd, LIBDM__XEN_RUN_DIR, domid);
-        libdm__rundir_remove(rd, LIBDM__RD_REMOVE_ALL);
-        libdm__rundir_drop_domid(rd, domid);
-    }
-    if (rd && !held_here)
-        libdm__close(&rd->owner_fd);
-}
-
 /* The last lines of the DM's log, printable, for error messages. */
 static char *log_tail(const libdm_dm *dm)
 {

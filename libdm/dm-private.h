@@ -78,6 +78,8 @@ typedef struct libdm__op_ops {
     const char *name;           /* for messages: "start", "resume"... */
     bool ends_dm;               /* the DM's end is what it asked for (stop):
                                  * the DEAD notice has no cause */
+    bool heavy_tick;            /* its tick's steps create files or clone:
+                                 * one per dispatch (libdm__timer_set_alone) */
     /* Its deadline passed. Default: "NAME did not complete before its
      * deadline", the operation ends -ETIMEDOUT. */
     void (*deadline)(libdm__op *op);
@@ -241,8 +243,6 @@ bool libdm__dm_store_retry(libdm_dm *dm, libdm__timer *t, int r);
 /* A signal a process raises on itself when it crashes (SIGSEGV, ...). */
 bool libdm__dm_crash_signal(int sig);
 void libdm__dm_on_pidfd(libdm_ctx *ctx, int fd, short revents, void *user);
-void libdm__dm_remove_files(libdm_ctx *ctx, const char *name, libdm__rundir *rd,
-                         const char *profile, uint32_t domid);
 void libdm__dm_remove_own_chroot(libdm__rundir *rd, const char *profile, uint32_t domid);
 /* The DM is gone: its taps, chroot, files and record are removed in steps
  * from the loop (one or two file operations each, never inside a call),

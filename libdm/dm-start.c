@@ -398,6 +398,7 @@ static bool start_monitor_state(libdm__op *op, libdm_qmp_state s, int err)
 static const libdm__op_ops start_ops = {
     .kind = OP_START,
     .name = "start",
+    .heavy_tick = true,
     .deadline = start_deadline,
     .dm_died = start_dm_died,
     .monitor_state = start_monitor_state,

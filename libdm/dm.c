@@ -354,7 +354,8 @@ static void op_deadline_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
 
 /* Starts an operation of @ops's kind with fresh timers of its own: its
  * deadline runs @ops->deadline if it has not finished in time, @on_tick
- * (if any) when it arms its tick. */
+ * (if any) when it arms its tick; a heavy kind's tick (@ops->heavy_tick)
+ * runs alone. */
 int libdm__dm_op_begin(libdm_dm *dm, const libdm__op_ops *ops, size_t size, int timeout_ms,
                        libdm__timer_fn *on_tick, libdm_dm_done_fn *cb, void *user)
 {
@@ -369,6 +370,10 @@ int libdm__dm_op_begin(libdm_dm *dm, const libdm__op_ops *ops, size_t size, int 
     *op = (libdm__op){ .dm = dm, .ops = ops, .cb = cb, .user = user };
     libdm__timer_init(&op->deadline, op_deadline_fire, dm);
     libdm__timer_init(&op->tick, on_tick, dm);
+    /* After its init (which clears it): a heavy tick runs only as the
+     * first callback of a dispatch (loop.c), so a dispatch runs at most
+     * one start step. */
+    libdm__timer_set_alone(&op->tick, ops->heavy_tick);
     dm->op = op;
     r = libdm__timer_arm(dm->ctx, &op->deadline,
                          libdm__deadline(timeout_ms > 0 ? timeout_ms : dm->timeout_ms));

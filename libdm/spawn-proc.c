@@ -95,7 +95,8 @@ void libdm__reapers_free(libdm_ctx *ctx)
     uint64_t deadline = libdm__deadline(REAPERS_FREE_WAIT_MS);
 
     /* A keeper whose DM has ended exits within moments: reap it here (a
-     * bounded wait, at teardown only), or it would stay a zombie child of a
+     * bounded wait, at teardown only: one deadline for all of them, so
+     * REAPERS_FREE_WAIT_MS in all whatever their number, see ctx.h), or it would stay a zombie child of a
      * process that goes on. Keepers not exited by then (DMs still running,
      * or slow) are left to the process-wide orphans (util.c), reaped by
      * the next context that looks. */

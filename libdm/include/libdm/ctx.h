@@ -89,7 +89,9 @@ LIBDM_EXPORT int libdm_ctx_new(xentoollog_logger *logger, libdm_ctx **ret_ctx);
  * must still be released with libdm_dm_release(); its operations return
  * -ESHUTDOWN. Connections still draining get 200 ms at most (a reply still
  * owed then is abandoned), and keepers of DMs that ended or are being
- * ended are reaped (1 s at most): free the context once libdm_ctx_is_idle()
+ * ended are reaped (1 s at most in all, one deadline for every keeper
+ * whatever their number; keepers of DMs still running are not waited
+ * for): free the context once libdm_ctx_is_idle()
  * says so and it never waits. Keepers not exited by then (DMs still
  * running) are children of this process that outlive the context: they are
  * reaped when they exit by any context of the process (its creation, its
