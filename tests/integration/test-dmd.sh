@@ -1,7 +1,8 @@
 #!/bin/sh
 # examples/dmd (sd-event + libdm's sd-event adapter) driven over its unix
 # socket by socat against a real QEMU: two DMs started, listed, resumed and
-# stopped with pipelined commands; errors for a duplicate and an unknown
+# stopped with pipelined commands; dmd raises its soft RLIMIT_NOFILE to
+# the hard limit; errors for a duplicate and an unknown
 # name; the QEMU processes are gone after stop; a dmd restarted after a
 # SIGKILL finds and controls the DMs it left; SIGTERM ends dmd cleanly.
 set -eu
@@ -15,7 +16,11 @@ command -v "$qemu" >/dev/null || { echo "SKIP: $qemu not found"; exit 77; }
 tmp=$(mktemp -d)
 sock="$tmp/dmd.sock"
 mkdir "$tmp/store"
-"$dmd" --socket "$sock" --store "$tmp/store" --qemu "$(command -v "$qemu")" 2>"$tmp/dmd.log" &
+# Started with a low soft RLIMIT_NOFILE: dmd raises its own to the hard
+# limit (a DM held costs it a few fds; libdm never changes limits).
+hardn=$(ulimit -H -n)
+(ulimit -S -n 256 2>/dev/null || true
+ exec "$dmd" --socket "$sock" --store "$tmp/store" --qemu "$(command -v "$qemu")") 2>"$tmp/dmd.log" &
 dpid=$!
 rpids=
 # A failed run leaves no DM behind (those the restart test left running).
@@ -32,6 +37,10 @@ i=0
 while [ ! -S "$sock" ]; do
     i=$((i + 1)); [ $i -le 100 ] || fail "dmd did not listen"; sleep 0.05
 done
+
+softn=$(awk '/^Max open files/ { print $4 }' "/proc/$dpid/limits")
+[ "$softn" = "$hardn" ] ||
+    fail "dmd's soft RLIMIT_NOFILE is $softn, not raised to the hard limit $hardn"
 
 out=$(ask "start a" "start b")
 expect "$out" '^ok start a pid [0-9]+$'
