@@ -37,8 +37,8 @@ struct libdm__job {
 int libdm__job_start(libdm_ctx *ctx, libdm__job *job, libdm__job_step_fn *step,
                      libdm__job_done_fn *done, libdm__job_drop_fn *drop);
 /* The blocking forms: runs every step of @job here, then returns its result
- * (the job is not linked, @done is not called). A step's -EAGAIN waits a
- * millisecond here (a blocking call: it may), within the same bound. */
+ * (the job is not linked, @done is not called). A step's -EAGAIN ends it
+ * with -EBUSY at once: no wait inside a call that may run on the loop. */
 int libdm__job_run_inline(libdm_ctx *ctx, libdm__job *job, libdm__job_step_fn *step);
 /* ctx.c: libdm_ctx_free() drops every pending job. */
 void libdm__jobs_drop_all(libdm_ctx *ctx);

@@ -3,8 +3,6 @@
 #include "job-internal.h"
 #include "ctx-internal.h"
 
-#include <poll.h>
-
 /* -EAGAIN from a step: true while the same step may be tried again. */
 static bool again(libdm__job *job, int r)
 {
@@ -90,10 +88,11 @@ int libdm__job_run_inline(libdm_ctx *ctx, libdm__job *job, libdm__job_step_fn *s
 
     job->ctx = ctx;
     job->step = step;
-    job->again_since = 0;
-    while ((r = step(job)) > 0 || again(job, r))
-        if (r == -EAGAIN)
-            (void)poll(NULL, 0, 1);
+    /* No wait here: a blocking form may run inside a callback, on the
+     * host's loop. A held lock says -EBUSY at once; the async form waits
+     * for it from the loop. */
+    while ((r = step(job)) > 0)
+        ;
     return r == -EAGAIN ? -EBUSY : r;
 }
 

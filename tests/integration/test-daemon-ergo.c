@@ -8,9 +8,9 @@
  *  - the record's writer lock held by another process's writer (here: the
  *    test holding its flock): no call or dispatch waits for it; the write
  *    (a state, the removal at a stop's end) happens once it is free;
- *  - forget with that lock held: it waits (the async form in the loop) and
- *    removes the record once the lock is free, or says -EBUSY after its
- *    bound; never a success that leaves the record behind;
+ *  - forget with that lock held: the async form waits in the loop and
+ *    removes the record once the lock is free, the blocking form says
+ *    -EBUSY at once; never a success that leaves the record behind;
  *  - the plain logger (libdm_ctx_set_log_fn): a callback, its userdata and
  *    a level, no xentoollog vtable;
  *  - fork: a child forked while a handle holds the DM's monitor.lock does
@@ -259,7 +259,7 @@ static void test_forget_lock_held(void)
     tu_settle_children(ctx, 0);
     ok(record_exists(name), "forget: the dead DM's record is there", NULL);
 
-    /* Blocking, the lock held throughout: -EBUSY after its bound, never a
+    /* Blocking, the lock held throughout: -EBUSY at once, never a
      * success that leaves the record. */
     fd = lock_record(name);
     r = libdm_dm_forget(ctx, name);

@@ -502,8 +502,9 @@ LIBDM_EXPORT int libdm_dm_kill_keeper(libdm_ctx *ctx, const char *name);
  * (may be NULL) runs with @userdata instead of @cb. The blocking forms
  * above run the same steps at once (they are allowed inside a callback).
  * A record whose lock another writer holds is tried again every
- * millisecond, from the loop (the blocking forms wait), for 5 s at most,
- * then -EBUSY: forget never reports success with the record left. */
+ * millisecond from the loop, for 5 s at most, then -EBUSY; the blocking
+ * forms say -EBUSY at once. Forget never reports success with the record
+ * left. */
 typedef void libdm_ctx_done_fn(libdm_ctx *ctx, int status, void *userdata);
 /* @infos (NULL on error) is the callback's: free it with libdm_dm_info_free(). */
 typedef void libdm_dm_list_fn(libdm_ctx *ctx, int status, libdm_dm_info *infos, size_t count,
