@@ -732,6 +732,13 @@ static void test_ctx_free_bounded_reapers(void **state)
     uint64_t t0, cost;
 
     (void)state;
+    /* Reapers follow pidfds: valgrind 3.19 has no pidfd_open (CI's valgrind stage). */
+    int probe = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (probe < 0) {
+        print_message("skipped (no pidfd_open here, e.g. under valgrind)\n");
+        skip();
+    }
+    close(probe);
     assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
     /* Reapers are listed newest first: the stuck one (index N) heads the list. */
     for (int i = 0; i <= N_KEEPERS; i++) {
