@@ -159,7 +159,8 @@ char *libdm__proc_cmdline(int pid);
 /* ---- what the run root proves without a record (rundir-scan.c) ---- */
 /* The names of the run directories under @root (a valid name, a
  * directory with owner.lock): with a record or without (a starter killed between its claim
- * and its first record). *ret_names is an array of @*ret_count strings. */
+ * and its first record). Sorted, NULL-terminated, @*ret_count of them;
+ * free with libdm__store_names_free(). */
 int libdm__rundir_list(const char *root, char ***ret_names, size_t *ret_count);
 /* Whether the name's claim (owner.lock) is held: 1 (*ret_pid: the holder as
  * the kernel proves it, the keeper's record lock; 0 if unproven, e.g. a

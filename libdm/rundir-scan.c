@@ -26,67 +26,16 @@
 
 int libdm__rundir_list(const char *root, char ***ret_names, size_t *ret_count)
 {
-    char **names = NULL;
-    size_t count = 0, cap = 0;
-    struct dirent *e;
-    DIR *d;
     int fd, r;
 
     r = libdm__store_open_dir(AT_FDCWD, root, false, &fd);
     if (r < 0)
         return r;
-    d = fdopendir(fd);
-    if (!d) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
-    for (;;) {
-        struct stat st;
-
-        errno = 0;
-        e = readdir(d);
-        if (!e) {
-            r = errno ? -errno : 0;
-            break;
-        }
-        char lock[sizeof(e->d_name) + sizeof("/" LIBDM__RD_OWNER)];
-
-        if (libdm__record_check_name(e->d_name) < 0 ||
-            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
-            continue;
-        /* A DM's directory has its claim's lock file (a directory of
-         * anything else in the root is not ours to list). */
-        snprintf(lock, sizeof(lock), "%s/" LIBDM__RD_OWNER, e->d_name);
-        if (fstatat(dirfd(d), lock, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-            continue;
-        if (count == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            char **n = realloc(names, ncap * sizeof(*n));
-
-            if (!n) {
-                r = -ENOMEM;
-                break;
-            }
-            names = n;
-            cap = ncap;
-        }
-        if (!(names[count] = strdup(e->d_name))) {
-            r = -ENOMEM;
-            break;
-        }
-        count++;
-    }
-    closedir(d);
-    if (r < 0) {
-        for (size_t i = 0; i < count; i++)
-            free(names[i]);
-        free(names);
-        return r;
-    }
-    *ret_names = names;
-    *ret_count = count;
-    return 0;
+    /* A DM's directory has its claim's lock file (a directory of anything
+     * else in the root is not ours to list). */
+    r = libdm__store_scan_dirs(fd, LIBDM__RD_OWNER, ret_names, ret_count);
+    close(fd);
+    return r;
 }
 
 /* The pid of the process holding a POSIX lock on @fd's file (the keeper's

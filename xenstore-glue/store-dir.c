@@ -373,63 +373,7 @@ out:
 
 static int dir_list(libdm__store *s, char ***ret_names, size_t *ret_count)
 {
-    char **names = NULL;
-    size_t count = 0, cap = 0;
-    struct dirent *e;
-    DIR *d;
-    int fd, r = 0;
-
-    fd = openat(s->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    d = fdopendir(fd);
-    if (!d) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
-    for (;;) {
-        struct stat st;
-        char path[sizeof(e->d_name) + sizeof("/" RECORD_FILE)];
-
-        errno = 0;
-        e = readdir(d);
-        if (!e) {
-            r = errno ? -errno : 0;
-            break;
-        }
-        if (libdm__record_check_name(e->d_name) < 0)
-            continue;
-        if (fstatat(s->root_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
-            continue;
-        snprintf(path, sizeof(path), "%s/" RECORD_FILE, e->d_name);
-        if (fstatat(s->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-            continue;
-        if (count == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            char **n = realloc(names, ncap * sizeof(*n));
-
-            if (!n) {
-                r = -ENOMEM;
-                break;
-            }
-            names = n;
-            cap = ncap;
-        }
-        if (!(names[count] = strdup(e->d_name))) {
-            r = -ENOMEM;
-            break;
-        }
-        count++;
-    }
-    closedir(d);
-    if (r < 0) {
-        for (size_t i = 0; i < count; i++)
-            free(names[i]);
-        free(names);
-        return r;
-    }
-    return libdm__store_names_finish(names, count, ret_names, ret_count);
+    return libdm__store_scan_dirs(s->root_fd, RECORD_FILE, ret_names, ret_count);
 }
 
 const struct libdm__store_ops libdm__store_dir_ops = {

@@ -6,8 +6,10 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,4 +156,73 @@ int libdm__store_names_finish(char **names, size_t count, char ***ret_names,
     if (ret_count)
         *ret_count = n;
     return 0;
+}
+
+/* One subdirectory entry of a scan: kept if it is a valid name of a
+ * directory holding a regular @marker. */
+static bool scan_keeps(int dirfd, const char *name, const char *marker)
+{
+    char path[NAME_MAX + 2 + NAME_MAX + 1];
+    struct stat st;
+
+    if (libdm__record_check_name(name) < 0 ||
+        fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+        return false;
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", name, marker) >= sizeof(path))
+        return false;
+    return fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
+int libdm__store_scan_dirs(int dirfd, const char *marker, char ***ret_names,
+                           size_t *ret_count)
+{
+    char **names = NULL;
+    size_t count = 0, cap = 0;
+    struct dirent *e;
+    DIR *d;
+    int fd, r = 0;
+
+    fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    d = fdopendir(fd);
+    if (!d) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    for (;;) {
+        errno = 0;
+        e = readdir(d);
+        if (!e) {
+            r = errno ? -errno : 0;
+            break;
+        }
+        if (!scan_keeps(fd, e->d_name, marker))
+            continue;
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char **n = realloc(names, ncap * sizeof(*n));
+
+            if (!n) {
+                r = -ENOMEM;
+                break;
+            }
+            names = n;
+            cap = ncap;
+        }
+        if (!(names[count] = strdup(e->d_name))) {
+            r = -ENOMEM;
+            break;
+        }
+        count++;
+    }
+    closedir(d);
+    if (r < 0) {
+        for (size_t i = 0; i < count; i++)
+            free(names[i]);
+        free(names);
+        return r;
+    }
+    return libdm__store_names_finish(names, count, ret_names, ret_count);
 }

@@ -117,5 +117,11 @@ int libdm__secure_dir(const char *path, int create);
  * it: -ELOOP (symlink), -ENOTDIR, -EPERM (other owner, or writable by group
  * or others). *ret_fd is O_RDONLY|O_DIRECTORY|O_CLOEXEC. */
 int libdm__store_open_dir(int dirfd, const char *name, bool create, int *ret_fd);
+/* Names of the subdirectories of @dirfd (not consumed) that are valid
+ * record names and hold a regular file @marker (neither followed through a
+ * symlink): the store's records, the run root's claims. Sorted, each once,
+ * NULL-terminated; free with libdm__store_names_free(). */
+int libdm__store_scan_dirs(int dirfd, const char *marker, char ***ret_names,
+                           size_t *ret_count);
 
 #endif
