@@ -170,7 +170,16 @@ typedef struct libdm__mig_mark {
     char role[16];              /* "source" | "destination" */
     char id[33];
     bool fenced;                /* a recovery resumed this side: the other is fenced */
+    int pid;                    /* the DM this side held (0: not recorded) */
+    uint64_t pid_start;         /* its start time: with pid, the DM's identity */
 } libdm__mig_mark;
+/* Records @dm (NULL: nothing) as the DM the mark speaks of. */
+void libdm__mig_mark_set_dm(libdm__mig_mark *mark, const libdm_dm *dm);
+/* The DM an unfenced mark speaks of is gone (its recorded identity no
+ * longer lives): what the mark said of this host no longer holds. A mark
+ * without an identity, or a fence, is never stale (a fence outlives the DM
+ * that the recovery resumed: the other side must still never run). */
+bool libdm__mig_mark_stale(const libdm__mig_mark *mark);
 int libdm__mig_mark_write(libdm_ctx *ctx, const char *name, const libdm__mig_mark *mark);
 /* 0 and *ret, -ENOENT without a mark, another negative errno. */
 int libdm__mig_mark_read(libdm_ctx *ctx, const char *name, libdm__mig_mark *ret);

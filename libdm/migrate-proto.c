@@ -13,6 +13,7 @@
  */
 #include "migrate-internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,11 +440,11 @@ static char *mark_path(libdm_ctx *ctx, const char *name, const char *suffix)
 int libdm__mig_mark_write(libdm_ctx *ctx, const char *name, const libdm__mig_mark *mark)
 {
     char *path = mark_path(ctx, name, ""), *tmp = mark_path(ctx, name, ".new");
-    char buf[128];
+    char buf[192];
     int fd = -1, n, r = 0;
 
-    n = snprintf(buf, sizeof(buf), "role=%s\nid=%s\nfenced=%d\n", mark->role, mark->id,
-                 mark->fenced ? 1 : 0);
+    n = snprintf(buf, sizeof(buf), "role=%s\nid=%s\nfenced=%d\npid=%d\nstart=%" PRIu64 "\n",
+                 mark->role, mark->id, mark->fenced ? 1 : 0, mark->pid, mark->pid_start);
     if (!path || !tmp)
         r = -ENOMEM;
     else if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
@@ -479,11 +480,30 @@ int libdm__mig_mark_read(libdm_ctx *ctx, const char *name, libdm__mig_mark *ret)
     if (n <= 0)
         return -EIO;
     buf[n] = '\0';
-    if (sscanf(buf, "role=%15[a-z]\nid=%32[0-9a-f]\nfenced=%d", mk.role, mk.id, &fenced) < 1)
+    if (sscanf(buf, "role=%15[a-z]\nid=%32[0-9a-f]\nfenced=%d\npid=%d\nstart=%" SCNu64,
+               mk.role, mk.id, &fenced, &mk.pid, &mk.pid_start) < 1)
         return -EIO;
     mk.fenced = fenced == 1;
+    if (mk.pid < 0)
+        mk.pid = 0;
     *ret = mk;
     return 0;
+}
+
+void libdm__mig_mark_set_dm(libdm__mig_mark *mark, const libdm_dm *dm)
+{
+    int pid = dm ? libdm_dm_get_pid(dm) : 0;
+    uint64_t start = pid > 0 ? libdm__proc_start_time(pid) : 0;
+
+    /* Without a start time the pid alone would name any later process. */
+    mark->pid = start ? pid : 0;
+    mark->pid_start = start;
+}
+
+bool libdm__mig_mark_stale(const libdm__mig_mark *mark)
+{
+    return !mark->fenced && mark->pid > 0 &&
+           libdm__proc_start_time(mark->pid) != mark->pid_start;
 }
 
 void libdm__mig_mark_clear(libdm_ctx *ctx, const char *name)

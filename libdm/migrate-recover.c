@@ -244,10 +244,20 @@ static void on_wrong_side(libdm_ctx *ctx, libdm__timer *t, void *user)
 static int libdm__mig_recover_start(libdm_migration *m)
 {
     libdm__mig_mark mk;
+    bool dest_here;
     int r;
 
     m->stage = STAGE_BEGIN;
-    if (libdm__mig_mark_read(m->ctx, m->name, &mk) == 0 && !strcmp(mk.role, "destination")) {
+    dest_here = libdm__mig_mark_read(m->ctx, m->name, &mk) == 0 &&
+                !strcmp(mk.role, "destination");
+    if (dest_here && libdm__mig_mark_stale(&mk)) {
+        /* The destination this host held is gone (its receiver was killed
+         * and autokill took it, say): the mark no longer says anything of
+         * this host, and would refuse a recovery of a later DM of the name. */
+        libdm__mig_mark_clear(m->ctx, m->name);
+        dest_here = false;
+    }
+    if (dest_here) {
         /* This host's record says it holds the migration's destination:
          * acting from here would treat it as a stranded source (issue 22,
          * 8). Nothing is touched. */

@@ -259,6 +259,8 @@ static void send_prepared(libdm_migration *m)
     {
         libdm__mig_mark mk = { .role = "destination" };
 
+        libdm__mig_mark_set_dm(&mk, m->dm);
+
         if (m->peer_id && strlen(m->peer_id) < sizeof(mk.id))
             memcpy(mk.id, m->peer_id, strlen(m->peer_id) + 1);
         (void)libdm__mig_mark_write(m->ctx, m->name, &mk);

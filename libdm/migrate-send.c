@@ -180,6 +180,8 @@ static void on_begin(libdm_dm *dm, int status, void *user)
     {
         libdm__mig_mark mk = { .role = "source" };
 
+        libdm__mig_mark_set_dm(&mk, m->dm);
+
         memcpy(mk.id, m->id, sizeof(mk.id));
         (void)libdm__mig_mark_write(m->ctx, libdm_dm_get_name(m->dm), &mk);
     }

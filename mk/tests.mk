@@ -52,6 +52,13 @@ TESTS += tests/integration/test-migrate-async
 tests_integration_test_migrate_async_CFLAGS = $(TEST_CFLAGS)
 tests_integration_test_migrate_async_LDADD = libtestutil.la $(TEST_LIBS)
 
+# A destination mark whose DM is gone does not refuse a later recovery
+# (issue 22; tests/integration/test-migrate-mark.c).
+check_PROGRAMS += tests/integration/test-migrate-mark
+TESTS += tests/integration/test-migrate-mark
+tests_integration_test_migrate_mark_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_migrate_mark_LDADD = libtestutil.la $(TEST_LIBS)
+
 # Every async operation x {completion, cancel (stop or release), deadline,
 # QEMU's death mid-operation}, for the cells the tests above leave open
 # (tests/integration/test-async-matrix.c; one cmocka test per cell).
