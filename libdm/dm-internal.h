@@ -21,6 +21,9 @@ void libdm__dm_op_set_destroy(libdm_dm *dm, void (*destroy)(void *user));
 /* True while a record write of @dm waits for another writer's lock (the
  * loop retries it, for DM_STORE_RETRY_MS at most). */
 bool libdm__dm_record_pending(const libdm_dm *dm);
+/* The state @dm's own record says (one record read, not a listing): 0 and
+ * a malloc'd *ret_state, -ENOENT without a record, another negative errno. */
+int libdm__dm_recorded_state(libdm_dm *dm, char **ret_state);
 bool libdm__dm_exited(const libdm_dm *dm);
 libdm_ctx *libdm__dm_ctx(const libdm_dm *dm);
 /* Whether the source ran before Perform, for Confirm after a failure. */

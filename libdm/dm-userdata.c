@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The DM handle's public getters, and the host's own pointer on it (issue
  * 19: per-DM user data with a getter, as sd-bus objects have; libdm never
- * looks at it). Above dm.c: nothing in libdm calls these. */
+ * looks at it), and what the operations above read of its record. Above
+ * dm.c. */
 #include "dm-private.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 void *libdm_dm_set_userdata(libdm_dm *dm, void *userdata)
 {
@@ -73,6 +78,24 @@ const char *libdm_dm_end_by_to_string(libdm_dm_end_by by)
     case LIBDM_END_UNKNOWN: return "unknown";
     }
     return "?";
+}
+
+int libdm__dm_recorded_state(libdm_dm *dm, char **ret_state)
+{
+    libdm__store *store;
+    libdm__record rec;
+    int r = libdm__dm_store(dm, &store);
+
+    if (r < 0)
+        return r;
+    libdm__record_init(&rec);
+    r = libdm__store_get(store, dm->name, &rec);
+    if (r >= 0) {
+        *ret_state = rec.state ? strdup(rec.state) : NULL;
+        r = rec.state && !*ret_state ? -ENOMEM : 0;
+    }
+    libdm__record_clear(&rec);
+    return r;
 }
 
 bool libdm__dm_record_pending(const libdm_dm *dm)

@@ -419,21 +419,18 @@ static void prepare(libdm_migration *m, libdm_json *msg)
 static char *record_mismatch(libdm_migration *m)
 {
     const char *want = libdm_dm_state_to_string(libdm_dm_get_state(m->dm));
-    libdm_dm_info *infos = NULL;
-    size_t n = 0, i;
-    char *why = NULL;
-    int r = libdm_dm_list(m->ctx, &infos, &n);
+    char *state = NULL, *why = NULL;
+    /* Its own record only: a listing of the store would cost the loop one
+     * read per DM of the host. */
+    int r = libdm__dm_recorded_state(m->dm, &state);
 
+    if (r == -ENOENT)
+        return strdup("no record of it");
     if (r < 0)
         return libdm__sprintf("cannot read the store: %s", strerror(-r));
-    for (i = 0; i < n && strcmp(infos[i].name, m->name); i++)
-        ;
-    if (i == n)
-        why = strdup("no record of it");
-    else if (!infos[i].state || strcmp(infos[i].state, want))
-        why = libdm__sprintf("it is %s, its record says %s", want,
-                             infos[i].state ? infos[i].state : "nothing");
-    libdm_dm_info_free(infos, n);
+    if (!state || strcmp(state, want))
+        why = libdm__sprintf("it is %s, its record says %s", want, state ? state : "nothing");
+    free(state);
     return why;
 }
 
