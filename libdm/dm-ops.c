@@ -201,16 +201,21 @@ static const libdm__op_ops resume_ops = {
     .monitor_event = resume_event,
 };
 
-int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata)
+/* The resume operation begins (a plain resume, or Finish's). */
+static int resume_begin(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata)
 {
-    int r;
-
     if (!dm->ctx)
         return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
-    r = libdm__dm_op_begin(dm, &resume_ops, sizeof(resume_op), timeout_ms, resume_poll_migrate,
-                           cb, userdata);
+    return libdm__dm_op_begin(dm, &resume_ops, sizeof(resume_op), timeout_ms,
+                              resume_poll_migrate, cb, userdata);
+}
+
+int libdm_dm_resume_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata)
+{
+    int r = resume_begin(dm, timeout_ms, cb, userdata);
+
     if (r < 0)
         return r;
     resume_query(dm);   /* only Finish keeps the guest paused (resume_op) */
@@ -492,14 +497,8 @@ libdm_dm *libdm_dm_release(libdm_dm *dm)
 int libdm__dm_finish_incoming_async(libdm_dm *dm, bool keep_paused, int timeout_ms,
                                     libdm_dm_done_fn *cb, void *userdata)
 {
-    int r;
+    int r = resume_begin(dm, timeout_ms, cb, userdata);
 
-    if (!dm->ctx)
-        return -ESHUTDOWN;
-    if (!libdm__dm_usable(dm))
-        return dm->exited ? -ESRCH : -ENOTCONN;
-    r = libdm__dm_op_begin(dm, &resume_ops, sizeof(resume_op), timeout_ms, resume_poll_migrate,
-                           cb, userdata);
     if (r < 0)
         return r;
     resume_of(dm)->keep_paused = keep_paused;

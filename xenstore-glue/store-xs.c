@@ -130,17 +130,24 @@ fail:
     return r;
 }
 
-/* The domid whose libdm/name is @name: 0 and *ret_domid, or -ENOENT. */
-static int find_domid(libdm__store *s, xs_transaction_t t, const char *name, uint32_t *ret_domid)
+/* Called with each domain's libdm/name (@name, @len bytes, ours to keep or
+ * free; @path where it was read): 0 goes on, anything else stops the walk
+ * and is its result. */
+typedef int name_fn(libdm__store *s, uint32_t domid, const char *path, char *name,
+                    unsigned len, void *arg);
+
+/* Walks the names under libdm's root: @fn's stop value, 0 at the end,
+ * @no_root without a root, or the xenstore error. */
+static int each_name(libdm__store *s, xs_transaction_t t, int no_root, name_fn *fn, void *arg)
 {
     unsigned num = 0;
     char **ents;
-    int r = -ENOENT;
+    int r = 0;
 
     ents = xs_directory(s->xsh, t, LIBDM__XS_ROOT, &num);
     if (!ents)
-        return errno == ENOENT ? -ENOENT : libdm__xs_errno();
-    for (unsigned i = 0; i < num; i++) {
+        return errno == ENOENT ? no_root : libdm__xs_errno();
+    for (unsigned i = 0; i < num && r == 0; i++) {
         uint32_t d = libdm__xs_parse_domid(ents[i]);
         char path[PATH_LEN];
         unsigned len;
@@ -150,22 +157,44 @@ static int find_domid(libdm__store *s, xs_transaction_t t, const char *name, uin
             continue;
         libdm__xs_key_path(path, d, "name");
         v = xs_read(s->xsh, t, path, &len);
-        if (!v) {
-            if (errno == ENOENT)
-                continue;
+        if (v)
+            r = fn(s, d, path, v, len, arg);
+        else if (errno != ENOENT)
             r = libdm__xs_errno();
-            break;
-        }
-        if (len == strlen(name) && memcmp(v, name, len) == 0) {
-            free(v);
-            *ret_domid = d;
-            r = 0;
-            break;
-        }
-        free(v);
     }
     free(ents);
     return r;
+}
+
+struct find_args {
+    const char *name;
+    uint32_t domid;
+};
+
+static int match_name(libdm__store *s, uint32_t domid, const char *path, char *name,
+                      unsigned len, void *arg)
+{
+    struct find_args *a = arg;
+    bool match = len == strlen(a->name) && memcmp(name, a->name, len) == 0;
+
+    (void)s;
+    (void)path;
+    free(name);
+    if (!match)
+        return 0;
+    a->domid = domid;
+    return 1;
+}
+
+/* The domid whose libdm/name is @name: 0 and *ret_domid, or -ENOENT. */
+static int find_domid(libdm__store *s, xs_transaction_t t, const char *name, uint32_t *ret_domid)
+{
+    struct find_args a = { name, 0 };
+    int r = each_name(s, t, -ENOENT, match_name, &a);
+
+    if (r > 0)
+        *ret_domid = a.domid;
+    return r > 0 ? 0 : r == 0 ? -ENOENT : r;
 }
 
 /* Reads the record at @domid through the shared field validator. */
@@ -488,7 +517,7 @@ static int xs_del(libdm__store *s, const char *name)
 
 struct list_args {
     char **names;
-    size_t count;
+    size_t count, cap;
 };
 
 static void list_reset(struct list_args *a)
@@ -496,56 +525,44 @@ static void list_reset(struct list_args *a)
     for (size_t i = 0; i < a->count; i++)
         free(a->names[i]);
     free(a->names);
-    a->names = NULL;
-    a->count = 0;
+    *a = (struct list_args){ NULL, 0, 0 };
+}
+
+static int keep_name(libdm__store *s, uint32_t domid, const char *path, char *name,
+                     unsigned len, void *arg)
+{
+    struct list_args *a = arg;
+
+    (void)domid;
+    if (strlen(name) != len || libdm__record_check_name(name) < 0) {
+        libdm__store_log(s, XTL_WARN, -1, "ignoring an invalid name at %s", path);
+        free(name);
+        return 0;
+    }
+    if (a->count == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 16;
+        char **n = realloc(a->names, cap * sizeof(*n));
+
+        if (!n) {
+            free(name);
+            return -ENOMEM;
+        }
+        a->names = n;
+        a->cap = cap;
+    }
+    a->names[a->count++] = name;
+    return 0;
 }
 
 static int list_tx(libdm__store *s, xs_transaction_t t, void *arg)
 {
-    struct list_args *a = arg;
-    unsigned num = 0;
-    char **ents;
-    int r = 0;
-
-    list_reset(a);
-    ents = xs_directory(s->xsh, t, LIBDM__XS_ROOT, &num);
-    if (!ents)
-        return errno == ENOENT ? 0 : libdm__xs_errno();
-    a->names = calloc(num ? num : 1, sizeof(*a->names));
-    if (!a->names) {
-        free(ents);
-        return -ENOMEM;
-    }
-    for (unsigned i = 0; i < num; i++) {
-        uint32_t d = libdm__xs_parse_domid(ents[i]);
-        char path[PATH_LEN];
-        unsigned len;
-        char *v;
-
-        if (!d)
-            continue;
-        libdm__xs_key_path(path, d, "name");
-        v = xs_read(s->xsh, t, path, &len);
-        if (!v) {
-            if (errno == ENOENT)
-                continue;
-            r = libdm__xs_errno();
-            break;
-        }
-        if (strlen(v) != len || libdm__record_check_name(v) < 0) {
-            libdm__store_log(s, XTL_WARN, -1, "ignoring an invalid name at %s", path);
-            free(v);
-            continue;
-        }
-        a->names[a->count++] = v;
-    }
-    free(ents);
-    return r;
+    list_reset(arg);
+    return each_name(s, t, 0, keep_name, arg);
 }
 
 static int xs_list(libdm__store *s, char ***ret_names, size_t *ret_count)
 {
-    struct list_args a = { NULL, 0 };
+    struct list_args a = { NULL, 0, 0 };
     int r;
 
     r = run_tx(s, "list", list_tx, &a);
