@@ -3,11 +3,14 @@
  * Issue 19, the library's crash-point campaign, against a real
  * qemu-system-x86_64 (-machine none) and the real libdm-keeper. Each round
  * picks an asynchronous operation (start, attach, resume, pause,
- * query-status, stop), a way to abandon it and a moment (0-300 ms after the
- * call, most of them in the first 10 ms):
- *   release    libdm_dm_release() of its handle, then ctx_free;
+ * query-status, stop, query-devices, apply-config; and the context's list,
+ * forget and monitor-holder), a way to abandon it and a moment (0-300 ms
+ * after the call, most of them in the first 10 ms):
+ *   release    libdm_dm_release() of its handle, then ctx_free (the
+ *              context's operations have no handle: ctx_free);
  *   ctx_free   libdm_ctx_free() with the handle held, then its release;
- *   deadline   the operation's timeout is that moment: its callback comes;
+ *   deadline   the operation's timeout is that moment: its callback comes
+ *              (the context's operations have no timeout: their callback);
  *   kill       the controller (a forked child running the operation) is
  *              SIGKILLed.
  * After each round (a settling time of 3 s at most):
@@ -44,9 +47,14 @@
 #define LONG_MS 10000
 #define SETTLE_MS 3000
 
-enum { OP_START, OP_ATTACH, OP_RESUME, OP_PAUSE, OP_QUERY, OP_STOP, N_OPS };
+enum {
+    OP_START, OP_ATTACH, OP_RESUME, OP_PAUSE, OP_QUERY, OP_STOP, OP_DEVICES, OP_APPLY,
+    OP_LIST, OP_FORGET, OP_HOLDER, N_OPS
+};
 enum { F_RELEASE, F_CTX_FREE, F_DEADLINE, F_KILL, N_FAULTS };
-static const char *const op_names[] = { "start", "attach", "resume", "pause", "query", "stop" };
+static const char *const op_names[] = { "start", "attach", "resume", "pause", "query", "stop",
+                                         "query-devices", "apply-config", "list", "forget",
+                                         "monitor-holder" };
 static const char *const fault_names[] = { "release", "ctx_free", "deadline", "kill" };
 
 static char *store;
@@ -83,6 +91,26 @@ static void on_done(libdm_dm *dm, int status, void *user)
 static void on_destroy(void *user)
 {
     ((token *)user)->destroys++;
+}
+
+static void on_list(libdm_ctx *ctx, int status, libdm_dm_info *infos, size_t count, void *user)
+{
+    (void)ctx, (void)status;
+    libdm_dm_info_free(infos, count);
+    ((token *)user)->callbacks++;
+}
+
+static void on_ctx_done(libdm_ctx *ctx, int status, void *user)
+{
+    (void)ctx, (void)status;
+    ((token *)user)->callbacks++;
+}
+
+static void on_holder(libdm_ctx *ctx, int status, int pid, const char *note, const char *command,
+                      void *user)
+{
+    (void)ctx, (void)status, (void)pid, (void)note, (void)command;
+    ((token *)user)->callbacks++;
 }
 
 static libdm_ctx *new_ctx(void)
@@ -298,6 +326,13 @@ static int issue(libdm_ctx *ctx, int op, const char *name, int timeout_ms, token
     case OP_ATTACH:
         r = libdm_dm_attach_async(ctx, name, timeout_ms, on_done, t, ret_dm);
         break;
+    /* The context's own: no handle, no timeout. */
+    case OP_LIST:
+        return libdm_dm_list_async(ctx, on_list, t, on_destroy);
+    case OP_FORGET:
+        return libdm_dm_forget_async(ctx, name, on_ctx_done, t, on_destroy);
+    case OP_HOLDER:
+        return libdm_dm_monitor_holder_async(ctx, name, on_holder, t, on_destroy);
     default:
         r = libdm_dm_attach(ctx, name, ret_dm);
         if (r < 0)
@@ -308,7 +343,13 @@ static int issue(libdm_ctx *ctx, int op, const char *name, int timeout_ms, token
             r = libdm_dm_pause_async(*ret_dm, timeout_ms, on_done, t);
         else if (op == OP_QUERY)
             r = libdm_dm_query_status_async(*ret_dm, timeout_ms, on_done, t);
-        else
+        else if (op == OP_DEVICES)
+            r = libdm_dm_query_devices_async(*ret_dm, timeout_ms, on_done, t);
+        else if (op == OP_APPLY) {
+            cfg = config(name, timeout_ms);
+            r = libdm_dm_apply_config_async(*ret_dm, cfg, timeout_ms, on_done, t);
+            libdm_dm_config_free(cfg);
+        } else
             r = libdm_dm_stop_async(*ret_dm, 0, timeout_ms, on_done, t);
         break;
     }
