@@ -100,20 +100,13 @@ run 0 "stop $name" --store "$store" --timeout 10 stop "$name"
 # ---- a monitor that never replies, by socket: timeout (3) ----
 printf 'expect query-status noreply\n' >"$tmp/script"
 for c in status qmp; do
-    "$FAKEQMP" --forever "$tmp/qmp.sock" "$tmp/script" 2>/dev/null &
-    fq=$!
-    i=0
-    while [ ! -S "$tmp/qmp.sock" ] && [ $i -lt 50 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
+    fakeqmp_start "$tmp/script" "$tmp/qmp.sock" /dev/null
     if [ $c = qmp ]; then
         run 3 "qmp --socket, no reply: timeout" --timeout 1 qmp --socket "$tmp/qmp.sock" query-status
     else
         run 3 "status --socket, no reply: timeout" --timeout 1 status --socket "$tmp/qmp.sock"
     fi
-    kill $fq
-    wait $fq 2>/dev/null
+    fakeqmp_stop
 done
 
 echo "$n checks, $fails failed"
