@@ -238,3 +238,48 @@ const char *tu_qemu_name(const char *cmdline, ssize_t len, const char *prefix)
     }
     return NULL;
 }
+
+struct qemus_named {
+    const char *prefix;
+    bool kill;
+    int n;
+};
+
+static bool qemu_named_seen(int pid, const char *buf, ssize_t len, void *user)
+{
+    struct qemus_named *w = user;
+
+    if (tu_qemu_name(buf, len, w->prefix)) {
+        w->n++;
+        if (w->kill)
+            (void)kill(pid, SIGKILL);
+    }
+    return true;
+}
+
+int tu_qemus_named(const char *prefix, bool kill)
+{
+    struct qemus_named w = { .prefix = prefix, .kill = kill };
+
+    tu_proc_each("cmdline", qemu_named_seen, &w);
+    return w.n;
+}
+
+static int tap_n, tap_fails;
+
+void tu_ok(bool cond, const char *what, const char *detail)
+{
+    tap_n++;
+    printf("%s %d - %s\n", cond ? "ok" : "not ok", tap_n, what);
+    if (!cond) {
+        tap_fails++;
+        if (detail)
+            printf("#   %s\n", detail);
+    }
+}
+
+int tu_tap_done(void)
+{
+    printf("1..%d\n", tap_n);
+    return tap_fails ? 1 : 0;
+}

@@ -35,19 +35,7 @@
 #include <libdm/libdm.h>
 #include "testutil.h"
 
-static int fails, n;
 static char *dir;
-
-static void ok(bool cond, const char *what, const char *detail)
-{
-    n++;
-    printf("%s %d - %s\n", cond ? "ok" : "not ok", n, what);
-    if (!cond) {
-        fails++;
-        if (detail)
-            printf("#   %s\n", detail);
-    }
-}
 
 static libdm_dm *start_dm(libdm_ctx *ctx, const char *tag)
 {
@@ -93,16 +81,16 @@ static void test_idle_after_release(void)
         libdm_ctx_run_once(ctx, 10);
     snprintf(detail, sizeof(detail), "idle callback ran %d times, is_idle %d", idle_calls,
              libdm_ctx_is_idle(ctx));
-    ok(idle_calls >= 1, "idle: the callback runs after a running DM is released", detail);
-    ok(libdm_ctx_is_idle(ctx) == 1, "idle: libdm_ctx_is_idle says so", detail);
+    tu_ok(idle_calls >= 1, "idle: the callback runs after a running DM is released", detail);
+    tu_ok(libdm_ctx_is_idle(ctx) == 1, "idle: libdm_ctx_is_idle says so", detail);
 
     /* Stopped through another handle: the keeper (our child) is reaped. */
     if (libdm_dm_attach(ctx, name, &again) < 0)
         exit(99);
-    ok(libdm_dm_stop(again, 0, 10000) == 0, "idle: stopped through a new handle", NULL);
+    tu_ok(libdm_dm_stop(again, 0, 10000) == 0, "idle: stopped through a new handle", NULL);
     libdm_dm_release(again);
     tu_settle_children(ctx, 0);
-    ok(tu_child_count() == 0, "idle: no child left (the keeper was reaped)", NULL);
+    tu_ok(tu_child_count() == 0, "idle: no child left (the keeper was reaped)", NULL);
     libdm_ctx_free(ctx);
 }
 
@@ -186,10 +174,10 @@ static void test_store_lock_held(void)
         exit(99);
     worst = run_measured(ctx, 400, NULL);
     snprintf(detail, sizeof(detail), "longest dispatch %llu us", (unsigned long long)worst);
-    ok(worst < 100000, "lock: no dispatch waits for the record's lock (pause)", detail);
+    tu_ok(worst < 100000, "lock: no dispatch waits for the record's lock (pause)", detail);
     close(fd);
     run_measured(ctx, 3000, &res.done);
-    ok(res.done && res.status == 0, "lock: the pause completed", NULL);
+    tu_ok(res.done && res.status == 0, "lock: the pause completed", NULL);
 
     /* A stop removes the record at its end: held lock, no wait; the record
      * goes once the lock is free. */
@@ -200,12 +188,12 @@ static void test_store_lock_held(void)
     worst = run_measured(ctx, 1500, NULL);
     snprintf(detail, sizeof(detail), "longest dispatch %llu us; done %d", (unsigned long long)worst,
              res.done);
-    ok(worst < 100000, "lock: no dispatch waits for the record's lock (stop)", detail);
-    ok(!res.done && record_exists(name), "lock: the stop waits for the lock in the loop", detail);
+    tu_ok(worst < 100000, "lock: no dispatch waits for the record's lock (stop)", detail);
+    tu_ok(!res.done && record_exists(name), "lock: the stop waits for the lock in the loop", detail);
     close(fd);
     run_measured(ctx, 10000, &res.done);
     snprintf(detail, sizeof(detail), "done %d status %d", res.done, res.status);
-    ok(res.done && res.status == 0 && !record_exists(name),
+    tu_ok(res.done && res.status == 0 && !record_exists(name),
        "lock: the stop completed and removed the record once the lock was free", detail);
     libdm_dm_release(dm);
     tu_settle_children(ctx, 0);
@@ -257,7 +245,7 @@ static void test_forget_lock_held(void)
     if (keeper <= 1 || kill(keeper, SIGKILL) < 0)
         exit(99);
     tu_settle_children(ctx, 0);
-    ok(record_exists(name), "forget: the dead DM's record is there", NULL);
+    tu_ok(record_exists(name), "forget: the dead DM's record is there", NULL);
 
     /* Blocking, the lock held throughout: -EBUSY at once, never a
      * success that leaves the record. */
@@ -265,7 +253,7 @@ static void test_forget_lock_held(void)
     r = libdm_dm_forget(ctx, name);
     snprintf(detail, sizeof(detail), "forget: %d (%s); record %s", r, strerror(-r),
              record_exists(name) ? "still there" : "gone");
-    ok(r == -EBUSY && record_exists(name), "forget: held lock -> -EBUSY, record kept", detail);
+    tu_ok(r == -EBUSY && record_exists(name), "forget: held lock -> -EBUSY, record kept", detail);
 
     /* Async: waits in the loop while the lock is held, then removes. */
     if (libdm_dm_forget_async(ctx, name, on_forgot, &res, NULL) < 0)
@@ -273,12 +261,12 @@ static void test_forget_lock_held(void)
     run_measured(ctx, 300, NULL);
     snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.done, res.status,
              record_exists(name) ? "there" : "gone");
-    ok(!res.done && record_exists(name), "forget_async: waits while the lock is held", detail);
+    tu_ok(!res.done && record_exists(name), "forget_async: waits while the lock is held", detail);
     close(fd);
     run_measured(ctx, 3000, &res.done);
     snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.done, res.status,
              record_exists(name) ? "there" : "gone");
-    ok(res.done && res.status == 0 && !record_exists(name),
+    tu_ok(res.done && res.status == 0 && !record_exists(name),
        "forget_async: removes the record once the lock is free", detail);
     libdm_ctx_free(ctx);
 }
@@ -304,17 +292,17 @@ static void test_plain_logger(void)
 
     if (libdm_ctx_new(NULL, &ctx) < 0)
         exit(99);
-    ok(libdm_ctx_set_log_fn(ctx, on_log, &log_lines, 99) == -EINVAL,
+    tu_ok(libdm_ctx_set_log_fn(ctx, on_log, &log_lines, 99) == -EINVAL,
        "logger: a bad level is refused", NULL);
-    ok(libdm_ctx_set_log_fn(ctx, on_log, &log_lines, XTL_DEBUG) == 0, "logger: set", NULL);
+    tu_ok(libdm_ctx_set_log_fn(ctx, on_log, &log_lines, XTL_DEBUG) == 0, "logger: set", NULL);
     if (libdm_ctx_set_store(ctx, dir) < 0)
         exit(99);
     /* An error with an errno, through the callback: attach to no DM. */
     r = libdm_dm_attach(ctx, "ergo-no-such-dm", &dm);
     snprintf(detail, sizeof(detail), "attach %d, %d lines, %d errors, first: %s", r, log_lines,
              log_errors, log_first_error);
-    ok(r == -ENOENT && log_lines > 0, "logger: libdm's messages reach the callback", detail);
-    ok(libdm_ctx_set_log_fn(ctx, NULL, NULL, XTL_DEBUG) == -EBUSY,
+    tu_ok(r == -ENOENT && log_lines > 0, "logger: libdm's messages reach the callback", detail);
+    tu_ok(libdm_ctx_set_log_fn(ctx, NULL, NULL, XTL_DEBUG) == -EBUSY,
        "logger: not switched once the store is open", NULL);
     libdm_ctx_free(ctx);
 }
@@ -348,13 +336,13 @@ static void test_fork_lock(void)
     r = libdm_dm_attach_timeout(ctx2, name, 2000, &again);
     snprintf(detail, sizeof(detail), "attach %d (%s): %s", r, strerror(r < 0 ? -r : 0),
              again && libdm_dm_last_error(again) ? libdm_dm_last_error(again) : "");
-    ok(r == 0 && again && libdm_dm_get_state(again) != LIBDM_DM_BROKEN,
+    tu_ok(r == 0 && again && libdm_dm_get_state(again) != LIBDM_DM_BROKEN,
        "fork: the DM can be attached while the forked child lives (no lock kept)", detail);
     kill(child, SIGKILL);
     waitpid(child, &status, 0);
     if (!again && libdm_dm_attach_flags(ctx2, name, 5000, LIBDM_ATTACH_ANY_MONITOR, &again) < 0)
         exit(99);
-    ok(libdm_dm_stop(again, 1, 10000) == 0, "fork: stopped", NULL);
+    tu_ok(libdm_dm_stop(again, 1, 10000) == 0, "fork: stopped", NULL);
     libdm_dm_release(again);
     tu_settle_children(ctx, 0);
     tu_settle_children(ctx2, 0);
@@ -378,6 +366,5 @@ int main(void)
     test_fork_lock();
     tu_rmtree(dir);
     free(dir);
-    printf("1..%d\n", n);
-    return fails ? 1 : 0;
+    return tu_tap_done();
 }
