@@ -76,9 +76,6 @@ xen_test_env "$d" $((d + 1)) $((d + 2)) $((d + 3)) $((d + 4))
 
 . "$top_srcdir/tests/harness/tap.sh"
 dmctl() { "$DMCTL" --store "$store" --timeout 20 "$@"; }
-field() {
-    printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"
-}
 pid_of() { field "$(dmctl --json list --no-query | tr '}' '\n' | grep "\"name\":\"$1\"")" pid; }
 ino() { stat -c %i "$1" 2>/dev/null; }
 xstart() { # NAME DOMID [ARGS...]

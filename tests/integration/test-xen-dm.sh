@@ -48,21 +48,9 @@ dmctl() {
     "$DMCTL" --store "$store" --timeout 20 "$@"
 }
 
-# check DESCRIPTION COMMAND...: COMMAND succeeds.
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else fail "$desc"; fi
-}
-
 state_key=/local/domain/0/device-model/$d/state
 state() {
     xenstore-read "$state_key" 2>/dev/null
-}
-
-# field JSON KEY: a number or string field of a one-line JSON object.
-field() {
-    printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"
 }
 
 record() {
