@@ -409,3 +409,23 @@ stop_clean() {
     dm "$1" stop "$2" >/dev/null
     expect_clean "$1" "$3" 3000
 }
+
+# strand_at_finish NAME SCENARIO: migrates NAME (from $src, to the fifo
+# receiver) with --keep-paused through a relay that dies right after it
+# carried "finish": exit 4 expected; then the receiver is reaped.
+strand_at_finish() {
+    dm "$src" migrate "$1" --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
+        >"$tmp/out" 2>"$tmp/err"
+    expect_rc $? 4 "$2: the transport died after finish: exit 4" "$tmp/err"
+    reap_receiver
+}
+
+# migrate_setup PREFIX [plain]: migrate_tmp PREFIX, an EXIT trap that runs
+# cleanup_pair and removes $tmp (kept if $KEEP is set), INT/TERM exit 130;
+# then observed_pair, unless "plain" (QEMU as it is).
+migrate_setup() {
+    migrate_tmp "$1"
+    trap 'cleanup_pair; [ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+    trap 'exit 130' INT TERM
+    [ "${2:-}" = plain ] || observed_pair
+}

@@ -16,14 +16,7 @@
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
 
-migrate_tmp test-dmctl-migdef
-cleanup() {
-    cleanup_pair
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-observed_pair
+migrate_setup test-dmctl-migdef
 
 # ---- 2: a restricted source ----
 if only 2; then
@@ -68,10 +61,7 @@ fi
 # ---- 7: a second recovery after --destination-gone ----
 if only 7; then
 fifo_scenario vm7 "7: --recover --to after --destination-gone resumed the source"
-dm "$src" migrate vm7 --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
-    >"$tmp/out" 2>"$tmp/err"
-expect_rc $? 4 "7: the transport died after finish: exit 4" "$tmp/err"
-reap_receiver
+strand_at_finish vm7 7
 dm "$src" migrate vm7 --recover --destination-gone >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 0 "7: --destination-gone resumes the source" "$tmp/err"
 expect_obs "$tmp" src running "7: the source runs"
@@ -88,10 +78,7 @@ fi
 # ---- 8: --recover on the wrong host ----
 if only 8; then
 fifo_scenario vm8 "8: migrate --recover run on the destination's host"
-dm "$src" migrate vm8 --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
-    >"$tmp/out" 2>"$tmp/err"
-expect_rc $? 4 "8: the transport died after finish: exit 4" "$tmp/err"
-reap_receiver
+strand_at_finish vm8 8
 expect_obs "$tmp" dst paused "8: the destination holds the guest, paused"
 expect_obs "$tmp" src postmigrate "8: the source is paused in postmigrate"
 dm "$dst" migrate vm8 --recover --to "$src_receiver" >"$tmp/out" 2>"$tmp/err"
@@ -112,10 +99,7 @@ fi
 # for a stranded source and resumed, exit 0).
 if only 8b; then
 fifo_scenario vm8b "8b: migrate --recover --destination-gone run on the destination's host"
-dm "$src" migrate vm8b --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
-    >"$tmp/out" 2>"$tmp/err"
-expect_rc $? 4 "8b: the transport died after finish: exit 4" "$tmp/err"
-reap_receiver
+strand_at_finish vm8b 8b
 expect_obs "$tmp" dst paused "8b: the destination holds the guest, paused"
 dm "$dst" migrate vm8b --recover --destination-gone >"$tmp/out" 2>"$tmp/err"
 expect_refused $? "8b: recovery on the destination's host"

@@ -16,14 +16,7 @@
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
 
-migrate_tmp test-dmctl-migsafe
-cleanup() {
-    cleanup_pair
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-observed_pair
+migrate_setup test-dmctl-migsafe
 
 # ---- 1: the receiver stalls around Finish ----
 fifo_scenario vm1 "1: receiver SIGSTOPped with the finish queued"

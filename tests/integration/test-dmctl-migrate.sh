@@ -10,13 +10,7 @@
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
 
-migrate_tmp test-dmctl-migrate
-cleanup() {
-    cleanup_pair
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+migrate_setup test-dmctl-migrate plain
 
 # The receiver as the --to command sees it (quoted for /bin/sh -c).
 receiver="'$DMCTL' --store '$dst' --timeout 20 migrate-receive"
