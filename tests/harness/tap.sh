@@ -5,6 +5,9 @@
 #   field JSON KEY            the value of "KEY" in one line of JSON
 #   tap_done                  prints "N passed, N failed"; status 0 if none failed
 #   fakeqmp_start, fakeqmp_stop  a fake QMP server (below)
+#   dmctl_run WANT DESC ARGS...  $DMCTL ARGS (stdin /dev/null, stdout and
+#                             stderr in $tmp/out, $tmp/err); ok DESC if its exit
+#                             status is WANT (several: 1|3), else fail, status 1
 fails=0
 n=0
 fail() {
@@ -26,6 +29,23 @@ field() {
 tap_done() {
     echo "$n passed, $fails failed"
     [ "$fails" -eq 0 ]
+}
+dmctl_run() {
+    want=$1 desc=$2
+    shift 2
+    n=$((n + 1))
+    "$DMCTL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    got=$?
+    case "|$want|" in
+    *"|$got|"*) ;;
+    *)
+        fail "$desc: exit $got, expected $want (dmctl $*)"
+        sed 's/^/    stderr: /' "$tmp/err"
+        return 1
+        ;;
+    esac
+    echo "ok $n - $desc"
+    return 0
 }
 
 # A fake QMP server for the dmctl tests ($FAKEQMP, tests/harness/fakeqmp-main.c):

@@ -32,7 +32,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include <libdm/libdm.h>
+#include "qemu-fixture.h"
 #include "testutil.h"
 
 static char *dir;
@@ -97,23 +103,10 @@ static void test_idle_after_release(void)
 /* ---- the record's writer lock held by another: never waited in a call
  * or a dispatch; the write happens once it is free ---- */
 
-typedef struct op_result {
-    bool done;
-    int status;
-} op_result;
-
-static void on_op(libdm_dm *dm, int status, void *user)
-{
-    op_result *r = user;
-
-    r->done = true;
-    r->status = status;
-}
-
 /* Runs @ctx for @ms (or until *@done, if @done), returns the longest
  * single libdm_ctx_run_once() in microseconds (its own wait excluded: it is
  * called with a 0 timeout and the test sleeps in poll itself). */
-static uint64_t run_measured(libdm_ctx *ctx, int ms, const bool *done)
+static uint64_t run_measured(libdm_ctx *ctx, int ms, const int *done)
 {
     uint64_t end = tu_now_ms() + (uint64_t)ms, worst = 0;
 
@@ -158,7 +151,7 @@ static void test_store_lock_held(void)
 {
     libdm_ctx *ctx;
     libdm_dm *dm;
-    op_result res = { 0 };
+    qf_done res = { 0 };
     char name[80], detail[200];
     uint64_t worst;
     int fd;
@@ -170,30 +163,30 @@ static void test_store_lock_held(void)
 
     /* A pause records the new state: held lock, no wait. */
     fd = lock_record(name);
-    if (libdm_dm_pause_async(dm, 10000, on_op, &res) < 0)
+    if (libdm_dm_pause_async(dm, 10000, qf_on_done, &res) < 0)
         exit(99);
     worst = run_measured(ctx, 400, NULL);
     snprintf(detail, sizeof(detail), "longest dispatch %llu us", (unsigned long long)worst);
     tu_ok(worst < 100000, "lock: no dispatch waits for the record's lock (pause)", detail);
     close(fd);
-    run_measured(ctx, 3000, &res.done);
-    tu_ok(res.done && res.status == 0, "lock: the pause completed", NULL);
+    run_measured(ctx, 3000, &res.n);
+    tu_ok(res.n && res.status == 0, "lock: the pause completed", NULL);
 
     /* A stop removes the record at its end: held lock, no wait; the record
      * goes once the lock is free. */
-    res = (op_result){ 0 };
+    res = (qf_done){ 0 };
     fd = lock_record(name);
-    if (libdm_dm_stop_async(dm, 0, 10000, on_op, &res) < 0)
+    if (libdm_dm_stop_async(dm, 0, 10000, qf_on_done, &res) < 0)
         exit(99);
     worst = run_measured(ctx, 1500, NULL);
     snprintf(detail, sizeof(detail), "longest dispatch %llu us; done %d", (unsigned long long)worst,
-             res.done);
+             res.n);
     tu_ok(worst < 100000, "lock: no dispatch waits for the record's lock (stop)", detail);
-    tu_ok(!res.done && record_exists(name), "lock: the stop waits for the lock in the loop", detail);
+    tu_ok(!res.n && record_exists(name), "lock: the stop waits for the lock in the loop", detail);
     close(fd);
-    run_measured(ctx, 10000, &res.done);
-    snprintf(detail, sizeof(detail), "done %d status %d", res.done, res.status);
-    tu_ok(res.done && res.status == 0 && !record_exists(name),
+    run_measured(ctx, 10000, &res.n);
+    snprintf(detail, sizeof(detail), "done %d status %d", res.n, res.status);
+    tu_ok(res.n && res.status == 0 && !record_exists(name),
        "lock: the stop completed and removed the record once the lock was free", detail);
     libdm_dm_release(dm);
     tu_settle_children(ctx, 0);
@@ -204,10 +197,10 @@ static void test_store_lock_held(void)
 
 static void on_forgot(libdm_ctx *ctx, int status, void *user)
 {
-    op_result *r = user;
+    qf_done *r = user;
 
     (void)ctx;
-    r->done = true;
+    r->n++;
     r->status = status;
 }
 
@@ -231,7 +224,7 @@ static void test_forget_lock_held(void)
 {
     libdm_ctx *ctx;
     libdm_dm *dm;
-    op_result res = { 0 };
+    qf_done res = { 0 };
     char name[80], detail[200];
     int fd, keeper, r;
 
@@ -259,14 +252,14 @@ static void test_forget_lock_held(void)
     if (libdm_dm_forget_async(ctx, name, on_forgot, &res, NULL) < 0)
         exit(99);
     run_measured(ctx, 300, NULL);
-    snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.done, res.status,
+    snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.n, res.status,
              record_exists(name) ? "there" : "gone");
-    tu_ok(!res.done && record_exists(name), "forget_async: waits while the lock is held", detail);
+    tu_ok(!res.n && record_exists(name), "forget_async: waits while the lock is held", detail);
     close(fd);
-    run_measured(ctx, 3000, &res.done);
-    snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.done, res.status,
+    run_measured(ctx, 3000, &res.n);
+    snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.n, res.status,
              record_exists(name) ? "there" : "gone");
-    tu_ok(res.done && res.status == 0 && !record_exists(name),
+    tu_ok(res.n && res.status == 0 && !record_exists(name),
        "forget_async: removes the record once the lock is free", detail);
     libdm_ctx_free(ctx);
 }

@@ -29,20 +29,8 @@ mkdir -m 0700 "$store" || exit 99
 
 . "$top_srcdir/tests/harness/tap.sh"
 
-# run EXPECTED DESCRIPTION ARGS...: as in test-dmctl-cli.sh.
-run() {
-    want=$1 desc=$2
-    shift 2
-    n=$((n + 1))
-    "$DMCTL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        fail "$desc: exit $got, expected $want (dmctl $*)"
-        sed 's/^/    stderr: /' "$tmp/err"
-        return 1
-    fi
-    echo "ok $n - $desc"
-}
+# run EXPECTED DESCRIPTION ARGS...: dmctl_run (tap.sh).
+run() { dmctl_run "$@"; }
 
 # one_error DESCRIPTION PATTERN: stderr is exactly one line, matching.
 one_error() {
