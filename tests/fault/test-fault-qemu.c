@@ -83,18 +83,6 @@ struct row {
 static unsigned passed, skipped;
 
 /* ---- helpers ---- */
-/* libdm follows its keeper through a pidfd; valgrind 3.19 does not know
- * pidfd_open (it fails with ENOSYS there), so real DMs cannot run under it. */
-static bool have_pidfd(void)
-{
-    long fd = syscall(SYS_pidfd_open, getpid(), 0);
-
-    if (fd < 0)
-        return false;
-    close((int)fd);
-    return true;
-}
-
 
 static void fault_begin(rt *t)
 {
@@ -542,7 +530,7 @@ int main(void)
 
     if (skip)
         return skip;
-    if (!have_pidfd()) {
+    if (!tu_have_pidfd()) {
         printf("SKIP: pidfd_open unavailable (valgrind?): libdm cannot follow its keeper\n");
         return 77;
     }

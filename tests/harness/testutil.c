@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -107,6 +108,16 @@ const char *tu_qemu(void)
 bool tu_have_qemu(void)
 {
     return access(tu_qemu(), X_OK) == 0;
+}
+
+bool tu_have_pidfd(void)
+{
+    long fd = syscall(SYS_pidfd_open, getpid(), 0);
+
+    if (fd < 0)
+        return false;
+    close((int)fd);
+    return true;
 }
 
 pid_t tu_spawn_qemu_qmp(const char *sock_path, const char *const *extra)

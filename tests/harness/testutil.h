@@ -20,6 +20,10 @@ void tu_rmtree(const char *path);
 const char *tu_qemu(void);
 /* True if a real QEMU can run here; tests skip otherwise. */
 bool tu_have_qemu(void);
+/* True if pidfd_open works: libdm follows its keeper through a pidfd;
+ * valgrind 3.19 does not know pidfd_open (ENOSYS there), so real DMs
+ * cannot run under it. */
+bool tu_have_pidfd(void);
 /* Starts "qemu -S -nodefaults -display none -machine none -qmp
  * unix:PATH,server=on,wait=off" plus @extra (NULL-terminated, may be NULL),
  * stdout/stderr to /dev/null. Returns the pid. */
