@@ -83,18 +83,6 @@ struct row {
 static unsigned passed, skipped;
 
 /* ---- helpers ---- */
-/* libdm follows its keeper through a pidfd; valgrind 3.19 does not know
- * pidfd_open (it fails with ENOSYS there), so real DMs cannot run under it. */
-static bool have_pidfd(void)
-{
-    long fd = syscall(SYS_pidfd_open, getpid(), 0);
-
-    if (fd < 0)
-        return false;
-    close((int)fd);
-    return true;
-}
-
 
 static void fault_begin(rt *t)
 {
@@ -270,23 +258,9 @@ static void run_kill9_idle(rt *t)
     stop_and_release(t, dm);
 }
 
-typedef struct outcome {
-    bool done;
-    int status;
-} outcome;
-
-static void on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
-{
-    outcome *o = user;
-
-    (void)q;
-    o->done = true;
-    o->status = r->status;
-}
-
 static void run_kill9_outstanding(rt *t)
 {
-    outcome o = { 0 };
+    qf_reply o = { 0 };
     libdm_dm *dm;
     int pid;
 
@@ -295,7 +269,7 @@ static void run_kill9_outstanding(rt *t)
     /* Frozen, so the command is certainly outstanding when it dies. */
     assert_int_equal(kill(pid, SIGSTOP), 0);
     assert_int_equal(libdm_qmp_call_async(libdm_dm_get_qmp(dm), "query-status", NULL, 20000,
-                                          on_reply, &o, NULL), 0);
+                                          qf_on_reply, &o, NULL), 0);
     for (int i = 0; i < 5; i++)
         libdm_ctx_run_once(t->ctx, 10);
     assert_false(o.done);
@@ -556,7 +530,7 @@ int main(void)
 
     if (skip)
         return skip;
-    if (!have_pidfd()) {
+    if (!tu_have_pidfd()) {
         printf("SKIP: pidfd_open unavailable (valgrind?): libdm cannot follow its keeper\n");
         return 77;
     }

@@ -42,6 +42,21 @@ void qf_assert_clean(const qf_store *s)
     assert_int_equal(tu_child_count(), 0);
 }
 
+size_t qf_listed(libdm_ctx *ctx)
+{
+    libdm_dm_info *infos = NULL;
+    size_t n = 0;
+
+    assert_int_equal(libdm_dm_list(ctx, &infos, &n), 0);
+    libdm_dm_info_free(infos, n);
+    return n;
+}
+
+void qf_assert_no_records(libdm_ctx *ctx)
+{
+    assert_int_equal(qf_listed(ctx), 0);
+}
+
 libdm_dm_config *qf_config(const char *name, int timeout_ms)
 {
     libdm_dm_config *cfg = NULL;
@@ -61,6 +76,15 @@ libdm_dm_config *qf_config_nth(const char *prefix, int i, int timeout_ms)
     return qf_config(name, timeout_ms);
 }
 
+libdm_dm_config *qf_config_pc(const char *name)
+{
+    libdm_dm_config *cfg = qf_config(name, 10000);
+
+    assert_int_equal(libdm_dm_config_set_machine(cfg, "pc"), 0);
+    assert_int_equal(libdm_dm_config_set_memory_mb(cfg, 64), 0);
+    return cfg;
+}
+
 void qf_on_done(libdm_dm *dm, int status, void *user)
 {
     qf_done *d = user;
@@ -68,6 +92,15 @@ void qf_on_done(libdm_dm *dm, int status, void *user)
     (void)dm;
     d->n++;
     d->status = status;
+}
+
+void qf_on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    qf_reply *o = user;
+
+    (void)q;
+    o->done = true;
+    o->status = r->status;
 }
 
 void qf_run_until(libdm_ctx *ctx, const bool *done, int step_ms, int timeout_ms)

@@ -22,12 +22,18 @@ void qf_open(qf_store *s, const char *tag);
 void qf_close(qf_store *s);
 /* Nothing leaked: the fds of before qf_open(), and no child. */
 void qf_assert_clean(const qf_store *s);
+/* The number of records in @ctx's store (asserts the list works). */
+size_t qf_listed(libdm_ctx *ctx);
+/* No record left in @ctx's store (none may outlive a scenario). */
+void qf_assert_no_records(libdm_ctx *ctx);
 
 /* A DM named @name on tu_qemu() (`-machine none`, the default) with
  * @timeout_ms as its start timeout. */
 libdm_dm_config *qf_config(const char *name, int timeout_ms);
 /* The same, named "@prefix-@i". */
 libdm_dm_config *qf_config_nth(const char *prefix, int i, int timeout_ms);
+/* A guest that can migrate: `-machine pc`, 64 MiB, a 10 s start timeout. */
+libdm_dm_config *qf_config_pc(const char *name);
 
 /* A completion, counted: qf_on_done() as a libdm_dm_done_fn with a
  * qf_done as its userdata. */
@@ -36,6 +42,14 @@ typedef struct qf_done {
     int status;         /* the last one's */
 } qf_done;
 void qf_on_done(libdm_dm *dm, int status, void *user);
+
+/* A QMP reply, recorded: qf_on_reply() as a libdm_qmp_reply_fn with a
+ * qf_reply as its userdata. */
+typedef struct qf_reply {
+    bool done;
+    int status;         /* the reply's */
+} qf_reply;
+void qf_on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user);
 
 /* Runs @ctx's loop (steps of @step_ms) until *@done or @timeout_ms pass;
  * asserts *@done. */

@@ -1,9 +1,49 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* cmocka assertion shared by the record and store tests: two records are
- * equal field by field (every field of libdm__record, so a new field cannot
- * be forgotten by one of the tests). Include after <cmocka.h> and store.h. */
+/* Shared by the record and store tests (they link no libtestutil): the
+ * cmocka assertion that two records are equal field by field (every field
+ * of libdm__record, so a new field cannot be forgotten by one of the
+ * tests), and rm -r of a test's directory. Include after <cmocka.h> and
+ * store.h. */
 #ifndef LIBDM_RECORD_ASSERTS_H
 #define LIBDM_RECORD_ASSERTS_H
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* rm -r of @path, no symlink followed; directories made writable first (a
+ * store's directories may be read-only). */
+static inline void tu_rm_rf(const char *path)
+{
+    struct stat st;
+
+    if (lstat(path, &st) < 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+
+        chmod(path, 0700);
+        if (d) {
+            while ((e = readdir(d))) {
+                char sub[PATH_MAX];
+
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                    continue;
+                if (snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name) <
+                    (int)sizeof(sub))
+                    tu_rm_rf(sub);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
 
 static inline void tu_assert_str_eq_or_null(const char *a, const char *b)
 {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -107,6 +108,16 @@ const char *tu_qemu(void)
 bool tu_have_qemu(void)
 {
     return access(tu_qemu(), X_OK) == 0;
+}
+
+bool tu_have_pidfd(void)
+{
+    long fd = syscall(SYS_pidfd_open, getpid(), 0);
+
+    if (fd < 0)
+        return false;
+    close((int)fd);
+    return true;
 }
 
 pid_t tu_spawn_qemu_qmp(const char *sock_path, const char *const *extra)
@@ -237,4 +248,49 @@ const char *tu_qemu_name(const char *cmdline, ssize_t len, const char *prefix)
         after_name = !strcmp(cmdline + i, "-name");
     }
     return NULL;
+}
+
+struct qemus_named {
+    const char *prefix;
+    bool kill;
+    int n;
+};
+
+static bool qemu_named_seen(int pid, const char *buf, ssize_t len, void *user)
+{
+    struct qemus_named *w = user;
+
+    if (tu_qemu_name(buf, len, w->prefix)) {
+        w->n++;
+        if (w->kill)
+            (void)kill(pid, SIGKILL);
+    }
+    return true;
+}
+
+int tu_qemus_named(const char *prefix, bool kill)
+{
+    struct qemus_named w = { .prefix = prefix, .kill = kill };
+
+    tu_proc_each("cmdline", qemu_named_seen, &w);
+    return w.n;
+}
+
+static int tap_n, tap_fails;
+
+void tu_ok(bool cond, const char *what, const char *detail)
+{
+    tap_n++;
+    printf("%s %d - %s\n", cond ? "ok" : "not ok", tap_n, what);
+    if (!cond) {
+        tap_fails++;
+        if (detail)
+            printf("#   %s\n", detail);
+    }
+}
+
+int tu_tap_done(void)
+{
+    printf("1..%d\n", tap_n);
+    return tap_fails ? 1 : 0;
 }

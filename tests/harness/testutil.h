@@ -20,6 +20,10 @@ void tu_rmtree(const char *path);
 const char *tu_qemu(void);
 /* True if a real QEMU can run here; tests skip otherwise. */
 bool tu_have_qemu(void);
+/* True if pidfd_open works: libdm follows its keeper through a pidfd;
+ * valgrind 3.19 does not know pidfd_open (ENOSYS there), so real DMs
+ * cannot run under it. */
+bool tu_have_pidfd(void);
 /* Starts "qemu -S -nodefaults -display none -machine none -qmp
  * unix:PATH,server=on,wait=off" plus @extra (NULL-terminated, may be NULL),
  * stdout/stderr to /dev/null. Returns the pid. */
@@ -40,6 +44,13 @@ void tu_settle_children(struct libdm_ctx *ctx, int want);
  * prints why and returns 77, the automake "skipped" status. */
 int tu_require_dm_env(void);
 
+/* TAP for the tests that are not cmocka's: tu_ok() counts a check and
+ * prints "ok N - @what", or "not ok N - @what" and "#   @detail" (if not
+ * NULL); tu_tap_done() prints the plan "1..N" and returns the exit status:
+ * 1 if a check failed, else 0. */
+void tu_ok(bool cond, const char *what, const char *detail);
+int tu_tap_done(void);
+
 /* Calls @fn for every process whose /proc/PID/@file could be read: @buf
  * holds its first bytes (NUL-terminated; for cmdline, NUL-separated words,
  * @len long). @fn returns false to stop the walk. */
@@ -48,5 +59,9 @@ void tu_proc_each(const char *file, tu_proc_fn *fn, void *user);
 /* The "-name" word that follows "-name" in a QEMU's cmdline, if it starts
  * with @prefix; else NULL. */
 const char *tu_qemu_name(const char *cmdline, ssize_t len, const char *prefix);
+/* The QEMUs (argv[0] a qemu-system binary) whose -name starts with
+ * @prefix: how many; with @kill, each is SIGKILLed too (a failed test's
+ * leftovers, never for the next test). */
+int tu_qemus_named(const char *prefix, bool kill);
 
 #endif

@@ -12,18 +12,9 @@ if ! command -v "$QEMU_BIN" >/dev/null 2>&1; then
     exit 77
 fi
 
-fails=0
-n=0
-
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
-
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $*"
-}
+# ok, fail and their counters n, fails: the shell tests' common ones.
+MIGRATE_LIBDIR=$(cd "${MIGRATE_LIBDIR:-$(dirname "$0")}" && pwd)
+. "$MIGRATE_LIBDIR/../harness/tap.sh"
 
 now_ms() {
     echo $(($(date +%s%N) / 1000000))
@@ -139,7 +130,6 @@ finish() {
 # ---- fault injection and a second observer (test-dmctl-migrate-safety.sh,
 # tests/stress/test-migrate-chaos.sh) ----
 # (Tests outside tests/integration set MIGRATE_LIBDIR before sourcing.)
-MIGRATE_LIBDIR=$(cd "${MIGRATE_LIBDIR:-$(dirname "$0")}" && pwd)
 RELAY="$MIGRATE_LIBDIR/migrate-relay.pl"
 OBSERVE="$MIGRATE_LIBDIR/migrate-observe.pl"
 
@@ -273,4 +263,169 @@ expect_one_history() {
     else
         ok "$2 (source runs: $_s, destination runs: $_d)"
     fi
+}
+
+# ---- the two stores and a scenario's set-up and end (the migration tests) ----
+
+# migrate_tmp PREFIX: $tmp (0755: a restricted DM reads its wrappers there)
+# holding the two stores $src and $dst (0700).
+migrate_tmp() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || exit 99
+    chmod 0755 "$tmp"
+    src="$tmp/src"
+    dst="$tmp/dst"
+    mkdir -m 0700 "$src" "$dst" || exit 99
+    rpid=
+    wpid=
+}
+
+# observed_pair: both QEMUs observed (observed_qemu), $receiver the --to
+# command of a migrate-receive into $dst, $src_receiver one into $src (a
+# receiver on the source's host, for a recovery run on the wrong host).
+observed_pair() {
+    observed_qemu "$tmp" src
+    observed_qemu "$tmp" dst
+    receiver="'$DMCTL' --store '$dst' --timeout 10 migrate-receive --qemu '$tmp/qemu-dst'"
+    src_receiver="'$DMCTL' --store '$src' --timeout 10 migrate-receive --qemu '$tmp/qemu-src'"
+}
+
+# only SCENARIO: true if $ONLY is unset or names SCENARIO.
+only() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
+
+# unstall: kills the stalled store writer of stall_hook, if any.
+unstall() {
+    [ -f "$tmp/stall.pid" ] && kill -9 "$(cat "$tmp/stall.pid")" 2>/dev/null
+    rm -f "$tmp/stall.pid"
+}
+
+# stall_hook NAME: a switchover hook that makes a stalled writer hold the
+# destination's record directory $dst/NAME (its flock) until unstall.
+stall_hook() {
+    cat >"$tmp/stall-$1" <<EOF
+#!/bin/sh
+rm -f '$tmp/stall.ready'
+perl -e 'use Fcntl ":flock"; open(my \$d, "<", \$ARGV[0]) or die "\$ARGV[0]: \$!";
+         flock(\$d, LOCK_EX | LOCK_NB) or die "flock: \$!"; \$| = 1; print "locked\\n";
+         sleep 60' '$dst/$1' >'$tmp/stall.ready' </dev/null &
+echo \$! >'$tmp/stall.pid'
+i=0
+while ! [ -s '$tmp/stall.ready' ] && [ \$i -lt 300 ]; do sleep 0.01; i=\$((i + 1)); done
+EOF
+    chmod +x "$tmp/stall-$1"
+    echo "$tmp/stall-$1"
+}
+
+# cleanup_pair: the watcher, a stalled writer, the receiver (woken first)
+# and every DM of both stores (the tests' EXIT traps).
+cleanup_pair() {
+    stop_watch
+    unstall
+    [ -n "${rpid:-}" ] && kill -CONT "$rpid" 2>/dev/null && kill -9 "$rpid" 2>/dev/null
+    kill_store "$src"
+    kill_store "$dst"
+}
+
+# fifo_scenario NAME WHAT: a scenario through the fifo receiver: its
+# title, fresh traces, a running observed guest NAME, the receiver ($rpid).
+fifo_scenario() {
+    echo "# $2"
+    reset_traces "$tmp"
+    start_observed "$src" "$1" "$tmp" || fail "starting $1"
+    start_fifo_receiver "$dst" "$tmp" 20
+}
+
+# reap_receiver: waits for the fifo receiver to end.
+reap_receiver() {
+    wait "$rpid" 2>/dev/null
+    rpid=
+}
+
+# wake_receiver: continues a SIGSTOPped fifo receiver and waits for its end.
+wake_receiver() {
+    kill -CONT "$rpid"
+    reap_receiver
+}
+
+# expect_refused RC WHAT: ok if RC is not 0 ("WHAT is refused"), else a
+# failure that shows $tmp/out and $tmp/err.
+expect_refused() {
+    if [ "$1" != 0 ]; then
+        ok "$2 is refused (exit $1)"
+    else
+        fail "$2 said success"
+        sed 's/^/    /' "$tmp/out" "$tmp/err"
+    fi
+}
+
+# expect_obs_not DIR ROLE RUNSTATE WHAT: ROLE's QEMU is not in RUNSTATE by
+# its own monitor (else a failure that shows the fifo receiver's stderr).
+expect_obs_not() {
+    _rs=$(obs "$1" "$2")
+    if [ "$_rs" != "$3" ]; then
+        ok "$4"
+    else
+        fail "$4: $2 is $3 by its own monitor"
+        sed 's/^/    /' "$1/r.err"
+    fi
+}
+
+# finish_scenario WHAT: stops what runs, checks both stores are empty.
+finish_scenario() {
+    stop_watch
+    unstall
+    [ -n "$rpid" ] && { kill -CONT "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null; }
+    rpid=
+    kill_store "$src"
+    kill_store "$dst"
+    expect_clean "$src" "$1: no process or record left of the source" 3000
+    expect_clean "$dst" "$1: no process or record left of the destination" 3000
+}
+
+# ---- two "hosts": network namespaces joined by a veth pair ----
+
+# netns_pair NSA NSB VETHA VETHB ADDRA ADDRB: both namespaces, the veth
+# pair between them (VETHA in NSA with ADDRA, VETHB in NSB with ADDRB),
+# loopback and the pair up. Status not 0 if any step failed.
+netns_pair() {
+    ip netns add "$1" && ip netns add "$2" &&
+        ip link add "$3" type veth peer name "$4" &&
+        ip link set "$3" netns "$1" && ip link set "$4" netns "$2" &&
+        ip -n "$1" addr add "$5" dev "$3" &&
+        ip -n "$2" addr add "$6" dev "$4" &&
+        ip -n "$1" link set lo up && ip -n "$2" link set lo up &&
+        ip -n "$1" link set "$3" up && ip -n "$2" link set "$4" up
+}
+
+# netns_pair_del NSA NSB VETHA: deletes what netns_pair made.
+netns_pair_del() {
+    ip netns del "$1" 2>/dev/null
+    ip netns del "$2" 2>/dev/null
+    ip link del "$3" 2>/dev/null
+}
+
+# stop_clean STORE NAME WHAT: stops NAME, then no record and no process of
+# STORE within 3 s.
+stop_clean() {
+    dm "$1" stop "$2" >/dev/null
+    expect_clean "$1" "$3" 3000
+}
+
+# strand_at_finish NAME SCENARIO: migrates NAME (from $src, to the fifo
+# receiver) with --keep-paused through a relay that dies right after it
+# carried "finish": exit 4 expected; then the receiver is reaped.
+strand_at_finish() {
+    dm "$src" migrate "$1" --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
+        >"$tmp/out" 2>"$tmp/err"
+    expect_rc $? 4 "$2: the transport died after finish: exit 4" "$tmp/err"
+    reap_receiver
+}
+
+# migrate_setup PREFIX [plain]: migrate_tmp PREFIX, an EXIT trap that runs
+# cleanup_pair and removes $tmp (kept if $KEEP is set), INT/TERM exit 130;
+# then observed_pair, unless "plain" (QEMU as it is).
+migrate_setup() {
+    migrate_tmp "$1"
+    trap 'cleanup_pair; [ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+    trap 'exit 130' INT TERM
+    [ "${2:-}" = plain ] || observed_pair
 }

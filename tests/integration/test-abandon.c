@@ -79,41 +79,24 @@ static int setup(void **state)
     return 0;
 }
 
-/* QEMU processes (argv[0] a qemu-system binary) whose -name starts with
- * @prefix. */
-struct qemu_walk {
-    char want[64];
-    int n;
-    bool kill;
-};
-
-static bool qemu_seen(int pid, const char *buf, ssize_t len, void *user)
+/* QEMU processes (argv[0] a qemu-system binary) named PREFIX-N: how many;
+ * kill_qemus SIGKILLs them too. */
+static int qemus(const char *prefix, bool kill)
 {
-    struct qemu_walk *w = user;
+    char want[64];
 
-    if (tu_qemu_name(buf, len, w->want)) {
-        w->n++;
-        if (w->kill)
-            (void)kill(pid, SIGKILL);
-    }
-    return true;
+    snprintf(want, sizeof(want), "%s-", prefix);
+    return tu_qemus_named(want, kill);
 }
 
 static int count_qemus(const char *prefix)
 {
-    struct qemu_walk w = { .kill = false };
-
-    snprintf(w.want, sizeof(w.want), "%s-", prefix);
-    tu_proc_each("cmdline", qemu_seen, &w);
-    return w.n;
+    return qemus(prefix, false);
 }
 
 static void kill_qemus(const char *prefix)
 {
-    struct qemu_walk w = { .kill = true };
-
-    snprintf(w.want, sizeof(w.want), "%s-", prefix);
-    tu_proc_each("cmdline", qemu_seen, &w);
+    (void)qemus(prefix, true);
 }
 
 static int teardown(void **state)
@@ -150,16 +133,6 @@ static void run_for(libdm_ctx *ctx, int ms)
 
     while (tu_now_ms() < end)
         libdm_ctx_run_once(ctx, 5);
-}
-
-static size_t listed(libdm_ctx *ctx)
-{
-    libdm_dm_info *infos = NULL;
-    size_t n = 0;
-
-    assert_int_equal(libdm_dm_list(ctx, &infos, &n), 0);
-    libdm_dm_info_free(infos, n);
-    return n;
 }
 
 /* ---- (1) released after the keeper's spawn, before its "pid" ---- */
@@ -202,10 +175,10 @@ static void test_release_after_spawn(void **state)
     assert_int_equal(released, N_RELEASE);
     /* Autokill ends each of them: no QEMU runs, nothing stays recorded. */
     deadline = tu_now_ms() + LONG_MS;
-    while ((count_qemus(f->prefix) > 0 || listed(f->s.ctx) > 0) && tu_now_ms() < deadline)
+    while ((count_qemus(f->prefix) > 0 || qf_listed(f->s.ctx) > 0) && tu_now_ms() < deadline)
         run_for(f->s.ctx, 50);
     assert_int_equal(count_qemus(f->prefix), 0);
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
     tu_settle_children(f->s.ctx, 0);
     assert_int_equal(tu_child_count(), 0);
 }
@@ -283,10 +256,10 @@ static void test_deadline_before_pid(void **state)
     /* Nothing of it runs, nothing is left, and it never comes back. */
     assert_int_equal(d.qemus_at_callback, 0);
     assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
     run_for(f->s.ctx, 2000);
     assert_int_equal(count_qemus(f->prefix), 0);
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
     libdm_dm_release(dm);
     /* The name is free: one DM of it, the new one. */
     assert_int_equal(libdm_dm_config_set_timeout_ms(cfg, LONG_MS), 0);
@@ -354,7 +327,7 @@ static void no_child_left(fixture *f)
     }
     assert_int_equal(tu_child_count(), 0);
     assert_int_equal(count_qemus(f->prefix), 0);
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
 }
 
 static bool start_spawned(libdm_dm *dm)
@@ -531,6 +504,17 @@ static void b_busy(libdm_dm *b)
     usleep(300 * 1000);
 }
 
+/* Nothing of B ran inside A's blocking call; then B's @replies replies,
+ * its QMP events and state events all come from the loop. */
+static void assert_b_after(fixture *f, int replies)
+{
+    assert_int_equal(b_violations, 0);
+    run_for(f->s.ctx, 300);
+    assert_int_equal(b_replies, replies);
+    assert_true(b_qmp_events >= 1);
+    assert_true(b_events >= 1);
+}
+
 static void test_blocking_is_private(void **state)
 {
     fixture *f = *state;
@@ -547,11 +531,7 @@ static void test_blocking_is_private(void **state)
     assert_int_equal(libdm_qmp_call(libdm_dm_get_qmp(a), "query-status", NULL, LONG_MS, &v), 0);
     in_blocking = false;
     libdm_json_free(v);
-    assert_int_equal(b_violations, 0);
-    run_for(f->s.ctx, 300);
-    assert_int_equal(b_replies, 2);
-    assert_true(b_qmp_events >= 1);
-    assert_true(b_events >= 1);     /* PAUSED -> RUNNING */
+    assert_b_after(f, 2);           /* B: PAUSED -> RUNNING */
     /* libdm_dm_query_status() for A, then libdm_dm_pause() for A. */
     b_replies = b_events = b_qmp_events = 0;
     assert_int_equal(libdm_qmp_call_async(libdm_dm_get_qmp(b), "stop", NULL, LONG_MS, b_reply,
@@ -562,11 +542,7 @@ static void test_blocking_is_private(void **state)
     assert_int_equal(libdm_dm_resume(a, LONG_MS), 0);
     in_blocking = false;
     free(rs);
-    assert_int_equal(b_violations, 0);
-    run_for(f->s.ctx, 300);
-    assert_int_equal(b_replies, 3);
-    assert_true(b_qmp_events >= 1);
-    assert_true(b_events >= 1);
+    assert_b_after(f, 3);
     assert_int_equal(libdm_dm_stop(a, 1, LONG_MS), 0);
     assert_int_equal(libdm_dm_stop(b, 1, LONG_MS), 0);
     libdm_dm_release(a);
@@ -623,7 +599,7 @@ static void test_stop_file_steps(void **state)
     assert_true(max_removals_per_dispatch(f->s.ctx, &d) <= 2);
     assert_int_equal(d.status, 0);
     assert_false(tu_path_exists(f->s.dir, name));
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
     libdm_dm_release(dm);
     free(d.error);
 
@@ -642,7 +618,7 @@ static void test_stop_file_steps(void **state)
     assert_true(max_removals_per_dispatch(f->s.ctx, &d) <= 2);
     assert_int_equal(d.status, 0);
     assert_false(tu_path_exists(f->s.dir, name));
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
     libdm_dm_release(dm);
     free(d.error);
     no_child_left(f);

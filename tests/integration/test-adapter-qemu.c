@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include <libdm/libdm.h>
+#include "qemu-fixture.h"
 #include "testutil.h"
 
 #if LIBDM_TEST_ADAPTER == 1
@@ -95,19 +96,8 @@ static void host_free(void)
 
 #define NDM 2
 
-typedef struct op {
-    int done;
-    int status;
-} op;
-
-static void on_done(libdm_dm *dm, int status, void *user)
-{
-    op *o = user;
-
-    (void)dm;
-    o->done++;
-    o->status = status;
-}
+/* An operation's completions: qf_on_done() counts them. */
+typedef qf_done op;
 
 static void on_idle(libdm_ctx *ctx, void *user)
 {
@@ -118,7 +108,7 @@ static void on_idle(libdm_ctx *ctx, void *user)
 static bool all_done(const op *ops)
 {
     for (int i = 0; i < NDM; i++)
-        if (!ops[i].done)
+        if (!ops[i].n)
             return false;
     return true;
 }
@@ -131,7 +121,7 @@ static void run_ops(op *ops, int ms)
     while (!all_done(ops) && tu_now_ms() < deadline)
         host_iterate();
     for (int i = 0; i < NDM; i++) {
-        assert_int_equal(ops[i].done, 1);
+        assert_int_equal(ops[i].n, 1);
         assert_int_equal(ops[i].status, 0);
     }
 }
@@ -165,11 +155,8 @@ static void test_async_lifecycle(void **state)
         char name[16];
 
         snprintf(name, sizeof(name), "ad%d", i);
-        assert_int_equal(libdm_dm_config_new(&cfg[i]), 0);
-        assert_int_equal(libdm_dm_config_set_name(cfg[i], name), 0);
-        assert_int_equal(libdm_dm_config_set_qemu_path(cfg[i], tu_qemu()), 0);
-        assert_int_equal(libdm_dm_config_set_timeout_ms(cfg[i], 15000), 0);
-        assert_int_equal(libdm_dm_start_async(ctx, cfg[i], on_done, &ops[i], &dm[i]), 0);
+        cfg[i] = qf_config(name, 15000);
+        assert_int_equal(libdm_dm_start_async(ctx, cfg[i], qf_on_done, &ops[i], &dm[i]), 0);
     }
     /* Not idle while starting. */
     assert_int_equal(libdm_ctx_is_idle(ctx), 0);
@@ -179,14 +166,14 @@ static void test_async_lifecycle(void **state)
 
     memset(ops, 0, sizeof(ops));
     for (int i = 0; i < NDM; i++)
-        assert_int_equal(libdm_dm_resume_async(dm[i], 10000, on_done, &ops[i]), 0);
+        assert_int_equal(libdm_dm_resume_async(dm[i], 10000, qf_on_done, &ops[i]), 0);
     run_ops(ops, 10000);
     for (int i = 0; i < NDM; i++)
         assert_int_equal(libdm_dm_get_state(dm[i]), LIBDM_DM_RUNNING);
 
     memset(ops, 0, sizeof(ops));
     for (int i = 0; i < NDM; i++)
-        assert_int_equal(libdm_dm_stop_async(dm[i], 0, 10000, on_done, &ops[i]), 0);
+        assert_int_equal(libdm_dm_stop_async(dm[i], 0, 10000, qf_on_done, &ops[i]), 0);
     run_ops(ops, 15000);
     for (int i = 0; i < NDM; i++) {
         assert_int_equal(libdm_dm_get_state(dm[i]), LIBDM_DM_DEAD);

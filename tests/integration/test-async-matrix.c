@@ -166,17 +166,6 @@ typedef struct fixture {
     bool passed;            /* the test reached its end */
 } fixture;
 
-static libdm_dm_config *dm_config(const char *name, bool vm)
-{
-    libdm_dm_config *cfg = qf_config(name, LONG_MS);
-
-    if (vm) {
-        assert_int_equal(libdm_dm_config_set_machine(cfg, "pc"), 0);
-        assert_int_equal(libdm_dm_config_set_memory_mb(cfg, 64), 0);
-    }
-    return cfg;
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
@@ -197,9 +186,10 @@ static int setup(void **state)
     assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
     libdm_dm_info_free(infos, n);
     f->fd_base = tu_fd_count();
-    f->cfg = dm_config(PLAIN, false);
-    f->src_cfg = dm_config(SRC, true);
-    f->dst_cfg = dm_config(DST, true);
+    f->cfg = qf_config(PLAIN, LONG_MS);
+    /* Guests that can migrate (their start timeout is LONG_MS too). */
+    f->src_cfg = qf_config_pc(SRC);
+    f->dst_cfg = qf_config_pc(DST);
     seq = 0;
     in_call = false;
     *state = f;

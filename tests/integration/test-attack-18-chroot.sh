@@ -11,8 +11,8 @@
 # Also: a symlinked parent at start (as /var/run) is resolved once, then.
 # Runs as root (--restrict); a private uid for QEMU.
 
-if [ -z "${DMCTL:-}" ]; then
-    echo "ERROR: run from make check (\$DMCTL)"
+if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ]; then
+    echo "ERROR: run from make check (\$DMCTL, \$top_srcdir)"
     exit 99
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -36,12 +36,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-fails=0
-n=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
+. "$top_srcdir/tests/harness/tap.sh"
 dmctl() { timeout -k 5 90 "$DMCTL" --store "$store" --timeout 30 "$@"; }
-field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"; }
 
 # swap_when_keeper NAME WHAT TARGET: once NAME's keeper runs, WHAT becomes
 # a symlink to TARGET (the old WHAT kept as WHAT.old); "swapped" marks it.

@@ -32,25 +32,14 @@
 # xen-env.sh); taps in a private network namespace with a bridge.
 # Runs as root (QEMU binds /var/run/xen/qmp-libxenstat-<d>).
 
-XEN_QEMU=${XEN_QEMU:-/usr/libexec/xen-qemu-system-i386}
-XENSTORED=${XENSTORED:-/usr/lib/xen-4.17/bin/xenstored}
-for f in "$XEN_QEMU" "$XENSTORED"; do
-    if [ ! -x "$f" ]; then
-        echo "SKIP: $f not installed"
-        exit 77
-    fi
-done
-if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ] || [ -z "${top_builddir:-}" ]; then
-    echo "ERROR: run from make check (\$DMCTL, \$top_srcdir, \$top_builddir)"
-    exit 99
-fi
+[ -n "${top_srcdir:-}" ] || { echo "ERROR: run from make check (\$top_srcdir)"; exit 99; }
+. "$top_srcdir/tests/harness/xen-test.sh"
+xen_test_require ""
 so="$top_builddir/tests/harness/.libs/faultinj.so"
 [ -f "$so" ] || { echo "SKIP: $so not built"; exit 77; }
 # Under AddressSanitizer its runtime must come first in the preload list.
 asan=$(ldd "$DMCTL" 2>/dev/null | awk '/libasan/ { print $3 }')
 [ -n "$asan" ] && so="$asan $so"
-export top_builddir XEN_QEMU XENSTORED
-mkdir -p /var/run/xen || exit 99
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-attack-18-claims.XXXXXX") || exit 99
 store=$tmp/store
@@ -60,7 +49,6 @@ u=$((420000 + $$ % 10000)) # a private uid for restricted QEMU
 sfx=$$
 ns=a18ns$$
 br=a18br$((sfx % 10000))
-xenenv="$top_srcdir/tests/harness/xen-env.sh"
 names="a$sfx b$sfx r$sfx s$sfx x$sfx y$sfx g$sfx nic0123456789a$sfx nic0123456789b$sfx tx$sfx ty$sfx"
 storeb=$tmp/storeb
 mkdir -m 0700 "$storeb" || exit 99
@@ -84,16 +72,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-env_out=$(sh "$xenenv" start "$tmp/xen" "$d" $((d + 1)) $((d + 2)) $((d + 3)) $((d + 4)))
-rc=$?
-[ $rc -eq 0 ] || exit $rc
-eval "$env_out"
+xen_test_env "$d" $((d + 1)) $((d + 2)) $((d + 3)) $((d + 4))
 
 . "$top_srcdir/tests/harness/tap.sh"
 dmctl() { "$DMCTL" --store "$store" --timeout 20 "$@"; }
-field() {
-    printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"
-}
 pid_of() { field "$(dmctl --json list --no-query | tr '}' '\n' | grep "\"name\":\"$1\"")" pid; }
 ino() { stat -c %i "$1" 2>/dev/null; }
 xstart() { # NAME DOMID [ARGS...]

@@ -63,19 +63,7 @@ fi
 # ---- 10: terminal escapes from the DM ----
 echo "# 10: ESC/OSC from the DM"
 start_fakeqmp() {
-    rm -f "$tmp/qmp.sock"
-    "$FAKEQMP" --forever "$tmp/qmp.sock" "$tmp/script" 2>"$tmp/fakeqmp.err" &
-    fq=$!
-    i=0
-    while [ ! -S "$tmp/qmp.sock" ] && [ $i -lt 50 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-}
-stop_fakeqmp() {
-    kill "$fq" 2>/dev/null
-    wait "$fq" 2>/dev/null
-    fq=
+    fakeqmp_start "$tmp/script" "$tmp/qmp.sock" "$tmp/fakeqmp.err"
 }
 no_esc() {   # DESC FILE...
     _d=$1
@@ -108,7 +96,7 @@ no_esc "status --socket (QMP error description)" "$tmp/o3" "$tmp/e3"
 grep -q 'PWNED' "$tmp/e3" || fail "10: the error description is not shown: $(cat "$tmp/e3")"
 "$DMCTL" -v --timeout 5 status --socket "$tmp/qmp.sock" >"$tmp/o4" 2>"$tmp/e4"
 no_esc "status -v --socket (QMP error description, log)" "$tmp/o4" "$tmp/e4"
-stop_fakeqmp
+fakeqmp_stop
 
 # ---- 15: VNC display ranges ----
 echo "# 15: vnclisten / --vnc displays"

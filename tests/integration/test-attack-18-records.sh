@@ -31,16 +31,8 @@ trap 'exit 130' INT TERM
 QEMU_PATH=$(command -v "$QEMU_BIN")
 sfx=$$
 
-jfield() {
-    printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"
-}
 jline() { # NAME: its line of `list --json`
     dm "$store" --json list --no-query 2>/dev/null | tr '}' '\n' | grep "\"name\":\"$1\""
-}
-check() {
-    _d=$1
-    shift
-    if "$@"; then ok "$_d"; else fail "$_d"; fi
 }
 keeper_of() { # NAME: the keeper's pid (from the store's processes, not libdm)
     pgrep -f -- "libdm-keeper --name=$1 --store=$store " | head -1
@@ -75,9 +67,9 @@ for how in garbage empty dir; do
     check "8 ($how): list says its keeper's pid $kp ($(cat "$tmp/lerr"))" \
         grep -q "keeper (pid $kp)" "$tmp/lerr"
     j=$(jline "$nm")
-    check "8 ($how): --json: record unreadable ($j)" test "$(jfield "$j" record)" = unreadable
-    check "8 ($how): --json: claimed" test "$(jfield "$j" claimed)" = true
-    check "8 ($how): --json: keeper_pid is the keeper ($kp)" test "$(jfield "$j" keeper_pid)" = "$kp"
+    check "8 ($how): --json: record unreadable ($j)" test "$(field "$j" record)" = unreadable
+    check "8 ($how): --json: claimed" test "$(field "$j" claimed)" = true
+    check "8 ($how): --json: keeper_pid is the keeper ($kp)" test "$(field "$j" keeper_pid)" = "$kp"
     out=$(dm "$store" stop "$nm" 2>&1)
     rc=$?
     check "8 ($how): stop without --force refuses ($out)" test "$rc" -ne 0
@@ -106,7 +98,7 @@ if start "$nm"; then
     wait_gone "$qp"
     j=$(jline "$nm")
     check "8 (dead): listed, unreadable, not claimed ($j)" \
-        test "$(jfield "$j" record)" = unreadable -a "$(jfield "$j" claimed)" = false
+        test "$(field "$j" record)" = unreadable -a "$(field "$j" claimed)" = false
     out=$(dm "$store" stop "$nm" 2>&1)
     check "8 (dead): stop removes it ($out)" test $? -eq 0 -a ! -e "$store/$nm"
 else
@@ -120,10 +112,10 @@ mkdir -m 0700 "$store/$nm" && : >"$store/$nm/owner.lock" && chmod 0600 "$store/$
 (exec 9<>"$store/$nm/owner.lock" && flock -x 9 && exec sleep 60) &
 holder=$!
 i=0
-while [ "$(jfield "$(jline "$nm")" claimed)" != true ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+while [ "$(field "$(jline "$nm")" claimed)" != true ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 j=$(jline "$nm")
-check "2: listed as missing its record ($j)" test "$(jfield "$j" record)" = missing
-check "2: its claim is held" test "$(jfield "$j" claimed)" = true
+check "2: listed as missing its record ($j)" test "$(field "$j" record)" = missing
+check "2: its claim is held" test "$(field "$j" claimed)" = true
 check "2: text list says no-record and exits 0" \
     sh -c "\"\$DMCTL\" --store '$store' list --no-query 2>/dev/null | grep \"^$nm \" | grep -q no-record"
 out=$(dm "$store" stop "$nm" 2>&1)
@@ -132,7 +124,7 @@ kill "$holder"
 wait "$holder" 2>/dev/null
 holder=
 j=$(jline "$nm")
-check "2: once released, listed as not claimed ($j)" test "$(jfield "$j" claimed)" = false
+check "2: once released, listed as not claimed ($j)" test "$(field "$j" claimed)" = false
 out=$(dm "$store" stop "$nm" 2>&1)
 check "2: stop removes it ($out)" test $? -eq 0 -a ! -e "$store/$nm"
 

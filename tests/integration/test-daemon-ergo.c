@@ -32,22 +32,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include <libdm/libdm.h>
+#include "qemu-fixture.h"
 #include "testutil.h"
 
-static int fails, n;
 static char *dir;
-
-static void ok(bool cond, const char *what, const char *detail)
-{
-    n++;
-    printf("%s %d - %s\n", cond ? "ok" : "not ok", n, what);
-    if (!cond) {
-        fails++;
-        if (detail)
-            printf("#   %s\n", detail);
-    }
-}
 
 static libdm_dm *start_dm(libdm_ctx *ctx, const char *tag)
 {
@@ -93,39 +87,26 @@ static void test_idle_after_release(void)
         libdm_ctx_run_once(ctx, 10);
     snprintf(detail, sizeof(detail), "idle callback ran %d times, is_idle %d", idle_calls,
              libdm_ctx_is_idle(ctx));
-    ok(idle_calls >= 1, "idle: the callback runs after a running DM is released", detail);
-    ok(libdm_ctx_is_idle(ctx) == 1, "idle: libdm_ctx_is_idle says so", detail);
+    tu_ok(idle_calls >= 1, "idle: the callback runs after a running DM is released", detail);
+    tu_ok(libdm_ctx_is_idle(ctx) == 1, "idle: libdm_ctx_is_idle says so", detail);
 
     /* Stopped through another handle: the keeper (our child) is reaped. */
     if (libdm_dm_attach(ctx, name, &again) < 0)
         exit(99);
-    ok(libdm_dm_stop(again, 0, 10000) == 0, "idle: stopped through a new handle", NULL);
+    tu_ok(libdm_dm_stop(again, 0, 10000) == 0, "idle: stopped through a new handle", NULL);
     libdm_dm_release(again);
     tu_settle_children(ctx, 0);
-    ok(tu_child_count() == 0, "idle: no child left (the keeper was reaped)", NULL);
+    tu_ok(tu_child_count() == 0, "idle: no child left (the keeper was reaped)", NULL);
     libdm_ctx_free(ctx);
 }
 
 /* ---- the record's writer lock held by another: never waited in a call
  * or a dispatch; the write happens once it is free ---- */
 
-typedef struct op_result {
-    bool done;
-    int status;
-} op_result;
-
-static void on_op(libdm_dm *dm, int status, void *user)
-{
-    op_result *r = user;
-
-    r->done = true;
-    r->status = status;
-}
-
 /* Runs @ctx for @ms (or until *@done, if @done), returns the longest
  * single libdm_ctx_run_once() in microseconds (its own wait excluded: it is
  * called with a 0 timeout and the test sleeps in poll itself). */
-static uint64_t run_measured(libdm_ctx *ctx, int ms, const bool *done)
+static uint64_t run_measured(libdm_ctx *ctx, int ms, const int *done)
 {
     uint64_t end = tu_now_ms() + (uint64_t)ms, worst = 0;
 
@@ -170,7 +151,7 @@ static void test_store_lock_held(void)
 {
     libdm_ctx *ctx;
     libdm_dm *dm;
-    op_result res = { 0 };
+    qf_done res = { 0 };
     char name[80], detail[200];
     uint64_t worst;
     int fd;
@@ -182,30 +163,30 @@ static void test_store_lock_held(void)
 
     /* A pause records the new state: held lock, no wait. */
     fd = lock_record(name);
-    if (libdm_dm_pause_async(dm, 10000, on_op, &res) < 0)
+    if (libdm_dm_pause_async(dm, 10000, qf_on_done, &res) < 0)
         exit(99);
     worst = run_measured(ctx, 400, NULL);
     snprintf(detail, sizeof(detail), "longest dispatch %llu us", (unsigned long long)worst);
-    ok(worst < 100000, "lock: no dispatch waits for the record's lock (pause)", detail);
+    tu_ok(worst < 100000, "lock: no dispatch waits for the record's lock (pause)", detail);
     close(fd);
-    run_measured(ctx, 3000, &res.done);
-    ok(res.done && res.status == 0, "lock: the pause completed", NULL);
+    run_measured(ctx, 3000, &res.n);
+    tu_ok(res.n && res.status == 0, "lock: the pause completed", NULL);
 
     /* A stop removes the record at its end: held lock, no wait; the record
      * goes once the lock is free. */
-    res = (op_result){ 0 };
+    res = (qf_done){ 0 };
     fd = lock_record(name);
-    if (libdm_dm_stop_async(dm, 0, 10000, on_op, &res) < 0)
+    if (libdm_dm_stop_async(dm, 0, 10000, qf_on_done, &res) < 0)
         exit(99);
     worst = run_measured(ctx, 1500, NULL);
     snprintf(detail, sizeof(detail), "longest dispatch %llu us; done %d", (unsigned long long)worst,
-             res.done);
-    ok(worst < 100000, "lock: no dispatch waits for the record's lock (stop)", detail);
-    ok(!res.done && record_exists(name), "lock: the stop waits for the lock in the loop", detail);
+             res.n);
+    tu_ok(worst < 100000, "lock: no dispatch waits for the record's lock (stop)", detail);
+    tu_ok(!res.n && record_exists(name), "lock: the stop waits for the lock in the loop", detail);
     close(fd);
-    run_measured(ctx, 10000, &res.done);
-    snprintf(detail, sizeof(detail), "done %d status %d", res.done, res.status);
-    ok(res.done && res.status == 0 && !record_exists(name),
+    run_measured(ctx, 10000, &res.n);
+    snprintf(detail, sizeof(detail), "done %d status %d", res.n, res.status);
+    tu_ok(res.n && res.status == 0 && !record_exists(name),
        "lock: the stop completed and removed the record once the lock was free", detail);
     libdm_dm_release(dm);
     tu_settle_children(ctx, 0);
@@ -216,10 +197,10 @@ static void test_store_lock_held(void)
 
 static void on_forgot(libdm_ctx *ctx, int status, void *user)
 {
-    op_result *r = user;
+    qf_done *r = user;
 
     (void)ctx;
-    r->done = true;
+    r->n++;
     r->status = status;
 }
 
@@ -243,7 +224,7 @@ static void test_forget_lock_held(void)
 {
     libdm_ctx *ctx;
     libdm_dm *dm;
-    op_result res = { 0 };
+    qf_done res = { 0 };
     char name[80], detail[200];
     int fd, keeper, r;
 
@@ -257,7 +238,7 @@ static void test_forget_lock_held(void)
     if (keeper <= 1 || kill(keeper, SIGKILL) < 0)
         exit(99);
     tu_settle_children(ctx, 0);
-    ok(record_exists(name), "forget: the dead DM's record is there", NULL);
+    tu_ok(record_exists(name), "forget: the dead DM's record is there", NULL);
 
     /* Blocking, the lock held throughout: -EBUSY at once, never a
      * success that leaves the record. */
@@ -265,20 +246,20 @@ static void test_forget_lock_held(void)
     r = libdm_dm_forget(ctx, name);
     snprintf(detail, sizeof(detail), "forget: %d (%s); record %s", r, strerror(-r),
              record_exists(name) ? "still there" : "gone");
-    ok(r == -EBUSY && record_exists(name), "forget: held lock -> -EBUSY, record kept", detail);
+    tu_ok(r == -EBUSY && record_exists(name), "forget: held lock -> -EBUSY, record kept", detail);
 
     /* Async: waits in the loop while the lock is held, then removes. */
     if (libdm_dm_forget_async(ctx, name, on_forgot, &res, NULL) < 0)
         exit(99);
     run_measured(ctx, 300, NULL);
-    snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.done, res.status,
+    snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.n, res.status,
              record_exists(name) ? "there" : "gone");
-    ok(!res.done && record_exists(name), "forget_async: waits while the lock is held", detail);
+    tu_ok(!res.n && record_exists(name), "forget_async: waits while the lock is held", detail);
     close(fd);
-    run_measured(ctx, 3000, &res.done);
-    snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.done, res.status,
+    run_measured(ctx, 3000, &res.n);
+    snprintf(detail, sizeof(detail), "done %d status %d; record %s", res.n, res.status,
              record_exists(name) ? "there" : "gone");
-    ok(res.done && res.status == 0 && !record_exists(name),
+    tu_ok(res.n && res.status == 0 && !record_exists(name),
        "forget_async: removes the record once the lock is free", detail);
     libdm_ctx_free(ctx);
 }
@@ -304,17 +285,17 @@ static void test_plain_logger(void)
 
     if (libdm_ctx_new(NULL, &ctx) < 0)
         exit(99);
-    ok(libdm_ctx_set_log_fn(ctx, on_log, &log_lines, 99) == -EINVAL,
+    tu_ok(libdm_ctx_set_log_fn(ctx, on_log, &log_lines, 99) == -EINVAL,
        "logger: a bad level is refused", NULL);
-    ok(libdm_ctx_set_log_fn(ctx, on_log, &log_lines, XTL_DEBUG) == 0, "logger: set", NULL);
+    tu_ok(libdm_ctx_set_log_fn(ctx, on_log, &log_lines, XTL_DEBUG) == 0, "logger: set", NULL);
     if (libdm_ctx_set_store(ctx, dir) < 0)
         exit(99);
     /* An error with an errno, through the callback: attach to no DM. */
     r = libdm_dm_attach(ctx, "ergo-no-such-dm", &dm);
     snprintf(detail, sizeof(detail), "attach %d, %d lines, %d errors, first: %s", r, log_lines,
              log_errors, log_first_error);
-    ok(r == -ENOENT && log_lines > 0, "logger: libdm's messages reach the callback", detail);
-    ok(libdm_ctx_set_log_fn(ctx, NULL, NULL, XTL_DEBUG) == -EBUSY,
+    tu_ok(r == -ENOENT && log_lines > 0, "logger: libdm's messages reach the callback", detail);
+    tu_ok(libdm_ctx_set_log_fn(ctx, NULL, NULL, XTL_DEBUG) == -EBUSY,
        "logger: not switched once the store is open", NULL);
     libdm_ctx_free(ctx);
 }
@@ -348,13 +329,13 @@ static void test_fork_lock(void)
     r = libdm_dm_attach_timeout(ctx2, name, 2000, &again);
     snprintf(detail, sizeof(detail), "attach %d (%s): %s", r, strerror(r < 0 ? -r : 0),
              again && libdm_dm_last_error(again) ? libdm_dm_last_error(again) : "");
-    ok(r == 0 && again && libdm_dm_get_state(again) != LIBDM_DM_BROKEN,
+    tu_ok(r == 0 && again && libdm_dm_get_state(again) != LIBDM_DM_BROKEN,
        "fork: the DM can be attached while the forked child lives (no lock kept)", detail);
     kill(child, SIGKILL);
     waitpid(child, &status, 0);
     if (!again && libdm_dm_attach_flags(ctx2, name, 5000, LIBDM_ATTACH_ANY_MONITOR, &again) < 0)
         exit(99);
-    ok(libdm_dm_stop(again, 1, 10000) == 0, "fork: stopped", NULL);
+    tu_ok(libdm_dm_stop(again, 1, 10000) == 0, "fork: stopped", NULL);
     libdm_dm_release(again);
     tu_settle_children(ctx, 0);
     tu_settle_children(ctx2, 0);
@@ -378,6 +359,5 @@ int main(void)
     test_fork_lock();
     tu_rmtree(dir);
     free(dir);
-    printf("1..%d\n", n);
-    return fails ? 1 : 0;
+    return tu_tap_done();
 }

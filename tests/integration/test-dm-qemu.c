@@ -176,25 +176,11 @@ static void test_reattach(void **state)
     tu_settle_children(f->s.ctx, 0);
 }
 
-typedef struct outcome {
-    bool done;
-    int status;
-} outcome;
-
-static void on_reply(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
-{
-    outcome *o = user;
-
-    (void)q;
-    o->done = true;
-    o->status = r->status;
-}
-
 static void test_kill9_with_command_outstanding(void **state)
 {
     fixture *f = *state;
     libdm_dm *dm;
-    outcome o = { 0 };
+    qf_reply o = { 0 };
     uint64_t t0;
     int pid;
 
@@ -203,7 +189,7 @@ static void test_kill9_with_command_outstanding(void **state)
     /* Freeze QEMU so the command is certainly outstanding, then kill it. */
     assert_int_equal(kill(pid, SIGSTOP), 0);
     assert_int_equal(libdm_qmp_call_async(libdm_dm_get_qmp(dm), "query-status", NULL, 20000,
-                                          on_reply, &o, NULL), 0);
+                                          qf_on_reply, &o, NULL), 0);
     for (int i = 0; i < 5; i++)
         libdm_ctx_run_once(f->s.ctx, 10);
     assert_false(o.done);
@@ -225,34 +211,56 @@ static void test_kill9_with_command_outstanding(void **state)
     tu_settle_children(f->s.ctx, 0);
 }
 
+/* A second context on the fixture's store whose errors are logged to
+ * memory (start_must_fail, start_refused). */
+typedef struct memlog {
+    xentoollog_logger *lg;
+    libdm_ctx *ctx;
+    FILE *mem;
+    char *text;
+    size_t len;
+} memlog;
+
+static void memlog_open(memlog *m, fixture *f)
+{
+    m->text = NULL;
+    m->len = 0;
+    m->mem = open_memstream(&m->text, &m->len);
+    assert_non_null(m->mem);
+    m->lg = (xentoollog_logger *)xtl_createlogger_stdiostream(m->mem, XTL_ERROR, 0);
+    assert_int_equal(libdm_ctx_new(m->lg, &m->ctx), 0);
+    assert_int_equal(libdm_ctx_set_store(m->ctx, f->s.dir), 0);
+}
+
+/* Frees the context and its logger, then asserts the log holds @prefix and
+ * @expect (printing it if not), and that no record "t1" is left. */
+static void memlog_close_expect(memlog *m, fixture *f, const char *prefix, const char *expect)
+{
+    libdm_ctx_free(m->ctx);
+    xtl_logger_destroy(m->lg);
+    fclose(m->mem);
+    if (!strstr(m->text, expect))
+        print_message("log was: %s\n", m->text);
+    assert_non_null(strstr(m->text, prefix));
+    assert_non_null(strstr(m->text, expect));
+    free(m->text);
+    assert_false(tu_path_exists(f->s.dir, "t1"));
+}
+
 /* A DM that dies at start: a clear error, nothing left behind. */
 static void start_must_fail(fixture *f, const char *expect_in_log)
 {
-    xentoollog_logger *lg;
-    libdm_ctx *ctx;
+    memlog m;
     libdm_dm *dm = NULL;
-    char *logtext = NULL;
-    size_t loglen = 0;
-    FILE *mem = open_memstream(&logtext, &loglen);
     uint64_t t0 = tu_now_ms();
 
-    lg = (xentoollog_logger *)xtl_createlogger_stdiostream(mem, XTL_ERROR, 0);
-    assert_int_equal(libdm_ctx_new(lg, &ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(ctx, f->s.dir), 0);
-    assert_true(libdm_dm_start(ctx, f->cfg, &dm) < 0);
+    memlog_open(&m, f);
+    assert_true(libdm_dm_start(m.ctx, f->cfg, &dm) < 0);
     assert_null(dm);
     assert_true(tu_now_ms() - t0 < 5000);
-    tu_settle_children(ctx, 0);
-    libdm_ctx_free(ctx);
-    xtl_logger_destroy(lg);
-    fclose(mem);
+    tu_settle_children(m.ctx, 0);
     /* The error names the DM, how it ended, and what its log said. */
-    if (!strstr(logtext, expect_in_log))
-        print_message("log was: %s\n", logtext);
-    assert_non_null(strstr(logtext, "t1:"));
-    assert_non_null(strstr(logtext, expect_in_log));
-    free(logtext);
-    assert_false(tu_path_exists(f->s.dir, "t1"));
+    memlog_close_expect(&m, f, "t1:", expect_in_log);
 }
 
 static void test_exit_at_start(void **state)
@@ -947,29 +955,15 @@ static void test_no_callback_inside_other_blocking_call(void **state)
  * the problem, and nothing spawned or left behind. */
 static void start_refused(fixture *f, const char *expect_in_log)
 {
-    xentoollog_logger *lg;
-    libdm_ctx *ctx;
+    memlog m;
     libdm_dm *dm = NULL;
-    char *logtext = NULL;
-    size_t loglen = 0;
-    FILE *mem = open_memstream(&logtext, &loglen);
 
-    lg = (xentoollog_logger *)xtl_createlogger_stdiostream(mem, XTL_ERROR, 0);
-    assert_int_equal(libdm_ctx_new(lg, &ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(ctx, f->s.dir), 0);
-    assert_int_equal(libdm_dm_start(ctx, f->cfg, &dm), -EINVAL);
+    memlog_open(&m, f);
+    assert_int_equal(libdm_dm_start(m.ctx, f->cfg, &dm), -EINVAL);
     assert_null(dm);
     /* No keeper was spawned (it would be our child until reaped). */
     assert_int_equal(tu_child_count(), 0);
-    libdm_ctx_free(ctx);
-    xtl_logger_destroy(lg);
-    fclose(mem);
-    if (!strstr(logtext, expect_in_log))
-        print_message("log was: %s\n", logtext);
-    assert_non_null(strstr(logtext, "t1: "));
-    assert_non_null(strstr(logtext, expect_in_log));
-    free(logtext);
-    assert_false(tu_path_exists(f->s.dir, "t1"));
+    memlog_close_expect(&m, f, "t1: ", expect_in_log);
 }
 
 static bool user_exists(const char *name)

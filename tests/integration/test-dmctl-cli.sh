@@ -17,25 +17,8 @@ mkdir -m 0700 "$store" || exit 99
 
 . "$top_srcdir/tests/harness/tap.sh"
 
-# run EXPECTED DESCRIPTION ARGS...: runs dmctl, output in $tmp/out, $tmp/err.
-# EXPECTED is an exit status or several separated by '|' (e.g. 1|3).
-run() {
-    want=$1 desc=$2
-    shift 2
-    n=$((n + 1))
-    "$DMCTL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-    got=$?
-    case "|$want|" in
-    *"|$got|"*) ;;
-    *)
-        fail "$desc: exit $got, expected $want (dmctl $*)"
-        sed 's/^/    stderr: /' "$tmp/err"
-        return 1
-        ;;
-    esac
-    echo "ok $n - $desc"
-    return 0
-}
+# run EXPECTED DESCRIPTION ARGS...: dmctl_run (tap.sh).
+run() { dmctl_run "$@"; }
 
 # expect_in FILE PATTERN DESCRIPTION: FILE (out or err) contains PATTERN.
 expect_in() {

@@ -29,20 +29,8 @@ mkdir -m 0700 "$store" || exit 99
 
 . "$top_srcdir/tests/harness/tap.sh"
 
-# run EXPECTED DESCRIPTION ARGS...: as in test-dmctl-cli.sh.
-run() {
-    want=$1 desc=$2
-    shift 2
-    n=$((n + 1))
-    "$DMCTL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        fail "$desc: exit $got, expected $want (dmctl $*)"
-        sed 's/^/    stderr: /' "$tmp/err"
-        return 1
-    fi
-    echo "ok $n - $desc"
-}
+# run EXPECTED DESCRIPTION ARGS...: dmctl_run (tap.sh).
+run() { dmctl_run "$@"; }
 
 # one_error DESCRIPTION PATTERN: stderr is exactly one line, matching.
 one_error() {
@@ -100,20 +88,13 @@ run 0 "stop $name" --store "$store" --timeout 10 stop "$name"
 # ---- a monitor that never replies, by socket: timeout (3) ----
 printf 'expect query-status noreply\n' >"$tmp/script"
 for c in status qmp; do
-    "$FAKEQMP" --forever "$tmp/qmp.sock" "$tmp/script" 2>/dev/null &
-    fq=$!
-    i=0
-    while [ ! -S "$tmp/qmp.sock" ] && [ $i -lt 50 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
+    fakeqmp_start "$tmp/script" "$tmp/qmp.sock" /dev/null
     if [ $c = qmp ]; then
         run 3 "qmp --socket, no reply: timeout" --timeout 1 qmp --socket "$tmp/qmp.sock" query-status
     else
         run 3 "status --socket, no reply: timeout" --timeout 1 status --socket "$tmp/qmp.sock"
     fi
-    kill $fq
-    wait $fq 2>/dev/null
+    fakeqmp_stop
 done
 
 echo "$n checks, $fails failed"

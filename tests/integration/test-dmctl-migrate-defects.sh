@@ -16,42 +16,7 @@
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-migdef.XXXXXX") || exit 99
-src="$tmp/src"
-dst="$tmp/dst"
-mkdir -m 0700 "$src" "$dst" || exit 99
-chmod 0755 "$tmp"
-rpid=
-wpid=
-cleanup() {
-    stop_watch
-    [ -f "$tmp/stall.pid" ] && kill -9 "$(cat "$tmp/stall.pid")" 2>/dev/null
-    [ -n "$rpid" ] && kill -CONT "$rpid" 2>/dev/null && kill -9 "$rpid" 2>/dev/null
-    kill_store "$src"
-    kill_store "$dst"
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-observed_qemu "$tmp" src
-observed_qemu "$tmp" dst
-receiver="'$DMCTL' --store '$dst' --timeout 10 migrate-receive --qemu '$tmp/qemu-dst'"
-# A receiver on the source's host (for a recovery run on the wrong host).
-src_receiver="'$DMCTL' --store '$src' --timeout 10 migrate-receive --qemu '$tmp/qemu-src'"
-
-only() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
-
-finish_scenario() {
-    stop_watch
-    [ -f "$tmp/stall.pid" ] && kill -9 "$(cat "$tmp/stall.pid")" 2>/dev/null
-    rm -f "$tmp/stall.pid"
-    [ -n "$rpid" ] && { kill -CONT "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null; }
-    rpid=
-    kill_store "$src"
-    kill_store "$dst"
-    expect_clean "$src" "$1: no process or record left of the source" 3000
-    expect_clean "$dst" "$1: no process or record left of the destination" 3000
-}
+migrate_setup test-dmctl-migdef
 
 # ---- 2: a restricted source ----
 if only 2; then
@@ -95,15 +60,8 @@ fi
 
 # ---- 7: a second recovery after --destination-gone ----
 if only 7; then
-echo "# 7: --recover --to after --destination-gone resumed the source"
-reset_traces "$tmp"
-start_observed "$src" vm7 "$tmp" || fail "starting vm7"
-start_fifo_receiver "$dst" "$tmp" 20
-dm "$src" migrate vm7 --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
-    >"$tmp/out" 2>"$tmp/err"
-expect_rc $? 4 "7: the transport died after finish: exit 4" "$tmp/err"
-wait "$rpid"
-rpid=
+fifo_scenario vm7 "7: --recover --to after --destination-gone resumed the source"
+strand_at_finish vm7 7
 dm "$src" migrate vm7 --recover --destination-gone >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 0 "7: --destination-gone resumes the source" "$tmp/err"
 expect_obs "$tmp" src running "7: the source runs"
@@ -119,21 +77,12 @@ fi
 
 # ---- 8: --recover on the wrong host ----
 if only 8; then
-echo "# 8: migrate --recover run on the destination's host"
-reset_traces "$tmp"
-start_observed "$src" vm8 "$tmp" || fail "starting vm8"
-start_fifo_receiver "$dst" "$tmp" 20
-dm "$src" migrate vm8 --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
-    >"$tmp/out" 2>"$tmp/err"
-expect_rc $? 4 "8: the transport died after finish: exit 4" "$tmp/err"
-wait "$rpid"
-rpid=
+fifo_scenario vm8 "8: migrate --recover run on the destination's host"
+strand_at_finish vm8 8
 expect_obs "$tmp" dst paused "8: the destination holds the guest, paused"
 expect_obs "$tmp" src postmigrate "8: the source is paused in postmigrate"
 dm "$dst" migrate vm8 --recover --to "$src_receiver" >"$tmp/out" 2>"$tmp/err"
-rc=$?
-if [ "$rc" != 0 ]; then ok "8: recovery from the wrong host is refused (exit $rc)"
-else fail "8: recovery from the wrong host said success"; sed 's/^/    /' "$tmp/out" "$tmp/err"; fi
+expect_refused $? "8: recovery from the wrong host"
 expect_obs "$tmp" dst paused "8: the destination still holds the guest"
 expect_obs "$tmp" src postmigrate "8: the source is still paused"
 dm "$src" migrate vm8 --recover --to "$receiver" >"$tmp/out" 2>"$tmp/err"
@@ -149,20 +98,11 @@ fi
 # even with --destination-gone (before: the paused destination was taken
 # for a stranded source and resumed, exit 0).
 if only 8b; then
-echo "# 8b: migrate --recover --destination-gone run on the destination's host"
-reset_traces "$tmp"
-start_observed "$src" vm8b "$tmp" || fail "starting vm8b"
-start_fifo_receiver "$dst" "$tmp" 20
-dm "$src" migrate vm8b --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
-    >"$tmp/out" 2>"$tmp/err"
-expect_rc $? 4 "8b: the transport died after finish: exit 4" "$tmp/err"
-wait "$rpid"
-rpid=
+fifo_scenario vm8b "8b: migrate --recover --destination-gone run on the destination's host"
+strand_at_finish vm8b 8b
 expect_obs "$tmp" dst paused "8b: the destination holds the guest, paused"
 dm "$dst" migrate vm8b --recover --destination-gone >"$tmp/out" 2>"$tmp/err"
-rc=$?
-if [ "$rc" != 0 ]; then ok "8b: recovery on the destination's host is refused (exit $rc)"
-else fail "8b: recovery on the destination's host said success"; sed 's/^/    /' "$tmp/out" "$tmp/err"; fi
+expect_refused $? "8b: recovery on the destination's host"
 expect_in "$tmp/err" "holds the destination" "8b: it says this host holds the destination"
 expect_obs "$tmp" dst paused "8b: the destination is untouched"
 expect_obs "$tmp" src postmigrate "8b: the source is untouched"
@@ -197,8 +137,7 @@ else fail "9: the second receiver was accepted"; fi
 if [ -n "$uri" ] && [ -S "$uri" ]; then ok "9: the holder's socket is still there"
 else fail "9: the refused receiver removed the holder's socket $uri"; fi
 exec 4>&- 3<&-
-wait "$rpid" 2>/dev/null
-rpid=
+reap_receiver
 finish_scenario 9
 fi
 
@@ -230,16 +169,12 @@ fi
 
 # ---- 11: an interruption after completion ----
 if only 11; then
-echo "# 11: SIGINT (as migrate-cancel sends) reaching a completed migration"
-reset_traces "$tmp"
-start_observed "$src" vm11 "$tmp" || fail "starting vm11"
-start_fifo_receiver "$dst" "$tmp" 20
+fifo_scenario vm11 "11: SIGINT (as migrate-cancel sends) reaching a completed migration"
 dm "$src" migrate vm11 --to "$(relay_cmd "$tmp" --int-sender-at 2)" >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 0 "11: the migration succeeds: exit 0" "$tmp/err"
 expect_in "$tmp/out" "migrated" "11: it says migrated"
 expect_in "$tmp/err" "came too late" "11: it says the interruption came too late"
-wait "$rpid"
-rpid=
+reap_receiver
 expect_obs "$tmp" dst running "11: the destination runs"
 expect_obs "$tmp" src gone "11: the source was stopped"
 expect_one_history "$tmp" "11: one history"
@@ -273,18 +208,8 @@ fi
 if only 14; then
 echo "# 14: the destination's record write fails after cont"
 start_observed "$src" vm14 "$tmp" || fail "starting vm14"
-cat >"$tmp/stall14" <<EOF
-#!/bin/sh
-perl -e 'use Fcntl ":flock"; open(my \$d, "<", \$ARGV[0]) or die;
-         flock(\$d, LOCK_EX | LOCK_NB) or die; \$| = 1; print "locked\\n"; sleep 60' \
-    '$dst/vm14' >'$tmp/stall.ready' </dev/null &
-echo \$! >'$tmp/stall.pid'
-i=0
-while ! [ -s '$tmp/stall.ready' ] && [ \$i -lt 300 ]; do sleep 0.01; i=\$((i + 1)); done
-EOF
-chmod +x "$tmp/stall14"
 dm "$src" --timeout 30 migrate vm14 --to "$receiver" --pause-before-switchover \
-    --switchover-hook "$tmp/stall14" >"$tmp/out" 2>"$tmp/err"
+    --switchover-hook "$(stall_hook vm14)" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" != 0 ]; then ok "14: not a success (exit $rc)"
 else fail "14: exit 0 although the destination's record is stale"; sed 's/^/    /' "$tmp/out" "$tmp/err"; fi

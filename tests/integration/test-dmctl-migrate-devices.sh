@@ -28,32 +28,20 @@ nsb="dmctl-migdev-b-$$"
 veth_a="dmdA$$"
 veth_b="dmdB$$"
 br=brmig
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-migrate-devices.XXXXXX") || exit 99
-chmod 0755 "$tmp"
-src="$tmp/src"
-dst="$tmp/dst"
-mkdir -m 0700 "$src" "$dst" || exit 99
+migrate_tmp test-dmctl-migrate-devices
 cleanup() {
     NSEXEC="ip netns exec $nsa"
     kill_store "$src"
     NSEXEC="ip netns exec $nsb"
     kill_store "$dst"
     NSEXEC=
-    ip netns del "$nsa" 2>/dev/null
-    ip netns del "$nsb" 2>/dev/null
-    ip link del "$veth_a" 2>/dev/null
+    netns_pair_del "$nsa" "$nsb" "$veth_a"
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! { ip netns add "$nsa" && ip netns add "$nsb" &&
-       ip link add "$veth_a" type veth peer name "$veth_b" &&
-       ip link set "$veth_a" netns "$nsa" && ip link set "$veth_b" netns "$nsb" &&
-       ip -n "$nsa" addr add 10.251.0.1/30 dev "$veth_a" &&
-       ip -n "$nsb" addr add 10.251.0.2/30 dev "$veth_b" &&
-       ip -n "$nsa" link set lo up && ip -n "$nsb" link set lo up &&
-       ip -n "$nsa" link set "$veth_a" up && ip -n "$nsb" link set "$veth_b" up &&
+if ! { netns_pair "$nsa" "$nsb" "$veth_a" "$veth_b" 10.251.0.1/30 10.251.0.2/30 &&
        ip -n "$nsa" link add "$br" type bridge && ip -n "$nsa" link set "$br" up &&
        ip -n "$nsb" link add "$br" type bridge && ip -n "$nsb" link set "$br" up; }; then
     echo "SKIP: cannot create network namespaces, bridges and a veth pair here"

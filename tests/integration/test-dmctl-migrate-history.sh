@@ -18,48 +18,7 @@
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-mighist.XXXXXX") || exit 99
-src="$tmp/src"
-dst="$tmp/dst"
-mkdir -m 0700 "$src" "$dst" || exit 99
-chmod 0755 "$tmp"
-rpid=
-wpid=
-cleanup() {
-    stop_watch
-    unstall
-    [ -n "$rpid" ] && kill -CONT "$rpid" 2>/dev/null && kill -9 "$rpid" 2>/dev/null
-    kill_store "$src"
-    kill_store "$dst"
-    [ -n "${KEEP:-}" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-observed_qemu "$tmp" src
-observed_qemu "$tmp" dst
-receiver="'$DMCTL' --store '$dst' --timeout 10 migrate-receive --qemu '$tmp/qemu-dst'"
-
-# stall_hook NAME: a switchover hook that makes a stalled writer hold the
-# destination's record directory (its flock) until unstall.
-stall_hook() {
-    cat >"$tmp/stall-$1" <<EOF
-#!/bin/sh
-rm -f '$tmp/stall.ready'
-perl -e 'use Fcntl ":flock"; open(my \$d, "<", \$ARGV[0]) or die "\$ARGV[0]: \$!";
-         flock(\$d, LOCK_EX | LOCK_NB) or die "flock: \$!"; \$| = 1; print "locked\\n";
-         sleep 60' '$dst/$1' >'$tmp/stall.ready' </dev/null &
-echo \$! >'$tmp/stall.pid'
-i=0
-while ! [ -s '$tmp/stall.ready' ] && [ \$i -lt 300 ]; do sleep 0.01; i=\$((i + 1)); done
-EOF
-    chmod +x "$tmp/stall-$1"
-    echo "$tmp/stall-$1"
-}
-
-unstall() {
-    [ -f "$tmp/stall.pid" ] && kill -9 "$(cat "$tmp/stall.pid")" 2>/dev/null
-    rm -f "$tmp/stall.pid"
-}
+migrate_setup test-dmctl-mighist
 
 # wait_obs DIR ROLE RUNSTATE MS
 wait_obs() {
@@ -71,23 +30,9 @@ wait_obs() {
     return 0
 }
 
-finish_scenario() {
-    stop_watch
-    unstall
-    [ -n "$rpid" ] && { kill -CONT "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null; }
-    rpid=
-    kill_store "$src"
-    kill_store "$dst"
-    expect_clean "$src" "$1: no process or record left of the source" 3000
-    expect_clean "$dst" "$1: no process or record left of the destination" 3000
-}
-
 # ---- A: the receiver SIGKILLed after cont ----
-if [ -z "${ONLY:-}" ] || [ "$ONLY" = A ]; then
-echo "# A: migrate-receive SIGKILLed after cont (its record write stalled)"
-reset_traces "$tmp"
-start_observed "$src" vmA "$tmp" || fail "starting vmA"
-start_fifo_receiver "$dst" "$tmp" 20
+if only A ]; then
+fifo_scenario vmA "A: migrate-receive SIGKILLed after cont (its record write stalled)"
 dm "$src" --timeout 20 migrate vmA --to "$(relay_cmd "$tmp")" --pause-before-switchover \
     --switchover-hook "$(stall_hook vmA)" >"$tmp/out" 2>"$tmp/err" &
 spid=$!
@@ -109,8 +54,7 @@ else
     fail "A: the receiver had already ended (the store did not stall it)"
     sed 's/^/    receiver: /' "$tmp/r.err"
 fi
-wait "$rpid" 2>/dev/null
-rpid=
+reap_receiver
 wait "$spid"
 expect_rc $? 4 "A: the sender cannot know: exit 4" "$tmp/err"
 sleep 0.5
@@ -123,7 +67,7 @@ finish_scenario A
 fi
 
 # ---- B: a store writer stalled past the sender's deadline ----
-if [ -z "${ONLY:-}" ] || [ "$ONLY" = B ]; then
+if only B ]; then
 echo "# B: store stalled past the sender's deadline"
 reset_traces "$tmp"
 start_observed "$src" vmB "$tmp" || fail "starting vmB"
@@ -157,38 +101,25 @@ finish_scenario B
 fi
 
 # ---- C: a late finish ----
-if [ -z "${ONLY:-}" ] || [ "$ONLY" = C ]; then
-echo "# C: receiver frozen with the finish queued, across --destination-gone"
-reset_traces "$tmp"
-start_observed "$src" vmC "$tmp" || fail "starting vmC"
-start_fifo_receiver "$dst" "$tmp" 20
+if only C ]; then
+fifo_scenario vmC "C: receiver frozen with the finish queued, across --destination-gone"
 dm "$src" --timeout 3 migrate vmC --to "$(relay_cmd "$tmp" --stop-pid "$rpid" --stop-at 2)" \
     >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 4 "C: the sender gives up: exit 4" "$tmp/err"
 dm "$src" migrate vmC --recover --destination-gone >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 0 "C: --destination-gone resumes the source" "$tmp/err"
-kill -CONT "$rpid"
-wait "$rpid"
-rpid=
+wake_receiver
 sleep 0.3
 expect_obs "$tmp" src running "C: the source runs"
-if [ "$(obs "$tmp" dst)" != running ]; then ok "C: the woken receiver did not run the destination"
-else fail "C: the woken receiver obeyed the late finish"; sed 's/^/    /' "$tmp/r.err"; fi
+expect_obs_not "$tmp" dst running "C: the woken receiver did not run the destination (a late finish is not obeyed)"
 expect_one_history "$tmp" "C: one history"
 finish_scenario C
 fi
 
 # ---- D: a late recovery query ----
-if [ -z "${ONLY:-}" ] || [ "$ONLY" = D ]; then
-echo "# D: receiver frozen with the recovery query queued, across --destination-gone"
-reset_traces "$tmp"
-start_observed "$src" vmD "$tmp" || fail "starting vmD"
-start_fifo_receiver "$dst" "$tmp" 20
-dm "$src" migrate vmD --keep-paused --to "$(relay_cmd "$tmp" --die-after 2)" \
-    >"$tmp/out" 2>"$tmp/err"
-expect_rc $? 4 "D: the transport died after finish: exit 4" "$tmp/err"
-wait "$rpid"
-rpid=
+if only D ]; then
+fifo_scenario vmD "D: receiver frozen with the recovery query queued, across --destination-gone"
+strand_at_finish vmD D
 expect_obs "$tmp" dst paused "D: the destination holds the guest, paused"
 start_fifo_receiver "$dst" "$tmp" 20
 dm "$src" --timeout 3 migrate vmD --recover \
@@ -196,13 +127,10 @@ dm "$src" --timeout 3 migrate vmD --recover \
 expect_rc $? 4 "D: the recovery gets no answer: exit 4" "$tmp/err"
 dm "$src" migrate vmD --recover --destination-gone >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 0 "D: --destination-gone resumes the source" "$tmp/err"
-kill -CONT "$rpid"
-wait "$rpid"
-rpid=
+wake_receiver
 sleep 0.3
 expect_obs "$tmp" src running "D: the source runs"
-if [ "$(obs "$tmp" dst)" != running ]; then ok "D: the woken receiver did not resume the destination"
-else fail "D: the woken receiver obeyed the late query"; sed 's/^/    /' "$tmp/r.err"; fi
+expect_obs_not "$tmp" dst running "D: the woken receiver did not resume the destination (a late query is not obeyed)"
 expect_one_history "$tmp" "D: one history"
 finish_scenario D
 fi

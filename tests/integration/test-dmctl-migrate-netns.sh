@@ -29,29 +29,18 @@ nsa="dmctl-mig-a-$$"
 nsb="dmctl-mig-b-$$"
 veth_a="dmA$$"
 veth_b="dmB$$"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-migrate-netns.XXXXXX") || exit 99
-src="$tmp/src"
-dst="$tmp/dst"
-mkdir -m 0700 "$src" "$dst" || exit 99
+migrate_tmp test-dmctl-migrate-netns
 cleanup() {
     NSEXEC=
     kill_store "$src"
     kill_store "$dst"
-    ip netns del "$nsa" 2>/dev/null
-    ip netns del "$nsb" 2>/dev/null
-    ip link del "$veth_a" 2>/dev/null
+    netns_pair_del "$nsa" "$nsb" "$veth_a"
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! { ip netns add "$nsa" && ip netns add "$nsb" &&
-       ip link add "$veth_a" type veth peer name "$veth_b" &&
-       ip link set "$veth_a" netns "$nsa" && ip link set "$veth_b" netns "$nsb" &&
-       ip -n "$nsa" addr add 10.250.0.1/30 dev "$veth_a" &&
-       ip -n "$nsb" addr add 10.250.0.2/30 dev "$veth_b" &&
-       ip -n "$nsa" link set lo up && ip -n "$nsb" link set lo up &&
-       ip -n "$nsa" link set "$veth_a" up && ip -n "$nsb" link set "$veth_b" up; }; then
+if ! netns_pair "$nsa" "$nsb" "$veth_a" "$veth_b" 10.250.0.1/30 10.250.0.2/30; then
     echo "SKIP: cannot create network namespaces and a veth pair here"
     exit 77
 fi
@@ -128,8 +117,7 @@ expect_no_prebind "the receiver bound no TCP port of its own (QEMU binds port 0)
 NSEXEC="ip netns exec $nsb"
 expect_status "$dst" vm running "the destination runs in $nsb"
 expect_clean "$src" "the source store is empty" 3000
-dm "$dst" stop vm >/dev/null
-expect_clean "$dst" "the destination stops cleanly" 3000
+stop_clean "$dst" vm "the destination stops cleanly"
 
 if [ -n "$have_v6" ]; then
     # ---- 2: IPv6 literal in brackets ----

@@ -16,41 +16,10 @@
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-migsafe.XXXXXX") || exit 99
-src="$tmp/src"
-dst="$tmp/dst"
-mkdir -m 0700 "$src" "$dst" || exit 99
-chmod 0755 "$tmp"
-rpid=
-wpid=
-cleanup() {
-    stop_watch
-    [ -n "$rpid" ] && kill -CONT "$rpid" 2>/dev/null && kill -9 "$rpid" 2>/dev/null
-    kill_store "$src"
-    kill_store "$dst"
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-observed_qemu "$tmp" src
-observed_qemu "$tmp" dst
-receiver="'$DMCTL' --store '$dst' --timeout 10 migrate-receive --qemu '$tmp/qemu-dst'"
-
-# finish_scenario WHAT: stops what runs, checks both stores are empty.
-finish_scenario() {
-    stop_watch
-    [ -n "$rpid" ] && { kill -CONT "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null; }
-    rpid=
-    kill_store "$src"
-    kill_store "$dst"
-    expect_clean "$src" "$1: no process or record left of the source" 3000
-    expect_clean "$dst" "$1: no process or record left of the destination" 3000
-}
+migrate_setup test-dmctl-migsafe
 
 # ---- 1: the receiver stalls around Finish ----
-echo "# 1: receiver SIGSTOPped with the finish queued"
-start_observed "$src" vm1 "$tmp" || fail "starting vm1"
-start_fifo_receiver "$dst" "$tmp" 20
+fifo_scenario vm1 "1: receiver SIGSTOPped with the finish queued"
 start_watch "$tmp"
 dm "$src" --timeout 3 migrate vm1 --to "$(relay_cmd "$tmp" --stop-pid "$rpid" --stop-at 2)" \
     >"$tmp/out" 2>"$tmp/err"
@@ -58,9 +27,7 @@ expect_rc $? 4 "1: the sender times out: exit 4 (outcome unknown)" "$tmp/err"
 expect_in "$tmp/err" "outcome unknown" "1: the message says outcome unknown"
 expect_in "$tmp/err" "dmctl migrate vm1 --recover --to" "1: the message names the recovery"
 expect_obs "$tmp" src postmigrate "1: the source stays paused (postmigrate)"
-kill -CONT "$rpid"
-wait "$rpid"
-rpid=
+wake_receiver
 # Issue 22, 6: the receiver continues after its own deadline (which ends
 # before the sender's): it no longer obeys the late finish; the
 # destination is stopped and recovery resumes the source. (Before, the
@@ -76,15 +43,12 @@ expect_never_both "$tmp" "1: never both running"
 finish_scenario 1
 
 # ---- 2: the transport dies right after carrying "finish" ----
-echo "# 2: transport exits after forwarding finish"
-start_observed "$src" vm2 "$tmp" || fail "starting vm2"
-start_fifo_receiver "$dst" "$tmp" 20
+fifo_scenario vm2 "2: transport exits after forwarding finish"
 start_watch "$tmp"
 dm "$src" migrate vm2 --to "$(relay_cmd "$tmp" --die-after 2)" >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 4 "2: channel lost after finish: exit 4" "$tmp/err"
 expect_in "$tmp/err" "dmctl migrate vm2 --recover --to" "2: the message names the recovery"
-wait "$rpid"
-rpid=
+reap_receiver
 expect_obs "$tmp" dst running "2: the destination finished and runs"
 expect_obs "$tmp" src postmigrate "2: the source stays paused"
 dm "$src" migrate vm2 --recover --to "$receiver" >"$tmp/out" 2>"$tmp/err"
@@ -97,9 +61,7 @@ finish_scenario 2
 # The hook stops dmctl migrate and, behind its back, lets the migration
 # complete through the source's extra monitor, waits for the destination
 # to complete, kills the source QEMU and continues dmctl.
-echo "# 4: source QEMU killed after completion, before the sender saw it"
-start_observed "$src" vm4 "$tmp" || fail "starting vm4"
-start_fifo_receiver "$dst" "$tmp" 20
+fifo_scenario vm4 "4: source QEMU killed after completion, before the sender saw it"
 start_watch "$tmp"
 cat >"$tmp/hook4" <<EOF
 #!/bin/sh
@@ -119,21 +81,17 @@ dm "$src" migrate vm4 --to "$(relay_cmd "$tmp")" --pause-before-switchover \
 expect_rc $? 0 "4: the migration succeeds although the source died" "$tmp/err"
 expect_in "$tmp/hook4.log" dst-completed "4: the destination had completed when the source died"
 expect_in "$tmp/err" "the source QEMU exited" "4: dmctl notes the source's death"
-wait "$rpid"
-rpid=
+reap_receiver
 expect_obs "$tmp" dst running "4: the destination keeps and runs the guest"
 expect_never_both "$tmp" "4: never both running"
 finish_scenario 4
 
 # ---- 5: dmctl migrate SIGKILLed between completion and "finish" ----
-echo "# 5: sender SIGKILLed before the finish left"
-start_observed "$src" vm5 "$tmp" || fail "starting vm5"
-start_fifo_receiver "$dst" "$tmp" 20
+fifo_scenario vm5 "5: sender SIGKILLed before the finish left"
 start_watch "$tmp"
 dm "$src" migrate vm5 --to "$(relay_cmd "$tmp" --kill-sender-at 2)" >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 137 "5: dmctl migrate was SIGKILLed" "$tmp/err"
-wait "$rpid"
-rpid=
+reap_receiver
 expect_obs "$tmp" dst gone "5: the destination was stopped (no finish)"
 expect_obs "$tmp" src postmigrate "5: the source is stranded in postmigrate"
 dm "$src" migrate-cancel vm5 >"$tmp/out" 2>"$tmp/err"

@@ -10,19 +10,7 @@
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-migrate.XXXXXX") || exit 99
-src="$tmp/src"
-dst="$tmp/dst"
-mkdir -m 0700 "$src" "$dst" || exit 99
-rpid=
-cleanup() {
-    [ -n "$rpid" ] && kill -9 "$rpid" 2>/dev/null
-    kill_store "$src"
-    kill_store "$dst"
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+migrate_setup test-dmctl-migrate plain
 
 # The receiver as the --to command sees it (quoted for /bin/sh -c).
 receiver="'$DMCTL' --store '$dst' --timeout 20 migrate-receive"
@@ -53,8 +41,7 @@ fi
 expect_in "$tmp/out" "vm1: migrated (destination runstate: running)" "migrate reports the result"
 expect_status "$dst" vm1 running "the destination runs vm1"
 expect_clean "$src" "the source store has no record and no process" 3000
-dm "$dst" stop vm1 >/dev/null
-expect_clean "$dst" "the destination stops cleanly" 3000
+stop_clean "$dst" vm1 "the destination stops cleanly"
 took "scenario 1"
 
 # ---- 1b: operator commands during a migration are refused at once ----
@@ -103,8 +90,7 @@ else
 fi
 expect_status "$src" vm1c running "the source runs vm1c again"
 expect_clean "$dst" "vm1c: no destination left" 3000
-dm "$src" stop vm1c >/dev/null
-expect_clean "$src" "vm1c: the source stops cleanly" 3000
+stop_clean "$src" vm1c "vm1c: the source stops cleanly"
 took "scenario 1c"
 
 # ---- 1d: the destination's keeper is SIGKILLed before Finish ----
@@ -129,8 +115,7 @@ if [ "$mrc" -ne 0 ]; then ok "the migration failed (exit $mrc)"; else fail "migr
 expect_status "$src" vm1d running "the source keeps and runs vm1d"
 kill_store "$dst"
 expect_clean "$dst" "vm1d: nothing of the destination left" 3000
-dm "$src" stop vm1d >/dev/null
-expect_clean "$src" "vm1d: the source stops cleanly" 3000
+stop_clean "$src" vm1d "vm1d: the source stops cleanly"
 took "scenario 1d"
 
 # ---- 2: the hook fails: cancel at pre-switchover ----
@@ -143,8 +128,7 @@ expect_in "$tmp/err" "dmctl: vm2: migration failed in perform: the switchover ho
     "the message names the perform phase and the hook"
 expect_status "$src" vm2 running "the source runs again"
 expect_clean "$dst" "the destination has no record and no process" 2000
-dm "$src" stop vm2 >/dev/null
-expect_clean "$src" "the source stops cleanly" 3000
+stop_clean "$src" vm2 "the source stops cleanly"
 took "scenario 2"
 
 # ---- 3: the receiver is SIGKILLed during perform (at the hook) ----
@@ -158,8 +142,7 @@ expect_in "$tmp/err" "migration failed in perform: the control channel closed" \
     "the message names perform and the closed channel"
 expect_status "$src" vm3 running "the source keeps running"
 expect_clean "$dst" "the destination went with its receiver (autokill)" 2000
-dm "$src" stop vm3 >/dev/null
-expect_clean "$src" "the source stops cleanly" 3000
+stop_clean "$src" vm3 "the source stops cleanly"
 took "scenario 3"
 
 # ---- 4: the receiver's controller SIGKILLed after "prepared" ----
@@ -189,8 +172,7 @@ else
 fi
 t1=$(now_ms)
 kill -9 "$rpid"
-wait "$rpid" 2>/dev/null
-rpid=
+reap_receiver
 exec 3>&-
 while [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null && [ $(($(now_ms) - t1)) -lt 3000 ]; do
     sleep 0.02
@@ -216,8 +198,7 @@ expect_in "$tmp/out" '"event":"migrated","name":"vm5","runstate":"paused"' \
 expect_in "$tmp/err" "listening on tcp:127.0.0.1:" "the receiver listened on tcp"
 expect_status "$dst" vm5 paused "the destination is paused (--keep-paused)"
 expect_clean "$src" "the source store is empty" 3000
-dm "$dst" stop vm5 >/dev/null
-expect_clean "$dst" "the destination stops cleanly" 3000
+stop_clean "$dst" vm5 "the destination stops cleanly"
 took "scenario 5"
 
 # ---- 6: the controlling dmctl migrate SIGKILLed during perform ----
@@ -233,8 +214,7 @@ expect_status "$src" vm6 finish-migrate "the source waits at pre-switchover, pau
 dm "$src" migrate-cancel vm6 >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 0 "migrate-cancel recovers the source" "$tmp/err"
 expect_status "$src" vm6 running "the source runs again"
-dm "$src" stop vm6 >/dev/null
-expect_clean "$src" "the source stops cleanly" 3000
+stop_clean "$src" vm6 "the source stops cleanly"
 took "scenario 6"
 
 finish

@@ -38,20 +38,7 @@ start_fakeqmp() {
     printf '%s\n' 'monitor-block-bug on' \
         'expect query-status delay 1500 return {"status": "paused", "running": false}' \
         'auto on' >"$tmp/script"
-    rm -f "$tmp/qmp.sock"
-    "$FAKEQMP" --forever "$tmp/qmp.sock" "$tmp/script" 2>"$tmp/fakeqmp.err" &
-    fq=$!
-    i=0
-    while [ ! -S "$tmp/qmp.sock" ] && [ $i -lt 50 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-}
-
-stop_fakeqmp() {
-    kill "$fq" 2>/dev/null
-    wait "$fq" 2>/dev/null
-    fq=
+    fakeqmp_start "$tmp/script" "$tmp/qmp.sock" "$tmp/fakeqmp.err"
 }
 
 # expect_interrupted DESC STATUS: dmctl exited 5, said so once, and did
@@ -92,7 +79,7 @@ sleep 0.001
 kill -INT $pid
 wait $pid
 expect_interrupted "qmp, two SIGINTs 1 ms apart" $? && expect_drained "qmp, two SIGINTs"
-stop_fakeqmp
+fakeqmp_stop
 
 # ---- qmp under GNU timeout -s INT (child and process group signalled) ----
 if command -v timeout >/dev/null 2>&1; then
@@ -111,13 +98,13 @@ if command -v timeout >/dev/null 2>&1; then
         ok "timeout -s INT: dmctl interrupted"
         expect_drained "timeout -s INT"
     fi
-    stop_fakeqmp
+    fakeqmp_stop
     start_fakeqmp
     timeout --preserve-status -s INT 0.5 "$DMCTL" --timeout 10 qmp \
         --socket "$tmp/qmp.sock" query-status >"$tmp/out" 2>"$tmp/err"
     expect_interrupted "timeout --preserve-status -s INT" $? &&
         expect_drained "timeout --preserve-status -s INT"
-    stop_fakeqmp
+    fakeqmp_stop
 fi
 
 # Processes of the DM: its keeper (or the wrapper before exec) names $tmp,

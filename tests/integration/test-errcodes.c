@@ -32,28 +32,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include <libdm/libdm.h>
+#include "qemu-fixture.h"
 #include "testutil.h"
 
 #define RUNS 3
 
-static int fails, n;
-static char *dir;
-static libdm_ctx *ctx;
+/* The store and its context (qemu-fixture.h; this is no cmocka test: a
+ * fixture's failed assertion ends the program with a failure). */
+static qf_store S;
 
+/* A TAP check (tu_ok) whose description is @fmt with @what. */
 static void ok(bool cond, const char *fmt, const char *what, const char *detail)
 {
-    n++;
-    if (cond) {
-        printf("ok %d - ", n);
-    } else {
-        printf("not ok %d - ", n);
-        fails++;
-    }
-    printf(fmt, what);
-    printf("\n");
-    if (!cond && detail)
-        printf("#   %s\n", detail);
+    char line[512];
+
+    snprintf(line, sizeof(line), fmt, what);
+    tu_ok(cond, line, detail);
 }
 
 static void write_file(const char *path, const char *text, mode_t mode)
@@ -68,19 +68,6 @@ static void write_file(const char *path, const char *text, mode_t mode)
     (void)chmod(path, mode);
 }
 
-typedef struct result {
-    bool done;
-    int status;
-} result;
-
-static void on_done(libdm_dm *dm, int status, void *user)
-{
-    result *r = user;
-
-    r->done = true;
-    r->status = status;
-}
-
 /* Starts @qemu (with @extra, if any) under @timeout_ms; checks the code,
  * that last_error starts (after "NAME: ") with @first, contains @also (if
  * any) and never contains @never (if any). */
@@ -92,30 +79,29 @@ static void check_start(const char *what, const char *qemu, const char *extra, i
     for (int run = 0; run < RUNS; run++) {
         libdm_dm_config *cfg;
         libdm_dm *dm = NULL;
-        result res = { 0 };
+        qf_done res = { 0 };
         char name[64], detail[1200];
         const char *err, *body;
         uint64_t end;
 
         snprintf(name, sizeof(name), "ec%d-%d", (int)getpid(), seq++);
-        if (libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, name) < 0 ||
-            libdm_dm_config_set_qemu_path(cfg, qemu) < 0 ||
-            libdm_dm_config_set_timeout_ms(cfg, timeout_ms) < 0 ||
+        cfg = qf_config(name, timeout_ms);
+        if (libdm_dm_config_set_qemu_path(cfg, qemu) < 0 ||
             (extra && libdm_dm_config_add_extra_arg(cfg, extra) < 0))
             exit(99);
-        if (libdm_dm_start_async(ctx, cfg, on_done, &res, &dm) < 0)
+        if (libdm_dm_start_async(S.ctx, cfg, qf_on_done, &res, &dm) < 0)
             exit(99);
         libdm_dm_config_free(cfg);
         end = tu_now_ms() + 30000;
-        while (!res.done && tu_now_ms() < end)
-            libdm_ctx_run_once(ctx, 10);
+        while (!res.n && tu_now_ms() < end)
+            libdm_ctx_run_once(S.ctx, 10);
         err = libdm_dm_last_error(dm);
         body = err && !strncmp(err, name, strlen(name)) && err[strlen(name)] == ':'
                    ? err + strlen(name) + 2
                    : err;
         snprintf(detail, sizeof(detail), "status %d (%s), want %d (%s); last_error: %s",
                  res.status, strerror(-res.status), want, strerror(-want), err ? err : "(none)");
-        ok(res.done && res.status == want, "%s: the start's code", what, detail);
+        ok(res.n && res.status == want, "%s: the start's code", what, detail);
         ok(body && !strncmp(body, first, strlen(first)), "%s: last_error starts with the cause",
            what, detail);
         if (also)
@@ -161,9 +147,8 @@ static libdm_dm *start_real(events *e, libdm_dm_end_by *ret_by)
     char name[64];
 
     snprintf(name, sizeof(name), "ecd%d-%d", (int)getpid(), seq++);
-    if (libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, name) < 0 ||
-        libdm_dm_config_set_qemu_path(cfg, tu_qemu()) < 0 ||
-        libdm_dm_config_set_timeout_ms(cfg, 20000) < 0 || libdm_dm_start(ctx, cfg, &dm) < 0)
+    cfg = qf_config(name, 20000);
+    if (libdm_dm_start(S.ctx, cfg, &dm) < 0)
         exit(99);
     libdm_dm_config_free(cfg);
     *ret_by = libdm_dm_get_ended_by(dm);
@@ -177,7 +162,7 @@ static void wait_dead(libdm_dm *dm, events *e)
     uint64_t end = tu_now_ms() + 20000;
 
     while (!e->n_dead && tu_now_ms() < end)
-        libdm_ctx_run_once(ctx, 10);
+        libdm_ctx_run_once(S.ctx, 10);
 }
 
 static void check_death(void)
@@ -233,22 +218,21 @@ static void check_start_death(const char *what, const char *qemu, int timeout_ms
     static int seq;
     libdm_dm_config *cfg;
     libdm_dm *dm = NULL;
-    result res = { 0 };
+    qf_done res = { 0 };
     events e = { 0 };
     char name[64], detail[1400];
     uint64_t end;
 
     snprintf(name, sizeof(name), "ecs%d-%d", (int)getpid(), seq++);
-    if (libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, name) < 0 ||
-        libdm_dm_config_set_qemu_path(cfg, qemu) < 0 ||
-        libdm_dm_config_set_timeout_ms(cfg, timeout_ms) < 0 ||
-        libdm_dm_start_async(ctx, cfg, on_done, &res, &dm) < 0)
+    cfg = qf_config(name, timeout_ms);
+    if (libdm_dm_config_set_qemu_path(cfg, qemu) < 0 ||
+        libdm_dm_start_async(S.ctx, cfg, qf_on_done, &res, &dm) < 0)
         exit(99);
     libdm_dm_config_free(cfg);
     libdm_dm_set_event_callback(dm, on_event, &e);
     end = tu_now_ms() + 30000;
-    while ((!res.done || !e.n_dead) && tu_now_ms() < end)
-        libdm_ctx_run_once(ctx, 10);
+    while ((!res.n || !e.n_dead) && tu_now_ms() < end)
+        libdm_ctx_run_once(S.ctx, 10);
     snprintf(detail, sizeof(detail), "by %s code %d sig %d tail '%s'; event by %s",
              libdm_dm_end_by_to_string(libdm_dm_get_ended_by(dm)), libdm_dm_get_exit_code(dm),
              libdm_dm_get_term_signal(dm),
@@ -271,24 +255,22 @@ int main(void)
 
     if (r)
         return r;
-    dir = tu_mkdtemp("errcodes");
-    if (!dir || libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, dir) < 0)
-        return 99;
-    snprintf(nf, sizeof(nf), "%s/no-such-qemu", dir);
-    snprintf(noexec, sizeof(noexec), "%s/not-executable", dir);
+    qf_open(&S, "errcodes");
+    snprintf(nf, sizeof(nf), "%s/no-such-qemu", S.dir);
+    snprintf(noexec, sizeof(noexec), "%s/not-executable", S.dir);
     write_file(noexec, "#!/bin/sh\nexit 0\n", 0644);
-    snprintf(fmt, sizeof(fmt), "%s/bad-format", dir);
+    snprintf(fmt, sizeof(fmt), "%s/bad-format", S.dir);
     write_file(fmt, "\x7f" "ELF garbage, not a program\n", 0755);
-    snprintf(xdir, sizeof(xdir), "%s/a-directory", dir);
+    snprintf(xdir, sizeof(xdir), "%s/a-directory", S.dir);
     if (mkdir(xdir, 0755) < 0)
         return 99;
     /* Stand-ins (scripts, not QEMU): one that exits 3 at once, one that is
      * killed by a signal nobody in libdm sent, one that never answers. */
-    snprintf(early, sizeof(early), "%s/exits-early", dir);
+    snprintf(early, sizeof(early), "%s/exits-early", S.dir);
     write_file(early, "#!/bin/sh\necho 'stand-in: giving up' >&2\nexit 3\n", 0755);
-    snprintf(killed, sizeof(killed), "%s/killed", dir);
+    snprintf(killed, sizeof(killed), "%s/killed", S.dir);
     write_file(killed, "#!/bin/sh\nkill -KILL $$\n", 0755);
-    snprintf(mute, sizeof(mute), "%s/mute", dir);
+    snprintf(mute, sizeof(mute), "%s/mute", S.dir);
     write_file(mute, "#!/bin/sh\nexec sleep 30\n", 0755);
 
     check_start("binary not found", nf, NULL, 10000, -ENOENT, "cannot execute",
@@ -314,10 +296,6 @@ int main(void)
     check_start_death("exited early", early, 10000, LIBDM_END_SELF, 3, 0, "giving up");
     check_start_death("timeout", mute, 500, LIBDM_END_TIMEOUT, -1, SIGKILL, NULL);
 
-    tu_settle_children(ctx, 0);
-    libdm_ctx_free(ctx);
-    tu_rmtree(dir);
-    free(dir);
-    printf("1..%d\n", n);
-    return fails ? 1 : 0;
+    qf_close(&S);
+    return tu_tap_done();
 }

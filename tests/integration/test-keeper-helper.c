@@ -71,16 +71,9 @@ static int setup(void **state)
 
 /* A failed test may leave DMs running (a controller's ready DMs run on by
  * design): their QEMUs (-name PREFIX-I) go, never into the next test. */
-static bool leftover_seen(int pid, const char *buf, ssize_t len, void *user)
-{
-    if (tu_qemu_name(buf, len, user))
-        (void)kill(pid, SIGKILL);
-    return true;
-}
-
 static void kill_leftovers(fixture *f)
 {
-    tu_proc_each("cmdline", leftover_seen, f->prefix);
+    (void)tu_qemus_named(f->prefix, true);
 }
 
 static int teardown(void **state)
@@ -167,16 +160,6 @@ static void wait_gone(int pid)
         usleep(10000);
 }
 
-static size_t listed(libdm_ctx *ctx)
-{
-    libdm_dm_info *infos = NULL;
-    size_t n = 0;
-
-    assert_int_equal(libdm_dm_list(ctx, &infos, &n), 0);
-    libdm_dm_info_free(infos, n);
-    return n;
-}
-
 static void test_forked_by_helper(void **state)
 {
     fixture *f = *state;
@@ -201,7 +184,7 @@ static void test_forked_by_helper(void **state)
     /* Nothing running: the helper exits (idle), nothing is left. */
     tu_settle_children(f->s.ctx, 0);
     assert_int_equal(tu_child_count(), 0);
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
 }
 
 static void test_helper_death(void **state)
@@ -222,7 +205,7 @@ static void test_helper_death(void **state)
     /* Both run on, owned and recorded. */
     assert_int_equal(libdm_dm_get_state(dm[1]), LIBDM_DM_PAUSED);
     assert_int_equal(libdm_dm_get_state(dm[2]), LIBDM_DM_PAUSED);
-    assert_int_equal(listed(f->s.ctx), 3);
+    assert_int_equal(qf_listed(f->s.ctx), 3);
     assert_int_equal(libdm_dm_resume(dm[1], LONG_MS), 0);
     /* One stopped through its handle. */
     assert_int_equal(libdm_dm_stop(dm[1], 1, LONG_MS), 0);
@@ -243,7 +226,7 @@ static void test_helper_death(void **state)
     }
     tu_settle_children(f->s.ctx, 0);
     assert_int_equal(tu_child_count(), 0);
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
 }
 
 static void test_keeper_kill(void **state)
@@ -266,7 +249,7 @@ static void test_keeper_kill(void **state)
     }
     tu_settle_children(f->s.ctx, 0);
     assert_int_equal(tu_child_count(), 0);
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
 }
 
 static void test_config_tmp_left(void **state)
@@ -285,7 +268,7 @@ static void test_config_tmp_left(void **state)
     libdm_dm_release(dm);
     snprintf(path, sizeof(path), "%s-0", f->prefix);
     assert_false(tu_path_exists(f->s.dir, path));
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
 }
 
 /* QEMUs whose argv has "-name PREFIX-I" (I >= @from). */
@@ -388,7 +371,7 @@ static void test_controller_sigkill(void **state)
         }
     }
     assert_int_equal(count_qemus(f, 0), 0);
-    assert_int_equal(listed(f->s.ctx), 0);
+    assert_int_equal(qf_listed(f->s.ctx), 0);
 }
 
 int main(void)

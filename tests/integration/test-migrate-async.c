@@ -47,6 +47,7 @@
 #include <cmocka.h>
 
 #include <libdm/libdm.h>
+#include "qemu-fixture.h"
 #include "testutil.h"
 
 #define MAX_CALL_WAITS 2    /* voluntary context switches in one call */
@@ -250,19 +251,6 @@ typedef struct fixture {
     libdm_dm_config *src_cfg, *dst_cfg;
 } fixture;
 
-static libdm_dm_config *vm_config(const char *name)
-{
-    libdm_dm_config *cfg;
-
-    assert_int_equal(libdm_dm_config_new(&cfg), 0);
-    assert_int_equal(libdm_dm_config_set_name(cfg, name), 0);
-    assert_int_equal(libdm_dm_config_set_qemu_path(cfg, tu_qemu()), 0);
-    assert_int_equal(libdm_dm_config_set_machine(cfg, "pc"), 0);
-    assert_int_equal(libdm_dm_config_set_memory_mb(cfg, 64), 0);
-    assert_int_equal(libdm_dm_config_set_timeout_ms(cfg, 10000), 0);
-    return cfg;
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
@@ -276,8 +264,8 @@ static int setup(void **state)
     assert_int_equal(libdm_ctx_new(NULL, &H.ctx), 0);
     assert_int_equal(libdm_ctx_set_loop_hooks(H.ctx, &hooks, NULL), 0);
     assert_int_equal(libdm_ctx_set_store(H.ctx, f->dir), 0);
-    f->src_cfg = vm_config("asrc");
-    f->dst_cfg = vm_config("adst");
+    f->src_cfg = qf_config_pc("asrc");
+    f->dst_cfg = qf_config_pc("adst");
     *state = f;
     return 0;
 }
@@ -285,16 +273,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    libdm_dm_info *infos;
-    size_t n;
     uint64_t deadline = tu_now_ms() + 5000;
 
     while (!libdm_ctx_is_idle(H.ctx) && tu_now_ms() < deadline)
         host_iterate();
     tu_settle_children(H.ctx, 0);
-    assert_int_equal(libdm_dm_list(H.ctx, &infos, &n), 0);
-    libdm_dm_info_free(infos, n);
-    assert_int_equal(n, 0);
+    qf_assert_no_records(H.ctx);
     libdm_dm_config_free(f->src_cfg);
     libdm_dm_config_free(f->dst_cfg);
     H.ctx = libdm_ctx_free(H.ctx);
@@ -707,8 +691,6 @@ static void cross_run(cross *c, bool receiver_too)
 
 static void cross_teardown(cross *c)
 {
-    libdm_dm_info *infos;
-    size_t n;
     uint64_t deadline = tu_now_ms() + 5000;
 
     c->snd = libdm_migration_unref(c->snd);
@@ -716,9 +698,7 @@ static void cross_teardown(cross *c)
     while (!libdm_ctx_is_idle(H.ctx2) && tu_now_ms() < deadline)
         host_iterate();
     tu_settle_children(H.ctx2, 0);
-    assert_int_equal(libdm_dm_list(H.ctx2, &infos, &n), 0);
-    libdm_dm_info_free(infos, n);
-    assert_int_equal(n, 0);
+    qf_assert_no_records(H.ctx2);
     H.ctx2 = libdm_ctx_free(H.ctx2);
     tu_rmtree(c->dir2);
     free(c->dir2);

@@ -24,41 +24,23 @@
 #include <cmocka.h>
 
 #include <libdm/libdm.h>
+#include "qemu-fixture.h"
 #include "testutil.h"
 
 typedef struct fixture {
-    char *dir;
+    qf_store s;         /* the store, the context, the fds of before */
     char *uri;
-    int fds_before;
-    libdm_ctx *ctx;
     libdm_dm_config *src_cfg, *dst_cfg;
 } fixture;
-
-static libdm_dm_config *vm_config(const char *name)
-{
-    libdm_dm_config *cfg;
-
-    assert_int_equal(libdm_dm_config_new(&cfg), 0);
-    assert_int_equal(libdm_dm_config_set_name(cfg, name), 0);
-    assert_int_equal(libdm_dm_config_set_qemu_path(cfg, tu_qemu()), 0);
-    assert_int_equal(libdm_dm_config_set_machine(cfg, "pc"), 0);
-    assert_int_equal(libdm_dm_config_set_memory_mb(cfg, 64), 0);
-    assert_int_equal(libdm_dm_config_set_timeout_ms(cfg, 10000), 0);
-    return cfg;
-}
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
 
-    f->fds_before = tu_fd_count();
-    f->dir = tu_mkdtemp("mig");
-    assert_non_null(f->dir);
-    assert_true(asprintf(&f->uri, "unix:%s/stream.sock", f->dir) > 0);
-    assert_int_equal(libdm_ctx_new(NULL, &f->ctx), 0);
-    assert_int_equal(libdm_ctx_set_store(f->ctx, f->dir), 0);
-    f->src_cfg = vm_config("src");
-    f->dst_cfg = vm_config("dst");
+    qf_open(&f->s, "mig");
+    assert_true(asprintf(&f->uri, "unix:%s/stream.sock", f->s.dir) > 0);
+    f->src_cfg = qf_config_pc("src");
+    f->dst_cfg = qf_config_pc("dst");
     *state = f;
     return 0;
 }
@@ -66,22 +48,14 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    libdm_dm_info *infos;
-    size_t n;
 
-    tu_settle_children(f->ctx, 0);
-    /* No record may outlive a scenario. */
-    assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
-    libdm_dm_info_free(infos, n);
-    assert_int_equal(n, 0);
+    tu_settle_children(f->s.ctx, 0);
+    qf_assert_no_records(f->s.ctx);
     libdm_dm_config_free(f->src_cfg);
     libdm_dm_config_free(f->dst_cfg);
-    libdm_ctx_free(f->ctx);
-    tu_rmtree(f->dir);
+    qf_close(&f->s);
     free(f->uri);
-    free(f->dir);
-    assert_int_equal(tu_fd_count(), f->fds_before);
-    assert_int_equal(tu_child_count(), 0);
+    qf_assert_clean(&f->s);
     free(f);
     return 0;
 }
@@ -124,7 +98,7 @@ static libdm_dm *running_source(fixture *f)
 {
     libdm_dm *src;
 
-    assert_int_equal(libdm_dm_start(f->ctx, f->src_cfg, &src), 0);
+    assert_int_equal(libdm_dm_start(f->s.ctx, f->src_cfg, &src), 0);
     assert_int_equal(libdm_dm_resume(src, 5000), 0);
     assert_string_equal(libdm_dm_get_machine(src), "pc");
     assert_int_equal(libdm_dm_get_memory_mb(src), 64);
@@ -141,7 +115,7 @@ static void test_migrate_with_switchover_hook(void **state)
 
     src = running_source(f);
     src_pid = libdm_dm_get_pid(src);
-    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_int_equal(libdm_migrate_prepare(f->s.ctx, f->dst_cfg, f->uri, &dst), 0);
     assert_int_equal(libdm_dm_get_state(dst), LIBDM_DM_INCOMING);
     assert_runstate(dst, "inmigrate");
 
@@ -171,7 +145,7 @@ static void test_cancel_at_pre_switchover(void **state)
     uint64_t deadline;
 
     src = running_source(f);
-    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_int_equal(libdm_migrate_prepare(f->s.ctx, f->dst_cfg, f->uri, &dst), 0);
     assert_int_equal(libdm_migrate_perform(src, f->uri, LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER,
                                            hook, &h, NULL, NULL, 30000), -ECANCELED);
     free(h.source_status);
@@ -182,7 +156,7 @@ static void test_cancel_at_pre_switchover(void **state)
     /* The destination exits by itself; its keeper reaps it. */
     deadline = tu_now_ms() + 5000;
     while (libdm_dm_get_state(dst) != LIBDM_DM_DEAD && tu_now_ms() < deadline)
-        libdm_ctx_run_once(f->ctx, 50);
+        libdm_ctx_run_once(f->s.ctx, 50);
     assert_int_equal(libdm_dm_get_state(dst), LIBDM_DM_DEAD);
     assert_int_equal(libdm_migrate_finish(dst, 0, 1000), -ESRCH);
     assert_int_equal(libdm_dm_stop(dst, 0, 5000), 0);
@@ -198,7 +172,7 @@ static void test_finish_never_conts_early(void **state)
 
     /* No source ever connects: Finish must time out, and the guest must
      * still be in inmigrate (no cont was sent). */
-    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_int_equal(libdm_migrate_prepare(f->s.ctx, f->dst_cfg, f->uri, &dst), 0);
     assert_int_equal(libdm_migrate_finish(dst, 0, 500), -ETIMEDOUT);
     assert_runstate(dst, "inmigrate");
     assert_int_equal(libdm_dm_stop(dst, 0, 5000), 0);
@@ -220,10 +194,10 @@ static void test_stop_interrupts_waiting_resume(void **state)
 
     /* A resume waiting for an incoming migration that never comes must not
      * keep stop out: stop wins, the resume completes with -ECANCELED. */
-    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_int_equal(libdm_migrate_prepare(f->s.ctx, f->dst_cfg, f->uri, &dst), 0);
     assert_int_equal(libdm_dm_resume_async(dst, 30000, on_resume_done, &resumed), 0);
     for (int i = 0; i < 5; i++)
-        libdm_ctx_run_once(f->ctx, 20);
+        libdm_ctx_run_once(f->s.ctx, 20);
     assert_int_equal(resumed, 1);
     t0 = tu_now_ms();
     assert_int_equal(libdm_dm_stop(dst, 0, 5000), 0);
@@ -250,7 +224,7 @@ static void test_autokill_on_controller_sigkill(void **state)
         libdm_ctx *ctx;
         libdm_dm *dst;
         close(pipefd[0]);
-        if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, f->dir) < 0 ||
+        if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, f->s.dir) < 0 ||
             libdm_migrate_prepare(ctx, f->dst_cfg, f->uri, &dst) < 0)
             _exit(1);
         (void)!write(pipefd[1], "r", 1);
@@ -260,7 +234,7 @@ static void test_autokill_on_controller_sigkill(void **state)
     close(pipefd[1]);
     assert_int_equal(read(pipefd[0], &c, 1), 1);
     close(pipefd[0]);
-    assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
+    assert_int_equal(libdm_dm_list(f->s.ctx, &infos, &n), 0);
     assert_int_equal(n, 1);
     dm_pid = infos[0].pid;
     libdm_dm_info_free(infos, n);
@@ -277,7 +251,7 @@ static void test_autokill_on_controller_sigkill(void **state)
     /* ...and so did its record (teardown checks the list is empty). */
     t0 = tu_now_ms();
     do {
-        assert_int_equal(libdm_dm_list(f->ctx, &infos, &n), 0);
+        assert_int_equal(libdm_dm_list(f->s.ctx, &infos, &n), 0);
         libdm_dm_info_free(infos, n);
     } while (n > 0 && tu_now_ms() - t0 < 2000 && usleep(10000) == 0);
 }
@@ -313,7 +287,7 @@ static void test_destination_killed_mid_migration(void **state)
     int performed, finished;
 
     src = running_source(f);
-    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_int_equal(libdm_migrate_prepare(f->s.ctx, f->dst_cfg, f->uri, &dst), 0);
     k.pid = libdm_dm_get_pid(dst);
     t0 = tu_now_ms();
     /* Perform either fails promptly (not at its 30 s deadline), or, when the
@@ -324,7 +298,7 @@ static void test_destination_killed_mid_migration(void **state)
     performed = libdm_migrate_perform(src, f->uri, LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER,
                                       kill_in_hook, &k, NULL, NULL, 30000);
     assert_true(tu_now_ms() - t0 < 5000);
-    wait_dead(f->ctx, dst);
+    wait_dead(f->s.ctx, dst);
     assert_true(WIFSIGNALED(libdm_dm_get_exit_status(dst)));
     finished = libdm_migrate_finish(dst, 0, 1000);
     assert_int_equal(finished, -ESRCH);
@@ -346,14 +320,14 @@ static void test_source_killed_mid_migration(void **state)
 
     src = running_source(f);
     k.pid = libdm_dm_get_pid(src);
-    assert_int_equal(libdm_migrate_prepare(f->ctx, f->dst_cfg, f->uri, &dst), 0);
+    assert_int_equal(libdm_migrate_prepare(f->s.ctx, f->dst_cfg, f->uri, &dst), 0);
     assert_true(libdm_migrate_perform(src, f->uri, LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER,
                                       kill_in_hook, &k, NULL, NULL, 30000) < 0);
-    wait_dead(f->ctx, src);
+    wait_dead(f->s.ctx, src);
     /* The destination never completes: Finish refuses to resume it, and
      * QEMU, its stream cut, exits by itself; the keeper reaps it. */
     assert_true(libdm_migrate_finish(dst, 0, 3000) < 0);
-    wait_dead(f->ctx, dst);
+    wait_dead(f->s.ctx, dst);
     assert_true(WIFEXITED(libdm_dm_get_exit_status(dst)));
     assert_int_not_equal(WEXITSTATUS(libdm_dm_get_exit_status(dst)), 0);
     assert_int_equal(libdm_dm_stop(dst, 0, 5000), 0);

@@ -47,7 +47,6 @@ trap 'exit 1' INT TERM HUP
 
 . "$top_srcdir/tests/harness/tap.sh"
 dmctl() { "$DMCTL" --store "$store" --timeout 30 "$@"; }
-field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"; }
 pid_of() { field "$(dmctl --json list | grep "\"name\":\"$1\"")" pid; }
 hmp() { dmctl qmp "$1" human-monitor-command "{\"command-line\":\"$2\"}"; }
 # holds FMT IMAGE PATTERN OFFSET: the host reads PATTERN back (qemu-io prints

@@ -31,19 +31,7 @@
 
 #define BIG (64u << 20)
 
-static int fails, n;
 static char *dir;
-
-static void ok(bool cond, const char *what, const char *detail)
-{
-    n++;
-    printf("%s %d - %s\n", cond ? "ok" : "not ok", n, what);
-    if (!cond) {
-        fails++;
-        if (detail)
-            printf("#   %s\n", detail);
-    }
-}
 
 static libdm_ctx *new_ctx(void)
 {
@@ -154,9 +142,9 @@ static void check_faults(void)
     snprintf(detail, sizeof(detail), "fork-style clone: %ld faults; default: %ld faults", fork_style,
              vm);
     printf("# %s\n", detail);
-    ok(fork_style >= (long)(BIG / 4096) / 2,
+    tu_ok(fork_style >= (long)(BIG / 4096) / 2,
        "the measurement works: a fork-style clone write-protects the caller's pages", detail);
-    ok(vm < (long)(BIG / 4096) / 16, "a start copies none of the caller's page tables", detail);
+    tu_ok(vm < (long)(BIG / 4096) / 16, "a start copies none of the caller's page tables", detail);
     munmap(big, BIG);
 }
 
@@ -176,8 +164,8 @@ static void check_paths(void)
     r = start_wait(ctx, cfg, &dm);
     snprintf(detail, sizeof(detail), "start: %d (%s); last_error: %s", r, strerror(-r),
              dm && libdm_dm_last_error(dm) ? libdm_dm_last_error(dm) : "(none)");
-    ok(r == -ENOENT, "a keeper that cannot be exec'd: -ENOENT", detail);
-    ok(dm && libdm_dm_last_error(dm) && strstr(libdm_dm_last_error(dm), "libdm-keeper"),
+    tu_ok(r == -ENOENT, "a keeper that cannot be exec'd: -ENOENT", detail);
+    tu_ok(dm && libdm_dm_last_error(dm) && strstr(libdm_dm_last_error(dm), "libdm-keeper"),
        "...and the error names libdm-keeper", detail);
     libdm_dm_release(dm);
     libdm_dm_config_free(cfg);
@@ -192,17 +180,17 @@ static void check_paths(void)
     dm = NULL;
     r = start_wait(ctx, cfg, &dm);
     libdm_dm_config_free(cfg);
-    ok(r == 0, "a start", NULL);
-    ok(libdm_dm_stop(dm, 0, 10000) == 0, "its stop", NULL);
+    tu_ok(r == 0, "a start", NULL);
+    tu_ok(libdm_dm_stop(dm, 0, 10000) == 0, "its stop", NULL);
     libdm_dm_release(dm);
     tu_settle_children(ctx, 0);
     libdm_ctx_free(ctx);
 
     snprintf(detail, sizeof(detail), "fds %d -> %d, anonymous rw maps %d -> %d, children %d",
              fds, tu_fd_count(), maps, count_stack_maps(), tu_child_count());
-    ok(tu_fd_count() == fds, "no fd left", detail);
-    ok(tu_child_count() == 0, "no child left", detail);
-    ok(count_stack_maps() <= maps, "no child's stack left mapped", detail);
+    tu_ok(tu_fd_count() == fds, "no fd left", detail);
+    tu_ok(tu_child_count() == 0, "no child left", detail);
+    tu_ok(count_stack_maps() <= maps, "no child's stack left mapped", detail);
 }
 
 int main(void)
@@ -218,6 +206,5 @@ int main(void)
         check_faults();
     check_paths();
     tu_rmtree(dir);
-    printf("1..%d\n", n);
-    return fails ? 1 : 0;
+    return tu_tap_done();
 }

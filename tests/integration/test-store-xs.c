@@ -67,33 +67,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void rm_rf(const char *path)
-{
-    struct stat st;
-
-    if (lstat(path, &st) < 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-
-        if (d) {
-            while ((e = readdir(d))) {
-                char sub[PATH_MAX];
-
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                    continue;
-                snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static void dump_log(void)
 {
     char path[PATH_MAX], buf[4096];
@@ -208,7 +181,7 @@ static void cleanup_all(void)
 {
     stop_daemon();
     if (tmp_dir[0])
-        rm_rf(tmp_dir);
+        tu_rm_rf(tmp_dir);
     tmp_dir[0] = '\0';
 }
 

@@ -16,22 +16,12 @@
 # Skips (77) only if the Xen device model or xenstored is not installed.
 # Runs as root (QEMU binds /var/run/xen/qmp-libxenstat-<d>).
 
-XEN_QEMU=${XEN_QEMU:-/usr/libexec/xen-qemu-system-i386}
-XENSTORED=${XENSTORED:-/usr/lib/xen-4.17/bin/xenstored}
+[ -n "${top_srcdir:-}" ] || { echo "ERROR: run from make check (\$top_srcdir)"; exit 99; }
+. "$top_srcdir/tests/harness/xen-test.sh"
 XL=${XL:-/usr/lib/xen-4.17/bin/xl}
-for f in "$XEN_QEMU" "$XENSTORED"; do
-    if [ ! -x "$f" ]; then
-        echo "SKIP: $f not installed (quickstart installs qemu-system-xen, xen-utils-4.17)"
-        exit 77
-    fi
-done
-if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ] || [ -z "${top_builddir:-}" ]; then
-    echo "ERROR: run from make check (\$DMCTL, \$top_srcdir, \$top_builddir)"
-    exit 99
-fi
-export top_builddir XEN_QEMU XENSTORED
-# QEMU's second monitor (libxenstat's) is bound there; a Xen host has it.
-mkdir -p /var/run/xen || exit 99
+# (It makes /var/run/xen: QEMU's second monitor, libxenstat's, is bound
+# there; a Xen host has it.)
+xen_test_require ""
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-xen-dm.XXXXXX") || exit 99
 store=$tmp/store
@@ -39,7 +29,6 @@ mkdir -m 0700 "$store" || exit 99
 # Distinct per run, so parallel runs do not share /var/run/xen sockets.
 d=$((1700 + $$ % 100))
 name=xen$d
-xenenv="$top_srcdir/tests/harness/xen-env.sh"
 
 cleanup() {
     "$DMCTL" --store "$store" --timeout 5 stop "$name" --force >/dev/null 2>&1
@@ -51,10 +40,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-env_out=$(sh "$xenenv" start "$tmp/xen" "$d")
-rc=$?
-[ $rc -eq 0 ] || exit $rc
-eval "$env_out"
+xen_test_env "$d"
 
 . "$top_srcdir/tests/harness/tap.sh"
 
@@ -62,40 +48,16 @@ dmctl() {
     "$DMCTL" --store "$store" --timeout 20 "$@"
 }
 
-# check DESCRIPTION COMMAND...: COMMAND succeeds.
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else fail "$desc"; fi
-}
-
 state_key=/local/domain/0/device-model/$d/state
 state() {
     xenstore-read "$state_key" 2>/dev/null
-}
-
-# field JSON KEY: a number or string field of a one-line JSON object.
-field() {
-    printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"
 }
 
 record() {
     dmctl --json list | grep "\"name\":\"$name\""
 }
 
-# wait_for SECONDS COMMAND...: poll COMMAND every 10 ms.
-wait_for() {
-    i=0 max=$(($1 * 100))
-    shift
-    until "$@"; do
-        i=$((i + 1))
-        [ $i -le $max ] || return 1
-        sleep 0.01
-    done
-}
-
 state_is_running() { [ "$(state)" = running ]; }
-pid_gone() { [ ! -e "/proc/$1" ]; }
 # Any QEMU of this test's domain (of any test run using the same domid,
 # which the domid choice above makes unlikely).
 no_qemu_left() { ! pgrep -f "^$XEN_QEMU -xen-domid $d " >/dev/null; }

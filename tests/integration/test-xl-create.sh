@@ -87,17 +87,6 @@ has() { case $1 in *"$2"*) return 0 ;; esac; return 1; }
 xsread() { xenstore-read "$1" 2>/dev/null; }
 dmctl() { "$DMCTL" --store "$store" --timeout 20 "$@"; }
 
-# wait_for SECONDS COMMAND...: poll COMMAND every 10 ms.
-wait_for() {
-    i=0 max=$(($1 * 100))
-    shift
-    until "$@"; do
-        i=$((i + 1))
-        [ $i -le $max ] || return 1
-        sleep 0.01
-    done
-}
-pid_gone() { [ ! -e "/proc/$1" ]; }
 ppid_of() { awk '{print $4}' "/proc/$1/stat" 2>/dev/null; }
 uid_of() { awk '/^Uid:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 # The QEMU of domain D (the real binary: the wrapper exec'd it).

@@ -45,15 +45,6 @@ xen_test_env "$d1" "$d2" "$d3"
 . "$top_srcdir/tests/harness/tap.sh"
 has() { case $1 in *"$2"*) return 0 ;; esac; return 1; }
 dmctl() { "$DMCTL" --store "$store" --timeout 20 "$@"; }
-wait_for() {
-    i=0 max=$(($1 * 100))
-    shift
-    until "$@"; do
-        i=$((i + 1))
-        [ $i -le $max ] || return 1
-        sleep 0.01
-    done
-}
 qemu_of() { pgrep -f "^$XEN_QEMU -xen-domid $1 " | head -n 1; }
 # first_line FILE PATTERN: the number of FILE's first line with PATTERN.
 first_line() { grep -n -- "$2" "$1" | head -n 1 | cut -d: -f1; }

@@ -25,21 +25,9 @@
 # The real Xen DM under the FAKE hypervisor (tests/harness/xenhyp.c,
 # xen-env.sh). Runs as root.
 
-XEN_QEMU=${XEN_QEMU:-/usr/libexec/xen-qemu-system-i386}
-XENSTORED=${XENSTORED:-/usr/lib/xen-4.17/bin/xenstored}
-for f in "$XEN_QEMU" "$XENSTORED"; do
-    if [ ! -x "$f" ]; then
-        echo "SKIP: $f not installed"
-        exit 77
-    fi
-done
-if [ -z "${DMCTL:-}" ] || [ -z "${top_srcdir:-}" ] || [ -z "${top_builddir:-}" ]; then
-    echo "ERROR: run from make check (\$DMCTL, \$top_srcdir, \$top_builddir)"
-    exit 99
-fi
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (/var/run/xen, network namespaces)"; exit 77; }
-export top_builddir XEN_QEMU XENSTORED
-mkdir -p /var/run/xen || exit 99
+[ -n "${top_srcdir:-}" ] || { echo "ERROR: run from make check (\$top_srcdir)"; exit 99; }
+. "$top_srcdir/tests/harness/xen-test.sh"
+xen_test_require "/var/run/xen, network namespaces"
 
 rounds_wanted=${CRASHPOINT_DOMAIN_ROUNDS:-8}
 seed=${CRASHPOINT_SEED:-$(($(date +%s%N) / 1000 % 1000000007))}
@@ -56,7 +44,6 @@ sfx=$$
 ns=cpd$sfx
 br=cpdbr$((sfx % 10000))
 A=cda$sfx B=cdb$sfx N=cdn$sfx
-xenenv="$top_srcdir/tests/harness/xen-env.sh"
 
 . "$top_srcdir/tests/harness/tap.sh"
 
@@ -92,10 +79,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-env_out=$(sh "$xenenv" start "$tmp/xen" "$D")
-rc=$?
-[ $rc -eq 0 ] || exit $rc
-eval "$env_out"
+xen_test_env "$D"
 if ! { ip netns add "$ns" && inns ip link set lo up && inns ip link add "$br" type bridge &&
        inns ip link set "$br" up; }; then
     echo "SKIP: cannot create a network namespace with a bridge here"

@@ -41,7 +41,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include <libdm/libdm.h>
+#include "qemu-fixture.h"
 #include "testutil.h"
 
 #define LONG_MS 10000
@@ -57,7 +63,9 @@ static const char *const op_names[] = { "start", "attach", "resume", "pause", "q
                                          "monitor-holder" };
 static const char *const fault_names[] = { "release", "ctx_free", "deadline", "kill" };
 
-static char *store;
+/* The store and the checker's context (qemu-fixture.h; this is no cmocka
+ * test: a fixture's failed assertion ends the program with a failure). */
+static qf_store S;
 static char prefix[32];
 static uint64_t rnd;
 static int failures;
@@ -117,21 +125,10 @@ static libdm_ctx *new_ctx(void)
 {
     libdm_ctx *ctx;
 
-    if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, store) < 0)
+    if (libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, S.dir) < 0)
         abort();
     (void)libdm_ctx_set_log_level(ctx, XTL_CRITICAL);
     return ctx;
-}
-
-static libdm_dm_config *config(const char *name, int timeout_ms)
-{
-    libdm_dm_config *cfg;
-
-    if (libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, name) < 0 ||
-        libdm_dm_config_set_qemu_path(cfg, tu_qemu()) < 0 ||
-        libdm_dm_config_set_timeout_ms(cfg, timeout_ms) < 0)
-        abort();
-    return cfg;
 }
 
 /* The pid and name of every QEMU of the campaign. */
@@ -319,7 +316,7 @@ static int issue(libdm_ctx *ctx, int op, const char *name, int timeout_ms, token
     *ret_dm = NULL;
     switch (op) {
     case OP_START:
-        cfg = config(name, timeout_ms);
+        cfg = qf_config(name, timeout_ms);
         r = libdm_dm_start_async(ctx, cfg, on_done, t, ret_dm);
         libdm_dm_config_free(cfg);
         break;
@@ -381,7 +378,7 @@ static void round_(libdm_ctx *chk, int i)
     snprintf(what, sizeof(what), "round %d: %s, %s at %d ms", i, op_names[op], fault_names[fault],
              at);
     if (op != OP_START) {
-        libdm_dm_config *cfg = config(name, LONG_MS);
+        libdm_dm_config *cfg = qf_config(name, LONG_MS);
 
         r = libdm_dm_start(chk, cfg, &dm);
         libdm_dm_config_free(cfg);
@@ -444,7 +441,6 @@ int main(void)
     int rounds = e ? atoi(e) : 50, r = tu_require_dm_env();
     int max_s = getenv("LIBDM_CRASH_MAX_S") ? atoi(getenv("LIBDM_CRASH_MAX_S")) :
                 e ? 1 << 30 : 300;
-    libdm_ctx *chk;
     uint64_t t0 = tu_now_ms();
 
     if (r)
@@ -454,9 +450,9 @@ int main(void)
     printf("# seed %llu (replay: LIBDM_CRASH_SEED=%llu LIBDM_CRASH_ROUNDS=%d)\n",
            (unsigned long long)rnd, (unsigned long long)rnd, rounds);
     fflush(stdout);
-    store = tu_mkdtemp("libcrash");
+    qf_open(&S, "libcrash");
+    (void)libdm_ctx_set_log_level(S.ctx, XTL_CRITICAL);
     snprintf(prefix, sizeof(prefix), "lc%d", (int)getpid());
-    chk = new_ctx();
     for (int i = 0; i < rounds; i++) {
         /* Bounded in time for CI: a loaded machine runs fewer rounds. */
         if (i > 0 && tu_now_ms() - t0 > (uint64_t)max_s * 1000) {
@@ -464,11 +460,9 @@ int main(void)
             rounds = i;
             break;
         }
-        round_(chk, i);
+        round_(S.ctx, i);
     }
-    libdm_ctx_free(chk);
-    tu_rmtree(store);
-    free(store);
+    qf_close(&S);
     printf("# %d rounds in %llu s: %d failure(s)\n", rounds,
            (unsigned long long)((tu_now_ms() - t0) / 1000), failures);
     return failures ? 1 : 0;

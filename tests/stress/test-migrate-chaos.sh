@@ -25,33 +25,23 @@ trials=${MIGRATE_CHAOS_TRIALS:-20}
 seed=${MIGRATE_CHAOS_SEED:-$(($(date +%s) % 100000))}
 echo "# $trials trials, MIGRATE_CHAOS_SEED=$seed"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-migrate-chaos.XXXXXX") || exit 99
-chmod 0755 "$tmp"
-src="$tmp/src"
-dst="$tmp/dst"
-mkdir -m 0700 "$src" "$dst" || exit 99
-rpid=
-wpid=
+migrate_tmp test-migrate-chaos
 spid=
 cleanup() {
-    stop_watch
-    for _p in $rpid $spid; do
+    for _p in $spid; do
         kill -CONT "$_p" 2>/dev/null
         kill -9 "$_p" 2>/dev/null
     done
-    kill_store "$src"
-    kill_store "$dst"
+    cleanup_pair
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-observed_qemu "$tmp" src
-observed_qemu "$tmp" dst
-receiver="'$DMCTL' --store '$dst' --timeout 10 migrate-receive --qemu '$tmp/qemu-dst'"
-# Issue 22: the recovery path. A receiver on the source's host (for a
-# recovery run from the wrong side), and a switchover hook that makes a
-# writer hold the destination's record lock for 5 s (a stalled store).
-src_receiver="'$DMCTL' --store '$src' --timeout 10 migrate-receive --qemu '$tmp/qemu-src'"
+# Both QEMUs observed, $receiver and (issue 22: the recovery path) a
+# receiver on the source's host, $src_receiver, for a recovery run from
+# the wrong side; and a switchover hook that makes a writer hold the
+# destination's record lock for 5 s (a stalled store).
+observed_pair
 cat >"$tmp/stall-hook" <<EOF
 #!/bin/sh
 perl -e 'use Fcntl ":flock"; open(my \$d, "<", \$ARGV[0]) or exit 0;

@@ -150,18 +150,6 @@ static void test_fake_cycles(void **state)
     check_rss("fake cycles", fake_rss_delta);
 }
 
-/* libdm follows its keeper through a pidfd; valgrind 3.19 does not know
- * pidfd_open (it fails with ENOSYS there), so real DMs cannot run under it. */
-static bool have_pidfd(void)
-{
-    long fd = syscall(SYS_pidfd_open, getpid(), 0);
-
-    if (fd < 0)
-        return false;
-    close((int)fd);
-    return true;
-}
-
 static void test_real_cycles(void **state)
 {
     unsigned cycles = quick ? 10 : 100, mark = quick ? 3 : 10;
@@ -173,7 +161,7 @@ static void test_real_cycles(void **state)
     char *dir;
 
     (void)state;
-    if (!getenv("LIBDM_KEEPER") || !tu_have_qemu() || !have_pidfd()) {
+    if (!getenv("LIBDM_KEEPER") || !tu_have_qemu() || !tu_have_pidfd()) {
         real_skipped = true;
         print_message("real_cycles: skipped (needs LIBDM_KEEPER, %s and pidfd_open)\n",
                       tu_qemu());

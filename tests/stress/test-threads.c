@@ -203,18 +203,6 @@ static void wait_path(const char *path)
     assert_int_equal(stat(path, &st), 0);
 }
 
-/* libdm follows its keeper through a pidfd; valgrind 3.19 does not know
- * pidfd_open (it fails with ENOSYS there), so real DMs cannot run under it. */
-static bool have_pidfd(void)
-{
-    long fd = syscall(SYS_pidfd_open, getpid(), 0);
-
-    if (fd < 0)
-        return false;
-    close((int)fd);
-    return true;
-}
-
 static void test_threads_fake(void **state)
 {
     const char *prog = getenv("FAKEQMP");
@@ -281,7 +269,7 @@ static void test_threads_real(void **state)
     char *dir;
 
     (void)state;
-    if (!getenv("LIBDM_KEEPER") || !tu_have_qemu() || !have_pidfd()) {
+    if (!getenv("LIBDM_KEEPER") || !tu_have_qemu() || !tu_have_pidfd()) {
         print_message("threads_real: skipped (needs LIBDM_KEEPER, %s and pidfd_open)\n",
                       tu_qemu());
         skip();

@@ -48,34 +48,6 @@ static int count_fds(void)
     return n - 1; /* the DIR's own fd */
 }
 
-static void rm_rf(const char *path)
-{
-    struct stat st;
-
-    if (lstat(path, &st) < 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-
-        chmod(path, 0700);
-        if (d) {
-            while ((e = readdir(d))) {
-                char sub[PATH_MAX];
-
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                    continue;
-                snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -94,7 +66,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     int fds = count_fds();
 
-    rm_rf(f->tmp);
+    tu_rm_rf(f->tmp);
     if (fds != f->fds) {
         fprintf(stderr, "fd leak: %d open before the test, %d after\n", f->fds, fds);
         free(f);
