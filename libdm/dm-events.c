@@ -25,6 +25,13 @@ static bool sub_matches(const libdm_dm_subscription *s, const char *name)
     return !s->dead && (!s->event || !strcmp(s->event, name));
 }
 
+/* A subscription hears only events that came after it was made (not one
+ * queued before, nor the one being delivered when a callback made it). */
+static bool sub_hears(const libdm_dm_subscription *s, const sub_event *e)
+{
+    return e->seq > s->since && sub_matches(s, e->name);
+}
+
 static bool any_match(const libdm_dm *dm, const char *name)
 {
     for (const libdm_dm_subscription *s = dm->subs; s; s = s->next)
@@ -93,7 +100,7 @@ static void subs_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
     dm->subs_running++;
     dm->subs_gone = &gone;
     for (s = dm->subs; s; s = s->next) {
-        if (!sub_matches(s, e->name))
+        if (!sub_hears(s, e))
             continue;
         s->cb(dm, e->name, e->data, s->userdata);
         if (gone)
@@ -132,6 +139,7 @@ void libdm__dm_subs_event(libdm_dm *dm, const char *name, const libdm_json *data
         LIBDM__WARN(dm->ctx, "%s: out of memory: QEMU event %s not delivered", dm->name, name);
         return;
     }
+    e->seq = ++dm->sub_seq;
     *dm->sub_tail = e;
     dm->sub_tail = &e->next;
     dm->sub_count++;
@@ -190,7 +198,7 @@ int libdm_dm_subscribe(libdm_dm *dm, const char *event, libdm_dm_qmp_event_fn *c
     }
     *s = (libdm_dm_subscription){ .dm = dm, .event = s->event, .cb = cb,
                                   .userdata = userdata, .destroy = destroy,
-                                  .floating = !ret };
+                                  .floating = !ret, .since = dm->sub_seq };
     /* At the tail: subscribers hear an event in the order they came. */
     if (!dm->subs) {
         dm->subs = s;

@@ -75,6 +75,7 @@ typedef struct sub_event {
     struct sub_event *next;
     char *name;
     libdm_json *data;           /* NULL if the event had none */
+    uint64_t seq;               /* heard by subscriptions made before it */
 } sub_event;
 
 struct libdm_dm_subscription {
@@ -86,6 +87,7 @@ struct libdm_dm_subscription {
     libdm_destroy_fn *destroy;
     bool floating;              /* the handle's: freed with it */
     bool dead;                  /* freed while callbacks ran: swept after */
+    uint64_t since;             /* the DM's event count when it was made */
 };
 #define DM_SUB_MAX_QUEUED 1024  /* undelivered events per DM (as QMP's default) */
 #define DM_SUB_MAX_NAME 128
@@ -222,6 +224,7 @@ struct libdm_dm {
     bool *subs_gone;            /* set if the handle is released meanwhile */
     sub_event *sub_head, **sub_tail;
     size_t sub_count;
+    uint64_t sub_seq;           /* events queued so far */
     libdm__timer sub_timer;
     side_query *queries;        /* query-status alongside an operation (dm-query.c) */
     side_query *last_side;      /* the last async call was this query (set_op_destroy) */

@@ -111,7 +111,10 @@ typedef struct sub_rec {
     libdm_dm_subscription *self;
     bool free_self;             /* frees its own subscription when it hears one */
     bool release;               /* releases the DM when it hears one */
+    struct sub_rec *add;        /* subscribes this one (every event) when it hears one */
 } sub_rec;
+
+static void on_destroy(void *user);
 
 static void on_qemu_event(libdm_dm *dm, const char *event, const libdm_json *data, void *user)
 {
@@ -128,6 +131,11 @@ static void on_qemu_event(libdm_dm *dm, const char *event, const libdm_json *dat
     if (r->free_self) {
         r->free_self = false;
         r->self = libdm_dm_subscription_free(r->self);
+    }
+    if (r->add) {
+        if (libdm_dm_subscribe(dm, NULL, on_qemu_event, r->add, on_destroy, NULL) < 0)
+            r->add->destroyed = -100;
+        r->add = NULL;
     }
     if (r->release) {
         r->release = false;
@@ -148,7 +156,7 @@ static void test_subscribe(void)
     libdm_dm_config *cfg = config("sub", false);
     libdm_dm *dm = NULL;
     sub_rec stop_rec = { 0 }, all_rec = { 0 }, self_rec = { 0 }, rel_rec = { 0 };
-    sub_rec after_rel = { 0 };
+    sub_rec after_rel = { 0 }, late = { 0 };
     libdm_dm_subscription *stop_sub = NULL;
     done d = { 0 };
     char detail[256], name[80];
@@ -166,6 +174,7 @@ static void test_subscribe(void)
     ok(r == 0, "subscribe: every event, floating", NULL);
     r = libdm_dm_subscribe(dm, "RESUME", on_qemu_event, &self_rec, on_destroy, &self_rec.self);
     self_rec.free_self = true;
+    self_rec.add = &late; /* made in a callback: hears only later events */
     ok(r == 0, "subscribe: RESUME, frees itself in its callback", NULL);
     ok(libdm_dm_subscribe(dm, "", on_qemu_event, NULL, NULL, NULL) == -EINVAL &&
        libdm_dm_subscribe(dm, "STOP", NULL, NULL, NULL, NULL) == -EINVAL,
@@ -184,6 +193,8 @@ static void test_subscribe(void)
     ok(run_until_count(ctx, &all_rec.resumes, 1, 5000), "subscribe: RESUME heard", NULL);
     ok(self_rec.resumes == 1 && self_rec.destroyed == 1 && !self_rec.self,
        "subscribe: a subscription freed in its own callback: destroyed once", NULL);
+    ok(late.all == 0 && late.destroyed == 0,
+       "subscribe: one made in a callback does not hear the event being delivered", NULL);
 
     in_call = true;
     r = libdm_qmp_call(libdm_dm_get_qmp(dm), "stop", NULL, 10000, NULL);
@@ -195,6 +206,7 @@ static void test_subscribe(void)
     ok(called_inside == 0, "subscribe: no callback inside the blocking call", detail);
     ok(stop_rec.resumes == 0 && stop_rec.all == 1, "subscribe: a named subscription hears "
        "only its event", NULL);
+    ok(late.stops == 1, "subscribe: the one made in a callback hears the next", NULL);
 
     /* The freed one hears nothing more. */
     d = (done){ 0 };
@@ -223,7 +235,7 @@ static void test_subscribe(void)
     ok(after_rel.stops == 0, "release: no subscription ran after the release", detail);
     heard_before = stop_rec.all + all_rec.all + rel_rec.all;
     ok(stop_rec.destroyed == 1 && all_rec.destroyed == 1 && rel_rec.destroyed == 1 &&
-       after_rel.destroyed == 1 && self_rec.destroyed == 1,
+       after_rel.destroyed == 1 && self_rec.destroyed == 1 && late.destroyed == 1,
        "release: every subscription destroyed exactly once", detail);
     libdm_dm_subscription_free(stop_sub); /* the caller's memory: no second destroy */
     ok(stop_rec.destroyed == 1, "release: freeing an owned one after it: no second destroy",
