@@ -347,9 +347,10 @@ LIBDM_EXPORT int libdm_dm_query_status_async(libdm_dm *dm, int timeout_ms, libdm
  * reported to one callback per handle, always from the loop, never from
  * inside a libdm call, in the order they happened. DEAD carries the wait
  * status and why (a sentence; NULL for a stop that went as asked). The
- * callback may release the DM. QEMU's own events: add listeners with
- * libdm_qmp_add_event_listener() on libdm_dm_get_qmp(dm); they sit beside
- * libdm's own and displace nothing. */
+ * callback may release the DM. QEMU's own events: libdm_dm_subscribe()
+ * below (per handle, whatever its connection), or listeners with
+ * libdm_qmp_add_event_listener() on libdm_dm_get_qmp(dm) (that connection
+ * only); both sit beside libdm's own and displace nothing. */
 /* Who ended a DM (DEAD), beside the sentence (libdm_dm_get_ended_by). */
 typedef enum libdm_dm_end_by {
     LIBDM_END_NONE,        /* not dead, or nothing ran (a start refused before) */
