@@ -7,7 +7,7 @@
  * whatever connection the handle has, without re-registering anything.
  *
  * Events are copied into a per-DM queue (bounded: DM_SUB_MAX_QUEUED) and
- * delivered from the loop, one per dispatch, held back while any blocking
+ * delivered from the loop, one per timer run, held back while any blocking
  * call runs: a callback never runs inside a libdm call. A callback may
  * free any subscription (its own included) or release the DM.
  *

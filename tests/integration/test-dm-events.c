@@ -7,7 +7,11 @@
  *    never inside a libdm call (a blocking QMP call whose command causes
  *    the event returns first); a subscription freed in its own callback;
  *    destroy exactly once (free, release, ctx_free, never twice); a release
- *    from inside a callback; and after re-attach, with a new handle in this
+ *    from inside a callback; the handle's monitor connection closed and
+ *    replaced by a new one (what a monitor recovery would do: libdm has no
+ *    such path yet, the test takes the internal one every connection
+ *    goes through, libdm__dm_attach_qmp) and the same subscriptions hear
+ *    the new one's events; and after re-attach, with a new handle in this
  *    process and in a forked one, a new subscription hears the same DM;
  *  - query-status while another operation runs (a resume that waits for an
  *    incoming migration): it completes beside it instead of -EBUSY, and the
@@ -27,6 +31,7 @@
 #include <unistd.h>
 
 #include <libdm/libdm.h>
+#include "dm-private.h" /* libdm__dm_close_qmp, libdm__dm_attach_qmp */
 #include "testutil.h"
 
 static int fails, n;
@@ -216,6 +221,36 @@ static void test_subscribe(void)
        "subscribe: resumed again, RESUME heard", NULL);
     ok(self_rec.resumes == 1 && self_rec.destroyed == 1, "subscribe: the freed one heard "
        "nothing more", NULL);
+
+    /* The connection replaced: the subscriptions were never on it. */
+    {
+        libdm_qmp *q = NULL;
+        int resumes = all_rec.resumes;
+        bool ready = false;
+        uint64_t end;
+
+        libdm__dm_close_qmp(dm);
+        ok(libdm_dm_get_qmp(dm) == NULL, "replace: the monitor connection closed", NULL);
+        if (libdm_qmp_new(ctx, &q) < 0 || libdm__dm_attach_qmp(dm, q) < 0 ||
+            libdm_qmp_connect(q, libdm_dm_get_qmp_path(dm), 10000) < 0)
+            exit(99);
+        end = tu_now_ms() + 10000;
+        while (!(ready = libdm_qmp_get_state(q) == LIBDM_QMP_READY) && tu_now_ms() < end)
+            libdm_ctx_run_once(ctx, 10);
+        ok(ready && libdm_dm_get_qmp(dm) == q, "replace: a new connection is the DM's", NULL);
+        d = (done){ 0 };
+        in_call = true;
+        r = libdm_qmp_call(q, "stop", NULL, 10000, NULL);
+        in_call = false;
+        if (r < 0 || libdm_dm_resume_async(dm, 10000, on_done, &d) < 0)
+            exit(99);
+        ok(run_until(ctx, &d.done, 10000) && d.status == 0 &&
+           run_until_count(ctx, &all_rec.resumes, resumes + 1, 5000) &&
+           run_until_count(ctx, &stop_rec.stops, 2, 5000),
+           "replace: the same subscriptions hear STOP and RESUME on the new connection",
+           NULL);
+        ok(called_inside == 0, "replace: still no callback inside a call", NULL);
+    }
 
     /* Released from inside a callback: nothing after it runs, each live
      * subscription's destroy runs once. */

@@ -391,7 +391,7 @@ LIBDM_EXPORT int libdm_dm_set_event_callback(libdm_dm *dm, libdm_dm_event_fn *fn
  *
  * Delivered as the state events are: from the loop only, never inside a
  * libdm call (a blocking call of any object holds them back until it
- * returns), one event per dispatch, in order. The DM is untrusted: its
+ * returns), in order, each event to its subscribers in the order they came. The DM is untrusted: its
  * events arrive through the bounded QMP reader, and at most 1024 wait
  * undelivered per DM (then one is dropped, with a warning).
  *
