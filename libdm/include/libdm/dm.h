@@ -389,10 +389,11 @@ LIBDM_EXPORT int libdm_dm_set_event_callback(libdm_dm *dm, libdm_dm_event_fn *fn
  * connection the handle gets is the one it hears. A new handle (attach,
  * in this or another process) subscribes again.
  *
- * Delivered as the state events are: from the loop only, never inside a
- * libdm call (a blocking call of any object holds them back until it
- * returns), in order, each event to its subscribers in the order they came. The DM is untrusted: its
- * events arrive through the bounded QMP reader, and at most 1024 wait
+ * Delivered from the loop only, never inside a libdm call (a blocking
+ * call of any object, this DM's too, holds them back until it returns),
+ * in order, to subscribers in the order they subscribed; a subscription
+ * hears only events that came after it was made. The DM is untrusted:
+ * its events arrive through the bounded QMP reader, and at most 1024 wait
  * undelivered per DM (then one is dropped, with a warning).
  *
  * sd-bus slot manners: with @ret NULL the subscription is floating (the
