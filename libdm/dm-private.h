@@ -66,6 +66,7 @@ typedef struct completion {
     void *user;
     void (*destroy)(void *user); /* frees @user if the callback never runs */
     int status;
+    uint64_t side_id;           /* a query beside an operation: its id, else 0 */
 } completion;
 
 typedef struct libdm__op libdm__op;
@@ -101,6 +102,7 @@ typedef struct side_query {
     libdm_dm_done_fn *cb;
     void *user;
     void (*destroy)(void *user);
+    uint64_t id;                /* for set_op_destroy, after it ended too */
 } side_query;
 
 /* What an operation kind gives the core (the kernel's file_operations, the
@@ -227,7 +229,9 @@ struct libdm_dm {
     uint64_t sub_seq;           /* events queued so far */
     libdm__timer sub_timer;
     side_query *queries;        /* query-status alongside an operation (dm-query.c) */
-    side_query *last_side;      /* the last async call was this query (set_op_destroy) */
+    uint64_t side_ids;          /* queries made so far */
+    uint64_t last_side;         /* the last async call was the query of this id,
+                                 * 0: an operation (set_op_destroy) */
 };
 
 /* The kind of operation in progress (OP_NONE if none). */
@@ -284,6 +288,9 @@ void libdm__dm_subs_detach(libdm_dm *dm);
 int libdm__dm_side_query(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *user);
 /* The monitor closes: the queries end with @status (deferred callbacks). */
 void libdm__dm_side_queries_end(libdm_dm *dm, int status);
+/* set_op_destroy for the query @id, running or ended with its callback
+ * still due; -ENOENT once that ran. */
+int libdm__dm_side_query_set_destroy(libdm_dm *dm, uint64_t id, void (*destroy)(void *user));
 /* The handle goes: their callbacks never run, their destroy does. */
 void libdm__dm_side_queries_drop(libdm_dm *dm);
 

@@ -27,8 +27,6 @@ static void unlink_query(libdm_dm *dm, side_query *q)
         pp = &(*pp)->next;
     if (*pp)
         *pp = q->next;
-    if (dm->last_side == q)
-        dm->last_side = NULL;
 }
 
 static void query_free(libdm_dm *dm, side_query *q)
@@ -47,7 +45,7 @@ static void query_finish(side_query *q, int status)
 
     if (c) {
         *c = (completion){ .cb = q->cb, .user = q->user, .destroy = q->destroy,
-                           .status = status };
+                           .status = status, .side_id = q->id };
         *dm->done_tail = c;
         dm->done_tail = &c->next;
         (void)libdm__defer(dm->ctx, &dm->op_done);
@@ -97,7 +95,7 @@ int libdm__dm_side_query(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, voi
 
     if (!q)
         return -ENOMEM;
-    *q = (side_query){ .dm = dm, .cb = cb, .user = user };
+    *q = (side_query){ .dm = dm, .cb = cb, .user = user, .id = dm->side_ids + 1 };
     libdm__timer_init(&q->deadline, on_deadline, q);
     r = libdm__timer_arm(dm->ctx, &q->deadline,
                          libdm__deadline(timeout_ms > 0 ? timeout_ms : dm->timeout_ms));
@@ -112,8 +110,24 @@ int libdm__dm_side_query(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, voi
     }
     q->next = dm->queries;
     dm->queries = q;
-    dm->last_side = q;
+    dm->side_ids = q->id;
+    dm->last_side = q->id;
     return 0;
+}
+
+int libdm__dm_side_query_set_destroy(libdm_dm *dm, uint64_t id, void (*destroy)(void *user))
+{
+    for (side_query *q = dm->queries; q; q = q->next)
+        if (q->id == id) {
+            q->destroy = destroy;
+            return 0;
+        }
+    for (completion *c = dm->done_head; c; c = c->next)
+        if (c->side_id == id) {
+            c->destroy = destroy;
+            return 0;
+        }
+    return -ENOENT; /* its callback ran */
 }
 
 void libdm__dm_side_queries_end(libdm_dm *dm, int status)

@@ -368,7 +368,7 @@ int libdm__dm_op_begin(libdm_dm *dm, const libdm__op_ops *ops, size_t size, int 
     if (!op)
         return -ENOMEM;
     *op = (libdm__op){ .dm = dm, .ops = ops, .cb = cb, .user = user };
-    dm->last_side = NULL; /* set_op_destroy: this operation now */
+    dm->last_side = 0; /* set_op_destroy: this operation now */
     libdm__timer_init(&op->deadline, op_deadline_fire, dm);
     libdm__timer_init(&op->tick, on_tick, dm);
     /* After its init (which clears it): a heavy tick runs only as the
@@ -751,10 +751,8 @@ int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn)
 
     if (!dm)
         return -EINVAL;
-    if (dm->last_side) { /* a query alongside the operation (dm-query.c) */
-        dm->last_side->destroy = fn;
-        return 0;
-    }
+    if (dm->last_side) /* a query beside the operation (dm-query.c) */
+        return libdm__dm_side_query_set_destroy(dm, dm->last_side, fn);
     if (dm->op) {
         dm->op->destroy = fn;
         return 0;

@@ -349,6 +349,13 @@ static void test_subscribe(void)
 
 /* ---- query-status while another operation runs ---- */
 
+static int query_destroyed;
+static void on_query_destroy(void *user)
+{
+    (void)user;
+    query_destroyed++;
+}
+
 static void test_query_beside_op(void)
 {
     libdm_ctx *ctx = new_ctx();
@@ -377,6 +384,11 @@ static void test_query_beside_op(void)
            "query: it completed while the resume still waits", NULL);
         ok(libdm_dm_get_runstate(dm) && !strcmp(libdm_dm_get_runstate(dm), "inmigrate"),
            "query: the runstate is inmigrate", libdm_dm_get_runstate(dm));
+        /* Its callback ran: a late set_op_destroy is -ENOENT, and never
+         * lands on the resume that still runs. */
+        r = libdm_dm_set_op_destroy(dm, on_query_destroy);
+        snprintf(detail, sizeof(detail), "set_op_destroy: %d", r);
+        ok(r == -ENOENT, "query: set_op_destroy after its callback: -ENOENT", detail);
     }
     /* The blocking form too (outside any callback). */
     r = libdm_dm_query_status(dm, 5000, &rs);
@@ -387,6 +399,7 @@ static void test_query_beside_op(void)
     /* Released with a query beside the resume: its destroy runs. */
     ok(run_until(ctx, &resume.done, 6000) && resume.status == -ETIMEDOUT,
        "query: the resume ends at its deadline, as without the queries", NULL);
+    ok(query_destroyed == 0, "query: no destroy ran for a callback that ran", NULL);
     r = libdm_dm_query_status_async(dm, 5000, on_done, &q2);
     ok(r == 0 && run_until(ctx, &q2.done, 5000) && q2.status == 0,
        "query: alone, a query is an operation as before", NULL);
@@ -396,14 +409,6 @@ static void test_query_beside_op(void)
     libdm_ctx_free(ctx);
 }
 
-/* A query beside an operation when the handle is released: its callback
- * never runs, its set_op_destroy notification does, once. */
-static int query_destroyed;
-static void on_query_destroy(void *user)
-{
-    (void)user;
-    query_destroyed++;
-}
 
 static void test_query_release(void)
 {
@@ -425,6 +430,7 @@ static void test_query_release(void)
     if (r == 0)
         r = libdm_dm_set_op_destroy(dm, on_query_destroy);
     ok(r == 0, "query release: a query beside a resume, with a destroy", NULL);
+    query_destroyed = 0;
     libdm_dm_release(dm);
     ok(query_destroyed == 1 && !query.done, "query release: destroyed once, no callback",
        NULL);
