@@ -757,10 +757,14 @@ int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn)
         dm->op->destroy = fn;
         return 0;
     }
-    /* Finished already (its callback deferred): the last one queued. */
-    if (!dm->done_head)
+    /* Finished already (its callback deferred): the last operation queued
+     * (a query that ended beside it since is not it). */
+    last = NULL;
+    for (completion *c = dm->done_head; c; c = c->next)
+        if (!c->side_id)
+            last = c;
+    if (!last)
         return -ENOENT;
-    last = (completion *)((char *)dm->done_tail - offsetof(completion, next));
     last->destroy = fn;
     return 0;
 }
