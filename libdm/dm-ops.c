@@ -299,6 +299,9 @@ static int simple_call_async(libdm_dm *dm, const libdm__op_ops *ops, const char 
         return -ESHUTDOWN;
     if (!libdm__dm_usable(dm))
         return dm->exited ? -ESRCH : dm->broken_errno < 0 ? dm->broken_errno : -ENOTCONN;
+    /* Read-only: beside a running operation, never -EBUSY (dm-query.c). */
+    if (dm->op && ops->kind == OP_QUERY)
+        return libdm__dm_side_query(dm, timeout_ms, cb, userdata);
     r = libdm__dm_op_begin(dm, ops, sizeof(libdm__op), timeout_ms, NULL, cb, userdata);
     if (r < 0)
         return r;

@@ -66,9 +66,44 @@ typedef struct completion {
     void *user;
     void (*destroy)(void *user); /* frees @user if the callback never runs */
     int status;
+    uint64_t side_id;           /* a query beside an operation: its id, else 0 */
 } completion;
 
 typedef struct libdm__op libdm__op;
+
+/* A QEMU event waiting for the host's subscriptions (dm-events.c). */
+typedef struct sub_event {
+    struct sub_event *next;
+    char *name;
+    libdm_json *data;           /* NULL if the event had none */
+    uint64_t seq;               /* heard by subscriptions made before it */
+} sub_event;
+
+struct libdm_dm_subscription {
+    libdm_dm *dm;               /* NULL once the handle let it go */
+    libdm_dm_subscription *prev, *next;
+    char *event;                /* NULL: every event */
+    libdm_dm_qmp_event_fn *cb;
+    void *userdata;
+    libdm_destroy_fn *destroy;
+    bool floating;              /* the handle's: freed with it */
+    bool dead;                  /* freed while callbacks ran: swept after */
+    uint64_t since;             /* the DM's event count when it was made */
+};
+#define DM_SUB_MAX_QUEUED 1024  /* undelivered events per DM (as QMP's default) */
+#define DM_SUB_MAX_NAME 128
+
+/* A query-status running alongside another operation (dm-query.c). */
+typedef struct side_query {
+    struct side_query *next;
+    libdm_dm *dm;
+    libdm_qmp_slot *call;
+    libdm__timer deadline;
+    libdm_dm_done_fn *cb;
+    void *user;
+    void (*destroy)(void *user);
+    uint64_t id;                /* for set_op_destroy, after it ended too */
+} side_query;
 
 /* What an operation kind gives the core (the kernel's file_operations, the
  * uv_req_t types): dm.c calls an operation only through its table and
@@ -186,6 +221,17 @@ struct libdm_dm {
     int broken_errno;           /* why the monitor became unusable, if known */
     libdm_json *devices;        /* the last query_devices_async answer */
     void *userdata;             /* the host's (libdm_dm_set_userdata) */
+    libdm_dm_subscription *subs; /* QEMU events for the host (dm-events.c) */
+    unsigned subs_running;      /* > 0 while their callbacks run */
+    bool *subs_gone;            /* set if the handle is released meanwhile */
+    sub_event *sub_head, **sub_tail;
+    size_t sub_count;
+    uint64_t sub_seq;           /* events queued so far */
+    libdm__timer sub_timer;
+    side_query *queries;        /* query-status alongside an operation (dm-query.c) */
+    uint64_t side_ids;          /* queries made so far */
+    uint64_t last_side;         /* the last async call was the query of this id,
+                                 * 0: an operation (set_op_destroy) */
 };
 
 /* The kind of operation in progress (OP_NONE if none). */
@@ -230,6 +276,23 @@ void libdm__dm_op_finish(libdm_dm *dm, int status);
  * (waiting a moment for its exit to show when the monitor failed first). */
 void libdm__dm_op_fail(libdm_dm *dm, int status);
 int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_qmp_reply_fn *cb);
+
+/* ---- dm-events.c: QEMU's events for the host's subscriptions ---- */
+void libdm__dm_subs_init(libdm_dm *dm);
+/* An event from the DM's monitor (whatever connection it has now). */
+void libdm__dm_subs_event(libdm_dm *dm, const char *name, const libdm_json *data);
+/* The handle goes: every subscription's destroy runs, the queue is dropped. */
+void libdm__dm_subs_detach(libdm_dm *dm);
+
+/* ---- dm-query.c: query-status alongside another operation ---- */
+int libdm__dm_side_query(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *user);
+/* The monitor closes: the queries end with @status (deferred callbacks). */
+void libdm__dm_side_queries_end(libdm_dm *dm, int status);
+/* set_op_destroy for the query @id, running or ended with its callback
+ * still due; -ENOENT once that ran. */
+int libdm__dm_side_query_set_destroy(libdm_dm *dm, uint64_t id, void (*destroy)(void *user));
+/* The handle goes: their callbacks never run, their destroy does. */
+void libdm__dm_side_queries_drop(libdm_dm *dm);
 
 /* ---- dm-end.c: the DM's end and the cleanup after it ---- */
 /* The DM's process ended: said, and handed to the operation (dm_died). */

@@ -368,6 +368,7 @@ int libdm__dm_op_begin(libdm_dm *dm, const libdm__op_ops *ops, size_t size, int 
     if (!op)
         return -ENOMEM;
     *op = (libdm__op){ .dm = dm, .ops = ops, .cb = cb, .user = user };
+    dm->last_side = 0; /* set_op_destroy: this operation now */
     libdm__timer_init(&op->deadline, op_deadline_fire, dm);
     libdm__timer_init(&op->tick, on_tick, dm);
     /* After its init (which clears it): a heavy tick runs only as the
@@ -481,6 +482,8 @@ static void on_event(libdm_qmp *q, const char *name, const libdm_json *data, voi
                 dm->op->ops->monitor_event(dm->op);
         }
     }
+    /* The host's subscriptions: on every connection the handle gets. */
+    libdm__dm_subs_event(dm, name, data);
 }
 
 static void on_qmp_state(libdm_qmp *q, libdm_qmp_state s, int err, void *user)
@@ -540,6 +543,7 @@ void libdm__dm_close_qmp(libdm_dm *dm)
         dm->op->call = libdm_qmp_slot_free(dm->op->call);
         dm->op->side_call = libdm_qmp_slot_free(dm->op->side_call);
     }
+    libdm__dm_side_queries_end(dm, -ENOTCONN);
     (void)libdm_qmp_set_state_callback(q, NULL, NULL);
     /* The DM may be freed while the connection drains: an event arriving
      * meanwhile must not reach it (a use after free, found by
@@ -568,6 +572,7 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     libdm__timer_init(&dm->record_retry, record_retry_fire, dm);
     dm->done_tail = &dm->done_head;
     dm->notice_tail = &dm->notice_head;
+    libdm__dm_subs_init(dm);
     ctx->free_dms = libdm__dm_detach_all;
     dm->ctx_next = ctx->dms;
     if (ctx->dms)
@@ -623,6 +628,8 @@ static void dm_detach(libdm_dm *dm)
     libdm__timer_disarm(dm->ctx, &dm->notice_timer);
     libdm__timer_disarm(dm->ctx, &dm->broken_grace);
     libdm__timer_disarm(dm->ctx, &dm->record_retry);
+    libdm__dm_side_queries_drop(dm);
+    libdm__dm_subs_detach(dm);
     drop_completions(dm);
     drop_notices(dm);
     libdm__dm_close_qmp(dm);
@@ -744,14 +751,20 @@ int libdm_dm_set_op_destroy(libdm_dm *dm, libdm_destroy_fn *fn)
 
     if (!dm)
         return -EINVAL;
+    if (dm->last_side) /* a query beside the operation (dm-query.c) */
+        return libdm__dm_side_query_set_destroy(dm, dm->last_side, fn);
     if (dm->op) {
         dm->op->destroy = fn;
         return 0;
     }
-    /* Finished already (its callback deferred): the last one queued. */
-    if (!dm->done_head)
+    /* Finished already (its callback deferred): the last operation queued
+     * (a query that ended beside it since is not it). */
+    last = NULL;
+    for (completion *c = dm->done_head; c; c = c->next)
+        if (!c->side_id)
+            last = c;
+    if (!last)
         return -ENOENT;
-    last = (completion *)((char *)dm->done_tail - offsetof(completion, next));
     last->destroy = fn;
     return 0;
 }

@@ -88,3 +88,10 @@ tests_unit_test_adapter_c11_glib_CPPFLAGS = $(ADAPTER_C11_CPPFLAGS) $(GLIB_CFLAG
 	-DLIBDM_TEST_ADAPTER=3
 tests_unit_test_adapter_c11_glib_CFLAGS = $(ADAPTER_C11_CFLAGS)
 endif
+
+# QEMU event subscriptions per DM that survive re-attach, and query-status
+# beside a running operation (tests/integration/test-dm-events.c).
+check_PROGRAMS += tests/integration/test-dm-events
+TESTS += tests/integration/test-dm-events
+tests_integration_test_dm_events_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_dm_events_LDADD = libtestutil.la $(TEST_LIBS)

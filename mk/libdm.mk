@@ -13,7 +13,7 @@ libdm_core_la_SOURCES = \
 	libdm/dm-start.c libdm/dm-ops.c libdm/dm-attach.c libdm/migrate.c libdm/migrate-sync.c \
 	libdm/restrict.c libdm/restrict-internal.h \
 	libdm/job.c libdm/job-internal.h libdm/dm-list.c libdm/dm-devices.c \
-	libdm/dm-userdata.c xenstore-glue/store-util.c
+	libdm/dm-userdata.c libdm/dm-events.c libdm/dm-query.c xenstore-glue/store-util.c
 libdm_core_la_LIBADD = $(DEPS_LIBS)
 
 lib_LTLIBRARIES += libdm.la

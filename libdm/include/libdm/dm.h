@@ -310,10 +310,11 @@ LIBDM_EXPORT int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int tim
  * -ETIMEDOUT at its deadline; -ECANCELED when libdm_dm_stop() interrupts
  * it; -ESRCH when the DM dies meanwhile (also when its monitor resets
  * first: the operation then waits up to 200 ms for the exit to show);
- * -EBUSY if another operation runs on the DM. A pause or query-status
- * that misses its deadline marks the DM BROKEN (its monitor did not
- * answer); a resume does not (it may be waiting, with a monitor that
- * answers, for an incoming migration that is slow to complete).
+ * -EBUSY if another operation runs on the DM (not query-status: it runs
+ * alongside, see below). A pause or query-status that misses its deadline
+ * marks the DM BROKEN (its monitor did not answer); a resume does not (it
+ * may be waiting, with a monitor that answers, for an incoming migration
+ * that is slow to complete).
  *
  * Guarded resume: sends "cont" only when the runstate allows it; while an
  * incoming migration is in progress, first waits until both the MIGRATION
@@ -327,7 +328,17 @@ LIBDM_EXPORT int libdm_dm_pause_async(libdm_dm *dm, int timeout_ms, libdm_dm_don
                                       void *userdata);
 /* query-status; *ret_runstate is QEMU's runstate name (caller frees). */
 LIBDM_EXPORT int libdm_dm_query_status(libdm_dm *dm, int timeout_ms, char **ret_runstate);
-/* Async query-status: on success libdm_dm_get_runstate() has the answer. */
+/* Async query-status: on success libdm_dm_get_runstate() has the answer.
+ * A query is read-only: while another operation runs on the DM (a stop,
+ * a migration phase, ...) it runs alongside it, on the same monitor,
+ * instead of -EBUSY, with its own deadline; its callback is queued with
+ * the operations' (the order they ended in), and a release drops it with
+ * the libdm_dm_set_op_destroy notification. Such a query only sets the
+ * runstate (the DM's state stays the running operation's to move), never
+ * marks the DM BROKEN and leaves libdm_dm_last_error() to that operation:
+ * -ETIMEDOUT at its deadline, -ESRCH if the DM died, -ENOTCONN if the
+ * monitor closed (a stop's end) first. With no operation running it is
+ * an operation as before. The blocking form likewise. */
 LIBDM_EXPORT int libdm_dm_query_status_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb,
                                              void *userdata);
 
@@ -336,9 +347,10 @@ LIBDM_EXPORT int libdm_dm_query_status_async(libdm_dm *dm, int timeout_ms, libdm
  * reported to one callback per handle, always from the loop, never from
  * inside a libdm call, in the order they happened. DEAD carries the wait
  * status and why (a sentence; NULL for a stop that went as asked). The
- * callback may release the DM. QEMU's own events: add listeners with
- * libdm_qmp_add_event_listener() on libdm_dm_get_qmp(dm); they sit beside
- * libdm's own and displace nothing. */
+ * callback may release the DM. QEMU's own events: libdm_dm_subscribe()
+ * below (per handle, whatever its connection), or listeners with
+ * libdm_qmp_add_event_listener() on libdm_dm_get_qmp(dm) (that connection
+ * only); both sit beside libdm's own and displace nothing. */
 /* Who ended a DM (DEAD), beside the sentence (libdm_dm_get_ended_by). */
 typedef enum libdm_dm_end_by {
     LIBDM_END_NONE,        /* not dead, or nothing ran (a start refused before) */
@@ -368,6 +380,39 @@ typedef void libdm_dm_event_fn(libdm_dm *dm, const libdm_dm_event *event, void *
 /* NULL @fn unregisters; pending notifications are then dropped. */
 LIBDM_EXPORT int libdm_dm_set_event_callback(libdm_dm *dm, libdm_dm_event_fn *fn,
                                              void *userdata);
+
+/* QEMU's own events of a DM, for the host (issue 19): @cb runs with each
+ * event named @event (NULL: every event) and its "data" member (NULL if
+ * none; borrowed for the call). The subscription belongs to the handle,
+ * not to a monitor connection: it may be made before the DM's monitor is
+ * connected (right after start_async or attach_async), and whatever
+ * connection the handle gets is the one it hears. A new handle (attach,
+ * in this or another process) subscribes again.
+ *
+ * Delivered from the loop only, never inside a libdm call (a blocking
+ * call of any object, this DM's too, holds them back until it returns),
+ * in order, to subscribers in the order they subscribed; a subscription
+ * hears only events that came after it was made. The DM is untrusted:
+ * its events arrive through the bounded QMP reader, and at most 1024 wait
+ * undelivered per DM (then one is dropped, with a warning).
+ *
+ * sd-bus slot manners: with @ret NULL the subscription is floating (the
+ * handle owns it); else *@ret is the caller's, ended with
+ * libdm_dm_subscription_free() (also from any callback, its own
+ * included). @destroy (may be NULL) runs exactly once with @userdata: at
+ * that free, or when the handle is released or its context freed, whichever
+ * comes first; a subscription whose handle went away stays the caller's
+ * memory until freed. -EINVAL: no @cb, or an event name longer than 128;
+ * -ESHUTDOWN: the context was freed. */
+typedef struct libdm_dm_subscription libdm_dm_subscription;
+typedef void libdm_dm_qmp_event_fn(libdm_dm *dm, const char *event, const libdm_json *data,
+                                   void *userdata);
+LIBDM_EXPORT int libdm_dm_subscribe(libdm_dm *dm, const char *event, libdm_dm_qmp_event_fn *cb,
+                                    void *userdata, libdm_destroy_fn *destroy,
+                                    libdm_dm_subscription **ret);
+/* Ends @sub (its callback never runs again; its destroy runs now unless it
+ * already ran); NULL is a no-op. Returns NULL. */
+LIBDM_EXPORT libdm_dm_subscription *libdm_dm_subscription_free(libdm_dm_subscription *sub);
 /* quit, wait for exit until @timeout_ms, then SIGTERM, then SIGKILL (@force:
  * SIGKILL at once). The DM is reaped, its socket, directory and record are
  * removed. Safe to call twice; works on a BROKEN DM. */
