@@ -88,3 +88,10 @@ tests_unit_test_adapter_c11_glib_CPPFLAGS = $(ADAPTER_C11_CPPFLAGS) $(GLIB_CFLAG
 	-DLIBDM_TEST_ADAPTER=3
 tests_unit_test_adapter_c11_glib_CFLAGS = $(ADAPTER_C11_CFLAGS)
 endif
+
+# Issue 19: the fds the controlling process holds per running DM, with real
+# QEMUs and keepers (tests/integration/test-fds-per-dm.c).
+check_PROGRAMS += tests/integration/test-fds-per-dm
+TESTS += tests/integration/test-fds-per-dm
+tests_integration_test_fds_per_dm_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_fds_per_dm_LDADD = libtestutil.la $(TEST_LIBS)
