@@ -95,3 +95,9 @@ check_PROGRAMS += tests/integration/test-dm-events
 TESTS += tests/integration/test-dm-events
 tests_integration_test_dm_events_CFLAGS = $(TEST_CFLAGS)
 tests_integration_test_dm_events_LDADD = libtestutil.la $(TEST_LIBS)
+# Issue 19: the fds the controlling process holds per running DM, with real
+# QEMUs and keepers (tests/integration/test-fds-per-dm.c).
+check_PROGRAMS += tests/integration/test-fds-per-dm
+TESTS += tests/integration/test-fds-per-dm
+tests_integration_test_fds_per_dm_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_fds_per_dm_LDADD = libtestutil.la $(TEST_LIBS)
