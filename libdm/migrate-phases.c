@@ -76,6 +76,10 @@ static void prepare_started(libdm_dm *dm, int status, void *user)
         return;
     }
     (void)libdm__dm_set_migrating(dm, true);
+    if (!strcmp(p->uri, "defer")) {     /* libdm_migrate_incoming_fd_async() */
+        prepare_deliver(dm, 0, p);
+        return;
+    }
     status = libdm__mig_op_start(dm, PH_INCOMING, p->timeout_ms, prepare_incoming_done, p, &m);
     if (status < 0) {
         prepare_incoming_done(dm, status, p);

@@ -34,6 +34,7 @@ int libdm__mig_new(libdm_ctx *ctx, mig_role role, const libdm__mig_ops *ops,
     if (!m)
         return -ENOMEM;
     m->refs = 1;
+    m->listen_fd = -1;
     m->role = role;
     m->ops = ops;
     m->ctx = ctx;

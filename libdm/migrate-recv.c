@@ -19,6 +19,11 @@
  * stops it at once.
  */
 #include "migrate-internal.h"
+#include "migrate-op-internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,9 +143,9 @@ static int set_profile_name(libdm_dm_config *cfg, const char *p)
 }
 
 /* "restrict" and "runas": a restricted source gives a restricted
- * destination, or none at all (issue 22, 2). Its QEMU is chrooted: the
- * unix socket in the run directory is out of its reach, so that transport
- * is refused before anything runs (use a tcp listener). */
+ * destination, or none at all (issue 22, 2). Its QEMU is chrooted: a unix
+ * socket in the run directory is out of its reach, so libdm listens and
+ * accepts and hands QEMU the stream (issue 22, 3: see accept_stream()). */
 static int confine_from(libdm_migration *m, const libdm_json *c, libdm_dm_config *cfg,
                         const char **ret_bad)
 {
@@ -149,13 +154,11 @@ static int confine_from(libdm_migration *m, const libdm_json *c, libdm_dm_config
 
     if (!libdm__mig_bool(c, "restrict", &restricted) || !restricted)
         return 0;
-    if (!m->tcp_host)
-        return *ret_bad = "restrict (a restricted destination needs --listen tcp:HOST: "
-                          "its chroot cannot reach a unix socket)", -EINVAL;
     if (libdm_dm_config_set_restrict(cfg, 1) < 0)
         return *ret_bad = "restrict", -EINVAL;
     if (runas && libdm_dm_config_set_runas(cfg, runas) < 0)
         return *ret_bad = "runas", -EINVAL;
+    m->fd_transport = true;
     return 0;
 }
 
@@ -333,6 +336,66 @@ static void on_bound(libdm_qmp *q, const libdm_qmp_reply *rep, void *user)
     send_prepared(m);
 }
 
+/* ---- the fd transport of a restricted destination (issue 22, 3) ---- */
+
+static void on_incoming_fd(libdm_dm *dm, int status, void *user)
+{
+    libdm_migration *m = user;
+
+    (void)dm;
+    if (libdm__mig_put(m))
+        return;
+    if (status < 0 && m->stage == STAGE_PERFORM)
+        stop_dst(m, THEN_ERROR, status, "the destination did not take the stream "
+                 "(getfd, migrate-incoming fd:): %s", strerror(-status));
+}
+
+static void stop_listening(libdm_migration *m)
+{
+    if (m->listen_watch)
+        libdm__watch_del(m->listen_watch);
+    m->listen_watch = NULL;
+    libdm__close(&m->listen_fd);
+}
+
+/* The sender's one connection: it goes to QEMU, the listener closes. No
+ * wait of its own: the sender's next message (or its deadline) bounds it. */
+static void accept_stream(libdm_ctx *ctx, int fd, short revents, void *user)
+{
+    libdm_migration *m = user;
+    int s, r;
+
+    (void)ctx;
+    (void)revents;
+    s = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (s < 0 && (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED))
+        return;
+    stop_listening(m);
+    r = s < 0 ? -errno : 0;
+    if (r == 0) {
+        libdm__mig_hold(m);
+        r = libdm_migrate_incoming_fd_async(m->dm, s, m->timeout_ms, on_incoming_fd, m);
+        libdm__close(&s);       /* the operation holds its own copy */
+        if (r < 0)
+            m->pending--;
+    }
+    if (r < 0)
+        stop_dst(m, THEN_ERROR, r, "cannot hand the stream to the destination: %s",
+                 strerror(-r));
+}
+
+static int listen_for_stream(libdm_migration *m)
+{
+    char *uri = NULL;
+    int r = libdm__mig_listen(m->uri, &m->listen_fd, &uri);
+
+    if (r < 0)
+        return r;
+    free(m->uri);
+    m->uri = uri;
+    return libdm__watch_add(m->ctx, m->listen_fd, POLLIN, accept_stream, m, &m->listen_watch);
+}
+
 static void on_prepare(libdm_dm *dm, int status, void *user)
 {
     libdm_migration *m = user;
@@ -346,7 +409,7 @@ static void on_prepare(libdm_dm *dm, int status, void *user)
         recv_fail(m, "prepare", status, "%s", cause(m, status));
         return;
     }
-    if (!m->tcp_host) {
+    if (!m->tcp_host || m->fd_transport) {
         send_prepared(m);
         return;
     }
@@ -393,6 +456,8 @@ static void prepare(libdm_migration *m, libdm_json *msg)
     }
     r = m->tcp_host ? ((m->uri = libdm__mig_tcp_uri(m->tcp_host, "0")) ? 0 : -ENOMEM)
                     : unix_listen_uri(m);
+    if (r >= 0 && m->fd_transport)
+        r = listen_for_stream(m);
     if (r < 0) {
         libdm_dm_config_free(cfg);
         recv_fail(m, "prepare", r, "cannot choose a listening address (%s): %s",
@@ -401,7 +466,8 @@ static void prepare(libdm_migration *m, libdm_json *msg)
     }
     m->stage = STAGE_PREPARE;
     libdm__mig_hold(m);
-    r = libdm_migrate_prepare_async(m->ctx, cfg, m->uri, on_prepare, m, &m->dm);
+    r = libdm_migrate_prepare_async(m->ctx, cfg, m->fd_transport ? "defer" : m->uri,
+                                    on_prepare, m, &m->dm);
     libdm_dm_config_free(cfg);
     if (r < 0) {
         m->pending--;
@@ -622,6 +688,7 @@ static void libdm__mig_recv_on_deadline(libdm_migration *m)
 
 static void libdm__mig_recv_cleanup(libdm_migration *m)
 {
+    stop_listening(m);
     if (m->sock_path)
         (void)unlink(m->sock_path);
 }

@@ -28,7 +28,8 @@
  *     S_MIGSTATUS  query-migrate sent       -> C_SEND | S_STATUS | end
  *     S_CONT       cont sent                -> S_CONT_RETRY ("not finalized") | end
  *     S_CONT_RETRY tick                     -> S_CONT
- *   Prepare (after the DM started):
+ *   Prepare (after the DM started), and the incoming fd of a restricted one:
+ *     S_GETFD      getfd sent (with the fd) -> S_INCOMING
  *     S_INCOMING   migrate-incoming sent    -> end
  *   source state:
  *     S_SRC_QUERY  query-migrate sent       -> end | S_SRC_EXIT
@@ -39,7 +40,9 @@
  *     P_STATUS     query-status sent (was the guest running?)  -> P_CAPS
  *     P_CAPS       query-migrate-capabilities  -> P_SET_PBS | P_SET_EVENTS
  *     P_SET_PBS    pause-before-switchover set -> P_SET_EVENTS
- *     P_SET_EVENTS events capability set       -> P_MIGRATE
+ *     P_SET_EVENTS events capability set       -> P_MIGRATE | P_CONNECT
+ *     P_CONNECT    libdm's connect (restricted) -> P_GETFD
+ *     P_GETFD      getfd sent (with the fd)    -> P_MIGRATE ("fd:NAME")
  *     P_MIGRATE    migrate sent                -> P_QUERY
  *     P_WAIT       tick (or a MIGRATION event) -> P_QUERY
  *     P_QUERY      query-migrate sent          -> end | P_WAIT | P_HOOK | P_EXIT
@@ -77,10 +80,12 @@ static const char *const phase_names[] = {
 
 static const char *const step_names[] = {
     [S_NONE] = "none", [S_STATUS] = "status", [S_MIGSTATUS] = "migration-status",
-    [S_CONT] = "cont", [S_CONT_RETRY] = "cont-retry", [S_INCOMING] = "incoming",
+    [S_CONT] = "cont", [S_CONT_RETRY] = "cont-retry", [S_GETFD] = "getfd",
+    [S_INCOMING] = "incoming",
     [S_SRC_QUERY] = "source-query", [S_SRC_EXIT] = "source-exit-wait",
     [P_STATUS] = "perform-status", [P_CAPS] = "perform-caps", [P_SET_PBS] = "perform-set-pbs",
-    [P_SET_EVENTS] = "perform-set-events", [P_MIGRATE] = "perform-migrate",
+    [P_SET_EVENTS] = "perform-set-events", [P_CONNECT] = "perform-connect",
+    [P_GETFD] = "perform-getfd", [P_MIGRATE] = "perform-migrate",
     [P_WAIT] = "perform-wait", [P_QUERY] = "perform-query", [P_HOOK] = "perform-hook",
     [P_CONTINUE] = "perform-continue", [P_EXIT] = "perform-exit-wait",
     [C_SEND] = "cancel-send", [C_QUERY] = "cancel-query", [C_WAIT] = "cancel-wait",
@@ -150,6 +155,9 @@ void libdm__mig_op_end(mig_op *m, int status)
 
 static void mig_free(mig_op *m)
 {
+    if (m->watch)
+        libdm__watch_del(m->watch);
+    libdm__close(&m->fd);
     free(m->uri);
     free(m);
 }
@@ -209,7 +217,7 @@ int libdm__mig_op_start(libdm_dm *dm, mig_phase ph, int timeout_ms, libdm_dm_don
 
     if (!m)
         return -ENOMEM;
-    *m = (mig_op){ .dm = dm, .phase = ph, .cb = cb, .user = user,
+    *m = (mig_op){ .dm = dm, .phase = ph, .cb = cb, .user = user, .fd = -1,
                    .deadline = libdm__deadline(timeout_ms > 0 ? timeout_ms : MIGRATE_DEFAULT_MS) };
     r = libdm__dm_mig_begin(dm, timeout_ms, on_deadline, mig_done, m, mig_destroy);
     if (r < 0) {
@@ -236,11 +244,16 @@ static void log_failure(mig_op *m, const libdm_qmp_reply *r)
  * handled; a call that cannot be sent is handled there as its failure. */
 void libdm__mig_op_send(mig_op *m, mig_step next, const char *cmd, libdm_json *args)
 {
+    libdm__mig_op_send_fd(m, next, cmd, args, -1);
+}
+
+void libdm__mig_op_send_fd(mig_op *m, mig_step next, const char *cmd, libdm_json *args, int fd)
+{
     int r;
 
     set_step(m, next);
     m->cmd = cmd;
-    r = libdm__dm_mig_call(m->dm, cmd, args, on_reply);
+    r = libdm__dm_mig_call_fd(m->dm, cmd, args, fd, on_reply);
     libdm_json_free(args);
     if (r < 0) {
         libdm_qmp_reply fake = { .status = r };
@@ -542,8 +555,15 @@ static void perform_reply(mig_op *m, const libdm_qmp_reply *r)
         set_capability(m, P_SET_EVENTS, "events", true);
         break;
     case P_SET_EVENTS:
+        if (libdm__mig_fd_wanted(m->dm, m->uri)) {
+            libdm__mig_fd_connect(m);
+            break;
+        }
         m->started = true;
         libdm__mig_op_send(m, P_MIGRATE, "migrate", libdm__mig_string_arg("uri", m->uri));
+        break;
+    case P_GETFD:
+        libdm__mig_fd_on_getfd(m, r);
         break;
     case P_MIGRATE:
         libdm__mig_op_send(m, P_QUERY, "query-migrate", NULL);
@@ -665,6 +685,12 @@ static void step_reply(mig_op *m, const libdm_qmp_reply *r)
         return;
     case S_SRC_QUERY:
         on_source_query(m, r);
+        return;
+    case S_GETFD:
+        if (r->status < 0)
+            libdm__mig_op_end(m, r->status);
+        else
+            libdm__mig_fd_on_getfd(m, r);
         return;
     case S_INCOMING:
         libdm__mig_op_end(m, r->status < 0 ? r->status : 0);
