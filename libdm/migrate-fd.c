@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The fd transport of a restricted DM (issue 22, 3): QEMU in its chroot
- * cannot reach a unix socket outside it, so libdm makes the connection
- * (the source's non-blocking connect, on the loop, within the phase's
- * deadline; the destination's accept is migrate-recv.c's) and hands QEMU
- * the stream with getfd, then migrate / migrate-incoming "fd:NAME".
- * libdm's own copy of the fd is closed once getfd answered.
+ * The sockets of a restricted DM's fd transport (issue 22, 3): QEMU in its
+ * chroot cannot reach a unix socket outside it, so libdm makes the
+ * connection (the source's non-blocking connect: migrate.c's P_CONNECT; the
+ * destination's accept: migrate-recv.c) and hands QEMU the stream with
+ * getfd, then migrate / migrate-incoming "fd:NAME". And the steps' QMP
+ * argument builders. Below the steps (migrate.c): this file calls none.
  */
 #include "migrate-op-internal.h"
 
@@ -18,6 +18,32 @@
 #include <sys/un.h>
 #include <poll.h>
 #include <unistd.h>
+
+libdm_json *libdm__mig_string_arg(const char *key, const char *value)
+{
+    libdm_json *o = libdm_json_new_object();
+
+    if (o && libdm_json_object_add(o, key, libdm_json_new_string(value)) < 0)
+        o = libdm_json_free(o);
+    return o;
+}
+
+/* {"capabilities": [{"capability": NAME, "state": ON}]} */
+libdm_json *libdm__mig_capability_args(const char *name, bool on)
+{
+    libdm_json *args = libdm_json_new_object(), *list = libdm_json_new_array(),
+               *cap = libdm_json_new_object();
+
+    if (!args || !list || !cap ||
+        libdm_json_object_add(cap, "capability", libdm_json_new_string(name)) < 0 ||
+        libdm_json_object_add(cap, "state", libdm_json_new_bool(on)) < 0 ||
+        libdm_json_array_append(list, cap) < 0 ||
+        libdm_json_object_add(args, "capabilities", list) < 0) {
+        libdm_json_free(args);
+        return NULL;
+    }
+    return args;
+}
 
 int libdm__mig_sockaddr(const char *uri, struct sockaddr_storage *sa, socklen_t *len)
 {
@@ -134,93 +160,36 @@ bool libdm__mig_fd_wanted(libdm_dm *dm, const char *uri)
     return conf && strcmp(conf, "none") && libdm__mig_sockaddr(uri, &sa, &len) == 0;
 }
 
-/* libdm's stream to QEMU: blocking again (QEMU's channel sets what it needs). */
-static void hand_over(mig_op *m, mig_step next)
-{
-    int fl = fcntl(m->fd, F_GETFL);
-
-    if (fl >= 0)
-        (void)fcntl(m->fd, F_SETFL, fl & ~O_NONBLOCK);
-    libdm__mig_op_send_fd(m, next, "getfd",
-                          libdm__mig_string_arg("fdname", LIBDM__MIG_FDNAME), m->fd);
-}
-
-static void on_connected(libdm_ctx *ctx, int fd, short revents, void *user)
-{
-    mig_op *m = libdm__dm_mig_state(user);
-    socklen_t len = sizeof(int);
-    int err = 0;
-
-    (void)ctx;
-    (void)revents;
-    if (!m || m->step != P_CONNECT || m->fd != fd)
-        return;
-    libdm__watch_del(m->watch);
-    m->watch = NULL;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
-    if (err) {
-        libdm__dm_error(m->dm, "cannot connect to %s: %s", m->uri, strerror(err));
-        libdm__mig_op_end(m, -err);
-        return;
-    }
-    hand_over(m, P_GETFD);
-}
-
-void libdm__mig_fd_connect(mig_op *m)
+int libdm__mig_connect_start(libdm_ctx *ctx, const char *uri, libdm__watch_fn *fn, void *user,
+                             int *ret_fd, libdm__watch **ret_watch)
 {
     struct sockaddr_storage sa;
     socklen_t len;
-    int r = libdm__mig_sockaddr(m->uri, &sa, &len);
+    int r = libdm__mig_sockaddr(uri, &sa, &len);
 
-    m->step = P_CONNECT;
-    if (r >= 0) {
-        m->fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        r = m->fd < 0 ? -errno : 0;
-    }
-    if (r >= 0 && connect(m->fd, (struct sockaddr *)&sa, len) < 0 && errno != EINPROGRESS)
-        r = -errno;
-    /* In progress or done: POLLOUT says when; SO_ERROR says how. */
-    if (r >= 0)
-        r = libdm__watch_add(libdm__dm_ctx(m->dm), m->fd, POLLOUT, on_connected, m->dm,
-                             &m->watch);
-    if (r < 0) {
-        libdm__dm_error(m->dm, "cannot connect to %s: %s", m->uri, strerror(-r));
-        libdm__mig_op_end(m, r);
-    }
-}
-
-void libdm__mig_fd_on_getfd(mig_op *m, const libdm_qmp_reply *r)
-{
-    (void)r;    /* a failure ended the phase before this */
-    libdm__close(&m->fd);     /* QEMU holds it now */
-    if (m->step == P_GETFD) {
-        m->started = true;
-        libdm__mig_op_send(m, P_MIGRATE, "migrate",
-                           libdm__mig_string_arg("uri", "fd:" LIBDM__MIG_FDNAME));
-    } else {
-        libdm__mig_op_send(m, S_INCOMING, "migrate-incoming",
-                           libdm__mig_string_arg("uri", "fd:" LIBDM__MIG_FDNAME));
-    }
-}
-
-int libdm_migrate_incoming_fd_async(libdm_dm *dst, int fd, int timeout_ms,
-                                    libdm_dm_done_fn *cb, void *user)
-{
-    mig_op *m;
-    int copy, r;
-
-    if (!dst || fd < 0)
-        return -EINVAL;
-    copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (copy < 0)
-        return -errno;
-    r = libdm__mig_op_start(dst, PH_INCOMING, timeout_ms, cb, user, &m);
-    if (r < 0) {
-        libdm__close(&copy);
+    if (r < 0)
         return r;
-    }
-    m->fd = copy;
-    hand_over(m, S_GETFD);
+    *ret_fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (*ret_fd < 0)
+        return -errno;
+    if (connect(*ret_fd, (struct sockaddr *)&sa, len) < 0 && errno != EINPROGRESS)
+        return -errno;
+    /* In progress or done: POLLOUT says when, libdm__mig_connect_result() how. */
+    return libdm__watch_add(ctx, *ret_fd, POLLOUT, fn, user, ret_watch);
+}
+
+int libdm__mig_connect_result(int fd)
+{
+    socklen_t len = sizeof(int);
+    int err = 0, fl;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return -errno;
+    if (err)
+        return -err;
+    /* Blocking again for QEMU (its channel sets what it needs). */
+    fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     return 0;
 }

@@ -67,7 +67,9 @@ void libdm__mig_op_cancel(mig_op *m, int why);
 /* Starts a one-look phase (Confirm, Cancel, Recover) at @first. */
 int libdm__mig_op_one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
                            libdm_dm_done_fn *cb, void *user, mig_op **ret);
+/* QMP arguments (migrate-fd.c): {KEY: VALUE}; migrate-set-capabilities'. */
 libdm_json *libdm__mig_string_arg(const char *key, const char *value);
+libdm_json *libdm__mig_capability_args(const char *name, bool on);
 /* libdm__mig_op_send() passing @fd (not consumed) with @cmd (getfd). */
 void libdm__mig_op_send_fd(mig_op *m, mig_step next, const char *cmd, libdm_json *args, int fd);
 
@@ -80,12 +82,14 @@ void libdm__mig_op_send_fd(mig_op *m, mig_step next, const char *cmd, libdm_json
 /* Does @dm's Perform to @uri go through libdm's own connect? (restricted,
  * and "unix:PATH" or "tcp:NUMERIC-HOST:PORT") */
 bool libdm__mig_fd_wanted(libdm_dm *dm, const char *uri);
-/* Perform, after the capabilities: the non-blocking connect, on the loop
- * (the phase's deadline bounds it), then getfd (P_GETFD). */
-void libdm__mig_fd_connect(mig_op *m);
-/* getfd answered (P_GETFD / S_GETFD): libdm's copy goes, then migrate /
- * migrate-incoming "fd:NAME". */
-void libdm__mig_fd_on_getfd(mig_op *m, const libdm_qmp_reply *r);
+/* Hands m->fd to QEMU with getfd, then @next's reply is handled. */
+void libdm__mig_fd_hand_over(mig_op *m, mig_step next);
+/* A non-blocking connect to @uri: @fn(ctx, fd, revents, @user) on the loop
+ * once it completed (or failed); the caller owns *ret_fd and *ret_watch. */
+int libdm__mig_connect_start(libdm_ctx *ctx, const char *uri, libdm__watch_fn *fn, void *user,
+                             int *ret_fd, libdm__watch **ret_watch);
+/* How it completed (SO_ERROR); on success the socket is blocking again. */
+int libdm__mig_connect_result(int fd);
 /* Sockets: "unix:PATH" / "tcp:HOST:PORT" (HOST numeric, [v6]) -> the
  * address; -EINVAL for anything else. */
 int libdm__mig_sockaddr(const char *uri, struct sockaddr_storage *sa, socklen_t *len);

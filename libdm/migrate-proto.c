@@ -72,6 +72,7 @@ static void mig_free(libdm_migration *m)
     free(m->runstate);
     free(m->record_error);
     libdm_json_free(m->doc);
+    libdm_json_free(m->finish_msg);
     free(m->uri);
     free(m->name);
     free(m->sock_path);

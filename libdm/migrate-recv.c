@@ -338,16 +338,27 @@ static void on_bound(libdm_qmp *q, const libdm_qmp_reply *rep, void *user)
 
 /* ---- the fd transport of a restricted destination (issue 22, 3) ---- */
 
+static void on_finish_msg(libdm_migration *m, libdm_json *msg, int err);
+
+/* QEMU took the stream (or not). Not a pending call of the receiver's (a
+ * message read meanwhile would be dropped): a released DM never calls back.
+ * A "finish" that came first waited for this. */
 static void on_incoming_fd(libdm_dm *dm, int status, void *user)
 {
     libdm_migration *m = user;
+    libdm_json *msg = m->finish_msg;
 
     (void)dm;
-    if (libdm__mig_put(m))
-        return;
-    if (status < 0 && m->stage == STAGE_PERFORM)
-        stop_dst(m, THEN_ERROR, status, "the destination did not take the stream "
-                 "(getfd, migrate-incoming fd:): %s", strerror(-status));
+    m->fd_busy = false;
+    m->finish_msg = NULL;
+    if (status < 0) {
+        libdm_json_free(msg);
+        if (status != -ECANCELED && m->stage == STAGE_PERFORM && !m->pending)
+            stop_dst(m, THEN_ERROR, status, "the destination did not take the stream "
+                     "(getfd, migrate-incoming fd:): %s", strerror(-status));
+    } else if (msg) {
+        on_finish_msg(m, msg, 0);
+    }
 }
 
 static void stop_listening(libdm_migration *m)
@@ -373,11 +384,9 @@ static void accept_stream(libdm_ctx *ctx, int fd, short revents, void *user)
     stop_listening(m);
     r = s < 0 ? -errno : 0;
     if (r == 0) {
-        libdm__mig_hold(m);
         r = libdm_migrate_incoming_fd_async(m->dm, s, m->timeout_ms, on_incoming_fd, m);
         libdm__close(&s);       /* the operation holds its own copy */
-        if (r < 0)
-            m->pending--;
+        m->fd_busy = r == 0;
     }
     if (r < 0)
         stop_dst(m, THEN_ERROR, r, "cannot hand the stream to the destination: %s",
@@ -601,6 +610,11 @@ static void on_finish_msg(libdm_migration *m, libdm_json *msg, int err)
     uint64_t now;
     int r = err, left;
 
+    if (r == 0 && m->fd_busy) {     /* after migrate-incoming answered */
+        libdm_json_free(m->finish_msg);
+        m->finish_msg = msg;
+        return;
+    }
     if (r == 0)
         r = finish_source(msg, &source);
     if (r == 0)

@@ -108,15 +108,6 @@ static bool is_one_of(const char *s, const char *const *set)
     return false;
 }
 
-libdm_json *libdm__mig_string_arg(const char *key, const char *value)
-{
-    libdm_json *o = libdm_json_new_object();
-
-    if (o && libdm_json_object_add(o, key, libdm_json_new_string(value)) < 0)
-        o = libdm_json_free(o);
-    return o;
-}
-
 static const char *dm_name(const mig_op *m)
 {
     return libdm_dm_get_name(m->dm);
@@ -400,25 +391,9 @@ static void report_progress(mig_op *m, const char *status, const libdm_json *inf
         m->progress(m->dm, &p, m->progress_user);
 }
 
-static libdm_json *capability_args(const char *name, bool on)
-{
-    libdm_json *args = libdm_json_new_object(), *list = libdm_json_new_array(),
-               *cap = libdm_json_new_object();
-
-    if (!args || !list || !cap ||
-        libdm_json_object_add(cap, "capability", libdm_json_new_string(name)) < 0 ||
-        libdm_json_object_add(cap, "state", libdm_json_new_bool(on)) < 0 ||
-        libdm_json_array_append(list, cap) < 0 ||
-        libdm_json_object_add(args, "capabilities", list) < 0) {
-        libdm_json_free(args);
-        return NULL;
-    }
-    return args;
-}
-
 static void set_capability(mig_op *m, mig_step next, const char *name, bool on)
 {
-    libdm_json *args = capability_args(name, on);
+    libdm_json *args = libdm__mig_capability_args(name, on);
 
     if (!args) {
         libdm__mig_op_end(m, -ENOMEM);
@@ -525,9 +500,48 @@ static void perform_on_query(mig_op *m, const libdm_qmp_reply *r)
         libdm__mig_op_tick(m, P_WAIT, MIGRATE_POLL_MS);
 }
 
+/* ---- the fd transport of a restricted DM (migrate-fd.c, migrate.h) ---- */
+
+void libdm__mig_fd_hand_over(mig_op *m, mig_step next)
+{
+    libdm__mig_op_send_fd(m, next, "getfd",
+                          libdm__mig_string_arg("fdname", LIBDM__MIG_FDNAME), m->fd);
+}
+
+static void on_connected(libdm_ctx *ctx, int fd, short revents, void *user)
+{
+    mig_op *m = libdm__dm_mig_state(user);
+    int r;
+
+    (void)ctx;
+    (void)revents;
+    if (!m || m->step != P_CONNECT || m->fd != fd)
+        return;
+    libdm__watch_del(m->watch);
+    m->watch = NULL;
+    r = libdm__mig_connect_result(fd);
+    if (r < 0) {
+        libdm__dm_error(m->dm, "cannot connect to %s: %s", m->uri, strerror(-r));
+        libdm__mig_op_end(m, r);
+    } else {
+        libdm__mig_fd_hand_over(m, P_GETFD);
+    }
+}
+
+/* getfd answered: libdm's copy goes (QEMU holds the stream), then "fd:". */
+static void on_getfd(mig_op *m)
+{
+    libdm__close(&m->fd);
+    m->started = m->step == P_GETFD;
+    libdm__mig_op_send(m, m->started ? P_MIGRATE : S_INCOMING,
+                       m->started ? "migrate" : "migrate-incoming",
+                       libdm__mig_string_arg("uri", "fd:" LIBDM__MIG_FDNAME));
+}
+
 static void perform_reply(mig_op *m, const libdm_qmp_reply *r)
 {
     const char *rs;
+    int e;
 
     if (m->step == P_QUERY) {
         perform_on_query(m, r);
@@ -555,15 +569,21 @@ static void perform_reply(mig_op *m, const libdm_qmp_reply *r)
         set_capability(m, P_SET_EVENTS, "events", true);
         break;
     case P_SET_EVENTS:
-        if (libdm__mig_fd_wanted(m->dm, m->uri)) {
-            libdm__mig_fd_connect(m);
+        if (libdm__mig_fd_wanted(m->dm, m->uri)) {    /* restricted */
+            set_step(m, P_CONNECT);
+            e = libdm__mig_connect_start(mig_ctx(m), m->uri, on_connected, m->dm, &m->fd,
+                                         &m->watch);
+            if (e < 0) {
+                libdm__dm_error(m->dm, "cannot connect to %s: %s", m->uri, strerror(-e));
+                libdm__mig_op_end(m, e);
+            }
             break;
         }
         m->started = true;
         libdm__mig_op_send(m, P_MIGRATE, "migrate", libdm__mig_string_arg("uri", m->uri));
         break;
     case P_GETFD:
-        libdm__mig_fd_on_getfd(m, r);
+        on_getfd(m);
         break;
     case P_MIGRATE:
         libdm__mig_op_send(m, P_QUERY, "query-migrate", NULL);
@@ -690,7 +710,7 @@ static void step_reply(mig_op *m, const libdm_qmp_reply *r)
         if (r->status < 0)
             libdm__mig_op_end(m, r->status);
         else
-            libdm__mig_fd_on_getfd(m, r);
+            on_getfd(m);
         return;
     case S_INCOMING:
         libdm__mig_op_end(m, r->status < 0 ? r->status : 0);
@@ -777,26 +797,3 @@ static void on_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
         libdm__mig_op_end(m, -ETIMEDOUT);
     }
 }
-
-/* ---- Confirm, Cancel, Recover, source state: the calls ---- */
-
-/* Starts a one-look phase at @first. */
-int libdm__mig_op_one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
-                    libdm_dm_done_fn *cb, void *user, mig_op **ret)
-{
-    mig_op *m;
-    int r;
-
-    if (!src)
-        return -EINVAL;
-    r = libdm__dm_mig_usable(src);
-    if (r >= 0)
-        r = libdm__mig_op_start(src, ph, timeout_ms, cb, user, &m);
-    if (r < 0)
-        return r;
-    if (ret)
-        *ret = m;
-    libdm__mig_op_send(m, first, first == S_STATUS ? "query-status" : "query-migrate", NULL);
-    return 0;
-}
-
