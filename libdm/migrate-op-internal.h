@@ -26,7 +26,8 @@ typedef enum mig_phase {
 
 typedef enum mig_step {
     S_NONE, S_STATUS, S_MIGSTATUS, S_CONT, S_CONT_RETRY, S_GETFD, S_INCOMING, S_SRC_QUERY,
-    S_SRC_EXIT, P_STATUS, P_CAPS, P_SET_PBS, P_SET_EVENTS, P_CONNECT, P_GETFD, P_MIGRATE, P_WAIT, P_QUERY, P_HOOK,
+    S_SRC_EXIT, P_STATUS, P_CAPS, P_SET_PBS, P_SET_EVENTS, P_CONNECT, P_GETFD, P_MIGRATE,
+    P_WAIT, P_QUERY, P_HOOK,
     P_CONTINUE, P_EXIT, C_SEND, C_QUERY, C_WAIT,
 } mig_step;
 
@@ -73,7 +74,7 @@ libdm_json *libdm__mig_capability_args(const char *name, bool on);
 /* libdm__mig_op_send() passing @fd (not consumed) with @cmd (getfd). */
 void libdm__mig_op_send_fd(mig_op *m, mig_step next, const char *cmd, libdm_json *args, int fd);
 
-/* ---- the fd transport of a restricted DM (migrate-fd.c) ----
+/* ---- the fd transport of a restricted DM (sockets: migrate-fd.c; steps: migrate.c) ----
  * A chrooted QEMU cannot reach a unix socket outside its root: libdm
  * connects (source) or accepts (destination) and hands QEMU the stream
  * with getfd as LIBDM__MIG_FDNAME, then migrate / migrate-incoming
@@ -82,7 +83,7 @@ void libdm__mig_op_send_fd(mig_op *m, mig_step next, const char *cmd, libdm_json
 /* Does @dm's Perform to @uri go through libdm's own connect? (restricted,
  * and "unix:PATH" or "tcp:NUMERIC-HOST:PORT") */
 bool libdm__mig_fd_wanted(libdm_dm *dm, const char *uri);
-/* Hands m->fd to QEMU with getfd, then @next's reply is handled. */
+/* (migrate.c) Hands m->fd to QEMU with getfd, then @next's reply is handled. */
 void libdm__mig_fd_hand_over(mig_op *m, mig_step next);
 /* A non-blocking connect to @uri: @fn(ctx, fd, revents, @user) on the loop
  * once it completed (or failed); the caller owns *ret_fd and *ret_watch. */
