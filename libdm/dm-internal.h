@@ -78,6 +78,9 @@ void libdm__dm_mig_fail(libdm_dm *dm, int status);
  * the next call). @cb gets the DM as its userdata. */
 int libdm__dm_mig_call(libdm_dm *dm, const char *cmd, const libdm_json *args,
                        libdm_qmp_reply_fn *cb);
+/* The same, passing @fd (not consumed; -1: none) with @cmd (getfd). */
+int libdm__dm_mig_call_fd(libdm_dm *dm, const char *cmd, const libdm_json *args, int fd,
+                          libdm_qmp_reply_fn *cb);
 /* Arms the operation's tick: @fn(ctx, timer, dm) in @delay_ms, or at once
  * when a MIGRATION event arrives first (never an event alone). */
 void libdm__dm_mig_tick(libdm_dm *dm, libdm__timer_fn *fn, int delay_ms);

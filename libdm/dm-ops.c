@@ -581,7 +581,14 @@ void libdm__dm_mig_fail(libdm_dm *dm, int status)
 int libdm__dm_mig_call(libdm_dm *dm, const char *cmd, const libdm_json *args,
                        libdm_qmp_reply_fn *cb)
 {
-    return libdm__dm_op_kind(dm) == OP_MIGRATE ? libdm__dm_call(dm, cmd, args, cb) : -ECANCELED;
+    return libdm__dm_mig_call_fd(dm, cmd, args, -1, cb);
+}
+
+int libdm__dm_mig_call_fd(libdm_dm *dm, const char *cmd, const libdm_json *args, int fd,
+                          libdm_qmp_reply_fn *cb)
+{
+    return libdm__dm_op_kind(dm) == OP_MIGRATE ? libdm__dm_call_fd(dm, cmd, args, fd, cb)
+                                               : -ECANCELED;
 }
 
 bool libdm__dm_mig_take_event(libdm_dm *dm)

@@ -276,6 +276,9 @@ void libdm__dm_op_finish(libdm_dm *dm, int status);
  * (waiting a moment for its exit to show when the monitor failed first). */
 void libdm__dm_op_fail(libdm_dm *dm, int status);
 int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_qmp_reply_fn *cb);
+/* The same, passing @fd (not consumed) with it (getfd). */
+int libdm__dm_call_fd(libdm_dm *dm, const char *cmd, const libdm_json *args, int fd,
+                      libdm_qmp_reply_fn *cb);
 
 /* ---- dm-events.c: QEMU's events for the host's subscriptions ---- */
 void libdm__dm_subs_init(libdm_dm *dm);

@@ -422,13 +422,19 @@ void libdm__dm_op_fail(libdm_dm *dm, int status)
 /* Sends @cmd as the current operation's call (one at a time). */
 int libdm__dm_call(libdm_dm *dm, const char *cmd, const libdm_json *args, libdm_qmp_reply_fn *cb)
 {
+    return libdm__dm_call_fd(dm, cmd, args, -1, cb);
+}
+
+int libdm__dm_call_fd(libdm_dm *dm, const char *cmd, const libdm_json *args, int fd,
+                      libdm_qmp_reply_fn *cb)
+{
     if (!dm->op)
         return -ECANCELED;
     dm->op->call = libdm_qmp_slot_free(dm->op->call);
     if (!dm->qmp || libdm_qmp_get_state(dm->qmp) >= LIBDM_QMP_DRAINING)
         return -ENOTCONN;
-    return libdm__qmp_call_async_internal(dm->qmp, cmd, args, dm->timeout_ms, cb, dm,
-                                          &dm->op->call);
+    return libdm__qmp_call_async_internal_fd(dm->qmp, cmd, args, fd, dm->timeout_ms, cb, dm,
+                                             &dm->op->call);
 }
 
 /* A deadline passed on the monitor: QEMU is alive but not answering. */

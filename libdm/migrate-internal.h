@@ -106,6 +106,11 @@ struct libdm_migration {
     /* receiver */
     char *name;
     char *sock_path;
+    bool fd_transport;          /* restricted: libdm listens, QEMU gets the fd */
+    int listen_fd;
+    libdm__watch *listen_watch;
+    bool fd_busy;               /* getfd / migrate-incoming in flight */
+    libdm_json *finish_msg;     /* a finish read meanwhile */
     char *peer_id;
     int64_t peer_timeout_ms;
     uint64_t started_at, obey_until, obey_until_real;

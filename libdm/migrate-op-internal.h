@@ -9,6 +9,8 @@
 
 #include "dm-internal.h"
 
+#include <sys/socket.h>
+
 #define MIGRATE_POLL_MS 50
 #define MIGRATE_CANCEL_WAIT_MS 10000
 #define MIGRATE_EXIT_WAIT_MS 200    /* a failed monitor: time for the DM's exit to show */
@@ -23,8 +25,9 @@ typedef enum mig_phase {
 } mig_phase;
 
 typedef enum mig_step {
-    S_NONE, S_STATUS, S_MIGSTATUS, S_CONT, S_CONT_RETRY, S_INCOMING, S_SRC_QUERY, S_SRC_EXIT,
-    P_STATUS, P_CAPS, P_SET_PBS, P_SET_EVENTS, P_MIGRATE, P_WAIT, P_QUERY, P_HOOK,
+    S_NONE, S_STATUS, S_MIGSTATUS, S_CONT, S_CONT_RETRY, S_GETFD, S_INCOMING, S_SRC_QUERY,
+    S_SRC_EXIT, P_STATUS, P_CAPS, P_SET_PBS, P_SET_EVENTS, P_CONNECT, P_GETFD, P_MIGRATE,
+    P_WAIT, P_QUERY, P_HOOK,
     P_CONTINUE, P_EXIT, C_SEND, C_QUERY, C_WAIT,
 } mig_step;
 
@@ -42,6 +45,8 @@ typedef struct mig_op {
     bool stop_after;            /* Recover: the source goes once this succeeded */
     void (*user_destroy)(void *user); /* frees @user if the DM is released first */
     char *uri;
+    int fd;                     /* the stream for getfd (migrate-fd.c), -1: none */
+    libdm__watch *watch;        /* P_CONNECT: the connect completing */
     unsigned flags;
     libdm_switchover_async_fn *hook;
     void *hook_user;
@@ -63,6 +68,34 @@ void libdm__mig_op_cancel(mig_op *m, int why);
 /* Starts a one-look phase (Confirm, Cancel, Recover) at @first. */
 int libdm__mig_op_one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
                            libdm_dm_done_fn *cb, void *user, mig_op **ret);
+/* QMP arguments (migrate-fd.c): {KEY: VALUE}; migrate-set-capabilities'. */
 libdm_json *libdm__mig_string_arg(const char *key, const char *value);
+libdm_json *libdm__mig_capability_args(const char *name, bool on);
+/* libdm__mig_op_send() passing @fd (not consumed) with @cmd (getfd). */
+void libdm__mig_op_send_fd(mig_op *m, mig_step next, const char *cmd, libdm_json *args, int fd);
+
+/* ---- the fd transport of a restricted DM (sockets: migrate-fd.c; steps: migrate.c) ----
+ * A chrooted QEMU cannot reach a unix socket outside its root: libdm
+ * connects (source) or accepts (destination) and hands QEMU the stream
+ * with getfd as LIBDM__MIG_FDNAME, then migrate / migrate-incoming
+ * "fd:" LIBDM__MIG_FDNAME. */
+#define LIBDM__MIG_FDNAME "libdm-migrate"
+/* Does @dm's Perform to @uri go through libdm's own connect? (restricted,
+ * and "unix:PATH" or "tcp:NUMERIC-HOST:PORT") */
+bool libdm__mig_fd_wanted(libdm_dm *dm, const char *uri);
+/* (migrate.c) Hands m->fd to QEMU with getfd, then @next's reply is handled. */
+void libdm__mig_fd_hand_over(mig_op *m, mig_step next);
+/* A non-blocking connect to @uri: @fn(ctx, fd, revents, @user) on the loop
+ * once it completed (or failed); the caller owns *ret_fd and *ret_watch. */
+int libdm__mig_connect_start(libdm_ctx *ctx, const char *uri, libdm__watch_fn *fn, void *user,
+                             int *ret_fd, libdm__watch **ret_watch);
+/* How it completed (SO_ERROR); on success the socket is blocking again. */
+int libdm__mig_connect_result(int fd);
+/* Sockets: "unix:PATH" / "tcp:HOST:PORT" (HOST numeric, [v6]) -> the
+ * address; -EINVAL for anything else. */
+int libdm__mig_sockaddr(const char *uri, struct sockaddr_storage *sa, socklen_t *len);
+/* A non-blocking, close-on-exec listening socket on @uri (tcp port 0: one
+ * the kernel picks); *ret_uri is the address to give the sender. */
+int libdm__mig_listen(const char *uri, int *ret_fd, char **ret_uri);
 
 #endif

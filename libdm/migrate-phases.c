@@ -10,6 +10,8 @@
 #include "migrate-op-internal.h"
 #include "config-internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +78,10 @@ static void prepare_started(libdm_dm *dm, int status, void *user)
         return;
     }
     (void)libdm__dm_set_migrating(dm, true);
+    if (!strcmp(p->uri, "defer")) {     /* libdm_migrate_incoming_fd_async() */
+        prepare_deliver(dm, 0, p);
+        return;
+    }
     status = libdm__mig_op_start(dm, PH_INCOMING, p->timeout_ms, prepare_incoming_done, p, &m);
     if (status < 0) {
         prepare_incoming_done(dm, status, p);
@@ -308,4 +314,50 @@ int libdm_migrate_source_from_string(const char *s, libdm_migrate_source *ret)
             return 0;
         }
     return -EINVAL;
+}
+
+/* ---- Confirm, Cancel, Recover, source state: the calls ---- */
+
+/* Starts a one-look phase at @first. */
+int libdm__mig_op_one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
+                           libdm_dm_done_fn *cb, void *user, mig_op **ret)
+{
+    mig_op *m;
+    int r;
+
+    if (!src)
+        return -EINVAL;
+    r = libdm__dm_mig_usable(src);
+    if (r >= 0)
+        r = libdm__mig_op_start(src, ph, timeout_ms, cb, user, &m);
+    if (r < 0)
+        return r;
+    if (ret)
+        *ret = m;
+    libdm__mig_op_send(m, first, first == S_STATUS ? "query-status" : "query-migrate", NULL);
+    return 0;
+}
+
+
+/* ---- the destination's half of the fd transport (issue 22, 3) ---- */
+
+int libdm_migrate_incoming_fd_async(libdm_dm *dst, int fd, int timeout_ms,
+                                    libdm_dm_done_fn *cb, void *user)
+{
+    mig_op *m;
+    int copy, r;
+
+    if (!dst || fd < 0)
+        return -EINVAL;
+    copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0)
+        return -errno;
+    r = libdm__mig_op_start(dst, PH_INCOMING, timeout_ms, cb, user, &m);
+    if (r < 0) {
+        libdm__close(&copy);
+        return r;
+    }
+    m->fd = copy;       /* closed once getfd answered (or with the phase) */
+    libdm__mig_fd_hand_over(m, S_GETFD);
+    return 0;
 }

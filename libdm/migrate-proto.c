@@ -35,6 +35,7 @@ int libdm__mig_new(libdm_ctx *ctx, mig_role role, const libdm__mig_ops *ops,
     if (!m)
         return -ENOMEM;
     m->refs = 1;
+    m->listen_fd = -1;
     m->role = role;
     m->ops = ops;
     m->ctx = ctx;
@@ -72,6 +73,7 @@ static void mig_free(libdm_migration *m)
     free(m->runstate);
     free(m->record_error);
     libdm_json_free(m->doc);
+    libdm_json_free(m->finish_msg);
     free(m->uri);
     free(m->name);
     free(m->sock_path);

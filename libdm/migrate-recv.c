@@ -19,6 +19,11 @@
  * stops it at once.
  */
 #include "migrate-internal.h"
+#include "migrate-op-internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,9 +143,9 @@ static int set_profile_name(libdm_dm_config *cfg, const char *p)
 }
 
 /* "restrict" and "runas": a restricted source gives a restricted
- * destination, or none at all (issue 22, 2). Its QEMU is chrooted: the
- * unix socket in the run directory is out of its reach, so that transport
- * is refused before anything runs (use a tcp listener). */
+ * destination, or none at all (issue 22, 2). Its QEMU is chrooted: a unix
+ * socket in the run directory is out of its reach, so libdm listens and
+ * accepts and hands QEMU the stream (issue 22, 3: see accept_stream()). */
 static int confine_from(libdm_migration *m, const libdm_json *c, libdm_dm_config *cfg,
                         const char **ret_bad)
 {
@@ -149,13 +154,11 @@ static int confine_from(libdm_migration *m, const libdm_json *c, libdm_dm_config
 
     if (!libdm__mig_bool(c, "restrict", &restricted) || !restricted)
         return 0;
-    if (!m->tcp_host)
-        return *ret_bad = "restrict (a restricted destination needs --listen tcp:HOST: "
-                          "its chroot cannot reach a unix socket)", -EINVAL;
     if (libdm_dm_config_set_restrict(cfg, 1) < 0)
         return *ret_bad = "restrict", -EINVAL;
     if (runas && libdm_dm_config_set_runas(cfg, runas) < 0)
         return *ret_bad = "runas", -EINVAL;
+    m->fd_transport = true;
     return 0;
 }
 
@@ -335,6 +338,75 @@ static void on_bound(libdm_qmp *q, const libdm_qmp_reply *rep, void *user)
     send_prepared(m);
 }
 
+/* ---- the fd transport of a restricted destination (issue 22, 3) ---- */
+
+static void on_finish_msg(libdm_migration *m, libdm_json *msg, int err);
+
+/* QEMU took the stream (or not). Not a pending call of the receiver's (a
+ * message read meanwhile would be dropped): a released DM never calls back.
+ * A "finish" that came first waited for this. */
+static void on_incoming_fd(libdm_dm *dm, int status, void *user)
+{
+    libdm_migration *m = user;
+    libdm_json *msg = m->finish_msg;
+
+    (void)dm;
+    m->fd_busy = false;
+    m->finish_msg = NULL;
+    if (status < 0) {
+        libdm_json_free(msg);
+        if (status != -ECANCELED && m->stage == STAGE_PERFORM && !m->pending)
+            stop_dst(m, THEN_ERROR, status, "the destination did not take the stream "
+                     "(getfd, migrate-incoming fd:): %s", strerror(-status));
+    } else if (msg) {
+        on_finish_msg(m, msg, 0);
+    }
+}
+
+static void stop_listening(libdm_migration *m)
+{
+    if (m->listen_watch)
+        libdm__watch_del(m->listen_watch);
+    m->listen_watch = NULL;
+    libdm__close(&m->listen_fd);
+}
+
+/* The sender's one connection: it goes to QEMU, the listener closes. No
+ * wait of its own: the sender's next message (or its deadline) bounds it. */
+static void accept_stream(libdm_ctx *ctx, int fd, short revents, void *user)
+{
+    libdm_migration *m = user;
+    int s, r;
+
+    (void)ctx;
+    (void)revents;
+    s = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (s < 0 && (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED))
+        return;
+    stop_listening(m);
+    r = s < 0 ? -errno : 0;
+    if (r == 0) {
+        r = libdm_migrate_incoming_fd_async(m->dm, s, m->timeout_ms, on_incoming_fd, m);
+        libdm__close(&s);       /* the operation holds its own copy */
+        m->fd_busy = r == 0;
+    }
+    if (r < 0)
+        stop_dst(m, THEN_ERROR, r, "cannot hand the stream to the destination: %s",
+                 strerror(-r));
+}
+
+static int listen_for_stream(libdm_migration *m)
+{
+    char *uri = NULL;
+    int r = libdm__mig_listen(m->uri, &m->listen_fd, &uri);
+
+    if (r < 0)
+        return r;
+    free(m->uri);
+    m->uri = uri;
+    return libdm__watch_add(m->ctx, m->listen_fd, POLLIN, accept_stream, m, &m->listen_watch);
+}
+
 static void on_prepare(libdm_dm *dm, int status, void *user)
 {
     libdm_migration *m = user;
@@ -348,7 +420,7 @@ static void on_prepare(libdm_dm *dm, int status, void *user)
         recv_fail(m, "prepare", status, "%s", cause(m, status));
         return;
     }
-    if (!m->tcp_host) {
+    if (!m->tcp_host || m->fd_transport) {
         send_prepared(m);
         return;
     }
@@ -395,6 +467,16 @@ static void prepare(libdm_migration *m, libdm_json *msg)
     }
     r = m->tcp_host ? ((m->uri = libdm__mig_tcp_uri(m->tcp_host, "0")) ? 0 : -ENOMEM)
                     : unix_listen_uri(m);
+    if (r >= 0 && m->fd_transport)
+        r = listen_for_stream(m);
+    /* A host name: libdm does not resolve on its loop, nor can QEMU in its
+     * chroot (no resolver files there). */
+    if (r == -EINVAL && m->fd_transport && m->tcp_host) {
+        libdm_dm_config_free(cfg);
+        recv_fail(m, "prepare", r, "a restricted destination listens on a numeric address "
+                  "or localhost (--listen tcp:%s: a host name)", m->tcp_host);
+        return;
+    }
     if (r < 0) {
         libdm_dm_config_free(cfg);
         recv_fail(m, "prepare", r, "cannot choose a listening address (%s): %s",
@@ -403,7 +485,8 @@ static void prepare(libdm_migration *m, libdm_json *msg)
     }
     m->stage = STAGE_PREPARE;
     libdm__mig_hold(m);
-    r = libdm_migrate_prepare_async(m->ctx, cfg, m->uri, on_prepare, m, &m->dm);
+    r = libdm_migrate_prepare_async(m->ctx, cfg, m->fd_transport ? "defer" : m->uri,
+                                    on_prepare, m, &m->dm);
     libdm_dm_config_free(cfg);
     if (r < 0) {
         m->pending--;
@@ -534,6 +617,11 @@ static void on_finish_msg(libdm_migration *m, libdm_json *msg, int err)
     uint64_t now;
     int r = err, left;
 
+    if (r == 0 && m->fd_busy) {     /* after migrate-incoming answered */
+        libdm_json_free(m->finish_msg);
+        m->finish_msg = msg;
+        return;
+    }
     if (r == 0)
         r = finish_source(msg, &source);
     if (r == 0)
@@ -621,6 +709,7 @@ static void libdm__mig_recv_on_deadline(libdm_migration *m)
 
 static void libdm__mig_recv_cleanup(libdm_migration *m)
 {
+    stop_listening(m);
     if (m->sock_path)
         (void)unlink(m->sock_path);
 }

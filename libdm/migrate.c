@@ -28,7 +28,8 @@
  *     S_MIGSTATUS  query-migrate sent       -> C_SEND | S_STATUS | end
  *     S_CONT       cont sent                -> S_CONT_RETRY ("not finalized") | end
  *     S_CONT_RETRY tick                     -> S_CONT
- *   Prepare (after the DM started):
+ *   Prepare (after the DM started), and the incoming fd of a restricted one:
+ *     S_GETFD      getfd sent (with the fd) -> S_INCOMING
  *     S_INCOMING   migrate-incoming sent    -> end
  *   source state:
  *     S_SRC_QUERY  query-migrate sent       -> end | S_SRC_EXIT
@@ -39,7 +40,9 @@
  *     P_STATUS     query-status sent (was the guest running?)  -> P_CAPS
  *     P_CAPS       query-migrate-capabilities  -> P_SET_PBS | P_SET_EVENTS
  *     P_SET_PBS    pause-before-switchover set -> P_SET_EVENTS
- *     P_SET_EVENTS events capability set       -> P_MIGRATE
+ *     P_SET_EVENTS events capability set       -> P_MIGRATE | P_CONNECT
+ *     P_CONNECT    libdm's connect (restricted) -> P_GETFD
+ *     P_GETFD      getfd sent (with the fd)    -> P_MIGRATE ("fd:NAME")
  *     P_MIGRATE    migrate sent                -> P_QUERY
  *     P_WAIT       tick (or a MIGRATION event) -> P_QUERY
  *     P_QUERY      query-migrate sent          -> end | P_WAIT | P_HOOK | P_EXIT
@@ -77,10 +80,12 @@ static const char *const phase_names[] = {
 
 static const char *const step_names[] = {
     [S_NONE] = "none", [S_STATUS] = "status", [S_MIGSTATUS] = "migration-status",
-    [S_CONT] = "cont", [S_CONT_RETRY] = "cont-retry", [S_INCOMING] = "incoming",
+    [S_CONT] = "cont", [S_CONT_RETRY] = "cont-retry", [S_GETFD] = "getfd",
+    [S_INCOMING] = "incoming",
     [S_SRC_QUERY] = "source-query", [S_SRC_EXIT] = "source-exit-wait",
     [P_STATUS] = "perform-status", [P_CAPS] = "perform-caps", [P_SET_PBS] = "perform-set-pbs",
-    [P_SET_EVENTS] = "perform-set-events", [P_MIGRATE] = "perform-migrate",
+    [P_SET_EVENTS] = "perform-set-events", [P_CONNECT] = "perform-connect",
+    [P_GETFD] = "perform-getfd", [P_MIGRATE] = "perform-migrate",
     [P_WAIT] = "perform-wait", [P_QUERY] = "perform-query", [P_HOOK] = "perform-hook",
     [P_CONTINUE] = "perform-continue", [P_EXIT] = "perform-exit-wait",
     [C_SEND] = "cancel-send", [C_QUERY] = "cancel-query", [C_WAIT] = "cancel-wait",
@@ -101,15 +106,6 @@ static bool is_one_of(const char *s, const char *const *set)
         if (!strcmp(s, *set))
             return true;
     return false;
-}
-
-libdm_json *libdm__mig_string_arg(const char *key, const char *value)
-{
-    libdm_json *o = libdm_json_new_object();
-
-    if (o && libdm_json_object_add(o, key, libdm_json_new_string(value)) < 0)
-        o = libdm_json_free(o);
-    return o;
 }
 
 static const char *dm_name(const mig_op *m)
@@ -150,6 +146,9 @@ void libdm__mig_op_end(mig_op *m, int status)
 
 static void mig_free(mig_op *m)
 {
+    if (m->watch)
+        libdm__watch_del(m->watch);
+    libdm__close(&m->fd);
     free(m->uri);
     free(m);
 }
@@ -209,7 +208,7 @@ int libdm__mig_op_start(libdm_dm *dm, mig_phase ph, int timeout_ms, libdm_dm_don
 
     if (!m)
         return -ENOMEM;
-    *m = (mig_op){ .dm = dm, .phase = ph, .cb = cb, .user = user,
+    *m = (mig_op){ .dm = dm, .phase = ph, .cb = cb, .user = user, .fd = -1,
                    .deadline = libdm__deadline(timeout_ms > 0 ? timeout_ms : MIGRATE_DEFAULT_MS) };
     r = libdm__dm_mig_begin(dm, timeout_ms, on_deadline, mig_done, m, mig_destroy);
     if (r < 0) {
@@ -236,11 +235,16 @@ static void log_failure(mig_op *m, const libdm_qmp_reply *r)
  * handled; a call that cannot be sent is handled there as its failure. */
 void libdm__mig_op_send(mig_op *m, mig_step next, const char *cmd, libdm_json *args)
 {
+    libdm__mig_op_send_fd(m, next, cmd, args, -1);
+}
+
+void libdm__mig_op_send_fd(mig_op *m, mig_step next, const char *cmd, libdm_json *args, int fd)
+{
     int r;
 
     set_step(m, next);
     m->cmd = cmd;
-    r = libdm__dm_mig_call(m->dm, cmd, args, on_reply);
+    r = libdm__dm_mig_call_fd(m->dm, cmd, args, fd, on_reply);
     libdm_json_free(args);
     if (r < 0) {
         libdm_qmp_reply fake = { .status = r };
@@ -387,25 +391,9 @@ static void report_progress(mig_op *m, const char *status, const libdm_json *inf
         m->progress(m->dm, &p, m->progress_user);
 }
 
-static libdm_json *capability_args(const char *name, bool on)
-{
-    libdm_json *args = libdm_json_new_object(), *list = libdm_json_new_array(),
-               *cap = libdm_json_new_object();
-
-    if (!args || !list || !cap ||
-        libdm_json_object_add(cap, "capability", libdm_json_new_string(name)) < 0 ||
-        libdm_json_object_add(cap, "state", libdm_json_new_bool(on)) < 0 ||
-        libdm_json_array_append(list, cap) < 0 ||
-        libdm_json_object_add(args, "capabilities", list) < 0) {
-        libdm_json_free(args);
-        return NULL;
-    }
-    return args;
-}
-
 static void set_capability(mig_op *m, mig_step next, const char *name, bool on)
 {
-    libdm_json *args = capability_args(name, on);
+    libdm_json *args = libdm__mig_capability_args(name, on);
 
     if (!args) {
         libdm__mig_op_end(m, -ENOMEM);
@@ -512,9 +500,48 @@ static void perform_on_query(mig_op *m, const libdm_qmp_reply *r)
         libdm__mig_op_tick(m, P_WAIT, MIGRATE_POLL_MS);
 }
 
+/* ---- the fd transport of a restricted DM (migrate-fd.c, migrate.h) ---- */
+
+void libdm__mig_fd_hand_over(mig_op *m, mig_step next)
+{
+    libdm__mig_op_send_fd(m, next, "getfd",
+                          libdm__mig_string_arg("fdname", LIBDM__MIG_FDNAME), m->fd);
+}
+
+static void on_connected(libdm_ctx *ctx, int fd, short revents, void *user)
+{
+    mig_op *m = libdm__dm_mig_state(user);
+    int r;
+
+    (void)ctx;
+    (void)revents;
+    if (!m || m->step != P_CONNECT || m->fd != fd)
+        return;
+    libdm__watch_del(m->watch);
+    m->watch = NULL;
+    r = libdm__mig_connect_result(fd);
+    if (r < 0) {
+        libdm__dm_error(m->dm, "cannot connect to %s: %s", m->uri, strerror(-r));
+        libdm__mig_op_end(m, r);
+    } else {
+        libdm__mig_fd_hand_over(m, P_GETFD);
+    }
+}
+
+/* getfd answered: libdm's copy goes (QEMU holds the stream), then "fd:". */
+static void on_getfd(mig_op *m)
+{
+    libdm__close(&m->fd);
+    m->started = m->step == P_GETFD;
+    libdm__mig_op_send(m, m->started ? P_MIGRATE : S_INCOMING,
+                       m->started ? "migrate" : "migrate-incoming",
+                       libdm__mig_string_arg("uri", "fd:" LIBDM__MIG_FDNAME));
+}
+
 static void perform_reply(mig_op *m, const libdm_qmp_reply *r)
 {
     const char *rs;
+    int e;
 
     if (m->step == P_QUERY) {
         perform_on_query(m, r);
@@ -542,8 +569,21 @@ static void perform_reply(mig_op *m, const libdm_qmp_reply *r)
         set_capability(m, P_SET_EVENTS, "events", true);
         break;
     case P_SET_EVENTS:
+        if (libdm__mig_fd_wanted(m->dm, m->uri)) {    /* restricted */
+            set_step(m, P_CONNECT);
+            e = libdm__mig_connect_start(mig_ctx(m), m->uri, on_connected, m->dm, &m->fd,
+                                         &m->watch);
+            if (e < 0) {
+                libdm__dm_error(m->dm, "cannot connect to %s: %s", m->uri, strerror(-e));
+                libdm__mig_op_end(m, e);
+            }
+            break;
+        }
         m->started = true;
         libdm__mig_op_send(m, P_MIGRATE, "migrate", libdm__mig_string_arg("uri", m->uri));
+        break;
+    case P_GETFD:
+        on_getfd(m);
         break;
     case P_MIGRATE:
         libdm__mig_op_send(m, P_QUERY, "query-migrate", NULL);
@@ -666,6 +706,12 @@ static void step_reply(mig_op *m, const libdm_qmp_reply *r)
     case S_SRC_QUERY:
         on_source_query(m, r);
         return;
+    case S_GETFD:
+        if (r->status < 0)
+            libdm__mig_op_end(m, r->status);
+        else
+            on_getfd(m);
+        return;
     case S_INCOMING:
         libdm__mig_op_end(m, r->status < 0 ? r->status : 0);
         return;
@@ -751,26 +797,3 @@ static void on_deadline(libdm_ctx *ctx, libdm__timer *t, void *user)
         libdm__mig_op_end(m, -ETIMEDOUT);
     }
 }
-
-/* ---- Confirm, Cancel, Recover, source state: the calls ---- */
-
-/* Starts a one-look phase at @first. */
-int libdm__mig_op_one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
-                    libdm_dm_done_fn *cb, void *user, mig_op **ret)
-{
-    mig_op *m;
-    int r;
-
-    if (!src)
-        return -EINVAL;
-    r = libdm__dm_mig_usable(src);
-    if (r >= 0)
-        r = libdm__mig_op_start(src, ph, timeout_ms, cb, user, &m);
-    if (r < 0)
-        return r;
-    if (ret)
-        *ret = m;
-    libdm__mig_op_send(m, first, first == S_STATUS ? "query-status" : "query-migrate", NULL);
-    return 0;
-}
-

@@ -96,8 +96,17 @@ int libdm__qmp_call_async_internal(libdm_qmp *q, const char *command,
                                    libdm_qmp_reply_fn *cb, void *userdata,
                                    libdm_qmp_slot **ret_slot)
 {
+    return libdm__qmp_call_async_internal_fd(q, command, arguments, -1, timeout_ms, cb,
+                                             userdata, ret_slot);
+}
+
+int libdm__qmp_call_async_internal_fd(libdm_qmp *q, const char *command,
+                                      const libdm_json *arguments, int fd, int timeout_ms,
+                                      libdm_qmp_reply_fn *cb, void *userdata,
+                                      libdm_qmp_slot **ret_slot)
+{
     libdm_qmp_slot *s = NULL;
-    int r = new_call(q, command, arguments, -1, timeout_ms, cb, userdata, &s);
+    int r = new_call(q, command, arguments, fd, timeout_ms, cb, userdata, &s);
 
     if (r < 0)
         return r;

@@ -14,6 +14,11 @@ int libdm__qmp_call_async_internal(libdm_qmp *q, const char *command,
                                    const libdm_json *arguments, int timeout_ms,
                                    libdm_qmp_reply_fn *cb, void *userdata,
                                    libdm_qmp_slot **ret_slot);
+/* As above, passing @fd (not consumed; -1: none) by SCM_RIGHTS (getfd). */
+int libdm__qmp_call_async_internal_fd(libdm_qmp *q, const char *command,
+                                      const libdm_json *arguments, int fd, int timeout_ms,
+                                      libdm_qmp_reply_fn *cb, void *userdata,
+                                      libdm_qmp_slot **ret_slot);
 int libdm__qmp_add_internal_listener(libdm_qmp *q, libdm_qmp_event_fn *cb, void *userdata);
 /* Removes them: their userdata (a DM) is going away while the connection
  * still drains (an event then must not reach it). */

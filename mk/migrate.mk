@@ -32,3 +32,10 @@ libdm_core_la_SOURCES += libdm/migrate-internal.h libdm/migrate-chan.c \
 # migrate.c split along its seam: the steps on the operation core, and the
 # phases' entry points (issue 24: files under 800 lines).
 libdm_core_la_SOURCES += libdm/migrate-op-internal.h libdm/migrate-phases.c
+# Issue 22, 3: the fd transport of a restricted DM (getfd, "fd:NAME").
+libdm_core_la_SOURCES += libdm/migrate-fd.c
+# Issue 22, 3: a restricted DM migrates through the library over unix and tcp.
+check_PROGRAMS += tests/integration/test-migrate-restricted
+TESTS += tests/integration/test-migrate-restricted
+tests_integration_test_migrate_restricted_CFLAGS = $(TEST_CFLAGS)
+tests_integration_test_migrate_restricted_LDADD = libtestutil.la $(TEST_LIBS)

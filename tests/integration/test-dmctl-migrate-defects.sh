@@ -3,8 +3,10 @@
 # Issue 22, the smaller migration defects, one scenario each (each failed
 # before its fix). QEMU's own vm_state_notify trace checks the history.
 #   2   a restricted source gives a restricted destination (checked in
-#       /proc: uid, seccomp, no_new_privs, root); over unix it is refused
-#       before anything runs (the chroot cannot reach the socket)
+#       /proc: uid, seccomp, no_new_privs, root), over unix and over tcp:
+#       libdm connects and accepts, QEMU gets the stream with getfd and
+#       migrates over "fd:" (issue 22, 3; its chroot cannot reach a unix
+#       socket: before, over unix was refused)
 #   7   a second --recover --to after the source was resumed does not
 #       resume the paused destination (a second copy)
 #   8   --recover run on the wrong host is refused, nothing changes
@@ -29,31 +31,40 @@ start_r() {
     dm "$src" start vm2r --machine pc --memory 64 --restrict --runas "$ruid:$ruid" \
         --qemu "$tmp/qemu-src" >/dev/null && dm "$src" resume vm2r >/dev/null
 }
+confined() {   # $1: what; the destination QEMU as the source was
+    dpid=$(cat "$tmp/dst.pid" 2>/dev/null)
+    st="/proc/${dpid:-0}/status"
+    if [ -n "$dpid" ] && [ -r "$st" ]; then
+        uid=$(awk '/^Uid:/ { print $2 }' "$st")
+        sc=$(awk '/^Seccomp:/ { print $2 }' "$st")
+        nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "$st")
+        root=$(readlink "/proc/$dpid/root")
+        # Its own chroot, under the destination's store.
+        case "$root" in "$dst"/?*) inroot=yes ;; *) inroot=no ;; esac
+        if [ "$uid" = "$ruid" ] && [ "$sc" = 2 ] && [ "$nnp" = 1 ] && [ "$inroot" = yes ]; then
+            ok "2: $1: the destination QEMU is confined (uid $uid, seccomp $sc, no_new_privs $nnp, root $root)"
+        else
+            fail "2: $1: the destination QEMU: uid $uid (want $ruid), seccomp $sc, no_new_privs $nnp, root $root (want under $dst)"
+        fi
+    else
+        fail "2: $1: no destination QEMU to look at"
+    fi
+}
 start_r || fail "starting vm2r restricted"
 dm "$src" migrate vm2r --to "$receiver" >"$tmp/out" 2>"$tmp/err"
-rc=$?
-if [ "$rc" != 0 ] && grep -q "tcp" "$tmp/err"; then ok "2: over unix: refused, saying why (exit $rc)"
-else fail "2: over unix: exit $rc"; sed 's/^/    /' "$tmp/err"; fi
-expect_obs "$tmp" src running "2: the source still runs"
+expect_rc $? 0 "2: over unix: migrated" "$tmp/err"
+expect_obs "$tmp" dst running "2: over unix: the destination runs"
+confined "over unix"
+kill_store "$dst"
+kill_store "$src"
+expect_clean "$src" "2: no process or record left of the source" 3000
+expect_clean "$dst" "2: no process or record left of the destination" 3000
+start_r || fail "starting vm2r restricted again"
 dm "$src" migrate vm2r --to "'$DMCTL' --store '$dst' --timeout 10 migrate-receive \
     --listen tcp:127.0.0.1 --qemu '$tmp/qemu-dst'" >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 0 "2: over tcp: migrated" "$tmp/err"
-expect_obs "$tmp" dst running "2: the destination runs"
-dpid=$(cat "$tmp/dst.pid" 2>/dev/null)
-st="/proc/${dpid:-0}/status"
-if [ -n "$dpid" ] && [ -r "$st" ]; then
-    uid=$(awk '/^Uid:/ { print $2 }' "$st")
-    sc=$(awk '/^Seccomp:/ { print $2 }' "$st")
-    nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "$st")
-    root=$(readlink "/proc/$dpid/root")
-    if [ "$uid" = "$ruid" ] && [ "$sc" = 2 ] && [ "$nnp" = 1 ] && [ "$root" != / ]; then
-        ok "2: the destination QEMU is confined (uid $uid, seccomp $sc, no_new_privs $nnp, root $root)"
-    else
-        fail "2: the destination QEMU: uid $uid (want $ruid), seccomp $sc, no_new_privs $nnp, root $root"
-    fi
-else
-    fail "2: no destination QEMU to look at"
-fi
+expect_obs "$tmp" dst running "2: over tcp: the destination runs"
+confined "over tcp"
 finish_scenario 2
 fi
 fi

@@ -70,12 +70,22 @@ typedef void libdm_progress_fn(libdm_dm *source, const libdm_migrate_progress *p
 LIBDM_EXPORT int libdm_migrate_begin(libdm_dm *source, int timeout_ms);
 
 /* Prepare (destination): starts @config's DM paused with -incoming defer and
- * autokill armed, then migrate-incoming @listen_uri (unix:PATH, tcp:HOST:PORT). */
+ * autokill armed, then migrate-incoming @listen_uri (unix:PATH, tcp:HOST:PORT).
+ * @listen_uri "defer": no migrate-incoming yet; the stream comes later with
+ * libdm_migrate_incoming_fd_async() (a restricted DM, below). */
 LIBDM_EXPORT int libdm_migrate_prepare(libdm_ctx *ctx, const libdm_dm_config *config,
                                        const char *listen_uri, libdm_dm **ret_dm);
 
 /* Perform (source): migrates to @uri and waits for completion. On failure
- * or deadline the migration is cancelled and the source keeps running. */
+ * or deadline the migration is cancelled and the source keeps running.
+ *
+ * Restricted DMs (libdm_dm_config_set_restrict) and the fd transport: a
+ * chrooted QEMU cannot open a unix socket outside its root, so for a
+ * restricted source and a "unix:PATH" or "tcp:ADDRESS:PORT" @uri (ADDRESS
+ * numeric or localhost: resolving a name could block) libdm itself connects,
+ * non-blocking on the loop within the deadline, hands QEMU the socket with
+ * QMP getfd and migrates to "fd:NAME"; libdm's copy is closed once getfd
+ * answered. An unrestricted source lets QEMU connect (unchanged). */
 LIBDM_EXPORT int libdm_migrate_perform(libdm_dm *source, const char *uri, unsigned flags,
                                        libdm_switchover_fn *hook, void *hook_userdata,
                                        libdm_progress_fn *progress, void *progress_userdata,
@@ -162,6 +172,13 @@ LIBDM_EXPORT int libdm_migrate_begin_async(libdm_dm *source, int timeout_ms,
 LIBDM_EXPORT int libdm_migrate_prepare_async(libdm_ctx *ctx, const libdm_dm_config *config,
                                              const char *listen_uri, libdm_dm_done_fn *cb,
                                              void *userdata, libdm_dm **ret_dm);
+/* The destination's half of the fd transport: @dest was prepared with
+ * "defer"; @fd (not consumed; a connected stream the caller accepted, e.g. on
+ * a socket it listens on outside the chroot) goes to QEMU with getfd, then
+ * migrate-incoming "fd:NAME". @cb once QEMU accepted it (the migration
+ * itself is Finish's to wait for). */
+LIBDM_EXPORT int libdm_migrate_incoming_fd_async(libdm_dm *dest, int fd, int timeout_ms,
+                                                 libdm_dm_done_fn *cb, void *userdata);
 /* @hook NULL: continue at once at pre-switchover. @progress runs after each
  * look at the migration. */
 LIBDM_EXPORT int libdm_migrate_perform_async(libdm_dm *source, const char *uri, unsigned flags,
