@@ -343,7 +343,7 @@ static int issue(libdm_ctx *ctx, int op, const char *name, int timeout_ms, token
         else if (op == OP_DEVICES)
             r = libdm_dm_query_devices_async(*ret_dm, timeout_ms, on_done, t);
         else if (op == OP_APPLY) {
-            cfg = config(name, timeout_ms);
+            cfg = qf_config(name, timeout_ms);
             r = libdm_dm_apply_config_async(*ret_dm, cfg, timeout_ms, on_done, t);
             libdm_dm_config_free(cfg);
         } else
