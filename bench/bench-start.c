@@ -10,8 +10,10 @@
  *   dmctl       `dmctl --store DIR start NAME --json` until it exits (its
  *               exit seen through a pidfd), and `dmctl --version` for the
  *               fixed price of exec, dynamic linking and exit.
- * Stopping is outside the timed region.
- * Usage: bench-start [RUNS] (env QEMU, DMCTL, LIBDM_KEEPER).
+ * Stopping is outside the timed region. With BENCH_KEEPER_BASE=PATH (another
+ * build's libdm-keeper, e.g. a dynamically linked one), libdm_dm_start is
+ * also run with that keeper, alternated with LIBDM_KEEPER's in one process.
+ * Usage: bench-start [RUNS] (env QEMU, DMCTL, LIBDM_KEEPER, BENCH_KEEPER_BASE).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -203,6 +205,36 @@ static double run_libdm_forkstyle(libdm_ctx *ctx, libdm_dm_config *cfg)
     return ms;
 }
 
+/* libdm_dm_start() with the keeper at @path (BENCH_KEEPER_BASE). */
+static double run_libdm_keeper(libdm_ctx *ctx, libdm_dm_config *cfg, const char *path)
+{
+    char *own = strdup(getenv("LIBDM_KEEPER") ? getenv("LIBDM_KEEPER") : "");
+    double ms;
+
+    setenv("LIBDM_KEEPER", path, 1);
+    ms = run_libdm(ctx, cfg);
+    setenv("LIBDM_KEEPER", own ? own : "", 1);
+    free(own);
+    return ms;
+}
+
+static void report_base_keeper(const double *lib, const double *base, const double *fd, int n,
+                               const char *path)
+{
+    double ml = bu_median((double *)lib, (size_t)n), mb = bu_median((double *)base, (size_t)n),
+           mf = bu_median((double *)fd, (size_t)n);
+    char a[64], b[64];
+
+    printf("bench-start: the baseline keeper %s, alternated\n", path);
+    bu_print_stats("libdm_dm_start, baseline keeper", (double *)base, (size_t)n, "ms");
+    snprintf(a, sizeof(a), "%.1f ms", ml);
+    snprintf(b, sizeof(b), "%.1f ms (base keeper)", mb);
+    bu_result("start: this keeper vs the baseline", a, b, ml / mb, "info", "-");
+    snprintf(a, sizeof(a), "%.1f ms", mb);
+    snprintf(b, sizeof(b), "%.1f ms (fd)", mf);
+    bu_result("start: libdm_dm_start, baseline keeper", a, b, mb / mf, "info", "-");
+}
+
 static void report_beside(double *fd, double *ex, double *hp, int n)
 {
     double mf = bu_median(fd, (size_t)n), me = bu_median(ex, (size_t)n),
@@ -272,6 +304,8 @@ int main(int argc, char **argv)
     double *l = calloc((size_t)n, sizeof(double)), *c = calloc((size_t)n, sizeof(double));
     double *e = calloc((size_t)n, sizeof(double)), *fk = calloc((size_t)n, sizeof(double));
     double *bx = calloc((size_t)n, sizeof(double)), *bh = calloc((size_t)n, sizeof(double));
+    double *kb = calloc((size_t)n, sizeof(double));
+    const char *base = getenv("BENCH_KEEPER_BASE");
     libdm_dm_config *ccfg = NULL;
     libdm_dm *companion = NULL;
     char *dir = bu_mkdtemp("start"), *store = bu_mkdtemp("start-store");
@@ -280,7 +314,7 @@ int main(int argc, char **argv)
     libdm_dm_config *cfg = NULL;
     int fail = 0;
 
-    if (n < 1 || !p || !f || !l || !c || !e || !fk || !bx || !bh || !dir || !store || !ctlstore ||
+    if (n < 1 || !p || !f || !l || !c || !e || !fk || !bx || !bh || !kb || !dir || !store || !ctlstore ||
         libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, store) < 0 ||
         libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, "bs") < 0 ||
         libdm_dm_config_set_qemu_path(cfg, bu_qemu()) < 0 ||
@@ -301,12 +335,18 @@ int main(int argc, char **argv)
             l[i] = run_libdm(ctx, cfg);
         }
         settle(ctx);
+        if (base) {
+            kb[i] = run_libdm_keeper(ctx, cfg, base);
+            settle(ctx);
+        }
         c[i] = have_ctl ? run_dmctl(dmctl, ctlstore) : 0;
         e[i] = have_ctl ? run_dmctl_exec(dmctl) : 0;
-        fail = p[i] < 0 || f[i] < 0 || l[i] < 0 || fk[i] < 0 || c[i] < 0 || e[i] < 0;
+        fail = p[i] < 0 || f[i] < 0 || l[i] < 0 || fk[i] < 0 || c[i] < 0 || e[i] < 0 || kb[i] < 0;
     }
     if (!fail)
         report(p, f, l, c, e, fk, n, have_ctl, store);
+    if (!fail && base)
+        report_base_keeper(l, kb, f, n, base);
     else
         fprintf(stderr, "bench-start: a run failed\n");
     /* Then the same start beside a running DM: exec'd against forked,

@@ -10,6 +10,7 @@
 #include "spawn-internal.h"
 #include "ctx-internal.h"
 #include "keeper-proto.h"
+#include "store.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -209,7 +210,7 @@ static char **keeper_argv(const libdm__spawn_args *a, bool hello)
 
     while (a->argv[qn])
         qn++;
-    argv = calloc(qn + 10, sizeof(*argv));
+    argv = calloc(qn + 12, sizeof(*argv)); /* 11 options at most, and NULL */
     if (!argv)
         return NULL;
     argv[n++] = strdup(libdm__keeper_path());
@@ -224,8 +225,15 @@ static char **keeper_argv(const libdm__spawn_args *a, bool hello)
         argv[n++] = libdm__sprintf("--xen-socket-domid=%u", a->xen_socket_domid);
     if (a->n_pass_fds)
         argv[n++] = libdm__sprintf("--pass-fds=%zu", a->n_pass_fds);
-    if (a->restrict_spec)
+    if (a->restrict_spec) {
+        char uids[64];
+
         argv[n++] = libdm__sprintf("--restrict=%s", a->restrict_spec);
+        /* Resolved here, where NSS is the host's: a static keeper's NSS
+         * would need the glibc it was built with (store.h). */
+        if (libdm__store_shared_uids(uids, sizeof(uids)) == 0)
+            argv[n++] = libdm__sprintf("--shared-uids=%s", uids);
+    }
     argv[n++] = strdup("--");
     for (size_t i = 0; i < qn; i++)
         argv[n++] = strdup(a->argv[i]);

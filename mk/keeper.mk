@@ -9,10 +9,13 @@ tools_libdm_keeper_CFLAGS = $(AM_CFLAGS) $(LIBSECCOMP_CFLAGS)
 # (the loader then maps libc only: issue 23), else the shared libraries.
 # The convenience library's archive itself: through libdm-core.la libtool
 # would put its -lxenstore -lxentoollog before KEEPER_LIBS' archives.
-tools_libdm_keeper_LDADD = .libs/libdm-core.a $(YAJL_LIBS) $(KEEPER_LIBS)
+# KEEPER_LDFLAGS/KEEPER_YAJL: -static-pie and yajl's archive when that
+# links and runs (configure.ac), so no loader runs at the keeper's exec.
+tools_libdm_keeper_LDADD = .libs/libdm-core.a $(KEEPER_YAJL) $(KEEPER_LIBS)
 tools_libdm_keeper_DEPENDENCIES = libdm-core.la
-tools_libdm_keeper_LDFLAGS = -Wl,--as-needed
-# Issue 23: the keeper's loader maps libc only (static libxen*/libseccomp).
+tools_libdm_keeper_LDFLAGS = -Wl,--as-needed $(KEEPER_LDFLAGS)
+# Issue 23: the keeper's loader maps libc only (static libxen*/libseccomp),
+# or no loader runs at all (-static-pie).
 TESTS += tests/unit/test-keeper-needed.sh
 EXTRA_DIST += tests/unit/test-keeper-needed.sh
 # Issue 23: the per-context helper that forks the keepers (libdm side).

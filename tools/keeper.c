@@ -64,6 +64,7 @@ typedef struct keeper {
     const char *name;
     const char *store_spec;
     const char *run_root;
+    const char *shared_uids; /* --shared-uids: kill-uid decisions ask no NSS */
     bool autokill;
     bool autokilled;
     bool ns_init;       /* pid 1 of the DM's own PID namespace */
@@ -208,6 +209,11 @@ static int open_store(keeper *k, libdm__store **ret)
 
     if (r < 0)
         klog("cannot open store %s: %s", k->store_spec, strerror(-r));
+    else if (k->shared_uids && (r = libdm__store_set_shared_uids(*ret, k->shared_uids)) < 0) {
+        klog("bad --shared-uids %s", k->shared_uids);
+        libdm__store_close(*ret);
+        *ret = NULL;
+    }
     return r;
 }
 
@@ -455,7 +461,7 @@ static int supervise(keeper *k)
 static int usage(void)
 {
     fprintf(stderr, "usage: libdm-keeper --name NAME --store SPEC --rundir ROOT [--autokill] "
-                    "[--restrict=SPEC] [--pass-fds=N] [--xen-socket-domid=D] -- QEMU-ARGV...\n(started by libdm; not meant to be run by hand)\n");
+                    "[--restrict=SPEC] [--pass-fds=N] [--xen-socket-domid=D] [--shared-uids=U,U] -- QEMU-ARGV...\n(started by libdm; not meant to be run by hand)\n");
     return 2;
 }
 
@@ -509,6 +515,7 @@ int keeper_main(int argc, char **argv)
         { "pass-fds", required_argument, NULL, 'p' },
         { "xen-socket-domid", required_argument, NULL, 'x' },
         { "hello", no_argument, NULL, 'h' },
+        { "shared-uids", required_argument, NULL, 'u' },
         { NULL, 0, NULL, 0 },
     };
     bool hello = false;
@@ -526,6 +533,7 @@ int keeper_main(int argc, char **argv)
         case 'r': k.run_root = optarg; break;
         case 'a': k.autokill = true; break;
         case 'h': hello = true; break;
+        case 'u': k.shared_uids = optarg; break;
         case 'x':
             xen_domid = strtoul(optarg, NULL, 10);
             k.restrict_.domain_id = xen_domid; /* libxl gives QEMU XEN_DOMAIN_ID */

@@ -89,6 +89,11 @@ struct libdm__store {
     /* xenstore backend */
     struct xs_handle *xsh;
     bool xs_broken; /* the connection failed: reopen before the next call */
+    /* The uids of libxl's shared DM users, resolved by the caller (the
+     * keeper's --shared-uids): set, kill-uid decisions ask no NSS. */
+    bool have_shared_uids;
+    long shared_uids[LIBDM__STORE_SHARED_UIDS_MAX];
+    size_t n_shared_uids;
 };
 
 extern const struct libdm__store_ops libdm__store_dir_ops;

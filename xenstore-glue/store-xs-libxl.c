@@ -116,21 +116,83 @@ static int uid_shared(libdm__store *s, xs_transaction_t t, uint32_t domid, long 
 
 /* The kill-uid to record for @rec, or -1: only a uid that belongs to this
  * domain's DM alone (libxl: device_model_user or range base + domid). */
+static const char *const shared_users[LIBDM__STORE_SHARED_UIDS_MAX] = {
+    "xen-qemuuser-shared", "nobody"
+};
+
+int libdm__store_shared_uids(char *buf, size_t len)
+{
+    size_t used = 0;
+
+    if (!buf || !len)
+        return -EINVAL;
+    buf[0] = '\0';
+    for (size_t i = 0; i < LIBDM__STORE_SHARED_UIDS_MAX; i++) {
+        struct passwd pw, *p = NULL;
+        char pwbuf[1024];
+        int n;
+
+        if (getpwnam_r(shared_users[i], &pw, pwbuf, sizeof(pwbuf), &p) || !p)
+            continue;
+        n = snprintf(buf + used, len - used, "%s%ld", used ? "," : "", (long)p->pw_uid);
+        if (n < 0 || (size_t)n >= len - used)
+            return -ENOSPC;
+        used += (size_t)n;
+    }
+    return 0;
+}
+
+int libdm__store_set_shared_uids(libdm__store *store, const char *list)
+{
+    size_t n = 0;
+
+    if (!store || !list)
+        return -EINVAL;
+    for (const char *p = list; *p;) {
+        char *end;
+        long v;
+
+        errno = 0;
+        v = strtol(p, &end, 10);
+        if (errno || end == p || v < 0 || n == LIBDM__STORE_SHARED_UIDS_MAX ||
+            (*end && *end != ','))
+            return -EINVAL;
+        store->shared_uids[n++] = v;
+        p = *end ? end + 1 : end;
+        if (*end && !*p)
+            return -EINVAL;
+    }
+    store->n_shared_uids = n;
+    store->have_shared_uids = true;
+    return 0;
+}
+
+/* Whether @uid is one of libxl's shared DM users. */
+static bool uid_of_shared_user(const libdm__store *s, long uid)
+{
+    if (s->have_shared_uids) {
+        for (size_t i = 0; i < s->n_shared_uids; i++)
+            if (s->shared_uids[i] == uid)
+                return true;
+        return false;
+    }
+    for (size_t i = 0; i < LIBDM__STORE_SHARED_UIDS_MAX; i++) {
+        struct passwd *pw = getpwnam(shared_users[i]);
+
+        if (pw && (long)pw->pw_uid == uid)
+            return true;
+    }
+    return false;
+}
+
 static int kill_uid(libdm__store *s, xs_transaction_t t, const libdm__record *rec, long *ret)
 {
-    static const char *const shared_users[] = { "xen-qemuuser-shared", "nobody" };
     long uid = libdm__xs_confinement_uid(rec->confinement);
     int r;
 
     *ret = -1;
-    if (uid < 0)
+    if (uid < 0 || uid_of_shared_user(s, uid))
         return 0;
-    for (size_t i = 0; i < sizeof(shared_users) / sizeof(shared_users[0]); i++) {
-        struct passwd *pw = getpwnam(shared_users[i]);
-
-        if (pw && (long)pw->pw_uid == uid)
-            return 0;
-    }
     if (uid == 65534) /* the overflow uid: nobody's on most systems */
         return 0;
     r = uid_shared(s, t, rec->domid, uid);

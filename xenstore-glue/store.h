@@ -74,6 +74,16 @@ int libdm__record_format(const libdm__record *rec, char **ret_buf, size_t *ret_l
  * @lg may be NULL. */
 int libdm__store_open(const char *spec, xentoollog_logger *lg, libdm__store **ret);
 void libdm__store_close(libdm__store *store);
+/* libxl's shared DM users (xen-qemuuser-shared, nobody) decide whether a
+ * restricted DM's uid is its own (the xenstore store's kill-uid key).
+ * shared_uids resolves them (NSS: call it where a lookup may wait, never in
+ * a keeper) as "U1,U2" into @buf (empty: none exists); set_shared_uids
+ * gives a store that list, so that its writes ask no NSS: the keeper is
+ * linked statically (issue 23), where NSS needs the very glibc it was
+ * built with. -EINVAL for a malformed list. */
+#define LIBDM__STORE_SHARED_UIDS_MAX 2
+int libdm__store_shared_uids(char *buf, size_t len);
+int libdm__store_set_shared_uids(libdm__store *store, const char *list);
 /* @on: a writer (put, set_state, del) finding the record's lock held by
  * another returns -EAGAIN at once instead of waiting for it (up to 5 s):
  * the library's mode, which retries from its loop (a loop must never wait

@@ -41,6 +41,37 @@ int tu_fd_count(void)
     return n - 1; /* the directory stream's own descriptor */
 }
 
+void tu_fds_print(const char *why)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        char target[256];
+        ssize_t len;
+
+        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d))
+            continue;
+        len = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+        target[len > 0 ? len : 0] = '\0';
+        fprintf(stderr, "# %s: fd %s -> %s\n", why, e->d_name, target);
+    }
+    closedir(d);
+}
+
+int tu_fd_count_is(int want, const char *why)
+{
+    int n = tu_fd_count();
+
+    if (n != want) {
+        fprintf(stderr, "# %s: %d fds, %d expected\n", why, n, want);
+        tu_fds_print(why);
+    }
+    return n;
+}
+
 int tu_child_count(void)
 {
     char path[300], buf[512];

@@ -10,6 +10,11 @@
 
 /* Number of open descriptors of this process. */
 int tu_fd_count(void);
+/* Every open fd and its target on stderr, each line tagged @why. */
+void tu_fds_print(const char *why);
+/* tu_fd_count(), and when it is not @want, the fds on stderr first:
+ * assert_int_equal(tu_fd_count_is(n, "after X"), n) names the leak. */
+int tu_fd_count_is(int want, const char *why);
 /* Number of children of this process (zombies included), from /proc. */
 int tu_child_count(void);
 /* A fresh directory under $TMPDIR or /tmp (mode 0700); caller frees. */

@@ -621,6 +621,44 @@ static void test_running_key_is_not_state(void **state)
     libdm__store_close(s);
 }
 
+/* Issue 23: the static keeper asks no NSS. Given libxl's shared DM users'
+ * uids (--shared-uids), a store decides kill-uid from them alone: a uid in
+ * the list is shared (no kill-uid key), one outside is the DM's own. */
+static void test_shared_uids_given(void **state)
+{
+    libdm__store *s = open_store();
+    struct xs_handle *h = raw_open();
+    libdm__record rec;
+    char list[64];
+
+    (void)state;
+    /* The controller's side resolves them: always a list set_ accepts. */
+    assert_int_equal(libdm__store_shared_uids(list, sizeof(list)), 0);
+    assert_int_equal(libdm__store_set_shared_uids(s, list), 0);
+    assert_int_equal(libdm__store_shared_uids(list, 1), list[0] ? -ENOSPC : 0);
+    /* Malformed lists are refused whole. */
+    assert_int_equal(libdm__store_set_shared_uids(s, "x"), -EINVAL);
+    assert_int_equal(libdm__store_set_shared_uids(s, "1,"), -EINVAL);
+    assert_int_equal(libdm__store_set_shared_uids(s, "-1"), -EINVAL);
+    assert_int_equal(libdm__store_set_shared_uids(s, "1,2,3"), -EINVAL);
+    assert_int_equal(libdm__store_set_shared_uids(s, "1;2"), -EINVAL);
+
+    make_record(&rec, "guest6", 6);   /* uid 131077 */
+    assert_int_equal(libdm__store_set_shared_uids(s, "64533,131077"), 0);
+    assert_int_equal(libdm__store_put(s, &rec), 0);
+    assert_absent(h, "/local/domain/6/image/device-model-kill-uid");
+    assert_int_equal(libdm__store_set_shared_uids(s, ""), 0);
+    assert_int_equal(libdm__store_set_pids(s, "guest6", 4243, 1, 0, 0), 0);
+    assert_raw(h, "/local/domain/6/image/device-model-kill-uid", "131077");
+    assert_int_equal(libdm__store_set_shared_uids(s, "131077"), 0);
+    assert_int_equal(libdm__store_set_pids(s, "guest6", 4244, 1, 0, 0), 0);
+    assert_absent(h, "/local/domain/6/image/device-model-kill-uid");
+    assert_int_equal(libdm__store_del(s, "guest6"), 0);
+    libdm__record_clear(&rec);
+    xs_close(h);
+    libdm__store_close(s);
+}
+
 /* "auto" picks xenstore when a daemon answers (checked as a private uid, with the
  * run root under XDG_RUNTIME_DIR, so that /run/libdm is never touched). */
 static void test_auto(void **state)
@@ -828,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_conflicts),
         cmocka_unit_test(test_invalid_values),
         cmocka_unit_test(test_running_key_is_not_state),
+        cmocka_unit_test(test_shared_uids_given),
         cmocka_unit_test(test_auto),
         cmocka_unit_test(test_raw_rw_rm_perms),
         cmocka_unit_test(test_raw_transaction_conflict),

@@ -257,7 +257,7 @@ static void test_threads_fake(void **state)
         free(dir[i]);
         free(sock[i]);
     }
-    assert_int_equal(tu_fd_count(), fds_before);
+    assert_int_equal(tu_fd_count_is(fds_before, "threads_fake"), fds_before);
     assert_int_equal(tu_child_count(), children_before);
 }
 
@@ -294,7 +294,7 @@ static void test_threads_real(void **state)
     assert_int_equal(tu_child_count(), children_before);
     tu_rmtree(dir);
     free(dir);
-    assert_int_equal(tu_fd_count(), fds_before);
+    assert_int_equal(tu_fd_count_is(fds_before, "threads_real"), fds_before);
 }
 
 int main(void)

@@ -2,7 +2,8 @@
 # Issue 23: the keeper is exec'd once per DM, so the dynamic loader must map
 # nothing but libc for it. When configure linked libxenstore, libxentoollog,
 # libxentoolcore and libseccomp into it from their archives (KEEPER_LIBS,
-# --disable-static-keeper-libs not given), its only NEEDED entry is libc.
+# --disable-static-keeper-libs not given), its only NEEDED entry is libc;
+# linked -static-pie (--disable-static-keeper not given), it has none.
 set -eu
 keeper="${LIBDM_KEEPER:?}"
 mk="${top_builddir:?}/Makefile"
@@ -19,5 +20,14 @@ extra=$(printf '%s\n' "$needed" | grep -v '^libc\.so\.' |
 if [ -n "$extra" ]; then
     echo "FAIL: the keeper loads more than libc: $extra"
     exit 1
+fi
+# With -static-pie (KEEPER_LDFLAGS), no loader at all: no interpreter and
+# no NEEDED entry, and the one NSS lookup it would make arrives by argument.
+if grep -q '^KEEPER_LDFLAGS = .*-static-pie' "$mk"; then
+    if [ -n "$needed" ] || readelf -l "$keeper" | grep -q 'INTERP'; then
+        echo "FAIL: configured -static-pie, yet the keeper has a loader or NEEDED: $needed"
+        exit 1
+    fi
+    echo "keeper: static-pie, no loader"
 fi
 echo "PASS"
