@@ -151,6 +151,21 @@ int libdm__mig_listen(const char *uri, int *ret_fd, char **ret_uri)
     return 0;
 }
 
+int libdm__mig_uri_usable(libdm_dm *dm, const char *uri)
+{
+    const char *conf = libdm_dm_get_confinement(dm);
+    struct sockaddr_storage sa;
+    socklen_t len;
+
+    if (!conf || !strcmp(conf, "none") || strncmp(uri, "tcp:", 4) ||
+        libdm__mig_sockaddr(uri, &sa, &len) == 0)
+        return 0;
+    libdm__dm_error(dm, "a restricted DM migrates to a numeric address only (%s names a host: "
+                    "QEMU cannot resolve it in its chroot, and libdm does not resolve on its "
+                    "loop): resolve it first", uri);
+    return -EINVAL;
+}
+
 bool libdm__mig_fd_wanted(libdm_dm *dm, const char *uri)
 {
     const char *conf = libdm_dm_get_confinement(dm);

@@ -83,6 +83,10 @@ void libdm__mig_op_send_fd(mig_op *m, mig_step next, const char *cmd, libdm_json
 /* Does @dm's Perform to @uri go through libdm's own connect? (restricted,
  * and "unix:PATH" or "tcp:NUMERIC-HOST:PORT") */
 bool libdm__mig_fd_wanted(libdm_dm *dm, const char *uri);
+/* 0, or -EINVAL (said in @dm's last error) for a restricted @dm's "tcp:"
+ * URI that names a host: QEMU in its chroot cannot resolve it, and libdm
+ * does not (a lookup could block the loop). The caller resolves first. */
+int libdm__mig_uri_usable(libdm_dm *dm, const char *uri);
 /* (migrate.c) Hands m->fd to QEMU with getfd, then @next's reply is handled. */
 void libdm__mig_fd_hand_over(mig_op *m, mig_step next);
 /* A non-blocking connect to @uri: @fn(ctx, fd, revents, @user) on the loop

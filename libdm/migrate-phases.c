@@ -151,6 +151,8 @@ int libdm_migrate_perform_async(libdm_dm *src, const char *uri, unsigned flags,
     if (!src || !uri || !*uri || (flags & ~LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER))
         return -EINVAL;
     r = libdm__dm_mig_usable(src);
+    if (r >= 0)
+        r = libdm__mig_uri_usable(src, uri);
     if (r < 0)
         return r;
     copy = strdup(uri);

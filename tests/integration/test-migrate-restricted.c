@@ -216,11 +216,40 @@ static void test_restricted_over_tcp(void **state)
     migrate_restricted(*state, true);
 }
 
+/* A "tcp:" URI naming a host is refused at the call, said as such: QEMU in
+ * its chroot cannot resolve it, and libdm does not resolve on its loop.
+ * Before, Perform started, QEMU was handed the name and failed in its
+ * chroot (or libdm connected nowhere). The source runs on, untouched. */
+static void test_restricted_host_name_refused(void **state)
+{
+    fixture *f = *state;
+    libdm_dm_config *src_cfg;
+    libdm_dm *src;
+
+    if (geteuid() != 0)
+        skip();
+    src_cfg = vm_config("src");
+    assert_int_equal(libdm_dm_start(f->ctx, src_cfg, &src), 0);
+    assert_int_equal(libdm_dm_resume(src, 5000), 0);
+    assert_int_equal(libdm_migrate_begin(src, 5000), 0);
+    assert_int_equal(libdm_migrate_perform_async(src, "tcp:migration-peer.invalid:4444", 0, NULL,
+                                                 NULL, NULL, NULL, 5000, on_done, NULL),
+                     -EINVAL);
+    assert_non_null(strstr(libdm_dm_last_error(src), "numeric address"));
+    /* Numeric addresses and unix paths stay accepted (the cases above). */
+    assert_int_equal(libdm_migrate_cancel(src, 5000), 0);
+    assert_string_equal(libdm_dm_get_runstate(src), "running");
+    assert_int_equal(libdm_dm_stop(src, 0, 5000), 0);
+    libdm_dm_release(src);
+    libdm_dm_config_free(src_cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_restricted_over_unix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restricted_over_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restricted_host_name_refused, setup, teardown),
     };
     int skip = tu_require_dm_env();
 

@@ -85,7 +85,10 @@ LIBDM_EXPORT int libdm_migrate_prepare(libdm_ctx *ctx, const libdm_dm_config *co
  * numeric or localhost: resolving a name could block) libdm itself connects,
  * non-blocking on the loop within the deadline, hands QEMU the socket with
  * QMP getfd and migrates to "fd:NAME"; libdm's copy is closed once getfd
- * answered. An unrestricted source lets QEMU connect (unchanged). */
+ * answered. An unrestricted source lets QEMU connect (unchanged). A
+ * restricted source given "tcp:NAME:PORT" with NAME a host name is refused
+ * at the call (-EINVAL, said in its last error): neither QEMU in its chroot
+ * nor libdm on its loop resolves it; the caller resolves it first. */
 LIBDM_EXPORT int libdm_migrate_perform(libdm_dm *source, const char *uri, unsigned flags,
                                        libdm_switchover_fn *hook, void *hook_userdata,
                                        libdm_progress_fn *progress, void *progress_userdata,
