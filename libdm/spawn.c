@@ -230,8 +230,11 @@ static char **keeper_argv(const libdm__spawn_args *a, bool hello)
 
         argv[n++] = libdm__sprintf("--restrict=%s", a->restrict_spec);
         /* Resolved here, where NSS is the host's: a static keeper's NSS
-         * would need the glibc it was built with (store.h). */
-        if (libdm__store_shared_uids(uids, sizeof(uids)) == 0)
+         * would need the glibc it was built with (store.h). Only the
+         * xenstore store asks (kill-uid), and its own record writes here
+         * already make the same lookups. */
+        if (!strncmp(a->store_spec, "xenstore:", 9) &&
+            libdm__store_shared_uids(uids, sizeof(uids)) == 0)
             argv[n++] = libdm__sprintf("--shared-uids=%s", uids);
     }
     argv[n++] = strdup("--");
