@@ -3,6 +3,8 @@
 # and their ten dependencies, which only `start --config` and `--disk`
 # (xl's syntax) use. dmctl loads them with dlopen() then (tools/dmctl-xlu.c):
 # they are not in its NEEDED entries, and an xl.cfg is still read by them.
+# yajl and the libxen* libraries it needs itself are linked from their
+# archives where configure found them: then libc is its only NEEDED entry.
 set -eu
 . "${top_srcdir:?}/tests/harness/tap.sh"
 dmctl="${top_builddir:?}/tools/dmctl"
@@ -12,6 +14,12 @@ case " $needed" in
 *libxlutil* | *libxenlight*) fail "dmctl links xl's parser" ;;
 *) ok "dmctl does not link xl's parser" ;;
 esac
+# And, when configure found their archives, nothing but libc (issue 23).
+if grep -q '^DMCTL_LIBS = .*libyajl_s\.a' "${top_builddir:?}/Makefile"; then
+    extra=$(printf '%s\n' $needed | grep -v '^libc\.so\.' |
+            grep -Ev '^lib(asan|ubsan|tsan|lsan)\.so\.' | tr '\n' ' ')
+    check "dmctl's loader maps libc only (extra: ${extra:-none})" [ -z "$extra" ]
+fi
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 : >"$d/img"
