@@ -69,14 +69,21 @@ static bool must_postpone(libdm_dm *dm, libdm__timer *t)
     return true;
 }
 
-/* One notice per run, like completions: the callback may release the DM. */
+/* One notice per run, like completions: the callback may release the DM.
+ * A state change waits out any blocking call, the DM's own included (as
+ * sd-bus runs no callback inside sd_bus_call): a host's event callback
+ * never runs inside a call it made. */
 static void notice_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
     notice *n = dm->notice_head;
 
-    if (!n || must_postpone(dm, t))
+    if (!n)
         return;
+    if (libdm__blocking_other(ctx, NULL)) {
+        libdm__postpone(ctx, t);
+        return;
+    }
     dm->notice_head = n->next;
     if (!dm->notice_head)
         dm->notice_tail = &dm->notice_head;

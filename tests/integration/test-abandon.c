@@ -488,6 +488,17 @@ static void b_qmp_event(libdm_qmp *q, const char *name, const libdm_json *data, 
         b_violations++;
 }
 
+/* A's own state changes: never inside a blocking call made for A either. */
+static int a_events, a_violations;
+
+static void a_event(libdm_dm *dm, const libdm_dm_event *ev, void *user)
+{
+    (void)dm, (void)ev, (void)user;
+    a_events++;
+    if (in_blocking)
+        a_violations++;
+}
+
 /* B gets a reply owed and an event coming (cont: RESUME, RUNNING), both
  * in its socket before A's blocking call starts. */
 static void b_busy(libdm_dm *b)
@@ -523,6 +534,7 @@ static void test_blocking_is_private(void **state)
     char *rs = NULL;
 
     assert_int_equal(libdm_dm_set_event_callback(b, b_event, NULL), 0);
+    assert_int_equal(libdm_dm_set_event_callback(a, a_event, NULL), 0);
     assert_int_equal(libdm_qmp_add_event_listener(libdm_dm_get_qmp(b), NULL, b_qmp_event, NULL,
                                                   NULL), 0);
     /* libdm_qmp_call() for A. */
@@ -543,6 +555,9 @@ static void test_blocking_is_private(void **state)
     in_blocking = false;
     free(rs);
     assert_b_after(f, 3);
+    /* A's PAUSED -> RUNNING came from the loop, after its resume returned. */
+    assert_int_equal(a_violations, 0);
+    assert_true(a_events >= 1);
     assert_int_equal(libdm_dm_stop(a, 1, LONG_MS), 0);
     assert_int_equal(libdm_dm_stop(b, 1, LONG_MS), 0);
     libdm_dm_release(a);

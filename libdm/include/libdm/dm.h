@@ -377,7 +377,9 @@ typedef struct libdm_dm_event {
     const char *log_tail;  /* the end of its log, printable, or NULL */
 } libdm_dm_event;
 typedef void libdm_dm_event_fn(libdm_dm *dm, const libdm_dm_event *event, void *userdata);
-/* NULL @fn unregisters; pending notifications are then dropped. */
+/* NULL @fn unregisters; pending notifications are then dropped. @fn runs
+ * from the loop only, never inside a blocking call (the DM's own included:
+ * a change during libdm_dm_resume() is delivered after it returns). */
 LIBDM_EXPORT int libdm_dm_set_event_callback(libdm_dm *dm, libdm_dm_event_fn *fn,
                                              void *userdata);
 
