@@ -26,6 +26,15 @@ uint64_t tu_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+void tu_on_done(libdm_dm *dm, int status, void *user)
+{
+    tu_done *d = user;
+
+    (void)dm;
+    d->done = true;
+    d->status = status;
+}
+
 int tu_fd_count(void)
 {
     DIR *d = opendir("/proc/self/fd");

@@ -10,6 +10,14 @@
 
 /* Number of open descriptors of this process. */
 int tu_fd_count(void);
+/* An async libdm call's completion, for tests: tu_on_done sets .done and
+ * .status of the tu_done given as userdata. */
+typedef struct tu_done {
+    bool done;
+    int status;
+} tu_done;
+struct libdm_dm;
+void tu_on_done(struct libdm_dm *dm, int status, void *user);
 /* Every open fd and its target on stderr, each line tagged @why. */
 void tu_fds_print(const char *why);
 /* tu_fd_count(), and when it is not @want, the fds on stderr first:

@@ -72,20 +72,6 @@ static libdm_dm_config *config(const char *tag, bool incoming)
     return cfg;
 }
 
-typedef struct done {
-    bool done;
-    int status;
-} done;
-
-static void on_done(libdm_dm *dm, int status, void *user)
-{
-    done *d = user;
-
-    (void)dm;
-    d->done = true;
-    d->status = status;
-}
-
 /* Runs the loop until *@flag or @ms pass. */
 static bool run_until(libdm_ctx *ctx, const bool *flag, int ms)
 {
@@ -163,11 +149,11 @@ static void test_subscribe(void)
     sub_rec stop_rec = { 0 }, all_rec = { 0 }, self_rec = { 0 }, rel_rec = { 0 };
     sub_rec after_rel = { 0 }, late = { 0 };
     libdm_dm_subscription *stop_sub = NULL;
-    done d = { 0 };
+    tu_done d = { 0 };
     char detail[256], name[80];
     int r, heard_before = 0;
 
-    if (libdm_dm_start_async(ctx, cfg, on_done, &d, &dm) < 0)
+    if (libdm_dm_start_async(ctx, cfg, tu_on_done, &d, &dm) < 0)
         exit(99);
     libdm_dm_config_free(cfg);
     snprintf(name, sizeof(name), "%s", libdm_dm_get_name(dm));
@@ -191,8 +177,8 @@ static void test_subscribe(void)
 
     /* RESUME through libdm's resume, STOP through a blocking QMP call that
      * causes it: its callback must wait until the call returned. */
-    d = (done){ 0 };
-    if (libdm_dm_resume_async(dm, 10000, on_done, &d) < 0)
+    d = (tu_done){ 0 };
+    if (libdm_dm_resume_async(dm, 10000, tu_on_done, &d) < 0)
         exit(99);
     ok(run_until(ctx, &d.done, 10000) && d.status == 0, "subscribe: resumed", NULL);
     ok(run_until_count(ctx, &all_rec.resumes, 1, 5000), "subscribe: RESUME heard", NULL);
@@ -214,8 +200,8 @@ static void test_subscribe(void)
     ok(late.stops == 1, "subscribe: the one made in a callback hears the next", NULL);
 
     /* The freed one hears nothing more. */
-    d = (done){ 0 };
-    if (libdm_dm_resume_async(dm, 10000, on_done, &d) < 0)
+    d = (tu_done){ 0 };
+    if (libdm_dm_resume_async(dm, 10000, tu_on_done, &d) < 0)
         exit(99);
     ok(run_until(ctx, &d.done, 10000) && run_until_count(ctx, &all_rec.resumes, 2, 5000),
        "subscribe: resumed again, RESUME heard", NULL);
@@ -238,11 +224,11 @@ static void test_subscribe(void)
         while (!(ready = libdm_qmp_get_state(q) == LIBDM_QMP_READY) && tu_now_ms() < end)
             libdm_ctx_run_once(ctx, 10);
         ok(ready && libdm_dm_get_qmp(dm) == q, "replace: a new connection is the DM's", NULL);
-        d = (done){ 0 };
+        d = (tu_done){ 0 };
         in_call = true;
         r = libdm_qmp_call(q, "stop", NULL, 10000, NULL);
         in_call = false;
-        if (r < 0 || libdm_dm_resume_async(dm, 10000, on_done, &d) < 0)
+        if (r < 0 || libdm_dm_resume_async(dm, 10000, tu_on_done, &d) < 0)
             exit(99);
         ok(run_until(ctx, &d.done, 10000) && d.status == 0 &&
            run_until_count(ctx, &all_rec.resumes, resumes + 1, 5000) &&
@@ -259,8 +245,8 @@ static void test_subscribe(void)
     if (r == 0)
         r = libdm_dm_subscribe(dm, "STOP", on_qemu_event, &after_rel, on_destroy, NULL);
     ok(r == 0, "release: two more STOP subscriptions, the first releases the DM", NULL);
-    d = (done){ 0 };
-    if (libdm_dm_pause_async(dm, 10000, on_done, &d) < 0)
+    d = (tu_done){ 0 };
+    if (libdm_dm_pause_async(dm, 10000, tu_on_done, &d) < 0)
         exit(99);
     ok(run_until_count(ctx, &rel_rec.stops, 1, 10000), "release: the STOP arrived", NULL);
     /* The DM is released: its pause's callback never runs. */
@@ -286,8 +272,8 @@ static void test_subscribe(void)
         if (r < 0)
             exit(99);
         r = libdm_dm_subscribe(dm2, NULL, on_qemu_event, &again, on_destroy, NULL);
-        d = (done){ 0 };
-        if (r < 0 || libdm_dm_resume_async(dm2, 10000, on_done, &d) < 0)
+        d = (tu_done){ 0 };
+        if (r < 0 || libdm_dm_resume_async(dm2, 10000, tu_on_done, &d) < 0)
             exit(99);
         ok(run_until(ctx, &d.done, 10000) && run_until_count(ctx, &again.resumes, 1, 5000),
            "re-attach: the new handle's subscription hears RESUME", NULL);
@@ -306,13 +292,13 @@ static void test_subscribe(void)
             libdm_ctx *c2 = new_ctx();
             libdm_dm *dm3 = NULL;
             sub_rec rec = { 0 };
-            done d3 = { 0 };
+            tu_done d3 = { 0 };
 
             alarm(30);
             if (libdm_dm_attach(c2, name, &dm3) < 0)
                 _exit(2);
             if (libdm_dm_subscribe(dm3, "STOP", on_qemu_event, &rec, on_destroy, NULL) < 0 ||
-                libdm_dm_pause_async(dm3, 10000, on_done, &d3) < 0)
+                libdm_dm_pause_async(dm3, 10000, tu_on_done, &d3) < 0)
                 _exit(3);
             if (!run_until(c2, &d3.done, 10000) || !run_until_count(c2, &rec.stops, 1, 5000))
                 _exit(4);
@@ -361,7 +347,7 @@ static void test_query_beside_op(void)
     libdm_ctx *ctx = new_ctx();
     libdm_dm_config *cfg = config("query", true);
     libdm_dm *dm = NULL;
-    done resume = { 0 }, query = { 0 }, q2 = { 0 };
+    tu_done resume = { 0 }, query = { 0 }, q2 = { 0 };
     char detail[256];
     char *rs = NULL;
     int r;
@@ -374,9 +360,9 @@ static void test_query_beside_op(void)
     }
     ok(libdm_dm_get_state(dm) == LIBDM_DM_INCOMING, "query: an incoming DM", NULL);
     /* The guarded resume waits for a migration that never comes. */
-    r = libdm_dm_resume_async(dm, 3000, on_done, &resume);
+    r = libdm_dm_resume_async(dm, 3000, tu_on_done, &resume);
     ok(r == 0, "query: a resume waits for the incoming migration", NULL);
-    r = libdm_dm_query_status_async(dm, 5000, on_done, &query);
+    r = libdm_dm_query_status_async(dm, 5000, tu_on_done, &query);
     snprintf(detail, sizeof(detail), "query_status_async: %d (%s)", r, strerror(-r));
     ok(r == 0, "query: query_status_async beside the resume is not -EBUSY", detail);
     if (r == 0) {
@@ -400,7 +386,7 @@ static void test_query_beside_op(void)
     ok(run_until(ctx, &resume.done, 6000) && resume.status == -ETIMEDOUT,
        "query: the resume ends at its deadline, as without the queries", NULL);
     ok(query_destroyed == 0, "query: no destroy ran for a callback that ran", NULL);
-    r = libdm_dm_query_status_async(dm, 5000, on_done, &q2);
+    r = libdm_dm_query_status_async(dm, 5000, tu_on_done, &q2);
     ok(r == 0 && run_until(ctx, &q2.done, 5000) && q2.status == 0,
        "query: alone, a query is an operation as before", NULL);
     ok(libdm_dm_stop(dm, 1, 10000) == 0, "query: stopped", NULL);
@@ -415,7 +401,7 @@ static void test_query_release(void)
     libdm_ctx *ctx = new_ctx();
     libdm_dm_config *cfg = config("qrel", true);
     libdm_dm *dm = NULL;
-    done resume = { 0 }, query = { 0 };
+    tu_done resume = { 0 }, query = { 0 };
     char name[80];
     int r;
 
@@ -424,9 +410,9 @@ static void test_query_release(void)
     if (r < 0)
         exit(99);
     snprintf(name, sizeof(name), "%s", libdm_dm_get_name(dm));
-    if (libdm_dm_resume_async(dm, 3000, on_done, &resume) < 0)
+    if (libdm_dm_resume_async(dm, 3000, tu_on_done, &resume) < 0)
         exit(99);
-    r = libdm_dm_query_status_async(dm, 5000, on_done, &query);
+    r = libdm_dm_query_status_async(dm, 5000, tu_on_done, &query);
     if (r == 0)
         r = libdm_dm_set_op_destroy(dm, on_query_destroy);
     ok(r == 0, "query release: a query beside a resume, with a destroy", NULL);

@@ -139,24 +139,10 @@ static int listen_on(fixture *f, bool tcp, char *uri, size_t len)
     return fd;
 }
 
-typedef struct done {
-    bool done;
-    int status;
-} done;
-
-static void on_done(libdm_dm *dm, int status, void *user)
-{
-    done *d = user;
-
-    (void)dm;
-    d->done = true;
-    d->status = status;
-}
-
 static void migrate_restricted(fixture *f, bool tcp)
 {
     libdm_dm_config *src_cfg = vm_config("src"), *dst_cfg = vm_config("dst");
-    done perf = { 0 }, inc = { 0 };
+    tu_done perf = { 0 }, inc = { 0 };
     char uri[256], root[512];
     libdm_dm *src, *dst;
     uint64_t until;
@@ -168,7 +154,7 @@ static void migrate_restricted(fixture *f, bool tcp)
     lfd = listen_on(f, tcp, uri, sizeof(uri));
     assert_int_equal(libdm_migrate_prepare(f->ctx, dst_cfg, "defer", &dst), 0);
     assert_int_equal(libdm_migrate_perform_async(src, uri, 0, NULL, NULL, NULL, NULL, 20000,
-                                                 on_done, &perf), 0);
+                                                 tu_on_done, &perf), 0);
     /* This host's loop: the one connection goes to the destination. */
     until = libdm_now_ms() + 30000;
     while ((!perf.done || !inc.done) && libdm_now_ms() < until) {
@@ -177,7 +163,7 @@ static void migrate_restricted(fixture *f, bool tcp)
         if (lfd >= 0 && poll(&p, 1, 0) == 1) {
             s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
             assert_true(s >= 0);
-            assert_int_equal(libdm_migrate_incoming_fd_async(dst, s, 10000, on_done, &inc), 0);
+            assert_int_equal(libdm_migrate_incoming_fd_async(dst, s, 10000, tu_on_done, &inc), 0);
             close(s);
             close(lfd);
             lfd = -1;
@@ -233,7 +219,7 @@ static void test_restricted_host_name_refused(void **state)
     assert_int_equal(libdm_dm_resume(src, 5000), 0);
     assert_int_equal(libdm_migrate_begin(src, 5000), 0);
     assert_int_equal(libdm_migrate_perform_async(src, "tcp:migration-peer.invalid:4444", 0, NULL,
-                                                 NULL, NULL, NULL, 5000, on_done, NULL),
+                                                 NULL, NULL, NULL, 5000, tu_on_done, NULL),
                      -EINVAL);
     assert_non_null(strstr(libdm_dm_last_error(src), "numeric address"));
     /* Numeric addresses and unix paths stay accepted (the cases above). */
