@@ -280,15 +280,13 @@ static void on_chardev(libdm_qmp *q, const libdm_qmp_reply *r_, void *user)
         devices_call(dm, "query-vnc", NULL, on_vnc);
 }
 
-static int devices_begin(libdm_dm *dm, int timeout_ms, const char *password, bool apply,
-                         libdm_dm_done_fn *cb, void *userdata)
+static int devices_begin_now(libdm_dm *dm, int timeout_ms, const char *password, bool apply,
+                             libdm_dm_done_fn *cb, void *userdata)
 {
     libdm_json *out;
     char *pw = NULL;
     int r;
 
-    if (!dm->ctx)
-        return -ESHUTDOWN;
     if (!libdm__dm_usable(dm) || !libdm_dm_get_qmp(dm))
         return dm->exited ? -ESRCH : -ENOTCONN;
     out = libdm_json_new_object();
@@ -322,12 +320,72 @@ static int devices_begin(libdm_dm *dm, int timeout_ms, const char *password, boo
     return 0;
 }
 
+static int noop_begin_now(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata);
+
+/* ---- behind another operation (issue 19: queued, not -EBUSY) ---- */
+
+typedef struct devices_req {
+    libdm__queued q;
+    int timeout_ms;
+    char *password;
+    bool apply, noop;
+} devices_req;
+
+static void req_free(libdm__queued *q)
+{
+    devices_req *d = libdm__container_of(q, devices_req, q);
+
+    if (d->password) {
+        explicit_bzero(d->password, strlen(d->password));
+        free(d->password);
+    }
+    free(d);
+}
+
+static int req_start(libdm_dm *dm, libdm__queued *q)
+{
+    devices_req *d = libdm__container_of(q, devices_req, q);
+
+    if (d->noop)
+        return noop_begin_now(dm, d->timeout_ms, q->cb, q->user);
+    return devices_begin_now(dm, d->timeout_ms, d->password, d->apply, q->cb, q->user);
+}
+
+/* Begins now, or queued behind the running operation (a stop aside: the DM
+ * is going, -EBUSY as before). */
+static int devices_begin(libdm_dm *dm, int timeout_ms, const char *password, bool apply,
+                         bool noop, libdm_dm_done_fn *cb, void *userdata)
+{
+    devices_req *d;
+
+    if (!dm->ctx)
+        return -ESHUTDOWN;
+    if (!dm->op && !dm->queued)   /* behind queued ones too: in order */
+        return noop ? noop_begin_now(dm, timeout_ms, cb, userdata)
+                    : devices_begin_now(dm, timeout_ms, password, apply, cb, userdata);
+    if (libdm__dm_op_kind(dm) == OP_STOP)
+        return -EBUSY;
+    if (!libdm__dm_usable(dm) || !libdm_dm_get_qmp(dm))
+        return dm->exited ? -ESRCH : -ENOTCONN;
+    d = calloc(1, sizeof(*d));
+    if (!d || (password && !(d->password = strdup(password)))) {
+        free(d);
+        return -ENOMEM;
+    }
+    d->timeout_ms = timeout_ms;
+    d->apply = apply;
+    d->noop = noop;
+    d->q = (libdm__queued){ .start = req_start, .free = req_free, .cb = cb, .user = userdata };
+    libdm__dm_queue(dm, &d->q);
+    return 0;
+}
+
 int libdm_dm_query_devices_async(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb,
                                  void *userdata)
 {
     if (!dm)
         return -EINVAL;
-    return devices_begin(dm, timeout_ms, NULL, false, cb, userdata);
+    return devices_begin(dm, timeout_ms, NULL, false, false, cb, userdata);
 }
 
 const libdm_json *libdm_dm_get_devices(const libdm_dm *dm)
@@ -353,18 +411,21 @@ int libdm_dm_apply_config_async(libdm_dm *dm, const libdm_dm_config *config, int
                                 libdm_dm_done_fn *cb, void *userdata)
 {
     const char *pw;
-    int r;
 
     if (!dm || !config)
         return -EINVAL;
     if (!dm->ctx)
         return -ESHUTDOWN;
     pw = config->dev.vnc_display >= 0 ? config->dev.vnc_password : NULL;
-    if (pw || wants_publish(dm))
-        return devices_begin(dm, timeout_ms, pw, true, cb, userdata);
-    /* Nothing to do: still an operation, whose callback runs from the loop. */
-    r = libdm__dm_op_begin(dm, &devices_ops, sizeof(devices_op), timeout_ms, finish_now,
-                           cb, userdata);
+    return devices_begin(dm, timeout_ms, pw, true, !pw && !wants_publish(dm), cb, userdata);
+}
+
+/* Nothing to do: still an operation, whose callback runs from the loop. */
+static int noop_begin_now(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *userdata)
+{
+    int r = libdm__dm_op_begin(dm, &devices_ops, sizeof(devices_op), timeout_ms, finish_now,
+                               cb, userdata);
+
     if (r >= 0 && (r = libdm__defer(dm->ctx, &dm->op->tick)) < 0)
         libdm__dm_op_discard(dm);
     return r;

@@ -105,6 +105,20 @@ typedef struct side_query {
     uint64_t id;                /* for set_op_destroy, after it ended too */
 } side_query;
 
+/* A request waiting for the running operation to end (dm-query.c): its
+ * operation begins from the loop once the DM has none. @start begins it
+ * (0, or <0: it ends with that status); @free frees the request either way. */
+typedef struct libdm__queued libdm__queued;
+struct libdm__queued {
+    libdm__queued *next;
+    int (*start)(libdm_dm *dm, libdm__queued *q);
+    void (*free)(libdm__queued *q);
+    libdm_dm_done_fn *cb;
+    void *user;
+    void (*destroy)(void *user);
+    uint64_t id;                /* for set_op_destroy, as a side query's */
+};
+
 /* What an operation kind gives the core (the kernel's file_operations, the
  * uv_req_t types): dm.c calls an operation only through its table and
  * knows nothing of its insides. A NULL member takes the core's default. */
@@ -229,6 +243,8 @@ struct libdm_dm {
     uint64_t sub_seq;           /* events queued so far */
     libdm__timer sub_timer;
     side_query *queries;        /* query-status alongside an operation (dm-query.c) */
+    libdm__queued *queued;      /* requests behind the operation (dm-query.c) */
+    libdm__timer queue_timer;   /* starts the next of them once no operation runs */
     uint64_t side_ids;          /* queries made so far */
     uint64_t last_side;         /* the last async call was the query of this id,
                                  * 0: an operation (set_op_destroy) */
@@ -296,6 +312,17 @@ void libdm__dm_side_queries_end(libdm_dm *dm, int status);
 int libdm__dm_side_query_set_destroy(libdm_dm *dm, uint64_t id, void (*destroy)(void *user));
 /* The handle goes: their callbacks never run, their destroy does. */
 void libdm__dm_side_queries_drop(libdm_dm *dm);
+/* Queues @q behind the running operation (the caller filled start, free,
+ * cb, user); it becomes the DM's last async call for set_op_destroy. */
+void libdm__dm_queue(libdm_dm *dm, libdm__queued *q);
+/* queue_timer's callback (dm.c initialises it with the DM). */
+void libdm__dm_queue_fire(libdm_ctx *ctx, libdm__timer *t, void *user);
+/* An operation ended (op_free): the next request starts from the loop. */
+void libdm__dm_queue_kick(libdm_dm *dm);
+/* The monitor closes: the queued requests end with @status (deferred). */
+void libdm__dm_queue_end(libdm_dm *dm, int status);
+/* The handle goes: their callbacks never run, their destroy does. */
+void libdm__dm_queue_drop(libdm_dm *dm);
 
 /* ---- dm-end.c: the DM's end and the cleanup after it ---- */
 /* The DM's process ended: said, and handed to the operation (dm_died). */

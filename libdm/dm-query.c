@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * query-status alongside another operation (issue 19: "a query allowed
- * while another operation runs"). query-status is read-only, and QEMU
+ * Calls beside or behind another operation (issue 19: "a query allowed
+ * while another operation runs, or queued, not -EBUSY").
+ *
+ * query-status alongside another operation. query-status is read-only, and QEMU
  * answers it whatever else its monitor does, so it runs at once beside the
  * running operation, never queued behind it: nothing can wait on it (a
  * migration phase that queried its own DM would otherwise wait for itself).
@@ -10,6 +12,12 @@
  * DM's completions (deferred, in the order they ended). It only sets the
  * runstate: the DM's state, last_error and BROKEN belong to the running
  * operation. Floor 12 (below dm.c): calls nothing of dm*.c but dm-error.c.
+ *
+ * Requests behind the running operation (query_devices, apply_config: a
+ * chain of calls, or a change): queued in order, each begins from the loop
+ * once the DM has no operation, with its own deadline from then; the
+ * monitor's end ends those still queued. Like the side queries, they are
+ * the DM's "last async call" for set_op_destroy.
  *
  * DO NOT TRUST QEMU: the answer arrives through the bounded QMP reader, and
  * the deadline bounds the wait.
@@ -122,6 +130,11 @@ int libdm__dm_side_query_set_destroy(libdm_dm *dm, uint64_t id, void (*destroy)(
             q->destroy = destroy;
             return 0;
         }
+    for (libdm__queued *q = dm->queued; q; q = q->next)
+        if (q->id == id) {
+            q->destroy = destroy;
+            return 0;
+        }
     for (completion *c = dm->done_head; c; c = c->next)
         if (c->side_id == id) {
             c->destroy = destroy;
@@ -144,5 +157,92 @@ void libdm__dm_side_queries_drop(libdm_dm *dm)
         if (q->destroy)
             q->destroy(q->user);
         query_free(dm, q);
+    }
+}
+
+/* ---- requests behind the running operation ---- */
+
+/* Ends @q without starting it: its callback joins the completions. */
+static void queued_end(libdm_dm *dm, libdm__queued *q, int status)
+{
+    completion *c = calloc(1, sizeof(*c));
+
+    if (c) {
+        *c = (completion){ .cb = q->cb, .user = q->user, .destroy = q->destroy,
+                           .status = status, .side_id = q->id };
+        *dm->done_tail = c;
+        dm->done_tail = &c->next;
+        (void)libdm__defer(dm->ctx, &dm->op_done);
+    } else {
+        LIBDM__ERROR(dm->ctx, "%s: out of memory: a queued call's callback is lost", dm->name);
+        if (q->destroy)
+            q->destroy(q->user);
+    }
+    q->free(q);
+}
+
+/* The next request begins, if the DM has no operation (a callback may have
+ * begun one first: then that one's end kicks again). */
+void libdm__dm_queue_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    libdm_dm *dm = user;
+    libdm__queued *q = dm->queued;
+    void (*destroy)(void *user);
+    int r;
+
+    (void)ctx, (void)t;
+    if (!q || dm->op)
+        return;
+    dm->queued = q->next;
+    destroy = q->destroy;
+    r = q->start(dm, q);
+    if (r < 0) {
+        queued_end(dm, q, r);
+        libdm__dm_queue_kick(dm);
+        return;
+    }
+    if (dm->op)
+        dm->op->destroy = destroy;
+    q->free(q);
+}
+
+void libdm__dm_queue(libdm_dm *dm, libdm__queued *q)
+{
+    libdm__queued **pp = &dm->queued;
+
+    while (*pp)
+        pp = &(*pp)->next;
+    q->next = NULL;
+    q->id = ++dm->side_ids;
+    *pp = q;
+    dm->last_side = q->id;
+}
+
+void libdm__dm_queue_kick(libdm_dm *dm)
+{
+    if (dm->queued && !dm->op && dm->ctx)
+        (void)libdm__defer(dm->ctx, &dm->queue_timer);
+}
+
+void libdm__dm_queue_end(libdm_dm *dm, int status)
+{
+    while (dm->queued) {
+        libdm__queued *q = dm->queued;
+
+        dm->queued = q->next;
+        queued_end(dm, q, status);
+    }
+}
+
+void libdm__dm_queue_drop(libdm_dm *dm)
+{
+    libdm__timer_disarm(dm->ctx, &dm->queue_timer);
+    while (dm->queued) {
+        libdm__queued *q = dm->queued;
+
+        dm->queued = q->next;
+        if (q->destroy)
+            q->destroy(q->user);
+        q->free(q);
     }
 }

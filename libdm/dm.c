@@ -313,6 +313,7 @@ static void op_free(libdm_dm *dm, libdm__op *op)
     if (op->ops->free)
         op->ops->free(op);
     free(op);
+    libdm__dm_queue_kick(dm);
 }
 
 /* Ends the current operation; its callback runs from the loop, never from
@@ -557,6 +558,7 @@ void libdm__dm_close_qmp(libdm_dm *dm)
         dm->op->side_call = libdm_qmp_slot_free(dm->op->side_call);
     }
     libdm__dm_side_queries_end(dm, -ENOTCONN);
+    libdm__dm_queue_end(dm, libdm__dm_exited(dm) ? -ESRCH : -ENOTCONN);
     (void)libdm_qmp_set_state_callback(q, NULL, NULL);
     /* The DM may be freed while the connection drains: an event arriving
      * meanwhile must not reach it (a use after free, found by
@@ -579,6 +581,7 @@ libdm_dm *libdm__dm_alloc(libdm_ctx *ctx)
     dm->exit_status = -1;
     dm->timeout_ms = 10000;
     libdm__timer_init(&dm->op_done, op_done_fire, dm);
+    libdm__timer_init(&dm->queue_timer, libdm__dm_queue_fire, dm);
     libdm__timer_init(&dm->exit_poll, NULL, dm); /* dm-end.c sets it */
     libdm__timer_init(&dm->notice_timer, notice_fire, dm);
     libdm__timer_init(&dm->broken_grace, broken_grace_fire, dm);
@@ -642,6 +645,7 @@ static void dm_detach(libdm_dm *dm)
     libdm__timer_disarm(dm->ctx, &dm->broken_grace);
     libdm__timer_disarm(dm->ctx, &dm->record_retry);
     libdm__dm_side_queries_drop(dm);
+    libdm__dm_queue_drop(dm);
     libdm__dm_subs_detach(dm);
     drop_completions(dm);
     drop_notices(dm);

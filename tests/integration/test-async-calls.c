@@ -367,10 +367,15 @@ static void test_devices(void **state)
 
     assert_int_equal(CALL(libdm_dm_query_devices_async(dm, LONG_MS, on_dm_done, &d)), 0);
     assert_false(d.done);
-    /* One operation at a time, as every DM operation. */
-    assert_int_equal(CALL(libdm_dm_query_devices_async(dm, LONG_MS, on_dm_done, &inner)), -EBUSY);
+    /* Behind the running one, not -EBUSY (issue 19): queued, it begins once
+     * the first ended. */
+    assert_int_equal(CALL(libdm_dm_query_devices_async(dm, LONG_MS, on_dm_done, &inner)), 0);
     run_until(f, &d.done);
     assert_int_equal(d.status, 0);
+    assert_false(inner.done);
+    run_until(f, &inner.done);
+    assert_int_equal(inner.status, 0);
+    inner = (dm_result){ .f = f };
     a = json_text(libdm_dm_get_devices(dm));
     assert_non_null(strstr(a, "\"pty\""));
     assert_non_null(strstr(a, "\"vnc\""));
@@ -402,6 +407,66 @@ static void test_devices(void **state)
     assert_false(d.done);
     run_until(f, &d.done);
     assert_int_equal(d.status, 0);
+    libdm_dm_config_free(cfg);
+}
+
+/* ---- query_devices and apply_config behind another operation ---- */
+
+static int q_destroyed;
+static void q_destroy(void *user) { (void)user; q_destroyed++; }
+static void q_never(libdm_dm *dm, int status, void *user)
+{
+    (void)dm, (void)status, (void)user;
+    fail_msg("a released queued call's callback ran");
+}
+
+static void test_devices_behind(void **state)
+{
+    fixture *f = *state;
+    libdm_dm *dm = f->dms[0];
+    dm_result pause = { .f = f }, dev = { .f = f }, apply = { .f = f };
+    libdm_dm_config *cfg = config(f, 0);
+    char name[64];
+
+    /* A pause runs: query_devices and apply_config wait behind it, in order,
+     * and each completes from the loop (-EBUSY before). */
+    assert_int_equal(libdm_dm_config_set_vnc(cfg, "127.0.0.1", 91, "secret2"), 0);
+    assert_int_equal(CALL(libdm_dm_pause_async(dm, LONG_MS, on_dm_done, &pause)), 0);
+    assert_int_equal(CALL(libdm_dm_query_devices_async(dm, LONG_MS, on_dm_done, &dev)), 0);
+    assert_int_equal(CALL(libdm_dm_apply_config_async(dm, cfg, LONG_MS, on_dm_done, &apply)), 0);
+    run_until(f, &pause.done);
+    assert_int_equal(pause.status, 0);
+    assert_false(dev.done);
+    assert_false(apply.done);
+    run_until(f, &dev.done);
+    assert_int_equal(dev.status, 0);
+    assert_non_null(libdm_dm_get_devices(dm));
+    assert_false(apply.done);
+    run_until(f, &apply.done);
+    assert_int_equal(apply.status, 0);
+    /* Released while queued: its callback never runs, its destroy once. */
+    q_destroyed = 0;
+    pause = (dm_result){ .f = f };
+    assert_int_equal(libdm_dm_resume_async(dm, LONG_MS, on_dm_done, &pause), 0);
+    assert_int_equal(libdm_dm_query_devices_async(dm, LONG_MS, q_never, NULL), 0);
+    assert_int_equal(libdm_dm_set_op_destroy(dm, q_destroy), 0);
+    snprintf(name, sizeof(name), "%s", libdm_dm_get_name(dm));
+    f->dms[0] = libdm_dm_release(dm);
+    assert_int_equal(q_destroyed, 1);
+    for (int i = 0; i < 40; i++)
+        libdm_ctx_run_once(f->s.ctx, 5);
+    assert_int_equal(q_destroyed, 1);
+    assert_int_equal(libdm_dm_attach(f->s.ctx, name, &f->dms[0]), 0);
+    /* A queued call on a DM that dies ends with -ESRCH. */
+    dm = f->dms[0];
+    pause = (dm_result){ .f = f };
+    dev = (dm_result){ .f = f };
+    assert_int_equal(libdm_dm_pause_async(dm, LONG_MS, on_dm_done, &pause), 0);
+    assert_int_equal(libdm_dm_query_devices_async(dm, LONG_MS, on_dm_done, &dev), 0);
+    assert_int_equal(kill(libdm_dm_get_pid(dm), SIGKILL), 0);
+    run_until(f, &dev.done);
+    assert_int_equal(dev.status, -ESRCH);
+    run_until(f, &pause.done);
     libdm_dm_config_free(cfg);
 }
 
@@ -476,6 +541,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_devices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_devices_behind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctx_free_drops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_userdata, setup, teardown),
     };

@@ -311,7 +311,8 @@ LIBDM_EXPORT int libdm_dm_attach_flags(libdm_ctx *ctx, const char *name, int tim
  * it; -ESRCH when the DM dies meanwhile (also when its monitor resets
  * first: the operation then waits up to 200 ms for the exit to show);
  * -EBUSY if another operation runs on the DM (not query-status: it runs
- * alongside, see below). A pause or query-status that misses its deadline
+ * alongside, see below; nor query_devices and apply_config: they queue
+ * behind it). A pause or query-status that misses its deadline
  * marks the DM BROKEN (its monitor did not answer); a resume does not (it
  * may be waiting, with a monitor that answers, for an incoming migration
  * that is slow to complete).
@@ -487,10 +488,16 @@ LIBDM_EXPORT int libdm_dm_apply_config(libdm_dm *dm, const libdm_dm_config *conf
  * "nics": [{"devid", "mac", "model", "ifname", "bridge"?}] (recorded)}.
  * query-chardev and query-vnc; *ret freed with libdm_json_free(). */
 LIBDM_EXPORT int libdm_dm_query_devices(libdm_dm *dm, int timeout_ms, libdm_json **ret);
-/* The same as DM operations (-EBUSY while another runs; release drops them
- * with the libdm_dm_set_op_destroy notification): each call sends at most
- * its first monitor command and returns; @cb runs from the loop. The
- * blocking forms above wait for these (-EDEADLK inside a callback). */
+/* DM operations, queued instead of -EBUSY (issue 19): while another
+ * operation runs (a resume, a migration phase...), the call is queued
+ * behind it and begins from the loop once it ended, in the order called,
+ * with its deadline counted from then; -EBUSY only while a stop runs. A
+ * queued call ends with -ESRCH (or -ENOTCONN) if the DM dies or its
+ * monitor goes first; release drops it with the libdm_dm_set_op_destroy
+ * notification, which applies to a queued call as to a running one. Each
+ * call sends at most its first monitor command and returns; @cb runs from
+ * the loop. The blocking forms above wait for these (-EDEADLK inside a
+ * callback). */
 LIBDM_EXPORT int libdm_dm_apply_config_async(libdm_dm *dm, const libdm_dm_config *config,
                                              int timeout_ms, libdm_dm_done_fn *cb,
                                              void *userdata);
