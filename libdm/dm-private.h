@@ -304,6 +304,11 @@ void libdm__dm_subs_event(libdm_dm *dm, const char *name, const libdm_json *data
 void libdm__dm_subs_detach(libdm_dm *dm);
 
 /* ---- dm-query.c: query-status alongside another operation ---- */
+/* Queues a callback with the DM's completions (run from the loop, in
+ * order); @side_id 0 for the operation's own, else a query's or a queued
+ * request's id. Out of memory: @destroy runs instead. */
+void libdm__dm_complete(libdm_dm *dm, libdm_dm_done_fn *cb, void *user,
+                        void (*destroy)(void *user), int status, uint64_t side_id);
 int libdm__dm_side_query(libdm_dm *dm, int timeout_ms, libdm_dm_done_fn *cb, void *user);
 /* The monitor closes: the queries end with @status (deferred callbacks). */
 void libdm__dm_side_queries_end(libdm_dm *dm, int status);
@@ -319,8 +324,6 @@ void libdm__dm_queue(libdm_dm *dm, libdm__queued *q);
 void libdm__dm_queue_fire(libdm_ctx *ctx, libdm__timer *t, void *user);
 /* An operation ended (op_free): the next request starts from the loop. */
 void libdm__dm_queue_kick(libdm_dm *dm);
-/* The monitor closes: the queued requests end with @status (deferred). */
-void libdm__dm_queue_end(libdm_dm *dm, int status);
 /* The handle goes: their callbacks never run, their destroy does. */
 void libdm__dm_queue_drop(libdm_dm *dm);
 

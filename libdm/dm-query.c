@@ -15,8 +15,10 @@
  *
  * Requests behind the running operation (query_devices, apply_config: a
  * chain of calls, or a change): queued in order, each begins from the loop
- * once the DM has no operation, with its own deadline from then; the
- * monitor's end ends those still queued. Like the side queries, they are
+ * once the DM has no operation, with its own deadline from then. A DM that
+ * died or lost its monitor meanwhile refuses each as it comes (-ESRCH once
+ * its end is known: the running operation waits for that). Like the side
+ * queries, they are
  * the DM's "last async call" for set_op_destroy.
  *
  * DO NOT TRUST QEMU: the answer arrives through the bounded QMP reader, and
@@ -45,23 +47,30 @@ static void query_free(libdm_dm *dm, side_query *q)
     free(q);
 }
 
+void libdm__dm_complete(libdm_dm *dm, libdm_dm_done_fn *cb, void *user,
+                        void (*destroy)(void *user), int status, uint64_t side_id)
+{
+    completion *c = calloc(1, sizeof(*c));
+
+    if (!c) {
+        LIBDM__ERROR(dm->ctx, "%s: out of memory: a callback is lost", dm->name);
+        if (destroy)
+            destroy(user);
+        return;
+    }
+    *c = (completion){ .cb = cb, .user = user, .destroy = destroy, .status = status,
+                       .side_id = side_id };
+    *dm->done_tail = c;
+    dm->done_tail = &c->next;
+    (void)libdm__defer(dm->ctx, &dm->op_done);
+}
+
 /* Ends @q: its callback is queued with the operations' completions. */
 static void query_finish(side_query *q, int status)
 {
     libdm_dm *dm = q->dm;
-    completion *c = calloc(1, sizeof(*c));
 
-    if (c) {
-        *c = (completion){ .cb = q->cb, .user = q->user, .destroy = q->destroy,
-                           .status = status, .side_id = q->id };
-        *dm->done_tail = c;
-        dm->done_tail = &c->next;
-        (void)libdm__defer(dm->ctx, &dm->op_done);
-    } else {
-        LIBDM__ERROR(dm->ctx, "%s: out of memory: a query's callback is lost", dm->name);
-        if (q->destroy)
-            q->destroy(q->user);
-    }
+    libdm__dm_complete(dm, q->cb, q->user, q->destroy, status, q->id);
     query_free(dm, q);
 }
 
@@ -165,19 +174,7 @@ void libdm__dm_side_queries_drop(libdm_dm *dm)
 /* Ends @q without starting it: its callback joins the completions. */
 static void queued_end(libdm_dm *dm, libdm__queued *q, int status)
 {
-    completion *c = calloc(1, sizeof(*c));
-
-    if (c) {
-        *c = (completion){ .cb = q->cb, .user = q->user, .destroy = q->destroy,
-                           .status = status, .side_id = q->id };
-        *dm->done_tail = c;
-        dm->done_tail = &c->next;
-        (void)libdm__defer(dm->ctx, &dm->op_done);
-    } else {
-        LIBDM__ERROR(dm->ctx, "%s: out of memory: a queued call's callback is lost", dm->name);
-        if (q->destroy)
-            q->destroy(q->user);
-    }
+    libdm__dm_complete(dm, q->cb, q->user, q->destroy, status, q->id);
     q->free(q);
 }
 
@@ -222,16 +219,6 @@ void libdm__dm_queue_kick(libdm_dm *dm)
 {
     if (dm->queued && !dm->op && dm->ctx)
         (void)libdm__defer(dm->ctx, &dm->queue_timer);
-}
-
-void libdm__dm_queue_end(libdm_dm *dm, int status)
-{
-    while (dm->queued) {
-        libdm__queued *q = dm->queued;
-
-        dm->queued = q->next;
-        queued_end(dm, q, status);
-    }
 }
 
 void libdm__dm_queue_drop(libdm_dm *dm)

@@ -321,22 +321,10 @@ static void op_free(libdm_dm *dm, libdm__op *op)
 void libdm__dm_op_finish(libdm_dm *dm, int status)
 {
     libdm__op *op = dm->op;
-    completion *c;
 
     if (!op)
         return;
-    c = calloc(1, sizeof(*c));
-    if (c) {
-        *c = (completion){ .cb = op->cb, .user = op->user, .destroy = op->destroy,
-                           .status = status };
-        *dm->done_tail = c;
-        dm->done_tail = &c->next;
-        (void)libdm__defer(dm->ctx, &dm->op_done);
-    } else {
-        LIBDM__ERROR(dm->ctx, "%s: out of memory: an operation's callback is lost", dm->name);
-        if (op->destroy)
-            op->destroy(op->user);
-    }
+    libdm__dm_complete(dm, op->cb, op->user, op->destroy, status, 0);
     op_free(dm, op);
 }
 
@@ -558,7 +546,6 @@ void libdm__dm_close_qmp(libdm_dm *dm)
         dm->op->side_call = libdm_qmp_slot_free(dm->op->side_call);
     }
     libdm__dm_side_queries_end(dm, -ENOTCONN);
-    libdm__dm_queue_end(dm, libdm__dm_exited(dm) ? -ESRCH : -ENOTCONN);
     (void)libdm_qmp_set_state_callback(q, NULL, NULL);
     /* The DM may be freed while the connection drains: an event arriving
      * meanwhile must not reach it (a use after free, found by

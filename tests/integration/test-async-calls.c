@@ -457,7 +457,8 @@ static void test_devices_behind(void **state)
         libdm_ctx_run_once(f->s.ctx, 5);
     assert_int_equal(q_destroyed, 1);
     assert_int_equal(libdm_dm_attach(f->s.ctx, name, &f->dms[0]), 0);
-    /* A queued call on a DM that dies ends with -ESRCH. */
+    /* A queued call on a DM that dies ends with -ESRCH, or -ENOTCONN when
+     * its monitor reset was seen before its exit (dm.h). */
     dm = f->dms[0];
     pause = (dm_result){ .f = f };
     dev = (dm_result){ .f = f };
@@ -465,7 +466,7 @@ static void test_devices_behind(void **state)
     assert_int_equal(libdm_dm_query_devices_async(dm, LONG_MS, on_dm_done, &dev), 0);
     assert_int_equal(kill(libdm_dm_get_pid(dm), SIGKILL), 0);
     run_until(f, &dev.done);
-    assert_int_equal(dev.status, -ESRCH);
+    assert_true(dev.status == -ESRCH || dev.status == -ENOTCONN);
     run_until(f, &pause.done);
     libdm_dm_config_free(cfg);
 }
