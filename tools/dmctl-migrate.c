@@ -211,8 +211,14 @@ static int migrate_run(migration *m, int *ret_status)
     int in = -1, out = -1, r = libdm_migration_new_send(m->src, &m->mig);
 
     if (r >= 0 && m->o.uri_host) {
+        char *num = NULL;
+
         host = dmctl_parse_tcp_host(m->o.uri_host, &v6);   /* checked when parsed */
-        r = host ? libdm_migration_set_uri_host(m->mig, host) : -ENOMEM;
+        if (host && !(num = resolve_host(host, "--uri-host")))
+            r = -EHOSTUNREACH;
+        else
+            r = num ? libdm_migration_set_uri_host(m->mig, num) : -ENOMEM;
+        free(num);
         free(host);
     }
     if (r >= 0)
