@@ -108,7 +108,9 @@ int libdm__mig_sockaddr(const char *uri, struct sockaddr_storage *sa, socklen_t 
             return 0;
         }
     }
-    return -EINVAL;   /* a name: resolving it could block the loop */
+    /* A name: resolving it could block the loop (and a chrooted QEMU has no
+     * resolver files): the caller gets a numeric address first. */
+    return -EDESTADDRREQ;
 }
 
 int libdm__mig_listen(const char *uri, int *ret_fd, char **ret_uri)
@@ -172,7 +174,22 @@ bool libdm__mig_fd_wanted(libdm_dm *dm, const char *uri)
     struct sockaddr_storage sa;
     socklen_t len;
 
-    return conf && strcmp(conf, "none") && libdm__mig_sockaddr(uri, &sa, &len) == 0;
+    int r;
+
+    if (!conf || !strcmp(conf, "none"))
+        return false;
+    /* A host name too: the connect then fails and says why, where QEMU
+     * would try to resolve it in its chroot. */
+    r = libdm__mig_sockaddr(uri, &sa, &len);
+    return r == 0 || r == -EDESTADDRREQ;
+}
+
+const char *libdm__mig_connect_strerror(int err)
+{
+    if (err == -EDESTADDRREQ)
+        return "a restricted DM needs a numeric address, not a host name (libdm does not "
+               "resolve names on its loop, QEMU cannot in its chroot)";
+    return strerror(-err);
 }
 
 int libdm__mig_connect_start(libdm_ctx *ctx, const char *uri, libdm__watch_fn *fn, void *user,

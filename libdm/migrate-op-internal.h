@@ -93,10 +93,13 @@ void libdm__mig_fd_hand_over(mig_op *m, mig_step next);
  * once it completed (or failed); the caller owns *ret_fd and *ret_watch. */
 int libdm__mig_connect_start(libdm_ctx *ctx, const char *uri, libdm__watch_fn *fn, void *user,
                              int *ret_fd, libdm__watch **ret_watch);
+/* The reason for libdm__mig_connect_start()'s @err (a host name says so). */
+const char *libdm__mig_connect_strerror(int err);
 /* How it completed (SO_ERROR); on success the socket is blocking again. */
 int libdm__mig_connect_result(int fd);
 /* Sockets: "unix:PATH" / "tcp:HOST:PORT" (HOST numeric, [v6]) -> the
- * address; -EINVAL for anything else. */
+ * address; -EDESTADDRREQ when HOST is a name (never resolved here: that
+ * could block), -EINVAL for anything else. */
 int libdm__mig_sockaddr(const char *uri, struct sockaddr_storage *sa, socklen_t *len);
 /* A non-blocking, close-on-exec listening socket on @uri (tcp port 0: one
  * the kernel picks); *ret_uri is the address to give the sender. */

@@ -471,7 +471,7 @@ static void prepare(libdm_migration *m, libdm_json *msg)
         r = listen_for_stream(m);
     /* A host name: libdm does not resolve on its loop, nor can QEMU in its
      * chroot (no resolver files there). */
-    if (r == -EINVAL && m->fd_transport && m->tcp_host) {
+    if (r == -EDESTADDRREQ && m->fd_transport && m->tcp_host) {
         libdm_dm_config_free(cfg);
         recv_fail(m, "prepare", r, "a restricted destination listens on a numeric address "
                   "or localhost (--listen tcp:%s: a host name)", m->tcp_host);

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,4 +154,32 @@ void run_migration(dmctl *d, libdm_migration *mig, migration *m)
         on_signal(m);
         hook_poll(m);
     }
+}
+
+char *resolve_host(const char *host, const char *what)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo *res = NULL;
+    unsigned char a[sizeof(struct in6_addr)];
+    char num[INET6_ADDRSTRLEN];
+    const void *src;
+    char *out;
+    int r;
+
+    /* Numeric already ("localhost" too: libdm takes it as 127.0.0.1). */
+    if (!strcmp(host, "localhost") || strchr(host, ':') || inet_pton(AF_INET, host, a) == 1)
+        out = strdup(host);
+    else if ((r = getaddrinfo(host, NULL, &hints, &res)) != 0) {
+        fprintf(stderr, "dmctl: %s: cannot resolve the host name '%s': %s\n", what, host,
+                r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+        return NULL;
+    } else {
+        src = res->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                                         : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+        out = inet_ntop(res->ai_family, src, num, sizeof(num)) ? strdup(num) : NULL;
+        freeaddrinfo(res);
+    }
+    if (!out)
+        fprintf(stderr, "dmctl: %s: %s\n", what, strerror(errno));
+    return out;
 }

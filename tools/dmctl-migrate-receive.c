@@ -194,6 +194,14 @@ int dmctl_cmd_migrate_receive(dmctl *d, int argc, char **argv)
 
     if (ex)
         return ex;
+    if (rc.tcp_host) {
+        char *num = resolve_host(rc.tcp_host, "--listen");
+
+        free(rc.tcp_host);
+        rc.tcp_host = num;
+        if (!num)
+            return DMCTL_EXIT_FAIL;
+    }
     r = take_stdio(&in, &out);
     if (r < 0) {
         dmctl_error("migrate-receive", "cannot take stdin/stdout: %s", strerror(-r));

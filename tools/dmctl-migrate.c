@@ -85,7 +85,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <arpa/inet.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -201,20 +200,6 @@ static void on_sent(libdm_migration *mig, int status, void *user)
     *(int *)user = status;
 }
 
-static bool restricted(libdm_dm *dm)
-{
-    const char *conf = libdm_dm_get_confinement(dm);
-
-    return conf && strcmp(conf, "none");
-}
-
-static bool is_ipv4_literal(const char *s)
-{
-    struct in_addr a;
-
-    return inet_pton(AF_INET, s, &a) == 1;
-}
-
 /* Runs the whole migration through libdm; 0 or an exit status (nothing
  * ran). */
 static int migrate_run(migration *m, int *ret_status)
@@ -226,24 +211,14 @@ static int migrate_run(migration *m, int *ret_status)
     int in = -1, out = -1, r = libdm_migration_new_send(m->src, &m->mig);
 
     if (r >= 0 && m->o.uri_host) {
-        host = dmctl_parse_tcp_host(m->o.uri_host, &v6);   /* checked when parsed */
-        r = host ? 0 : -ENOMEM;
-        /* A restricted QEMU cannot resolve a name in its chroot, and libdm
-         * does not on its loop (it refuses one): dmctl may wait, so here. */
-        if (r == 0 && !v6 && restricted(m->src) && !is_ipv4_literal(host)) {
-            char *addr = dmctl_resolve_host(host);
+        char *num = NULL;
 
-            if (!addr) {
-                dmctl_error(m->o.name, "--uri-host %s: cannot resolve it: %s", host,
-                            strerror(errno));
-                free(host);
-                return DMCTL_EXIT_FAIL;
-            }
-            free(host);
-            host = addr;
-        }
-        if (r == 0)
-            r = libdm_migration_set_uri_host(m->mig, host);
+        host = dmctl_parse_tcp_host(m->o.uri_host, &v6);   /* checked when parsed */
+        if (host && !(num = resolve_host(host, "--uri-host")))
+            r = -EHOSTUNREACH;
+        else
+            r = num ? libdm_migration_set_uri_host(m->mig, num) : -ENOMEM;
+        free(num);
         free(host);
     }
     if (r >= 0)

@@ -75,6 +75,12 @@ typedef struct migration {
 } migration;
 
 int remaining_ms(uint64_t deadline);
+/* @host (--listen tcp:HOST, --uri-host) as a numeric address, malloc'd:
+ * libdm never resolves names (that could block its loop) and a restricted
+ * QEMU cannot (no resolver files in its chroot); a CLI may block, so dmctl
+ * resolves here, before the migration starts. NULL with a message on
+ * stderr (@what names the option) when it cannot. */
+char *resolve_host(const char *host, const char *what);
 uint64_t deadline_in(int ms);
 int wait_child(pid_t pid, uint64_t deadline, int *ret_status);
 void exec_shell(const char *command);

@@ -10,8 +10,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -446,35 +444,6 @@ static bool is_ipv6_literal(const char *s, size_t len)
     memcpy(addr, s, alen);
     addr[alen] = '\0';
     return inet_pton(AF_INET6, addr, &a) == 1;
-}
-
-char *dmctl_resolve_host(const char *host)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_ADDRCONFIG };
-    struct addrinfo *res = NULL;
-    char buf[INET6_ADDRSTRLEN];
-    char *out = NULL;
-    int e = getaddrinfo(host, NULL, &hints, &res);
-
-    if (e) {
-        errno = e == EAI_SYSTEM ? errno : e == EAI_MEMORY ? ENOMEM : ENOENT;
-        return NULL;
-    }
-    errno = 0;
-    for (struct addrinfo *a = res; a && !out; a = a->ai_next) {
-        const void *addr = a->ai_family == AF_INET
-                               ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
-                               : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
-
-        if ((a->ai_family == AF_INET || a->ai_family == AF_INET6) &&
-            inet_ntop(a->ai_family, addr, buf, sizeof(buf)))
-            out = strdup(buf);
-    }
-    freeaddrinfo(res);
-    if (!out && !errno)
-        errno = ENOENT;
-    return out;
 }
 
 char *dmctl_parse_tcp_host(const char *s, bool *ret_v6)

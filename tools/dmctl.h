@@ -131,10 +131,6 @@ bool dmctl_parse_seconds(const char *s, int *ret_ms);
  * NULL with errno EINVAL (malformed: unbalanced brackets, an empty host, a
  * port, spaces or commas) or ENOMEM. */
 char *dmctl_parse_tcp_host(const char *s, bool *ret_v6);
-/* @host (a name, or an address, as dmctl_parse_tcp_host returns it) as a
- * numeric address, resolved with getaddrinfo (a CLI may wait on NSS; the
- * library never does). NULL with errno (ENOENT: no address). */
-char *dmctl_resolve_host(const char *host);
 /* "tcp:HOST:PORT", HOST in brackets when @v6; malloc'd or NULL. */
 char *dmctl_tcp_uri(const char *host, bool v6, const char *port);
 /* Makes @path absolute (relative to the working directory; a bare name is

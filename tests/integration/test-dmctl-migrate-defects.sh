@@ -7,6 +7,12 @@
 #       libdm connects and accepts, QEMU gets the stream with getfd and
 #       migrates over "fd:" (issue 22, 3; its chroot cannot reach a unix
 #       socket: before, over unix was refused)
+#   2n  the same over tcp given a host NAME (an /etc/hosts entry, not
+#       "localhost"), for --listen and --uri-host: dmctl resolves it before
+#       the library gets it (libdm never resolves on its loop; QEMU cannot
+#       in its chroot). Before, the receiver refused the name and, with a
+#       numeric --listen, the source's QEMU was left to resolve --uri-host
+#       in its chroot and failed.
 #   7   a second --recover --to after the source was resumed does not
 #       resume the paused destination (a second copy)
 #   8   --recover run on the wrong host is refused, nothing changes
@@ -20,12 +26,7 @@
 
 migrate_setup test-dmctl-migdef
 
-# ---- 2: a restricted source ----
-if only 2; then
-if [ "$(id -u)" != 0 ]; then
-    echo "# 2: skipped (dm_restrict needs root)"
-else
-echo "# 2: a restricted source migrates to a restricted destination"
+# ---- 2, 2n: a restricted source ----
 ruid=$((43000 + $$ % 1000))
 start_r() {
     dm "$src" start vm2r --machine pc --memory 64 --restrict --runas "$ruid:$ruid" \
@@ -50,6 +51,12 @@ confined() {   # $1: what; the destination QEMU as the source was
         fail "2: $1: no destination QEMU to look at"
     fi
 }
+
+if only 2; then
+if [ "$(id -u)" != 0 ]; then
+    echo "# 2: skipped (dm_restrict needs root)"
+else
+echo "# 2: a restricted source migrates to a restricted destination"
 start_r || fail "starting vm2r restricted"
 dm "$src" migrate vm2r --to "$receiver" >"$tmp/out" 2>"$tmp/err"
 expect_rc $? 0 "2: over unix: migrated" "$tmp/err"
@@ -65,31 +72,32 @@ dm "$src" migrate vm2r --to "'$DMCTL' --store '$dst' --timeout 10 migrate-receiv
 expect_rc $? 0 "2: over tcp: migrated" "$tmp/err"
 expect_obs "$tmp" dst running "2: over tcp: the destination runs"
 confined "over tcp"
-# --uri-host NAME: dmctl resolves it (QEMU in its chroot cannot, libdm will
-# not on its loop). Before, QEMU got the name and the migration failed. A
-# name of this host's that resolves to 127.0.0.1 and is not "localhost"
-# (which libdm's parser knows).
-name=
-for hn in "$(hostname 2>/dev/null)" localhost.localdomain vm; do
-    [ -n "$hn" ] && [ "$hn" != localhost ] || continue
-    case "$(getent ahostsv4 "$hn" 2>/dev/null | head -n1)" in
-    127.0.0.1*) name=$hn; break ;;
-    esac
-done
-if [ -n "$name" ]; then
-    kill_store "$dst"
-    kill_store "$src"
-    expect_clean "$src" "2: no process or record left of the source" 3000
-    expect_clean "$dst" "2: no process or record left of the destination" 3000
-    start_r || fail "starting vm2r restricted a third time"
-    dm "$src" migrate vm2r --uri-host "$name" --to "'$DMCTL' --store '$dst' --timeout 10 \
-        migrate-receive --listen tcp:127.0.0.1 --qemu '$tmp/qemu-dst'" >"$tmp/out" 2>"$tmp/err"
-    expect_rc $? 0 "2: over tcp, --uri-host $name: migrated" "$tmp/err"
-    confined "over tcp, --uri-host $name"
-else
-    echo "# 2: --uri-host NAME skipped: no name of this host resolves to 127.0.0.1"
-fi
 finish_scenario 2
+fi
+fi
+
+# ---- 2n: a restricted source given a host name ----
+if only 2n; then
+if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null 2>&1; then
+    echo "# 2n: skipped (needs root and unshare: a private /etc/hosts)"
+else
+echo "# 2n: a restricted source over tcp given a host name"
+# Both dmctl's see /etc/hosts with "migpeer-22" for 127.0.0.1, in their own
+# mount namespace (the host's file is untouched).
+printf '127.0.0.1 localhost\n127.0.0.1 migpeer-22\n' >"$tmp/hosts"
+printf '#!/bin/sh\nmount --bind "%s" /etc/hosts || exit 99\nexec "$@"\n' "$tmp/hosts" \
+    >"$tmp/withhosts"
+chmod +x "$tmp/withhosts"
+start_r || fail "2n: starting vm2r restricted"
+NSEXEC="unshare -m --propagation private $tmp/withhosts"
+dm "$src" migrate vm2r --uri-host migpeer-22 --to "unshare -m --propagation private \
+    '$tmp/withhosts' '$DMCTL' --store '$dst' --timeout 10 migrate-receive \
+    --listen tcp:migpeer-22 --qemu '$tmp/qemu-dst'" >"$tmp/out" 2>"$tmp/err"
+expect_rc $? 0 "2n: over tcp to a host name: migrated" "$tmp/err"
+NSEXEC=
+expect_obs "$tmp" dst running "2n: the destination runs"
+confined "host name"
+finish_scenario 2n
 fi
 fi
 

@@ -11,6 +11,10 @@
 # tap is in B's bridge; the VNC password is in no log or stderr.
 # Before the fix the destination started without the devices ("Unknown
 # savevm section") and the migration failed.
+# With MIGDEV_RESTRICT=1 (test-dmctl-migrate-devices-restricted.sh) the
+# guest is started with --restrict and a private uid (never nobody): the
+# devices travel the same, and the destination QEMU is confined as the
+# source was (/proc: Uid, Seccomp 2, NoNewPrivs 1, root under its store).
 # Root only; the namespaces are always deleted.
 
 . "$(dirname "$0")/dmctl-migrate-lib.sh"
@@ -23,12 +27,21 @@ for t in ip qemu-img; do
     command -v $t >/dev/null 2>&1 || { echo "SKIP: $t not found"; exit 77; }
 done
 
-nsa="dmctl-migdev-a-$$"
-nsb="dmctl-migdev-b-$$"
-veth_a="dmdA$$"
-veth_b="dmdB$$"
+restrict=${MIGDEV_RESTRICT:-0}
+if [ "$restrict" = 1 ]; then
+    tag=r
+    ruid=$((44000 + $$ % 1000))   # private: no account, no other process has it
+    set -- --restrict --runas "$ruid:$ruid"
+else
+    tag=
+    set --
+fi
+nsa="dmctl-migdev$tag-a-$$"
+nsb="dmctl-migdev$tag-b-$$"
+veth_a="dmd${tag}A$$"
+veth_b="dmd${tag}B$$"
 br=brmig
-migrate_tmp test-dmctl-migrate-devices
+migrate_tmp test-dmctl-migrate-devices$tag
 cleanup() {
     NSEXEC="ip netns exec $nsa"
     kill_store "$src"
@@ -83,7 +96,7 @@ view() {
 }
 
 NSEXEC="ip netns exec $nsa"
-if ! dm "$src" start --config "$tmp/g.cfg" >"$tmp/start.out" 2>&1 ||
+if ! dm "$src" start --config "$tmp/g.cfg" "$@" >"$tmp/start.out" 2>&1 ||
    ! dm "$src" resume mdev >/dev/null 2>&1; then
     fail "starting the guest from the xl.cfg in $nsa: $(cat "$tmp/start.out")"
     finish
@@ -93,7 +106,8 @@ for q in query-block query-chardev query-pci; do
     view "$src" "$nsa" $q >"$tmp/before.$q"
 done
 if grep -q '"device":"ide0-hd1"' "$tmp/before.query-block" &&
-   grep -q 'data.qcow2' "$tmp/before.query-block" &&
+   { grep -q 'data.qcow2' "$tmp/before.query-block" ||   # restricted: /dev/fdset/N
+     grep -q '"format":"qcow2"' "$tmp/before.query-block"; } &&
    grep -q 'serial0' "$tmp/before.query-chardev" &&
    grep -q '"device":4110,' "$tmp/before.query-pci"; then
     ok "the source has its qcow2 disk, serial ports and e1000"
@@ -133,6 +147,27 @@ if grep -rqs -- "$pw" "$tmp/out" "$tmp/err" "$tmp/start.out" $(find "$src" "$dst
     fail "the VNC password appears in an output or a log"
 else
     ok "the VNC password is in no output or log"
+fi
+if [ "$restrict" = 1 ]; then
+    # The destination QEMU confined as the source was (as test-dmctl-
+    # migrate-defects.sh scenario 2 checks it).
+    dpid=$(dm "$dst" --json list --no-query 2>/dev/null |
+           sed -n 's/.*"pid": *\([0-9][0-9]*\).*/\1/p' | head -n 1)
+    st="/proc/${dpid:-0}/status"
+    if [ -n "$dpid" ] && [ -r "$st" ]; then
+        uid=$(awk '/^Uid:/ { print $2 }' "$st")
+        sc=$(awk '/^Seccomp:/ { print $2 }' "$st")
+        nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "$st")
+        root=$(readlink "/proc/$dpid/root")
+        case "$root" in "$dst"/?*) inroot=yes ;; *) inroot=no ;; esac
+        if [ "$uid" = "$ruid" ] && [ "$sc" = 2 ] && [ "$nnp" = 1 ] && [ "$inroot" = yes ]; then
+            ok "the destination QEMU is confined (uid $uid, seccomp $sc, no_new_privs $nnp, root $root)"
+        else
+            fail "the destination QEMU $dpid: uid $uid (want $ruid), seccomp $sc, no_new_privs $nnp, root $root (want under $dst)"
+        fi
+    else
+        fail "no destination QEMU pid to look at"
+    fi
 fi
 NSEXEC="ip netns exec $nsa"
 if [ "$(dm "$src" --json list --no-query 2>/dev/null | grep -c '"name"')" = 0 ]; then
