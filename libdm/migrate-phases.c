@@ -132,6 +132,17 @@ int libdm_migrate_begin_async(libdm_dm *src, int timeout_ms, libdm_dm_done_fn *c
     if (!src)
         return -EINVAL;
     r = libdm__dm_mig_usable(src);
+    /* On Xen the guest's RAM is the hypervisor's: QMP migrate's stream
+     * starts with a RAM section a Xen DM refuses to load ("RAM loading not
+     * allowed on Xen"), after the destination started. A Xen domain moves
+     * with its toolstack (xl migrate: libxc carries the RAM, QEMU only
+     * xen-save-devices-state), so it is refused here, before anything. */
+    if (r >= 0 && libdm_dm_get_profile(src) && !strcmp(libdm_dm_get_profile(src), "xen")) {
+        libdm__dm_error(src, "a xen-profile DM does not migrate on its own: its guest's RAM is "
+                        "the hypervisor's (xl migrate moves a Xen domain, with the DM's "
+                        "device state)");
+        r = -EOPNOTSUPP;
+    }
     if (r >= 0)
         r = libdm__mig_op_start(src, PH_BEGIN, timeout_ms, cb, user, &m);
     if (r >= 0)

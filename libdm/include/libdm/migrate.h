@@ -66,7 +66,10 @@ typedef void libdm_progress_fn(libdm_dm *source, const libdm_migrate_progress *p
                                void *userdata);
 
 /* Begin (source): the DM can migrate now (alive, monitor ready, runstate
- * running or paused, no migration in progress). */
+ * running or paused, no migration in progress). A xen-profile DM is refused
+ * (-EOPNOTSUPP, said in its last error): on Xen the guest's RAM is the
+ * hypervisor's and a domain moves with its toolstack (xl migrate), QEMU's
+ * part being its device state only. */
 LIBDM_EXPORT int libdm_migrate_begin(libdm_dm *source, int timeout_ms);
 
 /* Prepare (destination): starts @config's DM paused with -incoming defer and
