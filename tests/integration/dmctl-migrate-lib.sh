@@ -292,6 +292,28 @@ observed_pair() {
 # only SCENARIO: true if $ONLY is unset or names SCENARIO.
 only() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
 
+# expect_confined WHAT PID UID STORE: QEMU PID runs as UID, under seccomp
+# (2) and no_new_privs, chrooted under STORE (a restricted destination,
+# confined as its source was: issue 22, 2).
+expect_confined() {
+    _what=$1 _pid=$2 _uid=$3 _store=$4
+    _st="/proc/${_pid:-0}/status"
+    if [ -z "$_pid" ] || [ ! -r "$_st" ]; then
+        fail "$_what: no destination QEMU to look at"
+        return
+    fi
+    _u=$(awk '/^Uid:/ { print $2 }' "$_st")
+    _sc=$(awk '/^Seccomp:/ { print $2 }' "$_st")
+    _nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "$_st")
+    _root=$(readlink "/proc/$_pid/root")
+    case "$_root" in "$_store"/?*) _in=yes ;; *) _in=no ;; esac
+    if [ "$_u" = "$_uid" ] && [ "$_sc" = 2 ] && [ "$_nnp" = 1 ] && [ "$_in" = yes ]; then
+        ok "$_what: the destination QEMU is confined (uid $_u, seccomp $_sc, no_new_privs $_nnp, root $_root)"
+    else
+        fail "$_what: the destination QEMU $_pid: uid $_u (want $_uid), seccomp $_sc, no_new_privs $_nnp, root $_root (want under $_store)"
+    fi
+}
+
 # unstall: kills the stalled store writer of stall_hook, if any.
 unstall() {
     [ -f "$tmp/stall.pid" ] && kill -9 "$(cat "$tmp/stall.pid")" 2>/dev/null

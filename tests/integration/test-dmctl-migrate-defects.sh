@@ -33,23 +33,7 @@ start_r() {
         --qemu "$tmp/qemu-src" >/dev/null && dm "$src" resume vm2r >/dev/null
 }
 confined() {   # $1: what; the destination QEMU as the source was
-    dpid=$(cat "$tmp/dst.pid" 2>/dev/null)
-    st="/proc/${dpid:-0}/status"
-    if [ -n "$dpid" ] && [ -r "$st" ]; then
-        uid=$(awk '/^Uid:/ { print $2 }' "$st")
-        sc=$(awk '/^Seccomp:/ { print $2 }' "$st")
-        nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "$st")
-        root=$(readlink "/proc/$dpid/root")
-        # Its own chroot, under the destination's store.
-        case "$root" in "$dst"/?*) inroot=yes ;; *) inroot=no ;; esac
-        if [ "$uid" = "$ruid" ] && [ "$sc" = 2 ] && [ "$nnp" = 1 ] && [ "$inroot" = yes ]; then
-            ok "2: $1: the destination QEMU is confined (uid $uid, seccomp $sc, no_new_privs $nnp, root $root)"
-        else
-            fail "2: $1: the destination QEMU: uid $uid (want $ruid), seccomp $sc, no_new_privs $nnp, root $root (want under $dst)"
-        fi
-    else
-        fail "2: $1: no destination QEMU to look at"
-    fi
+    expect_confined "2: $1" "$(cat "$tmp/dst.pid" 2>/dev/null)" "$ruid" "$dst"
 }
 
 if only 2; then

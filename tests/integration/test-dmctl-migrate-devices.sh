@@ -153,21 +153,7 @@ if [ "$restrict" = 1 ]; then
     # migrate-defects.sh scenario 2 checks it).
     dpid=$(dm "$dst" --json list --no-query 2>/dev/null |
            sed -n 's/.*"pid": *\([0-9][0-9]*\).*/\1/p' | head -n 1)
-    st="/proc/${dpid:-0}/status"
-    if [ -n "$dpid" ] && [ -r "$st" ]; then
-        uid=$(awk '/^Uid:/ { print $2 }' "$st")
-        sc=$(awk '/^Seccomp:/ { print $2 }' "$st")
-        nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "$st")
-        root=$(readlink "/proc/$dpid/root")
-        case "$root" in "$dst"/?*) inroot=yes ;; *) inroot=no ;; esac
-        if [ "$uid" = "$ruid" ] && [ "$sc" = 2 ] && [ "$nnp" = 1 ] && [ "$inroot" = yes ]; then
-            ok "the destination QEMU is confined (uid $uid, seccomp $sc, no_new_privs $nnp, root $root)"
-        else
-            fail "the destination QEMU $dpid: uid $uid (want $ruid), seccomp $sc, no_new_privs $nnp, root $root (want under $dst)"
-        fi
-    else
-        fail "no destination QEMU pid to look at"
-    fi
+    expect_confined "restricted" "$dpid" "$ruid" "$dst"
 fi
 NSEXEC="ip netns exec $nsa"
 if [ "$(dm "$src" --json list --no-query 2>/dev/null | grep -c '"name"')" = 0 ]; then
