@@ -214,10 +214,11 @@ static int migrate_run(migration *m, int *ret_status)
         char *num = NULL;
 
         host = dmctl_parse_tcp_host(m->o.uri_host, &v6);   /* checked when parsed */
-        if (host && !(num = resolve_host(host, "--uri-host")))
-            r = -EHOSTUNREACH;
-        else
-            r = num ? libdm_migration_set_uri_host(m->mig, num) : -ENOMEM;
+        if (host && !(num = resolve_host(host, "--uri-host"))) {
+            free(host);
+            return DMCTL_EXIT_FAIL;     /* resolve_host said why; nothing ran */
+        }
+        r = num ? libdm_migration_set_uri_host(m->mig, num) : -ENOMEM;
         free(num);
         free(host);
     }
