@@ -159,8 +159,7 @@ int libdm__mig_uri_usable(libdm_dm *dm, const char *uri)
     struct sockaddr_storage sa;
     socklen_t len;
 
-    if (!conf || !strcmp(conf, "none") || strncmp(uri, "tcp:", 4) ||
-        libdm__mig_sockaddr(uri, &sa, &len) == 0)
+    if (!conf || !strcmp(conf, "none") || libdm__mig_sockaddr(uri, &sa, &len) != -EDESTADDRREQ)
         return 0;
     libdm__dm_error(dm, "a restricted DM migrates to a numeric address only (%s names a host: "
                     "QEMU cannot resolve it in its chroot, and libdm does not resolve on its "
@@ -168,28 +167,14 @@ int libdm__mig_uri_usable(libdm_dm *dm, const char *uri)
     return -EINVAL;
 }
 
+/* A host name never gets here: Perform refused it (libdm__mig_uri_usable). */
 bool libdm__mig_fd_wanted(libdm_dm *dm, const char *uri)
 {
     const char *conf = libdm_dm_get_confinement(dm);
     struct sockaddr_storage sa;
     socklen_t len;
 
-    int r;
-
-    if (!conf || !strcmp(conf, "none"))
-        return false;
-    /* A host name too: the connect then fails and says why, where QEMU
-     * would try to resolve it in its chroot. */
-    r = libdm__mig_sockaddr(uri, &sa, &len);
-    return r == 0 || r == -EDESTADDRREQ;
-}
-
-const char *libdm__mig_connect_strerror(int err)
-{
-    if (err == -EDESTADDRREQ)
-        return "a restricted DM needs a numeric address, not a host name (libdm does not "
-               "resolve names on its loop, QEMU cannot in its chroot)";
-    return strerror(-err);
+    return conf && strcmp(conf, "none") && libdm__mig_sockaddr(uri, &sa, &len) == 0;
 }
 
 int libdm__mig_connect_start(libdm_ctx *ctx, const char *uri, libdm__watch_fn *fn, void *user,

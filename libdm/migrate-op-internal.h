@@ -93,8 +93,6 @@ void libdm__mig_fd_hand_over(mig_op *m, mig_step next);
  * once it completed (or failed); the caller owns *ret_fd and *ret_watch. */
 int libdm__mig_connect_start(libdm_ctx *ctx, const char *uri, libdm__watch_fn *fn, void *user,
                              int *ret_fd, libdm__watch **ret_watch);
-/* The reason for libdm__mig_connect_start()'s @err (a host name says so). */
-const char *libdm__mig_connect_strerror(int err);
 /* How it completed (SO_ERROR); on success the socket is blocking again. */
 int libdm__mig_connect_result(int fd);
 /* Sockets: "unix:PATH" / "tcp:HOST:PORT" (HOST numeric, [v6]) -> the

@@ -574,8 +574,7 @@ static void perform_reply(mig_op *m, const libdm_qmp_reply *r)
             e = libdm__mig_connect_start(mig_ctx(m), m->uri, on_connected, m->dm, &m->fd,
                                          &m->watch);
             if (e < 0) {
-                libdm__dm_error(m->dm, "cannot connect to %s: %s", m->uri,
-                                libdm__mig_connect_strerror(e));
+                libdm__dm_error(m->dm, "cannot connect to %s: %s", m->uri, strerror(-e));
                 libdm__mig_op_end(m, e);
             }
             break;
