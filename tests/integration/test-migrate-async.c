@@ -71,6 +71,7 @@ typedef struct host {
     uint64_t max_us;        /* the longest libdm call so far (wall) */
     uint64_t max_cpu_us;    /* the most CPU time one call used */
     long max_waits;         /* the most voluntary context switches in one call */
+    const char *max_waits_what; /* in which */
     const char *max_what;
     unsigned calls;
 } host;
@@ -122,8 +123,10 @@ static long waits(void)
 static void note_duration(const char *what, uint64_t us, uint64_t cpu, long w)
 {
     H.calls++;
-    if (w > H.max_waits)
+    if (w > H.max_waits) {
         H.max_waits = w;
+        H.max_waits_what = what;
+    }
     if (us > H.max_us) {
         H.max_us = us;
         H.max_what = what;
@@ -294,9 +297,9 @@ static int teardown(void **state)
 static void assert_fast(const char *scenario)
 {
     print_message("%s: %u libdm calls and dispatches, the longest %.3f ms (%s), "
-                  "at most %.3f ms of CPU, at most %ld waits\n", scenario, H.calls,
+                  "at most %.3f ms of CPU, at most %ld waits (%s)\n", scenario, H.calls,
                   H.max_us / 1000.0, H.max_what ? H.max_what : "-", H.max_cpu_us / 1000.0,
-                  H.max_waits);
+                  H.max_waits, H.max_waits_what ? H.max_waits_what : "-");
     assert_true(H.max_waits <= MAX_CALL_WAITS);
 }
 
