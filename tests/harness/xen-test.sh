@@ -3,6 +3,15 @@
 # test checked $top_srcdir. The Xen host itself is xen-env.sh (FAKED
 # hypervisor, real xenstored); this only checks and starts it.
 #
+# Domids: the domid claim is host-wide (/var/run/xen), and the suite runs
+# tests in parallel, so each test draws its domids from a block of its own
+# (BASE + $$ % N): 2000 xen-dm (and d+100), 4000 xenstore-auto, 6000
+# restricted-disks, 8000 attack-18-claims (5 each), 10000 xlcfg-parity,
+# 12000 xen-devices, 14000 xen-vncpass, 16000 crashpoints-domain, 18000
+# xl-restore (3 each), 20000 migrate-xen (2 each), 24000+ xl-create (the
+# fake hypervisor's XENHYP_DOMID_BASE). Overlapping ranges made two tests
+# claim one domid now and then (xlcfg-parity refused by attack-18-claims).
+#
 #   xen_test_require WHY [BINARY...]
 #       skip (77) without the Xen DM, xenstored or BINARY, or when not root
 #       (WHY: what root is needed for; "" checks no uid: the test says

@@ -44,7 +44,7 @@ asan=$(ldd "$DMCTL" 2>/dev/null | awk '/libasan/ { print $3 }')
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-attack-18-claims.XXXXXX") || exit 99
 store=$tmp/store
 mkdir -m 0700 "$store" || exit 99
-d=$((1800 + $$ % 60 * 5)) # five domains: d .. d+4
+d=$((8000 + $$ % 300 * 5)) # five domains: d .. d+4
 u=$((420000 + $$ % 10000)) # a private uid for restricted QEMU
 sfx=$$
 ns=a18ns$$

@@ -32,7 +32,7 @@
 . "$top_srcdir/tests/harness/xen-test.sh"
 xen_test_require /var/run/xen "$(command -v qemu-img || echo qemu-img)"
 xen_test_tmp test-dmctl-migrate-xen
-d1=$((2800 + $$ % 300 * 2))
+d1=$((20000 + $$ % 900 * 2))
 dst=$tmp/dst
 mkdir -m 0700 "$dst" || exit 99
 cleanup() {

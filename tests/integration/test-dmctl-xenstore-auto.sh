@@ -28,7 +28,7 @@ QEMU=${LIBDM_TEST_QEMU:-/usr/bin/qemu-system-x86_64}
 export top_builddir XENSTORED
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-dmctl-xs-auto.XXXXXX") || exit 99
-d=$((1800 + $$ % 100))
+d=$((4000 + $$ % 1000))
 plain=xsauto-plain-$$
 withd=xsauto-dom-$$
 xsrun="$top_srcdir/tests/harness/xenstored-run.sh"

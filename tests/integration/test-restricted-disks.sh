@@ -30,7 +30,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-rdisks.XXXXXX") || exit 99
 store=$tmp/store
 mkdir -m 0700 "$store" || exit 99
 uid=$((62000 + $$ % 1000)) # private: no account, no other process has it
-d=$((1800 + $$ % 100))
+d=$((6000 + $$ % 1000))
 names="rd$$ rx$$ rl$$ rn$$"
 xenenv="$top_srcdir/tests/harness/xen-env.sh"
 xen=no

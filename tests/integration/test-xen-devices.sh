@@ -17,7 +17,7 @@
 . "$top_srcdir/tests/harness/xen-test.sh"
 xen_test_require "network namespace, bridge, taps"
 xen_test_tmp test-xen-devices
-d=$((1900 + $$ % 100))
+d=$((12000 + $$ % 1000))
 ns="dmxdev-$$"
 br=brx
 cleanup() {

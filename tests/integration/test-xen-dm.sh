@@ -27,7 +27,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-xen-dm.XXXXXX") || exit 99
 store=$tmp/store
 mkdir -m 0700 "$store" || exit 99
 # Distinct per run, so parallel runs do not share /var/run/xen sockets.
-d=$((1700 + $$ % 100))
+d=$((2000 + $$ % 800))
 name=xen$d
 
 cleanup() {

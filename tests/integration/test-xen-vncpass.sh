@@ -30,7 +30,7 @@ fi
 . "$top_srcdir/tests/harness/xen-test.sh"
 xen_test_require /var/run/xen
 xen_test_tmp test-xen-vncpass
-d=$((2100 + $$ % 500))
+d=$((14000 + $$ % 1000))
 d2=$((d + 600))
 cleanup() {
     "$DMCTL" --store xenstore --timeout 5 stop "vp$$" --force >/dev/null 2>&1

@@ -26,7 +26,7 @@
 xen_test_require /var/run/xen
 XLDM=${XLDM:-$top_builddir/tools/libdm-xl-dm}
 xen_test_tmp test-xl-restore
-d1=$((2700 + $$ % 300 * 3)) d2=$((2701 + $$ % 300 * 3)) d3=$((2702 + $$ % 300 * 3))
+d1=$((18000 + $$ % 600 * 3)) d2=$((18001 + $$ % 600 * 3)) d3=$((18002 + $$ % 600 * 3))
 tag=r$$
 prog=
 cleanup() {

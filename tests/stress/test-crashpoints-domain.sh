@@ -38,7 +38,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-crashpoints-domain.XXXXXX") || exit 99
 chmod 0755 "$tmp"
 sa=$tmp/sa sb=$tmp/sb
 mkdir -m 0700 "$sa" "$sb" || exit 99
-D=$((2600 + $$ % 300))
+D=$((16000 + $$ % 1000))
 u=$((430000 + $$ % 10000))
 sfx=$$
 ns=cpd$sfx

@@ -29,7 +29,7 @@ rc=$?
 LIBXL_ARGV="$top_builddir/tests/xlcfg/libxl-argv"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-xlcfg.XXXXXX") || exit 99
-d=$((1900 + $$ % 90))
+d=$((10000 + $$ % 1000))
 uid=$((63000 + $$ % 1000))
 DMUSER=libdmq$$
 made_user=
