@@ -183,15 +183,25 @@ static char *disk_file(libdm__argv *b, const libdm__disk *d, size_t i)
     if (d->qemu_fd >= 0) {
         libdm__argv_add(b, "-add-fd");
         libdm__argv_addf(b, "fd=%d,set=%zu", d->qemu_fd, i + 1);
-        if (d->qemu_fd_ro >= 0) {
-            libdm__argv_add(b, "-add-fd");
-            libdm__argv_addf(b, "fd=%d,set=%zu", d->qemu_fd_ro, i + 1);
-        }
         return libdm__sprintf("/dev/fdset/%zu", i + 1);
     }
     if (libdm__qemu_opt_escape(d->path, &esc) < 0)
         return NULL;
     return esc;
+}
+
+/* An fdset image's drive says auto-read-only=off. With -drive's default
+ * (on) QEMU reopens a writable image read-only whenever no writer needs
+ * it, as at the end of an outgoing migration, and takes its image locks
+ * (OFD locks) on each description in turn. The set keeps every
+ * description open, so the locks of the writable one outlived the
+ * source's inactivation and the destination's `cont` failed with 'Failed
+ * to get "write" lock' (issue 22; a path has no such set). With it off,
+ * one description carries the locks and drops them as QEMU does for a
+ * path. */
+static const char *disk_fd_opts(const libdm__disk *d)
+{
+    return d->qemu_fd >= 0 ? ",auto-read-only=off" : "";
 }
 
 static void add_cdrom(libdm__argv *b, const libdm__disk *d, const char *file)
@@ -200,8 +210,8 @@ static void add_cdrom(libdm__argv *b, const libdm__disk *d, const char *file)
 
     libdm__argv_add(b, "-drive");
     if (file)
-        libdm__argv_addf(b, "if=none,readonly=on,id=ide-%d,file=%s,format=%s", n, file,
-                         format_name(d->format));
+        libdm__argv_addf(b, "if=none,readonly=on,id=ide-%d,file=%s,format=%s%s", n, file,
+                         format_name(d->format), disk_fd_opts(d));
     else
         libdm__argv_addf(b, "if=none,readonly=on,id=ide-%d", n);
     libdm__argv_add(b, "-device");
@@ -222,14 +232,14 @@ static void add_disk(libdm__argv *b, const libdm__disk *d, size_t i)
     } else if (d->scsi) {
         libdm__argv_add(b, "-drive");
         libdm__argv_addf(b, "file=%s,id=scsi0-hd%d,format=%s,if=none,readonly=%s,"
-                         "cache=writeback", file, d->index, format_name(d->format),
-                         d->readonly ? "on" : "off");
+                         "cache=writeback%s", file, d->index, format_name(d->format),
+                         d->readonly ? "on" : "off", disk_fd_opts(d));
         libdm__argv_add(b, "-device");
         libdm__argv_addf(b, "scsi-hd,drive=scsi0-hd%d,scsi-id=%d", d->index, d->index);
     } else {
         libdm__argv_add(b, "-drive");
-        libdm__argv_addf(b, "file=%s,if=ide,index=%d,media=disk,format=%s,cache=writeback",
-                         file, d->index, format_name(d->format));
+        libdm__argv_addf(b, "file=%s,if=ide,index=%d,media=disk,format=%s,cache=writeback%s",
+                         file, d->index, format_name(d->format), disk_fd_opts(d));
     }
     free(file);
 }

@@ -23,8 +23,6 @@ typedef struct libdm__disk {
     libdm_disk_format format;
     bool readonly, cdrom;
     int qemu_fd;            /* >= 0 after start-up under restrict: -add-fd */
-    int qemu_fd_ro;         /* >= 0: a read-only fd in the same set (QEMU
-                             * opens a writable image read-only first) */
 } libdm__disk;
 
 typedef struct libdm__nic {

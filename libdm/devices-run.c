@@ -94,12 +94,10 @@ static int prepare_disk(libdm_ctx *ctx, libdm_dm_config *cfg, libdm__disk *d)
             close(fd);
         return r;
     }
-    r = pass_image(ctx, cfg, d, d->readonly ? O_RDONLY : O_RDWR, &d->qemu_fd);
-    /* QEMU opens a writable image read-only first, then reopens it for
-     * writing: the set needs an fd of each access mode. */
-    if (r >= 0 && !d->readonly)
-        r = pass_image(ctx, cfg, d, O_RDONLY, &d->qemu_fd_ro);
-    return r;
+    /* One fd, of the image's own access mode: the drive says
+     * auto-read-only=off (devices-argv.c), so QEMU never reopens it with
+     * another mode and needs no second description in the set. */
+    return pass_image(ctx, cfg, d, d->readonly ? O_RDONLY : O_RDWR, &d->qemu_fd);
 }
 
 static void log_tap_error(libdm_ctx *ctx, const libdm_dm_config *cfg, const libdm__nic *n,

@@ -163,7 +163,7 @@ static bool valid_disk(const libdm__devices *d, bool scsi, int index, const char
 int libdm_dm_config_add_disk(libdm_dm_config *config, const char *vdev, const char *path,
                              libdm_disk_format format, unsigned flags)
 {
-    libdm__disk disk = { .qemu_fd = -1, .qemu_fd_ro = -1 };
+    libdm__disk disk = { .qemu_fd = -1 };
     int index;
 
     if (!config)

@@ -20,9 +20,6 @@ EXTRA_DIST += tests/integration/test-dmctl-migrate-devices.sh
 # The same guest restricted (--restrict, a private uid): the destination is
 # confined as the source was.
 TESTS += tests/integration/test-dmctl-migrate-devices-restricted.sh
-# Known failure: the source's image locks (OFD locks on its fdset's
-# descriptions) outlive the switchover; see the test's header.
-XFAIL_TESTS += tests/integration/test-dmctl-migrate-devices-restricted.sh
 EXTRA_DIST += tests/integration/test-dmctl-migrate-devices-restricted.sh
 # The same on the Xen DM over the fake hypervisor (skips, saying what fails,
 # where the fake cannot carry it).
