@@ -548,6 +548,7 @@ static int spawn_keeper(libdm_dm *dm, libdm__store *store)
                                                   .log_fd = st(dm)->log_fd,
                                                   .owner_fd = dm->rd->owner_fd,
                                                   .rundir_fd = dm->rd->dfd, .autokill = true,
+                                                  .monitor_fd = dm->rd->monitor_fd,
                                                   .restrict_spec = plan->keeper_spec,
                                                   .pass_fds = plan->cfg->pass_fds,
                                                   .n_pass_fds = plan->cfg->n_pass_fds },
@@ -559,6 +560,9 @@ static int spawn_keeper(libdm_dm *dm, libdm__store *store)
     }
     dm->keeper_pid = libdm__keeper_keeper_pid(dm->keeper);
     dm->autokill_after_ready = st(dm)->autokill;
+    /* The keeper holds monitor.lock for us now (the message carries it). */
+    if (libdm__rundir_lend_monitor(dm->rd, &r) == 0)
+        close(r);
     /* QEMU has them now. */
     libdm__close(&st(dm)->listen_fd);
     libdm__close(&st(dm)->log_fd);

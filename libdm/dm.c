@@ -637,6 +637,10 @@ static void dm_detach(libdm_dm *dm)
     drop_completions(dm);
     drop_notices(dm);
     libdm__dm_close_qmp(dm);
+    /* Before the channel closes: the keeper lets go of a lent monitor.lock
+     * when it reads that, and the next holder writes its own note. */
+    if (dm->rd)
+        libdm__rundir_unlock_monitor(dm->rd);
     libdm__keeper_free(dm->keeper);
     dm->keeper = NULL;
     dm->rd = libdm__rundir_free(dm->rd);

@@ -9,6 +9,10 @@
  *                                      then the sentence)
  *   libdm -> keeper   "autokill 1|0"   (kill the DM if this channel closes)
  *                     "kill"           (SIGKILL the DM now)
+ *                     "monitor"        (+ the DM's monitor.lock, flock held
+ *                                      for the controller: the keeper keeps
+ *                                      it until this channel closes, or to
+ *                                      its exit under autokill)
  *
  * The channel closing is itself a message: the controller is gone.
  * Fds passed to the keeper at exec: 0 /dev/null, 1 and 2 the DM's log,

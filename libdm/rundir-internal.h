@@ -47,6 +47,8 @@ typedef struct libdm__rundir {
     int dfd;          /* the directory, checked: ours, 0700-ish, not a link */
     int owner_fd;     /* owner.lock while we hold the claim, else -1 */
     int monitor_fd;   /* monitor.lock while we hold it, else -1 */
+    bool monitor_lent; /* held for us by the DM's keeper (lend_monitor) */
+    bool monitor_noted; /* a note was written while lent */
     unsigned made;
     /* The monitor socket: qmp.sock in dfd, or for the xen profile libxl's
      * /var/run/xen/qmp-libxl-<domid> (xl and libxl connect there). */
@@ -126,6 +128,11 @@ int libdm__rundir_socket_path(libdm__rundir *rd, char **ret_path, char **ret_why
 int libdm__rundir_lock_monitor(libdm__rundir *rd, const char *note, int *ret_pid,
                                char **ret_note);
 void libdm__rundir_unlock_monitor(libdm__rundir *rd);
+/* monitor.lock passes to the DM's keeper: *ret_fd gets our descriptor to
+ * send it (the caller closes it after sending). Its copy holds the lock
+ * for us, the same open file, until our channel to it closes: one fd less
+ * per DM here (issue 19), and nothing for a forked child to inherit. */
+int libdm__rundir_lend_monitor(libdm__rundir *rd, int *ret_fd);
 /* Rewrites the note others read while we hold monitor.lock. */
 int libdm__rundir_set_monitor_note(libdm__rundir *rd, const char *note);
 

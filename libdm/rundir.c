@@ -371,7 +371,7 @@ int libdm__rundir_lock_monitor(libdm__rundir *rd, const char *note, int *ret_pid
 {
     int r;
 
-    if (rd->monitor_fd >= 0)
+    if (rd->monitor_fd >= 0 || rd->monitor_lent)
         return 0;
     r = libdm__rd_lock(rd->dfd, LIBDM__RD_MONITOR, &rd->monitor_fd);
     if (r == -EAGAIN)
@@ -389,15 +389,43 @@ void libdm__rundir_remove_subdir(libdm__rundir *rd, const char *name)
 
 int libdm__rundir_set_monitor_note(libdm__rundir *rd, const char *note)
 {
-    if (rd->monitor_fd < 0)
+    int fd, r;
+
+    if (rd->monitor_fd >= 0) {
+        libdm__rd_write_holder(rd->monitor_fd, note);
+        return 0;
+    }
+    if (!rd->monitor_lent)
         return -ENOLCK;
-    libdm__rd_write_holder(rd->monitor_fd, note);
+    /* The keeper holds the lock for us: the note is only the file's text. */
+    r = libdm__rd_open_lock(rd->dfd, LIBDM__RD_MONITOR, false, &fd);
+    if (r < 0)
+        return r;
+    libdm__rd_write_holder(fd, note);
+    close(fd);
+    rd->monitor_noted = note != NULL;
     return 0;
 }
 
 void libdm__rundir_unlock_monitor(libdm__rundir *rd)
 {
+    /* A lent lock stays held until the keeper reads our channel's end: a
+     * note such as "migration" would make an attacher refuse at once, not
+     * wait those moments. */
+    if (rd->monitor_lent && rd->monitor_noted)
+        (void)libdm__rundir_set_monitor_note(rd, NULL);
     libdm__close(&rd->monitor_fd);
+    rd->monitor_lent = false;
+}
+
+int libdm__rundir_lend_monitor(libdm__rundir *rd, int *ret_fd)
+{
+    if (rd->monitor_fd < 0)
+        return -ENOLCK;
+    *ret_fd = rd->monitor_fd;
+    rd->monitor_fd = -1;
+    rd->monitor_lent = true;
+    return 0;
 }
 
 void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)

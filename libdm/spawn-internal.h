@@ -25,6 +25,7 @@ typedef struct libdm__spawn_args {
     int log_fd;
     int owner_fd;              /* the name's claim (owner.lock, locked) */
     int rundir_fd;             /* the DM's run directory */
+    int monitor_fd;            /* monitor.lock (locked) for the keeper to hold, or -1 */
     const char *run_root;      /* its parent, for the keeper's cleanup */
     uint32_t xen_socket_domid; /* monitor at libxl's path for this domid, or 0 */
     const int *pass_fds;       /* QEMU's fds LIBDM_PASS_FD_FIRST.. (config) */

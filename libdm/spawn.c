@@ -270,6 +270,11 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
         r = -errno;
         goto out;
     }
+    /* Queued before anything runs: the lock is held by the message in
+     * flight, then by the keeper; a keeper that never runs frees it with
+     * its end of the channel. */
+    if (a->monitor_fd >= 0 && (r = libdm__kp_send(sp[0], "monitor", a->monitor_fd)) < 0)
+        goto out;
     if ((r = src[1] = high_fd(a->log_fd)) < 0 || (r = src[2] = high_fd(a->log_fd)) < 0 ||
         (r = src[LIBDM__KEEPER_QMP_FD] = high_fd(a->qmp_listen_fd)) < 0 ||
         (r = src[LIBDM__KEEPER_CTL_FD] = high_fd(sp[1])) < 0 ||
@@ -308,6 +313,9 @@ follow:
     k->keeper_pid = pid;
     k->ctl = sp[0];
     sp[0] = -1;
+    /* A child forked without exec must not keep the channel open: the
+     * keeper would never see us go (autokill, the monitor it holds). */
+    libdm__fork_drop_fd(k->ctl);
     if (libdm__set_nonblock(k->ctl, true) < 0 ||
         (r = libdm__watch_add(ctx, k->ctl, POLLIN, on_ctl, k, &k->ctl_watch)) < 0) {
         r = r < 0 ? r : -errno;

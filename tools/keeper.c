@@ -70,6 +70,7 @@ typedef struct keeper {
     bool ns_init;       /* pid 1 of the DM's own PID namespace */
     int n_pass_fds;     /* QEMU's fds LIBDM__KEEPER_NFDS.. (restore streams, taps) */
     int ctl;
+    int monitor_fd;     /* monitor.lock, held for the controller ("monitor") */
     int sigfd;
     int pidfd;
     pid_t pid;          /* QEMU, as this namespace sees it */
@@ -184,6 +185,12 @@ static void controller_gone(keeper *k)
     if (k->ctl >= 0) {
         close(k->ctl);
         k->ctl = -1;
+    }
+    /* Let go: the DM lives on for whoever attaches next. Under autokill
+     * the lock goes with this process, after the DM. */
+    if (!k->autokill && k->monitor_fd >= 0) {
+        close(k->monitor_fd);
+        k->monitor_fd = -1;
     }
     if (k->autokill && !k->autokilled) {
         klog("controller of %s went away before releasing it: killing the device model",
@@ -389,10 +396,14 @@ static void handle_ctl(keeper *k)
     char msg[LIBDM__KEEPER_MSG_MAX];
     int fd, n = libdm__kp_recv(k->ctl, msg, sizeof(msg), &fd);
 
-    if (fd >= 0)
-        close(fd); /* the controller never sends fds */
     if (n == -EAGAIN || n == -EINTR)
         return;
+    if (n > 0 && !strcmp(msg, "monitor") && fd >= 0 && k->monitor_fd < 0) {
+        k->monitor_fd = fd;
+        return;
+    }
+    if (fd >= 0)
+        close(fd); /* no other message carries one */
     if (n <= 0) {
         controller_gone(k);
         return;
@@ -519,7 +530,7 @@ int keeper_main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     bool hello = false;
-    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .pidfd = -1, .sigfd = -1, .log = { .rfd = -1 },
+    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .monitor_fd = -1, .pidfd = -1, .sigfd = -1, .log = { .rfd = -1 },
                  .log_wfd = -1 };
     char msg[LIBDM__KEEPER_MSG_MAX];
     unsigned long xen_domid = 0;

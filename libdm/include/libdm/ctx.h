@@ -52,10 +52,11 @@
  * libdm_sdevent_set_priority() in libdm/adapters/sd-event.h).
  *
  * fork(): a child forked without exec does not keep what libdm holds for
- * its parent: the fds of DMs' monitor.lock and owner.lock and of monitor
- * connections are replaced by /dev/null in the child (pthread_atfork), so
- * a lock or QEMU's one monitor client is never held by a child after the
- * parent lets go. Every libdm fd is O_CLOEXEC: an exec keeps none. The
+ * its parent: the fds of DMs' monitor.lock and owner.lock, of monitor
+ * connections and of the channels to DMs' keepers are replaced by
+ * /dev/null in the child (pthread_atfork), so a lock, QEMU's one monitor
+ * client or a keeper's autokill is never held by a child after the parent
+ * lets go. Every libdm fd is O_CLOEXEC: an exec keeps none. The
  * child must not use the contexts and handles it inherited (as with
  * sd-bus): it may only free them, or _exit.
  */
