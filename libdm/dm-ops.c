@@ -29,6 +29,7 @@ typedef enum { STOP_QUIT, STOP_TERM, STOP_KILL } stop_step;
 typedef struct stop_op {
     libdm__op op;
     stop_step step;
+    bool killed_keeper;         /* the keeper did not act on "kill": killed */
 } stop_op;
 
 /* A migration phase (migrate.c): its deadline is the phase's own. */
@@ -404,6 +405,17 @@ static void stop_escalate(libdm__op *op)
         (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_KILL_WAIT_MS));
         break;
     case STOP_KILL:
+        /* The keeper signals QEMU for us: one that does not (stopped,
+         * hung) is killed, and QEMU with it (its PID namespace's init, or
+         * PDEATHSIG). Its end is then reported as the keeper's. */
+        if (dm->keeper && !stop_of(dm)->killed_keeper) {
+            LIBDM__WARN(ctx, "%s: no exit after SIGKILL: killing its keeper (pid %d)",
+                        dm->name, dm->keeper_pid);
+            stop_of(dm)->killed_keeper = true;
+            (void)libdm__keeper_kill_keeper(dm->keeper);
+            (void)libdm__timer_arm(ctx, t, libdm__deadline(DM_KILL_WAIT_MS));
+            break;
+        }
         libdm__dm_error(dm, "device model (pid %d) survived SIGKILL", dm->pid);
         libdm__dm_op_finish(dm, -ETIMEDOUT);
         break;

@@ -3,12 +3,14 @@
  * The control channel between libdm and libdm-keeper: a SOCK_SEQPACKET
  * socketpair, one short text message per packet.
  *
- *   keeper -> libdm   "pid PID START"  (+ the DM's pidfd by SCM_RIGHTS)
+ *   keeper -> libdm   "pid PID START"  (+ the DM's pidfd by SCM_RIGHTS: libdm
+ *                                      looks whether it ended, then closes it)
  *                     "exit STATUS"    (wait status; the keeper exits next)
  *                     "error ERRNO TEXT" (exec failed, ...: the errno, positive,
  *                                      then the sentence)
  *   libdm -> keeper   "autokill 1|0"   (kill the DM if this channel closes)
  *                     "kill"           (SIGKILL the DM now)
+ *                     "term"           (SIGTERM the DM now: stop's second step)
  *                     "monitor"        (+ the DM's monitor.lock, flock held
  *                                      for the controller: the keeper keeps
  *                                      it until this channel closes, or to

@@ -38,12 +38,13 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *args,
                         const libdm__keeper_ops *ops, void *user, libdm__keeper **ret);
 /* Arms or releases autokill (seed 002). */
 int libdm__keeper_set_autokill(libdm__keeper *k, bool on);
-/* Signals the DM through its pidfd (-ESRCH once it is gone). */
+/* Asks the keeper to signal the DM (-ESRCH once it is gone or before its
+ * pid). A keeper that does not act is killed by the caller's next step. */
 int libdm__keeper_signal(libdm__keeper *k, int sig);
-/* QEMU's process has ended (its pidfd says so; false before "pid"). */
+/* QEMU's process had ended when the keeper said its pid. */
 bool libdm__keeper_dm_gone(const libdm__keeper *k);
-/* SIGKILLs the DM, or before its pid is known the keeper (and with it
- * everything it started). */
+/* SIGKILLs the DM through its keeper, or before its pid is known (or with
+ * no channel) the keeper itself (and with it everything it started). */
 int libdm__keeper_kill(libdm__keeper *k);
 /* Its DM is being stopped: a context freed now waits (bounded) to reap it. */
 void libdm__keeper_set_ending(libdm__keeper *k);

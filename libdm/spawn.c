@@ -32,8 +32,8 @@ struct libdm__keeper {
     libdm__watch *ctl_watch;
     int keeper_pidfd;
     int keeper_pid;
-    int dm_pidfd;
-    int dm_pid;
+    int dm_pid;         /* QEMU's, once the keeper said it */
+    bool dm_gone_at_pid; /* QEMU had already ended when its pid came */
     bool exit_reported;
     bool autokill;      /* armed in the keeper: its DM dies with our channel */
     bool ending;        /* its DM is being stopped: the keeper exits soon */
@@ -78,6 +78,13 @@ static void report_exit(libdm__keeper *k, int status)
         k->ops->on_exit(k, status, k->user);
 }
 
+static bool pidfd_exited(int pidfd)
+{
+    struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+    return poll(&p, 1, 0) != 0;
+}
+
 static void handle_message(libdm__keeper *k, const char *msg, int fd)
 {
     int v;
@@ -90,9 +97,12 @@ static void handle_message(libdm__keeper *k, const char *msg, int fd)
             (void)libdm__pidfd_signal(fd, SIGKILL);
         return;
     }
-    if (sscanf(msg, "pid %d", &v) == 1 && fd >= 0 && k->dm_pidfd < 0) {
+    if (sscanf(msg, "pid %d", &v) == 1 && fd >= 0 && k->dm_pid <= 0) {
+        /* Looked at once, then closed: the keeper signals its own child
+         * for us and reports its end (one fd less per DM, issue 19). */
         k->dm_pid = v;
-        k->dm_pidfd = fd;
+        k->dm_gone_at_pid = pidfd_exited(fd);
+        close(fd);
         if (k->ops->on_pid)
             k->ops->on_pid(k, v, k->user);
         return;
@@ -114,13 +124,6 @@ static void handle_message(libdm__keeper *k, const char *msg, int fd)
     }
 }
 
-static bool pidfd_exited(int pidfd)
-{
-    struct pollfd p = { .fd = pidfd, .events = POLLIN };
-
-    return poll(&p, 1, 0) != 0;
-}
-
 /* The keeper's process ended: reap it now, so a dead DM holds no process
  * and no fd whatever its handle's owner does. */
 static void keeper_gone(libdm__keeper *k)
@@ -129,7 +132,6 @@ static void keeper_gone(libdm__keeper *k)
 
     libdm__watch_del(k->exit_watch);
     k->exit_watch = NULL;
-    libdm__close(&k->dm_pidfd);
     libdm__close(&k->helper_pidfd);
     if (k->by_helper && k->keeper_pid <= 0 && !k->exit_reported) {
         /* No keeper ever said its pid: the helper did not start it (it
@@ -168,6 +170,12 @@ static void on_ctl(libdm_ctx *ctx, int fd, short revents, void *user)
     int passed, n;
 
     n = libdm__kp_recv(k->ctl, msg, sizeof(msg), &passed);
+    /* A keeper that exits with our messages unread (an exec that failed
+     * before it read "monitor", a kill) leaves ECONNRESET pending here, and
+     * the kernel reports it before the messages it sent us ("error",
+     * "exit"): the error is cleared by being read; the messages follow. */
+    if (n == -ECONNRESET)
+        n = libdm__kp_recv(k->ctl, msg, sizeof(msg), &passed);
     if (n == -EAGAIN || n == -EINTR)
         return;
     if (n > 0) {
@@ -264,7 +272,7 @@ int libdm__keeper_spawn(libdm_ctx *ctx, const libdm__spawn_args *a,
         goto out;
     }
     *k = (libdm__keeper){ .ctx = ctx, .ops = ops, .user = user, .ctl = -1,
-                          .keeper_pidfd = -1, .dm_pidfd = -1, .autokill = a->autokill,
+                          .keeper_pidfd = -1, .autokill = a->autokill,
                           .helper_pidfd = -1 };
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         r = -errno;
@@ -400,20 +408,32 @@ static int kill_unborn(libdm__keeper *k)
     return libdm__helper_kill(k->ctx);
 }
 
+/* Asks the keeper to signal QEMU ("kill", "term"): it holds QEMU's pidfd,
+ * we do not. A keeper that does not act (stopped, hung) is the caller's
+ * next step to kill, and QEMU dies with it. */
+static int tell_signal(libdm__keeper *k, int sig)
+{
+    if (sig != SIGKILL && sig != SIGTERM)
+        return -EINVAL;
+    if (k->exit_reported || k->dm_pid <= 0 || k->ctl < 0)
+        return -ESRCH;
+    return libdm__kp_send(k->ctl, sig == SIGKILL ? "kill" : "term", -1);
+}
+
 int libdm__keeper_kill(libdm__keeper *k)
 {
     if (k->exit_reported)
         return -ESRCH;
     if (k->by_helper && k->keeper_pidfd < 0 && k->ctl >= 0)
         return kill_unborn(k);
-    if (k->dm_pidfd >= 0)
-        return libdm__pidfd_signal(k->dm_pidfd, SIGKILL);
+    if (tell_signal(k, SIGKILL) == 0)
+        return 0;
     return k->keeper_pidfd >= 0 ? libdm__pidfd_signal(k->keeper_pidfd, SIGKILL) : -ESRCH;
 }
 
 bool libdm__keeper_dm_gone(const libdm__keeper *k)
 {
-    return k->dm_pidfd >= 0 && pidfd_exited(k->dm_pidfd);
+    return k->dm_gone_at_pid;
 }
 
 void libdm__keeper_set_ending(libdm__keeper *k)
@@ -430,9 +450,7 @@ int libdm__keeper_kill_keeper(libdm__keeper *k)
 
 int libdm__keeper_signal(libdm__keeper *k, int sig)
 {
-    if (k->dm_pidfd < 0 || k->exit_reported)
-        return -ESRCH;
-    return libdm__pidfd_signal(k->dm_pidfd, sig);
+    return tell_signal(k, sig);
 }
 
 int libdm__keeper_keeper_pid(const libdm__keeper *k)
@@ -447,7 +465,6 @@ void libdm__keeper_free(libdm__keeper *k)
     libdm__watch_del(k->ctl_watch);
     libdm__watch_del(k->exit_watch);
     libdm__close(&k->ctl);
-    libdm__close(&k->dm_pidfd);
     libdm__close(&k->helper_pidfd);
     /* Under autokill the keeper ends its DM and exits now that the
      * channel closed: a context freed now reaps it (bounded). */

@@ -414,6 +414,8 @@ static void handle_ctl(keeper *k)
         k->autokill = false;
     else if (!strcmp(msg, "kill"))
         pidfd_kill(k->pidfd, SIGKILL);
+    else if (!strcmp(msg, "term"))
+        pidfd_kill(k->pidfd, SIGTERM);
     else
         klog("ignoring unknown control message");
 }

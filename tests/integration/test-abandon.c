@@ -657,6 +657,26 @@ static void test_event_after_release(void **state)
     no_child_left(f);
 }
 
+/* ---- a keeper that does not act on "kill" ----
+ * The controller holds no pidfd of QEMU's (issue 19, 4 fds a DM): its
+ * keeper signals QEMU for it. A stopped keeper cannot: stop then kills
+ * the keeper, and QEMU with it, and the DM ends DEAD, cleaned. (Before,
+ * the controller SIGKILLed QEMU itself, the stopped keeper never reported
+ * the end and the stop failed: "survived SIGKILL", -ETIMEDOUT.) */
+static void test_stop_stopped_keeper(void **state)
+{
+    fixture *f = *state;
+    libdm_dm *dm = start_ready(f, f->s.ctx, 0);
+    int kpid = dm->keeper_pid;
+
+    assert_true(kpid > 0);
+    assert_int_equal(kill(kpid, SIGSTOP), 0);
+    assert_int_equal(libdm_dm_stop(dm, 1, 3 * LONG_MS), 0);
+    assert_int_equal(libdm_dm_get_state(dm), LIBDM_DM_DEAD);
+    libdm_dm_release(dm);
+    no_child_left(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -667,6 +687,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_blocking_is_private, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_file_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_after_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_stopped_keeper, setup, teardown),
     };
     int r = tu_require_dm_env();
 

@@ -117,7 +117,8 @@ static uint64_t run_measured(libdm_ctx *ctx, int ms, const int *done)
         clock_gettime(CLOCK_MONOTONIC, &a);
         libdm_ctx_run_once(ctx, 0);
         clock_gettime(CLOCK_MONOTONIC, &b);
-        us = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000u + (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000u;
+        /* signed: tv_nsec goes backwards when the call straddles a second */
+        us = (uint64_t)(((int64_t)(b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec)) / 1000);
         if (us > worst)
             worst = us;
         usleep(500);

@@ -35,7 +35,7 @@
 #include "qemu-fixture.h"
 
 #define FDS_N 4
-#define FDS_PER_DM_MAX 5        /* target: 4 (see above) */
+#define FDS_PER_DM_MAX 4
 #define LONG_MS 10000
 
 static void print_fds(const char *when)

@@ -382,7 +382,7 @@ static void fd_iterate(libdm_ctx *ctx, uint64_t *max_process_us)
     r = libdm_ctx_process(ctx);
     clock_gettime(CLOCK_MONOTONIC, &b);
     assert_true(r >= 0);
-    t0 = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000u + (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000u;
+    t0 = (uint64_t)(((int64_t)(b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec)) / 1000);
     if (t0 > *max_process_us)
         *max_process_us = t0;
 }
