@@ -372,12 +372,17 @@ static int write_wrapper(const char *path, const char *mon_path)
 
     if (!f)
         return -1;
+    /* The whole DM travels (issue 22): the receiver starts QEMU with the
+     * source's own extra arguments, the benchmark's monitor and loader
+     * included. The wrapper points that monitor at the destination's path
+     * (wait=on, so no event is missed). */
     mon_args(chardev, sizeof(chardev), mon_path, true);
-    fprintf(f, "#!/bin/sh\nexec '%s' \"$@\" -chardev '%s' -mon chardev=bmon,mode=control", bu_qemu(),
-            chardev);
-    if (fill_mb)
-        fprintf(f, " -device 'loader,file=%s,addr=" FILL_ADDR ",force-raw=on'", fill_path);
-    fputc('\n', f);
+    fprintf(f, "#!/bin/sh\nfound=\n"
+               "for a; do\n  shift\n"
+               "  case \"$a\" in socket,id=bmon,*) a='%s'; found=1;; esac\n"
+               "  set -- \"$@\" \"$a\"\ndone\n"
+               "[ -n \"$found\" ] || { echo 'bench-migrate: no bmon chardev carried' >&2; exit 1; }\n"
+               "exec '%s' \"$@\"\n", chardev, bu_qemu());
     return fclose(f) == 0 && chmod(path, 0755) == 0 ? 0 : -1;
 }
 
@@ -767,21 +772,28 @@ int main(int argc, char **argv)
                 snprintf(b, sizeof(b), "%.3f ms (raw QMP max)", xr);
                 bu_result(name, a, b, xm / xr, "<= raw max+1 ms", xm <= xr + 1 ? "yes" : "NO");
             }
-            /* The manager's own share, without QEMU's noisy stop-and-copy:
-             * the later "completed" -> RESUME, both QEMU timestamps. */
+            /* The manager's own share, without QEMU's noisy stop-and-copy
+             * (its spread is the same in the raw client's runs): the later
+             * "completed" -> RESUME, both QEMU timestamps; median and max. */
             double rr = med(ser[M_RAW].react, ser[M_RAW].n);
+            double rx = mx(ser[M_RAW].react, ser[M_RAW].n);
 
-            snprintf(b, sizeof(b), "%.3f ms (raw QMP)", rr);
             for (int m = 0; m < M_RAW; m++) {
                 char name[64];
-                double rm;
+                double rm, xm;
 
                 if (!ser[m].n)
                     continue;
                 rm = med(ser[m].react, ser[m].n);
+                xm = mx(ser[m].react, ser[m].n);
                 snprintf(name, sizeof(name), "migrate reaction: %s", mode_names[m]);
                 snprintf(a, sizeof(a), "%.3f ms (%+.3f)", rm, rm - rr);
-                bu_result(name, a, b, rm / rr, "info", "-");
+                snprintf(b, sizeof(b), "%.3f ms (raw QMP)", rr);
+                bu_result(name, a, b, rm / rr, "<= raw+1 ms", rm <= rr + 1 ? "yes" : "NO");
+                snprintf(name, sizeof(name), "migrate reaction max: %s", mode_names[m]);
+                snprintf(a, sizeof(a), "%.3f ms (%+.3f)", xm, xm - rx);
+                snprintf(b, sizeof(b), "%.3f ms (raw QMP max)", rx);
+                bu_result(name, a, b, xm / rx, "<= raw max+1 ms", xm <= rx + 1 ? "yes" : "NO");
             }
         }
     }
