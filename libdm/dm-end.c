@@ -164,6 +164,14 @@ static int recorded_exit_status(libdm_dm *dm)
     return status;
 }
 
+/* An attached DM's end: the keeper's record first; without one (its
+ * keeper autokilled it and removed the record, or was killed before it
+ * wrote), the kernel's, once the keeper reaped it. -1: not known. */
+static int attached_exit_status(libdm_dm *dm, int recorded)
+{
+    return recorded >= 0 ? recorded : libdm__pidfd_exit_status(dm->pidfd);
+}
+
 /* Attached DMs: the keeper (the DM's parent, not us) records the wait status
  * a moment after the pidfd says the process ended. Poll for it on a timer,
  * never by sleeping in the loop. */
@@ -179,7 +187,7 @@ static void exit_poll_fire(libdm_ctx *ctx, libdm__timer *t, void *user)
         (void)libdm__timer_arm(ctx, t, libdm_now_ms() + DM_EXIT_RECORD_POLL_MS);
         return;
     }
-    libdm__dm_ended(dm, status < 0 ? -1 : status);
+    libdm__dm_ended(dm, attached_exit_status(dm, status));
 }
 
 /* Attached: the keeper exits once it has recorded the end and let go of
@@ -193,7 +201,7 @@ static void on_keeper_gone(libdm_ctx *ctx, int fd, short revents, void *user)
     dm->keeper_watch = NULL;
     libdm__dm_release_keeper_pidfd(ctx, &dm->keeper_pidfd);
     libdm__timer_disarm(ctx, &dm->exit_poll);
-    libdm__dm_ended(dm, status < 0 ? -1 : status);
+    libdm__dm_ended(dm, attached_exit_status(dm, status));
 }
 
 static void keeper_wait_expired(libdm_ctx *ctx, libdm__timer *t, void *user)

@@ -105,6 +105,11 @@ void libdm__helper_free(libdm_ctx *ctx);
 /* pidfd helpers */
 int libdm__pidfd_open(int pid);
 int libdm__pidfd_signal(int pidfd, int sig);
+/* The wait status of @pidfd's process once its parent reaped it, read from
+ * the kernel (PIDFD_GET_INFO with PIDFD_INFO_EXIT, Linux 6.15): the one way
+ * for a process that is not the parent. -1 if not known (not reaped yet,
+ * or an older kernel). */
+int libdm__pidfd_exit_status(int pidfd);
 /* The context reaps @pidfd's process (a child) when it exits; takes @pidfd.
  * @exiting: it is about to exit (its DM ended): libdm_ctx_free() waits for
  * it a moment rather than leave a zombie. */

@@ -11,8 +11,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <linux/sched.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -30,6 +32,28 @@ int libdm__pidfd_open(int pid)
 int libdm__pidfd_signal(int pidfd, int sig)
 {
     return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+/* The uapi of <linux/pidfd.h> since Linux 6.15, spelled here: the build
+ * host's headers may be older than the kernel it runs on. */
+struct libdm__pidfd_info {
+    uint64_t mask;
+    uint64_t cgroupid;
+    uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+    int32_t exit_code;
+};
+#define LIBDM__PIDFD_INFO_EXIT (1ull << 3)
+#define LIBDM__PIDFD_GET_INFO _IOWR(0xFF, 11, struct libdm__pidfd_info)
+_Static_assert(sizeof(struct libdm__pidfd_info) == 64, "PIDFD_INFO_SIZE_VER0");
+
+int libdm__pidfd_exit_status(int pidfd)
+{
+    struct libdm__pidfd_info info = { .mask = LIBDM__PIDFD_INFO_EXIT };
+
+    if (pidfd < 0 || ioctl(pidfd, LIBDM__PIDFD_GET_INFO, &info) < 0 ||
+        !(info.mask & LIBDM__PIDFD_INFO_EXIT))
+        return -1;
+    return info.exit_code;
 }
 
 /* ---- reaping children we no longer follow ---- */

@@ -29,7 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -211,6 +214,88 @@ static void check_death(void)
     }
 }
 
+/* Whether this kernel gives a reaped process's wait status through its
+ * pidfd (PIDFD_GET_INFO, PIDFD_INFO_EXIT: Linux 6.15). Probed on a child of
+ * ours that exits 7. */
+static bool kernel_has_pidfd_exit(void)
+{
+    struct { uint64_t mask, cgroupid; uint32_t ids[11]; int32_t exit_code; } info = { .mask = 1u << 3 };
+    pid_t pid = fork();
+    int fd, status;
+
+    if (pid == 0)
+        _exit(7);
+    fd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    if (fd < 0)
+        return false;
+    bool yes = ioctl(fd, _IOWR(0xFF, 11, info), &info) == 0 && (info.mask & (1u << 3)) &&
+               WIFEXITED(info.exit_code) && WEXITSTATUS(info.exit_code) == 7;
+    close(fd);
+    return yes;
+}
+
+/* An observer (a second context, attached) of a DM whose keeper is killed
+ * from outside: no keeper records the end, so the record has no status.
+ * DEAD must still say how it ended, from the kernel (the keeper, init of
+ * the DM's PID namespace, took QEMU with it: SIGKILL). Before, the
+ * observer said UNKNOWN (the same as after an autokill, whose keeper
+ * removes the record). */
+static void check_observer_death(void)
+{
+    events e, eo = { 0 };
+    libdm_dm_end_by before;
+    libdm_dm *dm = start_real(&e, &before), *obs = NULL;
+    libdm_ctx *ctx2 = NULL;
+    char path[64], buf[512], detail[300];
+    int kpid = 0, fd, n;
+    uint64_t end;
+
+    if (!kernel_has_pidfd_exit()) {
+        printf("ok - observer: # SKIP this kernel has no PIDFD_INFO_EXIT (Linux 6.15)\n");
+        (void)libdm_dm_stop(dm, 1, 5000);
+        libdm_dm_release(dm);
+        return;
+    }
+    if (libdm_ctx_new(NULL, &ctx2) < 0 || libdm_ctx_set_store(ctx2, S.dir) < 0 ||
+        libdm_dm_attach_flags(ctx2, libdm_dm_get_name(dm), 300, LIBDM_ATTACH_ANY_MONITOR,
+                              &obs) < 0)
+        exit(99);
+    libdm_dm_set_event_callback(obs, on_event, &eo);
+    /* QEMU's parent, as the host sees it, is its keeper. */
+    snprintf(path, sizeof(path), "/proc/%d/stat", libdm_dm_get_pid(dm));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    n = fd >= 0 ? (int)read(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n > 0) {
+        buf[n] = '\0';
+        if (strrchr(buf, ')'))
+            (void)sscanf(strrchr(buf, ')') + 2, "%*c %d", &kpid);
+    }
+    if (kpid <= 1 || kill(kpid, SIGKILL) < 0)
+        exit(99);
+    end = tu_now_ms() + 20000;
+    while (!eo.n_dead && tu_now_ms() < end) {
+        libdm_ctx_run_once(ctx2, 10);
+        libdm_ctx_run_once(S.ctx, 0);
+    }
+    snprintf(detail, sizeof(detail), "dead %d by %s sig %d code %d", eo.n_dead,
+             libdm_dm_end_by_to_string(libdm_dm_get_ended_by(obs)),
+             libdm_dm_get_term_signal(obs), libdm_dm_get_exit_code(obs));
+    ok(eo.n_dead == 1 && libdm_dm_get_ended_by(obs) == LIBDM_END_EXTERNAL &&
+           libdm_dm_get_term_signal(obs) == SIGKILL,
+       "%s: DEAD says external, signal 9, with no recorded status", "observer", detail);
+    (void)libdm_dm_stop(obs, 1, 5000);
+    libdm_dm_release(obs);
+    wait_dead(dm, &e);
+    (void)libdm_dm_stop(dm, 1, 5000);
+    libdm_dm_release(dm);
+    tu_settle_children(S.ctx, 0);
+    libdm_ctx_free(ctx2);
+}
+
 /* A failed start's structured cause: @by, @code, @sig, a log tail with @tail. */
 static void check_start_death(const char *what, const char *qemu, int timeout_ms,
                               libdm_dm_end_by by, int code, int sig, const char *tail)
@@ -293,6 +378,7 @@ int main(void)
                 "did not end after SIGKILL");
 
     check_death();
+    check_observer_death();
     check_start_death("exited early", early, 10000, LIBDM_END_SELF, 3, 0, "giving up");
     check_start_death("timeout", mute, 500, LIBDM_END_TIMEOUT, -1, SIGKILL, NULL);
 

@@ -361,7 +361,8 @@ typedef enum libdm_dm_end_by {
     LIBDM_END_TIMEOUT,     /* libdm killed it: its start missed the deadline */
     LIBDM_END_FAILED,      /* libdm killed it: its start failed for another reason */
     LIBDM_END_EXTERNAL,    /* a signal libdm did not send (SIGKILL from outside...) */
-    LIBDM_END_UNKNOWN,     /* ended; how is not known (no wait status recorded) */
+    LIBDM_END_UNKNOWN,     /* ended; how is not known (no wait status recorded,
+                            * and a kernel before 6.15 cannot say) */
 } libdm_dm_end_by;
 LIBDM_EXPORT const char *libdm_dm_end_by_to_string(libdm_dm_end_by by);
 
