@@ -737,7 +737,6 @@ static void test_golden_xen_devices_started(void **state)
     assert_int_equal(libdm_dm_config_set_vcpus(c, 3, 0), 0);
     assert_int_equal(libdm_dm_config_set_machine_opt(c, "suppress-vmdesc", "off"), 0);
     c->dev.disks[0].qemu_fd = 8;
-    c->dev.disks[0].qemu_fd_ro = 11;
     c->dev.disks[1].qemu_fd = 9;
     c->dev.nics[0].qemu_fd = 10;
     check_golden("xen-devices-started", c);
