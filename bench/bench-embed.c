@@ -22,7 +22,11 @@
  * Usage: bench-embed [--fd | --hooks] [--libdm-priority N] [NDM] (default:
  * both modes, libdm's sources at the ticker's priority 0, 16 DMs).
  * Env: QEMU, LIBDM_KEEPER, BENCH_FIFO=1 (the daemon at SCHED_FIFO 10, its
- * children reset to SCHED_OTHER).
+ * children reset to SCHED_OTHER), BENCH_NICE=N (the daemon at SCHED_OTHER
+ * with nice N, its children reset to nice 0), BENCH_SLICE_US=N (the daemon
+ * at SCHED_OTHER asks EEVDF for an N us slice, Linux 6.12: a task with a
+ * shorter slice than the running one preempts it at wake-up; children
+ * reset).
  */
 #include "config.h"
 
@@ -31,6 +35,7 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -941,7 +946,27 @@ static int children_left(void)
 static void maybe_fifo(void)
 {
     struct sched_param sp = { .sched_priority = 10 };
+    const char *nice = getenv("BENCH_NICE"), *slice = getenv("BENCH_SLICE_US");
 
+    /* BENCH_NICE=N, BENCH_SLICE_US=S: still SCHED_OTHER, the daemon's
+     * weight raised (nice) and its slice shortened (sched_runtime, Linux
+     * 6.12 EEVDF: a waking task with a shorter slice than the running one
+     * preempts it), as a host may ask for itself; children (keepers,
+     * QEMUs) reset to the defaults (SCHED_FLAG_RESET_ON_FORK). */
+    if ((nice && *nice) || (slice && *slice)) {
+        /* struct sched_attr, sched_setattr(2) */
+        struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio;
+                 uint64_t runtime, deadline, period; uint32_t umin, umax; } attr = {
+            .size = 56, .policy = SCHED_OTHER, .flags = 0x01 /* RESET_ON_FORK */,
+            .nice = nice && *nice ? atoi(nice) : 0,
+            .runtime = slice && *slice ? (uint64_t)atoi(slice) * 1000 : 0 };
+
+        if (syscall(SYS_sched_setattr, 0, &attr, 0) < 0)
+            perror("bench-embed: sched_setattr");
+        else
+            printf("scheduling: SCHED_OTHER nice %d, slice %s us, children reset\n", attr.nice,
+                   slice && *slice ? slice : "default");
+    }
     if (!getenv("BENCH_FIFO") || !atoi(getenv("BENCH_FIFO")))
         return;
     if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) < 0) {
