@@ -35,6 +35,8 @@ int libdm__incoming_verdict(libdm_dm *dm, const char *query_status);
 /* Marks the DM's monitor as held by a migration (others are refused at
  * once, never queued until after the switchover), or clears the mark. */
 int libdm__dm_set_migrating(libdm_dm *dm, bool on);
+/* "events" is on before @dm's incoming stream: its MIGRATION event counts. */
+void libdm__dm_set_incoming_events(libdm_dm *dm);
 /* Incoming migration confirmed completed: INCOMING -> PAUSED. */
 /* @record: write the PAUSED state now (not when a resume follows at once:
  * the write would only add to the guest's downtime). */

@@ -658,12 +658,20 @@ int libdm__incoming_verdict(libdm_dm *dm, const char *query_status)
     }
     if (!query_status || strcmp(query_status, "completed"))
         return 0;
-    /* A stream given at start (-incoming fd:N, a restore) may be loaded
-     * before "events" could be turned on: its MIGRATION event may never
-     * come. Then the destination's own query-migrate alone decides. */
-    if (dm->incoming_at_start && !dm->migration_event)
+    /* The event counts only where libdm turned "events" on before the
+     * stream (libdm__mig_incoming_begin). A stream given at start
+     * (-incoming fd:N, a restore) or fed by the caller's own
+     * migrate-incoming has no complete event trail: QEMU 7.2 says "setup"
+     * even without the capability, then nothing (a start sets none, issue
+     * 23). Then the destination's own query-migrate alone decides. */
+    if (!dm->incoming_events)
         return 1;
     return dm->migration_event && !strcmp(dm->migration_event, "completed");
+}
+
+void libdm__dm_set_incoming_events(libdm_dm *dm)
+{
+    dm->incoming_events = true;
 }
 
 int libdm__dm_set_migrating(libdm_dm *dm, bool on)

@@ -112,7 +112,6 @@ int libdm__dm_init_from_config(libdm_dm *dm, const libdm_dm_config *cfg)
     dm->domid = cfg->domid;
     dm->timeout_ms = cfg->timeout_ms;
     dm->incoming = cfg->incoming != NULL;
-    dm->incoming_at_start = cfg->incoming && strcmp(cfg->incoming, "defer") != 0;
     dm->created_ms = (int64_t)time(NULL) * 1000;
     dm->state = LIBDM_DM_SPAWNING;
     return dm->name && dm->profile && dm->machine ? 0 : -ENOMEM;

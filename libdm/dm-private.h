@@ -163,7 +163,6 @@ struct libdm__op {
     libdm__timer deadline;      /* the whole operation's */
     libdm__timer tick;          /* its next step: a retry, a poll, a deferred step */
     libdm_qmp_slot *call;       /* its monitor call in flight */
-    libdm_qmp_slot *side_call;  /* a second one alongside (start: the events capability) */
     bool cleaning;              /* in the cleanup steps at its end (dm-end.c) */
     unsigned clean, rd_step;
     uint64_t keeper_wait_since; /* cleaning: the keeper still held the name, since */
@@ -229,8 +228,8 @@ struct libdm_dm {
     libdm__timer notice_timer;
     bool migrate_was_running;
     bool incoming;              /* started (or recorded) with -incoming */
-    bool incoming_at_start;     /* -incoming URI (not defer): QEMU loads before
-                                 * the events capability can be turned on */
+    bool incoming_events;       /* libdm turned "events" on before the stream
+                                 * (libdm__mig_incoming_begin) */
     bool autokill_after_ready;  /* a migration destination: armed until Finish */
     int broken_errno;           /* why the monitor became unusable, if known */
     libdm_json *devices;        /* the last query_devices_async answer */

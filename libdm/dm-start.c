@@ -43,8 +43,7 @@ typedef enum {
     START_FAILING,  /* killed: waiting for the keeper to report the end */
 } start_step;
 
-/* The start's own state; its generic part's side_call is the
- * migrate-set-capabilities call. */
+/* The start's own state. */
 typedef struct start_op {
     libdm__op op;
     start_step step;
@@ -254,51 +253,14 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     start_maybe_ready(dm);
 }
 
-static void start_on_caps(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
-{
-    libdm_dm *dm = user;
-
-    dm->op->side_call = libdm_qmp_slot_free(dm->op->side_call);
-    if (r->status < 0 && st(dm)->step != START_FAILING) {
-        libdm__dm_reply_error(dm, r, "migrate-set-capabilities events");
-        start_fail(dm, r->status);
-    }
-}
-
-static libdm_json *events_capability_args(void)
-{
-    libdm_json *args = libdm_json_new_object(), *list = libdm_json_new_array(),
-               *cap = libdm_json_new_object();
-
-    if (!args || !list || !cap ||
-        libdm_json_object_add(cap, "capability", libdm_json_new_string("events")) < 0 ||
-        libdm_json_object_add(cap, "state", libdm_json_new_bool(1)) < 0) {
-        libdm_json_free(args);
-        libdm_json_free(list);
-        libdm_json_free(cap);
-        return NULL;
-    }
-    if (libdm_json_array_append(list, cap) < 0 ||
-        libdm_json_object_add(args, "capabilities", list) < 0)
-        return libdm_json_free(args);
-    return args;
-}
-
 /* Queued on the connection before QEMU even runs: greeting, capabilities,
- * the events migration capability, then query-status decides readiness. */
+ * then query-status decides readiness. Nothing more: QEMU 7.2's monitor
+ * reads a byte per main-loop turn, so every byte sent here delays the
+ * start (the "events" migration capability is set by the migration that
+ * needs it, libdm__mig_incoming_begin() and Perform). */
 static int queue_readiness(libdm_dm *dm)
 {
-    libdm_json *args = events_capability_args();
-    int r;
-
-    if (!args)
-        return -ENOMEM;
-    r = libdm__qmp_call_async_internal(dm->qmp, "migrate-set-capabilities", args, dm->timeout_ms,
-                             start_on_caps, dm, &dm->op->side_call);
-    libdm_json_free(args);
-    if (r >= 0)
-        r = libdm__dm_call(dm, "query-status", NULL, start_on_status);
-    return r;
+    return libdm__dm_call(dm, "query-status", NULL, start_on_status);
 }
 
 static void start_deadline(libdm__op *op_)

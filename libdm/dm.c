@@ -309,7 +309,6 @@ static void op_free(libdm_dm *dm, libdm__op *op)
     libdm__timer_disarm(dm->ctx, &op->deadline);
     libdm__timer_disarm(dm->ctx, &op->tick);
     op->call = libdm_qmp_slot_free(op->call);
-    op->side_call = libdm_qmp_slot_free(op->side_call);
     if (op->ops->free)
         op->ops->free(op);
     free(op);
@@ -543,7 +542,6 @@ void libdm__dm_close_qmp(libdm_dm *dm)
     dm->qmp = NULL;
     if (dm->op) {
         dm->op->call = libdm_qmp_slot_free(dm->op->call);
-        dm->op->side_call = libdm_qmp_slot_free(dm->op->side_call);
     }
     libdm__dm_side_queries_end(dm, -ENOTCONN);
     (void)libdm_qmp_set_state_callback(q, NULL, NULL);

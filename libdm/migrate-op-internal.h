@@ -25,7 +25,8 @@ typedef enum mig_phase {
 } mig_phase;
 
 typedef enum mig_step {
-    S_NONE, S_STATUS, S_MIGSTATUS, S_CONT, S_CONT_RETRY, S_GETFD, S_INCOMING, S_SRC_QUERY,
+    S_NONE, S_STATUS, S_MIGSTATUS, S_CONT, S_CONT_RETRY, S_IN_EVENTS, S_GETFD, S_INCOMING,
+    S_SRC_QUERY,
     S_SRC_EXIT, P_STATUS, P_CAPS, P_SET_PBS, P_SET_EVENTS, P_CONNECT, P_GETFD, P_MIGRATE,
     P_WAIT, P_QUERY, P_HOOK,
     P_CONTINUE, P_EXIT, C_SEND, C_QUERY, C_WAIT,
@@ -65,6 +66,9 @@ void libdm__mig_op_end(mig_op *m, int status);
 void libdm__mig_op_tick(mig_op *m, mig_step next, int ms);
 /* Cancels the migration in flight (Perform, Cancel, Recover). */
 void libdm__mig_op_cancel(mig_op *m, int why);
+/* An incoming migration's first step: the "events" capability, then the
+ * stream: getfd (m->fd >= 0) and "fd:", or migrate-incoming m->uri. */
+void libdm__mig_incoming_begin(mig_op *m);
 /* Starts a one-look phase (Confirm, Cancel, Recover) at @first. */
 int libdm__mig_op_one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
                            libdm_dm_done_fn *cb, void *user, mig_op **ret);

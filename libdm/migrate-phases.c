@@ -88,7 +88,11 @@ static void prepare_started(libdm_dm *dm, int status, void *user)
         return;
     }
     m->user_destroy = prepare_free;
-    libdm__mig_op_send(m, S_INCOMING, "migrate-incoming", libdm__mig_string_arg("uri", p->uri));
+    if (!(m->uri = strdup(p->uri))) {
+        libdm__mig_op_end(m, -ENOMEM);
+        return;
+    }
+    libdm__mig_incoming_begin(m);
 }
 
 int libdm_migrate_prepare_async(libdm_ctx *ctx, const libdm_dm_config *config,
@@ -371,6 +375,6 @@ int libdm_migrate_incoming_fd_async(libdm_dm *dst, int fd, int timeout_ms,
         return r;
     }
     m->fd = copy;       /* closed once getfd answered (or with the phase) */
-    libdm__mig_fd_hand_over(m, S_GETFD);
+    libdm__mig_incoming_begin(m);
     return 0;
 }

@@ -80,7 +80,8 @@ static const char *const phase_names[] = {
 
 static const char *const step_names[] = {
     [S_NONE] = "none", [S_STATUS] = "status", [S_MIGSTATUS] = "migration-status",
-    [S_CONT] = "cont", [S_CONT_RETRY] = "cont-retry", [S_GETFD] = "getfd",
+    [S_CONT] = "cont", [S_CONT_RETRY] = "cont-retry", [S_IN_EVENTS] = "incoming-events",
+    [S_GETFD] = "getfd",
     [S_INCOMING] = "incoming",
     [S_SRC_QUERY] = "source-query", [S_SRC_EXIT] = "source-exit-wait",
     [P_STATUS] = "perform-status", [P_CAPS] = "perform-caps", [P_SET_PBS] = "perform-set-pbs",
@@ -528,6 +529,29 @@ static void on_connected(libdm_ctx *ctx, int fd, short revents, void *user)
     }
 }
 
+/* The "events" capability is turned on here, for the migration that
+ * needs it, and not at every start: QEMU 7.2's monitor reads its input a
+ * byte per main-loop turn (~5-9 us a byte), so the 121 bytes of this call
+ * cost a start about a millisecond before it was ready (issue 23). */
+void libdm__mig_incoming_begin(mig_op *m)
+{
+    set_capability(m, S_IN_EVENTS, "events", true);
+}
+
+static void incoming_on_events(mig_op *m, const libdm_qmp_reply *r)
+{
+    if (r->status < 0) {
+        libdm__mig_op_end(m, r->status);
+        return;
+    }
+    libdm__dm_set_incoming_events(m->dm);
+    if (m->fd >= 0)
+        libdm__mig_fd_hand_over(m, S_GETFD);
+    else
+        libdm__mig_op_send(m, S_INCOMING, "migrate-incoming",
+                           libdm__mig_string_arg("uri", m->uri));
+}
+
 /* getfd answered: libdm's copy goes (QEMU holds the stream), then "fd:". */
 static void on_getfd(mig_op *m)
 {
@@ -705,6 +729,9 @@ static void step_reply(mig_op *m, const libdm_qmp_reply *r)
         return;
     case S_SRC_QUERY:
         on_source_query(m, r);
+        return;
+    case S_IN_EVENTS:
+        incoming_on_events(m, r);
         return;
     case S_GETFD:
         if (r->status < 0)
