@@ -3,9 +3,11 @@
  * Device models: configuration, spawn, readiness, guarded resume, teardown.
  *
  * A device model (DM) is always started paused (-S). It is ready when QMP
- * alone says so: greeting, qmp_capabilities, the "events" migration
- * capability, and query-status answering prelaunch, paused or inmigrate.
- * Nothing read from xenstore ever decides readiness.
+ * alone says so: greeting, qmp_capabilities, and query-status answering
+ * prelaunch, paused or inmigrate. Nothing read from xenstore ever decides
+ * readiness. (The "events" migration capability is turned on by the
+ * migration that needs it: a start sends nothing else, as QEMU reads its
+ * monitor a byte at a time.)
  *
  * Each DM runs under a small keeper process (libdm-keeper) that stays its
  * parent: it reaps the DM whoever else has gone, records how it ended, and
