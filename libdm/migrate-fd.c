@@ -4,8 +4,8 @@
  * chroot cannot reach a unix socket outside it, so libdm makes the
  * connection (the source's non-blocking connect: migrate.c's P_CONNECT; the
  * destination's accept: migrate-recv.c) and hands QEMU the stream with
- * getfd, then migrate / migrate-incoming "fd:NAME". And the steps' QMP
- * argument builders. Below the steps (migrate.c): this file calls none.
+ * getfd, then migrate / migrate-incoming "fd:NAME". Below the steps
+ * (migrate.c): this file calls none.
  */
 #include "migrate-op-internal.h"
 
@@ -18,32 +18,6 @@
 #include <sys/un.h>
 #include <poll.h>
 #include <unistd.h>
-
-libdm_json *libdm__mig_string_arg(const char *key, const char *value)
-{
-    libdm_json *o = libdm_json_new_object();
-
-    if (o && libdm_json_object_add(o, key, libdm_json_new_string(value)) < 0)
-        o = libdm_json_free(o);
-    return o;
-}
-
-/* {"capabilities": [{"capability": NAME, "state": ON}]} */
-libdm_json *libdm__mig_capability_args(const char *name, bool on)
-{
-    libdm_json *args = libdm_json_new_object(), *list = libdm_json_new_array(),
-               *cap = libdm_json_new_object();
-
-    if (!args || !list || !cap ||
-        libdm_json_object_add(cap, "capability", libdm_json_new_string(name)) < 0 ||
-        libdm_json_object_add(cap, "state", libdm_json_new_bool(on)) < 0 ||
-        libdm_json_array_append(list, cap) < 0 ||
-        libdm_json_object_add(args, "capabilities", list) < 0) {
-        libdm_json_free(args);
-        return NULL;
-    }
-    return args;
-}
 
 int libdm__mig_sockaddr(const char *uri, struct sockaddr_storage *sa, socklen_t *len)
 {

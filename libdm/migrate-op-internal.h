@@ -72,9 +72,22 @@ void libdm__mig_incoming_begin(mig_op *m);
 /* Starts a one-look phase (Confirm, Cancel, Recover) at @first. */
 int libdm__mig_op_one_look(libdm_dm *src, mig_phase ph, mig_step first, int timeout_ms,
                            libdm_dm_done_fn *cb, void *user, mig_op **ret);
-/* QMP arguments (migrate-fd.c): {KEY: VALUE}; migrate-set-capabilities'. */
+/* ---- the steps' QMP vocabulary (migrate-qmp.c) ---- */
+/* Arguments: {KEY: VALUE}; migrate-set-capabilities' for one capability. */
 libdm_json *libdm__mig_string_arg(const char *key, const char *value);
 libdm_json *libdm__mig_capability_args(const char *name, bool on);
+/* query-migrate's "status" (NULL: none yet): a migration under way (Begin
+ * refuses another), in flight (to cancel), settled after a cancel, or one
+ * that leaves the source with the guest. */
+bool libdm__mig_state_busy(const char *st);
+bool libdm__mig_state_in_flight(const char *st);
+bool libdm__mig_state_settled(const char *st);
+bool libdm__mig_state_source_keeps(const char *st);
+/* query-migrate-capabilities' answer lists @name. */
+bool libdm__mig_has_capability(const libdm_json *caps, const char *name);
+/* query-migrate's answer @info as a progress report (@status borrowed). */
+void libdm__mig_read_progress(const libdm_json *info, const char *status,
+                              libdm_migrate_progress *ret);
 /* libdm__mig_op_send() passing @fd (not consumed) with @cmd (getfd). */
 void libdm__mig_op_send_fd(mig_op *m, mig_step next, const char *cmd, libdm_json *args, int fd);
 

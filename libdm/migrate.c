@@ -101,14 +101,6 @@ static int remaining_ms(uint64_t deadline)
     return deadline - now > INT32_MAX ? INT32_MAX : (int)(deadline - now);
 }
 
-static bool is_one_of(const char *s, const char *const *set)
-{
-    for (; s && *set; set++)
-        if (!strcmp(s, *set))
-            return true;
-    return false;
-}
-
 static const char *dm_name(const mig_op *m)
 {
     return libdm_dm_get_name(m->dm);
@@ -283,8 +275,6 @@ void libdm__mig_op_tick(mig_op *m, mig_step next, int ms)
 
 /* ---- cancelling (Perform, Cancel, Recover) ---- */
 
-static const char *const settled_states[] = { "completed", "cancelled", "failed", "none", NULL };
-
 void libdm__mig_op_cancel(mig_op *m, int why)
 {
     LIBDM__WARN(mig_ctx(m), "%s: cancelling the migration (%s)", dm_name(m), strerror(-why));
@@ -327,7 +317,7 @@ static void cancel_on_query(mig_op *m, const libdm_qmp_reply *r)
     if (r->status < 0) {
         libdm__dm_error(m->dm, "the migration did not settle after migrate_cancel");
         cancel_settled(m, m->why);
-    } else if (is_one_of(st ? st : "none", settled_states)) {
+    } else if (libdm__mig_state_settled(st)) {
         cancel_settled(m, st && !strcmp(st, "completed") ? 0 : m->why);
     } else {
         libdm__mig_op_tick(m, C_WAIT, MIGRATE_POLL_MS);
@@ -335,12 +325,6 @@ static void cancel_on_query(mig_op *m, const libdm_qmp_reply *r)
 }
 
 /* ---- Begin ---- */
-
-static const char *const busy_states[] = { "setup", "active", "pre-switchover", "device",
-                                           "cancelling", "postcopy-active", "wait-unplug",
-                                           NULL };
-static const char *const in_flight[] = { "setup", "active", "pre-switchover", "device",
-                                         "postcopy-active", "wait-unplug", NULL };
 
 static void begin_on_status(mig_op *m, const char *rs)
 {
@@ -354,7 +338,7 @@ static void begin_on_status(mig_op *m, const char *rs)
 
 static void begin_on_migstatus(mig_op *m, const char *st)
 {
-    if (is_one_of(st, busy_states)) {
+    if (libdm__mig_state_busy(st)) {
         libdm__dm_error(m->dm, "a migration is already in progress (%s)", st);
         libdm__mig_op_end(m, -EBUSY);
         return;
@@ -366,28 +350,11 @@ static void begin_on_migstatus(mig_op *m, const char *st)
 
 /* ---- Perform ---- */
 
-static uint64_t ram_field(const libdm_json *info, const char *key)
-{
-    int64_t v = 0;
-
-    (void)libdm_json_get_int(libdm_json_object_get(libdm_json_object_get(info, "ram"), key), &v);
-    return v > 0 ? (uint64_t)v : 0;
-}
-
 static void report_progress(mig_op *m, const char *status, const libdm_json *info)
 {
-    libdm_migrate_progress p = {
-        .status = status,
-        .ram_transferred = ram_field(info, "transferred"),
-        .ram_total = ram_field(info, "total"),
-        .ram_remaining = ram_field(info, "remaining"),
-    };
-    const libdm_json *mbps = libdm_json_object_get(libdm_json_object_get(info, "ram"), "mbps");
-    double dv;
+    libdm_migrate_progress p;
 
-    /* A fractional number ("mbps": 268.0843...): read as one (issue 22, 13). */
-    if (libdm__json_get_double(mbps, &dv) == 0 && dv >= 0.5 && dv < 1e15)
-        p.mbps = (uint64_t)(dv + 0.5);
+    libdm__mig_read_progress(info, status, &p);
     if (m->progress)
         m->progress(m->dm, &p, m->progress_user);
 }
@@ -403,17 +370,6 @@ static void set_capability(mig_op *m, mig_step next, const char *name, bool on)
     libdm__mig_op_send(m, next, "migrate-set-capabilities", args);
 }
 
-static bool has_capability(const libdm_json *caps, const char *name)
-{
-    for (size_t i = 0; i < libdm_json_length(caps); i++) {
-        const char *c = libdm__json_get_str(libdm_json_array_get(caps, i), "capability");
-
-        if (c && !strcmp(c, name))
-            return true;
-    }
-    return false;
-}
-
 /* P_CAPS: set pause-before-switchover either way where QEMU has it: a
  * capability left on by an earlier, cancelled attempt would otherwise
  * pause this migration too. */
@@ -421,7 +377,7 @@ static void perform_on_caps(mig_op *m, const libdm_qmp_reply *r)
 {
     bool want = m->flags & LIBDM_MIGRATE_PAUSE_BEFORE_SWITCHOVER;
 
-    if (r->status >= 0 && has_capability(r->value, "pause-before-switchover")) {
+    if (r->status >= 0 && libdm__mig_has_capability(r->value, "pause-before-switchover")) {
         set_capability(m, P_SET_PBS, "pause-before-switchover", want);
         return;
     }
@@ -672,7 +628,7 @@ static void on_migstatus(mig_op *m, const char *st)
         begin_on_migstatus(m, st);
     } else if (m->phase == PH_CANCEL && !strcmp(st, "completed")) {
         completed_elsewhere(m);
-    } else if (is_one_of(st, in_flight)) {
+    } else if (libdm__mig_state_in_flight(st)) {
         libdm__mig_op_cancel(m, -ECANCELED);
     } else {
         libdm__mig_op_send(m, S_STATUS, "query-status", NULL);
@@ -694,14 +650,13 @@ static void on_cont(mig_op *m, const libdm_qmp_reply *r)
 /* The source's word from its query-migrate. */
 static void on_source_query(mig_op *m, const libdm_qmp_reply *r)
 {
-    static const char *const keeps[] = { "none", "cancelled", "failed", NULL };
     const char *st = r->status < 0 ? NULL : libdm__json_get_str(r->value, "status");
 
     if (r->status < 0)
         libdm__mig_op_tick(m, S_SRC_EXIT, MIGRATE_EXIT_POLL_MS);   /* dying? until the deadline */
     else if (st && !strcmp(st, "completed"))
         libdm__mig_op_end(m, LIBDM_MIGRATE_SOURCE_COMPLETED);
-    else if (is_one_of(st ? st : "none", keeps))
+    else if (libdm__mig_state_source_keeps(st))
         libdm__mig_op_end(m, LIBDM_MIGRATE_SOURCE_KEEPS);
     else
         libdm__mig_op_end(m, LIBDM_MIGRATE_SOURCE_UNKNOWN);

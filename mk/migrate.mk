@@ -42,6 +42,9 @@ libdm_core_la_SOURCES += libdm/migrate-internal.h libdm/migrate-chan.c \
 libdm_core_la_SOURCES += libdm/migrate-op-internal.h libdm/migrate-phases.c
 # Issue 22, 3: the fd transport of a restricted DM (getfd, "fd:NAME").
 libdm_core_la_SOURCES += libdm/migrate-fd.c
+# migrate.c's QMP vocabulary: the arguments its steps send, what they read
+# from QEMU's answers (files under 800 lines).
+libdm_core_la_SOURCES += libdm/migrate-qmp.c
 # Issue 22, 3: a restricted DM migrates through the library over unix and tcp.
 check_PROGRAMS += tests/integration/test-migrate-restricted
 TESTS += tests/integration/test-migrate-restricted
