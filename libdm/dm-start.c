@@ -523,8 +523,7 @@ static int spawn_keeper(libdm_dm *dm, libdm__store *store)
     dm->keeper_pid = libdm__keeper_keeper_pid(dm->keeper);
     dm->autokill_after_ready = st(dm)->autokill;
     /* The keeper holds monitor.lock for us now (the message carries it). */
-    if (libdm__rundir_lend_monitor(dm->rd, &r) == 0)
-        close(r);
+    libdm__rundir_lend_monitor(dm->rd);
     /* QEMU has them now. */
     libdm__close(&st(dm)->listen_fd);
     libdm__close(&st(dm)->log_fd);

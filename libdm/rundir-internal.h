@@ -128,11 +128,11 @@ int libdm__rundir_socket_path(libdm__rundir *rd, char **ret_path, char **ret_why
 int libdm__rundir_lock_monitor(libdm__rundir *rd, const char *note, int *ret_pid,
                                char **ret_note);
 void libdm__rundir_unlock_monitor(libdm__rundir *rd);
-/* monitor.lock passes to the DM's keeper: *ret_fd gets our descriptor to
- * send it (the caller closes it after sending). Its copy holds the lock
- * for us, the same open file, until our channel to it closes: one fd less
- * per DM here (issue 19), and nothing for a forked child to inherit. */
-int libdm__rundir_lend_monitor(libdm__rundir *rd, int *ret_fd);
+/* Our monitor.lock descriptor went to the DM's keeper (libdm__keeper_spawn
+ * sent it): ours closes, and its copy, the same open file, holds the lock
+ * for us until our channel to it closes: one fd less per DM here (issue
+ * 19), and nothing for a forked child to inherit. */
+void libdm__rundir_lend_monitor(libdm__rundir *rd);
 /* Rewrites the note others read while we hold monitor.lock. */
 int libdm__rundir_set_monitor_note(libdm__rundir *rd, const char *note);
 

@@ -418,14 +418,12 @@ void libdm__rundir_unlock_monitor(libdm__rundir *rd)
     rd->monitor_lent = false;
 }
 
-int libdm__rundir_lend_monitor(libdm__rundir *rd, int *ret_fd)
+void libdm__rundir_lend_monitor(libdm__rundir *rd)
 {
     if (rd->monitor_fd < 0)
-        return -ENOLCK;
-    *ret_fd = rd->monitor_fd;
-    rd->monitor_fd = -1;
+        return;
+    libdm__close(&rd->monitor_fd);
     rd->monitor_lent = true;
-    return 0;
 }
 
 void libdm__rundir_remove(libdm__rundir *rd, libdm__rd_remove what)
