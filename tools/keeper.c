@@ -532,8 +532,8 @@ int keeper_main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     bool hello = false;
-    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .monitor_fd = -1, .pidfd = -1, .sigfd = -1, .log = { .rfd = -1 },
-                 .log_wfd = -1 };
+    keeper k = { .ctl = LIBDM__KEEPER_CTL_FD, .monitor_fd = -1, .pidfd = -1, .sigfd = -1,
+                 .log = { .rfd = -1 }, .log_wfd = -1 };
     char msg[LIBDM__KEEPER_MSG_MAX];
     unsigned long xen_domid = 0;
     char *sock_path = NULL;
