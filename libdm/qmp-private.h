@@ -77,6 +77,11 @@ struct libdm_qmp {
     libdm__qmp_decoder *decoder;
     libdm_qmp_limits limits;
     bool want_oob, oob;
+    /* The peer is a QEMU that has not run yet, on a socket we pre-bound:
+     * qmp_capabilities and the queued commands are written before its
+     * greeting, as libxl does (QEMU reads them after it), so that no
+     * command waits for a round trip (issue 23). */
+    bool pipelined;
     bool out_blocked;          /* the socket refused bytes: wait for POLLOUT */
     int call_timeout_ms;
     char *path;                /* for connect retries and messages */

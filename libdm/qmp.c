@@ -48,13 +48,49 @@ static pending *find_inflight(libdm_qmp *q, const char *id)
     return NULL;
 }
 
+/* Builds qmp_capabilities (with "oob" if @oob) as q->caps, to be written
+ * by the next flush. 0 or negative errno. */
+static int build_caps(libdm_qmp *q, bool oob)
+{
+    libdm_json *args = NULL, *list;
+    char *text;
+    size_t len;
+    int r;
+
+    if (oob) {
+        list = libdm_json_new_array();
+        args = libdm_json_new_object();
+        if (!list || !args || libdm_json_array_append(list, libdm_json_new_string("oob")) < 0 ||
+            libdm_json_object_add(args, "enable", list) < 0) {
+            libdm_json_free(args);
+            return -ENOMEM;
+        }
+    }
+    q->caps = calloc(1, sizeof(*q->caps));
+    if (q->caps)
+        q->caps->pass_fd = -1;
+    r = q->caps ? libdm__next_id(q->ctx, q->caps->id, sizeof(q->caps->id)) : -ENOMEM;
+    if (r >= 0)
+        r = libdm__json_qmp_command("qmp_capabilities", args, q->caps->id, false, &text, &len);
+    libdm_json_free(args);
+    if (r >= 0) {
+        q->caps->text = text;
+        q->caps->len = len;
+        q->caps->command = strdup("qmp_capabilities");
+        if (!q->caps->command)
+            r = -ENOMEM;
+    }
+    if (r < 0) {
+        libdm__qmp_pending_free(q->caps);
+        q->caps = NULL;
+    }
+    return r;
+}
+
 static void handle_greeting(libdm_qmp *q, libdm_json *msg)
 {
     const libdm_json *g = libdm_json_object_get(msg, "QMP");
     const libdm_json *caps = libdm_json_object_get(g, "capabilities");
-    libdm_json *args = NULL;
-    char *text;
-    size_t len;
     int r;
 
     if (libdm_json_get_type(g) != LIBDM_JSON_OBJECT) {
@@ -71,37 +107,9 @@ static void handle_greeting(libdm_qmp *q, libdm_json *msg)
         if (c && !strcmp(c, "oob") && q->want_oob)
             q->oob = true;
     }
-    if (q->oob) {
-        libdm_json *list = libdm_json_new_array();
-        args = libdm_json_new_object();
-        if (!list || !args || libdm_json_array_append(list, libdm_json_new_string("oob")) < 0 ||
-            libdm_json_object_add(args, "enable", list) < 0) {
-            libdm_json_free(args);
-            libdm__qmp_go_broken(q, -ENOMEM, "out of memory");
-            return;
-        }
-    }
-    q->caps = calloc(1, sizeof(*q->caps));
-    if (q->caps)
-        q->caps->pass_fd = -1;
-    r = q->caps ? libdm__next_id(q->ctx, q->caps->id, sizeof(q->caps->id)) : -ENOMEM;
-    if (r >= 0)
-        r = libdm__json_qmp_command("qmp_capabilities", args, q->caps->id, false, &text, &len);
-    libdm_json_free(args);
-    if (r < 0) {
-        libdm__qmp_pending_free(q->caps);
-        q->caps = NULL;
+    /* Pipelined: qmp_capabilities is already on its way (without oob). */
+    if (!q->pipelined && (r = build_caps(q, q->oob)) < 0) {
         libdm__qmp_go_broken(q, r, "cannot build qmp_capabilities: %s", strerror(-r));
-        return;
-    }
-    q->caps->text = text;
-    q->caps->len = len;
-    q->caps->pass_fd = -1;
-    q->caps->command = strdup("qmp_capabilities");
-    if (!q->caps->command) {
-        libdm__qmp_pending_free(q->caps);
-        q->caps = NULL;
-        libdm__qmp_go_broken(q, -ENOMEM, "out of memory");
         return;
     }
     libdm__qmp_set_state(q, LIBDM_QMP_NEGOTIATING, 0);
@@ -487,6 +495,28 @@ int libdm_qmp_connect_fd(libdm_qmp *q, int fd, int timeout_ms)
     if (r < 0)
         libdm__qmp_close_socket(q);
     return r;
+}
+
+int libdm__qmp_connect_fd_early(libdm_qmp *q, int fd, int timeout_ms)
+{
+    int r;
+
+    if (q->state != LIBDM_QMP_CONNECTING || q->fd >= 0 || q->want_oob || q->caps)
+        return libdm_qmp_connect_fd(q, fd, timeout_ms);
+    r = build_caps(q, false);
+    if (r < 0) {
+        libdm__close(&fd);
+        return r;
+    }
+    q->pipelined = true;
+    r = libdm_qmp_connect_fd(q, fd, timeout_ms);
+    if (r < 0) {
+        libdm__qmp_drop_caps(q);
+        q->pipelined = false;
+        return r;
+    }
+    libdm__qmp_flush(q);
+    return 0;
 }
 
 static bool ready_or_final(void *arg)

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A start's monitor connection writes before QEMU greets (issue 23):
+ * libdm__qmp_connect_fd_early() queues qmp_capabilities and every command
+ * on the socket at once, as libxl does, so QEMU finds them when it starts
+ * reading and no command waits for a round trip. The peer here is the
+ * other end of a socketpair, driven by hand (the protocol, byte for byte,
+ * is what is tested; tests/integration/test-dm-qemu starts real QEMUs
+ * through this path).
+ *  - early: both commands are on the socket before any greeting; the
+ *    replies then complete the call, the connection READY;
+ *  - plain libdm_qmp_connect_fd(): nothing before the greeting;
+ *  - a connection that wants "oob" negotiates after the greeting;
+ *  - capabilities refused after an early write: the queued call fails with
+ *    the connection, nothing waits for its deadline.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "internal.h"
+#include "qmp-internal.h"
+
+#define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, " \
+                 "\"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n"
+
+typedef struct peer {
+    libdm_ctx *ctx;
+    libdm_qmp *q;
+    int fd;            /* QEMU's end */
+    int status, done;
+    char rs[32];
+} peer;
+
+static void on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
+{
+    peer *p = user;
+    const char *rs = r->value ? libdm_json_get_string(libdm_json_object_get(r->value, "status"))
+                              : NULL;
+
+    p->status = r->status;
+    p->done = 1;
+    snprintf(p->rs, sizeof(p->rs), "%s", rs ? rs : "");
+}
+
+static void setup(peer *p, bool oob)
+{
+    int sp[2];
+
+    memset(p, 0, sizeof(*p));
+    assert_int_equal(libdm_ctx_new(NULL, &p->ctx), 0);
+    assert_int_equal(libdm_qmp_new(p->ctx, &p->q), 0);
+    if (oob)
+        assert_int_equal(libdm_qmp_set_oob(p->q, 1), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    p->fd = sp[1];
+    assert_int_equal(libdm__qmp_connect_fd_early(p->q, sp[0], 5000), 0);
+    assert_int_equal(libdm_qmp_call_async(p->q, "query-status", NULL, 5000, on_status, p, NULL),
+                     0);
+}
+
+static void teardown(peer *p)
+{
+    close(p->fd); /* nothing owed: the close returns at once */
+    (void)libdm_qmp_close(p->q, 1000);
+    libdm_ctx_free(p->ctx);
+}
+
+/* What the client wrote so far (a few loop turns first), NUL-terminated. */
+static size_t drain(peer *p, char *buf, size_t len)
+{
+    size_t got = 0;
+    ssize_t n;
+
+    for (int i = 0; i < 5; i++)
+        (void)libdm_ctx_run_once(p->ctx, 10);
+    while (got + 1 < len && (n = recv(p->fd, buf + got, len - 1 - got, MSG_DONTWAIT)) > 0)
+        got += (size_t)n;
+    buf[got] = '\0';
+    return got;
+}
+
+/* The id of the line of @text that runs @command. */
+static void id_of(const char *text, const char *command, char *id, size_t len)
+{
+    char key[64];
+    const char *c, *i;
+
+    snprintf(key, sizeof(key), "\"execute\":\"%s\"", command);
+    c = strstr(text, key);
+    assert_non_null(c);
+    i = strstr(c, "\"id\":\"");
+    assert_non_null(i);
+    i += 6;
+    snprintf(id, len, "%.*s", (int)strcspn(i, "\""), i);
+}
+
+static void say(peer *p, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    assert_int_equal(write(p->fd, buf, (size_t)n), n);
+}
+
+static void run_until_done(peer *p)
+{
+    for (int i = 0; i < 200 && !p->done; i++)
+        (void)libdm_ctx_run_once(p->ctx, 10);
+    assert_true(p->done);
+}
+
+static void test_early_writes_before_greeting(void **state)
+{
+    char buf[1024], caps[32], qs[32];
+    peer p;
+
+    (void)state;
+    setup(&p, false);
+    /* No greeting yet: both commands are already on the socket, in order. */
+    assert_true(drain(&p, buf, sizeof(buf)) > 0);
+    assert_non_null(strstr(buf, "qmp_capabilities"));
+    assert_non_null(strstr(buf, "query-status"));
+    assert_true(strstr(buf, "qmp_capabilities") < strstr(buf, "query-status"));
+    id_of(buf, "qmp_capabilities", caps, sizeof(caps));
+    id_of(buf, "query-status", qs, sizeof(qs));
+    assert_int_equal(libdm_qmp_get_state(p.q), LIBDM_QMP_GREETING);
+    say(&p, "%s{\"return\": {}, \"id\": \"%s\"}\r\n"
+            "{\"return\": {\"status\": \"prelaunch\", \"running\": false}, \"id\": \"%s\"}\r\n",
+        GREETING, caps, qs);
+    run_until_done(&p);
+    assert_int_equal(p.status, 0);
+    assert_string_equal(p.rs, "prelaunch");
+    assert_int_equal(libdm_qmp_get_state(p.q), LIBDM_QMP_READY);
+    /* Nothing more was written: the greeting triggered no second
+     * negotiation. */
+    assert_int_equal(drain(&p, buf, sizeof(buf)), 0);
+    teardown(&p);
+}
+
+static void negotiates_after_greeting(bool oob)
+{
+    char buf[1024], caps[32], qs[32];
+    peer p;
+
+    memset(&p, 0, sizeof(p));
+    if (oob) {
+        setup(&p, true);
+    } else {
+        int sp[2];
+
+        assert_int_equal(libdm_ctx_new(NULL, &p.ctx), 0);
+        assert_int_equal(libdm_qmp_new(p.ctx, &p.q), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        p.fd = sp[1];
+        assert_int_equal(libdm_qmp_connect_fd(p.q, sp[0], 5000), 0);
+        assert_int_equal(libdm_qmp_call_async(p.q, "query-status", NULL, 5000, on_status, &p,
+                                              NULL), 0);
+    }
+    assert_int_equal(drain(&p, buf, sizeof(buf)), 0);
+    say(&p, "%s", GREETING);
+    assert_true(drain(&p, buf, sizeof(buf)) > 0);
+    assert_non_null(strstr(buf, "qmp_capabilities"));
+    assert_null(strstr(buf, "query-status")); /* not before the capabilities' reply */
+    assert_true(!oob == !strstr(buf, "\"oob\""));
+    id_of(buf, "qmp_capabilities", caps, sizeof(caps));
+    say(&p, "{\"return\": {}, \"id\": \"%s\"}\r\n", caps);
+    assert_true(drain(&p, buf, sizeof(buf)) > 0);
+    id_of(buf, "query-status", qs, sizeof(qs));
+    say(&p, "{\"return\": {\"status\": \"prelaunch\", \"running\": false}, \"id\": \"%s\"}\r\n", qs);
+    run_until_done(&p);
+    assert_int_equal(p.status, 0);
+    teardown(&p);
+}
+
+static void test_plain_connect_waits_for_greeting(void **state)
+{
+    (void)state;
+    negotiates_after_greeting(false);
+}
+
+static void test_oob_waits_for_greeting(void **state)
+{
+    (void)state;
+    negotiates_after_greeting(true);
+}
+
+static void test_early_caps_refused(void **state)
+{
+    char buf[1024], caps[32];
+    peer p;
+
+    (void)state;
+    setup(&p, false);
+    assert_true(drain(&p, buf, sizeof(buf)) > 0);
+    id_of(buf, "qmp_capabilities", caps, sizeof(caps));
+    say(&p, "%s{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": \"%s\"}\r\n",
+        GREETING, caps);
+    run_until_done(&p);
+    assert_true(p.status < 0);
+    assert_int_equal(libdm_qmp_get_state(p.q), LIBDM_QMP_BROKEN);
+    teardown(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_early_writes_before_greeting),
+        cmocka_unit_test(test_plain_connect_waits_for_greeting),
+        cmocka_unit_test(test_oob_waits_for_greeting),
+        cmocka_unit_test(test_early_caps_refused),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
