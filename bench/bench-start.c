@@ -371,7 +371,7 @@ int main(int argc, char **argv)
     }
     if (!fail && base)
         report_base_keeper(l, kb, f, n, base);
-    else
+    else if (fail)
         fprintf(stderr, "bench-start: a run failed\n");
     /* Then the same start beside a running DM: exec'd against forked,
      * alternated (which goes first rotates), against floor-fd. */
