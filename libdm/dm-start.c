@@ -253,9 +253,9 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     start_maybe_ready(dm);
 }
 
-/* Written on the connection before QEMU even runs, right after
- * qmp_capabilities (libdm__qmp_connect_fd_early): QEMU reads both after its
- * greeting, and query-status decides readiness. Nothing more: QEMU 7.2's monitor
+/* Queued before QEMU even runs, written with qmp_capabilities once QEMU
+ * greets (libdm__qmp_connect_fd_pipelined): query-status decides
+ * readiness. Nothing more: QEMU 7.2's monitor
  * reads a byte per main-loop turn, so every byte sent here delays the
  * start (the "events" migration capability is set by the migration that
  * needs it, libdm__mig_incoming_begin() and Perform). */
@@ -446,7 +446,7 @@ static int connect_monitor(libdm_dm *dm, int cfd)
     }
     r = libdm__dm_attach_qmp(dm, q);
     if (r >= 0)
-        r = libdm__qmp_connect_fd_early(dm->qmp, cfd, dm->timeout_ms);
+        r = libdm__qmp_connect_fd_pipelined(dm->qmp, cfd, dm->timeout_ms);
     else
         libdm__close(&cfd);
     if (r >= 0)

@@ -287,12 +287,10 @@ static int send_pending(libdm_qmp *q, pending *p)
 static pending *next_to_send(libdm_qmp *q)
 {
     switch (q->state) {
-    case LIBDM_QMP_GREETING:
     case LIBDM_QMP_NEGOTIATING:
         if (q->caps && q->caps->off < q->caps->len)
-            return q->state == LIBDM_QMP_NEGOTIATING || q->pipelined ? q->caps : NULL;
-        /* Pipelined, the commands follow qmp_capabilities at once: QEMU
-         * runs them in order, after it. */
+            return q->caps;
+        /* Pipelined, the commands follow qmp_capabilities at once. */
         return q->pipelined && q->caps && q->caps->sent ? q->queued.head : NULL;
     case LIBDM_QMP_READY:
         return q->queued.head;

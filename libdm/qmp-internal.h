@@ -10,11 +10,10 @@ void libdm__qmp_set_log_prefix(libdm_qmp *qmp, const char *prefix);
  * owns it): they are held back while a blocking call for another runs
  * (libdm__wait_for). libdm's own calls and listeners are never held. */
 void libdm__qmp_set_owner(libdm_qmp *qmp, const void *owner);
-/* libdm_qmp_connect_fd() to a QEMU not yet running (the end of a socket we
- * bound, QEMU to accept it): qmp_capabilities and every queued command are
- * written now, before the greeting; a connection that wants "oob" (which
- * must be offered first) negotiates as usual. */
-int libdm__qmp_connect_fd_early(libdm_qmp *qmp, int fd, int timeout_ms);
+/* libdm_qmp_connect_fd(), and once QEMU greets, qmp_capabilities and every
+ * queued command are written at once, without waiting for the former's
+ * reply (a start's readiness in one round trip). */
+int libdm__qmp_connect_fd_pipelined(libdm_qmp *qmp, int fd, int timeout_ms);
 int libdm__qmp_call_async_internal(libdm_qmp *q, const char *command,
                                    const libdm_json *arguments, int timeout_ms,
                                    libdm_qmp_reply_fn *cb, void *userdata,

@@ -107,8 +107,7 @@ static void handle_greeting(libdm_qmp *q, libdm_json *msg)
         if (c && !strcmp(c, "oob") && q->want_oob)
             q->oob = true;
     }
-    /* Pipelined: qmp_capabilities is already on its way (without oob). */
-    if (!q->pipelined && (r = build_caps(q, q->oob)) < 0) {
+    if ((r = build_caps(q, q->oob)) < 0) {
         libdm__qmp_go_broken(q, r, "cannot build qmp_capabilities: %s", strerror(-r));
         return;
     }
@@ -497,26 +496,13 @@ int libdm_qmp_connect_fd(libdm_qmp *q, int fd, int timeout_ms)
     return r;
 }
 
-int libdm__qmp_connect_fd_early(libdm_qmp *q, int fd, int timeout_ms)
+int libdm__qmp_connect_fd_pipelined(libdm_qmp *q, int fd, int timeout_ms)
 {
-    int r;
+    int r = libdm_qmp_connect_fd(q, fd, timeout_ms);
 
-    if (q->state != LIBDM_QMP_CONNECTING || q->fd >= 0 || q->want_oob || q->caps)
-        return libdm_qmp_connect_fd(q, fd, timeout_ms);
-    r = build_caps(q, false);
-    if (r < 0) {
-        libdm__close(&fd);
-        return r;
-    }
-    q->pipelined = true;
-    r = libdm_qmp_connect_fd(q, fd, timeout_ms);
-    if (r < 0) {
-        libdm__qmp_drop_caps(q);
-        q->pipelined = false;
-        return r;
-    }
-    libdm__qmp_flush(q);
-    return 0;
+    if (r >= 0)
+        q->pipelined = true;
+    return r;
 }
 
 static bool ready_or_final(void *arg)

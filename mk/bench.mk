@@ -35,7 +35,8 @@ bench_bench_decode_SOURCES = bench/bench-decode.c
 bench_bench_decode_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_decode_LDADD = $(BENCH_LIBS)
 
-EXTRA_DIST += bench/run-bench.sh bench/README.md bench/trace-migrate.sh bench/trace-shim.c
+EXTRA_DIST += bench/run-bench.sh bench/README.md bench/trace-migrate.sh bench/trace-shim.c \
+	bench/trace-start.sh
 CLEANFILES += $(BENCH_PROGS) bench/results-latest.txt
 
 .PHONY: bench

@@ -68,9 +68,9 @@ bench_bench_embed_CFLAGS = $(BENCH_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 bench_bench_embed_LDADD = $(BENCH_LIBS) $(LIBSYSTEMD_LIBS)
 endif
 
-# A start's monitor writes its commands before QEMU's greeting (issue 23).
-check_PROGRAMS += tests/unit/test-qmp-early
-TESTS += tests/unit/test-qmp-early
-tests_unit_test_qmp_early_SOURCES = tests/unit/test-qmp-early.c
-tests_unit_test_qmp_early_CFLAGS = $(TEST_CFLAGS)
-tests_unit_test_qmp_early_LDADD = $(TEST_LIBS)
+# A start pipelines its readiness after QEMU greets (issue 23).
+check_PROGRAMS += tests/unit/test-qmp-pipelined
+TESTS += tests/unit/test-qmp-pipelined
+tests_unit_test_qmp_pipelined_SOURCES = tests/unit/test-qmp-pipelined.c
+tests_unit_test_qmp_pipelined_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_qmp_pipelined_LDADD = $(TEST_LIBS)

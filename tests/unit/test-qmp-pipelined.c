@@ -1,18 +1,19 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * A start's monitor connection writes before QEMU greets (issue 23):
- * libdm__qmp_connect_fd_early() queues qmp_capabilities and every command
- * on the socket at once, as libxl does, so QEMU finds them when it starts
- * reading and no command waits for a round trip. The peer here is the
- * other end of a socketpair, driven by hand (the protocol, byte for byte,
- * is what is tested; tests/integration/test-dm-qemu starts real QEMUs
- * through this path).
- *  - early: both commands are on the socket before any greeting; the
- *    replies then complete the call, the connection READY;
- *  - plain libdm_qmp_connect_fd(): nothing before the greeting;
- *  - a connection that wants "oob" negotiates after the greeting;
- *  - capabilities refused after an early write: the queued call fails with
- *    the connection, nothing waits for its deadline.
+ * A start's monitor connection pipelines its readiness (issue 23):
+ * libdm__qmp_connect_fd_pipelined() writes qmp_capabilities and every
+ * queued command together once QEMU greets, so the start waits for one
+ * round trip after the greeting, not two. Never before the greeting: QEMU
+ * 7.2 rarely loses what was written before its monitor was set up. The
+ * peer here is the other end of a socketpair, driven by hand (the
+ * protocol, byte for byte, is what is tested; tests/integration/
+ * test-dm-qemu starts real QEMUs through this path).
+ *  - pipelined: nothing before the greeting, then both commands before any
+ *    reply; the replies complete the call, the connection READY;
+ *  - plain libdm_qmp_connect_fd(), with or without "oob": the command only
+ *    after the capabilities' reply;
+ *  - capabilities refused after a pipelined write: the queued call fails
+ *    with the connection, nothing waits for its deadline.
  */
 #include "config.h"
 
@@ -64,7 +65,8 @@ static void setup(peer *p, bool oob)
         assert_int_equal(libdm_qmp_set_oob(p->q, 1), 0);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
     p->fd = sp[1];
-    assert_int_equal(libdm__qmp_connect_fd_early(p->q, sp[0], 5000), 0);
+    assert_int_equal(oob ? libdm_qmp_connect_fd(p->q, sp[0], 5000)
+                         : libdm__qmp_connect_fd_pipelined(p->q, sp[0], 5000), 0);
     assert_int_equal(libdm_qmp_call_async(p->q, "query-status", NULL, 5000, on_status, p, NULL),
                      0);
 }
@@ -124,31 +126,32 @@ static void run_until_done(peer *p)
     assert_true(p->done);
 }
 
-static void test_early_writes_before_greeting(void **state)
+static void test_pipelined_after_greeting(void **state)
 {
     char buf[1024], caps[32], qs[32];
     peer p;
 
     (void)state;
     setup(&p, false);
-    /* No greeting yet: both commands are already on the socket, in order. */
+    /* Nothing before QEMU greets. */
+    assert_int_equal(drain(&p, buf, sizeof(buf)), 0);
+    say(&p, "%s", GREETING);
+    /* Then both commands, in order, before any reply. */
     assert_true(drain(&p, buf, sizeof(buf)) > 0);
     assert_non_null(strstr(buf, "qmp_capabilities"));
     assert_non_null(strstr(buf, "query-status"));
     assert_true(strstr(buf, "qmp_capabilities") < strstr(buf, "query-status"));
     id_of(buf, "qmp_capabilities", caps, sizeof(caps));
     id_of(buf, "query-status", qs, sizeof(qs));
-    assert_int_equal(libdm_qmp_get_state(p.q), LIBDM_QMP_GREETING);
-    say(&p, "%s{\"return\": {}, \"id\": \"%s\"}\r\n"
+    assert_int_equal(libdm_qmp_get_state(p.q), LIBDM_QMP_NEGOTIATING);
+    say(&p, "{\"return\": {}, \"id\": \"%s\"}\r\n"
             "{\"return\": {\"status\": \"prelaunch\", \"running\": false}, \"id\": \"%s\"}\r\n",
-        GREETING, caps, qs);
+        caps, qs);
     run_until_done(&p);
     assert_int_equal(p.status, 0);
     assert_string_equal(p.rs, "prelaunch");
     assert_int_equal(libdm_qmp_get_state(p.q), LIBDM_QMP_READY);
-    /* Nothing more was written: the greeting triggered no second
-     * negotiation. */
-    assert_int_equal(drain(&p, buf, sizeof(buf)), 0);
+    assert_int_equal(drain(&p, buf, sizeof(buf)), 0); /* nothing sent twice */
     teardown(&p);
 }
 
@@ -199,17 +202,19 @@ static void test_oob_waits_for_greeting(void **state)
     negotiates_after_greeting(true);
 }
 
-static void test_early_caps_refused(void **state)
+static void test_pipelined_caps_refused(void **state)
 {
     char buf[1024], caps[32];
     peer p;
 
     (void)state;
     setup(&p, false);
+    say(&p, "%s", GREETING);
     assert_true(drain(&p, buf, sizeof(buf)) > 0);
+    assert_non_null(strstr(buf, "query-status")); /* pipelined */
     id_of(buf, "qmp_capabilities", caps, sizeof(caps));
-    say(&p, "%s{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": \"%s\"}\r\n",
-        GREETING, caps);
+    say(&p, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": \"%s\"}\r\n",
+        caps);
     run_until_done(&p);
     assert_true(p.status < 0);
     assert_int_equal(libdm_qmp_get_state(p.q), LIBDM_QMP_BROKEN);
@@ -219,10 +224,10 @@ static void test_early_caps_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_early_writes_before_greeting),
+        cmocka_unit_test(test_pipelined_after_greeting),
         cmocka_unit_test(test_plain_connect_waits_for_greeting),
         cmocka_unit_test(test_oob_waits_for_greeting),
-        cmocka_unit_test(test_early_caps_refused),
+        cmocka_unit_test(test_pipelined_caps_refused),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
