@@ -10,6 +10,9 @@
  *   dmctl       `dmctl --store DIR start NAME --json` until it exits (its
  *               exit seen through a pidfd), and `dmctl --version` for the
  *               fixed price of exec, dynamic linking and exit.
+ * libdm also runs with its keeper cloned fork-style (LIBDM_SPAWN_VM=0) and
+ * with query-status written only after qmp_capabilities' reply
+ * (LIBDM_QMP_PIPELINE=0, before issue 23's sixth step), alternated.
  * Stopping is outside the timed region. With BENCH_KEEPER_BASE=PATH (another
  * build's libdm-keeper, e.g. a dynamically linked one), libdm_dm_start is
  * also run with that keeper, alternated with LIBDM_KEEPER's in one process.
@@ -219,6 +222,18 @@ static double run_libdm_forkstyle(libdm_ctx *ctx, libdm_dm_config *cfg)
     return ms;
 }
 
+/* libdm_dm_start() as before issue 23's sixth step: query-status written
+ * only once qmp_capabilities answered (LIBDM_QMP_PIPELINE=0). */
+static double run_libdm_unpiped(libdm_ctx *ctx, libdm_dm_config *cfg)
+{
+    double ms;
+
+    setenv("LIBDM_QMP_PIPELINE", "0", 1);
+    ms = run_libdm(ctx, cfg);
+    unsetenv("LIBDM_QMP_PIPELINE");
+    return ms;
+}
+
 /* libdm_dm_start() with the keeper at @path (BENCH_KEEPER_BASE). */
 static double run_libdm_keeper(libdm_ctx *ctx, libdm_dm_config *cfg, const char *path)
 {
@@ -247,6 +262,22 @@ static void report_base_keeper(const double *lib, const double *base, const doub
     snprintf(a, sizeof(a), "%.1f ms", mb);
     snprintf(b, sizeof(b), "%.1f ms (fd)", mf);
     bu_result("start: libdm_dm_start, baseline keeper", a, b, mb / mf, "info", "-");
+}
+
+static void report_unpiped(const double *lib, const double *up, const double *fd, int n)
+{
+    double ml = bu_median((double *)lib, (size_t)n), mu = bu_median((double *)up, (size_t)n),
+           mf = bu_median((double *)fd, (size_t)n);
+    char a[64], b[64];
+
+    bu_print_stats("libdm_dm_start, readiness not pipelined (before)", (double *)up, (size_t)n,
+                   "ms");
+    snprintf(a, sizeof(a), "%.1f ms", ml);
+    snprintf(b, sizeof(b), "%.1f ms (not pipelined)", mu);
+    bu_result("start: readiness pipelined vs not", a, b, ml / mu, "info", "-");
+    snprintf(a, sizeof(a), "%.1f ms", mu);
+    snprintf(b, sizeof(b), "%.1f ms (fd)", mf);
+    bu_result("start: libdm_dm_start, not pipelined", a, b, mu / mf, "info", "-");
 }
 
 static void report_beside(double *fd, double *ex, double *hp, int n)
@@ -319,6 +350,7 @@ int main(int argc, char **argv)
     double *e = calloc((size_t)n, sizeof(double)), *fk = calloc((size_t)n, sizeof(double));
     double *bx = calloc((size_t)n, sizeof(double)), *bh = calloc((size_t)n, sizeof(double));
     double *kb = calloc((size_t)n, sizeof(double)), *fe = calloc((size_t)n, sizeof(double));
+    double *up = calloc((size_t)n, sizeof(double));
     const char *base = getenv("BENCH_KEEPER_BASE");
     libdm_dm_config *ccfg = NULL;
     libdm_dm *companion = NULL;
@@ -328,7 +360,7 @@ int main(int argc, char **argv)
     libdm_dm_config *cfg = NULL;
     int fail = 0;
 
-    if (n < 1 || !p || !f || !l || !c || !e || !fk || !bx || !bh || !kb || !dir || !store || !ctlstore ||
+    if (n < 1 || !p || !f || !l || !c || !e || !fk || !bx || !bh || !kb || !up || !dir || !store || !ctlstore ||
         libdm_ctx_new(NULL, &ctx) < 0 || libdm_ctx_set_store(ctx, store) < 0 ||
         libdm_dm_config_new(&cfg) < 0 || libdm_dm_config_set_name(cfg, "bs") < 0 ||
         libdm_dm_config_set_qemu_path(cfg, bu_qemu()) < 0 ||
@@ -344,7 +376,11 @@ int main(int argc, char **argv)
             l[i] = run_libdm(ctx, cfg);
             settle(ctx);
             fk[i] = run_libdm_forkstyle(ctx, cfg);
+            settle(ctx);
+            up[i] = run_libdm_unpiped(ctx, cfg);
         } else {
+            up[i] = run_libdm_unpiped(ctx, cfg);
+            settle(ctx);
             fk[i] = run_libdm_forkstyle(ctx, cfg);
             settle(ctx);
             l[i] = run_libdm(ctx, cfg);
@@ -357,7 +393,7 @@ int main(int argc, char **argv)
         c[i] = have_ctl ? run_dmctl(dmctl, ctlstore) : 0;
         e[i] = have_ctl ? run_dmctl_exec(dmctl) : 0;
         fail = p[i] < 0 || f[i] < 0 || l[i] < 0 || fk[i] < 0 || c[i] < 0 || e[i] < 0 ||
-               kb[i] < 0 || fe[i] < 0;
+               kb[i] < 0 || fe[i] < 0 || up[i] < 0;
     }
     if (!fail) {
         char a[64], b[64];
@@ -368,6 +404,7 @@ int main(int argc, char **argv)
         snprintf(b, sizeof(b), "%.1f ms (fd)", mf);
         bu_result("start: floor-fd + the events capability (no longer sent)", a, b, mfe / mf,
                   "info", "-");
+        report_unpiped(l, up, f, n);
     }
     if (!fail && base)
         report_base_keeper(l, kb, f, n, base);

@@ -445,8 +445,10 @@ static int connect_monitor(libdm_dm *dm, int cfd)
         return r;
     }
     r = libdm__dm_attach_qmp(dm, q);
-    if (r >= 0)
+    if (r >= 0 && (!getenv("LIBDM_QMP_PIPELINE") || strcmp(getenv("LIBDM_QMP_PIPELINE"), "0")))
         r = libdm__qmp_connect_fd_pipelined(dm->qmp, cfd, dm->timeout_ms);
+    else if (r >= 0) /* LIBDM_QMP_PIPELINE=0: bench-start's same-run baseline */
+        r = libdm_qmp_connect_fd(dm->qmp, cfd, dm->timeout_ms);
     else
         libdm__close(&cfd);
     if (r >= 0)
