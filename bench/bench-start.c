@@ -197,41 +197,39 @@ static const char *met(double ratio, double target)
     return ratio <= target ? "yes" : "NO";
 }
 
+/* libdm_dm_start() with @var=@value in the environment (libdm reads its
+ * knobs at each start). */
+static double run_libdm_with(libdm_ctx *ctx, libdm_dm_config *cfg, const char *var,
+                             const char *value)
+{
+    double ms;
+
+    setenv(var, value, 1);
+    ms = run_libdm(ctx, cfg);
+    unsetenv(var);
+    return ms;
+}
+
 /* libdm_dm_start() with another DM of the context running (a daemon's
  * usual case), its keeper exec'd (LIBDM_KEEPER_HELPER=0, as before issue
  * 23's helper) or forked by the context's helper (the default then). */
 static double run_libdm_beside(libdm_ctx *ctx, libdm_dm_config *cfg, bool helper)
 {
-    double ms;
-
-    setenv("LIBDM_KEEPER_HELPER", helper ? "1" : "0", 1);
-    ms = run_libdm(ctx, cfg);
-    unsetenv("LIBDM_KEEPER_HELPER");
-    return ms;
+    return run_libdm_with(ctx, cfg, "LIBDM_KEEPER_HELPER", helper ? "1" : "0");
 }
 
 /* libdm_dm_start() with the keeper cloned fork-style (LIBDM_SPAWN_VM=0, as
  * before spawn-vm.c): the caller's page tables copied. */
 static double run_libdm_forkstyle(libdm_ctx *ctx, libdm_dm_config *cfg)
 {
-    double ms;
-
-    setenv("LIBDM_SPAWN_VM", "0", 1);
-    ms = run_libdm(ctx, cfg);
-    unsetenv("LIBDM_SPAWN_VM");
-    return ms;
+    return run_libdm_with(ctx, cfg, "LIBDM_SPAWN_VM", "0");
 }
 
 /* libdm_dm_start() as before issue 23's sixth step: query-status written
  * only once qmp_capabilities answered (LIBDM_QMP_PIPELINE=0). */
 static double run_libdm_unpiped(libdm_ctx *ctx, libdm_dm_config *cfg)
 {
-    double ms;
-
-    setenv("LIBDM_QMP_PIPELINE", "0", 1);
-    ms = run_libdm(ctx, cfg);
-    unsetenv("LIBDM_QMP_PIPELINE");
-    return ms;
+    return run_libdm_with(ctx, cfg, "LIBDM_QMP_PIPELINE", "0");
 }
 
 /* libdm_dm_start() with the keeper at @path (BENCH_KEEPER_BASE). */
@@ -247,37 +245,25 @@ static double run_libdm_keeper(libdm_ctx *ctx, libdm_dm_config *cfg, const char 
     return ms;
 }
 
-static void report_base_keeper(const double *lib, const double *base, const double *fd, int n,
-                               const char *path)
+/* A variant of libdm_dm_start() (@what, @tag in the ratio's baseline
+ * column) against the default and against floor-fd. */
+static void report_variant(const double *lib, const double *var, const double *fd, int n,
+                           const char *what, const char *tag)
 {
-    double ml = bu_median((double *)lib, (size_t)n), mb = bu_median((double *)base, (size_t)n),
+    double ml = bu_median((double *)lib, (size_t)n), mv = bu_median((double *)var, (size_t)n),
            mf = bu_median((double *)fd, (size_t)n);
-    char a[64], b[64];
+    char a[64], b[64], name[128];
 
-    printf("bench-start: the baseline keeper %s, alternated\n", path);
-    bu_print_stats("libdm_dm_start, baseline keeper", (double *)base, (size_t)n, "ms");
+    snprintf(name, sizeof(name), "libdm_dm_start, %s", what);
+    bu_print_stats(name, (double *)var, (size_t)n, "ms");
     snprintf(a, sizeof(a), "%.1f ms", ml);
-    snprintf(b, sizeof(b), "%.1f ms (base keeper)", mb);
-    bu_result("start: this keeper vs the baseline", a, b, ml / mb, "info", "-");
-    snprintf(a, sizeof(a), "%.1f ms", mb);
+    snprintf(b, sizeof(b), "%.1f ms (%s)", mv, tag);
+    snprintf(name, sizeof(name), "start: libdm_dm_start vs %s", what);
+    bu_result(name, a, b, ml / mv, "info", "-");
+    snprintf(a, sizeof(a), "%.1f ms", mv);
     snprintf(b, sizeof(b), "%.1f ms (fd)", mf);
-    bu_result("start: libdm_dm_start, baseline keeper", a, b, mb / mf, "info", "-");
-}
-
-static void report_unpiped(const double *lib, const double *up, const double *fd, int n)
-{
-    double ml = bu_median((double *)lib, (size_t)n), mu = bu_median((double *)up, (size_t)n),
-           mf = bu_median((double *)fd, (size_t)n);
-    char a[64], b[64];
-
-    bu_print_stats("libdm_dm_start, readiness not pipelined (before)", (double *)up, (size_t)n,
-                   "ms");
-    snprintf(a, sizeof(a), "%.1f ms", ml);
-    snprintf(b, sizeof(b), "%.1f ms (not pipelined)", mu);
-    bu_result("start: readiness pipelined vs not", a, b, ml / mu, "info", "-");
-    snprintf(a, sizeof(a), "%.1f ms", mu);
-    snprintf(b, sizeof(b), "%.1f ms (fd)", mf);
-    bu_result("start: libdm_dm_start, not pipelined", a, b, mu / mf, "info", "-");
+    snprintf(name, sizeof(name), "start: libdm_dm_start, %s", what);
+    bu_result(name, a, b, mv / mf, "info", "-");
 }
 
 static void report_beside(double *fd, double *ex, double *hp, int n)
@@ -404,10 +390,12 @@ int main(int argc, char **argv)
         snprintf(b, sizeof(b), "%.1f ms (fd)", mf);
         bu_result("start: floor-fd + the events capability (no longer sent)", a, b, mfe / mf,
                   "info", "-");
-        report_unpiped(l, up, f, n);
+        report_variant(l, up, f, n, "readiness not pipelined (before)", "not pipelined");
     }
-    if (!fail && base)
-        report_base_keeper(l, kb, f, n, base);
+    if (!fail && base) {
+        printf("bench-start: the baseline keeper %s, alternated\n", base);
+        report_variant(l, kb, f, n, "baseline keeper", "base keeper");
+    }
     else if (fail)
         fprintf(stderr, "bench-start: a run failed\n");
     /* Then the same start beside a running DM: exec'd against forked,

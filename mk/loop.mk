@@ -73,4 +73,4 @@ check_PROGRAMS += tests/unit/test-qmp-pipelined
 TESTS += tests/unit/test-qmp-pipelined
 tests_unit_test_qmp_pipelined_SOURCES = tests/unit/test-qmp-pipelined.c
 tests_unit_test_qmp_pipelined_CFLAGS = $(TEST_CFLAGS)
-tests_unit_test_qmp_pipelined_LDADD = $(TEST_LIBS)
+tests_unit_test_qmp_pipelined_LDADD = libtestutil.la $(TEST_LIBS)

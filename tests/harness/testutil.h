@@ -45,6 +45,9 @@ pid_t tu_spawn_qemu_qmp(const char *sock_path, const char *const *extra);
 int tu_reap(pid_t pid, int timeout_ms);
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t tu_now_ms(void);
+/* Writes printf(@fmt, ...) (at most 511 bytes) to @fd, all of it: whether
+ * it did (a peer scripted by hand in a test). */
+bool tu_sayf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The process exists (kill(pid, 0)). */
 bool tu_pid_alive(int pid);
 /* DIR/NAME exists (lstat: a dangling symlink counts). */

@@ -19,7 +19,6 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,17 +50,7 @@ typedef struct old_qemu {
     int query_migrate_calls;
 } old_qemu;
 
-static void say(int fd, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    assert_true(write(fd, buf, (size_t)n) == n);
-}
+#define say(fd, ...) assert_true(tu_sayf((fd), __VA_ARGS__))
 
 static const char *migration_status(const old_qemu *o, uint64_t elapsed)
 {

@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 
 #include "internal.h"
 #include "qmp-internal.h"
+#include "testutil.h"
 
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, " \
                  "\"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n"
@@ -107,17 +107,7 @@ static void id_of(const char *text, const char *command, char *id, size_t len)
     snprintf(id, len, "%.*s", (int)strcspn(i, "\""), i);
 }
 
-static void say(peer *p, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    assert_int_equal(write(p->fd, buf, (size_t)n), n);
-}
+#define say(p, ...) assert_true(tu_sayf((p)->fd, __VA_ARGS__))
 
 static void run_until_done(peer *p)
 {
