@@ -255,10 +255,10 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
 
 /* Queued before QEMU even runs, written with qmp_capabilities once QEMU
  * greets (libdm__qmp_connect_fd_pipelined): query-status decides
- * readiness. Nothing more: QEMU 7.2's monitor
- * reads a byte per main-loop turn, so every byte sent here delays the
- * start (the "events" migration capability is set by the migration that
- * needs it, libdm__mig_incoming_begin() and Perform). */
+ * readiness. Nothing more: QEMU 7.2's monitor reads a byte per main-loop
+ * turn, so every byte sent here delays the start (the "events" migration
+ * capability is set by the migration that needs it,
+ * libdm__mig_incoming_begin() and Perform). */
 static int queue_readiness(libdm_dm *dm)
 {
     return libdm__dm_call(dm, "query-status", NULL, start_on_status);
@@ -435,6 +435,16 @@ static char *store_spec(const libdm__store *store)
     return libdm__sprintf("xenstore:%s", root);
 }
 
+/* LIBDM_QMP_PIPELINE=0: query-status written only once qmp_capabilities
+ * answered, as before issue 23's sixth step (bench-start's same-run
+ * baseline). */
+static bool pipeline_readiness(void)
+{
+    const char *e = getenv("LIBDM_QMP_PIPELINE");
+
+    return !e || strcmp(e, "0") != 0;
+}
+
 static int connect_monitor(libdm_dm *dm, int cfd)
 {
     libdm_qmp *q = NULL;
@@ -445,10 +455,9 @@ static int connect_monitor(libdm_dm *dm, int cfd)
         return r;
     }
     r = libdm__dm_attach_qmp(dm, q);
-    if (r >= 0 && (!getenv("LIBDM_QMP_PIPELINE") || strcmp(getenv("LIBDM_QMP_PIPELINE"), "0")))
-        r = libdm__qmp_connect_fd_pipelined(dm->qmp, cfd, dm->timeout_ms);
-    else if (r >= 0) /* LIBDM_QMP_PIPELINE=0: bench-start's same-run baseline */
-        r = libdm_qmp_connect_fd(dm->qmp, cfd, dm->timeout_ms);
+    if (r >= 0)
+        r = pipeline_readiness() ? libdm__qmp_connect_fd_pipelined(dm->qmp, cfd, dm->timeout_ms)
+                                 : libdm_qmp_connect_fd(dm->qmp, cfd, dm->timeout_ms);
     else
         libdm__close(&cfd);
     if (r >= 0)
