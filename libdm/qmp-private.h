@@ -96,6 +96,7 @@ struct libdm_qmp {
 
     pending_list queued, inflight;
     pending *caps;             /* the qmp_capabilities request */
+    unsigned renegotiations;   /* qmp_capabilities sent again (qmp.c) */
     libdm_qmp_slot *listeners;
     unsigned iterating;        /* > 0 while listeners run */
     libdm_qmp_slot *deliver_head, *deliver_tail;

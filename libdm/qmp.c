@@ -37,6 +37,7 @@
 #define QMP_DEFAULT_CALL_TIMEOUT_MS 30000
 #define QMP_RETRY_MIN_MS 5
 #define QMP_RETRY_MAX_MS 100
+#define QMP_RENEGOTIATE_MAX 3
 
 /* ---- input ---- */
 
@@ -115,10 +116,51 @@ static void handle_greeting(libdm_qmp *q, libdm_json *msg)
     libdm__qmp_flush(q);
 }
 
+/* QEMU 7.2 sometimes mixes a new client's negotiation with the end of the
+ * previous client's session (FACTS.md: 0.1-0.2 % of reconnects). Seen here
+ * as a second greeting, then an error without id for what was left of our
+ * qmp_capabilities. Either says the monitor started negotiating afresh or
+ * lost our command: qmp_capabilities again, at most QMP_RENEGOTIATE_MAX
+ * times (a device model saying it forever is refused). The earlier one is
+ * forgotten: should its reply come after all, its id is unknown and it is
+ * dropped; the new one is then answered "already complete"
+ * (handle_caps_reply). A pipelined connection is not retried: the commands
+ * that followed qmp_capabilities may be lost as well, and only a start's
+ * new socket, which has had no earlier client, is pipelined. */
+static bool renegotiate(libdm_qmp *q, const char *why)
+{
+    int r;
+
+    if (q->state != LIBDM_QMP_NEGOTIATING || q->pipelined || !q->caps || !q->caps->sent ||
+        q->renegotiations >= QMP_RENEGOTIATE_MAX)
+        return false;
+    q->renegotiations++;
+    LIBDM__WARN(q->ctx, "%s: %s while negotiating: the monitor is out of step (QEMU's "
+                "reconnect race); qmp_capabilities again", libdm__qmp_who(q), why);
+    libdm__qmp_list_remove(&q->inflight, q->caps);
+    libdm__qmp_pending_free(q->caps);
+    q->caps = NULL;
+    if ((r = build_caps(q, q->oob)) < 0) {
+        libdm__qmp_go_broken(q, r, "cannot build qmp_capabilities: %s", strerror(-r));
+        return true;
+    }
+    libdm__qmp_flush(q);
+    return true;
+}
+
+static bool is_greeting(const libdm_json *msg)
+{
+    return libdm_json_get_type(libdm_json_object_get(msg, "QMP")) == LIBDM_JSON_OBJECT;
+}
+
 static void handle_caps_reply(libdm_qmp *q, libdm_json *msg)
 {
     const libdm_json *err = libdm_json_object_get(msg, "error");
+    const char *cls = libdm__json_get_str(err, "class");
 
+    /* After a renegotiation: an earlier qmp_capabilities took effect. */
+    if (err && q->renegotiations && cls && !strcmp(cls, "CommandNotFound"))
+        err = NULL;
     if (err) {
         libdm__qmp_go_broken(q, -EPROTO, "qmp_capabilities refused: %s: %s",
                   libdm__json_get_str(err, "class") ? libdm__json_get_str(err, "class") : "?",
@@ -187,13 +229,23 @@ static void handle_message(libdm_qmp *q, libdm_json *msg)
         if (!id && libdm_json_object_get(msg, "error")) {
             /* QEMU answers without an id only when it could not parse a
              * command: we never send such, so the stream is out of step. */
-            const char *desc = libdm__json_get_str(libdm_json_object_get(msg, "error"), "desc");
+            const char *desc;
+
+            if (renegotiate(q, "an error without id")) {
+                libdm_json_free(msg);
+                return;
+            }
+            desc = libdm__json_get_str(libdm_json_object_get(msg, "error"), "desc");
             libdm__qmp_go_broken(q, -EPROTO, "QMP error without id (%s): the monitor and libdm are out of step",
                       desc ? desc : "no description");
             libdm_json_free(msg);
             return;
         }
         handle_reply(q, msg, id);
+        return;
+    }
+    if (is_greeting(msg) && renegotiate(q, "a second greeting")) {
+        libdm_json_free(msg);
         return;
     }
     LIBDM__WARN(q->ctx, "%s: dropping a QMP message that is neither reply nor event", libdm__qmp_who(q));

@@ -420,6 +420,13 @@ static void s_caps_raw(rt *t)
     s_status(t);
 }
 
+/* Every qmp_capabilities is answered by the row's raw text. */
+static void s_caps_raw_always(rt *t)
+{
+    for (size_t i = 0; i < t->r->n; i++)
+        fakeqmp_expect_raw(t->f, "qmp_capabilities", t->r->text);
+}
+
 static void s_preamble(rt *t)
 {
     fakeqmp_set_preamble(t->f, t->r->text);
@@ -630,6 +637,18 @@ static void c_two_connections(rt *t)
     assert_int_equal(fakeqmp_connections(t->f), 2);
 }
 
+/* qmp_capabilities was sent n times (QEMU 7.2's reconnect race). */
+static void c_caps_sent(rt *t)
+{
+    unsigned caps = 0;
+
+    c_value(t);
+    for (unsigned i = 0; i < fakeqmp_commands(t->f); i++)
+        caps += !strcmp(fakeqmp_command_name(t->f, i), "qmp_capabilities");
+    assert_int_equal(caps, t->r->n);
+    assert_int_equal(fakeqmp_connections(t->f), 1);
+}
+
 static void c_bytewise(rt *t)
 {
     c_value(t);
@@ -675,7 +694,22 @@ static const row rows[] = {
     { "caps-reply-delayed-300ms", s_caps_delay, NULL, c_value, 0, NULL, 500, 0, 0, 300 },
     { "caps-refused", s_caps_refused, NULL, NULL, -EPROTO, "qmp_capabilities refused", CONNECT_MS, 0, 0 },
     { "caps-refused-connect-only", s_caps_refused, client_connect_only, NULL, -EPROTO, "refused", CONNECT_MS, 0, 0 },
-    { "caps-reply-error-without-id", s_caps_raw, NULL, NULL, -EPROTO, "out of step", CONNECT_MS, 0, 0, 0,
+    /* QEMU 7.2's reconnect race (qmp.c, renegotiate): the monitor lost or
+     * restarted our negotiation; qmp_capabilities again, on the same
+     * connection. n: qmp_capabilities sent in all. */
+    { "caps-reply-error-without-id", s_caps_raw, NULL, c_caps_sent, 0, NULL, CONNECT_MS, 0, 0, 2,
+      "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n", 0, 0,
+      NULL },
+    { "caps-reply-error-without-id-then-its-reply", s_caps_raw, NULL, c_caps_sent, 0, NULL, CONNECT_MS, 0, 0, 2,
+      "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n"
+      "{\"return\": {}, \"id\": $ID}\r\n", 0, 0, NULL },
+    { "second-greeting-then-error-without-id", s_caps_raw, NULL, c_caps_sent, 0, NULL, CONNECT_MS, 0, 0, 3,
+      GREETING_JSON "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON object\"}}\r\n",
+      0, 0, NULL },
+    { "second-greeting-while-negotiating", s_caps_raw, NULL, c_caps_sent, 0, NULL, CONNECT_MS, 0, 0, 2,
+      GREETING_JSON, 0, 0, NULL },
+    /* ...but not forever: a device model that always says so is refused. */
+    { "caps-reply-error-without-id-every-time", s_caps_raw_always, NULL, NULL, -EPROTO, "out of step", CONNECT_MS, 0, 0, 4,
       "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n", 0, 0,
       NULL },
     { "caps-reply-wrong-id-then-silence", s_caps_raw, NULL, NULL, -ETIMEDOUT, "negotiation", CONNECT_MS, 0, 0, 0,
