@@ -247,9 +247,8 @@ static void start_on_status(libdm_qmp *q, const libdm_qmp_reply *r, void *user)
     }
     libdm__dm_set_runstate(dm, rs);
     st(dm)->have_status = true;
-    /* The pid may still be on its way from the keeper: wait for it too. */
-    if (!st(dm)->have_pid)
-        (void)libdm__timer_arm(dm->ctx, &dm->op->tick, libdm_now_ms() + 5);
+    /* Without the pid yet (the keeper says it as QEMU execs, so this is
+     * rare), its arrival runs the tick (keeper_on_pid). */
     start_maybe_ready(dm);
 }
 
@@ -395,8 +394,10 @@ static void keeper_on_pid(libdm__keeper *k, int pid, void *user)
         start_fail(dm, -EIO);
         return;
     }
-    if (libdm__dm_op_kind(dm) == OP_START)
+    if (libdm__dm_op_kind(dm) == OP_START) {
         st(dm)->have_pid = true;
+        (void)libdm__defer(dm->ctx, &dm->op->tick); /* ready, if QMP said so */
+    }
 }
 
 static void keeper_on_exit(libdm__keeper *k, int status, void *user)
@@ -648,7 +649,8 @@ static int step_spawn(libdm_dm *dm)
     return r;
 }
 
-/* The start's tick: the next step, or (READY) another look for the pid. */
+/* The start's tick: the next step, or (READY) whether both the pid and QMP's
+ * status are in. */
 static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
 {
     libdm_dm *dm = user;
@@ -677,8 +679,6 @@ static void start_tick(libdm_ctx *ctx, libdm__timer *t, void *user)
         r = step_spawn(dm);
         break;
     case START_READY:
-        if (!st(dm)->have_pid)
-            (void)libdm__timer_arm(ctx, t, libdm_now_ms() + 5);
         start_maybe_ready(dm);
         return;
     case START_FAILING:
