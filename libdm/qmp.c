@@ -124,7 +124,8 @@ static void handle_greeting(libdm_qmp *q, libdm_json *msg)
  * times (a device model saying it forever is refused). The earlier one is
  * forgotten: should its reply come after all, its id is unknown and it is
  * dropped; the new one is then answered "already complete"
- * (handle_caps_reply). A pipelined connection is not retried: the commands
+ * (handle_caps_reply). QEMU answers in order, so once the new one is
+ * answered nothing of the old is owed (the drain rule holds). A pipelined connection is not retried: the commands
  * that followed qmp_capabilities may be lost as well, and only a start's
  * new socket, which has had no earlier client, is pipelined. */
 static bool renegotiate(libdm_qmp *q, const char *why)
