@@ -33,6 +33,7 @@ struct libdm_ctx {
 
     libdm__timer **heap;         /* min-heap of armed timers by deadline */
     size_t heap_len, heap_cap;
+    uint64_t timer_seq;        /* the last timer's arming number */
 
     libdm__watch *dead_watches;  /* removed during a batch, freed after it */
     unsigned nwatches;

@@ -56,6 +56,7 @@ typedef void libdm__timer_fn(libdm_ctx *ctx, libdm__timer *timer, void *user);
 /* Embedded in its owner; armed timers sit in the context's heap. */
 struct libdm__timer {
     uint64_t deadline;
+    uint64_t seq;      /* when armed: equal deadlines run in arming order */
     size_t heap_index; /* SIZE_MAX when not armed */
     libdm__timer_fn *fn;
     void *user;

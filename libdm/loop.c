@@ -171,7 +171,16 @@ void libdm__watch_del(libdm__watch *w)
         free_dead_watches(ctx);
 }
 
-/* ---- timers: a binary min-heap on deadline ---- */
+/* ---- timers: a binary min-heap on deadline, then arming order ---- */
+
+/* Equal deadlines run in the order they were armed. A heap alone orders
+ * them by its shape: two deadlines from one timeout (an operation's and its
+ * monitor's, armed a moment later in the same millisecond) then fired in
+ * either order, and which error a caller got depended on it. */
+static bool timer_before(const libdm__timer *a, const libdm__timer *b)
+{
+    return a->deadline != b->deadline ? a->deadline < b->deadline : a->seq < b->seq;
+}
 
 static void heap_place(libdm_ctx *ctx, size_t i, libdm__timer *t)
 {
@@ -185,7 +194,7 @@ static void heap_up(libdm_ctx *ctx, size_t i)
 
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (ctx->heap[parent]->deadline <= t->deadline)
+        if (!timer_before(t, ctx->heap[parent]))
             break;
         heap_place(ctx, i, ctx->heap[parent]);
         i = parent;
@@ -201,10 +210,9 @@ static void heap_down(libdm_ctx *ctx, size_t i)
         size_t child = 2 * i + 1;
         if (child >= ctx->heap_len)
             break;
-        if (child + 1 < ctx->heap_len &&
-            ctx->heap[child + 1]->deadline < ctx->heap[child]->deadline)
+        if (child + 1 < ctx->heap_len && timer_before(ctx->heap[child + 1], ctx->heap[child]))
             child++;
-        if (t->deadline <= ctx->heap[child]->deadline)
+        if (!timer_before(ctx->heap[child], t))
             break;
         heap_place(ctx, i, ctx->heap[child]);
         i = child;
@@ -269,6 +277,7 @@ int libdm__timer_arm(libdm_ctx *ctx, libdm__timer *t, uint64_t deadline_ms)
         ctx->heap_cap = cap;
     }
     t->deadline = deadline_ms;
+    t->seq = ++ctx->timer_seq;
     ctx->heap[ctx->heap_len] = t;
     t->heap_index = ctx->heap_len++;
     heap_up(ctx, t->heap_index);

@@ -521,6 +521,48 @@ static void test_dispatch_budget(void **state)
     }
 }
 
+/* Timers due at the same time run in the order they were armed (a
+ * re-armed one takes its new place): an operation's deadline and its
+ * monitor's, from one timeout, must not fire in an order the heap's shape
+ * picks (test-dmctl-errors: "not ready before the deadline"). */
+typedef struct ordered {
+    libdm__timer t[7];
+    int order[16];
+    unsigned ran;
+} ordered;
+
+static void ordered_step(libdm_ctx *ctx, libdm__timer *t, void *user)
+{
+    ordered *o = user;
+
+    (void)ctx;
+    if (o->ran < LIBDM__ARRAY_SIZE(o->order))
+        o->order[o->ran] = (int)(t - o->t);
+    o->ran++;
+}
+
+static void test_timers_equal_deadline_fifo(void **state)
+{
+    static const int want[] = { 0, 2, 3, 4, 5, 6, 1 };
+    uint64_t due = libdm_now_ms() + 20;
+    ordered o = { 0 };
+    libdm_ctx *ctx;
+
+    (void)state;
+    assert_int_equal(libdm_ctx_new(NULL, &ctx), 0);
+    for (int i = 0; i < 7; i++) {
+        libdm__timer_init(&o.t[i], ordered_step, &o);
+        assert_int_equal(libdm__timer_arm(ctx, &o.t[i], due), 0);
+    }
+    assert_int_equal(libdm__timer_arm(ctx, &o.t[1], due), 0); /* re-armed: last */
+    while (o.ran < 7)
+        assert_true(libdm_ctx_run_once(ctx, 1000) >= 0);
+    assert_int_equal(o.ran, 7);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(o.order[i], want[i]);
+    libdm_ctx_free(ctx);
+}
+
 /* A heavy ("alone") timer runs only as the first callback of a dispatch:
  * mixed with light ones, no dispatch ever runs it after another. */
 typedef struct mixed {
@@ -781,6 +823,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_level, setup, teardown),
         cmocka_unit_test(test_dispatch_budget),
         cmocka_unit_test(test_dispatch_heavy_alone),
+        cmocka_unit_test(test_timers_equal_deadline_fifo),
         cmocka_unit_test(test_start_steps_alone),
         cmocka_unit_test(test_ctx_free_bounded_reapers),
     };
