@@ -202,5 +202,6 @@ void libdm__rd_write_holder_pid(int fd, int pid, const char *note);
 void libdm__rd_write_holder(int fd, const char *note);
 /* The holder a lock file names (its own word): pid (0 if unreadable), note. */
 void libdm__rd_read_holder(int dfd, const char *file, int *ret_pid, char **ret_note);
+int libdm__rd_flock_holder(int dfd, const char *file);
 
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define CLAIM_ATTEMPTS 20
@@ -160,6 +161,33 @@ void libdm__rd_read_holder(int dfd, const char *file, int *ret_pid, char **ret_n
         sp = strchr(buf, ' ');
         *ret_note = sp && sp[1] ? strdup(sp + 1) : NULL;
     }
+}
+
+/* The pid the kernel names for the flock on @file (/proc/locks: "N: FLOCK
+ * ADVISORY WRITE PID MAJ:MIN:INODE ..."), 0 if none. The pid is the
+ * locker's, which a keeper inherits the lock from: asked only while the
+ * holder has not written its own pid yet, the moment after it locked. */
+int libdm__rd_flock_holder(int dfd, const char *file)
+{
+    char line[256];
+    struct stat st;
+    unsigned long ino;
+    unsigned maj, min;
+    int pid = 0, p;
+    FILE *f;
+
+    if (fstatat(dfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 || !(f = fopen("/proc/locks", "re")))
+        return 0;
+    while (!pid && fgets(line, sizeof(line), f)) {
+        if (!strstr(line, " FLOCK ") || strstr(line, "->") ||
+            sscanf(line, "%*d: FLOCK %*s %*s %d %x:%x:%lu", &p, &maj, &min, &ino) != 4)
+            continue;
+        if (ino == (unsigned long)st.st_ino && maj == major(st.st_dev) &&
+            min == minor(st.st_dev) && p > 0)
+            pid = p;
+    }
+    fclose(f);
+    return pid;
 }
 
 char *libdm__proc_cmdline(int pid)

@@ -129,13 +129,16 @@ static void explain_held(libdm__rundir *rd, char **ret_why)
     int pid;
     char *cmd;
 
-    /* The holder writes its pid right after it locked: give it that moment. */
+    /* The holder writes its pid right after it locked: give it that moment,
+     * then (it was preempted in between) ask the kernel who locked. */
     for (int i = 0; i < 50; i++) {
         libdm__rd_read_holder(rd->dfd, LIBDM__RD_OWNER, &pid, NULL);
         if (pid > 0)
             break;
         sched_yield();
     }
+    if (pid <= 0)
+        pid = libdm__rd_flock_holder(rd->dfd, LIBDM__RD_OWNER);
     cmd = pid > 0 ? libdm__proc_cmdline(pid) : NULL;
     if (pid > 0)
         libdm__rd_why(ret_why, "the name is in use by a device model being started or running (pid %d%s%s)",

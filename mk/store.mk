@@ -30,6 +30,13 @@ tests_unit_test_record_SOURCES = tests/unit/test-record.c
 tests_unit_test_record_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_record_LDADD = $(STORE_TEST_LIBS)
 
+# The claim's loser names the holder (libdm/rundir.c explain_held).
+check_PROGRAMS += tests/unit/test-rundir-claim
+TESTS += tests/unit/test-rundir-claim
+tests_unit_test_rundir_claim_SOURCES = tests/unit/test-rundir-claim.c
+tests_unit_test_rundir_claim_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_rundir_claim_LDADD = libtestutil.la $(STORE_TEST_LIBS)
+
 tests_unit_test_store_dir_SOURCES = tests/unit/test-store-dir.c
 tests_unit_test_store_dir_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_store_dir_LDADD = $(STORE_TEST_LIBS)

@@ -202,8 +202,9 @@ for round in 1 2 3 4 5 6 7 8 9 10; do
         sed 's/^/    stderr: /' "$tmp/$loser.err"
         bad3=$((bad3 + 1))
     elif [ -n "$loser" ] && ! grep -q "pid [0-9]" "$tmp/$loser.err"; then
-        # dmctl replaces libdm's explanation ("in use by ... (pid N, ...)")
-        # with a generic line: reported, not counted until fixed.
+        # libdm's explanation names the holder ("in use by ... (pid N,
+        # ...)"), from its note or, the moment before it writes one, from
+        # the kernel's lock table (tests/unit/test-rundir-claim).
         noholder=$(head -n1 "$tmp/$loser.err")
     fi
     if [ "$(nqemu "$name")" != 1 ]; then
