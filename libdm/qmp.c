@@ -125,9 +125,10 @@ static void handle_greeting(libdm_qmp *q, libdm_json *msg)
  * forgotten: should its reply come after all, its id is unknown and it is
  * dropped; the new one is then answered "already complete"
  * (handle_caps_reply). QEMU answers in order, so once the new one is
- * answered nothing of the old is owed (the drain rule holds). A pipelined connection is not retried: the commands
- * that followed qmp_capabilities may be lost as well, and only a start's
- * new socket, which has had no earlier client, is pipelined. */
+ * answered nothing of the old is owed (the drain rule holds). A pipelined
+ * connection is not retried: the commands that followed qmp_capabilities
+ * may be lost as well, and only a start's new socket, which has had no
+ * earlier client, is pipelined. */
 static bool renegotiate(libdm_qmp *q, const char *why)
 {
     int r;
@@ -163,8 +164,7 @@ static void handle_caps_reply(libdm_qmp *q, libdm_json *msg)
     if (err && q->renegotiations && cls && !strcmp(cls, "CommandNotFound"))
         err = NULL;
     if (err) {
-        libdm__qmp_go_broken(q, -EPROTO, "qmp_capabilities refused: %s: %s",
-                  libdm__json_get_str(err, "class") ? libdm__json_get_str(err, "class") : "?",
+        libdm__qmp_go_broken(q, -EPROTO, "qmp_capabilities refused: %s: %s", cls ? cls : "?",
                   libdm__json_get_str(err, "desc") ? libdm__json_get_str(err, "desc") : "?");
         libdm_json_free(msg);
         return;
